@@ -1,0 +1,3 @@
+"""pieceworks: capability-driven storage backup on OpenStack TaskFlow."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,129 @@
+"""Capability protocols: what a storage driver can implement, piece by piece.
+
+Each capability is one zope.interface interface, declared once, with a base
+class that restates it and adds free behaviour (like `collections.abc`).
+A driver either subclasses the base classes it wants or puts `@implementer`
+on any class; mypy (with the mypy-zope plugin) and `verify_driver` check
+both the same way.
+
+=========================  =====================  ======================
+capability                 interface              base class
+=========================  =====================  ======================
+snapshot                   `ISnapshot`            `Snapshot`
+stream-out                 `IStreamOut`           `StreamOut`
+stream-in                  `IStreamIn`            `StreamIn`
+push-to-object-store       `IPushToObjectStore`   `PushToObjectStore`
+pull-from-object-store     `IPullFromObjectStore` `PullFromObjectStore`
+compress                   `ICompress`            `Compress`
+allocated-extents          `IAllocatedExtents`    `AllocatedExtents`
+changed-blocks             `IChangedBlocks`       `ChangedBlocks`
+object-store               `IObjectStore`         `ObjectStore`
+=========================  =====================  ======================
+
+Published capabilities never gain methods: new behaviour goes into a new
+interface that extends one (``class ISnapshotTree(ISnapshot)``), and a
+search for the base capability finds providers of the extension too.
+"""
+
+from pieceworks.protocols.capabilities import CAPABILITIES, capabilities_of, capability_name
+from pieceworks.protocols.compress import Compress, ICompress
+from pieceworks.protocols.errors import (
+    BackendError,
+    BackendNotFound,
+    BackupNotFound,
+    ChangeTrackingLost,
+    ConfigError,
+    CorruptionError,
+    DriverNotFound,
+    InvalidDriver,
+    InvalidName,
+    NotFound,
+    ObjectNotFound,
+    PieceworksError,
+    SnapshotNotFound,
+    StoreNotFound,
+    TransientError,
+    UnsupportedCodec,
+    VolumeNotFound,
+)
+from pieceworks.protocols.extents import (
+    AllocatedExtents,
+    ChangedBlocks,
+    IAllocatedExtents,
+    IChangedBlocks,
+)
+from pieceworks.protocols.io import VolumeReader, VolumeWriter
+from pieceworks.protocols.object_store import IObjectStore, ObjectStore
+from pieceworks.protocols.offload import (
+    IPullFromObjectStore,
+    IPushToObjectStore,
+    PullFromObjectStore,
+    PushToObjectStore,
+)
+from pieceworks.protocols.snapshot import ISnapshot, Snapshot
+from pieceworks.protocols.stream import IStreamIn, IStreamOut, StreamIn, StreamOut
+from pieceworks.protocols.values import (
+    ChunkRef,
+    Extent,
+    ObjectInfo,
+    SnapshotRef,
+    Source,
+    StoreSpec,
+    VolumeRef,
+    validate_id,
+    validate_key,
+)
+from pieceworks.protocols.verify import verify_driver
+
+__all__ = [
+    "CAPABILITIES",
+    "AllocatedExtents",
+    "BackendError",
+    "BackendNotFound",
+    "BackupNotFound",
+    "ChangeTrackingLost",
+    "ChangedBlocks",
+    "ChunkRef",
+    "Compress",
+    "ConfigError",
+    "CorruptionError",
+    "DriverNotFound",
+    "Extent",
+    "IAllocatedExtents",
+    "IChangedBlocks",
+    "ICompress",
+    "IObjectStore",
+    "IPullFromObjectStore",
+    "IPushToObjectStore",
+    "ISnapshot",
+    "IStreamIn",
+    "IStreamOut",
+    "InvalidDriver",
+    "InvalidName",
+    "NotFound",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "PieceworksError",
+    "PullFromObjectStore",
+    "PushToObjectStore",
+    "Snapshot",
+    "SnapshotNotFound",
+    "SnapshotRef",
+    "Source",
+    "StoreNotFound",
+    "StoreSpec",
+    "StreamIn",
+    "StreamOut",
+    "TransientError",
+    "UnsupportedCodec",
+    "VolumeNotFound",
+    "VolumeReader",
+    "VolumeRef",
+    "VolumeWriter",
+    "capabilities_of",
+    "capability_name",
+    "validate_id",
+    "validate_key",
+    "verify_driver",
+]

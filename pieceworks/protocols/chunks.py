@@ -1,0 +1,123 @@
+"""The chunk-object contract shared by the manager and by offloading backends.
+
+Every chunk of every backup is stored as one object named by the sha256 of
+its plain bytes (`chunk_key`) and encoded by `encode_chunk`: a 4-byte header
+(``PWC`` and a codec id) followed by the zstd frame, zlib stream or raw
+bytes. Because the object says how it is encoded, chunks are shared by all
+backups in a store whatever codec each backup asked for. A backend that
+provides push-to-object-store writes exactly these objects.
+
+Compressor objects are kept one per thread: sharing a zstandard compressor
+between threads is unsafe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import zlib
+from typing import Final
+
+import zstandard
+
+from pieceworks.protocols.errors import CorruptionError, InvalidName, UnsupportedCodec
+
+__all__ = [
+    "CODECS",
+    "DEFAULT_CODEC",
+    "chunk_key",
+    "decode_chunk",
+    "digest_of",
+    "encode_chunk",
+    "is_zero",
+]
+
+CODECS: Final = ("zstd", "zlib", "none")
+DEFAULT_CODEC: Final = "zstd"
+ZSTD_LEVEL: Final = 1
+ZLIB_LEVEL: Final = 6
+
+_MAGIC = b"PWC"
+_IDS = {"none": 0, "zlib": 1, "zstd": 2}
+_NAMES = {v: k for k, v in _IDS.items()}
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_local = threading.local()
+_ZEROS = bytes(4 << 20)
+
+
+def chunk_key(digest: str) -> str:
+    """The object key of the chunk whose plain bytes hash to `digest`."""
+    if not _HEX64.fullmatch(digest):
+        raise InvalidName(f"invalid chunk digest {digest!r}: expected 64 lowercase hex digits")
+    return f"chunks/{digest[:2]}/{digest}"
+
+
+def digest_of(data: bytes | memoryview) -> str:
+    """Hex sha256 of `data` (releases the GIL for large inputs)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_zero(data: bytes | memoryview) -> bool:
+    """Whether every byte of `data` is zero (a hole costs no chunk)."""
+    n = len(data)
+    if n <= len(_ZEROS):
+        return data == memoryview(_ZEROS)[:n]
+    return all(
+        data[i : i + len(_ZEROS)] == memoryview(_ZEROS)[: min(len(_ZEROS), n - i)]
+        for i in range(0, n, len(_ZEROS))
+    )
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    c: zstandard.ZstdCompressor | None = getattr(_local, "zc", None)
+    if c is None:
+        c = _local.zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d: zstandard.ZstdDecompressor | None = getattr(_local, "zd", None)
+    if d is None:
+        d = _local.zd = zstandard.ZstdDecompressor()
+    return d
+
+
+def encode_chunk(plain: bytes | memoryview, codec: str = DEFAULT_CODEC) -> bytes:
+    """Encode `plain` as a stored chunk object compressed with `codec`."""
+    if codec == "zstd":
+        body = _compressor().compress(plain)
+    elif codec == "zlib":
+        body = zlib.compress(plain, ZLIB_LEVEL)
+    elif codec == "none":
+        body = bytes(plain)
+    else:
+        raise UnsupportedCodec(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
+    return _MAGIC + bytes((_IDS[codec],)) + body
+
+
+def decode_chunk(
+    stored: bytes, digest: str, length: int, offset: int | None = None
+) -> bytes:
+    """Decode a stored chunk object and check it against `digest` and `length`.
+
+    Raise `CorruptionError` (carrying `offset`, the chunk's place in the
+    volume) if the header, the codec stream, the length or the hash is wrong:
+    corrupt data is never returned.
+    """
+    where = f" at offset {offset}" if offset is not None else ""
+    if len(stored) < 4 or stored[:3] != _MAGIC or stored[3] not in _NAMES:
+        raise CorruptionError(f"chunk {digest}{where}: bad header", offset)
+    codec, body = _NAMES[stored[3]], memoryview(stored)[4:]
+    try:
+        if codec == "zstd":
+            plain = _decompressor().decompress(body, max_output_size=length)
+        elif codec == "zlib":
+            plain = zlib.decompress(body)
+        else:
+            plain = bytes(body)
+    except (zstandard.ZstdError, zlib.error) as exc:
+        raise CorruptionError(f"chunk {digest}{where}: cannot decompress ({exc})", offset) from exc
+    if len(plain) != length or digest_of(plain) != digest:
+        raise CorruptionError(f"chunk {digest}{where}: content does not match its hash", offset)
+    return plain

@@ -1,0 +1,125 @@
+"""The error hierarchy every layer of pieceworks raises and catches.
+
+Driver authors raise these from capability methods; the common algorithms and
+the CLI turn them into plans, fallbacks, messages and exit codes. Catch the
+narrowest class you can handle; everything derives from `PieceworksError`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendNotFound",
+    "BackupNotFound",
+    "ChangeTrackingLost",
+    "ConfigError",
+    "CorruptionError",
+    "DriverNotFound",
+    "InvalidDriver",
+    "InvalidName",
+    "NotFound",
+    "ObjectNotFound",
+    "PieceworksError",
+    "SnapshotNotFound",
+    "StoreNotFound",
+    "TransientError",
+    "UnsupportedCodec",
+    "VolumeNotFound",
+]
+
+
+class PieceworksError(Exception):
+    """Base of every error pieceworks raises on purpose."""
+
+
+class NotFound(PieceworksError, LookupError):
+    """Something that was asked for does not exist.
+
+    The registry raises a subclass of it when a search matches nothing, and
+    drivers and stores raise the specific subclasses below.
+    """
+
+
+class VolumeNotFound(NotFound):
+    """A driver has no volume with the id it was given."""
+
+
+class SnapshotNotFound(NotFound):
+    """A driver has no snapshot with the id it was given."""
+
+
+class ObjectNotFound(NotFound):
+    """An object store has no object under the key it was given."""
+
+
+class BackupNotFound(NotFound):
+    """A store holds no backup with the id that was given."""
+
+
+class DriverNotFound(NotFound):
+    """No installed driver (or store driver) has the name that was given."""
+
+
+class BackendNotFound(NotFound):
+    """The configuration names no backend with the name that was given."""
+
+
+class StoreNotFound(NotFound):
+    """The configuration names no store with the name that was given."""
+
+
+class InvalidName(PieceworksError, ValueError):
+    """An id or object key is malformed or could escape its directory."""
+
+
+class InvalidDriver(PieceworksError, TypeError):
+    """A driver does not provide what it claims.
+
+    Raised at registration, before any work starts; the message names the
+    driver, the capability and every missing or mismatched member.
+    """
+
+
+class ConfigError(PieceworksError, ValueError):
+    """Configuration is malformed or names something that cannot be used."""
+
+
+class UnsupportedCodec(PieceworksError, ValueError):
+    """A compression codec was asked for that this side cannot apply."""
+
+
+class CorruptionError(PieceworksError):
+    """Stored data does not match its recorded hash.
+
+    `offset` is the byte offset, within the volume, of the first byte of the
+    chunk that failed its check, or ``None`` where no volume offset applies
+    (a damaged manifest, say).
+    """
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class BackendError(PieceworksError):
+    """A backend failed to do what a capability promised.
+
+    Raise it (or a subclass) from a capability method for a failure that a
+    different strategy may avoid; the common algorithms revert the failed
+    strategy and try the next eligible one.
+    """
+
+
+class TransientError(BackendError):
+    """A failure that the same call may not meet again (timeout, 503, ...).
+
+    Stores and drivers raise it so that callers retry with backoff before
+    they give up on a strategy.
+    """
+
+
+class ChangeTrackingLost(BackendError):
+    """A changed-blocks query cannot answer for the token it was given.
+
+    The caller falls back to reading the whole source; nothing is lost.
+    """

@@ -1,0 +1,83 @@
+"""Capabilities ``push-to-object-store`` and ``pull-from-object-store``.
+
+For a backend at wire length from the manager: instead of streaming every
+byte through the manager, the backend itself writes a volume's chunks into
+the store (and reads them back for a restore). The manager only sends a
+`StoreSpec` and receives the list of chunks, from which it writes the
+backup's manifest. The chunk objects follow `pieceworks.protocols.chunks`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from zope.interface import Interface, implementer, taggedValue
+
+from pieceworks.protocols._contract import restates
+from pieceworks.protocols.values import ChunkRef, Source, StoreSpec, VolumeRef
+
+__all__ = [
+    "IPullFromObjectStore",
+    "IPushToObjectStore",
+    "PullFromObjectStore",
+    "PushToObjectStore",
+]
+
+
+class IPushToObjectStore(Interface):
+    """The backend can write a volume's chunks into an object store itself."""
+
+    taggedValue("capability", "push-to-object-store")
+
+    def push_to_store(
+        source: Source, store: StoreSpec, chunk_size: int, codec: str
+    ) -> Sequence[ChunkRef]:
+        """Write `source` into `store` as content-addressed chunks.
+
+        Split the source into `chunk_size`-byte chunks (the last may be
+        shorter), skip chunks that are all zeros (they are holes and cost
+        nothing), and for each other chunk write the object named by
+        `chunk_key(sha256)` encoded with `encode_chunk` using `codec` (or
+        ``none`` if the backend cannot compress), unless it already exists.
+        Return one `ChunkRef` per non-zero chunk, sorted by offset. Raise
+        `UnsupportedCodec` for a codec you cannot produce at all.
+        """
+
+
+class IPullFromObjectStore(Interface):
+    """The backend can fill a volume from chunks in an object store itself."""
+
+    taggedValue("capability", "pull-from-object-store")
+
+    def pull_from_store(
+        target: VolumeRef, size: int, store: StoreSpec, chunks: Sequence[ChunkRef]
+    ) -> None:
+        """Make `target` a `size`-byte volume holding `chunks`, zeros elsewhere.
+
+        Verify each chunk's sha256 before writing it; on a mismatch raise
+        `CorruptionError` with the chunk's offset and leave `target` as it
+        was (no half-restored volume).
+        """
+
+
+@restates
+@implementer(IPushToObjectStore)
+class PushToObjectStore(abc.ABC):
+    """Base class for `IPushToObjectStore`: implement `push_to_store`."""
+
+    @abc.abstractmethod
+    def push_to_store(
+        self, source: Source, store: StoreSpec, chunk_size: int, codec: str
+    ) -> Sequence[ChunkRef]: ...
+
+
+@restates
+@implementer(IPullFromObjectStore)
+class PullFromObjectStore(abc.ABC):
+    """Base class for `IPullFromObjectStore`: implement `pull_from_store`."""
+
+    @abc.abstractmethod
+    def pull_from_store(
+        self, target: VolumeRef, size: int, store: StoreSpec, chunks: Sequence[ChunkRef]
+    ) -> None: ...

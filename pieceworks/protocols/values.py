@@ -1,0 +1,161 @@
+"""Value types passed between a manager, the common algorithms and drivers.
+
+All are immutable and validate themselves on construction, so a driver that
+receives a `VolumeRef` knows its id is a safe single path component.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from pieceworks.protocols.errors import InvalidName
+
+__all__ = [
+    "ChunkRef",
+    "Extent",
+    "ObjectInfo",
+    "SnapshotRef",
+    "Source",
+    "StoreSpec",
+    "VolumeRef",
+    "validate_id",
+    "validate_key",
+]
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+def validate_id(kind: str, value: str) -> str:
+    """Return `value` if it is a safe id, else raise `InvalidName`.
+
+    A safe id is 1-128 characters of ASCII letters, digits, ``.``, ``_`` and
+    ``-``, starting with a letter or digit: it can be used as one path
+    component or object-name component and never escapes its directory.
+    `kind` ("volume id", "backup id", ...) names the value in the message.
+    """
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise InvalidName(
+            f"invalid {kind} {value!r}: use 1-128 characters of letters, digits,"
+            " '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def validate_key(key: str) -> str:
+    """Return `key` if it is a safe object key, else raise `InvalidName`.
+
+    A key is one or more ``/``-separated parts, each a safe name (no empty
+    part, no ``.`` or ``..``, no leading ``/``), so that a POSIX store can map
+    it to a path under its root and nothing escapes that root.
+    """
+    parts = key.split("/") if isinstance(key, str) else [""]
+    if not parts or not all(_KEY_PART.fullmatch(p) for p in parts):
+        raise InvalidName(
+            f"invalid object key {key!r}: use '/'-separated parts of letters,"
+            " digits, '.', '_' or '-', each starting with a letter or digit"
+        )
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRef:
+    """A volume on a backend, named by the backend's own id for it."""
+
+    volume_id: str
+
+    def __post_init__(self) -> None:
+        validate_id("volume id", self.volume_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRef:
+    """A point-in-time snapshot of a volume, as the backend names it."""
+
+    volume_id: str
+    snapshot_id: str
+
+    def __post_init__(self) -> None:
+        validate_id("volume id", self.volume_id)
+        validate_id("snapshot id", self.snapshot_id)
+
+    @property
+    def volume(self) -> VolumeRef:
+        """The volume this snapshot was taken of."""
+        return VolumeRef(self.volume_id)
+
+
+#: What a reading capability reads from: a live volume or one of its snapshots.
+Source = VolumeRef | SnapshotRef
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Extent:
+    """A byte range ``[offset, offset + length)`` of a volume."""
+
+    offset: int
+    length: int
+
+    def __post_init__(self) -> None:
+        if self.offset < 0 or self.length < 0:
+            raise ValueError(f"extent with negative offset or length: {self}")
+
+    @property
+    def end(self) -> int:
+        """The first byte after the extent."""
+        return self.offset + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    """One stored chunk of a backup, as listed in its manifest.
+
+    `digest` is the hex sha256 of the chunk's plain (uncompressed) bytes;
+    `codec` is how the stored object is compressed (``zstd``, ``zlib`` or
+    ``none``); `stored_length` is the stored object's size in bytes.
+    """
+
+    offset: int
+    length: int
+    digest: str
+    codec: str
+    stored_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What an object store reports about one object without reading it."""
+
+    key: str
+    size: int
+    modified: float  # seconds since the epoch
+
+
+def _frozen(options: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(options))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    """How to reach an object store: its driver name and options.
+
+    Handed to a backend that provides push-to-object-store or
+    pull-from-object-store so that it can open the store itself. Options
+    may hold secrets; the `repr` never shows option values.
+    """
+
+    name: str
+    driver: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_id("store name", self.name)
+        validate_id("store driver", self.driver)
+        object.__setattr__(self, "options", _frozen(self.options))
+
+    def __repr__(self) -> str:
+        keys = ", ".join(sorted(self.options))
+        return f"StoreSpec(name={self.name!r}, driver={self.driver!r}, options=<{keys}>)"

@@ -1,0 +1,90 @@
+"""Find installed drivers and stores through entry points (stevedore).
+
+A package makes a driver available by declaring, in its pyproject.toml::
+
+    [project.entry-points."pieceworks.drivers"]
+    mydriver = "mypackage.driver:MyDriver"
+
+The entry point names a class or factory; calling it with the backend's
+options (keyword arguments from the configuration) returns a driver. Stores
+use the namespace ``pieceworks.stores`` the same way. A driver that fails to
+import is reported with its error, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from stevedore import ExtensionManager
+from stevedore.extension import Extension
+
+from pieceworks.protocols import DriverNotFound, PieceworksError
+
+__all__ = [
+    "DRIVERS_NAMESPACE",
+    "STORES_NAMESPACE",
+    "Discovery",
+    "DriverLoadError",
+    "discover",
+    "load_factory",
+]
+
+DRIVERS_NAMESPACE = "pieceworks.drivers"
+STORES_NAMESPACE = "pieceworks.stores"
+
+#: What an entry point names: called with options, returns a driver or store.
+DriverFactory = Callable[..., object]
+
+
+class DriverLoadError(PieceworksError):
+    """An installed driver's entry point could not be imported."""
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What one scan of a namespace found.
+
+    `factories` maps entry-point names to what they load; `failures` maps
+    the names of entry points that failed to load to their error text.
+    """
+
+    namespace: str
+    factories: Mapping[str, DriverFactory] = field(default_factory=dict)
+    failures: Mapping[str, str] = field(default_factory=dict)
+
+
+def discover(namespace: str = DRIVERS_NAMESPACE) -> Discovery:
+    """Load every entry point in `namespace`, recording failures by name."""
+    failures: dict[str, str] = {}
+
+    def on_failure(_manager: ExtensionManager, entrypoint: object, exc: BaseException) -> None:
+        label = getattr(entrypoint, "name", str(entrypoint))
+        target = getattr(entrypoint, "value", "")
+        failures[label] = f"{target}: {type(exc).__name__}: {exc}"
+
+    manager = ExtensionManager(
+        namespace=namespace,
+        invoke_on_load=False,
+        on_load_failure_callback=on_failure,
+    )
+    factories: dict[str, DriverFactory] = {}
+    ext: Extension
+    for ext in sorted(manager.extensions, key=lambda e: e.name):
+        factories[ext.name] = ext.plugin
+    return Discovery(namespace, dict(sorted(factories.items())), dict(sorted(failures.items())))
+
+
+def load_factory(name: str, namespace: str = DRIVERS_NAMESPACE) -> DriverFactory:
+    """The factory of the driver (or store) called `name`.
+
+    Raise `DriverLoadError` with the import error if it is installed but
+    broken, and `DriverNotFound` listing what is installed if it is not.
+    """
+    found = discover(namespace)
+    if name in found.factories:
+        return found.factories[name]
+    if name in found.failures:
+        raise DriverLoadError(f"{namespace} '{name}' failed to load: {found.failures[name]}")
+    known = ", ".join(found.factories) or "none"
+    raise DriverNotFound(f"no {namespace} entry point named '{name}' (installed: {known})")
