@@ -9,31 +9,22 @@ whose method names or parameters drifted from the interface.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import TypeVar
 
-from zope.interface import implementedBy
 from zope.interface.interface import Method
 
-__all__ = ["interface_parameters", "restates"]
+from pieceworks.protocols._zope import declared_interfaces, method_doc, method_parameters
+
+__all__ = ["class_parameters", "restates"]
 
 T = TypeVar("T", bound=type)
 
 
-def interface_parameters(method: Method) -> tuple[str, ...]:
-    """The parameter names an interface method declares, in order."""
-    info = method.getSignatureInfo()
-    names: list[str] = list(info["positional"])
-    if info["varargs"]:
-        names.append("*" + info["varargs"])
-    names.extend(info.get("kwonly", ()))
-    if info["kwargs"]:
-        names.append("**" + info["kwargs"])
-    return tuple(names)
-
-
-def _class_parameters(func: object) -> tuple[str, ...]:
+def class_parameters(func: Callable[..., object]) -> tuple[str, ...]:
+    """Parameter names of a method defined on a class, without ``self``."""
     names: list[str] = []
-    for p in list(inspect.signature(func).parameters.values())[1:]:  # type: ignore[arg-type]
+    for p in list(inspect.signature(func).parameters.values())[1:]:
         if p.kind is p.VAR_POSITIONAL:
             names.append("*" + p.name)
         elif p.kind is p.VAR_KEYWORD:
@@ -50,18 +41,19 @@ def restates(cls: T) -> T:
     class must define it with the same parameter names (else `TypeError` at
     import), and it inherits the interface's docstring.
     """
-    for iface in implementedBy(cls).declared:
-        for name, desc in iface.namesAndDescriptions(all=True):
+    for iface in declared_interfaces(cls):
+        for name in iface.names(all=True):
+            desc = iface[name]
             if not isinstance(desc, Method):
                 continue
             impl = getattr(cls, name, None)
-            if impl is None:
+            if not callable(impl):
                 raise TypeError(f"{cls.__name__} does not restate {iface.__name__}.{name}")
-            want, got = interface_parameters(desc), _class_parameters(impl)
+            want, got = method_parameters(desc), class_parameters(impl)
             if want != got:
                 raise TypeError(
                     f"{cls.__name__}.{name}{got} does not match {iface.__name__}.{name}{want}"
                 )
-            if not getattr(impl, "__doc__", None):
-                impl.__doc__ = desc.getDoc()
+            if not impl.__doc__:
+                impl.__doc__ = method_doc(desc)
     return cls

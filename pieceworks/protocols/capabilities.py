@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from zope.interface import implementedBy, providedBy
 from zope.interface.interface import InterfaceClass
 
+from pieceworks.protocols._zope import direct_tag, provided_interfaces
 from pieceworks.protocols.compress import ICompress
 from pieceworks.protocols.extents import IAllocatedExtents, IChangedBlocks
 from pieceworks.protocols.object_store import IObjectStore
@@ -40,7 +40,7 @@ def capability_name(iface: InterfaceClass) -> str:
     inherits the tag lookup only if it sets one; extensions should set
     their own (``taggedValue("capability", "snapshot-v2")``).
     """
-    tag = iface.queryDirectTaggedValue("capability")
+    tag = direct_tag(iface, "capability")
     return tag if isinstance(tag, str) else iface.__identifier__
 
 
@@ -52,10 +52,8 @@ def capabilities_of(obj: object) -> tuple[InterfaceClass, ...]:
     ordered as zope.interface resolves them (most specific first).
     """
     published = set(CAPABILITIES.values())
-    spec = implementedBy(obj) if isinstance(obj, type) else providedBy(obj)
     return tuple(
         i
-        for i in spec.flattened()
-        if isinstance(i, InterfaceClass)
-        and (i in published or any(i.isOrExtends(p) for p in published))
+        for i in provided_interfaces(obj)
+        if i in published or any(i.isOrExtends(p) for p in published)
     )

@@ -96,9 +96,7 @@ def encode_chunk(plain: bytes | memoryview, codec: str = DEFAULT_CODEC) -> bytes
     return _MAGIC + bytes((_IDS[codec],)) + body
 
 
-def decode_chunk(
-    stored: bytes, digest: str, length: int, offset: int | None = None
-) -> bytes:
+def decode_chunk(stored: bytes, digest: str, length: int, offset: int | None = None) -> bytes:
     """Decode a stored chunk object and check it against `digest` and `length`.
 
     Raise `CorruptionError` (carrying `offset`, the chunk's place in the

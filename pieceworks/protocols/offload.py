@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from zope.interface import Interface, implementer, taggedValue
 
 from pieceworks.protocols._contract import restates
-from pieceworks.protocols.values import ChunkRef, Source, StoreSpec, VolumeRef
+from pieceworks.protocols.values import ChunkRef, PushedVolume, Source, StoreSpec, VolumeRef
 
 __all__ = [
     "IPullFromObjectStore",
@@ -32,7 +32,7 @@ class IPushToObjectStore(Interface):
 
     def push_to_store(
         source: Source, store: StoreSpec, chunk_size: int, codec: str
-    ) -> Sequence[ChunkRef]:
+    ) -> PushedVolume:
         """Write `source` into `store` as content-addressed chunks.
 
         Split the source into `chunk_size`-byte chunks (the last may be
@@ -40,8 +40,10 @@ class IPushToObjectStore(Interface):
         nothing), and for each other chunk write the object named by
         `chunk_key(sha256)` encoded with `encode_chunk` using `codec` (or
         ``none`` if the backend cannot compress), unless it already exists.
-        Return one `ChunkRef` per non-zero chunk, sorted by offset. Raise
-        `UnsupportedCodec` for a codec you cannot produce at all.
+        Return a `PushedVolume`: the source's size and one `ChunkRef` per
+        non-zero chunk, sorted by offset. Raise `UnsupportedCodec` for a
+        codec you cannot produce at all, `BackendError` for other failures
+        (chunks already written may stay: unreferenced, they are collected).
         """
 
 
@@ -69,7 +71,7 @@ class PushToObjectStore(abc.ABC):
     @abc.abstractmethod
     def push_to_store(
         self, source: Source, store: StoreSpec, chunk_size: int, codec: str
-    ) -> Sequence[ChunkRef]: ...
+    ) -> PushedVolume: ...
 
 
 @restates

@@ -17,6 +17,7 @@ __all__ = [
     "ChunkRef",
     "Extent",
     "ObjectInfo",
+    "PushedVolume",
     "SnapshotRef",
     "Source",
     "StoreSpec",
@@ -123,6 +124,21 @@ class ChunkRef:
     digest: str
     codec: str
     stored_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushedVolume:
+    """What a backend reports after pushing a volume into a store itself.
+
+    `size` is the source's size in bytes; `chunks` one `ChunkRef` per
+    non-zero chunk, sorted by offset; `bytes_read` what the backend read;
+    `bytes_written` the stored bytes of the chunk objects it newly wrote.
+    """
+
+    size: int
+    chunks: tuple[ChunkRef, ...]
+    bytes_read: int
+    bytes_written: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-from zope.interface.exceptions import (
-    BrokenImplementation,
-    BrokenMethodImplementation,
-    Invalid,
-    MultipleInvalid,
-)
 from zope.interface.interface import InterfaceClass
-from zope.interface.verify import verifyClass, verifyObject
 
+from pieceworks.protocols._zope import verification_problems
 from pieceworks.protocols.capabilities import capabilities_of, capability_name
 from pieceworks.protocols.errors import InvalidDriver
 
 __all__ = ["verify_driver"]
-
-
-def _problems(exc: Invalid) -> list[str]:
-    errors = exc.exceptions if isinstance(exc, MultipleInvalid) else [exc]
-    out: list[str] = []
-    for err in errors:
-        if isinstance(err, BrokenMethodImplementation):
-            method = getattr(err.method, "__name__", str(err.method))
-            out.append(f"{method}: {err.mess}")
-        elif isinstance(err, BrokenImplementation):
-            out.append(f"missing {err.name}")
-        else:
-            out.append(str(err))
-    return out
 
 
 def verify_driver(driver: object, name: str) -> tuple[InterfaceClass, ...]:
@@ -37,22 +17,21 @@ def verify_driver(driver: object, name: str) -> tuple[InterfaceClass, ...]:
     `driver` is an instance (a configured backend) or a class. `name` names
     it in the message. Raise `InvalidDriver` listing, for each capability
     that is not fully provided, every missing or mismatched member; one
-    message covers all capabilities.
+    message covers all capabilities. A driver that claims no capability at
+    all is refused too.
     """
-    is_class = isinstance(driver, type)
+    label = driver.__name__ if isinstance(driver, type) else type(driver).__name__
     claimed = capabilities_of(driver)
-    label = driver.__name__ if is_class else type(driver).__name__
-    broken: list[str] = []
-    for iface in claimed:
-        try:
-            if is_class:
-                verifyClass(iface, driver)
-            else:
-                verifyObject(iface, driver)
-        except Invalid as exc:
-            detail = "; ".join(_problems(exc))
-            broken.append(f"capability '{capability_name(iface)}' ({iface.__name__}): {detail}")
+    if not claimed:
+        raise InvalidDriver(
+            f"driver '{name}' ({label}) provides no capability: subclass a base class"
+            " from pieceworks.protocols or declare one with @implementer"
+        )
+    broken = [
+        f"capability '{capability_name(iface)}' ({iface.__name__}): " + "; ".join(problems)
+        for iface in claimed
+        if (problems := verification_problems(iface, driver))
+    ]
     if broken:
         raise InvalidDriver(f"driver '{name}' ({label}) " + " | ".join(broken))
     return claimed
-

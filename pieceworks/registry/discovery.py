@@ -63,6 +63,9 @@ def discover(namespace: str = DRIVERS_NAMESPACE) -> Discovery:
         target = getattr(entrypoint, "value", "")
         failures[label] = f"{target}: {type(exc).__name__}: {exc}"
 
+    # stevedore keeps entry points per namespace for the process's lifetime;
+    # a scan must see distributions installed (or put on sys.path) since.
+    ExtensionManager.ENTRY_POINT_CACHE.pop(namespace, None)
     manager = ExtensionManager(
         namespace=namespace,
         invoke_on_load=False,

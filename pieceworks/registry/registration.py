@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Union
+from enum import StrEnum
 
 from taskflow.atom import Atom
 from taskflow.flow import Flow
@@ -16,16 +15,16 @@ from pieceworks.registry.attributes import Attribute
 __all__ = ["Buildable", "Factory", "Kind", "Registrable", "Registration"]
 
 #: What a registration builds and a manager adds to its flow.
-Buildable = Union[Atom, Flow]
+Buildable = Atom | Flow
 #: A callable returning a fresh task or flow (given the keyword arguments
 #: the manager passes to `Registration.build`).
 Factory = Callable[..., Buildable]
 #: What can be registered: an atom or flow instance, a Task subclass, a
 #: factory, or (with `Registry.register_driver`) a driver.
-Registrable = Union[Atom, Flow, type[Task], Factory, object]
+Registrable = Atom | Flow | type[Task] | Factory | object
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """What a registration holds."""
 
     TASK = "task"

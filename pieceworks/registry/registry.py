@@ -69,14 +69,19 @@ class Registry:
 
     Registration and search may run concurrently from any number of threads.
     A search costs a few set intersections over the attributes asked for,
-    independent of the number of registrations that do not match.
+    independent of the number of registrations that do not match; the last
+    `cache_size` distinct queries are remembered until the next change
+    (``cache_size=0`` turns that off). A miss is not cached.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, cache_size: int = 1024) -> None:
         self._lock = threading.RLock()
         self._registrations: dict[int, Registration] = {}
         self._index: dict[Attribute, set[int]] = {}
         self._next = 0
+        self._ranked = False  # True once any registration has a non-zero preference
+        self._cache: dict[tuple[object, ...], tuple[Registration, ...]] = {}
+        self._cache_size = cache_size
 
     # -- registering -------------------------------------------------------
 
@@ -145,6 +150,8 @@ class Registry:
             self._registrations[order] = reg
             for key in keys:
                 self._index.setdefault(key, set()).add(order)
+            self._ranked = self._ranked or preference != 0
+            self._cache.clear()
         return reg
 
     def unregister(self, registration: Registration) -> None:
@@ -152,6 +159,7 @@ class Registry:
         with self._lock:
             if self._registrations.pop(registration.order, None) is None:
                 return
+            self._cache.clear()
             for key in registration.keys:
                 ids = self._index.get(key)
                 if ids is not None:
@@ -177,33 +185,56 @@ class Registry:
         narrow further. Results are ranked by preference, then registration
         order. Raise `NoMatch` (a `NotFound`) when nothing matches.
         """
-        want_all = [normalise(a) for a in all_of]
-        want_any = [normalise(a) for a in any_of]
-        want_none = [normalise(a) for a in none_of]
+        want_all = tuple(normalise(a) for a in all_of)
+        want_any = tuple(normalise(a) for a in any_of)
+        want_none = tuple(normalise(a) for a in none_of)
         if not want_all and not want_any and kind is None and backend is None:
             raise ValueError("find() needs at least one attribute, a kind or a backend")
+        query = (want_all, want_any, want_none, kind, backend)
         with self._lock:
-            index, regs = self._index, self._registrations
-            if want_all:
-                sets = sorted((index.get(a, _EMPTY) for a in want_all), key=len)
-                ids: Set[int] = sets[0].intersection(*sets[1:])
-            else:
-                ids = regs.keys()
-            if want_any and ids:
-                ids = set(ids).intersection(set().union(*(index.get(a, _EMPTY) for a in want_any)))
-            if want_none and ids:
-                ids = set(ids).difference(*(index.get(a, _EMPTY) for a in want_none))
-            found = [regs[i] for i in ids]
-            if kind is not None or backend is not None:
-                found = [
-                    r
-                    for r in found
-                    if (kind is None or r.kind is kind) and (backend is None or r.backend == backend)
-                ]
-            if not found:
-                raise self._no_match(want_all, want_any, want_none, kind, backend)
-        found.sort(key=_rank)
-        return found
+            cached = self._cache.get(query)
+            if cached is None:
+                cached = self._search(want_all, want_any, want_none, kind, backend)
+                if self._cache_size > 0:
+                    if len(self._cache) >= self._cache_size:
+                        self._cache.pop(next(iter(self._cache)))
+                    self._cache[query] = cached
+        return list(cached)
+
+    def _search(
+        self,
+        want_all: tuple[Attribute, ...],
+        want_any: tuple[Attribute, ...],
+        want_none: tuple[Attribute, ...],
+        kind: Kind | None,
+        backend: str | None,
+    ) -> tuple[Registration, ...]:
+        index, regs = self._index, self._registrations
+        any_sets = [index.get(a, _EMPTY) for a in want_any]
+        ids: Set[int]
+        if want_all:
+            sets = sorted((index.get(a, _EMPTY) for a in want_all), key=len)
+            ids = sets[0].intersection(*sets[1:])
+            if any_sets:
+                ids = {i for i in ids if any(i in s for s in any_sets)}
+        elif any_sets:
+            ids = set().union(*any_sets)
+        else:
+            ids = regs.keys()
+        if want_none and ids:
+            ids = set(ids).difference(*(index.get(a, _EMPTY) for a in want_none))
+        found = [regs[i] for i in sorted(ids)]
+        if kind is not None or backend is not None:
+            found = [
+                r
+                for r in found
+                if (kind is None or r.kind is kind) and (backend is None or r.backend == backend)
+            ]
+        if not found:
+            raise self._no_match(want_all, want_any, want_none, kind, backend)
+        if self._ranked:
+            found.sort(key=_rank)
+        return tuple(found)
 
     def find_one(
         self,
@@ -230,9 +261,9 @@ class Registry:
 
     def _no_match(
         self,
-        want_all: list[Attribute],
-        want_any: list[Attribute],
-        want_none: list[Attribute],
+        want_all: tuple[Attribute, ...],
+        want_any: tuple[Attribute, ...],
+        want_none: tuple[Attribute, ...],
         kind: Kind | None,
         backend: str | None,
     ) -> NoMatch:
@@ -247,7 +278,8 @@ class Registry:
         if not closest:
             return NoMatch(f"no registration matches {query}: the registry is empty", ())
         lines = [
-            f"{r.name!r} ({r.kind.value}) {_shortfall(r, want_all, want_any, want_none, kind, backend)}"
+            f"{r.name!r} ({r.kind.value}) "
+            + _shortfall(r, want_all, want_any, want_none, kind, backend)
             for r in closest
         ]
         return NoMatch(f"no registration matches {query}; closest: " + "; ".join(lines), closest)
@@ -262,9 +294,9 @@ def _labels(attributes: Iterable[Attribute]) -> str:
 
 
 def _describe_query(
-    want_all: list[Attribute],
-    want_any: list[Attribute],
-    want_none: list[Attribute],
+    want_all: tuple[Attribute, ...],
+    want_any: tuple[Attribute, ...],
+    want_none: tuple[Attribute, ...],
     kind: Kind | None,
     backend: str | None,
 ) -> str:
@@ -284,9 +316,9 @@ def _describe_query(
 
 def _shortfall(
     reg: Registration,
-    want_all: list[Attribute],
-    want_any: list[Attribute],
-    want_none: list[Attribute],
+    want_all: tuple[Attribute, ...],
+    want_any: tuple[Attribute, ...],
+    want_none: tuple[Attribute, ...],
     kind: Kind | None,
     backend: str | None,
 ) -> str:
@@ -304,4 +336,3 @@ def _shortfall(
     if backend is not None and reg.backend != backend:
         problems.append(f"belongs to backend {reg.backend!r}")
     return ", ".join(problems) or "matches"
-

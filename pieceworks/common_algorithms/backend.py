@@ -1,0 +1,67 @@
+"""What the common algorithms work on: a configured backend and a store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zope.interface.interface import InterfaceClass
+
+from pieceworks.protocols import (
+    IObjectStore,
+    StoreSpec,
+    capability_name,
+    validate_id,
+    verify_driver,
+)
+from pieceworks.protocols.errors import InvalidDriver
+
+__all__ = ["Backend", "Store"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A configured instance of a driver: a name, the driver, its verified capabilities.
+
+    Build it with `Backend.of`, which verifies every capability the driver
+    claims (zope.interface) and refuses it with `InvalidDriver` otherwise.
+    """
+
+    name: str
+    driver: object
+    capabilities: frozenset[InterfaceClass] = field(default=frozenset())
+
+    @classmethod
+    def of(cls, name: str, driver: object) -> Backend:
+        """Verify `driver` and return it as the backend called `name`."""
+        validate_id("backend name", name)
+        return cls(name, driver, frozenset(verify_driver(driver, name)))
+
+    def provides(self, capability: InterfaceClass) -> bool:
+        """Whether the driver provides `capability` (or an extension of it)."""
+        return any(c.isOrExtends(capability) for c in self.capabilities)
+
+    @property
+    def capability_names(self) -> tuple[str, ...]:
+        """Names of the capabilities provided, sorted."""
+        return tuple(sorted(capability_name(c) for c in self.capabilities))
+
+
+@dataclass(frozen=True)
+class Store:
+    """A configured object store: its name, the store object, and its spec.
+
+    `spec` is how a backend reaches the store by itself (offload); a store
+    without one can only be written through the manager.
+    """
+
+    name: str
+    objects: IObjectStore
+    spec: StoreSpec | None = None
+
+    def __post_init__(self) -> None:
+        validate_id("store name", self.name)
+        if not IObjectStore.providedBy(self.objects):
+            raise InvalidDriver(
+                f"store '{self.name}' ({type(self.objects).__name__}) does not provide"
+                " the object-store capability"
+            )

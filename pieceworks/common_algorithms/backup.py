@@ -1,0 +1,165 @@
+"""The backup template: plan from capabilities, build the flow, run it.
+
+    backend = Backend.of("lab", FileDriver("/srv/volumes"))
+    store = Store("lab", PosixStore("/srv/backups"))
+    outcome = backup(backend, store, BackupRequest("vol-1", in_use=True))
+    outcome.strategy   # "snapshot-stream"
+
+The flow (all TaskFlow): take the store lease; then, under `StrategyFallback`,
+prepare the source, transfer chunks, release the source; a failure reverts
+that subflow (its temporary snapshot is deleted) and the next eligible
+strategy runs. Last, the manifest is written and the lease released.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from taskflow.patterns import linear_flow
+
+from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.backup_tasks import (
+    PrepareSource,
+    ReleaseLease,
+    ReleaseSource,
+    TakeLease,
+    TransferChunks,
+    WriteManifest,
+)
+from pieceworks.common_algorithms.fallback import StrategyFallback
+from pieceworks.common_algorithms.plan import Attempt, Plan
+from pieceworks.common_algorithms.planning import plan_backup
+from pieceworks.common_algorithms.requests import BackupRequest
+from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
+
+__all__ = ["BackupOutcome", "backup", "backup_flow"]
+
+
+def _prefix(request: BackupRequest) -> str:
+    return f"backup-{request.backup_id}"
+
+
+def backup_flow(
+    backend: Backend, store: Store, request: BackupRequest, plan: Plan | None = None
+) -> linear_flow.Flow:
+    """The TaskFlow flow that carries out `request` by `plan` (computed if not given).
+
+    Raise `NoEligibleStrategy` when no strategy can run. The flow provides
+    ``backup-<id>.result``, a JSON-able summary (see `BackupOutcome`).
+    Add it to a larger flow as any other flow.
+    """
+    plan = (plan or plan_backup(backend, store, request)).require_eligible()
+    p = _prefix(request)
+    attempt = linear_flow.Flow(
+        f"{p}.strategies",
+        retry=StrategyFallback(plan.eligible, name=f"{p}.fallback", provides=f"{p}.attempt"),
+    ).add(
+        PrepareSource(backend, store, request, p),
+        TransferChunks(backend, store, request, p),
+        ReleaseSource(backend, store, request, p),
+    )
+    return linear_flow.Flow(p).add(
+        TakeLease(backend, store, request, p),
+        attempt,
+        WriteManifest(backend, store, request, p),
+        ReleaseLease(backend, store, request, p),
+    )
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    """What a backup produced and how.
+
+    `strategy` produced the backup; `failed` lists the strategies tried
+    before it, each with its error; `plan` is the plan it followed.
+    """
+
+    backup_id: str
+    volume_id: str
+    backend: str
+    store: str
+    strategy: str
+    failed: tuple[Attempt, ...]
+    plan: Plan
+    size: int
+    bytes_read: int
+    bytes_stored: int
+    bytes_through_manager: int
+    chunks_total: int
+    chunks_new: int
+    holes: int
+    incremental: bool
+    parent: str | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``pieceworks backup --json``."""
+        return {
+            "backup_id": self.backup_id,
+            "volume_id": self.volume_id,
+            "backend": self.backend,
+            "store": self.store,
+            "strategy": self.strategy,
+            "failed_strategies": [a.to_dict() for a in self.failed],
+            "size": self.size,
+            "bytes_read": self.bytes_read,
+            "bytes_stored": self.bytes_stored,
+            "bytes_through_manager": self.bytes_through_manager,
+            "chunks_total": self.chunks_total,
+            "chunks_new": self.chunks_new,
+            "holes": self.holes,
+            "incremental": self.incremental,
+            "parent": self.parent,
+            "seconds": round(self.seconds, 3),
+            "plan": self.plan.to_dict(),
+        }
+
+
+def backup(
+    backend: Backend,
+    store: Store,
+    request: BackupRequest,
+    *,
+    options: EngineOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> BackupOutcome:
+    """Back up `request.volume_id` from `backend` into `store`.
+
+    Raise `NoEligibleStrategy` if no strategy can run, `AllStrategiesFailed`
+    if every eligible one failed (each reverted: no snapshot left, no
+    manifest written), or the error itself for an unknown volume.
+    """
+    started = time.monotonic()
+    plan = plan_backup(backend, store, request)
+    flow = backup_flow(backend, store, request, plan)
+    p = _prefix(request)
+    result, record = run_flow(
+        flow,
+        operation="backup",
+        backend=backend.name,
+        retry_name=f"{p}.fallback",
+        result_name=f"{p}.result",
+        options=options,
+        progress=progress,
+    )
+    return BackupOutcome(
+        backup_id=result["backup_id"],
+        volume_id=result["volume_id"],
+        backend=result["backend"],
+        store=result["store"],
+        strategy=result["strategy"],
+        failed=tuple(Attempt(f["strategy"], f["error"]) for f in result["failed_strategies"]),
+        plan=plan,
+        size=result["size"],
+        bytes_read=result["bytes_read"],
+        bytes_stored=result["bytes_stored"],
+        bytes_through_manager=result["bytes_through_manager"],
+        chunks_total=result["chunks_total"],
+        chunks_new=result["chunks_new"],
+        holes=result["holes"],
+        incremental=result["incremental"],
+        parent=result["parent"],
+        seconds=time.monotonic() - started,
+    )

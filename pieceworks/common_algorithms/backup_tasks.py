@@ -1,0 +1,357 @@
+"""The TaskFlow tasks a backup flow is made of.
+
+Each task holds the backend, the store and the request it works for (the
+in-process engines run them in place) and exchanges small JSON-able values
+through TaskFlow's storage, so that every step is persisted:
+
+=================  ==========================================  ===================
+task               does                                        on revert
+=================  ==========================================  ===================
+TakeLease          writes the store lease (waits out a GC)     removes the lease
+PrepareSource      takes a temporary snapshot if the strategy  deletes it
+                   reads one; else names the volume
+TransferChunks     streams chunks through the manager, or has  nothing: chunks
+                   the backend push them (offload)             stay unreferenced
+ReleaseSource      deletes the temporary snapshot              (idempotent delete)
+WriteManifest      writes the manifest, last and atomically    nothing (last step)
+ReleaseLease       removes the lease                           -
+=================  ==========================================  ===================
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from typing import Any
+
+from taskflow import task
+
+from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.chunk_pipeline import backup_chunks
+from pieceworks.common_algorithms.gc import acquire_lease, release_lease
+from pieceworks.common_algorithms.manifest import (
+    Manifest,
+    known_chunks,
+    list_manifests,
+    write_manifest,
+)
+from pieceworks.common_algorithms.progress import ProgressReporter
+from pieceworks.common_algorithms.requests import BackupRequest
+from pieceworks.protocols import (
+    ChunkRef,
+    Extent,
+    IAllocatedExtents,
+    IChangedBlocks,
+    ICompress,
+    IPushToObjectStore,
+    ISnapshot,
+    IStreamOut,
+    SnapshotRef,
+    Source,
+    VolumeRef,
+)
+from pieceworks.protocols.errors import ChangeTrackingLost
+
+__all__ = [
+    "PrepareSource",
+    "ReleaseLease",
+    "ReleaseSource",
+    "TakeLease",
+    "TransferChunks",
+    "WriteManifest",
+    "chunks_from_json",
+    "chunks_to_json",
+    "latest_backup",
+]
+
+#: Strategies that read a temporary snapshot when the backend can take one.
+_SNAPSHOT_WHEN_IN_USE = {"offload"}
+_ALWAYS_SNAPSHOT = {"snapshot-stream"}
+
+
+def chunks_to_json(chunks: tuple[ChunkRef, ...]) -> list[list[object]]:
+    """Chunk refs as compact JSON arrays, for TaskFlow's persisted results."""
+    return [[c.offset, c.length, c.digest, c.codec, c.stored_length] for c in chunks]
+
+
+def chunks_from_json(rows: list[list[Any]]) -> tuple[ChunkRef, ...]:
+    """The inverse of `chunks_to_json`."""
+    return tuple(ChunkRef(int(o), int(n), str(d), str(c), int(s)) for o, n, d, c, s in rows)
+
+
+def source_ref(source: dict[str, str | None]) -> Source:
+    """The `VolumeRef` or `SnapshotRef` a PrepareSource result names."""
+    volume_id, snapshot_id = str(source["volume_id"]), source.get("snapshot_id")
+    return SnapshotRef(volume_id, snapshot_id) if snapshot_id else VolumeRef(volume_id)
+
+
+class _BackupTask(task.Task):
+    def __init__(
+        self,
+        step: str,
+        backend: Backend,
+        store: Store,
+        request: BackupRequest,
+        prefix: str,
+        provides: str | None = None,
+        requires: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            name=f"{prefix}.{step}",
+            provides=f"{prefix}.{provides}" if provides else None,
+            rebind={k: f"{prefix}.{v}" for k, v in (requires or {}).items()} or None,
+        )
+        self.backend = backend
+        self.store = store
+        self.request = request
+
+
+class TakeLease(_BackupTask):
+    """Hold the store's lease for this backup, so GC never races it."""
+
+    def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
+        super().__init__("take-lease", backend, store, request, prefix)
+
+    def execute(self) -> None:
+        acquire_lease(self.store.objects, self.request.backup_id)
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        release_lease(self.store.objects, self.request.backup_id)
+
+
+class PrepareSource(_BackupTask):
+    """Decide what the current strategy reads: a temporary snapshot or the volume."""
+
+    def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
+        super().__init__(
+            "prepare-source",
+            backend,
+            store,
+            request,
+            prefix,
+            provides="source",
+            requires={"attempt": "attempt"},
+        )
+
+    def execute(self, attempt: dict[str, Any]) -> dict[str, str | None]:
+        strategy = str(attempt["strategy"])
+        volume = VolumeRef(self.request.volume_id)
+        wants_snapshot = strategy in _ALWAYS_SNAPSHOT or (
+            strategy in _SNAPSHOT_WHEN_IN_USE and self.request.in_use
+        )
+        if wants_snapshot and self.backend.provides(ISnapshot):
+            driver: ISnapshot = self.backend.driver  # type: ignore[assignment]
+            snap_id = f"pw-{self.request.backup_id}-{strategy}"
+            snapshot = driver.create_snapshot(volume, snap_id)
+            return {"volume_id": volume.volume_id, "snapshot_id": snapshot.snapshot_id}
+        return {"volume_id": volume.volume_id, "snapshot_id": None}
+
+    def revert(self, attempt: dict[str, Any], result: object, **kwargs: Any) -> None:
+        """Delete the temporary snapshot whether or not `execute` returned it."""
+        if not self.backend.provides(ISnapshot):
+            return
+        driver: ISnapshot = self.backend.driver  # type: ignore[assignment]
+        snap_id = f"pw-{self.request.backup_id}-{attempt['strategy']}"
+        driver.delete_snapshot(SnapshotRef(self.request.volume_id, snap_id))
+
+
+class TransferChunks(_BackupTask):
+    """Move the source's chunks into the store by the current strategy."""
+
+    def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
+        super().__init__(
+            "transfer-chunks",
+            backend,
+            store,
+            request,
+            prefix,
+            provides="transfer",
+            requires={"attempt": "attempt", "source": "source"},
+        )
+
+    def execute(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
+        started = time.monotonic()
+        ref = source_ref(source)
+        parent = (
+            latest_backup(self.store, self.request.volume_id) if self.request.incremental else None
+        )
+        if attempt["strategy"] == "offload":
+            out = self._offload(ref)
+        else:
+            out = self._stream(ref, parent)
+        out["seconds"] = round(time.monotonic() - started, 6)
+        out["parent"] = parent.backup_id if parent else None
+        return out
+
+    def _offload(self, ref: Source) -> dict[str, Any]:
+        driver: IPushToObjectStore = self.backend.driver  # type: ignore[assignment]
+        assert self.store.spec is not None
+        codec = self.request.codec
+        if not self.backend.provides(ICompress):
+            codec = "none"
+        else:
+            compressor: ICompress = self.backend.driver  # type: ignore[assignment]
+            if codec != "none" and codec not in compressor.compression_codecs():
+                codec = next(iter(compressor.compression_codecs()), "none")
+        pushed = driver.push_to_store(ref, self.store.spec, self.request.chunk_size, codec)
+        return {
+            "size": pushed.size,
+            "chunks": chunks_to_json(pushed.chunks),
+            "bytes_read": pushed.bytes_read,
+            "bytes_stored": pushed.bytes_written,
+            "bytes_through_manager": 0,
+            "codec": codec,
+            "change_token": None,
+        }
+
+    def _stream(self, ref: Source, parent: Manifest | None) -> dict[str, Any]:
+        driver: IStreamOut = self.backend.driver  # type: ignore[assignment]
+        extents = None
+        if self.backend.provides(IAllocatedExtents):
+            extents = self.backend.driver.allocated_extents(ref)  # type: ignore[attr-defined]
+        with closing(driver.open_read(ref)) as reader:
+            size = reader.size
+            token, changed = self._changes(ref, parent, size)
+            result = backup_chunks(
+                reader,
+                self.store.objects,
+                chunk_size=self.request.chunk_size,
+                codec=self.request.codec,
+                extents=extents,
+                read_only=changed,
+                reuse=parent.chunk_map() if changed is not None and parent else None,
+                known=known_chunks([parent]) if parent else None,
+                progress=ProgressReporter(self, size),
+            )
+        stats = result.stats
+        return {
+            "size": size,
+            "chunks": chunks_to_json(result.chunks),
+            "bytes_read": stats.bytes_read,
+            "bytes_stored": stats.bytes_stored,
+            "bytes_through_manager": stats.bytes_read,
+            "chunks_new": stats.chunks_new,
+            "chunks_reused": stats.chunks_reused,
+            "holes": stats.holes,
+            "codec": self.request.codec,
+            "change_token": token,
+        }
+
+    def _changes(
+        self, ref: Source, parent: Manifest | None, size: int
+    ) -> tuple[str | None, Sequence[Extent] | None]:
+        """This backup's change token, and the ranges changed since the parent's.
+
+        ``None`` ranges mean "read everything": no changed-blocks, no usable
+        parent (none, another chunk size or volume size), or the backend
+        lost track (`ChangeTrackingLost`).
+        """
+        if not self.backend.provides(IChangedBlocks):
+            return None, None
+        tracker: IChangedBlocks = self.backend.driver  # type: ignore[assignment]
+        token = tracker.change_token(ref)
+        if (
+            parent is None
+            or not parent.change_token
+            or parent.chunk_size != self.request.chunk_size
+            or parent.size != size
+        ):
+            return token, None
+        try:
+            return token, tracker.changed_extents(ref, parent.change_token)
+        except ChangeTrackingLost:
+            return token, None
+
+
+def latest_backup(store: Store, volume_id: str) -> Manifest | None:
+    """The newest backup of `volume_id` in `store`: the parent of an incremental."""
+    mine = [m for m in list_manifests(store.objects) if m.volume_id == volume_id]
+    return mine[-1] if mine else None
+
+
+class ReleaseSource(_BackupTask):
+    """Delete the temporary snapshot the strategy read, if it took one."""
+
+    def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
+        super().__init__(
+            "release-source", backend, store, request, prefix, requires={"source": "source"}
+        )
+
+    def execute(self, source: dict[str, str | None]) -> None:
+        ref = source_ref(source)
+        if isinstance(ref, SnapshotRef):
+            driver: ISnapshot = self.backend.driver  # type: ignore[assignment]
+            driver.delete_snapshot(ref)
+
+
+class WriteManifest(_BackupTask):
+    """Write the backup's manifest: the moment the backup comes to exist."""
+
+    def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
+        super().__init__(
+            "write-manifest",
+            backend,
+            store,
+            request,
+            prefix,
+            provides="result",
+            requires={"attempt": "attempt", "transfer": "transfer"},
+        )
+
+    def execute(self, attempt: dict[str, Any], transfer: dict[str, Any]) -> dict[str, Any]:
+        chunks = chunks_from_json(transfer["chunks"])
+        failed = list(attempt.get("failed", []))
+        stats: dict[str, int | str] = {
+            k: int(transfer[k])
+            for k in ("bytes_read", "bytes_stored", "bytes_through_manager")
+            if transfer.get(k) is not None
+        }
+        if failed:
+            stats["fallbacks"] = "; ".join(f"{f['strategy']}: {f['error']}" for f in failed)
+        if self.request.in_use and self.request.force:
+            stats["forced"] = "read while in use"
+        manifest = Manifest(
+            backup_id=self.request.backup_id,
+            volume_id=self.request.volume_id,
+            backend=self.backend.name,
+            size=int(transfer["size"]),
+            chunk_size=self.request.chunk_size,
+            codec=str(transfer.get("codec") or self.request.codec),
+            chunks=chunks,
+            created=time.time(),
+            strategy=str(attempt["strategy"]),
+            parent=transfer.get("parent"),
+            change_token=transfer.get("change_token"),
+            incremental=self.request.incremental,
+            stats=stats,
+        )
+        write_manifest(self.store.objects, manifest)
+        return {
+            "backup_id": manifest.backup_id,
+            "volume_id": manifest.volume_id,
+            "backend": manifest.backend,
+            "store": self.store.name,
+            "strategy": manifest.strategy,
+            "failed_strategies": failed,
+            "size": manifest.size,
+            "bytes_read": int(transfer.get("bytes_read", 0)),
+            "bytes_stored": int(transfer.get("bytes_stored", 0)),
+            "bytes_through_manager": int(transfer.get("bytes_through_manager", 0)),
+            "chunks_total": len(chunks),
+            "chunks_new": int(transfer.get("chunks_new", 0)),
+            "holes": int(transfer.get("holes", 0)),
+            "transfer_seconds": float(transfer.get("seconds", 0.0)),
+            "incremental": manifest.incremental,
+            "parent": manifest.parent,
+        }
+
+
+class ReleaseLease(_BackupTask):
+    """Give back the store lease once the manifest protects the chunks."""
+
+    def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
+        super().__init__("release-lease", backend, store, request, prefix)
+
+    def execute(self) -> None:
+        release_lease(self.store.objects, self.request.backup_id)

@@ -1,0 +1,756 @@
+"""The data path: back up, restore and verify a volume chunk by chunk, pipelined.
+
+A volume is cut into fixed `chunk_size` chunks at offsets ``0, chunk_size,
+2 * chunk_size, ...`` (the last may be shorter). Each chunk that is not all
+zeros is stored once, as the content-addressed object of
+`pieceworks.protocols.chunks`, and listed as a `ChunkRef`; zero chunks and
+unallocated ranges are holes that cost nothing.
+
+Backup: the calling thread reads chunks in ascending order (the
+`VolumeReader` contract) into a pool of at most `depth` reusable buffers;
+`threads` worker threads check for zeros, hash, and store each chunk
+(`encode_chunk` keeps one compressor per thread). A chunk holds its buffer
+until it is hashed and encoded, so at most `depth` chunks are in flight and
+memory stays below about ``(depth + threads) * chunk_size * 2`` whatever the
+volume size. Restore and verify fetch and check chunks on worker threads,
+at most `depth` ahead of the calling thread, which writes (restore) in
+offset order.
+
+All three run entirely in the calling thread's call: when one returns or
+raises, no worker touches the store or the volume any more. A failure on
+any thread stops the rest and the first exception is re-raised as it was
+raised. None of them opens or closes the reader, writer or store: the
+caller owns those (a restore's caller commits the writer on success and
+aborts it on any exception).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from functools import cache
+from typing import Final, Literal, TypeVar, cast
+
+from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.protocols import (
+    BackendError,
+    ChunkRef,
+    CorruptionError,
+    Extent,
+    IObjectStore,
+    ObjectNotFound,
+    PieceworksError,
+    UnsupportedCodec,
+    VolumeReader,
+    VolumeWriter,
+)
+from pieceworks.protocols.chunks import (
+    CODECS,
+    DEFAULT_CODEC,
+    chunk_key,
+    decode_chunk,
+    digest_of,
+    encode_chunk,
+    is_zero,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "BackupResult",
+    "BackupStats",
+    "ChunkMissing",
+    "ChunkProblem",
+    "OperationCancelled",
+    "Progress",
+    "RestoreStats",
+    "VerifyReport",
+    "backup_chunks",
+    "restore_chunks",
+    "verify_chunks",
+]
+
+DEFAULT_CHUNK_SIZE: Final = 4 << 20
+
+#: ``progress(bytes_done, bytes_total)``, called from the calling thread, at
+#: most about once per 1% of the volume (and once at the end).
+Progress = Callable[[int, int], None]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class OperationCancelled(PieceworksError):
+    """The caller set the `cancel` event; the operation stopped early."""
+
+
+class ChunkMissing(CorruptionError):
+    """A chunk a manifest lists is not in the store (`offset` says where)."""
+
+
+# -- results ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BackupStats:
+    """What a backup read and wrote.
+
+    ``chunks_total == chunks_new + chunks_reused + holes``. `chunks_reused`
+    counts chunks whose object was already stored (by an earlier backup,
+    earlier in this one, or taken from the parent without reading);
+    `bytes_deduplicated` is their plain size. `bytes_stored` is the size of
+    the objects this backup wrote.
+    """
+
+    bytes_total: int
+    bytes_read: int
+    bytes_stored: int
+    bytes_deduplicated: int
+    chunks_total: int
+    chunks_new: int
+    chunks_reused: int
+    holes: int
+    seconds: float
+
+    def as_manifest_stats(self) -> dict[str, int]:
+        """The figures as `Manifest.stats` entries (``seconds`` as ``elapsed_ms``)."""
+        figures = {k: v for k, v in asdict(self).items() if k != "seconds"}
+        figures["elapsed_ms"] = round(self.seconds * 1000)
+        return figures
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    """The chunks of a backup, sorted by offset (gaps are holes), and its figures."""
+
+    chunks: tuple[ChunkRef, ...]
+    stats: BackupStats
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreStats:
+    """What a restore fetched and wrote (holes are neither fetched nor written)."""
+
+    bytes_total: int
+    bytes_written: int
+    bytes_fetched: int
+    chunks_restored: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkProblem:
+    """One chunk of a manifest that cannot be restored, and why."""
+
+    offset: int
+    digest: str
+    reason: Literal["missing", "corrupt"]
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of checking every chunk of a manifest.
+
+    `chunks_checked` and `bytes_checked` count the manifest's chunks and
+    their plain bytes (a chunk stored once but listed twice is fetched once
+    and counted twice); `problems` lists every bad chunk, by offset.
+    """
+
+    ok: bool
+    chunks_checked: int
+    bytes_checked: int
+    problems: tuple[ChunkProblem, ...]
+
+
+# -- backup -------------------------------------------------------------------
+
+
+def backup_chunks(
+    reader: VolumeReader,
+    store: IObjectStore,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    codec: str = DEFAULT_CODEC,
+    extents: Sequence[Extent] | None = None,
+    parent: Manifest | None = None,
+    read_only: Sequence[Extent] | None = None,
+    reuse: Mapping[int, ChunkRef] | None = None,
+    known: Mapping[str, ChunkRef] | None = None,
+    threads: int = 2,
+    depth: int = 4,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupResult:
+    """Store every non-zero chunk of `reader` in `store`; return the chunk list.
+
+    Which chunks are read:
+
+    * `extents` (from allocated-extents): only chunks that intersect one are
+      considered; every other chunk is a hole and is not read. ``None``:
+      all chunks.
+    * `read_only` with `parent` (the changed-blocks incremental: the
+      changed extents since the parent's change token): only chunks that
+      intersect `read_only` are read; every other chunk is the parent's
+      chunk at that offset, taken without reading, or a hole if the parent
+      had none there. If the parent's chunk size or volume size differs
+      from this backup's, `read_only` cannot be trusted and everything
+      (within `extents`) is read instead.
+    * `read_only` with `reuse`: the same with an explicit offset ->
+      `ChunkRef` mapping (`Manifest.chunk_map`); the caller vouches that it
+      fits (a chunk of the wrong length or alignment raises `ValueError`).
+      Give `parent` or `reuse`, not both.
+
+    How chunks are stored: a chunk whose digest is among the parent's (or
+    `reuse`'s) chunks or in `known` (digest -> a `ChunkRef` of an object
+    already stored, e.g. `known_chunks` of other manifests) is not sent
+    again and asks the store nothing.
+    Any other chunk is fetched from the store and checked: if the object is
+    there and intact it is reused (that is how a resumed backup skips what
+    it already sent), otherwise it is encoded with `codec` and put. A chunk
+    repeated within the volume is stored once, even by racing threads.
+
+    The caller holds a backup lease (`gc.backup_lease`) for the whole
+    backup, including while it reads the manifests behind `reuse` and
+    `known`, keeps ownership of `reader` (this does not close it), and
+    writes the manifest afterwards. On any error (the reader's, the
+    store's, a worker's) or cancellation, the remaining work is stopped and
+    the first exception is re-raised unchanged (`OperationCancelled` for a
+    cancel); objects already put stay in the store, unreferenced, until
+    garbage collection.
+    """
+    _check_args(chunk_size, threads, depth)
+    if codec not in CODECS:
+        raise UnsupportedCodec(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
+    if parent is not None and reuse is not None:
+        raise ValueError("give parent or reuse, not both")
+    started = time.monotonic()
+    size = reader.size
+    if parent is not None:
+        if parent.chunk_size == chunk_size and parent.size == size:
+            reuse = parent.chunk_map()
+        else:
+            if read_only is not None:
+                log.info(
+                    "parent %s has another chunk or volume size; reading everything",
+                    parent.backup_id,
+                )
+            read_only = None
+            known = {**(known or {}), **{c.digest: c for c in parent.chunks}}
+    if read_only is not None and reuse is None:
+        raise ValueError("read_only needs parent (or reuse): the chunks of the ranges not read")
+    plan = _plan(size, chunk_size, extents, read_only, reuse)
+    seeds = dict(known or {})
+    seeds.update((c.digest, c) for c in (reuse or {}).values())
+    run = _BackupRun(reader, store, codec, chunk_size, size, seeds, threads, depth, cancel)
+    chunks = run.run(plan, _Reporter(progress, size))
+    return BackupResult(chunks, run.stats(time.monotonic() - started))
+
+
+class _BackupRun:
+    """The state of one `backup_chunks` call, shared by its threads."""
+
+    def __init__(
+        self,
+        reader: VolumeReader,
+        store: IObjectStore,
+        codec: str,
+        chunk_size: int,
+        size: int,
+        known: Mapping[str, ChunkRef],
+        threads: int,
+        depth: int,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.reader, self.store, self.codec = reader, store, codec
+        self.chunk_size, self.size = chunk_size, size
+        self.threads, self.depth, self.cancel = threads, depth, cancel
+        self.lock = threading.Lock()
+        self.known = {d: (c.codec, c.stored_length) for d, c in known.items()}
+        self.inflight: dict[str, threading.Event] = {}
+        self.abort = threading.Event()
+        self.error: BaseException | None = None
+        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self.buffers = 0
+        self.bytes_read = self.bytes_stored = self.bytes_dedup = 0
+        self.chunks_new = self.chunks_reused = 0
+
+    def fail(self, exc: BaseException) -> None:
+        """Record the first failure and stop every thread."""
+        with self.lock:
+            if self.error is None:
+                self.error = exc
+        self.abort.set()
+
+    def stats(self, seconds: float) -> BackupStats:
+        total = -(-self.size // self.chunk_size)
+        return BackupStats(
+            bytes_total=self.size,
+            bytes_read=self.bytes_read,
+            bytes_stored=self.bytes_stored,
+            bytes_deduplicated=self.bytes_dedup,
+            chunks_total=total,
+            chunks_new=self.chunks_new,
+            chunks_reused=self.chunks_reused,
+            holes=total - self.chunks_new - self.chunks_reused,
+            seconds=seconds,
+        )
+
+    # -- calling thread --
+
+    def run(
+        self, plan: Iterator[tuple[int, ChunkRef | None]], report: _Reporter
+    ) -> tuple[ChunkRef, ...]:
+        pending: deque[tuple[int, Future[ChunkRef | None] | ChunkRef]] = deque()
+        chunks: list[ChunkRef] = []
+        executor = ThreadPoolExecutor(self.threads, thread_name_prefix="pieceworks-backup")
+        try:
+            for index, parent_ref in plan:
+                if self._stopping():
+                    break
+                offset = index * self.chunk_size
+                if parent_ref is not None:
+                    with self.lock:
+                        self.chunks_reused += 1
+                        self.bytes_dedup += parent_ref.length
+                    pending.append((offset, parent_ref))
+                else:
+                    length = min(self.chunk_size, self.size - offset)
+                    buffer = self._take_buffer()
+                    if buffer is None:
+                        break
+                    if self.abort.is_set():  # a worker failed while we waited
+                        self.free.put(buffer)
+                        break
+                    self._read(buffer, offset, length)
+                    future = executor.submit(self._store_chunk, buffer, offset, length)
+                    pending.append((offset, future))
+                self._drain(pending, chunks, report, block=False)
+            if not self._stopping():
+                self._drain(pending, chunks, report, block=True)
+                report(self.size, final=True)
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+        if self.error is not None:
+            raise self.error
+        return tuple(chunks)
+
+    def _stopping(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set() and not self.abort.is_set():
+            self.fail(OperationCancelled("backup cancelled"))
+        return self.abort.is_set()
+
+    def _take_buffer(self) -> bytearray | None:
+        """A free buffer (at most `depth` ever exist), or None once stopping."""
+        while True:
+            try:
+                return self.free.get_nowait()
+            except queue.Empty:
+                pass
+            if self.buffers < self.depth:
+                self.buffers += 1
+                return bytearray(min(self.chunk_size, self.size))
+            try:
+                return self.free.get(timeout=0.1)
+            except queue.Empty:
+                if self._stopping():
+                    return None
+
+    def _read(self, buffer: bytearray, offset: int, length: int) -> None:
+        try:
+            n = self.reader.readinto_at(offset, memoryview(buffer)[:length])
+        except BaseException:
+            self.free.put(buffer)
+            raise
+        self.bytes_read += n
+        if n != length:
+            self.free.put(buffer)
+            raise BackendError(
+                f"short read at offset {offset}: got {n} of {length} bytes; the source is"
+                f" shorter than its reported size {self.size}"
+            )
+
+    def _drain(
+        self,
+        pending: deque[tuple[int, Future[ChunkRef | None] | ChunkRef]],
+        chunks: list[ChunkRef],
+        report: _Reporter,
+        *,
+        block: bool,
+    ) -> None:
+        """Collect finished chunks in offset order and report progress."""
+        while pending:
+            offset, item = pending[0]
+            if isinstance(item, Future):
+                if not block and not item.done():
+                    return
+                ref = item.result()
+            else:
+                ref = item
+            pending.popleft()
+            if ref is not None:
+                chunks.append(ref)
+            report(min(offset + self.chunk_size, self.size))
+
+    # -- worker threads --
+
+    def _store_chunk(self, buffer: bytearray, offset: int, length: int) -> ChunkRef | None:
+        """Hash one chunk and make sure its object is stored; None for a hole."""
+        lent: list[bytearray] = [buffer]
+
+        def give_back() -> None:
+            if lent:
+                self.free.put(lent.pop())
+
+        try:
+            if self.abort.is_set():
+                return None
+            plain = _plain(buffer, length)
+            if is_zero(plain):
+                return None
+            digest = digest_of(plain)
+            with self.lock:
+                hit = self.known.get(digest)
+                wait = self.inflight.get(digest) if hit is None else None
+                if hit is None and wait is None:
+                    self.inflight[digest] = threading.Event()
+            if hit is None and wait is not None:  # another thread is storing it
+                give_back()
+                wait.wait()
+                with self.lock:
+                    hit = self.known.get(digest)
+                if hit is None:  # that thread failed and stopped the backup
+                    return None
+            if hit is not None:
+                with self.lock:
+                    self.chunks_reused += 1
+                    self.bytes_dedup += length
+                return ChunkRef(offset, length, digest, hit[0], hit[1])
+            return self._store_new(plain, digest, offset, give_back)
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+        finally:
+            give_back()
+
+    def _store_new(
+        self, plain: bytes | memoryview, digest: str, offset: int, give_back: Callable[[], None]
+    ) -> ChunkRef:
+        """Store a chunk no other thread is storing; publish it in `known`."""
+        length, key = len(plain), chunk_key(digest)
+        done = False
+        try:
+            existing = _fetch_intact(self.store, key, digest, length, offset)
+            if existing is not None:
+                give_back()
+                codec, stored_length = existing
+            else:
+                encoded = encode_chunk(plain, self.codec)
+                give_back()
+                self.store.put(key, encoded)
+                codec, stored_length = self.codec, len(encoded)
+            done = True
+        finally:
+            with self.lock:
+                if done:
+                    self.known[digest] = (codec, stored_length)
+                    if existing is None:
+                        self.chunks_new += 1
+                        self.bytes_stored += stored_length
+                    else:
+                        self.chunks_reused += 1
+                        self.bytes_dedup += length
+                self.inflight.pop(digest).set()
+        return ChunkRef(offset, length, digest, codec, stored_length)
+
+
+def _plain(buffer: bytearray, length: int) -> bytes | memoryview:
+    """The first `length` bytes of `buffer`, for the functions of `chunks`.
+
+    A full buffer is passed as the bytearray itself: `is_zero` then compares
+    it with one memcmp, where a memoryview is compared item by item (about
+    50 times slower). The chunk functions accept any buffer; their
+    annotations say ``bytes``, hence the cast.
+    """
+    if length == len(buffer):
+        return cast(bytes, buffer)
+    return memoryview(buffer)[:length]
+
+
+def _fetch_intact(
+    store: IObjectStore, key: str, digest: str, length: int, offset: int
+) -> tuple[str, int] | None:
+    """(codec, stored length) of an intact stored chunk, or None if absent or damaged."""
+    try:
+        stored = store.get(key)
+    except ObjectNotFound:
+        return None
+    try:
+        decode_chunk(stored, digest, length, offset)
+    except CorruptionError as exc:
+        log.warning("replacing damaged chunk object %s: %s", key, exc)
+        return None
+    return _codec_of(stored), len(stored)
+
+
+@cache
+def _headers() -> dict[bytes, str]:
+    """Each codec's object header, as `encode_chunk` writes it."""
+    return {encode_chunk(b"", c)[:4]: c for c in CODECS}
+
+
+def _codec_of(stored: bytes) -> str:
+    return _headers()[stored[:4]]  # decode_chunk accepted the header
+
+
+# -- planning -------------------------------------------------------------------
+
+
+def _plan(
+    size: int,
+    chunk_size: int,
+    extents: Sequence[Extent] | None,
+    read_only: Sequence[Extent] | None,
+    reuse: Mapping[int, ChunkRef] | None,
+) -> Iterator[tuple[int, ChunkRef | None]]:
+    """Yield ``(chunk index, None to read it | the parent's ChunkRef)`` in order.
+
+    Chunks not yielded are holes.
+    """
+    count = -(-size // chunk_size)
+    wanted = [(0, count)] if extents is None else _index_ranges(extents, size, chunk_size)
+    if read_only is None or reuse is None:
+        return ((i, None) for a, b in wanted for i in range(a, b))
+    reads = _intersect(wanted, _index_ranges(read_only, size, chunk_size))
+    reused: list[tuple[int, ChunkRef | None]] = []
+    for offset, ref in sorted(reuse.items()):
+        index = offset // chunk_size
+        if index >= count or not _contains(wanted, index) or _contains(reads, index):
+            continue
+        expected = min(chunk_size, size - index * chunk_size)
+        if offset % chunk_size or ref.offset != offset or ref.length != expected:
+            raise ValueError(
+                f"parent chunk at offset {offset} (length {ref.length}) does not fit this"
+                f" backup's {chunk_size}-byte chunks of a {size}-byte volume; back up without"
+                " read_only/reuse"
+            )
+        reused.append((index, ref))
+    to_read = ((i, None) for a, b in reads for i in range(a, b))
+    return heapq.merge(to_read, reused, key=lambda item: item[0])
+
+
+def _index_ranges(extents: Iterable[Extent], size: int, chunk_size: int) -> list[tuple[int, int]]:
+    """Sorted, merged ``[first, stop)`` ranges of the chunk indices `extents` touch."""
+    ranges: list[tuple[int, int]] = []
+    for e in sorted(extents):
+        end = min(e.end, size)
+        if end <= e.offset:
+            continue
+        first, stop = e.offset // chunk_size, (end - 1) // chunk_size + 1
+        if ranges and first <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], stop))
+        else:
+            ranges.append((first, stop))
+    return ranges
+
+
+def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _contains(ranges: list[tuple[int, int]], index: int) -> bool:
+    k = bisect.bisect_right(ranges, index, key=lambda r: r[0]) - 1
+    return k >= 0 and ranges[k][0] <= index < ranges[k][1]
+
+
+# -- restore and verify ------------------------------------------------------------
+
+
+def restore_chunks(
+    store: IObjectStore,
+    manifest: Manifest,
+    writer: VolumeWriter,
+    *,
+    threads: int = 2,
+    depth: int = 4,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> RestoreStats:
+    """Write every chunk of `manifest` into `writer`, checking each one first.
+
+    Workers fetch and decode chunks (`decode_chunk` checks length and
+    sha256); the calling thread writes them in offset order with
+    `writer.write_at`. Holes are not written (the writer's volume reads as
+    zeros there). If a chunk is damaged, `CorruptionError` is raised with
+    its offset (`ChunkMissing` if its object is gone) before anything of it
+    is written; chunks before it may have been written, so the caller must
+    then `abort` the writer (and `commit` it only after a normal return).
+    This function calls neither.
+    """
+    _check_args(manifest.chunk_size, threads, depth)
+    started = time.monotonic()
+    report = _Reporter(progress, manifest.size)
+    written = fetched = count = 0
+
+    def fetch(ref: ChunkRef) -> tuple[int, bytes]:
+        stored = _get_chunk(store, ref)
+        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset)
+
+    with closing(
+        _ordered_map(fetch, manifest.chunks, threads, depth, cancel, "pieceworks-restore")
+    ) as results:
+        for ref, (stored_length, plain) in results:
+            writer.write_at(ref.offset, plain)
+            written += len(plain)
+            fetched += stored_length
+            count += 1
+            report(ref.offset + ref.length)
+    report(manifest.size, final=True)
+    return RestoreStats(manifest.size, written, fetched, count, time.monotonic() - started)
+
+
+def verify_chunks(
+    store: IObjectStore,
+    manifest: Manifest,
+    *,
+    threads: int = 2,
+    depth: int = 4,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> VerifyReport:
+    """Fetch and check every chunk of `manifest`; report all problems found.
+
+    Each distinct object is fetched and decoded once (length and sha256
+    checked). A missing or damaged object is reported for every offset that
+    uses it, as a `ChunkProblem` with reason ``"missing"`` or ``"corrupt"``;
+    the report is ``ok`` only if there is none. Store failures other than
+    a missing object (e.g. `TransientError`) are raised, not reported.
+    `progress` counts the plain bytes of distinct objects checked.
+    """
+    _check_args(manifest.chunk_size, threads, depth)
+    first: dict[str, ChunkRef] = {}
+    for ref in manifest.chunks:
+        first.setdefault(ref.digest, ref)
+    report = _Reporter(progress, sum(r.length for r in first.values()))
+    bad: dict[str, tuple[Literal["missing", "corrupt"], str]] = {}
+
+    def check(ref: ChunkRef) -> tuple[Literal["missing", "corrupt"], str] | None:
+        try:
+            decode_chunk(_get_chunk(store, ref), ref.digest, ref.length, ref.offset)
+        except ChunkMissing as exc:
+            return "missing", str(exc)
+        except CorruptionError as exc:
+            return "corrupt", str(exc)
+        return None
+
+    done = 0
+    with closing(
+        _ordered_map(check, list(first.values()), threads, depth, cancel, "pieceworks-verify")
+    ) as results:
+        for ref, problem in results:
+            if problem is not None:
+                bad[ref.digest] = problem
+            done += ref.length
+            report(done)
+    report(report.total, final=True)
+    problems = tuple(
+        ChunkProblem(r.offset, r.digest, bad[r.digest][0], bad[r.digest][1])
+        for r in manifest.chunks
+        if r.digest in bad
+    )
+    return VerifyReport(not problems, len(manifest.chunks), manifest.data_bytes, problems)
+
+
+def _get_chunk(store: IObjectStore, ref: ChunkRef) -> bytes:
+    key = chunk_key(ref.digest)
+    try:
+        return store.get(key)
+    except ObjectNotFound:
+        raise ChunkMissing(
+            f"chunk {ref.digest} at offset {ref.offset} is missing from the store (no object"
+            f" {key})",
+            ref.offset,
+        ) from None
+
+
+def _ordered_map(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    threads: int,
+    depth: int,
+    cancel: threading.Event | None,
+    name: str,
+) -> Generator[tuple[T, R], None, None]:
+    """Yield ``(item, fn(item))`` in order, computing at most `depth` ahead on `threads`.
+
+    An exception from `fn` is raised when its item's turn comes. Close the
+    generator (``contextlib.closing``) so that, however the consumer stops,
+    queued work is cancelled and running work is waited for.
+    """
+    executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+    window: deque[tuple[T, Future[R]]] = deque()
+    upcoming = iter(items)
+    try:
+        while True:
+            for item in upcoming:
+                window.append((item, executor.submit(fn, item)))
+                if len(window) >= depth:
+                    break
+            if not window:
+                return
+            if cancel is not None and cancel.is_set():
+                raise OperationCancelled(f"{name.removeprefix('pieceworks-')} cancelled")
+            item, future = window.popleft()
+            yield item, future.result()
+    finally:
+        for _, future in window:
+            future.cancel()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+class _Reporter:
+    """Calls `progress` when another ~1% is done, and once at the end."""
+
+    __slots__ = ("_next", "_progress", "_step", "total")
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self._progress, self.total = progress, total
+        self._step = max(1, total // 100)
+        self._next = 0 if progress is not None else 1 << 62
+
+    def __call__(self, done: int, *, final: bool = False) -> None:
+        if self._progress is not None and (done >= self._next or final):
+            self._next = done + self._step if not final else 1 << 62
+            self._progress(done, self.total)
+
+
+def _check_args(chunk_size: int, threads: int, depth: int) -> None:
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be > 0, not {chunk_size}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, not {threads}")
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, not {depth}")

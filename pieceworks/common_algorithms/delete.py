@@ -1,0 +1,86 @@
+"""The delete template: remove a backup's manifest, then collect its chunks.
+
+The manifest goes first, so the backup stops existing at once; chunks no
+other manifest references are then garbage-collected under the store's GC
+lock, which never races a backup in progress (see `gc`): if one holds a
+lease, collection is deferred and the report says which backups blocked it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from taskflow import task
+from taskflow.patterns import linear_flow
+
+from pieceworks.common_algorithms.backend import Store
+from pieceworks.common_algorithms.gc import delete_backup
+from pieceworks.common_algorithms.runner import EngineOptions, run_flow
+from pieceworks.protocols import validate_id
+
+__all__ = ["DeleteOutcome", "delete", "delete_flow"]
+
+
+class DeleteBackup(task.Task):
+    """Remove one backup and collect the chunks only it used."""
+
+    def __init__(self, store: Store, backup_id: str) -> None:
+        super().__init__(name=f"delete-{backup_id}", provides=f"delete-{backup_id}.result")
+        self.store, self.backup_id = store, backup_id
+
+    def execute(self) -> dict[str, Any]:
+        report = delete_backup(self.store.objects, self.backup_id)
+        gc = report.gc
+        return {
+            "backup_id": self.backup_id,
+            "store": self.store.name,
+            "chunks_deleted": gc.chunks_deleted if gc else 0,
+            "bytes_freed": gc.bytes_freed if gc else 0,
+            "deferred_by": list(gc.deferred_by) if gc else [],
+        }
+
+
+def delete_flow(store: Store, backup_id: str) -> linear_flow.Flow:
+    """The flow deleting `backup_id`; provides ``delete-<id>.result``."""
+    validate_id("backup id", backup_id)
+    return linear_flow.Flow(f"delete-{backup_id}.flow").add(DeleteBackup(store, backup_id))
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    """What a delete removed; `deferred_by` names backups that postponed GC."""
+
+    backup_id: str
+    store: str
+    chunks_deleted: int
+    bytes_freed: int
+    deferred_by: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backup_id": self.backup_id,
+            "store": self.store,
+            "chunks_deleted": self.chunks_deleted,
+            "bytes_freed": self.bytes_freed,
+            "deferred_by": list(self.deferred_by),
+        }
+
+
+def delete(store: Store, backup_id: str, *, options: EngineOptions | None = None) -> DeleteOutcome:
+    """Delete `backup_id`; `BackupNotFound` if the store has no such backup."""
+    result, _ = run_flow(
+        delete_flow(store, backup_id),
+        operation="delete",
+        backend="-",
+        retry_name="-",
+        result_name=f"delete-{backup_id}.result",
+        options=options,
+    )
+    return DeleteOutcome(
+        backup_id=result["backup_id"],
+        store=result["store"],
+        chunks_deleted=result["chunks_deleted"],
+        bytes_freed=result["bytes_freed"],
+        deferred_by=tuple(result["deferred_by"]),
+    )

@@ -1,0 +1,369 @@
+"""The backup manifest: the one object that makes a set of chunks a backup.
+
+A backup is its manifest ``manifests/<backup_id>.json``; chunks are shared,
+content-addressed objects (`pieceworks.protocols.chunks`). The manifest is
+written last and atomically (one `IObjectStore.put`), so a backup exists
+whole or not at all. It lists every non-empty chunk of the volume; a range
+no chunk covers is a hole and restores as zeros. `parent` is informational:
+a restore reads only this manifest, never a chain of parents.
+
+On disk (format version 1) a manifest is one compact JSON document::
+
+    {"format": "pieceworks.manifest", "version": 1, "sha256": "<hex>",
+     "manifest": {...body...}}
+
+``sha256`` is the hash of the body serialised canonically (sorted keys, no
+spaces, ASCII), so any damage to the body is reported as `CorruptionError`.
+In the body, chunks are arrays ``[offset, length, sha256, codec,
+stored_length]`` (named by ``chunk_fields``) to keep large manifests small.
+A reader refuses a version it does not know rather than guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from pieceworks.protocols import (
+    BackupNotFound,
+    ChunkRef,
+    CorruptionError,
+    IObjectStore,
+    ObjectNotFound,
+    PieceworksError,
+    validate_id,
+)
+from pieceworks.protocols.chunks import CODECS
+
+__all__ = [
+    "FORMAT_VERSION",
+    "BackupExists",
+    "UnknownFormatVersion",
+    "Manifest",
+    "known_chunks",
+    "latest_manifest",
+    "list_backup_ids",
+    "list_manifests",
+    "manifest_key",
+    "read_manifest",
+    "write_manifest",
+]
+
+FORMAT_VERSION: Final = 1
+FORMAT_NAME: Final = "pieceworks.manifest"
+MANIFEST_PREFIX: Final = "manifests/"
+CHUNK_FIELDS: Final = ("offset", "length", "sha256", "codec", "stored_length")
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_KEY = re.compile(r"manifests/([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.json")
+
+
+class BackupExists(PieceworksError):
+    """A manifest already exists under the backup id being written."""
+
+
+class UnknownFormatVersion(PieceworksError):
+    """A manifest was written in a format version this code cannot read.
+
+    Not a `CorruptionError`: the manifest may be intact, only newer.
+    """
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything needed to restore one backup, and what it cost.
+
+    `chunks` are sorted by offset and do not overlap; bytes no chunk covers
+    are zeros. `codec` is the codec the backup asked for (reused chunks may
+    carry another: see each `ChunkRef.codec`). `stats` holds figures such as
+    ``bytes_read`` for reports (str keys, int or str values). Construction
+    validates everything and raises `ValueError` naming the first problem.
+    """
+
+    backup_id: str
+    volume_id: str
+    backend: str
+    size: int
+    chunk_size: int
+    codec: str
+    chunks: tuple[ChunkRef, ...]
+    created: float
+    strategy: str
+    parent: str | None = None
+    change_token: str | None = None
+    incremental: bool = False
+    stats: Mapping[str, int | str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        validate_id("backup id", self.backup_id)
+        validate_id("volume id", self.volume_id)
+        validate_id("backend name", self.backend)
+        if self.parent is not None:
+            validate_id("parent backup id", self.parent)
+        if not _is_int(self.size) or self.size < 0:
+            raise ValueError(f"manifest size must be an int >= 0, not {self.size!r}")
+        if not _is_int(self.chunk_size) or self.chunk_size <= 0:
+            raise ValueError(f"manifest chunk_size must be an int > 0, not {self.chunk_size!r}")
+        if self.codec not in CODECS:
+            raise ValueError(f"manifest codec {self.codec!r} is not one of {', '.join(CODECS)}")
+        if (
+            not isinstance(self.created, int | float)
+            or isinstance(self.created, bool)
+            or not math.isfinite(self.created)
+        ):
+            raise ValueError(f"manifest created must be a number, not {self.created!r}")
+        if not isinstance(self.strategy, str) or not self.strategy:
+            raise ValueError("manifest strategy must be a non-empty string")
+        if self.change_token is not None and not isinstance(self.change_token, str):
+            raise ValueError("manifest change_token must be a string or None")
+        if not isinstance(self.incremental, bool):
+            raise ValueError("manifest incremental must be a bool")
+        object.__setattr__(self, "chunks", tuple(self.chunks))
+        _check_chunks(self.chunks, self.size, self.chunk_size)
+        object.__setattr__(self, "stats", _check_stats(self.stats))
+
+    @property
+    def data_bytes(self) -> int:
+        """Plain bytes held in chunks (the volume size minus its holes)."""
+        return sum(c.length for c in self.chunks)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the chunk objects this backup references (shared ones included)."""
+        return sum(c.stored_length for c in self.chunks)
+
+    def digests(self) -> frozenset[str]:
+        """The sha256 of every chunk this backup references."""
+        return frozenset(c.digest for c in self.chunks)
+
+    def chunk_map(self) -> dict[int, ChunkRef]:
+        """Chunks by volume offset: the ``reuse`` argument of an incremental backup."""
+        return {c.offset: c for c in self.chunks}
+
+    def to_json(self) -> bytes:
+        """The manifest as compact, self-checksummed JSON (UTF-8 bytes)."""
+        body = self._body()
+        doc = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "sha256": hashlib.sha256(_canonical(body)).hexdigest(),
+            "manifest": body,
+        }
+        return _canonical(doc)
+
+    @classmethod
+    def from_json(cls, data: bytes | str, name: str = "manifest") -> Manifest:
+        """Parse and check JSON written by `to_json`.
+
+        Raise `CorruptionError` (mentioning `name`) if the document is not a
+        manifest, its checksum does not match or its content is invalid, and
+        `UnknownFormatVersion` for a version this code does not read.
+        """
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptionError(f"{name} is damaged: not valid JSON ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+            raise CorruptionError(f"{name} is damaged or not a pieceworks manifest")
+        version = doc.get("version")
+        if version != FORMAT_VERSION:
+            raise UnknownFormatVersion(
+                f"{name} has format version {version!r}; this pieceworks reads version"
+                f" {FORMAT_VERSION} only (upgrade pieceworks to read it)"
+            )
+        body = doc.get("manifest")
+        if not isinstance(body, dict):
+            raise CorruptionError(f"{name} is damaged: no manifest body")
+        if hashlib.sha256(_canonical(body)).hexdigest() != doc.get("sha256"):
+            raise CorruptionError(f"{name} is damaged: its checksum does not match its content")
+        try:
+            return cls._from_body(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptionError(f"{name} is invalid: {exc}") from None
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "backup_id": self.backup_id,
+            "volume_id": self.volume_id,
+            "backend": self.backend,
+            "size": self.size,
+            "chunk_size": self.chunk_size,
+            "codec": self.codec,
+            "created": self.created,
+            "strategy": self.strategy,
+            "parent": self.parent,
+            "change_token": self.change_token,
+            "incremental": self.incremental,
+            "stats": dict(self.stats),
+            "chunk_fields": list(CHUNK_FIELDS),
+            "chunks": [
+                [c.offset, c.length, c.digest, c.codec, c.stored_length] for c in self.chunks
+            ],
+        }
+
+    @classmethod
+    def _from_body(cls, body: Mapping[str, Any]) -> Manifest:
+        if list(body["chunk_fields"]) != list(CHUNK_FIELDS):
+            raise ValueError(f"unexpected chunk fields {body['chunk_fields']!r}")
+        chunks = []
+        for row in body["chunks"]:
+            if not isinstance(row, list) or len(row) != len(CHUNK_FIELDS):
+                raise ValueError(f"malformed chunk entry {row!r}")
+            chunks.append(ChunkRef(*row))
+        return cls(
+            backup_id=body["backup_id"],
+            volume_id=body["volume_id"],
+            backend=body["backend"],
+            size=body["size"],
+            chunk_size=body["chunk_size"],
+            codec=body["codec"],
+            chunks=tuple(chunks),
+            created=body["created"],
+            strategy=body["strategy"],
+            parent=body["parent"],
+            change_token=body["change_token"],
+            incremental=body["incremental"],
+            stats=body["stats"],
+        )
+
+
+def manifest_key(backup_id: str) -> str:
+    """The object key of a backup's manifest: ``manifests/<backup_id>.json``."""
+    return f"{MANIFEST_PREFIX}{validate_id('backup id', backup_id)}.json"
+
+
+def write_manifest(store: IObjectStore, manifest: Manifest) -> None:
+    """Store `manifest` atomically (one `put`): from then on the backup exists.
+
+    Call it after every chunk is stored. Raise `BackupExists` if a manifest
+    already exists under the same backup id (a backup is never replaced; the
+    check guards against reusing an id, not against two concurrent writers
+    of one id, which backup ids being unique per run rules out).
+    """
+    key = manifest_key(manifest.backup_id)
+    try:
+        store.head(key)
+    except ObjectNotFound:
+        store.put(key, manifest.to_json())
+        return
+    raise BackupExists(
+        f"backup {manifest.backup_id!r} already exists in the store ({key});"
+        " choose a new backup id or delete the old backup first"
+    )
+
+
+def read_manifest(store: IObjectStore, backup_id: str) -> Manifest:
+    """Return the manifest of `backup_id`.
+
+    Raise `BackupNotFound` naming the id if there is none, `CorruptionError`
+    if it is damaged, invalid, or records another id, and
+    `UnknownFormatVersion` if it was written by a newer format.
+    """
+    key = manifest_key(backup_id)
+    try:
+        data = store.get(key)
+    except ObjectNotFound:
+        raise BackupNotFound(f"no backup {backup_id!r} in the store (no object {key})") from None
+    manifest = Manifest.from_json(data, f"manifest of backup {backup_id!r} ({key})")
+    if manifest.backup_id != backup_id:
+        raise CorruptionError(
+            f"manifest {key} records backup id {manifest.backup_id!r}, not {backup_id!r}"
+        )
+    return manifest
+
+
+def list_backup_ids(store: IObjectStore) -> list[str]:
+    """The ids of every backup in the store, in key order (manifests are not read)."""
+    return [m.group(1) for key in store.list(MANIFEST_PREFIX) if (m := _KEY.fullmatch(key))]
+
+
+def list_manifests(store: IObjectStore) -> list[Manifest]:
+    """Every manifest in the store, oldest first (by `created`, then id).
+
+    Raise `CorruptionError` naming the first damaged manifest (or
+    `UnknownFormatVersion`): a caller that decides what to keep (garbage
+    collection) must not guess.
+    """
+    manifests = []
+    for backup_id in list_backup_ids(store):
+        try:
+            manifests.append(read_manifest(store, backup_id))
+        except BackupNotFound:  # deleted while we listed
+            continue
+    return sorted(manifests, key=lambda m: (m.created, m.backup_id))
+
+
+def latest_manifest(
+    store: IObjectStore, volume_id: str, *, backend: str | None = None
+) -> Manifest | None:
+    """The newest backup of `volume_id` (of `backend` only, if given), or None.
+
+    Reads every manifest (see `list_manifests` for the errors raised).
+    """
+    found = [
+        m
+        for m in list_manifests(store)
+        if m.volume_id == volume_id and (backend is None or m.backend == backend)
+    ]
+    return found[-1] if found else None
+
+
+def known_chunks(manifests: Iterable[Manifest]) -> dict[str, ChunkRef]:
+    """Chunks the given manifests reference, by digest (the ``known`` of a backup).
+
+    A backup that is handed this mapping treats those digests as already
+    stored, with the codec and stored length recorded here, without asking
+    the store. Read the manifests while holding a backup lease
+    (`pieceworks.common_algorithms.gc.backup_lease`) so that garbage
+    collection cannot remove their chunks meanwhile.
+    """
+    return {c.digest: c for m in manifests for c in m.chunks}
+
+
+def _canonical(obj: object) -> bytes:
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_chunks(chunks: tuple[ChunkRef, ...], size: int, chunk_size: int) -> None:
+    end = 0
+    for c in chunks:
+        if not isinstance(c, ChunkRef):
+            raise ValueError(f"manifest chunk {c!r} is not a ChunkRef")
+        if not (_is_int(c.offset) and _is_int(c.length) and _is_int(c.stored_length)):
+            raise ValueError(f"chunk at offset {c.offset!r}: offset and lengths must be ints")
+        if c.offset < end:
+            raise ValueError(f"chunk at offset {c.offset} overlaps or precedes the one before")
+        if not 0 < c.length <= chunk_size:
+            raise ValueError(
+                f"chunk at offset {c.offset} has length {c.length}; expected 1..{chunk_size}"
+            )
+        if c.offset + c.length > size:
+            raise ValueError(f"chunk at offset {c.offset} ends beyond the volume size {size}")
+        if c.stored_length < 0:
+            raise ValueError(f"chunk at offset {c.offset} has a negative stored length")
+        if not isinstance(c.digest, str) or not _HEX64.fullmatch(c.digest):
+            raise ValueError(f"chunk at offset {c.offset} has an invalid digest {c.digest!r}")
+        if c.codec not in CODECS:
+            raise ValueError(f"chunk at offset {c.offset} has an unknown codec {c.codec!r}")
+        end = c.offset + c.length
+
+
+def _check_stats(stats: Mapping[str, int | str]) -> Mapping[str, int | str]:
+    if not isinstance(stats, Mapping):
+        raise ValueError(f"manifest stats must be a mapping, not {type(stats).__name__}")
+    for k, v in stats.items():
+        if not isinstance(k, str) or not isinstance(v, int | str) or isinstance(v, bool):
+            raise ValueError(f"manifest stat {k!r}: {v!r} is not a str -> int or str entry")
+    return MappingProxyType(dict(stats))

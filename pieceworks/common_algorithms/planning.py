@@ -1,0 +1,176 @@
+"""Read a backend's capabilities and plan backups and restores.
+
+Planning is pure: it looks only at what the driver provides, the store and
+the request, never at volume data, so a plan can be shown before anything
+runs (``pieceworks plan backup``).
+"""
+
+from __future__ import annotations
+
+from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.plan import Plan, StrategyChoice
+from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
+from pieceworks.protocols import (
+    IAllocatedExtents,
+    IChangedBlocks,
+    ICompress,
+    InvalidDriver,
+    IPullFromObjectStore,
+    IPushToObjectStore,
+    ISnapshot,
+    IStreamIn,
+    IStreamOut,
+)
+
+__all__ = ["plan_backup", "plan_restore", "refuse_incomplete"]
+
+
+def _offload(backend: Backend, store: Store, req: BackupRequest) -> StrategyChoice:
+    name = "offload"
+    if not backend.provides(IPushToObjectStore):
+        return StrategyChoice(
+            name, False, "the backend has no push-to-object-store", needs=("push-to-object-store",)
+        )
+    if store.spec is None:
+        return StrategyChoice(
+            name, False, f"store '{store.name}' cannot be handed to a backend (no store spec)"
+        )
+    enhancers = ("compress",) if backend.provides(ICompress) else ()
+    where = f"the backend writes to store '{store.name}' itself; no volume data crosses the manager"
+    if req.in_use and backend.provides(ISnapshot):
+        return StrategyChoice(name, True, where + ", from a temporary snapshot", enhancers)
+    if req.in_use and not req.force:
+        return StrategyChoice(
+            name,
+            False,
+            "the volume is in use, the backend has no snapshot and force is not set",
+            needs=("push-to-object-store", "snapshot"),
+        )
+    forced = " (forced: pushed while in use)" if req.in_use else ""
+    return StrategyChoice(name, True, where + forced, enhancers)
+
+
+def _stream_enhancers(backend: Backend, req: BackupRequest) -> tuple[str, ...]:
+    out = []
+    if backend.provides(IAllocatedExtents):
+        out.append("allocated-extents")
+    if req.incremental and backend.provides(IChangedBlocks):
+        out.append("changed-blocks")
+    return tuple(out)
+
+
+def _snapshot_stream(backend: Backend, req: BackupRequest) -> StrategyChoice:
+    name = "snapshot-stream"
+    lacks = [
+        n
+        for n, iface in (("snapshot", ISnapshot), ("stream-out", IStreamOut))
+        if not backend.provides(iface)
+    ]
+    if lacks:
+        return StrategyChoice(
+            name,
+            False,
+            f"the backend has no {' and no '.join(lacks)}",
+            needs=("snapshot", "stream-out"),
+        )
+    return StrategyChoice(
+        name,
+        True,
+        "a temporary snapshot is streamed through the manager"
+        + ("; the volume stays in use" if req.in_use else ""),
+        _stream_enhancers(backend, req),
+    )
+
+
+def _direct_stream(backend: Backend, req: BackupRequest) -> StrategyChoice:
+    name = "direct-stream"
+    if not backend.provides(IStreamOut):
+        return StrategyChoice(name, False, "the backend has no stream-out", needs=("stream-out",))
+    if req.in_use and not req.force:
+        return StrategyChoice(name, False, "the volume is in use and force is not set")
+    reason = (
+        "forced: the volume is read while in use (recorded)"
+        if req.in_use
+        else "the volume is not in use: it is read directly"
+    )
+    return StrategyChoice(name, True, reason, _stream_enhancers(backend, req))
+
+
+def plan_backup(backend: Backend, store: Store, request: BackupRequest) -> Plan:
+    """The backup plan: every strategy in the request's order, each with its reason."""
+    by_name = {
+        "offload": lambda: _offload(backend, store, request),
+        "snapshot-stream": lambda: _snapshot_stream(backend, request),
+        "direct-stream": lambda: _direct_stream(backend, request),
+    }
+    notes = []
+    if request.in_use and request.force:
+        notes.append("force is set: a strategy may read the volume while it is in use")
+    if request.incremental:
+        notes.append("incremental: only chunks not already in the store are uploaded")
+    return Plan(
+        "backup", backend.name, tuple(by_name[s]() for s in request.strategies), tuple(notes)
+    )
+
+
+def plan_restore(backend: Backend, store: Store, request: RestoreRequest) -> Plan:
+    """The restore plan: offload (pull) then stream-in, each with its reason."""
+    choices = []
+    for name in request.strategies:
+        if name == "offload":
+            if not backend.provides(IPullFromObjectStore):
+                choices.append(
+                    StrategyChoice(
+                        name,
+                        False,
+                        "the backend has no pull-from-object-store",
+                        needs=("pull-from-object-store",),
+                    )
+                )
+            elif store.spec is None:
+                choices.append(
+                    StrategyChoice(
+                        name, False, f"store '{store.name}' cannot be handed to a backend"
+                    )
+                )
+            else:
+                choices.append(
+                    StrategyChoice(name, True, f"the backend reads store '{store.name}' itself")
+                )
+        elif not backend.provides(IStreamIn):
+            choices.append(
+                StrategyChoice(name, False, "the backend has no stream-in", needs=("stream-in",))
+            )
+        else:
+            choices.append(
+                StrategyChoice(name, True, "chunks are checked and written through the manager")
+            )
+    return Plan("restore", backend.name, tuple(choices))
+
+
+_COMPLETES = {
+    "backup": (
+        (IPushToObjectStore, IStreamOut),
+        "push-to-object-store (offload), snapshot + stream-out (snapshot-stream)"
+        " or stream-out (direct-stream)",
+    ),
+    "restore": (
+        (IPullFromObjectStore, IStreamIn),
+        "pull-from-object-store (offload) or stream-in (stream-in)",
+    ),
+}
+
+
+def refuse_incomplete(backend: Backend, operations: tuple[str, ...]) -> None:
+    """Refuse a backend that completes no strategy for one of `operations`.
+
+    Checked when a backend is registered for ``backup`` and/or ``restore``;
+    the `InvalidDriver` error lists the pieces that would complete one.
+    """
+    for op in operations:
+        any_of, needs = _COMPLETES[op]
+        if not any(backend.provides(i) for i in any_of):
+            raise InvalidDriver(
+                f"backend '{backend.name}' completes no {op} strategy: it provides"
+                f" [{', '.join(backend.capability_names)}]; a driver would need {needs}"
+            )

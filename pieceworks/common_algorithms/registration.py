@@ -1,0 +1,135 @@
+"""Register a backend's flows in the registry under what it can do.
+
+`register_backend` is how a manager learns, without knowing any driver,
+which backends can do what: it registers the verified driver and one flow
+factory per operation, tagged with what the backend's capabilities allow:
+
+=====================  ==================================================
+tag                    the backend can...
+=====================  ==================================================
+``live-backup``        back up a volume in use (snapshot + a way out)
+``fast-backup``        back up without volume data crossing the manager
+                       (push-to-object-store)
+``slow-backup``        back up by streaming through the manager (stream-out)
+``incremental-backup`` back up incrementally (always: chunks are
+                       content-addressed; only new chunks are uploaded)
+``changed-block-backup`` read only what changed (changed-blocks)
+``sparse-backup``      skip holes without reading them (allocated-extents)
+``compressed-offload`` compress before data leaves it (push + compress)
+``offload-restore``    restore without data crossing the manager (pull)
+``stream-restore``     restore through the manager (stream-in)
+=====================  ==================================================
+
+Plus the operation names ``backup``, ``restore``, ``verify``, ``delete``.
+A manager then does::
+
+    for reg in registry.find(any_of=["fast-backup", "live-backup"], backend="lab"):
+        my_flow.add(reg.build(volume_id="vol-1", in_use=True))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskflow.flow import Flow
+
+from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.backup import backup_flow
+from pieceworks.common_algorithms.delete import delete_flow
+from pieceworks.common_algorithms.planning import refuse_incomplete
+from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
+from pieceworks.common_algorithms.restore import restore_flow
+from pieceworks.common_algorithms.verify import verify_flow
+from pieceworks.protocols import (
+    IAllocatedExtents,
+    IChangedBlocks,
+    ICompress,
+    IPullFromObjectStore,
+    IPushToObjectStore,
+    ISnapshot,
+    IStreamIn,
+    IStreamOut,
+)
+from pieceworks.registry import Registration, Registry
+
+__all__ = ["backend_tags", "register_backend"]
+
+
+def backend_tags(backend: Backend) -> dict[str, tuple[str, ...]]:
+    """The tags each operation of `backend` is registered under."""
+    has = backend.provides
+    backup: list[str] = []
+    if has(IPushToObjectStore) or has(IStreamOut):
+        backup += ["backup", "incremental-backup"]
+        if has(ISnapshot):
+            backup.append("live-backup")
+        if has(IPushToObjectStore):
+            backup.append("fast-backup")
+            if has(ICompress):
+                backup.append("compressed-offload")
+        if has(IStreamOut):
+            backup.append("slow-backup")
+            if has(IAllocatedExtents):
+                backup.append("sparse-backup")
+            if has(IChangedBlocks):
+                backup.append("changed-block-backup")
+    restore: list[str] = []
+    if has(IPullFromObjectStore):
+        restore += ["restore", "offload-restore"]
+    if has(IStreamIn):
+        restore += [*(["restore"] if not restore else []), "stream-restore"]
+    return {"backup": tuple(backup), "restore": tuple(restore)}
+
+
+def register_backend(
+    registry: Registry,
+    backend: Backend,
+    store: Store,
+    *,
+    operations: tuple[str, ...] = ("backup", "restore"),
+    preference: int = 0,
+) -> list[Registration]:
+    """Register `backend`'s driver and its backup/restore/verify/delete flow factories.
+
+    Refuse (`InvalidDriver`) a backend that completes no strategy for one of
+    `operations`, listing the pieces that would. Each factory takes the
+    request's fields as keyword arguments and returns a fresh flow:
+    ``backup(volume_id=..., in_use=..., ...)``, ``restore(backup_id=...,
+    volume_id=...)``, ``verify(backup_id=...)``, ``delete(backup_id=...)``.
+    """
+    refuse_incomplete(backend, operations)
+    tags = backend_tags(backend)
+    name = backend.name
+
+    def make_backup(**fields: Any) -> Flow:
+        return backup_flow(backend, store, BackupRequest(**fields))
+
+    def make_restore(**fields: Any) -> Flow:
+        return restore_flow(backend, store, RestoreRequest(**fields))
+
+    def make_verify(backup_id: str) -> Flow:
+        return verify_flow(store, backup_id)
+
+    def make_delete(backup_id: str) -> Flow:
+        return delete_flow(store, backup_id)
+
+    every_tag = sorted({t for op in tags.values() for t in op})
+    out = [registry.register_driver(backend.driver, name=name, tags=every_tag)]
+    for op, factory in (("backup", make_backup), ("restore", make_restore)):
+        if tags[op]:
+            out.append(
+                registry.register(
+                    factory,
+                    provides=tags[op],
+                    name=f"{name}.{op}",
+                    backend=name,
+                    preference=preference,
+                )
+            )
+    for op, factory in (("verify", make_verify), ("delete", make_delete)):
+        out.append(
+            registry.register(
+                factory, provides=[op], name=f"{name}.{op}", backend=name, preference=preference
+            )
+        )
+    return out

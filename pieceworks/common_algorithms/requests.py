@@ -1,0 +1,87 @@
+"""What a manager asks for: backup, restore, verify and delete requests."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from oslo_utils import units
+
+from pieceworks.protocols import validate_id
+from pieceworks.protocols.chunks import CODECS, DEFAULT_CODEC
+from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
+
+__all__ = [
+    "BACKUP_STRATEGIES",
+    "DEFAULT_CHUNK_SIZE",
+    "RESTORE_STRATEGIES",
+    "BackupRequest",
+    "RestoreRequest",
+    "new_backup_id",
+]
+
+#: Backup strategies in their default order (best first).
+BACKUP_STRATEGIES: tuple[str, ...] = ("offload", "snapshot-stream", "direct-stream")
+#: Restore strategies in their default order.
+RESTORE_STRATEGIES: tuple[str, ...] = ("offload", "stream-in")
+DEFAULT_CHUNK_SIZE = 4 * units.Mi
+_MIN_CHUNK, _MAX_CHUNK = 64 * units.Ki, 64 * units.Mi
+
+
+def new_backup_id() -> str:
+    """A fresh, sortable-enough, unique backup id."""
+    return f"bk-{uuid.uuid4().hex[:16]}"
+
+
+def _check_order(given: tuple[str, ...], known: tuple[str, ...], what: str) -> None:
+    unknown = [s for s in given if s not in known]
+    if unknown or not given or len(set(given)) != len(given):
+        raise ConfigError(
+            f"invalid {what} strategy order {list(given)}: use distinct names from {list(known)}"
+        )
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    """Back up one volume.
+
+    `in_use`: the volume is attached and may change while it is read; only
+    strategies that read a snapshot are eligible unless `force` is set (the
+    plan records the force). `incremental`: reuse the latest backup of the
+    same volume in the store as the parent (only new chunks are uploaded;
+    the new manifest is complete, so restore never reads the parent).
+    """
+
+    volume_id: str
+    backup_id: str = field(default_factory=new_backup_id)
+    in_use: bool = False
+    force: bool = False
+    incremental: bool = False
+    codec: str = DEFAULT_CODEC
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    strategies: tuple[str, ...] = BACKUP_STRATEGIES
+
+    def __post_init__(self) -> None:
+        validate_id("volume id", self.volume_id)
+        validate_id("backup id", self.backup_id)
+        if self.codec not in CODECS:
+            raise UnsupportedCodec(
+                f"unknown codec {self.codec!r}: choose one of {', '.join(CODECS)}"
+            )
+        if not _MIN_CHUNK <= self.chunk_size <= _MAX_CHUNK:
+            raise ConfigError(f"chunk size {self.chunk_size} out of range: use 64 KiB to 64 MiB")
+        _check_order(self.strategies, BACKUP_STRATEGIES, "backup")
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """Restore backup `backup_id` into volume `volume_id` (created or replaced)."""
+
+    backup_id: str
+    volume_id: str
+    strategies: tuple[str, ...] = RESTORE_STRATEGIES
+
+    def __post_init__(self) -> None:
+        validate_id("backup id", self.backup_id)
+        validate_id("volume id", self.volume_id)
+        _check_order(self.strategies, RESTORE_STRATEGIES, "restore")

@@ -1,0 +1,187 @@
+"""The restore template: offload (the backend pulls) or stream-in, with fallback.
+
+    outcome = restore(backend, store, RestoreRequest("bk-1", volume_id="vol-2"))
+
+Every chunk's sha256 is checked before it is written; a damaged chunk stops
+the restore with `CorruptionError` naming its offset, and the target volume
+is left as it was (the writer is aborted, never committed). Any backup
+restores through any backend that has stream-in or pull-from-object-store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from taskflow import task
+from taskflow.patterns import linear_flow
+
+from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.chunk_pipeline import restore_chunks
+from pieceworks.common_algorithms.fallback import StrategyFallback
+from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.plan import Attempt, Plan
+from pieceworks.common_algorithms.planning import plan_restore
+from pieceworks.common_algorithms.progress import ProgressReporter
+from pieceworks.common_algorithms.requests import RestoreRequest
+from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
+from pieceworks.protocols import IPullFromObjectStore, IStreamIn, VolumeRef
+
+__all__ = ["RestoreOutcome", "restore", "restore_flow"]
+
+
+class CheckBackup(task.Task):
+    """Read the manifest once up front: an unknown backup fails before anything runs."""
+
+    def __init__(self, store: Store, request: RestoreRequest, prefix: str) -> None:
+        super().__init__(name=f"{prefix}.check-backup", provides=f"{prefix}.backup")
+        self.store, self.request = store, request
+
+    def execute(self) -> dict[str, Any]:
+        m = read_manifest(self.store.objects, self.request.backup_id)
+        return {"size": m.size, "chunks": len(m.chunks), "volume_id": m.volume_id}
+
+
+class RestoreVolume(task.Task):
+    """Fill the target volume by the current strategy; abort it on any failure."""
+
+    def __init__(
+        self, backend: Backend, store: Store, request: RestoreRequest, prefix: str
+    ) -> None:
+        super().__init__(
+            name=f"{prefix}.restore-volume",
+            provides=f"{prefix}.result",
+            rebind={"attempt": f"{prefix}.attempt"},
+        )
+        self.backend, self.store, self.request = backend, store, request
+
+    def execute(self, attempt: dict[str, Any]) -> dict[str, Any]:
+        started = time.monotonic()
+        manifest = read_manifest(self.store.objects, self.request.backup_id)
+        target = VolumeRef(self.request.volume_id)
+        strategy = str(attempt["strategy"])
+        if strategy == "offload":
+            puller: IPullFromObjectStore = self.backend.driver  # type: ignore[assignment]
+            assert self.store.spec is not None
+            puller.pull_from_store(target, manifest.size, self.store.spec, manifest.chunks)
+            written = through_manager = 0
+        else:
+            driver: IStreamIn = self.backend.driver  # type: ignore[assignment]
+            writer = driver.open_write(target, manifest.size)
+            try:
+                stats = restore_chunks(
+                    self.store.objects,
+                    manifest,
+                    writer,
+                    progress=ProgressReporter(self, manifest.size),
+                )
+            except BaseException:
+                writer.abort()
+                raise
+            writer.commit()
+            written = through_manager = stats.bytes_written
+        return {
+            "backup_id": manifest.backup_id,
+            "volume_id": target.volume_id,
+            "backend": self.backend.name,
+            "store": self.store.name,
+            "strategy": strategy,
+            "failed_strategies": list(attempt.get("failed", [])),
+            "size": manifest.size,
+            "bytes_written": written,
+            "bytes_through_manager": through_manager,
+            "seconds": round(time.monotonic() - started, 6),
+        }
+
+
+def _prefix(request: RestoreRequest) -> str:
+    return f"restore-{request.backup_id}-to-{request.volume_id}"
+
+
+def restore_flow(
+    backend: Backend, store: Store, request: RestoreRequest, plan: Plan | None = None
+) -> linear_flow.Flow:
+    """The flow for `request`; provides ``restore-<backup>-to-<volume>.result``."""
+    plan = (plan or plan_restore(backend, store, request)).require_eligible()
+    p = _prefix(request)
+    return linear_flow.Flow(p).add(
+        CheckBackup(store, request, p),
+        linear_flow.Flow(
+            f"{p}.strategies",
+            retry=StrategyFallback(plan.eligible, name=f"{p}.fallback", provides=f"{p}.attempt"),
+        ).add(RestoreVolume(backend, store, request, p)),
+    )
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    """What a restore did: strategy used, those that failed first, figures."""
+
+    backup_id: str
+    volume_id: str
+    backend: str
+    store: str
+    strategy: str
+    failed: tuple[Attempt, ...]
+    plan: Plan
+    size: int
+    bytes_written: int
+    bytes_through_manager: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backup_id": self.backup_id,
+            "volume_id": self.volume_id,
+            "backend": self.backend,
+            "store": self.store,
+            "strategy": self.strategy,
+            "failed_strategies": [a.to_dict() for a in self.failed],
+            "size": self.size,
+            "bytes_written": self.bytes_written,
+            "bytes_through_manager": self.bytes_through_manager,
+            "seconds": round(self.seconds, 3),
+            "plan": self.plan.to_dict(),
+        }
+
+
+def restore(
+    backend: Backend,
+    store: Store,
+    request: RestoreRequest,
+    *,
+    options: EngineOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> RestoreOutcome:
+    """Restore `request.backup_id` from `store` into a volume of `backend`.
+
+    Raise `BackupNotFound` for an unknown backup, `NoEligibleStrategy` if
+    the backend can take no restore, `AllStrategiesFailed` (with each
+    cause, e.g. a `CorruptionError` naming the offset) if all failed.
+    """
+    started = time.monotonic()
+    plan = plan_restore(backend, store, request)
+    p = _prefix(request)
+    result, _ = run_flow(
+        restore_flow(backend, store, request, plan),
+        operation="restore",
+        backend=backend.name,
+        retry_name=f"{p}.fallback",
+        result_name=f"{p}.result",
+        options=options,
+        progress=progress,
+    )
+    return RestoreOutcome(
+        backup_id=result["backup_id"],
+        volume_id=result["volume_id"],
+        backend=result["backend"],
+        store=result["store"],
+        strategy=result["strategy"],
+        failed=tuple(Attempt(f["strategy"], f["error"]) for f in result["failed_strategies"]),
+        plan=plan,
+        size=result["size"],
+        bytes_written=result["bytes_written"],
+        bytes_through_manager=result["bytes_through_manager"],
+        seconds=time.monotonic() - started,
+    )

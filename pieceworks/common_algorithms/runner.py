@@ -1,0 +1,156 @@
+"""Run a common algorithm's flow on a TaskFlow engine and collect what happened.
+
+`run_flow` loads the flow into an engine (serial by default, persistence
+optional: any TaskFlow persistence URL such as ``sqlite:////path/pw.db`` or
+``postgresql://...``), forwards task progress to a callback, records every
+strategy that failed before the one that succeeded, and turns "every
+strategy failed" into one `AllStrategiesFailed` error listing each cause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskflow import engines, states, task
+from taskflow.flow import Flow
+from taskflow.persistence import backends as persistence_backends
+from taskflow.persistence import models
+from taskflow.types.failure import Failure
+
+from pieceworks.common_algorithms.fallback import FINAL_ERRORS, describe_failure
+from pieceworks.common_algorithms.plan import AllStrategiesFailed, Attempt
+
+__all__ = ["EngineOptions", "ProgressEvent", "RunRecord", "iter_tasks", "run_flow"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress report of a task: fraction done and bytes."""
+
+    task: str
+    fraction: float
+    bytes_done: int
+    bytes_total: int
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run flows.
+
+    `persistence` is a TaskFlow persistence connection (``None``: in
+    memory); `engine` is ``serial`` or ``parallel``.
+    """
+
+    persistence: str | None = None
+    engine: str = "serial"
+
+
+@dataclass
+class RunRecord:
+    """What a run did: the strategies tried and how each failed attempt ended."""
+
+    retry_name: str
+    attempts: list[Attempt] = field(default_factory=list)
+    current: str | None = None
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def on_atom(self, state: str, details: dict[str, Any]) -> None:
+        if details.get("retry_name") == self.retry_name and state == states.SUCCESS:
+            result = details.get("result")
+            if isinstance(result, dict):
+                self.current = str(result.get("strategy"))
+        elif state == states.FAILURE and self.current is not None:
+            result = details.get("result")
+            if isinstance(result, Failure):
+                self.errors.setdefault(self.current, []).append(describe_failure(result))
+
+    def failed_attempts(self) -> tuple[Attempt, ...]:
+        return tuple(Attempt(s, "; ".join(errs)) for s, errs in self.errors.items())
+
+
+@contextlib.contextmanager
+def _persistence(url: str | None, name: str) -> Iterator[dict[str, Any]]:
+    if url is None:
+        yield {}
+        return
+    backend = persistence_backends.fetch({"connection": url})
+    try:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        book = models.LogBook(name)
+        detail = models.FlowDetail(name, uuid=book.uuid)
+        book.add(detail)
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.save_logbook(book)
+        yield {"backend": backend, "book": book, "flow_detail": detail}
+    finally:
+        backend.close()
+
+
+def iter_tasks(flow: Flow) -> Iterator[task.Task]:
+    """Every task of `flow` and of its subflows, depth first."""
+    for node, _meta in flow.iter_nodes():
+        if isinstance(node, Flow):
+            yield from iter_tasks(node)
+        elif isinstance(node, task.Task):
+            yield node
+
+
+def _progress_relay(flow: Flow, callback: ProgressCallback | None) -> None:
+    if callback is None:
+        return
+
+    for atom in iter_tasks(flow):
+
+        def relay(event_type: str, details: dict[str, Any], name: str = atom.name) -> None:
+            callback(
+                ProgressEvent(
+                    name,
+                    float(details.get("progress", 0.0)),
+                    int(details.get("bytes_done", 0)),
+                    int(details.get("bytes_total", 0)),
+                )
+            )
+
+        atom.notifier.register(task.EVENT_UPDATE_PROGRESS, relay)
+
+
+def run_flow(
+    flow: Flow,
+    *,
+    operation: str,
+    backend: str,
+    retry_name: str,
+    result_name: str,
+    options: EngineOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[dict[str, Any], RunRecord]:
+    """Run `flow` and return the value it provides under `result_name`.
+
+    Raise `AllStrategiesFailed` when the retry called `retry_name` ran out of
+    strategies; any other error (an unknown volume, say) propagates as is.
+    """
+    options = options or EngineOptions()
+    record = RunRecord(retry_name)
+    _progress_relay(flow, progress)
+    with _persistence(options.persistence, flow.name) as persisted:
+        engine = engines.load(flow, engine=options.engine, **persisted)
+        engine.atom_notifier.register("*", record.on_atom)
+        try:
+            engine.run()
+        except FINAL_ERRORS:
+            raise
+        except Exception as exc:
+            attempts = record.failed_attempts()
+            if attempts:
+                raise AllStrategiesFailed(operation, backend, attempts) from exc
+            raise
+        result = engine.storage.fetch(result_name)
+    return dict(result), record
+

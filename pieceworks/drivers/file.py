@@ -1,0 +1,358 @@
+"""The reference storage driver: volumes are regular (sparse) files in a directory.
+
+`FileDriver` shows a driver author the whole pattern in one place:
+
+* subclass the capability base classes it implements (`Snapshot`,
+  `StreamOut`, `StreamIn`, `AllocatedExtents`) and import nothing but
+  `pieceworks.protocols` and the standard library;
+* reject unknown options with `ConfigError`;
+* turn backend failures into the protocol's errors (`VolumeNotFound`,
+  `SnapshotNotFound`, `InvalidName`, `BackendError`), never a bare `OSError`;
+* hand out small reader and writer objects (`VolumeReader`, `VolumeWriter`)
+  that do no per-call allocation on the data path;
+* make every change atomic: build in a temporary name, then rename.
+
+Layout under the directory ``path`` (Linux; names starting with ``.`` are
+never valid ids, so they cannot clash with a volume)::
+
+    <path>/<volume-id>                               a volume
+    <path>/.snapshots/<volume-id>/<snapshot-id>      a read-only snapshot
+    <path>/.incoming/<volume-id>.<random>            a volume being written
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import stat
+from collections.abc import Sequence
+
+from pieceworks.protocols import (
+    AllocatedExtents,
+    BackendError,
+    ConfigError,
+    Extent,
+    InvalidName,
+    NotFound,
+    Snapshot,
+    SnapshotNotFound,
+    SnapshotRef,
+    Source,
+    StreamIn,
+    StreamOut,
+    VolumeNotFound,
+    VolumeReader,
+    VolumeRef,
+    VolumeWriter,
+    validate_id,
+)
+
+__all__ = ["FileDriver"]
+
+FICLONE = 0x40049409  # ioctl: share all extents of a file (btrfs, XFS, bcachefs, ...)
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS}
+# O_NONBLOCK: opening a FIFO planted at a volume's path must not hang (no effect on files).
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
+    """Volumes as files in one directory, with snapshot, stream and extents.
+
+    `create_snapshot` makes a reflink copy where the filesystem can (instant,
+    truly point-in-time) and otherwise a sparse copy of the allocated
+    extents, which is point-in-time only if nobody writes the volume during
+    the copy. Symbolic links are never followed out of the directory.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], **unknown: object) -> None:
+        if unknown:
+            raise ConfigError(f"file driver: unknown option(s): {', '.join(sorted(unknown))}")
+        root = os.path.realpath(path)
+        if not os.path.isdir(root):
+            raise ConfigError(f"file driver: {os.fspath(path)!r} is not a directory")
+        self._root = root
+
+    def __repr__(self) -> str:
+        return f"FileDriver({self._root!r})"
+
+    @property
+    def root(self) -> str:
+        """The directory that holds the volumes (resolved)."""
+        return self._root
+
+    # -- snapshot ---------------------------------------------------------
+
+    def create_snapshot(self, volume: VolumeRef, snapshot_id: str) -> SnapshotRef:
+        snapshot = SnapshotRef(volume.volume_id, validate_id("snapshot id", snapshot_id))
+        src, size = self._open_source(volume)
+        tmp = ""
+        try:
+            final = self._snapshot_path(snapshot, create_parent=True)
+            tmp = os.path.join(os.path.dirname(final), f".tmp-{secrets.token_hex(8)}")
+            dst = os.open(tmp, _CREATE, 0o600)
+            try:
+                _clone_or_copy(src, dst, size)
+                os.fchmod(dst, 0o400)
+                os.fsync(dst)
+            finally:
+                os.close(dst)
+            os.link(tmp, final)  # unlike rename, never clobbers an existing snapshot
+            _fsync_dir(os.path.dirname(final))
+        except OSError as exc:
+            raise BackendError(f"cannot snapshot {volume.volume_id!r}: {exc}") from exc
+        finally:
+            os.close(src)
+            if tmp:
+                _unlink(tmp)
+        return snapshot
+
+    def delete_snapshot(self, snapshot: SnapshotRef) -> None:
+        _unlink(self._snapshot_path(snapshot))
+
+    # -- stream-out -------------------------------------------------------
+
+    def open_read(self, source: Source) -> VolumeReader:
+        return _FileReader(*self._open_source(source))
+
+    # -- stream-in --------------------------------------------------------
+
+    def open_write(self, target: VolumeRef, size: int) -> VolumeWriter:
+        if size < 0:
+            raise ValueError(f"negative volume size {size}")
+        volume_id = validate_id("volume id", target.volume_id)
+        final = self._path(volume_id)
+        if os.path.islink(final):
+            raise InvalidName(f"volume {volume_id!r} is a symbolic link; refusing it")
+        try:
+            tmp = self._path(".incoming", f"{volume_id}.{secrets.token_hex(8)}", create=True)
+            fd = os.open(tmp, _CREATE, 0o600)
+        except OSError as exc:
+            raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
+        writer = _FileWriter(fd, tmp, final, size)
+        try:
+            os.ftruncate(fd, size)  # sparse: unwritten ranges read as zeros and cost nothing
+        except OSError as exc:
+            writer.abort()
+            raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
+        return writer
+
+    # -- allocated-extents ------------------------------------------------
+
+    def allocated_extents(self, source: Source) -> Sequence[Extent]:
+        fd, size = self._open_source(source)
+        try:
+            return _data_extents(fd, size)
+        except OSError as exc:
+            raise BackendError(f"cannot map extents of {source}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    # -- plain helpers for tests and the demo (not capabilities) -----------
+
+    def create_volume(self, volume_id: str, size: int) -> VolumeRef:
+        """Create an empty sparse volume of `size` bytes; `BackendError` if it exists."""
+        path = self._path(validate_id("volume id", volume_id))
+        try:
+            fd = os.open(path, _CREATE, 0o600)
+            try:
+                os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise BackendError(f"cannot create volume {volume_id!r}: {exc}") from exc
+        return VolumeRef(volume_id)
+
+    def list_volumes(self) -> list[VolumeRef]:
+        """Every volume in the directory, sorted by id."""
+        with os.scandir(self._root) as entries:
+            names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+        return [VolumeRef(n) for n in sorted(names) if _is_id(n)]
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Delete a volume (not its snapshots). Deleting a missing one is not an error."""
+        _unlink(self._path(validate_id("volume id", volume_id)))
+
+    # -- paths ------------------------------------------------------------
+
+    def _path(self, *parts: str, create: bool = False) -> str:
+        """``<root>/<parts...>``, refusing a parent directory that resolves elsewhere.
+
+        The last component is checked by opening it with ``O_NOFOLLOW``.
+        """
+        parent = os.path.join(self._root, *parts[:-1])
+        if os.path.realpath(parent) != parent:
+            raise InvalidName(f"{parent!r} leads outside {self._root!r}; refusing it")
+        if create:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        return os.path.join(parent, parts[-1])
+
+    def _snapshot_path(self, snapshot: SnapshotRef, create_parent: bool = False) -> str:
+        volume_id = validate_id("volume id", snapshot.volume_id)
+        snapshot_id = validate_id("snapshot id", snapshot.snapshot_id)
+        return self._path(".snapshots", volume_id, snapshot_id, create=create_parent)
+
+    def _open_source(self, source: Source) -> tuple[int, int]:
+        """Open a volume or snapshot read-only; return its fd and size."""
+        missing: type[NotFound]
+        if isinstance(source, SnapshotRef):
+            path, missing, what = self._snapshot_path(source), SnapshotNotFound, "snapshot"
+        else:
+            path = self._path(validate_id("volume id", source.volume_id))
+            missing, what = VolumeNotFound, "volume"
+        try:
+            fd = os.open(path, _READ)
+        except (FileNotFoundError, NotADirectoryError):
+            raise missing(f"no {what} {source}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidName(f"{what} {source} is a symbolic link; refusing it") from None
+            raise BackendError(f"cannot open {what} {source}: {exc}") from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise missing(f"no {what} {source} (not a regular file)")
+        return fd, st.st_size
+
+
+class _FileReader:
+    """A `VolumeReader`: ``preadv`` straight into the caller's buffer, no copy.
+
+    The open descriptor pins the file, so a volume replaced by a commit
+    keeps reading as it was when opened.
+    """
+
+    __slots__ = ("_fd", "_size")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readinto_at(self, offset: int, buffer: memoryview) -> int:
+        wanted, done = len(buffer), 0
+        try:
+            while done < wanted:
+                n = os.preadv(self._fd, [buffer[done:] if done else buffer], offset + done)
+                if n == 0:  # end of file
+                    break
+                done += n
+        except OSError as exc:
+            raise BackendError(f"read failed at offset {offset + done}: {exc}") from exc
+        return done
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+class _FileWriter:
+    """A `VolumeWriter`: fill a sparse temporary file, rename it on commit.
+
+    Until `commit` the old volume is untouched; `abort` (or a failed commit)
+    removes the temporary file.
+    """
+
+    __slots__ = ("_fd", "_final", "_size", "_tmp")
+
+    def __init__(self, fd: int, tmp: str, final: str, size: int) -> None:
+        self._fd, self._tmp, self._final, self._size = fd, tmp, final, size
+
+    def write_at(self, offset: int, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        if offset < 0 or offset + view.nbytes > self._size:
+            raise ValueError(f"write of {view.nbytes} bytes at {offset} beyond size {self._size}")
+        try:
+            while view:
+                n = os.pwrite(self._fd, view, offset)
+                view, offset = view[n:], offset + n
+        except OSError as exc:
+            raise BackendError(f"write failed at offset {offset}: {exc}") from exc
+
+    def commit(self) -> None:
+        if self._fd < 0:
+            raise ValueError("writer already committed or aborted")
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            os.replace(self._tmp, self._final)
+            _fsync_dir(os.path.dirname(self._final))
+        except OSError as exc:
+            self.abort()
+            raise BackendError(f"cannot commit {self._final!r}: {exc}") from exc
+
+    def abort(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+        _unlink(self._tmp)
+
+
+def _clone_or_copy(src: int, dst: int, size: int) -> None:
+    """Make `dst` a copy of `src`: reflink if possible, else copy data extents only."""
+    try:
+        fcntl.ioctl(dst, FICLONE, src)
+        return
+    except OSError as exc:
+        if exc.errno not in _NO_REFLINK:
+            raise
+    os.ftruncate(dst, size)  # holes stay holes
+    for extent in _data_extents(src, size):
+        offset = extent.offset
+        while offset < extent.end:
+            n = os.copy_file_range(src, dst, extent.end - offset, offset, offset)
+            if n == 0:  # the source shrank under us
+                return
+            offset += n
+
+
+def _data_extents(fd: int, size: int) -> list[Extent]:
+    """The data ranges of `fd` below `size`, sorted and merged (``SEEK_DATA``/``SEEK_HOLE``)."""
+    extents: list[Extent] = []
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data after offset
+                break
+            if exc.errno == errno.EINVAL and offset == 0:  # filesystem cannot tell
+                return [Extent(0, size)]
+            raise
+        if start >= size:
+            break
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        if extents and extents[-1].end == start:
+            start = extents.pop().offset
+        extents.append(Extent(start, end - start))
+        offset = end
+    return extents
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _is_id(name: str) -> bool:
+    try:
+        validate_id("volume id", name)
+    except InvalidName:
+        return False
+    return True

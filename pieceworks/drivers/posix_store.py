@@ -1,0 +1,233 @@
+"""The reference object store: one file per object under a directory.
+
+`PosixStore` shows a store author the whole `IObjectStore` contract on the
+simplest backend:
+
+* key ``a/b/c`` is the file ``<root>/a/b/c`` (keys are checked with
+  `validate_key`, so nothing escapes the root);
+* `put` is atomic: write a temporary file in the same directory (a
+  ``.tmp-<random>`` name, which is never a valid key and never listed),
+  fsync it, rename it over the key, fsync the directory;
+* `put_if_absent` never overwrites: it hard-links the temporary file to the
+  key, so of two concurrent writers exactly one wins;
+* `list` walks only the subtree the prefix can match and yields keys in
+  plain string order.
+
+With ``durable=False`` the fsyncs are skipped (for tests and scratch
+stores): a crash may then lose recent objects, but never exposes a partial
+one. A key cannot be both an object and a "directory" of other keys (``a``
+and ``a/b``); POSIX does not allow it, and `put` raises `BackendError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+
+from pieceworks.protocols import (
+    BackendError,
+    ConfigError,
+    InvalidName,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    TransientError,
+    validate_key,
+)
+
+__all__ = ["PosixStore"]
+
+_TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE}
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+class PosixStore(ObjectStore):
+    """An object store in a local (or NFS-mounted) directory."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], durable: bool | str = True, **unknown: object
+    ) -> None:
+        if unknown:
+            raise ConfigError(f"posix store: unknown option(s): {', '.join(sorted(unknown))}")
+        if isinstance(durable, str):  # options from a configuration file are strings
+            if durable.lower() not in _BOOLS:
+                raise ConfigError(f"posix store: durable must be true or false, not {durable!r}")
+            durable = _BOOLS[durable.lower()]
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"posix store: cannot use {os.fspath(path)!r}: {exc}") from exc
+        self._root = os.path.realpath(path)
+        self._durable = durable
+
+    def __repr__(self) -> str:
+        return f"PosixStore({self._root!r}, durable={self._durable})"
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        try:
+            os.replace(tmp, path)
+            self._sync_dir(os.path.dirname(path))
+        except OSError as exc:
+            _unlink(tmp)
+            raise _error(f"cannot put {key!r}", exc) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            with open(self._path(key), "rb", buffering=0) as f:
+                return f.read()
+        except _MISSING:
+            raise ObjectNotFound(f"no object {key!r}") from None
+        except OSError as exc:
+            raise _error(f"cannot get {key!r}", exc) from exc
+
+    def head(self, key: str) -> ObjectInfo:
+        st = self._stat(key)
+        if st is None:
+            raise ObjectNotFound(f"no object {key!r}")
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except _MISSING:
+            pass
+        except OSError as exc:
+            raise _error(f"cannot delete {key!r}", exc) from exc
+
+    def list(self, prefix: str) -> Iterator[str]:
+        directory, _, start = prefix.rpartition("/")
+        if directory:
+            try:
+                validate_key(directory)
+            except InvalidName:
+                return iter(())  # no key can start with it
+        return _walk(os.path.join(self._root, directory), directory, start)
+
+    def exists(self, key: str) -> bool:
+        """One ``stat``, no read."""
+        return self._stat(key) is not None
+
+    def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
+        """Write `key` unless it exists; safe against concurrent writers.
+
+        ``link(2)`` fails if the key exists, so a concurrent writer's object
+        is never replaced (for content-addressed keys it holds the same bytes).
+        """
+        if self.exists(key):
+            return False
+        path = self._path(key)
+        tmp = self._write_temp(path, data)
+        try:
+            os.link(tmp, path)
+            self._sync_dir(os.path.dirname(path))
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _error(f"cannot put {key!r}", exc) from exc
+        finally:
+            _unlink(tmp)
+        return True
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self._root, validate_key(key))
+
+    def _stat(self, key: str) -> os.stat_result | None:
+        try:
+            st = os.stat(self._path(key))
+        except _MISSING:
+            return None
+        except OSError as exc:
+            raise _error(f"cannot stat {key!r}", exc) from exc
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    def _write_temp(self, path: str, data: bytes | memoryview) -> str:
+        """Write `data` to a new temporary file next to `path` and return its name."""
+        directory = os.path.dirname(path)
+        tmp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            try:
+                fd = os.open(tmp, flags, 0o644)
+            except FileNotFoundError:  # first object under this directory
+                self._make_dirs(directory)
+                fd = os.open(tmp, flags, 0o644)
+        except OSError as exc:
+            raise _error(f"cannot write {path!r}", exc) from exc
+        try:
+            try:
+                view = memoryview(data).cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self._durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException as exc:
+            _unlink(tmp)
+            if isinstance(exc, OSError):
+                raise _error(f"cannot write {path!r}", exc) from exc
+            raise
+        return tmp
+
+    def _make_dirs(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        while self._durable and directory != self._root:  # persist each new entry
+            directory = os.path.dirname(directory)
+            self._sync_dir(directory)
+
+    def _sync_dir(self, directory: str) -> None:
+        if self._durable:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _walk(directory: str, key_dir: str, start: str) -> Iterator[str]:
+    """Yield the keys under `directory` whose last part at this level begins with `start`.
+
+    Each level is sorted with ``/`` appended to directory names, which makes
+    a depth-first walk yield keys in plain string order (``a-b`` < ``a/b``).
+    """
+    try:
+        with os.scandir(directory) as entries:
+            found = sorted(
+                (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e)
+                for e in entries
+                if e.name.startswith(start) and _is_part(e.name)
+            )
+    except _MISSING:
+        return
+    base = key_dir + "/" if key_dir else ""
+    for name, entry in found:
+        if name.endswith("/"):
+            yield from _walk(entry.path, base + entry.name, "")
+        elif entry.is_file(follow_symlinks=False):
+            yield base + name
+
+
+def _is_part(name: str) -> bool:
+    """Whether `name` can be one part of a key (temporary files cannot)."""
+    try:
+        validate_key(name)
+    except InvalidName:
+        return False
+    return True
+
+
+def _error(message: str, exc: OSError) -> BackendError:
+    kind = TransientError if exc.errno in _TRANSIENT else BackendError
+    return kind(f"{message}: {exc}")
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -1,0 +1,75 @@
+"""Real volumes and a real POSIX store for the common-algorithm tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pieceworks.common_algorithms import Backend, Store
+from pieceworks.drivers.file import FileDriver
+from pieceworks.drivers.posix_store import PosixStore
+from pieceworks.protocols import StoreSpec, VolumeRef
+from tests.support.drivers import FailingDriver
+
+CHUNK = 64 * 1024
+
+
+def mixed_data(blocks: int = 24, block: int = CHUNK) -> bytes:
+    """Blocks of random data, zeros and log-like text, interleaved."""
+    parts = []
+    for i in range(blocks):
+        kind = i % 4
+        if kind in (0, 2):
+            parts.append(os.urandom(block))
+        elif kind == 1:
+            parts.append(bytes(block))
+        else:
+            line = f"{i:08d} INFO volume service request handled ok\n".encode()
+            parts.append((line * (block // len(line) + 1))[:block])
+    return b"".join(parts) + b"tail-not-aligned"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def volume_sha(driver: FileDriver, volume_id: str) -> str:
+    with open(os.path.join(driver.root, volume_id), "rb") as f:
+        return sha(f.read())
+
+
+@pytest.fixture
+def volumes(tmp_path: Path) -> Path:
+    path = tmp_path / "volumes"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    path = tmp_path / "store"
+    return Store("lab", PosixStore(path), StoreSpec("lab", "posix", {"path": str(path)}))
+
+
+@pytest.fixture
+def file_backend(volumes: Path) -> Backend:
+    return Backend.of("lab", FileDriver(volumes))
+
+
+@pytest.fixture
+def failing(volumes: Path) -> Callable[..., tuple[Backend, FailingDriver]]:
+    def make(*fail: str) -> tuple[Backend, FailingDriver]:
+        driver = FailingDriver(volumes, fail)
+        return Backend.of("lab", driver), driver
+
+    return make
+
+
+def put_volume(backend: Backend, volume_id: str, data: bytes) -> None:
+    driver = backend.driver
+    assert isinstance(driver, FileDriver)
+    driver.write_volume(VolumeRef(volume_id), data)

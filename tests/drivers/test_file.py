@@ -1,0 +1,363 @@
+"""The file driver on real files: capabilities, sparseness, isolation, safety."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from pieceworks.drivers.file import FileDriver
+from pieceworks.protocols import (
+    BackendError,
+    ConfigError,
+    Extent,
+    IAllocatedExtents,
+    InvalidName,
+    ISnapshot,
+    IStreamIn,
+    IStreamOut,
+    NotFound,
+    SnapshotNotFound,
+    SnapshotRef,
+    VolumeNotFound,
+    VolumeRef,
+    verify_driver,
+)
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The volume directory (a sibling of it stands for "outside")."""
+    path = tmp_path / "volumes"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def driver(root: Path) -> FileDriver:
+    return FileDriver(root)
+
+
+def stray_files(root: Path) -> list[str]:
+    """Temporary files the driver may have left behind."""
+    return [
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.parent.name == ".incoming" or p.name.startswith(".tmp-")
+    ]
+
+
+# -- configuration and capabilities -------------------------------------------
+
+
+def test_unknown_options_are_rejected_by_name(tmp_path: Path) -> None:
+    """A misspelt option is a ConfigError that names it, not silently ignored."""
+    with pytest.raises(ConfigError, match="colour, speed"):
+        FileDriver(tmp_path, speed=1, colour="red")
+
+
+def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
+    """The volume directory must exist; the driver does not invent one."""
+    with pytest.raises(ConfigError, match="not a directory"):
+        FileDriver(tmp_path / "absent")
+
+
+def test_every_capability_verifies(driver: FileDriver) -> None:
+    """zope.interface accepts the instance for each capability, and so does verify_driver."""
+    for iface in (ISnapshot, IStreamOut, IStreamIn, IAllocatedExtents):
+        assert verifyObject(iface, driver)
+    assert set(verify_driver(driver, "x")) == {ISnapshot, IStreamOut, IStreamIn, IAllocatedExtents}
+
+
+# -- stream-in and stream-out --------------------------------------------------
+
+
+def test_write_then_read_round_trip(driver: FileDriver) -> None:
+    """Bytes written and committed read back identically; the volume is listed."""
+    data = os.urandom(3 * MiB + 17)
+    driver.write_volume(VolumeRef("vol-1"), data)
+    assert driver.read_range(VolumeRef("vol-1"), 0, len(data)) == data
+    assert driver.list_volumes() == [VolumeRef("vol-1")]
+    reader = driver.open_read(VolumeRef("vol-1"))
+    try:
+        assert reader.size == len(data)
+    finally:
+        reader.close()
+    reader.close()  # idempotent
+
+
+def test_readinto_at_fills_a_slice_of_a_reused_buffer(driver: FileDriver) -> None:
+    """readinto_at writes straight into the caller's memoryview, at any offset."""
+    data = os.urandom(2 * MiB)
+    driver.write_volume(VolumeRef("v"), data)
+    buffer = bytearray(4 * MiB)
+    reader = driver.open_read(VolumeRef("v"))
+    try:
+        assert reader.readinto_at(MiB, memoryview(buffer)[MiB : 2 * MiB]) == MiB
+    finally:
+        reader.close()
+    assert buffer[MiB : 2 * MiB] == data[MiB:]
+
+
+def test_short_read_only_at_end(driver: FileDriver) -> None:
+    """A read that crosses the end returns what is left; a read past it returns 0."""
+    driver.write_volume(VolumeRef("v"), b"0123456789")
+    buffer = bytearray(8)
+    reader = driver.open_read(VolumeRef("v"))
+    try:
+        assert reader.readinto_at(6, memoryview(buffer)) == 4
+        assert buffer[:4] == b"6789"
+        assert reader.readinto_at(10, memoryview(buffer)) == 0
+        assert reader.readinto_at(99, memoryview(buffer)) == 0
+    finally:
+        reader.close()
+
+
+def test_commit_replaces_with_exact_size_and_zeros(driver: FileDriver, root: Path) -> None:
+    """After commit the volume is `size` bytes: what was written, zeros elsewhere."""
+    driver.write_volume(VolumeRef("v"), b"x" * 100)
+    writer = driver.open_write(VolumeRef("v"), 10)
+    writer.write_at(2, b"ab")
+    writer.write_at(8, memoryview(b"yz"))
+    writer.commit()
+    assert driver.read_range(VolumeRef("v"), 0, 100) == b"\0\0ab\0\0\0\0yz"
+    assert stray_files(root) == []
+
+
+def test_previous_volume_intact_until_commit(driver: FileDriver) -> None:
+    """While a writer is open the old content is what readers see."""
+    driver.write_volume(VolumeRef("v"), b"old!")
+    writer = driver.open_write(VolumeRef("v"), 4)
+    writer.write_at(0, b"new!")
+    assert driver.read_range(VolumeRef("v"), 0, 4) == b"old!"
+    reader = driver.open_read(VolumeRef("v"))
+    writer.commit()
+    try:  # a reader opened before the commit keeps reading the old file
+        assert driver.read_range(VolumeRef("v"), 0, 4) == b"new!"
+        buffer = bytearray(4)
+        reader.readinto_at(0, memoryview(buffer))
+        assert buffer == b"old!"
+    finally:
+        reader.close()
+
+
+def test_abort_leaves_old_volume_and_no_temp_files(driver: FileDriver, root: Path) -> None:
+    """abort discards everything written; it is idempotent and leaves no temp file."""
+    driver.write_volume(VolumeRef("v"), b"keep me")
+    writer = driver.open_write(VolumeRef("v"), 1 * GiB)
+    writer.write_at(0, b"discard")
+    writer.abort()
+    writer.abort()
+    assert driver.read_range(VolumeRef("v"), 0, 100) == b"keep me"
+    assert stray_files(root) == []
+
+
+def test_abort_of_a_new_volume_creates_nothing(driver: FileDriver) -> None:
+    """An aborted first write leaves no volume at all."""
+    driver.open_write(VolumeRef("new"), 10).abort()
+    assert driver.list_volumes() == []
+    with pytest.raises(VolumeNotFound):
+        driver.open_read(VolumeRef("new"))
+
+
+def test_write_beyond_size_is_refused(driver: FileDriver) -> None:
+    """A writer never makes the volume longer than the size it was opened with."""
+    writer = driver.open_write(VolumeRef("v"), 4)
+    try:
+        with pytest.raises(ValueError, match="beyond size"):
+            writer.write_at(2, b"abc")
+    finally:
+        writer.abort()
+
+
+# -- allocated-extents and sparse files -----------------------------------------
+
+
+def test_sparse_volume_extents_and_sparse_snapshot(driver: FileDriver, root: Path) -> None:
+    """An 8 GiB volume with 4 MiB of data reports just that data; its snapshot stays sparse
+    and unchanged when the volume is written afterwards."""
+    volume = VolumeRef("big")
+    writer = driver.open_write(volume, 8 * GiB)
+    writer.write_at(0, b"\1" * MiB)
+    writer.write_at(3 * GiB, b"\2" * (2 * MiB))
+    writer.write_at(8 * GiB - MiB, b"\3" * MiB)
+    writer.commit()
+    expected = [Extent(0, MiB), Extent(3 * GiB, 2 * MiB), Extent(8 * GiB - MiB, MiB)]
+    assert list(driver.allocated_extents(volume)) == expected
+    assert driver.allocated_bytes(volume) == 4 * MiB
+
+    snapshot = driver.create_snapshot(volume, "snap-1")
+    path = root.joinpath(".snapshots", "big", "snap-1")
+    assert path.stat().st_size == 8 * GiB
+    assert path.stat().st_blocks * 512 <= 5 * MiB  # sparse, not 8 GiB of zeros
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    assert list(driver.allocated_extents(snapshot)) == expected
+
+    with open(root / "big", "r+b") as live:  # a live writer, in place
+        live.seek(3 * GiB)
+        live.write(b"\7" * MiB)
+        live.seek(5 * GiB)
+        live.write(b"\7" * MiB)
+    assert driver.read_range(snapshot, 3 * GiB, 4) == b"\2\2\2\2"
+    assert driver.read_range(snapshot, 5 * GiB, 4) == b"\0\0\0\0"
+    assert driver.read_range(snapshot, 8 * GiB - 4, 8) == b"\3\3\3\3"
+    assert list(driver.allocated_extents(snapshot)) == expected
+    assert driver.read_range(volume, 5 * GiB, 1) == b"\7"
+
+
+def test_extents_of_empty_and_hole_only_volumes(driver: FileDriver) -> None:
+    """A volume with no data has no extents, whatever its size."""
+    driver.create_volume("empty", 0)
+    driver.create_volume("holes", 1 * GiB)
+    assert driver.allocated_extents(VolumeRef("empty")) == []
+    assert driver.allocated_extents(VolumeRef("holes")) == []
+    assert driver.read_range(VolumeRef("holes"), GiB - 3, 10) == b"\0\0\0"
+
+
+# -- snapshot --------------------------------------------------------------------
+
+
+def test_snapshot_isolated_from_later_writes(driver: FileDriver, root: Path) -> None:
+    """A snapshot keeps its content when the volume is written in place or replaced."""
+    volume = VolumeRef("v")
+    driver.write_volume(volume, b"A" * 10_000)
+    snapshot = driver.create_snapshot(volume, "s1")
+    with open(root / "v", "r+b") as live:
+        live.write(b"B" * 5_000)
+    assert driver.read_range(snapshot, 0, 20_000) == b"A" * 10_000
+    driver.write_volume(volume, b"C")
+    assert driver.read_range(snapshot, 0, 20_000) == b"A" * 10_000
+    assert driver.read_range(volume, 0, 10) == b"C"
+
+
+def test_temporary_snapshot_is_deleted(driver: FileDriver) -> None:
+    """The free temporary_snapshot context deletes the snapshot even on error."""
+    driver.write_volume(VolumeRef("v"), b"data")
+    with pytest.raises(RuntimeError), driver.temporary_snapshot(VolumeRef("v")) as snapshot:
+        assert driver.read_range(snapshot, 0, 4) == b"data"
+        raise RuntimeError
+    with pytest.raises(SnapshotNotFound):
+        driver.open_read(snapshot)
+
+
+def test_delete_snapshot_is_idempotent(driver: FileDriver) -> None:
+    """Deleting twice, or deleting a snapshot that never existed, is not an error."""
+    driver.write_volume(VolumeRef("v"), b"data")
+    snapshot = driver.create_snapshot(VolumeRef("v"), "s1")
+    driver.delete_snapshot(snapshot)
+    driver.delete_snapshot(snapshot)
+    driver.delete_snapshot(SnapshotRef("never", "made"))
+    with pytest.raises(SnapshotNotFound):
+        driver.open_read(snapshot)
+
+
+def test_snapshot_of_unknown_volume_leaves_nothing(driver: FileDriver, root: Path) -> None:
+    """VolumeNotFound, and no snapshot directory or temp file is left behind."""
+    with pytest.raises(VolumeNotFound):
+        driver.create_snapshot(VolumeRef("ghost"), "s1")
+    assert list(root.rglob("*")) == []
+
+
+def test_existing_snapshot_is_never_clobbered(driver: FileDriver, root: Path) -> None:
+    """Reusing a snapshot id fails with BackendError and keeps the first snapshot."""
+    driver.write_volume(VolumeRef("v"), b"first")
+    snapshot = driver.create_snapshot(VolumeRef("v"), "s1")
+    driver.write_volume(VolumeRef("v"), b"second")
+    with pytest.raises(BackendError):
+        driver.create_snapshot(VolumeRef("v"), "s1")
+    assert driver.read_range(snapshot, 0, 10) == b"first"
+    assert stray_files(root) == []
+
+
+# -- names, errors, safety -------------------------------------------------------------
+
+
+def test_unknown_ids_raise_the_right_not_found(driver: FileDriver) -> None:
+    """Each kind of missing thing has its own NotFound subclass."""
+    driver.write_volume(VolumeRef("v"), b"x")
+    cases: list[tuple[Callable[[], object], type[NotFound]]] = [
+        (lambda: driver.open_read(VolumeRef("nope")), VolumeNotFound),
+        (lambda: driver.allocated_extents(VolumeRef("nope")), VolumeNotFound),
+        (lambda: driver.open_read(SnapshotRef("v", "nope")), SnapshotNotFound),
+        (lambda: driver.open_read(SnapshotRef("nope", "nope")), SnapshotNotFound),
+        (lambda: driver.allocated_extents(SnapshotRef("v", "nope")), SnapshotNotFound),
+    ]
+    for call, error in cases:
+        with pytest.raises(error):
+            call()
+
+
+@pytest.mark.parametrize("bad", ["..", "../etc", "a/b", ".snapshots", "", "x" * 129, "/abs"])
+def test_bad_ids_are_invalid_names(driver: FileDriver, bad: str) -> None:
+    """Ids that could escape the directory are refused before touching the filesystem."""
+    driver.write_volume(VolumeRef("v"), b"x")
+    calls: list[Callable[[], object]] = [
+        lambda: VolumeRef(bad),
+        lambda: driver.create_snapshot(VolumeRef("v"), bad),
+        lambda: driver.create_volume(bad, 1),
+        lambda: driver.delete_volume(bad),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidName):
+            call()
+
+
+def test_symlinked_volume_is_refused(driver: FileDriver, tmp_path: Path, root: Path) -> None:
+    """A volume path that is a symlink to a file outside is neither read nor written."""
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"top secret")
+    (root / "link").symlink_to(outside)
+    volume = VolumeRef("link")
+    calls: list[Callable[[], object]] = [
+        lambda: driver.open_read(volume),
+        lambda: driver.allocated_extents(volume),
+        lambda: driver.create_snapshot(volume, "s"),
+        lambda: driver.open_write(volume, 4),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidName):
+            call()
+    assert driver.list_volumes() == []
+    assert outside.read_bytes() == b"top secret"
+
+
+def test_symlinked_snapshot_directory_is_refused(
+    driver: FileDriver, tmp_path: Path, root: Path
+) -> None:
+    """Snapshots are never written through a symlinked directory leading outside."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / ".snapshots").symlink_to(outside)
+    driver.write_volume(VolumeRef("v"), b"x")
+    with pytest.raises(InvalidName):
+        driver.create_snapshot(VolumeRef("v"), "s1")
+    with pytest.raises(InvalidName):
+        driver.delete_snapshot(SnapshotRef("v", "s1"))
+    assert list(outside.iterdir()) == []
+
+
+def test_fifo_at_volume_path_is_not_a_volume(driver: FileDriver, root: Path) -> None:
+    """A non-regular file is not a volume, and opening it does not hang."""
+    os.mkfifo(root / "pipe")
+    with pytest.raises(VolumeNotFound, match="not a regular file"):
+        driver.open_read(VolumeRef("pipe"))
+    assert driver.list_volumes() == []
+
+
+def test_volume_helpers(driver: FileDriver) -> None:
+    """create_volume refuses to overwrite; list is sorted; delete_volume is idempotent."""
+    driver.create_volume("b", 10)
+    driver.create_volume("a", 10)
+    with pytest.raises(BackendError):
+        driver.create_volume("a", 20)
+    assert driver.list_volumes() == [VolumeRef("a"), VolumeRef("b")]
+    driver.delete_volume("a")
+    driver.delete_volume("a")
+    assert driver.list_volumes() == [VolumeRef("b")]

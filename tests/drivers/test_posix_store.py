@@ -1,0 +1,240 @@
+"""The POSIX object store on real files: contract, atomicity, races, listing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from zope.interface.verify import verifyObject
+
+from pieceworks.drivers.posix_store import PosixStore
+from pieceworks.protocols import (
+    BackendError,
+    ConfigError,
+    InvalidName,
+    IObjectStore,
+    ObjectInfo,
+    ObjectNotFound,
+    verify_driver,
+)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(root: Path) -> PosixStore:
+    return PosixStore(root)
+
+
+def temp_files(root: Path) -> list[Path]:
+    return list(root.rglob(".tmp-*"))
+
+
+# -- configuration and capability -------------------------------------------------
+
+
+def test_unknown_options_are_rejected_by_name(root: Path) -> None:
+    """A misspelt option is a ConfigError that names it."""
+    with pytest.raises(ConfigError, match="durabel"):
+        PosixStore(root, durabel=False)
+
+
+def test_durable_accepts_config_strings(root: Path) -> None:
+    """Options read from a config file arrive as strings; nonsense is a ConfigError."""
+    assert "durable=False" in repr(PosixStore(root, durable="false"))
+    assert "durable=True" in repr(PosixStore(root, durable="Yes"))
+    with pytest.raises(ConfigError, match="maybe"):
+        PosixStore(root, durable="maybe")
+
+
+def test_directory_is_created(root: Path) -> None:
+    """A missing store directory (and its parents) is created."""
+    PosixStore(root / "deep" / "er")
+    assert (root / "deep" / "er").is_dir()
+
+
+def test_capability_verifies(store: PosixStore) -> None:
+    """zope.interface accepts the instance, and verify_driver reports object-store."""
+    assert verifyObject(IObjectStore, store)
+    assert verify_driver(store, "x") == (IObjectStore,)
+
+
+# -- the object contract ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_put_get_head_delete(root: Path, durable: bool) -> None:
+    """Objects round trip; head reports size and mtime; delete is idempotent."""
+    store = PosixStore(root, durable=durable)
+    before = time.time()
+    store.put("chunks/ab/abcd", b"payload")
+    store.put("manifest", memoryview(b"m" * 10))
+    assert store.get("chunks/ab/abcd") == b"payload"
+    info = store.head("chunks/ab/abcd")
+    assert info == ObjectInfo("chunks/ab/abcd", 7, info.modified)
+    assert before - 2 <= info.modified <= time.time() + 2
+    assert store.exists("manifest")
+    store.delete("manifest")
+    store.delete("manifest")
+    assert not store.exists("manifest")
+    assert (root / "chunks" / "ab" / "abcd").read_bytes() == b"payload"
+
+
+def test_put_replaces(store: PosixStore) -> None:
+    """A second put of the same key replaces the object whole."""
+    store.put("k", b"long old content")
+    store.put("k", b"new")
+    assert store.get("k") == b"new"
+
+
+def test_missing_objects_raise_object_not_found(store: PosixStore) -> None:
+    """get and head of an absent key (or of a "directory" key) raise ObjectNotFound."""
+    store.put("dir/obj", b"x")
+    for key in ("absent", "dir", "dir/obj/below", "no/such/key"):
+        with pytest.raises(ObjectNotFound):
+            store.get(key)
+        with pytest.raises(ObjectNotFound):
+            store.head(key)
+        assert not store.exists(key)
+        store.delete(key)
+    assert store.get("dir/obj") == b"x"
+
+
+@pytest.mark.parametrize("bad", ["", "/abs", "../up", "a/../b", "a//b", "a/./b", "a/", ".tmp-1"])
+def test_bad_keys_are_invalid_names(store: PosixStore, bad: str) -> None:
+    """Keys that could escape the root or hit a temp file are refused."""
+    calls: list[Callable[[], object]] = [
+        lambda: store.put(bad, b"x"),
+        lambda: store.put_if_absent(bad, b"x"),
+        lambda: store.get(bad),
+        lambda: store.head(bad),
+        lambda: store.exists(bad),
+        lambda: store.delete(bad),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidName):
+            call()
+
+
+def test_failed_put_leaves_no_temp_file(store: PosixStore, root: Path) -> None:
+    """A put that cannot land (the key is a directory of other keys) leaves nothing behind."""
+    store.put("d/x", b"x")
+    with pytest.raises(BackendError):
+        store.put("d", b"y")
+    with pytest.raises(BackendError):
+        store.put("d/x/y", b"z")
+    assert temp_files(root) == []
+    assert list(store.list("")) == ["d/x"]
+
+
+def test_put_is_atomic_for_concurrent_readers(store: PosixStore) -> None:
+    """Readers racing a writer see the whole old or whole new object, never a part,
+    and list never shows the writer's temporary files."""
+    old, new = b"o" * (4 << 20), b"n" * (4 << 20)
+    store.put("obj", old)
+    stop = threading.Event()
+    torn: list[int] = []
+    listings: set[tuple[str, ...]] = set()
+    reads = 0
+
+    def read() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            data = store.get("obj")
+            if data not in (old, new):
+                torn.append(len(data))
+            listings.add(tuple(store.list("")))
+            reads += 1
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(40):
+            store.put("obj", new if i % 2 else old)
+    finally:
+        stop.set()
+        reader.join()
+    assert reads > 0
+    assert torn == []
+    assert listings == {("obj",)}
+
+
+def race_put_if_absent(store: PosixStore, key: str) -> dict[bytes, bool]:
+    """Two threads released together call put_if_absent(key) with different bytes."""
+    barrier = threading.Barrier(2)
+    results: dict[bytes, bool] = {}
+
+    def write(data: bytes) -> None:
+        barrier.wait()
+        results[data] = store.put_if_absent(key, data)
+
+    threads = [threading.Thread(target=write, args=(d,)) for d in (b"first", b"second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_put_if_absent_race_has_one_winner(store: PosixStore, root: Path) -> None:
+    """Two threads writing the same new key: exactly one wins and its bytes are kept."""
+    for round_ in range(30):
+        key = f"chunks/{round_:02d}/obj"
+        results = race_put_if_absent(store, key)
+        winners = [data for data, won in results.items() if won]
+        assert len(results) == 2
+        assert len(winners) == 1, results
+        assert store.get(key) == winners[0]
+    assert not store.put_if_absent("chunks/00/obj", b"late")
+    assert temp_files(root) == []
+
+
+# -- listing ---------------------------------------------------------------------------
+
+KEYS = [
+    "a-b",
+    "a.c",
+    "a/b",
+    "a/b-c",
+    "a/b.d/e",
+    "a0",
+    "ab/x",
+    "b/c/d",
+    "chunks/ab/" + "ab" * 32,
+    "chunks/ac/" + "ac" * 32,
+    "manifests/backup-1",
+]
+
+
+def test_list_is_sorted_as_strings(store: PosixStore) -> None:
+    """Keys come out in plain string order, even where '-' and '.' sort before '/'."""
+    for key in reversed(KEYS):
+        store.put(key, key.encode())
+    assert list(store.list("")) == sorted(KEYS)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["a", "a/", "a/b", "a/b.", "ab", "chunks/ab/", "chunks/a", "c", "zzz", "no/such/", "../"],
+)
+def test_list_filters_by_prefix(store: PosixStore, prefix: str) -> None:
+    """list(prefix) yields exactly the keys that start with prefix, sorted."""
+    for key in KEYS:
+        store.put(key, b"")
+    assert list(store.list(prefix)) == sorted(k for k in KEYS if k.startswith(prefix))
+
+
+def test_list_skips_temp_and_foreign_files(store: PosixStore, root: Path) -> None:
+    """Temporary files, names that are not keys, and symlinks are never listed."""
+    store.put("chunks/ab/real", b"x")
+    (root / "chunks" / "ab" / ".tmp-0123").write_bytes(b"partial")
+    (root / "chunks" / "ab" / "not a key").write_bytes(b"?")
+    (root / "chunks" / "ab" / "link").symlink_to(root / "chunks" / "ab" / "real")
+    assert list(store.list("")) == ["chunks/ab/real"]
+    assert list(store.list("chunks/ab/")) == ["chunks/ab/real"]
