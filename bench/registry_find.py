@@ -21,7 +21,7 @@ from collections.abc import Callable
 from taskflow import task
 
 from pieceworks.protocols import CAPABILITIES
-from pieceworks.registry import NoMatch, Registry
+from pieceworks.registry import Attribute, NoMatch, Registry
 
 
 class Noop(task.Task):
@@ -37,7 +37,7 @@ def build(registrations: int, cache_size: int, seed: int = 7) -> Registry:
     backends = registrations // 20
     for n in range(registrations):
         backend = f"backend-{n % backends}"
-        provides = [
+        provides: list[Attribute] = [
             *rng.sample(capabilities, rng.randint(1, 2)),
             *rng.sample(features, 3),
             f"backend:{backend}",

@@ -135,7 +135,7 @@ def backup(
     plan = plan_backup(backend, store, request)
     flow = backup_flow(backend, store, request, plan)
     p = _prefix(request)
-    result, record = run_flow(
+    result, _ = run_flow(
         flow,
         operation="backup",
         backend=backend.name,

@@ -176,10 +176,8 @@ class TransferChunks(_BackupTask):
         parent = (
             latest_backup(self.store, self.request.volume_id) if self.request.incremental else None
         )
-        if attempt["strategy"] == "offload":
-            out = self._offload(ref)
-        else:
-            out = self._stream(ref, parent)
+        offload = attempt["strategy"] == "offload"
+        out = self._offload(ref) if offload else self._stream(ref, parent)
         out["seconds"] = round(time.monotonic() - started, 6)
         out["parent"] = parent.backup_id if parent else None
         return out

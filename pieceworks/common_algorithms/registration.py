@@ -29,6 +29,7 @@ A manager then does::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from taskflow.flow import Flow
@@ -91,6 +92,9 @@ def register_backend(
 ) -> list[Registration]:
     """Register `backend`'s driver and its backup/restore/verify/delete flow factories.
 
+    The driver is registered under its capabilities only; the tags go on the
+    flow factories, so a search by tag returns flows a manager can add.
+
     Refuse (`InvalidDriver`) a backend that completes no strategy for one of
     `operations`, listing the pieces that would. Each factory takes the
     request's fields as keyword arguments and returns a fresh flow:
@@ -113,23 +117,22 @@ def register_backend(
     def make_delete(backup_id: str) -> Flow:
         return delete_flow(store, backup_id)
 
-    every_tag = sorted({t for op in tags.values() for t in op})
-    out = [registry.register_driver(backend.driver, name=name, tags=every_tag)]
-    for op, factory in (("backup", make_backup), ("restore", make_restore)):
-        if tags[op]:
+    out = [registry.register_driver(backend.driver, name=name)]
+    factories: dict[str, tuple[Callable[..., Flow], tuple[str, ...]]] = {
+        "backup": (make_backup, tags["backup"]),
+        "restore": (make_restore, tags["restore"]),
+        "verify": (make_verify, ("verify",)),
+        "delete": (make_delete, ("delete",)),
+    }
+    for op, (factory, provides) in factories.items():
+        if provides:
             out.append(
                 registry.register(
                     factory,
-                    provides=tags[op],
+                    provides=provides,
                     name=f"{name}.{op}",
                     backend=name,
                     preference=preference,
                 )
             )
-    for op, factory in (("verify", make_verify), ("delete", make_delete)):
-        out.append(
-            registry.register(
-                factory, provides=[op], name=f"{name}.{op}", backend=name, preference=preference
-            )
-        )
     return out

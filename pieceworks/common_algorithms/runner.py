@@ -153,4 +153,3 @@ def run_flow(
             raise
         result = engine.storage.fetch(result_name)
     return dict(result), record
-

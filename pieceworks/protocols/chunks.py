@@ -53,12 +53,12 @@ def chunk_key(digest: str) -> str:
     return f"chunks/{digest[:2]}/{digest}"
 
 
-def digest_of(data: bytes | memoryview) -> str:
+def digest_of(data: bytes | bytearray | memoryview) -> str:
     """Hex sha256 of `data` (releases the GIL for large inputs)."""
     return hashlib.sha256(data).hexdigest()
 
 
-def is_zero(data: bytes | memoryview) -> bool:
+def is_zero(data: bytes | bytearray | memoryview) -> bool:
     """Whether every byte of `data` is zero (a hole costs no chunk)."""
     n = len(data)
     if n <= len(_ZEROS):
@@ -83,7 +83,7 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
-def encode_chunk(plain: bytes | memoryview, codec: str = DEFAULT_CODEC) -> bytes:
+def encode_chunk(plain: bytes | bytearray | memoryview, codec: str = DEFAULT_CODEC) -> bytes:
     """Encode `plain` as a stored chunk object compressed with `codec`."""
     if codec == "zstd":
         body = _compressor().compress(plain)

@@ -58,7 +58,9 @@ def discover(namespace: str = DRIVERS_NAMESPACE) -> Discovery:
     """Load every entry point in `namespace`, recording failures by name."""
     failures: dict[str, str] = {}
 
-    def on_failure(_manager: ExtensionManager, entrypoint: object, exc: BaseException) -> None:
+    def on_failure(
+        _manager: ExtensionManager[object], entrypoint: object, exc: BaseException
+    ) -> None:
         label = getattr(entrypoint, "name", str(entrypoint))
         target = getattr(entrypoint, "value", "")
         failures[label] = f"{target}: {type(exc).__name__}: {exc}"
@@ -66,13 +68,13 @@ def discover(namespace: str = DRIVERS_NAMESPACE) -> Discovery:
     # stevedore keeps entry points per namespace for the process's lifetime;
     # a scan must see distributions installed (or put on sys.path) since.
     ExtensionManager.ENTRY_POINT_CACHE.pop(namespace, None)
-    manager = ExtensionManager(
+    manager: ExtensionManager[object] = ExtensionManager(
         namespace=namespace,
         invoke_on_load=False,
         on_load_failure_callback=on_failure,
     )
     factories: dict[str, DriverFactory] = {}
-    ext: Extension
+    ext: Extension[object]
     for ext in sorted(manager.extensions, key=lambda e: e.name):
         factories[ext.name] = ext.plugin
     return Discovery(namespace, dict(sorted(factories.items())), dict(sorted(failures.items())))

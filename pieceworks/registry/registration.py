@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from taskflow.atom import Atom
 from taskflow.flow import Flow
 from taskflow.task import Task
 
@@ -15,13 +14,13 @@ from pieceworks.registry.attributes import Attribute
 __all__ = ["Buildable", "Factory", "Kind", "Registrable", "Registration"]
 
 #: What a registration builds and a manager adds to its flow.
-Buildable = Atom | Flow
+Buildable = Task | Flow
 #: A callable returning a fresh task or flow (given the keyword arguments
 #: the manager passes to `Registration.build`).
 Factory = Callable[..., Buildable]
 #: What can be registered: an atom or flow instance, a Task subclass, a
 #: factory, or (with `Registry.register_driver`) a driver.
-Registrable = Atom | Flow | type[Task] | Factory | object
+Registrable = Task | Flow | type[Task] | Factory | object
 
 
 class Kind(StrEnum):
@@ -62,13 +61,13 @@ class Registration:
         if self.kind in (Kind.TASK, Kind.FLOW):
             if kwargs:
                 raise TypeError(f"registration {self.name!r} is an instance; it takes no arguments")
-            assert isinstance(item, (Atom, Flow))
+            assert isinstance(item, (Task, Flow))
             return item
         if self.kind is Kind.DRIVER:
             raise TypeError(f"registration {self.name!r} is a driver, not a task or flow")
         assert callable(item)
         built = item(**kwargs)
-        if not isinstance(built, (Atom, Flow)):
+        if not isinstance(built, (Task, Flow)):
             raise TypeError(
                 f"factory of registration {self.name!r} returned {type(built).__name__},"
                 " not a TaskFlow task or flow"

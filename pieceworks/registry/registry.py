@@ -17,7 +17,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Set
 
-from taskflow.atom import Atom
 from taskflow.flow import Flow
 from taskflow.task import Task
 
@@ -45,7 +44,7 @@ class NoMatch(NotFound):
 def _kind_of(item: Registrable) -> Kind:
     if isinstance(item, Flow):
         return Kind.FLOW
-    if isinstance(item, Atom):
+    if isinstance(item, Task):
         return Kind.TASK
     if isinstance(item, type) and issubclass(item, Task):
         return Kind.TASK_CLASS

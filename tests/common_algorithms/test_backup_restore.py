@@ -77,7 +77,10 @@ def test_a_failed_strategy_is_reverted_and_the_next_one_runs(
     assert driver.snapshots_alive("vol") == []
     manifest = read_manifest(store.objects, out.backup_id)
     assert manifest.strategy == "snapshot-stream"
-    assert manifest.stats["fallbacks"] == "offload: BackendError: push to store failed: connection reset"
+    assert (
+        manifest.stats["fallbacks"]
+        == "offload: BackendError: push to store failed: connection reset"
+    )
 
 
 def test_each_strategy_falls_back_in_order_and_forced_direct_stream_is_recorded(

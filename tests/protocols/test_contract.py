@@ -91,7 +91,7 @@ def test_restates_refuses_a_base_class_missing_a_method() -> None:
 
         @restates
         @implementer(IThing)
-        class Incomplete:
+        class Incomplete:  # type: ignore[misc]  # deliberately incomplete
             pass
 
 

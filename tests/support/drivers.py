@@ -66,7 +66,9 @@ class OffloadFileDriver(FileDriver, PushToObjectStore, PullFromObjectStore, Comp
         try:
             for ref in chunks:
                 stored = source.get(chunk_key(ref.digest))
-                writer.write_at(ref.offset, decode_chunk(stored, ref.digest, ref.length, ref.offset))
+                writer.write_at(
+                    ref.offset, decode_chunk(stored, ref.digest, ref.length, ref.offset)
+                )
         except BaseException:
             writer.abort()
             raise

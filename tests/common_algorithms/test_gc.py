@@ -1,0 +1,291 @@
+"""Leases, garbage collection and delete, on a real PosixStore and FileDriver volumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from pieceworks.common_algorithms.chunk_pipeline import backup_chunks, verify_chunks
+from pieceworks.common_algorithms.gc import (
+    GCLockTimeout,
+    acquire_lease,
+    backup_lease,
+    collect_garbage,
+    delete_backup,
+    lease_key,
+    release_lease,
+    renew_lease,
+)
+from pieceworks.common_algorithms.manifest import (
+    Manifest,
+    list_manifests,
+    read_manifest,
+    write_manifest,
+)
+from pieceworks.drivers.file import FileDriver
+from pieceworks.drivers.posix_store import PosixStore
+from pieceworks.protocols import BackupNotFound, CorruptionError, VolumeRef
+from pieceworks.protocols.chunks import chunk_key
+
+CS = 64 * 1024
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> FileDriver:
+    (tmp_path / "volumes").mkdir()
+    return FileDriver(tmp_path / "volumes")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PosixStore:
+    return PosixStore(tmp_path / "store", durable=False)
+
+
+def block(seed: int) -> bytes:
+    return random.Random(seed).randbytes(CS)
+
+
+def make_volume(driver: FileDriver, volume_id: str, seeds: list[int]) -> VolumeRef:
+    """A volume whose i-th chunk is `block(seeds[i])` (seed 0: zeros)."""
+    data = b"".join(block(s) if s else bytes(CS) for s in seeds)
+    volume = driver.create_volume(volume_id, len(data))
+    (Path(driver._root) / volume_id).write_bytes(data)
+    return volume
+
+
+def back_up(driver: FileDriver, store: PosixStore, volume: VolumeRef, backup_id: str) -> Manifest:
+    """A whole backup done the way the protocol asks: under a lease, manifest last."""
+    with backup_lease(store, backup_id, wait_timeout=10, poll_interval=0.01):
+        with closing(driver.open_read(volume)) as reader:
+            result = backup_chunks(reader, store, chunk_size=CS)
+            size = reader.size
+        manifest = Manifest(
+            backup_id,
+            volume.volume_id,
+            "file",
+            size,
+            CS,
+            "zstd",
+            result.chunks,
+            time.time(),
+            "direct-stream",
+        )
+        write_manifest(store, manifest)
+    return manifest
+
+
+def digest(seed: int) -> str:
+    return hashlib.sha256(block(seed)).hexdigest()
+
+
+def chunk_digests(store: PosixStore) -> set[str]:
+    return {key.rpartition("/")[2] for key in store.list("chunks/")}
+
+
+def orphan(store: PosixStore, seed: int) -> str:
+    """Store a chunk no manifest references (as a failed backup leaves behind)."""
+    from pieceworks.protocols.chunks import encode_chunk
+
+    store.put(chunk_key(digest(seed)), encode_chunk(block(seed)))
+    return digest(seed)
+
+
+def put_gc_lock(store: PosixStore, name: str = "gc.test") -> str:
+    """A collector lock as a running collector on another host writes it."""
+    key = f"locks/{name}"
+    body = {"kind": "gc-lock", "id": "test", "host": "otherhost", "pid": 4242, "started": 0.0}
+    store.put(key, json.dumps(body).encode())
+    return key
+
+
+# -- collection -------------------------------------------------------------------------
+
+
+def test_gc_deletes_only_chunks_no_manifest_references(
+    driver: FileDriver, store: PosixStore
+) -> None:
+    """Orphans go; every chunk of every backup stays and both backups still verify."""
+    a = back_up(driver, store, make_volume(driver, "va", [1, 2, 3, 0]), "a")
+    b = back_up(driver, store, make_volume(driver, "vb", [3, 4, 1]), "b")
+    lost = {orphan(store, 7), orphan(store, 8)}
+    referenced = a.digests() | b.digests()
+    assert chunk_digests(store) == referenced | lost
+    sizes = sum((Path(store._root) / chunk_key(d)).stat().st_size for d in lost)
+    report = collect_garbage(store)
+    assert (report.manifests, report.chunks_referenced, report.chunks_deleted) == (2, 4, 2)
+    assert report.bytes_freed == sizes and not report.deferred and report.deferred_by == ()
+    assert chunk_digests(store) == referenced
+    assert verify_chunks(store, a).ok and verify_chunks(store, b).ok
+    assert list(store.list("locks/")) == []
+    assert collect_garbage(store).chunks_deleted == 0
+
+
+def test_a_dry_run_deletes_nothing_but_says_what_it_would(store: PosixStore) -> None:
+    """dry_run reports the unreferenced chunks and leaves them in place."""
+    lost = orphan(store, 9)
+    report = collect_garbage(store, dry_run=True)
+    assert report.dry_run and report.chunks_deleted == 1 and report.bytes_freed > 0
+    assert chunk_digests(store) == {lost}
+
+
+def test_gc_defers_while_a_backup_holds_a_live_lease(store: PosixStore) -> None:
+    """A live lease makes the collector delete nothing and name the backup; its lock is removed."""
+    lost = orphan(store, 10)
+    with backup_lease(store, "running-1"), backup_lease(store, "running-2"):
+        report = collect_garbage(store)
+        assert report.deferred and report.deferred_by == ("running-1", "running-2")
+        assert report.chunks_deleted == 0 and chunk_digests(store) == {lost}
+        assert list(store.list("locks/")) == []
+    assert list(store.list("leases/")) == []
+    assert collect_garbage(store).chunks_deleted == 1
+
+
+def test_a_stale_lease_is_ignored_reported_and_removed(store: PosixStore) -> None:
+    """A lease not renewed within the TTL (its backup died) does not block collection."""
+    acquire_lease(store, "crashed", wait_timeout=0)
+    lost = orphan(store, 11)
+    time.sleep(0.3)
+    report = collect_garbage(store, lease_ttl=0.2)
+    assert not report.deferred and report.stale_markers == (lease_key("crashed"),)
+    assert report.chunks_deleted == 1 and lost not in chunk_digests(store)
+    assert list(store.list("leases/")) == []
+
+
+def test_a_renewed_lease_stays_live_beyond_the_ttl(store: PosixStore) -> None:
+    """A long backup renews its lease, so a collector keeps deferring to it."""
+    orphan(store, 12)
+    with backup_lease(store, "long", renew_every=0.05):
+        time.sleep(0.4)
+        assert collect_garbage(store, lease_ttl=0.2).deferred_by == ("long",)
+    acquire_lease(store, "split")
+    time.sleep(0.3)
+    renew_lease(store, "split")
+    assert collect_garbage(store, lease_ttl=0.2).deferred_by == ("split",)
+    release_lease(store, "split")
+    release_lease(store, "split")  # idempotent
+    assert collect_garbage(store, lease_ttl=0.2).chunks_deleted == 1
+
+
+def test_gc_refuses_to_guess_past_a_damaged_manifest(driver: FileDriver, store: PosixStore) -> None:
+    """If a manifest cannot be read, nothing is deleted and the damage is reported."""
+    back_up(driver, store, make_volume(driver, "va", [1]), "a")
+    orphan(store, 13)
+    path = Path(store._root) / "manifests/a.json"
+    path.write_bytes(path.read_bytes().replace(b'"file"', b'"fila"'))
+    with pytest.raises(CorruptionError, match="backup 'a'"):
+        collect_garbage(store)
+    assert len(chunk_digests(store)) == 2
+    assert list(store.list("locks/")) == []
+
+
+# -- the backup side of the protocol -------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_a_backup_waits_for_a_live_gc_lock_and_times_out_clearly(store: PosixStore) -> None:
+    """A backup does not start while a collector runs; after the timeout it says who blocks it."""
+    lock = put_gc_lock(store)
+    started = time.monotonic()
+    with pytest.raises(
+        GCLockTimeout, match=r"waited 0\.\d s .* held by locks/gc\.test \(host otherhost pid 4242"
+    ):
+        with backup_lease(store, "b1", wait_timeout=0.3, poll_interval=0.05):
+            pytest.fail("the backup must not start while a collector holds its lock")
+    assert 0.3 <= time.monotonic() - started < 5
+    assert list(store.list("leases/")) == []  # the lease is removed again
+    store.delete(lock)
+
+
+@pytest.mark.timeout(30)
+def test_a_backup_proceeds_once_the_collector_finishes(store: PosixStore) -> None:
+    """When the collector's lock goes away the waiting backup takes its lease and runs."""
+    lock = put_gc_lock(store)
+    threading.Timer(0.2, store.delete, (lock,)).start()
+    with backup_lease(store, "b1", wait_timeout=10, poll_interval=0.02) as lease:
+        assert lease.waited >= 0.15
+        assert list(store.list("leases/")) == ["leases/b1"]
+    assert list(store.list("leases/")) == []
+
+
+def test_a_stale_gc_lock_does_not_block_a_backup(store: PosixStore) -> None:
+    """A collector that died long ago (lock older than the TTL) is ignored and reported."""
+    lock = put_gc_lock(store)
+    time.sleep(0.3)
+    with backup_lease(store, "b1", wait_timeout=0, lease_ttl=0.2) as lease:
+        assert lease.stale_locks == (lock,) and lease.waited < 1
+    report = collect_garbage(store, lease_ttl=0.2)
+    assert lock in report.stale_markers and list(store.list("locks/")) == []
+
+
+@pytest.mark.timeout(60)
+def test_concurrent_backups_and_collections_never_lose_a_chunk(
+    driver: FileDriver, store: PosixStore
+) -> None:
+    """Collectors running in a loop while backups run never delete a chunk a backup needs."""
+    volumes = [make_volume(driver, f"v{i}", [100 + i, 1, 2, 200 + i, 3]) for i in range(6)]
+    stop = threading.Event()
+    reports = []
+
+    def collector() -> None:
+        while not stop.is_set():
+            reports.append(collect_garbage(store))
+
+    thread = threading.Thread(target=collector)
+    thread.start()
+    try:
+        for round_ in range(3):
+            for i, volume in enumerate(volumes):
+                orphan(store, 1000 + round_ * 10 + i)
+                back_up(driver, store, volume, f"b{round_}-{i}")
+    finally:
+        stop.set()
+        thread.join()
+    manifests = list_manifests(store)
+    assert len(manifests) == 18
+    assert all(verify_chunks(store, m).ok for m in manifests)
+    final = collect_garbage(store)
+    assert reports and sum(r.chunks_deleted for r in reports) + final.chunks_deleted == 18
+    assert all(verify_chunks(store, m).ok for m in manifests)
+
+
+# -- delete ---------------------------------------------------------------------------------
+
+
+def test_delete_removes_the_manifest_then_chunks_no_other_backup_uses(
+    driver: FileDriver, store: PosixStore
+) -> None:
+    """Deleting a backup frees its own chunks and keeps the ones another backup shares."""
+    a = back_up(driver, store, make_volume(driver, "va", [1, 2, 3]), "a")
+    b = back_up(driver, store, make_volume(driver, "vb", [3, 4]), "b")
+    report = delete_backup(store, "a")
+    assert report.backup_id == "a" and report.chunks_deleted == 2 and report.bytes_freed > 0
+    with pytest.raises(BackupNotFound, match="no backup 'a'"):
+        read_manifest(store, "a")
+    assert chunk_digests(store) == b.digests() == {digest(3), digest(4)}
+    assert a.digests() & b.digests() == {digest(3)}
+    assert verify_chunks(store, b).ok
+    with pytest.raises(BackupNotFound, match="no backup 'a'"):
+        delete_backup(store, "a")
+
+
+def test_delete_during_a_backup_defers_the_collection(
+    driver: FileDriver, store: PosixStore
+) -> None:
+    """The manifest goes at once; its chunks wait for a collection without live backups."""
+    back_up(driver, store, make_volume(driver, "va", [1, 2]), "a")
+    with backup_lease(store, "running"):
+        report = delete_backup(store, "a")
+        assert report.gc is not None and report.gc.deferred_by == ("running",)
+        assert report.chunks_deleted == 0 and len(chunk_digests(store)) == 2
+    assert list_manifests(store) == []
+    assert collect_garbage(store).chunks_deleted == 2
+    back_up(driver, store, make_volume(driver, "vb", [5]), "b")
+    assert delete_backup(store, "b", collect=False).gc is None
+    assert len(chunk_digests(store)) == 1

@@ -1,0 +1,238 @@
+"""The manifest format: round trip, self-checksum, validation, and its store operations."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from pieceworks.common_algorithms.manifest import (
+    FORMAT_VERSION,
+    BackupExists,
+    Manifest,
+    UnknownFormatVersion,
+    known_chunks,
+    latest_manifest,
+    list_backup_ids,
+    list_manifests,
+    manifest_key,
+    read_manifest,
+    write_manifest,
+)
+from pieceworks.drivers.posix_store import PosixStore
+from pieceworks.protocols import BackupNotFound, ChunkRef, CorruptionError, InvalidName
+
+CS = 4 << 20
+
+
+def digest(n: int) -> str:
+    return hashlib.sha256(str(n).encode()).hexdigest()
+
+
+def make(backup_id: str = "b1", created: float = 1_700_000_000.5, **kw: object) -> Manifest:
+    fields: dict[str, object] = {
+        "backup_id": backup_id,
+        "volume_id": "vol-1",
+        "backend": "file",
+        "size": 10 * CS + 123,
+        "chunk_size": CS,
+        "codec": "zstd",
+        "chunks": (
+            ChunkRef(0, CS, digest(1), "zstd", 1000),
+            ChunkRef(3 * CS, CS, digest(2), "zlib", 2000),
+            ChunkRef(10 * CS, 123, digest(3), "none", 127),
+        ),
+        "created": created,
+        "strategy": "snapshot-stream",
+        "parent": "b0",
+        "change_token": "gen-42",
+        "incremental": True,
+        "stats": {"bytes_read": 12345, "note": "forced"},
+    }
+    fields.update(kw)
+    return Manifest(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PosixStore:
+    return PosixStore(tmp_path / "store", durable=False)
+
+
+def rewrite(doc: dict[str, object]) -> bytes:
+    """A document re-serialised with a correct checksum over its (edited) body."""
+    body = json.dumps(doc["manifest"], sort_keys=True, separators=(",", ":")).encode()
+    doc["sha256"] = hashlib.sha256(body).hexdigest()
+    return json.dumps(doc).encode()
+
+
+def test_json_round_trip_is_exact_and_compact() -> None:
+    """A manifest survives to_json/from_json unchanged; chunks are stored as small arrays."""
+    m = make()
+    data = m.to_json()
+    assert Manifest.from_json(data) == m
+    doc = json.loads(data)
+    assert doc["version"] == FORMAT_VERSION and doc["format"] == "pieceworks.manifest"
+    assert doc["manifest"]["chunks"][1] == [3 * CS, CS, digest(2), "zlib", 2000]
+    assert b" " not in data
+    assert m.data_bytes == 2 * CS + 123 and m.stored_bytes == 3127
+    assert m.digests() == {digest(1), digest(2), digest(3)}
+    assert m.chunk_map()[3 * CS] == m.chunks[1]
+    empty = make(chunks=(), parent=None, change_token=None, incremental=False, stats={})
+    assert Manifest.from_json(empty.to_json()) == empty
+
+
+def test_store_round_trip_and_key(store: PosixStore) -> None:
+    """write_manifest stores under manifests/<id>.json; read_manifest gives it back."""
+    m = make()
+    write_manifest(store, m)
+    assert manifest_key("b1") == "manifests/b1.json"
+    assert list(store.list("")) == ["manifests/b1.json"]
+    assert read_manifest(store, "b1") == m
+    with pytest.raises(InvalidName, match="invalid backup id"):
+        manifest_key("../evil")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda raw: raw.replace(b'"vol-1"', b'"vol-2"'), "checksum does not match"),
+        (lambda raw: raw.replace(b"12345", b"12346"), "checksum does not match"),
+        (lambda raw: raw[: len(raw) // 2], "not valid JSON"),
+        (lambda raw: b"", "not valid JSON"),
+        (lambda raw: b'{"hello": 1}', "not a pieceworks manifest"),
+        (
+            lambda raw: json.dumps({**json.loads(raw), "manifest": [1]}).encode(),
+            "no manifest body",
+        ),
+    ],
+)
+def test_a_damaged_manifest_is_corruption(store: PosixStore, edit: object, message: str) -> None:
+    """Any change to a stored manifest is reported as CorruptionError naming the backup."""
+    write_manifest(store, make())
+    path = Path(store._root) / "manifests/b1.json"
+    path.write_bytes(edit(path.read_bytes()))  # type: ignore[operator]
+    with pytest.raises(CorruptionError, match=message) as err:
+        read_manifest(store, "b1")
+    assert "'b1'" in str(err.value)
+
+
+def test_an_unknown_format_version_is_refused_clearly(store: PosixStore) -> None:
+    """A manifest from a newer pieceworks is refused with its version, not misread."""
+    doc = json.loads(make().to_json())
+    doc["version"] = 2
+    (Path(store._root) / "manifests").mkdir(parents=True)
+    (Path(store._root) / "manifests/b1.json").write_bytes(json.dumps(doc).encode())
+    with pytest.raises(
+        UnknownFormatVersion, match="format version 2; this pieceworks reads version 1"
+    ):
+        read_manifest(store, "b1")
+
+
+@pytest.mark.parametrize(
+    ("chunks", "message"),
+    [
+        ([[CS, CS, digest(1), "zstd", 1], [0, CS, digest(2), "zstd", 1]], "overlaps or precedes"),
+        (
+            [[0, CS, digest(1), "zstd", 1], [CS - 1, 10, digest(2), "zstd", 1]],
+            "overlaps or precedes",
+        ),
+        ([[0, CS + 1, digest(1), "zstd", 1]], "has length"),
+        ([[0, 0, digest(1), "zstd", 1]], "has length"),
+        ([[10 * CS, 124, digest(1), "zstd", 1]], "ends beyond the volume size"),
+        ([[0, CS, "xyz", "zstd", 1]], "invalid digest"),
+        ([[0, CS, digest(1), "lz4", 1]], "unknown codec"),
+        ([[0, CS, digest(1), "zstd", -1]], "negative stored length"),
+        ([[0, CS, digest(1), "zstd"]], "malformed chunk entry"),
+        ([[0.5, CS, digest(1), "zstd", 1]], "must be ints"),
+    ],
+)
+def test_inconsistent_content_is_refused_on_load(chunks: list[list[object]], message: str) -> None:
+    """Even with a valid checksum, chunks must be sorted, disjoint, in size, well formed."""
+    doc = json.loads(make().to_json())
+    doc["manifest"]["chunks"] = chunks
+    with pytest.raises(CorruptionError, match=message):
+        Manifest.from_json(rewrite(doc), "manifest of backup 'b1'")
+
+
+def test_a_missing_field_and_a_wrong_id_are_corruption(store: PosixStore) -> None:
+    """A body without a field, or stored under another backup's name, is refused."""
+    doc = json.loads(make().to_json())
+    del doc["manifest"]["volume_id"]
+    with pytest.raises(CorruptionError, match="is invalid: 'volume_id'"):
+        Manifest.from_json(rewrite(doc))
+    (Path(store._root) / "manifests").mkdir(parents=True)
+    (Path(store._root) / "manifests/other.json").write_bytes(make().to_json())
+    with pytest.raises(CorruptionError, match="records backup id 'b1', not 'other'"):
+        read_manifest(store, "other")
+
+
+def test_construction_validates_every_field() -> None:
+    """Bad values raise ValueError (or InvalidName for ids) naming the problem."""
+    with pytest.raises(InvalidName, match="invalid backup id"):
+        make(backup_id="a/b")
+    with pytest.raises(InvalidName, match="invalid parent backup id"):
+        make(parent="")
+    with pytest.raises(ValueError, match="codec 'lz4'"):
+        make(codec="lz4")
+    with pytest.raises(ValueError, match="size must be an int"):
+        make(size=-1)
+    with pytest.raises(ValueError, match="chunk_size must be an int > 0"):
+        make(chunk_size=0)
+    with pytest.raises(ValueError, match="created must be a number"):
+        make(created=float("nan"))
+    with pytest.raises(ValueError, match="stat 'x'"):
+        make(stats={"x": 1.5})
+    with pytest.raises(ValueError, match="ends beyond"):
+        make(size=CS)
+    m = make()
+    with pytest.raises(TypeError):
+        m.stats["new"] = 1  # type: ignore[index]
+    assert hash(m) == hash(make())
+
+
+def test_an_existing_backup_is_never_overwritten(store: PosixStore) -> None:
+    """Writing a second manifest under the same id raises BackupExists; the first stays."""
+    first = make()
+    write_manifest(store, first)
+    with pytest.raises(BackupExists, match="backup 'b1' already exists"):
+        write_manifest(store, make(strategy="offload"))
+    assert read_manifest(store, "b1") == first
+
+
+def test_a_missing_backup_is_named(store: PosixStore) -> None:
+    """Reading an unknown id raises BackupNotFound with the id."""
+    with pytest.raises(BackupNotFound, match="no backup 'nope'"):
+        read_manifest(store, "nope")
+
+
+def test_listing_is_sorted_by_creation_time(store: PosixStore) -> None:
+    """list_manifests returns oldest first; latest_manifest picks the newest of a volume."""
+    write_manifest(store, make("zz-old", created=100.0))
+    write_manifest(store, make("aa-new", created=300.0))
+    write_manifest(store, make("mm-mid", created=200.0))
+    write_manifest(store, make("other-vol", created=400.0, volume_id="vol-2"))
+    store.put("manifests/not-a-manifest.txt", b"ignored")
+    assert list_backup_ids(store) == ["aa-new", "mm-mid", "other-vol", "zz-old"]
+    assert [m.backup_id for m in list_manifests(store)] == [
+        "zz-old",
+        "mm-mid",
+        "aa-new",
+        "other-vol",
+    ]
+    latest = latest_manifest(store, "vol-1")
+    assert latest is not None and latest.backup_id == "aa-new"
+    assert latest_manifest(store, "vol-1", backend="other") is None
+    assert latest_manifest(store, "vol-3") is None
+
+
+def test_known_chunks_maps_digests_to_stored_objects() -> None:
+    """known_chunks gives, per digest, a ChunkRef describing the stored object."""
+    a = make("a")
+    b = make("b", chunks=(ChunkRef(0, CS, digest(9), "zstd", 5),))
+    known = known_chunks([a, b])
+    assert set(known) == {digest(1), digest(2), digest(3), digest(9)}
+    assert known[digest(2)].codec == "zlib" and known[digest(2)].stored_length == 2000
+    assert dataclasses.replace(a, chunks=()).digests() == frozenset()
