@@ -486,9 +486,9 @@ def test_a_reader_failure_propagates(driver: FileDriver, store: PosixStore) -> N
     """A read error stops the backup and is raised as is."""
     size = 20 * CS
     volume = write_volume(driver, "vol", size, {0: random_bytes(size, 14)})
-    with closing(FailingReader(driver.open_read(volume), fail_at=7)) as reader:
-        with pytest.raises(BackendError, match=f"disk error at offset {6 * CS}"):
-            backup_chunks(reader, store, chunk_size=CS)
+    reader = FailingReader(driver.open_read(volume), fail_at=7)
+    with closing(reader), pytest.raises(BackendError, match=f"disk error at offset {6 * CS}"):
+        backup_chunks(reader, store, chunk_size=CS)
 
 
 def test_a_source_shorter_than_its_size_is_an_error(driver: FileDriver, store: PosixStore) -> None:
@@ -586,7 +586,7 @@ class SlowStore(PosixStore):
 def test_memory_is_bounded_by_depth_whatever_the_volume_size(
     driver: FileDriver, store: PosixStore, threads: int, depth: int
 ) -> None:
-    """At most `depth` buffers exist and `depth + threads` chunks are in flight; peak memory is small."""
+    """At most `depth` buffers and `depth + threads` chunks in flight; peak memory stays small."""
     size = 96 * CS
     volume = write_volume(driver, "vol", size, {0: random_bytes(size, 17)})
     slow = SlowStore(store._root)

@@ -32,7 +32,7 @@ from pieceworks.common_algorithms.manifest import (
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import BackupNotFound, CorruptionError, VolumeRef
-from pieceworks.protocols.chunks import chunk_key
+from pieceworks.protocols.chunks import chunk_key, encode_chunk
 
 CS = 64 * 1024
 
@@ -91,8 +91,6 @@ def chunk_digests(store: PosixStore) -> set[str]:
 
 def orphan(store: PosixStore, seed: int) -> str:
     """Store a chunk no manifest references (as a failed backup leaves behind)."""
-    from pieceworks.protocols.chunks import encode_chunk
-
     store.put(chunk_key(digest(seed)), encode_chunk(block(seed)))
     return digest(seed)
 
@@ -193,11 +191,14 @@ def test_a_backup_waits_for_a_live_gc_lock_and_times_out_clearly(store: PosixSto
     """A backup does not start while a collector runs; after the timeout it says who blocks it."""
     lock = put_gc_lock(store)
     started = time.monotonic()
-    with pytest.raises(
-        GCLockTimeout, match=r"waited 0\.\d s .* held by locks/gc\.test \(host otherhost pid 4242"
+    with (
+        pytest.raises(
+            GCLockTimeout,
+            match=r"waited 0\.\d s .* held by locks/gc\.test \(host otherhost pid 4242",
+        ),
+        backup_lease(store, "b1", wait_timeout=0.3, poll_interval=0.05),
     ):
-        with backup_lease(store, "b1", wait_timeout=0.3, poll_interval=0.05):
-            pytest.fail("the backup must not start while a collector holds its lock")
+        pytest.fail("the backup must not start while a collector holds its lock")
     assert 0.3 <= time.monotonic() - started < 5
     assert list(store.list("leases/")) == []  # the lease is removed again
     store.delete(lock)
