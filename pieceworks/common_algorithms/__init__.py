@@ -17,12 +17,20 @@ from pieceworks.common_algorithms.plan import (
     Plan,
     StrategyChoice,
 )
-from pieceworks.common_algorithms.planning import plan_backup, plan_restore
-from pieceworks.common_algorithms.registration import backend_tags, register_backend
+from pieceworks.common_algorithms.planning import plan_backup, plan_replicate, plan_restore
+from pieceworks.common_algorithms.registration import (
+    backend_tags,
+    register_backend,
+    register_replication,
+    replication_tags,
+)
+from pieceworks.common_algorithms.replicate import ReplicateOutcome, replicate, replicate_flow
 from pieceworks.common_algorithms.requests import (
     BACKUP_STRATEGIES,
+    REPLICATE_STRATEGIES,
     RESTORE_STRATEGIES,
     BackupRequest,
+    ReplicateRequest,
     RestoreRequest,
 )
 from pieceworks.common_algorithms.restore import RestoreOutcome, restore, restore_flow
@@ -31,6 +39,7 @@ from pieceworks.common_algorithms.verify import VerifyOutcome, verify, verify_fl
 
 __all__ = [
     "BACKUP_STRATEGIES",
+    "REPLICATE_STRATEGIES",
     "RESTORE_STRATEGIES",
     "AllStrategiesFailed",
     "Attempt",
@@ -42,6 +51,8 @@ __all__ = [
     "NoEligibleStrategy",
     "Plan",
     "ProgressEvent",
+    "ReplicateOutcome",
+    "ReplicateRequest",
     "RestoreOutcome",
     "RestoreRequest",
     "Store",
@@ -53,8 +64,13 @@ __all__ = [
     "delete",
     "delete_flow",
     "plan_backup",
+    "plan_replicate",
     "plan_restore",
     "register_backend",
+    "register_replication",
+    "replicate",
+    "replicate_flow",
+    "replication_tags",
     "restore",
     "restore_flow",
     "verify",

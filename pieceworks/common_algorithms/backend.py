@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from zope.interface.interface import InterfaceClass
 
 from pieceworks.protocols import (
+    BackendSpec,
     IObjectStore,
     StoreSpec,
     capability_name,
@@ -16,6 +18,8 @@ from pieceworks.protocols import (
 from pieceworks.protocols.errors import InvalidDriver
 
 __all__ = ["Backend", "Store"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,16 +33,33 @@ class Backend:
     name: str
     driver: object
     capabilities: frozenset[InterfaceClass] = field(default=frozenset())
+    spec: BackendSpec | None = None
 
     @classmethod
-    def of(cls, name: str, driver: object) -> Backend:
-        """Verify `driver` and return it as the backend called `name`."""
+    def of(cls, name: str, driver: object, spec: BackendSpec | None = None) -> Backend:
+        """Verify `driver` and return it as the backend called `name`.
+
+        `spec` (driver name and options) is how a peer backend reaches this
+        one directly (replicate-to-peer); without it only strategies through
+        the manager or a store can replicate to it.
+        """
         validate_id("backend name", name)
-        return cls(name, driver, frozenset(verify_driver(driver, name)))
+        return cls(name, driver, frozenset(verify_driver(driver, name)), spec)
 
     def provides(self, capability: InterfaceClass) -> bool:
         """Whether the driver provides `capability` (or an extension of it)."""
         return any(c.isOrExtends(capability) for c in self.capabilities)
+
+    def use(self, capability: type[T]) -> T:
+        """The driver, typed as `capability` (an interface such as `ISnapshot`).
+
+        Raise `InvalidDriver` if the driver does not provide it, so a
+        strategy never calls a method the backend lacks.
+        """
+        iface = cast(InterfaceClass, capability)
+        if not self.provides(iface):
+            raise InvalidDriver(f"backend '{self.name}' does not provide {capability_name(iface)}")
+        return cast(T, self.driver)
 
     @property
     def capability_names(self) -> tuple[str, ...]:

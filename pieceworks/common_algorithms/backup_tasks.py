@@ -141,7 +141,7 @@ class PrepareSource(_BackupTask):
             strategy in _SNAPSHOT_WHEN_IN_USE and self.request.in_use
         )
         if wants_snapshot and self.backend.provides(ISnapshot):
-            driver: ISnapshot = self.backend.driver  # type: ignore[assignment]
+            driver = self.backend.use(ISnapshot)
             snap_id = f"pw-{self.request.backup_id}-{strategy}"
             snapshot = driver.create_snapshot(volume, snap_id)
             return {"volume_id": volume.volume_id, "snapshot_id": snapshot.snapshot_id}
@@ -151,7 +151,7 @@ class PrepareSource(_BackupTask):
         """Delete the temporary snapshot whether or not `execute` returned it."""
         if not self.backend.provides(ISnapshot):
             return
-        driver: ISnapshot = self.backend.driver  # type: ignore[assignment]
+        driver = self.backend.use(ISnapshot)
         snap_id = f"pw-{self.request.backup_id}-{attempt['strategy']}"
         driver.delete_snapshot(SnapshotRef(self.request.volume_id, snap_id))
 
@@ -183,13 +183,13 @@ class TransferChunks(_BackupTask):
         return out
 
     def _offload(self, ref: Source) -> dict[str, Any]:
-        driver: IPushToObjectStore = self.backend.driver  # type: ignore[assignment]
+        driver = self.backend.use(IPushToObjectStore)
         assert self.store.spec is not None
         codec = self.request.codec
         if not self.backend.provides(ICompress):
             codec = "none"
         else:
-            compressor: ICompress = self.backend.driver  # type: ignore[assignment]
+            compressor = self.backend.use(ICompress)
             if codec != "none" and codec not in compressor.compression_codecs():
                 codec = next(iter(compressor.compression_codecs()), "none")
         pushed = driver.push_to_store(ref, self.store.spec, self.request.chunk_size, codec)
@@ -204,10 +204,10 @@ class TransferChunks(_BackupTask):
         }
 
     def _stream(self, ref: Source, parent: Manifest | None) -> dict[str, Any]:
-        driver: IStreamOut = self.backend.driver  # type: ignore[assignment]
+        driver = self.backend.use(IStreamOut)
         extents = None
         if self.backend.provides(IAllocatedExtents):
-            extents = self.backend.driver.allocated_extents(ref)  # type: ignore[attr-defined]
+            extents = self.backend.use(IAllocatedExtents).allocated_extents(ref)
         with closing(driver.open_read(ref)) as reader:
             size = reader.size
             token, changed = self._changes(ref, parent, size)
@@ -247,7 +247,7 @@ class TransferChunks(_BackupTask):
         """
         if not self.backend.provides(IChangedBlocks):
             return None, None
-        tracker: IChangedBlocks = self.backend.driver  # type: ignore[assignment]
+        tracker = self.backend.use(IChangedBlocks)
         token = tracker.change_token(ref)
         if (
             parent is None
@@ -279,7 +279,7 @@ class ReleaseSource(_BackupTask):
     def execute(self, source: dict[str, str | None]) -> None:
         ref = source_ref(source)
         if isinstance(ref, SnapshotRef):
-            driver: ISnapshot = self.backend.driver  # type: ignore[assignment]
+            driver = self.backend.use(ISnapshot)
             driver.delete_snapshot(ref)
 
 

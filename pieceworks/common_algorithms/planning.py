@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.plan import Plan, StrategyChoice
-from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
+from pieceworks.common_algorithms.requests import BackupRequest, ReplicateRequest, RestoreRequest
 from pieceworks.protocols import (
     IAllocatedExtents,
     IChangedBlocks,
@@ -17,12 +17,13 @@ from pieceworks.protocols import (
     InvalidDriver,
     IPullFromObjectStore,
     IPushToObjectStore,
+    IReplicateToPeer,
     ISnapshot,
     IStreamIn,
     IStreamOut,
 )
 
-__all__ = ["plan_backup", "plan_restore", "refuse_incomplete"]
+__all__ = ["plan_backup", "plan_replicate", "plan_restore", "refuse_incomplete"]
 
 
 def _offload(backend: Backend, store: Store, req: BackupRequest) -> StrategyChoice:
@@ -174,3 +175,84 @@ def refuse_incomplete(backend: Backend, operations: tuple[str, ...]) -> None:
                 f"backend '{backend.name}' completes no {op} strategy: it provides"
                 f" [{', '.join(backend.capability_names)}]; a driver would need {needs}"
             )
+
+
+def _source_reading(source: Backend, req: ReplicateRequest) -> tuple[bool, str]:
+    """Whether the source can be read safely, and how (shared by every strategy)."""
+    if req.snapshot_id:
+        return True, f"from snapshot '{req.snapshot_id}'"
+    if not req.in_use:
+        return True, "the volume is not in use"
+    if source.provides(ISnapshot):
+        return True, "from a temporary snapshot; the volume stays in use"
+    if req.force:
+        return True, "forced: the volume is read while in use (recorded)"
+    return False, "the volume is in use, the source has no snapshot and force is not set"
+
+
+def plan_replicate(
+    source: Backend, target: Backend, store: Store | None, request: ReplicateRequest
+) -> Plan:
+    """The replication plan: native, stream, via-store, each with its reason."""
+    readable, how = _source_reading(source, request)
+    choices = []
+    for name in request.strategies:
+        if name == "native":
+            if not source.provides(IReplicateToPeer):
+                choice = StrategyChoice(
+                    name, False, "the source has no replicate-to-peer", needs=("replicate-to-peer",)
+                )
+            elif target.spec is None:
+                choice = StrategyChoice(name, False, f"backend '{target.name}' has no spec")
+            elif not _accepts(source, target):
+                choice = StrategyChoice(
+                    name, False, f"the source cannot reach backend '{target.name}' directly"
+                )
+            else:
+                choice = StrategyChoice(
+                    name, readable, f"the source copies to the target itself, {how}"
+                )
+        elif name == "stream":
+            lacks = [n for n, i in (("stream-out", IStreamOut),) if not source.provides(i)] + [
+                n for n, i in (("stream-in", IStreamIn),) if not target.provides(i)
+            ]
+            if lacks:
+                choice = StrategyChoice(
+                    name,
+                    False,
+                    "needs stream-out on the source and stream-in on the target; missing "
+                    + " and ".join(lacks),
+                    needs=("stream-out", "stream-in"),
+                )
+            else:
+                enhancers = ("allocated-extents",) if source.provides(IAllocatedExtents) else ()
+                choice = StrategyChoice(
+                    name, readable, f"bytes are copied through the manager, {how}", enhancers
+                )
+        elif not source.provides(IPushToObjectStore) or not target.provides(IPullFromObjectStore):
+            choice = StrategyChoice(
+                name,
+                False,
+                "needs push-to-object-store on the source and pull-from-object-store"
+                " on the target",
+                needs=("push-to-object-store", "pull-from-object-store"),
+            )
+        elif store is None or store.spec is None:
+            choice = StrategyChoice(name, False, "no store both backends can reach")
+        else:
+            choice = StrategyChoice(
+                name,
+                readable,
+                f"the source pushes to store '{store.name}' and the target pulls;"
+                f" no byte crosses the manager, {how}",
+            )
+        if choice.eligible is False and choice.reason.endswith(how) and not readable:
+            choice = StrategyChoice(name, False, _source_reading(source, request)[1])
+        choices.append(choice)
+    return Plan("replicate", f"{source.name}->{target.name}", tuple(choices))
+
+
+def _accepts(source: Backend, target: Backend) -> bool:
+    replicator = source.use(IReplicateToPeer)
+    assert target.spec is not None
+    return bool(replicator.accepts_peer(target.spec))

@@ -18,6 +18,9 @@ tag                    the backend can...
 ``compressed-offload`` compress before data leaves it (push + compress)
 ``offload-restore``    restore without data crossing the manager (pull)
 ``stream-restore``     restore through the manager (stream-in)
+``replicate``          copy volumes to a given peer backend
+``live-replicate``     ... while they are in use (the source has snapshot)
+``native-replicate``   ... directly, backend to backend (replicate-to-peer)
 =====================  ==================================================
 
 Plus the operation names ``backup``, ``restore``, ``verify``, ``delete``.
@@ -37,14 +40,16 @@ from taskflow.flow import Flow
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.backup import backup_flow
 from pieceworks.common_algorithms.delete import delete_flow
-from pieceworks.common_algorithms.planning import refuse_incomplete
-from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
+from pieceworks.common_algorithms.planning import plan_replicate, refuse_incomplete
+from pieceworks.common_algorithms.replicate import replicate_flow
+from pieceworks.common_algorithms.requests import BackupRequest, ReplicateRequest, RestoreRequest
 from pieceworks.common_algorithms.restore import restore_flow
 from pieceworks.common_algorithms.verify import verify_flow
 from pieceworks.protocols import (
     IAllocatedExtents,
     IChangedBlocks,
     ICompress,
+    InvalidDriver,
     IPullFromObjectStore,
     IPushToObjectStore,
     ISnapshot,
@@ -53,7 +58,7 @@ from pieceworks.protocols import (
 )
 from pieceworks.registry import Registration, Registry
 
-__all__ = ["backend_tags", "register_backend"]
+__all__ = ["backend_tags", "register_backend", "register_replication", "replication_tags"]
 
 
 def backend_tags(backend: Backend) -> dict[str, tuple[str, ...]]:
@@ -136,3 +141,51 @@ def register_backend(
                 )
             )
     return out
+
+
+def replication_tags(source: Backend, target: Backend, store: Store | None) -> tuple[str, ...]:
+    """The tags a replication from `source` to `target` is registered under."""
+    plan = plan_replicate(source, target, store, ReplicateRequest("probe", in_use=False))
+    if not plan.eligible:
+        return ()
+    tags = ["replicate"]
+    if source.provides(ISnapshot):
+        tags.append("live-replicate")
+    if "native" in plan.eligible:
+        tags.append("native-replicate")
+    return tuple(tags)
+
+
+def register_replication(
+    registry: Registry,
+    source: Backend,
+    target: Backend,
+    store: Store | None = None,
+    *,
+    preference: int = 0,
+) -> Registration:
+    """Register the flow factory replicating from `source` to `target`.
+
+    Registered with ``backend=source.name`` under `replication_tags` plus the
+    tag ``to:<target>``; the factory takes `ReplicateRequest` fields
+    (``volume_id=..., target_volume_id=..., snapshot_id=..., in_use=...``).
+    Refused (`InvalidDriver`) if no strategy could ever replicate between them.
+    """
+    tags = replication_tags(source, target, store)
+    if not tags:
+        raise InvalidDriver(
+            f"backends '{source.name}' and '{target.name}' complete no replicate strategy:"
+            " a source needs replicate-to-peer, stream-out (with stream-in on the target)"
+            " or push-to-object-store (with pull-from-object-store on the target and a store)"
+        )
+
+    def make_replicate(**fields: Any) -> Flow:
+        return replicate_flow(source, target, ReplicateRequest(**fields), store=store)
+
+    return registry.register(
+        make_replicate,
+        provides=(*tags, f"to:{target.name}"),
+        name=f"{source.name}.replicate-to.{target.name}",
+        backend=source.name,
+        preference=preference,
+    )

@@ -14,23 +14,33 @@ from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
 __all__ = [
     "BACKUP_STRATEGIES",
     "DEFAULT_CHUNK_SIZE",
+    "REPLICATE_STRATEGIES",
     "RESTORE_STRATEGIES",
     "BackupRequest",
+    "ReplicateRequest",
     "RestoreRequest",
     "new_backup_id",
+    "new_operation_id",
 ]
 
 #: Backup strategies in their default order (best first).
 BACKUP_STRATEGIES: tuple[str, ...] = ("offload", "snapshot-stream", "direct-stream")
 #: Restore strategies in their default order.
 RESTORE_STRATEGIES: tuple[str, ...] = ("offload", "stream-in")
+#: Replication strategies in their default order.
+REPLICATE_STRATEGIES: tuple[str, ...] = ("native", "stream", "via-store")
 DEFAULT_CHUNK_SIZE = 4 * units.Mi
 _MIN_CHUNK, _MAX_CHUNK = 64 * units.Ki, 64 * units.Mi
 
 
 def new_backup_id() -> str:
-    """A fresh, sortable-enough, unique backup id."""
+    """A fresh, unique backup id."""
     return f"bk-{uuid.uuid4().hex[:16]}"
+
+
+def new_operation_id() -> str:
+    """A fresh, unique id for a replication."""
+    return f"rp-{uuid.uuid4().hex[:16]}"
 
 
 def _check_order(given: tuple[str, ...], known: tuple[str, ...], what: str) -> None:
@@ -85,3 +95,35 @@ class RestoreRequest:
         validate_id("backup id", self.backup_id)
         validate_id("volume id", self.volume_id)
         _check_order(self.strategies, RESTORE_STRATEGIES, "restore")
+
+
+@dataclass(frozen=True)
+class ReplicateRequest:
+    """Copy volume `volume_id` (or its snapshot `snapshot_id`) to another backend.
+
+    The copy lands in `target_volume_id` (default: the same id) and replaces
+    it. A volume `in_use` is read from a temporary snapshot when the source
+    backend can take one; otherwise only with `force` (recorded). Naming an
+    existing `snapshot_id` reads that snapshot, which is never deleted.
+    """
+
+    volume_id: str
+    target_volume_id: str = ""
+    snapshot_id: str | None = None
+    in_use: bool = False
+    force: bool = False
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    strategies: tuple[str, ...] = REPLICATE_STRATEGIES
+    operation_id: str = field(default_factory=new_operation_id)
+
+    def __post_init__(self) -> None:
+        validate_id("volume id", self.volume_id)
+        if not self.target_volume_id:
+            object.__setattr__(self, "target_volume_id", self.volume_id)
+        validate_id("target volume id", self.target_volume_id)
+        if self.snapshot_id is not None:
+            validate_id("snapshot id", self.snapshot_id)
+        validate_id("operation id", self.operation_id)
+        if not _MIN_CHUNK <= self.chunk_size <= _MAX_CHUNK:
+            raise ConfigError(f"chunk size {self.chunk_size} out of range: use 64 KiB to 64 MiB")
+        _check_order(self.strategies, REPLICATE_STRATEGIES, "replicate")

@@ -62,12 +62,12 @@ class RestoreVolume(task.Task):
         target = VolumeRef(self.request.volume_id)
         strategy = str(attempt["strategy"])
         if strategy == "offload":
-            puller: IPullFromObjectStore = self.backend.driver  # type: ignore[assignment]
+            puller = self.backend.use(IPullFromObjectStore)
             assert self.store.spec is not None
             puller.pull_from_store(target, manifest.size, self.store.spec, manifest.chunks)
             written = through_manager = 0
         else:
-            driver: IStreamIn = self.backend.driver  # type: ignore[assignment]
+            driver = self.backend.use(IStreamIn)
             writer = driver.open_write(target, manifest.size)
             try:
                 stats = restore_chunks(

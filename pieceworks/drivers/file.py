@@ -3,7 +3,7 @@
 `FileDriver` shows a driver author the whole pattern in one place:
 
 * subclass the capability base classes it implements (`Snapshot`,
-  `StreamOut`, `StreamIn`, `AllocatedExtents`) and import nothing but
+  `StreamOut`, `StreamIn`, `AllocatedExtents`, `ReplicateToPeer`) and import nothing but
   `pieceworks.protocols` and the standard library;
 * reject unknown options with `ConfigError`;
 * turn backend failures into the protocol's errors (`VolumeNotFound`,
@@ -33,10 +33,13 @@ from collections.abc import Sequence
 from pieceworks.protocols import (
     AllocatedExtents,
     BackendError,
+    BackendSpec,
     ConfigError,
     Extent,
     InvalidName,
     NotFound,
+    ReplicatedVolume,
+    ReplicateToPeer,
     Snapshot,
     SnapshotNotFound,
     SnapshotRef,
@@ -59,8 +62,12 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
+class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPeer):
     """Volumes as files in one directory, with snapshot, stream and extents.
+
+    Replication to another file backend on the same host is native: the
+    volume is reflinked or copied extent by extent (``copy_file_range``)
+    straight into the peer's directory, never through the manager's buffers.
 
     `create_snapshot` makes a reflink copy where the filesystem can (instant,
     truly point-in-time) and otherwise a sparse copy of the allocated
@@ -150,6 +157,29 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
             raise BackendError(f"cannot map extents of {source}: {exc}") from exc
         finally:
             os.close(fd)
+
+    # -- replicate-to-peer ------------------------------------------------
+
+    def accepts_peer(self, peer: BackendSpec) -> bool:
+        """A file backend whose directory this host can open."""
+        path = peer.options.get("path")
+        return peer.driver == "file" and bool(path) and os.path.isdir(str(path))
+
+    def replicate_to(
+        self, source: Source, peer: BackendSpec, target: VolumeRef
+    ) -> ReplicatedVolume:
+        if not self.accepts_peer(peer):
+            raise BackendError(f"file driver cannot reach backend {peer.name!r} directly")
+        writer_of = FileDriver(peer.options["path"])
+        src, size = self._open_source(source)
+        try:
+            writer = writer_of.open_write(target, size)
+            assert isinstance(writer, _FileWriter)
+            writer.fill_from(src)
+            writer.commit()
+            return ReplicatedVolume(size, sum(e.length for e in _data_extents(src, size)))
+        finally:
+            os.close(src)
 
     # -- plain helpers for tests and the demo (not capabilities) -----------
 
@@ -275,6 +305,14 @@ class _FileWriter:
                 view, offset = view[n:], offset + n
         except OSError as exc:
             raise BackendError(f"write failed at offset {offset}: {exc}") from exc
+
+    def fill_from(self, src: int) -> None:
+        """Copy all of `src` in (reflink, else data extents only); abort on failure."""
+        try:
+            _clone_or_copy(src, self._fd, self._size)
+        except OSError as exc:
+            self.abort()
+            raise BackendError(f"cannot copy into {self._final!r}: {exc}") from exc
 
     def commit(self) -> None:
         if self._fd < 0:

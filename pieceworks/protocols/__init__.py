@@ -18,6 +18,7 @@ compress                   `ICompress`            `Compress`
 allocated-extents          `IAllocatedExtents`    `AllocatedExtents`
 changed-blocks             `IChangedBlocks`       `ChangedBlocks`
 object-store               `IObjectStore`         `ObjectStore`
+replicate-to-peer          `IReplicateToPeer`     `ReplicateToPeer`
 =========================  =====================  ======================
 
 Published capabilities never gain methods: new behaviour goes into a new
@@ -60,13 +61,16 @@ from pieceworks.protocols.offload import (
     PullFromObjectStore,
     PushToObjectStore,
 )
+from pieceworks.protocols.replicate import IReplicateToPeer, ReplicateToPeer
 from pieceworks.protocols.snapshot import ISnapshot, Snapshot
 from pieceworks.protocols.stream import IStreamIn, IStreamOut, StreamIn, StreamOut
 from pieceworks.protocols.values import (
+    BackendSpec,
     ChunkRef,
     Extent,
     ObjectInfo,
     PushedVolume,
+    ReplicatedVolume,
     SnapshotRef,
     Source,
     StoreSpec,
@@ -81,6 +85,7 @@ __all__ = [
     "AllocatedExtents",
     "BackendError",
     "BackendNotFound",
+    "BackendSpec",
     "BackupNotFound",
     "ChangeTrackingLost",
     "ChangedBlocks",
@@ -96,6 +101,7 @@ __all__ = [
     "IObjectStore",
     "IPullFromObjectStore",
     "IPushToObjectStore",
+    "IReplicateToPeer",
     "ISnapshot",
     "IStreamIn",
     "IStreamOut",
@@ -108,6 +114,8 @@ __all__ = [
     "PieceworksError",
     "PullFromObjectStore",
     "PushedVolume",
+    "ReplicateToPeer",
+    "ReplicatedVolume",
     "PushToObjectStore",
     "Snapshot",
     "SnapshotNotFound",

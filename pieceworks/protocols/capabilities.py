@@ -12,6 +12,7 @@ from pieceworks.protocols.compress import ICompress
 from pieceworks.protocols.extents import IAllocatedExtents, IChangedBlocks
 from pieceworks.protocols.object_store import IObjectStore
 from pieceworks.protocols.offload import IPullFromObjectStore, IPushToObjectStore
+from pieceworks.protocols.replicate import IReplicateToPeer
 from pieceworks.protocols.snapshot import ISnapshot
 from pieceworks.protocols.stream import IStreamIn, IStreamOut
 
@@ -29,6 +30,7 @@ CAPABILITIES: Mapping[str, InterfaceClass] = MappingProxyType(
         "allocated-extents": IAllocatedExtents,
         "changed-blocks": IChangedBlocks,
         "object-store": IObjectStore,
+        "replicate-to-peer": IReplicateToPeer,
     }
 )
 

@@ -14,10 +14,12 @@ from types import MappingProxyType
 from pieceworks.protocols.errors import InvalidName
 
 __all__ = [
+    "BackendSpec",
     "ChunkRef",
     "Extent",
     "ObjectInfo",
     "PushedVolume",
+    "ReplicatedVolume",
     "SnapshotRef",
     "Source",
     "StoreSpec",
@@ -175,3 +177,34 @@ class StoreSpec:
     def __repr__(self) -> str:
         keys = ", ".join(sorted(self.options))
         return f"StoreSpec(name={self.name!r}, driver={self.driver!r}, options=<{keys}>)"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """How to reach a configured backend: its name, driver name and options.
+
+    Handed to a backend that provides replicate-to-peer so that it can reach
+    its peer directly. Options may hold secrets; the `repr` never shows
+    option values.
+    """
+
+    name: str
+    driver: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_id("backend name", self.name)
+        validate_id("backend driver", self.driver)
+        object.__setattr__(self, "options", _frozen(self.options))
+
+    def __repr__(self) -> str:
+        keys = ", ".join(sorted(self.options))
+        return f"BackendSpec(name={self.name!r}, driver={self.driver!r}, options=<{keys}>)"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicatedVolume:
+    """What a backend reports after copying a volume to a peer itself."""
+
+    size: int
+    bytes_sent: int

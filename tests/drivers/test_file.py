@@ -16,6 +16,7 @@ from pieceworks.protocols import (
     ConfigError,
     Extent,
     IAllocatedExtents,
+    IReplicateToPeer,
     InvalidName,
     ISnapshot,
     IStreamIn,
@@ -71,9 +72,10 @@ def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
 
 def test_every_capability_verifies(driver: FileDriver) -> None:
     """zope.interface accepts the instance for each capability, and so does verify_driver."""
-    for iface in (ISnapshot, IStreamOut, IStreamIn, IAllocatedExtents):
+    every = {ISnapshot, IStreamOut, IStreamIn, IAllocatedExtents, IReplicateToPeer}
+    for iface in every:
         assert verifyObject(iface, driver)
-    assert set(verify_driver(driver, "x")) == {ISnapshot, IStreamOut, IStreamIn, IAllocatedExtents}
+    assert set(verify_driver(driver, "x")) == every
 
 
 # -- stream-in and stream-out --------------------------------------------------

@@ -26,6 +26,10 @@ PUBLISHED = {
         "delete": ("key",),
         "list": ("prefix",),
     },
+    "replicate-to-peer": {
+        "accepts_peer": ("peer",),
+        "replicate_to": ("source", "peer", "target"),
+    },
 }
 
 

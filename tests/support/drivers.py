@@ -16,15 +16,20 @@ from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import (
     BackendError,
+    BackendSpec,
     ChunkRef,
     Compress,
     PullFromObjectStore,
     PushedVolume,
     PushToObjectStore,
+    ReplicatedVolume,
     Source,
     StoreSpec,
+    StreamIn,
+    StreamOut,
     VolumeReader,
     VolumeRef,
+    VolumeWriter,
 )
 from pieceworks.protocols.chunks import chunk_key, decode_chunk, digest_of, encode_chunk, is_zero
 
@@ -95,8 +100,8 @@ class FailingReader:
 
 
 class FailingDriver(OffloadFileDriver):
-    """Fails the steps named in `fail`: ``push``, ``read-snapshot``, ``read-volume``,
-    ``snapshot``, ``pull``, ``write``. Counts snapshots alive for cleanup checks."""
+    """Fails the steps named in `fail`: ``push``, ``pull``, ``replicate``,
+    ``read-snapshot`` and ``read-volume`` (half-way through). Records calls."""
 
     def __init__(self, path: str | os.PathLike[str], fail: Sequence[str] = ()) -> None:
         super().__init__(path)
@@ -129,6 +134,28 @@ class FailingDriver(OffloadFileDriver):
             raise BackendError("pull from store failed: timeout")
         super().pull_from_store(target, size, store, chunks)
 
+    def replicate_to(
+        self, source: Source, peer: BackendSpec, target: VolumeRef
+    ) -> ReplicatedVolume:
+        self.calls.append("replicate")
+        if "replicate" in self.fail:
+            raise BackendError("peer refused the copy")
+        return super().replicate_to(source, peer, target)
+
     def snapshots_alive(self, volume_id: str) -> list[str]:
         folder = os.path.join(self.root, ".snapshots", volume_id)
         return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+class StreamOnlyDriver(StreamOut, StreamIn):
+    """A backend that can only stream bytes in and out (no snapshot): a file
+    driver's volumes seen through stream-out and stream-in alone."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.files = FileDriver(path)
+
+    def open_read(self, source: Source) -> VolumeReader:
+        return self.files.open_read(source)
+
+    def open_write(self, target: VolumeRef, size: int) -> VolumeWriter:
+        return self.files.open_write(target, size)

@@ -1,0 +1,298 @@
+"""The replicate template: copy a volume or snapshot to another backend.
+
+    outcome = replicate(source, target, ReplicateRequest("vol-1", in_use=True), store=store)
+
+Strategies, best first: ``native`` (the source copies to its peer itself:
+replicate-to-peer), ``stream`` (source stream-out into target stream-in
+through the manager, sparse-aware, hashed end to end) and ``via-store``
+(the source pushes chunks to a store, the target pulls them: for two
+wire-length backends no byte crosses the manager). The source is read from
+a temporary snapshot when it is in use (or from the snapshot asked for). A
+failing strategy is reverted (temporary snapshot deleted, partial target
+removed) and the next one runs, as for backup.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any
+
+from taskflow import task
+from taskflow.patterns import linear_flow
+
+from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.backup_tasks import source_ref
+from pieceworks.common_algorithms.fallback import StrategyFallback
+from pieceworks.common_algorithms.gc import acquire_lease, release_lease
+from pieceworks.common_algorithms.plan import Attempt, Plan
+from pieceworks.common_algorithms.planning import plan_replicate
+from pieceworks.common_algorithms.progress import ProgressReporter
+from pieceworks.common_algorithms.requests import ReplicateRequest
+from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
+from pieceworks.common_algorithms.stream_copy import check_copy, copy_stream
+from pieceworks.protocols import (
+    IAllocatedExtents,
+    ICompress,
+    IPullFromObjectStore,
+    IPushToObjectStore,
+    IReplicateToPeer,
+    ISnapshot,
+    IStreamIn,
+    IStreamOut,
+    SnapshotRef,
+    Source,
+    VolumeRef,
+)
+
+__all__ = ["ReplicateOutcome", "replicate", "replicate_flow"]
+
+
+class _ReplicaTask(task.Task):
+    """A step of a replication; names are prefixed with the operation id."""
+
+    STEP: str
+    PROVIDES: str
+    REQUIRES: tuple[str, ...]
+
+    def __init__(
+        self, source: Backend, target: Backend, store: Store | None, request: ReplicateRequest
+    ) -> None:
+        p = _prefix(request)
+        super().__init__(
+            name=f"{p}.{self.STEP}",
+            provides=f"{p}.{self.PROVIDES}",
+            rebind={k: f"{p}.{k}" for k in self.REQUIRES},
+        )
+        self.source, self.target, self.store, self.request = source, target, store, request
+
+    def temporary_snapshot(self, attempt: dict[str, Any]) -> SnapshotRef | None:
+        """The snapshot this attempt takes, if it takes one."""
+        req = self.request
+        if req.snapshot_id or not req.in_use or not self.source.provides(ISnapshot):
+            return None
+        return SnapshotRef(req.volume_id, f"pw-{req.operation_id}-{attempt['strategy']}")
+
+
+class PrepareReplicaSource(_ReplicaTask):
+    """Name what is read: the snapshot asked for, a temporary snapshot, or the volume."""
+
+    STEP, PROVIDES, REQUIRES = "prepare-source", "source", ("attempt",)
+
+    def execute(self, attempt: dict[str, Any]) -> dict[str, str | None]:
+        req = self.request
+        temporary = self.temporary_snapshot(attempt)
+        if temporary is not None:
+            snap = self.source.use(ISnapshot).create_snapshot(
+                VolumeRef(req.volume_id), temporary.snapshot_id
+            )
+            return {"volume_id": req.volume_id, "snapshot_id": snap.snapshot_id}
+        return {"volume_id": req.volume_id, "snapshot_id": req.snapshot_id}
+
+    def revert(self, attempt: dict[str, Any], **kwargs: Any) -> None:
+        temporary = self.temporary_snapshot(attempt)
+        if temporary is not None:
+            self.source.use(ISnapshot).delete_snapshot(temporary)
+
+
+class CopyVolume(_ReplicaTask):
+    """Copy the source into the target volume by the current strategy."""
+
+    STEP, PROVIDES, REQUIRES = "copy-volume", "copied", ("attempt", "source")
+
+    def execute(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
+        started = time.monotonic()
+        ref = source_ref(source)
+        target = VolumeRef(self.request.target_volume_id)
+        strategy = str(attempt["strategy"])
+        if strategy == "native":
+            assert self.target.spec is not None
+            done = self.source.use(IReplicateToPeer).replicate_to(ref, self.target.spec, target)
+            out = {"size": done.size, "bytes_through_manager": 0, "verified": "by the backend"}
+        elif strategy == "stream":
+            out = self._stream(ref, target)
+        else:
+            out = self._via_store(ref, target)
+        out["seconds"] = round(time.monotonic() - started, 6)
+        return out
+
+    def _stream(self, ref: Source, target: VolumeRef) -> dict[str, Any]:
+        extents = None
+        if self.source.provides(IAllocatedExtents):
+            extents = self.source.use(IAllocatedExtents).allocated_extents(ref)
+        with closing(self.source.use(IStreamOut).open_read(ref)) as reader:
+            writer = self.target.use(IStreamIn).open_write(target, reader.size)
+            try:
+                stats = copy_stream(
+                    reader,
+                    writer,
+                    chunk_size=self.request.chunk_size,
+                    extents=extents,
+                    progress=ProgressReporter(self, reader.size),
+                )
+            except BaseException:
+                writer.abort()
+                raise
+            writer.commit()
+        verified = "not read back (the target has no stream-out)"
+        if self.target.provides(IStreamOut):
+            check_copy(self.target.use(IStreamOut).open_read(target), stats)
+            verified = "every data chunk read back and hashed"
+        return {
+            "size": stats.size,
+            "bytes_read": stats.bytes_read,
+            "bytes_through_manager": stats.bytes_read + stats.bytes_written,
+            "verified": verified,
+        }
+
+    def _via_store(self, ref: Source, target: VolumeRef) -> dict[str, Any]:
+        assert self.store is not None and self.store.spec is not None
+        codec = "none"
+        if self.source.provides(ICompress):
+            codec = next(iter(self.source.use(ICompress).compression_codecs()), "none")
+        lease = self.request.operation_id
+        acquire_lease(self.store.objects, lease)
+        try:
+            pushed = self.source.use(IPushToObjectStore).push_to_store(
+                ref, self.store.spec, self.request.chunk_size, codec
+            )
+            self.target.use(IPullFromObjectStore).pull_from_store(
+                target, pushed.size, self.store.spec, pushed.chunks
+            )
+        finally:
+            release_lease(self.store.objects, lease)
+        return {
+            "size": pushed.size,
+            "bytes_read": pushed.bytes_read,
+            "bytes_through_manager": 0,
+            "verified": "every chunk hashed by the target",
+        }
+
+
+class ReleaseReplicaSource(_ReplicaTask):
+    """Delete the temporary snapshot, if this attempt took one."""
+
+    STEP, PROVIDES, REQUIRES = "release-source", "result", ("attempt", "copied")
+
+    def execute(self, attempt: dict[str, Any], copied: dict[str, Any]) -> dict[str, Any]:
+        temporary = self.temporary_snapshot(attempt)
+        if temporary is not None:
+            self.source.use(ISnapshot).delete_snapshot(temporary)
+        req = self.request
+        return {
+            "operation_id": req.operation_id,
+            "source_backend": self.source.name,
+            "target_backend": self.target.name,
+            "volume_id": req.volume_id,
+            "snapshot_id": req.snapshot_id,
+            "target_volume_id": req.target_volume_id,
+            "strategy": attempt["strategy"],
+            "failed_strategies": list(attempt.get("failed", [])),
+            "forced": bool(req.in_use and req.force and not self.source.provides(ISnapshot)),
+            **copied,
+        }
+
+
+def _prefix(request: ReplicateRequest) -> str:
+    return f"replicate-{request.operation_id}"
+
+
+def replicate_flow(
+    source: Backend,
+    target: Backend,
+    request: ReplicateRequest,
+    *,
+    store: Store | None = None,
+    plan: Plan | None = None,
+) -> linear_flow.Flow:
+    """The flow for `request`; provides ``replicate-<operation id>.result``."""
+    plan = (plan or plan_replicate(source, target, store, request)).require_eligible()
+    p = _prefix(request)
+    args = (source, target, store, request)
+    return linear_flow.Flow(p).add(
+        linear_flow.Flow(
+            f"{p}.strategies",
+            retry=StrategyFallback(plan.eligible, name=f"{p}.fallback", provides=f"{p}.attempt"),
+        ).add(PrepareReplicaSource(*args), CopyVolume(*args), ReleaseReplicaSource(*args))
+    )
+
+
+@dataclass(frozen=True)
+class ReplicateOutcome:
+    """What a replication did: strategy, failures before it, bytes, verification."""
+
+    operation_id: str
+    source_backend: str
+    target_backend: str
+    volume_id: str
+    snapshot_id: str | None
+    target_volume_id: str
+    strategy: str
+    failed: tuple[Attempt, ...]
+    plan: Plan
+    size: int
+    bytes_through_manager: int
+    verified: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operation_id": self.operation_id,
+            "source_backend": self.source_backend,
+            "target_backend": self.target_backend,
+            "volume_id": self.volume_id,
+            "snapshot_id": self.snapshot_id,
+            "target_volume_id": self.target_volume_id,
+            "strategy": self.strategy,
+            "failed_strategies": [a.to_dict() for a in self.failed],
+            "size": self.size,
+            "bytes_through_manager": self.bytes_through_manager,
+            "verified": self.verified,
+            "seconds": round(self.seconds, 3),
+            "plan": self.plan.to_dict(),
+        }
+
+
+def replicate(
+    source: Backend,
+    target: Backend,
+    request: ReplicateRequest,
+    *,
+    store: Store | None = None,
+    options: EngineOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> ReplicateOutcome:
+    """Replicate `request.volume_id` (or its snapshot) from `source` to `target`.
+
+    `store` is needed only for the via-store strategy. Raise
+    `NoEligibleStrategy`, `AllStrategiesFailed` (each cause listed), or the
+    error itself for an unknown volume or snapshot.
+    """
+    started = time.monotonic()
+    plan = plan_replicate(source, target, store, request)
+    p = _prefix(request)
+    result, _ = run_flow(
+        replicate_flow(source, target, request, store=store, plan=plan),
+        operation="replicate",
+        backend=f"{source.name}->{target.name}",
+        retry_name=f"{p}.fallback",
+        result_name=f"{p}.result",
+        options=options,
+        progress=progress,
+    )
+    return ReplicateOutcome(
+        operation_id=result["operation_id"],
+        source_backend=result["source_backend"],
+        target_backend=result["target_backend"],
+        volume_id=result["volume_id"],
+        snapshot_id=result["snapshot_id"],
+        target_volume_id=result["target_volume_id"],
+        strategy=result["strategy"],
+        failed=tuple(Attempt(f["strategy"], f["error"]) for f in result["failed_strategies"]),
+        plan=plan,
+        size=result["size"],
+        bytes_through_manager=result["bytes_through_manager"],
+        verified=result["verified"],
+        seconds=time.monotonic() - started,
+    )
