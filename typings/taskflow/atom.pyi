@@ -10,7 +10,7 @@ _Requires = str | Iterable[str] | None
 _Rebind = dict[str, str] | list[str] | tuple[str, ...] | None
 
 class Atom(metaclass=abc.ABCMeta):
-    priority: ClassVar[int]
+    priority: int
     default_provides: ClassVar[_Provides]
     name: str | None
     version: tuple[int, ...] | str

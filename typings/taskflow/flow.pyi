@@ -13,7 +13,7 @@ LINK_DECIDER: Final = "decider"
 LINK_DECIDER_DEPTH: Final = "decider_depth"
 
 # Only tasks and flows can be nodes (the compiler rejects any other atom).
-_Node = Task | Flow
+_Node = Task | "Flow"
 
 class Flow(metaclass=abc.ABCMeta):
     def __init__(self, name: str, retry: Retry | None = None) -> None: ...

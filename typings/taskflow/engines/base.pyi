@@ -19,7 +19,11 @@ class _Statistics(TypedDict, total=False):
 
 class Engine(metaclass=abc.ABCMeta):
     def __init__(
-        self, flow: Flow | Task, flow_detail: FlowDetail, backend: Backend | None, options: Mapping[str, object] | None
+        self,
+        flow: Flow | Task,
+        flow_detail: FlowDetail,
+        backend: Backend | None,
+        options: Mapping[str, object] | None,
     ) -> None: ...
     @property
     def notifier(self) -> Notifier: ...
@@ -46,6 +50,6 @@ class Engine(metaclass=abc.ABCMeta):
     # declared here.
     @abc.abstractmethod
     def run(self, timeout: float | None = None) -> None: ...
-    def run_iter(self, timeout: float | None = None) -> Generator[str, object, None]: ...
+    def run_iter(self, timeout: float | None = None) -> Generator[str, object]: ...
     @abc.abstractmethod
     def suspend(self) -> None: ...

@@ -2,12 +2,11 @@ import abc
 import datetime
 import enum
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final, Self
+from typing import Any, Self
 
 from taskflow.persistence.base import Backend
 from taskflow.persistence.models import LogBook
 from taskflow.types.entity import Entity
-from taskflow.types.notifier import Notifier
 
 class JobPriority(enum.Enum):
     VERY_HIGH = "VERY_HIGH"
@@ -67,7 +66,9 @@ class Job(metaclass=abc.ABCMeta):
 class JobBoard(metaclass=abc.ABCMeta):
     def __init__(self, name: str, conf: dict[str, Any]) -> None: ...
     @abc.abstractmethod
-    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> Iterator[Job]: ...
+    def iterjobs(
+        self, only_unclaimed: bool = False, ensure_fresh: bool = False
+    ) -> Iterator[Job]: ...
     @abc.abstractmethod
     def wait(self, timeout: float | None = None) -> Iterator[Job]: ...
     @property
@@ -102,9 +103,3 @@ class JobBoard(metaclass=abc.ABCMeta):
     def connect(self) -> None: ...
     @abc.abstractmethod
     def close(self) -> None: ...
-
-POSTED: Final = "POSTED"
-REMOVAL: Final = "REMOVAL"
-
-class NotifyingJobBoard(JobBoard, metaclass=abc.ABCMeta):
-    notifier: Notifier

@@ -24,7 +24,10 @@ class Listener:
     def register(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
-        self, type: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+        self,
+        type: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
     ) -> None: ...
 
 class DumpingListener(Listener, metaclass=abc.ABCMeta):

@@ -9,8 +9,18 @@ BACKEND_NAMESPACE: Final = "taskflow.jobboards"
 # ``conf`` is a URI string (``redis://host:6379``) or a dict with a ``board``
 # key; extra kwargs (``client=``, ``persistence=``...) go to the board.
 def fetch(
-    name: str, conf: dict[str, Any] | str, namespace: str = ..., *, persistence: Backend | None = ..., **kwargs: object
+    name: str,
+    conf: dict[str, Any] | str,
+    namespace: str = ...,
+    *,
+    persistence: Backend | None = ...,
+    **kwargs: object,
 ) -> JobBoard: ...
 def backend(
-    name: str, conf: dict[str, Any] | str, namespace: str = ..., *, persistence: Backend | None = ..., **kwargs: object
+    name: str,
+    conf: dict[str, Any] | str,
+    namespace: str = ...,
+    *,
+    persistence: Backend | None = ...,
+    **kwargs: object,
 ) -> contextlib.AbstractContextManager[JobBoard]: ...
