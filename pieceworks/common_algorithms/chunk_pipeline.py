@@ -37,8 +37,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Se
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass
-from functools import cache
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, Literal, TypeVar
 
 from pieceworks.common_algorithms.manifest import Manifest
 from pieceworks.protocols import (
@@ -57,6 +56,7 @@ from pieceworks.protocols.chunks import (
     CODECS,
     DEFAULT_CODEC,
     chunk_key,
+    codec_of,
     decode_chunk,
     digest_of,
     encode_chunk,
@@ -445,7 +445,7 @@ class _BackupRun:
             give_back()
 
     def _store_new(
-        self, plain: bytes | memoryview, digest: str, offset: int, give_back: Callable[[], None]
+        self, plain: bytearray | memoryview, digest: str, offset: int, give_back: Callable[[], None]
     ) -> ChunkRef:
         """Store a chunk no other thread is storing; publish it in `known`."""
         length, key = len(plain), chunk_key(digest)
@@ -475,17 +475,9 @@ class _BackupRun:
         return ChunkRef(offset, length, digest, codec, stored_length)
 
 
-def _plain(buffer: bytearray, length: int) -> bytes | memoryview:
-    """The first `length` bytes of `buffer`, for the functions of `chunks`.
-
-    A full buffer is passed as the bytearray itself: `is_zero` then compares
-    it with one memcmp, where a memoryview is compared item by item (about
-    50 times slower). The chunk functions accept any buffer; their
-    annotations say ``bytes``, hence the cast.
-    """
-    if length == len(buffer):
-        return cast(bytes, buffer)
-    return memoryview(buffer)[:length]
+def _plain(buffer: bytearray, length: int) -> bytearray | memoryview:
+    """The first `length` bytes of `buffer`, without a copy."""
+    return buffer if length == len(buffer) else memoryview(buffer)[:length]
 
 
 def _fetch_intact(
@@ -501,17 +493,7 @@ def _fetch_intact(
     except CorruptionError as exc:
         log.warning("replacing damaged chunk object %s: %s", key, exc)
         return None
-    return _codec_of(stored), len(stored)
-
-
-@cache
-def _headers() -> dict[bytes, str]:
-    """Each codec's object header, as `encode_chunk` writes it."""
-    return {encode_chunk(b"", c)[:4]: c for c in CODECS}
-
-
-def _codec_of(stored: bytes) -> str:
-    return _headers()[stored[:4]]  # decode_chunk accepted the header
+    return codec_of(stored), len(stored)
 
 
 # -- planning -------------------------------------------------------------------

@@ -233,8 +233,7 @@ def plan_replicate(
             choice = StrategyChoice(
                 name,
                 False,
-                "needs push-to-object-store on the source and pull-from-object-store"
-                " on the target",
+                "needs push-to-object-store on the source and pull-from-object-store on the target",
                 needs=("push-to-object-store", "pull-from-object-store"),
             )
         elif store is None or store.spec is None:

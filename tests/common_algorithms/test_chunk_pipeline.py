@@ -68,7 +68,7 @@ def write_volume(
 
 
 def volume_path(driver: FileDriver, volume_id: str) -> Path:
-    return Path(driver._root) / volume_id
+    return Path(driver.root) / volume_id
 
 
 def sha(data: bytes) -> str:
@@ -154,14 +154,14 @@ def test_restore_is_byte_exact(driver: FileDriver, store: PosixStore, kind: str,
 
 
 def test_every_codec_restores_and_chunks_are_shared_across_codecs(
-    driver: FileDriver, store: PosixStore
+    tmp_path: Path, driver: FileDriver, store: PosixStore
 ) -> None:
     """Each codec restores exactly; a backup asking for another codec reuses stored chunks."""
     size = 6 * CS + 100
     data = volume_data("mixed", size)
     volume = write_volume(driver, "vol", size, {0: data})
     for i, codec in enumerate(CODECS):
-        own = PosixStore(Path(str(store._root) + f"-{codec}"), durable=False)
+        own = PosixStore(tmp_path / f"store-{codec}", durable=False)
         result = backup(driver, own, volume, codec=codec)
         assert {c.codec for c in result.chunks} == {codec}
         assert sha(restore(driver, own, manifest_of(result, size, codec=codec), f"r{i}")) == sha(
@@ -213,7 +213,7 @@ def test_the_same_data_twice_stores_nothing_new(driver: FileDriver, store: Posix
 
 
 def test_identical_chunks_in_one_volume_are_stored_once(
-    driver: FileDriver, store: PosixStore
+    tmp_path: Path, driver: FileDriver, store: PosixStore
 ) -> None:
     """Racing worker threads never upload the same chunk twice."""
     block = random_bytes(CS, 5)
@@ -227,7 +227,7 @@ def test_identical_chunks_in_one_volume_are_stored_once(
             time.sleep(0.01)  # widen the race window
             super().put(key, data)
 
-    counting = CountingStore(store._root, durable=False)
+    counting = CountingStore(tmp_path / "store", durable=False)
     result = backup(driver, counting, volume, threads=4, depth=8)
     assert puts == [chunk_key(sha(block))]
     assert result.stats.chunks_new == 1 and result.stats.chunks_reused == 31
@@ -325,22 +325,23 @@ class RecordingWriter:
         self.inner.abort()  # type: ignore[attr-defined]
 
 
-def flip_byte(store: PosixStore, digest: str, at: int = -5) -> None:
-    path = Path(store._root) / chunk_key(digest)
+def flip_byte(store_root: Path, digest: str, at: int = -5) -> None:
+    """Damage one byte of a stored chunk object, in place."""
+    path = store_root / chunk_key(digest)
     raw = bytearray(path.read_bytes())
     raw[at] ^= 0x40
     path.write_bytes(bytes(raw))
 
 
 def test_a_flipped_byte_stops_the_restore_before_that_chunk(
-    driver: FileDriver, store: PosixStore
+    tmp_path: Path, driver: FileDriver, store: PosixStore
 ) -> None:
     """Restore raises CorruptionError naming the offset; the bad chunk is never written."""
     size = 12 * CS
     volume = write_volume(driver, "vol", size, {0: random_bytes(size, 8)})
     manifest = manifest_of(backup(driver, store, volume), size)
     bad = manifest.chunks[5]
-    flip_byte(store, bad.digest)
+    flip_byte(tmp_path / "store", bad.digest)
     writer = RecordingWriter(driver.open_write(VolumeRef("r"), size))
     with pytest.raises(CorruptionError, match=f"at offset {bad.offset}") as err:
         restore_chunks(store, manifest, writer)
@@ -352,7 +353,7 @@ def test_a_flipped_byte_stops_the_restore_before_that_chunk(
 
 
 def test_verify_lists_every_missing_and_corrupt_chunk(
-    driver: FileDriver, store: PosixStore
+    tmp_path: Path, driver: FileDriver, store: PosixStore
 ) -> None:
     """Verify reports all problems with offsets, including every offset of a shared chunk."""
     size = 10 * CS
@@ -367,9 +368,9 @@ def test_verify_lists_every_missing_and_corrupt_chunk(
     assert (
         good.ok and good.problems == () and good.chunks_checked == 10 and good.bytes_checked == size
     )
-    flip_byte(store, manifest.chunks[1].digest, at=10)
-    flip_byte(store, manifest.chunks[6].digest)
-    os.unlink(Path(store._root) / chunk_key(sha(shared)))
+    flip_byte(tmp_path / "store", manifest.chunks[1].digest, at=10)
+    flip_byte(tmp_path / "store", manifest.chunks[6].digest)
+    os.unlink((tmp_path / "store") / chunk_key(sha(shared)))
     report = verify_chunks(store, manifest, threads=3)
     assert not report.ok
     assert [(p.offset, p.reason) for p in report.problems] == [
@@ -388,14 +389,14 @@ def test_verify_lists_every_missing_and_corrupt_chunk(
 
 
 def test_a_damaged_stored_chunk_is_replaced_not_reused(
-    driver: FileDriver, store: PosixStore
+    tmp_path: Path, driver: FileDriver, store: PosixStore
 ) -> None:
     """A backup that finds a damaged object for its chunk writes it again."""
     size = 4 * CS
     data = random_bytes(size, 11)
     volume = write_volume(driver, "vol", size, {0: data})
     first = backup(driver, store, volume)
-    flip_byte(store, first.chunks[2].digest)
+    flip_byte(tmp_path / "store", first.chunks[2].digest)
     second = backup(driver, store, volume)
     assert second.stats.chunks_new == 1
     assert verify_chunks(store, manifest_of(second, size)).ok
@@ -411,7 +412,7 @@ class Boom(Exception):
 class FailingStore(PosixStore):
     """A real PosixStore whose put raises on its `fail_at`-th call."""
 
-    def __init__(self, root: str, fail_at: int) -> None:
+    def __init__(self, root: Path, fail_at: int) -> None:
         super().__init__(root, durable=False)
         self.fail_at, self.calls = fail_at, 0
         self.lock = threading.Lock()
@@ -429,12 +430,12 @@ class FailingStore(PosixStore):
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("threads", [1, 2, 4])
 def test_a_worker_failure_propagates_the_original_error_without_hanging(
-    driver: FileDriver, store: PosixStore, threads: int
+    tmp_path: Path, driver: FileDriver, store: PosixStore, threads: int
 ) -> None:
     """The first worker error is re-raised as is, all threads stop, no manifest exists."""
     size = 40 * CS
     volume = write_volume(driver, "vol", size, {0: random_bytes(size, 12)})
-    failing = FailingStore(store._root, fail_at=5)
+    failing = FailingStore(tmp_path / "store", fail_at=5)
     before = threading.active_count()
     with pytest.raises(Boom) as err:
         backup(driver, failing, volume, threads=threads, depth=threads + 2)
@@ -446,14 +447,14 @@ def test_a_worker_failure_propagates_the_original_error_without_hanging(
 
 @pytest.mark.timeout(30)
 def test_a_backup_resumed_after_a_failure_sends_only_what_is_missing(
-    driver: FileDriver, store: PosixStore
+    tmp_path: Path, driver: FileDriver, store: PosixStore
 ) -> None:
     """Chunks stored before a failure are found (and checked) in the store, not sent again."""
     size = 30 * CS
     data = random_bytes(size, 13)
     volume = write_volume(driver, "vol", size, {0: data})
     with pytest.raises(Boom):
-        backup(driver, FailingStore(store._root, fail_at=11), volume, threads=1)
+        backup(driver, FailingStore(tmp_path / "store", fail_at=11), volume, threads=1)
     stored = len(chunk_objects(store))
     assert stored == 10
     result = backup(driver, store, volume)
@@ -570,7 +571,7 @@ class InstrumentedReader:
 class SlowStore(PosixStore):
     """A real PosixStore whose puts are slow, so that reading runs ahead if it can."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: Path) -> None:
         super().__init__(root, durable=False)
         self.done = 0
         self.lock = threading.Lock()
@@ -584,12 +585,12 @@ class SlowStore(PosixStore):
 
 @pytest.mark.parametrize(("threads", "depth"), [(1, 1), (2, 4), (3, 5)])
 def test_memory_is_bounded_by_depth_whatever_the_volume_size(
-    driver: FileDriver, store: PosixStore, threads: int, depth: int
+    tmp_path: Path, driver: FileDriver, store: PosixStore, threads: int, depth: int
 ) -> None:
     """At most `depth` buffers and `depth + threads` chunks in flight; peak memory stays small."""
     size = 96 * CS
     volume = write_volume(driver, "vol", size, {0: random_bytes(size, 17)})
-    slow = SlowStore(store._root)
+    slow = SlowStore(tmp_path / "store")
     tracemalloc.start()
     try:
         with closing(InstrumentedReader(driver.open_read(volume), slow)) as reader:

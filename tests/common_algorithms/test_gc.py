@@ -56,7 +56,7 @@ def make_volume(driver: FileDriver, volume_id: str, seeds: list[int]) -> VolumeR
     """A volume whose i-th chunk is `block(seeds[i])` (seed 0: zeros)."""
     data = b"".join(block(s) if s else bytes(CS) for s in seeds)
     volume = driver.create_volume(volume_id, len(data))
-    (Path(driver._root) / volume_id).write_bytes(data)
+    (Path(driver.root) / volume_id).write_bytes(data)
     return volume
 
 
@@ -107,7 +107,7 @@ def put_gc_lock(store: PosixStore, name: str = "gc.test") -> str:
 
 
 def test_gc_deletes_only_chunks_no_manifest_references(
-    driver: FileDriver, store: PosixStore
+    tmp_path: Path, driver: FileDriver, store: PosixStore
 ) -> None:
     """Orphans go; every chunk of every backup stays and both backups still verify."""
     a = back_up(driver, store, make_volume(driver, "va", [1, 2, 3, 0]), "a")
@@ -115,7 +115,7 @@ def test_gc_deletes_only_chunks_no_manifest_references(
     lost = {orphan(store, 7), orphan(store, 8)}
     referenced = a.digests() | b.digests()
     assert chunk_digests(store) == referenced | lost
-    sizes = sum((Path(store._root) / chunk_key(d)).stat().st_size for d in lost)
+    sizes = sum(((tmp_path / "store") / chunk_key(d)).stat().st_size for d in lost)
     report = collect_garbage(store)
     assert (report.manifests, report.chunks_referenced, report.chunks_deleted) == (2, 4, 2)
     assert report.bytes_freed == sizes and not report.deferred and report.deferred_by == ()
@@ -171,11 +171,13 @@ def test_a_renewed_lease_stays_live_beyond_the_ttl(store: PosixStore) -> None:
     assert collect_garbage(store, lease_ttl=0.2).chunks_deleted == 1
 
 
-def test_gc_refuses_to_guess_past_a_damaged_manifest(driver: FileDriver, store: PosixStore) -> None:
+def test_gc_refuses_to_guess_past_a_damaged_manifest(
+    tmp_path: Path, driver: FileDriver, store: PosixStore
+) -> None:
     """If a manifest cannot be read, nothing is deleted and the damage is reported."""
     back_up(driver, store, make_volume(driver, "va", [1]), "a")
     orphan(store, 13)
-    path = Path(store._root) / "manifests/a.json"
+    path = (tmp_path / "store") / "manifests/a.json"
     path.write_bytes(path.read_bytes().replace(b'"file"', b'"fila"'))
     with pytest.raises(CorruptionError, match="backup 'a'"):
         collect_garbage(store)

@@ -109,22 +109,24 @@ def test_store_round_trip_and_key(store: PosixStore) -> None:
         ),
     ],
 )
-def test_a_damaged_manifest_is_corruption(store: PosixStore, edit: object, message: str) -> None:
+def test_a_damaged_manifest_is_corruption(
+    tmp_path: Path, store: PosixStore, edit: object, message: str
+) -> None:
     """Any change to a stored manifest is reported as CorruptionError naming the backup."""
     write_manifest(store, make())
-    path = Path(store._root) / "manifests/b1.json"
+    path = (tmp_path / "store") / "manifests/b1.json"
     path.write_bytes(edit(path.read_bytes()))  # type: ignore[operator]
     with pytest.raises(CorruptionError, match=message) as err:
         read_manifest(store, "b1")
     assert "'b1'" in str(err.value)
 
 
-def test_an_unknown_format_version_is_refused_clearly(store: PosixStore) -> None:
+def test_an_unknown_format_version_is_refused_clearly(tmp_path: Path, store: PosixStore) -> None:
     """A manifest from a newer pieceworks is refused with its version, not misread."""
     doc = json.loads(make().to_json())
     doc["version"] = 2
-    (Path(store._root) / "manifests").mkdir(parents=True)
-    (Path(store._root) / "manifests/b1.json").write_bytes(json.dumps(doc).encode())
+    ((tmp_path / "store") / "manifests").mkdir(parents=True)
+    ((tmp_path / "store") / "manifests/b1.json").write_bytes(json.dumps(doc).encode())
     with pytest.raises(
         UnknownFormatVersion, match="format version 2; this pieceworks reads version 1"
     ):
@@ -157,14 +159,14 @@ def test_inconsistent_content_is_refused_on_load(chunks: list[list[object]], mes
         Manifest.from_json(rewrite(doc), "manifest of backup 'b1'")
 
 
-def test_a_missing_field_and_a_wrong_id_are_corruption(store: PosixStore) -> None:
+def test_a_missing_field_and_a_wrong_id_are_corruption(tmp_path: Path, store: PosixStore) -> None:
     """A body without a field, or stored under another backup's name, is refused."""
     doc = json.loads(make().to_json())
     del doc["manifest"]["volume_id"]
     with pytest.raises(CorruptionError, match="is invalid: 'volume_id'"):
         Manifest.from_json(rewrite(doc))
-    (Path(store._root) / "manifests").mkdir(parents=True)
-    (Path(store._root) / "manifests/other.json").write_bytes(make().to_json())
+    ((tmp_path / "store") / "manifests").mkdir(parents=True)
+    ((tmp_path / "store") / "manifests/other.json").write_bytes(make().to_json())
     with pytest.raises(CorruptionError, match="records backup id 'b1', not 'other'"):
         read_manifest(store, "other")
 
