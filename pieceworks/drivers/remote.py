@@ -1,0 +1,488 @@
+"""The remote driver: the manager's side of a backend at wire length.
+
+`RemoteDriver` drives a remote target (`pieceworks.drivers.remote_target`),
+a process that runs next to the volumes and owns them. It provides exactly
+four capabilities, all carried out by the target:
+
+* ``snapshot`` -- the target takes and deletes snapshots;
+* ``push-to-object-store`` -- the target reads the volume (or snapshot),
+  chunks, hashes and compresses it and writes the chunk objects into the
+  store itself; the manager receives only the chunk list;
+* ``pull-from-object-store`` -- the target reads and checks the chunks and
+  fills the volume itself;
+* ``compress`` -- the codecs the target can apply (asked of the target).
+
+It has no stream-out and no stream-in, on purpose: a volume's bytes never
+pass through the manager. The common algorithms therefore back it up by
+offload and restore into it by offload (pull); a backup it made restores
+into any other backend with stream-in, since the store holds ordinary chunk
+objects.
+
+Configuration (backend options)::
+
+    driver = "remote"
+    url = "http://10.0.0.7:8470"     # the target
+    token = "..."                      # optional bearer token
+    timeout = "30"                     # seconds of silence tolerated
+
+`timeout` bounds each wait on the connection (connect, send, each read), not
+an operation's length: the target sends a progress line every second while
+it works, so a long push keeps going and a dead or stuck target is noticed
+after `timeout` seconds. Keep it well above the target's heartbeat (half a
+second by default).
+
+Errors come back as the protocol's errors: `VolumeNotFound`,
+`SnapshotNotFound`, `CorruptionError` (with the chunk's offset),
+`UnsupportedCodec`, `ConfigError` (a bad store spec or a refused token),
+`TransientError` (connection refused or lost, timeout, 503) and
+`BackendError` for the rest, each message starting with the target's
+address.
+
+`wire_bytes` counts every byte the driver sent to and received from the
+target on its sockets (HTTP headers included): the tests use it to prove
+that a backup moves no volume data through the manager.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, cast
+from urllib.parse import urlsplit
+
+from pieceworks.drivers.remote_target import (
+    chunks_to_json,
+    pushed_from_json,
+    spec_to_json,
+)
+from pieceworks.protocols import (
+    BackendError,
+    ChangeTrackingLost,
+    ChunkRef,
+    Compress,
+    ConfigError,
+    CorruptionError,
+    DriverNotFound,
+    InvalidName,
+    NotFound,
+    ObjectNotFound,
+    PieceworksError,
+    PullFromObjectStore,
+    PushedVolume,
+    PushToObjectStore,
+    Snapshot,
+    SnapshotNotFound,
+    SnapshotRef,
+    Source,
+    StoreSpec,
+    TransientError,
+    UnsupportedCodec,
+    VolumeNotFound,
+    VolumeRef,
+    validate_id,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "RemoteDriver", "protocol_error"]
+
+DEFAULT_TIMEOUT: Final = 30.0
+_NDJSON = "application/x-ndjson"
+
+#: Wire error types the target reports, mapped back to the protocol's errors.
+_ERRORS: Final[Mapping[str, type[PieceworksError]]] = {
+    cls.__name__: cls
+    for cls in (
+        VolumeNotFound,
+        SnapshotNotFound,
+        ObjectNotFound,
+        DriverNotFound,
+        NotFound,
+        InvalidName,
+        UnsupportedCodec,
+        ConfigError,
+        TransientError,
+        ChangeTrackingLost,
+        BackendError,
+    )
+}
+
+
+class _CountingReader(io.RawIOBase):
+    """A socket's raw reading side (``SocketIO``), counting every byte received."""
+
+    def __init__(self, raw: io.RawIOBase, count: Callable[[int, int], None]) -> None:
+        super().__init__()
+        self._raw, self._count = raw, count
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        n = self._raw.readinto(buffer)
+        if n:
+            self._count(0, n)
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _CountingSocket:
+    """A connected socket whose ``sendall`` and ``makefile`` count bytes.
+
+    `http.client` uses exactly these (plus ``close``); anything else is
+    passed to the socket. The reading side is the socket's own unbuffered
+    file, so the socket stays open until both are closed, as usual.
+    """
+
+    def __init__(self, sock: socket.socket, count: Callable[[int, int], None]) -> None:
+        self._sock, self._count = sock, count
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._sock.sendall(data, flags)
+        self._count(memoryview(data).nbytes, 0)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"unsupported mode {mode!r}")
+        raw = cast(io.RawIOBase, self._sock.makefile("rb", buffering=0))
+        return io.BufferedReader(_CountingReader(raw, self._count))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP connection whose socket counts the bytes it moves."""
+
+    def __init__(
+        self, host: str, port: int, timeout: float, count: Callable[[int, int], None]
+    ) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._count = count
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = cast(socket.socket, _CountingSocket(self.sock, self._count))
+
+
+class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress):
+    """A backend whose volumes live in a remote target process (see the module doc).
+
+    `url` is the target's ``http://host:port`` (a path prefix is kept, for
+    a target behind a reverse proxy); `token` the bearer token it expects;
+    `timeout` the seconds of silence tolerated on a connection. Options from
+    a configuration file may be strings.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float | str = DEFAULT_TIMEOUT,
+        **unknown: object,
+    ) -> None:
+        if unknown:
+            raise ConfigError(f"remote driver: unknown option(s): {', '.join(sorted(unknown))}")
+        parts = urlsplit(str(url))
+        if parts.scheme != "http" or not parts.hostname:
+            raise ConfigError(
+                f"remote driver: url must look like http://host:port, not {str(url)!r}"
+            )
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            raise ConfigError(f"remote driver: timeout must be a number, not {timeout!r}") from None
+        if not seconds > 0:
+            raise ConfigError(f"remote driver: timeout must be positive, not {timeout!r}")
+        try:
+            port = parts.port or 80
+        except ValueError as exc:
+            raise ConfigError(f"remote driver: bad port in url {str(url)!r}: {exc}") from None
+        self._host, self._port = parts.hostname, port
+        self._base = parts.path.rstrip("/")
+        self._token = token or None
+        self._timeout = seconds
+        netloc = f"[{self._host}]" if ":" in self._host else self._host
+        self._url = f"http://{netloc}:{port}{self._base}"
+        self._lock = threading.Lock()
+        self._sent = self._received = 0
+        #: The target's last progress report of a long operation (done, total).
+        self.last_progress: tuple[int, int] | None = None
+
+    def __repr__(self) -> str:
+        return f"RemoteDriver({self._url!r})"
+
+    @property
+    def url(self) -> str:
+        """The target's base URL (never the token)."""
+        return self._url
+
+    # -- wire accounting --------------------------------------------------
+
+    def _count(self, sent: int, received: int) -> None:
+        with self._lock:
+            self._sent += sent
+            self._received += received
+
+    @property
+    def wire_bytes(self) -> int:
+        """Every byte sent to and received from the target so far (headers included)."""
+        with self._lock:
+            return self._sent + self._received
+
+    @property
+    def wire_sent(self) -> int:
+        """Bytes sent to the target so far."""
+        with self._lock:
+            return self._sent
+
+    @property
+    def wire_received(self) -> int:
+        """Bytes received from the target so far."""
+        with self._lock:
+            return self._received
+
+    # -- snapshot ---------------------------------------------------------
+
+    def create_snapshot(self, volume: VolumeRef, snapshot_id: str) -> SnapshotRef:
+        validate_id("snapshot id", snapshot_id)
+        out = self._call(
+            "POST",
+            f"/v1/volumes/{volume.volume_id}/snapshots",
+            {"snapshot_id": snapshot_id},
+            what=f"create a snapshot of volume {volume.volume_id!r}",
+        )
+        return SnapshotRef(str(out["volume_id"]), str(out["snapshot_id"]))
+
+    def delete_snapshot(self, snapshot: SnapshotRef) -> None:
+        self._call(
+            "DELETE",
+            f"/v1/volumes/{snapshot.volume_id}/snapshots/{snapshot.snapshot_id}",
+            what=f"delete snapshot {snapshot.snapshot_id!r} of {snapshot.volume_id!r}",
+        )
+
+    # -- push-to-object-store / pull-from-object-store ----------------------
+
+    def push_to_store(
+        self, source: Source, store: StoreSpec, chunk_size: int, codec: str
+    ) -> PushedVolume:
+        snapshot_id = source.snapshot_id if isinstance(source, SnapshotRef) else None
+        out = self._call(
+            "POST",
+            "/v1/push",
+            {
+                "source": {"volume_id": source.volume_id, "snapshot_id": snapshot_id},
+                "store": spec_to_json(store),
+                "chunk_size": chunk_size,
+                "codec": codec,
+            },
+            what=f"push {_describe(source)} to store {store.name!r}",
+        )
+        try:
+            return pushed_from_json(out)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f"{self._url}: malformed push result: {exc}") from exc
+
+    def pull_from_store(
+        self, target: VolumeRef, size: int, store: StoreSpec, chunks: Sequence[ChunkRef]
+    ) -> None:
+        self._call(
+            "POST",
+            "/v1/pull",
+            {
+                "target": {"volume_id": target.volume_id},
+                "size": size,
+                "store": spec_to_json(store),
+                "chunks": chunks_to_json(chunks),
+            },
+            what=f"pull volume {target.volume_id!r} from store {store.name!r}",
+        )
+
+    # -- compress ---------------------------------------------------------
+
+    def compression_codecs(self) -> Sequence[str]:
+        codecs = self.info().get("codecs")
+        if not isinstance(codecs, list):
+            raise BackendError(f"{self._url}: malformed info: no codec list")
+        return tuple(str(c) for c in codecs)
+
+    # -- plain helpers for tests and the demo (not capabilities) -----------
+
+    def info(self) -> dict[str, Any]:
+        """What the target reports about itself: api, codecs, store drivers."""
+        return self._call("GET", "/v1/info", what="info")
+
+    def create_volume(self, volume_id: str, size: int) -> VolumeRef:
+        """Create an empty sparse volume on the target; `BackendError` if it exists."""
+        validate_id("volume id", volume_id)
+        self._call(
+            "POST",
+            "/v1/volumes",
+            {"volume_id": volume_id, "size": size},
+            what=f"create volume {volume_id!r}",
+        )
+        return VolumeRef(volume_id)
+
+    def write_volume_bytes(self, volume_id: str, data: bytes | bytearray | memoryview) -> VolumeRef:
+        """Replace (or create) a volume on the target with exactly `data`.
+
+        This one does send volume bytes over the wire: it is for setting up
+        tests and demos, not part of any backup or restore.
+        """
+        validate_id("volume id", volume_id)
+        self._call(
+            "PUT",
+            f"/v1/volumes/{volume_id}",
+            raw=data,
+            what=f"write volume {volume_id!r}",
+        )
+        return VolumeRef(volume_id)
+
+    def volume_sha256(self, volume_id: str) -> str:
+        """The sha256 of a volume's content, computed by the target."""
+        validate_id("volume id", volume_id)
+        out = self._call("GET", f"/v1/volumes/{volume_id}/sha256", what=f"hash {volume_id!r}")
+        return str(out["sha256"])
+
+    def list_volumes(self) -> list[VolumeRef]:
+        """Every volume on the target, sorted by id."""
+        out = self._call("GET", "/v1/volumes", what="list volumes")
+        return [VolumeRef(str(v["volume_id"])) for v in out["volumes"]]
+
+    def list_snapshots(self, volume_id: str) -> list[SnapshotRef]:
+        """Every snapshot of a volume on the target, sorted by id."""
+        validate_id("volume id", volume_id)
+        out = self._call(
+            "GET", f"/v1/volumes/{volume_id}/snapshots", what=f"list snapshots of {volume_id!r}"
+        )
+        return [SnapshotRef(volume_id, str(s)) for s in out["snapshots"]]
+
+    # -- HTTP ---------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        raw: bytes | bytearray | memoryview | None = None,
+        what: str,
+    ) -> dict[str, Any]:
+        """One request on a fresh connection; the answer's JSON object or a mapped error."""
+        headers = {"Connection": "close", "Accept": f"application/json, {_NDJSON}"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        body: bytes | bytearray | memoryview | None = raw
+        if payload is not None:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        elif raw is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        conn = _Connection(self._host, self._port, self._timeout, self._count)
+        try:
+            conn.request(method, self._base + path, body=body, headers=headers)
+            response = conn.getresponse()
+            return self._answer(response, what)
+        except PieceworksError:
+            raise
+        except ConnectionRefusedError as exc:
+            raise TransientError(
+                f"{self._url}: {what}: connection refused (is the target running?)"
+            ) from exc
+        except TimeoutError as exc:
+            raise TransientError(
+                f"{self._url}: {what}: no answer within {self._timeout:g} s"
+            ) from exc
+        except (OSError, http.client.IncompleteRead) as exc:
+            raise TransientError(
+                f"{self._url}: {what}: connection lost: {type(exc).__name__}: {exc}"
+            ) from exc
+        except http.client.HTTPException as exc:
+            raise BackendError(
+                f"{self._url}: {what}: bad answer: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            conn.close()
+
+    def _answer(self, response: http.client.HTTPResponse, what: str) -> dict[str, Any]:
+        """Read a plain JSON answer, or a progress stream up to its outcome."""
+        if (response.getheader("Content-Type") or "").startswith(_NDJSON):
+            while line := response.readline():
+                message = _json(line)
+                if "progress" in message:
+                    progress = message["progress"]
+                    self.last_progress = (int(progress["done"]), int(progress["total"]))
+                elif "result" in message:
+                    return dict(message["result"])
+                elif "error" in message:
+                    raise self._error(response.status, message["error"], what)
+            raise TransientError(
+                f"{self._url}: {what}: the target stopped answering before the outcome"
+                " (did it stop or restart?)"
+            )
+        data = response.read()
+        if 200 <= response.status < 300:
+            return _json(data) if data else {}
+        try:
+            error = _json(data).get("error")
+        except BackendError:
+            error = None
+        raise self._error(response.status, error, what)
+
+    def _error(self, status: int, error: object, what: str) -> PieceworksError:
+        return protocol_error(status, error, f"{self._url}: {what}")
+
+
+def protocol_error(status: int, error: object, context: str) -> PieceworksError:
+    """The protocol error for a target's error answer.
+
+    `error` is the answer's ``{"type", "message", "offset"}`` (or anything
+    else, for an answer that is not the target's); `context` starts the
+    message (the target's address and what was asked). A type the target
+    names is raised as that error class; without one, the HTTP status
+    decides (401/403: `ConfigError`, 502/503/504: `TransientError`, else
+    `BackendError`).
+    """
+    info: Mapping[str, Any] = error if isinstance(error, dict) else {}
+    kind = str(info.get("type", ""))
+    text = str(info.get("message") or f"HTTP {status}")
+    message = f"{context}: {text}"
+    if kind == "Unauthorized" or status in {401, 403}:
+        return ConfigError(
+            f"{context}: the target refused the token ({text}); check the backend's token option"
+        )
+    if kind == "CorruptionError":
+        offset = info.get("offset")
+        return CorruptionError(message, offset if isinstance(offset, int) else None)
+    cls = _ERRORS.get(kind)
+    if cls is not None:
+        return cls(message)
+    if status in {502, 503, 504}:
+        return TransientError(message)
+    if kind == "NoSuchEndpoint" or (status == 404 and not kind):
+        return BackendError(f"{message} (is this a pieceworks remote target of API 1?)")
+    return BackendError(message)
+
+
+def _describe(source: Source) -> str:
+    if isinstance(source, SnapshotRef):
+        return f"snapshot {source.snapshot_id!r} of volume {source.volume_id!r}"
+    return f"volume {source.volume_id!r}"
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise BackendError(f"the target's answer is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BackendError("the target's answer is not a JSON object")
+    return value
