@@ -29,11 +29,11 @@ from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.chunk_pipeline import backup_chunks
-from pieceworks.common_algorithms.gc import acquire_lease, release_lease
+from pieceworks.common_algorithms.gc import acquire_lease, lease_renewed, release_lease
 from pieceworks.common_algorithms.manifest import (
     Manifest,
     known_chunks,
-    list_manifests,
+    latest_manifest,
     write_manifest,
 )
 from pieceworks.common_algorithms.progress import ProgressReporter
@@ -62,7 +62,6 @@ __all__ = [
     "WriteManifest",
     "chunks_from_json",
     "chunks_to_json",
-    "latest_backup",
 ]
 
 #: Strategies that read a temporary snapshot when the backend can take one.
@@ -174,10 +173,13 @@ class TransferChunks(_BackupTask):
         started = time.monotonic()
         ref = source_ref(source)
         parent = (
-            latest_backup(self.store, self.request.volume_id) if self.request.incremental else None
+            latest_manifest(self.store.objects, self.request.volume_id)
+            if self.request.incremental
+            else None
         )
         offload = attempt["strategy"] == "offload"
-        out = self._offload(ref) if offload else self._stream(ref, parent)
+        with lease_renewed(self.store.objects, self.request.backup_id):
+            out = self._offload(ref) if offload else self._stream(ref, parent)
         out["seconds"] = round(time.monotonic() - started, 6)
         out["parent"] = parent.backup_id if parent else None
         return out
@@ -260,12 +262,6 @@ class TransferChunks(_BackupTask):
             return token, tracker.changed_extents(ref, parent.change_token)
         except ChangeTrackingLost:
             return token, None
-
-
-def latest_backup(store: Store, volume_id: str) -> Manifest | None:
-    """The newest backup of `volume_id` in `store`: the parent of an incremental."""
-    mine = [m for m in list_manifests(store.objects) if m.volume_id == volume_id]
-    return mine[-1] if mine else None
 
 
 class ReleaseSource(_BackupTask):

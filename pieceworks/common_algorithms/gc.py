@@ -44,7 +44,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
@@ -76,6 +77,7 @@ __all__ = [
     "collect_garbage",
     "delete_backup",
     "lease_key",
+    "lease_renewed",
     "release_lease",
     "renew_lease",
 ]
@@ -291,6 +293,22 @@ def acquire_lease(
 def renew_lease(store: IObjectStore, backup_id: str) -> None:
     """Re-write the lease of `backup_id` so that it does not go stale."""
     _put_marker(store, lease_key(backup_id), "lease", backup_id)
+
+
+@contextmanager
+def lease_renewed(
+    store: IObjectStore, backup_id: str, every: float = DEFAULT_RENEW_EVERY
+) -> Iterator[None]:
+    """Keep the lease of `backup_id` (taken with `acquire_lease`) fresh inside the block.
+
+    For a step of a longer operation that holds the lease across steps: it
+    re-writes the lease every `every` seconds, so it never looks stale.
+    """
+    beat = _Heartbeat(lambda: renew_lease(store, backup_id), every, f"lease {backup_id}")
+    try:
+        yield
+    finally:
+        beat.stop()
 
 
 def release_lease(store: IObjectStore, backup_id: str) -> None:

@@ -25,7 +25,7 @@ from taskflow.patterns import linear_flow
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.backup_tasks import source_ref
 from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.gc import acquire_lease, release_lease
+from pieceworks.common_algorithms.gc import acquire_lease, lease_renewed, release_lease
 from pieceworks.common_algorithms.plan import Attempt, Plan
 from pieceworks.common_algorithms.planning import plan_replicate
 from pieceworks.common_algorithms.progress import ProgressReporter
@@ -154,12 +154,13 @@ class CopyVolume(_ReplicaTask):
         lease = self.request.operation_id
         acquire_lease(self.store.objects, lease)
         try:
-            pushed = self.source.use(IPushToObjectStore).push_to_store(
-                ref, self.store.spec, self.request.chunk_size, codec
-            )
-            self.target.use(IPullFromObjectStore).pull_from_store(
-                target, pushed.size, self.store.spec, pushed.chunks
-            )
+            with lease_renewed(self.store.objects, lease):
+                pushed = self.source.use(IPushToObjectStore).push_to_store(
+                    ref, self.store.spec, self.request.chunk_size, codec
+                )
+                self.target.use(IPullFromObjectStore).pull_from_store(
+                    target, pushed.size, self.store.spec, pushed.chunks
+                )
         finally:
             release_lease(self.store.objects, lease)
         return {

@@ -20,6 +20,7 @@ from pieceworks.common_algorithms.gc import (
     collect_garbage,
     delete_backup,
     lease_key,
+    lease_renewed,
     release_lease,
     renew_lease,
 )
@@ -292,3 +293,18 @@ def test_delete_during_a_backup_defers_the_collection(
     back_up(driver, store, make_volume(driver, "vb", [5]), "b")
     assert delete_backup(store, "b", collect=False).gc is None
     assert len(chunk_digests(store)) == 1
+
+
+def test_a_lease_held_across_steps_is_renewed_while_a_step_runs(tmp_path: Path) -> None:
+    """lease_renewed re-writes the lease periodically and stops when the block ends."""
+    store = PosixStore(tmp_path / "store")
+    acquire_lease(store, "bk-long")
+    first = store.head("leases/bk-long").modified
+    with lease_renewed(store, "bk-long", every=0.05):
+        time.sleep(0.3)
+    renewed = store.head("leases/bk-long").modified
+    assert renewed > first
+    time.sleep(0.2)
+    assert store.head("leases/bk-long").modified == renewed
+    release_lease(store, "bk-long")
+    assert not store.exists("leases/bk-long")
