@@ -23,7 +23,13 @@ from pieceworks.protocols import (
     IStreamOut,
 )
 
-__all__ = ["plan_backup", "plan_replicate", "plan_restore", "refuse_incomplete"]
+__all__ = [
+    "plan_backup",
+    "plan_replicate",
+    "plan_restore",
+    "refuse_incomplete",
+    "via_store_sides",
+]
 
 
 def _offload(backend: Backend, store: Store, req: BackupRequest) -> StrategyChoice:
@@ -229,26 +235,62 @@ def plan_replicate(
                 choice = StrategyChoice(
                     name, readable, f"bytes are copied through the manager, {how}", enhancers
                 )
-        elif not source.provides(IPushToObjectStore) or not target.provides(IPullFromObjectStore):
-            choice = StrategyChoice(
-                name,
-                False,
-                "needs push-to-object-store on the source and pull-from-object-store on the target",
-                needs=("push-to-object-store", "pull-from-object-store"),
-            )
-        elif store is None or store.spec is None:
-            choice = StrategyChoice(name, False, "no store both backends can reach")
         else:
-            choice = StrategyChoice(
-                name,
-                readable,
-                f"the source pushes to store '{store.name}' and the target pulls;"
-                f" no byte crosses the manager, {how}",
-            )
+            choice = _via_store(source, target, store, readable, how)
         if choice.eligible is False and choice.reason.endswith(how) and not readable:
             choice = StrategyChoice(name, False, _source_reading(source, request)[1])
         choices.append(choice)
     return Plan("replicate", f"{source.name}->{target.name}", tuple(choices))
+
+
+def via_store_sides(source: Backend, target: Backend) -> tuple[str | None, str | None]:
+    """How each side of a via-store replication moves data.
+
+    The source side is ``push`` (the backend writes chunks itself) or
+    ``stream`` (the manager reads and stores them); the target side is
+    ``pull`` or ``stream``; ``None`` where a side can do neither.
+    """
+    out_side = (
+        "push"
+        if source.provides(IPushToObjectStore)
+        else "stream"
+        if source.provides(IStreamOut)
+        else None
+    )
+    in_side = (
+        "pull"
+        if target.provides(IPullFromObjectStore)
+        else "stream"
+        if target.provides(IStreamIn)
+        else None
+    )
+    return out_side, in_side
+
+
+def _via_store(
+    source: Backend, target: Backend, store: Store | None, readable: bool, how: str
+) -> StrategyChoice:
+    name = "via-store"
+    out_side, in_side = via_store_sides(source, target)
+    if out_side is None or in_side is None:
+        return StrategyChoice(
+            name,
+            False,
+            "needs push-to-object-store or stream-out on the source and"
+            " pull-from-object-store or stream-in on the target",
+            needs=("push-to-object-store", "pull-from-object-store"),
+        )
+    if store is None:
+        return StrategyChoice(name, False, "no store was given to stage the chunks in")
+    if store.spec is None and (out_side == "push" or in_side == "pull"):
+        return StrategyChoice(name, False, f"store '{store.name}' cannot be handed to a backend")
+    sides = {
+        ("push", "pull"): "the source pushes and the target pulls; no byte crosses the manager",
+        ("push", "stream"): "the source pushes; the manager restores into the target",
+        ("stream", "pull"): "the manager stores the source's chunks; the target pulls them",
+        ("stream", "stream"): "the manager stores the chunks and restores them",
+    }[(out_side, in_side)]
+    return StrategyChoice(name, readable, f"staged in store '{store.name}': {sides}, {how}")
 
 
 def _accepts(source: Backend, target: Backend) -> bool:

@@ -24,15 +24,18 @@ from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.backup_tasks import source_ref
+from pieceworks.common_algorithms.chunk_pipeline import backup_chunks, restore_chunks
 from pieceworks.common_algorithms.fallback import StrategyFallback
 from pieceworks.common_algorithms.gc import acquire_lease, lease_renewed, release_lease
+from pieceworks.common_algorithms.manifest import Manifest
 from pieceworks.common_algorithms.plan import Attempt, Plan
-from pieceworks.common_algorithms.planning import plan_replicate
+from pieceworks.common_algorithms.planning import plan_replicate, via_store_sides
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import ReplicateRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.common_algorithms.stream_copy import check_copy, copy_stream
 from pieceworks.protocols import (
+    ChunkRef,
     IAllocatedExtents,
     ICompress,
     IPullFromObjectStore,
@@ -147,28 +150,85 @@ class CopyVolume(_ReplicaTask):
         }
 
     def _via_store(self, ref: Source, target: VolumeRef) -> dict[str, Any]:
-        assert self.store is not None and self.store.spec is not None
-        codec = "none"
-        if self.source.provides(ICompress):
-            codec = next(iter(self.source.use(ICompress).compression_codecs()), "none")
+        """Stage the chunks in the store, then fill the target from them.
+
+        Each side uses its backend's own path when it has one (push, pull:
+        no byte through the manager) and the manager's pipelines otherwise.
+        The staged chunks are referenced by no manifest: the lease keeps GC
+        away until the target has them, and the next GC removes them (unless
+        a backup shares them).
+        """
+        assert self.store is not None
+        out_side, in_side = via_store_sides(self.source, self.target)
         lease = self.request.operation_id
         acquire_lease(self.store.objects, lease)
         try:
             with lease_renewed(self.store.objects, lease):
-                pushed = self.source.use(IPushToObjectStore).push_to_store(
-                    ref, self.store.spec, self.request.chunk_size, codec
-                )
-                self.target.use(IPullFromObjectStore).pull_from_store(
-                    target, pushed.size, self.store.spec, pushed.chunks
-                )
+                size, chunks, read, through = self._stage(ref, out_side)
+                through += self._unstage(target, size, chunks, in_side)
         finally:
             release_lease(self.store.objects, lease)
         return {
-            "size": pushed.size,
-            "bytes_read": pushed.bytes_read,
-            "bytes_through_manager": 0,
-            "verified": "every chunk hashed by the target",
+            "size": size,
+            "bytes_read": read,
+            "bytes_through_manager": through,
+            "verified": "every chunk hashed as it was written to the target",
         }
+
+    def _stage(self, ref: Source, side: str | None) -> tuple[int, tuple[ChunkRef, ...], int, int]:
+        assert self.store is not None
+        if side == "push":
+            assert self.store.spec is not None
+            codec = "none"
+            if self.source.provides(ICompress):
+                codec = next(iter(self.source.use(ICompress).compression_codecs()), "none")
+            pushed = self.source.use(IPushToObjectStore).push_to_store(
+                ref, self.store.spec, self.request.chunk_size, codec
+            )
+            return pushed.size, pushed.chunks, pushed.bytes_read, 0
+        extents = None
+        if self.source.provides(IAllocatedExtents):
+            extents = self.source.use(IAllocatedExtents).allocated_extents(ref)
+        with closing(self.source.use(IStreamOut).open_read(ref)) as reader:
+            result = backup_chunks(
+                reader,
+                self.store.objects,
+                chunk_size=self.request.chunk_size,
+                extents=extents,
+                progress=ProgressReporter(self, reader.size),
+            )
+            size = reader.size
+        return size, result.chunks, result.stats.bytes_read, result.stats.bytes_read
+
+    def _unstage(
+        self, target: VolumeRef, size: int, chunks: tuple[ChunkRef, ...], side: str | None
+    ) -> int:
+        assert self.store is not None
+        if side == "pull":
+            assert self.store.spec is not None
+            self.target.use(IPullFromObjectStore).pull_from_store(
+                target, size, self.store.spec, chunks
+            )
+            return 0
+        staged = Manifest(
+            backup_id=self.request.operation_id,
+            volume_id=self.request.volume_id,
+            backend=self.source.name,
+            size=size,
+            chunk_size=self.request.chunk_size,
+            codec="zstd",
+            chunks=chunks,
+            created=time.time(),
+            strategy="via-store",
+        )
+        writer = self.target.use(IStreamIn).open_write(target, size)
+        try:
+            stats = restore_chunks(self.store.objects, staged, writer)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.commit()
+        return stats.bytes_written
 
 
 class ReleaseReplicaSource(_ReplicaTask):
