@@ -17,8 +17,10 @@ def running_target(directory: Path, timeout: float = 20.0) -> Iterator[str]:
     """Run a target owning `directory`; yield its URL; stop it on exit."""
     directory.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "pieceworks.drivers.remote_target", "--dir", str(directory)]
-        + ["--port", "0"],
+        [
+            *(sys.executable, "-m", "pieceworks.drivers.remote_target"),
+            *("--dir", str(directory), "--port", "0"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
