@@ -1,0 +1,549 @@
+"""An object store in one S3 bucket (boto3), for AWS S3 or any S3-compatible service.
+
+`S3Store` keeps every object under its key in one bucket, created if missing:
+
+* `put` is one PutObject (atomic in S3). An object larger than
+  `multipart_threshold` is sent as a multipart upload in `part_size` parts
+  (S3 parts are at least 5 MiB, except the last); the upload becomes visible
+  only when it is completed, and a failed one is aborted;
+* `get`/`head` raise `ObjectNotFound` on 404 / ``NoSuchKey``; `delete` of a
+  missing object is no error;
+* `list` pages through ListObjectsV2 (sorted by the service).
+
+Addressing is path-style (``http://host/bucket/key``) with signature v4 by
+default, which works with Swift's s3api, MinIO, Ceph RGW and AWS alike.
+Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 429,
+``SlowDown``...) are retried with exponential backoff (tenacity; botocore's
+own retries are turned off) and end in `TransientError`. Bad credentials
+are a `ConfigError`. The secret key is never shown: not in `repr`, messages
+or logs.
+
+Thread safety: one boto3 client is made in the constructor and shared by
+all threads, including those that upload the parts of one large object at
+once; boto3 clients are thread-safe (sessions are not, and none is kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3  # type: ignore[import-untyped]
+import tenacity
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    SSLError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from oslo_utils import strutils
+
+from pieceworks.protocols import (
+    BackendError,
+    ConfigError,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    PieceworksError,
+    TransientError,
+    validate_key,
+)
+
+__all__ = ["DEFAULT_MULTIPART_THRESHOLD", "DEFAULT_PART_SIZE", "MIN_PART_SIZE", "S3Store"]
+
+DEFAULT_MULTIPART_THRESHOLD: Final = 64 << 20
+DEFAULT_PART_SIZE: Final = 8 << 20
+MIN_PART_SIZE: Final = 5 << 20  # S3's minimum for every part but the last
+MAX_PARTS: Final = 10_000
+_MASK: Final = "***"
+_MIN_SECRET: Final = 4  # secrets shorter than this are masked by patterns only
+_TRANSIENT_STATUS: Final = frozenset({408, 425, 429})
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+    }
+)
+_CREDENTIAL_CODES: Final = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "InvalidClientTokenId"}
+)
+_MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
+_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class S3Store(ObjectStore):
+    """An object store in one S3 bucket.
+
+    Options (keyword arguments; strings from a configuration file are
+    accepted for every one):
+
+    `endpoint_url`
+        The service's URL (``http://127.0.0.1:8080``); empty for AWS.
+    `access_key`, `secret_key`
+        The credentials (for Swift's s3api: ``account:user`` and the key).
+    `bucket`
+        The bucket that holds the objects (3-63 lowercase letters, digits,
+        ``.`` and ``-``); created if missing.
+    `region`
+        Default ``us-east-1``.
+    `multipart_threshold`, `part_size`
+        Objects larger than the threshold (default 64 MiB) are uploaded in
+        parts of `part_size` bytes (default 8 MiB, at least 5 MiB);
+        ``8MiB`` style suffixes are accepted.
+    `part_concurrency`
+        How many parts of one object are uploaded at once (default 4).
+    `addressing_style`
+        ``path`` (default), ``virtual`` or ``auto``.
+    `retries`, `backoff`, `max_backoff`
+        Retries after the first try (default 5), first wait and cap (seconds,
+        default 0.5 and 10) of the exponential backoff between tries.
+    `timeout`
+        Connect and read timeout of each request in seconds (default 60).
+    `verify`
+        Verify TLS certificates (default true); or a CA bundle's path.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        region: str = "us-east-1",
+        multipart_threshold: int | str = DEFAULT_MULTIPART_THRESHOLD,
+        part_size: int | str = DEFAULT_PART_SIZE,
+        part_concurrency: int | str = 4,
+        addressing_style: str = "path",
+        retries: int | str = 5,
+        backoff: float | str = 0.5,
+        max_backoff: float | str = 10.0,
+        timeout: float | str = 60.0,
+        verify: bool | str = True,
+        **unknown: object,
+    ) -> None:
+        if unknown:
+            raise ConfigError(f"s3 store: unknown option(s): {', '.join(sorted(unknown))}")
+        for name, value in (("access_key", access_key), ("bucket", bucket), ("region", region)):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"s3 store: {name} must be a non-empty string")
+        if not isinstance(secret_key, str):
+            raise ConfigError("s3 store: secret_key must be a string")
+        if not _BUCKET.fullmatch(bucket):
+            raise ConfigError(
+                f"s3 store: invalid bucket name {bucket!r}: use 3-63 lowercase letters,"
+                " digits, '.' or '-', starting and ending with a letter or digit"
+            )
+        if addressing_style not in ("path", "virtual", "auto"):
+            raise ConfigError(
+                f"s3 store: addressing_style must be path, virtual or auto,"
+                f" not {addressing_style!r}"
+            )
+        self._endpoint = endpoint_url or None
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._bucket = bucket
+        self._region = region
+        self._threshold = _size("multipart_threshold", multipart_threshold)
+        self._part_size = _size("part_size", part_size)
+        if self._part_size < MIN_PART_SIZE:
+            raise ConfigError(
+                f"s3 store: part_size must be at least 5 MiB ({MIN_PART_SIZE} bytes),"
+                f" not {part_size!r}"
+            )
+        self._concurrency = _int("part_concurrency", part_concurrency, 1)
+        self._retries = _int("retries", retries, 0)
+        self._backoff = _float("backoff", backoff, 0.0)
+        self._max_backoff = _float("max_backoff", max_backoff, 0.0)
+        timeout_s = _float("timeout", timeout, 0.001)
+        verify_tls: bool | str = verify
+        if isinstance(verify, str):
+            try:
+                verify_tls = strutils.bool_from_string(verify, strict=True)
+            except ValueError:
+                verify_tls = verify  # a CA bundle's path
+        where = _mask_url(self._endpoint) if self._endpoint else f"AWS {region}"
+        self._label = f"s3 store {bucket!r} at {where}"
+        config = Config(
+            region_name=region,
+            signature_version="s3v4",
+            s3={"addressing_style": addressing_style},
+            retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            max_pool_connections=16,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        try:
+            session = boto3.session.Session(
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                region_name=region,
+            )
+            self._client: Any = session.client(
+                "s3", endpoint_url=self._endpoint, config=config, verify=verify_tls
+            )
+        except (BotoCoreError, ValueError) as exc:
+            raise ConfigError(f"{self._label}: {self._scrub(str(exc))}") from None
+        self._conditional_puts = True  # until the service says it has none (501)
+        try:
+            self._ensure_bucket()
+        except _Denied as exc:
+            raise ConfigError(str(exc)) from None
+
+    def __repr__(self) -> str:
+        endpoint = _mask_url(self._endpoint) if self._endpoint else None
+        return (
+            f"S3Store(endpoint_url={endpoint!r}, access_key={self._access_key!r},"
+            f" secret_key={_MASK!r}, bucket={self._bucket!r})"
+        )
+
+    # -- the object-store contract -------------------------------------------------
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        validate_key(key)
+        body = data if isinstance(data, bytes) else bytes(data)
+        if len(body) > self._threshold:
+            self._put_multipart(key, body)
+        else:
+            self._put_object(key, body, {})
+
+    def get(self, key: str) -> bytes:
+        validate_key(key)
+
+        def get() -> bytes:
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+            with response["Body"] as stream:
+                body = bytes(stream.read())
+            expected = int(response.get("ContentLength", len(body)))
+            if len(body) != expected:
+                raise TransientError(
+                    f"{self._label}: get {key!r}: short read, {len(body)} of {expected} bytes"
+                )
+            return body
+
+        return self._call(f"get {key!r}", get, missing=key)
+
+    def head(self, key: str) -> ObjectInfo:
+        validate_key(key)
+        response = self._call(
+            f"head {key!r}",
+            lambda: self._client.head_object(Bucket=self._bucket, Key=key),
+            missing=key,
+        )
+        return ObjectInfo(key, int(response["ContentLength"]), response["LastModified"].timestamp())
+
+    def delete(self, key: str) -> None:
+        validate_key(key)
+        with contextlib.suppress(ObjectNotFound):
+            self._call(
+                f"delete {key!r}",
+                lambda: self._client.delete_object(Bucket=self._bucket, Key=key),
+                missing=key,
+            )
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Yield the keys under `prefix`, a ListObjectsV2 page at a time.
+
+        Pages are fetched by continuation token (not a boto3 paginator) so
+        that each page is retried on its own.
+        """
+        token: str | None = None
+        while True:
+
+            def page_after(token: str | None = token) -> dict[str, Any]:
+                extra = {"ContinuationToken": token} if token else {}
+                page: dict[str, Any] = self._client.list_objects_v2(
+                    Bucket=self._bucket, Prefix=prefix, MaxKeys=1000, **extra
+                )
+                return page
+
+            page = self._call(f"list {prefix!r}", page_after)
+            for entry in page.get("Contents", ()):
+                yield str(entry["Key"])
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
+        """Write `key` unless it exists.
+
+        Below the multipart threshold the PUT carries ``If-None-Match: *``, so
+        the service itself refuses (412) to replace an object written
+        meanwhile; a service that does not implement conditional writes
+        (501) gets plain PUTs from then on.
+        """
+        if self.exists(key):
+            return False
+        body = data if isinstance(data, bytes) else bytes(data)
+        if len(body) > self._threshold or not self._conditional_puts:
+            self.put(key, body)
+            return True
+        try:
+            self._put_object(key, body, {"IfNoneMatch": "*"})
+        except _PreconditionFailed:
+            return False
+        except _NotImplemented:
+            self._conditional_puts = False
+            self._put_object(key, body, {})
+        return True
+
+    def _put_object(self, key: str, body: bytes, extra: dict[str, str]) -> None:
+        self._call(
+            f"put {key!r}",
+            lambda: self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/octet-stream",
+                **extra,
+            ),
+        )
+
+    # -- multipart ---------------------------------------------------------------------
+
+    def _put_multipart(self, key: str, body: bytes) -> None:
+        """Upload `body` in parts (`part_concurrency` at a time); abort if any step fails."""
+        part_size = max(self._part_size, -(-len(body) // MAX_PARTS))
+        upload = self._call(
+            f"start multipart upload of {key!r}",
+            lambda: self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=key, ContentType="application/octet-stream"
+            ),
+        )
+        upload_id = str(upload["UploadId"])
+        view = memoryview(body)
+        offsets = list(range(0, len(body), part_size))
+
+        def upload_part(index: int) -> dict[str, object]:
+            chunk = bytes(view[offsets[index] : offsets[index] + part_size])
+            response = self._call(
+                f"put part {index + 1} of {key!r}",
+                lambda: self._client.upload_part(
+                    Bucket=self._bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=index + 1,
+                    Body=chunk,
+                ),
+            )
+            return {"PartNumber": index + 1, "ETag": str(response["ETag"])}
+
+        try:
+            parts = _run_all(upload_part, len(offsets), self._concurrency, "s3-part")
+            self._call(
+                f"complete multipart upload of {key!r}",
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+            )
+        except BaseException:
+            try:
+                self._call(
+                    f"abort multipart upload of {key!r}",
+                    lambda: self._client.abort_multipart_upload(
+                        Bucket=self._bucket, Key=key, UploadId=upload_id
+                    ),
+                )
+            except BackendError as exc:
+                log.warning("%s: cannot abort the upload of %r: %s", self._label, key, exc)
+            raise
+
+    # -- bucket, calls, errors and retries ---------------------------------------------
+
+    def _ensure_bucket(self) -> None:
+        def ensure() -> None:
+            try:
+                self._client.head_bucket(Bucket=self._bucket)
+            except ClientError as exc:
+                if _status(exc) != 404 and _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise
+                extra: dict[str, object] = {}
+                if self._region != "us-east-1":
+                    extra["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+                try:
+                    self._client.create_bucket(Bucket=self._bucket, **extra)
+                except ClientError as again:
+                    if _code(again) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+
+        self._call(f"create bucket {self._bucket!r}", ensure)
+
+    def _call(self, what: str, fn: Callable[[], T], missing: str | None = None) -> T:
+        """Run `fn` with retries; map botocore errors to ours.
+
+        `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
+        """
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except ClientError as exc:
+                raise self._error(what, exc, missing) from None
+            except SSLError as exc:
+                raise BackendError(f"{self._label}: {what}: {self._scrub(str(exc))}") from None
+            except (BotoConnectionError, HTTPClientError, IncompleteReadError, OSError) as exc:
+                raise TransientError(
+                    f"{self._label}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
+                ) from None
+
+        return _retry(attempt, self._retries, self._backoff, self._max_backoff)
+
+    def _error(self, what: str, exc: ClientError, missing: str | None) -> PieceworksError:
+        status, code = _status(exc), _code(exc)
+        if missing is not None and (status == 404 or code in _MISSING_CODES):
+            return ObjectNotFound(f"no object {missing!r}")
+        message = f"{self._label}: {what}: {self._scrub(str(exc))}"
+        if status == 412 or code == "PreconditionFailed":
+            return _PreconditionFailed(message)
+        if status == 501 or code == "NotImplemented":
+            return _NotImplemented(message)
+        if status >= 500 or status in _TRANSIENT_STATUS or code in _TRANSIENT_CODES:
+            return TransientError(message)
+        if code in _CREDENTIAL_CODES:
+            return ConfigError(f"{message} (check access_key and secret_key)")
+        if status in (401, 403) or code == "AccessDenied":
+            return _Denied(f"{message} (check access_key, secret_key and the bucket's owner)")
+        return BackendError(message)
+
+    def _scrub(self, text: str) -> str:
+        """`text` with the secret key and anything that looks like a secret masked."""
+        text = text.replace(" (reached max retries: 0)", "")  # botocore's; we retry ourselves
+        if len(self._secret_key) >= _MIN_SECRET:  # shorter ones would garble the text
+            text = text.replace(self._secret_key, _MASK)
+        return strutils.mask_password(text, secret=_MASK)
+
+
+class _PreconditionFailed(BackendError):
+    """The service answered 412 to ``If-None-Match: *``: the object exists."""
+
+
+class _NotImplemented(BackendError):
+    """The service does not implement what was asked (501), e.g. conditional writes."""
+
+
+class _Denied(BackendError):
+    """The service refused access (403); a `ConfigError` when the store is opened."""
+
+
+def _status(exc: ClientError) -> int:
+    meta = exc.response.get("ResponseMetadata", {})
+    return int(meta.get("HTTPStatusCode", 0))
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _retry(fn: Callable[[], T], retries: int, backoff: float, max_backoff: float) -> T:
+    """Call `fn`, retrying `TransientError` with exponential backoff and jitter."""
+    attempts = retries + 1
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s (try %d of %d; retrying in %.2f s)", error, state.attempt_number, attempts, wait
+        )
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=backoff, max=max_backoff)
+        + tenacity.wait_random(0, backoff),
+        retry=tenacity.retry_if_exception_type(TransientError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(fn)
+    except TransientError as exc:
+        if attempts == 1:
+            raise
+        raise TransientError(f"{exc} (gave up after {attempts} tries)") from None
+
+
+def _run_all(fn: Callable[[int], T], count: int, concurrency: int, name: str) -> list[T]:
+    """``[fn(0), ..., fn(count - 1)]``, `concurrency` calls at a time.
+
+    On the first failure the calls not yet started are cancelled, the
+    running ones are waited for, and the failure is raised.
+    """
+    if concurrency <= 1 or count <= 1:
+        return [fn(i) for i in range(count)]
+    pool = ThreadPoolExecutor(min(concurrency, count), thread_name_prefix=name)
+    try:
+        futures = [pool.submit(fn, i) for i in range(count)]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _mask_url(url: str) -> str:
+    """`url` without a password in its user-info part."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:{_MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _size(name: str, value: int | str) -> int:
+    """A byte count from an int or a string such as ``8MiB``, ``5M`` or ``1048576``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"s3 store: {name} must be a size in bytes, not {value!r}")
+    if isinstance(value, int):
+        number = value
+    else:
+        match = _SIZE.fullmatch(str(value))
+        if not match:
+            raise ConfigError(f"s3 store: {name} must be a size such as 8MiB, not {value!r}")
+        number = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    if number < 1:
+        raise ConfigError(f"s3 store: {name} must be at least 1 byte, not {value!r}")
+    return number
+
+
+def _int(name: str, value: int | str, minimum: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"s3 store: {name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"s3 store: {name} must be at least {minimum}, not {value!r}")
+    return number
+
+
+def _float(name: str, value: float | str, minimum: float) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"s3 store: {name} must be a number, not {value!r}") from None
+    if not number >= minimum:  # also refuses nan
+        raise ConfigError(f"s3 store: {name} must be at least {minimum}, not {value!r}")
+    return number

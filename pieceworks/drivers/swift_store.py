@@ -1,0 +1,637 @@
+"""An object store in one OpenStack Swift container (python-swiftclient).
+
+`SwiftStore` keeps every object under its key in one container, created if
+missing:
+
+* `put` is one object PUT, atomic in Swift. An object larger than
+  `segment_size` becomes a Static Large Object: its segments go to the
+  container ``<container>_segments`` first, then the manifest is PUT (the
+  manifest PUT is the atomic step; segments of a failed put are removed);
+* `get`/`head` raise `ObjectNotFound` on 404; `delete` removes an object and,
+  for a large one, its segments (``multipart-manifest=delete``); a missing
+  object is no error;
+* `list` pages through the container listing (sorted by Swift);
+* `put_if_absent` sends ``If-None-Match: *`` so that Swift itself refuses to
+  replace an object written meanwhile.
+
+Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 429)
+are retried with exponential backoff (tenacity) and end in `TransientError`.
+Bad credentials are a `ConfigError`. The key is never shown: not in `repr`,
+messages or logs.
+
+Thread safety: a `swiftclient.client.Connection` is not thread-safe, so each
+thread gets its own (the segments of a large object go up from a few
+threads at once); the auth token is obtained once and shared by all.
+Overwriting a large object leaves the old object's segments behind (deleting
+it removes the current ones): pieceworks writes large objects once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import tenacity
+from oslo_utils import strutils
+from swiftclient.client import Connection, get_auth  # type: ignore[import-untyped]
+from swiftclient.exceptions import ClientException  # type: ignore[import-untyped]
+
+from pieceworks.protocols import (
+    BackendError,
+    ConfigError,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    TransientError,
+    validate_key,
+)
+
+__all__ = ["DEFAULT_SEGMENT_SIZE", "SwiftStore"]
+
+DEFAULT_SEGMENT_SIZE: Final = 64 << 20
+_MASK: Final = "***"
+_MIN_SECRET: Final = 4  # secrets shorter than this are masked by patterns only
+_TRANSIENT_STATUS: Final = frozenset({408, 425, 429, 498, 499})
+_PAGE: Final = 10_000
+_RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
+_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE)
+_AUTH_VERSIONS: Final = {"1": "1.0", "1.0": "1.0", "2": "2.0", "2.0": "2.0", "3": "3"}
+_OS_OPTIONS: Final = (
+    "project_name",
+    "project_domain_name",
+    "user_domain_name",
+    "region_name",
+    "endpoint_type",
+)
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class SwiftStore(ObjectStore):
+    """An object store in one Swift container.
+
+    Options (keyword arguments; strings from a configuration file are
+    accepted for every one):
+
+    `auth_url`, `user`, `key`
+        Where and as whom to authenticate (tempauth ``account:user`` for
+        v1 auth).
+    `container`
+        The container that holds the objects; created if missing.
+    `auth_version`
+        ``1`` (default), ``2`` or ``3`` (2 and 3 need python-keystoneclient
+        and take `project_name`, `project_domain_name`, `user_domain_name`,
+        `region_name`, `endpoint_type`).
+    `segment_size`
+        Objects larger than this (bytes; ``64MiB`` style suffixes accepted)
+        are stored as Static Large Objects. Default 64 MiB.
+    `segment_container`
+        Where segments go; default ``<container>_segments``.
+    `segment_concurrency`
+        How many segments of one large object are uploaded at once (default 4).
+    `retries`, `backoff`, `max_backoff`
+        Retries after the first try (default 5), first wait and cap (seconds,
+        default 0.5 and 10) of the exponential backoff between tries.
+    `timeout`
+        Socket timeout of each request in seconds (default 60).
+    `insecure`
+        Skip TLS certificate verification (default false).
+    """
+
+    def __init__(
+        self,
+        auth_url: str,
+        user: str,
+        key: str,
+        container: str,
+        auth_version: str | int = "1",
+        segment_size: int | str = DEFAULT_SEGMENT_SIZE,
+        segment_container: str | None = None,
+        segment_concurrency: int | str = 4,
+        retries: int | str = 5,
+        backoff: float | str = 0.5,
+        max_backoff: float | str = 10.0,
+        timeout: float | str = 60.0,
+        insecure: bool | str = False,
+        **unknown: object,
+    ) -> None:
+        os_options = {k: str(unknown.pop(k)) for k in _OS_OPTIONS if k in unknown}
+        if unknown:
+            raise ConfigError(f"swift store: unknown option(s): {', '.join(sorted(unknown))}")
+        for name, value in (("auth_url", auth_url), ("user", user), ("container", container)):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"swift store: {name} must be a non-empty string")
+        if not isinstance(key, str):
+            raise ConfigError("swift store: key must be a string")
+        if "/" in container:
+            raise ConfigError(f"swift store: container {container!r} must not contain '/'")
+        version = _AUTH_VERSIONS.get(str(auth_version))
+        if version is None:
+            raise ConfigError(
+                f"swift store: auth_version must be 1, 2 or 3, not {str(auth_version)!r}"
+            )
+        self._auth_url = auth_url
+        self._user = user
+        self._key = key
+        self._container = container
+        self._segment_container = segment_container or f"{container}_segments"
+        if "/" in self._segment_container:
+            raise ConfigError("swift store: segment_container must not contain '/'")
+        self._auth_version = version
+        self._label = f"swift store {container!r} at {_mask_url(auth_url)}"
+        self._os_options = os_options
+        self._segment_size = _size("segment_size", segment_size)
+        self._concurrency = _int("segment_concurrency", segment_concurrency, 1)
+        self._retries = _int("retries", retries, 0)
+        self._backoff = _float("backoff", backoff, 0.0)
+        self._max_backoff = _float("max_backoff", max_backoff, 0.0)
+        self._timeout = _float("timeout", timeout, 0.001)
+        self._insecure = _bool("insecure", insecure)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # to close them
+        self._url: str | None = None
+        self._token: str | None = None
+        self._segments: bool | None = None  # whether the segment container exists
+        self._segments_checked = 0.0
+        try:
+            self._ensure_container(self._container)
+        except _Denied as exc:
+            raise ConfigError(str(exc)) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"SwiftStore(auth_url={_mask_url(self._auth_url)!r}, user={self._user!r},"
+            f" key={_MASK!r}, container={self._container!r})"
+        )
+
+    # -- the object-store contract -------------------------------------------------
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        self._put(validate_key(key), _bytes(data), {})
+
+    def get(self, key: str) -> bytes:
+        validate_key(key)
+
+        def get(conn: Any) -> bytes:
+            headers, body = conn.get_object(self._container, key)
+            expected = int(headers.get("content-length", len(body)))
+            if len(body) != expected:  # a large object whose segment went missing
+                raise TransientError(
+                    f"{self._label}: get {key!r}: short read, {len(body)} of {expected} bytes"
+                )
+            return bytes(body)
+
+        return self._call(f"get {key!r}", get, missing=key)
+
+    def head(self, key: str) -> ObjectInfo:
+        validate_key(key)
+        headers = self._call(
+            f"head {key!r}", lambda c: c.head_object(self._container, key), missing=key
+        )
+        return ObjectInfo(key, int(headers["content-length"]), _modified(headers))
+
+    def delete(self, key: str) -> None:
+        """Remove `key`; for a large object, its segments too. A missing key is fine.
+
+        One DELETE while the store has no segment container (no large object
+        was ever written); else a HEAD first, to find out whether `key` is a
+        large object.
+        """
+        validate_key(key)
+        if self._segments_exist():
+            try:
+                headers = self._call(
+                    f"head {key!r}", lambda c: c.head_object(self._container, key), missing=key
+                )
+            except ObjectNotFound:
+                return
+            if strutils.bool_from_string(headers.get("x-static-large-object")):
+                self._call(f"delete {key!r}", lambda c: _delete_large(c, self._container, key))
+                return
+        self._call(f"delete {key!r}", lambda c: _delete_plain(c, self._container, key))
+
+    def list(self, prefix: str) -> Iterator[str]:
+        marker = ""
+        while True:
+
+            def page_after(conn: Any, marker: str = marker) -> list[dict[str, Any]]:
+                _, page = conn.get_container(
+                    self._container, prefix=prefix, marker=marker, limit=_PAGE
+                )
+                return list(page)
+
+            page = self._call(f"list {prefix!r}", page_after)
+            if not page:
+                return
+            for entry in page:
+                yield str(entry["name"])
+            marker = str(page[-1]["name"])
+
+    def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
+        """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile."""
+        if self.exists(key):
+            return False
+        try:
+            self._put(key, _bytes(data), {"If-None-Match": "*"})
+        except _PreconditionFailed:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close every connection this store opened (it reconnects if used again)."""
+        with self._lock:
+            connections, self._connections = list(self._connections), weakref.WeakSet()
+            self._local = threading.local()
+        for conn in connections:
+            conn.close()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
+        if len(body) > self._segment_size:
+            self._put_large(key, body, headers)
+            return
+        self._call(
+            f"put {key!r}",
+            lambda c: c.put_object(
+                self._container,
+                key,
+                body,
+                content_length=len(body),
+                content_type="application/octet-stream",
+                headers=headers,
+            ),
+        )
+
+    def _put_large(self, key: str, body: bytes, headers: dict[str, str]) -> None:
+        """Upload the segments (`segment_concurrency` at a time), then the manifest."""
+        if not self._segments:
+            self._ensure_container(self._segment_container)
+            self._segments = True
+        prefix = f"{key}/{time.time():.6f}-{uuid.uuid4().hex[:8]}/"
+        view = memoryview(body)
+        offsets = list(range(0, len(body), self._segment_size))
+        uploaded: list[str] = []  # appended by the workers (list.append is atomic)
+
+        def put_segment(index: int) -> dict[str, object]:
+            part = bytes(view[offsets[index] : offsets[index] + self._segment_size])
+            name = f"{prefix}{index:08d}"
+            etag = self._call(
+                f"put segment {index} of {key!r}",
+                lambda c: c.put_object(
+                    self._segment_container, name, part, content_length=len(part)
+                ),
+            )
+            uploaded.append(name)
+            return {
+                "path": f"/{self._segment_container}/{name}",
+                "etag": etag,
+                "size_bytes": len(part),
+            }
+
+        try:
+            manifest = _run_all(put_segment, len(offsets), self._concurrency, "swift-segment")
+            document = json.dumps(manifest).encode()
+            self._call(
+                f"put manifest of {key!r}",
+                lambda c: c.put_object(
+                    self._container,
+                    key,
+                    document,
+                    content_length=len(document),
+                    content_type="application/octet-stream",
+                    headers=headers,
+                    query_string="multipart-manifest=put",
+                ),
+            )
+        except BaseException:
+            for name in uploaded:  # best effort: a failed put leaves nothing behind
+
+                def remove(conn: Any, name: str = name) -> None:
+                    _delete_plain(conn, self._segment_container, name)
+
+                try:
+                    self._call(f"remove segment {name!r}", remove)
+                except BackendError as exc:
+                    log.warning("%s: cannot remove segment %r: %s", self._label, name, exc)
+            raise
+
+    def _segments_exist(self) -> bool:
+        """Whether the segment container exists (checked at most once a minute while not)."""
+        if self._segments is None or (
+            not self._segments and time.monotonic() - self._segments_checked > _RECHECK
+        ):
+
+            def exists(conn: Any) -> bool:
+                try:
+                    conn.head_container(self._segment_container)
+                except ClientException as exc:
+                    if exc.http_status == 404:
+                        return False
+                    raise
+                return True
+
+            found = self._call(f"head container {self._segment_container!r}", exists)
+            self._segments, self._segments_checked = found, time.monotonic()
+        return bool(self._segments)
+
+    # -- containers and auth -----------------------------------------------------------
+
+    def _ensure_container(self, container: str) -> None:
+        def ensure(conn: Any) -> None:
+            try:
+                conn.head_container(container)
+            except ClientException as exc:
+                if exc.http_status != 404:
+                    raise
+                conn.put_container(container)
+
+        self._call(f"create container {container!r}", ensure)
+
+    def _credentials(self) -> tuple[str, str]:
+        """The storage URL and token, authenticating (once, for all threads) if needed."""
+        with self._lock:
+            if self._url is None or self._token is None:
+                try:
+                    url, token = get_auth(
+                        self._auth_url,
+                        self._user,
+                        self._key,
+                        auth_version=self._auth_version,
+                        os_options=dict(self._os_options),
+                        insecure=self._insecure,
+                        timeout=self._timeout,
+                    )
+                except ClientException as exc:
+                    if exc.http_status in (401, 403):
+                        raise ConfigError(
+                            f"{self._label}: authentication failed for user {self._user!r}"
+                            f" ({exc.http_status} {exc.http_reason}): check user and key"
+                        ) from None
+                    if exc.http_status is None:  # no answer to blame: a setup problem
+                        raise ConfigError(
+                            f"{self._label}: cannot authenticate: {self._scrub(str(exc))}"
+                        ) from None
+                    raise
+                self._url, self._token = str(url), str(token)
+            return self._url, self._token
+
+    def _invalidate(self, token: str) -> None:
+        with self._lock:
+            if self._token == token:  # another thread may have renewed it already
+                self._token = None
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = Connection(
+                retries=0, timeout=self._timeout, insecure=self._insecure, auth_version="1.0"
+            )
+            self._local.conn = conn
+            with self._lock:
+                self._connections.add(conn)
+        return conn
+
+    # -- calls, errors and retries -----------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[Any], T], missing: str | None = None) -> T:
+        """Run `fn(connection)` with retries; map swiftclient errors to ours.
+
+        `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
+        """
+
+        def attempt() -> T:
+            conn = self._connection()
+            renewed = False
+            token = None
+            while True:
+                try:
+                    conn.url, conn.token = _, token = self._credentials()
+                    return fn(conn)
+                except ClientException as exc:
+                    if exc.http_status == 401 and token and not renewed:  # expired: renew once
+                        self._invalidate(token)
+                        renewed = True
+                        continue
+                    if exc.http_status == 404 and missing is not None:
+                        raise ObjectNotFound(f"no object {missing!r}") from None
+                    if exc.http_status == 412:
+                        raise _PreconditionFailed(self._scrub(str(exc))) from None
+                    raise self._error(what, exc) from None
+                except OSError as exc:  # requests' errors are OSErrors: connection, timeout
+                    conn.close()  # start the next try on a new connection
+                    raise TransientError(
+                        f"{self._label}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
+                    ) from None
+
+        return _retry(attempt, self._retries, self._backoff, self._max_backoff)
+
+    def _error(self, what: str, exc: ClientException) -> BackendError:
+        status = exc.http_status
+        message = f"{self._label}: {what}: {self._scrub(str(exc))}"
+        if status is not None and (status >= 500 or status in _TRANSIENT_STATUS):
+            return TransientError(message)
+        if status in (401, 403):
+            return _Denied(f"{message} (check user, key and the account's ACLs)")
+        return BackendError(message)
+
+    def _scrub(self, text: str) -> str:
+        """`text` with the key and anything that looks like a secret masked."""
+        for secret in (self._key, self._token):
+            if secret and len(secret) >= _MIN_SECRET:  # shorter ones would garble the text
+                text = text.replace(secret, _MASK)
+        return strutils.mask_password(text, secret=_MASK)
+
+
+def _delete_large(conn: Any, container: str, name: str) -> None:
+    """DELETE a Static Large Object: its segments, then its manifest.
+
+    ``multipart-manifest=delete`` answers 200 with a bulk-delete report
+    in the body (it reports a missing object as "not found", not as an
+    error); swiftclient drops that body, so the request is made on the
+    connection directly.
+    """
+    parsed, http = conn.http_conn or conn.http_connection()
+    conn.http_conn = (parsed, http)
+    path = f"{parsed.path.rstrip('/')}/{quote(container)}/{quote(name)}"
+    resp = http.request(
+        "DELETE",
+        f"{path}?multipart-manifest=delete",
+        "",
+        {"X-Auth-Token": conn.token, "Accept": "application/json"},
+    )
+    status, body = int(resp.status_code), bytes(resp.content)
+    if status == 404:
+        return
+    if not 200 <= status < 300:
+        raise ClientException(
+            f"Object DELETE failed: {status} {resp.reason}",
+            http_status=status,
+            http_reason=str(resp.reason),
+            http_response_content=body[:200],
+        )
+    try:
+        report = json.loads(body) if body.strip() else {}
+    except ValueError:
+        report = {}
+    response_status = str(report.get("Response Status", "200"))
+    errors = report.get("Errors") or []
+    code = int(response_status[:3]) if response_status[:3].isdigit() else 500
+    if any("Not an SLO manifest" in str(e) for e in errors):  # replaced by a small one meanwhile
+        _delete_plain(conn, container, name)
+        return
+    if errors or not 200 <= code < 300:
+        raise ClientException(
+            f"Object DELETE failed: {response_status}; errors: {errors}",
+            http_status=code if code >= 300 else 500,
+            http_reason=response_status,
+        )
+
+
+def _run_all(fn: Callable[[int], T], count: int, concurrency: int, name: str) -> list[T]:
+    """``[fn(0), ..., fn(count - 1)]``, `concurrency` calls at a time.
+
+    On the first failure the calls not yet started are cancelled, the
+    running ones are waited for, and the failure is raised.
+    """
+    if concurrency <= 1 or count <= 1:
+        return [fn(i) for i in range(count)]
+    pool = ThreadPoolExecutor(min(concurrency, count), thread_name_prefix=name)
+    try:
+        futures = [pool.submit(fn, i) for i in range(count)]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _delete_plain(conn: Any, container: str, name: str) -> None:
+    """DELETE one object; a missing one is fine."""
+    try:
+        conn.delete_object(container, name)
+    except ClientException as exc:
+        if exc.http_status != 404:
+            raise
+
+
+class _Denied(BackendError):
+    """Swift refused access (401 after a new token, 403); a `ConfigError` when opening."""
+
+
+class _PreconditionFailed(BackendError):
+    """Swift answered 412 to ``If-None-Match: *``: the object exists."""
+
+
+def _retry(
+    fn: Callable[[], T],
+    retries: int,
+    backoff: float,
+    max_backoff: float,
+) -> T:
+    """Call `fn`, retrying `TransientError` with exponential backoff and jitter."""
+    attempts = retries + 1
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s (try %d of %d; retrying in %.2f s)", error, state.attempt_number, attempts, wait
+        )
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=backoff, max=max_backoff)
+        + tenacity.wait_random(0, backoff),
+        retry=tenacity.retry_if_exception_type(TransientError),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(fn)
+    except TransientError as exc:
+        if attempts == 1:
+            raise
+        raise TransientError(f"{exc} (gave up after {attempts} tries)") from None
+
+
+def _bytes(data: bytes | memoryview) -> bytes:
+    """Bytes for the HTTP body (requests would iterate a memoryview element by element)."""
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def _modified(headers: dict[str, str]) -> float:
+    stamp = headers.get("x-timestamp")
+    if stamp:
+        return float(stamp)
+    return parsedate_to_datetime(headers["last-modified"]).timestamp()
+
+
+def _mask_url(url: str) -> str:
+    """`url` without a password in its user-info part."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:{_MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _size(name: str, value: int | str) -> int:
+    """A byte count from an int or a string such as ``64MiB``, ``5M`` or ``1048576``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"swift store: {name} must be a size in bytes, not {value!r}")
+    if isinstance(value, int):
+        number = value
+    else:
+        match = _SIZE.fullmatch(str(value))
+        if not match:
+            raise ConfigError(f"swift store: {name} must be a size such as 64MiB, not {value!r}")
+        number = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    if number < 1:
+        raise ConfigError(f"swift store: {name} must be at least 1 byte, not {value!r}")
+    return number
+
+
+def _int(name: str, value: int | str, minimum: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"swift store: {name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"swift store: {name} must be at least {minimum}, not {value!r}")
+    return number
+
+
+def _float(name: str, value: float | str, minimum: float) -> float:
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"swift store: {name} must be a number, not {value!r}") from None
+    if not number >= minimum:  # also refuses nan
+        raise ConfigError(f"swift store: {name} must be at least {minimum}, not {value!r}")
+    return number
+
+
+def _bool(name: str, value: bool | str) -> bool:
+    if isinstance(value, bool):
+        return value
+    try:
+        return strutils.bool_from_string(value, strict=True)
+    except ValueError:
+        raise ConfigError(f"swift store: {name} must be true or false, not {value!r}") from None
