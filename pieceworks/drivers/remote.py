@@ -2,7 +2,7 @@
 
 `RemoteDriver` drives a remote target (`pieceworks.drivers.remote_target`),
 a process that runs next to the volumes and owns them. It provides exactly
-four capabilities, all carried out by the target:
+five capabilities, all carried out by the target:
 
 * ``snapshot`` -- the target takes and deletes snapshots;
 * ``push-to-object-store`` -- the target reads the volume (or snapshot),
@@ -10,13 +10,18 @@ four capabilities, all carried out by the target:
   store itself; the manager receives only the chunk list;
 * ``pull-from-object-store`` -- the target reads and checks the chunks and
   fills the volume itself;
-* ``compress`` -- the codecs the target can apply (asked of the target).
+* ``compress`` -- the codecs the target can apply (asked of the target);
+* ``replicate-to-peer`` -- the target sends a volume (or snapshot) straight
+  to another remote target (a backend with driver ``remote`` and a ``url``
+  option, and its ``token``), sparse-aware and hashed frame by frame; the
+  manager sends one request and receives the outcome.
 
 It has no stream-out and no stream-in, on purpose: a volume's bytes never
 pass through the manager. The common algorithms therefore back it up by
 offload and restore into it by offload (pull); a backup it made restores
 into any other backend with stream-in, since the store holds ordinary chunk
-objects.
+objects. Replication to another remote target is native (target to target)
+or via a store (push, then pull).
 
 Configuration (backend options)::
 
@@ -33,10 +38,11 @@ second by default).
 
 Errors come back as the protocol's errors: `VolumeNotFound`,
 `SnapshotNotFound`, `CorruptionError` (with the chunk's offset),
-`UnsupportedCodec`, `ConfigError` (a bad store spec or a refused token),
-`TransientError` (connection refused or lost, timeout, 503) and
-`BackendError` for the rest, each message starting with the target's
-address.
+`UnsupportedCodec`, `ConfigError` (a bad store spec or a refused token,
+also the peer's), `TransientError` (connection refused or lost, timeout,
+503; also between the two targets of a replication) and `BackendError` for
+the rest, each message starting with the target's address. No message
+shows a token.
 
 `wire_bytes` counts every byte the driver sent to and received from the
 target on its sockets (HTTP headers included): the tests use it to prove
@@ -55,33 +61,32 @@ from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 from pieceworks.drivers.remote_target import (
+    NDJSON,
+    Peer,
     chunks_to_json,
+    peer_to_json,
+    protocol_error,
     pushed_from_json,
+    read_answer,
     spec_to_json,
 )
 from pieceworks.protocols import (
     BackendError,
-    ChangeTrackingLost,
+    BackendSpec,
     ChunkRef,
     Compress,
     ConfigError,
-    CorruptionError,
-    DriverNotFound,
-    InvalidName,
-    NotFound,
-    ObjectNotFound,
     PieceworksError,
     PullFromObjectStore,
     PushedVolume,
     PushToObjectStore,
+    ReplicatedVolume,
+    ReplicateToPeer,
     Snapshot,
-    SnapshotNotFound,
     SnapshotRef,
     Source,
     StoreSpec,
     TransientError,
-    UnsupportedCodec,
-    VolumeNotFound,
     VolumeRef,
     validate_id,
 )
@@ -89,25 +94,6 @@ from pieceworks.protocols import (
 __all__ = ["DEFAULT_TIMEOUT", "RemoteDriver", "protocol_error"]
 
 DEFAULT_TIMEOUT: Final = 30.0
-_NDJSON = "application/x-ndjson"
-
-#: Wire error types the target reports, mapped back to the protocol's errors.
-_ERRORS: Final[Mapping[str, type[PieceworksError]]] = {
-    cls.__name__: cls
-    for cls in (
-        VolumeNotFound,
-        SnapshotNotFound,
-        ObjectNotFound,
-        DriverNotFound,
-        NotFound,
-        InvalidName,
-        UnsupportedCodec,
-        ConfigError,
-        TransientError,
-        ChangeTrackingLost,
-        BackendError,
-    )
-}
 
 
 class _CountingReader(io.RawIOBase):
@@ -173,7 +159,7 @@ class _Connection(http.client.HTTPConnection):
         self.sock = cast(socket.socket, _CountingSocket(self.sock, self._count))
 
 
-class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress):
+class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, ReplicateToPeer):
     """A backend whose volumes live in a remote target process (see the module doc).
 
     `url` is the target's ``http://host:port`` (a path prefix is kept, for
@@ -306,6 +292,54 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress):
             what=f"pull volume {target.volume_id!r} from store {store.name!r}",
         )
 
+    # -- replicate-to-peer ------------------------------------------------
+
+    def accepts_peer(self, peer: BackendSpec) -> bool:
+        """Another remote target: driver ``remote`` with an ``http://host:port`` url.
+
+        Answered from the spec alone; whether the target can reach the peer
+        (and the peer takes its token) shows when it tries.
+        """
+        url = peer.options.get("url")
+        if peer.driver != "remote" or not url:
+            return False
+        try:
+            Peer.parse(str(url))
+        except ConfigError:
+            return False
+        return True
+
+    def replicate_to(
+        self, source: Source, peer: BackendSpec, target: VolumeRef
+    ) -> ReplicatedVolume:
+        """Have the target send `source` to the peer target as volume `target`.
+
+        One request (``POST /v1/replicate``), answered with progress lines
+        while the two targets copy; the peer's token travels in its body
+        and appears in no message. The peer keeps its old volume unless
+        the whole copy arrived intact.
+        """
+        what = f"replicate {_describe(source)} to volume {target.volume_id!r} of {peer.name!r}"
+        if not self.accepts_peer(peer):
+            raise BackendError(
+                f"{self._url}: {what}: backend {peer.name!r} is not a remote target with a url"
+            )
+        snapshot_id = source.snapshot_id if isinstance(source, SnapshotRef) else None
+        out = self._call(
+            "POST",
+            "/v1/replicate",
+            {
+                "source": {"volume_id": source.volume_id, "snapshot_id": snapshot_id},
+                "peer": peer_to_json(peer),
+                "target": {"volume_id": target.volume_id},
+            },
+            what=what,
+        )
+        try:
+            return ReplicatedVolume(int(out["size"]), int(out["bytes_sent"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f"{self._url}: malformed replicate result: {exc}") from exc
+
     # -- compress ---------------------------------------------------------
 
     def compression_codecs(self) -> Sequence[str]:
@@ -377,7 +411,7 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress):
         what: str,
     ) -> dict[str, Any]:
         """One request on a fresh connection; the answer's JSON object or a mapped error."""
-        headers = {"Connection": "close", "Accept": f"application/json, {_NDJSON}"}
+        headers = {"Connection": "close", "Accept": f"application/json, {NDJSON}"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         body: bytes | bytearray | memoryview | None = raw
@@ -414,75 +448,13 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress):
 
     def _answer(self, response: http.client.HTTPResponse, what: str) -> dict[str, Any]:
         """Read a plain JSON answer, or a progress stream up to its outcome."""
-        if (response.getheader("Content-Type") or "").startswith(_NDJSON):
-            while line := response.readline():
-                message = _json(line)
-                if "progress" in message:
-                    progress = message["progress"]
-                    self.last_progress = (int(progress["done"]), int(progress["total"]))
-                elif "result" in message:
-                    return dict(message["result"])
-                elif "error" in message:
-                    raise self._error(response.status, message["error"], what)
-            raise TransientError(
-                f"{self._url}: {what}: the target stopped answering before the outcome"
-                " (did it stop or restart?)"
-            )
-        data = response.read()
-        if 200 <= response.status < 300:
-            return _json(data) if data else {}
-        try:
-            error = _json(data).get("error")
-        except BackendError:
-            error = None
-        raise self._error(response.status, error, what)
+        return read_answer(response, f"{self._url}: {what}", self._progress)
 
-    def _error(self, status: int, error: object, what: str) -> PieceworksError:
-        return protocol_error(status, error, f"{self._url}: {what}")
-
-
-def protocol_error(status: int, error: object, context: str) -> PieceworksError:
-    """The protocol error for a target's error answer.
-
-    `error` is the answer's ``{"type", "message", "offset"}`` (or anything
-    else, for an answer that is not the target's); `context` starts the
-    message (the target's address and what was asked). A type the target
-    names is raised as that error class; without one, the HTTP status
-    decides (401/403: `ConfigError`, 502/503/504: `TransientError`, else
-    `BackendError`).
-    """
-    info: Mapping[str, Any] = error if isinstance(error, dict) else {}
-    kind = str(info.get("type", ""))
-    text = str(info.get("message") or f"HTTP {status}")
-    message = f"{context}: {text}"
-    if kind == "Unauthorized" or status in {401, 403}:
-        return ConfigError(
-            f"{context}: the target refused the token ({text}); check the backend's token option"
-        )
-    if kind == "CorruptionError":
-        offset = info.get("offset")
-        return CorruptionError(message, offset if isinstance(offset, int) else None)
-    cls = _ERRORS.get(kind)
-    if cls is not None:
-        return cls(message)
-    if status in {502, 503, 504}:
-        return TransientError(message)
-    if kind == "NoSuchEndpoint" or (status == 404 and not kind):
-        return BackendError(f"{message} (is this a pieceworks remote target of API 1?)")
-    return BackendError(message)
+    def _progress(self, done: int, total: int) -> None:
+        self.last_progress = (done, total)
 
 
 def _describe(source: Source) -> str:
     if isinstance(source, SnapshotRef):
         return f"snapshot {source.snapshot_id!r} of volume {source.volume_id!r}"
     return f"volume {source.volume_id!r}"
-
-
-def _json(data: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError as exc:
-        raise BackendError(f"the target's answer is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise BackendError("the target's answer is not a JSON object")
-    return value

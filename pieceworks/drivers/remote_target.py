@@ -34,10 +34,29 @@ has a token, on everything but ``/v1/health``)::
     DELETE /v1/volumes/<id>/snapshots/<sid>        idempotent
     POST   /v1/push     {"source", "store", "chunk_size", "codec"} -> PushedVolume
     POST   /v1/pull     {"target", "size", "store", "chunks"} -> {"bytes_written"}
+    POST   /v1/replicate {"source", "peer", "target"} -> {"size", "bytes_sent", "frames"}
+    PUT    /v1/volumes/<id>/receive?size=N         frames (see below) -> {"frames", ...}
 
 ``source`` is ``{"volume_id", "snapshot_id" (or null)}``, ``target``
-``{"volume_id"}``, ``store`` ``{"name", "driver", "options"}`` and a chunk
+``{"volume_id"}``, ``store`` ``{"name", "driver", "options"}``, ``peer``
+``{"name", "url", "token" (or null), "timeout" (or null)}`` and a chunk
 ``[offset, length, sha256, codec, stored_length]``.
+
+Replication between two targets (replicate-to-peer): the manager asks the
+source target (``POST /v1/replicate``) to send a volume or snapshot to a
+peer target, which it calls itself (``GET /v1/info`` to check the token and
+the API, then ``PUT /v1/volumes/<id>/receive?size=N``): no volume byte
+crosses the manager. The body of a receive is a stream of frames, sent with
+chunked transfer coding (or a known ``Content-Length``)::
+
+    frame      offset u64 | length u32 | sha256 of the data (32 bytes) | data
+    end frame  count of data frames u64 | 0 u32 | sha256 of all data frame headers
+
+(big-endian). Only allocated extents are read and all-zero pieces are not
+sent; frames are in ascending, non-overlapping order. The peer checks each
+frame's sha256 before writing it into a new copy of the volume, and commits
+the copy only after a valid end frame at the very end of the body; on any
+error or disconnect the copy is discarded and the volume stays as it was.
 
 Errors are ``{"error": {"type", "message", "offset"}}`` where ``type`` names
 a `pieceworks.protocols.errors` class (or ``Unauthorized``, ``BadRequest``,
@@ -55,7 +74,7 @@ was).
 
 Store options may hold credentials: the values of every option but a few
 known harmless ones (`SAFE_OPTIONS`) are masked in every log line and error
-body, and request bodies are never logged.
+body, and request bodies are never logged. So is a peer's token.
 """
 
 from __future__ import annotations
@@ -63,12 +82,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import http.client
+import io
 import json
 import logging
 import os
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -77,12 +99,13 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Final, cast
+from urllib.parse import parse_qs, urlsplit
 
 from oslo_utils import strutils
 
@@ -90,6 +113,7 @@ from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.store_opener import known_store_drivers, open_store
 from pieceworks.protocols import (
     BackendError,
+    BackendSpec,
     ChangeTrackingLost,
     ChunkRef,
     ConfigError,
@@ -102,6 +126,7 @@ from pieceworks.protocols import (
     ObjectNotFound,
     PieceworksError,
     PushedVolume,
+    ReplicatedVolume,
     SnapshotNotFound,
     SnapshotRef,
     Source,
@@ -110,6 +135,7 @@ from pieceworks.protocols import (
     UnsupportedCodec,
     VolumeNotFound,
     VolumeRef,
+    VolumeWriter,
     validate_id,
 )
 from pieceworks.protocols.chunks import (
@@ -123,20 +149,33 @@ from pieceworks.protocols.chunks import (
 
 __all__ = [
     "API_VERSION",
+    "FRAME_DATA",
+    "FRAME_HEADER",
     "HEARTBEAT_SECONDS",
+    "MAX_FRAME",
+    "PEER_TIMEOUT",
     "SAFE_OPTIONS",
+    "Peer",
+    "Received",
+    "RequestBody",
     "TargetServer",
     "TargetService",
     "chunks_from_json",
     "chunks_to_json",
     "main",
     "make_server",
+    "peer_from_json",
+    "peer_to_json",
+    "protocol_error",
     "pull_volume",
     "push_volume",
     "pushed_from_json",
     "pushed_to_json",
+    "read_answer",
+    "receive_volume",
     "redact",
     "secret_values",
+    "send_volume",
     "serve",
     "spec_from_json",
     "spec_to_json",
@@ -162,6 +201,17 @@ _PIECE = 1 << 20
 _ID = r"([A-Za-z0-9][A-Za-z0-9._-]{0,127})"
 _ZERO_PIECE = bytes(_PIECE)
 _URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^/\s@]+@")
+#: Volume bytes in one frame a sending target cuts (frames never cross a multiple of it).
+FRAME_DATA: Final = 1 << 20
+#: The longest frame a receiving target accepts.
+MAX_FRAME: Final = 16 << 20
+#: A frame's header: offset (u64), data length (u32), sha256 of the data; big-endian.
+FRAME_HEADER: Final = struct.Struct(">QI32s")
+#: Seconds of silence a target tolerates from a peer it sends a volume to, by default.
+PEER_TIMEOUT: Final = 30.0
+NDJSON: Final = "application/x-ndjson"
+FRAMES_TYPE: Final = "application/x-pieceworks-frames"
+_MAX_LINE = 4096
 
 log = logging.getLogger("pieceworks.remote_target")
 
@@ -226,6 +276,175 @@ def pushed_from_json(value: Mapping[str, Any]) -> PushedVolume:
         int(value["bytes_read"]),
         int(value["bytes_written"]),
     )
+
+
+def peer_to_json(peer: BackendSpec) -> dict[str, Any]:
+    """How a source target reaches `peer` (a remote backend): name, url, token, timeout.
+
+    It holds the peer's token: send it only to the source target.
+    """
+    options = peer.options
+    return {
+        "name": peer.name,
+        "url": options.get("url", ""),
+        "token": options.get("token") or None,
+        "timeout": options.get("timeout") or None,
+    }
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another target this one sends a volume to: its address, token and timeout.
+
+    `url` (the property) never shows the token, nor a user or password given
+    in the URL (they are not used).
+    """
+
+    host: str
+    port: int
+    base: str = ""
+    token: str | None = field(default=None, repr=False)
+    timeout: float = PEER_TIMEOUT
+
+    @classmethod
+    def parse(cls, url: str, token: str | None = None, timeout: float | str | None = None) -> Peer:
+        """Check a peer's options like `RemoteDriver` does; `ConfigError` if bad."""
+        parts = urlsplit(url)
+        try:
+            port = parts.port or 80
+        except ValueError:
+            port = -1
+        if parts.scheme != "http" or not parts.hostname or port < 0:
+            raise ConfigError("peer: url must look like http://host:port")
+        try:
+            seconds = PEER_TIMEOUT if timeout is None else float(timeout)
+        except ValueError:
+            raise ConfigError(f"peer: timeout must be a number, not {timeout!r}") from None
+        if not seconds > 0:
+            raise ConfigError(f"peer: timeout must be positive, not {timeout!r}")
+        return cls(parts.hostname, port, parts.path.rstrip("/"), token or None, seconds)
+
+    @property
+    def url(self) -> str:
+        """``http://host:port[/prefix]``."""
+        netloc = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{netloc}:{self.port}{self.base}"
+
+    def headers(self) -> dict[str, str]:
+        """Headers of every request to the peer (with its token, if any)."""
+        out = {"Connection": "close", "Accept": f"application/json, {NDJSON}"}
+        if self.token:
+            out["Authorization"] = f"Bearer {self.token}"
+        return out
+
+
+def peer_from_json(value: object) -> Peer:
+    """The inverse of `peer_to_json`; `ConfigError`/`ValueError` if malformed."""
+    if not isinstance(value, dict):
+        raise ValueError("peer: expected an object {name, url, token, timeout}")
+    url, token, timeout = value.get("url"), value.get("token"), value.get("timeout")
+    if not isinstance(url, str) or not (token is None or isinstance(token, str)):
+        raise ValueError("peer: url and token must be strings")
+    if not (timeout is None or isinstance(timeout, (str, int, float))):
+        raise ValueError("peer: timeout must be a number")
+    return Peer.parse(url, token, timeout)
+
+
+# -- answers of a target (shared with pieceworks.drivers.remote) ------------------
+
+#: Wire error types a target reports, mapped back to the protocol's errors.
+_ERRORS: Final[Mapping[str, type[PieceworksError]]] = {
+    cls.__name__: cls
+    for cls in (
+        VolumeNotFound,
+        SnapshotNotFound,
+        ObjectNotFound,
+        DriverNotFound,
+        NotFound,
+        InvalidName,
+        UnsupportedCodec,
+        ConfigError,
+        TransientError,
+        ChangeTrackingLost,
+        BackendError,
+    )
+}
+
+
+def protocol_error(status: int, error: object, context: str) -> PieceworksError:
+    """The protocol error for a target's error answer.
+
+    `error` is the answer's ``{"type", "message", "offset"}`` (or anything
+    else, for an answer that is not the target's); `context` starts the
+    message (the target's address and what was asked). A type the target
+    names is raised as that error class; without one, the HTTP status
+    decides (401/403: `ConfigError`, 502/503/504: `TransientError`, else
+    `BackendError`).
+    """
+    info: Mapping[str, Any] = error if isinstance(error, dict) else {}
+    kind = str(info.get("type", ""))
+    text = str(info.get("message") or f"HTTP {status}")
+    message = f"{context}: {text}"
+    if kind == "Unauthorized" or status in {401, 403}:
+        return ConfigError(
+            f"{context}: the target refused the token ({text}); check the backend's token option"
+        )
+    if kind == "CorruptionError":
+        offset = info.get("offset")
+        return CorruptionError(message, offset if isinstance(offset, int) else None)
+    cls = _ERRORS.get(kind)
+    if cls is not None:
+        return cls(message)
+    if status in {502, 503, 504}:
+        return TransientError(message)
+    if kind == "NoSuchEndpoint" or (status == 404 and not kind):
+        return BackendError(f"{message} (is this a pieceworks remote target of API 1?)")
+    return BackendError(message)
+
+
+def read_answer(
+    response: http.client.HTTPResponse,
+    context: str,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """A target's answer: a plain JSON object, or a progress stream up to its outcome.
+
+    Progress lines are handed to `on_progress(done, total)`; an error answer
+    is raised as `protocol_error` (`context` starts its message); a stream
+    that ends without an outcome is a `TransientError`.
+    """
+    if (response.getheader("Content-Type") or "").startswith(NDJSON):
+        while line := response.readline():
+            message = _json(line)
+            if "progress" in message:
+                if on_progress is not None:
+                    progress = message["progress"]
+                    on_progress(int(progress["done"]), int(progress["total"]))
+            elif "result" in message:
+                return dict(message["result"])
+            elif "error" in message:
+                raise protocol_error(response.status, message["error"], context)
+        raise TransientError(
+            f"{context}: the target stopped answering before the outcome (did it stop or restart?)"
+        )
+    data = response.read()
+    if 200 <= response.status < 300:
+        return _json(data) if data else {}
+    try:
+        error = _json(data).get("error")
+    except BackendError:
+        error = None
+    raise protocol_error(response.status, error, context)
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise BackendError(f"the target's answer is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BackendError("the target's answer is not a JSON object")
+    return value
 
 
 # -- secrets -----------------------------------------------------------------------
@@ -538,6 +757,323 @@ def _sha256(driver: FileDriver, source: Source, job: Job) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
+# -- replication between targets: the frame stream ---------------------------------
+
+
+def _pieces(extents: Sequence[Extent], size: int) -> Iterator[tuple[int, int]]:
+    """``(offset, length)`` of the pieces to read: the extents cut at `FRAME_DATA` multiples."""
+    position = 0
+    for extent in sorted(extents):
+        offset, end = max(extent.offset, position), min(extent.end, size)
+        while offset < end:
+            stop = min(end, (offset // FRAME_DATA + 1) * FRAME_DATA)
+            yield offset, stop - offset
+            offset = stop
+        position = max(position, end)
+
+
+def _describe(source: Source) -> str:
+    if isinstance(source, SnapshotRef):
+        return f"snapshot {source.snapshot_id!r} of volume {source.volume_id!r}"
+    return f"volume {source.volume_id!r}"
+
+
+def _peer_failure(exc: BaseException, peer: Peer, what: str) -> PieceworksError:
+    """The protocol error for an exchange with `peer` that failed below HTTP."""
+    context = f"peer {peer.url}: {what}"
+    if isinstance(exc, PieceworksError):
+        return exc
+    if isinstance(exc, ConnectionRefusedError):
+        return TransientError(f"{context}: connection refused (is the peer target running?)")
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"{context}: no answer within {peer.timeout:g} s")
+    if isinstance(exc, (OSError, http.client.IncompleteRead)):
+        return TransientError(f"{context}: connection lost: {type(exc).__name__}: {exc}")
+    return BackendError(f"{context}: bad answer: {type(exc).__name__}: {exc}")
+
+
+def _peer_call(peer: Peer, method: str, path: str, what: str) -> dict[str, Any]:
+    """One small request to `peer`: its JSON answer or the mapped error."""
+    conn = http.client.HTTPConnection(peer.host, peer.port, timeout=peer.timeout)
+    try:
+        conn.request(method, peer.base + path, headers=peer.headers())
+        return read_answer(conn.getresponse(), f"peer {peer.url}: {what}")
+    except (OSError, http.client.HTTPException) as exc:
+        raise _peer_failure(exc, peer, what) from exc
+    finally:
+        conn.close()
+
+
+def _answer_after(
+    conn: http.client.HTTPConnection, failure: OSError, peer: Peer, what: str
+) -> PieceworksError:
+    """The error for a send that failed: the peer's own answer if it gave one first.
+
+    A peer that refuses a stream (bad frame, busy, ...) answers and closes,
+    and the sender then fails to write; its answer says why.
+    """
+    if not isinstance(failure, TimeoutError):
+        try:
+            read_answer(conn.getresponse(), f"peer {peer.url}: {what}")
+        except PieceworksError as answered:
+            return answered
+        except (OSError, http.client.HTTPException):
+            pass
+    return _peer_failure(failure, peer, what)
+
+
+def send_volume(
+    driver: FileDriver,
+    source: Source,
+    peer: Peer,
+    target: VolumeRef,
+    *,
+    job: Job | None = None,
+) -> ReplicatedVolume:
+    """Copy `source` into volume `target` of the target `peer` (replicate-to-peer).
+
+    Checks the token and the API first (``GET /v1/info``), then streams the
+    frames of the source's allocated extents (all-zero pieces skipped) as a
+    chunked ``PUT /v1/volumes/<target>/receive?size=N``, one reused buffer
+    of `FRAME_DATA` bytes at a time, and reads the peer's outcome (a plain
+    answer, or progress lines while it commits). Returns the size and the
+    volume bytes sent. The peer keeps its old volume on any failure; a job
+    cancelled meanwhile (the manager went away) closes the connection
+    before the end frame, so the peer discards its copy.
+    """
+    job = job or Job()
+    what = f"send {_describe(source)} as volume {target.volume_id!r}"
+    frames = sent = 0
+    with closing(driver.open_read(source)) as reader:
+        size = reader.size
+        extents = driver.allocated_extents(source)
+        job.total = size
+        info = _peer_call(peer, "GET", "/v1/info", "check the peer")
+        if info.get("api") != API_VERSION:
+            raise BackendError(
+                f"peer {peer.url}: speaks API {info.get('api')!r}, this target {API_VERSION}"
+            )
+        conn = http.client.HTTPConnection(peer.host, peer.port, timeout=peer.timeout)
+        try:
+            try:
+                conn.putrequest(
+                    "PUT",
+                    f"{peer.base}/v1/volumes/{target.volume_id}/receive?size={size}",
+                    skip_accept_encoding=True,
+                )
+                for name, value in {
+                    **peer.headers(),
+                    "Content-Type": FRAMES_TYPE,
+                    "Transfer-Encoding": "chunked",
+                }.items():
+                    conn.putheader(name, value)
+                conn.endheaders()
+                listing = hashlib.sha256()
+                buffer = bytearray(max(1, min(FRAME_DATA, size)))
+                for offset, length in _pieces(extents, size):
+                    job.check()
+                    view = memoryview(buffer)[:length]
+                    n = reader.readinto_at(offset, view)
+                    if n != length:
+                        raise BackendError(
+                            f"short read at offset {offset}: {n} of {length} bytes; the"
+                            f" source is shorter than its size {size}"
+                        )
+                    if not is_zero(view):
+                        header = FRAME_HEADER.pack(offset, length, hashlib.sha256(view).digest())
+                        listing.update(header)
+                        conn.send(b"%x\r\n%b" % (len(header) + length, header))
+                        conn.send(view)
+                        conn.send(b"\r\n")
+                        frames += 1
+                        sent += length
+                    job.done = offset + length
+                job.check()
+                end = FRAME_HEADER.pack(frames, 0, listing.digest())
+                conn.send(b"%x\r\n%b\r\n0\r\n\r\n" % (len(end), end))
+            except OSError as exc:
+                raise _answer_after(conn, exc, peer, what) from exc
+            out = read_answer(conn.getresponse(), f"peer {peer.url}: {what}")
+        except CorruptionError as exc:
+            # The source's bytes were hashed as read: a frame was damaged on the way.
+            raise BackendError(f"{exc} (damaged on the way; the peer discarded its copy)") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise _peer_failure(exc, peer, what) from exc
+        finally:
+            conn.close()
+    if out.get("frames") != frames or out.get("size") != size:
+        raise BackendError(f"peer {peer.url}: {what}: the peer reports {out}, not {frames} frames")
+    job.done = size
+    return ReplicatedVolume(size, sent)
+
+
+class RequestBody:
+    """A request body read exactly as sent: by ``Content-Length`` or chunked.
+
+    `rfile` is the connection's reading side; `length` the ``Content-Length``
+    or None for chunked transfer coding. A connection that ends (or fails)
+    before the body does is a `TransientError` ("the sender went away").
+    """
+
+    def __init__(self, rfile: io.BufferedIOBase, length: int | None) -> None:
+        self._rfile = rfile
+        self._chunked = length is None
+        self._left = length or 0
+        self._started = self._done = False
+
+    def readinto(self, view: memoryview) -> int:
+        """Read up to ``len(view)`` bytes of the body; 0 only at its end."""
+        while self._left == 0:
+            if self._done or not self._chunked:
+                return 0
+            self._next_chunk()
+        try:
+            n = self._rfile.readinto(view[: self._left])
+        except OSError as exc:
+            raise _gone(exc) from exc
+        if not n:
+            raise _gone(None)
+        self._left -= n
+        return n
+
+    def readinto_exact(self, view: memoryview) -> None:
+        """Fill `view`; `ValueError` if the body ends first."""
+        done = 0
+        while done < len(view):
+            n = self.readinto(view[done:])
+            if n == 0:
+                raise ValueError(f"the request body ended {len(view) - done} bytes early")
+            done += n
+
+    def at_end(self) -> bool:
+        """Whether the whole body has been read (reads one byte if not)."""
+        return self.readinto(memoryview(bytearray(1))) == 0
+
+    def drain(self, limit: int) -> None:
+        """Read and drop up to `limit` bytes of what is left; never raise."""
+        buffer = memoryview(bytearray(_PIECE))
+        try:
+            while limit > 0 and (n := self.readinto(buffer)):
+                limit -= n
+        except (PieceworksError, ValueError, OSError):
+            return
+
+    def _next_chunk(self) -> None:
+        if self._started and self._line():
+            raise ValueError("malformed chunked body: no CRLF after a chunk")
+        self._started = True
+        text = self._line().split(b";", 1)[0].strip()
+        if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", text):
+            raise ValueError(f"malformed chunked body: chunk size {text[:20]!r}")
+        self._left = int(text, 16)
+        if self._left == 0:
+            while self._line():  # trailer fields, up to the empty line
+                pass
+            self._done = True
+
+    def _line(self) -> bytes:
+        try:
+            line = self._rfile.readline(_MAX_LINE + 1)
+        except OSError as exc:
+            raise _gone(exc) from exc
+        if not line:
+            raise _gone(None)
+        if len(line) > _MAX_LINE or not line.endswith(b"\n"):
+            raise ValueError("malformed chunked body: line too long")
+        return line.rstrip(b"\r\n")
+
+
+def _gone(exc: OSError | None) -> TransientError:
+    why = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    return TransientError(f"the sender went away before the end of the request body{why}")
+
+
+@dataclass
+class Received:
+    """A volume received in full and checked, not yet committed (`writer.commit`)."""
+
+    writer: VolumeWriter
+    size: int
+    frames: int
+    bytes_written: int
+
+
+def receive_volume(
+    driver: FileDriver,
+    target: VolumeRef,
+    size: int,
+    body: RequestBody,
+    *,
+    depth: int = 4,
+    job: Job | None = None,
+) -> Received:
+    """Read the frames of a replication into a new copy of volume `target`.
+
+    Each frame's sha256 is checked before it is written (a mismatch is a
+    `CorruptionError` with its offset); frames must be in ascending order,
+    inside the volume and at most `MAX_FRAME` bytes; the end frame must
+    count the data frames and hash their headers, and must end the body.
+    The calling thread receives and checks frames into at most `depth`
+    reused buffers while one worker thread writes them. On any error (the
+    sender gone, a timeout, a bad frame) the copy is discarded and `target`
+    stays as it was. The caller commits (or aborts) the returned writer.
+    """
+    job = job or Job()
+    job.total = size
+    writer = driver.open_write(target, size)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pieceworks-receive")
+    pending: deque[tuple[Future[None], bytearray]] = deque()
+    free: list[bytearray] = []
+    try:
+        header = bytearray(FRAME_HEADER.size)
+        listing = hashlib.sha256()
+        frames = written = end = 0
+        while True:
+            job.check()
+            body.readinto_exact(memoryview(header))
+            offset, length, digest = FRAME_HEADER.unpack(header)
+            if length == 0:
+                break
+            if length > MAX_FRAME or offset < end or offset + length > size:
+                raise ValueError(
+                    f"frame at offset {offset} ({length} bytes) overlaps the one before, lies"
+                    f" outside the {size}-byte volume or is longer than {MAX_FRAME} bytes"
+                )
+            if len(pending) >= depth:
+                future, done = pending.popleft()
+                future.result()
+                free.append(done)
+            buffer = free.pop() if free else bytearray(length)
+            if len(buffer) < length:
+                buffer = bytearray(length)
+            view = memoryview(buffer)[:length]
+            body.readinto_exact(view)
+            if not hmac.compare_digest(hashlib.sha256(view).digest(), digest):
+                raise CorruptionError(
+                    f"frame at offset {offset} ({length} bytes) fails its sha256", offset
+                )
+            pending.append((pool.submit(writer.write_at, offset, view), buffer))
+            listing.update(header)
+            frames, written, end = frames + 1, written + length, offset + length
+            job.done = end
+        if offset != frames or not hmac.compare_digest(digest, listing.digest()):
+            raise BackendError(
+                f"the end frame counts {offset} frames (received {frames}) or does not match"
+                " their headers: a frame was lost or changed"
+            )
+        if not body.at_end():
+            raise ValueError("data after the end frame")
+        while pending:
+            pending.popleft()[0].result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.abort()
+        raise
+    pool.shutdown(wait=True)
+    job.done = size
+    return Received(writer, size, frames, written)
+
+
 # -- the service -------------------------------------------------------------------
 
 
@@ -596,8 +1132,9 @@ def wire_error(
 class TargetService:
     """What the target does, independent of HTTP: its volumes, token and limits.
 
-    `max_jobs` bounds the pushes and pulls that run at once (more are
-    refused with 503, which the manager sees as a `TransientError`);
+    `max_jobs` bounds the pushes, pulls, replications and receives that run
+    at once (more are refused with 503, which the manager sees as a
+    `TransientError`);
     `threads` is the worker threads of each push or pull. A long operation
     that is not done within `answer_within` seconds is answered as a
     progress stream with a line every `heartbeat` seconds.
@@ -757,6 +1294,23 @@ class TargetService:
         )
         return {"volume_id": ref.volume_id, "size": size, "bytes_written": written}
 
+    def replicate(self, body: Mapping[str, Any], job: Job) -> dict[str, Any]:
+        """replicate-to-peer: send a volume or snapshot to a peer target."""
+        source, target = _source(body.get("source")), _target(body.get("target"))
+        peer = peer_from_json(body.get("peer"))
+        started = time.monotonic()
+        done = send_volume(self.driver, source, peer, target, job=job)
+        log.info(
+            "replicate %s -> %s on peer %s: %d of %d bytes sent, %.2f s",
+            source,
+            target,
+            peer.url,
+            done.bytes_sent,
+            done.size,
+            time.monotonic() - started,
+        )
+        return {"volume_id": target.volume_id, "size": done.size, "bytes_sent": done.bytes_sent}
+
 
 def _int(body: Mapping[str, Any], name: str) -> int:
     value = body.get(name)
@@ -781,6 +1335,19 @@ def _source(value: object) -> Source:
     return SnapshotRef(volume_id, str(snapshot_id))
 
 
+def _target(value: object) -> VolumeRef:
+    if not isinstance(value, dict):
+        raise ValueError("target: expected {volume_id}")
+    return VolumeRef(str(value.get("volume_id", "")))
+
+
+def _query_int(path: str, name: str) -> int:
+    values = parse_qs(urlsplit(path).query).get(name, [])
+    if len(values) != 1 or not re.fullmatch(r"[0-9]{1,19}", values[0]):
+        raise ValueError(f"{name}: expected ?{name}=N, a non-negative integer")
+    return int(values[0])
+
+
 def _is_id(name: str) -> bool:
     try:
         validate_id("id", name)
@@ -798,7 +1365,7 @@ class _Route:
     pattern: re.Pattern[str]
     action: str
     auth: bool = True
-    body: str = "json"  # "json", "raw" or "none"
+    body: str = "json"  # "json", "raw", "frames" (a replication's stream) or "none"
     long: bool = False
     job: bool = False  # counts against max_jobs
     status: HTTPStatus = HTTPStatus.OK
@@ -826,6 +1393,8 @@ _ROUTES: Final = (
     _route("DELETE", "/v1/volumes/{id}/snapshots/{id}", "delete_snapshot", body="none"),
     _route("POST", "/v1/push", "push", long=True, job=True),
     _route("POST", "/v1/pull", "pull", long=True, job=True),
+    _route("POST", "/v1/replicate", "replicate", long=True, job=True),
+    _route("PUT", "/v1/volumes/{id}/receive", "receive_volume", body="frames", job=True),
 )
 
 
@@ -847,6 +1416,14 @@ class TargetServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         host = str(host)
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _busy() -> _HTTPProblem:
+    return _HTTPProblem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "TransientError",
+        "the target is busy with other pushes, pulls and replications; try again",
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -886,6 +1463,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._secrets: list[str] = [self.service.token] if self.service.token else []
         self._body_left = 0
+        self._body: RequestBody | None = None
         path = self.path.split("?", 1)[0]
         status: int = HTTPStatus.INTERNAL_SERVER_ERROR
         try:
@@ -913,6 +1491,10 @@ class _Handler(BaseHTTPRequestHandler):
             options = body["store"].get("options")
             if isinstance(options, dict):
                 self._secrets += secret_values({str(k): str(v) for k, v in options.items()})
+        if isinstance(body.get("peer"), dict):
+            token = body["peer"].get("token")
+            if isinstance(token, str) and token:
+                self._secrets.append(token)
         action = route.action
         svc = self.service
         if action == "health":
@@ -925,6 +1507,8 @@ class _Handler(BaseHTTPRequestHandler):
             length, self._body_left = self._body_left, 0
             result = svc.write_volume(params[0], self.rfile.read, length)
             return self._send_json(route.status, result)
+        if action == "receive_volume":
+            return self._receive(route, params[0])
         if not route.long:
             call: Callable[..., dict[str, Any]] = getattr(svc, action)
             args: list[Any] = list(params)
@@ -976,34 +1560,89 @@ class _Handler(BaseHTTPRequestHandler):
     def _run_long(self, route: _Route, params: tuple[str, ...], body: dict[str, Any]) -> int:
         svc = self.service
         if route.job and not svc.jobs.acquire(blocking=False):
-            raise _HTTPProblem(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                "TransientError",
-                "the target is busy with other pushes and pulls; try again",
-            )
+            raise _busy()
         job = Job()
-        future: Future[dict[str, Any]] = Future()
         call: Callable[..., dict[str, Any]] = getattr(svc, route.action)
         args: list[Any] = [*params, body] if route.body == "json" else list(params)
+        future = self._start(lambda: call(*args, job), route.action, release=route.job)
+        return self._deliver(route.status, future, job)
 
-        def work() -> None:
+    def _start(
+        self, work: Callable[[], dict[str, Any]], name: str, *, release: bool
+    ) -> Future[dict[str, Any]]:
+        """Run `work` on its own thread; release a job slot after it if `release`."""
+        svc = self.service
+        future: Future[dict[str, Any]] = Future()
+
+        def run() -> None:
             try:
                 if future.set_running_or_notify_cancel():
                     try:
-                        future.set_result(call(*args, job))
+                        future.set_result(work())
                     except BaseException as exc:
                         future.set_exception(exc)
             finally:
-                if route.job:
+                if release:
                     svc.jobs.release()
 
-        threading.Thread(target=work, name=f"pieceworks-{route.action}", daemon=True).start()
-        if wait([future], timeout=svc.answer_within).done:
+        threading.Thread(target=run, name=f"pieceworks-{name}", daemon=True).start()
+        return future
+
+    def _deliver(self, status: HTTPStatus, future: Future[dict[str, Any]], job: Job) -> int:
+        """Answer with `future`'s outcome: plainly if quick, else as a progress stream."""
+        if wait([future], timeout=self.service.answer_within).done:
             exc = future.exception()
             if exc is not None:
                 raise exc
-            return self._send_json(route.status, future.result())
+            return self._send_json(status, future.result())
         return self._stream(future, job)
+
+    def _receive(self, route: _Route, volume_id: str) -> int:
+        """``PUT /v1/volumes/<id>/receive``: read a replication's frames, then commit.
+
+        The body is read here, on the connection's thread; the commit (an
+        fsync of the whole copy) runs as a long operation with heartbeats.
+        """
+        svc = self.service
+        size = _query_int(self.path, "size")
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self._body = RequestBody(self.rfile, None)
+        elif "Content-Length" in self.headers:
+            self._body = RequestBody(self.rfile, self._body_left)
+            self._body_left = 0
+        else:
+            raise _HTTPProblem(
+                HTTPStatus.LENGTH_REQUIRED, "BadRequest", "Content-Length or chunked body required"
+            )
+        if not svc.jobs.acquire(blocking=False):
+            raise _busy()
+        job = Job()
+        started = time.monotonic()
+        try:
+            received = receive_volume(svc.driver, VolumeRef(volume_id), size, self._body, job=job)
+        except BaseException:
+            svc.jobs.release()
+            raise
+        self._body = None
+
+        def commit() -> dict[str, Any]:
+            received.writer.commit()
+            log.info(
+                "received volume %r: %d frames, %d of %d bytes written, %.2f s",
+                volume_id,
+                received.frames,
+                received.bytes_written,
+                size,
+                time.monotonic() - started,
+            )
+            return {
+                "volume_id": volume_id,
+                "size": size,
+                "frames": received.frames,
+                "bytes_written": received.bytes_written,
+            }
+
+        return self._deliver(route.status, self._start(commit, "commit", release=True), job)
 
     def _stream(self, future: Future[dict[str, Any]], job: Job) -> int:
         """Answer with progress lines until `future` is done, then its outcome."""
@@ -1079,6 +1718,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drain(self) -> None:
         """Read the unread request body, so the client can read the error answer."""
+        body, self._body = self._body, None
+        if body is not None:
+            body.drain(_DRAIN_LIMIT)
+            return
         left, self._body_left = self._body_left, 0
         if left > _DRAIN_LIMIT:
             return
@@ -1191,7 +1834,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--token", help="bearer token the manager must send (or PIECEWORKS_TARGET_TOKEN)"
     )
     parser.add_argument("--token-file", help="read the token from this file")
-    parser.add_argument("--max-jobs", type=int, default=4, help="pushes and pulls at once")
+    parser.add_argument(
+        "--max-jobs", type=int, default=4, help="pushes, pulls, replications and receives at once"
+    )
     parser.add_argument("--threads", type=int, default=2, help="worker threads per push or pull")
     parser.add_argument(
         "--answer-within",

@@ -187,9 +187,15 @@ def request(volume_id: str, **kw: object) -> BackupRequest:
 
 
 def test_the_driver_provides_exactly_the_offload_capabilities() -> None:
-    """snapshot, push, pull and compress; never stream-out or stream-in."""
+    """snapshot, push, pull, compress and replicate-to-peer; never stream-out or stream-in."""
     names = {capability_name(i) for i in verify_driver(RemoteDriver, "remote")}
-    assert names == {"snapshot", "push-to-object-store", "pull-from-object-store", "compress"}
+    assert names == {
+        "snapshot",
+        "push-to-object-store",
+        "pull-from-object-store",
+        "compress",
+        "replicate-to-peer",
+    }
     for member in ("open_read", "open_write", "read_range", "write_volume"):
         assert not hasattr(RemoteDriver, member)
     backend = Backend.of("remote", RemoteDriver("http://127.0.0.1:9"))
@@ -197,6 +203,7 @@ def test_the_driver_provides_exactly_the_offload_capabilities() -> None:
         "compress",
         "pull-from-object-store",
         "push-to-object-store",
+        "replicate-to-peer",
         "snapshot",
     )
 
