@@ -1,0 +1,7 @@
+"""``python -m pieceworks``: the same as the ``pieceworks`` command."""
+
+import sys
+
+from pieceworks.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""``pieceworks backup``: back up one volume of a backend into a store.
+
+The backup runs as a TaskFlow flow (`common_algorithms.backup`): the first
+eligible strategy of the plan runs and, if it fails, is reverted and the
+next one runs. Progress comes from the transfer task's notifier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from pieceworks.cli.context import Context
+from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.interrupts import abandon_backup
+from pieceworks.cli.output import human_bytes, mb_per_s
+from pieceworks.common_algorithms import (
+    BackupOutcome,
+    BackupRequest,
+    backup,
+    plan_backup,
+)
+
+__all__ = ["backup_request", "report", "run_backup"]
+
+log = logging.getLogger(__name__)
+
+
+def backup_request(args: argparse.Namespace) -> BackupRequest:
+    """The request the options describe (`ConfigError` if out of range)."""
+    extra = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
+    return BackupRequest(
+        volume_id=args.volume,
+        in_use=args.in_use,
+        force=args.force,
+        incremental=args.incremental,
+        codec=args.codec,
+        **extra,
+    )
+
+
+def report(outcome: BackupOutcome) -> str:
+    """A backup outcome as a few lines of text."""
+    lines = [
+        f"backup {outcome.backup_id} of volume '{outcome.volume_id}' (backend"
+        f" '{outcome.backend}') written to store '{outcome.store}'",
+        f"  strategy  {outcome.strategy}",
+    ]
+    lines += [f"  fell back {a.strategy} failed: {a.error}" for a in outcome.failed]
+    lines += [
+        f"  size      {human_bytes(outcome.size)} ({outcome.chunks_total} chunks of data,"
+        f" {outcome.holes} holes)",
+        f"  read      {human_bytes(outcome.bytes_read)}"
+        + (
+            f" ({human_bytes(outcome.bytes_through_manager)} through pieceworks)"
+            if outcome.bytes_through_manager != outcome.bytes_read
+            else ""
+        ),
+        f"  stored    {human_bytes(outcome.bytes_stored)} new ({outcome.chunks_new} new chunks)",
+    ]
+    if outcome.incremental:
+        lines.append(f"  parent    {outcome.parent or 'none (first backup of the volume)'}")
+    lines.append(
+        f"  time      {outcome.seconds:.2f} s, {mb_per_s(outcome.size, outcome.seconds):.1f} MB/s"
+    )
+    return "\n".join(lines)
+
+
+def run_backup(args: argparse.Namespace, ctx: Context) -> int:
+    """Plan and run a backup, with progress; undo and explain on Ctrl-C."""
+    backend, store = ctx.backend(), ctx.store()
+    request = backup_request(args)
+    ctx.require_volume(backend, request.volume_id)
+    plan = plan_backup(backend, store, request)
+    log.info("%s", plan.format_text())
+    options = ctx.engine_options()
+    with ctx.progress(f"backup {request.volume_id}") as progress:
+        try:
+            outcome = backup(backend, store, request, options=options, progress=progress)
+        except KeyboardInterrupt:
+            progress.close()
+            message = abandon_backup(backend, store, request, plan)
+            raise CliError(message, ExitCode.INTERRUPTED) from None
+    ctx.out.data(outcome.to_dict())
+    ctx.out.result(report(outcome))
+    return ExitCode.OK

@@ -1,0 +1,258 @@
+"""``pieceworks drivers`` and ``pieceworks check-driver MODULE:CLASS``.
+
+Both look at driver classes only, never at a configured backend: what the
+installed drivers (entry points) can do, and whether a class a driver
+author is writing passes the run-time capability check and completes any
+backup or restore strategy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from zope.interface.interface import InterfaceClass
+
+from pieceworks.cli.context import Context
+from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.output import table
+from pieceworks.common_algorithms import (
+    Backend,
+    BackupRequest,
+    Plan,
+    RestoreRequest,
+    Store,
+    backend_tags,
+    plan_backup,
+    plan_restore,
+)
+from pieceworks.protocols import (
+    CAPABILITIES,
+    InvalidDriver,
+    ObjectInfo,
+    ObjectStore,
+    StoreSpec,
+    capabilities_of,
+    capability_name,
+    verify_driver,
+)
+from pieceworks.registry import DRIVERS_NAMESPACE, STORES_NAMESPACE, discover
+
+__all__ = ["DriverReport", "examine", "run_check_driver", "run_drivers"]
+
+
+class _PlanningStore(ObjectStore):
+    """A store that is never touched: planning looks only at capabilities and names."""
+
+    def _untouched(self) -> NotImplementedError:
+        return NotImplementedError("the planning store holds nothing")
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        raise self._untouched()
+
+    def get(self, key: str) -> bytes:
+        raise self._untouched()
+
+    def head(self, key: str) -> ObjectInfo:
+        raise self._untouched()
+
+    def delete(self, key: str) -> None:
+        raise self._untouched()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        raise self._untouched()
+
+
+@dataclass(frozen=True)
+class DriverReport:
+    """What a driver class provides and which strategies those pieces complete."""
+
+    name: str
+    target: str
+    capabilities: tuple[str, ...]
+    backup_free: Plan
+    backup_in_use: Plan
+    restore: Plan
+    tags: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON form used by ``drivers --json`` and ``check-driver --json``."""
+        return {
+            "name": self.name,
+            "target": self.target,
+            "capabilities": list(self.capabilities),
+            "backup_strategies": {
+                "not_in_use": list(self.backup_free.eligible),
+                "in_use": list(self.backup_in_use.eligible),
+            },
+            "restore_strategies": list(self.restore.eligible),
+            "missing": self.missing(),
+            "tags": list(self.tags),
+        }
+
+    def missing(self) -> dict[str, list[str]]:
+        """Strategies it cannot complete, each with the pieces that would complete it."""
+        out: dict[str, list[str]] = {}
+        for plan in (self.backup_free, self.restore):
+            for s in plan.strategies:
+                if not s.eligible and s.needs:
+                    out[f"{plan.operation} {s.name}"] = list(s.needs)
+        return out
+
+    def completes_anything(self) -> bool:
+        """Whether it completes at least one backup or restore strategy."""
+        return bool(self.backup_free.eligible or self.restore.eligible)
+
+
+def _target(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def examine(name: str, driver: object, capabilities: tuple[InterfaceClass, ...]) -> DriverReport:
+    """Plan backups (volume in use or not) and restores for a driver with `capabilities`."""
+    backend = Backend(name, driver, frozenset(capabilities))
+    store = Store("check", _PlanningStore(), StoreSpec("check", "planning"))
+    return DriverReport(
+        name=name,
+        target=_target(driver),
+        capabilities=tuple(sorted(capability_name(c) for c in capabilities)),
+        backup_free=plan_backup(backend, store, BackupRequest("volume")),
+        backup_in_use=plan_backup(backend, store, BackupRequest("volume", in_use=True)),
+        restore=plan_restore(backend, store, RestoreRequest("backup", "volume")),
+        tags=tuple(sorted({t for ts in backend_tags(backend).values() for t in ts})),
+    )
+
+
+def _strategies_text(report: DriverReport) -> list[str]:
+    def names(plan: Plan) -> str:
+        return ", ".join(plan.eligible) or "none"
+
+    lines = [
+        f"  backup, volume not in use: {names(report.backup_free)}",
+        f"  backup, volume in use:     {names(report.backup_in_use)}",
+        f"  restore:                   {names(report.restore)}",
+    ]
+    lines += [
+        f"  missing {what}: needs {' + '.join(needs)}" for what, needs in report.missing().items()
+    ]
+    return lines
+
+
+# -- drivers ---------------------------------------------------------------------------
+
+
+def run_drivers(args: argparse.Namespace, ctx: Context) -> int:
+    """List installed drivers and store drivers with their capabilities."""
+    drivers, stores = discover(DRIVERS_NAMESPACE), discover(STORES_NAMESPACE)
+    reports: list[DriverReport] = []
+    factories: list[str] = []
+    for name, factory in drivers.factories.items():
+        caps = capabilities_of(factory)
+        if caps:
+            reports.append(examine(name, factory, caps))
+        else:
+            factories.append(name)
+    failures = [
+        {"namespace": found.namespace, "name": name, "error": error}
+        for found in (drivers, stores)
+        for name, error in found.failures.items()
+    ]
+    store_caps = {
+        name: sorted(capability_name(c) for c in capabilities_of(factory))
+        for name, factory in stores.factories.items()
+    }
+    store_rows = [
+        {"name": name, "target": _target(stores.factories[name]), "capabilities": caps}
+        for name, caps in store_caps.items()
+    ]
+    ctx.out.data(
+        {
+            "drivers": [r.to_dict() for r in reports]
+            + [
+                {"name": n, "target": _target(drivers.factories[n]), "capabilities": None}
+                for n in factories
+            ],
+            "stores": store_rows,
+            "failures": failures,
+        }
+    )
+    out = ctx.out
+    out.result(f"drivers ({DRIVERS_NAMESPACE}):")
+    if reports:
+        rows = [
+            [cap, *("yes" if cap in r.capabilities else "-" for r in reports)]
+            for cap in CAPABILITIES
+            if cap != "object-store"
+        ]
+        out.result(table(["capability", *(r.name for r in reports)], rows))
+        for r in reports:
+            out.result(f"{r.name} ({r.target}) completes:")
+            out.result("\n".join(_strategies_text(r)))
+    else:
+        out.result("  none")
+    for name in factories:
+        out.result(f"{name}: a factory, not a class: its capabilities are known once configured")
+    out.result(f"\nstore drivers ({STORES_NAMESPACE}):")
+    rows2 = [
+        [name, _target(stores.factories[name]), ", ".join(caps)]
+        for name, caps in store_caps.items()
+    ]
+    out.result(table(["name", "entry point", "capabilities"], rows2) if rows2 else "  none")
+    if failures:
+        out.result("\nfailed to load:")
+        for f in failures:
+            out.result(f"  {f['name']} ({f['namespace']}): {f['error']}")
+    return ExitCode.OK
+
+
+# -- check-driver ------------------------------------------------------------------------
+
+
+def _load_class(spec: str) -> object:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise CliError(f"expected MODULE:CLASS, not {spec!r}", ExitCode.USAGE)
+    if os.getcwd() not in sys.path:  # like `python -m`: modules next to you import
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: object = importlib.import_module(module_name)
+    except Exception as exc:
+        raise CliError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}", ExitCode.USAGE
+        ) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise CliError(f"module {module_name!r} has no {attr!r}", ExitCode.USAGE) from None
+    return obj
+
+
+def run_check_driver(args: argparse.Namespace, ctx: Context) -> int:
+    """Import a driver class, verify it and say which strategies it completes."""
+    cls = _load_class(args.target)
+    name = args.name or getattr(cls, "__name__", args.target)
+    try:
+        capabilities = verify_driver(cls, name)
+    except InvalidDriver as exc:
+        raise CliError(str(exc), ExitCode.FAILED) from None
+    report = examine(name, cls, capabilities)
+    ok = report.completes_anything()
+    ctx.out.data({**report.to_dict(), "ok": ok})
+    ctx.out.result(f"driver {report.target}: capabilities verified")
+    ctx.out.result(f"  capabilities: {', '.join(report.capabilities)}")
+    ctx.out.result("strategies it completes:")
+    ctx.out.result("\n".join(_strategies_text(report)))
+    ctx.out.result(f"registry tags: {', '.join(report.tags) or 'none'}")
+    if not ok:
+        needs = "; ".join(f"{w}: {' + '.join(n)}" for w, n in report.missing().items())
+        raise CliError(
+            f"driver '{name}' ({report.target}) completes no backup or restore strategy;"
+            f" it would need: {needs}",
+            ExitCode.FAILED,
+        )
+    return ExitCode.OK

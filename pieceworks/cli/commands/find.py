@@ -1,0 +1,64 @@
+"""``pieceworks find ATTR...``: the founding idea, a registry search from the shell.
+
+Every configured backend is registered with `register_backend` (its
+verified driver under its capabilities, and its backup, restore, verify
+and delete flow factories under tags such as ``live-backup``); then the
+registry is asked for what provides the attributes. A miss is `NoMatch`,
+a `NotFound` whose message names the closest registrations and what each
+lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from zope.interface.interface import InterfaceClass
+
+from pieceworks.cli.context import Context
+from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.output import table
+from pieceworks.protocols import capability_name
+from pieceworks.registry import Attribute, Kind, Registration
+
+__all__ = ["run_find"]
+
+
+def _label(attribute: Attribute) -> str:
+    return capability_name(attribute) if isinstance(attribute, InterfaceClass) else attribute
+
+
+def _labels(reg: Registration) -> list[str]:
+    return sorted(_label(a) for a in reg.provides)
+
+
+def _row(reg: Registration) -> dict[str, object]:
+    return {
+        "name": reg.name,
+        "kind": reg.kind.value,
+        "backend": reg.backend,
+        "provides": _labels(reg),
+    }
+
+
+def run_find(args: argparse.Namespace, ctx: Context) -> int:
+    """Search the registry of the configured backends."""
+    if not (args.attributes or args.any_of or args.kind):
+        raise CliError("find needs at least one ATTR, --any ATTR or --kind", ExitCode.USAGE)
+    if args.backend is not None:
+        ctx.config.backend(args.backend)  # an unknown name is an error, not an empty result
+    registry = ctx.registry()
+    found = registry.find(
+        args.attributes,
+        any_of=args.any_of or (),
+        none_of=args.none_of or (),
+        kind=Kind(args.kind) if args.kind else None,
+        backend=args.backend,
+    )
+    ctx.out.data([_row(r) for r in found])
+    ctx.out.result(
+        table(
+            ["name", "kind", "backend", "provides"],
+            [[r.name, r.kind.value, r.backend or "-", ", ".join(_labels(r))] for r in found],
+        )
+    )
+    return ExitCode.OK

@@ -1,0 +1,83 @@
+"""``pieceworks plan backup|restore``: the strategies an operation would try, and why.
+
+Planning is pure (capabilities, store and request only), so the plan can be
+shown before anything runs: as text, JSON (`Plan.to_dict`), Graphviz dot
+(`Plan.to_dot`) or SVG rendered by Graphviz's ``dot`` if it is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+
+from pieceworks.cli.commands.backup import backup_request
+from pieceworks.cli.context import Context
+from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.common_algorithms import Plan, RestoreRequest, plan_backup, plan_restore
+from pieceworks.common_algorithms.manifest import read_manifest
+
+__all__ = ["render_svg", "run_plan", "run_plan_backup", "run_plan_restore"]
+
+
+def render_svg(dot_source: str) -> str:
+    """Render Graphviz dot to SVG with the ``dot`` program; `CliError` if it is missing."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise CliError(
+            "--format svg needs Graphviz's 'dot' program, which is not on PATH: install"
+            " graphviz (e.g. apt-get install graphviz), or use --format dot and render it"
+            " elsewhere",
+            ExitCode.USAGE,
+        )
+    done = subprocess.run(
+        [dot, "-Tsvg"], input=dot_source, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise CliError(f"dot failed (exit {done.returncode}): {done.stderr.strip()}")
+    return done.stdout
+
+
+def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
+    fmt = "json" if ctx.out.json_mode else args.format
+    if fmt == "json":
+        ctx.out.json_mode = True
+        ctx.out.data(plan.to_dict())
+    else:
+        if fmt == "text":
+            rendered = plan.format_text()
+        elif fmt == "dot":
+            rendered = plan.to_dot()
+        else:
+            rendered = render_svg(plan.to_dot())
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(ctx.out.masker.text(rendered))
+            ctx.out.note(f"wrote the {fmt} plan to {args.output}")
+        else:
+            ctx.out.result(rendered.rstrip("\n"))
+    if plan.chosen is None:
+        ctx.out.note(f"no {plan.operation} strategy can run on backend '{plan.backend}'")
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def run_plan_backup(args: argparse.Namespace, ctx: Context) -> int:
+    """Show the backup plan for --volume with the given flags."""
+    backend, store = ctx.backend(), ctx.store()
+    request = backup_request(args)
+    ctx.require_volume(backend, request.volume_id)
+    return _emit(plan_backup(backend, store, request), args, ctx)
+
+
+def run_plan_restore(args: argparse.Namespace, ctx: Context) -> int:
+    """Show the restore plan of BACKUP_ID into --volume (default: its own volume)."""
+    backend, store = ctx.backend(), ctx.store()
+    manifest = read_manifest(store.objects, args.backup_id)
+    request = RestoreRequest(args.backup_id, args.volume or manifest.volume_id)
+    return _emit(plan_restore(backend, store, request), args, ctx)
+
+
+def run_plan(args: argparse.Namespace, ctx: Context) -> int:
+    """Never runs: argparse requires ``backup`` or ``restore`` after ``plan``."""
+    raise CliError("plan needs an operation: backup or restore", ExitCode.USAGE)

@@ -1,0 +1,55 @@
+"""``pieceworks restore BACKUP_ID``: write a backup into a volume of the backend.
+
+Every chunk's hash is checked before it is written; a damaged chunk stops
+the restore (exit 4) and the target volume is left as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pieceworks.cli.context import Context
+from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.output import human_bytes, mb_per_s
+from pieceworks.common_algorithms import RestoreOutcome, RestoreRequest, restore
+from pieceworks.common_algorithms.manifest import read_manifest
+
+__all__ = ["report", "run_restore"]
+
+
+def report(outcome: RestoreOutcome) -> str:
+    """A restore outcome as a few lines of text."""
+    lines = [
+        f"restored backup {outcome.backup_id} into volume '{outcome.volume_id}'"
+        f" (backend '{outcome.backend}')",
+        f"  strategy  {outcome.strategy}",
+    ]
+    lines += [f"  fell back {a.strategy} failed: {a.error}" for a in outcome.failed]
+    lines += [
+        f"  size      {human_bytes(outcome.size)}",
+        f"  written   {human_bytes(outcome.bytes_written)} (holes are not written)",
+        f"  time      {outcome.seconds:.2f} s, {mb_per_s(outcome.size, outcome.seconds):.1f} MB/s",
+    ]
+    return "\n".join(lines)
+
+
+def run_restore(args: argparse.Namespace, ctx: Context) -> int:
+    """Restore BACKUP_ID into --volume (default: the volume it was taken of)."""
+    backend, store = ctx.backend(), ctx.store()
+    manifest = read_manifest(store.objects, args.backup_id)
+    request = RestoreRequest(args.backup_id, args.volume or manifest.volume_id)
+    with ctx.progress(f"restore {request.volume_id}") as progress:
+        try:
+            outcome = restore(
+                backend, store, request, options=ctx.engine_options(), progress=progress
+            )
+        except KeyboardInterrupt:
+            progress.close()
+            raise CliError(
+                f"interrupted: the restore did not complete; volume '{request.volume_id}' was"
+                " not replaced (an uncommitted restore is discarded)",
+                ExitCode.INTERRUPTED,
+            ) from None
+    ctx.out.data(outcome.to_dict())
+    ctx.out.result(report(outcome))
+    return ExitCode.OK

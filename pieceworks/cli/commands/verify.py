@@ -1,0 +1,45 @@
+"""``pieceworks verify BACKUP_ID``: check every chunk of a backup against its hash."""
+
+from __future__ import annotations
+
+import argparse
+
+from pieceworks.cli.context import Context
+from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.output import human_bytes
+from pieceworks.common_algorithms import VerifyOutcome, verify
+
+__all__ = ["report", "run_verify"]
+
+
+def report(outcome: VerifyOutcome) -> str:
+    """A verify outcome as text: OK, or every problem with its volume offset."""
+    head = (
+        f"backup {outcome.backup_id}: {outcome.chunks_checked} chunks"
+        f" ({human_bytes(outcome.bytes_checked)}) checked"
+    )
+    if outcome.ok:
+        return f"{head}: OK"
+    lines = [f"{head}: {len(outcome.problems)} problem(s)"]
+    lines += [
+        f"  offset {p.offset}: chunk {p.digest[:16]}... {p.reason}"
+        + (f" ({p.detail})" if p.detail else "")
+        for p in outcome.problems
+    ]
+    return "\n".join(lines)
+
+
+def run_verify(args: argparse.Namespace, ctx: Context) -> int:
+    """Verify BACKUP_ID; exit 1 when a chunk is missing or damaged."""
+    store = ctx.store()
+    with ctx.progress(f"verify {args.backup_id}") as progress:
+        try:
+            outcome = verify(store, args.backup_id, options=ctx.engine_options(), progress=progress)
+        except KeyboardInterrupt:
+            progress.close()
+            raise CliError(
+                "interrupted: verify did not finish; nothing was changed", ExitCode.INTERRUPTED
+            ) from None
+    ctx.out.data(outcome.to_dict())
+    ctx.out.result(report(outcome))
+    return ExitCode.OK if outcome.ok else ExitCode.FAILED

@@ -1,0 +1,284 @@
+"""The configuration: a TOML file, environment variables and built-in defaults.
+
+Where it comes from, first match wins: ``--config FILE``, the file named by
+``PIECEWORKS_CONFIG``, ``~/.config/pieceworks/pieceworks.toml`` if it exists;
+else nothing (built-in defaults only). A file looks like::
+
+    [backends.lab]          # a backend: a driver and its options
+    driver = "file"
+    path = "/srv/volumes"
+
+    [stores.lab]            # a store: a store driver and its options
+    driver = "posix"
+    path = "/srv/backups"
+
+    [engine]                # optional
+    persistence = "sqlite:////var/lib/pieceworks/pieceworks.db"
+    engine = "serial"       # or "parallel"
+
+Every key of a backend or store section except ``driver`` is passed to the
+driver's entry point as a keyword argument; a store section is also the
+`StoreSpec` handed to backends that reach the store themselves. A kind of
+section the file does not have (no ``[backends.*]``, say) gets the default:
+backend ``local`` (driver ``file``, ``$PIECEWORKS_HOME/volumes``), store
+``local`` (driver ``posix``, ``$PIECEWORKS_HOME/backups``) and persistence in
+``$PIECEWORKS_HOME/pieceworks.db`` (SQLite), where ``PIECEWORKS_HOME``
+defaults to ``~/.local/share/pieceworks``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pieceworks.cli.masking import is_secret_name, url_password
+from pieceworks.protocols import (
+    BackendNotFound,
+    ConfigError,
+    InvalidName,
+    StoreNotFound,
+    validate_id,
+)
+
+__all__ = [
+    "DEFAULT_NAME",
+    "ENGINES",
+    "Config",
+    "Section",
+    "default_config_path",
+    "home_dir",
+    "load_config",
+]
+
+#: The name the default backend and store have, and the one chosen among several.
+DEFAULT_NAME = "local"
+ENGINES = ("serial", "parallel")
+_ENGINE_KEYS = {"persistence", "engine"}
+_TOP_KEYS = {"backends", "stores", "engine"}
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+#: A value an option may take in the file.
+OptionValue = str | int | float | bool
+
+
+def home_dir(env: Mapping[str, str]) -> Path:
+    """``$PIECEWORKS_HOME``, else ``~/.local/share/pieceworks`` (not created here)."""
+    home = env.get("PIECEWORKS_HOME")
+    if home:
+        return Path(home).expanduser().absolute()
+    return Path(env.get("HOME") or Path.home()).expanduser() / ".local" / "share" / "pieceworks"
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    """``$XDG_CONFIG_HOME/pieceworks/pieceworks.toml`` (``~/.config`` by default)."""
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base).expanduser() / "pieceworks" / "pieceworks.toml"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One configured backend or store: its name, driver and the driver's options.
+
+    `origin` says where it was defined, for messages (``/etc/pw.toml
+    [stores.lab]`` or ``built-in default``); `default_dirs` are directories
+    to create before the driver is opened (only for the built-in defaults).
+    """
+
+    kind: str  # "backend" or "store"
+    name: str
+    driver: str
+    options: Mapping[str, OptionValue]
+    origin: str
+    default_dirs: tuple[Path, ...] = ()
+
+    def masked_options(self) -> dict[str, OptionValue | str]:
+        """The options with secret values replaced by ``***``."""
+        return {k: ("***" if is_secret_name(k) else v) for k, v in self.options.items()}
+
+    def spec_options(self) -> dict[str, str]:
+        """The options as strings, for a `StoreSpec` (``true``/``false`` for booleans)."""
+        return {
+            k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in self.options.items()
+        }
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration: backends and stores by name, engine settings."""
+
+    path: Path | None
+    home: Path
+    backends: Mapping[str, Section]
+    stores: Mapping[str, Section]
+    persistence: str | None
+    engine: str = "serial"
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def backend(self, name: str | None) -> Section:
+        """The backend called `name`, or the default one (see `choose`)."""
+        return _choose(self.backends, name, "backend", "--backend", self._where())
+
+    def store(self, name: str | None) -> Section:
+        """The store called `name`, or the default one (see `choose`)."""
+        return _choose(self.stores, name, "store", "--store", self._where())
+
+    def _where(self) -> str:
+        return f"in {self.path}" if self.path else "(no configuration file: built-in defaults)"
+
+
+def _choose(
+    sections: Mapping[str, Section], name: str | None, kind: str, flag: str, where: str
+) -> Section:
+    """`name`'s section; without a name the only one, or the one called ``local``."""
+    names = ", ".join(sorted(sections)) or "none"
+    if name is not None:
+        if name in sections:
+            return sections[name]
+        error = BackendNotFound if kind == "backend" else StoreNotFound
+        raise error(f"unknown {kind} '{name}' {where}; configured {kind}s: {names}")
+    if len(sections) == 1:
+        return next(iter(sections.values()))
+    if DEFAULT_NAME in sections:
+        return sections[DEFAULT_NAME]
+    raise ConfigError(
+        f"several {kind}s are configured and none is called '{DEFAULT_NAME}': choose one with"
+        f" {flag} NAME (configured {kind}s: {names})"
+    )
+
+
+def _config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} (--config) does not exist")
+        return path
+    from_env = env.get("PIECEWORKS_CONFIG")
+    if from_env:
+        path = Path(from_env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} (PIECEWORKS_CONFIG) does not exist")
+        return path
+    default = default_config_path(env)
+    return default if default.is_file() else None
+
+
+def _parse(path: Path) -> dict[str, object]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        line, col = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+        found = _TOML_POSITION.search(message)
+        if found:
+            message = message[: found.start()]
+            line, col = int(found.group(1)), int(found.group(2))
+        where = f", line {line}, column {col}" if line is not None else ""
+        raise ConfigError(f"configuration file {path}{where}: {message}") from None
+
+
+def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> dict[str, Section]:
+    raw = data.get(table, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path}: [{table}] must be a table of {kind}s")
+    out: dict[str, Section] = {}
+    for name, body in raw.items():
+        origin = f"{path} [{table}.{name}]"
+        try:
+            validate_id(f"{kind} name", name)
+        except InvalidName as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        if not isinstance(body, dict):
+            raise ConfigError(f"{origin}: must be a table with a 'driver' key")
+        driver = body.get("driver")
+        if not isinstance(driver, str) or not driver:
+            raise ConfigError(f"{origin}: missing 'driver' (the entry point name of the driver)")
+        options: dict[str, OptionValue] = {}
+        for key, value in body.items():
+            if key == "driver":
+                continue
+            if not isinstance(value, str | int | float | bool):
+                raise ConfigError(
+                    f"{origin}: option '{key}' must be a string, number or boolean,"
+                    f" not a {type(value).__name__}"
+                )
+            options[key] = value
+        out[name] = Section(kind, name, driver, options, origin)
+    return out
+
+
+def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | None]:
+    raw = data.get("engine", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path}: [engine] must be a table")
+    unknown = sorted(set(raw) - _ENGINE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path} [engine]: unknown key(s) {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(_ENGINE_KEYS))})"
+        )
+    persistence, engine = raw.get("persistence"), raw.get("engine")
+    if persistence is not None and not isinstance(persistence, str):
+        raise ConfigError(f"{path} [engine]: persistence must be a connection string")
+    if engine is not None and engine not in ENGINES:
+        raise ConfigError(f"{path} [engine]: engine must be one of {', '.join(ENGINES)}")
+    return persistence, engine
+
+
+def _secrets(sections: list[Section], persistence: str | None) -> frozenset[str]:
+    found: set[str] = set()
+    for s in sections:
+        for key, value in s.options.items():
+            if isinstance(value, str):
+                if is_secret_name(key):
+                    found.add(value)
+                elif (pw := url_password(value)) is not None:
+                    found.add(pw)
+    if persistence and (pw := url_password(persistence)) is not None:
+        found.add(pw)
+    return frozenset(found)
+
+
+def defaults(home: Path) -> tuple[dict[str, Section], dict[str, Section], str]:
+    """The built-in backend, store and persistence under `home`."""
+    volumes, backups = home / "volumes", home / "backups"
+    backend = Section(
+        "backend", DEFAULT_NAME, "file", {"path": str(volumes)}, "built-in default", (volumes,)
+    )
+    store = Section(
+        "store", DEFAULT_NAME, "posix", {"path": str(backups)}, "built-in default", (backups,)
+    )
+    return (
+        {DEFAULT_NAME: backend},
+        {DEFAULT_NAME: store},
+        f"sqlite:///{home / 'pieceworks.db'}",
+    )
+
+
+def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
+    """Read the configuration (see the module docstring); `ConfigError` if it is bad."""
+    home = home_dir(env)
+    backends, stores, persistence = defaults(home)
+    engine = "serial"
+    path = _config_path(explicit, env)
+    if path is not None:
+        data = _parse(path)
+        unknown = sorted(set(data) - _TOP_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"configuration file {path}: unknown section(s) {', '.join(unknown)}"
+                " (known: backends, stores, engine)"
+            )
+        backends = _sections(data, "backend", "backends", path) or backends
+        stores = _sections(data, "store", "stores", path) or stores
+        given_persistence, given_engine = _engine(data, path)
+        persistence = given_persistence or persistence
+        engine = given_engine or engine
+    secrets = _secrets([*backends.values(), *stores.values()], persistence)
+    return Config(path, home, backends, stores, persistence, engine, secrets)

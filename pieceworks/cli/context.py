@@ -1,0 +1,235 @@
+"""Build what a command works on from the configuration, through entry-point discovery.
+
+Drivers and stores are never imported by name: a section's ``driver`` is
+looked up with `load_factory` in the ``pieceworks.drivers`` or
+``pieceworks.stores`` namespace, so a third-party driver installed with an
+entry point works exactly like the reference ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextlib import closing
+from pathlib import Path
+from typing import cast
+
+from taskflow.persistence import backends as persistence_backends
+
+from pieceworks.cli.config import Config, Section, load_config
+from pieceworks.cli.exit_codes import CliError
+from pieceworks.cli.output import Output
+from pieceworks.cli.progress import Progress, mode_for
+from pieceworks.common_algorithms import Backend, EngineOptions, Store, register_backend
+from pieceworks.protocols import (
+    ConfigError,
+    DriverNotFound,
+    InvalidDriver,
+    InvalidName,
+    IObjectStore,
+    StoreSpec,
+    VolumeNotFound,
+    VolumeRef,
+)
+from pieceworks.registry import (
+    DRIVERS_NAMESPACE,
+    STORES_NAMESPACE,
+    DriverLoadError,
+    Registry,
+    load_factory,
+)
+
+__all__ = ["Context", "check_persistence", "open_section"]
+
+log = logging.getLogger(__name__)
+
+
+def _summary(config: Config) -> str:
+    def one(s: Section) -> str:
+        options = ", ".join(f"{k}={v}" for k, v in s.masked_options().items())
+        return f"{s.kind} {s.name} (driver {s.driver}, {options}; {s.origin})"
+
+    parts = [one(s) for s in (*config.backends.values(), *config.stores.values())]
+    return "; ".join([f"file {config.path or 'none'}", *parts, f"persistence {config.persistence}"])
+
+
+def open_section(section: Section, namespace: str) -> object:
+    """Load `section`'s driver factory and call it with the section's options.
+
+    Every way this can go wrong is one `ConfigError` naming where the
+    section was defined (an unknown or broken driver, a bad option), except
+    failures of the backend itself (`CliError`, exit 1).
+    """
+    what = "driver" if namespace == DRIVERS_NAMESPACE else "store driver"
+    try:
+        factory = load_factory(section.driver, namespace)
+    except DriverNotFound as exc:
+        raise ConfigError(f"{section.origin}: unknown {what} '{section.driver}': {exc}") from None
+    except DriverLoadError as exc:
+        raise ConfigError(f"{section.origin}: {what} '{section.driver}' is broken: {exc}") from None
+    for directory in section.default_dirs:
+        directory.mkdir(parents=True, exist_ok=True)
+    try:
+        return factory(**section.options)
+    except (ConfigError, InvalidName, TypeError, ValueError) as exc:
+        raise ConfigError(f"{section.origin}: {exc}") from None
+    except Exception as exc:
+        raise CliError(
+            f"{section.origin}: cannot open {section.kind} '{section.name}': {exc}"
+        ) from None
+
+
+def check_persistence(url: str) -> None:
+    """Open and close TaskFlow persistence at `url`; `ConfigError`/`CliError` if it fails."""
+    try:
+        backend = persistence_backends.fetch({"connection": url})
+    except Exception as exc:
+        raise ConfigError(
+            f"[engine] persistence {url!r} cannot be used: {type(exc).__name__}: {exc}"
+        ) from None
+    try:
+        with closing(backend.get_connection()):
+            pass
+    except Exception as exc:
+        raise CliError(
+            f"cannot connect to the TaskFlow persistence backend {url!r}: {exc}"
+        ) from None
+    finally:
+        backend.close()
+
+
+class Context:
+    """What a command works with: output, configuration, backends and stores.
+
+    The configuration is read on first use (a command such as ``drivers``
+    never reads it); from then on its secrets are masked in all output.
+    Backends and stores are opened on first use and kept for the command.
+    """
+
+    def __init__(
+        self,
+        out: Output,
+        env: Mapping[str, str],
+        *,
+        config_path: str | None = None,
+        backend: str | None = None,
+        store: str | None = None,
+        config: Config | None = None,
+    ) -> None:
+        self.out = out
+        self.env = env
+        self.config_path = config_path
+        self.backend_name = backend
+        self.store_name = store
+        self._config = config
+        if config is not None:
+            out.masker.add(config.secrets)
+            log.info("configuration: %s", _summary(config))
+        self._backends: dict[str, Backend] = {}
+        self._stores: dict[str, Store] = {}
+
+    @property
+    def config(self) -> Config:
+        """The configuration, read (and its secrets registered for masking) on first use."""
+        if self._config is None:
+            self._config = load_config(self.config_path, self.env)
+            self.out.masker.add(self._config.secrets)
+            log.info("configuration: %s", _summary(self._config))
+        return self._config
+
+    # -- backends and stores ------------------------------------------------
+
+    def backend(self, name: str | None = None) -> Backend:
+        """The chosen backend (``--backend``, else the default), verified."""
+        section = self.config.backend(name or self.backend_name)
+        if section.name not in self._backends:
+            driver = open_section(section, DRIVERS_NAMESPACE)
+            try:
+                self._backends[section.name] = Backend.of(section.name, driver)
+            except InvalidDriver as exc:
+                raise ConfigError(f"{section.origin}: {exc}") from None
+        return self._backends[section.name]
+
+    def all_backends(self) -> list[Backend]:
+        """Every configured backend, by name."""
+        return [self.backend(name) for name in sorted(self.config.backends)]
+
+    def store(self, name: str | None = None) -> Store:
+        """The chosen store (``--store``, else the default), with its `StoreSpec`."""
+        section = self.config.store(name or self.store_name)
+        if section.name not in self._stores:
+            objects = open_section(section, STORES_NAMESPACE)
+            spec = StoreSpec(section.name, section.driver, section.spec_options())
+            try:
+                self._stores[section.name] = Store(section.name, cast(IObjectStore, objects), spec)
+            except InvalidDriver as exc:
+                raise ConfigError(f"{section.origin}: {exc}") from None
+        return self._stores[section.name]
+
+    def registry(self) -> Registry:
+        """A registry holding every configured backend's registrations.
+
+        Each backend is registered with `register_backend` against the
+        chosen store; one that completes no backup or restore is left out
+        with a warning.
+        """
+        registry = Registry()
+        store = self.store()
+        for backend in self.all_backends():
+            try:
+                register_backend(registry, backend, store)
+            except InvalidDriver as exc:
+                self.out.warn(f"backend '{backend.name}' is not registered: {exc}")
+        return registry
+
+    def require_volume(self, backend: Backend, volume_id: str) -> None:
+        """Fail early, listing the volumes, if a driver that can list them lacks `volume_id`."""
+        known = self.volumes(backend)
+        if known is not None and volume_id not in known:
+            listed = ", ".join(known) or "none"
+            raise VolumeNotFound(
+                f"unknown volume '{volume_id}' on backend '{backend.name}' (volumes: {listed})"
+            )
+
+    @staticmethod
+    def volumes(backend: Backend) -> list[str] | None:
+        """Volume ids of a driver with a ``list_volumes()`` helper; None if it has none."""
+        lister = getattr(backend.driver, "list_volumes", None)
+        if not callable(lister):
+            return None
+        found = lister()
+        return [v.volume_id if isinstance(v, VolumeRef) else str(v) for v in found]
+
+    # -- running -------------------------------------------------------------
+
+    def engine_options(self) -> EngineOptions:
+        """TaskFlow engine and persistence from ``[engine]`` (SQLite under the home).
+
+        The persistence backend is opened once here, so that a bad connection
+        string is a configuration error (exit 2) and an unreachable database
+        one clear message (exit 1), before any work starts.
+        """
+        url = self.config.persistence
+        if url:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            check_persistence(url)
+        return EngineOptions(persistence=url, engine=self.config.engine)
+
+    def progress(self, label: str) -> Progress:
+        """A progress display on stderr for one operation (a bar on a terminal)."""
+        return Progress(label, self.out.stderr, mode_for(self.out.stderr, self.out.quiet))
+
+    def describe(self) -> Mapping[str, object]:
+        """The effective configuration, secrets masked, for ``pieceworks config``."""
+
+        def section(s: Section) -> dict[str, object]:
+            return {"driver": s.driver, "origin": s.origin, **s.masked_options()}
+
+        return {
+            "config_file": str(self.config.path) if self.config.path else None,
+            "home": str(self.config.home),
+            "backends": {n: section(s) for n, s in sorted(self.config.backends.items())},
+            "stores": {n: section(s) for n, s in sorted(self.config.stores.items())},
+            "engine": {"engine": self.config.engine, "persistence": self.config.persistence},
+        }

@@ -1,0 +1,94 @@
+"""Exit codes of the ``pieceworks`` command, and which error ends in which.
+
+Every command documents the codes it can return in its ``--help`` epilog,
+generated from this one table. `CliError` carries a message and a code
+chosen by the command; `code_for` maps any other exception to its code.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable
+from enum import IntEnum
+
+from pieceworks.protocols import (
+    BackendNotFound,
+    ConfigError,
+    CorruptionError,
+    DriverNotFound,
+    InvalidDriver,
+    InvalidName,
+    NotFound,
+    StoreNotFound,
+    UnsupportedCodec,
+)
+
+__all__ = ["ALL", "CliError", "ExitCode", "code_for", "epilog"]
+
+
+class ExitCode(IntEnum):
+    """What a ``pieceworks`` process returns."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    CORRUPT = 4
+    INTERRUPTED = 130
+
+
+_MEANING: dict[ExitCode, str] = {
+    ExitCode.OK: "success",
+    ExitCode.FAILED: (
+        "the operation failed: every strategy failed, none could run, verify found"
+        " problems, or a driver check failed"
+    ),
+    ExitCode.USAGE: (
+        "usage or configuration error: bad arguments, a configuration file that does not"
+        " parse or names an unknown driver, an invalid id"
+    ),
+    ExitCode.NOT_FOUND: (
+        "not found: unknown backend, store, volume or backup, or no registry match"
+    ),
+    ExitCode.CORRUPT: "corruption: stored data or a manifest fails its checksum",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); the message says what was left behind",
+}
+
+#: Every exit code, for commands that can end in any of them.
+ALL: tuple[ExitCode, ...] = tuple(ExitCode)
+
+
+class CliError(Exception):
+    """An error the command has already explained: print `message`, exit `code`."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def code_for(exc: BaseException) -> ExitCode:
+    """The exit code an uncaught exception ends the process with."""
+    if isinstance(exc, CliError):
+        return exc.code
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, CorruptionError):
+        return ExitCode.CORRUPT
+    # A configuration naming a driver that is not installed is a configuration error.
+    if isinstance(exc, DriverNotFound | ConfigError | InvalidName | UnsupportedCodec):
+        return ExitCode.USAGE
+    if isinstance(exc, InvalidDriver):
+        return ExitCode.USAGE
+    if isinstance(exc, BackendNotFound | StoreNotFound | NotFound):
+        return ExitCode.NOT_FOUND
+    return ExitCode.FAILED
+
+
+def epilog(codes: Iterable[ExitCode] = ALL) -> str:
+    """The ``exit codes:`` paragraph of a ``--help`` page."""
+    lines = ["exit codes:"]
+    for c in sorted(set(codes)):
+        lines += textwrap.wrap(
+            _MEANING[c], width=79, initial_indent=f"  {int(c):<4} ", subsequent_indent=" " * 7
+        )
+    return "\n".join(lines)

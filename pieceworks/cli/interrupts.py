@@ -1,0 +1,81 @@
+"""What an interrupted (Ctrl-C) operation leaves behind, and saying so.
+
+TaskFlow reverts a flow whose task fails, but a ``KeyboardInterrupt`` is not
+a task failure: it unwinds through the engine and nothing is reverted.
+`abandon_backup` therefore runs the reverts the engine could not: those of
+the backup's own tasks (`PrepareSource` deletes a temporary snapshot,
+`TakeLease` releases the store lease), so that the backend is left clean
+and a later ``delete``/``gc`` is not held back by a dead lease. The
+manifest is written last and atomically, so an interrupted backup either
+exists whole or not at all; the message says which, and how many chunk
+objects the store holds that no backup references yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+from pieceworks.common_algorithms import Backend, BackupRequest, Plan, Store
+from pieceworks.common_algorithms.backup_tasks import PrepareSource, TakeLease
+from pieceworks.common_algorithms.manifest import list_backup_ids, read_manifest
+from pieceworks.protocols import PieceworksError
+from pieceworks.protocols.chunks import chunk_key
+
+__all__ = ["abandon_backup", "sigint_ignored", "unreferenced_chunks"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK_PREFIX = "chunks/"
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore further Ctrl-C while cleaning up after the first one."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def unreferenced_chunks(store: Store) -> int:
+    """Chunk objects in `store` that no manifest references."""
+    referenced: set[str] = set()
+    for backup_id in list_backup_ids(store.objects):
+        with contextlib.suppress(PieceworksError):
+            referenced.update(
+                chunk_key(d) for d in read_manifest(store.objects, backup_id).digests()
+            )
+    return sum(1 for key in store.objects.list(_CHUNK_PREFIX) if key not in referenced)
+
+
+def abandon_backup(backend: Backend, store: Store, request: BackupRequest, plan: Plan) -> str:
+    """Undo what an interrupted backup could not revert; return the message to print."""
+    with sigint_ignored():
+        for strategy in plan.eligible:
+            try:
+                PrepareSource(backend, store, request, "interrupted").revert(
+                    attempt={"strategy": strategy}, result=None
+                )
+            except Exception as exc:  # report, keep cleaning
+                log.warning("could not delete the temporary snapshot of %s: %s", strategy, exc)
+        try:
+            TakeLease(backend, store, request, "interrupted").revert()
+        except Exception as exc:
+            log.warning("could not release the lease of %s: %s", request.backup_id, exc)
+        if request.backup_id in list_backup_ids(store.objects):
+            return (
+                f"interrupted: backup {request.backup_id} had already been written whole"
+                " before the interrupt; it is complete and usable"
+            )
+        try:
+            left = unreferenced_chunks(store)
+        except PieceworksError as exc:
+            return f"interrupted: no backup was written (cannot count stored chunks: {exc})"
+    return (
+        f"interrupted: no backup was written; {left} chunk objects already stored will be"
+        " reused by the next backup or removed by delete/gc"
+    )

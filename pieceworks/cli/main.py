@@ -1,0 +1,122 @@
+"""``pieceworks``: parse the arguments, run the command, turn errors into exit codes.
+
+`main` parses (`pieceworks.cli.parser`), sets up logging (masked, on
+stderr), reads the configuration if the command needs it, imports the
+command's module and runs it. Every error ends as one ``pieceworks: error:
+...`` line and the exit code of `pieceworks.cli.exit_codes`. TaskFlow and
+the drivers are imported only once a command runs, so ``--help``, usage
+errors and configuration errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import cast
+
+from pieceworks.cli.config import Config, load_config
+from pieceworks.cli.exit_codes import CliError, ExitCode, code_for
+from pieceworks.cli.masking import Masker
+from pieceworks.cli.output import Output
+from pieceworks.cli.parser import build_parser
+from pieceworks.protocols import PieceworksError
+
+__all__ = ["build_parser", "main", "resolve"]
+
+log = logging.getLogger(__name__)
+
+#: Libraries that are chatty below WARNING; shown only with -vv.
+_NOISY = ("taskflow", "stevedore", "alembic", "sqlalchemy")
+
+
+class _MaskingFormatter(logging.Formatter):
+    """Formats log records and masks secrets in the result."""
+
+    def __init__(self, masker: Masker) -> None:
+        super().__init__("pieceworks: %(levelname)s: %(name)s: %(message)s")
+        self.masker = masker
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.masker.text(super().format(record))
+
+
+def _setup_logging(masker: Masker, verbose: int, quiet: bool) -> None:
+    """Log to stderr through the masker: warnings by default, -v info, -vv debug.
+
+    Libraries (TaskFlow, SQLAlchemy...) log only errors by default: their
+    warnings about a failure are repeated by our own one-line error.
+    """
+    levels = (logging.WARNING, logging.INFO, logging.DEBUG)
+    level = logging.ERROR if quiet else levels[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_MaskingFormatter(masker))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    if verbose < 2:
+        noisy = logging.ERROR if verbose == 0 else logging.WARNING
+        for name in _NOISY:
+            logging.getLogger(name).setLevel(max(level, noisy))
+
+
+def resolve(handler: str) -> Callable[..., int]:
+    """The function ``"module:function"`` names (module under pieceworks.cli.commands)."""
+    module_name, _, function = handler.partition(":")
+    if "." not in module_name:
+        module_name = f"pieceworks.cli.commands.{module_name}"
+    return cast(Callable[..., int], getattr(importlib.import_module(module_name), function))
+
+
+def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
+    config: Config | None = None
+    if args.needs_config:
+        config = load_config(args.config, env)
+        out.masker.add(config.secrets)
+    command = resolve(args.handler)
+    # Imported here, with the command: it brings in TaskFlow and the registry.
+    from pieceworks.cli.context import Context  # noqa: PLC0415
+
+    ctx = Context(
+        out, env, config_path=args.config, backend=args.backend, store=args.store, config=config
+    )
+    return int(command(args, ctx))
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run ``pieceworks`` with `argv` (default: the process's) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
+    masker = Masker()
+    out = Output(masker, json_mode=bool(args.json), quiet=bool(args.quiet))
+    _setup_logging(masker, int(args.verbose), bool(args.quiet))
+    try:
+        return _run(args, out, os.environ if env is None else env)
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # `pieceworks list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    except Exception as exc:
+        code = code_for(exc)
+        log.debug("error details", exc_info=True)
+        out.error(_message(exc, code))
+        return code
+
+
+def _message(exc: Exception, code: ExitCode) -> str:
+    text = str(exc) or type(exc).__name__
+    if code == ExitCode.FAILED and not isinstance(exc, CliError | PieceworksError):
+        return f"unexpected {type(exc).__name__}: {text} (run with -vv for details)"
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

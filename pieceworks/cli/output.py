@@ -1,0 +1,120 @@
+"""Everything the command prints: text, tables and JSON on stdout, messages on stderr.
+
+All of it goes through the `Masker`, so no configured secret is ever
+printed. Figures use binary units for sizes (MiB) and decimal megabytes per
+second for throughput (MB/s), as the benchmarks in DESIGN.md do.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from pieceworks.cli.masking import Masker
+
+__all__ = [
+    "Output",
+    "human_bytes",
+    "iso_time",
+    "mb_per_s",
+    "table",
+]
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``; bytes below 1 KiB as an integer."""
+    value, unit = float(n), 0
+    while abs(value) >= 1024 and unit < len(_UNITS) - 1:
+        value /= 1024
+        unit += 1
+    return f"{int(value)} B" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
+
+
+def mb_per_s(nbytes: float, seconds: float) -> float:
+    """Throughput in MB/s (10**6 bytes per second); 0 when no time passed."""
+    return nbytes / seconds / 1e6 if seconds > 0 else 0.0
+
+
+def iso_time(timestamp: float) -> str:
+    """A Unix time as ISO 8601 in UTC, to the second (``2025-01-31T12:00:00Z``)."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[int] = ()
+) -> str:
+    """A plain aligned table; columns whose index is in `right` are right-aligned."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        parts = [
+            (c.rjust(w) if i in right else c.ljust(w))
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+class Output:
+    """Where a command's results go, masked, as text or JSON.
+
+    With `json_mode` a command prints exactly one JSON document (`data`)
+    and `text` prints nothing; `quiet` silences `text` and `note` as well
+    but never the JSON document or errors.
+    """
+
+    def __init__(
+        self,
+        masker: Masker,
+        *,
+        json_mode: bool = False,
+        quiet: bool = False,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
+        self.masker = masker
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+
+    def text(self, text: str = "") -> None:
+        """A line (or lines) of human output on stdout, unless JSON or quiet."""
+        if not self.json_mode and not self.quiet:
+            self._write(self.stdout, text)
+
+    def result(self, text: str) -> None:
+        """Human output that is the point of the command: printed even with --quiet."""
+        if not self.json_mode:
+            self._write(self.stdout, text)
+
+    def data(self, value: Any) -> None:
+        """The command's JSON document on stdout (only in JSON mode)."""
+        if self.json_mode:
+            text = json.dumps(self.masker.data(value), indent=2)
+            self.stdout.write(self.masker.known(text) + "\n")
+            self.stdout.flush()
+
+    def note(self, text: str) -> None:
+        """A remark on stderr (``pieceworks: ...``), unless quiet."""
+        if not self.quiet:
+            self._write(self.stderr, f"pieceworks: {text}")
+
+    def warn(self, text: str) -> None:
+        """A warning on stderr, printed even when quiet."""
+        self._write(self.stderr, f"pieceworks: warning: {text}")
+
+    def error(self, text: str) -> None:
+        """The one-line error a failing command ends with."""
+        one_line = " ".join(text.split())
+        self._write(self.stderr, f"pieceworks: error: {one_line}")
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        stream.write(self.masker.text(text) + "\n")
+        stream.flush()

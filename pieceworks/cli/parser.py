@@ -1,0 +1,426 @@
+"""The ``pieceworks`` argument parser: every command, option and help page.
+
+This module is deliberately light (argparse, the exit codes, oslo.utils):
+``--help``, usage errors and configuration errors answer without importing
+TaskFlow. Each subcommand names its implementation as ``handler``
+(``"module:function"`` under `pieceworks.cli.commands`), imported only
+when it runs, and says with ``needs_config`` whether the configuration is
+read before it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from importlib import metadata
+
+from oslo_utils import strutils
+
+from pieceworks.cli.exit_codes import ExitCode, epilog
+
+__all__ = ["CODECS", "build_parser", "parse_size"]
+
+#: The chunk codecs ``--codec`` offers (pieceworks.protocols.chunks.CODECS).
+CODECS = ("zstd", "zlib", "none")
+#: Registration kinds ``find --kind`` offers (pieceworks.registry.Kind).
+KINDS = ("task", "flow", "task-class", "factory", "driver")
+
+_DESCRIPTION = """\
+Capability-driven storage backup on OpenStack TaskFlow.
+
+Back up volumes of a configured backend into a store, restore, verify, list
+and delete backups, and see which strategies a driver allows. With no
+configuration file, a backend and a store called 'local' live under
+$PIECEWORKS_HOME (default ~/.local/share/pieceworks). Start with:
+pieceworks demo"""
+
+_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED = (
+    ExitCode.FAILED,
+    ExitCode.NOT_FOUND,
+    ExitCode.CORRUPT,
+    ExitCode.INTERRUPTED,
+)
+
+
+def parse_size(text: str) -> int:
+    """``4MiB``, ``4 MiB``, ``4MB`` (binary, as oslo.utils' IEC), ``4M`` or a byte count."""
+    compact = text.replace(" ", "")
+    if compact.isdigit():
+        return int(compact)
+    if compact[-1:].upper() in ("K", "M", "G", "T"):
+        compact += "iB"
+    try:
+        return int(strutils.string_to_bytes(compact, "IEC", return_int=True))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: use e.g. 4MiB, 512KiB or 1048576"
+        ) from None
+
+
+def _common_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name.
+
+    The subcommands' copies default to SUPPRESS so that an option given
+    before the command name is not reset by the subcommand's defaults.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("common options")
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default(None),
+        help="configuration file (default: $PIECEWORKS_CONFIG, else"
+        " ~/.config/pieceworks/pieceworks.toml if it exists)",
+    )
+    group.add_argument(
+        "--backend", metavar="NAME", default=default(None), help="configured backend to use"
+    )
+    group.add_argument(
+        "--store", metavar="NAME", default=default(None), help="configured store to use"
+    )
+    group.add_argument(
+        "--json", action="store_true", default=default(False), help="print one JSON document"
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress and no remarks; results and errors only",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="log more on stderr (-v: what runs, -vv: TaskFlow debug)",
+    )
+    return parser
+
+
+class _Builder:
+    """Adds subcommands with the common options and an exit-code epilog."""
+
+    def __init__(self, common: argparse.ArgumentParser) -> None:
+        self.common = common
+
+    def add(
+        self,
+        subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: str,
+        *,
+        summary: str,
+        description: str,
+        codes: Iterable[ExitCode] = (),
+        needs_config: bool = True,
+    ) -> argparse.ArgumentParser:
+        """Add `name`, run by `handler` (``module:function`` in pieceworks.cli.commands)."""
+        parser = subparsers.add_parser(
+            name,
+            parents=[self.common],
+            help=summary,
+            description=description,
+            epilog=epilog({ExitCode.OK, ExitCode.USAGE, *codes}),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.set_defaults(handler=handler, needs_config=needs_config)
+        return parser
+
+
+def _backup_request_options(parser: argparse.ArgumentParser) -> None:
+    """The options that make a backup request (``backup`` and ``plan backup``)."""
+    parser.add_argument("--volume", metavar="ID", required=True, help="the volume to back up")
+    parser.add_argument(
+        "--in-use",
+        action="store_true",
+        help="the volume is attached and may change: read a snapshot of it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="allow reading an in-use volume directly if nothing better works (recorded)",
+    )
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="parent on the latest backup of the volume: upload only new chunks",
+    )
+    parser.add_argument(
+        "--codec", choices=CODECS, default="zstd", help="chunk compression (default zstd)"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="chunk size, 64KiB to 64MiB (default 4MiB)",
+    )
+
+
+def _plan_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "dot", "svg"),
+        default="text",
+        help="text (default), json (same as --json), dot, or svg (needs Graphviz)",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the plan to FILE")
+
+
+def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backup = b.add(
+        sub,
+        "backup",
+        "backup:run_backup",
+        summary="back up a volume",
+        description=(
+            "Back up --volume of the backend into the store. The plan (see `pieceworks plan\n"
+            "backup`) picks the first eligible strategy: offload, snapshot-stream or\n"
+            "direct-stream; a strategy that fails is reverted and the next one runs.\n"
+            "Ctrl-C stops the backup: no manifest is written, the temporary snapshot and\n"
+            "the store lease are removed, and the message says what chunks remain."
+        ),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
+    )
+    _backup_request_options(backup)
+
+    restore = b.add(
+        sub,
+        "restore",
+        "restore:run_restore",
+        summary="restore a backup into a volume",
+        description=(
+            "Restore BACKUP_ID into --volume ID of the backend, created or replaced\n"
+            "(default: the volume the backup was taken of). Every chunk is checked\n"
+            "against its sha256 before it is written; the volume is replaced only when\n"
+            "the whole restore succeeded."
+        ),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
+    )
+    restore.add_argument("backup_id", metavar="BACKUP_ID")
+    restore.add_argument("--volume", metavar="ID", help="target volume (default: the backup's)")
+
+    verify = b.add(
+        sub,
+        "verify",
+        "verify:run_verify",
+        summary="check every chunk of a backup",
+        description=(
+            "Fetch every chunk of BACKUP_ID from the store and check its sha256; report\n"
+            "every missing or damaged chunk with its volume offset (exit 1 if any).\n"
+            "A damaged manifest is corruption (exit 4)."
+        ),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
+    )
+    verify.add_argument("backup_id", metavar="BACKUP_ID")
+
+    listing = b.add(
+        sub,
+        "list",
+        "listing:run_list",
+        summary="list the backups in the store",
+        description=(
+            "List the backups in the store, oldest first: id, volume, backend, creation\n"
+            "time (UTC), volume size, bytes it added to the store, strategy and parent.\n"
+            "A manifest that cannot be read is reported and makes the exit code 4."
+        ),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT),
+    )
+    listing.add_argument("--volume", metavar="ID", help="only backups of this volume")
+
+    b.add(
+        sub,
+        "volumes",
+        "listing:run_volumes",
+        summary="list the volumes of the backend",
+        description="List the volumes of the backend and their sizes.",
+        codes=(_FAILED, _NOT_FOUND),
+    )
+
+    delete = b.add(
+        sub,
+        "delete",
+        "delete:run_delete",
+        summary="delete a backup and the chunks only it used",
+        description=(
+            "Delete BACKUP_ID: its manifest is removed first, then every chunk object no\n"
+            "other backup references (deferred while a backup is in progress)."
+        ),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
+    )
+    delete.add_argument("backup_id", metavar="BACKUP_ID")
+
+    gc = b.add(
+        sub,
+        "gc",
+        "delete:run_gc",
+        summary="remove chunk objects no backup references",
+        description=(
+            "Remove every chunk object that no backup references (left by an interrupted\n"
+            "or failed backup). Deferred while a backup is in progress."
+        ),
+        codes=(_FAILED, _CORRUPT),
+    )
+    gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+
+    b.add(
+        sub,
+        "config",
+        "show_config:run_config",
+        summary="show the effective configuration (secrets masked)",
+        description=(
+            "Show which configuration file is used and every backend, store and engine\n"
+            "setting, built-in defaults included. Secret options are shown as ***."
+        ),
+    )
+
+
+def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    codes = (_FAILED, _NOT_FOUND)
+    plan = b.add(
+        sub,
+        "plan",
+        "plan:run_plan",
+        summary="show the strategies a backup or restore would try",
+        description=(
+            "Show the plan of a backup or restore: every strategy in order, whether it\n"
+            "can run on this backend and store and why; the first eligible one runs, the\n"
+            "next ones are its fallbacks. Exit 1 if no strategy can run."
+        ),
+        codes=codes,
+    )
+    operations = plan.add_subparsers(dest="operation", metavar="OPERATION", required=True)
+    plan_backup = b.add(
+        operations,
+        "backup",
+        "plan:run_plan_backup",
+        summary="plan a backup",
+        description="Show the backup plan of --volume with the given flags.",
+        codes=codes,
+    )
+    _backup_request_options(plan_backup)
+    _plan_output_options(plan_backup)
+    plan_restore = b.add(
+        operations,
+        "restore",
+        "plan:run_plan_restore",
+        summary="plan a restore",
+        description="Show the restore plan of BACKUP_ID into --volume (default: its volume).",
+        codes=codes,
+    )
+    plan_restore.add_argument("backup_id", metavar="BACKUP_ID")
+    plan_restore.add_argument("--volume", metavar="ID", help="target volume (default: its own)")
+    _plan_output_options(plan_restore)
+
+    find = b.add(
+        sub,
+        "find",
+        "find:run_find",
+        summary="search the registry of configured backends by attribute",
+        description=(
+            "Register every configured backend (its driver and its flows) and search by\n"
+            "attribute: a capability name (snapshot, stream-out, push-to-object-store, ...)\n"
+            "or a tag (live-backup, fast-backup, slow-backup, incremental-backup,\n"
+            "sparse-backup, offload-restore, stream-restore, backup, restore, verify,\n"
+            "delete). A match provides every ATTR, at least one --any and no --none.\n"
+            "--backend NAME keeps only that backend's registrations. No match: exit 3\n"
+            "with the registry's explanation (the closest registrations, what each lacks).\n\n"
+            "example: pieceworks find --any fast-backup live-backup --none slow-backup"
+        ),
+        codes=(_NOT_FOUND,),
+    )
+    find.add_argument("attributes", metavar="ATTR", nargs="*", help="attributes all required")
+    find.add_argument(
+        "--any", dest="any_of", metavar="ATTR", nargs="+", action="extend", help="one of these"
+    )
+    find.add_argument(
+        "--none", dest="none_of", metavar="ATTR", nargs="+", action="extend", help="none of these"
+    )
+    find.add_argument("--kind", choices=KINDS, help="only registrations of this kind")
+
+
+def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = b.add(
+        sub,
+        "demo",
+        "pieceworks.cli.demo:run_demo_command",
+        summary="back up, change, back up incrementally, restore and verify a sample volume",
+        description=(
+            "Run the whole job on embedded defaults in a fresh temporary directory (or\n"
+            "--dir): create a sample volume of random data, zeros and text, show the plan,\n"
+            "back it up while in use, change a few percent, back it up incrementally,\n"
+            "restore it into a new volume, verify, and print a summary. Your configuration\n"
+            "is not used. Exit 1 if the restored volume differs."
+        ),
+        codes=(_FAILED, _INTERRUPTED),
+        needs_config=False,
+    )
+    demo.add_argument("--dir", metavar="DIR", help="work in DIR (kept) instead of a temp dir")
+    demo.add_argument(
+        "--size",
+        type=parse_size,
+        default=256 * 1024 * 1024,
+        metavar="SIZE",
+        help="sample volume size (default 256MiB)",
+    )
+    demo.add_argument("--keep", action="store_true", help="keep the temporary directory")
+
+    b.add(
+        sub,
+        "drivers",
+        "drivers:run_drivers",
+        summary="installed drivers and store drivers, with their capabilities",
+        description=(
+            "List the drivers installed as entry points (pieceworks.drivers) as a matrix of\n"
+            "the capabilities each provides, the strategies those complete, the store\n"
+            "drivers (pieceworks.stores), and every entry point that failed to load."
+        ),
+        needs_config=False,
+    )
+    check = b.add(
+        sub,
+        "check-driver",
+        "drivers:run_check_driver",
+        summary="verify a driver class and show which strategies it completes",
+        description=(
+            "Import MODULE:CLASS (the current directory is importable), check every\n"
+            "capability it claims with zope.interface (the check registration does), and\n"
+            "list the backup and restore strategies its pieces complete. Exit 1 with the\n"
+            "InvalidDriver message if a capability is incomplete, or if it completes no\n"
+            "strategy at all; exit 2 if MODULE:CLASS cannot be imported."
+        ),
+        codes=(_FAILED,),
+        needs_config=False,
+    )
+    check.add_argument("target", metavar="MODULE:CLASS", help="the driver class to check")
+    check.add_argument("--name", help="the name used in messages (default: the class name)")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pieceworks")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pieceworks`` parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="pieceworks",
+        description=_DESCRIPTION,
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options(suppress=False)],
+    )
+    parser.add_argument("--version", action="version", version=f"pieceworks {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    builder = _Builder(_common_options(suppress=True))
+    _tools(builder, sub)
+    _planning(builder, sub)
+    _operations(builder, sub)
+    return parser

@@ -1,0 +1,157 @@
+"""drivers, check-driver, find and plan: what drivers can do, found through entry points.
+
+The third-party test plugins (tests/cli/plugins, on PYTHONPATH) add an
+offloading driver, a store that takes secrets and a driver whose module is
+missing; the CLI finds them exactly as it finds the reference drivers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pieceworks.cli.exit_codes import ExitCode
+from tests.cli.conftest import MiB, RunAll, config_file, has_dot, with_plugins, write_volume
+
+
+@pytest.fixture
+def two_backends(tmp_path: Path, home: Path) -> Path:
+    """A configuration with a file backend, an offloading one and a POSIX store."""
+    write_volume(home / "volumes", "vol-1", 2 * MiB)
+    return config_file(
+        tmp_path,
+        f"""
+[backends.local]
+driver = "file"
+path = "{home / "volumes"}"
+
+[backends.far]
+driver = "offload"
+path = "{home / "volumes"}"
+
+[stores.local]
+driver = "posix"
+path = "{home / "backups"}"
+durable = false
+
+[engine]
+persistence = "memory://"
+""",
+    )
+
+
+def test_drivers_shows_the_capability_matrix_stores_and_load_failures(
+    run_all: RunAll, env: dict[str, str]
+) -> None:
+    """Reference and third-party drivers side by side; a broken entry point is listed."""
+    text, js = run_all([["drivers"], ["drivers", "--json"]], with_plugins(env))
+    assert text.code == 0 and js.code == 0, text
+    header = next(line for line in text.out.splitlines() if line.startswith("capability"))
+    assert "file" in header.split() and "offload" in header.split()
+    snapshot_row = next(line for line in text.out.splitlines() if line.startswith("snapshot "))
+    assert snapshot_row.split()[1] == "yes"
+    assert "offload (tests.support.drivers:OffloadFileDriver) completes:" in text.out
+    assert "failed to load:" in text.out
+    assert "broken (pieceworks.drivers): pieceworks_cli_testplugins.missing_module" in text.out
+    data = js.json()
+    by_name = {d["name"]: d for d in data["drivers"]}
+    assert by_name["file"]["backup_strategies"]["in_use"] == ["snapshot-stream"]
+    assert by_name["file"]["restore_strategies"] == ["stream-in"]
+    assert "push-to-object-store" in by_name["offload"]["capabilities"]
+    assert by_name["offload"]["backup_strategies"]["in_use"][0] == "offload"
+    assert {s["name"] for s in data["stores"]} >= {"posix", "vault"}
+    assert [f["name"] for f in data["failures"]] == ["broken"]
+    assert "ModuleNotFoundError" in data["failures"][0]["error"]
+
+
+def test_check_driver_verifies_a_class_and_lists_the_strategies_it_completes(
+    run_all: RunAll, env: dict[str, str]
+) -> None:
+    """A good driver exits 0; a missing method or no complete strategy exits 1; bad
+    MODULE:CLASS exits 2."""
+    good, half, only, missing = run_all(
+        [
+            ["check-driver", "tests.support.drivers:OffloadFileDriver"],
+            ["check-driver", "pieceworks_cli_testplugins.checks:HalfSnapshot"],
+            ["check-driver", "pieceworks_cli_testplugins.checks:SnapshotOnly", "--json"],
+            ["check-driver", "no_such_module:Driver"],
+        ],
+        with_plugins(env),
+    )
+    assert good.code == 0, good
+    assert "capabilities verified" in good.out
+    assert "backup, volume in use:     offload, snapshot-stream" in good.out
+    assert "restore:                   offload, stream-in" in good.out
+    assert "fast-backup" in good.out
+    assert half.code == ExitCode.FAILED, half
+    assert half.err.startswith("pieceworks: error: driver 'HalfSnapshot' (HalfSnapshot)")
+    assert "delete_snapshot" in half.err and half.err.count("\n") == 1
+    assert only.code == ExitCode.FAILED, only
+    assert only.json()["ok"] is False
+    assert "completes no backup or restore strategy" in only.err
+    assert "push-to-object-store" in only.err
+    assert missing.code == ExitCode.USAGE and "cannot import module" in missing.err, missing
+
+
+def test_find_searches_the_registry_of_configured_backends(
+    run_all: RunAll, env: dict[str, str], two_backends: Path
+) -> None:
+    """The seed's manager query: who can do a fast or live backup? A miss exits 3 with why."""
+    cfg = ["--config", str(two_backends)]
+    fast, either, miss = run_all(
+        [
+            [*cfg, "find", "fast-backup", "--json"],
+            [*cfg, "find", "--any", "fast-backup", "live-backup", "--kind", "factory"],
+            [*cfg, "find", "backup", "--none", "slow-backup", "--backend", "local"],
+        ],
+        with_plugins(env),
+    )
+    assert fast.code == 0, fast
+    assert [(r["name"], r["backend"]) for r in fast.json()] == [("far.backup", "far")]
+    assert "fast-backup" in fast.json()[0]["provides"]
+    assert either.code == 0, either
+    assert "far.backup" in either.out and "local.backup" in either.out
+    assert miss.code == ExitCode.NOT_FOUND, miss
+    assert miss.err.startswith("pieceworks: error: no registration matches all of ['backup']")
+    assert "'local.backup' (factory) has excluded ['slow-backup']" in miss.err
+    assert miss.err.count("\n") == 1
+
+
+def test_plan_in_text_json_dot_and_svg(
+    run_all: RunAll, env: dict[str, str], two_backends: Path, tmp_path: Path
+) -> None:
+    """The plan says what runs first and why the rest do not; --format svg needs dot."""
+    cfg = ["--config", str(two_backends)]
+    plugins = with_plugins(env)
+    no_dot = {**plugins, "PATH": str(tmp_path / "empty")}
+    svg = [*cfg, "plan", "backup", "--volume", "vol-1", "--format", "svg"]
+    text, js, dot, unknown, svg_missing, *rendered = run_all(
+        [
+            [*cfg, "plan", "backup", "--volume", "vol-1", "--in-use"],
+            [*cfg, "plan", "backup", "--volume", "vol-1", "--backend", "far", "--json"],
+            [*cfg, "plan", "backup", "--volume", "vol-1", "--format", "dot"],
+            [*cfg, "plan", "restore", "bk-none"],
+            (svg, no_dot),
+            *([svg] if has_dot() else []),
+        ],
+        plugins,
+    )
+    assert text.code == 0, text
+    assert "-> snapshot-stream:" in text.out
+    assert "-- direct-stream: the volume is in use and force is not set" in text.out
+    plan = js.json()
+    assert set(plan) >= {"operation", "chosen", "strategies"}
+    assert plan["operation"] == "backup" and plan["chosen"] == "offload"
+    assert [s["name"] for s in plan["strategies"]] == [
+        "offload",
+        "snapshot-stream",
+        "direct-stream",
+    ]
+    assert all(set(s) >= {"name", "eligible", "reason"} for s in plan["strategies"])
+    assert dot.out.startswith('digraph "backup"') and '"request" -> "snapshot-stream"' in dot.out
+    assert unknown.code == ExitCode.NOT_FOUND and "no backup 'bk-none'" in unknown.err
+    assert svg_missing.code == ExitCode.USAGE, svg_missing
+    assert "Graphviz's 'dot' program, which is not on PATH" in svg_missing.err
+    for r in rendered:
+        assert r.code == 0 and "<svg" in r.out, r
