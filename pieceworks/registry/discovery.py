@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 
-from stevedore import ExtensionManager
+from stevedore import DriverManager, ExtensionManager
+from stevedore.exception import NoMatches
 from stevedore.extension import Extension
 
 from pieceworks.protocols import DriverNotFound, PieceworksError
@@ -81,15 +83,31 @@ def discover(namespace: str = DRIVERS_NAMESPACE) -> Discovery:
 
 
 def load_factory(name: str, namespace: str = DRIVERS_NAMESPACE) -> DriverFactory:
-    """The factory of the driver (or store) called `name`.
+    """The factory of the driver (or store) called `name`, importing only that one.
 
     Raise `DriverLoadError` with the import error if it is installed but
     broken, and `DriverNotFound` listing what is installed if it is not.
     """
-    found = discover(namespace)
-    if name in found.factories:
-        return found.factories[name]
-    if name in found.failures:
-        raise DriverLoadError(f"{namespace} '{name}' failed to load: {found.failures[name]}")
-    known = ", ".join(found.factories) or "none"
-    raise DriverNotFound(f"no {namespace} entry point named '{name}' (installed: {known})")
+    ExtensionManager.ENTRY_POINT_CACHE.pop(namespace, None)
+    failure: list[str] = []
+
+    def on_failure(
+        _manager: ExtensionManager[object], entrypoint: object, exc: BaseException
+    ) -> None:
+        failure.append(f"{getattr(entrypoint, 'value', '')}: {type(exc).__name__}: {exc}")
+
+    try:
+        manager: DriverManager[object] = DriverManager(
+            namespace, name, invoke_on_load=False, on_load_failure_callback=on_failure
+        )
+    except NoMatches:
+        if failure:
+            raise DriverLoadError(f"{namespace} '{name}' failed to load: {failure[0]}") from None
+        known = ", ".join(sorted({ep.name for ep in entry_points(group=namespace)})) or "none"
+        raise DriverNotFound(
+            f"no {namespace} entry point named '{name}' (installed: {known})"
+        ) from None
+    factory = manager.driver
+    if not callable(factory):
+        raise DriverLoadError(f"{namespace} '{name}' names {factory!r}, which is not callable")
+    return factory

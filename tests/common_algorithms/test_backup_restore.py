@@ -218,6 +218,6 @@ def test_backup_with_postgresql_persistence(file_backend: Backend, store: Store)
         file_backend,
         store,
         _request(volume_id="vol"),
-        options=EngineOptions(persistence="postgresql+psycopg2://postgres@127.0.0.1:5432/test"),
+        options=EngineOptions(persistence="postgresql://postgres@127.0.0.1:5432/test"),
     )
     assert out.strategy == "snapshot-stream"

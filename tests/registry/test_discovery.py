@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ from pieceworks.registry import DRIVERS_NAMESPACE, DriverLoadError, discover, lo
 @pytest.fixture
 def plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A real installed distribution (dist-info on sys.path) with a good and a broken driver."""
-    (tmp_path / "pw_plugin_good.py").write_text("class Driver:\n    pass\n")
+    (tmp_path / "pw_plugin_good.py").write_text("class Driver:\n    pass\n\nVALUE = 42\n")
     (tmp_path / "pw_plugin_broken.py").write_text("import no_such_module_for_pieceworks\n")
+    (tmp_path / "pw_plugin_lazy.py").write_text("class Driver:\n    pass\n")
     info = tmp_path / "pw_plugins-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pw-plugins\nVersion: 1.0\n")
@@ -22,6 +24,8 @@ def plugin_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         f"[{DRIVERS_NAMESPACE}]\n"
         "plugin-good = pw_plugin_good:Driver\n"
         "plugin-broken = pw_plugin_broken:Driver\n"
+        "plugin-value = pw_plugin_good:VALUE\n"
+        "plugin-lazy = pw_plugin_lazy:Driver\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
@@ -53,3 +57,18 @@ def test_an_unknown_driver_lists_what_is_installed() -> None:
         load_factory("nope")
     with pytest.raises(DriverNotFound, match=r"installed: .*file"):
         load_factory("nope")
+
+
+def test_an_entry_point_naming_something_not_callable_is_refused(plugin_dist: Path) -> None:
+    """A factory must be callable with the backend's options; anything else is named."""
+    with pytest.raises(DriverLoadError, match="'plugin-value' names 42, which is not callable"):
+        load_factory("plugin-value")
+
+
+def test_loading_one_driver_imports_no_other(plugin_dist: Path) -> None:
+    """load_factory imports only the entry point asked for, not its siblings."""
+    sys.modules.pop("pw_plugin_lazy", None)
+    assert load_factory("plugin-good").__name__ == "Driver"
+    assert "pw_plugin_lazy" not in sys.modules
+    assert load_factory("plugin-lazy").__name__ == "Driver"
+    assert "pw_plugin_lazy" in sys.modules
