@@ -22,6 +22,7 @@ from pieceworks.cli.output import Output
 from pieceworks.cli.progress import Progress, mode_for
 from pieceworks.common_algorithms import Backend, EngineOptions, Store, register_backend
 from pieceworks.protocols import (
+    BackendSpec,
     ConfigError,
     DriverNotFound,
     InvalidDriver,
@@ -145,7 +146,8 @@ class Context:
         if section.name not in self._backends:
             driver = open_section(section, DRIVERS_NAMESPACE)
             try:
-                self._backends[section.name] = Backend.of(section.name, driver)
+                spec = BackendSpec(section.name, section.driver, section.spec_options())
+                self._backends[section.name] = Backend.of(section.name, driver, spec)
             except InvalidDriver as exc:
                 raise ConfigError(f"{section.origin}: {exc}") from None
         return self._backends[section.name]

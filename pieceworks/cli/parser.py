@@ -162,6 +162,38 @@ def _backup_request_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _replicate_request_options(parser: argparse.ArgumentParser) -> None:
+    """The options that make a replication request (``replicate``, ``plan replicate``)."""
+    parser.add_argument(
+        "--from-backend", metavar="A", required=True, help="the backend holding the volume"
+    )
+    parser.add_argument("--volume", metavar="V", required=True, help="the volume to copy")
+    parser.add_argument("--to-backend", metavar="B", required=True, help="the backend to copy to")
+    parser.add_argument(
+        "--to-volume", metavar="W", help="the volume to create or replace (default: V)"
+    )
+    parser.add_argument(
+        "--snapshot", metavar="S", help="copy this existing snapshot of V (it is kept)"
+    )
+    parser.add_argument(
+        "--in-use",
+        action="store_true",
+        help="V is attached and may change: read a temporary snapshot of it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="allow reading an in-use V directly when A cannot snapshot (recorded)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="copy and chunk size, 64KiB to 64MiB (default 4MiB)",
+    )
+
+
 def _plan_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
@@ -242,6 +274,24 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         codes=(_FAILED, _NOT_FOUND),
     )
 
+    replicate = b.add(
+        sub,
+        "replicate",
+        "replicate:run_replicate",
+        summary="copy a volume or snapshot to another backend",
+        description=(
+            "Copy --volume V of --from-backend A (or its --snapshot S) into --to-volume W\n"
+            "of --to-backend B. The plan (see `pieceworks plan replicate`) picks the first\n"
+            "eligible strategy: native (A copies to B itself), stream (through pieceworks,\n"
+            "hashed end to end) or via-store (A pushes into the store, B pulls: --store).\n"
+            "A strategy that fails is reverted (temporary snapshot deleted, partial copy\n"
+            "removed) and the next one runs. An in-use V is read from a temporary\n"
+            "snapshot, or directly only with --force."
+        ),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
+    )
+    _replicate_request_options(replicate)
+
     delete = b.add(
         sub,
         "delete",
@@ -286,11 +336,11 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         sub,
         "plan",
         "plan:run_plan",
-        summary="show the strategies a backup or restore would try",
+        summary="show the strategies a backup, restore or replication would try",
         description=(
-            "Show the plan of a backup or restore: every strategy in order, whether it\n"
-            "can run on this backend and store and why; the first eligible one runs, the\n"
-            "next ones are its fallbacks. Exit 1 if no strategy can run."
+            "Show the plan of a backup, restore or replication: every strategy in order,\n"
+            "whether it can run on these backends and store and why; the first eligible\n"
+            "one runs, the next ones are its fallbacks. Exit 1 if no strategy can run."
         ),
         codes=codes,
     )
@@ -316,6 +366,16 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
     plan_restore.add_argument("backup_id", metavar="BACKUP_ID")
     plan_restore.add_argument("--volume", metavar="ID", help="target volume (default: its own)")
     _plan_output_options(plan_restore)
+    plan_replicate = b.add(
+        operations,
+        "replicate",
+        "plan:run_plan_replicate",
+        summary="plan a replication",
+        description="Show the replication plan of --volume from --from-backend to --to-backend.",
+        codes=codes,
+    )
+    _replicate_request_options(plan_replicate)
+    _plan_output_options(plan_replicate)
 
     find = b.add(
         sub,
@@ -399,6 +459,36 @@ def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     check.add_argument("target", metavar="MODULE:CLASS", help="the driver class to check")
     check.add_argument("--name", help="the name used in messages (default: the class name)")
+
+    target = b.add(
+        sub,
+        "target",
+        "target:run_serve",
+        summary="run a storage target (the service the remote driver talks to)",
+        description="Storage target commands: `pieceworks target serve --dir DIR`.",
+        needs_config=False,
+    )
+    target_commands = target.add_subparsers(dest="target_command", metavar="ACTION", required=True)
+    serve = b.add(
+        target_commands,
+        "serve",
+        "target:run_serve",
+        summary="serve a directory of volumes on HTTP",
+        description=(
+            "Own the volumes in --dir and serve them to pieceworks managers (driver\n"
+            "'remote', option url). The target snapshots, pushes to and pulls from stores\n"
+            "itself and replicates to peer targets: no volume byte crosses the manager.\n"
+            "Prints 'listening on http://HOST:PORT' once ready (--port 0 picks a free\n"
+            "port). The token comes from --token-file or $PIECEWORKS_TARGET_TOKEN.\n"
+            "Runs until Ctrl-C or SIGTERM."
+        ),
+        needs_config=False,
+    )
+    serve.add_argument("--dir", required=True, help="directory of volumes (created if missing)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
+    serve.add_argument("--token-file", help="read the bearer token from this file")
+    serve.add_argument("--max-jobs", type=int, default=4, help="operations at once (default 4)")
 
 
 def _version() -> str:

@@ -1821,10 +1821,12 @@ def _token(args: argparse.Namespace) -> str | None:
     return args.token or os.environ.get("PIECEWORKS_TARGET_TOKEN") or None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pieceworks.drivers.remote_target``: parse options and serve."""
+def main(
+    argv: Sequence[str] | None = None, prog: str = "python -m pieceworks.drivers.remote_target"
+) -> int:
+    """``python -m pieceworks.drivers.remote_target`` (or ``pieceworks target serve``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m pieceworks.drivers.remote_target",
+        prog=prog,
         description="Serve a directory of volumes to a pieceworks manager (remote driver).",
     )
     parser.add_argument("--dir", required=True, help="directory of volumes (created if missing)")

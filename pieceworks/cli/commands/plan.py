@@ -12,12 +12,19 @@ import shutil
 import subprocess
 
 from pieceworks.cli.commands.backup import backup_request
+from pieceworks.cli.commands.replicate import backends, replicate_request
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
-from pieceworks.common_algorithms import Plan, RestoreRequest, plan_backup, plan_restore
+from pieceworks.common_algorithms import (
+    Plan,
+    RestoreRequest,
+    plan_backup,
+    plan_replicate,
+    plan_restore,
+)
 from pieceworks.common_algorithms.manifest import read_manifest
 
-__all__ = ["render_svg", "run_plan", "run_plan_backup", "run_plan_restore"]
+__all__ = ["render_svg", "run_plan", "run_plan_backup", "run_plan_replicate", "run_plan_restore"]
 
 
 def render_svg(dot_source: str) -> str:
@@ -78,6 +85,14 @@ def run_plan_restore(args: argparse.Namespace, ctx: Context) -> int:
     return _emit(plan_restore(backend, store, request), args, ctx)
 
 
+def run_plan_replicate(args: argparse.Namespace, ctx: Context) -> int:
+    """Show the replication plan of --volume from --from-backend to --to-backend."""
+    source, target = backends(args, ctx)
+    request = replicate_request(args)
+    ctx.require_volume(source, request.volume_id)
+    return _emit(plan_replicate(source, target, ctx.store(), request), args, ctx)
+
+
 def run_plan(args: argparse.Namespace, ctx: Context) -> int:
     """Never runs: argparse requires ``backup`` or ``restore`` after ``plan``."""
-    raise CliError("plan needs an operation: backup or restore", ExitCode.USAGE)
+    raise CliError("plan needs an operation: backup, restore or replicate", ExitCode.USAGE)

@@ -1,0 +1,95 @@
+"""``pieceworks replicate``: copy a volume (or one of its snapshots) to another backend.
+
+The replication runs as a TaskFlow flow (`common_algorithms.replicate`):
+native (the source backend copies to its peer itself), stream (through
+pieceworks, sparse-aware and hashed end to end) or via the store (the source
+pushes, the target pulls); a strategy that fails is reverted and the next
+one runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pieceworks.cli.context import Context
+from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.output import human_bytes, mb_per_s
+from pieceworks.common_algorithms import (
+    Backend,
+    ReplicateOutcome,
+    ReplicateRequest,
+    replicate,
+)
+
+__all__ = ["replicate_request", "report", "run_replicate"]
+
+
+def replicate_request(args: argparse.Namespace) -> ReplicateRequest:
+    """The request the options describe."""
+    extra = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
+    return ReplicateRequest(
+        volume_id=args.volume,
+        target_volume_id=args.to_volume or "",
+        snapshot_id=args.snapshot,
+        in_use=args.in_use,
+        force=args.force,
+        **extra,
+    )
+
+
+def backends(args: argparse.Namespace, ctx: Context) -> tuple[Backend, Backend]:
+    """The source and target backends (``--from-backend``, ``--to-backend``)."""
+    source, target = ctx.backend(args.from_backend), ctx.backend(args.to_backend)
+    if source.name == target.name and (args.to_volume or args.volume) == args.volume:
+        raise CliError(
+            f"replicating volume '{args.volume}' onto itself on backend '{source.name}':"
+            " give --to-volume or another --to-backend",
+            ExitCode.USAGE,
+        )
+    return source, target
+
+
+def report(outcome: ReplicateOutcome) -> str:
+    """A replication outcome as a few lines of text."""
+    what = f"snapshot '{outcome.snapshot_id}' of volume" if outcome.snapshot_id else "volume"
+    lines = [
+        f"replicated {what} '{outcome.volume_id}' (backend '{outcome.source_backend}') to"
+        f" volume '{outcome.target_volume_id}' (backend '{outcome.target_backend}')",
+        f"  strategy  {outcome.strategy}",
+    ]
+    lines += [f"  fell back {a.strategy} failed: {a.error}" for a in outcome.failed]
+    lines += [
+        f"  size      {human_bytes(outcome.size)}",
+        f"  through   {human_bytes(outcome.bytes_through_manager)} through pieceworks",
+        f"  checked   {outcome.verified}",
+        f"  time      {outcome.seconds:.2f} s, {mb_per_s(outcome.size, outcome.seconds):.1f} MB/s",
+    ]
+    return "\n".join(lines)
+
+
+def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
+    """Plan and run a replication, with progress."""
+    source, target = backends(args, ctx)
+    request = replicate_request(args)
+    ctx.require_volume(source, request.volume_id)
+    store = ctx.store()
+    with ctx.progress(f"replicate {request.volume_id}") as progress:
+        try:
+            outcome = replicate(
+                source,
+                target,
+                request,
+                store=store,
+                options=ctx.engine_options(),
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            progress.close()
+            raise CliError(
+                f"interrupted: volume '{request.target_volume_id}' on backend"
+                f" '{target.name}' was not replaced (an uncommitted copy is discarded)",
+                ExitCode.INTERRUPTED,
+            ) from None
+    ctx.out.data(outcome.to_dict())
+    ctx.out.result(report(outcome))
+    return ExitCode.OK
