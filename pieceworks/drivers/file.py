@@ -4,7 +4,8 @@
 
 * subclass the capability base classes it implements (`Snapshot`,
   `StreamOut`, `StreamIn`, `AllocatedExtents`, `ReplicateToPeer`) and import nothing but
-  `pieceworks.protocols` and the standard library;
+  `pieceworks.protocols` and the standard library (here also `_files`, the file
+  helpers this driver shares with the qcow2 driver and the POSIX store);
 * reject unknown options with `ConfigError`;
 * turn backend failures into the protocol's errors (`VolumeNotFound`,
   `SnapshotNotFound`, `InvalidName`, `BackendError`), never a bare `OSError`;
@@ -22,21 +23,18 @@ never valid ids, so they cannot clash with a volume)::
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import secrets
-import stat
 from collections.abc import Sequence
 
+from pieceworks.drivers import _files
 from pieceworks.protocols import (
     AllocatedExtents,
     BackendError,
     BackendSpec,
-    ConfigError,
     Extent,
-    InvalidName,
     NotFound,
     ReplicatedVolume,
     ReplicateToPeer,
@@ -57,9 +55,6 @@ __all__ = ["FileDriver"]
 
 FICLONE = 0x40049409  # ioctl: share all extents of a file (btrfs, XFS, bcachefs, ...)
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS}
-# O_NONBLOCK: opening a FIFO planted at a volume's path must not hang (no effect on files).
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPeer):
@@ -76,12 +71,7 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
     """
 
     def __init__(self, path: str | os.PathLike[str], **unknown: object) -> None:
-        if unknown:
-            raise ConfigError(f"file driver: unknown option(s): {', '.join(sorted(unknown))}")
-        root = os.path.realpath(path)
-        if not os.path.isdir(root):
-            raise ConfigError(f"file driver: {os.fspath(path)!r} is not a directory")
-        self._root = root
+        self._root = _files.volume_root("file driver", path, unknown)
 
     def __repr__(self) -> str:
         return f"FileDriver({self._root!r})"
@@ -100,7 +90,7 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
         try:
             final = self._snapshot_path(snapshot, create_parent=True)
             tmp = os.path.join(os.path.dirname(final), f".tmp-{secrets.token_hex(8)}")
-            dst = os.open(tmp, _CREATE, 0o600)
+            dst = os.open(tmp, _files.CREATE_FLAGS, 0o600)
             try:
                 _clone_or_copy(src, dst, size)
                 os.fchmod(dst, 0o400)
@@ -108,17 +98,17 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
             finally:
                 os.close(dst)
             os.link(tmp, final)  # unlike rename, never clobbers an existing snapshot
-            _fsync_dir(os.path.dirname(final))
+            _files.fsync_dir(os.path.dirname(final))
         except OSError as exc:
             raise BackendError(f"cannot snapshot {volume.volume_id!r}: {exc}") from exc
         finally:
             os.close(src)
             if tmp:
-                _unlink(tmp)
+                _files.unlink_if_exists(tmp)
         return snapshot
 
     def delete_snapshot(self, snapshot: SnapshotRef) -> None:
-        _unlink(self._snapshot_path(snapshot))
+        _files.unlink_if_exists(self._snapshot_path(snapshot))
 
     # -- stream-out -------------------------------------------------------
 
@@ -132,20 +122,9 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
             raise ValueError(f"negative volume size {size}")
         volume_id = validate_id("volume id", target.volume_id)
         final = self._path(volume_id)
-        if os.path.islink(final):
-            raise InvalidName(f"volume {volume_id!r} is a symbolic link; refusing it")
-        try:
-            tmp = self._path(".incoming", f"{volume_id}.{secrets.token_hex(8)}", create=True)
-            fd = os.open(tmp, _CREATE, 0o600)
-        except OSError as exc:
-            raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
-        writer = _FileWriter(fd, tmp, final, size)
-        try:
-            os.ftruncate(fd, size)  # sparse: unwritten ranges read as zeros and cost nothing
-        except OSError as exc:
-            writer.abort()
-            raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
-        return writer
+        return _files.start_write(
+            self._root, volume_id, final, size, lambda fd, tmp: _FileWriter(fd, tmp, final, size)
+        )
 
     # -- allocated-extents ------------------------------------------------
 
@@ -187,7 +166,7 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
         """Create an empty sparse volume of `size` bytes; `BackendError` if it exists."""
         path = self._path(validate_id("volume id", volume_id))
         try:
-            fd = os.open(path, _CREATE, 0o600)
+            fd = os.open(path, _files.CREATE_FLAGS, 0o600)
             try:
                 os.ftruncate(fd, size)
             finally:
@@ -198,27 +177,17 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
 
     def list_volumes(self) -> list[VolumeRef]:
         """Every volume in the directory, sorted by id."""
-        with os.scandir(self._root) as entries:
-            names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
-        return [VolumeRef(n) for n in sorted(names) if _is_id(n)]
+        return _files.list_volume_ids(self._root)
 
     def delete_volume(self, volume_id: str) -> None:
         """Delete a volume (not its snapshots). Deleting a missing one is not an error."""
-        _unlink(self._path(validate_id("volume id", volume_id)))
+        _files.unlink_if_exists(self._path(validate_id("volume id", volume_id)))
 
     # -- paths ------------------------------------------------------------
 
     def _path(self, *parts: str, create: bool = False) -> str:
-        """``<root>/<parts...>``, refusing a parent directory that resolves elsewhere.
-
-        The last component is checked by opening it with ``O_NOFOLLOW``.
-        """
-        parent = os.path.join(self._root, *parts[:-1])
-        if os.path.realpath(parent) != parent:
-            raise InvalidName(f"{parent!r} leads outside {self._root!r}; refusing it")
-        if create:
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-        return os.path.join(parent, parts[-1])
+        """``<root>/<parts...>`` (see `_files.safe_path`)."""
+        return _files.safe_path(self._root, *parts, create=create)
 
     def _snapshot_path(self, snapshot: SnapshotRef, create_parent: bool = False) -> str:
         volume_id = validate_id("volume id", snapshot.volume_id)
@@ -233,19 +202,7 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
         else:
             path = self._path(validate_id("volume id", source.volume_id))
             missing, what = VolumeNotFound, "volume"
-        try:
-            fd = os.open(path, _READ)
-        except (FileNotFoundError, NotADirectoryError):
-            raise missing(f"no {what} {source}") from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InvalidName(f"{what} {source} is a symbolic link; refusing it") from None
-            raise BackendError(f"cannot open {what} {source}: {exc}") from exc
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise missing(f"no {what} {source} (not a regular file)")
-        return fd, st.st_size
+        return _files.open_regular(path, f"{what} {source}", missing)
 
 
 class _FileReader:
@@ -296,15 +253,7 @@ class _FileWriter:
         self._fd, self._tmp, self._final, self._size = fd, tmp, final, size
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
-        view = memoryview(data).cast("B")
-        if offset < 0 or offset + view.nbytes > self._size:
-            raise ValueError(f"write of {view.nbytes} bytes at {offset} beyond size {self._size}")
-        try:
-            while view:
-                n = os.pwrite(self._fd, view, offset)
-                view, offset = view[n:], offset + n
-        except OSError as exc:
-            raise BackendError(f"write failed at offset {offset}: {exc}") from exc
+        _files.write_all_at(self._fd, offset, data, self._size)
 
     def fill_from(self, src: int) -> None:
         """Copy all of `src` in (reflink, else data extents only); abort on failure."""
@@ -322,16 +271,14 @@ class _FileWriter:
             os.close(self._fd)
             self._fd = -1
             os.replace(self._tmp, self._final)
-            _fsync_dir(os.path.dirname(self._final))
+            _files.fsync_dir(os.path.dirname(self._final))
         except OSError as exc:
             self.abort()
             raise BackendError(f"cannot commit {self._final!r}: {exc}") from exc
 
     def abort(self) -> None:
         fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-        _unlink(self._tmp)
+        _files.discard(fd, self._tmp)
 
 
 def _clone_or_copy(src: int, dst: int, size: int) -> None:
@@ -373,24 +320,3 @@ def _data_extents(fd: int, size: int) -> list[Extent]:
         extents.append(Extent(start, end - start))
         offset = end
     return extents
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _is_id(name: str) -> bool:
-    try:
-        validate_id("volume id", name)
-    except InvalidName:
-        return False
-    return True

@@ -21,13 +21,13 @@ and ``a/b``); POSIX does not allow it, and `put` raises `BackendError`.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import secrets
 import stat
 from collections.abc import Iterator
 
+from pieceworks.drivers import _files
 from pieceworks.protocols import (
     BackendError,
     ConfigError,
@@ -75,7 +75,7 @@ class PosixStore(ObjectStore):
             os.replace(tmp, path)
             self._sync_dir(os.path.dirname(path))
         except OSError as exc:
-            _unlink(tmp)
+            _files.unlink_if_exists(tmp)
             raise _error(f"cannot put {key!r}", exc) from exc
 
     def get(self, key: str) -> bytes:
@@ -132,7 +132,7 @@ class PosixStore(ObjectStore):
         except OSError as exc:
             raise _error(f"cannot put {key!r}", exc) from exc
         finally:
-            _unlink(tmp)
+            _files.unlink_if_exists(tmp)
         return True
 
     def _path(self, key: str) -> str:
@@ -170,7 +170,7 @@ class PosixStore(ObjectStore):
             finally:
                 os.close(fd)
         except BaseException as exc:
-            _unlink(tmp)
+            _files.unlink_if_exists(tmp)
             if isinstance(exc, OSError):
                 raise _error(f"cannot write {path!r}", exc) from exc
             raise
@@ -184,11 +184,7 @@ class PosixStore(ObjectStore):
 
     def _sync_dir(self, directory: str) -> None:
         if self._durable:
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _files.fsync_dir(directory)
 
 
 def _walk(directory: str, key_dir: str, start: str) -> Iterator[str]:
@@ -226,8 +222,3 @@ def _is_part(name: str) -> bool:
 def _error(message: str, exc: OSError) -> BackendError:
     kind = TransientError if exc.errno in _TRANSIENT else BackendError
     return kind(f"{message}: {exc}")
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

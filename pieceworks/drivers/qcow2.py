@@ -3,8 +3,9 @@
 `Qcow2Driver` provides snapshot, stream-out, stream-in and allocated-extents
 over ``qemu-img`` and ``qemu-nbd`` (Debian package ``qemu-utils``; install it
 with ``scripts/install-qemu-utils.sh``). It imports only
-`pieceworks.protocols` and the standard library and runs every tool as a
-subprocess with an argument list (never a shell) and a timeout.
+`pieceworks.protocols` and the standard library (and the drivers' own file
+helpers, `_files`) and runs every tool as a subprocess with an argument list
+(never a shell) and a timeout.
 
 Layout under the directory ``path`` (names starting with ``.`` are never
 valid ids, so they cannot clash with a volume)::
@@ -80,14 +81,12 @@ is a `ConfigError` that says how to install it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
 import secrets
 import shutil
 import socket
-import stat
 import struct
 import subprocess
 import tempfile
@@ -97,12 +96,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Final
 
+from pieceworks.drivers import _files
 from pieceworks.protocols import (
     AllocatedExtents,
     BackendError,
     ConfigError,
     Extent,
-    InvalidName,
     NotFound,
     Snapshot,
     SnapshotNotFound,
@@ -125,9 +124,6 @@ SECTOR: Final = 512
 SUFFIX: Final = ".qcow2"
 INSTALL_HINT: Final = "run scripts/install-qemu-utils.sh (Debian package qemu-utils)"
 
-# O_NONBLOCK: opening a FIFO planted at a volume's path must not hang (no effect on files).
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CONVERT = ("convert", "-q", "-W", "-t", "unsafe", "-f", "raw", "-O", "qcow2")
 _CONVERT_MIN_RATE = 20_000_000  # bytes/s: a stream-in commit slower than this has hung
 
@@ -155,11 +151,7 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
         timeout: float | str = 60.0,
         **unknown: object,
     ) -> None:
-        if unknown:
-            raise ConfigError(f"qcow2 driver: unknown option(s): {', '.join(sorted(unknown))}")
-        root = os.path.realpath(path)
-        if not os.path.isdir(root):
-            raise ConfigError(f"qcow2 driver: {os.fspath(path)!r} is not a directory")
+        root = _files.volume_root("qcow2 driver", path, unknown)
         try:
             seconds = float(timeout)
         except (TypeError, ValueError):
@@ -239,22 +231,14 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
                 f" sizes are whole {SECTOR}-byte sectors"
             )
         final = self.volume_path(target.volume_id)
-        if os.path.islink(final):
-            raise InvalidName(f"volume {target.volume_id!r} is a symbolic link; refusing it")
-        try:
-            base = self._path(
-                ".incoming", f"{target.volume_id}.{secrets.token_hex(8)}", create=True
-            )
-            fd = os.open(base + ".raw", _CREATE, 0o600)
-        except OSError as exc:
-            raise BackendError(f"cannot write volume {target.volume_id!r}: {exc}") from exc
-        writer = _StagingWriter(self._qemu, fd, base, final, size)
-        try:
-            os.ftruncate(fd, size)  # sparse: unwritten ranges read as zeros and cost nothing
-        except OSError as exc:
-            writer.abort()
-            raise BackendError(f"cannot write volume {target.volume_id!r}: {exc}") from exc
-        return writer
+        return _files.start_write(
+            self._root,
+            target.volume_id,
+            final,
+            size,
+            lambda fd, base: _StagingWriter(self._qemu, fd, base, final, size),
+            suffix=".raw",
+        )
 
     # -- allocated-extents ------------------------------------------------
 
@@ -291,42 +275,28 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
                 ["create", "-q", "-f", "qcow2", tmp, str(size)],
                 f"cannot create volume {volume_id!r}",
             )
-            _fsync_file(tmp)
+            _files.fsync_file(tmp)
             os.link(tmp, final)  # unlike rename, never clobbers an existing volume
-            _fsync_dir(self._root)
+            _files.fsync_dir(self._root)
         except OSError as exc:
             raise BackendError(f"cannot create volume {volume_id!r}: {exc}") from exc
         finally:
-            _unlink(tmp)
+            _files.unlink_if_exists(tmp)
         return VolumeRef(volume_id)
 
     def list_volumes(self) -> list[VolumeRef]:
         """Every volume in the directory, sorted by id."""
-        with os.scandir(self._root) as entries:
-            names = [
-                e.name[: -len(SUFFIX)]
-                for e in entries
-                if e.name.endswith(SUFFIX) and e.is_file(follow_symlinks=False)
-            ]
-        return [VolumeRef(n) for n in sorted(names) if _is_id(n)]
+        return _files.list_volume_ids(self._root, SUFFIX)
 
     def delete_volume(self, volume_id: str) -> None:
         """Delete a volume and its snapshots. Deleting a missing one is not an error."""
-        _unlink(self.volume_path(volume_id))
+        _files.unlink_if_exists(self.volume_path(volume_id))
 
     # -- internals --------------------------------------------------------
 
     def _path(self, *parts: str, create: bool = False) -> str:
-        """``<root>/<parts...>``, refusing a parent directory that resolves elsewhere.
-
-        The last component is checked by opening it with ``O_NOFOLLOW``.
-        """
-        parent = os.path.join(self._root, *parts[:-1])
-        if os.path.realpath(parent) != parent:
-            raise InvalidName(f"{parent!r} leads outside {self._root!r}; refusing it")
-        if create:
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-        return os.path.join(parent, parts[-1])
+        """``<root>/<parts...>`` (see `_files.safe_path`)."""
+        return _files.safe_path(self._root, *parts, create=create)
 
     @contextlib.contextmanager
     def _open_image(
@@ -338,17 +308,8 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
         regular file checked here, whatever happens to the name meanwhile.
         """
         path = self.volume_path(volume.volume_id)
+        fd, _ = _files.open_regular(path, f"volume {volume.volume_id!r}", missing, link_note="")
         try:
-            fd = os.open(path, _READ)
-        except (FileNotFoundError, NotADirectoryError):
-            raise missing(f"no volume {volume.volume_id!r}") from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InvalidName(f"volume {volume.volume_id!r} is a symbolic link") from None
-            raise BackendError(f"cannot open volume {volume.volume_id!r}: {exc}") from exc
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise missing(f"no volume {volume.volume_id!r} (not a regular file)")
             yield fd
         finally:
             os.close(fd)
@@ -856,15 +817,7 @@ class _StagingWriter:
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         if self._fd < 0:
             raise ValueError("writer already committed or aborted")
-        view = memoryview(data).cast("B")
-        if offset < 0 or offset + view.nbytes > self._size:
-            raise ValueError(f"write of {view.nbytes} bytes at {offset} beyond size {self._size}")
-        try:
-            while view:
-                n = os.pwrite(self._fd, view, offset)
-                view, offset = view[n:], offset + n
-        except OSError as exc:
-            raise BackendError(f"write failed at offset {offset}: {exc}") from exc
+        _files.write_all_at(self._fd, offset, data, self._size)
 
     def commit(self) -> None:
         if self._fd < 0:
@@ -879,9 +832,9 @@ class _StagingWriter:
                 what,
                 timeout=self._qemu.timeout + self._size / _CONVERT_MIN_RATE,
             )
-            _fsync_file(self._qcow2)
+            _files.fsync_file(self._qcow2)
             os.replace(self._qcow2, self._final)
-            _fsync_dir(os.path.dirname(self._final))
+            _files.fsync_dir(os.path.dirname(self._final))
         except OSError as exc:
             raise BackendError(f"{what}: {exc}") from exc
         finally:
@@ -889,39 +842,4 @@ class _StagingWriter:
 
     def abort(self) -> None:
         fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-        _unlink(self._raw)
-        _unlink(self._qcow2)
-
-
-# -- small helpers ---------------------------------------------------------------
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _is_id(name: str) -> bool:
-    try:
-        validate_id("volume id", name)
-    except InvalidName:
-        return False
-    return True
+        _files.discard(fd, self._raw, self._qcow2)

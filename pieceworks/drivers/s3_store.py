@@ -29,12 +29,9 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import boto3  # type: ignore[import-untyped]
-import tenacity
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import (  # type: ignore[import-untyped]
     BotoCoreError,
@@ -46,6 +43,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from oslo_utils import strutils
 
+from pieceworks.drivers import _object_client
 from pieceworks.protocols import (
     BackendError,
     ConfigError,
@@ -63,8 +61,6 @@ DEFAULT_MULTIPART_THRESHOLD: Final = 64 << 20
 DEFAULT_PART_SIZE: Final = 8 << 20
 MIN_PART_SIZE: Final = 5 << 20  # S3's minimum for every part but the last
 MAX_PARTS: Final = 10_000
-_MASK: Final = "***"
-_MIN_SECRET: Final = 4  # secrets shorter than this are masked by patterns only
 _TRANSIENT_STATUS: Final = frozenset({408, 425, 429})
 _TRANSIENT_CODES: Final = frozenset(
     {
@@ -81,8 +77,7 @@ _CREDENTIAL_CODES: Final = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "InvalidClientTokenId"}
 )
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
-_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE)
+_OPTIONS: Final = _object_client.StoreOptions("s3 store", size_example="8MiB")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 T = TypeVar("T")
@@ -139,13 +134,11 @@ class S3Store(ObjectStore):
         verify: bool | str = True,
         **unknown: object,
     ) -> None:
-        if unknown:
-            raise ConfigError(f"s3 store: unknown option(s): {', '.join(sorted(unknown))}")
-        for name, value in (("access_key", access_key), ("bucket", bucket), ("region", region)):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"s3 store: {name} must be a non-empty string")
-        if not isinstance(secret_key, str):
-            raise ConfigError("s3 store: secret_key must be a string")
+        _OPTIONS.refuse_unknown(unknown)
+        _OPTIONS.require_strings(
+            {"access_key": access_key, "bucket": bucket, "region": region},
+            secret=("secret_key", secret_key),
+        )
         if not _BUCKET.fullmatch(bucket):
             raise ConfigError(
                 f"s3 store: invalid bucket name {bucket!r}: use 3-63 lowercase letters,"
@@ -161,25 +154,23 @@ class S3Store(ObjectStore):
         self._secret_key = secret_key
         self._bucket = bucket
         self._region = region
-        self._threshold = _size("multipart_threshold", multipart_threshold)
-        self._part_size = _size("part_size", part_size)
+        self._threshold = _OPTIONS.size("multipart_threshold", multipart_threshold)
+        self._part_size = _OPTIONS.size("part_size", part_size)
         if self._part_size < MIN_PART_SIZE:
             raise ConfigError(
                 f"s3 store: part_size must be at least 5 MiB ({MIN_PART_SIZE} bytes),"
                 f" not {part_size!r}"
             )
-        self._concurrency = _int("part_concurrency", part_concurrency, 1)
-        self._retries = _int("retries", retries, 0)
-        self._backoff = _float("backoff", backoff, 0.0)
-        self._max_backoff = _float("max_backoff", max_backoff, 0.0)
-        timeout_s = _float("timeout", timeout, 0.001)
+        self._concurrency = _OPTIONS.whole("part_concurrency", part_concurrency, 1)
+        self._retry = _OPTIONS.retry_policy(retries, backoff, max_backoff, log)
+        timeout_s = _OPTIONS.number("timeout", timeout, 0.001)
         verify_tls: bool | str = verify
         if isinstance(verify, str):
             try:
                 verify_tls = strutils.bool_from_string(verify, strict=True)
             except ValueError:
                 verify_tls = verify  # a CA bundle's path
-        where = _mask_url(self._endpoint) if self._endpoint else f"AWS {region}"
+        where = _object_client.mask_url(self._endpoint) if self._endpoint else f"AWS {region}"
         self._label = f"s3 store {bucket!r} at {where}"
         config = Config(
             region_name=region,
@@ -210,17 +201,17 @@ class S3Store(ObjectStore):
             raise ConfigError(str(exc)) from None
 
     def __repr__(self) -> str:
-        endpoint = _mask_url(self._endpoint) if self._endpoint else None
+        endpoint = _object_client.mask_url(self._endpoint) if self._endpoint else None
         return (
             f"S3Store(endpoint_url={endpoint!r}, access_key={self._access_key!r},"
-            f" secret_key={_MASK!r}, bucket={self._bucket!r})"
+            f" secret_key={_object_client.MASK!r}, bucket={self._bucket!r})"
         )
 
     # -- the object-store contract -------------------------------------------------
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         validate_key(key)
-        body = data if isinstance(data, bytes) else bytes(data)
+        body = _object_client.body_bytes(data)
         if len(body) > self._threshold:
             self._put_multipart(key, body)
         else:
@@ -293,7 +284,7 @@ class S3Store(ObjectStore):
         """
         if self.exists(key):
             return False
-        body = data if isinstance(data, bytes) else bytes(data)
+        body = _object_client.body_bytes(data)
         if len(body) > self._threshold or not self._conditional_puts:
             self.put(key, body)
             return True
@@ -348,7 +339,7 @@ class S3Store(ObjectStore):
             return {"PartNumber": index + 1, "ETag": str(response["ETag"])}
 
         try:
-            parts = _run_all(upload_part, len(offsets), self._concurrency, "s3-part")
+            parts = _object_client.run_all(upload_part, len(offsets), self._concurrency, "s3-part")
             self._call(
                 f"complete multipart upload of {key!r}",
                 lambda: self._client.complete_multipart_upload(
@@ -408,7 +399,7 @@ class S3Store(ObjectStore):
                     f"{self._label}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
                 ) from None
 
-        return _retry(attempt, self._retries, self._backoff, self._max_backoff)
+        return self._retry.call(attempt)
 
     def _error(self, what: str, exc: ClientError, missing: str | None) -> PieceworksError:
         status, code = _status(exc), _code(exc)
@@ -430,9 +421,7 @@ class S3Store(ObjectStore):
     def _scrub(self, text: str) -> str:
         """`text` with the secret key and anything that looks like a secret masked."""
         text = text.replace(" (reached max retries: 0)", "")  # botocore's; we retry ourselves
-        if len(self._secret_key) >= _MIN_SECRET:  # shorter ones would garble the text
-            text = text.replace(self._secret_key, _MASK)
-        return strutils.mask_password(text, secret=_MASK)
+        return _object_client.scrub(text, (self._secret_key,))
 
 
 class _PreconditionFailed(BackendError):
@@ -454,96 +443,3 @@ def _status(exc: ClientError) -> int:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _retry(fn: Callable[[], T], retries: int, backoff: float, max_backoff: float) -> T:
-    """Call `fn`, retrying `TransientError` with exponential backoff and jitter."""
-    attempts = retries + 1
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "%s (try %d of %d; retrying in %.2f s)", error, state.attempt_number, attempts, wait
-        )
-
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(attempts),
-        wait=tenacity.wait_exponential(multiplier=backoff, max=max_backoff)
-        + tenacity.wait_random(0, backoff),
-        retry=tenacity.retry_if_exception_type(TransientError),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    try:
-        return retrying(fn)
-    except TransientError as exc:
-        if attempts == 1:
-            raise
-        raise TransientError(f"{exc} (gave up after {attempts} tries)") from None
-
-
-def _run_all(fn: Callable[[int], T], count: int, concurrency: int, name: str) -> list[T]:
-    """``[fn(0), ..., fn(count - 1)]``, `concurrency` calls at a time.
-
-    On the first failure the calls not yet started are cancelled, the
-    running ones are waited for, and the failure is raised.
-    """
-    if concurrency <= 1 or count <= 1:
-        return [fn(i) for i in range(count)]
-    pool = ThreadPoolExecutor(min(concurrency, count), thread_name_prefix=name)
-    try:
-        futures = [pool.submit(fn, i) for i in range(count)]
-        return [f.result() for f in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _mask_url(url: str) -> str:
-    """`url` without a password in its user-info part."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:{_MASK}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _size(name: str, value: int | str) -> int:
-    """A byte count from an int or a string such as ``8MiB``, ``5M`` or ``1048576``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"s3 store: {name} must be a size in bytes, not {value!r}")
-    if isinstance(value, int):
-        number = value
-    else:
-        match = _SIZE.fullmatch(str(value))
-        if not match:
-            raise ConfigError(f"s3 store: {name} must be a size such as 8MiB, not {value!r}")
-        number = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
-    if number < 1:
-        raise ConfigError(f"s3 store: {name} must be at least 1 byte, not {value!r}")
-    return number
-
-
-def _int(name: str, value: int | str, minimum: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"s3 store: {name} must be a whole number, not {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"s3 store: {name} must be at least {minimum}, not {value!r}")
-    return number
-
-
-def _float(name: str, value: float | str, minimum: float) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"s3 store: {name} must be a number, not {value!r}") from None
-    if not number >= minimum:  # also refuses nan
-        raise ConfigError(f"s3 store: {name} must be at least {minimum}, not {value!r}")
-    return number

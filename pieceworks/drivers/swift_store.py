@@ -30,22 +30,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-import tenacity
 from oslo_utils import strutils
 from swiftclient.client import Connection, get_auth  # type: ignore[import-untyped]
 from swiftclient.exceptions import ClientException  # type: ignore[import-untyped]
 
+from pieceworks.drivers import _object_client
 from pieceworks.protocols import (
     BackendError,
     ConfigError,
@@ -59,13 +57,10 @@ from pieceworks.protocols import (
 __all__ = ["DEFAULT_SEGMENT_SIZE", "SwiftStore"]
 
 DEFAULT_SEGMENT_SIZE: Final = 64 << 20
-_MASK: Final = "***"
-_MIN_SECRET: Final = 4  # secrets shorter than this are masked by patterns only
 _TRANSIENT_STATUS: Final = frozenset({408, 425, 429, 498, 499})
 _PAGE: Final = 10_000
 _RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
-_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE)
+_OPTIONS: Final = _object_client.StoreOptions("swift store", size_example="64MiB")
 _AUTH_VERSIONS: Final = {"1": "1.0", "1.0": "1.0", "2": "2.0", "2.0": "2.0", "3": "3"}
 _OS_OPTIONS: Final = (
     "project_name",
@@ -128,13 +123,10 @@ class SwiftStore(ObjectStore):
         **unknown: object,
     ) -> None:
         os_options = {k: str(unknown.pop(k)) for k in _OS_OPTIONS if k in unknown}
-        if unknown:
-            raise ConfigError(f"swift store: unknown option(s): {', '.join(sorted(unknown))}")
-        for name, value in (("auth_url", auth_url), ("user", user), ("container", container)):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"swift store: {name} must be a non-empty string")
-        if not isinstance(key, str):
-            raise ConfigError("swift store: key must be a string")
+        _OPTIONS.refuse_unknown(unknown)
+        _OPTIONS.require_strings(
+            {"auth_url": auth_url, "user": user, "container": container}, secret=("key", key)
+        )
         if "/" in container:
             raise ConfigError(f"swift store: container {container!r} must not contain '/'")
         version = _AUTH_VERSIONS.get(str(auth_version))
@@ -150,15 +142,13 @@ class SwiftStore(ObjectStore):
         if "/" in self._segment_container:
             raise ConfigError("swift store: segment_container must not contain '/'")
         self._auth_version = version
-        self._label = f"swift store {container!r} at {_mask_url(auth_url)}"
+        self._label = f"swift store {container!r} at {_object_client.mask_url(auth_url)}"
         self._os_options = os_options
-        self._segment_size = _size("segment_size", segment_size)
-        self._concurrency = _int("segment_concurrency", segment_concurrency, 1)
-        self._retries = _int("retries", retries, 0)
-        self._backoff = _float("backoff", backoff, 0.0)
-        self._max_backoff = _float("max_backoff", max_backoff, 0.0)
-        self._timeout = _float("timeout", timeout, 0.001)
-        self._insecure = _bool("insecure", insecure)
+        self._segment_size = _OPTIONS.size("segment_size", segment_size)
+        self._concurrency = _OPTIONS.whole("segment_concurrency", segment_concurrency, 1)
+        self._retry = _OPTIONS.retry_policy(retries, backoff, max_backoff, log)
+        self._timeout = _OPTIONS.number("timeout", timeout, 0.001)
+        self._insecure = _OPTIONS.flag("insecure", insecure)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # to close them
@@ -172,15 +162,16 @@ class SwiftStore(ObjectStore):
             raise ConfigError(str(exc)) from None
 
     def __repr__(self) -> str:
+        auth_url = _object_client.mask_url(self._auth_url)
         return (
-            f"SwiftStore(auth_url={_mask_url(self._auth_url)!r}, user={self._user!r},"
-            f" key={_MASK!r}, container={self._container!r})"
+            f"SwiftStore(auth_url={auth_url!r}, user={self._user!r},"
+            f" key={_object_client.MASK!r}, container={self._container!r})"
         )
 
     # -- the object-store contract -------------------------------------------------
 
     def put(self, key: str, data: bytes | memoryview) -> None:
-        self._put(validate_key(key), _bytes(data), {})
+        self._put(validate_key(key), _object_client.body_bytes(data), {})
 
     def get(self, key: str) -> bytes:
         validate_key(key)
@@ -245,7 +236,7 @@ class SwiftStore(ObjectStore):
         if self.exists(key):
             return False
         try:
-            self._put(key, _bytes(data), {"If-None-Match": "*"})
+            self._put(key, _object_client.body_bytes(data), {"If-None-Match": "*"})
         except _PreconditionFailed:
             return False
         return True
@@ -303,7 +294,9 @@ class SwiftStore(ObjectStore):
             }
 
         try:
-            manifest = _run_all(put_segment, len(offsets), self._concurrency, "swift-segment")
+            manifest = _object_client.run_all(
+                put_segment, len(offsets), self._concurrency, "swift-segment"
+            )
             document = json.dumps(manifest).encode()
             self._call(
                 f"put manifest of {key!r}",
@@ -437,7 +430,7 @@ class SwiftStore(ObjectStore):
                         f"{self._label}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
                     ) from None
 
-        return _retry(attempt, self._retries, self._backoff, self._max_backoff)
+        return self._retry.call(attempt)
 
     def _error(self, what: str, exc: ClientException) -> BackendError:
         status = exc.http_status
@@ -450,10 +443,7 @@ class SwiftStore(ObjectStore):
 
     def _scrub(self, text: str) -> str:
         """`text` with the key and anything that looks like a secret masked."""
-        for secret in (self._key, self._token):
-            if secret and len(secret) >= _MIN_SECRET:  # shorter ones would garble the text
-                text = text.replace(secret, _MASK)
-        return strutils.mask_password(text, secret=_MASK)
+        return _object_client.scrub(text, (self._key, self._token))
 
 
 def _delete_large(conn: Any, container: str, name: str) -> None:
@@ -501,22 +491,6 @@ def _delete_large(conn: Any, container: str, name: str) -> None:
         )
 
 
-def _run_all(fn: Callable[[int], T], count: int, concurrency: int, name: str) -> list[T]:
-    """``[fn(0), ..., fn(count - 1)]``, `concurrency` calls at a time.
-
-    On the first failure the calls not yet started are cancelled, the
-    running ones are waited for, and the failure is raised.
-    """
-    if concurrency <= 1 or count <= 1:
-        return [fn(i) for i in range(count)]
-    pool = ThreadPoolExecutor(min(concurrency, count), thread_name_prefix=name)
-    try:
-        futures = [pool.submit(fn, i) for i in range(count)]
-        return [f.result() for f in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _delete_plain(conn: Any, container: str, name: str) -> None:
     """DELETE one object; a missing one is fine."""
     try:
@@ -534,104 +508,8 @@ class _PreconditionFailed(BackendError):
     """Swift answered 412 to ``If-None-Match: *``: the object exists."""
 
 
-def _retry(
-    fn: Callable[[], T],
-    retries: int,
-    backoff: float,
-    max_backoff: float,
-) -> T:
-    """Call `fn`, retrying `TransientError` with exponential backoff and jitter."""
-    attempts = retries + 1
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "%s (try %d of %d; retrying in %.2f s)", error, state.attempt_number, attempts, wait
-        )
-
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(attempts),
-        wait=tenacity.wait_exponential(multiplier=backoff, max=max_backoff)
-        + tenacity.wait_random(0, backoff),
-        retry=tenacity.retry_if_exception_type(TransientError),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    try:
-        return retrying(fn)
-    except TransientError as exc:
-        if attempts == 1:
-            raise
-        raise TransientError(f"{exc} (gave up after {attempts} tries)") from None
-
-
-def _bytes(data: bytes | memoryview) -> bytes:
-    """Bytes for the HTTP body (requests would iterate a memoryview element by element)."""
-    return data if isinstance(data, bytes) else bytes(data)
-
-
 def _modified(headers: dict[str, str]) -> float:
     stamp = headers.get("x-timestamp")
     if stamp:
         return float(stamp)
     return parsedate_to_datetime(headers["last-modified"]).timestamp()
-
-
-def _mask_url(url: str) -> str:
-    """`url` without a password in its user-info part."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:{_MASK}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _size(name: str, value: int | str) -> int:
-    """A byte count from an int or a string such as ``64MiB``, ``5M`` or ``1048576``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"swift store: {name} must be a size in bytes, not {value!r}")
-    if isinstance(value, int):
-        number = value
-    else:
-        match = _SIZE.fullmatch(str(value))
-        if not match:
-            raise ConfigError(f"swift store: {name} must be a size such as 64MiB, not {value!r}")
-        number = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
-    if number < 1:
-        raise ConfigError(f"swift store: {name} must be at least 1 byte, not {value!r}")
-    return number
-
-
-def _int(name: str, value: int | str, minimum: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"swift store: {name} must be a whole number, not {value!r}") from None
-    if number < minimum:
-        raise ConfigError(f"swift store: {name} must be at least {minimum}, not {value!r}")
-    return number
-
-
-def _float(name: str, value: float | str, minimum: float) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"swift store: {name} must be a number, not {value!r}") from None
-    if not number >= minimum:  # also refuses nan
-        raise ConfigError(f"swift store: {name} must be at least {minimum}, not {value!r}")
-    return number
-
-
-def _bool(name: str, value: bool | str) -> bool:
-    if isinstance(value, bool):
-        return value
-    try:
-        return strutils.bool_from_string(value, strict=True)
-    except ValueError:
-        raise ConfigError(f"swift store: {name} must be true or false, not {value!r}") from None

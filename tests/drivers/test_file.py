@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from zope.interface.verify import verifyObject
 from pieceworks.drivers.file import FileDriver
 from pieceworks.protocols import (
     BackendError,
-    ConfigError,
     Extent,
     IAllocatedExtents,
     InvalidName,
@@ -21,24 +19,17 @@ from pieceworks.protocols import (
     ISnapshot,
     IStreamIn,
     IStreamOut,
-    NotFound,
     SnapshotNotFound,
     SnapshotRef,
     VolumeNotFound,
     VolumeRef,
     verify_driver,
 )
+from tests.support import volume_checks as checks
+from tests.support.volume_checks import stray_files
 
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """The volume directory (a sibling of it stands for "outside")."""
-    path = tmp_path / "volumes"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -46,28 +37,17 @@ def driver(root: Path) -> FileDriver:
     return FileDriver(root)
 
 
-def stray_files(root: Path) -> list[str]:
-    """Temporary files the driver may have left behind."""
-    return [
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.parent.name == ".incoming" or p.name.startswith(".tmp-")
-    ]
-
-
 # -- configuration and capabilities -------------------------------------------
 
 
 def test_unknown_options_are_rejected_by_name(tmp_path: Path) -> None:
     """A misspelt option is a ConfigError that names it, not silently ignored."""
-    with pytest.raises(ConfigError, match="colour, speed"):
-        FileDriver(tmp_path, speed=1, colour="red")
+    checks.unknown_options_are_named(FileDriver, tmp_path)
 
 
 def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
     """The volume directory must exist; the driver does not invent one."""
-    with pytest.raises(ConfigError, match="not a directory"):
-        FileDriver(tmp_path / "absent")
+    checks.missing_directory_is_refused(FileDriver, tmp_path / "absent")
 
 
 def test_every_capability_verifies(driver: FileDriver) -> None:
@@ -124,41 +104,18 @@ def test_short_read_only_at_end(driver: FileDriver) -> None:
 
 def test_commit_replaces_with_exact_size_and_zeros(driver: FileDriver, root: Path) -> None:
     """After commit the volume is `size` bytes: what was written, zeros elsewhere."""
-    driver.write_volume(VolumeRef("v"), b"x" * 100)
-    writer = driver.open_write(VolumeRef("v"), 10)
-    writer.write_at(2, b"ab")
-    writer.write_at(8, memoryview(b"yz"))
-    writer.commit()
-    assert driver.read_range(VolumeRef("v"), 0, 100) == b"\0\0ab\0\0\0\0yz"
-    assert stray_files(root) == []
+    checks.commit_replaces_with_exact_size(driver, root, old_size=100, size=10, tail=8)
 
 
 def test_previous_volume_intact_until_commit(driver: FileDriver) -> None:
-    """While a writer is open the old content is what readers see."""
-    driver.write_volume(VolumeRef("v"), b"old!")
-    writer = driver.open_write(VolumeRef("v"), 4)
-    writer.write_at(0, b"new!")
-    assert driver.read_range(VolumeRef("v"), 0, 4) == b"old!"
-    reader = driver.open_read(VolumeRef("v"))
-    writer.commit()
-    try:  # a reader opened before the commit keeps reading the old file
-        assert driver.read_range(VolumeRef("v"), 0, 4) == b"new!"
-        buffer = bytearray(4)
-        reader.readinto_at(0, memoryview(buffer))
-        assert buffer == b"old!"
-    finally:
-        reader.close()
+    """While a writer is open the old content is what readers see; a reader opened
+    before the commit keeps reading the old file."""
+    checks.old_volume_readable_until_commit(driver, b"old!", b"new!")
 
 
 def test_abort_leaves_old_volume_and_no_temp_files(driver: FileDriver, root: Path) -> None:
     """abort discards everything written; it is idempotent and leaves no temp file."""
-    driver.write_volume(VolumeRef("v"), b"keep me")
-    writer = driver.open_write(VolumeRef("v"), 1 * GiB)
-    writer.write_at(0, b"discard")
-    writer.abort()
-    writer.abort()
-    assert driver.read_range(VolumeRef("v"), 0, 100) == b"keep me"
-    assert stray_files(root) == []
+    checks.abort_keeps_old_volume(driver, root, b"keep me", read=100)
 
 
 def test_abort_of_a_new_volume_creates_nothing(driver: FileDriver) -> None:
@@ -171,12 +128,7 @@ def test_abort_of_a_new_volume_creates_nothing(driver: FileDriver) -> None:
 
 def test_write_beyond_size_is_refused(driver: FileDriver) -> None:
     """A writer never makes the volume longer than the size it was opened with."""
-    writer = driver.open_write(VolumeRef("v"), 4)
-    try:
-        with pytest.raises(ValueError, match="beyond size"):
-            writer.write_at(2, b"abc")
-    finally:
-        writer.abort()
+    checks.write_beyond_size_is_refused(driver, 4)
 
 
 # -- allocated-extents and sparse files -----------------------------------------
@@ -216,11 +168,7 @@ def test_sparse_volume_extents_and_sparse_snapshot(driver: FileDriver, root: Pat
 
 def test_extents_of_empty_and_hole_only_volumes(driver: FileDriver) -> None:
     """A volume with no data has no extents, whatever its size."""
-    driver.create_volume("empty", 0)
-    driver.create_volume("holes", 1 * GiB)
-    assert driver.allocated_extents(VolumeRef("empty")) == []
-    assert driver.allocated_extents(VolumeRef("holes")) == []
-    assert driver.read_range(VolumeRef("holes"), GiB - 3, 10) == b"\0\0\0"
+    checks.hole_only_volumes_have_no_extents(driver)
 
 
 # -- snapshot --------------------------------------------------------------------
@@ -284,31 +232,14 @@ def test_existing_snapshot_is_never_clobbered(driver: FileDriver, root: Path) ->
 def test_unknown_ids_raise_the_right_not_found(driver: FileDriver) -> None:
     """Each kind of missing thing has its own NotFound subclass."""
     driver.write_volume(VolumeRef("v"), b"x")
-    cases: list[tuple[Callable[[], object], type[NotFound]]] = [
-        (lambda: driver.open_read(VolumeRef("nope")), VolumeNotFound),
-        (lambda: driver.allocated_extents(VolumeRef("nope")), VolumeNotFound),
-        (lambda: driver.open_read(SnapshotRef("v", "nope")), SnapshotNotFound),
-        (lambda: driver.open_read(SnapshotRef("nope", "nope")), SnapshotNotFound),
-        (lambda: driver.allocated_extents(SnapshotRef("v", "nope")), SnapshotNotFound),
-    ]
-    for call, error in cases:
-        with pytest.raises(error):
-            call()
+    checks.unknown_ids_raise_their_not_found(driver)
 
 
 @pytest.mark.parametrize("bad", ["..", "../etc", "a/b", ".snapshots", "", "x" * 129, "/abs"])
 def test_bad_ids_are_invalid_names(driver: FileDriver, bad: str) -> None:
     """Ids that could escape the directory are refused before touching the filesystem."""
     driver.write_volume(VolumeRef("v"), b"x")
-    calls: list[Callable[[], object]] = [
-        lambda: VolumeRef(bad),
-        lambda: driver.create_snapshot(VolumeRef("v"), bad),
-        lambda: driver.create_volume(bad, 1),
-        lambda: driver.delete_volume(bad),
-    ]
-    for call in calls:
-        with pytest.raises(InvalidName):
-            call()
+    checks.bad_ids_are_invalid_names(driver, bad, 1)
 
 
 def test_symlinked_volume_is_refused(driver: FileDriver, tmp_path: Path, root: Path) -> None:
@@ -316,17 +247,7 @@ def test_symlinked_volume_is_refused(driver: FileDriver, tmp_path: Path, root: P
     outside = tmp_path / "secret"
     outside.write_bytes(b"top secret")
     (root / "link").symlink_to(outside)
-    volume = VolumeRef("link")
-    calls: list[Callable[[], object]] = [
-        lambda: driver.open_read(volume),
-        lambda: driver.allocated_extents(volume),
-        lambda: driver.create_snapshot(volume, "s"),
-        lambda: driver.open_write(volume, 4),
-    ]
-    for call in calls:
-        with pytest.raises(InvalidName):
-            call()
-    assert driver.list_volumes() == []
+    checks.symlinked_volume_is_refused(driver, VolumeRef("link"), 4)
     assert outside.read_bytes() == b"top secret"
 
 
@@ -334,9 +255,7 @@ def test_symlinked_snapshot_directory_is_refused(
     driver: FileDriver, tmp_path: Path, root: Path
 ) -> None:
     """Snapshots are never written through a symlinked directory leading outside."""
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    (root / ".snapshots").symlink_to(outside)
+    outside = checks.link_outside(root, ".snapshots", tmp_path / "elsewhere")
     driver.write_volume(VolumeRef("v"), b"x")
     with pytest.raises(InvalidName):
         driver.create_snapshot(VolumeRef("v"), "s1")
@@ -347,10 +266,7 @@ def test_symlinked_snapshot_directory_is_refused(
 
 def test_fifo_at_volume_path_is_not_a_volume(driver: FileDriver, root: Path) -> None:
     """A non-regular file is not a volume, and opening it does not hang."""
-    os.mkfifo(root / "pipe")
-    with pytest.raises(VolumeNotFound, match="not a regular file"):
-        driver.open_read(VolumeRef("pipe"))
-    assert driver.list_volumes() == []
+    checks.fifo_is_not_a_volume(driver, root / "pipe", VolumeRef("pipe"))
 
 
 def test_volume_helpers(driver: FileDriver) -> None:

@@ -17,9 +17,9 @@ from pieceworks.protocols import (
     InvalidName,
     IObjectStore,
     ObjectInfo,
-    ObjectNotFound,
     verify_driver,
 )
+from tests.support.object_stores import KEYS, check_missing_objects
 
 
 @pytest.fixture
@@ -95,15 +95,7 @@ def test_put_replaces(store: PosixStore) -> None:
 
 def test_missing_objects_raise_object_not_found(store: PosixStore) -> None:
     """get and head of an absent key (or of a "directory" key) raise ObjectNotFound."""
-    store.put("dir/obj", b"x")
-    for key in ("absent", "dir", "dir/obj/below", "no/such/key"):
-        with pytest.raises(ObjectNotFound):
-            store.get(key)
-        with pytest.raises(ObjectNotFound):
-            store.head(key)
-        assert not store.exists(key)
-        store.delete(key)
-    assert store.get("dir/obj") == b"x"
+    check_missing_objects(store, ("absent", "dir", "dir/obj/below", "no/such/key"))
 
 
 @pytest.mark.parametrize("bad", ["", "/abs", "../up", "a/../b", "a//b", "a/./b", "a/", ".tmp-1"])
@@ -196,20 +188,6 @@ def test_put_if_absent_race_has_one_winner(store: PosixStore, root: Path) -> Non
 
 
 # -- listing ---------------------------------------------------------------------------
-
-KEYS = [
-    "a-b",
-    "a.c",
-    "a/b",
-    "a/b-c",
-    "a/b.d/e",
-    "a0",
-    "ab/x",
-    "b/c/d",
-    "chunks/ab/" + "ab" * 32,
-    "chunks/ac/" + "ac" * 32,
-    "manifests/backup-1",
-]
 
 
 def test_list_is_sorted_as_strings(store: PosixStore) -> None:

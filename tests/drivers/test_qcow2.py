@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
@@ -32,7 +32,6 @@ from pieceworks.protocols import (
     ISnapshot,
     IStreamIn,
     IStreamOut,
-    NotFound,
     SnapshotNotFound,
     SnapshotRef,
     StoreSpec,
@@ -40,19 +39,13 @@ from pieceworks.protocols import (
     VolumeRef,
     verify_driver,
 )
+from tests.support import volume_checks as checks
+from tests.support.volume_checks import stray_files
 
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 CLUSTER = 64 * KiB  # qemu-img's default qcow2 cluster size
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """The volume directory (a sibling of it stands for "outside")."""
-    path = tmp_path / "volumes"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -101,11 +94,6 @@ def snapshot_names(image: Path) -> list[str]:
     return [str(s["name"]) for s in snapshots]
 
 
-def stray_files(root: Path) -> list[str]:
-    """Temporary files the driver may have left behind."""
-    return [str(p.relative_to(root)) for p in root.rglob("*") if p.parent.name == ".incoming"]
-
-
 def qemu_nbd_children() -> list[int]:
     """Process ids of live qemu-nbd processes that are children of this test process."""
     found = []
@@ -128,14 +116,12 @@ def qemu_nbd_children() -> list[int]:
 
 def test_unknown_options_are_rejected_by_name(tmp_path: Path) -> None:
     """A misspelt option is a ConfigError that names it, not silently ignored."""
-    with pytest.raises(ConfigError, match="colour, speed"):
-        Qcow2Driver(tmp_path, speed=1, colour="red")
+    checks.unknown_options_are_named(Qcow2Driver, tmp_path)
 
 
 def test_bad_directory_and_timeout_are_config_errors(tmp_path: Path) -> None:
     """The volume directory must exist, and the timeout must be a positive number."""
-    with pytest.raises(ConfigError, match="not a directory"):
-        Qcow2Driver(tmp_path / "absent")
+    checks.missing_directory_is_refused(Qcow2Driver, tmp_path / "absent")
     for bad in ("soon", 0, -1, "nan"):
         with pytest.raises(ConfigError, match="timeout"):
             Qcow2Driver(tmp_path, timeout=bad)
@@ -220,42 +206,18 @@ def test_sizes_must_be_whole_sectors(driver: Qcow2Driver, root: Path) -> None:
 
 def test_commit_replaces_with_exact_size_and_zeros(driver: Qcow2Driver, root: Path) -> None:
     """After commit the volume is `size` bytes: what was written, zeros elsewhere."""
-    driver.write_volume(VolumeRef("v"), b"x" * 4096)
-    writer = driver.open_write(VolumeRef("v"), 1024)
-    writer.write_at(2, b"ab")
-    writer.write_at(1020, memoryview(b"yz"))
-    writer.commit()
-    assert driver.read_range(VolumeRef("v"), 0, 4096) == b"\0\0ab" + bytes(1016) + b"yz\0\0"
-    assert stray_files(root) == []
+    checks.commit_replaces_with_exact_size(driver, root, old_size=4096, size=1024, tail=1020)
 
 
 def test_previous_volume_intact_until_commit(driver: Qcow2Driver) -> None:
     """While a writer is open the old content is what readers see; a reader opened
     before the commit keeps reading the old image."""
-    driver.write_volume(VolumeRef("v"), b"old!" * 128)
-    writer = driver.open_write(VolumeRef("v"), 512)
-    writer.write_at(0, b"new!" * 128)
-    assert driver.read_range(VolumeRef("v"), 0, 4) == b"old!"
-    reader = driver.open_read(VolumeRef("v"))
-    try:
-        writer.commit()
-        assert driver.read_range(VolumeRef("v"), 0, 4) == b"new!"
-        buffer = bytearray(4)
-        reader.readinto_at(0, memoryview(buffer))
-        assert buffer == b"old!"
-    finally:
-        reader.close()
+    checks.old_volume_readable_until_commit(driver, b"old!" * 128, b"new!" * 128)
 
 
 def test_abort_keeps_the_old_volume_and_no_temp_files(driver: Qcow2Driver, root: Path) -> None:
     """abort discards everything written, is idempotent, and leaves no temporary file."""
-    driver.write_volume(VolumeRef("v"), b"keep me!" * 64)
-    writer = driver.open_write(VolumeRef("v"), 1 * GiB)
-    writer.write_at(0, b"discard")
-    writer.abort()
-    writer.abort()
-    assert driver.read_range(VolumeRef("v"), 0, 16) == b"keep me!keep me!"
-    assert stray_files(root) == []
+    checks.abort_keeps_old_volume(driver, root, b"keep me!" * 64, read=16)
     driver.open_write(VolumeRef("new"), 512).abort()
     assert driver.list_volumes() == [VolumeRef("v")]
     with pytest.raises(VolumeNotFound):
@@ -264,12 +226,7 @@ def test_abort_keeps_the_old_volume_and_no_temp_files(driver: Qcow2Driver, root:
 
 def test_write_beyond_size_is_refused(driver: Qcow2Driver) -> None:
     """A writer never makes the volume longer than the size it was opened with."""
-    writer = driver.open_write(VolumeRef("v"), 512)
-    try:
-        with pytest.raises(ValueError, match="beyond size"):
-            writer.write_at(510, b"abc")
-    finally:
-        writer.abort()
+    checks.write_beyond_size_is_refused(driver, 512)
 
 
 # -- allocated-extents -------------------------------------------------------------
@@ -299,11 +256,7 @@ def test_sparse_volume_reports_only_its_data(driver: Qcow2Driver, root: Path) ->
 
 def test_extents_of_empty_volumes(driver: Qcow2Driver) -> None:
     """A volume with no data has no extents, whatever its size."""
-    driver.create_volume("empty", 0)
-    driver.create_volume("holes", 1 * GiB)
-    assert driver.allocated_extents(VolumeRef("empty")) == []
-    assert driver.allocated_extents(VolumeRef("holes")) == []
-    assert driver.read_range(VolumeRef("holes"), GiB - 3, 10) == b"\0\0\0"
+    checks.hole_only_volumes_have_no_extents(driver)
 
 
 def test_compressed_clusters_read_correctly(driver: Qcow2Driver, root: Path) -> None:
@@ -446,33 +399,16 @@ def test_image_held_by_a_running_qemu_cannot_be_snapshotted(
 def test_unknown_ids_raise_the_right_not_found(driver: Qcow2Driver) -> None:
     """Each kind of missing thing has its own NotFound subclass."""
     driver.write_volume(VolumeRef("v"), bytes(512))
-    cases: list[tuple[Callable[[], object], type[NotFound]]] = [
-        (lambda: driver.open_read(VolumeRef("nope")), VolumeNotFound),
-        (lambda: driver.allocated_extents(VolumeRef("nope")), VolumeNotFound),
-        (lambda: driver.create_snapshot(VolumeRef("nope"), "s"), VolumeNotFound),
-        (lambda: driver.open_read(SnapshotRef("v", "nope")), SnapshotNotFound),
-        (lambda: driver.open_read(SnapshotRef("nope", "nope")), SnapshotNotFound),
-        (lambda: driver.allocated_extents(SnapshotRef("v", "nope")), SnapshotNotFound),
-    ]
-    for call, error in cases:
-        with pytest.raises(error):
-            call()
+    checks.unknown_ids_raise_their_not_found(
+        driver, (lambda: driver.create_snapshot(VolumeRef("nope"), "s"), VolumeNotFound)
+    )
 
 
 @pytest.mark.parametrize("bad", ["..", "../etc", "a/b", ".locks", "", "x" * 129, "/abs"])
 def test_bad_ids_are_invalid_names(driver: Qcow2Driver, bad: str) -> None:
     """Ids that could escape the directory are refused before touching the filesystem."""
     driver.write_volume(VolumeRef("v"), bytes(512))
-    calls: list[Callable[[], object]] = [
-        lambda: VolumeRef(bad),
-        lambda: SnapshotRef("v", bad),
-        lambda: driver.create_snapshot(VolumeRef("v"), bad),
-        lambda: driver.create_volume(bad, 512),
-        lambda: driver.delete_volume(bad),
-    ]
-    for call in calls:
-        with pytest.raises(InvalidName):
-            call()
+    checks.bad_ids_are_invalid_names(driver, bad, 512)
 
 
 def test_symlinked_volume_is_refused(driver: Qcow2Driver, tmp_path: Path, root: Path) -> None:
@@ -481,17 +417,7 @@ def test_symlinked_volume_is_refused(driver: Qcow2Driver, tmp_path: Path, root: 
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(outside), "1M"], check=True)
     before = outside.read_bytes()
     (root / "link.qcow2").symlink_to(outside)
-    volume = VolumeRef("link")
-    calls: list[Callable[[], object]] = [
-        lambda: driver.open_read(volume),
-        lambda: driver.allocated_extents(volume),
-        lambda: driver.create_snapshot(volume, "s"),
-        lambda: driver.open_write(volume, 512),
-    ]
-    for call in calls:
-        with pytest.raises(InvalidName):
-            call()
-    assert driver.list_volumes() == []
+    checks.symlinked_volume_is_refused(driver, VolumeRef("link"), 512)
     assert outside.read_bytes() == before
 
 
@@ -499,9 +425,7 @@ def test_symlinked_lock_directory_is_refused(
     driver: Qcow2Driver, tmp_path: Path, root: Path
 ) -> None:
     """Lock files are never created through a symlinked directory leading outside."""
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    (root / ".locks").symlink_to(outside)
+    outside = checks.link_outside(root, ".locks", tmp_path / "elsewhere")
     driver.write_volume(VolumeRef("v"), bytes(512))
     with pytest.raises(InvalidName):
         driver.create_snapshot(VolumeRef("v"), "s1")
@@ -532,10 +456,7 @@ def test_images_with_a_backing_file_are_refused(
 
 def test_fifo_at_volume_path_is_not_a_volume(driver: Qcow2Driver, root: Path) -> None:
     """A non-regular file is not a volume, and opening it does not hang."""
-    os.mkfifo(root / "pipe.qcow2")
-    with pytest.raises(VolumeNotFound, match="not a regular file"):
-        driver.open_read(VolumeRef("pipe"))
-    assert driver.list_volumes() == []
+    checks.fifo_is_not_a_volume(driver, root / "pipe.qcow2", VolumeRef("pipe"))
 
 
 def test_volume_helpers(driver: Qcow2Driver, root: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import traceback
 from typing import Any
 
@@ -19,9 +18,10 @@ from botocore.config import Config  # type: ignore[import-untyped]
 
 from pieceworks.drivers.s3_store import S3Store
 from pieceworks.drivers.swift_store import SwiftStore
-from pieceworks.protocols import ConfigError, TransientError
-from tests.drivers.test_swift_store import SECRET, MiB, s3_store, unique, with_proxy_down
-from tests.fixtures.swift_server import SwiftServer, free_ports
+from pieceworks.protocols import ConfigError
+from tests.fixtures.swift_server import SwiftServer
+from tests.support import remote_stores
+from tests.support.remote_stores import SECRET, MiB, s3_store, unique
 
 
 def raw_client(server: SwiftServer) -> Any:
@@ -95,39 +95,23 @@ def test_refused_connections_are_retried_with_backoff_then_transient(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Nothing listens: 3 retries, backoff >= 0.2+0.4+0.8 s, then TransientError."""
-    caplog.set_level(logging.WARNING, logger="pieceworks.drivers.s3_store")
-    (port,) = free_ports(1)
-    started = time.monotonic()
-    with pytest.raises(TransientError) as err:
-        S3Store(
-            f"http://127.0.0.1:{port}",
-            "test:tester",
-            SECRET,
-            "bucket",
-            retries=3,
-            backoff=0.2,
-            max_backoff=5,
-        )
-    elapsed = time.monotonic() - started
-    assert 1.4 <= elapsed < 10
-    assert "gave up after 4 tries" in str(err.value)
-    assert "EndpointConnectionError" in str(err.value)
-    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
-    assert len(retries) == 3
-    assert SECRET not in str(err.value) and SECRET not in caplog.text
+    error = remote_stores.check_refused_connections_give_up(
+        caplog,
+        "pieceworks.drivers.s3_store",
+        lambda port, **retry: S3Store(
+            f"http://127.0.0.1:{port}", "test:tester", SECRET, "bucket", **retry
+        ),
+    )
+    assert "EndpointConnectionError" in str(error)
 
 
 def test_a_restarted_proxy_is_ridden_out_by_retries(
     swift_server: SwiftServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The proxy goes down for a second; a put meanwhile retries and succeeds."""
-    caplog.set_level(logging.WARNING, logger="pieceworks.drivers.s3_store")
-    store = s3_store(swift_server, retries="12", backoff="0.1", max_backoff="0.5")
-    store.put("before", b"1")
-    with_proxy_down(swift_server, 1.0, lambda: store.put("during", b"2"))
-    assert store.get("during") == b"2"
-    assert any("retrying in" in r.getMessage() for r in caplog.records)
-    assert "testing" not in caplog.text
+    remote_stores.check_restarted_proxy_is_ridden_out(
+        caplog, "pieceworks.drivers.s3_store", swift_server, s3_store
+    )
 
 
 def test_multipart_upload_leaves_no_upload_behind(swift_server: SwiftServer) -> None:

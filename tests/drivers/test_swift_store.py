@@ -15,8 +15,7 @@ import os
 import threading
 import time
 import traceback
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,6 @@ from pieceworks.common_algorithms import (
 )
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.drivers.s3_store import S3Store
 from pieceworks.drivers.store_opener import open_store
 from pieceworks.drivers.swift_store import SwiftStore
 from pieceworks.protocols import (
@@ -42,40 +40,15 @@ from pieceworks.protocols import (
     ConfigError,
     InvalidName,
     IObjectStore,
-    ObjectNotFound,
     ObjectStore,
     StoreSpec,
-    TransientError,
     verify_driver,
 )
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
-from tests.fixtures.swift_server import SwiftServer, free_ports
-
-MiB = 1 << 20
-SECRET = "s3cr3t-must-never-show"
-
-
-def unique(prefix: str = "pw") -> str:
-    """A fresh container / bucket name (valid for both APIs)."""
-    return f"{prefix}-{uuid.uuid4().hex[:16]}"
-
-
-def swift_store(server: SwiftServer, **extra: str) -> SwiftStore:
-    """A SwiftStore on a new container, small segments, quick retries."""
-    options = {"segment_size": "5MiB", "retries": "2", "backoff": "0.05", **extra}
-    return SwiftStore(**server.swift_options(unique(), **options))
-
-
-def s3_store(server: SwiftServer, **extra: str) -> S3Store:
-    """An S3Store on a new bucket, 5 MiB parts, quick retries."""
-    options = {
-        "multipart_threshold": "5MiB",
-        "part_size": "5MiB",
-        "retries": "2",
-        "backoff": "0.05",
-        **extra,
-    }
-    return S3Store(**server.s3_options(unique(), **options))
+from tests.fixtures.swift_server import SwiftServer
+from tests.support import remote_stores
+from tests.support.object_stores import KEYS, check_missing_objects
+from tests.support.remote_stores import SECRET, MiB, s3_store, swift_store, unique
 
 
 @pytest.fixture(params=["posix", "swift", "s3"])
@@ -130,15 +103,7 @@ def test_put_replaces(store: ObjectStore) -> None:
 
 def test_missing_objects_raise_object_not_found(store: ObjectStore) -> None:
     """get and head of an absent key raise ObjectNotFound; exists is False; delete is fine."""
-    store.put("dir/obj", b"x")
-    for key in ("absent", "dir", "no/such/key"):
-        with pytest.raises(ObjectNotFound):
-            store.get(key)
-        with pytest.raises(ObjectNotFound):
-            store.head(key)
-        assert not store.exists(key)
-        store.delete(key)
-    assert store.get("dir/obj") == b"x"
+    check_missing_objects(store, ("absent", "dir", "no/such/key"))
 
 
 @pytest.mark.parametrize("bad", ["", "/abs", "../up", "a//b", "a/./b", "a/"])
@@ -153,19 +118,6 @@ def test_bad_keys_are_invalid_names(store: ObjectStore, bad: str) -> None:
         store.put_if_absent(bad, b"x")
 
 
-KEYS = [
-    "a-b",
-    "a.c",
-    "a/b",
-    "a/b-c",
-    "a/b.d/e",
-    "a0",
-    "ab/x",
-    "b/c/d",
-    "chunks/ab/" + "ab" * 32,
-    "chunks/ac/" + "ac" * 32,
-    "manifests/backup-1",
-]
 PREFIXES = ["", "a", "a/", "a/b", "a/b.", "ab", "chunks/ab/", "chunks/a", "c", "zzz", "no/such/"]
 
 
@@ -317,39 +269,23 @@ def test_refused_connections_are_retried_with_backoff_then_transient(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Nothing listens: 3 retries, backoff >= 0.2+0.4+0.8 s, then TransientError."""
-    caplog.set_level(logging.WARNING, logger="pieceworks.drivers.swift_store")
-    (port,) = free_ports(1)
-    started = time.monotonic()
-    with pytest.raises(TransientError) as err:
-        SwiftStore(
-            f"http://127.0.0.1:{port}/auth/v1.0",
-            "test:tester",
-            SECRET,
-            "c",
-            retries=3,
-            backoff=0.2,
-            max_backoff=5,
-        )
-    elapsed = time.monotonic() - started
-    assert 1.4 <= elapsed < 10
-    assert "gave up after 4 tries" in str(err.value)
-    assert "Connection refused" in str(err.value) or "ConnectionError" in str(err.value)
-    retries = [r for r in caplog.records if "retrying in" in r.getMessage()]
-    assert len(retries) == 3
-    assert SECRET not in str(err.value) and SECRET not in caplog.text
+    error = remote_stores.check_refused_connections_give_up(
+        caplog,
+        "pieceworks.drivers.swift_store",
+        lambda port, **retry: SwiftStore(
+            f"http://127.0.0.1:{port}/auth/v1.0", "test:tester", SECRET, "c", **retry
+        ),
+    )
+    assert "Connection refused" in str(error) or "ConnectionError" in str(error)
 
 
 def test_a_restarted_proxy_is_ridden_out_by_retries(
     swift_server: SwiftServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The proxy goes down for a second; a put meanwhile retries and succeeds."""
-    caplog.set_level(logging.WARNING, logger="pieceworks.drivers.swift_store")
-    store = swift_store(swift_server, retries="12", backoff="0.1", max_backoff="0.5")
-    store.put("before", b"1")
-    with_proxy_down(swift_server, 1.0, lambda: store.put("during", b"2"))
-    assert store.get("during") == b"2"
-    assert any("retrying in" in r.getMessage() for r in caplog.records)
-    assert "testing" not in caplog.text
+    remote_stores.check_restarted_proxy_is_ridden_out(
+        caplog, "pieceworks.drivers.swift_store", swift_server, swift_store
+    )
 
 
 def test_an_expired_token_is_renewed(swift_server: SwiftServer) -> None:
@@ -432,16 +368,3 @@ def test_backup_and_restore_through_a_remote_store(
 def _admin(server: SwiftServer) -> Connection:
     """A plain swiftclient connection for looking behind the store's back."""
     return Connection(authurl=server.auth_url, user=server.user, key=server.key, retries=1)
-
-
-def with_proxy_down(server: SwiftServer, seconds: float, call: Callable[[], object]) -> None:
-    """Stop the proxy, run `call` while a thread starts it again after `seconds`."""
-    server.stop(("proxy",))
-    restarter = threading.Thread(target=server.restart, args=("proxy", seconds))
-    restarter.start()
-    try:
-        call()
-    finally:
-        restarter.join()
-        if "proxy" not in server.procs:
-            server.start(("proxy",))

@@ -1,0 +1,223 @@
+"""File handling that the drivers keeping volumes or objects in a directory share.
+
+The file and qcow2 drivers keep their volumes as files under one directory
+(``<root>``) and build every new volume under ``<root>/.incoming`` before
+moving it in place; the POSIX store writes its objects with the same care
+(temporary file, fsync, rename or link, fsync of the directory) and uses
+the fsync and clean-up helpers. What they share:
+
+* `volume_root` checks a driver's options and its directory;
+* `safe_path` joins names under the root, refusing a parent directory that
+  a symbolic link leads elsewhere, and `open_regular` opens a volume without
+  following a symbolic link and only if it is a regular file;
+* `start_write` opens the temporary file a stream-in writer fills, and
+  `write_all_at` / `discard` are that writer's write and abort;
+* `fsync_dir`, `fsync_file` and `unlink_if_exists` make changes durable and
+  clean up;
+* `list_volume_ids` lists the volumes of a directory.
+
+Private to the drivers package: it imports only `pieceworks.protocols` and
+the standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Callable, Mapping
+from typing import Final, Protocol, TypeVar
+
+from pieceworks.protocols import (
+    BackendError,
+    ConfigError,
+    InvalidName,
+    NotFound,
+    VolumeRef,
+    validate_id,
+)
+
+__all__ = [
+    "CREATE_FLAGS",
+    "discard",
+    "fsync_dir",
+    "fsync_file",
+    "list_volume_ids",
+    "open_regular",
+    "safe_path",
+    "start_write",
+    "unlink_if_exists",
+    "volume_root",
+    "write_all_at",
+]
+
+# Opening a volume to read it. O_NONBLOCK: opening a FIFO planted at a volume's path
+# must not hang (no effect on files).
+_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+#: Creating a new file that must not exist yet, never through a symbolic link.
+CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Abortable(Protocol):
+    def abort(self) -> None: ...
+
+
+W = TypeVar("W", bound=_Abortable)
+
+
+def volume_root(owner: str, path: str | os.PathLike[str], unknown: Mapping[str, object]) -> str:
+    """The resolved volume directory `path`, after refusing `unknown` options.
+
+    `owner` (``"file driver"``) starts the messages of the `ConfigError`s;
+    the directory must exist already.
+    """
+    if unknown:
+        raise ConfigError(f"{owner}: unknown option(s): {', '.join(sorted(unknown))}")
+    root = os.path.realpath(path)
+    if not os.path.isdir(root):
+        raise ConfigError(f"{owner}: {os.fspath(path)!r} is not a directory")
+    return root
+
+
+def safe_path(root: str, *parts: str, create: bool = False) -> str:
+    """``<root>/<parts...>``, refusing a parent directory that resolves elsewhere.
+
+    `root` must be resolved already (``os.path.realpath``). With `create`
+    the parent directories are made (mode 0700). The last component is
+    checked by opening it with ``O_NOFOLLOW``.
+    """
+    parent = os.path.join(root, *parts[:-1])
+    if os.path.realpath(parent) != parent:
+        raise InvalidName(f"{parent!r} leads outside {root!r}; refusing it")
+    if create:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    return os.path.join(parent, parts[-1])
+
+
+def open_regular(
+    path: str, label: str, missing: type[NotFound], link_note: str = "; refusing it"
+) -> tuple[int, int]:
+    """Open `path` read-only without following a symbolic link; return its fd and size.
+
+    `label` (``"volume 'v'"``) names the file in messages: `missing` is
+    raised if it does not exist or is not a regular file, `InvalidName` (its
+    message ending in `link_note`) if it is a symbolic link, and
+    `BackendError` if it cannot be opened.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        raise missing(f"no {label}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidName(f"{label} is a symbolic link{link_note}") from None
+        raise BackendError(f"cannot open {label}: {exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise missing(f"no {label} (not a regular file)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+
+def start_write(
+    root: str,
+    volume_id: str,
+    final: str,
+    size: int,
+    make_writer: Callable[[int, str], W],
+    suffix: str = "",
+) -> W:
+    """Begin writing volume `volume_id` of `size` bytes, to be moved to `final` on commit.
+
+    Refuses a `final` that is a symbolic link, creates a new temporary file
+    ``<root>/.incoming/<volume_id>.<random><suffix>`` as a sparse file of
+    `size` bytes, and returns ``make_writer(fd, base)``, `base` being the
+    temporary name without `suffix`. If the file cannot be sized, the
+    writer is aborted. Failures are `BackendError`.
+    """
+    if os.path.islink(final):
+        raise InvalidName(f"volume {volume_id!r} is a symbolic link; refusing it")
+    try:
+        base = safe_path(root, ".incoming", f"{volume_id}.{secrets.token_hex(8)}", create=True)
+        fd = os.open(base + suffix, CREATE_FLAGS, 0o600)
+    except OSError as exc:
+        raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
+    writer = make_writer(fd, base)
+    try:
+        os.ftruncate(fd, size)  # sparse: unwritten ranges read as zeros and cost nothing
+    except OSError as exc:
+        writer.abort()
+        raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
+    return writer
+
+
+def write_all_at(fd: int, offset: int, data: bytes | memoryview, size: int) -> None:
+    """Write all of `data` at `offset` of `fd`, never beyond `size` bytes (`ValueError`)."""
+    view = memoryview(data).cast("B")
+    if offset < 0 or offset + view.nbytes > size:
+        raise ValueError(f"write of {view.nbytes} bytes at {offset} beyond size {size}")
+    try:
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+    except OSError as exc:
+        raise BackendError(f"write failed at offset {offset}: {exc}") from exc
+
+
+def discard(fd: int, *paths: str) -> None:
+    """Close `fd` unless it is negative (closed already) and remove `paths` that exist."""
+    if fd >= 0:
+        os.close(fd)
+    for path in paths:
+        unlink_if_exists(path)
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory `path` durable (a new, renamed or removed name)."""
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def fsync_file(path: str) -> None:
+    """Make the content of the file `path` (not a symbolic link) durable."""
+    _fsync(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _fsync(path: str, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unlink_if_exists(path: str) -> None:
+    """Remove the file `path`; one that is not there is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def list_volume_ids(root: str, suffix: str = "") -> list[VolumeRef]:
+    """The volumes in `root`, sorted: regular files named ``<volume-id><suffix>``.
+
+    Symbolic links, other files and names that are no valid id are skipped.
+    """
+    with os.scandir(root) as entries:
+        names = [
+            e.name[: len(e.name) - len(suffix)]
+            for e in entries
+            if e.name.endswith(suffix) and e.is_file(follow_symlinks=False)
+        ]
+    return [VolumeRef(n) for n in sorted(names) if _is_id(n)]
+
+
+def _is_id(name: str) -> bool:
+    try:
+        validate_id("volume id", name)
+    except InvalidName:
+        return False
+    return True

@@ -1,0 +1,224 @@
+"""What the remote object stores (`SwiftStore`, `S3Store`) share.
+
+* `StoreOptions` parses a store's options, which arrive as Python values or
+  as the strings of a configuration file (``8MiB``, ``"4"``, ``"0.5"``,
+  ``"true"``), and words every refusal as a `ConfigError` naming the store;
+* `RetryPolicy` runs one request with retries: `TransientError` is retried
+  with exponential backoff and jitter (tenacity), each retry is logged as a
+  warning on the store's own logger, and the last error says how many tries
+  were made;
+* `run_all` runs the uploads of one large object's parts a few at a time,
+  and `body_bytes` makes the bytes a request body needs;
+* `mask_url` and `scrub` keep passwords, keys and tokens out of `repr`,
+  messages and logs (`MASK` stands in for them).
+
+Private to the drivers package: it imports only `pieceworks.protocols`, the
+standard library and the stores' client libraries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import tenacity
+from oslo_utils import strutils
+
+from pieceworks.protocols import ConfigError, TransientError
+
+__all__ = ["MASK", "RetryPolicy", "StoreOptions", "body_bytes", "mask_url", "run_all", "scrub"]
+
+#: What stands in for a secret wherever one would be shown.
+MASK: Final = "***"
+_MIN_SECRET: Final = 4  # secrets shorter than this are masked by patterns only
+_UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE)
+
+T = TypeVar("T")
+N = TypeVar("N", int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """The option parser of one kind of store.
+
+    `owner` starts every message (``"s3 store"``); `size_example` is the
+    size a malformed size's message suggests (``"8MiB"``).
+    """
+
+    owner: str
+    size_example: str
+
+    def refuse_unknown(self, unknown: Mapping[str, object]) -> None:
+        """A `ConfigError` naming every option in `unknown`, if there is any."""
+        if unknown:
+            raise ConfigError(f"{self.owner}: unknown option(s): {', '.join(sorted(unknown))}")
+
+    def require_strings(self, non_empty: Mapping[str, object], secret: tuple[str, object]) -> None:
+        """Each of `non_empty` must be a non-empty string; the `secret` (name, value) a string."""
+        for name, value in non_empty.items():
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{self.owner}: {name} must be a non-empty string")
+        if not isinstance(secret[1], str):
+            raise ConfigError(f"{self.owner}: {secret[0]} must be a string")
+
+    def size(self, name: str, value: int | str) -> int:
+        """A byte count from an int or a string such as ``8MiB``, ``5M`` or ``1048576``."""
+        if isinstance(value, bool):
+            raise ConfigError(f"{self.owner}: {name} must be a size in bytes, not {value!r}")
+        if isinstance(value, int):
+            number = value
+        else:
+            match = _SIZE.fullmatch(str(value))
+            if not match:
+                raise ConfigError(
+                    f"{self.owner}: {name} must be a size such as {self.size_example},"
+                    f" not {value!r}"
+                )
+            number = int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+        if number < 1:
+            raise ConfigError(f"{self.owner}: {name} must be at least 1 byte, not {value!r}")
+        return number
+
+    def whole(self, name: str, value: int | str, minimum: int) -> int:
+        """A whole number, at least `minimum` (``True``/``False`` are refused)."""
+        return self._number(int, "a whole number", name, value, minimum)
+
+    def number(self, name: str, value: float | str, minimum: float) -> float:
+        """A number, at least `minimum` (NaN and ``True``/``False`` are refused)."""
+        return self._number(float, "a number", name, value, minimum)
+
+    def _number(
+        self, convert: Callable[[Any], N], kind: str, name: str, value: object, minimum: N
+    ) -> N:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = convert(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.owner}: {name} must be {kind}, not {value!r}") from None
+        if not number >= minimum:  # also refuses nan
+            raise ConfigError(f"{self.owner}: {name} must be at least {minimum}, not {value!r}")
+        return number
+
+    def flag(self, name: str, value: bool | str) -> bool:
+        """A bool, or a string such as ``true``, ``no`` or ``1``."""
+        if isinstance(value, bool):
+            return value
+        try:
+            return strutils.bool_from_string(value, strict=True)
+        except ValueError:
+            raise ConfigError(
+                f"{self.owner}: {name} must be true or false, not {value!r}"
+            ) from None
+
+    def retry_policy(
+        self,
+        retries: int | str,
+        backoff: float | str,
+        max_backoff: float | str,
+        log: logging.Logger,
+    ) -> RetryPolicy:
+        """The `RetryPolicy` of the options ``retries``, ``backoff`` and ``max_backoff``."""
+        return RetryPolicy(
+            self.whole("retries", retries, 0),
+            self.number("backoff", backoff, 0.0),
+            self.number("max_backoff", max_backoff, 0.0),
+            log,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a store retries a request that failed with `TransientError`.
+
+    `retries` tries follow the first one; the waits between them grow
+    exponentially from `backoff` seconds up to `max_backoff`, plus up to
+    `backoff` of random jitter. Each retry is a warning on `log`.
+    """
+
+    retries: int
+    backoff: float
+    max_backoff: float
+    log: logging.Logger
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()``, retried while it raises `TransientError`.
+
+        After the last try the error is raised again, saying how many tries
+        were made (when there was more than one); other errors are raised
+        at once.
+        """
+        attempts = self.retries + 1
+        log = self.log
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "%s (try %d of %d; retrying in %.2f s)", error, state.attempt_number, attempts, wait
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=tenacity.wait_exponential(multiplier=self.backoff, max=self.max_backoff)
+            + tenacity.wait_random(0, self.backoff),
+            retry=tenacity.retry_if_exception_type(TransientError),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except TransientError as exc:
+            if attempts == 1:
+                raise
+            raise TransientError(f"{exc} (gave up after {attempts} tries)") from None
+
+
+def run_all(fn: Callable[[int], T], count: int, concurrency: int, name: str) -> list[T]:
+    """``[fn(0), ..., fn(count - 1)]``, `concurrency` calls at a time.
+
+    The calls run in threads named after `name`. On the first failure the
+    calls not yet started are cancelled, the running ones are waited for,
+    and the failure is raised.
+    """
+    if concurrency <= 1 or count <= 1:
+        return [fn(i) for i in range(count)]
+    pool = ThreadPoolExecutor(min(concurrency, count), thread_name_prefix=name)
+    try:
+        futures = [pool.submit(fn, i) for i in range(count)]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def body_bytes(data: bytes | memoryview) -> bytes:
+    """`data` as bytes, for a request body (requests would iterate a memoryview byte by byte)."""
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def mask_url(url: str) -> str:
+    """`url` without a password in its user-info part."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:{MASK}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with each of `secrets` and anything that looks like a secret masked.
+
+    Secrets shorter than four characters are left to the patterns, since
+    replacing them everywhere would garble the text.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_SECRET:
+            text = text.replace(secret, MASK)
+    return strutils.mask_password(text, secret=MASK)
