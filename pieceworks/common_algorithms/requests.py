@@ -13,6 +13,7 @@ from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
 
 __all__ = [
     "BACKUP_STRATEGIES",
+    "IDLE_BACKUP_STRATEGIES",
     "DEFAULT_CHUNK_SIZE",
     "REPLICATE_STRATEGIES",
     "RESTORE_STRATEGIES",
@@ -23,8 +24,11 @@ __all__ = [
     "new_operation_id",
 ]
 
-#: Backup strategies in their default order (best first).
+#: Backup strategies in their default order for a volume in use (best first).
 BACKUP_STRATEGIES: tuple[str, ...] = ("offload", "snapshot-stream", "direct-stream")
+#: ... and for a volume not in use: it is read directly, no snapshot needed
+#: (snapshot-stream stays as the fallback).
+IDLE_BACKUP_STRATEGIES: tuple[str, ...] = ("offload", "direct-stream", "snapshot-stream")
 #: Restore strategies in their default order.
 RESTORE_STRATEGIES: tuple[str, ...] = ("offload", "stream-in")
 #: Replication strategies in their default order.
@@ -60,6 +64,10 @@ class BackupRequest:
     plan records the force). `incremental`: reuse the latest backup of the
     same volume in the store as the parent (only new chunks are uploaded;
     the new manifest is complete, so restore never reads the parent).
+    `strategies` orders the strategies to consider; by default offload,
+    then snapshot-stream and direct-stream for a volume in use, and
+    direct-stream before snapshot-stream for one that is not (reading it
+    directly is as consistent and skips the snapshot's cost).
     """
 
     volume_id: str
@@ -69,11 +77,14 @@ class BackupRequest:
     incremental: bool = False
     codec: str = DEFAULT_CODEC
     chunk_size: int = DEFAULT_CHUNK_SIZE
-    strategies: tuple[str, ...] = BACKUP_STRATEGIES
+    strategies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_id("volume id", self.volume_id)
         validate_id("backup id", self.backup_id)
+        if not self.strategies:
+            default = BACKUP_STRATEGIES if self.in_use else IDLE_BACKUP_STRATEGIES
+            object.__setattr__(self, "strategies", default)
         if self.codec not in CODECS:
             raise UnsupportedCodec(
                 f"unknown codec {self.codec!r}: choose one of {', '.join(CODECS)}"

@@ -143,13 +143,13 @@ def test_plan_in_text_json_dot_and_svg(
     plan = js.json()
     assert set(plan) >= {"operation", "chosen", "strategies"}
     assert plan["operation"] == "backup" and plan["chosen"] == "offload"
-    assert [s["name"] for s in plan["strategies"]] == [
+    assert [s["name"] for s in plan["strategies"]] == [  # not in use: direct before snapshot
         "offload",
-        "snapshot-stream",
         "direct-stream",
+        "snapshot-stream",
     ]
     assert all(set(s) >= {"name", "eligible", "reason"} for s in plan["strategies"])
-    assert dot.out.startswith('digraph "backup"') and '"request" -> "snapshot-stream"' in dot.out
+    assert dot.out.startswith('digraph "backup"') and '"request" -> "direct-stream"' in dot.out
     assert unknown.code == ExitCode.NOT_FOUND and "no backup 'bk-none'" in unknown.err
     assert svg_missing.code == ExitCode.USAGE, svg_missing
     assert "Graphviz's 'dot' program, which is not on PATH" in svg_missing.err

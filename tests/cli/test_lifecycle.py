@@ -31,9 +31,9 @@ def test_backup_list_verify_restore_delete_on_builtin_defaults(
     full = run("backup", "--volume", "vol-1", "--chunk-size", "1MiB", "--json", env=bare_env)
     assert full.code == 0, full
     first = full.json()
-    assert first["strategy"] == "snapshot-stream" and first["volume_id"] == "vol-1"
+    assert first["strategy"] == "direct-stream" and first["volume_id"] == "vol-1"
     assert first["bytes_read"] == 8 * MiB and first["bytes_stored"] >= 8 * MiB
-    assert first["seconds"] > 0 and first["plan"]["chosen"] == "snapshot-stream"
+    assert first["seconds"] > 0 and first["plan"]["chosen"] == "direct-stream"
     assert (home / "pieceworks.db").is_file()  # TaskFlow persisted the run in SQLite
 
     _change(vol, 3 * MiB + 10, b"changed!" * 100)

@@ -60,7 +60,7 @@ persistence = "postgresql+psycopg2://backup:{SECRETS[3]}@127.0.0.1:1/pieceworks"
     assert "postgresql+psycopg2://backup:***@127.0.0.1:1/pieceworks" in shown.out
     vault = as_json.json()["stores"]["vault"]
     assert vault["key"] == vault["password"] == vault["token"] == "***"
-    assert plan_json.code == 0 and plan_json.json()["chosen"] == "snapshot-stream", plan_json
+    assert plan_json.code == 0 and plan_json.json()["chosen"] == "direct-stream", plan_json
     assert "vault: logging in with key ***, password ***, token ***" in plan_json.err
     assert "configuration: file" in plan_json.err and "key=***" in plan_json.err
     assert refused.code == ExitCode.USAGE, refused

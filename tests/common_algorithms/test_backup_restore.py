@@ -220,4 +220,4 @@ def test_backup_with_postgresql_persistence(file_backend: Backend, store: Store)
         _request(volume_id="vol"),
         options=EngineOptions(persistence="postgresql://postgres@127.0.0.1:5432/test"),
     )
-    assert out.strategy == "snapshot-stream"
+    assert out.strategy == "direct-stream"

@@ -31,16 +31,20 @@ from pieceworks.registry import Registry
 
 
 def test_file_driver_plan_when_not_in_use(file_backend: Backend, store: Store) -> None:
-    """Without push, offload is ineligible and snapshot-stream is chosen."""
+    """Without push, offload is ineligible; an idle volume is read directly, with
+    snapshot-stream as the fallback; in use, the snapshot comes first."""
     plan = plan_backup(file_backend, store, BackupRequest("vol"))
     assert [(s.name, s.eligible) for s in plan.strategies] == [
         ("offload", False),
-        ("snapshot-stream", True),
         ("direct-stream", True),
+        ("snapshot-stream", True),
     ]
-    assert plan.chosen == "snapshot-stream"
+    assert plan.chosen == "direct-stream"
     assert plan.strategies[0].reason == "the backend has no push-to-object-store"
     assert plan.strategies[1].enhancers == ("allocated-extents",)
+    in_use = plan_backup(file_backend, store, BackupRequest("vol", in_use=True))
+    assert in_use.eligible == ("snapshot-stream",)
+    assert BackupRequest("vol", strategies=("snapshot-stream",)).strategies == ("snapshot-stream",)
 
 
 def test_in_use_without_force_refuses_direct_stream(file_backend: Backend, store: Store) -> None:
@@ -106,8 +110,9 @@ def test_a_backend_that_completes_no_strategy_is_refused(store: Store) -> None:
     message = str(no.value)
     assert message.startswith("no backup strategy can run on backend 'snaps': offload: ")
     assert "snapshot-stream: the backend has no stream-out" in message
-    assert "a driver would need: push-to-object-store (offload), or snapshot + stream-out" in (
-        message
+    assert (
+        "a driver would need: push-to-object-store (offload), or stream-out (direct-stream),"
+        " or snapshot + stream-out (snapshot-stream)" in message
     )
 
 
