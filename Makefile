@@ -34,8 +34,11 @@ unit: $(STAMP) system-deps
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python bench/registry_find.py
+	$(BIN)/python bench/backup_throughput.py --size-mib 1024
+	$(BIN)/python bench/stores.py --size-mib 1024
+	$(BIN)/python bench/replicate.py --size-mib 1024
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
