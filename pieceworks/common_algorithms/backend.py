@@ -9,6 +9,7 @@ from zope.interface.interface import InterfaceClass
 
 from pieceworks.protocols import (
     BackendSpec,
+    ICompress,
     IObjectStore,
     StoreSpec,
     capability_name,
@@ -60,6 +61,19 @@ class Backend:
         if not self.provides(iface):
             raise InvalidDriver(f"backend '{self.name}' does not provide {capability_name(iface)}")
         return cast(T, self.driver)
+
+    def push_codec(self, wanted: str) -> str:
+        """The codec the backend compresses pushed chunks with, itself.
+
+        `wanted` if it can produce it, else its best codec, else ``none``
+        (a backend without compress pushes plain chunks).
+        """
+        if not self.provides(ICompress):
+            return "none"
+        codecs = tuple(self.use(ICompress).compression_codecs())
+        if wanted == "none" or wanted in codecs:
+            return wanted
+        return codecs[0] if codecs else "none"
 
     @property
     def capability_names(self) -> tuple[str, ...]:

@@ -135,12 +135,11 @@ def backup(
     plan = plan_backup(backend, store, request)
     flow = backup_flow(backend, store, request, plan)
     p = _prefix(request)
-    result, _ = run_flow(
+    result = run_flow(
         flow,
         operation="backup",
         backend=backend.name,
-        retry_name=f"{p}.fallback",
-        result_name=f"{p}.result",
+        prefix=p,
         options=options,
         progress=progress,
     )
@@ -150,7 +149,7 @@ def backup(
         backend=result["backend"],
         store=result["store"],
         strategy=result["strategy"],
-        failed=tuple(Attempt(f["strategy"], f["error"]) for f in result["failed_strategies"]),
+        failed=Attempt.from_rows(result["failed_strategies"]),
         plan=plan,
         size=result["size"],
         bytes_read=result["bytes_read"],

@@ -43,7 +43,6 @@ from pieceworks.protocols import (
     Extent,
     IAllocatedExtents,
     IChangedBlocks,
-    ICompress,
     IPushToObjectStore,
     ISnapshot,
     IStreamOut,
@@ -187,13 +186,7 @@ class TransferChunks(_BackupTask):
     def _offload(self, ref: Source) -> dict[str, Any]:
         driver = self.backend.use(IPushToObjectStore)
         assert self.store.spec is not None
-        codec = self.request.codec
-        if not self.backend.provides(ICompress):
-            codec = "none"
-        else:
-            compressor = self.backend.use(ICompress)
-            if codec != "none" and codec not in compressor.compression_codecs():
-                codec = next(iter(compressor.compression_codecs()), "none")
+        codec = self.backend.push_codec(self.request.codec)
         pushed = driver.push_to_store(ref, self.store.spec, self.request.chunk_size, codec)
         return {
             "size": pushed.size,

@@ -69,12 +69,11 @@ class DeleteOutcome:
 
 def delete(store: Store, backup_id: str, *, options: EngineOptions | None = None) -> DeleteOutcome:
     """Delete `backup_id`; `BackupNotFound` if the store has no such backup."""
-    result, _ = run_flow(
+    result = run_flow(
         delete_flow(store, backup_id),
         operation="delete",
         backend="-",
-        retry_name="-",
-        result_name=f"delete-{backup_id}.result",
+        prefix=f"delete-{backup_id}",
         options=options,
     )
     return DeleteOutcome(

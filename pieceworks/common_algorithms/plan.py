@@ -125,6 +125,11 @@ class Attempt:
     def to_dict(self) -> dict[str, str]:
         return {"strategy": self.strategy, "error": self.error}
 
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, str]]) -> tuple[Attempt, ...]:
+        """Attempts from their `to_dict` form (as flows record them)."""
+        return tuple(cls(row["strategy"], row["error"]) for row in rows)
+
 
 class NoEligibleStrategy(PieceworksError):
     """No strategy of a plan can run; the message lists why and what would help."""

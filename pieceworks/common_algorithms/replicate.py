@@ -37,7 +37,6 @@ from pieceworks.common_algorithms.stream_copy import check_copy, copy_stream
 from pieceworks.protocols import (
     ChunkRef,
     IAllocatedExtents,
-    ICompress,
     IPullFromObjectStore,
     IPushToObjectStore,
     IReplicateToPeer,
@@ -48,6 +47,7 @@ from pieceworks.protocols import (
     Source,
     VolumeRef,
 )
+from pieceworks.protocols.chunks import DEFAULT_CODEC
 
 __all__ = ["ReplicateOutcome", "replicate", "replicate_flow"]
 
@@ -179,9 +179,7 @@ class CopyVolume(_ReplicaTask):
         assert self.store is not None
         if side == "push":
             assert self.store.spec is not None
-            codec = "none"
-            if self.source.provides(ICompress):
-                codec = next(iter(self.source.use(ICompress).compression_codecs()), "none")
+            codec = self.source.push_codec(DEFAULT_CODEC)
             pushed = self.source.use(IPushToObjectStore).push_to_store(
                 ref, self.store.spec, self.request.chunk_size, codec
             )
@@ -333,12 +331,11 @@ def replicate(
     started = time.monotonic()
     plan = plan_replicate(source, target, store, request)
     p = _prefix(request)
-    result, _ = run_flow(
+    result = run_flow(
         replicate_flow(source, target, request, store=store, plan=plan),
         operation="replicate",
         backend=f"{source.name}->{target.name}",
-        retry_name=f"{p}.fallback",
-        result_name=f"{p}.result",
+        prefix=p,
         options=options,
         progress=progress,
     )
@@ -350,7 +347,7 @@ def replicate(
         snapshot_id=result["snapshot_id"],
         target_volume_id=result["target_volume_id"],
         strategy=result["strategy"],
-        failed=tuple(Attempt(f["strategy"], f["error"]) for f in result["failed_strategies"]),
+        failed=Attempt.from_rows(result["failed_strategies"]),
         plan=plan,
         size=result["size"],
         bytes_through_manager=result["bytes_through_manager"],

@@ -163,12 +163,11 @@ def restore(
     started = time.monotonic()
     plan = plan_restore(backend, store, request)
     p = _prefix(request)
-    result, _ = run_flow(
+    result = run_flow(
         restore_flow(backend, store, request, plan),
         operation="restore",
         backend=backend.name,
-        retry_name=f"{p}.fallback",
-        result_name=f"{p}.result",
+        prefix=p,
         options=options,
         progress=progress,
     )
@@ -178,7 +177,7 @@ def restore(
         backend=result["backend"],
         store=result["store"],
         strategy=result["strategy"],
-        failed=tuple(Attempt(f["strategy"], f["error"]) for f in result["failed_strategies"]),
+        failed=Attempt.from_rows(result["failed_strategies"]),
         plan=plan,
         size=result["size"],
         bytes_written=result["bytes_written"],

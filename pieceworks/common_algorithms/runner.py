@@ -126,18 +126,19 @@ def run_flow(
     *,
     operation: str,
     backend: str,
-    retry_name: str,
-    result_name: str,
+    prefix: str,
     options: EngineOptions | None = None,
     progress: ProgressCallback | None = None,
-) -> tuple[dict[str, Any], RunRecord]:
-    """Run `flow` and return the value it provides under `result_name`.
+) -> dict[str, Any]:
+    """Run `flow` and return the value it provides under ``<prefix>.result``.
 
-    Raise `AllStrategiesFailed` when the retry called `retry_name` ran out of
-    strategies; any other error (an unknown volume, say) propagates as is.
+    The common algorithms name their atoms ``<prefix>.<step>``; the strategy
+    retry, when there is one, is ``<prefix>.fallback``. Raise
+    `AllStrategiesFailed` when that retry ran out of strategies; any other
+    error (an unknown volume, say) propagates as is.
     """
     options = options or EngineOptions()
-    record = RunRecord(retry_name)
+    record = RunRecord(f"{prefix}.fallback")
     _progress_relay(flow, progress)
     with _persistence(options.persistence, flow.name) as persisted:
         engine = engines.load(flow, engine=options.engine, **persisted)
@@ -151,5 +152,5 @@ def run_flow(
             if attempts:
                 raise AllStrategiesFailed(operation, backend, attempts) from exc
             raise
-        result = engine.storage.fetch(result_name)
-    return dict(result), record
+        result = engine.storage.fetch(f"{prefix}.result")
+    return dict(result)

@@ -86,12 +86,11 @@ def verify(
     progress: ProgressCallback | None = None,
 ) -> VerifyOutcome:
     """Verify `backup_id`; `BackupNotFound` if the store has no such backup."""
-    result, _ = run_flow(
+    result = run_flow(
         verify_flow(store, backup_id),
         operation="verify",
         backend="-",
-        retry_name="-",
-        result_name=f"verify-{backup_id}.result",
+        prefix=f"verify-{backup_id}",
         options=options,
         progress=progress,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,9 @@ from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.drivers.qcow2 import Qcow2Driver
 from pieceworks.drivers.remote import RemoteDriver
-from pieceworks.protocols import BackendSpec, IStreamOut, StoreSpec, VolumeRef
+from pieceworks.protocols import BackendSpec, StoreSpec
 from tests.support.targets import running_target
+from tests.support.volumes import digest, put
 
 KINDS = ("file", "qcow2", "remote")
 CHUNK = 256 * 1024
@@ -63,25 +64,6 @@ def make(tmp_path: Path) -> Iterator[Make]:
             return Backend.of(name, RemoteDriver(url), BackendSpec(name, "remote", {"url": url}))
 
         yield build
-
-
-def put(backend: Backend, volume_id: str, content: bytes) -> None:
-    driver = backend.driver
-    if isinstance(driver, RemoteDriver):
-        driver.write_volume_bytes(volume_id, content)
-    else:
-        assert isinstance(driver, FileDriver | Qcow2Driver)
-        driver.write_volume(VolumeRef(volume_id), content)
-
-
-def digest(backend: Backend, volume_id: str) -> str:
-    driver = backend.driver
-    if isinstance(driver, RemoteDriver):
-        return driver.volume_sha256(volume_id)
-    with closing(backend.use(IStreamOut).open_read(VolumeRef(volume_id))) as reader:
-        buf = bytearray(reader.size)
-        assert reader.readinto_at(0, memoryview(buf)) == reader.size
-    return hashlib.sha256(buf).hexdigest()
 
 
 @pytest.mark.parametrize("target_kind", KINDS)

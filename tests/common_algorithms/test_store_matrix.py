@@ -13,7 +13,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -31,9 +31,10 @@ from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.qcow2 import Qcow2Driver
 from pieceworks.drivers.remote import RemoteDriver
 from pieceworks.drivers.store_opener import open_store
-from pieceworks.protocols import IStreamOut, StoreSpec, VolumeRef
+from pieceworks.protocols import StoreSpec
 from tests.fixtures.swift_server import SwiftServer
 from tests.support.targets import running_target
+from tests.support.volumes import digest, put
 
 CHUNK = 256 * 1024
 DRIVERS = ("file", "qcow2", "remote")
@@ -77,25 +78,6 @@ def make_store(kind: str, tmp_path: Path, swift: SwiftServer) -> Store:
         options = swift.s3_options(name)
     spec = StoreSpec("matrix", kind, options)
     return Store("matrix", open_store(spec), spec)
-
-
-def put(backend: Backend, volume_id: str, data: bytes) -> None:
-    driver = backend.driver
-    if isinstance(driver, RemoteDriver):
-        driver.write_volume_bytes(volume_id, data)
-    else:
-        assert isinstance(driver, FileDriver | Qcow2Driver)
-        driver.write_volume(VolumeRef(volume_id), data)
-
-
-def digest(backend: Backend, volume_id: str) -> str:
-    driver = backend.driver
-    if isinstance(driver, RemoteDriver):
-        return driver.volume_sha256(volume_id)
-    with closing(backend.use(IStreamOut).open_read(VolumeRef(volume_id))) as reader:
-        buf = bytearray(reader.size)
-        assert reader.readinto_at(0, memoryview(buf)) == reader.size
-    return hashlib.sha256(buf).hexdigest()
 
 
 @pytest.mark.parametrize("store_kind", STORES)
