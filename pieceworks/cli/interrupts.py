@@ -2,9 +2,9 @@
 
 TaskFlow reverts a flow whose task fails, but a ``KeyboardInterrupt`` is not
 a task failure: it unwinds through the engine and nothing is reverted.
-`abandon_backup` therefore runs the reverts the engine could not: those of
-the backup's own tasks (`PrepareSource` deletes a temporary snapshot,
-`TakeLease` releases the store lease), so that the backend is left clean
+`abandon_backup` therefore has the backup template undo what the engine
+could not (`common_algorithms.backup.abandon_backup`: the temporary snapshot
+is deleted, the store lease released), so that the backend is left clean
 and a later ``delete``/``gc`` is not held back by a dead lease. The
 manifest is written last and atomically, so an interrupted backup either
 exists whole or not at all; the message says which, and how many chunk
@@ -19,7 +19,7 @@ import signal
 from collections.abc import Iterator
 
 from pieceworks.common_algorithms import Backend, BackupRequest, Plan, Store
-from pieceworks.common_algorithms.backup_tasks import PrepareSource, TakeLease
+from pieceworks.common_algorithms.backup import abandon_backup as undo_backup
 from pieceworks.common_algorithms.manifest import list_backup_ids, read_manifest
 from pieceworks.protocols import PieceworksError
 from pieceworks.protocols.chunks import chunk_key
@@ -55,17 +55,10 @@ def unreferenced_chunks(store: Store) -> int:
 def abandon_backup(backend: Backend, store: Store, request: BackupRequest, plan: Plan) -> str:
     """Undo what an interrupted backup could not revert; return the message to print."""
     with sigint_ignored():
-        for strategy in plan.eligible:
-            try:
-                PrepareSource(backend, store, request, "interrupted").revert(
-                    attempt={"strategy": strategy}, result=None
-                )
-            except Exception as exc:  # report, keep cleaning
-                log.warning("could not delete the temporary snapshot of %s: %s", strategy, exc)
         try:
-            TakeLease(backend, store, request, "interrupted").revert()
-        except Exception as exc:
-            log.warning("could not release the lease of %s: %s", request.backup_id, exc)
+            undo_backup(backend, store, request, plan)
+        except Exception as exc:  # report, then say what remains
+            log.warning("could not undo all of backup %s: %s", request.backup_id, exc)
         if request.backup_id in list_backup_ids(store.objects):
             return (
                 f"interrupted: backup {request.backup_id} had already been written whole"

@@ -34,7 +34,7 @@ from pieceworks.common_algorithms.planning import plan_backup
 from pieceworks.common_algorithms.requests import BackupRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 
-__all__ = ["BackupOutcome", "backup", "backup_flow"]
+__all__ = ["BackupOutcome", "abandon_backup", "backup", "backup_flow"]
 
 
 def _prefix(request: BackupRequest) -> str:
@@ -162,3 +162,30 @@ def backup(
         parent=result["parent"],
         seconds=time.monotonic() - started,
     )
+
+
+def abandon_backup(backend: Backend, store: Store, request: BackupRequest, plan: Plan) -> None:
+    """Undo what an interrupted backup left behind; safe to call more than once.
+
+    TaskFlow reverts a flow whose task fails, but a ``KeyboardInterrupt``
+    unwinds through the engine and nothing is reverted. This runs the
+    reverts the engine could not: the temporary snapshot any strategy of
+    `plan` may have taken is deleted, and the store lease is released. Every
+    step is attempted; the first error is raised at the end. No manifest
+    needs undoing: it is written last, so the backup exists whole or not at all.
+    """
+    p = _prefix(request)
+    errors: list[Exception] = []
+    for strategy in plan.eligible:
+        try:
+            PrepareSource(backend, store, request, p).revert(
+                attempt={"strategy": strategy}, result=None
+            )
+        except Exception as exc:  # keep cleaning; report the first
+            errors.append(exc)
+    try:
+        TakeLease(backend, store, request, p).revert()
+    except Exception as exc:
+        errors.append(exc)
+    if errors:
+        raise errors[0]

@@ -56,7 +56,6 @@ class RunRecord:
     """What a run did: the strategies tried and how each failed attempt ended."""
 
     retry_name: str
-    attempts: list[Attempt] = field(default_factory=list)
     current: str | None = None
     errors: dict[str, list[str]] = field(default_factory=dict)
 

@@ -16,10 +16,13 @@ from pieceworks.common_algorithms import (
     RestoreRequest,
     Store,
     backup,
+    plan_backup,
     restore,
 )
+from pieceworks.common_algorithms.backup import abandon_backup
+from pieceworks.common_algorithms.backup_tasks import PrepareSource, TakeLease
 from pieceworks.common_algorithms.manifest import list_backup_ids, read_manifest
-from pieceworks.protocols import CorruptionError, VolumeNotFound
+from pieceworks.protocols import BackendError, CorruptionError, VolumeNotFound
 from pieceworks.protocols.chunks import chunk_key
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
 from tests.support.drivers import FailingDriver
@@ -221,3 +224,37 @@ def test_backup_with_postgresql_persistence(file_backend: Backend, store: Store)
         options=EngineOptions(persistence="postgresql://postgres@127.0.0.1:5432/test"),
     )
     assert out.strategy == "direct-stream"
+
+
+def test_abandon_undoes_an_interrupted_backup(failing: Failing, store: Store) -> None:
+    """After a Ctrl-C (no TaskFlow revert), abandon deletes the snapshot and the lease."""
+    backend, driver = failing()
+    put_volume(backend, "vol", mixed_data())
+    request = _request(volume_id="vol", in_use=True, strategies=("snapshot-stream",))
+    plan = plan_backup(backend, store, request)
+    prefix = f"backup-{request.backup_id}"
+    TakeLease(backend, store, request, prefix).execute()
+    PrepareSource(backend, store, request, prefix).execute({"strategy": "snapshot-stream"})
+    assert driver.snapshots_alive("vol") and list(store.objects.list("leases/"))
+    abandon_backup(backend, store, request, plan)
+    abandon_backup(backend, store, request, plan)  # idempotent
+    assert driver.snapshots_alive("vol") == []
+    assert not list(store.objects.list("leases/"))
+
+
+def test_abandon_keeps_cleaning_after_an_error_and_reports_it(
+    failing: Failing, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot that cannot be deleted is reported, and the lease is still released."""
+    backend, driver = failing()
+    put_volume(backend, "vol", mixed_data())
+    request = _request(volume_id="vol", in_use=True)
+    TakeLease(backend, store, request, "x").execute()
+
+    def broken(snapshot: object) -> None:
+        raise BackendError("snapshot store offline")
+
+    monkeypatch.setattr(driver, "delete_snapshot", broken)
+    with pytest.raises(BackendError, match="snapshot store offline"):
+        abandon_backup(backend, store, request, plan_backup(backend, store, request))
+    assert not list(store.objects.list("leases/"))
