@@ -25,9 +25,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Tools the tests run for real (qemu-img, qemu-nbd); installed once, as root.
+# Tools the tests run for real (qemu-img, qemu-nbd, dot); installed once, as root.
 system-deps:
-	scripts/install-qemu-utils.sh
+	scripts/install-system-deps.sh
 
 unit: $(STAMP) system-deps
 	$(BIN)/pytest
