@@ -1645,23 +1645,23 @@ class _Handler(BaseHTTPRequestHandler):
         return self._deliver(route.status, self._start(commit, "commit", release=True), job)
 
     def _stream(self, future: Future[dict[str, Any]], job: Job) -> int:
-        """Answer with progress lines until `future` is done, then its outcome."""
+        """Answer with progress lines (one at once) until `future` is done, then its outcome."""
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")
         self.end_headers()
+
+        def progress() -> dict[str, Any]:
+            seconds = round(time.monotonic() - job.started, 3)
+            return {"progress": {"done": job.done, "total": job.total, "seconds": seconds}}
+
         try:
+            # A streamed answer opens with a progress line at once, then one
+            # per heartbeat, so the manager knows the operation is under way.
+            self._write_chunk(progress())
             while not wait([future], timeout=self.service.heartbeat).done:
-                self._write_chunk(
-                    {
-                        "progress": {
-                            "done": job.done,
-                            "total": job.total,
-                            "seconds": round(time.monotonic() - job.started, 3),
-                        }
-                    }
-                )
+                self._write_chunk(progress())
         except OSError as exc:
             job.cancelled.set()
             log.warning("the manager went away (%s): cancelling the operation", exc)
