@@ -13,24 +13,15 @@ from pieceworks.common_algorithms import Backend, Store
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import StoreSpec, VolumeRef
+from tests.support.data import mixed_data as shared_mixed_data
 from tests.support.drivers import FailingDriver
 
 CHUNK = 64 * 1024
 
 
 def mixed_data(blocks: int = 24, block: int = CHUNK) -> bytes:
-    """Blocks of random data, zeros and log-like text, interleaved."""
-    parts = []
-    for i in range(blocks):
-        kind = i % 4
-        if kind in (0, 2):
-            parts.append(os.urandom(block))
-        elif kind == 1:
-            parts.append(bytes(block))
-        else:
-            line = f"{i:08d} INFO volume service request handled ok\n".encode()
-            parts.append((line * (block // len(line) + 1))[:block])
-    return b"".join(parts) + b"tail-not-aligned"
+    """`tests.support.data.mixed_data` in this package's chunk size."""
+    return shared_mixed_data(blocks, block)
 
 
 def sha(data: bytes) -> str:

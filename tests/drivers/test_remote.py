@@ -61,6 +61,7 @@ from pieceworks.protocols import (
     verify_driver,
 )
 from pieceworks.protocols.chunks import chunk_key
+from tests.support.data import mixed_data
 
 MiB = 1 << 20
 REPO = Path(__file__).resolve().parents[2]
@@ -158,19 +159,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def volume_data(blocks: int, block: int = MiB) -> bytes:
-    """Blocks of random data, zeros, distinct log-like text and random, interleaved."""
-    parts = []
-    for i in range(blocks):
-        kind = i % 4
-        if kind in (0, 3):
-            parts.append(os.urandom(block))
-        elif kind == 1:
-            parts.append(bytes(block))
-        else:
-            line = f"{i:08d} INFO volume service request handled ok\n".encode()
-            parts.append((line * (block // len(line) + 1))[:block])
-    return b"".join(parts) + b"tail-not-aligned"
+def volume_data(blocks: int) -> bytes:
+    """`blocks` MiB of the mixed test data (random, zeros, text) plus a short tail."""
+    return mixed_data(blocks, MiB)
 
 
 def process_io() -> tuple[int, int]:
