@@ -277,6 +277,17 @@ def _request_dict(request: BackupRequest | RestoreRequest) -> dict[str, Any]:
     return fields
 
 
+def _job_kwargs(
+    backend: Mapping[str, Any], store: Mapping[str, Any], req: BackupRequest | RestoreRequest
+) -> dict[str, Any]:
+    """The JSON-able arguments a conductor rebuilds the job's flow from."""
+    return {
+        "backend": _spec(backend, "backend"),
+        "store": _spec(store, "store"),
+        "request": _request_dict(req),
+    }
+
+
 def post_backup(
     jobboard: JobboardConf,
     persistence_url: str,
@@ -294,11 +305,7 @@ def post_backup(
     logged.
     """
     req = _backup_request(request)
-    kwargs = {
-        "backend": _spec(backend, "backend"),
-        "store": _spec(store, "store"),
-        "request": _request_dict(req),
-    }
+    kwargs = _job_kwargs(backend, store, req)
     prefix = f"backup-{req.backup_id}"
     return _post(
         jobboard,
@@ -319,11 +326,7 @@ def post_restore(
 ) -> PostedJob:
     """Post a restore job (`RestoreRequest`'s fields); see `post_backup`."""
     req = _restore_request(request)
-    kwargs = {
-        "backend": _spec(backend, "backend"),
-        "store": _spec(store, "store"),
-        "request": _request_dict(req),
-    }
+    kwargs = _job_kwargs(backend, store, req)
     prefix = f"restore-{req.backup_id}-to-{req.volume_id}"
     return _post(
         jobboard,
