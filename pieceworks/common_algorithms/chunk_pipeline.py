@@ -39,6 +39,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Final, Literal, TypeVar
 
+from pieceworks.common_algorithms.encrypted_store import chunk_id_for
 from pieceworks.common_algorithms.manifest import Manifest
 from pieceworks.protocols import (
     BackendError,
@@ -58,7 +59,6 @@ from pieceworks.protocols.chunks import (
     chunk_key,
     codec_of,
     decode_chunk,
-    digest_of,
     encode_chunk,
     is_zero,
 )
@@ -272,6 +272,7 @@ class _BackupRun:
         cancel: threading.Event | None,
     ) -> None:
         self.reader, self.store, self.codec = reader, store, codec
+        self.chunk_id = chunk_id_for(store)
         self.chunk_size, self.size = chunk_size, size
         self.threads, self.depth, self.cancel = threads, depth, cancel
         self.lock = threading.Lock()
@@ -419,7 +420,7 @@ class _BackupRun:
             plain = _plain(buffer, length)
             if is_zero(plain):
                 return None
-            digest = digest_of(plain)
+            digest = self.chunk_id(plain)
             with self.lock:
                 hit = self.known.get(digest)
                 wait = self.inflight.get(digest) if hit is None else None
@@ -488,8 +489,11 @@ def _fetch_intact(
         stored = store.get(key)
     except ObjectNotFound:
         return None
+    except CorruptionError as exc:  # an encrypted store's object that fails to unseal
+        log.warning("replacing damaged chunk object %s: %s", key, exc)
+        return None
     try:
-        decode_chunk(stored, digest, length, offset)
+        decode_chunk(stored, digest, length, offset, chunk_id_for(store))
     except CorruptionError as exc:
         log.warning("replacing damaged chunk object %s: %s", key, exc)
         return None
@@ -594,9 +598,11 @@ def restore_chunks(
     report = _Reporter(progress, manifest.size)
     written = fetched = count = 0
 
+    chunk_id = chunk_id_for(store)
+
     def fetch(ref: ChunkRef) -> tuple[int, bytes]:
         stored = _get_chunk(store, ref)
-        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset)
+        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id)
 
     with closing(
         _ordered_map(fetch, manifest.chunks, threads, depth, cancel, "pieceworks-restore")
@@ -636,9 +642,11 @@ def verify_chunks(
     report = _Reporter(progress, sum(r.length for r in first.values()))
     bad: dict[str, tuple[Literal["missing", "corrupt"], str]] = {}
 
+    chunk_id = chunk_id_for(store)
+
     def check(ref: ChunkRef) -> tuple[Literal["missing", "corrupt"], str] | None:
         try:
-            decode_chunk(_get_chunk(store, ref), ref.digest, ref.length, ref.offset)
+            decode_chunk(_get_chunk(store, ref), ref.digest, ref.length, ref.offset, chunk_id)
         except ChunkMissing as exc:
             return "missing", str(exc)
         except CorruptionError as exc:
@@ -673,6 +681,10 @@ def _get_chunk(store: IObjectStore, ref: ChunkRef) -> bytes:
             f" {key})",
             ref.offset,
         ) from None
+    except CorruptionError as exc:  # an encrypted store's object that fails to unseal
+        raise CorruptionError(
+            f"chunk {ref.digest} at offset {ref.offset}: {exc}", ref.offset
+        ) from exc
 
 
 def _ordered_map(
