@@ -166,18 +166,28 @@ class Context:
         section = self.config.store(name or self.store_name)
         return section.name, cast(IObjectStore, open_section(section, STORES_NAMESPACE))
 
-    def store(self, name: str | None = None) -> Store:
+    def store(
+        self, name: str | None = None, *, source: bool = False, password_file: str | None = None
+    ) -> Store:
         """The chosen store (``--store``, else the default), with its `StoreSpec`.
 
         An encrypted store (one with key files) is opened with its passphrase
-        (`read_password`) and returned as an `EncryptedStore`; a wrong
-        passphrase is `WrongPassword` (exit 2) before anything is read.
+        (`read_password`; `source` and `password_file` choose where it comes
+        from for the store ``copy`` reads) and returned as an
+        `EncryptedStore`; a wrong passphrase is `WrongPassword` (exit 2)
+        before anything is read.
         """
         section = self.config.store(name or self.store_name)
         if section.name not in self._stores:
             objects = cast(IObjectStore, open_section(section, STORES_NAMESPACE))
             if is_encrypted(objects):
-                password = read_password(self.out, self.env, section.name, self.password_file)
+                password = read_password(
+                    self.out,
+                    self.env,
+                    section.name,
+                    password_file if source else self.password_file,
+                    source=source,
+                )
                 objects = EncryptedStore(objects, unlock(objects, password))
             spec = StoreSpec(section.name, section.driver, section.spec_options())
             try:

@@ -16,7 +16,7 @@ from importlib import metadata
 
 from oslo_utils import strutils
 
-from pieceworks.cli.commands import key
+from pieceworks.cli.commands import copy, key
 from pieceworks.cli.exit_codes import ExitCode, epilog
 
 __all__ = ["CODECS", "build_parser", "parse_size"]
@@ -522,4 +522,5 @@ def build_parser() -> argparse.ArgumentParser:
     _planning(builder, sub)
     _operations(builder, sub)
     key.add_arguments(builder, sub)
+    copy.add_arguments(builder, sub)
     return parser

@@ -17,10 +17,20 @@ from pathlib import Path
 from pieceworks.cli.output import Output
 from pieceworks.protocols import ConfigError
 
-__all__ = ["PASSWORD_ENV", "PASSWORD_FILE_ENV", "read_new_password", "read_password"]
+__all__ = [
+    "FROM_PASSWORD_ENV",
+    "FROM_PASSWORD_FILE_ENV",
+    "PASSWORD_ENV",
+    "PASSWORD_FILE_ENV",
+    "read_new_password",
+    "read_password",
+]
 
 PASSWORD_ENV = "PIECEWORKS_PASSWORD"
 PASSWORD_FILE_ENV = "PIECEWORKS_PASSWORD_FILE"
+#: The source store's passphrase for `pieceworks copy` (as restic's RESTIC_FROM_PASSWORD).
+FROM_PASSWORD_ENV = "PIECEWORKS_FROM_PASSWORD"
+FROM_PASSWORD_FILE_ENV = "PIECEWORKS_FROM_PASSWORD_FILE"
 NEW_PASSWORD_ENV = "PIECEWORKS_NEW_PASSWORD"
 NEW_PASSWORD_FILE_ENV = "PIECEWORKS_NEW_PASSWORD_FILE"
 
@@ -48,15 +58,31 @@ def _lookup(
     return None
 
 
-def read_password(out: Output, env: Mapping[str, str], store: str, file: str | None = None) -> str:
-    """The passphrase of encrypted store `store`; `ConfigError` (exit 2) if none is given."""
-    password = _lookup(env, file, PASSWORD_ENV, PASSWORD_FILE_ENV, "passphrase")
+def read_password(
+    out: Output,
+    env: Mapping[str, str],
+    store: str,
+    file: str | None = None,
+    *,
+    source: bool = False,
+) -> str:
+    """The passphrase of encrypted store `store`; `ConfigError` (exit 2) if none is given.
+
+    `source`: the store copied from (``copy``), whose passphrase comes from
+    ``--from-password-file`` and ``$PIECEWORKS_FROM_PASSWORD[_FILE]``.
+    """
+    var, file_var, option = (
+        (FROM_PASSWORD_ENV, FROM_PASSWORD_FILE_ENV, "--from-password-file")
+        if source
+        else (PASSWORD_ENV, PASSWORD_FILE_ENV, "--password-file")
+    )
+    password = _lookup(env, file, var, file_var, "passphrase")
     if password is None and sys.stdin.isatty():
         password = getpass.getpass(f"passphrase of store '{store}': ")
     if not password:
         raise ConfigError(
-            f"store '{store}' is encrypted: give its passphrase with ${PASSWORD_ENV},"
-            f" ${PASSWORD_FILE_ENV} or --password-file (or type it on a terminal)"
+            f"store '{store}' is encrypted: give its passphrase with ${var},"
+            f" ${file_var} or {option} (or type it on a terminal)"
         )
     out.masker.add(frozenset({password}))
     return password

@@ -129,3 +129,41 @@ def test_the_passphrase_never_appears_in_output_logs_or_persistence(
     bad_file = run("list", "--password-file", str(tmp_path / "missing"))
     assert bad_file.code == 2 and "missing" in bad_file.err
     assert json.loads(results[2].out)
+
+
+def test_copy_between_an_encrypted_and_a_plain_store(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """`pieceworks copy`: the source's passphrase from --from-password-file, the target's own."""
+    conf = config_file(
+        tmp_path,
+        f'[engine]\npersistence = "memory://"\n'
+        f'[stores.vault]\ndriver = "posix"\npath = "{tmp_path / "vault"}"\n'
+        f'[stores.offsite]\ndriver = "posix"\npath = "{tmp_path / "offsite"}"\n',
+        "two.toml",
+    )
+    e = _with(env, PIECEWORKS_CONFIG=str(conf))
+    write_volume(home / "volumes", "vol-1", 2 * MiB)
+    from_file = tmp_path / "from-pw"
+    from_file.write_text(PASSWORD)
+    sealed = _with(e, PIECEWORKS_PASSWORD=PASSWORD)
+    assert run("key", "init", "--store", "vault", env=sealed).code == 0
+    made = run("backup", "--volume", "vol-1", "--store", "vault", "--json", env=sealed)
+    assert made.code == 0, made
+    backup_id = made.json()["backup_id"]
+    args = ("copy", "--from-store", "vault", "--to-store", "offsite", "--json")
+    missing = run(*args, env=e)
+    assert missing.code == 2 and "PIECEWORKS_FROM_PASSWORD" in missing.err, missing
+    copied = run(*args, "--from-password-file", str(from_file), env=e)
+    assert copied.code == 0, copied
+    assert copied.json()["backups_copied"] == [backup_id]
+    again = run(*args, env=_with(e, PIECEWORKS_FROM_PASSWORD=PASSWORD))
+    assert again.code == 0 and again.json()["backups_skipped"] == [backup_id], again
+    assert run("verify", backup_id, "--store", "offsite", env=e).code == 0
+    restored = run("restore", backup_id, "--store", "offsite", "--volume", "copy-1", env=e)
+    assert restored.code == 0, restored
+    assert (home / "volumes" / "copy-1").read_bytes() == (home / "volumes" / "vol-1").read_bytes()
+    same = run("copy", "--from-store", "offsite", "--to-store", "offsite", env=e)
+    assert same.code == 2, same
+    unknown = run("copy", "--from-store", "offsite", "--to-store", "vault", "bk-nope", env=sealed)
+    assert unknown.code == 3, unknown
