@@ -48,6 +48,7 @@ from pieceworks.common_algorithms.manifest import (
     read_manifest,
     write_manifest,
 )
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ChunkRef, ObjectNotFound
 from pieceworks.protocols.chunks import chunk_key, decode_chunk
 from pieceworks.protocols.errors import CorruptionError
@@ -207,6 +208,7 @@ class _Copier:
                 )
                 for ref in manifest.chunks
             )
+            failpoint("copy.before-manifest")
             stats = {**manifest.stats, "copied_from": self.source.name}
             write_manifest(
                 self.target.objects, dataclasses.replace(manifest, chunks=chunks, stats=stats)
@@ -234,4 +236,5 @@ class _Copier:
         except ObjectNotFound:
             pass
         self.target.objects.put(target_key, stored)
+        failpoint("copy.chunk-copied")
         return digest, len(stored), True

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+
+import pytest
 
 from tests.cli.conftest import MiB, Run, config_file, write_volume
 
@@ -167,3 +170,33 @@ def test_copy_between_an_encrypted_and_a_plain_store(
     assert same.code == 2, same
     unknown = run("copy", "--from-store", "offsite", "--to-store", "vault", "bk-nope", env=sealed)
     assert unknown.code == 3, unknown
+
+
+@pytest.mark.parametrize("point", ["copy.chunk-copied=kill@2", "copy.before-manifest=kill"])
+def test_a_copy_killed_at_a_failpoint_leaves_no_backup_and_completes_when_run_again(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path, point: str
+) -> None:
+    """SIGKILL mid-copy: no manifest in the target; the next copy finishes and verifies."""
+    conf = config_file(
+        tmp_path,
+        f'[engine]\npersistence = "memory://"\n'
+        f'[stores.vault]\ndriver = "posix"\npath = "{tmp_path / "vault"}"\n'
+        f'[stores.offsite]\ndriver = "posix"\npath = "{tmp_path / "offsite"}"\n',
+        "two.toml",
+    )
+    e = _with(env, PIECEWORKS_CONFIG=str(conf), PIECEWORKS_PASSWORD=PASSWORD)
+    write_volume(home / "volumes", "vol-1", 3 * MiB)
+    assert run("key", "init", "--store", "offsite", env=e).code == 0
+    made = run("backup", "--volume", "vol-1", "--store", "vault", "--chunk-size", "256KiB",
+               "--json", env=e)  # fmt: skip
+    assert made.code == 0, made
+    backup_id = made.json()["backup_id"]
+    args = ("copy", "--from-store", "vault", "--to-store", "offsite")
+    killed = run(*args, env=_with(e, PIECEWORKS_FAILPOINTS=point))
+    assert killed.code == -signal.SIGKILL, killed
+    assert not list((tmp_path / "offsite" / "manifests").glob("*.json"))
+    assert run("list", "--store", "offsite", "--json", env=e).json() == []
+    again = run(*args, "--json", env=e)
+    assert again.code == 0 and again.json()["backups_copied"] == [backup_id], again
+    assert again.json()["chunks_skipped"] >= 1
+    assert run("verify", backup_id, "--store", "offsite", env=e).code == 0
