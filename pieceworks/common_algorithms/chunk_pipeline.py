@@ -51,6 +51,7 @@ from pieceworks.protocols import (
     UnsupportedCodec,
     VolumeReader,
     VolumeWriter,
+    stored_sizes,
 )
 from pieceworks.protocols.chunks import (
     CODECS,
@@ -108,7 +109,9 @@ class BackupStats:
     counts chunks whose object was already stored (by an earlier backup,
     earlier in this one, or taken from the parent without reading);
     `bytes_deduplicated` is their plain size. `bytes_stored` is the size of
-    the objects this backup wrote.
+    the objects this backup wrote. `chunks_damaged` counts the chunks the
+    store should have held (the parent's, or `known`) but that were missing
+    or not of their recorded size: they were not reused.
     """
 
     bytes_total: int
@@ -120,6 +123,7 @@ class BackupStats:
     chunks_reused: int
     holes: int
     seconds: float
+    chunks_damaged: int = 0
 
     def as_manifest_stats(self) -> dict[str, int]:
         """The figures as `Manifest.stats` entries (``seconds`` as ``elapsed_ms``)."""
@@ -213,7 +217,11 @@ def backup_chunks(
     How chunks are stored: a chunk whose digest is among the parent's (or
     `reuse`'s) chunks or in `known` (digest -> a `ChunkRef` of an object
     already stored, e.g. `known_chunks` of other manifests) is not sent
-    again and asks the store nothing.
+    again, provided the store still holds its object at the recorded
+    stored size: one batched metadata query (`stored_sizes`) checks them
+    all before the first read. One missing, unreadable or of another size
+    is not reused: it is read from the source (even outside `read_only`)
+    and stored again, so the store heals.
     Any other chunk is fetched from the store and checked: if the object is
     there and intact it is reused (that is how a resumed backup skips what
     it already sent), otherwise it is encoded with `codec` and put. A chunk
@@ -248,10 +256,20 @@ def backup_chunks(
             known = {**(known or {}), **{c.digest: c for c in parent.chunks}}
     if read_only is not None and reuse is None:
         raise ValueError("read_only needs parent (or reuse): the chunks of the ranges not read")
-    plan = _plan(size, chunk_size, extents, read_only, reuse)
     seeds = dict(known or {})
     seeds.update((c.digest, c) for c in (reuse or {}).values())
+    damaged = _damaged_seeds(store, seeds)
+    if damaged:
+        for digest in damaged:
+            del seeds[digest]
+        if reuse is not None:
+            lost = [c for c in reuse.values() if c.digest in damaged]
+            reuse = {o: c for o, c in reuse.items() if c.digest not in damaged}
+            if read_only is not None:  # read again what can no longer be taken
+                read_only = [*read_only, *(Extent(c.offset, c.length) for c in lost)]
+    plan = _plan(size, chunk_size, extents, read_only, reuse)
     run = _BackupRun(reader, store, codec, chunk_size, size, seeds, threads, depth, cancel)
+    run.damaged = damaged
     chunks = run.run(plan, _Reporter(progress, size))
     return BackupResult(chunks, run.stats(time.monotonic() - started))
 
@@ -283,6 +301,7 @@ class _BackupRun:
         self.buffers = 0
         self.bytes_read = self.bytes_stored = self.bytes_dedup = 0
         self.chunks_new = self.chunks_reused = 0
+        self.damaged: frozenset[str] = frozenset()  # seeds found missing or of the wrong size
 
     def fail(self, exc: BaseException) -> None:
         """Record the first failure and stop every thread."""
@@ -303,6 +322,7 @@ class _BackupRun:
             chunks_reused=self.chunks_reused,
             holes=total - self.chunks_new - self.chunks_reused,
             seconds=seconds,
+            chunks_damaged=len(self.damaged),
         )
 
     # -- calling thread --
@@ -451,15 +471,17 @@ class _BackupRun:
         length, key = len(plain), chunk_key(digest)
         done = False
         try:
-            existing = _fetch_intact(self.store, key, digest, length, offset)
+            existing = None
+            if digest not in self.damaged:  # known bad: replace it without reading it
+                existing = _fetch_intact(self.store, key, digest, length, offset)
             if existing is not None:
                 give_back()
                 codec, stored_length = existing
             else:
-                encoded = encode_chunk(plain, self.codec)
+                encoded = encode_chunk(plain, self.codec)  # "none" if compressing does not pay
                 give_back()
                 self.store.put(key, encoded)
-                codec, stored_length = self.codec, len(encoded)
+                codec, stored_length = codec_of(encoded), len(encoded)
             done = True
         finally:
             with self.lock:
@@ -473,6 +495,32 @@ class _BackupRun:
                         self.bytes_dedup += length
                 self.inflight.pop(digest).set()
         return ChunkRef(offset, length, digest, codec, stored_length)
+
+
+def _damaged_seeds(store: IObjectStore, seeds: Mapping[str, ChunkRef]) -> frozenset[str]:
+    """Digests of `seeds` whose object is missing, unreadable or not its recorded size.
+
+    One batched metadata query (`stored_sizes`) for them all: a chunk is
+    reused only if the store still holds an object of the size a manifest
+    recorded for it. (Damage that keeps the size is found by verify, which
+    quarantines the object, so that the next backup stores it again.)
+    """
+    if not seeds:
+        return frozenset()
+    keys = {chunk_key(d): d for d in seeds}
+    sizes = stored_sizes(store, keys)
+    damaged = frozenset(d for k, d in keys.items() if sizes.get(k) != seeds[d].stored_length)
+    for digest in sorted(damaged):
+        key, ref = chunk_key(digest), seeds[digest]
+        found = sizes.get(key)
+        log.warning(
+            "chunk %s (offset %d of an earlier backup) is %s in the store; not reusing it: it is"
+            " stored again if this backup still needs it",
+            key,
+            ref.offset,
+            "missing or unreadable" if found is None else f"{found} bytes, not {ref.stored_length}",
+        )
+    return damaged
 
 
 def _plain(buffer: bytearray, length: int) -> bytearray | memoryview:

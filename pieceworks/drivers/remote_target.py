@@ -100,7 +100,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass, field
-from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -141,6 +140,7 @@ from pieceworks.protocols import (
 from pieceworks.protocols.chunks import (
     CODECS,
     chunk_key,
+    codec_of,
     decode_chunk,
     digest_of,
     encode_chunk,
@@ -490,12 +490,6 @@ class Job:
             raise OperationCancelled("the manager went away: operation cancelled")
 
 
-@cache
-def _codec_by_header() -> dict[bytes, str]:
-    """Each codec's 4-byte object header, as `encode_chunk` writes it."""
-    return {encode_chunk(b"", c)[:4]: c for c in CODECS}
-
-
 def _chunk_indices(extents: Sequence[Extent], size: int, chunk_size: int) -> Iterator[int]:
     """Indices of the chunks that intersect `extents`, ascending, each once."""
     last = -1
@@ -561,14 +555,14 @@ class _Push:
         if existing is not None:
             try:
                 decode_chunk(existing, digest, len(plain), offset)
-                return _codec_by_header()[existing[:4]], len(existing)
+                return codec_of(existing), len(existing)
             except CorruptionError as exc:
                 log.warning("replacing a damaged chunk object %s: %s", key, exc)
-        encoded = encode_chunk(plain, self.codec)
+        encoded = encode_chunk(plain, self.codec)  # "none" if compressing does not pay
         self.store.put(key, encoded)
         with self.lock:
             self.bytes_written += len(encoded)
-        return self.codec, len(encoded)
+        return codec_of(encoded), len(encoded)
 
 
 def push_volume(
