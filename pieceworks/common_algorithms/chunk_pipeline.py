@@ -68,6 +68,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "BackupResult",
     "BackupStats",
+    "QUARANTINE_PREFIX",
     "ChunkMissing",
     "ChunkProblem",
     "OperationCancelled",
@@ -75,6 +76,7 @@ __all__ = [
     "RestoreStats",
     "VerifyReport",
     "backup_chunks",
+    "quarantine_chunk",
     "restore_chunks",
     "verify_chunks",
 ]
@@ -167,13 +169,15 @@ class VerifyReport:
 
     `chunks_checked` and `bytes_checked` count the manifest's chunks and
     their plain bytes (a chunk stored once but listed twice is fetched once
-    and counted twice); `problems` lists every bad chunk, by offset.
+    and counted twice); `problems` lists every bad chunk, by offset;
+    `quarantined` the keys damaged objects were moved to (if asked to).
     """
 
     ok: bool
     chunks_checked: int
     bytes_checked: int
     problems: tuple[ChunkProblem, ...]
+    quarantined: tuple[str, ...] = ()
 
 
 # -- backup -------------------------------------------------------------------
@@ -632,7 +636,8 @@ def restore_chunks(
     sha256); the calling thread writes them in offset order with
     `writer.write_at`. Holes are not written (the writer's volume reads as
     zeros there). If a chunk is damaged, `CorruptionError` is raised with
-    its offset (`ChunkMissing` if its object is gone) before anything of it
+    its offset, its digest and the backup's id (`ChunkMissing` if its
+    object is gone) before anything of it
     is written; chunks before it may have been written, so the caller must
     then `abort` the writer (and `commit` it only after a normal return).
     This function calls neither.
@@ -646,15 +651,18 @@ def restore_chunks(
         stored = _get_chunk(store, ref)
         return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset)
 
-    with closing(
-        _ordered_map(fetch, manifest.chunks, threads, depth, cancel, "pieceworks-restore")
-    ) as results:
-        for ref, (stored_length, plain) in results:
-            writer.write_at(ref.offset, plain)
-            written += len(plain)
-            fetched += stored_length
-            count += 1
-            report(ref.offset + ref.length)
+    try:
+        with closing(
+            _ordered_map(fetch, manifest.chunks, threads, depth, cancel, "pieceworks-restore")
+        ) as results:
+            for ref, (stored_length, plain) in results:
+                writer.write_at(ref.offset, plain)
+                written += len(plain)
+                fetched += stored_length
+                count += 1
+                report(ref.offset + ref.length)
+    except CorruptionError as exc:  # name the backup, as well as the chunk and its offset
+        raise type(exc)(f"backup {manifest.backup_id}: {exc}", exc.offset) from None
     report(manifest.size, final=True)
     return RestoreStats(manifest.size, written, fetched, count, time.monotonic() - started)
 
@@ -667,6 +675,7 @@ def verify_chunks(
     depth: int = 4,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    quarantine: bool = False,
 ) -> VerifyReport:
     """Fetch and check every chunk of `manifest`; report all problems found.
 
@@ -676,6 +685,11 @@ def verify_chunks(
     the report is ``ok`` only if there is none. Store failures other than
     a missing object (e.g. `TransientError`) are raised, not reported.
     `progress` counts the plain bytes of distinct objects checked.
+
+    With `quarantine`, each corrupt object is moved aside (`quarantine_chunk`)
+    so that its key is free again: the next backup that holds the data
+    stores it anew and the store heals. The keys it was moved to are in
+    `VerifyReport.quarantined`.
     """
     _check_args(manifest.chunk_size, threads, depth)
     first: dict[str, ChunkRef] = {}
@@ -683,14 +697,24 @@ def verify_chunks(
         first.setdefault(ref.digest, ref)
     report = _Reporter(progress, sum(r.length for r in first.values()))
     bad: dict[str, tuple[Literal["missing", "corrupt"], str]] = {}
+    moved: list[str] = []
+    where = f"backup {manifest.backup_id}: "
 
     def check(ref: ChunkRef) -> tuple[Literal["missing", "corrupt"], str] | None:
         try:
-            decode_chunk(_get_chunk(store, ref), ref.digest, ref.length, ref.offset)
+            stored = _get_chunk(store, ref)
         except ChunkMissing as exc:
-            return "missing", str(exc)
+            return "missing", where + str(exc)
+        try:
+            decode_chunk(stored, ref.digest, ref.length, ref.offset)
         except CorruptionError as exc:
-            return "corrupt", str(exc)
+            detail = where + str(exc)
+            if quarantine:
+                aside = quarantine_chunk(store, ref.digest, stored)
+                if aside is not None:
+                    moved.append(aside)
+                    detail += f"; moved aside to {aside}"
+            return "corrupt", detail
         return None
 
     done = 0
@@ -708,7 +732,41 @@ def verify_chunks(
         for r in manifest.chunks
         if r.digest in bad
     )
-    return VerifyReport(not problems, len(manifest.chunks), manifest.data_bytes, problems)
+    return VerifyReport(
+        not problems, len(manifest.chunks), manifest.data_bytes, problems, tuple(sorted(moved))
+    )
+
+
+#: Where `quarantine_chunk` moves damaged chunk objects.
+QUARANTINE_PREFIX: Final = "quarantine/"
+
+
+def quarantine_chunk(store: IObjectStore, digest: str, damaged: bytes) -> str | None:
+    """Move the damaged object of chunk `digest` aside; return its new key, or None.
+
+    The object is copied to ``quarantine/<sha256>.<unix time in ns>``
+    and then deleted from ``chunks/``, but only if the store still holds
+    exactly the `damaged` bytes (a backup may have stored a good copy
+    meanwhile, which is left alone). Nothing is ever lost: the copy is
+    written before the original is removed. A store that refuses the
+    writes (read-only, say) is logged and None returned.
+    """
+    key = chunk_key(digest)
+    aside = f"{QUARANTINE_PREFIX}{digest}.{time.time_ns()}"
+    try:
+        try:
+            current = store.get(key)
+        except ObjectNotFound:
+            return None
+        if current != damaged:
+            return None
+        store.put(aside, damaged)
+        store.delete(key)
+    except PieceworksError as exc:
+        log.warning("cannot move damaged chunk %s aside to %s: %s", key, aside, exc)
+        return None
+    log.warning("moved damaged chunk %s aside to %s", key, aside)
+    return aside
 
 
 def _get_chunk(store: IObjectStore, ref: ChunkRef) -> bytes:

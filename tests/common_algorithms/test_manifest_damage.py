@@ -31,7 +31,7 @@ from pieceworks.protocols import ChunkRef, CorruptionError
 CS = 64 * 1024
 
 
-def _digest(n: int) -> str:
+def _digest(n: float) -> str:
     return hashlib.sha256(str(n).encode()).hexdigest()
 
 
@@ -53,10 +53,9 @@ def _with_body(good: bytes, edit: Callable[[str], str]) -> bytes:
     """`good` with its body edited as text and the checksum made to match again."""
     doc = json.loads(good)
     body_text = edit(json.dumps(doc["manifest"], sort_keys=True, separators=(",", ":")))
-    return (
-        '{"format":"pieceworks.manifest","version":1,"sha256":"%s","manifest":%s}'
-        % (hashlib.sha256(body_text.encode()).hexdigest(), body_text)
-    ).encode()
+    checksum = hashlib.sha256(body_text.encode()).hexdigest()
+    head = f'{{"format":"pieceworks.manifest","version":1,"sha256":"{checksum}","manifest":'
+    return (head + body_text + "}").encode()
 
 
 def _bad_checksum(good: bytes) -> bytes:
