@@ -25,21 +25,22 @@ with: the keyed HMAC for an encrypted store, the plain sha256 otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
-from pieceworks.protocols import IObjectStore, ObjectStore
+from pieceworks.protocols import IObjectStore
 from pieceworks.protocols.chunks import digest_of
 from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal, unseal
+from pieceworks.protocols.object_store import StoredSizes, stored_sizes
 from pieceworks.protocols.values import ObjectInfo
 
-__all__ = ["CLEAR_PREFIXES", "EncryptedStore", "chunk_id_for"]
+__all__ = ["CLEAR_PREFIXES", "EncryptedStore", "as_stored", "chunk_id_for"]
 
 #: Objects kept in clear in an encrypted store (see the module docstring).
 CLEAR_PREFIXES: Final = ("keys/", "leases/", "locks/")
 
 
-class EncryptedStore(ObjectStore):
+class EncryptedStore(StoredSizes):
     """`inner` with every object outside `CLEAR_PREFIXES` sealed under `keys`."""
 
     def __init__(self, inner: IObjectStore, keys: StoreKeys) -> None:
@@ -57,8 +58,7 @@ class EncryptedStore(ObjectStore):
         self.inner.put(key, data if self._clear(key) else seal(self.keys, key, data))
 
     def get(self, key: str) -> bytes:
-        stored = self.inner.get(key)
-        return stored if self._clear(key) else unseal(self.keys, key, stored)
+        return self.open(key, self.inner.get(key))
 
     def head(self, key: str) -> ObjectInfo:
         info = self.inner.head(key)
@@ -72,9 +72,33 @@ class EncryptedStore(ObjectStore):
     def list(self, prefix: str) -> Iterator[str]:
         return self.inner.list(prefix)
 
+    def open(self, key: str, stored: bytes) -> bytes:
+        """The content of object `key` read as stored in `inner` (`CorruptionError` if damaged)."""
+        return stored if self._clear(key) else unseal(self.keys, key, stored)
+
+    def sizes(self, keys: Iterable[str]) -> dict[str, int]:
+        """Plain sizes of the stored `keys`, batched where `inner` batches (stored-sizes)."""
+        found = stored_sizes(self.inner, keys)
+        return {
+            key: size if self._clear(key) else max(0, size - SEALED_OVERHEAD)
+            for key, size in found.items()
+        }
+
     def exists(self, key: str) -> bool:
         exists = getattr(self.inner, "exists", None)
         return bool(exists(key)) if callable(exists) else super().exists(key)
+
+
+def as_stored(store: IObjectStore) -> tuple[IObjectStore, Callable[[str, bytes], bytes]]:
+    """`store` as its objects are stored, and how to open one read from it.
+
+    For an `EncryptedStore`, its inner store and `EncryptedStore.open`; for
+    any other store, the store itself and the identity. For readers that
+    must keep the stored bytes of a damaged object (to move it aside).
+    """
+    if isinstance(store, EncryptedStore):
+        return store.inner, store.open
+    return store, lambda _key, stored: stored
 
 
 def chunk_id_for(store: IObjectStore) -> Callable[[bytes | bytearray | memoryview], str]:
