@@ -223,10 +223,19 @@ def test_a_tampered_chunk_is_reported_by_verify_and_refused_by_restore(
     body = bytearray(raw.get(key))
     body[len(body) // 2] ^= 0x40
     raw.put(key, bytes(body))
-    report = verify(store, out.backup_id)
-    assert not report.ok and {p.offset for p in report.problems} >= {ref.offset}
     with pytest.raises(CorruptionError, match=f"offset {ref.offset}"):
         restore(file_backend, store, RestoreRequest(out.backup_id, "copy"))
+    report = verify(store, out.backup_id)
+    assert not report.ok and {p.offset for p in report.problems} >= {ref.offset}
+    assert out.backup_id in report.problems[0].detail
+    # verify moved the sealed object aside, as stored; the next backup stores it again.
+    assert [k.partition(".")[0] for k in report.quarantined] == [f"quarantine/{ref.digest}"]
+    assert raw.get(report.quarantined[0]) == bytes(body)
+    healed = backup(file_backend, store, BackupRequest(volume_id="vol", chunk_size=CHUNK))
+    assert healed.bytes_stored > 0
+    assert verify(store, out.backup_id).ok
+    restore(file_backend, store, RestoreRequest(out.backup_id, "copy-2"))
+    assert volume_sha(file_backend.driver, "copy-2") == sha(data)  # type: ignore[arg-type]
 
 
 def test_a_tampered_manifest_is_corruption(file_backend: Backend, tmp_path: Path) -> None:
