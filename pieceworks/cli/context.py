@@ -212,7 +212,7 @@ class Context:
     # -- running -------------------------------------------------------------
 
     def engine_options(self) -> EngineOptions:
-        """TaskFlow engine and persistence from ``[engine]`` (SQLite under the home).
+        """TaskFlow engine and persistence from ``[engine]`` (no persistence by default).
 
         The persistence backend is opened once here, so that a bad connection
         string is a configuration error (exit 2) and an unreachable database
