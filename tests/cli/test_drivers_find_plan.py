@@ -109,7 +109,7 @@ def test_find_searches_the_registry_of_configured_backends(
     )
     assert fast.code == 0, fast
     assert [(r["name"], r["backend"]) for r in fast.json()] == [("far.backup", "far")]
-    assert "fast-backup" in fast.json()[0]["provides"]
+    assert "fast-backup" in fast.json()[0]["attributes"]
     assert either.code == 0, either
     assert "far.backup" in either.out and "local.backup" in either.out
     assert miss.code == ExitCode.NOT_FOUND, miss
