@@ -8,6 +8,7 @@ installed drivers through stevedore entry points.
 
 from pieceworks.protocols import NotFound
 from pieceworks.registry.attributes import Attribute, attribute_label
+from pieceworks.registry.composition import Composition, rebuild
 from pieceworks.registry.description import Description, Parameter
 from pieceworks.registry.discovery import (
     DRIVERS_NAMESPACE,
@@ -33,6 +34,7 @@ __all__ = [
     "Attribute",
     "Buildable",
     "BuildArgumentError",
+    "Composition",
     "CompositionConflict",
     "Description",
     "Discovery",
@@ -51,4 +53,5 @@ __all__ = [
     "attribute_label",
     "discover",
     "load_factory",
+    "rebuild",
 ]

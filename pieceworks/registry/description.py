@@ -43,6 +43,7 @@ __all__ = [
 #: TaskFlow's own Atom constructor options: not build parameters of a piece
 #: (the registry names atoms and symbols itself).
 _ATOM_OPTIONS = frozenset(inspect.signature(Task.__init__).parameters) - {"self"}
+_QUALIFIERS = re.compile(r"\b(?:collections\.abc|typing)\.")
 _PARAM_LINE = re.compile(r"^\s*:param\s+(?:[\w\[\], |.]+\s+)?(\w+):\s*(.*)$")
 
 
@@ -163,9 +164,8 @@ def _param_docs(obj: Callable[..., Any]) -> dict[str, str]:
 def _annotation(annotation: object) -> str:
     if annotation is inspect.Parameter.empty:
         return ""
-    if isinstance(annotation, str):
-        return annotation
-    return inspect.formatannotation(annotation)
+    text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+    return _QUALIFIERS.sub("", text)
 
 
 def parameters_of(item: Callable[..., Any]) -> tuple[tuple[Parameter, ...], bool]:
