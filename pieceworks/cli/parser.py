@@ -245,11 +245,18 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         description=(
             "Fetch every chunk of BACKUP_ID from the store and check its sha256; report\n"
             "every missing or damaged chunk with its volume offset (exit 1 if any).\n"
-            "A damaged manifest is corruption (exit 4)."
+            "A chunk object whose content does not match its hash is moved aside to\n"
+            "quarantine/ in the store, so that the next backup of that data stores it\n"
+            "again. A damaged manifest is corruption (exit 4)."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     verify.add_argument("backup_id", metavar="BACKUP_ID")
+    verify.add_argument(
+        "--no-quarantine",
+        action="store_true",
+        help="only report damaged chunks; leave them where they are (read-only check)",
+    )
 
     listing = b.add(
         sub,
@@ -259,7 +266,8 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         description=(
             "List the backups in the store, oldest first: id, volume, backend, creation\n"
             "time (UTC), volume size, bytes it added to the store, strategy and parent.\n"
-            "A manifest that cannot be read is reported and makes the exit code 4."
+            "A manifest that cannot be read is listed as UNREADABLE, its reason is\n"
+            "printed, and the exit code is 4; every readable backup is still listed."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT),
     )
