@@ -392,12 +392,15 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         summary="search the registry of configured backends by attribute",
         description=(
             "Register every configured backend (its driver and its flows) and search by\n"
-            "attribute: a capability name (snapshot, stream-out, push-to-object-store, ...)\n"
-            "or a tag (live-backup, fast-backup, slow-backup, incremental-backup,\n"
-            "sparse-backup, offload-restore, stream-restore, backup, restore, verify,\n"
-            "delete). A match provides every ATTR, at least one --any and no --none.\n"
-            "--backend NAME keeps only that backend's registrations. No match: exit 3\n"
-            "with the registry's explanation (the closest registrations, what each lacks).\n\n"
+            "attribute: a capability as capability:NAME (capability:snapshot,\n"
+            "capability:stream-out, ...) or a tag (live-backup, fast-backup, slow-backup,\n"
+            "incremental-backup, sparse-backup, offload-restore, stream-restore, backup,\n"
+            "restore, verify, delete). A match provides every ATTR, at least one --any\n"
+            "and no --none. --backend NAME keeps only that backend's registrations;\n"
+            "--buildable leaves drivers out. No match: exit 3 with the registry's\n"
+            "explanation (the closest registrations, what each lacks).\n"
+            "--json prints each match's description: build parameters, the symbols it\n"
+            "requires and provides, a summary.\n\n"
             "example: pieceworks find --any fast-backup live-backup --none slow-backup"
         ),
         codes=(_NOT_FOUND,),
@@ -410,6 +413,9 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         "--none", dest="none_of", metavar="ATTR", nargs="+", action="extend", help="none of these"
     )
     find.add_argument("--kind", choices=KINDS, help="only registrations of this kind")
+    find.add_argument(
+        "--buildable", action="store_true", help="only pieces that build a task or flow"
+    )
 
 
 def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pieceworks.protocols import NotFound
     from pieceworks.registry.attributes import Attribute, attribute_label
+    from pieceworks.registry.composition import Composition, rebuild
+    from pieceworks.registry.description import Description, Parameter
     from pieceworks.registry.discovery import (
         DRIVERS_NAMESPACE,
         STORES_NAMESPACE,
@@ -26,7 +28,20 @@ if TYPE_CHECKING:
         discover,
         load_factory,
     )
-    from pieceworks.registry.registration import Buildable, Factory, Kind, Registration
+    from pieceworks.registry.errors import (
+        BuildArgumentError,
+        CompositionConflict,
+        ForeignRegistration,
+        NotBuildable,
+        UnknownAttribute,
+    )
+    from pieceworks.registry.registration import (
+        Buildable,
+        Factory,
+        Feasibility,
+        Kind,
+        Registration,
+    )
     from pieceworks.registry.registry import NoMatch, Registry
 
 #: Public name -> the module that defines it.
@@ -34,14 +49,24 @@ _WHERE = {
     "NotFound": "pieceworks.protocols",
     "Attribute": "pieceworks.registry.attributes",
     "attribute_label": "pieceworks.registry.attributes",
+    "Composition": "pieceworks.registry.composition",
+    "rebuild": "pieceworks.registry.composition",
+    "Description": "pieceworks.registry.description",
+    "Parameter": "pieceworks.registry.description",
     "DRIVERS_NAMESPACE": "pieceworks.registry.discovery",
     "STORES_NAMESPACE": "pieceworks.registry.discovery",
     "Discovery": "pieceworks.registry.discovery",
     "DriverLoadError": "pieceworks.registry.discovery",
     "discover": "pieceworks.registry.discovery",
     "load_factory": "pieceworks.registry.discovery",
+    "BuildArgumentError": "pieceworks.registry.errors",
+    "CompositionConflict": "pieceworks.registry.errors",
+    "ForeignRegistration": "pieceworks.registry.errors",
+    "NotBuildable": "pieceworks.registry.errors",
+    "UnknownAttribute": "pieceworks.registry.errors",
     "Buildable": "pieceworks.registry.registration",
     "Factory": "pieceworks.registry.registration",
+    "Feasibility": "pieceworks.registry.registration",
     "Kind": "pieceworks.registry.registration",
     "Registration": "pieceworks.registry.registration",
     "NoMatch": "pieceworks.registry.registry",
@@ -68,15 +93,25 @@ __all__ = [
     "STORES_NAMESPACE",
     "Attribute",
     "Buildable",
+    "BuildArgumentError",
+    "Composition",
+    "CompositionConflict",
+    "Description",
     "Discovery",
     "DriverLoadError",
     "Factory",
+    "Feasibility",
+    "ForeignRegistration",
     "Kind",
     "NoMatch",
+    "NotBuildable",
     "NotFound",
+    "Parameter",
     "Registration",
     "Registry",
+    "UnknownAttribute",
     "attribute_label",
     "discover",
     "load_factory",
+    "rebuild",
 ]

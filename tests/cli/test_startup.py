@@ -8,6 +8,7 @@ and reads its ``sys.modules`` afterwards.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -80,3 +81,25 @@ def test_masking_without_eager_oslo_import_masks_as_oslo_does(text: str) -> None
     assert expected != text
     assert Masker().text(text) == Masker().text(expected)
     assert "***" in Masker().text(text)
+
+
+@pytest.mark.parametrize("package", ["pieceworks.common_algorithms", "pieceworks.registry"])
+def test_lazy_packages_export_every_public_name(package: str) -> None:
+    """Each name of ``__all__`` has a home module and resolves; nothing else is exported."""
+    module = importlib.import_module(package)
+    assert set(module.__all__) == set(module._WHERE)
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = module.no_such_name
+
+
+def test_backup_is_the_function_whichever_import_came_first() -> None:
+    """Importing the submodule ``backup`` does not shadow the function of the same name."""
+    probe = (
+        "import pieceworks.common_algorithms.backup, pieceworks.common_algorithms.restore\n"
+        "from pieceworks.common_algorithms import backup, restore, verify\n"
+        "assert callable(backup) and backup.__name__ == 'backup', backup\n"
+        "assert callable(restore) and callable(verify)\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
