@@ -45,7 +45,7 @@ bench: $(STAMP) system-deps ceph-bindings
 	$(BIN)/python bench/backup_throughput.py --size-mib 1024
 	$(BIN)/python bench/stores.py --size-mib 1024
 	$(BIN)/python bench/replicate.py --size-mib 1024
-	$(BIN)/python bench/rbd.py --size-mib 1024
+	$(BIN)/python bench/ceph_rbd.py --size-mib 1024
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
