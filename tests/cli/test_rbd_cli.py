@@ -67,7 +67,9 @@ persistence = "memory://"
         full = run("backup", *common, "--incremental", "--json", env=e)
         assert full.code == 0, full
         assert full.json()["strategy"] == "snapshot-stream"
-        assert full.json()["bytes_read"] == 9 * MiB  # the chunks holding data; [8, 12) MiB is a hole
+        assert (
+            full.json()["bytes_read"] == 9 * MiB
+        )  # the chunks holding data; [8, 12) MiB is a hole
 
         ceph_cluster.write_in_place(volume, 9 * MiB, b"a VM wrote this")
         data[9 * MiB : 9 * MiB + 15] = b"a VM wrote this"

@@ -466,6 +466,35 @@ def test_replication_puts_back_what_the_target_changed(
         other.delete_volume(copy.volume_id)
 
 
+def test_a_failed_incremental_copy_leaves_the_target_as_it_was(
+    driver: RbdDriver, other: RbdDriver, ceph_cluster: CephCluster, client: rados.Ioctx
+) -> None:
+    """The target is rolled back when the copy fails after writing (here: its snapshot
+    limit refuses the new common snapshot); both sides keep the old common snapshot."""
+    v = VolumeRef(vid())
+    old = os.urandom(8 * MiB)
+    driver.write_volume(v, old)
+    peer = spec(ceph_cluster, ceph_cluster.other_pool)
+    try:
+        driver.replicate_to(v, peer, v)
+        source_snaps, target_snaps = driver.snapshot_names(v), other.snapshot_names(v)
+        vm_write(client, v.volume_id, 0, os.urandom(2 * OBJECT))
+        with rbd.Image(driver_ioctx(other), v.volume_id) as image:
+            image.set_snap_limit(1)
+        with pytest.raises(BackendError, match="replicate"):
+            driver.replicate_to(v, peer, v)
+        assert other.read_range(v, 0, 8 * MiB) == old
+        assert other.snapshot_names(v) == target_snaps
+        assert driver.snapshot_names(v) == source_snaps
+        with rbd.Image(driver_ioctx(other), v.volume_id) as image:
+            image.remove_snap_limit()
+        driver.replicate_to(v, peer, v)  # the pairing survived: the next copy works
+        assert other.read_range(v, 0, 8 * MiB) == driver.read_range(v, 0, 8 * MiB)
+    finally:
+        driver.delete_volume(v.volume_id)
+        other.delete_volume(v.volume_id)
+
+
 def test_replication_follows_a_resize_and_a_snapshot_source(
     driver: RbdDriver, ceph_cluster: CephCluster, client: rados.Ioctx
 ) -> None:

@@ -10,8 +10,9 @@ The semantics of ``rbd export-diff`` / ``rbd import-diff``, through librbd:
   name, and the target image is the one written then), only the ranges that
   changed since it are copied: those the source changed, and those the
   target changed itself (they are put back), zero ranges as
-  ``write_zeroes``; the target is snapshotted first and rolled back if the
-  copy fails;
+  ``write_zeroes``; if the copy fails the target is rolled back (to the
+  common snapshot, or to a snapshot taken first when it had changes of its
+  own);
 * otherwise the whole source is copied (allocated ranges only) into a new
   hidden image that replaces the target on success;
 * afterwards the new point exists on both sides, as snapshots of the same
@@ -198,10 +199,14 @@ def _incremental(
         )
     size = point.size()
     with open_image(dst_io, target_name) as copy:
-        undo = f"pw-undo-{secrets.token_hex(6)}"
-        copy.create_snap(undo)
+        own_changes = changed_since(copy, prev_target_snap)
+        # The point to roll back to on failure: the common snapshot itself when the
+        # target still equals it (the usual case: no snapshot to create and remove).
+        undo = prev_target_snap
+        if own_changes:
+            undo = f"pw-undo-{secrets.token_hex(6)}"
+            copy.create_snap(undo)
         try:
-            own_changes = changed_since(copy, prev_target_snap)
             if copy.size() != size:
                 copy.resize(size)
             extents = union(changed_since(point, from_name), own_changes)
@@ -212,8 +217,10 @@ def _incremental(
                 copy.rollback_to_snap(undo)
                 if copy.snap_exists(target_snap):
                     copy.remove_snap(target_snap)
-            with contextlib.suppress(Exception):
-                copy.remove_snap(undo)
+            if undo != prev_target_snap:
+                with contextlib.suppress(Exception):
+                    copy.remove_snap(undo)
             raise
-        copy.remove_snap(undo)
+        if undo != prev_target_snap:
+            copy.remove_snap(undo)
     return sent
