@@ -78,7 +78,7 @@ from pieceworks.protocols.values import (
     validate_id,
     validate_key,
 )
-from pieceworks.protocols.verify import verify_driver
+from pieceworks.protocols.verify import driver_problems, verify_driver
 
 __all__ = [
     "CAPABILITIES",
@@ -135,5 +135,6 @@ __all__ = [
     "capability_name",
     "validate_id",
     "validate_key",
+    "driver_problems",
     "verify_driver",
 ]
