@@ -8,6 +8,7 @@ from zope.interface import implementer
 
 from pieceworks.drivers.file import FileDriver
 from pieceworks.protocols import (
+    ChangedBlocks,
     Extent,
     ISnapshot,
     Snapshot,
@@ -23,6 +24,7 @@ from pieceworks.protocols import (
 __all__ = [
     "AbstractSnapshot",
     "AsyncReader",
+    "BadChangeToken",
     "HalfSnapshot",
     "OmitsLastExtent",
     "Picky",
@@ -85,3 +87,13 @@ class Picky(FileDriver):
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
+
+
+class BadChangeToken(FileDriver, ChangedBlocks):
+    """change_token takes an int: the problem is reported under its own name."""
+
+    def change_token(self, source: int) -> str:  # type: ignore[override]
+        return str(source)
+
+    def changed_extents(self, source: Source, since: str) -> Sequence[Extent]:
+        return []
