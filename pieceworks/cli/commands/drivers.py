@@ -184,9 +184,7 @@ def run_drivers(args: argparse.Namespace, ctx: Context) -> int:
     ]
     ctx.out.data(
         {
-            "drivers": [
-                {**r.to_dict(), "problems": broken.get(r.name, {})} for r in reports
-            ]
+            "drivers": [{**r.to_dict(), "problems": broken.get(r.name, {})} for r in reports]
             + [
                 {"name": n, "target": _target(drivers.factories[n]), "capabilities": None}
                 for n in factories
