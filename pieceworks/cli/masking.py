@@ -30,7 +30,7 @@ __all__ = ["MASK", "MIN_SECRET", "Masker", "is_secret_name", "url_password"]
 MASK = "***"
 MIN_SECRET = 4
 
-# Names (or name parts) of options that hold secrets, on top of oslo.utils' list.
+# Names (or name parts) of configuration options that hold secrets.
 _SECRET_PARTS = (
     "key",
     "password",
