@@ -34,6 +34,7 @@ MIN_SECRET = 4
 # Names (or name parts) of options that hold secrets, on top of oslo.utils' list.
 _SECRET_PARTS = (
     "key",
+    "keyring",
     "password",
     "passwd",
     "passphrase",
