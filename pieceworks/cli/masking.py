@@ -33,6 +33,7 @@ MIN_SECRET = 4
 # Names (or name parts) of configuration options that hold secrets.
 _SECRET_PARTS = (
     "key",
+    "keyring",
     "password",
     "passwd",
     "passphrase",
@@ -46,8 +47,13 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<p
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether an option called `name` holds a secret (``key``, ``s3_secret``...)."""
+    """Whether an option called `name` holds a secret (``key``, ``s3_secret``...).
+
+    A name ending in ``_id`` names an identifier (``key_id``, ``backup_id``), never a secret.
+    """
     low = name.lower()
+    if low.endswith("_id"):
+        return False
     parts = re.split(r"[_\-.]", low)
     return any(p in _SECRET_PARTS for p in parts) or any(
         s in low for s in ("password", "secret", "token", "passphrase")
