@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 
+from pieceworks.cli.commands import copy, key
 from pieceworks.cli.exit_codes import ExitCode, epilog
 
 __all__ = ["CODECS", "build_parser", "parse_size"]
@@ -81,6 +82,13 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--store", metavar="NAME", default=default(None), help="configured store to use"
+    )
+    group.add_argument(
+        "--password-file",
+        metavar="FILE",
+        default=default(None),
+        help="passphrase of an encrypted store (else $PIECEWORKS_PASSWORD,"
+        " $PIECEWORKS_PASSWORD_FILE, or a prompt on a terminal)",
     )
     group.add_argument(
         "--json", action="store_true", default=default(False), help="print one JSON document"
@@ -540,4 +548,6 @@ def build_parser() -> argparse.ArgumentParser:
     _tools(builder, sub)
     _planning(builder, sub)
     _operations(builder, sub)
+    key.add_arguments(builder, sub)
+    copy.add_arguments(builder, sub)
     return parser
