@@ -5,6 +5,10 @@ optional: any TaskFlow persistence URL such as ``sqlite:////path/pw.db`` or
 ``postgresql://...``), forwards task progress to a callback, records every
 strategy that failed before the one that succeeded, and turns "every
 strategy failed" into one `AllStrategiesFailed` error listing each cause.
+
+`open_persistence` is the one place that opens a TaskFlow persistence
+backend: this runner uses it, and so does `pieceworks.execution` (posting,
+watching and running jobs).
 """
 
 from __future__ import annotations
@@ -18,12 +22,20 @@ from taskflow import engines, states, task
 from taskflow.flow import Flow
 from taskflow.persistence import backends as persistence_backends
 from taskflow.persistence import models
+from taskflow.persistence.base import Backend as PersistenceBackend
 from taskflow.types.failure import Failure
 
 from pieceworks.common_algorithms.fallback import FINAL_ERRORS, describe_failure
 from pieceworks.common_algorithms.plan import AllStrategiesFailed, Attempt
 
-__all__ = ["EngineOptions", "ProgressEvent", "RunRecord", "iter_tasks", "run_flow"]
+__all__ = [
+    "EngineOptions",
+    "ProgressEvent",
+    "RunRecord",
+    "iter_tasks",
+    "open_persistence",
+    "run_flow",
+]
 
 
 @dataclass(frozen=True)
@@ -74,22 +86,33 @@ class RunRecord:
 
 
 @contextlib.contextmanager
-def _persistence(url: str | None, name: str) -> Iterator[dict[str, Any]]:
-    if url is None:
-        yield {}
-        return
+def open_persistence(url: str) -> Iterator[PersistenceBackend]:
+    """A TaskFlow persistence backend for `url` (its schema brought up to date), closed after.
+
+    `url` is any TaskFlow persistence connection: ``sqlite:////path/pw.db``,
+    ``postgresql://user@host/db``, ``memory://``.
+    """
     backend = persistence_backends.fetch({"connection": url})
     try:
         with contextlib.closing(backend.get_connection()) as conn:
             conn.upgrade()
+        yield backend
+    finally:
+        backend.close()
+
+
+@contextlib.contextmanager
+def _persistence(url: str | None, name: str) -> Iterator[dict[str, Any]]:
+    if url is None:
+        yield {}
+        return
+    with open_persistence(url) as backend:
         book = models.LogBook(name)
         detail = models.FlowDetail(name, uuid=book.uuid)
         book.add(detail)
         with contextlib.closing(backend.get_connection()) as conn:
             conn.save_logbook(book)
         yield {"backend": backend, "book": book, "flow_detail": detail}
-    finally:
-        backend.close()
 
 
 def iter_tasks(flow: Flow) -> Iterator[task.Task]:

@@ -27,7 +27,11 @@ import redis
 import sqlalchemy
 
 from pieceworks.common_algorithms import Backend, BackupRequest, RestoreRequest, Store, backup
-from pieceworks.common_algorithms.jobs import (
+from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.restore import restore
+from pieceworks.drivers.file import FileDriver
+from pieceworks.drivers.posix_store import PosixStore
+from pieceworks.execution import (
     PostedJob,
     atom_states,
     destroy_job_book,
@@ -36,10 +40,6 @@ from pieceworks.common_algorithms.jobs import (
     post_restore,
     wait_for,
 )
-from pieceworks.common_algorithms.manifest import read_manifest
-from pieceworks.common_algorithms.restore import restore
-from pieceworks.drivers.file import FileDriver
-from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import Source, VolumeReader
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +112,7 @@ class Board:
         """Start a conductor process; return it and its JSON-lines events file."""
         events = self.tmp / f"{name}.events.jsonl"
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 (closed by the process end)
-        command = [sys.executable, "-m", "pieceworks.common_algorithms.jobs", "conductor"]
+        command = [sys.executable, "-m", "pieceworks.execution", "conductor"]
         command += ["--jobboard", self.url, "--persistence", PERSISTENCE, "--name", name]
         command += ["--events", str(events), "--wait-timeout", "0.2", *args]
         proc = subprocess.Popen(
@@ -150,7 +150,7 @@ def board(tmp_path: Path) -> Iterator[Board]:
         "Metadata-Version: 2.1\nName: pw-jobs-testdriver\nVersion: 1.0\n"
     )
     (info / "entry_points.txt").write_text(
-        "[pieceworks.drivers]\nslowfile = tests.common_algorithms.test_jobs:SlowFileDriver\n"
+        "[pieceworks.drivers]\nslowfile = tests.execution.test_jobs:SlowFileDriver\n"
     )
     path = os.pathsep.join([str(plugins), str(REPO), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep)}
