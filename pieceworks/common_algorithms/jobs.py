@@ -8,11 +8,17 @@ path ``pieceworks.common_algorithms.jobs.backup_job_flow`` is therefore part
 of every posted job: it stays here, in the layer that builds flows, while
 posting, claiming and running jobs live one layer up, in
 `pieceworks.execution`.
+
+A job names its backend and store (``"lab"``); the conductor that runs it
+passes `resolve`, which turns a name into ``{"name", "driver", "options"}``
+from that host's own configuration, so no option (and no secret) is ever
+part of a job or of the persistence database. Jobs posted before names were
+used carry the whole description instead; they are still accepted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, cast
 
 from taskflow.flow import Flow
@@ -21,12 +27,14 @@ from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.backup import backup_flow
 from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
 from pieceworks.common_algorithms.restore import restore_flow
-from pieceworks.protocols import BackendSpec, IObjectStore, StoreSpec
+from pieceworks.protocols import BackendSpec, ConfigError, IObjectStore, StoreSpec
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
 __all__ = [
     "BACKUP_FACTORY",
     "RESTORE_FACTORY",
+    "Resolver",
+    "SectionRef",
     "backup_job_flow",
     "backup_request",
     "restore_job_flow",
@@ -38,6 +46,26 @@ __all__ = [
 _MODULE: Final = "pieceworks.common_algorithms.jobs"
 BACKUP_FACTORY: Final = f"{_MODULE}.backup_job_flow"
 RESTORE_FACTORY: Final = f"{_MODULE}.restore_job_flow"
+
+
+#: Turns ``(kind, name)`` (kind ``"backend"`` or ``"store"``) into the host's
+#: ``{"name", "driver", "options"}`` for it; raises `ConfigError` for a name
+#: the host does not configure.
+Resolver = Callable[[str, str], Mapping[str, Any]]
+#: How a job refers to a backend or store: its name (or, in jobs posted
+#: before names, the whole description).
+SectionRef = str | Mapping[str, Any]
+
+
+def _describe(kind: str, ref: SectionRef, resolve: Resolver | None) -> Mapping[str, Any]:
+    if not isinstance(ref, str):
+        return ref
+    if resolve is None:
+        raise ConfigError(
+            f"the job names {kind} {ref!r}: only a conductor that has it in its"
+            " configuration can build this flow"
+        )
+    return resolve(kind, ref)
 
 
 def spec_options(options: Mapping[str, Any]) -> dict[str, str]:
@@ -75,21 +103,34 @@ def restore_request(request: Mapping[str, Any]) -> RestoreRequest:
 
 
 def backup_job_flow(
-    backend: Mapping[str, Any], store: Mapping[str, Any], request: Mapping[str, Any]
+    backend: SectionRef,
+    store: SectionRef,
+    request: Mapping[str, Any],
+    resolve: Resolver | None = None,
 ) -> Flow:
-    """The backup flow, from JSON-able descriptions (a conductor's flow factory).
+    """The backup flow of a job (a conductor's flow factory).
 
-    `backend` and `store` are ``{"name", "driver", "options"}``: the driver
-    (namespace ``pieceworks.drivers``) or store (``pieceworks.stores``) is
-    built by entry-point name with the options as keyword arguments.
-    `request` holds `BackupRequest`'s fields; it must carry its
-    ``backup_id`` so that every rebuild names its atoms alike.
+    `backend` and `store` are names, resolved by `resolve` into
+    ``{"name", "driver", "options"}`` (or such descriptions themselves): the
+    driver (namespace ``pieceworks.drivers``) or store
+    (``pieceworks.stores``) is built by entry-point name with the options
+    as keyword arguments. `request` holds `BackupRequest`'s fields; it must
+    carry its ``backup_id`` so that every rebuild names its atoms alike.
+    Raise `ConfigError` for a name `resolve` does not know (or without
+    `resolve`).
     """
-    return backup_flow(_backend(backend), _store(store), backup_request(request))
+    backend_conf = _describe("backend", backend, resolve)
+    store_conf = _describe("store", store, resolve)
+    return backup_flow(_backend(backend_conf), _store(store_conf), backup_request(request))
 
 
 def restore_job_flow(
-    backend: Mapping[str, Any], store: Mapping[str, Any], request: Mapping[str, Any]
+    backend: SectionRef,
+    store: SectionRef,
+    request: Mapping[str, Any],
+    resolve: Resolver | None = None,
 ) -> Flow:
-    """The restore flow, from JSON-able descriptions (see `backup_job_flow`)."""
-    return restore_flow(_backend(backend), _store(store), restore_request(request))
+    """The restore flow of a job (see `backup_job_flow`)."""
+    backend_conf = _describe("backend", backend, resolve)
+    store_conf = _describe("store", store, resolve)
+    return restore_flow(_backend(backend_conf), _store(store_conf), restore_request(request))

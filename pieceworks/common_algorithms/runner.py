@@ -14,6 +14,7 @@ watching and running jobs).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "ProgressEvent",
     "RunRecord",
     "iter_tasks",
+    "migrate",
     "open_persistence",
     "run_flow",
 ]
@@ -85,17 +87,48 @@ class RunRecord:
         return tuple(Attempt(s, "; ".join(errs)) for s, errs in self.errors.items())
 
 
+#: Persistence URLs whose schema this process has brought up to date.
+_MIGRATED: set[str] = set()
+_MIGRATING = threading.Lock()
+
+
+def migrate(url: str) -> None:
+    """Bring the TaskFlow schema at `url` up to date (alembic migrations); idempotent."""
+    backend = persistence_backends.fetch({"connection": url})
+    try:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+    finally:
+        backend.close()
+
+
+def _migrate_once(url: str, backend: PersistenceBackend) -> None:
+    """Migrate `url` the first time this process opens it (threads wait for the first).
+
+    TaskFlow's migrations are not safe to run from several threads at once
+    (alembic's shared state raises `KeyError`), and checking on every open
+    costs a round of queries: once per process, as Octavia does.
+    """
+    with _MIGRATING:
+        if url in _MIGRATED:
+            return
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        _MIGRATED.add(url)
+
+
 @contextlib.contextmanager
 def open_persistence(url: str) -> Iterator[PersistenceBackend]:
     """A TaskFlow persistence backend for `url` (its schema brought up to date), closed after.
 
     `url` is any TaskFlow persistence connection: ``sqlite:////path/pw.db``,
-    ``postgresql://user@host/db``, ``memory://``.
+    ``postgresql://user@host/db``, ``memory://``. The schema is migrated
+    the first time a process opens `url` (see `migrate`); safe to call from
+    many threads at once.
     """
     backend = persistence_backends.fetch({"connection": url})
     try:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
+        _migrate_once(url, backend)
         yield backend
     finally:
         backend.close()

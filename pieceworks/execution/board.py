@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
+from taskflow.exceptions import NotFound, UnclaimableJob
 from taskflow.jobs import backends as jobs_backends
 from taskflow.jobs.backends.impl_redis import RedisJob, RedisJobBoard
 from taskflow.jobs.base import Job, JobBoard
@@ -99,8 +100,12 @@ class LeasedRedisJobBoard(RedisJobBoard):
     it (until consumed, abandoned or trashed). A killed conductor stops
     renewing; its claim expires and the job can be claimed again. Before
     renewing, the thread checks that the claim is still this owner's: one
-    that expired (the process stalled for longer than the expiry) is given
-    up and logged, never renewed on another owner's behalf.
+    that another claimer took over (this process stalled for longer than the
+    expiry) is given up and logged, never renewed on another owner's behalf;
+    one that lapsed with nobody else claiming it is claimed again (`holds`).
+
+    `on_claim(job, who)` is called after each claim; `before_claim(job)`
+    before, and may refuse the claim by raising `UnclaimableJob`.
     """
 
     def __init__(
@@ -111,19 +116,32 @@ class LeasedRedisJobBoard(RedisJobBoard):
         *,
         claim_expiry: float = DEFAULT_CLAIM_EXPIRY,
         on_claim: Callable[[Job, str], None] | None = None,
+        before_claim: Callable[[Job], None] | None = None,
     ) -> None:
         if claim_expiry <= 0:
             raise PieceworksError(f"claim expiry must be positive, not {claim_expiry}")
         super().__init__(name, conf, persistence=persistence)
         self.claim_expiry = claim_expiry
         self._on_claim = on_claim
+        self._before_claim = before_claim
         self._held: dict[str, tuple[Job, str]] = {}
         self._held_lock = threading.Lock()
         self._stopping = threading.Event()
         self._renewer: threading.Thread | None = None
 
     def claim(self, job: Job, who: str, expiry: float | None = None) -> None:
-        """Claim `job` for `who`, expiring unless renewed (by this board)."""
+        """Claim `job` for `who`, expiring unless renewed (by this board).
+
+        `before_claim` (if given) may refuse by raising `UnclaimableJob`:
+        the job stays on the board, unclaimed, for another claimer.
+        """
+        if self._before_claim is not None:
+            self._before_claim(job)
+        self._claim(job, who, expiry)
+        if self._on_claim is not None:
+            self._on_claim(job, who)
+
+    def _claim(self, job: Job, who: str, expiry: float | None = None) -> None:
         super().claim(job, who, expiry=self.claim_expiry if expiry is None else expiry)
         with self._held_lock:
             self._held[job.uuid] = (job, who)
@@ -133,8 +151,35 @@ class LeasedRedisJobBoard(RedisJobBoard):
                     target=self._renew_claims, name="pieceworks-claim-renewer", daemon=True
                 )
                 self._renewer.start()
-        if self._on_claim is not None:
-            self._on_claim(job, who)
+
+    def owner_of(self, job: Job) -> str | None:
+        """Who holds `job`'s claim now: ``None`` once it expired or the job is gone."""
+        try:
+            return self.find_owner(job)
+        except TypeError:  # TaskFlow decodes a missing owner key (None) and fails
+            return None
+
+    def holds(self, job: Job, who: str) -> bool:
+        """Whether `who` holds `job`'s claim, taking it back if it lapsed unowned.
+
+        A claim can lapse without anyone else claiming it (a conductor starved
+        of CPU for longer than the expiry): then it is claimed again at once,
+        atomically (a claim succeeds only on an unowned job still on the
+        board). False when another owner has it, or the job is gone.
+        """
+        owner = self.owner_of(job)
+        if owner == who:
+            return True
+        if owner is not None:
+            return False
+        try:
+            self._claim(job, who)
+        except UnclaimableJob:
+            return self.owner_of(job) == who  # another thread of ours may have just taken it
+        except NotFound:
+            return False
+        log.warning("the claim on job %s had lapsed unowned: %s claimed it again", job.uuid, who)
+        return True
 
     def consume(self, job: Job, who: str) -> None:
         """Consume `job` and stop renewing its claim."""
@@ -175,8 +220,8 @@ class LeasedRedisJobBoard(RedisJobBoard):
                 held = list(self._held.values())
             for job, who in held:
                 try:
-                    owner = self.find_owner(job)
-                    if owner != who:
+                    if not self.holds(job, who):
+                        owner = self.owner_of(job)
                         log.error("lost the claim on job %s (owner now %s)", job.uuid, owner)
                         self._forget(job)
                         continue

@@ -9,217 +9,43 @@ run. These tests need the services: they fail, never skip, without them.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
-import sqlalchemy
 
 from pieceworks.common_algorithms import Backend, BackupRequest, RestoreRequest, Store, backup
 from pieceworks.common_algorithms.manifest import read_manifest
 from pieceworks.common_algorithms.restore import restore
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.execution import (
-    PostedJob,
-    atom_states,
-    destroy_job_book,
-    jobboard_conf,
-    post_backup,
-    post_restore,
-    wait_for,
+from pieceworks.execution import atom_states, jobboard_conf, wait_for
+from tests.execution.support import (
+    CHUNK,
+    PERSISTENCE,
+    Board,
+    atom_runs,
+    events,
+    make_volume,
+    poll,
+    sha256_file,
+    slow_config,
+    spec,
+    stored_chunks,
 )
-from pieceworks.protocols import Source, VolumeReader
 
-REPO = Path(__file__).resolve().parents[2]
-PERSISTENCE = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-CHUNK = 64 * 1024
 #: Figures measured by the tests, printed at the end of the module (``-s``).
 FIGURES: dict[str, float] = {}
 
 
-class _SlowReader:
-    """A `VolumeReader` that sleeps before each read: a transfer long enough to kill."""
-
-    def __init__(self, reader: VolumeReader, delay: float) -> None:
-        self._reader, self._delay = reader, delay
-
-    @property
-    def size(self) -> int:
-        return self._reader.size
-
-    def readinto_at(self, offset: int, buffer: memoryview) -> int:
-        time.sleep(self._delay)
-        return self._reader.readinto_at(offset, buffer)
-
-    def close(self) -> None:
-        self._reader.close()
-
-
-class SlowFileDriver(FileDriver):
-    """The file driver, reading `delay` seconds per read (entry point ``slowfile``)."""
-
-    def __init__(self, path: str, delay: str = "0.03", **unknown: object) -> None:
-        super().__init__(path, **unknown)
-        self._delay = float(delay)
-
-    def open_read(self, source: Source) -> VolumeReader:
-        return _SlowReader(super().open_read(source), self._delay)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def _services_up() -> Iterator[None]:
-    """Fail (never skip) at once if Redis or PostgreSQL is not reachable."""
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=3)
-    assert client.ping(), f"Redis at {REDIS_HOST}:{REDIS_PORT} is not answering"
-    client.close()
-    engine = sqlalchemy.create_engine(PERSISTENCE)
-    with engine.connect() as conn:
-        assert conn.execute(sqlalchemy.text("select 1")).scalar() == 1
-    engine.dispose()
+def _print_figures() -> Iterator[None]:
     yield
     if FIGURES:
         print("\njob figures:", json.dumps(FIGURES, sort_keys=True))
-
-
-@dataclass
-class Board:
-    """One test's own jobboard namespace, its conductors and its logbooks (all cleaned up)."""
-
-    tmp: Path
-    namespace: str
-    env: dict[str, str]
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    jobs: list[PostedJob] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.namespace}"
-
-    def conductor(self, name: str, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
-        """Start a conductor process; return it and its JSON-lines events file."""
-        events = self.tmp / f"{name}.events.jsonl"
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 (closed by the process end)
-        command = [sys.executable, "-m", "pieceworks.execution", "conductor"]
-        command += ["--jobboard", self.url, "--persistence", PERSISTENCE, "--name", name]
-        command += ["--events", str(events), "--wait-timeout", "0.2", *args]
-        proc = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        self.procs.append(proc)
-        return proc, events
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")
-
-    def post_backup(self, backend: dict[str, Any], store: dict[str, Any], **req: Any) -> PostedJob:
-        job = post_backup(self.url, PERSISTENCE, backend, store, req)
-        self.jobs.append(job)
-        return job
-
-    def post_restore(self, backend: dict[str, Any], store: dict[str, Any], **req: Any) -> PostedJob:
-        job = post_restore(self.url, PERSISTENCE, backend, store, req)
-        self.jobs.append(job)
-        return job
-
-
-@pytest.fixture
-def board(tmp_path: Path) -> Iterator[Board]:
-    """A unique jobboard namespace; a test-only driver installed through a dist-info."""
-    plugins = tmp_path / "plugins"
-    info = plugins / "pw_jobs_testdriver-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: pw-jobs-testdriver\nVersion: 1.0\n"
-    )
-    (info / "entry_points.txt").write_text(
-        "[pieceworks.drivers]\nslowfile = tests.execution.test_jobs:SlowFileDriver\n"
-    )
-    path = os.pathsep.join([str(plugins), str(REPO), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep)}
-    b = Board(tmp_path, f"pw-test-{uuid.uuid4().hex[:12]}", env)
-    try:
-        yield b
-    finally:
-        for proc in b.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-        for job in b.jobs:
-            destroy_job_book(PERSISTENCE, job)
-        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
-        keys = list(client.scan_iter(match=f"{b.namespace}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
-def poll(what: str, check: Callable[[], bool], timeout: float, every: float = 0.05) -> None:
-    """Wait until `check()` holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    return [json.loads(line) for line in lines if line.endswith("}")]
-
-
-def atom_runs(path: Path, step: str, state: str = "RUNNING") -> int:
-    """How many times the conductor's events show atom ``*.<step>`` entering `state`."""
-    return sum(
-        1
-        for e in events(path)
-        if e["event"] == "atom" and str(e["atom"]).endswith(f".{step}") and e["state"] == state
-    )
-
-
-def stored_chunks(store: Path) -> int:
-    return sum(1 for _ in PosixStore(store).list("chunks/"))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def make_volume(directory: Path, volume_id: str, blocks: int) -> Path:
-    """A volume of random 64 KiB blocks with a zero block every eighth (a hole)."""
-    directory.mkdir(exist_ok=True)
-    path = directory / volume_id
-    with open(path, "wb") as f:
-        for i in range(blocks):
-            f.write(bytes(CHUNK) if i % 8 == 7 else os.urandom(CHUNK))
-    return path
-
-
-def spec(name: str, driver: str, **options: str) -> dict[str, Any]:
-    return {"name": name, "driver": driver, "options": options}
 
 
 def test_jobboard_url_becomes_taskflow_conf() -> None:
@@ -239,18 +65,21 @@ def test_a_conductor_process_runs_posted_backup_and_restore_jobs(
 ) -> None:
     """Post a backup then a restore; a conductor process runs and consumes both."""
     volume = make_volume(tmp_path / "volumes", "vol-1", 40)
-    backend = spec("lab", "file", path=str(tmp_path / "volumes"))
-    store = spec("lab", "posix", path=str(tmp_path / "store"))
-    proc, ev = board.conductor("conductor-1", "--max-dispatches", "2")
+    config = board.config(
+        "host",
+        backends={"lab": spec("lab", "file", path=str(tmp_path / "volumes"))},
+        stores={"lab": spec("lab", "posix", path=str(tmp_path / "store"))},
+    )
+    proc, ev = board.conductor("conductor-1", "--max-dispatches", "2", config=config)
 
-    job = board.post_backup(backend, store, volume_id="vol-1", chunk_size=CHUNK)
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
     result = wait_for(board.url, PERSISTENCE, job, timeout=30)
     manifest = read_manifest(PosixStore(tmp_path / "store"), result["backup_id"])
     assert result["chunks_total"] == len(manifest.chunks) == 35  # 5 of 40 blocks are holes
     assert result["strategy"] == "direct-stream"
 
     restore_job = board.post_restore(
-        backend, store, backup_id=result["backup_id"], volume_id="vol-1-restored"
+        "lab", "lab", backup_id=result["backup_id"], volume_id="vol-1-restored"
     )
     restored = wait_for(board.url, PERSISTENCE, restore_job, timeout=30)
     assert restored["size"] == volume.stat().st_size
@@ -268,12 +97,11 @@ def test_a_conductor_killed_mid_backup_is_resumed_by_another(board: Board, tmp_p
     volume = make_volume(tmp_path / "volumes", "vol-1", blocks)
     total = blocks - blocks // 8
     store_dir = tmp_path / "store"
-    backend = spec("lab", "slowfile", path=str(tmp_path / "volumes"), delay="0.03")
-    store = spec("lab", "posix", path=str(store_dir))
-    job = board.post_backup(backend, store, volume_id="vol-1", chunk_size=CHUNK)
+    config = slow_config(board, tmp_path)
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
     backup_id = job.name.removeprefix("backup-")
 
-    a, ev_a = board.conductor("conductor-a", "--claim-expiry", claim_expiry)
+    a, ev_a = board.conductor("conductor-a", "--claim-expiry", claim_expiry, config=config)
     poll(
         "conductor A to be mid-transfer",
         lambda: atom_runs(ev_a, "transfer-chunks") == 1 and stored_chunks(store_dir) >= 10,
@@ -291,7 +119,7 @@ def test_a_conductor_killed_mid_backup_is_resumed_by_another(board: Board, tmp_p
     assert persisted[f"{job.name}.transfer-chunks"] == "RUNNING"
 
     b, ev_b = board.conductor(
-        "conductor-b", "--claim-expiry", claim_expiry, "--max-dispatches", "1"
+        "conductor-b", "--claim-expiry", claim_expiry, "--max-dispatches", "1", config=config
     )
     result = wait_for(board.url, PERSISTENCE, job, timeout=40)
     resumed_in = time.monotonic() - killed_at
@@ -337,15 +165,13 @@ def test_a_conductor_killed_mid_backup_is_resumed_by_another(board: Board, tmp_p
 def test_a_stopped_conductor_hands_its_job_over_at_once(board: Board, tmp_path: Path) -> None:
     """SIGTERM: A finishes its current atom, suspends the flow, abandons the job; B goes on."""
     make_volume(tmp_path / "volumes", "vol-1", 48)
-    store_dir = tmp_path / "store"
-    backend = spec("lab", "slowfile", path=str(tmp_path / "volumes"), delay="0.03")
-    store = spec("lab", "posix", path=str(store_dir))
-    job = board.post_backup(backend, store, volume_id="vol-1", chunk_size=CHUNK)
+    config = slow_config(board, tmp_path)
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
 
-    a, ev_a = board.conductor("conductor-a")  # default claim expiry (30 s): not what frees it
+    a, ev_a = board.conductor("conductor-a", config=config)  # claim expiry 30 s: not what frees it
     poll("conductor A to start the transfer", lambda: atom_runs(ev_a, "transfer-chunks") == 1, 30)
     a.send_signal(signal.SIGTERM)
-    b, ev_b = board.conductor("conductor-b", "--max-dispatches", "1")
+    b, ev_b = board.conductor("conductor-b", "--max-dispatches", "1", config=config)
     result = wait_for(board.url, PERSISTENCE, job, timeout=40)
     assert a.wait(timeout=20) == 0, board.log("conductor-a")
     assert b.wait(timeout=20) == 0, board.log("conductor-b")
