@@ -1,4 +1,10 @@
-"""``python -m pieceworks.execution conductor --jobboard redis://... --persistence postgresql://...``."""
+"""``python -m pieceworks.execution conductor --jobboard redis://... --persistence postgresql://...``.
+
+A conductor without a host configuration: it runs only jobs that carry whole
+backend and store descriptions (posted by earlier versions) and leaves every
+job that names its backend and store to conductors started with
+``pieceworks conductor``, which resolve the names from their configuration.
+"""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ from taskflow.jobs.base import Job, JobBoard
 from taskflow.persistence.base import Backend as PersistenceBackend
 
 from pieceworks.common_algorithms.jobs import Resolver
-from pieceworks.common_algorithms.runner import open_persistence
+from pieceworks.common_algorithms.runner import iter_tasks, open_persistence
 from pieceworks.execution.board import (
     DEFAULT_CLAIM_EXPIRY,
     JobboardConf,
@@ -167,6 +167,7 @@ class PieceworksConductor(BlockingConductor):
             with contextlib.closing(guarded.get_connection()) as conn:
                 conn.update_flow_details(flow_detail)
             raise _NotBuilt(text) from exc
+        guarded.guard_tasks(iter_tasks(flow))
         store: dict[str, Any] = {}
         store.update((flow_detail.meta or {}).get("store", {}))
         store.update((job.details or {}).get("store", {}))

@@ -24,13 +24,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from taskflow import states
 from taskflow.persistence import models
 from taskflow.persistence.base import Backend as PersistenceBackend
 from taskflow.persistence.base import Connection
+from taskflow.task import Task
 from taskflow.types.failure import Failure
 
 from pieceworks.failpoints import failpoint
@@ -101,8 +102,6 @@ class _GuardedConnection(Connection):
 
     def update_atom_details(self, atom_detail: models.AtomDetail) -> models.AtomDetail:
         self._owner.check()
-        if atom_detail.state == states.RUNNING:
-            self._owner.check_cancel()
         self._owner.mask_atom(atom_detail)
         if atom_detail.name.endswith(".write-manifest") and atom_detail.state == states.SUCCESS:
             failpoint("job.manifest-written")
@@ -147,9 +146,9 @@ class GuardedPersistence(PersistenceBackend):
     round trip to the jobboard); a positive answer is trusted for
     `CHECK_VALID_SECONDS` of monotonic time. Once it answers no (or fails),
     `lost` is set and every write raises `ClaimLost`. `mask` cleans the
-    failure texts written. `cancelled` answers whether the job was cancelled:
-    then no atom may start (`JobCancelled` when one would enter ``RUNNING``);
-    reverting is still written.
+    failure texts written. `cancelled` answers whether the job was cancelled;
+    `guard_tasks` makes every task of the flow raise `JobCancelled` before it
+    executes once it was, so the engine reverts the flow as after any failure.
     """
 
     def __init__(
@@ -210,6 +209,17 @@ class GuardedPersistence(PersistenceBackend):
             self.cancelled = self._cancelled()
         if self.cancelled:
             raise JobCancelled(f"{self._what} was cancelled: no further step starts")
+
+    def guard_tasks(self, tasks: Iterable[Task]) -> None:
+        """Make each of `tasks` call `check_cancel` before it executes."""
+        for one in tasks:
+            execute = one.execute
+
+            def checked(*args: Any, _original: Any = execute, **kwargs: Any) -> Any:
+                self.check_cancel()
+                return _original(*args, **kwargs)
+
+            setattr(one, "execute", checked)  # noqa: B010 (an instance attribute, by design)
 
     def mask_atom(self, atom_detail: models.AtomDetail) -> None:
         """Mask the failures `atom_detail` carries (in place)."""

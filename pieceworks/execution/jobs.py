@@ -117,7 +117,12 @@ def _post(
     }
     with open_persistence(persistence_url) as persistence:
         book = models.LogBook(f"pieceworks-{job_name}")
-        book.meta = {"pieceworks": True, "result_atom": result_atom, "posted": time.time()}
+        book.meta = {
+            "pieceworks": True,
+            "jobboard": describe_board(board_conf),
+            "result_atom": result_atom,
+            "posted": time.time(),
+        }
         detail = models.FlowDetail(job_name, uuid=book.uuid)
         book.add(detail)
         engines.save_factory_details(detail, factory, factory_args=(), factory_kwargs=kwargs)

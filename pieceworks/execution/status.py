@@ -23,7 +23,12 @@ from taskflow.persistence import models
 from taskflow.persistence.base import Backend as PersistenceBackend
 
 from pieceworks.common_algorithms.runner import open_persistence
-from pieceworks.execution.board import JobboardConf, connected_board, jobboard_conf
+from pieceworks.execution.board import (
+    JobboardConf,
+    connected_board,
+    describe_board,
+    jobboard_conf,
+)
 from pieceworks.execution.jobs import failure_reasons
 from pieceworks.protocols import NotFound
 
@@ -115,7 +120,8 @@ def _status(book: models.LogBook, job: Job | None) -> JobStatus:
         state = str(job.state)
         owner = _owner(job)
     else:
-        state, owner = (str(detail.state) if detail and detail.state else "UNKNOWN"), None
+        owner = None
+        state = str(detail.state) if detail is not None and detail.state else "UNKNOWN"
     if job is None and detail is not None:
         if detail.state == "SUCCESS":
             for atom in detail:
@@ -157,7 +163,7 @@ def job_status(jobboard: JobboardConf, persistence_url: str, job_id: str) -> Job
 def list_jobs(
     jobboard: JobboardConf, persistence_url: str, *, state: str | None = None
 ) -> list[JobStatus]:
-    """Every job on the board and every finished one still logged, oldest first.
+    """Every job on the board and every finished one of this board still logged, oldest first.
 
     `state` keeps only jobs in that state (``UNCLAIMED``, ``CLAIMED``,
     ``SUCCESS``, ``FAILURE``, ``REVERTED``...).
@@ -170,7 +176,10 @@ def list_jobs(
     ):
         on_board = _board_jobs(board)
         by_book = {j.book_uuid: j for j in on_board.values()}
+        where = describe_board(conf)
         for book in _books(persistence):
+            if (book.meta or {}).get("jobboard") != where:
+                continue  # another board's job sharing this database
             job = by_book.get(book.uuid)
             if job is None and (book.meta or {}).get("job_uuid") in on_board:
                 job = on_board[book.meta["job_uuid"]]

@@ -116,7 +116,7 @@ def test_unknown_jobs_and_missing_locations_are_clear_errors(board: Board, tmp_p
 
 def test_cancel_a_waiting_job_and_a_running_one(board: Board, tmp_path: Path) -> None:
     """A waiting job ends REVERTED at once; a running one starts no further step and reverts."""
-    make_volume(tmp_path / "volumes", "vol-1", 64)
+    make_volume(tmp_path / "volumes", "vol-1", 320)
     config = jobs_config(board, tmp_path, delay="0.05")
     waiting = posted(board, config, "backup", "--volume", "vol-1", "--chunk-size", "64KiB")
     assert pw_json(board, config, "jobs", "cancel", waiting.job_uuid)["cancelled"] == "cancelled"

@@ -46,7 +46,18 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
         job = post_restore(jobboard, persistence, backend, store, fields, priority=args.priority)
-    ctx.out.data({"job_id": job.job_uuid, "name": job.name, "backend": backend, "store": store})
+    ctx.out.data(
+        {
+            "job_id": job.job_uuid,
+            "name": job.name,
+            "backend": backend,
+            "store": store,
+            "priority": args.priority,
+            "book_id": job.book_uuid,
+            "flow_id": job.flow_uuid,
+            "result_atom": job.result_atom,
+        }
+    )
     ctx.out.result(job.job_uuid)
     ctx.out.note(f"posted {job.name} as job {job.job_uuid}")
     return ExitCode.OK
