@@ -557,6 +557,15 @@ def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
     )
     conductor.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
+    conductor.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on PORT (0: a free one, printed)",
+    )
+    conductor.add_argument(
+        "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port"
+    )
 
     jobs = b.add(
         sub,

@@ -105,7 +105,8 @@ class LeasedRedisJobBoard(RedisJobBoard):
     one that lapsed with nobody else claiming it is claimed again (`holds`).
 
     `on_claim(job, who)` is called after each claim; `before_claim(job)`
-    before, and may refuse the claim by raising `UnclaimableJob`.
+    before, and may refuse the claim by raising `UnclaimableJob`;
+    `on_listing(unclaimed)` after each listing of the board.
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class LeasedRedisJobBoard(RedisJobBoard):
         claim_expiry: float = DEFAULT_CLAIM_EXPIRY,
         on_claim: Callable[[Job, str], None] | None = None,
         before_claim: Callable[[Job], None] | None = None,
+        on_listing: Callable[[int], None] | None = None,
     ) -> None:
         if claim_expiry <= 0:
             raise PieceworksError(f"claim expiry must be positive, not {claim_expiry}")
@@ -124,6 +126,7 @@ class LeasedRedisJobBoard(RedisJobBoard):
         self.claim_expiry = claim_expiry
         self._on_claim = on_claim
         self._before_claim = before_claim
+        self._on_listing = on_listing
         self._held: dict[str, tuple[Job, str]] = {}
         self._held_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -151,6 +154,13 @@ class LeasedRedisJobBoard(RedisJobBoard):
                     target=self._renew_claims, name="pieceworks-claim-renewer", daemon=True
                 )
                 self._renewer.start()
+
+    def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> Iterator[Job]:
+        """The jobs on the board; `on_listing` (if given) learns how many are unclaimed."""
+        jobs = list(super().iterjobs(only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh))
+        if self._on_listing is not None:
+            self._on_listing(sum(1 for j in jobs if self.owner_of(j) is None))
+        return iter(jobs)
 
     def owner_of(self, job: Job) -> str | None:
         """Who holds `job`'s claim now: ``None`` once it expired or the job is gone."""

@@ -50,6 +50,7 @@ from pieceworks.execution.board import (
 )
 from pieceworks.execution.guard import ClaimLost, GuardedPersistence, Masker
 from pieceworks.execution.jobs import cancel_requested, update_book_meta
+from pieceworks.execution.metrics import ConductorMetrics
 from pieceworks.execution.status import remove_finished
 from pieceworks.protocols import ConfigError, PieceworksError
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
@@ -215,6 +216,7 @@ def _conductor_board(
     persistence: PersistenceBackend,
     events: EventSink | None,
     routing: Routing,
+    metrics: ConductorMetrics | None,
 ) -> JobBoard:
     if conf.get("board", "redis") != "redis":
         # ZooKeeper/etcd claims are tied to the session: they die with it already.
@@ -222,6 +224,8 @@ def _conductor_board(
 
     def on_claim(job: Job, who: str) -> None:
         log.info("%s claimed job %s (%s)", who, job.uuid, job.name)
+        if metrics is not None:
+            metrics.on_claim(job.uuid)
         if events is not None:
             events({"event": "claimed", "job": job.uuid, "who": who})
 
@@ -240,6 +244,7 @@ def _conductor_board(
         claim_expiry=expiry,
         on_claim=on_claim,
         before_claim=can_claim,
+        on_listing=None if metrics is None else metrics.waiting.set,
     )
 
 
@@ -257,6 +262,7 @@ def run_conductor(
     serve: Sequence[str] | None = None,
     mask: Masker | None = None,
     keep_finished: float | None = None,
+    metrics: ConductorMetrics | None = None,
 ) -> int:
     """Run a conductor until stopped; return the jobs it finished (consumed or given up).
 
@@ -272,15 +278,16 @@ def run_conductor(
     conductor: nothing more was run or written) events; `mask` cleans failure texts
     before they are persisted. A consumed job's logbook is marked finished;
     with `keep_finished` (seconds), logbooks finished longer ago are removed
-    at start and then at most once a minute.
+    at start and then at most once a minute. `metrics` (if given) counts
+    claims, outcomes, durations, bytes moved and the unclaimed jobs.
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     board_conf = jobboard_conf(jobboard)
     routing = Routing(resolve, serve)
     with open_persistence(persistence_url) as persistence:
-        board = _conductor_board(name, board_conf, persistence, events, routing)
-        book = _Bookkeeper(name, persistence, events, max_dispatches, keep_finished)
+        board = _conductor_board(name, board_conf, persistence, events, routing, metrics)
+        book = _Bookkeeper(name, persistence, events, max_dispatches, keep_finished, metrics)
         conductor = PieceworksConductor(
             name,
             board,
@@ -323,8 +330,10 @@ class _Bookkeeper:
         events: EventSink | None,
         max_dispatches: int | None,
         keep_finished: float | None,
+        metrics: ConductorMetrics | None = None,
     ) -> None:
         self.name = name
+        self.metrics = metrics
         self.persistence = persistence
         self.events = events
         self.max_dispatches = max_dispatches
@@ -357,6 +366,25 @@ class _Bookkeeper:
         except Exception:
             log.warning("could not remove finished logbooks", exc_info=True)
 
+    def _result(self, job: Job) -> dict[str, Any] | None:
+        """The persisted result of consumed `job` if its flow succeeded, else None."""
+        flow_uuid = (job.details or {}).get("flow_uuid")
+        result_atom = (job.details or {}).get("result_atom")
+        if not flow_uuid or not result_atom:
+            return None
+        try:
+            with contextlib.closing(self.persistence.get_connection()) as conn:
+                detail = conn.get_flow_details(str(flow_uuid))
+        except Exception:
+            log.warning("cannot read the outcome of job %s", job.uuid, exc_info=True)
+            return None
+        if detail.state != states.SUCCESS:
+            return None
+        for atom in detail:
+            if atom.name == result_atom and isinstance(atom.results, dict):
+                return dict(atom.results)
+        return None
+
     def on_done(self, event: str, details: dict[str, Any]) -> None:
         self.finished += 1
         kind = event.removeprefix("job_")
@@ -368,6 +396,9 @@ class _Bookkeeper:
             except Exception:
                 log.warning("could not mark job %s finished", job.uuid, exc_info=True)
             self.cleanup()
+        if self.metrics is not None:
+            result = self._result(job) if kind == "consumed" else None
+            self.metrics.on_finish(job.uuid, kind, result)
         if self.events is not None:
             self.events({"event": kind, "job": job.uuid, "who": self.name})
         if self.max_dispatches is not None and self.finished >= self.max_dispatches:

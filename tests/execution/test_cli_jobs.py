@@ -103,6 +103,9 @@ def test_unknown_jobs_and_missing_locations_are_clear_errors(board: Board, tmp_p
         done = pw(board, config, "jobs", action, "no-such-job")
         assert done.returncode == 3
         assert "no job 'no-such-job'" in done.stderr
+    bad_name = pw(board, config, "jobs", "post", "backup", "--backend", "no/such", "--volume", "v")
+    assert bad_name.returncode == 2
+    assert "backend name" in bad_name.stderr
     bare = board.config("bare", stores={"lab": spec("lab", "posix", path=str(tmp_path / "s"))})
     done = pw(board, bare, "jobs", "post", "backup", "--volume", "vol-1")
     assert done.returncode == 2

@@ -18,6 +18,7 @@ from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.execution.board import jobboard_conf
 from pieceworks.execution.conductor import EventSink, run_conductor
+from pieceworks.execution.metrics import ConductorMetrics
 from pieceworks.protocols import ConfigError
 
 __all__ = ["jobs_locations", "resolver", "run_conductor_command"]
@@ -72,6 +73,13 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
         events = None
         if args.events:
             events = _event_writer(stack.enter_context(open(args.events, "a", encoding="utf-8")))
+        metrics = None
+        if args.metrics_port is not None:
+            metrics = ConductorMetrics()
+            port = metrics.serve(args.metrics_port, args.metrics_addr)
+            ctx.out.note(f"metrics on http://{args.metrics_addr}:{port}/metrics")
+            if events is not None:
+                events({"event": "metrics", "port": port, "who": name})
         run_conductor(
             name,
             conf,
@@ -85,5 +93,6 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             serve=serve,
             mask=ctx.out.masker.text,
             keep_finished=config.jobs.keep_finished,
+            metrics=metrics,
         )
     return ExitCode.OK

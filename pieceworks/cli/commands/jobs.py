@@ -29,8 +29,9 @@ def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
 def run_post(args: argparse.Namespace, ctx: Context) -> int:
     """Post a backup or restore job naming the backend and store; print its id."""
     jobboard, persistence = jobs_locations(args, ctx.config)
-    backend = ctx.config.backend(args.backend).name
-    store = ctx.config.store(args.store).name
+    # An explicit name is posted as is: the conductors' hosts configure it, maybe not this one.
+    backend = args.backend or ctx.config.backend(None).name
+    store = args.store or ctx.config.store(None).name
     if args.post_kind == "backup":
         request = backup_request(args)
         fields = {
