@@ -11,11 +11,13 @@ read before it starts.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+import importlib
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 
 from oslo_utils import strutils
 
+from pieceworks.cli.commands._select import add_filter_options, label
 from pieceworks.cli.exit_codes import ExitCode, epilog
 
 __all__ = ["CODECS", "build_parser", "parse_size"]
@@ -24,6 +26,8 @@ __all__ = ["CODECS", "build_parser", "parse_size"]
 CODECS = ("zstd", "zlib", "none")
 #: Registration kinds ``find --kind`` offers (pieceworks.registry.Kind).
 KINDS = ("task", "flow", "task-class", "factory", "driver")
+#: Backup strategies ``list --strategy`` offers (common_algorithms.BACKUP_STRATEGIES).
+BACKUP_STRATEGIES = ("offload", "snapshot-stream", "direct-stream")
 
 _DESCRIPTION = """\
 Capability-driven storage backup on OpenStack TaskFlow.
@@ -118,10 +122,12 @@ class _Builder:
         description: str,
         codes: Iterable[ExitCode] = (),
         needs_config: bool = True,
+        aliases: Sequence[str] = (),
     ) -> argparse.ArgumentParser:
         """Add `name`, run by `handler` (``module:function`` in pieceworks.cli.commands)."""
         parser = subparsers.add_parser(
             name,
+            aliases=list(aliases),
             parents=[self.common],
             help=summary,
             description=description,
@@ -129,6 +135,27 @@ class _Builder:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         parser.set_defaults(handler=handler, needs_config=needs_config)
+        return parser
+
+    def add_module(
+        self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser], module: str
+    ) -> argparse.ArgumentParser:
+        """Add the command a module of pieceworks.cli.commands declares itself.
+
+        The module (light at import: heavy imports live in its run function)
+        has ``NAME``, ``HANDLER``, ``SUMMARY``, ``DESCRIPTION``, ``CODES``
+        and ``add_arguments(parser)``.
+        """
+        mod = importlib.import_module(f"pieceworks.cli.commands.{module}")
+        parser = self.add(
+            subparsers,
+            mod.NAME,
+            mod.HANDLER,
+            summary=mod.SUMMARY,
+            description=mod.DESCRIPTION,
+            codes=mod.CODES,
+        )
+        mod.add_arguments(parser)
         return parser
 
 
@@ -220,6 +247,14 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     _backup_request_options(backup)
+    backup.add_argument(
+        "--label",
+        dest="labels",
+        metavar="K=V",
+        type=label,
+        action="append",
+        help="record this label in the backup (repeatable); shown by list and show",
+    )
 
     restore = b.add(
         sub,
@@ -258,12 +293,21 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="list the backups in the store",
         description=(
             "List the backups in the store, oldest first: id, volume, backend, creation\n"
-            "time (UTC), volume size, bytes it added to the store, strategy and parent.\n"
-            "A manifest that cannot be read is reported and makes the exit code 4."
+            "time (UTC), volume size, bytes it added to the store, strategy, parent and\n"
+            "labels. --volume, --label, --since, --until and --strategy keep only the\n"
+            "backups matching all of them. A manifest that cannot be read is reported\n"
+            "and makes the exit code 4."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT),
     )
-    listing.add_argument("--volume", metavar="ID", help="only backups of this volume")
+    add_filter_options(listing)
+    listing.add_argument(
+        "--strategy",
+        dest="strategies",
+        choices=BACKUP_STRATEGIES,
+        action="append",
+        help="only backups made by this strategy (repeatable)",
+    )
 
     b.add(
         sub,
@@ -307,16 +351,19 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
 
     gc = b.add(
         sub,
-        "gc",
+        "prune",
         "delete:run_gc",
-        summary="remove chunk objects no backup references",
+        summary="remove chunk objects no backup references (alias: gc)",
         description=(
-            "Remove every chunk object that no backup references (left by an interrupted\n"
-            "or failed backup). Deferred while a backup is in progress."
+            "Remove every chunk object that no backup references (left by forget, delete,\n"
+            "or an interrupted or failed backup). Deferred while a backup is in progress.\n"
+            "`pieceworks gc` is the same command."
         ),
         codes=(_FAILED, _CORRUPT),
+        aliases=("gc",),
     )
     gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    b.add_module(sub, "forget")
 
     b.add(
         sub,

@@ -312,6 +312,7 @@ class WriteManifest(_BackupTask):
             change_token=transfer.get("change_token"),
             incremental=self.request.incremental,
             stats=stats,
+            labels=self.request.labels,
         )
         write_manifest(self.store.objects, manifest)
         return {

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from contextlib import closing
 from typing import cast
 
+from pieceworks.cli.commands._select import label_filters, load_backups, select
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import human_bytes, iso_time, table
-from pieceworks.common_algorithms.manifest import Manifest, list_backup_ids, read_manifest
-from pieceworks.protocols import BackupNotFound, IStreamOut, PieceworksError, VolumeRef
+from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.protocols import IStreamOut, VolumeRef
 
-__all__ = ["backup_row", "run_list", "run_volumes"]
+__all__ = ["backup_row", "format_labels", "run_list", "run_volumes"]
 
 
 def _stored(m: Manifest) -> int:
@@ -24,46 +26,50 @@ def _stored(m: Manifest) -> int:
 def backup_row(m: Manifest) -> dict[str, object]:
     """One backup as ``list --json`` prints it.
 
-    ``stored_bytes`` is what this backup added to the store (its new
-    chunks); ``referenced_bytes`` all the stored bytes it refers to,
-    including chunks shared with other backups.
+    ``bytes_stored`` is what this backup added to the store (its new
+    chunks); ``bytes_referenced`` all the stored bytes it refers to,
+    including chunks shared with other backups. ``created`` is a Unix time.
     """
     return {
-        "id": m.backup_id,
-        "volume": m.volume_id,
+        "backup_id": m.backup_id,
+        "volume_id": m.volume_id,
         "backend": m.backend,
-        "created": iso_time(m.created),
+        "created": m.created,
         "size": m.size,
-        "stored_bytes": _stored(m),
-        "referenced_bytes": m.stored_bytes,
+        "bytes_stored": _stored(m),
+        "bytes_referenced": m.stored_bytes,
         "strategy": m.strategy,
         "incremental": m.incremental,
         "parent": m.parent,
+        "labels": dict(m.labels),
     }
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """``k=v,k2=v2`` (sorted), or ``-``."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
     """List the backups in the store, oldest first; exit 4 if a manifest is damaged."""
     store = ctx.store()
-    manifests: list[Manifest] = []
-    damaged: list[str] = []
-    for backup_id in list_backup_ids(store.objects):
-        try:
-            manifests.append(read_manifest(store.objects, backup_id))
-        except BackupNotFound:  # deleted while we listed
-            continue
-        except PieceworksError as exc:
-            damaged.append(backup_id)
-            ctx.out.warn(str(exc))
-    manifests.sort(key=lambda m: (m.created, m.backup_id))
-    if args.volume:
-        manifests = [m for m in manifests if m.volume_id == args.volume]
+    found = load_backups(ctx, store.objects)
+    manifests = select(
+        found.manifests,
+        volumes=args.volumes,
+        labels=label_filters(args),
+        since=args.since,
+        until=args.until,
+        strategies=args.strategies,
+    )
     rows = [backup_row(m) for m in manifests]
     ctx.out.data(rows)
     if rows:
+        headers = ["id", "volume", "backend", "created", "size", "stored", "strategy", "parent"]
+        with_labels = any(m.labels for m in manifests)
         ctx.out.result(
             table(
-                ["id", "volume", "backend", "created", "size", "stored", "strategy", "parent"],
+                headers + (["labels"] if with_labels else []),
                 [
                     [
                         m.backup_id,
@@ -75,16 +81,20 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
                         m.strategy,
                         m.parent or "-",
                     ]
+                    + ([format_labels(m.labels)] if with_labels else [])
                     for m in manifests
                 ],
                 right=(4, 5),
             )
         )
+    elif found.manifests:
+        ctx.out.note(f"no backups in store '{store.name}' match the filters")
     else:
         ctx.out.note(f"no backups in store '{store.name}'")
-    if damaged:
+    if found.damaged:
         raise CliError(
-            f"{len(damaged)} manifest(s) cannot be read: {', '.join(damaged)}", ExitCode.CORRUPT
+            f"{len(found.damaged)} manifest(s) cannot be read: {', '.join(found.damaged)}",
+            ExitCode.CORRUPT,
         )
     return ExitCode.OK
 
@@ -103,7 +113,7 @@ def run_volumes(args: argparse.Namespace, ctx: Context) -> int:
             with closing(streams.open_read(VolumeRef(volume_id))) as reader:
                 size = reader.size
         sizes.append((volume_id, size))
-    ctx.out.data([{"id": v, "size": n} for v, n in sizes])
+    ctx.out.data([{"volume_id": v, "size": n} for v, n in sizes])
     if sizes:
         ctx.out.result(
             table(
