@@ -35,6 +35,8 @@ unit: $(STAMP) system-deps
 test: lint typecheck unit
 
 bench: $(STAMP) system-deps
+	scripts/install-system-deps.sh borg:borgbackup
+	$(BIN)/python bench/cli_vs_peers.py --size-mib 1024 --trials 3
 	$(BIN)/python bench/registry_find.py
 	$(BIN)/python bench/backup_throughput.py --size-mib 1024
 	$(BIN)/python bench/stores.py --size-mib 1024

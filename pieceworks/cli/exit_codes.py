@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Iterable
 from enum import IntEnum
 
+from pieceworks.failpoints import FailpointSpecError
 from pieceworks.protocols import (
     BackendNotFound,
     ConfigError,
@@ -45,7 +46,8 @@ _MEANING: dict[ExitCode, str] = {
     ),
     ExitCode.USAGE: (
         "usage or configuration error: bad arguments, a configuration file that does not"
-        " parse or names an unknown driver, an invalid id"
+        " parse or names an unknown driver, an invalid id, an unknown failpoint in"
+        " PIECEWORKS_FAILPOINTS"
     ),
     ExitCode.NOT_FOUND: (
         "not found: unknown backend, store, volume or backup, or no registry match"
@@ -75,7 +77,9 @@ def code_for(exc: BaseException) -> ExitCode:
     if isinstance(exc, CorruptionError):
         return ExitCode.CORRUPT
     # A configuration naming a driver that is not installed is a configuration error.
-    if isinstance(exc, DriverNotFound | ConfigError | InvalidName | UnsupportedCodec):
+    if isinstance(
+        exc, DriverNotFound | ConfigError | InvalidName | UnsupportedCodec | FailpointSpecError
+    ):
         return ExitCode.USAGE
     if isinstance(exc, InvalidDriver):
         return ExitCode.USAGE

@@ -23,6 +23,7 @@ from pieceworks.cli.exit_codes import CliError, ExitCode, code_for
 from pieceworks.cli.masking import Masker
 from pieceworks.cli.output import Output
 from pieceworks.cli.parser import build_parser
+from pieceworks.failpoints import FailpointRaised, configure
 from pieceworks.protocols import PieceworksError
 
 __all__ = ["build_parser", "main", "resolve"]
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     out = Output(masker, json_mode=bool(args.json), quiet=bool(args.quiet))
     _setup_logging(masker, int(args.verbose), bool(args.quiet))
     try:
+        # A bad PIECEWORKS_FAILPOINTS is a usage error before any work starts.
+        configure()
         return _run(args, out, os.environ if env is None else env)
     except KeyboardInterrupt:
         out.error("interrupted")
@@ -113,7 +116,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def _message(exc: Exception, code: ExitCode) -> str:
     text = str(exc) or type(exc).__name__
-    if code == ExitCode.FAILED and not isinstance(exc, CliError | PieceworksError):
+    if code == ExitCode.FAILED and not isinstance(
+        exc, CliError | PieceworksError | FailpointRaised
+    ):
         return f"unexpected {type(exc).__name__}: {text} (run with -vv for details)"
     return text
 

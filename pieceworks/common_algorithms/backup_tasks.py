@@ -38,6 +38,7 @@ from pieceworks.common_algorithms.manifest import (
 )
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import BackupRequest
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
     Extent,
@@ -113,6 +114,7 @@ class TakeLease(_BackupTask):
 
     def execute(self) -> None:
         acquire_lease(self.store.objects, self.request.backup_id)
+        failpoint("backup.lease-taken")
 
     def revert(self, *args: Any, **kwargs: Any) -> None:
         release_lease(self.store.objects, self.request.backup_id)
@@ -142,6 +144,7 @@ class PrepareSource(_BackupTask):
             driver = self.backend.use(ISnapshot)
             snap_id = f"pw-{self.request.backup_id}-{strategy}"
             snapshot = driver.create_snapshot(volume, snap_id)
+            failpoint("backup.snapshot-created")
             return {"volume_id": volume.volume_id, "snapshot_id": snapshot.snapshot_id}
         return {"volume_id": volume.volume_id, "snapshot_id": None}
 
@@ -152,6 +155,7 @@ class PrepareSource(_BackupTask):
         driver = self.backend.use(ISnapshot)
         snap_id = f"pw-{self.request.backup_id}-{attempt['strategy']}"
         driver.delete_snapshot(SnapshotRef(self.request.volume_id, snap_id))
+        failpoint("backup.source-reverted")
 
 
 class TransferChunks(_BackupTask):
@@ -176,11 +180,14 @@ class TransferChunks(_BackupTask):
             if self.request.incremental
             else None
         )
+        if parent is not None:
+            failpoint("incremental.parent-read")
         offload = attempt["strategy"] == "offload"
         with lease_renewed(self.store.objects, self.request.backup_id):
             out = self._offload(ref) if offload else self._stream(ref, parent)
         out["seconds"] = round(time.monotonic() - started, 6)
         out["parent"] = parent.backup_id if parent else None
+        failpoint("backup.transfer-done")
         return out
 
     def _offload(self, ref: Source) -> dict[str, Any]:
@@ -270,6 +277,7 @@ class ReleaseSource(_BackupTask):
         if isinstance(ref, SnapshotRef):
             driver = self.backend.use(ISnapshot)
             driver.delete_snapshot(ref)
+            failpoint("backup.snapshot-deleted")
 
 
 class WriteManifest(_BackupTask):
@@ -314,7 +322,9 @@ class WriteManifest(_BackupTask):
             stats=stats,
             labels=self.request.labels,
         )
+        failpoint("backup.before-manifest")
         write_manifest(self.store.objects, manifest)
+        failpoint("backup.manifest-written")
         return {
             "backup_id": manifest.backup_id,
             "volume_id": manifest.volume_id,
@@ -343,3 +353,4 @@ class ReleaseLease(_BackupTask):
 
     def execute(self) -> None:
         release_lease(self.store.objects, self.request.backup_id)
+        failpoint("backup.lease-released")

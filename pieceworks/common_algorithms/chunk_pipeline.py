@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from typing import Final, Literal, TypeVar
 
 from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     BackendError,
     ChunkRef,
@@ -323,6 +324,7 @@ class _BackupRun:
                         self.chunks_reused += 1
                         self.bytes_dedup += parent_ref.length
                     pending.append((offset, parent_ref))
+                    failpoint("incremental.chunk-reused")
                 else:
                     length = min(self.chunk_size, self.size - offset)
                     buffer = self._take_buffer()
@@ -459,6 +461,7 @@ class _BackupRun:
                 encoded = encode_chunk(plain, self.codec)
                 give_back()
                 self.store.put(key, encoded)
+                failpoint("backup.chunk-stored")
                 codec, stored_length = self.codec, len(encoded)
             done = True
         finally:
@@ -603,6 +606,7 @@ def restore_chunks(
     ) as results:
         for ref, (stored_length, plain) in results:
             writer.write_at(ref.offset, plain)
+            failpoint("restore.chunk-written")
             written += len(plain)
             fetched += stored_length
             count += 1

@@ -54,6 +54,7 @@ from pieceworks.common_algorithms.manifest import (
     list_manifests,
     manifest_key,
 )
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     BackupNotFound,
     IObjectStore,
@@ -339,6 +340,7 @@ def collect_garbage(
     _put_marker(store, lock, "gc-lock", token, started)
     heartbeat: _Heartbeat | None = None
     try:
+        failpoint("gc.lock-taken")
         now = _store_clock(store, lock)()
         live, stale = _scan(store, LEASE_PREFIX, now, lease_ttl)
         stale_locks = [m for m in _scan(store, GC_LOCK_PREFIX, now, lease_ttl)[1] if m.key != lock]
@@ -350,6 +352,7 @@ def collect_garbage(
         heartbeat = _Heartbeat(
             lambda: _put_marker(store, lock, "gc-lock", token, started), renew_every, lock
         )
+        failpoint("gc.leases-checked")
         manifests = list_manifests(store)
         referenced = {c.digest for m in manifests for c in m.chunks}
         deleted = freed = 0
@@ -361,11 +364,13 @@ def collect_garbage(
                 continue
             if not dry_run:
                 store.delete(key)
+                failpoint("gc.chunk-deleted")
             deleted += 1
             freed += info.size
         if not dry_run:
             for key in stale_keys:
                 store.delete(key)
+        failpoint("gc.before-unlock")
         return GCReport(len(manifests), len(referenced), deleted, freed, (), stale_keys, dry_run)
     finally:
         if heartbeat is not None:
@@ -391,6 +396,7 @@ def delete_backup(
     if _head(store, key) is None:
         raise BackupNotFound(f"no backup {backup_id!r} in the store (no object {key})")
     store.delete(key)
+    failpoint("delete.manifest-removed")
     report = collect_garbage(store, lease_ttl=lease_ttl) if collect else None
     return DeleteReport(backup_id, report)
 

@@ -34,6 +34,7 @@ from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import ReplicateRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.common_algorithms.stream_copy import check_copy, copy_stream
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
     IAllocatedExtents,
@@ -90,6 +91,7 @@ class PrepareReplicaSource(_ReplicaTask):
             snap = self.source.use(ISnapshot).create_snapshot(
                 VolumeRef(req.volume_id), temporary.snapshot_id
             )
+            failpoint("replicate.snapshot-created")
             return {"volume_id": req.volume_id, "snapshot_id": snap.snapshot_id}
         return {"volume_id": req.volume_id, "snapshot_id": req.snapshot_id}
 
@@ -165,6 +167,7 @@ class CopyVolume(_ReplicaTask):
         try:
             with lease_renewed(self.store.objects, lease):
                 size, chunks, read, through = self._stage(ref, out_side)
+                failpoint("replicate.staged")
                 through += self._unstage(target, size, chunks, in_side)
         finally:
             release_lease(self.store.objects, lease)
@@ -238,6 +241,7 @@ class ReleaseReplicaSource(_ReplicaTask):
         temporary = self.temporary_snapshot(attempt)
         if temporary is not None:
             self.source.use(ISnapshot).delete_snapshot(temporary)
+            failpoint("replicate.snapshot-deleted")
         req = self.request
         return {
             "operation_id": req.operation_id,

@@ -26,6 +26,7 @@ from pieceworks.common_algorithms.planning import plan_restore
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import RestoreRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import IPullFromObjectStore, IStreamIn, VolumeRef
 
 __all__ = ["RestoreOutcome", "restore", "restore_flow"]
@@ -59,6 +60,7 @@ class RestoreVolume(task.Task):
     def execute(self, attempt: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         manifest = read_manifest(self.store.objects, self.request.backup_id)
+        failpoint("restore.manifest-read")
         target = VolumeRef(self.request.volume_id)
         strategy = str(attempt["strategy"])
         if strategy == "offload":
@@ -79,7 +81,9 @@ class RestoreVolume(task.Task):
             except BaseException:
                 writer.abort()
                 raise
+            failpoint("restore.before-commit")
             writer.commit()
+            failpoint("restore.committed")
             written = through_manager = stats.bytes_written
         return {
             "backup_id": manifest.backup_id,

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import CorruptionError, Extent, VolumeReader, VolumeWriter
 from pieceworks.protocols.chunks import is_zero
 
@@ -70,6 +71,7 @@ def copy_stream(
         while len(pending) > limit:
             offset, n, buf, digest = pending.popleft()
             writer.write_at(offset, memoryview(buf)[:n])
+            failpoint("replicate.chunk-copied")
             written += n
             digests.append((offset, n, digest.result()))
             buffers.append(buf)
