@@ -364,6 +364,8 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     )
     gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     b.add_module(sub, "forget")
+    for module in ("show", "stats", "check", "diff"):
+        b.add_module(sub, module)
 
     b.add(
         sub,

@@ -89,12 +89,13 @@ def test_forget_keep_last_with_volume_and_label_filters(run: Run, home: Path) ->
 
 def test_forget_without_a_policy_or_with_a_bad_count_is_a_usage_error(run_all: RunAll) -> None:
     no_policy, zero, bad, bad_label = run_all(
-        [
+        timeout=300,
+        commands=[
             ["forget"],
             ["forget", "--keep-last", "0"],
             ["forget", "--keep-daily", "-3"],
             ["forget", "--keep-last", "1", "--label", "novalue"],
-        ]
+        ],
     )
     assert no_policy.code == ExitCode.USAGE, no_policy
     assert "forget needs a policy" in no_policy.err
@@ -116,7 +117,12 @@ def test_forget_refuses_a_store_with_a_damaged_manifest(run: Run, home: Path) ->
 
 def test_forget_on_an_empty_store_and_prune_under_both_names(run: Run, run_all: RunAll) -> None:
     empty, prune, gc = run_all(
-        [["forget", "--keep-last", "1"], ["prune", "--json"], ["gc", "--dry-run", "--json"]]
+        timeout=300,
+        commands=[
+            ["forget", "--keep-last", "1"],
+            ["prune", "--json"],
+            ["gc", "--dry-run", "--json"],
+        ],
     )
     assert empty.code == 0 and "no backups to decide on" in empty.err, empty
     assert prune.code == 0 and prune.json()["chunks_deleted"] == 0, prune
