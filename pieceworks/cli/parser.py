@@ -259,18 +259,29 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     restore = b.add(
         sub,
         "restore",
-        "restore:run_restore",
-        summary="restore a backup into a volume",
+        "restore_file:run_restore_command",
+        summary="restore a backup into a volume, a file or a block device",
         description=(
             "Restore BACKUP_ID into --volume ID of the backend, created or replaced\n"
             "(default: the volume the backup was taken of). Every chunk is checked\n"
             "against its sha256 before it is written; the volume is replaced only when\n"
-            "the whole restore succeeded."
+            "the whole restore succeeded.\n\n"
+            "--to-file PATH restores into a local file instead (sparse: holes are not\n"
+            "written; it appears whole or not at all) or into a block device (written in\n"
+            "place, holes as zeros). An existing PATH is refused unless --overwrite."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     restore.add_argument("backup_id", metavar="BACKUP_ID")
     restore.add_argument("--volume", metavar="ID", help="target volume (default: the backup's)")
+    restore.add_argument(
+        "--to-file",
+        metavar="PATH",
+        help="restore into this local file or block device instead of a backend volume",
+    )
+    restore.add_argument(
+        "--overwrite", action="store_true", help="with --to-file: replace an existing PATH"
+    )
 
     verify = b.add(
         sub,
