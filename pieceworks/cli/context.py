@@ -16,7 +16,7 @@ from typing import cast
 
 from taskflow.persistence import backends as persistence_backends
 
-from pieceworks.cli.config import Config, Section, load_config
+from pieceworks.cli.config import Config, Section, check_options, load_config
 from pieceworks.cli.exit_codes import CliError
 from pieceworks.cli.output import Output
 from pieceworks.cli.progress import Progress, mode_for
@@ -68,6 +68,7 @@ def open_section(section: Section, namespace: str) -> object:
         raise ConfigError(f"{section.origin}: unknown {what} '{section.driver}': {exc}") from None
     except DriverLoadError as exc:
         raise ConfigError(f"{section.origin}: {what} '{section.driver}' is broken: {exc}") from None
+    check_options(section, factory)
     for directory in section.default_dirs:
         directory.mkdir(parents=True, exist_ok=True)
     try:

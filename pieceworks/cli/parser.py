@@ -350,15 +350,16 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     delete = b.add(
         sub,
         "delete",
-        "delete:run_delete",
-        summary="delete a backup and the chunks only it used",
+        "delete_many:run_delete_command",
+        summary="delete backups and the chunks only they used",
         description=(
-            "Delete BACKUP_ID: its manifest is removed first, then every chunk object no\n"
-            "other backup references (deferred while a backup is in progress)."
+            "Delete each BACKUP_ID: its manifest is removed first, then every chunk object no\n"
+            "other backup references (deferred while a backup is in progress). With several\n"
+            "ids, all are checked first: an unknown one deletes nothing (exit 3)."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
-    delete.add_argument("backup_id", metavar="BACKUP_ID")
+    delete.add_argument("backup_ids", metavar="BACKUP_ID", nargs="+")
 
     gc = b.add(
         sub,
