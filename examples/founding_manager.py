@@ -55,14 +55,29 @@ def deploy(workdir: str) -> Registry:
 
 
 def manager(registry: Registry, backend: str, volume_id: str) -> dict[str, object]:
-    """The manager: knows attributes, not drivers."""
-    found = registry.find(any_of=["fast-backup", "slow-backup", "live-backup"], backend=backend)
-    flow = linear_flow.Flow("create-backup").add(ReserveQuota())
-    for registration in found:
-        flow.add(registration.build(volume_id=volume_id, in_use=True, backup_id="bk-1"))
-    flow.add(NotifyOwner(rebind={"result": "backup-bk-1.result"}))
+    """The manager: knows attributes, not drivers.
+
+    It asks for pieces that can be built for its request (a volume in use),
+    reads what the piece needs and gives (`describe`), builds it with the
+    fixed part of the request, and passes the volume through the engine's
+    store, where its own task reads it too.
+    """
+    request = {"in_use": True, "backup_id": "bk-1"}
+    found = registry.find_one(
+        any_of=["fast-backup", "slow-backup", "live-backup"],
+        backend=backend,
+        buildable=True,
+        request=request,
+    )
+    about = found.describe(**request)
+    print(f"manager: found {about.name}: {about.summary}")
+    print(f"manager: it needs {list(about.requires or ())} from the store")
+    result = f"{found.name}.result"  # the piece's stable result symbol
+    flow = linear_flow.Flow("create-backup").add(
+        ReserveQuota(), found.build(**request), NotifyOwner(rebind={"result": result})
+    )
     results = engines.run(flow, store={"volume_id": volume_id})
-    outcome: dict[str, object] = results["backup-bk-1.result"]
+    outcome: dict[str, object] = results[result]
     return outcome
 
 

@@ -291,11 +291,18 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         description=(
             "Fetch every chunk of BACKUP_ID from the store and check its sha256; report\n"
             "every missing or damaged chunk with its volume offset (exit 1 if any).\n"
-            "A damaged manifest is corruption (exit 4)."
+            "A chunk object whose content does not match its hash is moved aside to\n"
+            "quarantine/ in the store, so that the next backup of that data stores it\n"
+            "again. A damaged manifest is corruption (exit 4)."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     verify.add_argument("backup_id", metavar="BACKUP_ID")
+    verify.add_argument(
+        "--no-quarantine",
+        action="store_true",
+        help="only report damaged chunks; leave them where they are (read-only check)",
+    )
 
     listing = b.add(
         sub,
@@ -306,8 +313,9 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
             "List the backups in the store, oldest first: id, volume, backend, creation\n"
             "time (UTC), volume size, bytes it added to the store, strategy, parent and\n"
             "labels. --volume, --label, --since, --until and --strategy keep only the\n"
-            "backups matching all of them. A manifest that cannot be read is reported\n"
-            "and makes the exit code 4."
+            "backups matching all of them. A manifest that cannot be read is listed as\n"
+            "UNREADABLE, its reason is printed, and the exit code is 4; every readable\n"
+            "backup is still listed."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT),
     )
@@ -445,12 +453,15 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         summary="search the registry of configured backends by attribute",
         description=(
             "Register every configured backend (its driver and its flows) and search by\n"
-            "attribute: a capability name (snapshot, stream-out, push-to-object-store, ...)\n"
-            "or a tag (live-backup, fast-backup, slow-backup, incremental-backup,\n"
-            "sparse-backup, offload-restore, stream-restore, backup, restore, verify,\n"
-            "delete). A match provides every ATTR, at least one --any and no --none.\n"
-            "--backend NAME keeps only that backend's registrations. No match: exit 3\n"
-            "with the registry's explanation (the closest registrations, what each lacks).\n\n"
+            "attribute: a capability as capability:NAME (capability:snapshot,\n"
+            "capability:stream-out, ...) or a tag (live-backup, fast-backup, slow-backup,\n"
+            "incremental-backup, sparse-backup, offload-restore, stream-restore, backup,\n"
+            "restore, verify, delete). A match provides every ATTR, at least one --any\n"
+            "and no --none. --backend NAME keeps only that backend's registrations;\n"
+            "--buildable leaves drivers out. No match: exit 3 with the registry's\n"
+            "explanation (the closest registrations, what each lacks).\n"
+            "--json prints each match's description: build parameters, the symbols it\n"
+            "requires and provides, a summary.\n\n"
             "example: pieceworks find --any fast-backup live-backup --none slow-backup"
         ),
         codes=(_NOT_FOUND,),
@@ -463,6 +474,9 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         "--none", dest="none_of", metavar="ATTR", nargs="+", action="extend", help="none of these"
     )
     find.add_argument("--kind", choices=KINDS, help="only registrations of this kind")
+    find.add_argument(
+        "--buildable", action="store_true", help="only pieces that build a task or flow"
+    )
 
 
 def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

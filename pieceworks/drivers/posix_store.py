@@ -11,7 +11,15 @@ simplest backend:
 * `put_if_absent` never overwrites: it hard-links the temporary file to the
   key, so of two concurrent writers exactly one wins;
 * `list` walks only the subtree the prefix can match and yields keys in
-  plain string order.
+  plain string order;
+* `sizes` (the ``stored-sizes`` extension) is one ``stat`` and one
+  ``access`` per key: a file that cannot be read counts as absent, so that
+  a backup stores it again;
+* a top-level folder of the store (``chunks``, ``manifests``, ``leases``,
+  ``locks``...) that is a symbolic link is refused with `BackendError`
+  naming it, before anything is read, written, listed or deleted through
+  it: garbage collection must never delete files outside the store. (The
+  store's root itself may be a link: it is resolved once, when opened.)
 
 With ``durable=False`` the fsyncs are skipped (for tests and scratch
 stores): a crash may then lose recent objects, but never exposes a partial
@@ -25,7 +33,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from pieceworks.drivers import _files
 from pieceworks.protocols import (
@@ -34,7 +42,7 @@ from pieceworks.protocols import (
     InvalidName,
     ObjectInfo,
     ObjectNotFound,
-    ObjectStore,
+    StoredSizes,
     TransientError,
     validate_key,
 )
@@ -46,7 +54,7 @@ _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-class PosixStore(ObjectStore):
+class PosixStore(StoredSizes):
     """An object store in a local (or NFS-mounted) directory."""
 
     def __init__(
@@ -108,6 +116,7 @@ class PosixStore(ObjectStore):
                 validate_key(directory)
             except InvalidName:
                 return iter(())  # no key can start with it
+            self._refuse_link(directory)
         return _walk(os.path.join(self._root, directory), directory, start)
 
     def exists(self, key: str) -> bool:
@@ -135,8 +144,33 @@ class PosixStore(ObjectStore):
             _files.unlink_if_exists(tmp)
         return True
 
+    def sizes(self, keys: Iterable[str]) -> dict[str, int]:
+        """One ``stat`` and one ``access`` per key; unreadable files count as absent."""
+        found: dict[str, int] = {}
+        for key in keys:
+            st = self._stat(key)
+            if st is not None and os.access(self._path(key), os.R_OK):
+                found[key] = st.st_size
+        return found
+
     def _path(self, key: str) -> str:
-        return os.path.join(self._root, validate_key(key))
+        self._refuse_link(validate_key(key))
+        return os.path.join(self._root, key)
+
+    def _refuse_link(self, key: str) -> None:
+        """`BackendError` if the top-level folder `key` lies in is a symbolic link."""
+        top = os.path.join(self._root, key.partition("/")[0])
+        try:
+            is_link = stat.S_ISLNK(os.lstat(top).st_mode)
+        except _MISSING:
+            return
+        except OSError as exc:
+            raise _error(f"cannot check {top!r}", exc) from exc
+        if is_link:
+            raise BackendError(
+                f"posix store: {top} is a symbolic link (to {os.readlink(top)!r}); the store"
+                " never follows links for its own folders: replace it by a real directory"
+            )
 
     def _stat(self, key: str) -> os.stat_result | None:
         try:

@@ -8,6 +8,8 @@ installed drivers through stevedore entry points.
 
 from pieceworks.protocols import NotFound
 from pieceworks.registry.attributes import Attribute, attribute_label
+from pieceworks.registry.composition import Composition, rebuild
+from pieceworks.registry.description import Description, Parameter
 from pieceworks.registry.discovery import (
     DRIVERS_NAMESPACE,
     STORES_NAMESPACE,
@@ -16,7 +18,14 @@ from pieceworks.registry.discovery import (
     discover,
     load_factory,
 )
-from pieceworks.registry.registration import Buildable, Factory, Kind, Registration
+from pieceworks.registry.errors import (
+    BuildArgumentError,
+    CompositionConflict,
+    ForeignRegistration,
+    NotBuildable,
+    UnknownAttribute,
+)
+from pieceworks.registry.registration import Buildable, Factory, Feasibility, Kind, Registration
 from pieceworks.registry.registry import NoMatch, Registry
 
 __all__ = [
@@ -24,15 +33,25 @@ __all__ = [
     "STORES_NAMESPACE",
     "Attribute",
     "Buildable",
+    "BuildArgumentError",
+    "Composition",
+    "CompositionConflict",
+    "Description",
     "Discovery",
     "DriverLoadError",
     "Factory",
+    "Feasibility",
+    "ForeignRegistration",
     "Kind",
     "NoMatch",
+    "NotBuildable",
     "NotFound",
+    "Parameter",
     "Registration",
     "Registry",
+    "UnknownAttribute",
     "attribute_label",
     "discover",
     "load_factory",
+    "rebuild",
 ]

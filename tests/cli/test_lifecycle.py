@@ -128,12 +128,15 @@ def test_corruption_is_found_by_verify_and_stops_restore(
     data[-1] ^= 0xFF
     victim.write_bytes(bytes(data))
 
-    verify, restore = run_all([["verify", backup_id], ["restore", backup_id, "--volume", "x"]])
+    verify, restore = run_all(
+        [["verify", backup_id, "--no-quarantine"], ["restore", backup_id, "--volume", "x"]]
+    )
     assert verify.code == ExitCode.FAILED, verify
     assert "1 problem(s)" in verify.out and "offset " in verify.out, verify
     assert restore.code == ExitCode.CORRUPT, restore
     last = restore.err.strip().splitlines()[-1]  # after any progress lines
-    assert last.startswith("pieceworks: error: chunk ") and " at offset " in last, restore
+    assert last.startswith(f"pieceworks: error: backup {backup_id}: chunk "), restore
+    assert " at offset " in last, restore
     assert "Traceback" not in restore.err
     assert not (home / "volumes" / "x").exists()
 

@@ -163,7 +163,8 @@ def test_every_codec_restores_and_chunks_are_shared_across_codecs(
     for i, codec in enumerate(CODECS):
         own = PosixStore(tmp_path / f"store-{codec}", durable=False)
         result = backup(driver, own, volume, codec=codec)
-        assert {c.codec for c in result.chunks} == {codec}
+        # random chunks do not shrink, so they are stored plain ("none"); the rest use `codec`
+        assert codec in {c.codec for c in result.chunks} <= {codec, "none"}
         assert sha(restore(driver, own, manifest_of(result, size, codec=codec), f"r{i}")) == sha(
             data
         )
@@ -380,7 +381,7 @@ def test_verify_lists_every_missing_and_corrupt_chunk(
         (8 * CS, "missing"),
     ]
     assert all(p.detail for p in report.problems)
-    with pytest.raises(CorruptionError, match=f"at offset {CS}: cannot decompress"):
+    with pytest.raises(CorruptionError, match=f"at offset {CS}: content does not match"):
         restore(driver, store, manifest, "r")
     later = dataclasses.replace(manifest, chunks=manifest.chunks[2:])
     with pytest.raises(ChunkMissing, match=f"at offset {2 * CS} is missing") as err:

@@ -16,6 +16,7 @@ from pieceworks.protocols import (
     ConfigError,
     InvalidName,
     IObjectStore,
+    IStoredSizes,
     ObjectInfo,
     verify_driver,
 )
@@ -62,7 +63,7 @@ def test_directory_is_created(root: Path) -> None:
 def test_capability_verifies(store: PosixStore) -> None:
     """zope.interface accepts the instance, and verify_driver reports object-store."""
     assert verifyObject(IObjectStore, store)
-    assert verify_driver(store, "x") == (IObjectStore,)
+    assert verify_driver(store, "x") == (IStoredSizes, IObjectStore)
 
 
 # -- the object contract ----------------------------------------------------------
@@ -216,3 +217,66 @@ def test_list_skips_temp_and_foreign_files(store: PosixStore, root: Path) -> Non
     (root / "chunks" / "ab" / "link").symlink_to(root / "chunks" / "ab" / "real")
     assert list(store.list("")) == ["chunks/ab/real"]
     assert list(store.list("chunks/ab/")) == ["chunks/ab/real"]
+
+
+# -- symbolic links and unreadable objects -----------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["chunks", "manifests", "leases", "locks"])
+def test_a_symlinked_top_level_folder_is_refused_with_its_path(
+    tmp_path: Path, root: Path, store: PosixStore, folder: str
+) -> None:
+    """Nothing is read, written, listed or deleted through a linked folder of the store."""
+    outside = tmp_path / "outside"
+    (outside / "ab").mkdir(parents=True)
+    (outside / "ab" / "precious").write_bytes(b"not the store's")
+    (root / folder).symlink_to(outside)
+    where = str(root / folder)
+    for call in (
+        lambda: store.put(f"{folder}/ab/new", b"x"),
+        lambda: store.get(f"{folder}/ab/precious"),
+        lambda: store.head(f"{folder}/ab/precious"),
+        lambda: store.delete(f"{folder}/ab/precious"),
+        lambda: list(store.list(f"{folder}/")),
+        lambda: store.sizes([f"{folder}/ab/precious"]),
+    ):
+        with pytest.raises(BackendError, match=f"{where} is a symbolic link"):
+            call()
+    assert (outside / "ab" / "precious").read_bytes() == b"not the store's"
+    assert sorted(p.name for p in (outside / "ab").iterdir()) == ["precious"]
+
+
+def test_gc_never_deletes_outside_the_store_through_a_symlinked_chunks(
+    tmp_path: Path, root: Path, store: PosixStore
+) -> None:
+    """The finding: gc deleted files outside the store through a symlinked chunks/."""
+    from pieceworks.common_algorithms.gc import collect_garbage  # noqa: PLC0415 (test of gc)
+
+    outside = tmp_path / "elsewhere"
+    (outside / "ab").mkdir(parents=True)
+    victim = outside / "ab" / ("ab" * 32)
+    victim.write_bytes(b"someone else's file")
+    (root / "chunks").symlink_to(outside)
+    with pytest.raises(BackendError, match="chunks is a symbolic link"):
+        collect_garbage(store)
+    assert victim.read_bytes() == b"someone else's file"
+
+
+def test_the_root_itself_may_be_a_link(tmp_path: Path) -> None:
+    """Only the store's own folders are refused: a root reached by a link is resolved once."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    linked = PosixStore(tmp_path / "link", durable=False)
+    linked.put("chunks/ab/x", b"1")
+    assert (real / "chunks" / "ab" / "x").read_bytes() == b"1"
+
+
+def test_sizes_reports_present_objects_and_leaves_out_the_rest(store: PosixStore) -> None:
+    """One stat per key; a missing key, a directory or a malformed key's neighbours."""
+    assert verifyObject(IStoredSizes, store)
+    store.put("chunks/ab/one", b"123")
+    store.put("chunks/ab/two/x", b"")
+    assert store.sizes(["chunks/ab/one", "chunks/ab/two", "chunks/ab/none"]) == {"chunks/ab/one": 3}
+    with pytest.raises(InvalidName):
+        store.sizes(["/etc/passwd"])

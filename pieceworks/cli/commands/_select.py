@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
-    from pieceworks.common_algorithms.manifest import Manifest
+    from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest
     from pieceworks.protocols import IObjectStore
 
 __all__ = [
@@ -157,29 +157,22 @@ def select(
 
 @dataclass(frozen=True)
 class Backups:
-    """The readable manifests of a store, oldest first, and the ids of damaged ones."""
+    """The readable manifests of a store, oldest first, and those that cannot be read."""
 
     manifests: list[Manifest]
-    damaged: dict[str, str]  # backup id -> why it cannot be read
+    unreadable: list[UnreadableManifest]
+
+    @property
+    def damaged(self) -> dict[str, str]:
+        """Backup id -> why its manifest cannot be read."""
+        return {u.backup_id: u.reason for u in self.unreadable}
 
 
 def load_backups(ctx: Context, objects: IObjectStore) -> Backups:
-    """Read every manifest of the store; damaged ones are warned about and listed."""
-    from pieceworks.common_algorithms.manifest import (  # noqa: PLC0415
-        list_backup_ids,
-        read_manifest,
-    )
-    from pieceworks.protocols import BackupNotFound, PieceworksError  # noqa: PLC0415
+    """Read every manifest of the store; each one that cannot be read is warned about."""
+    from pieceworks.common_algorithms.manifest import scan_manifests  # noqa: PLC0415
 
-    manifests: list[Manifest] = []
-    damaged: dict[str, str] = {}
-    for backup_id in list_backup_ids(objects):
-        try:
-            manifests.append(read_manifest(objects, backup_id))
-        except BackupNotFound:  # deleted while we listed
-            continue
-        except PieceworksError as exc:
-            damaged[backup_id] = str(exc)
-            ctx.out.warn(str(exc))
-    manifests.sort(key=lambda m: (m.created, m.backup_id))
-    return Backups(manifests, damaged)
+    scan = scan_manifests(objects)
+    for bad in scan.unreadable:
+        ctx.out.warn(bad.reason)
+    return Backups(list(scan.manifests), list(scan.unreadable))

@@ -11,10 +11,10 @@ from pieceworks.cli.commands._select import label_filters, load_backups, select
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import human_bytes, iso_time, table
-from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest
 from pieceworks.protocols import IStreamOut, VolumeRef
 
-__all__ = ["backup_row", "format_labels", "run_list", "run_volumes"]
+__all__ = ["backup_row", "format_labels", "run_list", "run_volumes", "unreadable_row"]
 
 
 def _stored(m: Manifest) -> int:
@@ -50,8 +50,18 @@ def format_labels(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
 
 
+def unreadable_row(bad: UnreadableManifest) -> dict[str, object]:
+    """A manifest that cannot be read, as ``list --json`` prints it (``unreadable`` says why)."""
+    return {"backup_id": bad.backup_id, "key": bad.key, "unreadable": bad.reason}
+
+
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
-    """List the backups in the store, oldest first; exit 4 if a manifest is damaged."""
+    """List the backups in the store, oldest first; exit 4 if a manifest cannot be read.
+
+    Every readable backup is listed; each manifest that cannot be read is
+    listed too, marked UNREADABLE (its volume is unknown, so ``--volume``
+    does not hide it), and named in a warning with the reason.
+    """
     store = ctx.store()
     found = load_backups(ctx, store.objects)
     manifests = select(
@@ -62,9 +72,8 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         until=args.until,
         strategies=args.strategies,
     )
-    rows = [backup_row(m) for m in manifests]
-    ctx.out.data(rows)
-    if rows:
+    ctx.out.data([backup_row(m) for m in manifests] + [unreadable_row(u) for u in found.unreadable])
+    if manifests or found.unreadable:
         headers = ["id", "volume", "backend", "created", "size", "stored", "strategy", "parent"]
         with_labels = any(m.labels for m in manifests)
         ctx.out.result(
@@ -83,6 +92,11 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
                     ]
                     + ([format_labels(m.labels)] if with_labels else [])
                     for m in manifests
+                ]
+                + [
+                    [u.backup_id, "?", "?", "?", "?", "?", "UNREADABLE", "-"]
+                    + (["-"] if with_labels else [])
+                    for u in found.unreadable
                 ],
                 right=(4, 5),
             )
@@ -91,9 +105,10 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.note(f"no backups in store '{store.name}' match the filters")
     else:
         ctx.out.note(f"no backups in store '{store.name}'")
-    if found.damaged:
+    if found.unreadable:
         raise CliError(
-            f"{len(found.damaged)} manifest(s) cannot be read: {', '.join(found.damaged)}",
+            f"{len(found.unreadable)} manifest(s) cannot be read:"
+            f" {', '.join(u.backup_id for u in found.unreadable)} (marked UNREADABLE above)",
             ExitCode.CORRUPT,
         )
     return ExitCode.OK
