@@ -107,9 +107,11 @@ class KeepPolicy:
         return all(self.count(r) == 0 for r in RULES)
 
     def describe(self) -> str:
-        """``keep 3 last, 7 daily, all monthly backups`` (or ``keep everything``)."""
+        """``keep 3 latest, 7 daily, all monthly backups`` (or ``keep everything``)."""
         parts = [
-            f"{'all' if n == -1 else n} {rule}" for rule in RULES if (n := self.count(rule)) != 0
+            f"{'all' if n == -1 else n} {'latest' if rule == 'last' else rule}"
+            for rule in RULES
+            if (n := self.count(rule)) != 0
         ]
         return f"keep {', '.join(parts)} backups" if parts else "keep everything (empty policy)"
 

@@ -208,6 +208,6 @@ def test_a_backup_given_twice_is_refused() -> None:
 
 def test_describe_and_to_dict() -> None:
     policy = KeepPolicy(last=3, monthly=-1)
-    assert policy.describe() == "keep 3 last, all monthly backups"
+    assert policy.describe() == "keep 3 latest, all monthly backups"
     assert policy.to_dict()["keep_last"] == 3 and policy.to_dict()["keep_daily"] == 0
     assert KeepPolicy().describe() == "keep everything (empty policy)"
