@@ -1,6 +1,7 @@
 """The ``pieceworks`` argument parser: every command, option and help page.
 
-This module is deliberately light (argparse, the exit codes, oslo.utils):
+This module is deliberately light (argparse and the exit codes; oslo.utils
+and importlib.metadata only when a size or ``--version`` is parsed):
 ``--help``, usage errors and configuration errors answer without importing
 TaskFlow. Each subcommand names its implementation as ``handler``
 (``"module:function"`` under `pieceworks.cli.commands`), imported only
@@ -13,9 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Iterable, Sequence
-from importlib import metadata
-
-from oslo_utils import strutils
 
 from pieceworks.cli.commands._select import add_filter_options, label
 from pieceworks.cli.exit_codes import ExitCode, epilog
@@ -53,6 +51,8 @@ def parse_size(text: str) -> int:
         return int(compact)
     if compact[-1:].upper() in ("K", "M", "G", "T"):
         compact += "iB"
+    from oslo_utils import strutils  # noqa: PLC0415 (slow to import: see cli/masking.py)
+
     try:
         return int(strutils.string_to_bytes(compact, "IEC", return_int=True))
     except ValueError:
@@ -567,10 +567,23 @@ def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _version() -> str:
+    from importlib import metadata  # noqa: PLC0415 (slow to import, only for --version)
+
     try:
         return metadata.version("pieceworks")
     except metadata.PackageNotFoundError:
         return "(not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print ``pieceworks <version>`` and exit (looked up only then)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"pieceworks {_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -582,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(suppress=False)],
     )
-    parser.add_argument("--version", action="version", version=f"pieceworks {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     builder = _Builder(_common_options(suppress=True))
     _tools(builder, sub)

@@ -12,9 +12,13 @@ Backup: the calling thread reads chunks in ascending order (the
 (`encode_chunk` keeps one compressor per thread). A chunk holds its buffer
 until it is hashed and encoded, so at most `depth` chunks are in flight and
 memory stays below about ``(depth + threads) * chunk_size * 2`` whatever the
-volume size. Restore and verify fetch and check chunks on worker threads,
-at most `depth` ahead of the calling thread, which writes (restore) in
-offset order.
+volume size. A store with ``deferred-sync`` (`IDeferredSync`, the POSIX
+store) gets every new chunk with `put_unsynced` and one `sync` of all the
+chunks the backup references that it wrote or found in the store, before
+`backup_chunks` returns: so the disk writes while the threads work, and the
+manifest the caller writes next references durable chunks only. Restore
+and verify fetch and check chunks on worker threads, at most `depth` ahead
+of the calling thread, which writes (restore) in offset order.
 
 All three run entirely in the calling thread's call: when one returns or
 raises, no worker touches the store or the volume any more. A failure on
@@ -64,6 +68,7 @@ from pieceworks.protocols.chunks import (
     encode_chunk,
     is_zero,
 )
+from pieceworks.protocols.deferred_sync import IDeferredSync
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -306,6 +311,9 @@ class _BackupRun:
         self.buffers = 0
         self.bytes_read = self.bytes_stored = self.bytes_dedup = 0
         self.chunks_new = self.chunks_reused = 0
+        # deferred-sync: the keys to make durable before returning (written or found here)
+        self.deferred: IDeferredSync | None = IDeferredSync(store, None)
+        self.unsynced: list[str] = []
         self.damaged: frozenset[str] = frozenset()  # seeds found missing or of the wrong size
 
     def fail(self, exc: BaseException) -> None:
@@ -363,6 +371,8 @@ class _BackupRun:
                 self._drain(pending, chunks, report, block=False)
             if not self._stopping():
                 self._drain(pending, chunks, report, block=True)
+                if self.deferred is not None and self.unsynced:  # before any manifest
+                    self.deferred.sync(self.unsynced)
                 report(self.size, final=True)
         except BaseException as exc:
             self.fail(exc)
@@ -486,7 +496,10 @@ class _BackupRun:
             else:
                 encoded = encode_chunk(plain, self.codec)  # "none" if compressing does not pay
                 give_back()
-                self.store.put(key, encoded)
+                if self.deferred is not None:
+                    self.deferred.put_unsynced(key, encoded)
+                else:
+                    self.store.put(key, encoded)
                 failpoint("backup.chunk-stored")
                 codec, stored_length = codec_of(encoded), len(encoded)
             done = True
@@ -494,6 +507,8 @@ class _BackupRun:
             with self.lock:
                 if done:
                     self.known[digest] = (codec, stored_length)
+                    if self.deferred is not None:  # one found intact may be a killed run's
+                        self.unsynced.append(key)
                     if existing is None:
                         self.chunks_new += 1
                         self.bytes_stored += stored_length
