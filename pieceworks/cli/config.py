@@ -35,7 +35,6 @@ share them with conductors (``postgresql://...``).
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import tomllib
@@ -331,6 +330,8 @@ def check_options(section: Section, factory: Callable[..., object]) -> None:
     integer or a string); an option without a checkable annotation is left
     to the factory. The message never shows the value (it may be a secret).
     """
+    import inspect  # noqa: PLC0415 (only when a driver is opened)
+
     target = typing.cast(typing.Any, factory).__init__ if isinstance(factory, type) else factory
     try:
         hints = typing.get_type_hints(target)
