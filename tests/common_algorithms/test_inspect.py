@@ -60,7 +60,7 @@ def _covered(report_ranges: object) -> set[int]:
     return {i for r in report_ranges for i in range(r.offset, r.offset + r.length)}  # type: ignore[attr-defined]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(volumes, volumes)
 def test_diff_with_one_chunk_size_is_exactly_the_differing_chunks(
     xs: list[int | None], ys: list[int | None]
@@ -80,7 +80,7 @@ def test_diff_with_one_chunk_size_is_exactly_the_differing_chunks(
     assert all(p.offset + p.length < q.offset or p.kind != q.kind for p, q in pairs)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(volumes, volumes)
 def test_diff_with_different_chunk_sizes_covers_every_differing_byte(
     xs: list[int | None], ys: list[int | None]

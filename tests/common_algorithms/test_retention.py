@@ -88,7 +88,7 @@ def _oracle(group: list[Candidate], policy: KeepPolicy) -> dict[str, set[str]]:
     return kept
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(candidates(), policies)
 def test_policy_matches_an_independent_formulation_of_restics_rules(
     cands: list[Candidate], policy: KeepPolicy
@@ -101,7 +101,7 @@ def test_policy_matches_an_independent_formulation_of_restics_rules(
         assert got == expected
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(candidates(), policies)
 def test_every_backup_is_decided_once_and_each_group_keeps_its_newest(
     cands: list[Candidate], policy: KeepPolicy
