@@ -34,6 +34,7 @@ MIN_SECRET = 4
 # Names (or name parts) of options that hold secrets, on top of oslo.utils' list.
 _SECRET_PARTS = (
     "key",
+    "keyring",
     "password",
     "passwd",
     "passphrase",
@@ -79,8 +80,13 @@ def _oslo_mask(text: str) -> str:
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether an option called `name` holds a secret (``key``, ``s3_secret``...)."""
+    """Whether an option called `name` holds a secret (``key``, ``s3_secret``...).
+
+    A name ending in ``_id`` names an identifier (``key_id``, ``backup_id``), never a secret.
+    """
     low = name.lower()
+    if low.endswith("_id"):
+        return False
     parts = re.split(r"[_\-.]", low)
     return any(p in _SECRET_PARTS for p in parts) or any(
         s in low for s in ("password", "secret", "token", "passphrase")

@@ -15,6 +15,7 @@ import argparse
 import importlib
 from collections.abc import Iterable, Sequence
 
+from pieceworks.cli.commands import copy, key
 from pieceworks.cli.commands._select import add_filter_options, label
 from pieceworks.cli.exit_codes import ExitCode, epilog
 
@@ -85,6 +86,13 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--store", metavar="NAME", default=default(None), help="configured store to use"
+    )
+    group.add_argument(
+        "--password-file",
+        metavar="FILE",
+        default=default(None),
+        help="passphrase of an encrypted store (else $PIECEWORKS_PASSWORD,"
+        " $PIECEWORKS_PASSWORD_FILE, or a prompt on a terminal)",
     )
     group.add_argument(
         "--json", action="store_true", default=default(False), help="print one JSON document"
@@ -601,4 +609,6 @@ def build_parser() -> argparse.ArgumentParser:
     _tools(builder, sub)
     _planning(builder, sub)
     _operations(builder, sub)
+    key.add_arguments(builder, sub)
+    copy.add_arguments(builder, sub)
     return parser

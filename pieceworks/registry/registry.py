@@ -44,8 +44,10 @@ class NoMatch(NotFound):
     The message names the query and the closest registrations with what
     each lacks; `closest` holds those registrations. `suggestions` maps each
     tag asked for that nothing is registered under to the closest known
-    tags; `reasons` maps the name of each match refused for the request to
-    why it cannot be built for it.
+    tags (computed with difflib when first read: a caller that only catches
+    the miss does not pay for it); the message ends with them. `reasons`
+    maps the name of each match refused for the request to why it cannot
+    be built for it.
     """
 
     def __init__(
@@ -53,13 +55,33 @@ class NoMatch(NotFound):
         message: str,
         closest: tuple[Registration, ...],
         *,
-        suggestions: Mapping[str, tuple[str, ...]] | None = None,
+        unknown: tuple[str, ...] = (),
+        known: tuple[str, ...] = (),
         reasons: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.closest = closest
-        self.suggestions = dict(suggestions or {})
         self.reasons = dict(reasons or {})
+        self._unknown, self._known = unknown, known
+        self._suggestions: dict[str, tuple[str, ...]] | None = None
+
+    @property
+    def suggestions(self) -> dict[str, tuple[str, ...]]:
+        """Each unknown tag asked for → up to three close known tags (none: left out)."""
+        if self._suggestions is None:
+            self._suggestions = {}
+            for tag in self._unknown:
+                close = difflib.get_close_matches(tag, self._known, n=3)
+                if close:
+                    self._suggestions[tag] = tuple(close)
+        return self._suggestions
+
+    def __str__(self) -> str:
+        hint = "".join(
+            f"; {tag!r} is registered nowhere: did you mean {' or '.join(map(repr, close))}?"
+            for tag, close in self.suggestions.items()
+        )
+        return super().__str__() + hint
 
 
 @dataclass(frozen=True)
@@ -151,7 +173,7 @@ class Registry:
         self._index: dict[Attribute, set[int]] = {}
         self._next = 0
         self._ranked = False  # True once any registration has a non-zero preference
-        self._cache: dict[_Query, tuple[Registration, ...]] = {}
+        self._cache: dict[tuple[object, ...], tuple[Registration, ...]] = {}
         self._cache_size = cache_size
         self._token = object()  # marks this registry's registrations
 
@@ -290,27 +312,23 @@ class Registry:
         `NotFound`) when nothing matches; its `reasons` then say why each
         match refused the request.
         """
-        q = _Query(
-            tuple(normalise(a) for a in all_of),
-            tuple(normalise(a) for a in any_of),
-            tuple(normalise(a) for a in none_of),
-            kind,
-            backend,
-            buildable,
-        )
-        if not q.want_all and not q.want_any and kind is None and backend is None:
+        want_all = tuple(normalise(a) for a in all_of)
+        want_any = tuple(normalise(a) for a in any_of)
+        want_none = tuple(normalise(a) for a in none_of)
+        if not want_all and not want_any and kind is None and backend is None:
             raise ValueError("find() needs at least one attribute, a kind or a backend")
+        key = (want_all, want_any, want_none, kind, backend, buildable)
         with self._lock:
-            cached = self._cache.get(q)
+            cached = self._cache.get(key)
             if cached is None:
-                cached = self._search(q)
+                cached = self._search(_Query(*key))
                 if self._cache_size > 0:
                     if len(self._cache) >= self._cache_size:
                         self._cache.pop(next(iter(self._cache)))
-                    self._cache[q] = cached
+                    self._cache[key] = cached
         if request is None:
             return list(cached)
-        return self._feasible(q, cached, request)
+        return self._feasible(_Query(*key), cached, request)
 
     def _feasible(
         self, q: _Query, found: tuple[Registration, ...], request: Mapping[str, object]
@@ -390,24 +408,14 @@ class Registry:
 
     # -- explaining a miss -------------------------------------------------
 
-    def _suggestions(self, q: _Query) -> dict[str, tuple[str, ...]]:
-        """Close known tags for each tag asked for that nothing is registered under."""
-        known = [k for k in self._index if isinstance(k, str)]
-        out: dict[str, tuple[str, ...]] = {}
-        for a in (*q.want_all, *q.want_any, *q.want_none):
-            if isinstance(a, str) and a not in self._index:
-                close = difflib.get_close_matches(a, known, n=3)
-                if close:
-                    out[a] = tuple(close)
-        return out
-
     def _no_match(self, q: _Query) -> NoMatch:
         query = q.describe()
-        suggestions = self._suggestions(q)
-        hint = "".join(
-            f"; {tag!r} is registered nowhere: did you mean {' or '.join(map(repr, close))}?"
-            for tag, close in suggestions.items()
+        unknown = tuple(
+            a
+            for a in (*q.want_all, *q.want_any, *q.want_none)
+            if isinstance(a, str) and a not in self._index
         )
+        known = tuple(k for k in self._index if isinstance(k, str)) if unknown else ()
         scores: Counter[int] = Counter()
         for a in (*q.want_all, *q.want_any):
             for i in self._index.get(a, _EMPTY):
@@ -417,15 +425,17 @@ class Registry:
         closest = tuple(candidates[:3])
         if not closest:
             return NoMatch(
-                f"no registration matches {query}: the registry is empty{hint}",
+                f"no registration matches {query}: the registry is empty",
                 (),
-                suggestions=suggestions,
+                unknown=unknown,
+                known=known,
             )
         lines = [f"{r.name!r} ({r.kind.value}) " + q.shortfall(r) for r in closest]
         return NoMatch(
-            f"no registration matches {query}; closest: " + "; ".join(lines) + hint,
+            f"no registration matches {query}; closest: " + "; ".join(lines),
             closest,
-            suggestions=suggestions,
+            unknown=unknown,
+            known=known,
         )
 
 

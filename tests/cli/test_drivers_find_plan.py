@@ -99,11 +99,12 @@ def test_find_searches_the_registry_of_configured_backends(
 ) -> None:
     """The seed's manager query: who can do a fast or live backup? A miss exits 3 with why."""
     cfg = ["--config", str(two_backends)]
-    fast, either, miss = run_all(
+    fast, either, miss, pieces = run_all(
         [
             [*cfg, "find", "fast-backup", "--json"],
             [*cfg, "find", "--any", "fast-backup", "live-backup", "--kind", "factory"],
             [*cfg, "find", "backup", "--none", "slow-backup", "--backend", "local"],
+            [*cfg, "find", "--backend", "local", "--buildable", "--json"],
         ],
         with_plugins(env),
     )
@@ -121,6 +122,13 @@ def test_find_searches_the_registry_of_configured_backends(
     assert miss.err.startswith("pieceworks: error: no registration matches all of ['backup']")
     assert "'local.backup' (factory) has excluded ['slow-backup']" in miss.err
     assert miss.err.count("\n") == 1
+    assert pieces.code == 0, pieces
+    assert [r["name"] for r in pieces.json()] == [
+        "local.backup",
+        "local.restore",
+        "local.verify",
+        "local.delete",
+    ]  # the driver 'local' is left out
 
 
 def test_plan_in_text_json_dot_and_svg(
