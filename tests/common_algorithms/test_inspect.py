@@ -184,3 +184,21 @@ def test_check_finds_missing_resized_and_corrupt_chunks_and_unreadable_manifests
     broken = check_store(store.objects)
     assert broken.manifests == 2 and broken.manifests_unreadable == 1
     assert any(p.kind == "manifest-unreadable" for p in broken.problems)
+
+
+def test_check_reads_an_encrypted_store_with_its_keyed_chunk_ids(
+    file_backend: Backend, volumes: Path, tmp_path: Path
+) -> None:
+    """Chunks named by a keyed id (not sha256) are read and checked as such."""
+    from pieceworks.common_algorithms.encrypted_store import EncryptedStore  # noqa: PLC0415
+    from pieceworks.common_algorithms.keys import KdfParams, init_keys, unlock  # noqa: PLC0415
+    from pieceworks.drivers.posix_store import PosixStore  # noqa: PLC0415
+    from pieceworks.protocols import StoreSpec  # noqa: PLC0415
+
+    raw = PosixStore(tmp_path / "vault")
+    init_keys(raw, "correct horse", KdfParams(n=1 << 10))
+    sealed = EncryptedStore(raw, unlock(raw, "correct horse"))
+    store = Store("vault", sealed, StoreSpec("vault", "posix", {"path": str(tmp_path / "vault")}))
+    _two_backups(file_backend, store, volumes)
+    report = check_store(sealed, subset=parse_subset("100%"))
+    assert report.ok and report.chunks_read == report.chunks_referenced == 5, report

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pieceworks.common_algorithms.encrypted_store import chunk_id_for
 from pieceworks.common_algorithms.manifest import Manifest, list_backup_ids, read_manifest
 from pieceworks.protocols import (
     BackupNotFound,
@@ -218,11 +219,13 @@ def check_store(
                     )
         read = subset.choose(present, rng) if subset is not None else []
         total = sum(chunks[d].length for d in read)
+        chunk_id = chunk_id_for(store)  # sha256, or the keyed id of an encrypted store
 
         def read_one(digest: str) -> str | None:
             entry = chunks[digest]
             try:
-                decode_chunk(store.get(chunk_key(digest)), digest, entry.length, entry.offset)
+                stored = store.get(chunk_key(digest))
+                decode_chunk(stored, digest, entry.length, entry.offset, chunk_id)
             except ObjectNotFound:
                 return f"chunk {digest} disappeared while being read"
             except CorruptionError as exc:
