@@ -301,11 +301,21 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
             "every missing or damaged chunk with its volume offset (exit 1 if any).\n"
             "A chunk object whose content does not match its hash is moved aside to\n"
             "quarantine/ in the store, so that the next backup of that data stores it\n"
-            "again. A damaged manifest is corruption (exit 4)."
+            "again. A damaged manifest is corruption (exit 4).\n"
+            "--against-source instead reads the backup's volume (through a temporary\n"
+            "snapshot when the backend has one) and compares it chunk by chunk with the\n"
+            "backup, naming every differing offset (exit 4 on a difference): it catches a\n"
+            "driver whose extents or changed blocks left data out. Meaningful while the\n"
+            "volume has not changed since the backup."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     verify.add_argument("backup_id", metavar="BACKUP_ID")
+    verify.add_argument(
+        "--against-source",
+        action="store_true",
+        help="compare with the volume on its backend (--backend, else the backup's)",
+    )
     verify.add_argument(
         "--no-quarantine",
         action="store_true",
