@@ -19,7 +19,6 @@ from pieceworks.common_algorithms import (
     restore,
     verify,
 )
-from pieceworks.common_algorithms.encrypted_store import EncryptedStore, chunk_id_for
 from pieceworks.common_algorithms.keys import (
     KdfParams,
     KeyNotFound,
@@ -38,6 +37,7 @@ from pieceworks.common_algorithms.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import CorruptionError, StoreSpec
 from pieceworks.protocols.chunks import chunk_key, digest_of
+from pieceworks.protocols.encrypted_store import EncryptedStore, chunk_id_for
 from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal, unseal
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
 
