@@ -11,6 +11,7 @@ from zope.interface.interface import InterfaceClass
 from pieceworks.protocols import (
     BackendSpec,
     ChunkRef,
+    ConfigError,
     ICompress,
     IObjectStore,
     IPullFromObjectStore,
@@ -23,7 +24,7 @@ from pieceworks.protocols import (
     validate_id,
     verify_driver,
 )
-from pieceworks.protocols.encrypted_store import EncryptedStore
+from pieceworks.protocols.encrypted_store import KEYS_PREFIX, EncryptedStore
 from pieceworks.protocols.errors import InvalidDriver
 from pieceworks.protocols.offload import ISealedOffload
 
@@ -151,4 +152,10 @@ class Store:
             raise InvalidDriver(
                 f"store '{self.name}' ({type(self.objects).__name__}) does not provide"
                 " the object-store capability"
+            )
+        if not self.encrypted and next(iter(self.objects.list(KEYS_PREFIX)), None) is not None:
+            # Written through as it is, an encrypted store would get plain objects.
+            raise ConfigError(
+                f"store '{self.name}' is encrypted: open it with its passphrase"
+                " (`unlock` and `EncryptedStore`; the command line asks for it)"
             )
