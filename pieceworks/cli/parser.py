@@ -12,9 +12,11 @@ read before it starts.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+import importlib
+from collections.abc import Iterable, Sequence
 
 from pieceworks.cli.commands import copy, key
+from pieceworks.cli.commands._select import add_filter_options, label
 from pieceworks.cli.exit_codes import ExitCode, epilog
 
 __all__ = ["CODECS", "build_parser", "parse_size"]
@@ -23,6 +25,8 @@ __all__ = ["CODECS", "build_parser", "parse_size"]
 CODECS = ("zstd", "zlib", "none")
 #: Registration kinds ``find --kind`` offers (pieceworks.registry.Kind).
 KINDS = ("task", "flow", "task-class", "factory", "driver")
+#: Backup strategies ``list --strategy`` offers (common_algorithms.BACKUP_STRATEGIES).
+BACKUP_STRATEGIES = ("offload", "snapshot-stream", "direct-stream")
 
 _DESCRIPTION = """\
 Capability-driven storage backup on OpenStack TaskFlow.
@@ -126,10 +130,12 @@ class _Builder:
         description: str,
         codes: Iterable[ExitCode] = (),
         needs_config: bool = True,
+        aliases: Sequence[str] = (),
     ) -> argparse.ArgumentParser:
         """Add `name`, run by `handler` (``module:function`` in pieceworks.cli.commands)."""
         parser = subparsers.add_parser(
             name,
+            aliases=list(aliases),
             parents=[self.common],
             help=summary,
             description=description,
@@ -137,6 +143,27 @@ class _Builder:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         parser.set_defaults(handler=handler, needs_config=needs_config)
+        return parser
+
+    def add_module(
+        self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser], module: str
+    ) -> argparse.ArgumentParser:
+        """Add the command a module of pieceworks.cli.commands declares itself.
+
+        The module (light at import: heavy imports live in its run function)
+        has ``NAME``, ``HANDLER``, ``SUMMARY``, ``DESCRIPTION``, ``CODES``
+        and ``add_arguments(parser)``.
+        """
+        mod = importlib.import_module(f"pieceworks.cli.commands.{module}")
+        parser = self.add(
+            subparsers,
+            mod.NAME,
+            mod.HANDLER,
+            summary=mod.SUMMARY,
+            description=mod.DESCRIPTION,
+            codes=mod.CODES,
+        )
+        mod.add_arguments(parser)
         return parser
 
 
@@ -228,22 +255,41 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     _backup_request_options(backup)
+    backup.add_argument(
+        "--label",
+        dest="labels",
+        metavar="K=V",
+        type=label,
+        action="append",
+        help="record this label in the backup (repeatable); shown by list and show",
+    )
 
     restore = b.add(
         sub,
         "restore",
-        "restore:run_restore",
-        summary="restore a backup into a volume",
+        "restore_file:run_restore_command",
+        summary="restore a backup into a volume, a file or a block device",
         description=(
             "Restore BACKUP_ID into --volume ID of the backend, created or replaced\n"
             "(default: the volume the backup was taken of). Every chunk is checked\n"
             "against its sha256 before it is written; the volume is replaced only when\n"
-            "the whole restore succeeded."
+            "the whole restore succeeded.\n\n"
+            "--to-file PATH restores into a local file instead (sparse: holes are not\n"
+            "written; it appears whole or not at all) or into a block device (written in\n"
+            "place, holes as zeros). An existing PATH is refused unless --overwrite."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     restore.add_argument("backup_id", metavar="BACKUP_ID")
     restore.add_argument("--volume", metavar="ID", help="target volume (default: the backup's)")
+    restore.add_argument(
+        "--to-file",
+        metavar="PATH",
+        help="restore into this local file or block device instead of a backend volume",
+    )
+    restore.add_argument(
+        "--overwrite", action="store_true", help="with --to-file: replace an existing PATH"
+    )
 
     verify = b.add(
         sub,
@@ -273,13 +319,22 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="list the backups in the store",
         description=(
             "List the backups in the store, oldest first: id, volume, backend, creation\n"
-            "time (UTC), volume size, bytes it added to the store, strategy and parent.\n"
-            "A manifest that cannot be read is listed as UNREADABLE, its reason is\n"
-            "printed, and the exit code is 4; every readable backup is still listed."
+            "time (UTC), volume size, bytes it added to the store, strategy, parent and\n"
+            "labels. --volume, --label, --since, --until and --strategy keep only the\n"
+            "backups matching all of them. A manifest that cannot be read is listed as\n"
+            "UNREADABLE, its reason is printed, and the exit code is 4; every readable\n"
+            "backup is still listed."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT),
     )
-    listing.add_argument("--volume", metavar="ID", help="only backups of this volume")
+    add_filter_options(listing)
+    listing.add_argument(
+        "--strategy",
+        dest="strategies",
+        choices=BACKUP_STRATEGIES,
+        action="append",
+        help="only backups made by this strategy (repeatable)",
+    )
 
     b.add(
         sub,
@@ -311,28 +366,34 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     delete = b.add(
         sub,
         "delete",
-        "delete:run_delete",
-        summary="delete a backup and the chunks only it used",
+        "delete_many:run_delete_command",
+        summary="delete backups and the chunks only they used",
         description=(
-            "Delete BACKUP_ID: its manifest is removed first, then every chunk object no\n"
-            "other backup references (deferred while a backup is in progress)."
+            "Delete each BACKUP_ID: its manifest is removed first, then every chunk object no\n"
+            "other backup references (deferred while a backup is in progress). With several\n"
+            "ids, all are checked first: an unknown one deletes nothing (exit 3)."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
-    delete.add_argument("backup_id", metavar="BACKUP_ID")
+    delete.add_argument("backup_ids", metavar="BACKUP_ID", nargs="+")
 
     gc = b.add(
         sub,
-        "gc",
+        "prune",
         "delete:run_gc",
-        summary="remove chunk objects no backup references",
+        summary="remove chunk objects no backup references (alias: gc)",
         description=(
-            "Remove every chunk object that no backup references (left by an interrupted\n"
-            "or failed backup). Deferred while a backup is in progress."
+            "Remove every chunk object that no backup references (left by forget, delete,\n"
+            "or an interrupted or failed backup). Deferred while a backup is in progress.\n"
+            "`pieceworks gc` is the same command."
         ),
         codes=(_FAILED, _CORRUPT),
+        aliases=("gc",),
     )
     gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    b.add_module(sub, "forget")
+    for module in ("show", "stats", "check", "diff"):
+        b.add_module(sub, module)
 
     b.add(
         sub,
@@ -468,18 +529,30 @@ def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         sub,
         "check-driver",
         "drivers:run_check_driver",
-        summary="verify a driver class and show which strategies it completes",
+        summary="verify a driver class, or a configured backend, and what it completes",
         description=(
             "Import MODULE:CLASS (the current directory is importable), check every\n"
-            "capability it claims with zope.interface (the check registration does), and\n"
-            "list the backup and restore strategies its pieces complete. Exit 1 with the\n"
-            "InvalidDriver message if a capability is incomplete, or if it completes no\n"
-            "strategy at all; exit 2 if MODULE:CLASS cannot be imported."
+            "capability it claims (members, parameter and return annotations, async def,\n"
+            "abstract methods left: what registration checks), and list the backup and\n"
+            "restore strategies its pieces complete.\n"
+            "With --backend NAME instead of MODULE:CLASS, build that configured backend\n"
+            "from its configuration section (a constructor that does not take the\n"
+            "section's options is a configuration error), verify it the same way, and run\n"
+            "the conformance checks that need no in-place write on a scratch volume it\n"
+            "creates and removes (when the backend can: stream-in and delete_volume).\n"
+            "Exit 1 with the InvalidDriver message if a capability is incomplete, if it\n"
+            "completes no strategy at all or if a conformance check fails; exit 2 if\n"
+            "MODULE:CLASS cannot be imported or the backend's section is wrong."
         ),
         codes=(_FAILED,),
         needs_config=False,
     )
-    check.add_argument("target", metavar="MODULE:CLASS", help="the driver class to check")
+    check.add_argument(
+        "target",
+        metavar="MODULE:CLASS",
+        nargs="?",
+        help="the driver class to check (or give --backend NAME)",
+    )
     check.add_argument("--name", help="the name used in messages (default: the class name)")
 
     target = b.add(
