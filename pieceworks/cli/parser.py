@@ -299,9 +299,10 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="delete a backup and the chunks only it used",
         description=(
             "Delete BACKUP_ID: its manifest is removed first, then every chunk object no\n"
-            "other backup references (deferred while a backup is in progress)."
+            "other backup references (deferred while a backup is in progress: the backup\n"
+            "is deleted, the collection is left to a later gc, and the exit code is 75)."
         ),
-        codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT, ExitCode.DEFERRED, _INTERRUPTED),
     )
     delete.add_argument("backup_id", metavar="BACKUP_ID")
 
@@ -312,9 +313,11 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="remove chunk objects no backup references",
         description=(
             "Remove every chunk object that no backup references (left by an interrupted\n"
-            "or failed backup). Deferred while a backup is in progress."
+            "or failed backup). Deferred while a backup is in progress: nothing is\n"
+            "removed, the backups in the way are named and the exit code is 75.\n"
+            "Leases and locks of dead runs are removed first."
         ),
-        codes=(_FAILED, _CORRUPT),
+        codes=(_FAILED, _CORRUPT, ExitCode.DEFERRED),
     )
     gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
 

@@ -26,7 +26,7 @@ from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.backup_tasks import source_ref
 from pieceworks.common_algorithms.chunk_pipeline import backup_chunks, restore_chunks
 from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.gc import acquire_lease, lease_renewed, release_lease
+from pieceworks.common_algorithms.leases import acquire_lease, lease_renewed, release_lease
 from pieceworks.common_algorithms.manifest import Manifest
 from pieceworks.common_algorithms.plan import Attempt, Plan
 from pieceworks.common_algorithms.planning import plan_replicate, via_store_sides
@@ -162,15 +162,15 @@ class CopyVolume(_ReplicaTask):
         """
         assert self.store is not None
         out_side, in_side = via_store_sides(self.source, self.target)
-        lease = self.request.operation_id
-        acquire_lease(self.store.objects, lease)
+        op = self.request.operation_id
+        token = acquire_lease(self.store.objects, op).token
         try:
-            with lease_renewed(self.store.objects, lease):
+            with lease_renewed(self.store.objects, op, token):
                 size, chunks, read, through = self._stage(ref, out_side)
                 failpoint("replicate.staged")
                 through += self._unstage(target, size, chunks, in_side)
         finally:
-            release_lease(self.store.objects, lease)
+            release_lease(self.store.objects, op, token)
         return {
             "size": size,
             "bytes_read": read,
