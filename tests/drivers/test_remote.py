@@ -1,6 +1,6 @@
 """The remote driver against a real target process, real files and a real store.
 
-Every test that talks to a target starts `pieceworks.drivers.remote_target`
+Every test that talks to a target starts `pieceworks.drivers.remote.server`
 as a subprocess (``--port 0``, the port read from its first stdout line) and
 kills it at teardown: see the `start_target` fixture.
 """
@@ -35,15 +35,8 @@ from pieceworks.common_algorithms.manifest import list_backup_ids, read_manifest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.drivers.remote import RemoteDriver, protocol_error
-from pieceworks.drivers.remote_target import (
-    Job,
-    OperationCancelled,
-    pull_volume,
-    push_volume,
-    redact,
-    secret_values,
-    wire_error,
-)
+from pieceworks.drivers.remote.protocol import redact, secret_values, wire_error
+from pieceworks.drivers.remote.transfer import Job, OperationCancelled, pull_volume, push_volume
 from pieceworks.drivers.store_opener import known_store_drivers, open_store
 from pieceworks.protocols import (
     BackendError,
@@ -65,7 +58,7 @@ from tests.support.data import mixed_data
 
 MiB = 1 << 20
 REPO = Path(__file__).resolve().parents[2]
-TARGET = (sys.executable, "-m", "pieceworks.drivers.remote_target")
+TARGET = (sys.executable, "-m", "pieceworks.drivers.remote.server")
 
 
 # -- the target process ---------------------------------------------------------------

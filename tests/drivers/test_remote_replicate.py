@@ -23,7 +23,7 @@ import pytest
 from pieceworks.common_algorithms import Backend, ReplicateRequest, Store, replicate
 from pieceworks.common_algorithms.planning import plan_replicate
 from pieceworks.drivers.remote import RemoteDriver
-from pieceworks.drivers.remote_target import FRAME_HEADER, Peer
+from pieceworks.drivers.remote.protocol import FRAME_HEADER, Peer
 from pieceworks.protocols import (
     BackendError,
     BackendSpec,

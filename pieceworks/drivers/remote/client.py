@@ -1,6 +1,6 @@
 """The remote driver: the manager's side of a backend at wire length.
 
-`RemoteDriver` drives a remote target (`pieceworks.drivers.remote_target`),
+`RemoteDriver` drives a remote target (`pieceworks.drivers.remote.server`),
 a process that runs next to the volumes and owns them. It provides exactly
 five capabilities, all carried out by the target:
 
@@ -31,10 +31,10 @@ Configuration (backend options)::
     timeout = "30"                     # seconds of silence tolerated
 
 `timeout` bounds each wait on the connection (connect, send, each read), not
-an operation's length: the target sends a progress line every second while
-it works, so a long push keeps going and a dead or stuck target is noticed
-after `timeout` seconds. Keep it well above the target's heartbeat (half a
-second by default).
+an operation's length: while it works, the target sends a progress line at
+least every `HEARTBEAT_SECONDS` (half a second by default), so a long push
+keeps going and a dead or stuck target is noticed after `timeout` seconds.
+Keep it well above the target's heartbeat.
 
 Errors come back as the protocol's errors: `VolumeNotFound`,
 `SnapshotNotFound`, `CorruptionError` (with the chunk's offset),
@@ -60,7 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
-from pieceworks.drivers.remote_target import (
+from pieceworks.drivers.remote.protocol import (
     NDJSON,
     Peer,
     chunks_to_json,

@@ -1,0 +1,281 @@
+"""What a remote target does, independent of HTTP: `TargetService`.
+
+Each public method of `TargetService` is one API action (see the table in
+`pieceworks.drivers.remote.protocol`): it takes the request's path
+parameters, its JSON body (a mapping) and, for long operations, a `Job`,
+and returns the JSON answer as a dict. `pieceworks.drivers.remote.http`
+routes requests to them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import closing
+from typing import Any
+
+from pieceworks.drivers.file import FileDriver
+from pieceworks.drivers.remote.protocol import (
+    API_VERSION,
+    FIRST_WAIT_SECONDS,
+    HEARTBEAT_SECONDS,
+    PIECE,
+    TARGET_CODECS,
+    chunks_from_json,
+    peer_from_json,
+    pushed_to_json,
+    spec_from_json,
+)
+from pieceworks.drivers.remote.transfer import (
+    Job,
+    check_chunking,
+    check_layout,
+    pull_volume,
+    push_volume,
+    send_volume,
+    source_sha256,
+)
+from pieceworks.drivers.store_opener import known_store_drivers, open_store
+from pieceworks.protocols import (
+    BackendError,
+    ConfigError,
+    InvalidName,
+    NotFound,
+    SnapshotRef,
+    Source,
+    VolumeNotFound,
+    VolumeRef,
+    validate_id,
+)
+from pieceworks.protocols.chunks import (
+    is_zero,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TargetService:
+    """What the target does, independent of HTTP: its volumes, token and limits.
+
+    `max_jobs` bounds the pushes, pulls, replications and receives that run
+    at once (more are refused with 503, which the manager sees as a
+    `TransientError`);
+    `threads` is the worker threads of each push or pull. A long operation
+    that is not done within `answer_within` seconds is answered as a
+    progress stream with a line every `heartbeat` seconds.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        token: str | None = None,
+        *,
+        max_jobs: int = 4,
+        threads: int = 2,
+        answer_within: float = FIRST_WAIT_SECONDS,
+        heartbeat: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        if max_jobs < 1 or threads < 1 or answer_within < 0 or heartbeat <= 0:
+            raise ConfigError(
+                "remote target: max_jobs and threads must be at least 1, answer_within"
+                " at least 0 and heartbeat positive"
+            )
+        self.answer_within, self.heartbeat = answer_within, heartbeat
+        self.driver = FileDriver(directory)
+        self.token = token or None
+        self.threads = threads
+        self.jobs = threading.BoundedSemaphore(max_jobs)
+
+    def authorized(self, header: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the token (always, if none is set)."""
+        if self.token is None:
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self.token.encode()
+        )
+
+    # -- admin helpers --
+
+    def info(self) -> dict[str, Any]:
+        """What the target is and can do."""
+        return {
+            "service": "pieceworks-remote-target",
+            "api": API_VERSION,
+            "codecs": list(TARGET_CODECS),
+            "store_drivers": known_store_drivers(),
+        }
+
+    def list_volumes(self) -> dict[str, Any]:
+        """Every volume with its size."""
+        out = []
+        for ref in self.driver.list_volumes():
+            try:
+                with closing(self.driver.open_read(ref)) as reader:
+                    out.append({"volume_id": ref.volume_id, "size": reader.size})
+            except NotFound:  # deleted meanwhile
+                continue
+        return {"volumes": out}
+
+    def create_volume(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an empty sparse volume."""
+        size = _int(body, "size")
+        ref = self.driver.create_volume(_str(body, "volume_id"), size)
+        return {"volume_id": ref.volume_id, "size": size}
+
+    def write_volume(
+        self, volume_id: str, read: Callable[[int], bytes], length: int
+    ) -> dict[str, Any]:
+        """Replace a volume with `length` bytes read by `read`; zero pieces stay holes."""
+        writer = self.driver.open_write(VolumeRef(volume_id), length)
+        written = position = 0
+        try:
+            while position < length:
+                piece = read(min(PIECE, length - position))
+                if not piece:
+                    raise BackendError(f"the request body ended at byte {position} of {length}")
+                if not is_zero(piece):
+                    writer.write_at(position, piece)
+                    written += len(piece)
+                position += len(piece)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.commit()
+        return {"volume_id": volume_id, "size": length, "bytes_written": written}
+
+    def volume_sha256(self, volume_id: str, job: Job) -> dict[str, Any]:
+        """The sha256 of a volume's content."""
+        size, digest = source_sha256(self.driver, VolumeRef(volume_id), job)
+        return {"volume_id": volume_id, "size": size, "sha256": digest}
+
+    def list_snapshots(self, volume_id: str) -> dict[str, Any]:
+        """The ids of a volume's snapshots (`FileDriver` layout: ``.snapshots/<id>/``)."""
+        folder = os.path.join(self.driver.root, ".snapshots", validate_id("volume id", volume_id))
+        try:
+            names = sorted(n for n in os.listdir(folder) if _is_id(n))
+        except FileNotFoundError:
+            names = []
+        if not names and not any(v.volume_id == volume_id for v in self.driver.list_volumes()):
+            raise VolumeNotFound(f"no volume {VolumeRef(volume_id)}")
+        return {"volume_id": volume_id, "snapshots": names}
+
+    # -- capabilities --
+
+    def create_snapshot(self, volume_id: str, body: Mapping[str, Any], job: Job) -> dict[str, Any]:
+        """snapshot: take a snapshot."""
+        ref = self.driver.create_snapshot(VolumeRef(volume_id), _str(body, "snapshot_id"))
+        return {"volume_id": ref.volume_id, "snapshot_id": ref.snapshot_id}
+
+    def delete_snapshot(self, volume_id: str, snapshot_id: str) -> dict[str, Any]:
+        """snapshot: delete a snapshot (idempotent)."""
+        self.driver.delete_snapshot(SnapshotRef(volume_id, snapshot_id))
+        return {}
+
+    def push(self, body: Mapping[str, Any], job: Job) -> dict[str, Any]:
+        """push-to-object-store: write a volume or snapshot into a store."""
+        source = _source(body.get("source"))
+        spec = spec_from_json(body.get("store"))
+        chunk_size, codec = _int(body, "chunk_size"), _str(body, "codec")
+        check_chunking(chunk_size, codec)
+        started = time.monotonic()
+        pushed = push_volume(
+            self.driver, source, open_store(spec), chunk_size, codec, threads=self.threads, job=job
+        )
+        log.info(
+            "push %s -> store %r (%s, %s): %d chunks, %d bytes read, %d written, %.2f s",
+            source,
+            spec.name,
+            spec.driver,
+            codec,
+            len(pushed.chunks),
+            pushed.bytes_read,
+            pushed.bytes_written,
+            time.monotonic() - started,
+        )
+        return pushed_to_json(pushed)
+
+    def pull(self, body: Mapping[str, Any], job: Job) -> dict[str, Any]:
+        """pull-from-object-store: fill a volume from chunks in a store."""
+        target = body.get("target")
+        if not isinstance(target, dict):
+            raise ValueError("target: expected {volume_id}")
+        ref = VolumeRef(str(target.get("volume_id", "")))
+        spec = spec_from_json(body.get("store"))
+        size, chunks = _int(body, "size"), chunks_from_json(body.get("chunks"))
+        check_layout(size, chunks)
+        started = time.monotonic()
+        written = pull_volume(
+            self.driver, ref, size, open_store(spec), chunks, threads=self.threads, job=job
+        )
+        log.info(
+            "pull store %r (%s) -> %s: %d chunks, %d bytes written, %.2f s",
+            spec.name,
+            spec.driver,
+            ref,
+            len(chunks),
+            written,
+            time.monotonic() - started,
+        )
+        return {"volume_id": ref.volume_id, "size": size, "bytes_written": written}
+
+    def replicate(self, body: Mapping[str, Any], job: Job) -> dict[str, Any]:
+        """replicate-to-peer: send a volume or snapshot to a peer target."""
+        source, target = _source(body.get("source")), _target(body.get("target"))
+        peer = peer_from_json(body.get("peer"))
+        started = time.monotonic()
+        done = send_volume(self.driver, source, peer, target, job=job)
+        log.info(
+            "replicate %s -> %s on peer %s: %d of %d bytes sent, %.2f s",
+            source,
+            target,
+            peer.url,
+            done.bytes_sent,
+            done.size,
+            time.monotonic() - started,
+        )
+        return {"volume_id": target.volume_id, "size": done.size, "bytes_sent": done.bytes_sent}
+
+
+def _int(body: Mapping[str, Any], name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative integer")
+    return value
+
+
+def _str(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string")
+    return value
+
+
+def _source(value: object) -> Source:
+    if not isinstance(value, dict):
+        raise ValueError("source: expected {volume_id, snapshot_id}")
+    volume_id, snapshot_id = str(value.get("volume_id", "")), value.get("snapshot_id")
+    if snapshot_id is None:
+        return VolumeRef(volume_id)
+    return SnapshotRef(volume_id, str(snapshot_id))
+
+
+def _target(value: object) -> VolumeRef:
+    if not isinstance(value, dict):
+        raise ValueError("target: expected {volume_id}")
+    return VolumeRef(str(value.get("volume_id", "")))
+
+
+def _is_id(name: str) -> bool:
+    try:
+        validate_id("id", name)
+    except InvalidName:
+        return False
+    return True
+
+
+# -- HTTP --------------------------------------------------------------------------

@@ -1,0 +1,679 @@
+"""The target's data paths: push, pull, send and receive a volume.
+
+`push_volume` writes a volume (or snapshot) into an object store as
+content-addressed chunks; `pull_volume` fills a volume from them;
+`send_volume` streams a volume's frames to a peer target and
+`receive_volume` reads such a stream into a new copy of a volume (the
+frame format is in `pieceworks.drivers.remote.protocol`). Each reports
+progress and honours cancellation through a `Job`. None of this knows HTTP
+beyond the peer connection of `send_volume` and the request body of
+`receive_volume`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import io
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from pieceworks.drivers.file import FileDriver
+from pieceworks.drivers.remote.protocol import (
+    API_VERSION,
+    FRAME_DATA,
+    FRAME_HEADER,
+    FRAMES_TYPE,
+    MAX_CHUNK,
+    MAX_FRAME,
+    MIN_CHUNK,
+    PIECE,
+    Peer,
+    read_answer,
+)
+from pieceworks.protocols import (
+    BackendError,
+    ChunkRef,
+    ConfigError,
+    CorruptionError,
+    Extent,
+    IObjectStore,
+    ObjectNotFound,
+    PieceworksError,
+    PushedVolume,
+    ReplicatedVolume,
+    SnapshotRef,
+    Source,
+    TransientError,
+    UnsupportedCodec,
+    VolumeRef,
+    VolumeWriter,
+)
+from pieceworks.protocols.chunks import (
+    CODECS,
+    chunk_key,
+    decode_chunk,
+    digest_of,
+    encode_chunk,
+    is_zero,
+)
+
+log = logging.getLogger(__name__)
+_ZERO_PIECE = bytes(PIECE)
+_MAX_LINE = 4096  # the longest line of a chunked body's framing
+
+
+class OperationCancelled(PieceworksError):
+    """The manager went away; the operation stopped and undid what it could."""
+
+
+class Job:
+    """A long operation's progress and cancel flag, shared with its HTTP handler."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+        self.cancelled = threading.Event()
+        self.started = time.monotonic()
+
+    def check(self) -> None:
+        """Raise `OperationCancelled` if the manager went away."""
+        if self.cancelled.is_set():
+            raise OperationCancelled("the manager went away: operation cancelled")
+
+
+@cache
+def _codec_by_header() -> dict[bytes, str]:
+    """Each codec's 4-byte object header, as `encode_chunk` writes it."""
+    return {encode_chunk(b"", c)[:4]: c for c in CODECS}
+
+
+def _chunk_indices(extents: Sequence[Extent], size: int, chunk_size: int) -> Iterator[int]:
+    """Indices of the chunks that intersect `extents`, ascending, each once."""
+    last = -1
+    for e in sorted(extents):
+        end = min(e.end, size)
+        if end <= e.offset:
+            continue
+        first, stop = max(e.offset // chunk_size, last + 1), (end - 1) // chunk_size + 1
+        yield from range(first, stop)
+        last = max(last, stop - 1)
+
+
+class _Push:
+    """One push: worker threads hash, compress and store the chunks the caller reads."""
+
+    def __init__(self, store: IObjectStore, codec: str) -> None:
+        self.store, self.codec = store, codec
+        self.lock = threading.Lock()
+        self.known: dict[str, tuple[str, int]] = {}
+        self.inflight: dict[str, threading.Event] = {}
+        self.stop = threading.Event()
+        self.bytes_written = 0
+
+    def store_chunk(self, buffer: bytearray, offset: int, length: int) -> ChunkRef | None:
+        """Make sure one chunk's object is stored; None for an all-zero chunk."""
+        if self.stop.is_set():
+            return None
+        # A full bytearray compares with one memcmp in is_zero; a slice is copied.
+        plain = buffer if length == len(buffer) else buffer[:length]
+        if is_zero(plain):
+            return None
+        digest = digest_of(plain)
+        with self.lock:
+            hit = self.known.get(digest)
+            other = self.inflight.get(digest) if hit is None else None
+            if hit is None and other is None:
+                self.inflight[digest] = threading.Event()
+        if other is not None:  # another worker is storing the same bytes
+            other.wait()
+            with self.lock:
+                hit = self.known.get(digest)
+            if hit is None:
+                raise BackendError(f"chunk {digest} at offset {offset} could not be stored")
+        if hit is not None:
+            return ChunkRef(offset, length, digest, hit[0], hit[1])
+        stored_as: tuple[str, int] | None = None
+        try:
+            stored_as = self._store_new(plain, digest, offset)
+        finally:
+            with self.lock:
+                if stored_as is not None:
+                    self.known[digest] = stored_as
+                self.inflight.pop(digest).set()
+        return ChunkRef(offset, length, digest, stored_as[0], stored_as[1])
+
+    def _store_new(self, plain: bytearray, digest: str, offset: int) -> tuple[str, int]:
+        """Reuse an intact stored object, else encode and put; (codec, stored length)."""
+        key = chunk_key(digest)
+        try:
+            existing = self.store.get(key)
+        except ObjectNotFound:
+            existing = None
+        if existing is not None:
+            try:
+                decode_chunk(existing, digest, len(plain), offset)
+                return _codec_by_header()[existing[:4]], len(existing)
+            except CorruptionError as exc:
+                log.warning("replacing a damaged chunk object %s: %s", key, exc)
+        encoded = encode_chunk(plain, self.codec)
+        self.store.put(key, encoded)
+        with self.lock:
+            self.bytes_written += len(encoded)
+        return self.codec, len(encoded)
+
+
+def push_volume(
+    driver: FileDriver,
+    source: Source,
+    store: IObjectStore,
+    chunk_size: int,
+    codec: str,
+    *,
+    threads: int = 2,
+    depth: int = 4,
+    job: Job | None = None,
+) -> PushedVolume:
+    """Write `source` into `store` as content-addressed chunks (push-to-object-store).
+
+    Chunks outside the source's allocated extents are holes and are not
+    read; all-zero chunks are holes too. The calling thread reads into at
+    most `depth` reused buffers; `threads` workers hash, compress and store
+    (each of those releases the GIL). A chunk whose object is already
+    stored and intact is not written again. On any error the workers stop
+    and the first error is raised; objects already written stay,
+    unreferenced, for garbage collection.
+    """
+    check_chunking(chunk_size, codec)
+    job = job or Job()
+    push = _Push(store, codec)
+    chunks: list[ChunkRef] = []
+    bytes_read = 0
+    with closing(driver.open_read(source)) as reader:
+        size = reader.size
+        indices = _chunk_indices(driver.allocated_extents(source), size, chunk_size)
+        job.total = size
+        pending: deque[tuple[Future[ChunkRef | None], bytearray, int]] = deque()
+        free: list[bytearray] = []
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="pieceworks-push")
+
+        def collect() -> None:
+            future, buffer, end = pending.popleft()
+            ref = future.result()
+            free.append(buffer)
+            if ref is not None:
+                chunks.append(ref)
+            job.done = end
+
+        try:
+            for index in indices:
+                job.check()
+                if len(pending) >= depth:
+                    collect()
+                offset = index * chunk_size
+                length = min(chunk_size, size - offset)
+                buffer = free.pop() if free else bytearray(min(chunk_size, size))
+                n = reader.readinto_at(offset, memoryview(buffer)[:length])
+                bytes_read += n
+                if n != length:
+                    raise BackendError(
+                        f"short read at offset {offset}: {n} of {length} bytes; the source"
+                        f" is shorter than its size {size}"
+                    )
+                future = pool.submit(push.store_chunk, buffer, offset, length)
+                pending.append((future, buffer, offset + length))
+            while pending:
+                collect()
+        except BaseException:
+            push.stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    job.done = size
+    return PushedVolume(size, tuple(chunks), bytes_read, push.bytes_written)
+
+
+def _fetch(store: IObjectStore, ref: ChunkRef) -> bytes:
+    """One chunk's plain bytes, checked against its hash (`CorruptionError` if not)."""
+    try:
+        stored = store.get(chunk_key(ref.digest))
+    except ObjectNotFound:
+        raise CorruptionError(
+            f"chunk {ref.digest} at offset {ref.offset} is missing from the store", ref.offset
+        ) from None
+    return decode_chunk(stored, ref.digest, ref.length, ref.offset)
+
+
+def pull_volume(
+    driver: FileDriver,
+    target: VolumeRef,
+    size: int,
+    store: IObjectStore,
+    chunks: Sequence[ChunkRef],
+    *,
+    threads: int = 2,
+    depth: int = 4,
+    job: Job | None = None,
+) -> int:
+    """Make `target` a `size`-byte volume holding `chunks` (pull-from-object-store).
+
+    Workers fetch and check chunks at most `depth` ahead; the calling thread
+    writes them in order into a new copy of the volume, committed only when
+    every chunk was checked and written. On any error (a corrupt or missing
+    chunk raises `CorruptionError` with its offset) the copy is discarded
+    and `target` stays as it was. Return the bytes written.
+    """
+    check_layout(size, chunks)
+    job = job or Job()
+    job.total = size
+    written = 0
+    writer = driver.open_write(target, size)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="pieceworks-pull")
+    pending: deque[tuple[Future[bytes], ChunkRef]] = deque()
+    try:
+
+        def write_oldest() -> None:
+            nonlocal written
+            future, ref = pending.popleft()
+            writer.write_at(ref.offset, future.result())
+            written += ref.length
+            job.done = ref.offset + ref.length
+
+        for ref in chunks:
+            job.check()
+            if len(pending) >= depth:
+                write_oldest()
+            pending.append((pool.submit(_fetch, store, ref), ref))
+        while pending:
+            write_oldest()
+        job.check()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.abort()
+        raise
+    pool.shutdown(wait=True)
+    writer.commit()
+    job.done = size
+    return written
+
+
+def check_chunking(chunk_size: int, codec: str) -> None:
+    if codec not in CODECS:
+        raise UnsupportedCodec(f"unknown codec {codec!r}: this target produces zstd, zlib, none")
+    if not MIN_CHUNK <= chunk_size <= MAX_CHUNK:
+        raise ConfigError(
+            f"chunk size {chunk_size} out of range: use {MIN_CHUNK} to {MAX_CHUNK} bytes"
+        )
+
+
+def check_layout(size: int, chunks: Sequence[ChunkRef]) -> None:
+    """Refuse chunks that overlap, fall outside the volume or are not sorted."""
+    if size < 0:
+        raise ValueError(f"negative volume size {size}")
+    end = 0
+    for ref in chunks:
+        chunk_key(ref.digest)  # InvalidName for a malformed digest
+        if ref.offset < end or ref.length <= 0 or ref.offset + ref.length > size:
+            raise ValueError(
+                f"chunk at offset {ref.offset} (length {ref.length}) overlaps another, is"
+                f" empty or lies outside the {size}-byte volume"
+            )
+        if ref.length > MAX_CHUNK:
+            raise ValueError(f"chunk at offset {ref.offset} is longer than {MAX_CHUNK} bytes")
+        end = ref.offset + ref.length
+
+
+def source_sha256(driver: FileDriver, source: Source, job: Job) -> tuple[int, str]:
+    """Size and sha256 of `source`; holes are hashed as zeros without being read."""
+    h = hashlib.sha256()
+    buffer = bytearray(PIECE)
+    with closing(driver.open_read(source)) as reader:
+        size = reader.size
+        job.total = size
+        position = 0
+        for extent in [*driver.allocated_extents(source), Extent(size, 0)]:
+            while position < min(extent.offset, size):  # a hole: zeros
+                n = min(PIECE, extent.offset - position)
+                h.update(memoryview(_ZERO_PIECE)[:n])
+                position += n
+            while position < min(extent.end, size):
+                job.check()
+                n = reader.readinto_at(
+                    position, memoryview(buffer)[: min(PIECE, extent.end - position)]
+                )
+                if n == 0:
+                    raise BackendError(f"short read at offset {position} of {source}")
+                h.update(memoryview(buffer)[:n])
+                position += n
+                job.done = position
+    return size, h.hexdigest()
+
+
+# -- replication between targets: the frame stream ---------------------------------
+
+
+def _pieces(extents: Sequence[Extent], size: int) -> Iterator[tuple[int, int]]:
+    """``(offset, length)`` of the pieces to read: the extents cut at `FRAME_DATA` multiples."""
+    position = 0
+    for extent in sorted(extents):
+        offset, end = max(extent.offset, position), min(extent.end, size)
+        while offset < end:
+            stop = min(end, (offset // FRAME_DATA + 1) * FRAME_DATA)
+            yield offset, stop - offset
+            offset = stop
+        position = max(position, end)
+
+
+def _describe(source: Source) -> str:
+    if isinstance(source, SnapshotRef):
+        return f"snapshot {source.snapshot_id!r} of volume {source.volume_id!r}"
+    return f"volume {source.volume_id!r}"
+
+
+def _peer_failure(exc: BaseException, peer: Peer, what: str) -> PieceworksError:
+    """The protocol error for an exchange with `peer` that failed below HTTP."""
+    context = f"peer {peer.url}: {what}"
+    if isinstance(exc, PieceworksError):
+        return exc
+    if isinstance(exc, ConnectionRefusedError):
+        return TransientError(f"{context}: connection refused (is the peer target running?)")
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"{context}: no answer within {peer.timeout:g} s")
+    if isinstance(exc, (OSError, http.client.IncompleteRead)):
+        return TransientError(f"{context}: connection lost: {type(exc).__name__}: {exc}")
+    return BackendError(f"{context}: bad answer: {type(exc).__name__}: {exc}")
+
+
+def _peer_call(peer: Peer, method: str, path: str, what: str) -> dict[str, Any]:
+    """One small request to `peer`: its JSON answer or the mapped error."""
+    conn = http.client.HTTPConnection(peer.host, peer.port, timeout=peer.timeout)
+    try:
+        conn.request(method, peer.base + path, headers=peer.headers())
+        return read_answer(conn.getresponse(), f"peer {peer.url}: {what}")
+    except (OSError, http.client.HTTPException) as exc:
+        raise _peer_failure(exc, peer, what) from exc
+    finally:
+        conn.close()
+
+
+def _answer_after(
+    conn: http.client.HTTPConnection, failure: OSError, peer: Peer, what: str
+) -> PieceworksError:
+    """The error for a send that failed: the peer's own answer if it gave one first.
+
+    A peer that refuses a stream (bad frame, busy, ...) answers and closes,
+    and the sender then fails to write; its answer says why.
+    """
+    if not isinstance(failure, TimeoutError):
+        try:
+            read_answer(conn.getresponse(), f"peer {peer.url}: {what}")
+        except PieceworksError as answered:
+            return answered
+        except (OSError, http.client.HTTPException):
+            pass
+    return _peer_failure(failure, peer, what)
+
+
+def send_volume(
+    driver: FileDriver,
+    source: Source,
+    peer: Peer,
+    target: VolumeRef,
+    *,
+    job: Job | None = None,
+) -> ReplicatedVolume:
+    """Copy `source` into volume `target` of the target `peer` (replicate-to-peer).
+
+    Checks the token and the API first (``GET /v1/info``), then streams the
+    frames of the source's allocated extents (all-zero pieces skipped) as a
+    chunked ``PUT /v1/volumes/<target>/receive?size=N``, one reused buffer
+    of `FRAME_DATA` bytes at a time, and reads the peer's outcome (a plain
+    answer, or progress lines while it commits). Returns the size and the
+    volume bytes sent. The peer keeps its old volume on any failure; a job
+    cancelled meanwhile (the manager went away) closes the connection
+    before the end frame, so the peer discards its copy.
+    """
+    job = job or Job()
+    what = f"send {_describe(source)} as volume {target.volume_id!r}"
+    frames = sent = 0
+    with closing(driver.open_read(source)) as reader:
+        size = reader.size
+        extents = driver.allocated_extents(source)
+        job.total = size
+        info = _peer_call(peer, "GET", "/v1/info", "check the peer")
+        if info.get("api") != API_VERSION:
+            raise BackendError(
+                f"peer {peer.url}: speaks API {info.get('api')!r}, this target {API_VERSION}"
+            )
+        conn = http.client.HTTPConnection(peer.host, peer.port, timeout=peer.timeout)
+        try:
+            try:
+                conn.putrequest(
+                    "PUT",
+                    f"{peer.base}/v1/volumes/{target.volume_id}/receive?size={size}",
+                    skip_accept_encoding=True,
+                )
+                for name, value in {
+                    **peer.headers(),
+                    "Content-Type": FRAMES_TYPE,
+                    "Transfer-Encoding": "chunked",
+                }.items():
+                    conn.putheader(name, value)
+                conn.endheaders()
+                listing = hashlib.sha256()
+                buffer = bytearray(max(1, min(FRAME_DATA, size)))
+                for offset, length in _pieces(extents, size):
+                    job.check()
+                    view = memoryview(buffer)[:length]
+                    n = reader.readinto_at(offset, view)
+                    if n != length:
+                        raise BackendError(
+                            f"short read at offset {offset}: {n} of {length} bytes; the"
+                            f" source is shorter than its size {size}"
+                        )
+                    if not is_zero(view):
+                        header = FRAME_HEADER.pack(offset, length, hashlib.sha256(view).digest())
+                        listing.update(header)
+                        conn.send(b"%x\r\n%b" % (len(header) + length, header))
+                        conn.send(view)
+                        conn.send(b"\r\n")
+                        frames += 1
+                        sent += length
+                    job.done = offset + length
+                job.check()
+                end = FRAME_HEADER.pack(frames, 0, listing.digest())
+                conn.send(b"%x\r\n%b\r\n0\r\n\r\n" % (len(end), end))
+            except OSError as exc:
+                raise _answer_after(conn, exc, peer, what) from exc
+            out = read_answer(conn.getresponse(), f"peer {peer.url}: {what}")
+        except CorruptionError as exc:
+            # The source's bytes were hashed as read: a frame was damaged on the way.
+            raise BackendError(f"{exc} (damaged on the way; the peer discarded its copy)") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise _peer_failure(exc, peer, what) from exc
+        finally:
+            conn.close()
+    if out.get("frames") != frames or out.get("size") != size:
+        raise BackendError(f"peer {peer.url}: {what}: the peer reports {out}, not {frames} frames")
+    job.done = size
+    return ReplicatedVolume(size, sent)
+
+
+class RequestBody:
+    """A request body read exactly as sent: by ``Content-Length`` or chunked.
+
+    `rfile` is the connection's reading side; `length` the ``Content-Length``
+    or None for chunked transfer coding. A connection that ends (or fails)
+    before the body does is a `TransientError` ("the sender went away").
+    """
+
+    def __init__(self, rfile: io.BufferedIOBase, length: int | None) -> None:
+        self._rfile = rfile
+        self._chunked = length is None
+        self._left = length or 0
+        self._started = self._done = False
+
+    def readinto(self, view: memoryview) -> int:
+        """Read up to ``len(view)`` bytes of the body; 0 only at its end."""
+        while self._left == 0:
+            if self._done or not self._chunked:
+                return 0
+            self._next_chunk()
+        try:
+            n = self._rfile.readinto(view[: self._left])
+        except OSError as exc:
+            raise _gone(exc) from exc
+        if not n:
+            raise _gone(None)
+        self._left -= n
+        return n
+
+    def readinto_exact(self, view: memoryview) -> None:
+        """Fill `view`; `ValueError` if the body ends first."""
+        done = 0
+        while done < len(view):
+            n = self.readinto(view[done:])
+            if n == 0:
+                raise ValueError(f"the request body ended {len(view) - done} bytes early")
+            done += n
+
+    def at_end(self) -> bool:
+        """Whether the whole body has been read (reads one byte if not)."""
+        return self.readinto(memoryview(bytearray(1))) == 0
+
+    def drain(self, limit: int) -> None:
+        """Read and drop up to `limit` bytes of what is left; never raise."""
+        buffer = memoryview(bytearray(PIECE))
+        try:
+            while limit > 0 and (n := self.readinto(buffer)):
+                limit -= n
+        except (PieceworksError, ValueError, OSError):
+            return
+
+    def _next_chunk(self) -> None:
+        if self._started and self._line():
+            raise ValueError("malformed chunked body: no CRLF after a chunk")
+        self._started = True
+        text = self._line().split(b";", 1)[0].strip()
+        if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", text):
+            raise ValueError(f"malformed chunked body: chunk size {text[:20]!r}")
+        self._left = int(text, 16)
+        if self._left == 0:
+            while self._line():  # trailer fields, up to the empty line
+                pass
+            self._done = True
+
+    def _line(self) -> bytes:
+        try:
+            line = self._rfile.readline(_MAX_LINE + 1)
+        except OSError as exc:
+            raise _gone(exc) from exc
+        if not line:
+            raise _gone(None)
+        if len(line) > _MAX_LINE or not line.endswith(b"\n"):
+            raise ValueError("malformed chunked body: line too long")
+        return line.rstrip(b"\r\n")
+
+
+def _gone(exc: OSError | None) -> TransientError:
+    why = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    return TransientError(f"the sender went away before the end of the request body{why}")
+
+
+@dataclass
+class Received:
+    """A volume received in full and checked, not yet committed (`writer.commit`)."""
+
+    writer: VolumeWriter
+    size: int
+    frames: int
+    bytes_written: int
+
+
+def receive_volume(
+    driver: FileDriver,
+    target: VolumeRef,
+    size: int,
+    body: RequestBody,
+    *,
+    depth: int = 4,
+    job: Job | None = None,
+) -> Received:
+    """Read the frames of a replication into a new copy of volume `target`.
+
+    Each frame's sha256 is checked before it is written (a mismatch is a
+    `CorruptionError` with its offset); frames must be in ascending order,
+    inside the volume and at most `MAX_FRAME` bytes; the end frame must
+    count the data frames and hash their headers, and must end the body.
+    The calling thread receives and checks frames into at most `depth`
+    reused buffers while one worker thread writes them. On any error (the
+    sender gone, a timeout, a bad frame) the copy is discarded and `target`
+    stays as it was. The caller commits (or aborts) the returned writer.
+    """
+    job = job or Job()
+    job.total = size
+    writer = driver.open_write(target, size)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pieceworks-receive")
+    pending: deque[tuple[Future[None], bytearray]] = deque()
+    free: list[bytearray] = []
+    try:
+        header = bytearray(FRAME_HEADER.size)
+        listing = hashlib.sha256()
+        frames = written = end = 0
+        while True:
+            job.check()
+            body.readinto_exact(memoryview(header))
+            offset, length, digest = FRAME_HEADER.unpack(header)
+            if length == 0:
+                break
+            if length > MAX_FRAME or offset < end or offset + length > size:
+                raise ValueError(
+                    f"frame at offset {offset} ({length} bytes) overlaps the one before, lies"
+                    f" outside the {size}-byte volume or is longer than {MAX_FRAME} bytes"
+                )
+            if len(pending) >= depth:
+                future, done = pending.popleft()
+                future.result()
+                free.append(done)
+            buffer = free.pop() if free else bytearray(length)
+            if len(buffer) < length:
+                buffer = bytearray(length)
+            view = memoryview(buffer)[:length]
+            body.readinto_exact(view)
+            if not hmac.compare_digest(hashlib.sha256(view).digest(), digest):
+                raise CorruptionError(
+                    f"frame at offset {offset} ({length} bytes) fails its sha256", offset
+                )
+            pending.append((pool.submit(writer.write_at, offset, view), buffer))
+            listing.update(header)
+            frames, written, end = frames + 1, written + length, offset + length
+            job.done = end
+        if offset != frames or not hmac.compare_digest(digest, listing.digest()):
+            raise BackendError(
+                f"the end frame counts {offset} frames (received {frames}) or does not match"
+                " their headers: a frame was lost or changed"
+            )
+        if not body.at_end():
+            raise ValueError("data after the end frame")
+        while pending:
+            pending.popleft()[0].result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.abort()
+        raise
+    pool.shutdown(wait=True)
+    job.done = size
+    return Received(writer, size, frames, written)
+
+
+# -- the service -------------------------------------------------------------------
