@@ -321,6 +321,23 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     )
     gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
 
+    recover = b.add(
+        sub,
+        "recover",
+        "recover:run_recover",
+        summary="remove what crashed runs left behind (leases, locks, temporaries)",
+        description=(
+            "Remove what killed or crashed runs left behind, on every configured store and\n"
+            "backend: leases and locks of dead owners (same host: the process is gone;\n"
+            "another host: not renewed for 2 minutes), the temporary snapshots their run\n"
+            "journals name, and temporary files (.tmp-*, .incoming) of dead writers. What a\n"
+            "live run owns is kept. Every item is listed with the reason. Then run gc to\n"
+            "remove chunks no backup references."
+        ),
+        codes=(_FAILED, _NOT_FOUND),
+    )
+    recover.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+
     b.add(
         sub,
         "config",
