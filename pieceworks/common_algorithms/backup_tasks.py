@@ -51,6 +51,7 @@ from pieceworks.common_algorithms.manifest import (
 )
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import BackupRequest
+from pieceworks.common_algorithms.reverts import guarded
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
@@ -142,13 +143,22 @@ class TakeLease(_BackupTask):
 
     def execute(self) -> dict[str, str]:
         lease = acquire_lease(self.store.objects, self.request.backup_id)
-        failpoint("backup.lease-taken")
+        try:
+            failpoint("backup.lease-taken")
+        except BaseException:  # TaskFlow reverts a failed task without its result
+            release_lease(self.store.objects, self.request.backup_id, lease.token)
+            raise
         return {"token": lease.token}
 
     def revert(self, result: object, **kwargs: Any) -> None:
         """Remove the lease if this run took it (a refused run took nothing)."""
         if isinstance(result, dict) and result.get("token"):
-            release_lease(self.store.objects, self.request.backup_id, str(result["token"]))
+            token = str(result["token"])
+            guarded(
+                self,
+                "release the store lease",
+                lambda: release_lease(self.store.objects, self.request.backup_id, token),
+            )
 
 
 class PrepareSource(_BackupTask):
@@ -201,11 +211,15 @@ class PrepareSource(_BackupTask):
         if not self._wants_snapshot(strategy):
             return
         entry = self._entry(strategy, lease["token"])
-        self.backend.use(ISnapshot).delete_snapshot(
-            SnapshotRef(entry["volume_id"], entry["snapshot_id"])
-        )
-        forget_temporary(self.store.objects, lease["token"], entry)
-        failpoint("backup.source-reverted")
+
+        def undo() -> None:
+            self.backend.use(ISnapshot).delete_snapshot(
+                SnapshotRef(entry["volume_id"], entry["snapshot_id"])
+            )
+            forget_temporary(self.store.objects, lease["token"], entry)
+            failpoint("backup.source-reverted")
+
+        guarded(self, f"delete the temporary snapshot {entry['snapshot_id']}", undo)
 
 
 class TransferChunks(_BackupTask):
