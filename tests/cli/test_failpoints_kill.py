@@ -265,7 +265,7 @@ def test_a_kill_at_each_failpoint_keeps_every_invariant(site: Site, point: Point
         site.ok("verify", str(row["id"]))
     # 3. nothing blocks: gc runs (not deferred), a backup starts at once
     gc = site.call("gc", "--json")
-    assert gc.code == ExitCode.OK, gc
+    assert gc.code == ExitCode.OK and gc.json()["deferred_by"] == [], gc
     assert site.json("backup", "--volume", "vol", "--chunk-size", CHUNK)
     # 4. the killed operation runs again
     again = point.command(ids)
