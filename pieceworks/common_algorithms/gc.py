@@ -28,7 +28,8 @@ before the collector looked is protected by its manifest, which the
 collector reads after looking at leases.
 
 Markers name their owner (host, pid, process start time, run token; see
-`leases`). A marker of a dead owner on this host is stale at once; one of
+`leases`). A collection also removes the store's temporary files whose
+writer died (the cheap part of ``pieceworks recover``). A marker of a dead owner on this host is stale at once; one of
 an owner on another host once it has not been renewed for the TTL (default
 2 minutes; holders renew every 20 s on a thread). A stale marker is
 ignored and reported, and a collector removes it: a killed backup or
@@ -229,6 +230,7 @@ def collect_garbage(
         if not dry_run:
             for key in stale_keys:
                 store.delete(key)
+            _sweep_temporary(store)
         failpoint("gc.before-unlock")
         return GCReport(len(manifests), len(referenced), deleted, freed, (), stale_keys, dry_run)
     finally:
@@ -258,6 +260,15 @@ def delete_backup(
     failpoint("delete.manifest-removed")
     report = collect_garbage(store, lease_ttl=lease_ttl) if collect else None
     return DeleteReport(backup_id, report)
+
+
+def _sweep_temporary(store: IObjectStore) -> None:
+    """Remove temporary files of dead writers, for stores that can tell (`PosixStore`)."""
+    sweep = getattr(store, "sweep_temporary", None)
+    if callable(sweep):
+        for path, left, reason in sweep():
+            if left:
+                log.info("removed %s: %s", path, reason)
 
 
 def _head(store: IObjectStore, key: str) -> ObjectInfo | None:
