@@ -29,11 +29,11 @@ collector reads after looking at leases.
 
 Markers name their owner (host, pid, process start time, run token; see
 `leases`). A collection also removes the store's temporary files whose
-writer died (the cheap part of ``pieceworks recover``). A marker of a dead owner on this host is stale at once; one of
-an owner on another host once it has not been renewed for the TTL (default
-2 minutes; holders renew every 20 s on a thread). A stale marker is
-ignored and reported, and a collector removes it: a killed backup or
-collector blocks nobody. Ages are measured on the store's clock.
+writer died (the cheap part of ``pieceworks recover``). A marker of a dead
+owner on this host is stale at once; one of an owner on another host once
+it has not been renewed for the TTL (default 2 minutes; holders renew every
+20 s on a thread). A stale marker is ignored and reported, and a collector
+removes it: a killed backup or collector blocks nobody. Ages are measured on the store's clock.
 """
 
 from __future__ import annotations
