@@ -12,15 +12,13 @@ import logging
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
-from typing import cast
-
-from taskflow.persistence import backends as persistence_backends
+from typing import TYPE_CHECKING, cast
 
 from pieceworks.cli.config import Config, Section, load_config
 from pieceworks.cli.exit_codes import CliError
 from pieceworks.cli.output import Output
 from pieceworks.cli.progress import Progress, mode_for
-from pieceworks.common_algorithms import Backend, EngineOptions, Store, register_backend
+from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.protocols import (
     BackendSpec,
     ConfigError,
@@ -32,13 +30,16 @@ from pieceworks.protocols import (
     VolumeNotFound,
     VolumeRef,
 )
-from pieceworks.registry import (
+from pieceworks.registry.discovery import (
     DRIVERS_NAMESPACE,
     STORES_NAMESPACE,
     DriverLoadError,
-    Registry,
     load_factory,
 )
+
+if TYPE_CHECKING:  # imported where used: they bring in TaskFlow
+    from pieceworks.common_algorithms.runner import EngineOptions
+    from pieceworks.registry.registry import Registry
 
 __all__ = ["Context", "check_persistence", "open_section"]
 
@@ -82,6 +83,9 @@ def open_section(section: Section, namespace: str) -> object:
 
 def check_persistence(url: str) -> None:
     """Open and close TaskFlow persistence at `url`; `ConfigError`/`CliError` if it fails."""
+    # Imported here: TaskFlow's persistence brings in SQLAlchemy (slow to import).
+    from taskflow.persistence import backends as persistence_backends  # noqa: PLC0415
+
     try:
         backend = persistence_backends.fetch({"connection": url})
     except Exception as exc:
@@ -175,6 +179,9 @@ class Context:
         chosen store; one that completes no backup or restore is left out
         with a warning.
         """
+        from pieceworks.common_algorithms.registration import register_backend  # noqa: PLC0415
+        from pieceworks.registry.registry import Registry  # noqa: PLC0415
+
         registry = Registry()
         store = self.store()
         for backend in self.all_backends():
@@ -205,12 +212,14 @@ class Context:
     # -- running -------------------------------------------------------------
 
     def engine_options(self) -> EngineOptions:
-        """TaskFlow engine and persistence from ``[engine]`` (SQLite under the home).
+        """TaskFlow engine and persistence from ``[engine]`` (no persistence by default).
 
         The persistence backend is opened once here, so that a bad connection
         string is a configuration error (exit 2) and an unreachable database
         one clear message (exit 1), before any work starts.
         """
+        from pieceworks.common_algorithms.runner import EngineOptions  # noqa: PLC0415
+
         url = self.config.persistence
         if url:
             if url.startswith("sqlite:///"):

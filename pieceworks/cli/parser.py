@@ -1,6 +1,7 @@
 """The ``pieceworks`` argument parser: every command, option and help page.
 
-This module is deliberately light (argparse, the exit codes, oslo.utils):
+This module is deliberately light (argparse and the exit codes; oslo.utils
+and importlib.metadata only when a size or ``--version`` is parsed):
 ``--help``, usage errors and configuration errors answer without importing
 TaskFlow. Each subcommand names its implementation as ``handler``
 (``"module:function"`` under `pieceworks.cli.commands`), imported only
@@ -12,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from importlib import metadata
-
-from oslo_utils import strutils
 
 from pieceworks.cli.exit_codes import ExitCode, epilog
 
@@ -49,6 +47,8 @@ def parse_size(text: str) -> int:
         return int(compact)
     if compact[-1:].upper() in ("K", "M", "G", "T"):
         compact += "iB"
+    from oslo_utils import strutils  # noqa: PLC0415 (slow to import: see cli/masking.py)
+
     try:
         return int(strutils.string_to_bytes(compact, "IEC", return_int=True))
     except ValueError:
@@ -245,11 +245,18 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         description=(
             "Fetch every chunk of BACKUP_ID from the store and check its sha256; report\n"
             "every missing or damaged chunk with its volume offset (exit 1 if any).\n"
-            "A damaged manifest is corruption (exit 4)."
+            "A chunk object whose content does not match its hash is moved aside to\n"
+            "quarantine/ in the store, so that the next backup of that data stores it\n"
+            "again. A damaged manifest is corruption (exit 4)."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     verify.add_argument("backup_id", metavar="BACKUP_ID")
+    verify.add_argument(
+        "--no-quarantine",
+        action="store_true",
+        help="only report damaged chunks; leave them where they are (read-only check)",
+    )
 
     listing = b.add(
         sub,
@@ -259,7 +266,8 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         description=(
             "List the backups in the store, oldest first: id, volume, backend, creation\n"
             "time (UTC), volume size, bytes it added to the store, strategy and parent.\n"
-            "A manifest that cannot be read is reported and makes the exit code 4."
+            "A manifest that cannot be read is listed as UNREADABLE, its reason is\n"
+            "printed, and the exit code is 4; every readable backup is still listed."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT),
     )
@@ -404,12 +412,15 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         summary="search the registry of configured backends by attribute",
         description=(
             "Register every configured backend (its driver and its flows) and search by\n"
-            "attribute: a capability name (snapshot, stream-out, push-to-object-store, ...)\n"
-            "or a tag (live-backup, fast-backup, slow-backup, incremental-backup,\n"
-            "sparse-backup, offload-restore, stream-restore, backup, restore, verify,\n"
-            "delete). A match provides every ATTR, at least one --any and no --none.\n"
-            "--backend NAME keeps only that backend's registrations. No match: exit 3\n"
-            "with the registry's explanation (the closest registrations, what each lacks).\n\n"
+            "attribute: a capability as capability:NAME (capability:snapshot,\n"
+            "capability:stream-out, ...) or a tag (live-backup, fast-backup, slow-backup,\n"
+            "incremental-backup, sparse-backup, offload-restore, stream-restore, backup,\n"
+            "restore, verify, delete). A match provides every ATTR, at least one --any\n"
+            "and no --none. --backend NAME keeps only that backend's registrations;\n"
+            "--buildable leaves drivers out. No match: exit 3 with the registry's\n"
+            "explanation (the closest registrations, what each lacks).\n"
+            "--json prints each match's description: build parameters, the symbols it\n"
+            "requires and provides, a summary.\n\n"
             "example: pieceworks find --any fast-backup live-backup --none slow-backup"
         ),
         codes=(_NOT_FOUND,),
@@ -422,6 +433,9 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         "--none", dest="none_of", metavar="ATTR", nargs="+", action="extend", help="none of these"
     )
     find.add_argument("--kind", choices=KINDS, help="only registrations of this kind")
+    find.add_argument(
+        "--buildable", action="store_true", help="only pieces that build a task or flow"
+    )
 
 
 def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -512,10 +526,23 @@ def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _version() -> str:
+    from importlib import metadata  # noqa: PLC0415 (slow to import, only for --version)
+
     try:
         return metadata.version("pieceworks")
     except metadata.PackageNotFoundError:
         return "(not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print ``pieceworks <version>`` and exit (looked up only then)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"pieceworks {_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -527,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(suppress=False)],
     )
-    parser.add_argument("--version", action="version", version=f"pieceworks {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     builder = _Builder(_common_options(suppress=True))
     _tools(builder, sub)

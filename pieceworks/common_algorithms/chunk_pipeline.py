@@ -12,9 +12,13 @@ Backup: the calling thread reads chunks in ascending order (the
 (`encode_chunk` keeps one compressor per thread). A chunk holds its buffer
 until it is hashed and encoded, so at most `depth` chunks are in flight and
 memory stays below about ``(depth + threads) * chunk_size * 2`` whatever the
-volume size. Restore and verify fetch and check chunks on worker threads,
-at most `depth` ahead of the calling thread, which writes (restore) in
-offset order.
+volume size. A store with ``deferred-sync`` (`IDeferredSync`, the POSIX
+store) gets every new chunk with `put_unsynced` and one `sync` of all the
+chunks the backup references that it wrote or found in the store, before
+`backup_chunks` returns: so the disk writes while the threads work, and the
+manifest the caller writes next references durable chunks only. Restore
+and verify fetch and check chunks on worker threads, at most `depth` ahead
+of the calling thread, which writes (restore) in offset order.
 
 All three run entirely in the calling thread's call: when one returns or
 raises, no worker touches the store or the volume any more. A failure on
@@ -52,6 +56,7 @@ from pieceworks.protocols import (
     UnsupportedCodec,
     VolumeReader,
     VolumeWriter,
+    stored_sizes,
 )
 from pieceworks.protocols.chunks import (
     CODECS,
@@ -63,11 +68,13 @@ from pieceworks.protocols.chunks import (
     encode_chunk,
     is_zero,
 )
+from pieceworks.protocols.deferred_sync import IDeferredSync
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "BackupResult",
     "BackupStats",
+    "QUARANTINE_PREFIX",
     "ChunkMissing",
     "ChunkProblem",
     "OperationCancelled",
@@ -75,6 +82,7 @@ __all__ = [
     "RestoreStats",
     "VerifyReport",
     "backup_chunks",
+    "quarantine_chunk",
     "restore_chunks",
     "verify_chunks",
 ]
@@ -109,7 +117,9 @@ class BackupStats:
     counts chunks whose object was already stored (by an earlier backup,
     earlier in this one, or taken from the parent without reading);
     `bytes_deduplicated` is their plain size. `bytes_stored` is the size of
-    the objects this backup wrote.
+    the objects this backup wrote. `chunks_damaged` counts the chunks the
+    store should have held (the parent's, or `known`) but that were missing
+    or not of their recorded size: they were not reused.
     """
 
     bytes_total: int
@@ -121,6 +131,7 @@ class BackupStats:
     chunks_reused: int
     holes: int
     seconds: float
+    chunks_damaged: int = 0
 
     def as_manifest_stats(self) -> dict[str, int]:
         """The figures as `Manifest.stats` entries (``seconds`` as ``elapsed_ms``)."""
@@ -164,13 +175,15 @@ class VerifyReport:
 
     `chunks_checked` and `bytes_checked` count the manifest's chunks and
     their plain bytes (a chunk stored once but listed twice is fetched once
-    and counted twice); `problems` lists every bad chunk, by offset.
+    and counted twice); `problems` lists every bad chunk, by offset;
+    `quarantined` the keys damaged objects were moved to (if asked to).
     """
 
     ok: bool
     chunks_checked: int
     bytes_checked: int
     problems: tuple[ChunkProblem, ...]
+    quarantined: tuple[str, ...] = ()
 
 
 # -- backup -------------------------------------------------------------------
@@ -214,7 +227,11 @@ def backup_chunks(
     How chunks are stored: a chunk whose digest is among the parent's (or
     `reuse`'s) chunks or in `known` (digest -> a `ChunkRef` of an object
     already stored, e.g. `known_chunks` of other manifests) is not sent
-    again and asks the store nothing.
+    again, provided the store still holds its object at the recorded
+    stored size: one batched metadata query (`stored_sizes`) checks them
+    all before the first read. One missing, unreadable or of another size
+    is not reused: it is read from the source (even outside `read_only`)
+    and stored again, so the store heals.
     Any other chunk is fetched from the store and checked: if the object is
     there and intact it is reused (that is how a resumed backup skips what
     it already sent), otherwise it is encoded with `codec` and put. A chunk
@@ -249,10 +266,20 @@ def backup_chunks(
             known = {**(known or {}), **{c.digest: c for c in parent.chunks}}
     if read_only is not None and reuse is None:
         raise ValueError("read_only needs parent (or reuse): the chunks of the ranges not read")
-    plan = _plan(size, chunk_size, extents, read_only, reuse)
     seeds = dict(known or {})
     seeds.update((c.digest, c) for c in (reuse or {}).values())
+    damaged = _damaged_seeds(store, seeds)
+    if damaged:
+        for digest in damaged:
+            del seeds[digest]
+        if reuse is not None:
+            lost = [c for c in reuse.values() if c.digest in damaged]
+            reuse = {o: c for o, c in reuse.items() if c.digest not in damaged}
+            if read_only is not None:  # read again what can no longer be taken
+                read_only = [*read_only, *(Extent(c.offset, c.length) for c in lost)]
+    plan = _plan(size, chunk_size, extents, read_only, reuse)
     run = _BackupRun(reader, store, codec, chunk_size, size, seeds, threads, depth, cancel)
+    run.damaged = damaged
     chunks = run.run(plan, _Reporter(progress, size))
     return BackupResult(chunks, run.stats(time.monotonic() - started))
 
@@ -284,6 +311,10 @@ class _BackupRun:
         self.buffers = 0
         self.bytes_read = self.bytes_stored = self.bytes_dedup = 0
         self.chunks_new = self.chunks_reused = 0
+        # deferred-sync: the keys to make durable before returning (written or found here)
+        self.deferred: IDeferredSync | None = IDeferredSync(store, None)
+        self.unsynced: list[str] = []
+        self.damaged: frozenset[str] = frozenset()  # seeds found missing or of the wrong size
 
     def fail(self, exc: BaseException) -> None:
         """Record the first failure and stop every thread."""
@@ -304,6 +335,7 @@ class _BackupRun:
             chunks_reused=self.chunks_reused,
             holes=total - self.chunks_new - self.chunks_reused,
             seconds=seconds,
+            chunks_damaged=len(self.damaged),
         )
 
     # -- calling thread --
@@ -339,6 +371,8 @@ class _BackupRun:
                 self._drain(pending, chunks, report, block=False)
             if not self._stopping():
                 self._drain(pending, chunks, report, block=True)
+                if self.deferred is not None and self.unsynced:  # before any manifest
+                    self.deferred.sync(self.unsynced)
                 report(self.size, final=True)
         except BaseException as exc:
             self.fail(exc)
@@ -454,21 +488,28 @@ class _BackupRun:
         length, key = len(plain), chunk_key(digest)
         done = False
         try:
-            existing = _fetch_intact(self.store, key, digest, length, offset)
+            existing = None
+            if digest not in self.damaged:  # known bad: replace it without reading it
+                existing = _fetch_intact(self.store, key, digest, length, offset)
             if existing is not None:
                 give_back()
                 codec, stored_length = existing
             else:
-                encoded = encode_chunk(plain, self.codec)
+                encoded = encode_chunk(plain, self.codec)  # "none" if compressing does not pay
                 give_back()
-                self.store.put(key, encoded)
+                if self.deferred is not None:
+                    self.deferred.put_unsynced(key, encoded)
+                else:
+                    self.store.put(key, encoded)
                 failpoint("backup.chunk-stored")
-                codec, stored_length = self.codec, len(encoded)
+                codec, stored_length = codec_of(encoded), len(encoded)
             done = True
         finally:
             with self.lock:
                 if done:
                     self.known[digest] = (codec, stored_length)
+                    if self.deferred is not None:  # one found intact may be a killed run's
+                        self.unsynced.append(key)
                     if existing is None:
                         self.chunks_new += 1
                         self.bytes_stored += stored_length
@@ -477,6 +518,32 @@ class _BackupRun:
                         self.bytes_dedup += length
                 self.inflight.pop(digest).set()
         return ChunkRef(offset, length, digest, codec, stored_length)
+
+
+def _damaged_seeds(store: IObjectStore, seeds: Mapping[str, ChunkRef]) -> frozenset[str]:
+    """Digests of `seeds` whose object is missing, unreadable or not its recorded size.
+
+    One batched metadata query (`stored_sizes`) for them all: a chunk is
+    reused only if the store still holds an object of the size a manifest
+    recorded for it. (Damage that keeps the size is found by verify, which
+    quarantines the object, so that the next backup stores it again.)
+    """
+    if not seeds:
+        return frozenset()
+    keys = {chunk_key(d): d for d in seeds}
+    sizes = stored_sizes(store, keys)
+    damaged = frozenset(d for k, d in keys.items() if sizes.get(k) != seeds[d].stored_length)
+    for digest in sorted(damaged):
+        key, ref = chunk_key(digest), seeds[digest]
+        found = sizes.get(key)
+        log.warning(
+            "chunk %s (offset %d of an earlier backup) is %s in the store; not reusing it: it is"
+            " stored again if this backup still needs it",
+            key,
+            ref.offset,
+            "missing or unreadable" if found is None else f"{found} bytes, not {ref.stored_length}",
+        )
+    return damaged
 
 
 def _plain(buffer: bytearray, length: int) -> bytearray | memoryview:
@@ -588,7 +655,8 @@ def restore_chunks(
     sha256); the calling thread writes them in offset order with
     `writer.write_at`. Holes are not written (the writer's volume reads as
     zeros there). If a chunk is damaged, `CorruptionError` is raised with
-    its offset (`ChunkMissing` if its object is gone) before anything of it
+    its offset, its digest and the backup's id (`ChunkMissing` if its
+    object is gone) before anything of it
     is written; chunks before it may have been written, so the caller must
     then `abort` the writer (and `commit` it only after a normal return).
     This function calls neither.
@@ -602,16 +670,19 @@ def restore_chunks(
         stored = _get_chunk(store, ref)
         return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset)
 
-    with closing(
-        _ordered_map(fetch, manifest.chunks, threads, depth, cancel, "pieceworks-restore")
-    ) as results:
-        for ref, (stored_length, plain) in results:
-            writer.write_at(ref.offset, plain)
-            failpoint("restore.chunk-written")
-            written += len(plain)
-            fetched += stored_length
-            count += 1
-            report(ref.offset + ref.length)
+    try:
+        with closing(
+            _ordered_map(fetch, manifest.chunks, threads, depth, cancel, "pieceworks-restore")
+        ) as results:
+            for ref, (stored_length, plain) in results:
+                writer.write_at(ref.offset, plain)
+                failpoint("restore.chunk-written")
+                written += len(plain)
+                fetched += stored_length
+                count += 1
+                report(ref.offset + ref.length)
+    except CorruptionError as exc:  # name the backup, as well as the chunk and its offset
+        raise type(exc)(f"backup {manifest.backup_id}: {exc}", exc.offset) from None
     report(manifest.size, final=True)
     return RestoreStats(manifest.size, written, fetched, count, time.monotonic() - started)
 
@@ -624,6 +695,7 @@ def verify_chunks(
     depth: int = 4,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    quarantine: bool = False,
 ) -> VerifyReport:
     """Fetch and check every chunk of `manifest`; report all problems found.
 
@@ -633,6 +705,11 @@ def verify_chunks(
     the report is ``ok`` only if there is none. Store failures other than
     a missing object (e.g. `TransientError`) are raised, not reported.
     `progress` counts the plain bytes of distinct objects checked.
+
+    With `quarantine`, each corrupt object is moved aside (`quarantine_chunk`)
+    so that its key is free again: the next backup that holds the data
+    stores it anew and the store heals. The keys it was moved to are in
+    `VerifyReport.quarantined`.
     """
     _check_args(manifest.chunk_size, threads, depth)
     first: dict[str, ChunkRef] = {}
@@ -640,14 +717,24 @@ def verify_chunks(
         first.setdefault(ref.digest, ref)
     report = _Reporter(progress, sum(r.length for r in first.values()))
     bad: dict[str, tuple[Literal["missing", "corrupt"], str]] = {}
+    moved: list[str] = []
+    where = f"backup {manifest.backup_id}: "
 
     def check(ref: ChunkRef) -> tuple[Literal["missing", "corrupt"], str] | None:
         try:
-            decode_chunk(_get_chunk(store, ref), ref.digest, ref.length, ref.offset)
+            stored = _get_chunk(store, ref)
         except ChunkMissing as exc:
-            return "missing", str(exc)
+            return "missing", where + str(exc)
+        try:
+            decode_chunk(stored, ref.digest, ref.length, ref.offset)
         except CorruptionError as exc:
-            return "corrupt", str(exc)
+            detail = where + str(exc)
+            if quarantine:
+                aside = quarantine_chunk(store, ref.digest, stored)
+                if aside is not None:
+                    moved.append(aside)
+                    detail += f"; moved aside to {aside}"
+            return "corrupt", detail
         return None
 
     done = 0
@@ -665,7 +752,41 @@ def verify_chunks(
         for r in manifest.chunks
         if r.digest in bad
     )
-    return VerifyReport(not problems, len(manifest.chunks), manifest.data_bytes, problems)
+    return VerifyReport(
+        not problems, len(manifest.chunks), manifest.data_bytes, problems, tuple(sorted(moved))
+    )
+
+
+#: Where `quarantine_chunk` moves damaged chunk objects.
+QUARANTINE_PREFIX: Final = "quarantine/"
+
+
+def quarantine_chunk(store: IObjectStore, digest: str, damaged: bytes) -> str | None:
+    """Move the damaged object of chunk `digest` aside; return its new key, or None.
+
+    The object is copied to ``quarantine/<sha256>.<unix time in ns>``
+    and then deleted from ``chunks/``, but only if the store still holds
+    exactly the `damaged` bytes (a backup may have stored a good copy
+    meanwhile, which is left alone). Nothing is ever lost: the copy is
+    written before the original is removed. A store that refuses the
+    writes (read-only, say) is logged and None returned.
+    """
+    key = chunk_key(digest)
+    aside = f"{QUARANTINE_PREFIX}{digest}.{time.time_ns()}"
+    try:
+        try:
+            current = store.get(key)
+        except ObjectNotFound:
+            return None
+        if current != damaged:
+            return None
+        store.put(aside, damaged)
+        store.delete(key)
+    except PieceworksError as exc:
+        log.warning("cannot move damaged chunk %s aside to %s: %s", key, aside, exc)
+        return None
+    log.warning("moved damaged chunk %s aside to %s", key, aside)
+    return aside
 
 
 def _get_chunk(store: IObjectStore, ref: ChunkRef) -> bytes:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -31,12 +32,14 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from pieceworks.protocols import (
+    BackendError,
     BackupNotFound,
     ChunkRef,
     CorruptionError,
     IObjectStore,
     ObjectNotFound,
     PieceworksError,
+    TransientError,
     validate_id,
 )
 from pieceworks.protocols.chunks import CODECS
@@ -46,12 +49,16 @@ __all__ = [
     "BackupExists",
     "UnknownFormatVersion",
     "Manifest",
+    "ManifestScan",
+    "UnreadableManifest",
+    "UnreadableManifests",
     "known_chunks",
     "latest_manifest",
     "list_backup_ids",
     "list_manifests",
     "manifest_key",
     "read_manifest",
+    "scan_manifests",
     "write_manifest",
 ]
 
@@ -60,6 +67,7 @@ FORMAT_NAME: Final = "pieceworks.manifest"
 MANIFEST_PREFIX: Final = "manifests/"
 CHUNK_FIELDS: Final = ("offset", "length", "sha256", "codec", "stored_length")
 
+log = logging.getLogger(__name__)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _KEY = re.compile(r"manifests/([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.json")
 
@@ -166,9 +174,11 @@ class Manifest:
         `UnknownFormatVersion` for a version this code does not read.
         """
         try:
-            doc = json.loads(data)
+            doc = json.loads(data, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptionError(f"{name} is damaged: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise CorruptionError(f"{name} is damaged: JSON nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
             raise CorruptionError(f"{name} is damaged or not a pieceworks manifest")
         version = doc.get("version")
@@ -180,11 +190,15 @@ class Manifest:
         body = doc.get("manifest")
         if not isinstance(body, dict):
             raise CorruptionError(f"{name} is damaged: no manifest body")
-        if hashlib.sha256(_canonical(body)).hexdigest() != doc.get("sha256"):
+        try:
+            canonical = _canonical(body)
+        except (ValueError, TypeError, RecursionError) as exc:  # 1e999 is inf; deep nesting
+            raise CorruptionError(f"{name} is damaged: {type(exc).__name__}: {exc}") from None
+        if hashlib.sha256(canonical).hexdigest() != doc.get("sha256"):
             raise CorruptionError(f"{name} is damaged: its checksum does not match its content")
         try:
             return cls._from_body(body)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
             raise CorruptionError(f"{name} is invalid: {exc}") from None
 
     def _body(self) -> dict[str, Any]:
@@ -283,32 +297,93 @@ def list_backup_ids(store: IObjectStore) -> list[str]:
     return [m.group(1) for key in store.list(MANIFEST_PREFIX) if (m := _KEY.fullmatch(key))]
 
 
-def list_manifests(store: IObjectStore) -> list[Manifest]:
-    """Every manifest in the store, oldest first (by `created`, then id).
+@dataclass(frozen=True, slots=True)
+class UnreadableManifest:
+    """A manifest that exists but cannot be read: its backup id, key and why."""
 
-    Raise `CorruptionError` naming the first damaged manifest (or
-    `UnknownFormatVersion`): a caller that decides what to keep (garbage
-    collection) must not guess.
+    backup_id: str
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestScan:
+    """Every manifest of a store: those read (oldest first) and those that cannot be."""
+
+    manifests: tuple[Manifest, ...]
+    unreadable: tuple[UnreadableManifest, ...]
+
+
+class UnreadableManifests(CorruptionError):
+    """One or more manifests cannot be read, so what they reference is unknown.
+
+    `unreadable` names each one and why. Raised by `list_manifests`, for
+    callers (garbage collection) that must not guess; the message says how
+    to resolve it.
     """
-    manifests = []
+
+    def __init__(self, unreadable: Iterable[UnreadableManifest]) -> None:
+        self.unreadable = tuple(unreadable)
+        names = "; ".join(f"{u.key}: {u.reason}" for u in self.unreadable)
+        ids = " ".join(u.backup_id for u in self.unreadable)
+        super().__init__(
+            f"{len(self.unreadable)} manifest(s) cannot be read: {names}. Nothing is"
+            " collected while a manifest cannot be read (its chunks would be lost). Resolve"
+            " it by putting back an intact copy of each (from a replica of the store), or by"
+            f" deleting the backup(s) for good with `pieceworks delete` ({ids})"
+        )
+
+
+def scan_manifests(store: IObjectStore) -> ManifestScan:
+    """Read every manifest in the store; one that cannot be read harms only itself.
+
+    A damaged, invalid or newer-format manifest, or one the store refuses
+    to return (`BackendError`, permissions), is listed in `unreadable`
+    instead of raising; a `TransientError` is raised (try again later).
+    """
+    manifests: list[Manifest] = []
+    unreadable: list[UnreadableManifest] = []
     for backup_id in list_backup_ids(store):
         try:
             manifests.append(read_manifest(store, backup_id))
         except BackupNotFound:  # deleted while we listed
             continue
-    return sorted(manifests, key=lambda m: (m.created, m.backup_id))
+        except TransientError:
+            raise
+        except (CorruptionError, UnknownFormatVersion, BackendError) as exc:
+            unreadable.append(UnreadableManifest(backup_id, manifest_key(backup_id), str(exc)))
+    manifests.sort(key=lambda m: (m.created, m.backup_id))
+    return ManifestScan(tuple(manifests), tuple(unreadable))
+
+
+def list_manifests(store: IObjectStore) -> list[Manifest]:
+    """Every manifest in the store, oldest first (by `created`, then id).
+
+    Raise `UnreadableManifests` (a `CorruptionError`) naming every manifest
+    that cannot be read: a caller that decides what to keep (garbage
+    collection) must not guess. Use `scan_manifests` to go on without them.
+    """
+    scan = scan_manifests(store)
+    if scan.unreadable:
+        raise UnreadableManifests(scan.unreadable)
+    return list(scan.manifests)
 
 
 def latest_manifest(
     store: IObjectStore, volume_id: str, *, backend: str | None = None
 ) -> Manifest | None:
-    """The newest backup of `volume_id` (of `backend` only, if given), or None.
+    """The newest readable backup of `volume_id` (of `backend` only, if given), or None.
 
-    Reads every manifest (see `list_manifests` for the errors raised).
+    Manifests that cannot be read are skipped with a warning: an
+    incremental then builds on the newest one it can read (every chunk it
+    reuses is checked in the store anyway).
     """
+    scan = scan_manifests(store)
+    for bad in scan.unreadable:
+        log.warning("skipping manifest %s, which cannot be read: %s", bad.key, bad.reason)
     found = [
         m
-        for m in list_manifests(store)
+        for m in scan.manifests
         if m.volume_id == volume_id and (backend is None or m.backend == backend)
     ]
     return found[-1] if found else None
@@ -330,6 +405,11 @@ def _canonical(obj: object) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     ).encode("ascii")
+
+
+def _refuse_constant(name: str) -> object:
+    """JSON's non-standard NaN, Infinity and -Infinity are damage, not numbers."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _is_int(value: object) -> bool:

@@ -1,7 +1,10 @@
 """The verify template: check every chunk of a backup against its hash.
 
 Verification reads the store only (no backend is involved) and reports every
-missing or damaged chunk with its volume offset, not just the first.
+missing or damaged chunk with its volume offset, not just the first. A chunk
+object whose content does not match its hash is moved aside to
+``quarantine/`` (unless asked not to), so that the next backup holding that
+data stores it again and the store heals.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ __all__ = ["VerifyOutcome", "verify", "verify_flow"]
 class VerifyBackup(task.Task):
     """Fetch and check every distinct chunk of one backup."""
 
-    def __init__(self, store: Store, backup_id: str) -> None:
+    def __init__(self, store: Store, backup_id: str, quarantine: bool = True) -> None:
         super().__init__(name=f"verify-{backup_id}", provides=f"verify-{backup_id}.result")
-        self.store, self.backup_id = store, backup_id
+        self.store, self.backup_id, self.quarantine = store, backup_id, quarantine
 
     def execute(self) -> dict[str, Any]:
         manifest = read_manifest(self.store.objects, self.backup_id)
         report = verify_chunks(
-            self.store.objects, manifest, progress=ProgressReporter(self, manifest.data_bytes)
+            self.store.objects,
+            manifest,
+            progress=ProgressReporter(self, manifest.data_bytes),
+            quarantine=self.quarantine,
         )
         return {
             "backup_id": self.backup_id,
@@ -44,18 +50,21 @@ class VerifyBackup(task.Task):
                 {"offset": p.offset, "digest": p.digest, "reason": p.reason, "detail": p.detail}
                 for p in report.problems
             ],
+            "quarantined": list(report.quarantined),
         }
 
 
-def verify_flow(store: Store, backup_id: str) -> linear_flow.Flow:
+def verify_flow(store: Store, backup_id: str, *, quarantine: bool = True) -> linear_flow.Flow:
     """The flow verifying `backup_id`; provides ``verify-<id>.result``."""
     validate_id("backup id", backup_id)
-    return linear_flow.Flow(f"verify-{backup_id}.flow").add(VerifyBackup(store, backup_id))
+    return linear_flow.Flow(f"verify-{backup_id}.flow").add(
+        VerifyBackup(store, backup_id, quarantine)
+    )
 
 
 @dataclass(frozen=True)
 class VerifyOutcome:
-    """Whether every chunk of a backup is intact, and each problem found."""
+    """Whether every chunk of a backup is intact, each problem found, what was moved aside."""
 
     backup_id: str
     store: str
@@ -63,6 +72,7 @@ class VerifyOutcome:
     chunks_checked: int
     bytes_checked: int
     problems: tuple[ChunkProblem, ...]
+    quarantined: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +85,7 @@ class VerifyOutcome:
                 {"offset": p.offset, "digest": p.digest, "reason": p.reason, "detail": p.detail}
                 for p in self.problems
             ],
+            "quarantined": list(self.quarantined),
         }
 
 
@@ -84,10 +95,16 @@ def verify(
     *,
     options: EngineOptions | None = None,
     progress: ProgressCallback | None = None,
+    quarantine: bool = True,
 ) -> VerifyOutcome:
-    """Verify `backup_id`; `BackupNotFound` if the store has no such backup."""
+    """Verify `backup_id`; `BackupNotFound` if the store has no such backup.
+
+    With `quarantine` (the default) every chunk object whose content does
+    not match its hash is moved aside (`quarantine_chunk`); the outcome's
+    `quarantined` lists where to.
+    """
     result = run_flow(
-        verify_flow(store, backup_id),
+        verify_flow(store, backup_id, quarantine=quarantine),
         operation="verify",
         backend="-",
         prefix=f"verify-{backup_id}",
@@ -104,4 +121,5 @@ def verify(
             ChunkProblem(p["offset"], p["digest"], p["reason"], p["detail"])
             for p in result["problems"]
         ),
+        quarantined=tuple(result.get("quarantined", ())),
     )

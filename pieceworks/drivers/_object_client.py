@@ -9,6 +9,9 @@
   were made;
 * `run_all` runs the uploads of one large object's parts a few at a time,
   and `body_bytes` makes the bytes a request body needs;
+* `batched_sizes` answers the ``stored-sizes`` extension for a batch of
+  keys: a listing per key prefix that many keys share, concurrent HEADs
+  for the rest;
 * `mask_url` and `scrub` keep passwords, keys and tokens out of `repr`,
   messages and logs (`MASK` stands in for them).
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -29,9 +32,18 @@ from urllib.parse import urlsplit, urlunsplit
 import tenacity
 from oslo_utils import strutils
 
-from pieceworks.protocols import ConfigError, TransientError
+from pieceworks.protocols import ConfigError, TransientError, validate_key
 
-__all__ = ["MASK", "RetryPolicy", "StoreOptions", "body_bytes", "mask_url", "run_all", "scrub"]
+__all__ = [
+    "MASK",
+    "RetryPolicy",
+    "StoreOptions",
+    "batched_sizes",
+    "body_bytes",
+    "mask_url",
+    "run_all",
+    "scrub",
+]
 
 #: What stands in for a secret wherever one would be shown.
 MASK: Final = "***"
@@ -195,6 +207,45 @@ def run_all(fn: Callable[[int], T], count: int, concurrency: int, name: str) -> 
         return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: A key prefix shared by at least this many keys of a batch is listed, not HEADed.
+LIST_FROM: Final = 16
+
+
+def batched_sizes(
+    keys: Iterable[str],
+    *,
+    head: Callable[[str], int | None],
+    listing: Callable[[str], Iterator[tuple[str, int]]],
+    concurrency: int,
+) -> dict[str, int]:
+    """``{key: size}`` for each of `keys` that exists, asking as little as possible.
+
+    Keys are grouped by their "folder" (the part up to the last ``/``).
+    A folder holding at least `LIST_FROM` of the keys is listed once
+    (`listing(prefix)` yields ``(key, size)`` of every object under the
+    prefix, a page per request); the other keys get one `head(key)` each
+    (the size, or None if absent), `concurrency` at a time. Chunk keys
+    (``chunks/<aa>/<sha256>``) fall into 256 folders, so a batch of a large
+    backup's chunks costs a few hundred listing pages, not one request per
+    chunk.
+    """
+    groups: dict[str, set[str]] = {}
+    for key in keys:
+        groups.setdefault(validate_key(key).rpartition("/")[0], set()).add(key)
+    found: dict[str, int] = {}
+    single: list[str] = []
+    for folder, members in sorted(groups.items()):
+        if folder and len(members) >= LIST_FROM:
+            for name, size in listing(folder + "/"):
+                if name in members:
+                    found[name] = size
+        else:
+            single.extend(sorted(members))
+    sizes = run_all(lambda i: head(single[i]), len(single), concurrency, "stored-sizes")
+    found.update((k, n) for k, n in zip(single, sizes, strict=True) if n is not None)
+    return found
 
 
 def body_bytes(data: bytes | memoryview) -> bytes:

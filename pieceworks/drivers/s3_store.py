@@ -8,7 +8,10 @@
   only when it is completed, and a failed one is aborted;
 * `get`/`head` raise `ObjectNotFound` on 404 / ``NoSuchKey``; `delete` of a
   missing object is no error;
-* `list` pages through ListObjectsV2 (sorted by the service).
+* `list` pages through ListObjectsV2 (sorted by the service);
+* `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
+  the keys share (ListObjectsV2 carries each object's size) and HEADs the
+  rest, `part_concurrency` at a time.
 
 Addressing is path-style (``http://host/bucket/key``) with signature v4 by
 default, which works with Swift's s3api, MinIO, Ceph RGW and AWS alike.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 import boto3  # type: ignore[import-untyped]
@@ -49,8 +52,8 @@ from pieceworks.protocols import (
     ConfigError,
     ObjectInfo,
     ObjectNotFound,
-    ObjectStore,
     PieceworksError,
+    StoredSizes,
     TransientError,
     validate_key,
 )
@@ -84,7 +87,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class S3Store(ObjectStore):
+class S3Store(StoredSizes):
     """An object store in one S3 bucket.
 
     Options (keyword arguments; strings from a configuration file are
@@ -257,6 +260,24 @@ class S3Store(ObjectStore):
         Pages are fetched by continuation token (not a boto3 paginator) so
         that each page is retried on its own.
         """
+        for name, _ in self._listing(prefix):
+            yield name
+
+    def sizes(self, keys: Iterable[str]) -> dict[str, int]:
+        """A ListObjectsV2 per shared key prefix, concurrent HEADs for the rest."""
+
+        def head(key: str) -> int | None:
+            try:
+                return self.head(key).size
+            except ObjectNotFound:
+                return None
+
+        return _object_client.batched_sizes(
+            keys, head=head, listing=self._listing, concurrency=self._concurrency
+        )
+
+    def _listing(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """``(key, size)`` of every object under `prefix`, a page at a time."""
         token: str | None = None
         while True:
 
@@ -269,7 +290,7 @@ class S3Store(ObjectStore):
 
             page = self._call(f"list {prefix!r}", page_after)
             for entry in page.get("Contents", ()):
-                yield str(entry["Key"])
+                yield str(entry["Key"]), int(entry["Size"])
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return

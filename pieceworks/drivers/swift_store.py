@@ -11,6 +11,9 @@ missing:
   for a large one, its segments (``multipart-manifest=delete``); a missing
   object is no error;
 * `list` pages through the container listing (sorted by Swift);
+* `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
+  the keys share (the listing carries each object's size) and HEADs the
+  rest, `head_concurrency` at a time;
 * `put_if_absent` sends ``If-None-Match: *`` so that Swift itself refuses to
   replace an object written meanwhile.
 
@@ -34,7 +37,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -49,7 +52,7 @@ from pieceworks.protocols import (
     ConfigError,
     ObjectInfo,
     ObjectNotFound,
-    ObjectStore,
+    StoredSizes,
     TransientError,
     validate_key,
 )
@@ -74,7 +77,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class SwiftStore(ObjectStore):
+class SwiftStore(StoredSizes):
     """An object store in one Swift container.
 
     Options (keyword arguments; strings from a configuration file are
@@ -215,6 +218,24 @@ class SwiftStore(ObjectStore):
         self._call(f"delete {key!r}", lambda c: _delete_plain(c, self._container, key))
 
     def list(self, prefix: str) -> Iterator[str]:
+        for name, _ in self._listing(prefix):
+            yield name
+
+    def sizes(self, keys: Iterable[str]) -> dict[str, int]:
+        """A container listing per shared key prefix, concurrent HEADs for the rest."""
+
+        def head(key: str) -> int | None:
+            try:
+                return self.head(key).size
+            except ObjectNotFound:
+                return None
+
+        return _object_client.batched_sizes(
+            keys, head=head, listing=self._listing, concurrency=self._concurrency
+        )
+
+    def _listing(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """``(key, size)`` of every object under `prefix`, a listing page at a time."""
         marker = ""
         while True:
 
@@ -228,7 +249,7 @@ class SwiftStore(ObjectStore):
             if not page:
                 return
             for entry in page:
-                yield str(entry["name"])
+                yield str(entry["name"]), int(entry["bytes"])
             marker = str(page[-1]["name"])
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:

@@ -18,6 +18,7 @@ compress                   `ICompress`            `Compress`
 allocated-extents          `IAllocatedExtents`    `AllocatedExtents`
 changed-blocks             `IChangedBlocks`       `ChangedBlocks`
 object-store               `IObjectStore`         `ObjectStore`
+stored-sizes (extension)   `IStoredSizes`         `StoredSizes`
 replicate-to-peer          `IReplicateToPeer`     `ReplicateToPeer`
 =========================  =====================  ======================
 
@@ -54,7 +55,13 @@ from pieceworks.protocols.extents import (
     IChangedBlocks,
 )
 from pieceworks.protocols.io import VolumeReader, VolumeWriter
-from pieceworks.protocols.object_store import IObjectStore, ObjectStore
+from pieceworks.protocols.object_store import (
+    IObjectStore,
+    IStoredSizes,
+    ObjectStore,
+    StoredSizes,
+    stored_sizes,
+)
 from pieceworks.protocols.offload import (
     IPullFromObjectStore,
     IPushToObjectStore,
@@ -104,6 +111,7 @@ __all__ = [
     "IReplicateToPeer",
     "ISnapshot",
     "IStreamIn",
+    "IStoredSizes",
     "IStreamOut",
     "InvalidDriver",
     "InvalidName",
@@ -123,6 +131,7 @@ __all__ = [
     "Source",
     "StoreNotFound",
     "StoreSpec",
+    "StoredSizes",
     "StreamIn",
     "StreamOut",
     "TransientError",
@@ -133,6 +142,7 @@ __all__ = [
     "VolumeWriter",
     "capabilities_of",
     "capability_name",
+    "stored_sizes",
     "validate_id",
     "validate_key",
     "verify_driver",

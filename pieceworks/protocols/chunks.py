@@ -92,7 +92,12 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 
 def encode_chunk(plain: bytes | bytearray | memoryview, codec: str = DEFAULT_CODEC) -> bytes:
-    """Encode `plain` as a stored chunk object compressed with `codec`."""
+    """Encode `plain` as a stored chunk object compressed with `codec`.
+
+    If the compressed form is not smaller than `plain` (random or already
+    compressed data), the object is stored uncompressed and its header
+    says ``none``: read the codec actually used with `codec_of`.
+    """
     if codec == "zstd":
         body = _compressor().compress(plain)
     elif codec == "zlib":
@@ -101,6 +106,8 @@ def encode_chunk(plain: bytes | bytearray | memoryview, codec: str = DEFAULT_COD
         body = bytes(plain)
     else:
         raise UnsupportedCodec(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
+    if codec != "none" and len(body) >= len(plain):
+        codec, body = "none", bytes(plain)
     return _MAGIC + bytes((_IDS[codec],)) + body
 
 

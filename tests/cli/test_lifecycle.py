@@ -34,7 +34,7 @@ def test_backup_list_verify_restore_delete_on_builtin_defaults(
     assert first["strategy"] == "direct-stream" and first["volume_id"] == "vol-1"
     assert first["bytes_read"] == 8 * MiB and first["bytes_stored"] >= 8 * MiB
     assert first["seconds"] > 0 and first["plan"]["chosen"] == "direct-stream"
-    assert (home / "pieceworks.db").is_file()  # TaskFlow persisted the run in SQLite
+    assert not (home / "pieceworks.db").exists()  # the embedded default persists nothing
 
     _change(vol, 3 * MiB + 10, b"changed!" * 100)
     changed = vol.read_bytes()
@@ -128,12 +128,15 @@ def test_corruption_is_found_by_verify_and_stops_restore(
     data[-1] ^= 0xFF
     victim.write_bytes(bytes(data))
 
-    verify, restore = run_all([["verify", backup_id], ["restore", backup_id, "--volume", "x"]])
+    verify, restore = run_all(
+        [["verify", backup_id, "--no-quarantine"], ["restore", backup_id, "--volume", "x"]]
+    )
     assert verify.code == ExitCode.FAILED, verify
     assert "1 problem(s)" in verify.out and "offset " in verify.out, verify
     assert restore.code == ExitCode.CORRUPT, restore
     last = restore.err.strip().splitlines()[-1]  # after any progress lines
-    assert last.startswith("pieceworks: error: chunk ") and " at offset " in last, restore
+    assert last.startswith(f"pieceworks: error: backup {backup_id}: chunk "), restore
+    assert " at offset " in last, restore
     assert "Traceback" not in restore.err
     assert not (home / "volumes" / "x").exists()
 

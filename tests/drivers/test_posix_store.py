@@ -10,15 +10,18 @@ from pathlib import Path
 import pytest
 from zope.interface.verify import verifyObject
 
+from pieceworks.drivers import _files
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import (
     BackendError,
     ConfigError,
     InvalidName,
     IObjectStore,
+    IStoredSizes,
     ObjectInfo,
     verify_driver,
 )
+from pieceworks.protocols.deferred_sync import IDeferredSync
 from tests.support.object_stores import KEYS, check_missing_objects
 
 
@@ -60,9 +63,10 @@ def test_directory_is_created(root: Path) -> None:
 
 
 def test_capability_verifies(store: PosixStore) -> None:
-    """zope.interface accepts the instance, and verify_driver reports object-store."""
+    """zope.interface accepts it; verify_driver: object-store, stored-sizes, deferred-sync."""
     assert verifyObject(IObjectStore, store)
-    assert verify_driver(store, "x") == (IObjectStore,)
+    assert verifyObject(IDeferredSync, store)
+    assert set(verify_driver(store, "x")) == {IStoredSizes, IObjectStore, IDeferredSync}
 
 
 # -- the object contract ----------------------------------------------------------
@@ -216,3 +220,136 @@ def test_list_skips_temp_and_foreign_files(store: PosixStore, root: Path) -> Non
     (root / "chunks" / "ab" / "link").symlink_to(root / "chunks" / "ab" / "real")
     assert list(store.list("")) == ["chunks/ab/real"]
     assert list(store.list("chunks/ab/")) == ["chunks/ab/real"]
+
+
+# -- deferred-sync ------------------------------------------------------------------
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path the store fsyncs (the real fsync still runs), in order."""
+    done: list[str] = []
+    real_file, real_dir = _files.fsync_file, _files.fsync_dir
+
+    def file(path: str) -> None:
+        real_file(path)
+        done.append(path)
+
+    def directory(path: str) -> None:
+        real_dir(path)
+        done.append(path + "/")
+
+    monkeypatch.setattr(_files, "fsync_file", file)
+    monkeypatch.setattr(_files, "fsync_dir", directory)
+    return done
+
+
+def test_put_unsynced_is_visible_at_once_and_waits_for_no_fsync(
+    store: PosixStore, root: Path, fsyncs: list[str]
+) -> None:
+    """put_unsynced: the whole object is readable at once, no temporary file, no fsync."""
+    store.put_unsynced("chunks/ab/one", b"first")
+    store.put_unsynced("chunks/ab/one", b"second")
+    store.put_unsynced("chunks/cd/two", b"2" * 100_000)
+    assert store.get("chunks/ab/one") == b"second"
+    assert store.get("chunks/cd/two") == b"2" * 100_000
+    assert not temp_files(root) and fsyncs == []
+
+
+def test_sync_fsyncs_each_file_then_every_directory_up_to_the_root(
+    store: PosixStore, root: Path, fsyncs: list[str]
+) -> None:
+    """sync: one fsync per existing file, then each directory up to the root; no missing ones."""
+    for key in ("chunks/ab/one", "chunks/ab/two", "chunks/cd/three"):
+        store.put_unsynced(key, key.encode())
+    store.sync(["chunks/ab/one", "chunks/cd/three", "chunks/ab/one", "chunks/ef/missing"])
+    real = str(root.resolve())
+    files = [p for p in fsyncs if not p.endswith("/")]
+    directories = [p for p in fsyncs if p.endswith("/")]
+    assert sorted(files) == [f"{real}/chunks/ab/one", f"{real}/chunks/cd/three"]
+    assert sorted(directories) == [
+        f"{real}/",
+        f"{real}/chunks/",
+        f"{real}/chunks/ab/",
+        f"{real}/chunks/cd/",
+    ]
+    assert fsyncs.index(directories[0]) > max(fsyncs.index(f) for f in files)  # files first
+    store.sync([])
+    assert len(fsyncs) == 6
+
+
+def test_sync_of_a_scratch_store_does_nothing(root: Path, fsyncs: list[str]) -> None:
+    """durable=False: neither put_unsynced nor sync fsyncs."""
+    scratch = PosixStore(root, durable=False)
+    scratch.put_unsynced("chunks/ab/one", b"x")
+    scratch.sync(["chunks/ab/one"])
+    assert fsyncs == [] and scratch.get("chunks/ab/one") == b"x"
+
+
+def test_sync_refuses_bad_keys(store: PosixStore) -> None:
+    """A malformed key is InvalidName, as for every other method."""
+    with pytest.raises(InvalidName):
+        store.sync(["../escape"])
+
+
+# -- symbolic links and unreadable objects -----------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["chunks", "manifests", "leases", "locks"])
+def test_a_symlinked_top_level_folder_is_refused_with_its_path(
+    tmp_path: Path, root: Path, store: PosixStore, folder: str
+) -> None:
+    """Nothing is read, written, listed or deleted through a linked folder of the store."""
+    outside = tmp_path / "outside"
+    (outside / "ab").mkdir(parents=True)
+    (outside / "ab" / "precious").write_bytes(b"not the store's")
+    (root / folder).symlink_to(outside)
+    where = str(root / folder)
+    for call in (
+        lambda: store.put(f"{folder}/ab/new", b"x"),
+        lambda: store.get(f"{folder}/ab/precious"),
+        lambda: store.head(f"{folder}/ab/precious"),
+        lambda: store.delete(f"{folder}/ab/precious"),
+        lambda: list(store.list(f"{folder}/")),
+        lambda: store.sizes([f"{folder}/ab/precious"]),
+    ):
+        with pytest.raises(BackendError, match=f"{where} is a symbolic link"):
+            call()
+    assert (outside / "ab" / "precious").read_bytes() == b"not the store's"
+    assert sorted(p.name for p in (outside / "ab").iterdir()) == ["precious"]
+
+
+def test_gc_never_deletes_outside_the_store_through_a_symlinked_chunks(
+    tmp_path: Path, root: Path, store: PosixStore
+) -> None:
+    """The finding: gc deleted files outside the store through a symlinked chunks/."""
+    from pieceworks.common_algorithms.gc import collect_garbage  # noqa: PLC0415 (test of gc)
+
+    outside = tmp_path / "elsewhere"
+    (outside / "ab").mkdir(parents=True)
+    victim = outside / "ab" / ("ab" * 32)
+    victim.write_bytes(b"someone else's file")
+    (root / "chunks").symlink_to(outside)
+    with pytest.raises(BackendError, match="chunks is a symbolic link"):
+        collect_garbage(store)
+    assert victim.read_bytes() == b"someone else's file"
+
+
+def test_the_root_itself_may_be_a_link(tmp_path: Path) -> None:
+    """Only the store's own folders are refused: a root reached by a link is resolved once."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    linked = PosixStore(tmp_path / "link", durable=False)
+    linked.put("chunks/ab/x", b"1")
+    assert (real / "chunks" / "ab" / "x").read_bytes() == b"1"
+
+
+def test_sizes_reports_present_objects_and_leaves_out_the_rest(store: PosixStore) -> None:
+    """One stat per key; a missing key, a directory or a malformed key's neighbours."""
+    assert verifyObject(IStoredSizes, store)
+    store.put("chunks/ab/one", b"123")
+    store.put("chunks/ab/two/x", b"")
+    assert store.sizes(["chunks/ab/one", "chunks/ab/two", "chunks/ab/none"]) == {"chunks/ab/one": 3}
+    with pytest.raises(InvalidName):
+        store.sizes(["/etc/passwd"])

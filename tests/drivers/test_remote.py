@@ -293,7 +293,7 @@ def test_admin_helpers_codecs_and_holes(target: Target, store: Store) -> None:
     driver.create_volume("empty", 256 * MiB)
     with pytest.raises(BackendError):
         driver.create_volume("empty", MiB)
-    data = bytes(32 * MiB) + os.urandom(MiB) + bytes(31 * MiB)
+    data = bytes(32 * MiB) + os.urandom(1024) * 1024 + bytes(31 * MiB)
     driver.write_volume_bytes("sparse", data)
     assert [v.volume_id for v in driver.list_volumes()] == ["empty", "sparse"]
     assert driver.volume_sha256("empty") == sha(bytes(256 * MiB))

@@ -40,8 +40,11 @@ from pieceworks.protocols import (
     ConfigError,
     InvalidName,
     IObjectStore,
+    IStoredSizes,
     ObjectStore,
+    StoredSizes,
     StoreSpec,
+    stored_sizes,
     verify_driver,
 )
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
@@ -70,7 +73,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
 def test_capability_verifies(store: ObjectStore) -> None:
     """zope.interface accepts the instance, and verify_driver reports object-store."""
     assert verifyObject(IObjectStore, store)
-    assert verify_driver(store, "x") == (IObjectStore,)
+    assert verify_driver(store, "x") == (IStoredSizes, IObjectStore)
 
 
 def test_round_trip_head_and_idempotent_delete(store: ObjectStore) -> None:
@@ -157,6 +160,31 @@ def test_large_object_round_trips_byte_for_byte(store: ObjectStore) -> None:
     store.delete("big/object")
     assert not store.exists("big/object")
     assert list(store.list("")) == []
+
+
+def test_sizes_answers_a_batch_by_listing_and_by_head(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stored-sizes: exact sizes of present keys, absent ones left out, big objects whole.
+
+    20 keys share ``chunks/ab/`` (answered by one listing on Swift and S3);
+    the others are HEADed; a large (segmented / multipart) object reports
+    its whole size either way.
+    """
+    assert isinstance(store, StoredSizes) and verifyObject(IStoredSizes, store)
+    many = [f"chunks/ab/{i:02d}" + "ab" * 31 for i in range(20)]
+    for i, key in enumerate(many[:15]):
+        store.put(key, b"x" * (i + 1))
+    store.put("chunks/ab/big", os.urandom(6 * MiB))
+    store.put("chunks/cd/one", b"12345")
+    store.put("manifests/m.json", b"{}")
+    wanted = [*many, "chunks/ab/big", "chunks/cd/one", "chunks/cd/absent", "manifests/m.json"]
+    want = {k: i + 1 for i, k in enumerate(many[:15])}
+    want |= {"chunks/ab/big": 6 * MiB, "chunks/cd/one": 5, "manifests/m.json": 2}
+    assert store.sizes(wanted + wanted[:3]) == want
+    assert stored_sizes(store, ["chunks/cd/one", "chunks/cd/absent"]) == {"chunks/cd/one": 5}
+    with pytest.raises(InvalidName):
+        store.sizes(["../escape"])
 
 
 def test_concurrent_puts_from_four_threads(store: ObjectStore) -> None:

@@ -10,6 +10,7 @@ from pieceworks.protocols import CorruptionError, InvalidName, UnsupportedCodec
 from pieceworks.protocols.chunks import (
     CODECS,
     chunk_key,
+    codec_of,
     decode_chunk,
     digest_of,
     encode_chunk,
@@ -67,3 +68,13 @@ def test_zero_detection() -> None:
     buf = bytearray(9 << 20)
     buf[-1] = 1
     assert not is_zero(buf)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "zlib"])
+def test_a_chunk_that_does_not_shrink_is_stored_uncompressed(codec: str) -> None:
+    """Random bytes compress to more than they are: the object is plain, its header says so."""
+    noise = os.urandom(64 * 1024)
+    stored = encode_chunk(noise, codec)
+    assert codec_of(stored) == "none" and len(stored) == len(noise) + 4
+    assert decode_chunk(stored, digest_of(noise), len(noise)) == noise
+    assert codec_of(encode_chunk(DATA, codec)) == codec  # compressible data keeps its codec

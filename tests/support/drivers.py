@@ -31,7 +31,14 @@ from pieceworks.protocols import (
     VolumeRef,
     VolumeWriter,
 )
-from pieceworks.protocols.chunks import chunk_key, decode_chunk, digest_of, encode_chunk, is_zero
+from pieceworks.protocols.chunks import (
+    chunk_key,
+    codec_of,
+    decode_chunk,
+    digest_of,
+    encode_chunk,
+    is_zero,
+)
 
 
 class OffloadFileDriver(FileDriver, PushToObjectStore, PullFromObjectStore, Compress):
@@ -60,7 +67,7 @@ class OffloadFileDriver(FileDriver, PushToObjectStore, PullFromObjectStore, Comp
                 stored = encode_chunk(data, codec)
                 if target.put_if_absent(chunk_key(digest), stored):
                     written += len(stored)
-                chunks.append(ChunkRef(offset, n, digest, codec, len(stored)))
+                chunks.append(ChunkRef(offset, n, digest, codec_of(stored), len(stored)))
         return PushedVolume(size, tuple(chunks), read, written)
 
     def pull_from_store(

@@ -9,10 +9,10 @@ from typing import cast
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import human_bytes, iso_time, table
-from pieceworks.common_algorithms.manifest import Manifest, list_backup_ids, read_manifest
-from pieceworks.protocols import BackupNotFound, IStreamOut, PieceworksError, VolumeRef
+from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest, scan_manifests
+from pieceworks.protocols import IStreamOut, VolumeRef
 
-__all__ = ["backup_row", "run_list", "run_volumes"]
+__all__ = ["backup_row", "run_list", "run_volumes", "unreadable_row"]
 
 
 def _stored(m: Manifest) -> int:
@@ -42,25 +42,27 @@ def backup_row(m: Manifest) -> dict[str, object]:
     }
 
 
+def unreadable_row(bad: UnreadableManifest) -> dict[str, object]:
+    """A manifest that cannot be read, as ``list --json`` prints it (``unreadable`` says why)."""
+    return {"id": bad.backup_id, "key": bad.key, "unreadable": bad.reason}
+
+
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
-    """List the backups in the store, oldest first; exit 4 if a manifest is damaged."""
+    """List the backups in the store, oldest first; exit 4 if a manifest cannot be read.
+
+    Every readable backup is listed; each manifest that cannot be read is
+    listed too, marked UNREADABLE (its volume is unknown, so ``--volume``
+    does not hide it), and named in a warning with the reason.
+    """
     store = ctx.store()
-    manifests: list[Manifest] = []
-    damaged: list[str] = []
-    for backup_id in list_backup_ids(store.objects):
-        try:
-            manifests.append(read_manifest(store.objects, backup_id))
-        except BackupNotFound:  # deleted while we listed
-            continue
-        except PieceworksError as exc:
-            damaged.append(backup_id)
-            ctx.out.warn(str(exc))
-    manifests.sort(key=lambda m: (m.created, m.backup_id))
+    scan = scan_manifests(store.objects)
+    manifests = list(scan.manifests)
     if args.volume:
         manifests = [m for m in manifests if m.volume_id == args.volume]
-    rows = [backup_row(m) for m in manifests]
-    ctx.out.data(rows)
-    if rows:
+    ctx.out.data([backup_row(m) for m in manifests] + [unreadable_row(u) for u in scan.unreadable])
+    for bad in scan.unreadable:
+        ctx.out.warn(bad.reason)
+    if manifests or scan.unreadable:
         ctx.out.result(
             table(
                 ["id", "volume", "backend", "created", "size", "stored", "strategy", "parent"],
@@ -76,15 +78,21 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
                         m.parent or "-",
                     ]
                     for m in manifests
+                ]
+                + [
+                    [u.backup_id, "?", "?", "?", "?", "?", "UNREADABLE", "-"]
+                    for u in scan.unreadable
                 ],
                 right=(4, 5),
             )
         )
     else:
         ctx.out.note(f"no backups in store '{store.name}'")
-    if damaged:
+    if scan.unreadable:
         raise CliError(
-            f"{len(damaged)} manifest(s) cannot be read: {', '.join(damaged)}", ExitCode.CORRUPT
+            f"{len(scan.unreadable)} manifest(s) cannot be read:"
+            f" {', '.join(u.backup_id for u in scan.unreadable)} (marked UNREADABLE above)",
+            ExitCode.CORRUPT,
         )
     return ExitCode.OK
 

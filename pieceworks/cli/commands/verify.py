@@ -8,6 +8,7 @@ from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import human_bytes
 from pieceworks.common_algorithms import VerifyOutcome, verify
+from pieceworks.protocols.chunks import chunk_key
 
 __all__ = ["report", "run_verify"]
 
@@ -22,19 +23,34 @@ def report(outcome: VerifyOutcome) -> str:
         return f"{head}: OK"
     lines = [f"{head}: {len(outcome.problems)} problem(s)"]
     lines += [
-        f"  offset {p.offset}: chunk {p.digest[:16]}... {p.reason}"
+        f"  backup {outcome.backup_id} offset {p.offset}: chunk {chunk_key(p.digest)} {p.reason}"
         + (f" ({p.detail})" if p.detail else "")
         for p in outcome.problems
     ]
+    if outcome.quarantined:
+        lines.append(
+            f"  {len(outcome.quarantined)} damaged chunk object(s) moved aside to quarantine/;"
+            " the next backup of the data stores them again"
+        )
     return "\n".join(lines)
 
 
 def run_verify(args: argparse.Namespace, ctx: Context) -> int:
-    """Verify BACKUP_ID; exit 1 when a chunk is missing or damaged."""
+    """Verify BACKUP_ID; exit 1 when a chunk is missing or damaged.
+
+    Damaged chunk objects are moved aside to ``quarantine/`` unless
+    ``--no-quarantine`` is given.
+    """
     store = ctx.store()
     with ctx.progress(f"verify {args.backup_id}") as progress:
         try:
-            outcome = verify(store, args.backup_id, options=ctx.engine_options(), progress=progress)
+            outcome = verify(
+                store,
+                args.backup_id,
+                options=ctx.engine_options(),
+                progress=progress,
+                quarantine=not args.no_quarantine,
+            )
         except KeyboardInterrupt:
             progress.close()
             raise CliError(

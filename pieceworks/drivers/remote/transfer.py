@@ -25,7 +25,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from pieceworks.drivers.file import FileDriver
@@ -62,6 +61,7 @@ from pieceworks.protocols import (
 from pieceworks.protocols.chunks import (
     CODECS,
     chunk_key,
+    codec_of,
     decode_chunk,
     digest_of,
     encode_chunk,
@@ -90,12 +90,6 @@ class Job:
         """Raise `OperationCancelled` if the manager went away."""
         if self.cancelled.is_set():
             raise OperationCancelled("the manager went away: operation cancelled")
-
-
-@cache
-def _codec_by_header() -> dict[bytes, str]:
-    """Each codec's 4-byte object header, as `encode_chunk` writes it."""
-    return {encode_chunk(b"", c)[:4]: c for c in CODECS}
 
 
 def _chunk_indices(extents: Sequence[Extent], size: int, chunk_size: int) -> Iterator[int]:
@@ -163,14 +157,14 @@ class _Push:
         if existing is not None:
             try:
                 decode_chunk(existing, digest, len(plain), offset)
-                return _codec_by_header()[existing[:4]], len(existing)
+                return codec_of(existing), len(existing)
             except CorruptionError as exc:
                 log.warning("replacing a damaged chunk object %s: %s", key, exc)
-        encoded = encode_chunk(plain, self.codec)
+        encoded = encode_chunk(plain, self.codec)  # "none" if compressing does not pay
         self.store.put(key, encoded)
         with self.lock:
             self.bytes_written += len(encoded)
-        return self.codec, len(encoded)
+        return codec_of(encoded), len(encoded)
 
 
 def push_volume(

@@ -1,0 +1,180 @@
+"""Bad days at the command line: a damaged store heals, one bad manifest harms only itself.
+
+Each test reproduces a finding of issue 9 with the real ``pieceworks``
+command on the built-in backend and store (``$PIECEWORKS_HOME/volumes`` and
+``backups``): before the fix, ``backup --incremental`` exited 0 after one
+chunk of its parent was damaged, and its backup could not be restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pieceworks.cli.exit_codes import ExitCode
+from tests.cli.conftest import COMMAND, Call, MiB, Result, write_volume
+
+CHUNK = 256 * 1024
+
+
+def _chunk_object(home: Path, backup_id: str, offset: int) -> tuple[str, Path]:
+    """The digest and the file of the chunk at `offset` of a backup (from its manifest)."""
+    doc = json.loads((home / "backups" / "manifests" / f"{backup_id}.json").read_bytes())
+    [row] = [r for r in doc["manifest"]["chunks"] if r[0] == offset]
+    digest = str(row[2])
+    return digest, home / "backups" / "chunks" / digest[:2] / digest
+
+
+def _without_dac_override(args: list[str], env: dict[str, str], cwd: Path) -> Result:
+    """Run pieceworks so that file permissions bind even for root (CAP_DAC_* dropped)."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"]
+    proc = subprocess.run(
+        [*prefix, *COMMAND, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def _deleted(path: Path) -> None:
+    path.unlink()
+
+
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _zero_length(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _extended(path: Path) -> None:
+    path.write_bytes(path.read_bytes() + os.urandom(100))
+
+
+def _unreadable(path: Path) -> None:
+    path.chmod(0)
+
+
+def _same_size_garbage(path: Path) -> None:
+    path.write_bytes(os.urandom(path.stat().st_size))
+
+
+DAMAGE: dict[str, Callable[[Path], None]] = {
+    "deleted": _deleted,
+    "truncated": _truncated,
+    "zero-length": _zero_length,
+    "extended": _extended,
+    "unreadable": _unreadable,
+    "same-size-garbage": _same_size_garbage,
+}
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_an_incremental_after_damage_restores_byte_for_byte(
+    kind: str, call: Call, home: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Six damage kinds to one chunk of the parent: the next incremental is whole again.
+
+    Same-size garbage needs verify first (a stat cannot see it): verify names
+    the backup, the chunk and the offset, and moves the object aside.
+    """
+    vol = write_volume(home / "volumes", "vol-1", 2 * MiB)
+    full = call("backup", "--volume", "vol-1", "--chunk-size", "256KiB", "--json")
+    assert full.code == ExitCode.OK, full
+    first = full.json()["backup_id"]
+    digest, path = _chunk_object(home, first, 3 * CHUNK)
+    DAMAGE[kind](path)
+
+    if kind == "same-size-garbage":
+        checked = call("verify", first)
+        assert checked.code == ExitCode.FAILED, checked
+        assert f"backup {first} offset {3 * CHUNK}: chunk chunks/{digest[:2]}/{digest}" in (
+            checked.out
+        )
+        assert "corrupt" in checked.out and "moved aside to quarantine/" in checked.out
+        assert not path.exists()
+        assert len(list((home / "backups" / "quarantine").iterdir())) == 1
+
+    with open(vol, "r+b") as f:  # a change elsewhere, so the incremental has work to do
+        f.write(b"changed" * 100)
+    args = ["backup", "--volume", "vol-1", "--chunk-size", "256KiB", "--incremental", "--json"]
+    incr = _without_dac_override(args, env, tmp_path) if kind == "unreadable" else call(*args)
+    assert incr.code == ExitCode.OK, incr
+    second = incr.json()["backup_id"]
+
+    restored = call("restore", second, "--volume", "copy")
+    assert restored.code == ExitCode.OK, restored
+    assert (home / "volumes" / "copy").read_bytes() == vol.read_bytes()
+    assert call("verify", second).code == ExitCode.OK
+    assert path.is_file() and os.access(path, os.R_OK)
+
+
+def test_restore_of_a_damaged_backup_names_backup_chunk_and_offset(call: Call, home: Path) -> None:
+    """Exit 4, and the message says which backup, which chunk object and where in the volume."""
+    write_volume(home / "volumes", "vol-1", 1 * MiB)
+    first = call("backup", "--volume", "vol-1", "--chunk-size", "256KiB", "--json").json()
+    digest, path = _chunk_object(home, first["backup_id"], CHUNK)
+    _same_size_garbage(path)
+    restored = call("restore", first["backup_id"], "--volume", "copy")
+    assert restored.code == ExitCode.CORRUPT, restored
+    assert f"backup {first['backup_id']}: chunk {digest} at offset {CHUNK}" in restored.err
+    assert not (home / "volumes" / "copy").exists()
+
+
+def test_one_unreadable_manifest_harms_only_itself(call: Call, home: Path) -> None:
+    """list shows the rest and marks it; other volumes back up incrementally; gc refuses."""
+    for name in ("vol-a", "vol-b"):
+        write_volume(home / "volumes", name, 1 * MiB, seed=len(name))
+    a = call("backup", "--volume", "vol-a", "--json").json()["backup_id"]
+    b = call("backup", "--volume", "vol-b", "--json").json()["backup_id"]
+    manifests = home / "backups" / "manifests"
+    (manifests / "bk-junk.json").write_bytes(b"[" * 200_000)
+    good = (manifests / f"{a}.json").read_text()
+    (manifests / f"{a}.json").write_text(good.replace('"created":', '"created":NaN,"x":', 1))
+
+    listed = call("list", "--json")
+    assert listed.code == ExitCode.CORRUPT, listed
+    rows = {r["id"]: r for r in listed.json()}
+    assert set(rows) == {a, b, "bk-junk"}
+    assert rows[b]["volume"] == "vol-b" and "unreadable" not in rows[b]
+    assert "nested too deeply" in rows["bk-junk"]["unreadable"]
+    assert "NaN" in rows[a]["unreadable"]
+    text = call("list")
+    assert "UNREADABLE" in text.out and b in text.out and "unexpected" not in text.err
+
+    incr = call("backup", "--volume", "vol-b", "--incremental", "--json")
+    assert incr.code == ExitCode.OK, incr
+    assert incr.json()["parent"] == b
+
+    for bad in (a, "bk-junk"):
+        for command in (["verify", bad], ["restore", bad, "--volume", "x"]):
+            result = call(*command)
+            assert result.code == ExitCode.CORRUPT, result
+            assert "unexpected" not in result.err and "Error:" not in result.err
+
+    chunks_before = sorted((home / "backups" / "chunks").rglob("*"))
+    gc = call("gc")
+    assert gc.code == ExitCode.CORRUPT, gc
+    assert "manifests/bk-junk.json" in gc.err and f"manifests/{a}.json" in gc.err
+    assert "pieceworks delete" in gc.err
+    assert sorted((home / "backups" / "chunks").rglob("*")) == chunks_before
+
+    assert call("delete", "bk-junk").code == ExitCode.CORRUPT  # gc still refuses: a is bad
+    assert call("delete", a).code == ExitCode.OK
+    assert call("gc").code == ExitCode.OK
+    assert call("list").code == ExitCode.OK
