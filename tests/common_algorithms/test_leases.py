@@ -82,7 +82,11 @@ def test_a_reused_pid_or_another_boot_is_not_mistaken_for_the_owner() -> None:
     """A pid now held by a process started at another time, or before a reboot, is dead."""
     me = Owner.current()
     assert me.start is not None
-    assert Owner(me.host, os.getppid(), me.start - 1, me.boot, "t").liveness() is Liveness.DEAD
+    parent_start = process_start(os.getppid())
+    assert parent_start is not None
+    reused = Owner(me.host, os.getppid(), parent_start + 12345, me.boot, "t")
+    assert reused.liveness() is Liveness.DEAD
+    assert Owner(me.host, os.getppid(), parent_start, me.boot, "t").liveness() is Liveness.ALIVE
     assert Owner(me.host, me.pid, me.start, "another-boot", "t").liveness() is Liveness.DEAD
     assert Owner("elsewhere", me.pid, me.start, me.boot, "t").liveness() is Liveness.REMOTE
 
