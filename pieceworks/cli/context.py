@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, cast
 from pieceworks.cli.config import Config, Section, load_config
 from pieceworks.cli.exit_codes import CliError
 from pieceworks.cli.output import Output
+from pieceworks.cli.passwords import read_password
 from pieceworks.cli.progress import Progress, mode_for
 from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.encrypted_store import EncryptedStore
+from pieceworks.common_algorithms.keys import is_encrypted, unlock
 from pieceworks.protocols import (
     BackendSpec,
     ConfigError,
@@ -120,8 +123,10 @@ class Context:
         backend: str | None = None,
         store: str | None = None,
         config: Config | None = None,
+        password_file: str | None = None,
     ) -> None:
         self.out = out
+        self.password_file = password_file
         self.env = env
         self.config_path = config_path
         self.backend_name = backend
@@ -160,14 +165,37 @@ class Context:
         """Every configured backend, by name."""
         return [self.backend(name) for name in sorted(self.config.backends)]
 
-    def store(self, name: str | None = None) -> Store:
-        """The chosen store (``--store``, else the default), with its `StoreSpec`."""
+    def raw_store(self, name: str | None = None) -> tuple[str, IObjectStore]:
+        """The chosen store's name and objects as they are stored: sealed if encrypted."""
+        section = self.config.store(name or self.store_name)
+        return section.name, cast(IObjectStore, open_section(section, STORES_NAMESPACE))
+
+    def store(
+        self, name: str | None = None, *, source: bool = False, password_file: str | None = None
+    ) -> Store:
+        """The chosen store (``--store``, else the default), with its `StoreSpec`.
+
+        An encrypted store (one with key files) is opened with its passphrase
+        (`read_password`; `source` and `password_file` choose where it comes
+        from for the store ``copy`` reads) and returned as an
+        `EncryptedStore`; a wrong passphrase is `WrongPassword` (exit 2)
+        before anything is read.
+        """
         section = self.config.store(name or self.store_name)
         if section.name not in self._stores:
-            objects = open_section(section, STORES_NAMESPACE)
+            objects = cast(IObjectStore, open_section(section, STORES_NAMESPACE))
+            if is_encrypted(objects):
+                password = read_password(
+                    self.out,
+                    self.env,
+                    section.name,
+                    password_file if source else self.password_file,
+                    source=source,
+                )
+                objects = EncryptedStore(objects, unlock(objects, password))
             spec = StoreSpec(section.name, section.driver, section.spec_options())
             try:
-                self._stores[section.name] = Store(section.name, cast(IObjectStore, objects), spec)
+                self._stores[section.name] = Store(section.name, objects, spec)
             except InvalidDriver as exc:
                 raise ConfigError(f"{section.origin}: {exc}") from None
         return self._stores[section.name]

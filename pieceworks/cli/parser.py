@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 
+from pieceworks.cli.commands import copy, key
 from pieceworks.cli.exit_codes import ExitCode, epilog
 
 __all__ = ["CODECS", "build_parser", "parse_size"]
@@ -81,6 +82,13 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--store", metavar="NAME", default=default(None), help="configured store to use"
+    )
+    group.add_argument(
+        "--password-file",
+        metavar="FILE",
+        default=default(None),
+        help="passphrase of an encrypted store (else $PIECEWORKS_PASSWORD,"
+        " $PIECEWORKS_PASSWORD_FILE, or a prompt on a terminal)",
     )
     group.add_argument(
         "--json", action="store_true", default=default(False), help="print one JSON document"
@@ -480,18 +488,30 @@ def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         sub,
         "check-driver",
         "drivers:run_check_driver",
-        summary="verify a driver class and show which strategies it completes",
+        summary="verify a driver class, or a configured backend, and what it completes",
         description=(
             "Import MODULE:CLASS (the current directory is importable), check every\n"
-            "capability it claims with zope.interface (the check registration does), and\n"
-            "list the backup and restore strategies its pieces complete. Exit 1 with the\n"
-            "InvalidDriver message if a capability is incomplete, or if it completes no\n"
-            "strategy at all; exit 2 if MODULE:CLASS cannot be imported."
+            "capability it claims (members, parameter and return annotations, async def,\n"
+            "abstract methods left: what registration checks), and list the backup and\n"
+            "restore strategies its pieces complete.\n"
+            "With --backend NAME instead of MODULE:CLASS, build that configured backend\n"
+            "from its configuration section (a constructor that does not take the\n"
+            "section's options is a configuration error), verify it the same way, and run\n"
+            "the conformance checks that need no in-place write on a scratch volume it\n"
+            "creates and removes (when the backend can: stream-in and delete_volume).\n"
+            "Exit 1 with the InvalidDriver message if a capability is incomplete, if it\n"
+            "completes no strategy at all or if a conformance check fails; exit 2 if\n"
+            "MODULE:CLASS cannot be imported or the backend's section is wrong."
         ),
         codes=(_FAILED,),
         needs_config=False,
     )
-    check.add_argument("target", metavar="MODULE:CLASS", help="the driver class to check")
+    check.add_argument(
+        "target",
+        metavar="MODULE:CLASS",
+        nargs="?",
+        help="the driver class to check (or give --backend NAME)",
+    )
     check.add_argument("--name", help="the name used in messages (default: the class name)")
 
     target = b.add(
@@ -560,4 +580,6 @@ def build_parser() -> argparse.ArgumentParser:
     _tools(builder, sub)
     _planning(builder, sub)
     _operations(builder, sub)
+    key.add_arguments(builder, sub)
+    copy.add_arguments(builder, sub)
     return parser

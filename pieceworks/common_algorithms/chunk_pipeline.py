@@ -43,6 +43,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Final, Literal, TypeVar
 
+from pieceworks.common_algorithms.encrypted_store import as_stored, chunk_id_for
 from pieceworks.common_algorithms.manifest import Manifest
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -64,7 +65,6 @@ from pieceworks.protocols.chunks import (
     chunk_key,
     codec_of,
     decode_chunk,
-    digest_of,
     encode_chunk,
     is_zero,
 )
@@ -300,6 +300,7 @@ class _BackupRun:
         cancel: threading.Event | None,
     ) -> None:
         self.reader, self.store, self.codec = reader, store, codec
+        self.chunk_id = chunk_id_for(store)
         self.chunk_size, self.size = chunk_size, size
         self.threads, self.depth, self.cancel = threads, depth, cancel
         self.lock = threading.Lock()
@@ -455,7 +456,7 @@ class _BackupRun:
             plain = _plain(buffer, length)
             if is_zero(plain):
                 return None
-            digest = digest_of(plain)
+            digest = self.chunk_id(plain)
             with self.lock:
                 hit = self.known.get(digest)
                 wait = self.inflight.get(digest) if hit is None else None
@@ -559,8 +560,11 @@ def _fetch_intact(
         stored = store.get(key)
     except ObjectNotFound:
         return None
+    except CorruptionError as exc:  # an encrypted store's object that fails to unseal
+        log.warning("replacing damaged chunk object %s: %s", key, exc)
+        return None
     try:
-        decode_chunk(stored, digest, length, offset)
+        decode_chunk(stored, digest, length, offset, chunk_id_for(store))
     except CorruptionError as exc:
         log.warning("replacing damaged chunk object %s: %s", key, exc)
         return None
@@ -666,9 +670,11 @@ def restore_chunks(
     report = _Reporter(progress, manifest.size)
     written = fetched = count = 0
 
+    chunk_id = chunk_id_for(store)
+
     def fetch(ref: ChunkRef) -> tuple[int, bytes]:
         stored = _get_chunk(store, ref)
-        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset)
+        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id)
 
     try:
         with closing(
@@ -720,17 +726,23 @@ def verify_chunks(
     moved: list[str] = []
     where = f"backup {manifest.backup_id}: "
 
+    chunk_id = chunk_id_for(store)
+    # An encrypted store's objects are read as stored and opened here, so that a
+    # sealed object that fails to open is reported and moved aside like any other.
+    raw_store, open_object = as_stored(store)
+
     def check(ref: ChunkRef) -> tuple[Literal["missing", "corrupt"], str] | None:
         try:
-            stored = _get_chunk(store, ref)
+            raw = _get_chunk(raw_store, ref)
         except ChunkMissing as exc:
             return "missing", where + str(exc)
         try:
-            decode_chunk(stored, ref.digest, ref.length, ref.offset)
+            stored = open_object(chunk_key(ref.digest), raw)
+            decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id)
         except CorruptionError as exc:
             detail = where + str(exc)
             if quarantine:
-                aside = quarantine_chunk(store, ref.digest, stored)
+                aside = quarantine_chunk(raw_store, ref.digest, raw)
                 if aside is not None:
                     moved.append(aside)
                     detail += f"; moved aside to {aside}"
@@ -799,6 +811,10 @@ def _get_chunk(store: IObjectStore, ref: ChunkRef) -> bytes:
             f" {key})",
             ref.offset,
         ) from None
+    except CorruptionError as exc:  # an encrypted store's object that fails to unseal
+        raise CorruptionError(
+            f"chunk {ref.digest} at offset {ref.offset}: {exc}", ref.offset
+        ) from exc
 
 
 def _ordered_map(
