@@ -147,7 +147,12 @@ class CopyVolume(_ReplicaTask):
         if strategy == "native":
             assert self.target.spec is not None
             done = self.source.use(IReplicateToPeer).replicate_to(ref, self.target.spec, target)
-            out = {"size": done.size, "bytes_through_manager": 0, "verified": "by the backend"}
+            out = {
+                "size": done.size,
+                "bytes_through_manager": 0,
+                "bytes_sent": done.bytes_sent,
+                "verified": "by the backend",
+            }
         elif strategy == "stream":
             out = self._stream(ref, target)
         else:
@@ -317,7 +322,12 @@ def replicate_flow(
 
 @dataclass(frozen=True)
 class ReplicateOutcome:
-    """What a replication did: strategy, failures before it, bytes, verification."""
+    """What a replication did: strategy, failures before it, bytes, verification.
+
+    `bytes_sent` is what the source backend reports it sent to its peer
+    itself (native: e.g. only the changes since the last common snapshot);
+    ``None`` for the strategies through the manager or a store.
+    """
 
     operation_id: str
     source_backend: str
@@ -332,6 +342,7 @@ class ReplicateOutcome:
     bytes_through_manager: int
     verified: str
     seconds: float
+    bytes_sent: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -345,6 +356,7 @@ class ReplicateOutcome:
             "failed_strategies": [a.to_dict() for a in self.failed],
             "size": self.size,
             "bytes_through_manager": self.bytes_through_manager,
+            "bytes_sent": self.bytes_sent,
             "verified": self.verified,
             "seconds": round(self.seconds, 3),
             "plan": self.plan.to_dict(),
@@ -391,4 +403,5 @@ def replicate(
         bytes_through_manager=result["bytes_through_manager"],
         verified=result["verified"],
         seconds=time.monotonic() - started,
+        bytes_sent=result.get("bytes_sent"),
     )
