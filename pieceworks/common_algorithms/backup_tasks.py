@@ -60,7 +60,6 @@ from pieceworks.protocols import (
     Extent,
     IAllocatedExtents,
     IChangedBlocks,
-    IPushToObjectStore,
     ISnapshot,
     IStreamOut,
     SnapshotRef,
@@ -260,10 +259,8 @@ class TransferChunks(_BackupTask):
         return out
 
     def _offload(self, ref: Source) -> dict[str, Any]:
-        driver = self.backend.use(IPushToObjectStore)
-        assert self.store.spec is not None
         codec = self.backend.push_codec(self.request.codec)
-        pushed = driver.push_to_store(ref, self.store.spec, self.request.chunk_size, codec)
+        pushed = self.store.push(self.backend, ref, self.request.chunk_size, codec)
         return {
             "size": pushed.size,
             "chunks": chunks_to_json(pushed.chunks),

@@ -45,8 +45,6 @@ from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
     IAllocatedExtents,
-    IPullFromObjectStore,
-    IPushToObjectStore,
     IReplicateToPeer,
     ISnapshot,
     IStreamIn,
@@ -219,11 +217,8 @@ class CopyVolume(_ReplicaTask):
     def _stage(self, ref: Source, side: str | None) -> tuple[int, tuple[ChunkRef, ...], int, int]:
         assert self.store is not None
         if side == "push":
-            assert self.store.spec is not None
             codec = self.source.push_codec(DEFAULT_CODEC)
-            pushed = self.source.use(IPushToObjectStore).push_to_store(
-                ref, self.store.spec, self.request.chunk_size, codec
-            )
+            pushed = self.store.push(self.source, ref, self.request.chunk_size, codec)
             return pushed.size, pushed.chunks, pushed.bytes_read, 0
         extents = None
         if self.source.provides(IAllocatedExtents):
@@ -244,10 +239,7 @@ class CopyVolume(_ReplicaTask):
     ) -> int:
         assert self.store is not None
         if side == "pull":
-            assert self.store.spec is not None
-            self.target.use(IPullFromObjectStore).pull_from_store(
-                target, size, self.store.spec, chunks
-            )
+            self.store.pull(self.target, target, size, chunks)
             return 0
         staged = Manifest(
             backup_id=self.request.operation_id,
