@@ -108,7 +108,7 @@ def test_a_gc_meeting_a_running_backup_exits_75_naming_it_alive(
 ) -> None:
     """sleep holds a backup after its chunks are stored; gc and delete defer with exit 75."""
     assert call(*BACKUP).code == 0
-    first = call("list", "--json").json()[0]["id"]
+    first = call("list", "--json").json()[0]["backup_id"]
     proc = subprocess.Popen(
         [*COMMAND, *BACKUP[:-1], "-v"],
         env={**env, ENV_VAR: "backup.transfer-done=sleep:6000"},

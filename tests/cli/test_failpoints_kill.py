@@ -271,7 +271,7 @@ def _check_earlier_backups(site: Site, ids: dict[str, str], label: str) -> None:
 def test_a_kill_at_each_failpoint_keeps_every_invariant(site: Site, point: Point) -> None:
     """SIGKILL at the point; earlier backups intact, nothing stuck, everything cleanable."""
     ids = _prepare(site, point)
-    before = {b["id"] for b in site.backups()}
+    before = {b["backup_id"] for b in site.backups()}
     killed = site.killed(point.spec, point.command(ids))
     assert killed.returncode == -signal.SIGKILL, (killed.stdout, killed.stderr)
 
@@ -279,7 +279,7 @@ def test_a_kill_at_each_failpoint_keeps_every_invariant(site: Site, point: Point
     _check_earlier_backups(site, ids, "after-kill")
     # 2. no manifest, or a complete one
     for row in site.backups():
-        site.ok("verify", str(row["id"]))
+        site.ok("verify", str(row["backup_id"]))
     # 3. nothing blocks: gc runs (not deferred), a backup starts at once
     gc = site.call("gc", "--json")
     assert gc.code == ExitCode.OK and gc.json()["deferred_by"] == [], gc
@@ -289,7 +289,7 @@ def test_a_kill_at_each_failpoint_keeps_every_invariant(site: Site, point: Point
     if again[0] == "restore":
         again[3] = "restored-again"
     if again[0] == "delete":
-        again = ["gc"] if ids["extra"] not in {b["id"] for b in site.backups()} else again
+        again = ["gc"] if ids["extra"] not in {b["backup_id"] for b in site.backups()} else again
     if again[0] == "replicate":
         again[again.index("copy")] = "copy-again"
     site.ok(*again)
@@ -299,4 +299,4 @@ def test_a_kill_at_each_failpoint_keeps_every_invariant(site: Site, point: Point
     site.ok("gc")
     assert site.leftovers() == []
     site.ok("verify", ids["base"])  # gc kept every chunk it needs
-    assert before <= {b["id"] for b in site.backups()} | {ids.get("extra")}
+    assert before <= {b["backup_id"] for b in site.backups()} | {ids.get("extra")}
