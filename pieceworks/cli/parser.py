@@ -380,10 +380,11 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="delete backups and the chunks only they used",
         description=(
             "Delete each BACKUP_ID: its manifest is removed first, then every chunk object no\n"
-            "other backup references (deferred while a backup is in progress). With several\n"
-            "ids, all are checked first: an unknown one deletes nothing (exit 3)."
+            "other backup references (deferred while a backup is in progress: the backups\n"
+            "are deleted, the collection is left to a later gc, and the exit code is 75).\n"
+            "With several ids, all are checked first: an unknown one deletes nothing (exit 3)."
         ),
-        codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT, ExitCode.DEFERRED, _INTERRUPTED),
     )
     delete.add_argument("backup_ids", metavar="BACKUP_ID", nargs="+")
 
@@ -394,16 +395,35 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="remove chunk objects no backup references (alias: gc)",
         description=(
             "Remove every chunk object that no backup references (left by forget, delete,\n"
-            "or an interrupted or failed backup). Deferred while a backup is in progress.\n"
-            "`pieceworks gc` is the same command."
+            "or an interrupted or failed backup). Deferred while a backup is in progress:\n"
+            "nothing is removed, the backups in the way are named and the exit code is 75.\n"
+            "Leases and locks of dead runs are removed first. `pieceworks gc` is the same\n"
+            "command."
         ),
-        codes=(_FAILED, _CORRUPT),
+        codes=(_FAILED, _CORRUPT, ExitCode.DEFERRED),
         aliases=("gc",),
     )
     gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     b.add_module(sub, "forget")
     for module in ("show", "stats", "check", "diff"):
         b.add_module(sub, module)
+
+    recover = b.add(
+        sub,
+        "recover",
+        "recover:run_recover",
+        summary="remove what crashed runs left behind (leases, locks, temporaries)",
+        description=(
+            "Remove what killed or crashed runs left behind, on every configured store and\n"
+            "backend: leases and locks of dead owners (same host: the process is gone;\n"
+            "another host: not renewed for 2 minutes), the temporary snapshots their run\n"
+            "journals name, and temporary files (.tmp-*, .incoming) of dead writers. What a\n"
+            "live run owns is kept. Every item is listed with the reason. Then run gc to\n"
+            "remove chunks no backup references."
+        ),
+        codes=(_FAILED, _NOT_FOUND),
+    )
+    recover.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
     b.add(
         sub,

@@ -473,6 +473,7 @@ class _BackupRun:
                 with self.lock:
                     self.chunks_reused += 1
                     self.bytes_dedup += length
+                failpoint("incremental.chunk-reused")
                 return ChunkRef(offset, length, digest, hit[0], hit[1])
             return self._store_new(plain, digest, offset, give_back)
         except BaseException as exc:

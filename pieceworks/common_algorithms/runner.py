@@ -28,6 +28,7 @@ from taskflow.types.failure import Failure
 
 from pieceworks.common_algorithms.fallback import FINAL_ERRORS, describe_failure
 from pieceworks.common_algorithms.plan import AllStrategiesFailed, Attempt
+from pieceworks.common_algorithms.reverts import cleanup_errors
 
 __all__ = [
     "EngineOptions",
@@ -176,6 +177,13 @@ def _progress_relay(flow: Flow, callback: ProgressCallback | None) -> None:
         atom.notifier.register(task.EVENT_UPDATE_PROGRESS, relay)
 
 
+def _attach_cleanup(exc: BaseException, flow: Flow) -> None:
+    """Record on `exc` (``cleanup_errors``) the reverts of `flow` that failed."""
+    errors = cleanup_errors(iter_tasks(flow))
+    if errors:
+        exc.cleanup_errors = errors  # type: ignore[attr-defined]
+
+
 def run_flow(
     flow: Flow,
     *,
@@ -200,12 +208,16 @@ def run_flow(
         engine.atom_notifier.register("*", record.on_atom)
         try:
             engine.run()
-        except FINAL_ERRORS:
+        except FINAL_ERRORS as exc:
+            _attach_cleanup(exc, flow)
             raise
         except Exception as exc:
             attempts = record.failed_attempts()
             if attempts:
-                raise AllStrategiesFailed(operation, backend, attempts) from exc
+                error = AllStrategiesFailed(operation, backend, attempts)
+                _attach_cleanup(error, flow)
+                raise error from exc
+            _attach_cleanup(exc, flow)
             raise
         result = engine.storage.fetch(f"{prefix}.result")
     return dict(result)
