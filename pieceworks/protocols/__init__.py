@@ -65,6 +65,7 @@ from pieceworks.protocols.object_store import (
 from pieceworks.protocols.offload import (
     IPullFromObjectStore,
     IPushToObjectStore,
+    ISealedOffload,
     PullFromObjectStore,
     PushToObjectStore,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "IObjectStore",
     "IPullFromObjectStore",
     "IPushToObjectStore",
+    "ISealedOffload",
     "IReplicateToPeer",
     "ISnapshot",
     "IStreamIn",

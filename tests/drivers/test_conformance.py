@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from pieceworks.testing import ConformanceTests
-from tests.support.harnesses import FileHarness, Qcow2Harness, RemoteHarness, TrackingHarness
+from tests.fixtures.ceph_cluster import CephCluster
+from tests.support.harnesses import (
+    FileHarness,
+    Qcow2Harness,
+    RbdHarness,
+    RemoteHarness,
+    TrackingHarness,
+)
 from tests.support.targets import running_target
 
 
@@ -55,3 +62,12 @@ class TestTrackingFileDriver(ConformanceTests):
     @pytest.fixture
     def pieceworks_harness(self, tmp_path: Path) -> TrackingHarness:
         return TrackingHarness(tmp_path / "volumes")
+
+
+class TestRbdDriver(ConformanceTests):
+    """The rbd driver on the real Ceph cluster: snapshot, stream-out, stream-in,
+    allocated-extents, changed-blocks (replicate-to-peer has no checks in the suite)."""
+
+    @pytest.fixture
+    def pieceworks_harness(self, ceph_cluster: CephCluster) -> RbdHarness:
+        return RbdHarness(ceph_cluster)

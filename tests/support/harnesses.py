@@ -1,8 +1,9 @@
 """Conformance-suite harnesses (`IDriverHarness`) for the shipped drivers and the test ones.
 
 Each writes in place the way the backend's users do: into the volume file
-(file and tracking drivers, and the remote target's own directory), or
-with ``qemu-io`` into the qcow2 image.
+(file and tracking drivers, and the remote target's own directory), with
+``qemu-io`` into the qcow2 image, or with a librbd client of its own into
+an RBD image.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from zope.interface import implementer
 
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.qcow2 import Qcow2Driver
+from pieceworks.drivers.rbd import RbdDriver
 from pieceworks.drivers.remote import RemoteDriver
 from pieceworks.protocols import VolumeRef
 from pieceworks.testing import IDriverHarness
+from tests.fixtures.ceph_cluster import CephCluster
 from tests.support.tracking import TrackingFileDriver
 
 
@@ -128,3 +131,29 @@ class RemoteHarness:
     def delete_volume(self, volume_id: str) -> None:
         FileDriver(self.root).delete_volume(volume_id)
         shutil.rmtree(self.root / ".snapshots" / volume_id, ignore_errors=True)
+
+
+@implementer(IDriverHarness)
+class RbdHarness:
+    """The rbd driver on a pool of the real Ceph cluster; writes by a librbd client."""
+
+    def __init__(self, cluster: CephCluster) -> None:
+        self.cluster = cluster
+        self._driver: RbdDriver | None = None
+
+    def make_driver(self) -> RbdDriver:
+        return RbdDriver(**self.cluster.options())
+
+    def _own(self) -> RbdDriver:
+        if self._driver is None:
+            self._driver = self.make_driver()
+        return self._driver
+
+    def create_volume(self, volume_id: str, data: bytes) -> None:
+        self._own().write_volume(VolumeRef(volume_id), data)
+
+    def write(self, volume_id: str, offset: int, data: bytes) -> None:
+        self.cluster.write_in_place(volume_id, offset, data)
+
+    def delete_volume(self, volume_id: str) -> None:
+        self._own().delete_volume(volume_id)
