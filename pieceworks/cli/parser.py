@@ -11,14 +11,15 @@ read before it starts.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import metadata
 
 from oslo_utils import strutils
 
 from pieceworks.cli.exit_codes import ExitCode, epilog
+from pieceworks.protocols import InvalidName, validate_id
 
-__all__ = ["CODECS", "build_parser", "parse_size"]
+__all__ = ["CODECS", "build_parser", "id_type", "parse_size"]
 
 #: The chunk codecs ``--codec`` offers (pieceworks.protocols.chunks.CODECS).
 CODECS = ("zstd", "zlib", "none")
@@ -57,6 +58,25 @@ def parse_size(text: str) -> int:
         ) from None
 
 
+def id_type(kind: str) -> Callable[[str], str]:
+    """An argparse ``type=`` that accepts only a valid id (an empty or blank one is refused).
+
+    `kind` names the value in the message (``"volume id"``); a refusal is
+    a usage error (exit 2) before anything runs.
+    """
+
+    def check(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{kind} must not be empty or blank")
+        try:
+            return validate_id(kind, text)
+        except InvalidName as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    check.__name__ = kind  # argparse names the type in its messages
+    return check
+
+
 def _common_options(suppress: bool) -> argparse.ArgumentParser:
     """Options every command takes, before or after its name.
 
@@ -77,10 +97,18 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
         " ~/.config/pieceworks/pieceworks.toml if it exists)",
     )
     group.add_argument(
-        "--backend", metavar="NAME", default=default(None), help="configured backend to use"
+        "--backend",
+        metavar="NAME",
+        type=id_type("backend name"),
+        default=default(None),
+        help="configured backend to use",
     )
     group.add_argument(
-        "--store", metavar="NAME", default=default(None), help="configured store to use"
+        "--store",
+        metavar="NAME",
+        type=id_type("store name"),
+        default=default(None),
+        help="configured store to use",
     )
     group.add_argument(
         "--json", action="store_true", default=default(False), help="print one JSON document"
@@ -134,7 +162,13 @@ class _Builder:
 
 def _backup_request_options(parser: argparse.ArgumentParser) -> None:
     """The options that make a backup request (``backup`` and ``plan backup``)."""
-    parser.add_argument("--volume", metavar="ID", required=True, help="the volume to back up")
+    parser.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        required=True,
+        help="the volume to back up",
+    )
     parser.add_argument(
         "--in-use",
         action="store_true",
@@ -165,15 +199,38 @@ def _backup_request_options(parser: argparse.ArgumentParser) -> None:
 def _replicate_request_options(parser: argparse.ArgumentParser) -> None:
     """The options that make a replication request (``replicate``, ``plan replicate``)."""
     parser.add_argument(
-        "--from-backend", metavar="A", required=True, help="the backend holding the volume"
+        "--from-backend",
+        metavar="A",
+        type=id_type("backend name"),
+        required=True,
+        help="the backend holding the volume",
     )
-    parser.add_argument("--volume", metavar="V", required=True, help="the volume to copy")
-    parser.add_argument("--to-backend", metavar="B", required=True, help="the backend to copy to")
     parser.add_argument(
-        "--to-volume", metavar="W", help="the volume to create or replace (default: V)"
+        "--volume", metavar="V", type=id_type("volume id"), required=True, help="the volume to copy"
     )
     parser.add_argument(
-        "--snapshot", metavar="S", help="copy this existing snapshot of V (it is kept)"
+        "--to-backend",
+        metavar="B",
+        type=id_type("backend name"),
+        required=True,
+        help="the backend to copy to",
+    )
+    parser.add_argument(
+        "--to-volume",
+        metavar="W",
+        type=id_type("target volume id"),
+        help="the volume to create (default: V); an existing one only with --overwrite",
+    )
+    parser.add_argument(
+        "--snapshot",
+        metavar="S",
+        type=id_type("snapshot id"),
+        help="copy this existing snapshot of V (it is kept)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace W if it exists (the report gives its old and new size)",
     )
     parser.add_argument(
         "--in-use",
@@ -227,15 +284,27 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         "restore:run_restore",
         summary="restore a backup into a volume",
         description=(
-            "Restore BACKUP_ID into --volume ID of the backend, created or replaced\n"
-            "(default: the volume the backup was taken of). Every chunk is checked\n"
-            "against its sha256 before it is written; the volume is replaced only when\n"
-            "the whole restore succeeded."
+            "Restore BACKUP_ID into a new volume of the backend: --volume ID, or by default\n"
+            "<volume>-from-<BACKUP_ID> (its name is printed). A volume that exists, the\n"
+            "backup's own included, is replaced only with --overwrite (else exit 2), and\n"
+            "then the report gives its old and new size. Every chunk is checked against\n"
+            "its sha256 before it is written; the volume is written only when the whole\n"
+            "restore succeeded."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
-    restore.add_argument("backup_id", metavar="BACKUP_ID")
-    restore.add_argument("--volume", metavar="ID", help="target volume (default: the backup's)")
+    restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    restore.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        help="target volume (default: a new one, <volume>-from-<BACKUP_ID>)",
+    )
+    restore.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the target volume if it exists (the report gives its old and new size)",
+    )
 
     verify = b.add(
         sub,
@@ -251,7 +320,7 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
-    verify.add_argument("backup_id", metavar="BACKUP_ID")
+    verify.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
     verify.add_argument(
         "--no-quarantine",
         action="store_true",
@@ -271,7 +340,9 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT),
     )
-    listing.add_argument("--volume", metavar="ID", help="only backups of this volume")
+    listing.add_argument(
+        "--volume", metavar="ID", type=id_type("volume id"), help="only backups of this volume"
+    )
 
     b.add(
         sub,
@@ -311,7 +382,7 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
-    delete.add_argument("backup_id", metavar="BACKUP_ID")
+    delete.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
 
     gc = b.add(
         sub,
@@ -371,8 +442,13 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         description="Show the restore plan of BACKUP_ID into --volume (default: its volume).",
         codes=codes,
     )
-    plan_restore.add_argument("backup_id", metavar="BACKUP_ID")
-    plan_restore.add_argument("--volume", metavar="ID", help="target volume (default: its own)")
+    plan_restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    plan_restore.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        help="target volume (default: a new one, as restore picks)",
+    )
     _plan_output_options(plan_restore)
     plan_replicate = b.add(
         operations,
