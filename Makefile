@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit bench system-deps clean
+.PHONY: demo test lint typecheck unit bench system-deps ceph-bindings clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,22 +25,27 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Tools the tests run for real (qemu-img, qemu-nbd, dot); installed once, as root.
+# Tools the tests run for real (qemu-img, qemu-nbd, dot, a Ceph cluster); installed once, as root.
 system-deps:
 	scripts/install-system-deps.sh
 
-unit: $(STAMP) system-deps
+# Debian's librados/librbd Python bindings, made importable from the venv (rbd driver).
+ceph-bindings: $(STAMP) system-deps
+	$(BIN)/python scripts/ceph/link_bindings.py
+
+unit: $(STAMP) system-deps ceph-bindings
 	$(BIN)/pytest
 
 test: lint typecheck unit
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps ceph-bindings
 	scripts/install-system-deps.sh borg:borgbackup
 	$(BIN)/python bench/cli_vs_peers.py --size-mib 1024 --trials 3
 	$(BIN)/python bench/registry_find.py
 	$(BIN)/python bench/backup_throughput.py --size-mib 1024
 	$(BIN)/python bench/stores.py --size-mib 1024
 	$(BIN)/python bench/replicate.py --size-mib 1024
+	$(BIN)/python bench/ceph_rbd.py --size-mib 1024
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -2,44 +2,75 @@
 
 From the blueprint "Task & flow attributes": the manager asks the registry
 for tasks/flows providing ``['fast-backup', 'slow-backup', 'live-backup']``,
-inserts what comes back into its own larger flow next to tasks of its own,
-and runs it with a TaskFlow engine; asking for something nobody registered
-raises `NotFound`.
+inserts what comes back into its own larger flow next to tasks of its own
+(reserve quota before, update its record after), and runs it with a
+TaskFlow engine; asking for something nobody registered raises `NotFound`.
+
+The same composition can be posted as a job that any conductor runs and
+resumes (`pieceworks.execution.composed.post_composed`): the manager's tasks
+are module-level classes, found again by import path.
 
 Run: ``python examples/founding_manager.py`` (``make demo`` runs the full demo).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
+from typing import Any
 
 from taskflow import engines, task
-from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms import Backend, Store, register_backend
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import StoreSpec, VolumeRef
-from pieceworks.registry import NotFound, Registry
+from pieceworks.registry import Composition, NotFound, Registry
+
+#: What the manager asks for, by attribute only.
+WANTED = ["fast-backup", "slow-backup", "live-backup"]
 
 
 class ReserveQuota(task.Task):
-    """The manager's own task: check the tenant may store another backup."""
+    """The manager's own task: reserve the tenant's quota for one more backup.
+
+    :param ledger: a file each reservation is appended to (one JSON line)
+    """
+
+    def __init__(self, ledger: str | None = None, **atom: Any) -> None:
+        super().__init__(name="reserve-quota", **atom)
+        self.ledger = ledger
 
     def execute(self, volume_id: str) -> None:
         print(f"manager: quota reserved for a backup of {volume_id}")
+        if self.ledger:
+            with open(self.ledger, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"volume_id": volume_id, "pid": os.getpid()}) + "\n")
 
 
-class NotifyOwner(task.Task):
-    """The manager's own task: tell the owner what the backup cost."""
+class UpdateRecord(task.Task):
+    """The manager's own task: record the finished backup for its owner.
 
-    def execute(self, result: dict[str, object]) -> None:
+    :param records: a directory the record is written to, one JSON file per backup
+    """
+
+    def __init__(self, records: str | None = None, **atom: Any) -> None:
+        super().__init__(name="update-record", **atom)
+        self.records = records
+
+    def execute(self, result: dict[str, Any]) -> dict[str, Any]:
+        record = {k: result[k] for k in ("backup_id", "volume_id", "strategy", "bytes_stored")}
         print(
-            f"manager: backup {result['backup_id']} done by {result['strategy']},"
-            f" {result['bytes_stored']} bytes stored"
+            f"manager: backup {record['backup_id']} done by {record['strategy']},"
+            f" {record['bytes_stored']} bytes stored"
         )
+        if self.records:
+            path = os.path.join(self.records, f"{record['backup_id']}.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+        return record
 
 
 def deploy(workdir: str) -> Registry:
@@ -54,15 +85,37 @@ def deploy(workdir: str) -> Registry:
     return registry
 
 
+def compose(
+    registry: Registry,
+    backend: str,
+    *,
+    backup_id: str = "bk-1",
+    ledger: str | None = None,
+    records: str | None = None,
+) -> Composition:
+    """The manager's create-backup action, composed from what the registry offers.
+
+    It asks for pieces that can be built for its request (a volume in use),
+    reads what the piece needs and gives (`describe`), and adds it between
+    its own two tasks; the volume id comes through the engine's store.
+    """
+    request = {"in_use": True, "backup_id": backup_id}
+    found = registry.find_one(any_of=WANTED, backend=backend, buildable=True, request=request)
+    about = found.describe(**request)
+    print(f"manager: found {about.name}: {about.summary}")
+    print(f"manager: it needs {list(about.requires or ())} from the store")
+    composition = Composition("create-backup")
+    composition.add_task(ReserveQuota, ledger=ledger)
+    composition.add_piece(found, **request)
+    composition.add_task(UpdateRecord, records=records, rebind={"result": f"{found.name}.result"})
+    return composition
+
+
 def manager(registry: Registry, backend: str, volume_id: str) -> dict[str, object]:
-    """The manager: knows attributes, not drivers."""
-    found = registry.find(any_of=["fast-backup", "slow-backup", "live-backup"], backend=backend)
-    flow = linear_flow.Flow("create-backup").add(ReserveQuota())
-    for registration in found:
-        flow.add(registration.build(volume_id=volume_id, in_use=True, backup_id="bk-1"))
-    flow.add(NotifyOwner(rebind={"result": "backup-bk-1.result"}))
-    results = engines.run(flow, store={"volume_id": volume_id})
-    outcome: dict[str, object] = results["backup-bk-1.result"]
+    """The manager: knows attributes, not drivers; runs its action in-process."""
+    composition = compose(registry, backend)
+    results = engines.run(composition.flow, store={"volume_id": volume_id})
+    outcome: dict[str, object] = results[f"{backend}.backup.result"]
     return outcome
 
 

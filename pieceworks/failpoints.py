@@ -93,6 +93,9 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         "replicate.chunk-copied": "replicate: after each chunk is written to the target",
         "replicate.staged": "replicate via a store: every chunk is staged in the store",
         "replicate.snapshot-deleted": "replicate: the temporary snapshot is deleted",
+        # copy
+        "copy.chunk-copied": "copy: after each chunk object is written to the target store",
+        "copy.before-manifest": "copy: every chunk of a backup is in the target, no manifest yet",
         # recover
         "recover.item-removed": "recover: after each leftover is removed",
         # jobs

@@ -2,22 +2,33 @@
 # Install the system tools pieceworks' drivers and tests run for real, from Debian's packages.
 #
 # Usage: install-system-deps.sh [COMMAND:PACKAGE ...]
-# Default: qemu-img:qemu-utils (qcow2 driver: qemu-img, qemu-nbd) and dot:graphviz
-# (`pieceworks plan --format svg`). Idempotent: a command already on PATH is skipped.
+# Default: qemu-img:qemu-utils (qcow2 driver: qemu-img, qemu-nbd), dot:graphviz
+# (`pieceworks plan --format svg`), and for the rbd driver and its test cluster
+# (scripts/ceph/run_ceph.py) ceph-mon, ceph-osd, ceph-common (ceph, rbd, monmaptool) and
+# Debian's librados/librbd Python bindings (python3-rados, python3-rbd; `make
+# ceph-bindings` links them into the venv). A PATH:PACKAGE pair whose PATH starts
+# with / is checked as a file instead of a command. Idempotent: a command already on PATH is skipped.
 # Runs apt-get update only when a package is not known to apt yet. Needs root (or
 # sudo) when it has to install; CI and dev containers run as root.
 set -eu
 
-[ "$#" -gt 0 ] || set -- qemu-img:qemu-utils dot:graphviz
+[ "$#" -gt 0 ] || set -- qemu-img:qemu-utils dot:graphviz \
+    ceph-mon:ceph-mon ceph-osd:ceph-osd rbd:ceph-common monmaptool:ceph-common \
+    /usr/lib/python3/dist-packages/rados:python3-rados \
+    /usr/lib/python3/dist-packages/rbd:python3-rbd
 
 missing=""
 for pair in "$@"; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
-    if command -v "$cmd" >/dev/null 2>&1; then
+    case "$cmd" in
+        /*) if ls "$cmd".*.so >/dev/null 2>&1; then have=yes; else have=no; fi ;;
+        *) if command -v "$cmd" >/dev/null 2>&1; then have=yes; else have=no; fi ;;
+    esac
+    if [ "$have" = yes ]; then
         echo "$cmd already installed"
     else
-        missing="$missing $pkg"
+        case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
     fi
 done
 [ -n "$missing" ] || exit 0

@@ -20,10 +20,17 @@ Every key of a backend or store section except ``driver`` is passed to the
 driver's entry point as a keyword argument; a store section is also the
 `StoreSpec` handed to backends that reach the store themselves. A kind of
 section the file does not have (no ``[backends.*]``, say) gets the default:
-backend ``local`` (driver ``file``, ``$PIECEWORKS_HOME/volumes``), store
-``local`` (driver ``posix``, ``$PIECEWORKS_HOME/backups``) and persistence in
-``$PIECEWORKS_HOME/pieceworks.db`` (SQLite), where ``PIECEWORKS_HOME``
-defaults to ``~/.local/share/pieceworks``.
+backend ``local`` (driver ``file``, ``$PIECEWORKS_HOME/volumes``) and store
+``local`` (driver ``posix``, ``$PIECEWORKS_HOME/backups``), where
+``PIECEWORKS_HOME`` defaults to ``~/.local/share/pieceworks``.
+
+Without ``[engine] persistence`` a command runs its flow without TaskFlow
+persistence (in memory): nothing resumes a command-line run from a logbook,
+and opening SQLite and recording every atom cost about half a second per
+command. An interrupted backup still costs little to redo: the chunks it
+stored are found intact and not sent again (docs/format.md). Set
+``persistence`` to record runs (``sqlite:////path/pieceworks.db``) or to
+share them with conductors (``postgresql://...``).
 """
 
 from __future__ import annotations
@@ -249,8 +256,8 @@ def _secrets(sections: list[Section], persistence: str | None) -> frozenset[str]
     return frozenset(found)
 
 
-def defaults(home: Path) -> tuple[dict[str, Section], dict[str, Section], str]:
-    """The built-in backend, store and persistence under `home`."""
+def defaults(home: Path) -> tuple[dict[str, Section], dict[str, Section], str | None]:
+    """The built-in backend and store under `home`, and no persistence (see the module)."""
     volumes, backups = home / "volumes", home / "backups"
     backend = Section(
         "backend", DEFAULT_NAME, "file", {"path": str(volumes)}, "built-in default", (volumes,)
@@ -258,11 +265,7 @@ def defaults(home: Path) -> tuple[dict[str, Section], dict[str, Section], str]:
     store = Section(
         "store", DEFAULT_NAME, "posix", {"path": str(backups)}, "built-in default", (backups,)
     )
-    return (
-        {DEFAULT_NAME: backend},
-        {DEFAULT_NAME: store},
-        f"sqlite:///{home / 'pieceworks.db'}",
-    )
+    return {DEFAULT_NAME: backend}, {DEFAULT_NAME: store}, None
 
 
 def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:

@@ -12,15 +12,16 @@ import logging
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
-from typing import cast
-
-from taskflow.persistence import backends as persistence_backends
+from typing import TYPE_CHECKING, cast
 
 from pieceworks.cli.config import Config, Section, load_config
 from pieceworks.cli.exit_codes import CliError
 from pieceworks.cli.output import Output
+from pieceworks.cli.passwords import read_password
 from pieceworks.cli.progress import Progress, mode_for
-from pieceworks.common_algorithms import Backend, EngineOptions, Store, register_backend
+from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.encrypted_store import EncryptedStore
+from pieceworks.common_algorithms.keys import is_encrypted, unlock
 from pieceworks.protocols import (
     BackendSpec,
     ConfigError,
@@ -32,13 +33,16 @@ from pieceworks.protocols import (
     VolumeNotFound,
     VolumeRef,
 )
-from pieceworks.registry import (
+from pieceworks.registry.discovery import (
     DRIVERS_NAMESPACE,
     STORES_NAMESPACE,
     DriverLoadError,
-    Registry,
     load_factory,
 )
+
+if TYPE_CHECKING:  # imported where used: they bring in TaskFlow
+    from pieceworks.common_algorithms.runner import EngineOptions
+    from pieceworks.registry.registry import Registry
 
 __all__ = ["Context", "check_persistence", "open_section"]
 
@@ -82,6 +86,9 @@ def open_section(section: Section, namespace: str) -> object:
 
 def check_persistence(url: str) -> None:
     """Open and close TaskFlow persistence at `url`; `ConfigError`/`CliError` if it fails."""
+    # Imported here: TaskFlow's persistence brings in SQLAlchemy (slow to import).
+    from taskflow.persistence import backends as persistence_backends  # noqa: PLC0415
+
     try:
         backend = persistence_backends.fetch({"connection": url})
     except Exception as exc:
@@ -116,8 +123,10 @@ class Context:
         backend: str | None = None,
         store: str | None = None,
         config: Config | None = None,
+        password_file: str | None = None,
     ) -> None:
         self.out = out
+        self.password_file = password_file
         self.env = env
         self.config_path = config_path
         self.backend_name = backend
@@ -156,14 +165,37 @@ class Context:
         """Every configured backend, by name."""
         return [self.backend(name) for name in sorted(self.config.backends)]
 
-    def store(self, name: str | None = None) -> Store:
-        """The chosen store (``--store``, else the default), with its `StoreSpec`."""
+    def raw_store(self, name: str | None = None) -> tuple[str, IObjectStore]:
+        """The chosen store's name and objects as they are stored: sealed if encrypted."""
+        section = self.config.store(name or self.store_name)
+        return section.name, cast(IObjectStore, open_section(section, STORES_NAMESPACE))
+
+    def store(
+        self, name: str | None = None, *, source: bool = False, password_file: str | None = None
+    ) -> Store:
+        """The chosen store (``--store``, else the default), with its `StoreSpec`.
+
+        An encrypted store (one with key files) is opened with its passphrase
+        (`read_password`; `source` and `password_file` choose where it comes
+        from for the store ``copy`` reads) and returned as an
+        `EncryptedStore`; a wrong passphrase is `WrongPassword` (exit 2)
+        before anything is read.
+        """
         section = self.config.store(name or self.store_name)
         if section.name not in self._stores:
-            objects = open_section(section, STORES_NAMESPACE)
+            objects = cast(IObjectStore, open_section(section, STORES_NAMESPACE))
+            if is_encrypted(objects):
+                password = read_password(
+                    self.out,
+                    self.env,
+                    section.name,
+                    password_file if source else self.password_file,
+                    source=source,
+                )
+                objects = EncryptedStore(objects, unlock(objects, password))
             spec = StoreSpec(section.name, section.driver, section.spec_options())
             try:
-                self._stores[section.name] = Store(section.name, cast(IObjectStore, objects), spec)
+                self._stores[section.name] = Store(section.name, objects, spec)
             except InvalidDriver as exc:
                 raise ConfigError(f"{section.origin}: {exc}") from None
         return self._stores[section.name]
@@ -175,6 +207,9 @@ class Context:
         chosen store; one that completes no backup or restore is left out
         with a warning.
         """
+        from pieceworks.common_algorithms.registration import register_backend  # noqa: PLC0415
+        from pieceworks.registry.registry import Registry  # noqa: PLC0415
+
         registry = Registry()
         store = self.store()
         for backend in self.all_backends():
@@ -205,12 +240,14 @@ class Context:
     # -- running -------------------------------------------------------------
 
     def engine_options(self) -> EngineOptions:
-        """TaskFlow engine and persistence from ``[engine]`` (SQLite under the home).
+        """TaskFlow engine and persistence from ``[engine]`` (no persistence by default).
 
         The persistence backend is opened once here, so that a bad connection
         string is a configuration error (exit 2) and an unreachable database
         one clear message (exit 1), before any work starts.
         """
+        from pieceworks.common_algorithms.runner import EngineOptions  # noqa: PLC0415
+
         url = self.config.persistence
         if url:
             if url.startswith("sqlite:///"):

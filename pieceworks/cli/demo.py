@@ -1,8 +1,8 @@
 """``pieceworks demo``: the whole job on embedded defaults, in one command.
 
 In a fresh directory (a temporary one, or ``--dir``) laid out like
-``$PIECEWORKS_HOME`` (file-driver volumes, a POSIX store, SQLite TaskFlow
-persistence), the demo:
+``$PIECEWORKS_HOME`` (file-driver volumes, a POSIX store, TaskFlow flows
+run in process without persistence), the demo:
 
 1. creates a volume of mixed content (random, zeros, log-like text) through
    the driver's stream-in capability;
@@ -358,8 +358,8 @@ def _run(ctx: Context, where: Path, size: int) -> int:
         )
     )
     out.text(
-        "(seconds: the whole step, temporary snapshot, TaskFlow flow and its SQLite"
-        " persistence included; MB/s: volume size / seconds)"
+        "(seconds: the whole step, temporary snapshot and TaskFlow flow included;"
+        " MB/s: volume size / seconds)"
     )
     verdict = "equals" if match else "DIFFERS FROM"
     out.result(

@@ -82,7 +82,13 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
     from pieceworks.cli.context import Context  # noqa: PLC0415
 
     ctx = Context(
-        out, env, config_path=args.config, backend=args.backend, store=args.store, config=config
+        out,
+        env,
+        config_path=args.config,
+        backend=args.backend,
+        store=args.store,
+        config=config,
+        password_file=args.password_file,
     )
     return int(command(args, ctx))
 

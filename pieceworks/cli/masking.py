@@ -12,6 +12,12 @@ error message:
 
 Values shorter than `MIN_SECRET` characters are only masked by the patterns:
 replacing every occurrence of a two-letter string would garble the output.
+
+oslo.utils' ``strutils`` compiles several hundred regular expressions when
+it is imported (about a quarter of a second): it is imported only for a text
+that contains one of `ORACLE_STEMS`, the parts of every key oslo.utils looks
+for (a test checks that they cover its whole list), so ``pieceworks list``
+and ``--help`` print without it.
 """
 
 from __future__ import annotations
@@ -20,9 +26,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from oslo_utils import strutils
-
-__all__ = ["MASK", "MIN_SECRET", "Masker", "is_secret_name", "url_password"]
+__all__ = ["MASK", "MIN_SECRET", "ORACLE_STEMS", "Masker", "is_secret_name", "url_password"]
 
 MASK = "***"
 MIN_SECRET = 4
@@ -30,6 +34,7 @@ MIN_SECRET = 4
 # Names (or name parts) of options that hold secrets, on top of oslo.utils' list.
 _SECRET_PARTS = (
     "key",
+    "keyring",
     "password",
     "passwd",
     "passphrase",
@@ -47,9 +52,41 @@ _ASSIGNMENT = re.compile(
 )
 
 
+#: One of these is part of every key oslo.utils' `mask_password` masks (lowercase):
+#: a text containing none of them is returned by it unchanged.
+ORACLE_STEMS = (
+    "pass",
+    "pswd",
+    "secret",
+    "token",
+    "key",
+    "kek",
+    "configdrive",
+    "fsid",
+    "cookie",
+    "credential",
+    "suffix",
+)
+
+
+def _oslo_mask(text: str) -> str:
+    """oslo.utils' `mask_password`, imported only when `text` may need it."""
+    low = text.lower()
+    if not any(stem in low for stem in ORACLE_STEMS):
+        return text
+    from oslo_utils import strutils  # noqa: PLC0415 (slow import, see the module docstring)
+
+    return str(strutils.mask_password(text, secret=MASK))
+
+
 def is_secret_name(name: str) -> bool:
-    """Whether an option called `name` holds a secret (``key``, ``s3_secret``...)."""
+    """Whether an option called `name` holds a secret (``key``, ``s3_secret``...).
+
+    A name ending in ``_id`` names an identifier (``key_id``, ``backup_id``), never a secret.
+    """
     low = name.lower()
+    if low.endswith("_id"):
+        return False
     parts = re.split(r"[_\-.]", low)
     return any(p in _SECRET_PARTS for p in parts) or any(
         s in low for s in ("password", "secret", "token", "passphrase")
@@ -85,7 +122,7 @@ class Masker:
         For human text and log lines. Not for serialised JSON, where oslo.utils'
         patterns can swallow a neighbouring value: use `data`, then `known`.
         """
-        text = strutils.mask_password(self.known(text), secret=MASK)
+        text = _oslo_mask(self.known(text))
         return _ASSIGNMENT.sub(lambda m: m.group("head") + m.group("q") + MASK + m.group("q"), text)
 
     def known(self, text: str) -> str:

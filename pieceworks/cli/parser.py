@@ -1,6 +1,7 @@
 """The ``pieceworks`` argument parser: every command, option and help page.
 
-This module is deliberately light (argparse, the exit codes, oslo.utils):
+This module is deliberately light (argparse and the exit codes; oslo.utils
+and importlib.metadata only when a size or ``--version`` is parsed):
 ``--help``, usage errors and configuration errors answer without importing
 TaskFlow. Each subcommand names its implementation as ``handler``
 (``"module:function"`` under `pieceworks.cli.commands`), imported only
@@ -12,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable
-from importlib import metadata
 
-from oslo_utils import strutils
-
+from pieceworks.cli.commands import copy, key
 from pieceworks.cli.exit_codes import ExitCode, epilog
 from pieceworks.protocols import InvalidName, validate_id
 
@@ -50,6 +49,8 @@ def parse_size(text: str) -> int:
         return int(compact)
     if compact[-1:].upper() in ("K", "M", "G", "T"):
         compact += "iB"
+    from oslo_utils import strutils  # noqa: PLC0415 (slow to import: see cli/masking.py)
+
     try:
         return int(strutils.string_to_bytes(compact, "IEC", return_int=True))
     except ValueError:
@@ -109,6 +110,13 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
         type=id_type("store name"),
         default=default(None),
         help="configured store to use",
+    )
+    group.add_argument(
+        "--password-file",
+        metavar="FILE",
+        default=default(None),
+        help="passphrase of an encrypted store (else $PIECEWORKS_PASSWORD,"
+        " $PIECEWORKS_PASSWORD_FILE, or a prompt on a terminal)",
     )
     group.add_argument(
         "--json", action="store_true", default=default(False), help="print one JSON document"
@@ -468,12 +476,15 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         summary="search the registry of configured backends by attribute",
         description=(
             "Register every configured backend (its driver and its flows) and search by\n"
-            "attribute: a capability name (snapshot, stream-out, push-to-object-store, ...)\n"
-            "or a tag (live-backup, fast-backup, slow-backup, incremental-backup,\n"
-            "sparse-backup, offload-restore, stream-restore, backup, restore, verify,\n"
-            "delete). A match provides every ATTR, at least one --any and no --none.\n"
-            "--backend NAME keeps only that backend's registrations. No match: exit 3\n"
-            "with the registry's explanation (the closest registrations, what each lacks).\n\n"
+            "attribute: a capability as capability:NAME (capability:snapshot,\n"
+            "capability:stream-out, ...) or a tag (live-backup, fast-backup, slow-backup,\n"
+            "incremental-backup, sparse-backup, offload-restore, stream-restore, backup,\n"
+            "restore, verify, delete). A match provides every ATTR, at least one --any\n"
+            "and no --none. --backend NAME keeps only that backend's registrations;\n"
+            "--buildable leaves drivers out. No match: exit 3 with the registry's\n"
+            "explanation (the closest registrations, what each lacks).\n"
+            "--json prints each match's description: build parameters, the symbols it\n"
+            "requires and provides, a summary.\n\n"
             "example: pieceworks find --any fast-backup live-backup --none slow-backup"
         ),
         codes=(_NOT_FOUND,),
@@ -486,6 +497,9 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         "--none", dest="none_of", metavar="ATTR", nargs="+", action="extend", help="none of these"
     )
     find.add_argument("--kind", choices=KINDS, help="only registrations of this kind")
+    find.add_argument(
+        "--buildable", action="store_true", help="only pieces that build a task or flow"
+    )
 
 
 def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -576,10 +590,23 @@ def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _version() -> str:
+    from importlib import metadata  # noqa: PLC0415 (slow to import, only for --version)
+
     try:
         return metadata.version("pieceworks")
     except metadata.PackageNotFoundError:
         return "(not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print ``pieceworks <version>`` and exit (looked up only then)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"pieceworks {_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -591,10 +618,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(suppress=False)],
     )
-    parser.add_argument("--version", action="version", version=f"pieceworks {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     builder = _Builder(_common_options(suppress=True))
     _tools(builder, sub)
     _planning(builder, sub)
     _operations(builder, sub)
+    key.add_arguments(builder, sub)
+    copy.add_arguments(builder, sub)
     return parser

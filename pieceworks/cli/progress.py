@@ -23,10 +23,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pieceworks.cli.output import human_bytes
-from pieceworks.common_algorithms import ProgressEvent
+
+if TYPE_CHECKING:  # the runner imports TaskFlow: not needed to draw a bar
+    from pieceworks.common_algorithms.runner import ProgressEvent
 
 __all__ = ["Progress", "format_eta", "mode_for"]
 

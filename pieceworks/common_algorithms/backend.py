@@ -7,6 +7,7 @@ from typing import TypeVar, cast
 
 from zope.interface.interface import InterfaceClass
 
+from pieceworks.common_algorithms.encrypted_store import EncryptedStore
 from pieceworks.protocols import (
     BackendSpec,
     ICompress,
@@ -92,6 +93,27 @@ class Store:
     name: str
     objects: IObjectStore
     spec: StoreSpec | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the store seals its objects (`EncryptedStore`)."""
+        return isinstance(self.objects, EncryptedStore)
+
+    def handoff_refusal(self) -> str | None:
+        """Why this store cannot be handed to a backend that offloads; None if it can.
+
+        A store without a spec cannot be reached by a backend; an encrypted
+        store could be, but no backend can yet seal objects with its keys, so
+        offload falls back to a strategy through the manager.
+        """
+        if self.spec is None:
+            return f"store '{self.name}' cannot be handed to a backend (no store spec)"
+        if self.encrypted:
+            return (
+                f"store '{self.name}' is encrypted and the backend cannot seal objects with"
+                " its keys; the manager encrypts instead"
+            )
+        return None
 
     def __post_init__(self) -> None:
         validate_id("store name", self.name)

@@ -244,8 +244,9 @@ class TransferChunks(_BackupTask):
         """This backup's change token, and the ranges changed since the parent's.
 
         ``None`` ranges mean "read everything": no changed-blocks, no usable
-        parent (none, another chunk size or volume size), or the backend
-        lost track (`ChangeTrackingLost`).
+        parent (none, another chunk size or volume size, or one made from
+        another backend, whose token means nothing to this one), or the
+        backend lost track (`ChangeTrackingLost`).
         """
         if not self.backend.provides(IChangedBlocks):
             return None, None
@@ -254,6 +255,7 @@ class TransferChunks(_BackupTask):
         if (
             parent is None
             or not parent.change_token
+            or parent.backend != self.backend.name
             or parent.chunk_size != self.request.chunk_size
             or parent.size != size
         ):

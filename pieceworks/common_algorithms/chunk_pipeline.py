@@ -12,9 +12,13 @@ Backup: the calling thread reads chunks in ascending order (the
 (`encode_chunk` keeps one compressor per thread). A chunk holds its buffer
 until it is hashed and encoded, so at most `depth` chunks are in flight and
 memory stays below about ``(depth + threads) * chunk_size * 2`` whatever the
-volume size. Restore and verify fetch and check chunks on worker threads,
-at most `depth` ahead of the calling thread, which writes (restore) in
-offset order.
+volume size. A store with ``deferred-sync`` (`IDeferredSync`, the POSIX
+store) gets every new chunk with `put_unsynced` and one `sync` of all the
+chunks the backup references that it wrote or found in the store, before
+`backup_chunks` returns: so the disk writes while the threads work, and the
+manifest the caller writes next references durable chunks only. Restore
+and verify fetch and check chunks on worker threads, at most `depth` ahead
+of the calling thread, which writes (restore) in offset order.
 
 All three run entirely in the calling thread's call: when one returns or
 raises, no worker touches the store or the volume any more. A failure on
@@ -39,6 +43,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Final, Literal, TypeVar
 
+from pieceworks.common_algorithms.encrypted_store import as_stored, chunk_id_for
 from pieceworks.common_algorithms.manifest import Manifest
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -60,10 +65,10 @@ from pieceworks.protocols.chunks import (
     chunk_key,
     codec_of,
     decode_chunk,
-    digest_of,
     encode_chunk,
     is_zero,
 )
+from pieceworks.protocols.deferred_sync import IDeferredSync
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -295,6 +300,7 @@ class _BackupRun:
         cancel: threading.Event | None,
     ) -> None:
         self.reader, self.store, self.codec = reader, store, codec
+        self.chunk_id = chunk_id_for(store)
         self.chunk_size, self.size = chunk_size, size
         self.threads, self.depth, self.cancel = threads, depth, cancel
         self.lock = threading.Lock()
@@ -306,6 +312,9 @@ class _BackupRun:
         self.buffers = 0
         self.bytes_read = self.bytes_stored = self.bytes_dedup = 0
         self.chunks_new = self.chunks_reused = 0
+        # deferred-sync: the keys to make durable before returning (written or found here)
+        self.deferred: IDeferredSync | None = IDeferredSync(store, None)
+        self.unsynced: list[str] = []
         self.damaged: frozenset[str] = frozenset()  # seeds found missing or of the wrong size
 
     def fail(self, exc: BaseException) -> None:
@@ -363,6 +372,8 @@ class _BackupRun:
                 self._drain(pending, chunks, report, block=False)
             if not self._stopping():
                 self._drain(pending, chunks, report, block=True)
+                if self.deferred is not None and self.unsynced:  # before any manifest
+                    self.deferred.sync(self.unsynced)
                 report(self.size, final=True)
         except BaseException as exc:
             self.fail(exc)
@@ -445,7 +456,7 @@ class _BackupRun:
             plain = _plain(buffer, length)
             if is_zero(plain):
                 return None
-            digest = digest_of(plain)
+            digest = self.chunk_id(plain)
             with self.lock:
                 hit = self.known.get(digest)
                 wait = self.inflight.get(digest) if hit is None else None
@@ -486,7 +497,10 @@ class _BackupRun:
             else:
                 encoded = encode_chunk(plain, self.codec)  # "none" if compressing does not pay
                 give_back()
-                self.store.put(key, encoded)
+                if self.deferred is not None:
+                    self.deferred.put_unsynced(key, encoded)
+                else:
+                    self.store.put(key, encoded)
                 failpoint("backup.chunk-stored")
                 codec, stored_length = codec_of(encoded), len(encoded)
             done = True
@@ -494,6 +508,8 @@ class _BackupRun:
             with self.lock:
                 if done:
                     self.known[digest] = (codec, stored_length)
+                    if self.deferred is not None:  # one found intact may be a killed run's
+                        self.unsynced.append(key)
                     if existing is None:
                         self.chunks_new += 1
                         self.bytes_stored += stored_length
@@ -543,8 +559,11 @@ def _fetch_intact(
         stored = store.get(key)
     except ObjectNotFound:
         return None
+    except CorruptionError as exc:  # an encrypted store's object that fails to unseal
+        log.warning("replacing damaged chunk object %s: %s", key, exc)
+        return None
     try:
-        decode_chunk(stored, digest, length, offset)
+        decode_chunk(stored, digest, length, offset, chunk_id_for(store))
     except CorruptionError as exc:
         log.warning("replacing damaged chunk object %s: %s", key, exc)
         return None
@@ -650,9 +669,11 @@ def restore_chunks(
     report = _Reporter(progress, manifest.size)
     written = fetched = count = 0
 
+    chunk_id = chunk_id_for(store)
+
     def fetch(ref: ChunkRef) -> tuple[int, bytes]:
         stored = _get_chunk(store, ref)
-        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset)
+        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id)
 
     try:
         with closing(
@@ -704,17 +725,23 @@ def verify_chunks(
     moved: list[str] = []
     where = f"backup {manifest.backup_id}: "
 
+    chunk_id = chunk_id_for(store)
+    # An encrypted store's objects are read as stored and opened here, so that a
+    # sealed object that fails to open is reported and moved aside like any other.
+    raw_store, open_object = as_stored(store)
+
     def check(ref: ChunkRef) -> tuple[Literal["missing", "corrupt"], str] | None:
         try:
-            stored = _get_chunk(store, ref)
+            raw = _get_chunk(raw_store, ref)
         except ChunkMissing as exc:
             return "missing", where + str(exc)
         try:
-            decode_chunk(stored, ref.digest, ref.length, ref.offset)
+            stored = open_object(chunk_key(ref.digest), raw)
+            decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id)
         except CorruptionError as exc:
             detail = where + str(exc)
             if quarantine:
-                aside = quarantine_chunk(store, ref.digest, stored)
+                aside = quarantine_chunk(raw_store, ref.digest, raw)
                 if aside is not None:
                     moved.append(aside)
                     detail += f"; moved aside to {aside}"
@@ -783,6 +810,10 @@ def _get_chunk(store: IObjectStore, ref: ChunkRef) -> bytes:
             f" {key})",
             ref.offset,
         ) from None
+    except CorruptionError as exc:  # an encrypted store's object that fails to unseal
+        raise CorruptionError(
+            f"chunk {ref.digest} at offset {ref.offset}: {exc}", ref.offset
+        ) from exc
 
 
 def _ordered_map(

@@ -38,10 +38,8 @@ def _offload(backend: Backend, store: Store, req: BackupRequest) -> StrategyChoi
         return StrategyChoice(
             name, False, "the backend has no push-to-object-store", needs=("push-to-object-store",)
         )
-    if store.spec is None:
-        return StrategyChoice(
-            name, False, f"store '{store.name}' cannot be handed to a backend (no store spec)"
-        )
+    if (refusal := store.handoff_refusal()) is not None:
+        return StrategyChoice(name, False, refusal)
     enhancers = ("compress",) if backend.provides(ICompress) else ()
     where = f"the backend writes to store '{store.name}' itself; no volume data crosses the manager"
     if req.in_use and backend.provides(ISnapshot):
@@ -134,12 +132,8 @@ def plan_restore(backend: Backend, store: Store, request: RestoreRequest) -> Pla
                         needs=("pull-from-object-store",),
                     )
                 )
-            elif store.spec is None:
-                choices.append(
-                    StrategyChoice(
-                        name, False, f"store '{store.name}' cannot be handed to a backend"
-                    )
-                )
+            elif (refusal := store.handoff_refusal()) is not None:
+                choices.append(StrategyChoice(name, False, refusal))
             else:
                 choices.append(
                     StrategyChoice(name, True, f"the backend reads store '{store.name}' itself")
@@ -282,8 +276,9 @@ def _via_store(
         )
     if store is None:
         return StrategyChoice(name, False, "no store was given to stage the chunks in")
-    if store.spec is None and (out_side == "push" or in_side == "pull"):
-        return StrategyChoice(name, False, f"store '{store.name}' cannot be handed to a backend")
+    refusal = store.handoff_refusal()
+    if refusal is not None and (out_side == "push" or in_side == "pull"):
+        return StrategyChoice(name, False, refusal)
     sides = {
         ("push", "pull"): "the source pushes and the target pulls; no byte crosses the manager",
         ("push", "stream"): "the source pushes; the manager restores into the target",

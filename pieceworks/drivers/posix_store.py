@@ -20,6 +20,12 @@ simplest backend:
   naming it, before anything is read, written, listed or deleted through
   it: garbage collection must never delete files outside the store. (The
   store's root itself may be a link: it is resolved once, when opened.)
+* ``deferred-sync`` (`IDeferredSync`): `put_unsynced` writes and renames
+  without waiting for the disk (it starts the file's writeback and
+  returns: on Linux ``posix_fadvise(DONTNEED)`` writes dirty pages back
+  without waiting and keeps them cached), `sync` then makes a whole batch
+  durable: one ``fsync`` per file, one per directory, by which time most
+  of the data is on disk already.
 
 With ``durable=False`` the fsyncs are skipped (for tests and scratch
 stores): a crash may then lose recent objects, but never exposes a partial
@@ -34,6 +40,9 @@ import os
 import secrets
 import stat
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from zope.interface import implementer
 
 from pieceworks.drivers import _files
 from pieceworks.protocols import (
@@ -46,14 +55,18 @@ from pieceworks.protocols import (
     TransientError,
     validate_key,
 )
+from pieceworks.protocols.deferred_sync import IDeferredSync
 
 __all__ = ["PosixStore"]
 
 _TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE}
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+#: Threads `sync` waits on ``fsync`` with (waiting, not working: more than the cores).
+_SYNC_THREADS = 8
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
+@implementer(IDeferredSync)
 class PosixStore(StoredSizes):
     """An object store in a local (or NFS-mounted) directory."""
 
@@ -85,6 +98,41 @@ class PosixStore(StoredSizes):
         except OSError as exc:
             _files.unlink_if_exists(tmp)
             raise _error(f"cannot put {key!r}", exc) from exc
+
+    def put_unsynced(self, key: str, data: bytes | memoryview) -> None:
+        """`put` without waiting for the disk: durable only after `sync` (see the module)."""
+        path = self._path(key)
+        tmp = self._write_temp(path, data, wait=False)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            _files.unlink_if_exists(tmp)
+            raise _error(f"cannot put {key!r}", exc) from exc
+
+    def sync(self, keys: Iterable[str]) -> None:
+        """``fsync`` each existing file of `keys`, then their directories up to the root.
+
+        The ``fsync`` calls run on a few threads at once, so that the file
+        system commits them together (ext4, XFS: one journal commit for
+        many waiting callers) instead of one after another.
+        """
+        if not self._durable:
+            return
+        paths = sorted({self._path(key) for key in keys})
+        if not paths:
+            return
+        with ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="pieceworks-sync") as pool:
+            found = pool.map(_fsync_existing, paths)
+            synced = [p for p, ok in zip(paths, found, strict=True) if ok]
+            directories: set[str] = set()
+            for path in synced:  # every directory a put_unsynced may have created or renamed in
+                directory = os.path.dirname(path)
+                while directory not in directories:
+                    directories.add(directory)
+                    if directory == self._root:
+                        break
+                    directory = os.path.dirname(directory)
+            list(pool.map(_fsync_dir, sorted(directories)))
 
     def get(self, key: str) -> bytes:
         try:
@@ -181,8 +229,12 @@ class PosixStore(StoredSizes):
             raise _error(f"cannot stat {key!r}", exc) from exc
         return st if stat.S_ISREG(st.st_mode) else None
 
-    def _write_temp(self, path: str, data: bytes | memoryview) -> str:
-        """Write `data` to a new temporary file next to `path` and return its name."""
+    def _write_temp(self, path: str, data: bytes | memoryview, *, wait: bool = True) -> str:
+        """Write `data` to a new temporary file next to `path` and return its name.
+
+        Durable (``fsync``) if the store is and `wait`; without `wait` the
+        writeback is only started (`sync` waits for it).
+        """
         directory = os.path.dirname(path)
         tmp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -190,7 +242,7 @@ class PosixStore(StoredSizes):
             try:
                 fd = os.open(tmp, flags, 0o644)
             except FileNotFoundError:  # first object under this directory
-                self._make_dirs(directory)
+                self._make_dirs(directory, wait=wait)
                 fd = os.open(tmp, flags, 0o644)
         except OSError as exc:
             raise _error(f"cannot write {path!r}", exc) from exc
@@ -199,8 +251,10 @@ class PosixStore(StoredSizes):
                 view = memoryview(data).cast("B")
                 while view:
                     view = view[os.write(fd, view) :]
-                if self._durable:
+                if self._durable and wait:
                     os.fsync(fd)
+                elif self._durable:  # start the writeback, `sync` waits for it
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
         except BaseException as exc:
@@ -210,15 +264,33 @@ class PosixStore(StoredSizes):
             raise
         return tmp
 
-    def _make_dirs(self, directory: str) -> None:
+    def _make_dirs(self, directory: str, *, wait: bool = True) -> None:
         os.makedirs(directory, exist_ok=True)
-        while self._durable and directory != self._root:  # persist each new entry
+        while self._durable and wait and directory != self._root:  # persist each new entry
             directory = os.path.dirname(directory)
             self._sync_dir(directory)
 
     def _sync_dir(self, directory: str) -> None:
         if self._durable:
             _files.fsync_dir(directory)
+
+
+def _fsync_existing(path: str) -> bool:
+    """``fsync`` the file `path`; False if it does not exist."""
+    try:
+        _files.fsync_file(path)
+    except _MISSING:
+        return False
+    except OSError as exc:
+        raise _error(f"cannot sync {path!r}", exc) from exc
+    return True
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        _files.fsync_dir(path)
+    except OSError as exc:
+        raise _error(f"cannot sync {path!r}", exc) from exc
 
 
 def _walk(directory: str, key_dir: str, start: str) -> Iterator[str]:

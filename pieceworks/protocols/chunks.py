@@ -17,6 +17,7 @@ import hashlib
 import re
 import threading
 import zlib
+from collections.abc import Callable
 from typing import Final
 
 import zstandard
@@ -111,11 +112,19 @@ def encode_chunk(plain: bytes | bytearray | memoryview, codec: str = DEFAULT_COD
     return _MAGIC + bytes((_IDS[codec],)) + body
 
 
-def decode_chunk(stored: bytes, digest: str, length: int, offset: int | None = None) -> bytes:
+def decode_chunk(
+    stored: bytes,
+    digest: str,
+    length: int,
+    offset: int | None = None,
+    chunk_id: Callable[[bytes], str] = digest_of,
+) -> bytes:
     """Decode a stored chunk object and check it against `digest` and `length`.
 
+    `chunk_id` names chunks in this store: the plain sha256 by default, the
+    keyed id of an encrypted store (`pieceworks.protocols.encryption`).
     Raise `CorruptionError` (carrying `offset`, the chunk's place in the
-    volume) if the header, the codec stream, the length or the hash is wrong:
+    volume) if the header, the codec stream, the length or the id is wrong:
     corrupt data is never returned.
     """
     where = f" at offset {offset}" if offset is not None else ""
@@ -131,6 +140,6 @@ def decode_chunk(stored: bytes, digest: str, length: int, offset: int | None = N
             plain = bytes(body)
     except (zstandard.ZstdError, zlib.error) as exc:
         raise CorruptionError(f"chunk {digest}{where}: cannot decompress ({exc})", offset) from exc
-    if len(plain) != length or digest_of(plain) != digest:
+    if len(plain) != length or chunk_id(plain) != digest:
         raise CorruptionError(f"chunk {digest}{where}: content does not match its hash", offset)
     return plain

@@ -116,7 +116,9 @@ class Extent:
 class ChunkRef:
     """One stored chunk of a backup, as listed in its manifest.
 
-    `digest` is the hex sha256 of the chunk's plain (uncompressed) bytes;
+    `digest` is the chunk's id: the hex sha256 of its plain (uncompressed)
+    bytes, or in an encrypted store their keyed HMAC-SHA256
+    (`pieceworks.protocols.encryption`);
     `codec` is how the stored object is compressed (``zstd``, ``zlib`` or
     ``none``); `stored_length` is the stored object's size in bytes.
     """

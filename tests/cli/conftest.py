@@ -62,8 +62,8 @@ def home(tmp_path: Path) -> Path:
 def bare_env(tmp_path: Path, home: Path) -> dict[str, str]:
     """A ``pieceworks`` environment with no configuration: a temporary HOME and PIECEWORKS_HOME.
 
-    Everything is the built-in default, including TaskFlow persistence in
-    ``$PIECEWORKS_HOME/pieceworks.db`` (SQLite).
+    Everything is the built-in default, including flows run without TaskFlow
+    persistence.
     """
     fake_home = tmp_path / "user"
     fake_home.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -117,7 +118,7 @@ def test_config_comes_from_env_then_default_location(
     assert described["config_file"] is None
     assert described["backends"]["local"]["path"] == str(home / "volumes")
     assert described["stores"]["local"]["path"] == str(home / "backups")
-    assert described["engine"]["persistence"] == f"sqlite:///{home / 'pieceworks.db'}"
+    assert described["engine"]["persistence"] is None  # flows run in memory by default
 
     default_loc = Path(env["HOME"]) / ".config" / "pieceworks" / "pieceworks.toml"
     default_loc.parent.mkdir(parents=True)
@@ -128,3 +129,20 @@ def test_config_comes_from_env_then_default_location(
     assert list(at_default.json()["stores"]) == ["fromdefault"]
     assert list(from_env.json()["stores"]) == ["fromenv"]
     assert from_env.json()["backends"]["local"]["driver"] == "file"  # not in the file: default
+
+
+def test_configured_sqlite_persistence_records_the_backup_flow(
+    run: Run, home: Path, tmp_path: Path, bare_env: dict[str, str]
+) -> None:
+    """``[engine] persistence`` still works: the backup's flow is recorded in that SQLite file."""
+    (home / "volumes").mkdir(parents=True)
+    (home / "volumes" / "v").write_bytes(b"x" * 100_000)
+    db = tmp_path / "state" / "pw.db"
+    path = config_file(tmp_path, f'[engine]\npersistence = "sqlite:///{db}"\n')
+    done = run("backup", "--volume", "v", "--config", str(path), env=bare_env)
+    assert done.code == 0, done
+    with sqlite3.connect(db) as conn:
+        flows = [row[0] for row in conn.execute("SELECT name FROM flowdetails")]
+    assert any(name.startswith("backup-") for name in flows), flows
+    shown = run("config", "--config", str(path), env=bare_env)
+    assert f"persistence = sqlite:///{db}" in shown.out

@@ -109,7 +109,12 @@ def test_find_searches_the_registry_of_configured_backends(
     )
     assert fast.code == 0, fast
     assert [(r["name"], r["backend"]) for r in fast.json()] == [("far.backup", "far")]
-    assert "fast-backup" in fast.json()[0]["provides"]
+    described = fast.json()[0]
+    assert "fast-backup" in described["attributes"]
+    assert described["requires"] == ["volume_id"]  # what the piece needs from the store
+    assert "far.backup.result" in described["provides"]
+    assert described["parameters"][0]["name"] == "volume_id"
+    assert described["summary"].startswith("Back up a volume")
     assert either.code == 0, either
     assert "far.backup" in either.out and "local.backup" in either.out
     assert miss.code == ExitCode.NOT_FOUND, miss

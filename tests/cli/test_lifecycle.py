@@ -34,7 +34,7 @@ def test_backup_list_verify_restore_delete_on_builtin_defaults(
     assert first["strategy"] == "direct-stream" and first["volume_id"] == "vol-1"
     assert first["bytes_read"] == 8 * MiB and first["bytes_stored"] >= 8 * MiB
     assert first["seconds"] > 0 and first["plan"]["chosen"] == "direct-stream"
-    assert (home / "pieceworks.db").is_file()  # TaskFlow persisted the run in SQLite
+    assert not (home / "pieceworks.db").exists()  # the embedded default persists nothing
 
     _change(vol, 3 * MiB + 10, b"changed!" * 100)
     changed = vol.read_bytes()

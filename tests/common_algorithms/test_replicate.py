@@ -154,7 +154,7 @@ def test_a_manager_finds_replication_by_tag(tmp_path: Path) -> None:
     found = registry.find_one(["live-replicate", "to:b"], backend="a")
     assert found.provides >= {"replicate", "live-replicate", "native-replicate"}
     flow = found.build(volume_id="vol", in_use=True, operation_id="rp-1")
-    assert engines.run(flow)["replicate-rp-1.result"]["strategy"] == "native"
+    assert engines.run(flow)["a.replicate-to.b.result"]["strategy"] == "native"
     assert volume_sha(FileDriver(b), "vol") == sha(data)
     with pytest.raises(NotFound):
         registry.find(["replicate", "to:c"])

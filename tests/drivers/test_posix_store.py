@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from zope.interface.verify import verifyObject
 
+from pieceworks.drivers import _files
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import (
     BackendError,
@@ -20,6 +21,7 @@ from pieceworks.protocols import (
     ObjectInfo,
     verify_driver,
 )
+from pieceworks.protocols.deferred_sync import IDeferredSync
 from tests.support.object_stores import KEYS, check_missing_objects
 
 
@@ -61,9 +63,10 @@ def test_directory_is_created(root: Path) -> None:
 
 
 def test_capability_verifies(store: PosixStore) -> None:
-    """zope.interface accepts the instance, and verify_driver reports object-store."""
+    """zope.interface accepts it; verify_driver: object-store, stored-sizes, deferred-sync."""
     assert verifyObject(IObjectStore, store)
-    assert verify_driver(store, "x") == (IStoredSizes, IObjectStore)
+    assert verifyObject(IDeferredSync, store)
+    assert set(verify_driver(store, "x")) == {IStoredSizes, IObjectStore, IDeferredSync}
 
 
 # -- the object contract ----------------------------------------------------------
@@ -217,6 +220,76 @@ def test_list_skips_temp_and_foreign_files(store: PosixStore, root: Path) -> Non
     (root / "chunks" / "ab" / "link").symlink_to(root / "chunks" / "ab" / "real")
     assert list(store.list("")) == ["chunks/ab/real"]
     assert list(store.list("chunks/ab/")) == ["chunks/ab/real"]
+
+
+# -- deferred-sync ------------------------------------------------------------------
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every path the store fsyncs (the real fsync still runs), in order."""
+    done: list[str] = []
+    real_file, real_dir = _files.fsync_file, _files.fsync_dir
+
+    def file(path: str) -> None:
+        real_file(path)
+        done.append(path)
+
+    def directory(path: str) -> None:
+        real_dir(path)
+        done.append(path + "/")
+
+    monkeypatch.setattr(_files, "fsync_file", file)
+    monkeypatch.setattr(_files, "fsync_dir", directory)
+    return done
+
+
+def test_put_unsynced_is_visible_at_once_and_waits_for_no_fsync(
+    store: PosixStore, root: Path, fsyncs: list[str]
+) -> None:
+    """put_unsynced: the whole object is readable at once, no temporary file, no fsync."""
+    store.put_unsynced("chunks/ab/one", b"first")
+    store.put_unsynced("chunks/ab/one", b"second")
+    store.put_unsynced("chunks/cd/two", b"2" * 100_000)
+    assert store.get("chunks/ab/one") == b"second"
+    assert store.get("chunks/cd/two") == b"2" * 100_000
+    assert not temp_files(root) and fsyncs == []
+
+
+def test_sync_fsyncs_each_file_then_every_directory_up_to_the_root(
+    store: PosixStore, root: Path, fsyncs: list[str]
+) -> None:
+    """sync: one fsync per existing file, then each directory up to the root; no missing ones."""
+    for key in ("chunks/ab/one", "chunks/ab/two", "chunks/cd/three"):
+        store.put_unsynced(key, key.encode())
+    store.sync(["chunks/ab/one", "chunks/cd/three", "chunks/ab/one", "chunks/ef/missing"])
+    real = str(root.resolve())
+    files = [p for p in fsyncs if not p.endswith("/")]
+    directories = [p for p in fsyncs if p.endswith("/")]
+    assert sorted(files) == [f"{real}/chunks/ab/one", f"{real}/chunks/cd/three"]
+    assert sorted(directories) == [
+        f"{real}/",
+        f"{real}/chunks/",
+        f"{real}/chunks/ab/",
+        f"{real}/chunks/cd/",
+    ]
+    assert fsyncs.index(directories[0]) > max(fsyncs.index(f) for f in files)  # files first
+    store.sync([])
+    assert len(fsyncs) == 6
+
+
+def test_sync_of_a_scratch_store_does_nothing(root: Path, fsyncs: list[str]) -> None:
+    """durable=False: neither put_unsynced nor sync fsyncs."""
+    scratch = PosixStore(root, durable=False)
+    scratch.put_unsynced("chunks/ab/one", b"x")
+    scratch.sync(["chunks/ab/one"])
+    assert fsyncs == [] and scratch.get("chunks/ab/one") == b"x"
+
+
+def test_sync_refuses_bad_keys(store: PosixStore) -> None:
+    """A malformed key is InvalidName, as for every other method."""
+    with pytest.raises(InvalidName):
+        store.sync(["../escape"])
 
 
 # -- symbolic links and unreadable objects -----------------------------------------

@@ -49,7 +49,7 @@ def test_restore_and_verify_flows_are_found_the_same_way(tmp_path: Path) -> None
         registry.find_one(["verify"], backend="lab").build(backup_id="bk-1"),
     )
     results = engines.run(flow, store={"volume_id": "vol-2"})
-    assert results["verify-bk-1.result"]["ok"] is True
+    assert results["lab.verify.result"]["ok"] is True
     assert (tmp_path / "volumes" / "vol-2").read_bytes() == (
         tmp_path / "volumes" / "vol-1"
     ).read_bytes()

@@ -89,7 +89,10 @@ def test_a_base_capability_finds_providers_of_its_extensions() -> None:
     plain = reg.register_driver(SnapDriver(), name="plain")
     assert reg.find([ISnapshot]) == [tree, plain]
     assert reg.find([ISnapshotTree]) == [tree]
-    assert reg.find(["snapshot", "compress"], kind=Kind.DRIVER) == [tree, plain]
+    assert reg.find(["capability:snapshot", "capability:compress"], kind=Kind.DRIVER) == [
+        tree,
+        plain,
+    ]
     assert reg.find([ISnapshot], none_of=[ISnapshotTree]) == [plain]
 
 
@@ -146,7 +149,7 @@ def test_unregister_removes_from_every_index() -> None:
 
 
 def test_build_returns_fresh_atoms_from_factories_and_classes() -> None:
-    """Factories and Task classes build a new object per call; instances are returned as is."""
+    """Factories and Task classes build a new object per call; instances are copied."""
     reg = Registry()
     instance = Echo("same")
     by_instance = reg.register(instance, provides=["i"])
@@ -156,12 +159,12 @@ def test_build_returns_fresh_atoms_from_factories_and_classes() -> None:
         return Echo(word)
 
     by_factory = reg.register(make_echo, provides=["f"], name="echo-factory")
-    assert by_instance.build() is instance
+    assert by_instance.build() is not instance
     assert by_class.kind is Kind.TASK_CLASS and by_factory.kind is Kind.FACTORY
     one, two = by_factory.build(word="x"), by_factory.build(word="x")
     assert one is not two and isinstance(one, Echo)
     assert isinstance(by_class.build(word="k"), Echo)
-    with pytest.raises(TypeError, match="is an instance; it takes no arguments"):
+    with pytest.raises(TypeError, match="task instance: it takes no build arguments"):
         by_instance.build(word="x")
 
 

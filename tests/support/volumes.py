@@ -8,6 +8,7 @@ from contextlib import closing
 from pieceworks.common_algorithms import Backend
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.qcow2 import Qcow2Driver
+from pieceworks.drivers.rbd import RbdDriver
 from pieceworks.drivers.remote import RemoteDriver
 from pieceworks.protocols import IStreamOut, VolumeRef
 
@@ -18,7 +19,7 @@ def put(backend: Backend, volume_id: str, data: bytes) -> None:
     if isinstance(driver, RemoteDriver):
         driver.write_volume_bytes(volume_id, data)
     else:
-        assert isinstance(driver, FileDriver | Qcow2Driver)
+        assert isinstance(driver, FileDriver | Qcow2Driver | RbdDriver)
         driver.write_volume(VolumeRef(volume_id), data)
 
 

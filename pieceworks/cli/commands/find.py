@@ -5,39 +5,28 @@ verified driver under its capabilities, and its backup, restore, verify
 and delete flow factories under tags such as ``live-backup``); then the
 registry is asked for what provides the attributes. A miss is `NoMatch`,
 a `NotFound` whose message names the closest registrations and what each
-lacks.
+lacks (and the closest known tags for a misspelled one).
+
+``--json`` prints, per match, `Registration.describe()`: its build
+parameters, the symbols the built piece requires from and provides to the
+engine's store, and a one-line summary.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from zope.interface.interface import InterfaceClass
-
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import table
-from pieceworks.protocols import capability_name
-from pieceworks.registry import Attribute, Kind, Registration
+from pieceworks.registry import Kind, Registration
+from pieceworks.registry.attributes import attribute_text
 
 __all__ = ["run_find"]
 
 
-def _label(attribute: Attribute) -> str:
-    return capability_name(attribute) if isinstance(attribute, InterfaceClass) else attribute
-
-
 def _labels(reg: Registration) -> list[str]:
-    return sorted(_label(a) for a in reg.provides)
-
-
-def _row(reg: Registration) -> dict[str, object]:
-    return {
-        "name": reg.name,
-        "kind": reg.kind.value,
-        "backend": reg.backend,
-        "provides": _labels(reg),
-    }
+    return sorted(attribute_text(a) for a in reg.provides)
 
 
 def run_find(args: argparse.Namespace, ctx: Context) -> int:
@@ -53,8 +42,9 @@ def run_find(args: argparse.Namespace, ctx: Context) -> int:
         none_of=args.none_of or (),
         kind=Kind(args.kind) if args.kind else None,
         backend=args.backend,
+        buildable=args.buildable,
     )
-    ctx.out.data([_row(r) for r in found])
+    ctx.out.data([r.describe().to_dict() for r in found])
     ctx.out.result(
         table(
             ["name", "kind", "backend", "provides"],

@@ -27,6 +27,8 @@ def run_config(args: argparse.Namespace, ctx: Context) -> int:
     lines.append("[engine]")
     engine = described["engine"]
     assert isinstance(engine, dict)
-    lines += [f"  {k} = {v}" for k, v in engine.items()]
+    lines += [
+        f"  {k} = {'none (flows run in memory)' if v is None else v}" for k, v in engine.items()
+    ]
     ctx.out.result("\n".join(lines))
     return ExitCode.OK

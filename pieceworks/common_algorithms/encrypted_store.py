@@ -1,0 +1,108 @@
+"""An encrypted store: any object store, every object sealed under the store's keys.
+
+`EncryptedStore` wraps an `IObjectStore` and seals what it writes and
+unseals what it reads (`pieceworks.protocols.encryption`), so every common
+algorithm, garbage collection and `pieceworks copy` work on it unchanged.
+What stays in clear, on purpose:
+
+* object **names**: ``chunks/<aa>/<keyed id>`` (a keyed HMAC, which reveals
+  nothing about the content), ``manifests/<backup-id>.json`` (backup ids are
+  random, ``bk-`` and 16 hex digits, or what the user chose);
+* ``keys/``: the key files, which hold the master key only wrapped under a
+  passphrase (`pieceworks.common_algorithms.keys`);
+* ``leases/`` and ``locks/``: who runs a backup or a collection (host, pid),
+  so that ``recover`` and a deferred ``gc`` can say who holds the store
+  without its passphrase.
+
+Everything else, manifests included, is sealed: a manifest's volume, sizes,
+dates, labels and chunk list are unreadable without the key, and `list`
+needs the passphrase. Sizes that `head` reports are plain sizes (the sealed
+object's size less `SEALED_OVERHEAD`), so recorded chunk sizes match.
+
+Chunk ids: `chunk_id_for(store)` gives the function a writer names chunks
+with: the keyed HMAC for an encrypted store, the plain sha256 otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final
+
+from pieceworks.protocols import IObjectStore
+from pieceworks.protocols.chunks import digest_of
+from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal, unseal
+from pieceworks.protocols.object_store import StoredSizes, stored_sizes
+from pieceworks.protocols.values import ObjectInfo
+
+__all__ = ["CLEAR_PREFIXES", "EncryptedStore", "as_stored", "chunk_id_for"]
+
+#: Objects kept in clear in an encrypted store (see the module docstring).
+CLEAR_PREFIXES: Final = ("keys/", "leases/", "locks/")
+
+
+class EncryptedStore(StoredSizes):
+    """`inner` with every object outside `CLEAR_PREFIXES` sealed under `keys`."""
+
+    def __init__(self, inner: IObjectStore, keys: StoreKeys) -> None:
+        self.inner = inner
+        self.keys = keys
+
+    def __repr__(self) -> str:
+        return f"EncryptedStore({self.inner!r})"
+
+    @staticmethod
+    def _clear(key: str) -> bool:
+        return key.startswith(CLEAR_PREFIXES)
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        self.inner.put(key, data if self._clear(key) else seal(self.keys, key, data))
+
+    def get(self, key: str) -> bytes:
+        return self.open(key, self.inner.get(key))
+
+    def head(self, key: str) -> ObjectInfo:
+        info = self.inner.head(key)
+        if self._clear(key):
+            return info
+        return ObjectInfo(info.key, max(0, info.size - SEALED_OVERHEAD), info.modified)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def open(self, key: str, stored: bytes) -> bytes:
+        """The content of object `key` read as stored in `inner` (`CorruptionError` if damaged)."""
+        return stored if self._clear(key) else unseal(self.keys, key, stored)
+
+    def sizes(self, keys: Iterable[str]) -> dict[str, int]:
+        """Plain sizes of the stored `keys`, batched where `inner` batches (stored-sizes)."""
+        found = stored_sizes(self.inner, keys)
+        return {
+            key: size if self._clear(key) else max(0, size - SEALED_OVERHEAD)
+            for key, size in found.items()
+        }
+
+    def exists(self, key: str) -> bool:
+        exists = getattr(self.inner, "exists", None)
+        return bool(exists(key)) if callable(exists) else super().exists(key)
+
+
+def as_stored(store: IObjectStore) -> tuple[IObjectStore, Callable[[str, bytes], bytes]]:
+    """`store` as its objects are stored, and how to open one read from it.
+
+    For an `EncryptedStore`, its inner store and `EncryptedStore.open`; for
+    any other store, the store itself and the identity. For readers that
+    must keep the stored bytes of a damaged object (to move it aside).
+    """
+    if isinstance(store, EncryptedStore):
+        return store.inner, store.open
+    return store, lambda _key, stored: stored
+
+
+def chunk_id_for(store: IObjectStore) -> Callable[[bytes | bytearray | memoryview], str]:
+    """How chunks written to `store` are named: keyed HMAC if encrypted, else sha256."""
+    if isinstance(store, EncryptedStore):
+        return store.keys.chunk_id
+    return digest_of

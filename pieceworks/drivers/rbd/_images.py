@@ -1,0 +1,186 @@
+"""Image-level helpers over librbd: names, extents, removal and atomic replacement.
+
+Hidden names: a volume id starts with a letter or digit (`validate_id`), so
+images whose names start with ``.`` are never volumes; the driver builds a
+new volume under ``.pw-in.<volume-id>.<random>`` and moves a replaced one to
+``.pw-old.<volume-id>.<random>`` before removing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from pieceworks.drivers.rbd._cluster import bindings, errors
+from pieceworks.protocols import BackendError, Extent, VolumeNotFound
+
+if TYPE_CHECKING:
+    import rados
+    import rbd
+
+__all__ = [
+    "allocated",
+    "changed_since",
+    "hidden_name",
+    "open_image",
+    "remove_image",
+    "replace_image",
+    "watchers",
+]
+
+log = logging.getLogger(__name__)
+
+
+def hidden_name(kind: str, volume_id: str) -> str:
+    """``.pw-<kind>.<volume-id>.<random>``: an image name no volume id can take."""
+    return f".pw-{kind}.{volume_id}.{secrets.token_hex(6)}"
+
+
+@contextmanager
+def open_image(
+    ioctx: rados.Ioctx,
+    name: str,
+    snapshot: str | None = None,
+    *,
+    read_only: bool = False,
+    what: str = "",
+) -> Iterator[rbd.Image]:
+    """Open image `name` (at `snapshot`); `VolumeNotFound` if it does not exist."""
+    _, binding = bindings()
+    with errors(what or f"no volume {name!r}", VolumeNotFound):
+        image: rbd.Image = binding.Image(ioctx, name, snapshot=snapshot, read_only=read_only)
+    try:
+        yield image
+    finally:
+        image.close()
+
+
+def extents_of(image: rbd.Image, size: int, from_snapshot: str | None) -> list[Extent]:
+    """Sorted, merged ranges `image` (at its current snapshot) differs from `from_snapshot`.
+
+    ``None``: from nothing (the allocated ranges). Discarded ranges count as
+    changed (they now read as zeros).
+    """
+    out: list[Extent] = []
+
+    def seen(offset: int, length: int, exists: bool) -> None:
+        end = min(offset + length, size)
+        if end <= offset:
+            return
+        if from_snapshot is None and not exists:
+            return
+        if out and out[-1].end >= offset:
+            last = out.pop()
+            out.append(Extent(last.offset, max(last.end, end) - last.offset))
+        else:
+            out.append(Extent(offset, end - offset))
+
+    if size:
+        image.diff_iterate(0, size, from_snapshot, seen)
+    out.sort()
+    return _merged(out)
+
+
+def _merged(extents: list[Extent]) -> list[Extent]:
+    merged: list[Extent] = []
+    for e in extents:
+        if merged and merged[-1].end >= e.offset:
+            last = merged.pop()
+            merged.append(Extent(last.offset, max(last.end, e.end) - last.offset))
+        else:
+            merged.append(e)
+    return merged
+
+
+def allocated(image: rbd.Image) -> list[Extent]:
+    """The ranges of `image` (at its current snapshot) that may hold data."""
+    return extents_of(image, image.size(), None)
+
+
+def changed_since(image: rbd.Image, snapshot: str) -> list[Extent]:
+    """The ranges of `image` (at its current snapshot) that changed since `snapshot`."""
+    return extents_of(image, image.size(), snapshot)
+
+
+def union(a: list[Extent], b: list[Extent]) -> list[Extent]:
+    """Sorted, merged union of two extent lists."""
+    return _merged(sorted([*a, *b]))
+
+
+def watchers(ioctx: rados.Ioctx, name: str) -> int:
+    """How many clients have image `name` open for writing (0 if it does not exist)."""
+    try:
+        with open_image(ioctx, name, read_only=True) as image:
+            return len(list(image.watchers_list()))
+    except VolumeNotFound:
+        return 0
+
+
+def remove_image(ioctx: rados.Ioctx, name: str) -> None:
+    """Remove image `name` and its snapshots; one that does not exist is fine.
+
+    Raise `BackendError` if it has clones or is open by a client.
+    """
+    _, binding = bindings()
+    try:
+        with (
+            open_image(ioctx, name) as image,
+            errors(f"cannot remove the snapshots of image {name!r}"),
+        ):
+            for snap in list(image.list_snaps()):
+                if image.is_protected_snap(snap["name"]):
+                    image.unprotect_snap(snap["name"])
+                image.remove_snap(snap["name"])
+    except VolumeNotFound:
+        return
+    try:
+        with errors(f"cannot remove image {name!r}"):
+            binding.RBD().remove(ioctx, name)
+    except BackendError:
+        if watchers(ioctx, name) == 0 and name not in binding.RBD().list(ioctx):
+            return  # removed by a racing call
+        raise
+
+
+def replace_image(ioctx: rados.Ioctx, new: str, final: str) -> None:
+    """Make image `new` the image `final`, replacing (and removing) an existing one.
+
+    Refuses (`BackendError`, nothing changed) to replace an image that a
+    client has open or that has clones. The old image is first renamed
+    aside, so a failure never leaves neither.
+    """
+    _, binding = bindings()
+    rbd_api = binding.RBD()
+    old: str | None = None
+    if final in rbd_api.list(ioctx):
+        busy = watchers(ioctx, final)
+        if busy:
+            raise BackendError(
+                f"volume {final!r} is in use ({busy} client(s) have it open); not replacing it"
+            )
+        with open_image(ioctx, final, read_only=True) as image:
+            for snap in list(image.list_snaps()):
+                image.set_snap(snap["name"])
+                if list(image.list_children2()):
+                    raise BackendError(
+                        f"volume {final!r} has clones of snapshot {snap['name']!r}; not"
+                        " replacing it"
+                    )
+        old = hidden_name("old", final)
+        with errors(f"cannot move volume {final!r} aside"):
+            rbd_api.rename(ioctx, final, old)
+    try:
+        with errors(f"cannot move the new volume into place as {final!r}"):
+            rbd_api.rename(ioctx, new, final)
+    except BaseException:
+        if old is not None:
+            rbd_api.rename(ioctx, old, final)
+        raise
+    if old is not None:
+        try:
+            remove_image(ioctx, old)
+        except BackendError as exc:
+            log.warning("replaced volume %r; its old image %r stays: %s", final, old, exc)

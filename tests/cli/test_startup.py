@@ -1,0 +1,105 @@
+"""Quick commands stay quick: what ``--help`` and ``list`` import, and the masking oracle.
+
+TaskFlow, SQLAlchemy, networkx, jsonschema and oslo.utils take most of a
+second to import on a loaded machine; only a command that runs a flow may
+import them. Each check runs the command's `main` in a fresh interpreter
+and reads its ``sys.modules`` afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from oslo_utils import strutils
+
+from pieceworks.cli.masking import ORACLE_STEMS, Masker
+
+#: Imported only when a flow runs (or a size is parsed, or text may hold a password).
+HEAVY = ("taskflow", "networkx", "sqlalchemy", "jsonschema", "oslo_utils", "automaton")
+
+_PROBE = """
+import json, sys
+from pieceworks.cli.main import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def _modules_after(argv: list[str], home: Path) -> set[str]:
+    env = {**os.environ, "HOME": str(home), "PIECEWORKS_HOME": str(home / "pw")}
+    env.pop("PIECEWORKS_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, done.stderr
+    return {m.partition(".")[0] for m in report["modules"]}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["--version"], ["list"], ["list", "--json"], ["volumes"], ["config"]],
+    ids=" ".join,
+)
+def test_quick_commands_import_no_flow_machinery(argv: list[str], tmp_path: Path) -> None:
+    """``--help``, ``list`` (empty store), ``volumes`` and ``config`` import none of HEAVY."""
+    loaded = _modules_after(argv, tmp_path)
+    assert not loaded & set(HEAVY), f"pieceworks {' '.join(argv)} imported {loaded & set(HEAVY)}"
+
+
+def test_the_oracle_stems_cover_every_key_oslo_utils_masks() -> None:
+    """A text with none of ORACLE_STEMS is one `mask_password` leaves alone."""
+    for key in strutils._SANITIZE_KEYS:
+        assert any(stem in key.lower() for stem in ORACLE_STEMS), key
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "'adminPass' : 'aaaaa'",
+        '"password" : "hunter22"',
+        "rabbitcookie=abcdef",
+        "CephClusterFSID=1234-5678",
+        "heatauthencryptionkey = s3cr3tvalue",
+        "swifthashsuffix=zzzzzz",
+    ],
+)
+def test_masking_without_eager_oslo_import_masks_as_oslo_does(text: str) -> None:
+    """Texts holding one of oslo.utils' keys are still masked by oslo.utils' patterns."""
+    expected = strutils.mask_password(text, secret="***")
+    assert expected != text
+    assert Masker().text(text) == Masker().text(expected)
+    assert "***" in Masker().text(text)
+
+
+@pytest.mark.parametrize("package", ["pieceworks.common_algorithms", "pieceworks.registry"])
+def test_lazy_packages_export_every_public_name(package: str) -> None:
+    """Each name of ``__all__`` has a home module and resolves; nothing else is exported."""
+    module = importlib.import_module(package)
+    assert set(module.__all__) == set(module._WHERE)
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = module.no_such_name
+
+
+def test_backup_is_the_function_whichever_import_came_first() -> None:
+    """Importing the submodule ``backup`` does not shadow the function of the same name."""
+    probe = (
+        "import pieceworks.common_algorithms.backup, pieceworks.common_algorithms.restore\n"
+        "from pieceworks.common_algorithms import backup, restore, verify\n"
+        "assert callable(backup) and backup.__name__ == 'backup', backup\n"
+        "assert callable(restore) and callable(verify)\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
