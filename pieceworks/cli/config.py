@@ -35,9 +35,12 @@ share them with conductors (``postgresql://...``).
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +58,7 @@ __all__ = [
     "ENGINES",
     "Config",
     "Section",
+    "check_options",
     "default_config_path",
     "home_dir",
     "load_config",
@@ -289,3 +293,66 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         engine = given_engine or engine
     secrets = _secrets([*backends.values(), *stores.values()], persistence)
     return Config(path, home, backends, stores, persistence, engine, secrets)
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+def _accepted(hint: object) -> set[type] | None:
+    """The TOML value types an annotation accepts, or None if it says nothing checkable."""
+    if hint is type(None):
+        return set()
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or isinstance(hint, types.UnionType):
+        out: set[type] = set()
+        for arg in typing.get_args(hint):
+            part = _accepted(arg)
+            if part is None:
+                return None
+            out |= part
+        return out
+    if hint is str or hint is Path or hint is os.PathLike or origin is os.PathLike:
+        return {str}
+    if hint is bool:
+        return {bool}
+    if hint is int:
+        return {int}
+    if hint is float:
+        return {int, float}
+    return None
+
+
+def _kind(value: object) -> str:
+    return _KIND_NAMES.get(type(value), f"a {type(value).__name__}")
+
+
+def check_options(section: Section, factory: Callable[..., object]) -> None:
+    """`ConfigError` naming the section and key if an option has a type `factory` refuses.
+
+    The types come from the factory's annotations (``path: str |
+    os.PathLike[str]`` accepts a TOML string only, ``retries: int | str`` an
+    integer or a string); an option without a checkable annotation is left
+    to the factory. The message never shows the value (it may be a secret).
+    """
+    import inspect  # noqa: PLC0415 (only when a driver is opened)
+
+    target = typing.cast(typing.Any, factory).__init__ if isinstance(factory, type) else factory
+    try:
+        hints = typing.get_type_hints(target)
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError, NameError):
+        return
+    for key, value in section.options.items():
+        if key not in params:
+            continue
+        accepted = _accepted(hints.get(key, typing.Any))
+        if not accepted:
+            continue
+        ok = isinstance(value, tuple(accepted)) and not (
+            isinstance(value, bool) and bool not in accepted
+        )
+        if not ok:
+            wanted = " or ".join(_KIND_NAMES[t] for t in (str, int, float, bool) if t in accepted)
+            raise ConfigError(
+                f"{section.origin}: option '{key}' must be {wanted}, not {_kind(value)}"
+            )

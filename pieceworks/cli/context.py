@@ -14,7 +14,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from pieceworks.cli.config import Config, Section, load_config
+from pieceworks.cli.config import Config, Section, check_options, load_config
 from pieceworks.cli.exit_codes import CliError
 from pieceworks.cli.output import Output
 from pieceworks.cli.passwords import read_password
@@ -72,6 +72,7 @@ def open_section(section: Section, namespace: str) -> object:
         raise ConfigError(f"{section.origin}: unknown {what} '{section.driver}': {exc}") from None
     except DriverLoadError as exc:
         raise ConfigError(f"{section.origin}: {what} '{section.driver}' is broken: {exc}") from None
+    check_options(section, factory)
     for directory in section.default_dirs:
         directory.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,23 +1,22 @@
 """Keep secrets from the configuration out of everything pieceworks prints.
 
-Two layers, applied to every line of output, every log record and every
-error message:
+What is masked, in every line of output, every log record, every error
+message and every JSON string:
 
-* known secret values (options whose name looks secret, ``key``,
-  ``password``, ``secret``, ``token``..., and passwords inside URLs) are
-  replaced wherever they appear, whatever the text around them;
-* patterns catch secrets pieceworks was never told about: oslo.utils'
-  `mask_password` (``password=...``, ``"token": "..."``...), passwords in
-  URLs (``scheme://user:***@host``) and ``key = value`` style assignments.
+* the values of the configuration's secret options (a name such as
+  ``key``, ``password``, ``secret_key``, ``token``: `is_secret_name`),
+  wherever they appear;
+* credentials inside URLs (``scheme://user:***@host``).
 
-Values shorter than `MIN_SECRET` characters are only masked by the patterns:
-replacing every occurrence of a two-letter string would garble the output.
+Nothing else: masking secrets, not words. A volume named ``secret: abc``,
+a ``change_token`` field or an error that says ``password=...`` about
+something pieceworks was never told is printed as it is (guessing from
+words garbled such output and hid ordinary data). ``pieceworks config``
+shows secret options by name as ``***`` (`Section.masked_options`).
 
-oslo.utils' ``strutils`` compiles several hundred regular expressions when
-it is imported (about a quarter of a second): it is imported only for a text
-that contains one of `ORACLE_STEMS`, the parts of every key oslo.utils looks
-for (a test checks that they cover its whole list), so ``pieceworks list``
-and ``--help`` print without it.
+Values shorter than `MIN_SECRET` characters are not replaced in free text
+(replacing every occurrence of a two-letter string would garble it);
+``pieceworks config`` still hides them.
 """
 
 from __future__ import annotations
@@ -26,12 +25,12 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["MASK", "MIN_SECRET", "ORACLE_STEMS", "Masker", "is_secret_name", "url_password"]
+__all__ = ["MASK", "MIN_SECRET", "Masker", "is_secret_name", "url_password"]
 
 MASK = "***"
 MIN_SECRET = 4
 
-# Names (or name parts) of options that hold secrets, on top of oslo.utils' list.
+# Names (or name parts) of configuration options that hold secrets.
 _SECRET_PARTS = (
     "key",
     "keyring",
@@ -45,38 +44,6 @@ _SECRET_PARTS = (
     "private",
 )
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)@")
-_ASSIGNMENT = re.compile(
-    r"(?P<head>\b(?:[A-Za-z0-9]+[_-])*(?:key|password|passwd|secret|token|credentials?)"
-    r"\b['\"]?\s*[=:]\s*)(?P<q>['\"]?)(?P<value>[^\s'\",;}]+)(?P=q)",
-    re.IGNORECASE,
-)
-
-
-#: One of these is part of every key oslo.utils' `mask_password` masks (lowercase):
-#: a text containing none of them is returned by it unchanged.
-ORACLE_STEMS = (
-    "pass",
-    "pswd",
-    "secret",
-    "token",
-    "key",
-    "kek",
-    "configdrive",
-    "fsid",
-    "cookie",
-    "credential",
-    "suffix",
-)
-
-
-def _oslo_mask(text: str) -> str:
-    """oslo.utils' `mask_password`, imported only when `text` may need it."""
-    low = text.lower()
-    if not any(stem in low for stem in ORACLE_STEMS):
-        return text
-    from oslo_utils import strutils  # noqa: PLC0415 (slow import, see the module docstring)
-
-    return str(strutils.mask_password(text, secret=MASK))
 
 
 def is_secret_name(name: str) -> bool:
@@ -117,13 +84,8 @@ class Masker:
         self._secrets = sorted(known, key=len, reverse=True)  # longest first
 
     def text(self, text: str) -> str:
-        """`text` with every known secret and every secret-looking assignment masked.
-
-        For human text and log lines. Not for serialised JSON, where oslo.utils'
-        patterns can swallow a neighbouring value: use `data`, then `known`.
-        """
-        text = _oslo_mask(self.known(text))
-        return _ASSIGNMENT.sub(lambda m: m.group("head") + m.group("q") + MASK + m.group("q"), text)
+        """`text` with every known secret and every password inside a URL masked."""
+        return self.known(text)
 
     def known(self, text: str) -> str:
         """`text` with the known secrets and passwords inside URLs masked (nothing else)."""
@@ -133,12 +95,12 @@ class Masker:
         return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
 
     def data(self, value: Any) -> Any:
-        """A copy of JSON-able `value` with secret-named entries and secret text masked."""
+        """A copy of JSON-able `value` with the known secrets in its strings masked.
+
+        Keys are data, not hints: a field called ``change_token`` is shown.
+        """
         if isinstance(value, Mapping):
-            return {
-                k: (MASK if isinstance(k, str) and is_secret_name(k) else self.data(v))
-                for k, v in value.items()
-            }
+            return {k: self.data(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.data(v) for v in value]
         if isinstance(value, str):

@@ -12,11 +12,13 @@ read before it starts.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable
+import importlib
+from collections.abc import Iterable, Sequence
 
 from pieceworks.cli.commands import copy, key
+from pieceworks.cli.commands._select import add_filter_options, label
 from pieceworks.cli.exit_codes import ExitCode, epilog
-from pieceworks.protocols import InvalidName, validate_id
+from pieceworks.cli.ids import id_type
 
 __all__ = ["CODECS", "build_parser", "id_type", "parse_size"]
 
@@ -24,6 +26,8 @@ __all__ = ["CODECS", "build_parser", "id_type", "parse_size"]
 CODECS = ("zstd", "zlib", "none")
 #: Registration kinds ``find --kind`` offers (pieceworks.registry.Kind).
 KINDS = ("task", "flow", "task-class", "factory", "driver")
+#: Backup strategies ``list --strategy`` offers (common_algorithms.BACKUP_STRATEGIES).
+BACKUP_STRATEGIES = ("offload", "snapshot-stream", "direct-stream")
 
 _DESCRIPTION = """\
 Capability-driven storage backup on OpenStack TaskFlow.
@@ -57,25 +61,6 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"invalid size {text!r}: use e.g. 4MiB, 512KiB or 1048576"
         ) from None
-
-
-def id_type(kind: str) -> Callable[[str], str]:
-    """An argparse ``type=`` that accepts only a valid id (an empty or blank one is refused).
-
-    `kind` names the value in the message (``"volume id"``); a refusal is
-    a usage error (exit 2) before anything runs.
-    """
-
-    def check(text: str) -> str:
-        if not text.strip():
-            raise argparse.ArgumentTypeError(f"{kind} must not be empty or blank")
-        try:
-            return validate_id(kind, text)
-        except InvalidName as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    check.__name__ = kind  # argparse names the type in its messages
-    return check
 
 
 def _common_options(suppress: bool) -> argparse.ArgumentParser:
@@ -154,10 +139,12 @@ class _Builder:
         description: str,
         codes: Iterable[ExitCode] = (),
         needs_config: bool = True,
+        aliases: Sequence[str] = (),
     ) -> argparse.ArgumentParser:
         """Add `name`, run by `handler` (``module:function`` in pieceworks.cli.commands)."""
         parser = subparsers.add_parser(
             name,
+            aliases=list(aliases),
             parents=[self.common],
             help=summary,
             description=description,
@@ -165,6 +152,27 @@ class _Builder:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         parser.set_defaults(handler=handler, needs_config=needs_config)
+        return parser
+
+    def add_module(
+        self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser], module: str
+    ) -> argparse.ArgumentParser:
+        """Add the command a module of pieceworks.cli.commands declares itself.
+
+        The module (light at import: heavy imports live in its run function)
+        has ``NAME``, ``HANDLER``, ``SUMMARY``, ``DESCRIPTION``, ``CODES``
+        and ``add_arguments(parser)``.
+        """
+        mod = importlib.import_module(f"pieceworks.cli.commands.{module}")
+        parser = self.add(
+            subparsers,
+            mod.NAME,
+            mod.HANDLER,
+            summary=mod.SUMMARY,
+            description=mod.DESCRIPTION,
+            codes=mod.CODES,
+        )
+        mod.add_arguments(parser)
         return parser
 
 
@@ -285,19 +293,30 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     _backup_request_options(backup)
+    backup.add_argument(
+        "--label",
+        dest="labels",
+        metavar="K=V",
+        type=label,
+        action="append",
+        help="record this label in the backup (repeatable); shown by list and show",
+    )
 
     restore = b.add(
         sub,
         "restore",
-        "restore:run_restore",
-        summary="restore a backup into a volume",
+        "restore_file:run_restore_command",
+        summary="restore a backup into a volume, a file or a block device",
         description=(
             "Restore BACKUP_ID into a new volume of the backend: --volume ID, or by default\n"
             "<volume>-from-<BACKUP_ID> (its name is printed). A volume that exists, the\n"
             "backup's own included, is replaced only with --overwrite (else exit 2), and\n"
             "then the report gives its old and new size. Every chunk is checked against\n"
             "its sha256 before it is written; the volume is written only when the whole\n"
-            "restore succeeded."
+            "restore succeeded.\n\n"
+            "--to-file PATH restores into a local file instead (sparse: holes are not\n"
+            "written; it appears whole or not at all) or into a block device (written in\n"
+            "place, holes as zeros). An existing PATH is refused unless --overwrite."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
@@ -309,9 +328,15 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         help="target volume (default: a new one, <volume>-from-<BACKUP_ID>)",
     )
     restore.add_argument(
+        "--to-file",
+        metavar="PATH",
+        help="restore into this local file or block device instead of a backend volume",
+    )
+    restore.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the target volume if it exists (the report gives its old and new size)",
+        help="replace the target volume (or --to-file PATH) if it exists; the report says"
+        " the old and new size",
     )
 
     verify = b.add(
@@ -342,14 +367,21 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="list the backups in the store",
         description=(
             "List the backups in the store, oldest first: id, volume, backend, creation\n"
-            "time (UTC), volume size, bytes it added to the store, strategy and parent.\n"
-            "A manifest that cannot be read is listed as UNREADABLE, its reason is\n"
-            "printed, and the exit code is 4; every readable backup is still listed."
+            "time (UTC), volume size, bytes it added to the store, strategy, parent and\n"
+            "labels. --volume, --label, --since, --until and --strategy keep only the\n"
+            "backups matching all of them. A manifest that cannot be read is listed as\n"
+            "UNREADABLE, its reason is printed, and the exit code is 4; every readable\n"
+            "backup is still listed."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT),
     )
+    add_filter_options(listing)
     listing.add_argument(
-        "--volume", metavar="ID", type=id_type("volume id"), help="only backups of this volume"
+        "--strategy",
+        dest="strategies",
+        choices=BACKUP_STRATEGIES,
+        action="append",
+        help="only backups made by this strategy (repeatable)",
     )
 
     b.add(
@@ -382,28 +414,34 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     delete = b.add(
         sub,
         "delete",
-        "delete:run_delete",
-        summary="delete a backup and the chunks only it used",
+        "delete_many:run_delete_command",
+        summary="delete backups and the chunks only they used",
         description=(
-            "Delete BACKUP_ID: its manifest is removed first, then every chunk object no\n"
-            "other backup references (deferred while a backup is in progress)."
+            "Delete each BACKUP_ID: its manifest is removed first, then every chunk object no\n"
+            "other backup references (deferred while a backup is in progress). With several\n"
+            "ids, all are checked first: an unknown one deletes nothing (exit 3)."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
-    delete.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    delete.add_argument("backup_ids", metavar="BACKUP_ID", nargs="+", type=id_type("backup id"))
 
     gc = b.add(
         sub,
-        "gc",
+        "prune",
         "delete:run_gc",
-        summary="remove chunk objects no backup references",
+        summary="remove chunk objects no backup references (alias: gc)",
         description=(
-            "Remove every chunk object that no backup references (left by an interrupted\n"
-            "or failed backup). Deferred while a backup is in progress."
+            "Remove every chunk object that no backup references (left by forget, delete,\n"
+            "or an interrupted or failed backup). Deferred while a backup is in progress.\n"
+            "`pieceworks gc` is the same command."
         ),
         codes=(_FAILED, _CORRUPT),
+        aliases=("gc",),
     )
     gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    b.add_module(sub, "forget")
+    for module in ("show", "stats", "check", "diff"):
+        b.add_module(sub, module)
 
     b.add(
         sub,
@@ -544,18 +582,30 @@ def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         sub,
         "check-driver",
         "drivers:run_check_driver",
-        summary="verify a driver class and show which strategies it completes",
+        summary="verify a driver class, or a configured backend, and what it completes",
         description=(
             "Import MODULE:CLASS (the current directory is importable), check every\n"
-            "capability it claims with zope.interface (the check registration does), and\n"
-            "list the backup and restore strategies its pieces complete. Exit 1 with the\n"
-            "InvalidDriver message if a capability is incomplete, or if it completes no\n"
-            "strategy at all; exit 2 if MODULE:CLASS cannot be imported."
+            "capability it claims (members, parameter and return annotations, async def,\n"
+            "abstract methods left: what registration checks), and list the backup and\n"
+            "restore strategies its pieces complete.\n"
+            "With --backend NAME instead of MODULE:CLASS, build that configured backend\n"
+            "from its configuration section (a constructor that does not take the\n"
+            "section's options is a configuration error), verify it the same way, and run\n"
+            "the conformance checks that need no in-place write on a scratch volume it\n"
+            "creates and removes (when the backend can: stream-in and delete_volume).\n"
+            "Exit 1 with the InvalidDriver message if a capability is incomplete, if it\n"
+            "completes no strategy at all or if a conformance check fails; exit 2 if\n"
+            "MODULE:CLASS cannot be imported or the backend's section is wrong."
         ),
         codes=(_FAILED,),
         needs_config=False,
     )
-    check.add_argument("target", metavar="MODULE:CLASS", help="the driver class to check")
+    check.add_argument(
+        "target",
+        metavar="MODULE:CLASS",
+        nargs="?",
+        help="the driver class to check (or give --backend NAME)",
+    )
     check.add_argument("--name", help="the name used in messages (default: the class name)")
 
     target = b.add(

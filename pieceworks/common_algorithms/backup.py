@@ -63,7 +63,7 @@ def backup_flow(
     return linear_flow.Flow(p).add(
         TakeLease(backend, store, request, p),
         attempt,
-        WriteManifest(backend, store, request, p),
+        WriteManifest(backend, store, request, p, plan),
         ReleaseLease(backend, store, request, p),
     )
 

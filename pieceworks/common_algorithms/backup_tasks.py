@@ -20,6 +20,7 @@ ReleaseLease       removes the lease                           -
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from contextlib import closing
@@ -36,6 +37,7 @@ from pieceworks.common_algorithms.manifest import (
     latest_manifest,
     write_manifest,
 )
+from pieceworks.common_algorithms.plan import Plan
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import BackupRequest
 from pieceworks.failpoints import failpoint
@@ -54,6 +56,7 @@ from pieceworks.protocols import (
 from pieceworks.protocols.errors import ChangeTrackingLost
 
 __all__ = [
+    "plan_stats",
     "PrepareSource",
     "ReleaseLease",
     "ReleaseSource",
@@ -282,10 +285,36 @@ class ReleaseSource(_BackupTask):
             failpoint("backup.snapshot-deleted")
 
 
+def plan_stats(plan: Plan, strategy: str) -> dict[str, str]:
+    """What a manifest records of the plan (shown by ``pieceworks show``).
+
+    ``reason``: why `strategy` could run; ``enhancers``: its enhancers,
+    comma-separated; ``plan``: every strategy considered as compact JSON
+    ``[[name, eligible, reason], ...]``.
+    """
+    chosen = next((s for s in plan.strategies if s.name == strategy), None)
+    out = {
+        "plan": json.dumps(
+            [[s.name, s.eligible, s.reason] for s in plan.strategies], separators=(",", ":")
+        )
+    }
+    if chosen is not None:
+        out["reason"] = chosen.reason
+        out["enhancers"] = ",".join(chosen.enhancers)
+    return out
+
+
 class WriteManifest(_BackupTask):
     """Write the backup's manifest: the moment the backup comes to exist."""
 
-    def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        store: Store,
+        request: BackupRequest,
+        prefix: str,
+        plan: Plan | None = None,
+    ) -> None:
         super().__init__(
             "write-manifest",
             backend,
@@ -295,6 +324,7 @@ class WriteManifest(_BackupTask):
             provides="result",
             requires={"attempt": "attempt", "transfer": "transfer"},
         )
+        self.plan = plan
 
     def execute(self, attempt: dict[str, Any], transfer: dict[str, Any]) -> dict[str, Any]:
         chunks = chunks_from_json(transfer["chunks"])
@@ -306,8 +336,11 @@ class WriteManifest(_BackupTask):
         }
         if failed:
             stats["fallbacks"] = "; ".join(f"{f['strategy']}: {f['error']}" for f in failed)
+            stats["failed_strategies"] = json.dumps(failed, separators=(",", ":"))
         if self.request.in_use and self.request.force:
             stats["forced"] = "read while in use"
+        if self.plan is not None:
+            stats.update(plan_stats(self.plan, str(attempt["strategy"])))
         manifest = Manifest(
             backup_id=self.request.backup_id,
             volume_id=self.request.volume_id,
@@ -322,6 +355,7 @@ class WriteManifest(_BackupTask):
             change_token=transfer.get("change_token"),
             incremental=self.request.incremental,
             stats=stats,
+            labels=self.request.labels,
         )
         failpoint("backup.before-manifest")
         write_manifest(self.store.objects, manifest)

@@ -17,6 +17,11 @@ spaces, ASCII), so any damage to the body is reported as `CorruptionError`.
 In the body, chunks are arrays ``[offset, length, sha256, codec,
 stored_length]`` (named by ``chunk_fields``) to keep large manifests small.
 A reader refuses a version it does not know rather than guess.
+
+``labels`` (an object of string keys and values, from ``backup --label
+K=V``) is written only when a backup has labels, so a manifest without
+labels is byte for byte what earlier versions wrote, and a reader of an
+earlier version ignores it (the checksum covers it either way).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ __all__ = [
     "ManifestScan",
     "UnreadableManifest",
     "UnreadableManifests",
+    "check_labels",
     "known_chunks",
     "latest_manifest",
     "list_backup_ids",
@@ -69,6 +75,8 @@ CHUNK_FIELDS: Final = ("offset", "length", "sha256", "codec", "stored_length")
 
 log = logging.getLogger(__name__)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LABEL_VALUE_MAX = 256
 _KEY = re.compile(r"manifests/([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.json")
 
 
@@ -107,6 +115,7 @@ class Manifest:
     change_token: str | None = None
     incremental: bool = False
     stats: Mapping[str, int | str] = field(default_factory=dict, hash=False)
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         validate_id("backup id", self.backup_id)
@@ -135,6 +144,7 @@ class Manifest:
         object.__setattr__(self, "chunks", tuple(self.chunks))
         _check_chunks(self.chunks, self.size, self.chunk_size)
         object.__setattr__(self, "stats", _check_stats(self.stats))
+        object.__setattr__(self, "labels", MappingProxyType(check_labels(self.labels)))
 
     @property
     def data_bytes(self) -> int:
@@ -202,7 +212,7 @@ class Manifest:
             raise CorruptionError(f"{name} is invalid: {exc}") from None
 
     def _body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "backup_id": self.backup_id,
             "volume_id": self.volume_id,
             "backend": self.backend,
@@ -220,6 +230,9 @@ class Manifest:
                 [c.offset, c.length, c.digest, c.codec, c.stored_length] for c in self.chunks
             ],
         }
+        if self.labels:
+            body["labels"] = dict(self.labels)
+        return body
 
     @classmethod
     def _from_body(cls, body: Mapping[str, Any]) -> Manifest:
@@ -244,6 +257,7 @@ class Manifest:
             change_token=body["change_token"],
             incremental=body["incremental"],
             stats=body["stats"],
+            labels=body.get("labels", {}),
         )
 
 
@@ -446,6 +460,28 @@ def _check_chunks(chunks: tuple[ChunkRef, ...], size: int, chunk_size: int) -> N
         if c.codec not in CODECS:
             raise ValueError(f"chunk at offset {c.offset} has an unknown codec {c.codec!r}")
         end = c.offset + c.length
+
+
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """`labels` as a dict if valid, else `ValueError` naming the bad label.
+
+    A key is 1-64 letters, digits, ``.``, ``_`` or ``-`` starting with a
+    letter or digit; a value is a string of at most 256 printable characters.
+    """
+    if not isinstance(labels, Mapping):
+        raise ValueError(f"manifest labels must be a mapping, not {type(labels).__name__}")
+    for k, v in labels.items():
+        if not isinstance(k, str) or not _LABEL_KEY.fullmatch(k):
+            raise ValueError(
+                f"invalid label key {k!r}: use 1-64 letters, digits, '.', '_' or '-',"
+                " starting with a letter or digit"
+            )
+        if not isinstance(v, str) or len(v) > _LABEL_VALUE_MAX or not v.isprintable():
+            raise ValueError(
+                f"invalid value for label {k!r}: use a string of at most"
+                f" {_LABEL_VALUE_MAX} printable characters"
+            )
+    return dict(labels)
 
 
 def _check_stats(stats: Mapping[str, int | str]) -> Mapping[str, int | str]:

@@ -135,7 +135,12 @@ class CopyVolume(_ReplicaTask):
         if strategy == "native":
             assert self.target.spec is not None
             done = self.source.use(IReplicateToPeer).replicate_to(ref, self.target.spec, target)
-            out = {"size": done.size, "bytes_through_manager": 0, "verified": "by the backend"}
+            out = {
+                "size": done.size,
+                "bytes_through_manager": 0,
+                "bytes_sent": done.bytes_sent,
+                "verified": "by the backend",
+            }
         elif strategy == "stream":
             out = self._stream(ref, target)
         else:
@@ -308,7 +313,12 @@ def replicate_flow(
 
 @dataclass(frozen=True)
 class ReplicateOutcome:
-    """What a replication did: strategy, failures before it, bytes, verification."""
+    """What a replication did: strategy, failures before it, bytes, verification.
+
+    `bytes_sent` is what the source backend reports it sent to its peer
+    itself (native: e.g. only the changes since the last common snapshot);
+    ``None`` for the strategies through the manager or a store.
+    """
 
     operation_id: str
     source_backend: str
@@ -324,6 +334,7 @@ class ReplicateOutcome:
     verified: str
     seconds: float
     replaced_size: int | None = None
+    bytes_sent: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -338,6 +349,7 @@ class ReplicateOutcome:
             "size": self.size,
             "replaced_size": self.replaced_size,
             "bytes_through_manager": self.bytes_through_manager,
+            "bytes_sent": self.bytes_sent,
             "verified": self.verified,
             "seconds": round(self.seconds, 3),
             "plan": self.plan.to_dict(),
@@ -387,4 +399,5 @@ def replicate(
         verified=result["verified"],
         seconds=time.monotonic() - started,
         replaced_size=result.get("replaced_size"),
+        bytes_sent=result.get("bytes_sent"),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from oslo_utils import units
 
+from pieceworks.common_algorithms.manifest import check_labels
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.chunks import CODECS, DEFAULT_CODEC
 from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
@@ -68,6 +69,7 @@ class BackupRequest:
     then snapshot-stream and direct-stream for a volume in use, and
     direct-stream before snapshot-stream for one that is not (reading it
     directly is as consistent and skips the snapshot's cost).
+    `labels` (string keys and values) are recorded in the manifest.
     """
 
     volume_id: str
@@ -78,10 +80,15 @@ class BackupRequest:
     codec: str = DEFAULT_CODEC
     chunk_size: int = DEFAULT_CHUNK_SIZE
     strategies: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         validate_id("volume id", self.volume_id)
         validate_id("backup id", self.backup_id)
+        try:
+            object.__setattr__(self, "labels", check_labels(self.labels))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if not self.strategies:
             default = BACKUP_STRATEGIES if self.in_use else IDLE_BACKUP_STRATEGIES
             object.__setattr__(self, "strategies", default)

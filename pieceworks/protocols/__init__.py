@@ -86,7 +86,7 @@ from pieceworks.protocols.values import (
     validate_id,
     validate_key,
 )
-from pieceworks.protocols.verify import verify_driver
+from pieceworks.protocols.verify import driver_problems, verify_driver
 
 __all__ = [
     "CAPABILITIES",
@@ -147,5 +147,6 @@ __all__ = [
     "stored_sizes",
     "validate_id",
     "validate_key",
+    "driver_problems",
     "verify_driver",
 ]

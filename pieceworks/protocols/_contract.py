@@ -12,13 +12,21 @@ import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
-from zope.interface.interface import Method
+from zope.interface.interface import InterfaceClass, Method
 
 from pieceworks.protocols._zope import declared_interfaces, method_doc, method_parameters
 
-__all__ = ["class_parameters", "restates"]
+__all__ = ["base_class_of", "class_parameters", "restates"]
 
 T = TypeVar("T", bound=type)
+
+#: Each capability interface's base class (the one that restates it, typed).
+_RESTATED: dict[InterfaceClass, type] = {}
+
+
+def base_class_of(iface: InterfaceClass) -> type | None:
+    """The base class that restates `iface` with annotations (`restates`), or None."""
+    return _RESTATED.get(iface)
 
 
 def class_parameters(func: Callable[..., object]) -> tuple[str, ...]:
@@ -42,6 +50,7 @@ def restates(cls: T) -> T:
     import), and it inherits the interface's docstring.
     """
     for iface in declared_interfaces(cls):
+        _RESTATED.setdefault(iface, cls)
         for name in iface.names(all=True):
             desc = iface[name]
             if not isinstance(desc, Method):

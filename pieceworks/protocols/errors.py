@@ -7,6 +7,9 @@ narrowest class you can handle; everything derives from `PieceworksError`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+
 __all__ = [
     "BackendError",
     "BackendNotFound",
@@ -86,7 +89,18 @@ class InvalidDriver(PieceworksError, TypeError):
 
     Raised at registration, before any work starts; the message names the
     driver, the capability and every missing or mismatched member.
+    `problems` holds the same as data: capability name (or ``"class"`` for
+    what belongs to none) -> the problems found, each starting with the
+    member's name (``"open_read: returns str, but ..."``); empty when the
+    error is not about members (a driver claiming nothing, a strategy that
+    cannot run).
     """
+
+    def __init__(self, message: str, problems: Mapping[str, Sequence[str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems: Mapping[str, tuple[str, ...]] = MappingProxyType(
+            {k: tuple(v) for k, v in (problems or {}).items()}
+        )
 
 
 class ConfigError(PieceworksError, ValueError):

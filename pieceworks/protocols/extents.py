@@ -33,22 +33,42 @@ class IAllocatedExtents(Interface):
 
 
 class IChangedBlocks(Interface):
-    """The backend tracks which ranges changed since a point in time."""
+    """The backend tracks which ranges changed since a point in time.
+
+    The contract, which ``pieceworks.testing`` checks with random writes:
+
+    * a token stands for the content of the source it was taken on. The
+      common algorithms take it on the snapshot they back up, so a token
+      taken on a snapshot describes that snapshot, not the live volume at
+      the moment it is asked (writes made after the snapshot, even before
+      the token, are changes since it);
+    * ``changed_extents(source, token)`` covers every byte written since
+      the token's content and `source`'s; the backup reads whole chunks
+      (``chunk_size``, 4 MiB by default) around each reported range, so
+      ranges may be coarse (blocks, objects) but never short;
+    * when the backend cannot answer (tracking turned off or restarted, the
+      volume replaced by stream-in, a token from before, another backend or
+      never given), raise `ChangeTrackingLost`: the backup then reads
+      everything and stays correct. Never guess.
+    """
 
     taggedValue("capability", "changed-blocks")
 
     def change_token(source: Source) -> str:
-        """Return an opaque token for the current state of `source`.
+        """Return an opaque token for the current content of `source` (volume or snapshot).
 
-        Stored with a backup; passed back later to `changed_extents`.
+        Stored with a backup; passed back later to `changed_extents`. Raise
+        `VolumeNotFound` / `SnapshotNotFound` for an unknown source.
         """
 
     def changed_extents(source: Source, since: str) -> Sequence[Extent]:
         """Return the ranges of `source` that changed since token `since`.
 
-        Sorted, non-overlapping. Reporting too much is safe; too little
+        Sorted, non-overlapping, within the source's size, covering every
+        byte written since `since`. Reporting too much is safe; too little
         loses data. Raise `ChangeTrackingLost` if the backend can no longer
-        answer for `since`; the caller then reads everything.
+        answer for `since` (a token it does not know, or from before a
+        stream-in replaced the volume); the caller then reads everything.
         """
 
 

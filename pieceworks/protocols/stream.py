@@ -47,7 +47,16 @@ class IStreamIn(Interface):
         The volume is created if it does not exist. Until `commit`, the
         volume's previous content (if any) must stay intact; after `commit`
         it holds exactly the bytes written, zeros elsewhere, and is `size`
-        bytes long. `abort` leaves things as they were before the call.
+        bytes long. `abort` leaves things as they were before the call (a
+        volume that did not exist still does not).
+
+        Change tracking (a backend that also provides changed-blocks): a
+        commit replaces the whole volume, so every change token taken before
+        it must afterwards either raise `ChangeTrackingLost` from
+        `changed_extents` or report every byte the stream-in wrote or
+        changed. Resetting the tracking at commit (a new epoch) is the
+        simple way; reporting nothing, or only writes made since, hands an
+        incremental backup stale chunks. ``pieceworks.testing`` checks this.
         """
 
 

@@ -2,6 +2,7 @@
 """Start or stop a single-node Ceph cluster (one monitor, one memstore OSD, no mgr).
 
     scripts/ceph/run_ceph.py start --dir DIR [--pool rbd] [--extra-pool rbd2] [--memstore-mib 1024]
+                                 [--owner-pid PID] [--port PORT]
     scripts/ceph/run_ceph.py stop --dir DIR
 
 `start` creates DIR (it must not exist or be empty), writes ``DIR/ceph.conf``
@@ -24,6 +25,10 @@ Guard: with authentication ``none`` a client talks to whatever monitor holds
 the port, and a ``ceph-mon`` that cannot bind its port does not exit but
 retries. So the monitor's answer to ``ceph fsid`` must be this cluster's
 fsid before anything else is done; otherwise the start fails.
+
+``--owner-pid PID`` ties the cluster to a process (a test session): a
+small watcher process stops the cluster and removes DIR as soon as PID is
+gone, however it ended (even SIGKILL), so no daemon outlives its user.
 
 The OSD keeps its data in RAM (``memstore``): ``--memstore-mib`` caps it
 (default 1024 MiB); the data is gone when the OSD stops.
@@ -151,14 +156,18 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> int:
 
 
 def _alive(pid: int, d: Path) -> bool:
-    """Whether `pid` is still one of this cluster's daemons (not a recycled pid)."""
+    """Whether `pid` is still one of this cluster's daemons (not a recycled pid).
+
+    The daemons are started with ``-c DIR/ceph.conf``, so their command line
+    names this cluster's directory.
+    """
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
     state = stat.rsplit(")", 1)[-1].split()[0]
-    return state != "Z" and str(d).encode() in cmdline
+    return state != "Z" and str(d / "ceph.conf").encode() in cmdline
 
 
 def _reap(pid: int) -> None:
@@ -193,8 +202,14 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def start(d: Path, pools: list[str], memstore_mib: int, timeout: float) -> dict[str, object]:
-    """Start a cluster in `d`; return the JSON-able connection info (see the module doc)."""
+def start(
+    d: Path, pools: list[str], memstore_mib: int, timeout: float, port: int | None = None
+) -> dict[str, object]:
+    """Start a cluster in `d`; return the JSON-able connection info (see the module doc).
+
+    `port`: the monitor's port (the OSD takes the 40 above it) instead of a
+    free block found here.
+    """
     started = time.monotonic()
     d = d.absolute()
     if d.exists() and any(d.iterdir()):
@@ -202,7 +217,7 @@ def start(d: Path, pools: list[str], memstore_mib: int, timeout: float) -> dict[
     for sub in ("mon.a", "osd.0", "run", "log", "crash"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     fsid = str(uuid.uuid4())
-    port = _port_block()
+    port = port or _port_block()
     conf = d / "ceph.conf"
     conf.write_text(_conf(d, fsid, port, memstore_mib << 20))
     env = {**os.environ, "CEPH_CONF": str(conf)}
@@ -236,7 +251,9 @@ def start(d: Path, pools: list[str], memstore_mib: int, timeout: float) -> dict[
         env,
     )
     _run(["ceph-mon", "-i", "a", "--mkfs", "--monmap", str(d / "monmap")], env)
-    pids["mon"] = _spawn(["ceph-mon", "-i", "a", "-f"], env, d / "log" / "mon.a.stdout")
+    pids["mon"] = _spawn(
+        ["ceph-mon", "-c", str(conf), "-i", "a", "-f"], env, d / "log" / "mon.a.stdout"
+    )
     save()
     remaining = max(5.0, timeout - (time.monotonic() - started))
     answer = _run(["ceph", "--connect-timeout", str(int(remaining)), "fsid"], env, remaining + 5)
@@ -250,7 +267,9 @@ def start(d: Path, pools: list[str], memstore_mib: int, timeout: float) -> dict[
     if osd_id != "0":
         raise StartError(f"expected osd id 0 in a new cluster, got {osd_id!r}")
     _run(["ceph-osd", "-i", "0", "--mkfs", "--osd-uuid", osd_uuid], env)
-    pids["osd"] = _spawn(["ceph-osd", "-i", "0", "-f"], env, d / "log" / "osd.0.stdout")
+    pids["osd"] = _spawn(
+        ["ceph-osd", "-c", str(conf), "-i", "0", "-f"], env, d / "log" / "osd.0.stdout"
+    )
     save()
     for pool in pools:
         _run(["ceph", "osd", "pool", "create", pool, "8", "8"], env)
@@ -260,6 +279,31 @@ def start(d: Path, pools: list[str], memstore_mib: int, timeout: float) -> dict[
     state["seconds"] = round(time.monotonic() - started, 2)
     save()
     return state
+
+
+def watch(d: Path, owner: int, interval: float = 1.0) -> None:
+    """Stop the cluster in `d` once process `owner` is gone (or `d` was removed)."""
+    while (d / _STATE).exists():
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            stop(d)
+            return
+        except PermissionError:
+            pass  # alive, another user's
+        time.sleep(interval)
+
+
+def _start_watcher(d: Path, owner: int) -> int:
+    """Run `watch` in a detached process of its own; return its pid."""
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "watch", "--dir", str(d), "--pid", str(owner)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return proc.pid
 
 
 def stop(d: Path) -> None:
@@ -289,9 +333,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_start.add_argument("--memstore-mib", type=int, default=1024, help="OSD capacity in RAM")
     p_start.add_argument("--timeout", type=float, default=90.0, help="start timeout (s)")
+    p_start.add_argument(
+        "--port", type=int, help="the monitor's port; the OSD uses the 40 above (default: free)"
+    )
+    p_start.add_argument("--owner-pid", type=int, help="stop the cluster once this process is gone")
     p_stop = sub.add_parser("stop", help="stop the cluster in DIR and remove DIR")
     p_stop.add_argument("--dir", type=Path, required=True)
+    p_watch = sub.add_parser("watch", help="(internal) stop DIR's cluster when PID is gone")
+    p_watch.add_argument("--dir", type=Path, required=True)
+    p_watch.add_argument("--pid", type=int, required=True)
     args = parser.parse_args(argv)
+    if args.command == "watch":
+        watch(args.dir.absolute(), args.pid)
+        return 0
     if args.command == "stop":
         try:
             stop(args.dir)
@@ -307,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     try:
-        info = start(args.dir, pools, args.memstore_mib, args.timeout)
+        info = start(args.dir, pools, args.memstore_mib, args.timeout, args.port)
     except (StartError, OSError) as exc:
         logs = (
             "\n".join(
@@ -322,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             stop(args.dir)
         print(f"run_ceph.py: cannot start a cluster in {args.dir}: {exc}\n{logs}", file=sys.stderr)
         return 1
+    if args.owner_pid:
+        info["watcher_pid"] = _start_watcher(args.dir.absolute(), args.owner_pid)
     print(json.dumps(info))
     return 0
 

@@ -149,9 +149,9 @@ def test_one_unreadable_manifest_harms_only_itself(call: Call, home: Path) -> No
 
     listed = call("list", "--json")
     assert listed.code == ExitCode.CORRUPT, listed
-    rows = {r["id"]: r for r in listed.json()}
+    rows = {r["backup_id"]: r for r in listed.json()}
     assert set(rows) == {a, b, "bk-junk"}
-    assert rows[b]["volume"] == "vol-b" and "unreadable" not in rows[b]
+    assert rows[b]["volume_id"] == "vol-b" and "unreadable" not in rows[b]
     assert "nested too deeply" in rows["bk-junk"]["unreadable"]
     assert "NaN" in rows[a]["unreadable"]
     text = call("list")

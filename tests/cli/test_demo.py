@@ -33,4 +33,4 @@ def test_demo_runs_the_whole_job_and_checks_the_restored_volume(
 
     listed = run("list", "--json", env={**bare_env, "PIECEWORKS_HOME": str(where)})
     backups = listed.json()
-    assert len(backups) == 2 and backups[1]["parent"] == backups[0]["id"]
+    assert len(backups) == 2 and backups[1]["parent"] == backups[0]["backup_id"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import MiB, RunAll, config_file, has_dot, with_plugins, write_volume
+from tests.cli.conftest import MiB, Run, RunAll, config_file, has_dot, with_plugins, write_volume
 
 
 @pytest.fixture
@@ -99,11 +99,12 @@ def test_find_searches_the_registry_of_configured_backends(
 ) -> None:
     """The seed's manager query: who can do a fast or live backup? A miss exits 3 with why."""
     cfg = ["--config", str(two_backends)]
-    fast, either, miss = run_all(
+    fast, either, miss, pieces = run_all(
         [
             [*cfg, "find", "fast-backup", "--json"],
             [*cfg, "find", "--any", "fast-backup", "live-backup", "--kind", "factory"],
             [*cfg, "find", "backup", "--none", "slow-backup", "--backend", "local"],
+            [*cfg, "find", "--backend", "local", "--buildable", "--json"],
         ],
         with_plugins(env),
     )
@@ -121,6 +122,13 @@ def test_find_searches_the_registry_of_configured_backends(
     assert miss.err.startswith("pieceworks: error: no registration matches all of ['backup']")
     assert "'local.backup' (factory) has excluded ['slow-backup']" in miss.err
     assert miss.err.count("\n") == 1
+    assert pieces.code == 0, pieces
+    assert [r["name"] for r in pieces.json()] == [
+        "local.backup",
+        "local.restore",
+        "local.verify",
+        "local.delete",
+    ]  # the driver 'local' is left out
 
 
 def test_plan_in_text_json_dot_and_svg(
@@ -160,3 +168,110 @@ def test_plan_in_text_json_dot_and_svg(
     assert "Graphviz's 'dot' program, which is not on PATH" in svg_missing.err
     for r in rendered:
         assert r.code == 0 and "<svg" in r.out, r
+
+
+def test_drivers_never_says_yes_for_a_capability_that_fails_verification(
+    run_all: RunAll, env: dict[str, str]
+) -> None:
+    """A plugin driver with an async open_read shows FAILS for stream-out, with why."""
+    text, js = run_all([["drivers"], ["drivers", "--json"]], with_plugins(env))
+    assert text.code == 0 and js.code == 0, text
+    header = next(line for line in text.out.splitlines() if line.startswith("capability"))
+    column = header.split().index("asyncread")
+    row = next(line for line in text.out.splitlines() if line.startswith("stream-out "))
+    assert row.split()[column] == "FAILS"
+    assert "FAILS stream-out: open_read: is 'async def'" in text.out
+    asyncread = next(d for d in js.json()["drivers"] if d["name"] == "asyncread")
+    assert "stream-out" not in asyncread["capabilities"]
+    assert list(asyncread["problems"]) == ["stream-out"]
+
+
+@pytest.mark.parametrize(
+    ("target", "capability", "problem"),
+    [
+        ("AsyncReader", "stream-out", "open_read: is 'async def'"),
+        ("WrongAnnotation", "allocated-extents", "parameter 'source' is annotated int"),
+        ("AbstractSnapshot", "snapshot", "create_snapshot: abstract (not implemented)"),
+    ],
+)
+def test_check_driver_refuses_what_mypy_zope_would(
+    run: Run, env: dict[str, str], target: str, capability: str, problem: str
+) -> None:
+    """An async method, a wrong annotation, an abstract class: exit 1, problems as data."""
+    text = run("check-driver", f"pieceworks_cli_testplugins.checks:{target}", env=with_plugins(env))
+    js = run(
+        "check-driver",
+        f"pieceworks_cli_testplugins.checks:{target}",
+        "--json",
+        env=with_plugins(env),
+    )
+    assert text.code == ExitCode.FAILED, text
+    assert problem in text.err
+    assert js.code == ExitCode.FAILED, js
+    data = js.json()
+    assert data["ok"] is False
+    assert any(problem in p for p in data["problems"][capability])
+
+
+def _backend_config(tmp_path: Path, driver: str, options: str) -> Path:
+    (tmp_path / "vols").mkdir(exist_ok=True)
+    return config_file(
+        tmp_path,
+        f'[backends.lab]\ndriver = "{driver}"\n{options}\n[engine]\npersistence = "memory://"\n',
+    )
+
+
+def test_check_driver_backend_runs_the_suite_on_a_scratch_volume(
+    run: Run, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A configured file backend: built, verified, checked on scratch volumes it removes."""
+    config = _backend_config(tmp_path, "file", f'path = "{tmp_path / "vols"}"')
+    out = run("--config", str(config), "check-driver", "--backend", "lab", "--json", timeout=300)
+    assert out.code == 0, out
+    data = out.json()
+    assert data["ok"] is True and data["backend"] == "lab"
+    results = {c["check"]: c["result"] for c in data["checks"]}
+    assert results["extents_cover_every_data_byte"] == "passed"
+    assert results["abort_leaves_the_old_content"] == "passed"
+    assert results["a_push_restores_through_the_common_restore"] == "not applicable"
+    assert "changed_extents_cover_every_write" not in results  # needs an in-place write
+    assert list((tmp_path / "vols").iterdir()) == [] or all(
+        p.name.startswith(".") for p in (tmp_path / "vols").iterdir()
+    )
+
+
+def test_check_driver_backend_catches_a_lying_driver(
+    run: Run, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Type-correct but omitting an extent: verification passes, the suite fails it."""
+    config = _backend_config(tmp_path, "omits", f'path = "{tmp_path / "vols"}"')
+    out = run(
+        "--config",
+        str(config),
+        "check-driver",
+        "--backend",
+        "lab",
+        env=with_plugins(env),
+        timeout=300,
+    )
+    assert out.code == ExitCode.FAILED, out
+    assert "failed         allocated-extents: extents_cover_every_data_byte" in out.out
+    assert "data outside every extent" in out.out
+    assert "conformance check(s): extents_cover_every_data_byte" in out.err
+
+
+def test_check_driver_backend_names_a_constructor_that_does_not_take_the_options(
+    run: Run, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The section gives ``path``, the class wants ``root``: a configuration error (exit 2)."""
+    config = _backend_config(tmp_path, "picky", f'path = "{tmp_path / "vols"}"')
+    out = run("--config", str(config), "check-driver", "--backend", "lab", env=with_plugins(env))
+    assert out.code == ExitCode.USAGE, out
+    assert "backends.lab" in out.err and "path" in out.err
+
+
+def test_check_driver_needs_a_class_or_a_backend(run: Run) -> None:
+    """Neither MODULE:CLASS nor --backend is a usage error."""
+    out = run("check-driver")
+    assert out.code == ExitCode.USAGE, out
+    assert "MODULE:CLASS, or --backend NAME" in out.err

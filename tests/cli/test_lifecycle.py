@@ -56,20 +56,20 @@ def test_backup_list_verify_restore_delete_on_builtin_defaults(
     )
     assert listed.code == 0, listed
     rows = listed.json()
-    assert [r["id"] for r in rows] == [first["backup_id"], second_id]
+    assert [r["backup_id"] for r in rows] == [first["backup_id"], second_id]
     assert set(rows[0]) >= {
-        "id",
-        "volume",
+        "backup_id",
+        "volume_id",
         "backend",
         "created",
         "size",
-        "stored_bytes",
+        "bytes_stored",
         "strategy",
         "incremental",
         "parent",
     }
     assert rows[1]["incremental"] is True and rows[1]["parent"] == first["backup_id"]
-    assert rows[1]["stored_bytes"] < 2 * MiB and rows[0]["created"].endswith("Z")
+    assert rows[1]["bytes_stored"] < 2 * MiB and isinstance(rows[0]["created"], float)
     assert second_id in text_list.out and "snapshot-stream" in text_list.out
     assert verified.code == 0 and verified.out.strip().endswith(": OK"), verified
     assert copy.code == 0, copy
@@ -84,11 +84,11 @@ def test_backup_list_verify_restore_delete_on_builtin_defaults(
     after, gc, volumes_list = run_all(
         [["list", "--json"], ["gc", "--dry-run"], ["volumes", "--json"]]
     )
-    assert {v["id"]: v["size"] for v in volumes_list.json()} == {
+    assert {v["volume_id"]: v["size"] for v in volumes_list.json()} == {
         "vol-1": 8 * MiB,
         "vol-copy": 8 * MiB,
     }
-    assert [r["id"] for r in after.json()] == [second_id]
+    assert [r["backup_id"] for r in after.json()] == [second_id]
     assert gc.code == 0 and "would remove 0 unreferenced chunk objects" in gc.out, gc
 
 

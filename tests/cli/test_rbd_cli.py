@@ -104,6 +104,7 @@ persistence = "memory://"
         )
         assert replicated.code == 0, replicated
         assert replicated.json()["strategy"] == "native"
+        assert replicated.json()["bytes_sent"] == 7 * MiB + 15  # the data only, sent by Ceph
         copy = target.read_range(VolumeRef(volume), 0, len(data) + 1)
         assert hashlib.sha256(copy).hexdigest() == want
     finally:

@@ -111,3 +111,20 @@ persistence = "memory://"
     assert back.json()["bytes_through_manager"] == 0
     assert (volumes / "copy").read_bytes() == data
     assert listed.json()[0]["backend"] == "far" and listed.json()[0]["strategy"] == "offload"
+
+
+def test_masking_hides_secrets_not_words(run_all: RunAll, env: dict[str, str]) -> None:
+    """A problem about ``change_token`` and a volume id ``secret: abc`` are printed as
+    they are: no configured secret is in them, so nothing is masked."""
+    token, volume = run_all(
+        [
+            ["check-driver", "pieceworks_cli_testplugins.checks:BadChangeToken"],
+            ["backup", "--volume", "secret: abc"],
+        ],
+        with_plugins(env),
+    )
+    assert token.code == ExitCode.FAILED, token
+    assert "change_token: parameter 'source' is annotated int" in token.err
+    assert "***" not in token.err
+    assert volume.code == ExitCode.USAGE, volume
+    assert "'secret: abc'" in volume.err and "***" not in volume.err

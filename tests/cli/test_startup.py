@@ -1,4 +1,4 @@
-"""Quick commands stay quick: what ``--help`` and ``list`` import, and the masking oracle.
+"""Quick commands stay quick: what ``--help`` and ``list`` import, lazy packages.
 
 TaskFlow, SQLAlchemy, networkx, jsonschema and oslo.utils take most of a
 second to import on a loaded machine; only a command that runs a flow may
@@ -16,11 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from oslo_utils import strutils
 
-from pieceworks.cli.masking import ORACLE_STEMS, Masker
-
-#: Imported only when a flow runs (or a size is parsed, or text may hold a password).
+#: Imported only when a flow runs (or a size is parsed).
 HEAVY = ("taskflow", "networkx", "sqlalchemy", "jsonschema", "oslo_utils", "automaton")
 
 _PROBE = """
@@ -56,31 +53,6 @@ def test_quick_commands_import_no_flow_machinery(argv: list[str], tmp_path: Path
     """``--help``, ``list`` (empty store), ``volumes`` and ``config`` import none of HEAVY."""
     loaded = _modules_after(argv, tmp_path)
     assert not loaded & set(HEAVY), f"pieceworks {' '.join(argv)} imported {loaded & set(HEAVY)}"
-
-
-def test_the_oracle_stems_cover_every_key_oslo_utils_masks() -> None:
-    """A text with none of ORACLE_STEMS is one `mask_password` leaves alone."""
-    for key in strutils._SANITIZE_KEYS:
-        assert any(stem in key.lower() for stem in ORACLE_STEMS), key
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "'adminPass' : 'aaaaa'",
-        '"password" : "hunter22"',
-        "rabbitcookie=abcdef",
-        "CephClusterFSID=1234-5678",
-        "heatauthencryptionkey = s3cr3tvalue",
-        "swifthashsuffix=zzzzzz",
-    ],
-)
-def test_masking_without_eager_oslo_import_masks_as_oslo_does(text: str) -> None:
-    """Texts holding one of oslo.utils' keys are still masked by oslo.utils' patterns."""
-    expected = strutils.mask_password(text, secret="***")
-    assert expected != text
-    assert Masker().text(text) == Masker().text(expected)
-    assert "***" in Masker().text(text)
 
 
 @pytest.mark.parametrize("package", ["pieceworks.common_algorithms", "pieceworks.registry"])

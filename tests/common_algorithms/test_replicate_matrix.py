@@ -20,7 +20,7 @@ from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.drivers.qcow2 import Qcow2Driver
 from pieceworks.drivers.rbd import RbdDriver
 from pieceworks.drivers.remote import RemoteDriver
-from pieceworks.protocols import BackendSpec, StoreSpec, VolumeRef
+from pieceworks.protocols import BackendSpec, StoreSpec
 from tests.fixtures.ceph_cluster import CephCluster
 from tests.support.targets import running_target
 from tests.support.volumes import digest, put
@@ -127,10 +127,12 @@ def test_rbd_to_rbd_replicates_again_incrementally(make: Make, ceph_cluster: Cep
     assert first.strategy == "native"
     ceph_cluster.write_in_place("vol", CHUNK + 3, b"changed")
     content[CHUNK + 3 : CHUNK + 10] = b"changed"
-    driver = source.driver
-    assert isinstance(driver, RbdDriver) and target.spec is not None
-    again = driver.replicate_to(
-        driver.create_snapshot(VolumeRef("vol"), "now"), target.spec, VolumeRef("copy")
+    again = replicate(
+        source,
+        target,
+        ReplicateRequest("vol", target_volume_id="copy", in_use=True, chunk_size=CHUNK),
     )
-    assert again.bytes_sent <= 4 << 20  # one RBD object at most, not the volume
+    assert again.strategy == "native"
+    assert first.bytes_sent == len(content) - 2 * CHUNK  # the data, not the zeros
+    assert again.bytes_sent is not None and again.bytes_sent <= 4 << 20  # not the volume
     assert digest(target, "copy") == hashlib.sha256(content).hexdigest()

@@ -8,15 +8,21 @@ import pytest
 from zope.interface import implementer
 
 from pieceworks.protocols import (
+    AllocatedExtents,
     Compress,
+    Extent,
     ICompress,
     InvalidDriver,
     ISnapshot,
     IStreamOut,
     Snapshot,
     SnapshotRef,
+    Source,
+    StreamOut,
+    VolumeReader,
     VolumeRef,
     capabilities_of,
+    driver_problems,
     verify_driver,
 )
 
@@ -98,3 +104,141 @@ def test_extension_interfaces_count_as_their_base_capability() -> None:
     caps = capabilities_of(TreeDriver())
     assert ISnapshotTree in caps and ISnapshot in caps
     verify_driver(TreeDriver(), "tree")
+
+
+# -- as strict as mypy-zope: annotations, async, abstract classes -----------------------
+
+
+class AsyncStreamOut(StreamOut):
+    """open_read is a coroutine function: its caller would get a coroutine."""
+
+    async def open_read(self, source: Source) -> VolumeReader:  # type: ignore[override]
+        raise NotImplementedError
+
+
+class IntParameter(AllocatedExtents):
+    """allocated_extents takes an int where the interface passes a Source."""
+
+    def allocated_extents(self, source: int) -> Sequence[Extent]:  # type: ignore[override]
+        return []
+
+
+class NarrowParameter(AllocatedExtents):
+    """allocated_extents takes only volumes, but snapshots are passed too."""
+
+    def allocated_extents(self, source: VolumeRef) -> Sequence[Extent]:  # type: ignore[override]
+        return []
+
+
+class StrReturn(AllocatedExtents):
+    """allocated_extents returns a str (a Sequence, but of str, not Extent)."""
+
+    def allocated_extents(self, source: Source) -> str:  # type: ignore[override]
+        return ""
+
+
+class OptionalReturn(Snapshot):
+    """create_snapshot may return None where a SnapshotRef is promised."""
+
+    def create_snapshot(self, volume: VolumeRef, snapshot_id: str) -> SnapshotRef | None:  # type: ignore[override]
+        return None
+
+    def delete_snapshot(self, snapshot: SnapshotRef) -> None:
+        pass
+
+
+class AbstractLeft(Snapshot, StreamOut):
+    """Subclasses Snapshot but implements neither of its methods."""
+
+    def open_read(self, source: Source) -> VolumeReader:
+        raise NotImplementedError
+
+
+class WiderTypes(AllocatedExtents):
+    """Wider parameters and narrower returns than the interface's are fine, as for mypy."""
+
+    def allocated_extents(self, source: object) -> list[Extent]:
+        return []
+
+
+class Unannotated(AllocatedExtents):
+    """No annotations: Any, as for mypy (its --strict flags them, not mypy-zope)."""
+
+    def allocated_extents(self, source):  # type: ignore[no-untyped-def]
+        return []
+
+
+@pytest.mark.parametrize(
+    ("driver", "capability", "problem"),
+    [
+        (
+            AsyncStreamOut,
+            "stream-out",
+            "open_read: is 'async def', but IStreamOut.open_read is synchronous",
+        ),
+        (
+            IntParameter,
+            "allocated-extents",
+            "parameter 'source' is annotated int, but the interface passes VolumeRef | SnapshotRef",
+        ),
+        (
+            NarrowParameter,
+            "allocated-extents",
+            "parameter 'source' is annotated VolumeRef, but the interface passes"
+            " VolumeRef | SnapshotRef",
+        ),
+        (
+            StrReturn,
+            "allocated-extents",
+            "allocated_extents: returns str, but the interface promises Sequence[Extent]",
+        ),
+        (
+            OptionalReturn,
+            "snapshot",
+            "create_snapshot: returns SnapshotRef | None, but the interface promises SnapshotRef",
+        ),
+        (
+            AbstractLeft,
+            "snapshot",
+            "create_snapshot: abstract (not implemented), so the class cannot be instantiated",
+        ),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_run_time_check_catches_what_mypy_zope_catches(
+    driver: type, capability: str, problem: str
+) -> None:
+    """Each break is refused with InvalidDriver; `problems` names the capability and member."""
+    with pytest.raises(InvalidDriver) as err:
+        verify_driver(driver, "lab")
+    assert capability in err.value.problems
+    assert any(problem in p for p in err.value.problems[capability]), err.value.problems
+    assert problem in str(err.value)
+
+
+def test_instances_are_checked_for_annotations_and_async_too() -> None:
+    """`Backend.of` verifies instances: their class's signatures count."""
+    with pytest.raises(InvalidDriver) as err:
+        verify_driver(IntParameter(), "lab")
+    assert list(err.value.problems) == ["allocated-extents"]
+
+
+@pytest.mark.parametrize("driver", [WiderTypes, Unannotated, SubclassDriver, ImplementerDriver])
+def test_compatible_signatures_pass(driver: type) -> None:
+    """Wider parameters, narrower returns and missing annotations are accepted."""
+    assert driver_problems(driver) == {}
+    verify_driver(driver, "lab")
+
+
+def test_missing_members_are_problems_as_data() -> None:
+    """`InvalidDriver.problems` maps each broken capability to its members' problems."""
+
+    @implementer(ISnapshot)
+    class Empty:  # type: ignore[misc]  # deliberately empty
+        pass
+
+    with pytest.raises(InvalidDriver) as err:
+        verify_driver(Empty, "lab")
+    assert dict(err.value.problems) == {
+        "snapshot": ("missing create_snapshot", "missing delete_snapshot")
+    }

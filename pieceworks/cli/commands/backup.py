@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from pieceworks.cli.commands._select import label_filters
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.interrupts import abandon_backup
@@ -29,12 +30,14 @@ log = logging.getLogger(__name__)
 def backup_request(args: argparse.Namespace) -> BackupRequest:
     """The request the options describe (`ConfigError` if out of range)."""
     extra = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
+    labels = label_filters(args)  # backup --label K=V (plan backup has none)
     return BackupRequest(
         volume_id=args.volume,
         in_use=args.in_use,
         force=args.force,
         incremental=args.incremental,
         codec=args.codec,
+        labels=labels,
         **extra,
     )
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from zope.interface.interface import InterfaceClass
 
-from pieceworks.cli.context import Context
+from pieceworks.cli.context import Context, open_section
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import table
 from pieceworks.common_algorithms import (
@@ -38,6 +38,7 @@ from pieceworks.protocols import (
     StoreSpec,
     capabilities_of,
     capability_name,
+    driver_problems,
     verify_driver,
 )
 from pieceworks.registry import DRIVERS_NAMESPACE, STORES_NAMESPACE, discover
@@ -145,15 +146,27 @@ def _strategies_text(report: DriverReport) -> list[str]:
 # -- drivers ---------------------------------------------------------------------------
 
 
+def _cell(capability: str, report: DriverReport, problems: dict[str, list[str]]) -> str:
+    """``yes`` for a verified capability, ``FAILS`` for a claimed one that is not."""
+    if capability in problems:
+        return "FAILS"
+    return "yes" if capability in report.capabilities else "-"
+
+
 def run_drivers(args: argparse.Namespace, ctx: Context) -> int:
     """List installed drivers and store drivers with their capabilities."""
     drivers, stores = discover(DRIVERS_NAMESPACE), discover(STORES_NAMESPACE)
     reports: list[DriverReport] = []
     factories: list[str] = []
+    broken: dict[str, dict[str, list[str]]] = {}
     for name, factory in drivers.factories.items():
         caps = capabilities_of(factory)
         if caps:
-            reports.append(examine(name, factory, caps))
+            problems = driver_problems(factory, caps)
+            verified = tuple(c for c in caps if capability_name(c) not in problems)
+            reports.append(examine(name, factory, verified))
+            if problems:
+                broken[name] = problems
         else:
             factories.append(name)
     failures = [
@@ -171,7 +184,7 @@ def run_drivers(args: argparse.Namespace, ctx: Context) -> int:
     ]
     ctx.out.data(
         {
-            "drivers": [r.to_dict() for r in reports]
+            "drivers": [{**r.to_dict(), "problems": broken.get(r.name, {})} for r in reports]
             + [
                 {"name": n, "target": _target(drivers.factories[n]), "capabilities": None}
                 for n in factories
@@ -184,7 +197,7 @@ def run_drivers(args: argparse.Namespace, ctx: Context) -> int:
     out.result(f"drivers ({DRIVERS_NAMESPACE}):")
     if reports:
         rows = [
-            [cap, *("yes" if cap in r.capabilities else "-" for r in reports)]
+            [cap, *(_cell(cap, r, broken.get(r.name, {})) for r in reports)]
             for cap in CAPABILITIES
             if cap != "object-store"
         ]
@@ -192,6 +205,8 @@ def run_drivers(args: argparse.Namespace, ctx: Context) -> int:
         for r in reports:
             out.result(f"{r.name} ({r.target}) completes:")
             out.result("\n".join(_strategies_text(r)))
+            for cap, found in broken.get(r.name, {}).items():
+                out.result(f"  FAILS {cap}: " + "; ".join(found))
     else:
         out.result("  none")
     for name in factories:
@@ -233,26 +248,101 @@ def _load_class(spec: str) -> object:
 
 
 def run_check_driver(args: argparse.Namespace, ctx: Context) -> int:
-    """Import a driver class, verify it and say which strategies it completes."""
+    """Verify a driver class (MODULE:CLASS) or a configured backend (--backend NAME)."""
+    if args.target is None and args.backend is None:
+        raise CliError("give MODULE:CLASS, or --backend NAME", ExitCode.USAGE)
+    if args.target is not None and args.backend is not None:
+        raise CliError("give MODULE:CLASS or --backend NAME, not both", ExitCode.USAGE)
+    if args.target is None:
+        return _check_backend(args, ctx)
     cls = _load_class(args.target)
     name = args.name or getattr(cls, "__name__", args.target)
     try:
         capabilities = verify_driver(cls, name)
     except InvalidDriver as exc:
+        ctx.out.data(_refused(_target(cls), exc))
         raise CliError(str(exc), ExitCode.FAILED) from None
     report = examine(name, cls, capabilities)
     ok = report.completes_anything()
     ctx.out.data({**report.to_dict(), "ok": ok})
     ctx.out.result(f"driver {report.target}: capabilities verified")
+    _print_report(ctx, report)
+    _require_strategy(name, report)
+    return ExitCode.OK
+
+
+def _refused(target: str, exc: InvalidDriver) -> dict[str, object]:
+    return {
+        "target": target,
+        "ok": False,
+        "problems": {k: list(v) for k, v in exc.problems.items()},
+    }
+
+
+def _print_report(ctx: Context, report: DriverReport) -> None:
     ctx.out.result(f"  capabilities: {', '.join(report.capabilities)}")
     ctx.out.result("strategies it completes:")
     ctx.out.result("\n".join(_strategies_text(report)))
     ctx.out.result(f"registry tags: {', '.join(report.tags) or 'none'}")
-    if not ok:
+
+
+def _require_strategy(name: str, report: DriverReport) -> None:
+    if not report.completes_anything():
         needs = "; ".join(f"{w}: {' + '.join(n)}" for w, n in report.missing().items())
         raise CliError(
             f"driver '{name}' ({report.target}) completes no backup or restore strategy;"
             f" it would need: {needs}",
+            ExitCode.FAILED,
+        )
+
+
+def _check_backend(args: argparse.Namespace, ctx: Context) -> int:
+    """``check-driver --backend NAME``: build, verify and run the scratch-volume checks."""
+    # Imported here: the suite brings in hypothesis and the file and POSIX drivers.
+    from pieceworks.testing.runner import (  # noqa: PLC0415
+        BackendHarness,
+        run_checks,
+        scratch_problem,
+    )
+
+    section = ctx.config.backend(args.backend)
+    driver = open_section(section, DRIVERS_NAMESPACE)  # ConfigError: constructor vs options
+    name = section.name
+    try:
+        capabilities = verify_driver(driver, name)
+    except InvalidDriver as exc:
+        ctx.out.data({**_refused(_target(type(driver)), exc), "backend": name})
+        raise CliError(f"{section.origin}: {exc}", ExitCode.FAILED) from None
+    report = examine(name, driver, capabilities)
+    report = DriverReport(**{**report.__dict__, "target": _target(type(driver))})
+    ctx.out.result(f"backend '{name}' ({report.target}): built from {section.origin}")
+    ctx.out.result("  capabilities verified")
+    _print_report(ctx, report)
+    why_not = scratch_problem(driver)
+    results = [] if why_not else run_checks(BackendHarness(driver), writes=False)
+    failed = [r for r in results if r.result == "failed"]
+    ok = report.completes_anything() and not failed
+    ctx.out.data(
+        {
+            **report.to_dict(),
+            "backend": name,
+            "ok": ok,
+            "checks": [r.to_dict() for r in results],
+            "checks_skipped": why_not,
+        }
+    )
+    if why_not:
+        ctx.out.result(f"conformance checks: not run: {why_not}")
+    else:
+        ctx.out.result("conformance checks (on scratch volumes pwt-..., removed afterwards):")
+        for r in results:
+            detail = f": {r.message}" if r.message else ""
+            ctx.out.result(f"  {r.result:<14} {r.capability}: {r.check}{detail}")
+    _require_strategy(name, report)
+    if failed:
+        raise CliError(
+            f"backend '{name}' fails {len(failed)} conformance check(s): "
+            + ", ".join(r.check for r in failed),
             ExitCode.FAILED,
         )
     return ExitCode.OK

@@ -31,8 +31,10 @@ def _labels(reg: Registration) -> list[str]:
 
 def run_find(args: argparse.Namespace, ctx: Context) -> int:
     """Search the registry of the configured backends."""
-    if not (args.attributes or args.any_of or args.kind):
-        raise CliError("find needs at least one ATTR, --any ATTR or --kind", ExitCode.USAGE)
+    if not (args.attributes or args.any_of or args.kind or args.backend):
+        raise CliError(
+            "find needs at least one ATTR, --any ATTR, --kind or --backend", ExitCode.USAGE
+        )
     if args.backend is not None:
         ctx.config.backend(args.backend)  # an unknown name is an error, not an empty result
     registry = ctx.registry()
@@ -47,7 +49,7 @@ def run_find(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.data([r.describe().to_dict() for r in found])
     ctx.out.result(
         table(
-            ["name", "kind", "backend", "provides"],
+            ["name", "kind", "backend", "attributes"],
             [[r.name, r.kind.value, r.backend or "-", ", ".join(_labels(r))] for r in found],
         )
     )

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from contextlib import closing
 from typing import cast
 
+from pieceworks.cli.commands._select import label_filters, load_backups, select
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import human_bytes, iso_time, table
-from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest, scan_manifests
+from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest
 from pieceworks.protocols import IStreamOut, VolumeRef
 
-__all__ = ["backup_row", "run_list", "run_volumes", "unreadable_row"]
+__all__ = ["backup_row", "format_labels", "run_list", "run_volumes", "unreadable_row"]
 
 
 def _stored(m: Manifest) -> int:
@@ -24,27 +26,33 @@ def _stored(m: Manifest) -> int:
 def backup_row(m: Manifest) -> dict[str, object]:
     """One backup as ``list --json`` prints it.
 
-    ``stored_bytes`` is what this backup added to the store (its new
-    chunks); ``referenced_bytes`` all the stored bytes it refers to,
-    including chunks shared with other backups.
+    ``bytes_stored`` is what this backup added to the store (its new
+    chunks); ``bytes_referenced`` all the stored bytes it refers to,
+    including chunks shared with other backups. ``created`` is a Unix time.
     """
     return {
-        "id": m.backup_id,
-        "volume": m.volume_id,
+        "backup_id": m.backup_id,
+        "volume_id": m.volume_id,
         "backend": m.backend,
-        "created": iso_time(m.created),
+        "created": m.created,
         "size": m.size,
-        "stored_bytes": _stored(m),
-        "referenced_bytes": m.stored_bytes,
+        "bytes_stored": _stored(m),
+        "bytes_referenced": m.stored_bytes,
         "strategy": m.strategy,
         "incremental": m.incremental,
         "parent": m.parent,
+        "labels": dict(m.labels),
     }
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """``k=v,k2=v2`` (sorted), or ``-``."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
 
 
 def unreadable_row(bad: UnreadableManifest) -> dict[str, object]:
     """A manifest that cannot be read, as ``list --json`` prints it (``unreadable`` says why)."""
-    return {"id": bad.backup_id, "key": bad.key, "unreadable": bad.reason}
+    return {"backup_id": bad.backup_id, "key": bad.key, "unreadable": bad.reason}
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -55,17 +63,22 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     does not hide it), and named in a warning with the reason.
     """
     store = ctx.store()
-    scan = scan_manifests(store.objects)
-    manifests = list(scan.manifests)
-    if args.volume:
-        manifests = [m for m in manifests if m.volume_id == args.volume]
-    ctx.out.data([backup_row(m) for m in manifests] + [unreadable_row(u) for u in scan.unreadable])
-    for bad in scan.unreadable:
-        ctx.out.warn(bad.reason)
-    if manifests or scan.unreadable:
+    found = load_backups(ctx, store.objects)
+    manifests = select(
+        found.manifests,
+        volumes=args.volumes,
+        labels=label_filters(args),
+        since=args.since,
+        until=args.until,
+        strategies=args.strategies,
+    )
+    ctx.out.data([backup_row(m) for m in manifests] + [unreadable_row(u) for u in found.unreadable])
+    if manifests or found.unreadable:
+        headers = ["id", "volume", "backend", "created", "size", "stored", "strategy", "parent"]
+        with_labels = any(m.labels for m in manifests)
         ctx.out.result(
             table(
-                ["id", "volume", "backend", "created", "size", "stored", "strategy", "parent"],
+                headers + (["labels"] if with_labels else []),
                 [
                     [
                         m.backup_id,
@@ -77,21 +90,25 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
                         m.strategy,
                         m.parent or "-",
                     ]
+                    + ([format_labels(m.labels)] if with_labels else [])
                     for m in manifests
                 ]
                 + [
                     [u.backup_id, "?", "?", "?", "?", "?", "UNREADABLE", "-"]
-                    for u in scan.unreadable
+                    + (["-"] if with_labels else [])
+                    for u in found.unreadable
                 ],
                 right=(4, 5),
             )
         )
+    elif found.manifests:
+        ctx.out.note(f"no backups in store '{store.name}' match the filters")
     else:
         ctx.out.note(f"no backups in store '{store.name}'")
-    if scan.unreadable:
+    if found.unreadable:
         raise CliError(
-            f"{len(scan.unreadable)} manifest(s) cannot be read:"
-            f" {', '.join(u.backup_id for u in scan.unreadable)} (marked UNREADABLE above)",
+            f"{len(found.unreadable)} manifest(s) cannot be read:"
+            f" {', '.join(u.backup_id for u in found.unreadable)} (marked UNREADABLE above)",
             ExitCode.CORRUPT,
         )
     return ExitCode.OK
@@ -111,7 +128,7 @@ def run_volumes(args: argparse.Namespace, ctx: Context) -> int:
             with closing(streams.open_read(VolumeRef(volume_id))) as reader:
                 size = reader.size
         sizes.append((volume_id, size))
-    ctx.out.data([{"id": v, "size": n} for v, n in sizes])
+    ctx.out.data([{"volume_id": v, "size": n} for v, n in sizes])
     if sizes:
         ctx.out.result(
             table(

@@ -8,6 +8,7 @@ shown before anything runs: as text, JSON (`Plan.to_dict`), Graphviz dot
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 
@@ -47,23 +48,29 @@ def render_svg(dot_source: str) -> str:
 
 
 def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
+    """Print or write (``-o FILE``, any format) the plan; exit 1 if nothing can run."""
     fmt = "json" if ctx.out.json_mode else args.format
-    if fmt == "json":
+    masker = ctx.out.masker
+    if fmt == "json":  # JSON is masked as data, never as text (see Masker.text)
+        rendered = masker.known(json.dumps(masker.data(plan.to_dict()), indent=2)) + "\n"
+    elif fmt == "text":
+        rendered = plan.format_text()
+    elif fmt == "dot":
+        rendered = plan.to_dot()
+    else:
+        rendered = render_svg(plan.to_dot())
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(rendered if fmt == "json" else masker.text(rendered))
+        except OSError as exc:
+            raise CliError(f"cannot write the plan to {args.output}: {exc.strerror}") from None
+        ctx.out.note(f"wrote the {fmt} plan to {args.output}")
+    elif fmt == "json":
         ctx.out.json_mode = True
         ctx.out.data(plan.to_dict())
     else:
-        if fmt == "text":
-            rendered = plan.format_text()
-        elif fmt == "dot":
-            rendered = plan.to_dot()
-        else:
-            rendered = render_svg(plan.to_dot())
-        if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(ctx.out.masker.text(rendered))
-            ctx.out.note(f"wrote the {fmt} plan to {args.output}")
-        else:
-            ctx.out.result(rendered.rstrip("\n"))
+        ctx.out.result(rendered.rstrip("\n"))
     if plan.chosen is None:
         ctx.out.note(f"no {plan.operation} strategy can run on backend '{plan.backend}'")
         return ExitCode.FAILED

@@ -70,6 +70,11 @@ def report(outcome: ReplicateOutcome) -> str:
     lines += [
         f"  size      {human_bytes(outcome.size)}",
         f"  through   {human_bytes(outcome.bytes_through_manager)} through pieceworks",
+        *(
+            [f"  sent      {human_bytes(outcome.bytes_sent)} by the backend itself"]
+            if outcome.bytes_sent is not None
+            else []
+        ),
         f"  checked   {outcome.verified}",
         f"  time      {outcome.seconds:.2f} s, {mb_per_s(outcome.size, outcome.seconds):.1f} MB/s",
     ]

@@ -1,0 +1,80 @@
+"""``pieceworks delete ID [ID ...]``: one backup through the delete flow, several at once.
+
+With one id this is `pieceworks.cli.commands.delete.run_delete` (the
+TaskFlow delete flow). With several, every id is checked first (an unknown
+one stops the command before anything is removed, exit 3), then their
+manifests are removed and the garbage collected once, as ``forget`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from pieceworks.cli.exit_codes import CliError, ExitCode
+
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+
+__all__ = ["run_delete_command"]
+
+
+def run_delete_command(args: argparse.Namespace, ctx: Context) -> int:
+    """Delete every BACKUP_ID given (see the module docstring)."""
+    ids = list(dict.fromkeys(args.backup_ids))
+    if len(ids) == 1:
+        from pieceworks.cli.commands.delete import run_delete  # noqa: PLC0415
+
+        args.backup_id = ids[0]
+        return run_delete(args, ctx)
+    return _delete_several(ids, ctx)
+
+
+def _delete_several(ids: list[str], ctx: Context) -> int:
+    from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
+    from pieceworks.cli.output import human_bytes  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc import collect_garbage, delete_backup  # noqa: PLC0415
+    from pieceworks.common_algorithms.manifest import manifest_key  # noqa: PLC0415
+    from pieceworks.protocols import BackupNotFound, ObjectNotFound  # noqa: PLC0415
+
+    store = ctx.store()
+    missing = []
+    for backup_id in ids:
+        try:
+            store.objects.head(manifest_key(backup_id))
+        except ObjectNotFound:
+            missing.append(backup_id)
+    if missing:
+        raise CliError(
+            f"no backup {', '.join(missing)} in store '{store.name}'; nothing was deleted",
+            ExitCode.NOT_FOUND,
+        )
+    deleted: list[str] = []
+    with sigint_ignored():  # a few manifests and one collection: finish them
+        for backup_id in ids:
+            try:
+                delete_backup(store.objects, backup_id, collect=False)
+            except BackupNotFound:  # deleted meanwhile by someone else
+                continue
+            deleted.append(backup_id)
+        report = collect_garbage(store.objects)
+    ctx.out.data(
+        {
+            "store": store.name,
+            "backup_ids": deleted,
+            "chunks_deleted": report.chunks_deleted,
+            "bytes_freed": report.bytes_freed,
+            "deferred_by": list(report.deferred_by),
+        }
+    )
+    line = (
+        f"deleted {len(deleted)} backups ({', '.join(deleted)}): {report.chunks_deleted} chunk"
+        f" objects removed, {human_bytes(report.bytes_freed)} freed"
+    )
+    if report.deferred:
+        line += (
+            "; chunk collection deferred by backups in progress:"
+            f" {', '.join(report.deferred_by)} (run `pieceworks prune` later)"
+        )
+    ctx.out.result(line)
+    return ExitCode.OK

@@ -1,0 +1,204 @@
+"""``pieceworks forget``: remove backups by a retention policy (restic's rules).
+
+The policy (`common_algorithms.retention`) decides per volume which backups
+to keep and why; ``forget`` removes the manifests of the others (their
+chunks stay until garbage collection: ``--prune`` runs it right after, as
+``pieceworks prune`` does). ``--dry-run`` only shows the decisions.
+
+A store with a manifest that cannot be read is refused (exit 4, nothing
+removed): that backup's volume and time are unknown, so the policy cannot
+count it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from pieceworks.cli.commands._select import add_filter_options, label_filters
+from pieceworks.cli.exit_codes import CliError, ExitCode
+
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.common_algorithms.gc import GCReport
+    from pieceworks.common_algorithms.retention import KeepPolicy, RetentionPlan
+
+__all__ = ["gc_dict", "run_forget"]
+
+NAME = "forget"
+HANDLER = "forget:run_forget"
+SUMMARY = "remove backups by a retention policy (--keep-last, --keep-daily, ...)"
+DESCRIPTION = """\
+Decide, for each volume on its own, which backups a policy keeps, and remove
+the others' manifests (restic's rules). Walking newest first, each --keep-X N
+keeps the newest backup of each of the N most recent hours, days, ISO weeks,
+months or years that have one (--keep-last N: the N newest backups); while a
+rule has count left, the volume's oldest backup is kept too. N = -1 keeps all.
+Calendar periods are in UTC. A volume's newest backup is always kept.
+
+--volume and --label restrict which backups are considered. Chunks are freed
+only by garbage collection: --prune runs it after removing (as `pieceworks
+prune`). --dry-run shows the decisions and removes nothing. A manifest that
+cannot be read stops forget before anything is removed (exit 4).
+
+example: pieceworks forget --keep-last 3 --keep-daily 7 --keep-weekly 4 --prune"""
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED)
+
+_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -2
+    if value < -1:
+        raise argparse.ArgumentTypeError(
+            f"invalid count {text!r}: a whole number >= 0, or -1 for all"
+        )
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``forget``."""
+    group = parser.add_argument_group("policy (per volume)")
+    periods = {"hourly": "hours", "daily": "days", "weekly": "ISO weeks"}
+    for rule in _RULES:
+        what = (
+            "the N newest backups"
+            if rule == "last"
+            else f"the newest backup of each of the N latest {periods.get(rule, rule[:-2] + 's')}"
+        )
+        group.add_argument(
+            f"--keep-{rule}", type=_count, default=0, metavar="N", help=f"keep {what}; -1: all"
+        )
+    add_filter_options(parser, times=False)
+    parser.add_argument(
+        "--prune", action="store_true", help="then remove chunk objects no backup references"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="only show what would be kept and removed"
+    )
+
+
+def _policy(args: argparse.Namespace) -> KeepPolicy:
+    from pieceworks.common_algorithms.retention import KeepPolicy  # noqa: PLC0415
+
+    policy = KeepPolicy(**{rule: getattr(args, f"keep_{rule}") for rule in _RULES})
+    if policy.empty:
+        raise CliError(
+            "forget needs a policy: give at least one of --keep-last, --keep-hourly,"
+            " --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly with N > 0 (or -1)",
+            ExitCode.USAGE,
+        )
+    return policy
+
+
+def gc_dict(store: str, report: GCReport) -> dict[str, Any]:
+    """A garbage collection report as ``prune --json`` prints it."""
+    return {
+        "store": store,
+        "dry_run": report.dry_run,
+        "manifests": report.manifests,
+        "chunks_referenced": report.chunks_referenced,
+        "chunks_deleted": report.chunks_deleted,
+        "bytes_freed": report.bytes_freed,
+        "deferred_by": list(report.deferred_by),
+        "stale_markers": list(report.stale_markers),
+    }
+
+
+def _text(plan: RetentionPlan, dry_run: bool) -> str:
+    from pieceworks.cli.output import iso_time  # noqa: PLC0415
+
+    lines = [plan.policy.describe() + " of each volume"]
+    for volume, decisions in plan.groups().items():
+        kept = sum(d.keep for d in decisions)
+        lines.append(
+            f"volume {volume}: keep {kept}, {'would remove' if dry_run else 'remove'}"
+            f" {len(decisions) - kept}"
+        )
+        for d in decisions:
+            verdict = "keep  " if d.keep else "remove"
+            reasons = f"  {', '.join(d.reasons)}" if d.reasons else ""
+            lines.append(
+                f"  {verdict}  {d.backup_id}  {iso_time(d.candidate.created)}{reasons}".rstrip()
+            )
+    return "\n".join(lines)
+
+
+def run_forget(args: argparse.Namespace, ctx: Context) -> int:
+    """Apply the policy to each volume's backups; remove (unless --dry-run) the rest."""
+    from pieceworks.cli.commands._select import load_backups, select  # noqa: PLC0415
+    from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
+    from pieceworks.cli.output import human_bytes  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc import collect_garbage, delete_backup  # noqa: PLC0415
+    from pieceworks.common_algorithms.retention import Candidate, apply_policy  # noqa: PLC0415
+    from pieceworks.protocols import BackupNotFound  # noqa: PLC0415
+
+    policy = _policy(args)
+    labels = label_filters(args)
+    store = ctx.store()
+    found = load_backups(ctx, store.objects)
+    if found.damaged:
+        raise CliError(
+            f"{len(found.damaged)} manifest(s) cannot be read: {', '.join(found.damaged)};"
+            " nothing was removed (the policy cannot count a backup it cannot read: see"
+            " `pieceworks check`, then delete or repair the damaged backup)",
+            ExitCode.CORRUPT,
+        )
+    chosen = select(found.manifests, volumes=args.volumes, labels=labels)
+    plan = apply_policy([Candidate(m.backup_id, m.created, m.volume_id) for m in chosen], policy)
+    removed: list[str] = []
+    gc_report = None
+    if not args.dry_run:
+        with sigint_ignored():  # removing a few manifests is quick: finish it
+            for d in plan.remove:
+                try:
+                    delete_backup(store.objects, d.backup_id, collect=False)
+                except BackupNotFound:  # deleted meanwhile by someone else
+                    continue
+                removed.append(d.backup_id)
+            if args.prune:
+                gc_report = collect_garbage(store.objects)
+    ctx.out.data(
+        {
+            "store": store.name,
+            "dry_run": bool(args.dry_run),
+            "policy": policy.to_dict(),
+            "groups": [
+                {"volume_id": volume, "backups": [d.to_dict() for d in decisions]}
+                for volume, decisions in plan.groups().items()
+            ],
+            "kept": [d.backup_id for d in plan.keep],
+            "removed": removed if not args.dry_run else [],
+            "would_remove": [d.backup_id for d in plan.remove] if args.dry_run else [],
+            "prune": gc_dict(store.name, gc_report) if gc_report is not None else None,
+        }
+    )
+    if not plan.decisions:
+        ctx.out.note(f"no backups to decide on in store '{store.name}'")
+        return ExitCode.OK
+    ctx.out.result(_text(plan, bool(args.dry_run)))
+    if args.dry_run:
+        ctx.out.result(
+            f"dry run: would remove {len(plan.remove)} backup(s); nothing was changed"
+            + ("" if not args.prune else " (and no garbage was collected)")
+        )
+        return ExitCode.OK
+    summary = f"removed {len(removed)} backup(s)"
+    if gc_report is None:
+        if removed:
+            summary += "; their chunks are freed by `pieceworks prune`"
+    elif gc_report.deferred:
+        summary += (
+            "; garbage collection deferred: backups in progress:"
+            f" {', '.join(gc_report.deferred_by)} (run `pieceworks prune` later)"
+        )
+    else:
+        summary += (
+            f"; pruned {gc_report.chunks_deleted} unreferenced chunk objects"
+            f" ({human_bytes(gc_report.bytes_freed)})"
+        )
+    ctx.out.result(summary)
+    return ExitCode.OK

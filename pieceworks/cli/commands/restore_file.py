@@ -1,0 +1,241 @@
+"""``pieceworks restore BACKUP_ID --to-file PATH``: restore into a local file or block device.
+
+No backend is involved: the chunks are fetched and checked by restore's own
+data path (`chunk_pipeline.restore_chunks`, every chunk's sha256 checked
+before it is written) and written here.
+
+* A regular file is written as a sparse temporary file next to PATH
+  (holes are never written), flushed to disk, then renamed onto PATH: PATH
+  appears whole or not at all, and a failure leaves nothing behind.
+* A block device is written in place (a device cannot be renamed): holes
+  are written as zeros, since the device holds old data there; the device
+  must be at least the backup's size. A failure midway leaves the device
+  partly written, and the message says so.
+* An existing PATH (file or device) is refused unless ``--overwrite``.
+  Anything else (a directory, a character device, a missing parent
+  directory) is refused.
+
+``restore`` without ``--to-file`` is the backend restore
+(`pieceworks.cli.commands.restore`); `run_restore_command` chooses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import stat
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pieceworks.cli.exit_codes import CliError, ExitCode
+
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+
+__all__ = ["DeviceWriter", "FileWriter", "open_target", "run_restore_command"]
+
+_ZERO_BLOCK = 1 << 20
+
+
+class FileWriter:
+    """A `VolumeWriter` into a sparse temporary file, renamed onto `path` on commit."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        directory, name = os.path.split(os.path.abspath(path))
+        self.tmp = os.path.join(directory, f".{name}.pw-restore-{uuid.uuid4().hex[:12]}")
+        self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(self.fd, size)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write_at(self, offset: int, data: bytes | memoryview) -> None:
+        assert self.fd is not None
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view, offset = view[n:], offset + n
+
+    def commit(self) -> None:
+        assert self.fd is not None
+        os.fsync(self.fd)
+        os.fchmod(self.fd, 0o644 & ~_umask())
+        os.close(self.fd)
+        self.fd = None
+        os.replace(self.tmp, self.path)
+        dir_fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def abort(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
+class DeviceWriter:
+    """A `VolumeWriter` into a block device, in place; holes are written as zeros."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path, self.size = path, size
+        self.fd: int | None = os.open(path, os.O_WRONLY)
+        self.end = 0  # everything before it is written (data or zeros)
+
+    def _zero(self, until: int) -> None:
+        assert self.fd is not None
+        zeros = bytes(min(_ZERO_BLOCK, max(0, until - self.end)))
+        while self.end < until:
+            n = min(len(zeros), until - self.end)
+            self._write(self.end, memoryview(zeros)[:n])
+            self.end += n
+
+    def _write(self, offset: int, view: memoryview) -> None:
+        assert self.fd is not None
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view, offset = view[n:], offset + n
+
+    def write_at(self, offset: int, data: bytes | memoryview) -> None:
+        self._zero(offset)
+        self._write(offset, memoryview(data))
+        self.end = max(self.end, offset + len(data))
+
+    def commit(self) -> None:
+        self._zero(self.size)
+        assert self.fd is not None
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = None
+
+    def abort(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _device_size(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def open_target(path: str, size: int, *, overwrite: bool) -> FileWriter | DeviceWriter:
+    """The writer for PATH (see the module docstring); `CliError` naming what is wrong."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is None:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise CliError(f"cannot restore to {path}: directory {parent} does not exist")
+        return FileWriter(path, size)
+    if stat.S_ISDIR(st.st_mode):
+        raise CliError(f"cannot restore to {path}: it is a directory", ExitCode.USAGE)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise CliError(
+            f"cannot restore to {path}: not a regular file or a block device", ExitCode.USAGE
+        )
+    if not overwrite:
+        kind = "block device" if stat.S_ISBLK(st.st_mode) else "file"
+        raise CliError(
+            f"{path} exists ({kind}): add --overwrite to replace its content", ExitCode.USAGE
+        )
+    if stat.S_ISREG(st.st_mode):
+        return FileWriter(path, size)
+    capacity = _device_size(path)
+    if capacity < size:
+        raise CliError(
+            f"block device {path} holds {capacity} bytes; the backup needs {size}", ExitCode.USAGE
+        )
+    return DeviceWriter(path, size)
+
+
+def run_restore_command(args: argparse.Namespace, ctx: Context) -> int:
+    """``restore``: into a file or device with --to-file, else into a backend volume."""
+    if args.to_file is None:  # --overwrite: replace an existing volume (restore.py)
+        from pieceworks.cli.commands.restore import run_restore  # noqa: PLC0415
+
+        return run_restore(args, ctx)
+    if args.volume is not None:
+        raise CliError("--to-file and --volume exclude each other", ExitCode.USAGE)
+    return run_restore_to_file(args, ctx)
+
+
+def run_restore_to_file(args: argparse.Namespace, ctx: Context) -> int:
+    """Restore BACKUP_ID into the file or block device ``--to-file``."""
+    from pieceworks.cli.output import human_bytes, mb_per_s  # noqa: PLC0415
+    from pieceworks.common_algorithms import ProgressEvent  # noqa: PLC0415
+    from pieceworks.common_algorithms.chunk_pipeline import restore_chunks  # noqa: PLC0415
+    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
+
+    started = time.monotonic()
+    store = ctx.store()
+    manifest = read_manifest(store.objects, args.backup_id)
+    path = args.to_file
+    writer = open_target(path, manifest.size, overwrite=args.overwrite)
+    device = isinstance(writer, DeviceWriter)
+    with ctx.progress(f"restore {os.path.basename(path) or path}") as progress:
+
+        def report(done: int, total: int) -> None:
+            progress(ProgressEvent("restore", done / total if total else 1.0, done, total))
+
+        try:
+            restored = restore_chunks(store.objects, manifest, writer, progress=report)
+            writer.commit()
+        except BaseException as exc:
+            writer.abort()
+            progress.close()
+            left = (
+                f"block device {path} is partly written"
+                if device
+                else f"{path} was not created or changed"
+            )
+            if isinstance(exc, KeyboardInterrupt):
+                raise CliError(f"interrupted: {left}", ExitCode.INTERRUPTED) from None
+            ctx.out.warn(f"the restore failed: {left}")
+            raise
+    seconds = time.monotonic() - started
+    doc: dict[str, Any] = {
+        "backup_id": manifest.backup_id,
+        "volume_id": manifest.volume_id,
+        "store": store.name,
+        "path": os.path.abspath(path),
+        "target": "block-device" if device else "file",
+        "size": manifest.size,
+        "bytes_written": restored.bytes_written,
+        "bytes_fetched": restored.bytes_fetched,
+        "chunks_restored": restored.chunks_restored,
+        "sparse": not device,
+        "seconds": round(seconds, 3),
+    }
+    ctx.out.data(doc)
+    holes = "holes left sparse" if not device else "holes written as zeros"
+    ctx.out.result(
+        "\n".join(
+            [
+                f"restored backup {manifest.backup_id} (volume '{manifest.volume_id}') into"
+                f" {'block device' if device else 'file'} {path}",
+                f"  size      {human_bytes(manifest.size)}",
+                f"  written   {human_bytes(restored.bytes_written)} ({holes})",
+                f"  time      {seconds:.2f} s, {mb_per_s(manifest.size, seconds):.1f} MB/s",
+            ]
+        )
+    )
+    return ExitCode.OK

@@ -1,0 +1,148 @@
+"""``pieceworks show BACKUP_ID``: everything one backup's manifest says.
+
+Volume, backend, creation time, size, the strategy that made it and why
+(the plan recorded at backup time, for backups made by this version on),
+the strategies that failed first, codecs, chunks, bytes stored, parent,
+labels and the enhancers of the strategy that ran. Only the manifest is
+read; ``verify`` checks the chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from pieceworks.cli.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.common_algorithms.manifest import Manifest
+
+__all__ = ["describe", "run_show"]
+
+NAME = "show"
+HANDLER = "show:run_show"
+SUMMARY = "show one backup: volume, strategy and why, chunks, bytes, labels"
+DESCRIPTION = """\
+Show what the manifest of BACKUP_ID records: volume, backend, creation time,
+size, the strategy that made it and the reasons of the plan, the strategies
+that failed before it, the enhancers it used, codecs, chunks, bytes stored,
+parent and labels. Nothing but the manifest is read (`pieceworks verify`
+checks the chunks). A damaged manifest exits 4."""
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
+
+#: Manifest stats shown in their own fields rather than under ``stats``.
+_OWN_STATS = ("plan", "reason", "enhancers", "failed_strategies", "fallbacks", "forced")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``show``."""
+    parser.add_argument("backup_id", metavar="BACKUP_ID")
+
+
+def _plan(m: Manifest) -> list[dict[str, Any]]:
+    raw = m.stats.get("plan")
+    try:
+        rows = json.loads(raw) if isinstance(raw, str) else []
+        return [{"name": str(n), "eligible": bool(e), "reason": str(r)} for n, e, r in rows]
+    except (ValueError, TypeError):
+        return []
+
+
+def _failed(m: Manifest) -> list[dict[str, str]]:
+    raw = m.stats.get("failed_strategies")
+    if isinstance(raw, str):
+        try:
+            return [
+                {"strategy": str(f["strategy"]), "error": str(f["error"])} for f in json.loads(raw)
+            ]
+        except (ValueError, TypeError, KeyError):
+            pass
+    text = m.stats.get("fallbacks")
+    if not isinstance(text, str) or not text:
+        return []
+    out = []
+    for part in text.split("; "):
+        strategy, _, error = part.partition(": ")
+        out.append({"strategy": strategy, "error": error})
+    return out
+
+
+def describe(m: Manifest, store: str) -> dict[str, Any]:
+    """One backup as ``show --json`` prints it."""
+    stored = m.stats.get("bytes_stored")
+    enhancers = m.stats.get("enhancers")
+    slots = -(-m.size // m.chunk_size) if m.size else 0
+    return {
+        "backup_id": m.backup_id,
+        "volume_id": m.volume_id,
+        "backend": m.backend,
+        "store": store,
+        "created": m.created,
+        "size": m.size,
+        "strategy": m.strategy,
+        "reason": m.stats.get("reason") if isinstance(m.stats.get("reason"), str) else None,
+        "plan": _plan(m),
+        "failed_strategies": _failed(m),
+        "forced": "forced" in m.stats,
+        "enhancers": [e for e in enhancers.split(",") if e] if isinstance(enhancers, str) else [],
+        "codec": m.codec,
+        "codecs": dict(sorted(Counter(c.codec for c in m.chunks).items())),
+        "chunk_size": m.chunk_size,
+        "chunks_total": len(m.chunks),
+        "chunks_unique": len(m.digests()),
+        "holes": max(0, slots - len(m.chunks)),
+        "bytes_data": m.data_bytes,
+        "bytes_stored": stored if isinstance(stored, int) else None,
+        "bytes_referenced": m.stored_bytes,
+        "incremental": m.incremental,
+        "parent": m.parent,
+        "change_token": m.change_token,
+        "labels": dict(m.labels),
+        "stats": {k: v for k, v in m.stats.items() if k not in _OWN_STATS},
+    }
+
+
+def _text(d: dict[str, Any]) -> str:
+    from pieceworks.cli.output import human_bytes, iso_time  # noqa: PLC0415
+
+    stored = "unknown" if d["bytes_stored"] is None else f"{human_bytes(d['bytes_stored'])} new"
+    lines = [
+        f"backup {d['backup_id']} of volume '{d['volume_id']}' (backend '{d['backend']}'),"
+        f" store '{d['store']}'",
+        f"  created     {iso_time(d['created'])}",
+        f"  size        {human_bytes(d['size'])} ({human_bytes(d['bytes_data'])} of data,"
+        f" {d['holes']} holes)",
+        f"  strategy    {d['strategy']}"
+        + (f": {d['reason']}" if d["reason"] else "")
+        + (" (forced: read while in use)" if d["forced"] else ""),
+        f"  enhancers   {', '.join(d['enhancers']) or '-'}",
+    ]
+    for i, s in enumerate(d["plan"]):
+        mark = "->" if s["name"] == d["strategy"] else ("ok" if s["eligible"] else "--")
+        lines.append(f"  {'plan' if i == 0 else '':<10}  {mark} {s['name']}: {s['reason']}")
+    lines += [f"  failed      {f['strategy']}: {f['error']}" for f in d["failed_strategies"]]
+    codecs = ", ".join(f"{c} {n}" for c, n in d["codecs"].items()) or "none"
+    lines += [
+        f"  codec       {d['codec']} (chunks by codec: {codecs})",
+        f"  chunks      {d['chunks_total']} of {human_bytes(d['chunk_size'])}"
+        f" ({d['chunks_unique']} distinct)",
+        f"  stored      {stored}; references {human_bytes(d['bytes_referenced'])}",
+        f"  parent      {d['parent'] or '-'}" + (" (incremental)" if d["incremental"] else ""),
+        "  labels      " + (", ".join(f"{k}={v}" for k, v in sorted(d["labels"].items())) or "-"),
+    ]
+    return "\n".join(lines)
+
+
+def run_show(args: argparse.Namespace, ctx: Context) -> int:
+    """Print one backup's manifest; exit 3 if there is none, 4 if it is damaged."""
+    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
+
+    store = ctx.store()
+    manifest = read_manifest(store.objects, args.backup_id)
+    described = describe(manifest, store.name)
+    ctx.out.data(described)
+    ctx.out.result(_text(described))
+    return ExitCode.OK
