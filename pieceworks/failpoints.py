@@ -75,7 +75,9 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         "backup.source-reverted": "backup: a failed strategy's snapshot was just deleted",
         # incremental
         "incremental.parent-read": "incremental backup: the parent manifest is read",
-        "incremental.chunk-reused": "incremental backup: after each chunk reused from a parent",
+        "incremental.chunk-reused": (
+            "incremental backup: after each chunk reused from the parent (or deduplicated)"
+        ),
         # restore
         "restore.manifest-read": "restore: the manifest is read, nothing written yet",
         "restore.chunk-written": "restore: after each chunk is written to the target",

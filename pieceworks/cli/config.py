@@ -16,6 +16,13 @@ else nothing (built-in defaults only). A file looks like::
     persistence = "sqlite:////var/lib/pieceworks/pieceworks.db"
     engine = "serial"       # or "parallel"
 
+    [jobs]                  # optional: running at scale (pieceworks jobs/conductor/worker)
+    jobboard = "redis://10.0.0.5:6379/pieceworks"
+    persistence = "postgresql://pw@10.0.0.6/pieceworks"
+    transport = "amqp://pw:secret@10.0.0.7/"   # workers (RabbitMQ)
+    claim_expiry = 30       # seconds a dead conductor's claim survives
+    keep_finished = 86400   # seconds a finished job's logbook is kept
+
 Every key of a backend or store section except ``driver`` is passed to the
 driver's entry point as a keyword argument; a store section is also the
 `StoreSpec` handed to backends that reach the store themselves. A kind of
@@ -56,7 +63,9 @@ from pieceworks.protocols import (
 __all__ = [
     "DEFAULT_NAME",
     "ENGINES",
+    "DEFAULT_KEEP_FINISHED",
     "Config",
+    "JobsConfig",
     "Section",
     "check_options",
     "default_config_path",
@@ -68,7 +77,10 @@ __all__ = [
 DEFAULT_NAME = "local"
 ENGINES = ("serial", "parallel")
 _ENGINE_KEYS = {"persistence", "engine"}
-_TOP_KEYS = {"backends", "stores", "engine"}
+_TOP_KEYS = {"backends", "stores", "engine", "jobs"}
+_JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_finished"}
+#: Seconds a finished job's logbook is kept by default (a day).
+DEFAULT_KEEP_FINISHED = 86400.0
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 #: A value an option may take in the file.
@@ -117,6 +129,22 @@ class Section:
 
 
 @dataclass(frozen=True)
+class JobsConfig:
+    """The ``[jobs]`` section: where jobs are posted, persisted and run (all optional).
+
+    `jobboard` is a ``redis://host:port/namespace`` URL, `persistence` a
+    TaskFlow persistence URL (PostgreSQL), `transport` the workers' message
+    broker (``amqp://``); `claim_expiry` and `keep_finished` are seconds.
+    """
+
+    jobboard: str | None = None
+    persistence: str | None = None
+    transport: str | None = None
+    claim_expiry: float | None = None
+    keep_finished: float = DEFAULT_KEEP_FINISHED
+
+
+@dataclass(frozen=True)
 class Config:
     """The effective configuration: backends and stores by name, engine settings."""
 
@@ -127,6 +155,7 @@ class Config:
     persistence: str | None
     engine: str = "serial"
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
 
     def backend(self, name: str | None) -> Section:
         """The backend called `name`, or the default one (see `choose`)."""
@@ -246,6 +275,39 @@ def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | N
     return persistence, engine
 
 
+def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
+    raw = data.get("jobs", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path}: [jobs] must be a table")
+    unknown = sorted(set(raw) - _JOBS_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path} [jobs]: unknown key(s) {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(_JOBS_KEYS))})"
+        )
+    urls: dict[str, str | None] = {}
+    for key in ("jobboard", "persistence", "transport"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or "://" not in value):
+            raise ConfigError(f"{path} [jobs]: {key} must be a URL (scheme://...)")
+        urls[key] = value
+    seconds: dict[str, float | None] = {}
+    for key in ("claim_expiry", "keep_finished"):
+        value = raw.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            raise ConfigError(f"{path} [jobs]: {key} must be a positive number of seconds")
+        seconds[key] = None if value is None else float(value)
+    return JobsConfig(
+        jobboard=urls["jobboard"],
+        persistence=urls["persistence"],
+        transport=urls["transport"],
+        claim_expiry=seconds["claim_expiry"],
+        keep_finished=seconds["keep_finished"] or DEFAULT_KEEP_FINISHED,
+    )
+
+
 def _secrets(sections: list[Section], persistence: str | None) -> frozenset[str]:
     found: set[str] = set()
     for s in sections:
@@ -277,6 +339,7 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
     home = home_dir(env)
     backends, stores, persistence = defaults(home)
     engine = "serial"
+    jobs = JobsConfig()
     path = _config_path(explicit, env)
     if path is not None:
         data = _parse(path)
@@ -284,15 +347,19 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         if unknown:
             raise ConfigError(
                 f"configuration file {path}: unknown section(s) {', '.join(unknown)}"
-                " (known: backends, stores, engine)"
+                " (known: backends, stores, engine, jobs)"
             )
         backends = _sections(data, "backend", "backends", path) or backends
         stores = _sections(data, "store", "stores", path) or stores
         given_persistence, given_engine = _engine(data, path)
         persistence = given_persistence or persistence
         engine = given_engine or engine
+        jobs = _jobs(data, path)
     secrets = _secrets([*backends.values(), *stores.values()], persistence)
-    return Config(path, home, backends, stores, persistence, engine, secrets)
+    for url in (jobs.jobboard, jobs.persistence, jobs.transport):
+        if url and (pw := url_password(url)) is not None:
+            secrets |= {pw}
+    return Config(path, home, backends, stores, persistence, engine, secrets, jobs)
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}

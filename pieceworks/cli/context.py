@@ -20,7 +20,6 @@ from pieceworks.cli.output import Output
 from pieceworks.cli.passwords import read_password
 from pieceworks.cli.progress import Progress, mode_for
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.encrypted_store import EncryptedStore
 from pieceworks.common_algorithms.keys import is_encrypted, unlock
 from pieceworks.protocols import (
     BackendSpec,
@@ -33,6 +32,7 @@ from pieceworks.protocols import (
     VolumeNotFound,
     VolumeRef,
 )
+from pieceworks.protocols.encrypted_store import EncryptedStore
 from pieceworks.registry.discovery import (
     DRIVERS_NAMESPACE,
     STORES_NAMESPACE,

@@ -36,6 +36,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     NOT_FOUND = 3
     CORRUPT = 4
+    DEFERRED = 75  # EX_TEMPFAIL of sysexits.h: try again later
     INTERRUPTED = 130
 
 
@@ -54,6 +55,10 @@ _MEANING: dict[ExitCode, str] = {
         "not found: unknown backend, store, volume or backup, or no registry match"
     ),
     ExitCode.CORRUPT: "corruption: stored data or a manifest fails its checksum",
+    ExitCode.DEFERRED: (
+        "deferred: garbage collection did not run because a backup in progress holds a"
+        " lease; the message names it (owner, alive or not, age). Run it again later"
+    ),
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); the message says what was left behind",
 }
 

@@ -122,6 +122,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 def _message(exc: Exception, code: ExitCode) -> str:
     text = str(exc) or type(exc).__name__
+    cleanup = getattr(exc, "cleanup_errors", None)
+    if cleanup:
+        text += f" (cleanup also failed, the rest of it ran: {'; '.join(cleanup)})"
     if code == ExitCode.FAILED and not isinstance(
         exc, CliError | PieceworksError | FailpointRaised
     ):

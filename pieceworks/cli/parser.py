@@ -349,11 +349,21 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
             "every missing or damaged chunk with its volume offset (exit 1 if any).\n"
             "A chunk object whose content does not match its hash is moved aside to\n"
             "quarantine/ in the store, so that the next backup of that data stores it\n"
-            "again. A damaged manifest is corruption (exit 4)."
+            "again. A damaged manifest is corruption (exit 4).\n"
+            "--against-source instead reads the backup's volume (through a temporary\n"
+            "snapshot when the backend has one) and compares it chunk by chunk with the\n"
+            "backup, naming every differing offset (exit 4 on a difference): it catches a\n"
+            "driver whose extents or changed blocks left data out. Meaningful while the\n"
+            "volume has not changed since the backup."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
     verify.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    verify.add_argument(
+        "--against-source",
+        action="store_true",
+        help="compare with the volume on its backend (--backend, else the backup's)",
+    )
     verify.add_argument(
         "--no-quarantine",
         action="store_true",
@@ -418,10 +428,11 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="delete backups and the chunks only they used",
         description=(
             "Delete each BACKUP_ID: its manifest is removed first, then every chunk object no\n"
-            "other backup references (deferred while a backup is in progress). With several\n"
-            "ids, all are checked first: an unknown one deletes nothing (exit 3)."
+            "other backup references (deferred while a backup is in progress: the backups\n"
+            "are deleted, the collection is left to a later gc, and the exit code is 75).\n"
+            "With several ids, all are checked first: an unknown one deletes nothing (exit 3)."
         ),
-        codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
+        codes=(_FAILED, _NOT_FOUND, _CORRUPT, ExitCode.DEFERRED, _INTERRUPTED),
     )
     delete.add_argument("backup_ids", metavar="BACKUP_ID", nargs="+", type=id_type("backup id"))
 
@@ -432,16 +443,35 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         summary="remove chunk objects no backup references (alias: gc)",
         description=(
             "Remove every chunk object that no backup references (left by forget, delete,\n"
-            "or an interrupted or failed backup). Deferred while a backup is in progress.\n"
-            "`pieceworks gc` is the same command."
+            "or an interrupted or failed backup). Deferred while a backup is in progress:\n"
+            "nothing is removed, the backups in the way are named and the exit code is 75.\n"
+            "Leases and locks of dead runs are removed first. `pieceworks gc` is the same\n"
+            "command."
         ),
-        codes=(_FAILED, _CORRUPT),
+        codes=(_FAILED, _CORRUPT, ExitCode.DEFERRED),
         aliases=("gc",),
     )
     gc.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     b.add_module(sub, "forget")
     for module in ("show", "stats", "check", "diff"):
         b.add_module(sub, module)
+
+    recover = b.add(
+        sub,
+        "recover",
+        "recover:run_recover",
+        summary="remove what crashed runs left behind (leases, locks, temporaries)",
+        description=(
+            "Remove what killed or crashed runs left behind, on every configured store and\n"
+            "backend: leases and locks of dead owners (same host: the process is gone;\n"
+            "another host: not renewed for 2 minutes), the temporary snapshots their run\n"
+            "journals name, and temporary files (.tmp-*, .incoming) of dead writers. What a\n"
+            "live run owns is kept. Every item is listed with the reason. Then run gc to\n"
+            "remove chunks no backup references."
+        ),
+        codes=(_FAILED, _NOT_FOUND),
+    )
+    recover.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
     b.add(
         sub,
@@ -639,6 +669,162 @@ def _tools(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument("--max-jobs", type=int, default=4, help="operations at once (default 4)")
 
 
+#: Job priorities ``jobs post --priority`` offers (pieceworks.execution.jobs.PRIORITIES).
+PRIORITIES = ("very-low", "low", "normal", "high", "very-high")
+
+
+def _jobs_location_options(parser: argparse.ArgumentParser) -> None:
+    """Where jobs live; default: the configuration's ``[jobs]`` section."""
+    parser.add_argument(
+        "--jobboard", metavar="URL", help="redis://HOST:PORT/NAMESPACE (default: [jobs] jobboard)"
+    )
+    parser.add_argument(
+        "--persistence",
+        metavar="URL",
+        help="TaskFlow persistence, postgresql://... (default: [jobs] persistence)",
+    )
+
+
+def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    conductor = b.add(
+        sub,
+        "conductor",
+        "conductor:run_conductor_command",
+        summary="claim and run posted jobs until stopped",
+        description=(
+            "Run a TaskFlow conductor: claim jobs from the jobboard, one at a time, and run\n"
+            "them with their state in the shared persistence backend. Only jobs whose\n"
+            "backends and stores this host's configuration has (and, with --backends,\n"
+            "only those backends) are claimed; others are left for another conductor.\n"
+            "A killed conductor's claim expires after --claim-expiry seconds and another\n"
+            "resumes its job. SIGTERM or Ctrl-C: the running job stops after its current\n"
+            "step and is handed over at once."
+        ),
+        codes=(_FAILED,),
+    )
+    _jobs_location_options(conductor)
+    conductor.add_argument("--name", help="this conductor's name (default: conductor-HOST-PID)")
+    conductor.add_argument(
+        "--backends", metavar="NAME[,NAME]", help="serve only these backends (default: all)"
+    )
+    conductor.add_argument("--engine", choices=("serial", "parallel"), default="serial")
+    conductor.add_argument(
+        "--max-dispatches", type=int, metavar="N", help="stop after N jobs (default: never)"
+    )
+    conductor.add_argument(
+        "--wait-timeout", type=float, default=0.5, metavar="S", help="seconds between board polls"
+    )
+    conductor.add_argument(
+        "--claim-expiry",
+        type=float,
+        metavar="S",
+        help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
+    )
+    conductor.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
+    conductor.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on PORT (0: a free one, printed)",
+    )
+    conductor.add_argument(
+        "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port"
+    )
+
+    jobs = b.add(
+        sub,
+        "jobs",
+        "jobs:run_jobs",
+        summary="post, list, show, watch and cancel jobs run by conductors",
+        description="Jobs on the jobboard: `pieceworks jobs post|list|show|watch|cancel|migrate`.",
+    )
+    actions = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    post = b.add(
+        actions,
+        "post",
+        "jobs:run_post",
+        summary="post a backup or restore job; print its id",
+        description=(
+            "Post a job for any conductor that has the backend and store (named by\n"
+            "--backend and --store: each conductor resolves them from its own\n"
+            "configuration, so no option or secret travels with the job). Prints the\n"
+            "job id (--json: an object)."
+        ),
+        codes=(_FAILED,),
+    )
+    kinds = post.add_subparsers(dest="post_kind", metavar="KIND", required=True)
+    post_backup = b.add(
+        kinds, "backup", "jobs:run_post", summary="post a backup", description="Post a backup job."
+    )
+    _backup_request_options(post_backup)
+    post_restore = b.add(
+        kinds,
+        "restore",
+        "jobs:run_post",
+        summary="post a restore",
+        description="Post a job restoring BACKUP_ID into --volume ID.",
+    )
+    post_restore.add_argument("backup_id", metavar="BACKUP_ID")
+    post_restore.add_argument("--volume", metavar="ID", required=True, help="target volume")
+    for parser in (post_backup, post_restore):
+        _jobs_location_options(parser)
+        parser.add_argument("--priority", choices=PRIORITIES, default="normal")
+
+    listing = b.add(
+        actions,
+        "list",
+        "jobs:run_list",
+        summary="jobs on the board and finished jobs still logged",
+        description="List jobs, oldest first: id, state, owner, name.",
+    )
+    listing.add_argument(
+        "--state", help="only jobs in this state (UNCLAIMED, CLAIMED, SUCCESS, FAILURE...)"
+    )
+    show = b.add(
+        actions,
+        "show",
+        "jobs:run_show",
+        summary="one job: state, owner, each step, result or reason for failure",
+        description="Show job ID. Exit 3 if no such job is known.",
+        codes=(_NOT_FOUND,),
+    )
+    show.add_argument("job_id", metavar="ID")
+    watch = b.add(
+        actions,
+        "watch",
+        "jobs:run_watch",
+        summary="follow a job until it ends; exit with its outcome",
+        description=(
+            "Print job ID's state and steps as they change until it ends. Exit 0 if it\n"
+            "succeeded, 1 if it failed or was cancelled, 3 if no such job is known."
+        ),
+        codes=(_FAILED, _NOT_FOUND),
+    )
+    watch.add_argument("job_id", metavar="ID")
+    watch.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    cancel = b.add(
+        actions,
+        "cancel",
+        "jobs:run_cancel",
+        summary="cancel a job",
+        description=(
+            "Cancel job ID: a waiting job is removed from the board and ends REVERTED;\n"
+            "a running job's conductor starts no further step, reverts and consumes it."
+        ),
+        codes=(_FAILED, _NOT_FOUND),
+    )
+    cancel.add_argument("job_id", metavar="ID")
+    migrate = b.add(
+        actions,
+        "migrate",
+        "jobs:run_migrate",
+        summary="bring the persistence backend's schema up to date",
+        description="Run TaskFlow's schema migrations on the persistence backend once.",
+    )
+    for parser in (listing, show, watch, cancel, migrate):
+        _jobs_location_options(parser)
+
+
 def _version() -> str:
     from importlib import metadata  # noqa: PLC0415 (slow to import, only for --version)
 
@@ -676,4 +862,5 @@ def build_parser() -> argparse.ArgumentParser:
     _operations(builder, sub)
     key.add_arguments(builder, sub)
     copy.add_arguments(builder, sub)
+    _scale(builder, sub)
     return parser

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 from zope.interface.interface import InterfaceClass
 
-from pieceworks.common_algorithms.encrypted_store import EncryptedStore
 from pieceworks.protocols import (
     BackendSpec,
+    ChunkRef,
+    ConfigError,
     ICompress,
     IObjectStore,
+    IPullFromObjectStore,
+    IPushToObjectStore,
+    PushedVolume,
+    Source,
     StoreSpec,
+    VolumeRef,
     capability_name,
     validate_id,
     verify_driver,
 )
+from pieceworks.protocols.encrypted_store import KEYS_PREFIX, EncryptedStore
 from pieceworks.protocols.errors import InvalidDriver
+from pieceworks.protocols.offload import ISealedOffload
 
 __all__ = ["Backend", "Store"]
 
@@ -99,21 +108,43 @@ class Store:
         """Whether the store seals its objects (`EncryptedStore`)."""
         return isinstance(self.objects, EncryptedStore)
 
-    def handoff_refusal(self) -> str | None:
-        """Why this store cannot be handed to a backend that offloads; None if it can.
+    def handoff_refusal(self, backend: Backend) -> str | None:
+        """Why this store cannot be handed to `backend` to offload into; None if it can.
 
         A store without a spec cannot be reached by a backend; an encrypted
-        store could be, but no backend can yet seal objects with its keys, so
-        offload falls back to a strategy through the manager.
+        store only by a backend that can seal objects with its keys
+        (sealed-offload); for any other, offload falls back to a strategy
+        through the manager, which encrypts.
         """
         if self.spec is None:
             return f"store '{self.name}' cannot be handed to a backend (no store spec)"
-        if self.encrypted:
+        if self.encrypted and not backend.provides(ISealedOffload):
             return (
-                f"store '{self.name}' is encrypted and the backend cannot seal objects with"
-                " its keys; the manager encrypts instead"
+                f"store '{self.name}' is encrypted and backend '{backend.name}' cannot seal"
+                " objects with its keys (no sealed-offload); the manager encrypts instead"
             )
         return None
+
+    def push(self, backend: Backend, source: Source, chunk_size: int, codec: str) -> PushedVolume:
+        """Let `backend` push `source` into this store itself (sealed if encrypted)."""
+        assert self.spec is not None
+        if isinstance(self.objects, EncryptedStore):
+            return backend.use(ISealedOffload).push_to_sealed_store(
+                source, self.spec, chunk_size, codec, self.objects.keys
+            )
+        return backend.use(IPushToObjectStore).push_to_store(source, self.spec, chunk_size, codec)
+
+    def pull(
+        self, backend: Backend, target: VolumeRef, size: int, chunks: Sequence[ChunkRef]
+    ) -> None:
+        """Let `backend` fill `target` from this store's `chunks` itself (opened if encrypted)."""
+        assert self.spec is not None
+        if isinstance(self.objects, EncryptedStore):
+            backend.use(ISealedOffload).pull_from_sealed_store(
+                target, size, self.spec, chunks, self.objects.keys
+            )
+        else:
+            backend.use(IPullFromObjectStore).pull_from_store(target, size, self.spec, chunks)
 
     def __post_init__(self) -> None:
         validate_id("store name", self.name)
@@ -121,4 +152,10 @@ class Store:
             raise InvalidDriver(
                 f"store '{self.name}' ({type(self.objects).__name__}) does not provide"
                 " the object-store capability"
+            )
+        if not self.encrypted and next(iter(self.objects.list(KEYS_PREFIX)), None) is not None:
+            # Written through as it is, an encrypted store would get plain objects.
+            raise ConfigError(
+                f"store '{self.name}' is encrypted: open it with its passphrase"
+                " (`unlock` and `EncryptedStore`; the command line asks for it)"
             )

@@ -29,10 +29,17 @@ from pieceworks.common_algorithms.backup_tasks import (
     WriteManifest,
 )
 from pieceworks.common_algorithms.fallback import StrategyFallback
+from pieceworks.common_algorithms.leases import (
+    forget_temporary,
+    own_lease_token,
+    release_lease,
+    temporary_entries,
+)
 from pieceworks.common_algorithms.plan import Attempt, Plan
 from pieceworks.common_algorithms.planning import plan_backup
 from pieceworks.common_algorithms.requests import BackupRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
+from pieceworks.protocols import ISnapshot, SnapshotRef
 
 __all__ = ["BackupOutcome", "abandon_backup", "backup", "backup_flow"]
 
@@ -165,26 +172,34 @@ def backup(
 
 
 def abandon_backup(backend: Backend, store: Store, request: BackupRequest, plan: Plan) -> None:
-    """Undo what an interrupted backup left behind; safe to call more than once.
+    """Undo what an interrupted backup of this process left behind; safe to call again.
 
     TaskFlow reverts a flow whose task fails, but a ``KeyboardInterrupt``
     unwinds through the engine and nothing is reverted. This runs the
-    reverts the engine could not: the temporary snapshot any strategy of
-    `plan` may have taken is deleted, and the store lease is released. Every
-    step is attempted; the first error is raised at the end. No manifest
-    needs undoing: it is written last, so the backup exists whole or not at all.
+    reverts the engine could not, for this process's run only (the lease
+    names its owner, the journal ``runs/<token>`` the temporary snapshots it
+    took): each journaled snapshot on `backend` is deleted, then the lease
+    is released. Every step is attempted; the first error is raised at the
+    end. No manifest needs undoing: it is written last, so the backup exists
+    whole or not at all. `plan` is accepted for callers that have it.
     """
-    p = _prefix(request)
+    del plan
+    token = own_lease_token(store.objects, request.backup_id)
+    if token is None:
+        return  # no lease of ours: the run never started, or it has cleaned up
     errors: list[Exception] = []
-    for strategy in plan.eligible:
+    for entry in temporary_entries(store.objects, token):
+        if entry.get("backend") != backend.name:
+            continue
         try:
-            PrepareSource(backend, store, request, p).revert(
-                attempt={"strategy": strategy}, result=None
+            backend.use(ISnapshot).delete_snapshot(
+                SnapshotRef(entry["volume_id"], entry["snapshot_id"])
             )
+            forget_temporary(store.objects, token, entry)
         except Exception as exc:  # keep cleaning; report the first
             errors.append(exc)
     try:
-        TakeLease(backend, store, request, p).revert()
+        release_lease(store.objects, request.backup_id, token)
     except Exception as exc:
         errors.append(exc)
     if errors:

@@ -7,15 +7,22 @@ through TaskFlow's storage, so that every step is persisted:
 =================  ==========================================  ===================
 task               does                                        on revert
 =================  ==========================================  ===================
-TakeLease          writes the store lease (waits out a GC)     removes the lease
-PrepareSource      takes a temporary snapshot if the strategy  deletes it
-                   reads one; else names the volume
+TakeLease          writes the store lease (waits out a GC),    removes the lease if
+                   refuses if another live run holds it        this run took it
+PrepareSource      takes a temporary snapshot if the strategy  deletes it (its name
+                   reads one (journaled first); else names     holds the run token)
+                   the volume
 TransferChunks     streams chunks through the manager, or has  nothing: chunks
                    the backend push them (offload)             stay unreferenced
 ReleaseSource      deletes the temporary snapshot              (idempotent delete)
 WriteManifest      writes the manifest, last and atomically    nothing (last step)
 ReleaseLease       removes the lease                           -
 =================  ==========================================  ===================
+
+TakeLease provides the run token (``backup-<id>.lease``); every later step
+uses it, so that each cleanup removes only what this run created: the lease
+(its content names the token), the temporary snapshot (its name ends with
+the token) and the run journal ``runs/<token>``.
 """
 
 from __future__ import annotations
@@ -30,7 +37,13 @@ from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.chunk_pipeline import backup_chunks
-from pieceworks.common_algorithms.gc import acquire_lease, lease_renewed, release_lease
+from pieceworks.common_algorithms.leases import (
+    acquire_lease,
+    forget_temporary,
+    lease_renewed,
+    record_temporary,
+    release_lease,
+)
 from pieceworks.common_algorithms.manifest import (
     Manifest,
     known_chunks,
@@ -40,13 +53,13 @@ from pieceworks.common_algorithms.manifest import (
 from pieceworks.common_algorithms.plan import Plan
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import BackupRequest
+from pieceworks.common_algorithms.reverts import guarded
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
     Extent,
     IAllocatedExtents,
     IChangedBlocks,
-    IPushToObjectStore,
     ISnapshot,
     IStreamOut,
     SnapshotRef,
@@ -65,6 +78,7 @@ __all__ = [
     "WriteManifest",
     "chunks_from_json",
     "chunks_to_json",
+    "temporary_snapshot_id",
 ]
 
 #: Strategies that read a temporary snapshot when the backend can take one.
@@ -80,6 +94,16 @@ def chunks_to_json(chunks: tuple[ChunkRef, ...]) -> list[list[object]]:
 def chunks_from_json(rows: list[list[Any]]) -> tuple[ChunkRef, ...]:
     """The inverse of `chunks_to_json`."""
     return tuple(ChunkRef(int(o), int(n), str(d), str(c), int(s)) for o, n, d, c, s in rows)
+
+
+def temporary_snapshot_id(backup_id: str, strategy: str, token: str) -> str:
+    """The name of the temporary snapshot a run (`token`) takes for `strategy`.
+
+    ``pw-<backup_id>-<strategy>-<token>``, or ``pw-<token>-<strategy>`` when
+    that would exceed an id's 128 characters: always this run's own.
+    """
+    name = f"pw-{backup_id}-{strategy}-{token}"
+    return name if len(name) <= 128 else f"pw-{token}-{strategy}"
 
 
 def source_ref(source: dict[str, str | None]) -> Source:
@@ -110,17 +134,33 @@ class _BackupTask(task.Task):
 
 
 class TakeLease(_BackupTask):
-    """Hold the store's lease for this backup, so GC never races it."""
+    """Hold the store's lease for this backup, so GC never races it.
+
+    Provides ``{"token": run token}``. Raises `BackupInProgress` (having
+    changed nothing) if another live run holds the lease of this backup id.
+    """
 
     def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
-        super().__init__("take-lease", backend, store, request, prefix)
+        super().__init__("take-lease", backend, store, request, prefix, provides="lease")
 
-    def execute(self) -> None:
-        acquire_lease(self.store.objects, self.request.backup_id)
-        failpoint("backup.lease-taken")
+    def execute(self) -> dict[str, str]:
+        lease = acquire_lease(self.store.objects, self.request.backup_id)
+        try:
+            failpoint("backup.lease-taken")
+        except BaseException:  # TaskFlow reverts a failed task without its result
+            release_lease(self.store.objects, self.request.backup_id, lease.token)
+            raise
+        return {"token": lease.token}
 
-    def revert(self, *args: Any, **kwargs: Any) -> None:
-        release_lease(self.store.objects, self.request.backup_id)
+    def revert(self, result: object, **kwargs: Any) -> None:
+        """Remove the lease if this run took it (a refused run took nothing)."""
+        if isinstance(result, dict) and result.get("token"):
+            token = str(result["token"])
+            guarded(
+                self,
+                "release the store lease",
+                lambda: release_lease(self.store.objects, self.request.backup_id, token),
+            )
 
 
 class PrepareSource(_BackupTask):
@@ -134,31 +174,54 @@ class PrepareSource(_BackupTask):
             request,
             prefix,
             provides="source",
-            requires={"attempt": "attempt"},
+            requires={"attempt": "attempt", "lease": "lease"},
         )
 
-    def execute(self, attempt: dict[str, Any]) -> dict[str, str | None]:
-        strategy = str(attempt["strategy"])
-        volume = VolumeRef(self.request.volume_id)
-        wants_snapshot = strategy in _ALWAYS_SNAPSHOT or (
+    def _wants_snapshot(self, strategy: str) -> bool:
+        wants = strategy in _ALWAYS_SNAPSHOT or (
             strategy in _SNAPSHOT_WHEN_IN_USE and self.request.in_use
         )
-        if wants_snapshot and self.backend.provides(ISnapshot):
+        return wants and self.backend.provides(ISnapshot)
+
+    def _entry(self, strategy: str, token: str) -> dict[str, str]:
+        snap_id = temporary_snapshot_id(self.request.backup_id, strategy, token)
+        return {
+            "backend": self.backend.name,
+            "volume_id": self.request.volume_id,
+            "snapshot_id": snap_id,
+        }
+
+    def execute(self, attempt: dict[str, Any], lease: dict[str, str]) -> dict[str, str | None]:
+        strategy = str(attempt["strategy"])
+        volume = VolumeRef(self.request.volume_id)
+        if self._wants_snapshot(strategy):
             driver = self.backend.use(ISnapshot)
-            snap_id = f"pw-{self.request.backup_id}-{strategy}"
-            snapshot = driver.create_snapshot(volume, snap_id)
+            entry = self._entry(strategy, lease["token"])
+            record_temporary(
+                self.store.objects, lease["token"], f"backup-{self.request.backup_id}", entry
+            )
+            snapshot = driver.create_snapshot(volume, entry["snapshot_id"])
             failpoint("backup.snapshot-created")
             return {"volume_id": volume.volume_id, "snapshot_id": snapshot.snapshot_id}
         return {"volume_id": volume.volume_id, "snapshot_id": None}
 
-    def revert(self, attempt: dict[str, Any], result: object, **kwargs: Any) -> None:
-        """Delete the temporary snapshot whether or not `execute` returned it."""
-        if not self.backend.provides(ISnapshot):
+    def revert(
+        self, attempt: dict[str, Any], lease: dict[str, str], result: object, **kwargs: Any
+    ) -> None:
+        """Delete this run's temporary snapshot whether or not `execute` returned it."""
+        strategy = str(attempt["strategy"])
+        if not self._wants_snapshot(strategy):
             return
-        driver = self.backend.use(ISnapshot)
-        snap_id = f"pw-{self.request.backup_id}-{attempt['strategy']}"
-        driver.delete_snapshot(SnapshotRef(self.request.volume_id, snap_id))
-        failpoint("backup.source-reverted")
+        entry = self._entry(strategy, lease["token"])
+
+        def undo() -> None:
+            self.backend.use(ISnapshot).delete_snapshot(
+                SnapshotRef(entry["volume_id"], entry["snapshot_id"])
+            )
+            forget_temporary(self.store.objects, lease["token"], entry)
+            failpoint("backup.source-reverted")
+
+        guarded(self, f"delete the temporary snapshot {entry['snapshot_id']}", undo)
 
 
 class TransferChunks(_BackupTask):
@@ -172,10 +235,12 @@ class TransferChunks(_BackupTask):
             request,
             prefix,
             provides="transfer",
-            requires={"attempt": "attempt", "source": "source"},
+            requires={"attempt": "attempt", "source": "source", "lease": "lease"},
         )
 
-    def execute(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
+    def execute(
+        self, attempt: dict[str, Any], source: dict[str, str | None], lease: dict[str, str]
+    ) -> dict[str, Any]:
         started = time.monotonic()
         ref = source_ref(source)
         parent = (
@@ -186,7 +251,7 @@ class TransferChunks(_BackupTask):
         if parent is not None:
             failpoint("incremental.parent-read")
         offload = attempt["strategy"] == "offload"
-        with lease_renewed(self.store.objects, self.request.backup_id):
+        with lease_renewed(self.store.objects, self.request.backup_id, lease["token"]):
             out = self._offload(ref) if offload else self._stream(ref, parent)
         out["seconds"] = round(time.monotonic() - started, 6)
         out["parent"] = parent.backup_id if parent else None
@@ -194,10 +259,8 @@ class TransferChunks(_BackupTask):
         return out
 
     def _offload(self, ref: Source) -> dict[str, Any]:
-        driver = self.backend.use(IPushToObjectStore)
-        assert self.store.spec is not None
         codec = self.backend.push_codec(self.request.codec)
-        pushed = driver.push_to_store(ref, self.store.spec, self.request.chunk_size, codec)
+        pushed = self.store.push(self.backend, ref, self.request.chunk_size, codec)
         return {
             "size": pushed.size,
             "chunks": chunks_to_json(pushed.chunks),
@@ -274,14 +337,25 @@ class ReleaseSource(_BackupTask):
 
     def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
         super().__init__(
-            "release-source", backend, store, request, prefix, requires={"source": "source"}
+            "release-source",
+            backend,
+            store,
+            request,
+            prefix,
+            requires={"source": "source", "lease": "lease"},
         )
 
-    def execute(self, source: dict[str, str | None]) -> None:
+    def execute(self, source: dict[str, str | None], lease: dict[str, str]) -> None:
         ref = source_ref(source)
         if isinstance(ref, SnapshotRef):
             driver = self.backend.use(ISnapshot)
             driver.delete_snapshot(ref)
+            entry = {
+                "backend": self.backend.name,
+                "volume_id": ref.volume_id,
+                "snapshot_id": ref.snapshot_id,
+            }
+            forget_temporary(self.store.objects, lease["token"], entry)
             failpoint("backup.snapshot-deleted")
 
 
@@ -384,8 +458,10 @@ class ReleaseLease(_BackupTask):
     """Give back the store lease once the manifest protects the chunks."""
 
     def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
-        super().__init__("release-lease", backend, store, request, prefix)
+        super().__init__(
+            "release-lease", backend, store, request, prefix, requires={"lease": "lease"}
+        )
 
-    def execute(self) -> None:
-        release_lease(self.store.objects, self.request.backup_id)
+    def execute(self, lease: dict[str, str]) -> None:
+        release_lease(self.store.objects, self.request.backup_id, lease["token"])
         failpoint("backup.lease-released")

@@ -43,7 +43,6 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Final, Literal, TypeVar
 
-from pieceworks.common_algorithms.encrypted_store import as_stored, chunk_id_for
 from pieceworks.common_algorithms.manifest import Manifest
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -69,6 +68,7 @@ from pieceworks.protocols.chunks import (
     is_zero,
 )
 from pieceworks.protocols.deferred_sync import IDeferredSync
+from pieceworks.protocols.encrypted_store import as_stored, chunk_id_for
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -473,6 +473,7 @@ class _BackupRun:
                 with self.lock:
                     self.chunks_reused += 1
                     self.bytes_dedup += length
+                failpoint("incremental.chunk-reused")
                 return ChunkRef(offset, length, digest, hit[0], hit[1])
             return self._store_new(plain, digest, offset, give_back)
         except BaseException as exc:

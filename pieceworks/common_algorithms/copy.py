@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pieceworks.common_algorithms.backend import Store
-from pieceworks.common_algorithms.encrypted_store import chunk_id_for
 from pieceworks.common_algorithms.gc import backup_lease
 from pieceworks.common_algorithms.manifest import (
     BackupExists,
@@ -51,6 +50,7 @@ from pieceworks.common_algorithms.manifest import (
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ChunkRef, ObjectNotFound
 from pieceworks.protocols.chunks import chunk_key, decode_chunk
+from pieceworks.protocols.encrypted_store import chunk_id_for
 from pieceworks.protocols.errors import CorruptionError
 
 __all__ = ["CopyOutcome", "copy_backups"]

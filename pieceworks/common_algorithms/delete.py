@@ -38,6 +38,7 @@ class DeleteBackup(task.Task):
             "chunks_deleted": gc.chunks_deleted if gc else 0,
             "bytes_freed": gc.bytes_freed if gc else 0,
             "deferred_by": list(gc.deferred_by) if gc else [],
+            "blockers": gc.describe_blockers() if gc else "",
         }
 
 
@@ -56,6 +57,7 @@ class DeleteOutcome:
     chunks_deleted: int
     bytes_freed: int
     deferred_by: tuple[str, ...]
+    blockers: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class DeleteOutcome:
             "chunks_deleted": self.chunks_deleted,
             "bytes_freed": self.bytes_freed,
             "deferred_by": list(self.deferred_by),
+            "blockers": self.blockers,
         }
 
 
@@ -82,4 +85,5 @@ def delete(store: Store, backup_id: str, *, options: EngineOptions | None = None
         chunks_deleted=result["chunks_deleted"],
         bytes_freed=result["bytes_freed"],
         deferred_by=tuple(result["deferred_by"]),
+        blockers=str(result.get("blockers", "")),
     )

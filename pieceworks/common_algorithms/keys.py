@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pieceworks.protocols import ConfigError, IObjectStore, NotFound, ObjectNotFound
+from pieceworks.protocols.encrypted_store import KEYS_PREFIX
 from pieceworks.protocols.encryption import MASTER_KEY_BYTES, StoreKeys
 from pieceworks.protocols.errors import CorruptionError
 
@@ -59,7 +60,6 @@ __all__ = [
     "unlock",
 ]
 
-KEYS_PREFIX: Final = "keys/"
 FORMAT: Final = "pieceworks.key"
 VERSION: Final = 1
 SALT_BYTES: Final = 16

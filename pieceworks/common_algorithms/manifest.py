@@ -26,6 +26,7 @@ earlier version ignores it (the checksum covers it either way).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -269,21 +270,36 @@ def manifest_key(backup_id: str) -> str:
 def write_manifest(store: IObjectStore, manifest: Manifest) -> None:
     """Store `manifest` atomically (one `put`): from then on the backup exists.
 
-    Call it after every chunk is stored. Raise `BackupExists` if a manifest
-    already exists under the same backup id (a backup is never replaced; the
-    check guards against reusing an id, not against two concurrent writers
-    of one id, which backup ids being unique per run rules out).
+    Call it after every chunk is stored. Writing is idempotent: if the
+    store already holds a manifest of this backup id with the same content
+    (every field but `created`, the time of writing: a step re-run after a
+    crash writes it again later), this returns and the stored manifest stays
+    as it is. A manifest of the same id with different content (or one that
+    does not parse) is never replaced: raise `BackupExists` (the check guards
+    against reusing an id, not against two concurrent writers of one id,
+    which backup ids being unique per run rules out).
     """
     key = manifest_key(manifest.backup_id)
     try:
-        store.head(key)
+        existing = store.get(key)
     except ObjectNotFound:
         store.put(key, manifest.to_json())
         return
+    if _same_backup(existing, manifest, key):
+        return
     raise BackupExists(
-        f"backup {manifest.backup_id!r} already exists in the store ({key});"
-        " choose a new backup id or delete the old backup first"
+        f"backup {manifest.backup_id!r} already exists in the store ({key}) with other"
+        " content; choose a new backup id or delete the old backup first"
     )
+
+
+def _same_backup(stored: bytes, manifest: Manifest, key: str) -> bool:
+    """Whether `stored` (the bytes under `key`) records `manifest`'s backup, `created` aside."""
+    try:
+        old = Manifest.from_json(stored, key)
+    except (CorruptionError, UnknownFormatVersion):
+        return False
+    return dataclasses.replace(old, created=manifest.created) == manifest
 
 
 def read_manifest(store: IObjectStore, backup_id: str) -> Manifest:

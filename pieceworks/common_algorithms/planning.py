@@ -38,7 +38,7 @@ def _offload(backend: Backend, store: Store, req: BackupRequest) -> StrategyChoi
         return StrategyChoice(
             name, False, "the backend has no push-to-object-store", needs=("push-to-object-store",)
         )
-    if (refusal := store.handoff_refusal()) is not None:
+    if (refusal := store.handoff_refusal(backend)) is not None:
         return StrategyChoice(name, False, refusal)
     enhancers = ("compress",) if backend.provides(ICompress) else ()
     where = f"the backend writes to store '{store.name}' itself; no volume data crosses the manager"
@@ -132,7 +132,7 @@ def plan_restore(backend: Backend, store: Store, request: RestoreRequest) -> Pla
                         needs=("pull-from-object-store",),
                     )
                 )
-            elif (refusal := store.handoff_refusal()) is not None:
+            elif (refusal := store.handoff_refusal(backend)) is not None:
                 choices.append(StrategyChoice(name, False, refusal))
             else:
                 choices.append(
@@ -276,8 +276,10 @@ def _via_store(
         )
     if store is None:
         return StrategyChoice(name, False, "no store was given to stage the chunks in")
-    refusal = store.handoff_refusal()
-    if refusal is not None and (out_side == "push" or in_side == "pull"):
+    refusal = (store.handoff_refusal(source) if out_side == "push" else None) or (
+        store.handoff_refusal(target) if in_side == "pull" else None
+    )
+    if refusal is not None:
         return StrategyChoice(name, False, refusal)
     sides = {
         ("push", "pull"): "the source pushes and the target pulls; no byte crosses the manager",

@@ -28,12 +28,19 @@ from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.backup_tasks import source_ref
 from pieceworks.common_algorithms.chunk_pipeline import backup_chunks, restore_chunks
 from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.gc import acquire_lease, lease_renewed, release_lease
+from pieceworks.common_algorithms.leases import (
+    acquire_lease,
+    forget_temporary,
+    lease_renewed,
+    record_temporary,
+    release_lease,
+)
 from pieceworks.common_algorithms.manifest import Manifest
 from pieceworks.common_algorithms.plan import Attempt, Plan
 from pieceworks.common_algorithms.planning import plan_replicate, via_store_sides
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import ReplicateRequest
+from pieceworks.common_algorithms.reverts import guarded
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.common_algorithms.stream_copy import check_copy, copy_stream
 from pieceworks.common_algorithms.targets import check_target
@@ -41,8 +48,6 @@ from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
     IAllocatedExtents,
-    IPullFromObjectStore,
-    IPushToObjectStore,
     IReplicateToPeer,
     ISnapshot,
     IStreamIn,
@@ -81,6 +86,25 @@ class _ReplicaTask(task.Task):
             return None
         return SnapshotRef(req.volume_id, f"pw-{req.operation_id}-{attempt['strategy']}")
 
+    def journal(self, snapshot: SnapshotRef, *, taken: bool) -> None:
+        """Record a temporary snapshot in the store's run journal (before it is taken),
+        or drop it (after it is deleted), so that `recover` can clean up after a crash.
+
+        The journal is ``runs/<operation_id>``; without a store there is none.
+        """
+        if self.store is None:
+            return
+        entry = {
+            "backend": self.source.name,
+            "volume_id": snapshot.volume_id,
+            "snapshot_id": snapshot.snapshot_id,
+        }
+        op = self.request.operation_id
+        if taken:
+            record_temporary(self.store.objects, op, f"replicate-{op}", entry)
+        else:
+            forget_temporary(self.store.objects, op, entry)
+
 
 class CheckReplicaTarget(_ReplicaTask):
     """Before any strategy runs: refuse to replace an existing target unless asked to.
@@ -109,6 +133,7 @@ class PrepareReplicaSource(_ReplicaTask):
         req = self.request
         temporary = self.temporary_snapshot(attempt)
         if temporary is not None:
+            self.journal(temporary, taken=True)
             snap = self.source.use(ISnapshot).create_snapshot(
                 VolumeRef(req.volume_id), temporary.snapshot_id
             )
@@ -118,8 +143,14 @@ class PrepareReplicaSource(_ReplicaTask):
 
     def revert(self, attempt: dict[str, Any], **kwargs: Any) -> None:
         temporary = self.temporary_snapshot(attempt)
-        if temporary is not None:
+        if temporary is None:
+            return
+
+        def undo() -> None:
             self.source.use(ISnapshot).delete_snapshot(temporary)
+            self.journal(temporary, taken=False)
+
+        guarded(self, f"delete the temporary snapshot {temporary.snapshot_id}", undo)
 
 
 class CopyVolume(_ReplicaTask):
@@ -188,15 +219,15 @@ class CopyVolume(_ReplicaTask):
         """
         assert self.store is not None
         out_side, in_side = via_store_sides(self.source, self.target)
-        lease = self.request.operation_id
-        acquire_lease(self.store.objects, lease)
+        op = self.request.operation_id
+        token = acquire_lease(self.store.objects, op).token
         try:
-            with lease_renewed(self.store.objects, lease):
+            with lease_renewed(self.store.objects, op, token):
                 size, chunks, read, through = self._stage(ref, out_side)
                 failpoint("replicate.staged")
                 through += self._unstage(target, size, chunks, in_side)
         finally:
-            release_lease(self.store.objects, lease)
+            release_lease(self.store.objects, op, token)
         return {
             "size": size,
             "bytes_read": read,
@@ -207,11 +238,8 @@ class CopyVolume(_ReplicaTask):
     def _stage(self, ref: Source, side: str | None) -> tuple[int, tuple[ChunkRef, ...], int, int]:
         assert self.store is not None
         if side == "push":
-            assert self.store.spec is not None
             codec = self.source.push_codec(DEFAULT_CODEC)
-            pushed = self.source.use(IPushToObjectStore).push_to_store(
-                ref, self.store.spec, self.request.chunk_size, codec
-            )
+            pushed = self.store.push(self.source, ref, self.request.chunk_size, codec)
             return pushed.size, pushed.chunks, pushed.bytes_read, 0
         extents = None
         if self.source.provides(IAllocatedExtents):
@@ -232,10 +260,7 @@ class CopyVolume(_ReplicaTask):
     ) -> int:
         assert self.store is not None
         if side == "pull":
-            assert self.store.spec is not None
-            self.target.use(IPullFromObjectStore).pull_from_store(
-                target, size, self.store.spec, chunks
-            )
+            self.store.pull(self.target, target, size, chunks)
             return 0
         staged = Manifest(
             backup_id=self.request.operation_id,
@@ -269,6 +294,7 @@ class ReleaseReplicaSource(_ReplicaTask):
         temporary = self.temporary_snapshot(attempt)
         if temporary is not None:
             self.source.use(ISnapshot).delete_snapshot(temporary)
+            self.journal(temporary, taken=False)
             failpoint("replicate.snapshot-deleted")
         req = self.request
         return {

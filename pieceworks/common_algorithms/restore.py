@@ -30,7 +30,7 @@ from pieceworks.common_algorithms.requests import RestoreRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.common_algorithms.targets import check_target
 from pieceworks.failpoints import failpoint
-from pieceworks.protocols import IPullFromObjectStore, IStreamIn, VolumeRef
+from pieceworks.protocols import IStreamIn, VolumeRef
 
 __all__ = ["RestoreOutcome", "restore", "restore_flow"]
 
@@ -85,9 +85,7 @@ class RestoreVolume(task.Task):
         target = VolumeRef(self.request.volume_id)
         strategy = str(attempt["strategy"])
         if strategy == "offload":
-            puller = self.backend.use(IPullFromObjectStore)
-            assert self.store.spec is not None
-            puller.pull_from_store(target, manifest.size, self.store.spec, manifest.chunks)
+            self.store.pull(self.backend, target, manifest.size, manifest.chunks)
             written = through_manager = 0
         else:
             driver = self.backend.use(IStreamIn)

@@ -5,11 +5,16 @@ optional: any TaskFlow persistence URL such as ``sqlite:////path/pw.db`` or
 ``postgresql://...``), forwards task progress to a callback, records every
 strategy that failed before the one that succeeded, and turns "every
 strategy failed" into one `AllStrategiesFailed` error listing each cause.
+
+`open_persistence` is the one place that opens a TaskFlow persistence
+backend: this runner uses it, and so does `pieceworks.execution` (posting,
+watching and running jobs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +23,22 @@ from taskflow import engines, states, task
 from taskflow.flow import Flow
 from taskflow.persistence import backends as persistence_backends
 from taskflow.persistence import models
+from taskflow.persistence.base import Backend as PersistenceBackend
 from taskflow.types.failure import Failure
 
 from pieceworks.common_algorithms.fallback import FINAL_ERRORS, describe_failure
 from pieceworks.common_algorithms.plan import AllStrategiesFailed, Attempt
+from pieceworks.common_algorithms.reverts import cleanup_errors
 
-__all__ = ["EngineOptions", "ProgressEvent", "RunRecord", "iter_tasks", "run_flow"]
+__all__ = [
+    "EngineOptions",
+    "ProgressEvent",
+    "RunRecord",
+    "iter_tasks",
+    "migrate",
+    "open_persistence",
+    "run_flow",
+]
 
 
 @dataclass(frozen=True)
@@ -73,23 +88,65 @@ class RunRecord:
         return tuple(Attempt(s, "; ".join(errs)) for s, errs in self.errors.items())
 
 
+#: Persistence URLs whose schema this process has brought up to date.
+_MIGRATED: set[str] = set()
+_MIGRATING = threading.Lock()
+
+
+def migrate(url: str) -> None:
+    """Bring the TaskFlow schema at `url` up to date (alembic migrations); idempotent."""
+    backend = persistence_backends.fetch({"connection": url})
+    try:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+    finally:
+        backend.close()
+
+
+def _migrate_once(url: str, backend: PersistenceBackend) -> None:
+    """Migrate `url` the first time this process opens it (threads wait for the first).
+
+    TaskFlow's migrations are not safe to run from several threads at once
+    (alembic's shared state raises `KeyError`), and checking on every open
+    costs a round of queries: once per process, as Octavia does.
+    """
+    with _MIGRATING:
+        if url in _MIGRATED:
+            return
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        _MIGRATED.add(url)
+
+
+@contextlib.contextmanager
+def open_persistence(url: str) -> Iterator[PersistenceBackend]:
+    """A TaskFlow persistence backend for `url` (its schema brought up to date), closed after.
+
+    `url` is any TaskFlow persistence connection: ``sqlite:////path/pw.db``,
+    ``postgresql://user@host/db``, ``memory://``. The schema is migrated
+    the first time a process opens `url` (see `migrate`); safe to call from
+    many threads at once.
+    """
+    backend = persistence_backends.fetch({"connection": url})
+    try:
+        _migrate_once(url, backend)
+        yield backend
+    finally:
+        backend.close()
+
+
 @contextlib.contextmanager
 def _persistence(url: str | None, name: str) -> Iterator[dict[str, Any]]:
     if url is None:
         yield {}
         return
-    backend = persistence_backends.fetch({"connection": url})
-    try:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
+    with open_persistence(url) as backend:
         book = models.LogBook(name)
         detail = models.FlowDetail(name, uuid=book.uuid)
         book.add(detail)
         with contextlib.closing(backend.get_connection()) as conn:
             conn.save_logbook(book)
         yield {"backend": backend, "book": book, "flow_detail": detail}
-    finally:
-        backend.close()
 
 
 def iter_tasks(flow: Flow) -> Iterator[task.Task]:
@@ -120,6 +177,13 @@ def _progress_relay(flow: Flow, callback: ProgressCallback | None) -> None:
         atom.notifier.register(task.EVENT_UPDATE_PROGRESS, relay)
 
 
+def _attach_cleanup(exc: BaseException, flow: Flow) -> None:
+    """Record on `exc` (``cleanup_errors``) the reverts of `flow` that failed."""
+    errors = cleanup_errors(iter_tasks(flow))
+    if errors:
+        exc.cleanup_errors = errors  # type: ignore[attr-defined]
+
+
 def run_flow(
     flow: Flow,
     *,
@@ -144,12 +208,16 @@ def run_flow(
         engine.atom_notifier.register("*", record.on_atom)
         try:
             engine.run()
-        except FINAL_ERRORS:
+        except FINAL_ERRORS as exc:
+            _attach_cleanup(exc, flow)
             raise
         except Exception as exc:
             attempts = record.failed_attempts()
             if attempts:
-                raise AllStrategiesFailed(operation, backend, attempts) from exc
+                error = AllStrategiesFailed(operation, backend, attempts)
+                _attach_cleanup(error, flow)
+                raise error from exc
+            _attach_cleanup(exc, flow)
             raise
         result = engine.storage.fetch(f"{prefix}.result")
     return dict(result)

@@ -14,7 +14,9 @@ the fsync and clean-up helpers. What they share:
   `write_all_at` / `discard` are that writer's write and abort;
 * `fsync_dir`, `fsync_file` and `unlink_if_exists` make changes durable and
   clean up;
-* `list_volume_ids` lists the volumes of a directory.
+* `list_volume_ids` lists the volumes of a directory;
+* `owned_tag` names a temporary file after the process writing it, and
+  `sweep_temporary` removes those whose writer died (see `Owner`).
 
 Private to the drivers package: it imports only `pieceworks.protocols` and
 the standard library.
@@ -24,10 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
+import re
 import secrets
 import stat
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Protocol, TypeVar
 
 from pieceworks.protocols import (
@@ -38,6 +43,7 @@ from pieceworks.protocols import (
     VolumeRef,
     validate_id,
 )
+from pieceworks.protocols.owner import Liveness, Owner
 
 __all__ = [
     "CREATE_FLAGS",
@@ -143,7 +149,7 @@ def start_write(
     if os.path.islink(final):
         raise InvalidName(f"volume {volume_id!r} is a symbolic link; refusing it")
     try:
-        base = safe_path(root, ".incoming", f"{volume_id}.{secrets.token_hex(8)}", create=True)
+        base = safe_path(root, ".incoming", f"{volume_id}.{owned_tag()}", create=True)
         fd = os.open(base + suffix, CREATE_FLAGS, 0o600)
     except OSError as exc:
         raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
@@ -221,3 +227,87 @@ def _is_id(name: str) -> bool:
     except InvalidName:
         return False
     return True
+
+
+#: Seconds after which a temporary file whose writer cannot be asked (another
+#: host, or an untagged name from an older version) counts as left behind.
+UNOWNED_TEMP_SECONDS: Final = 3600.0
+
+_TAG = re.compile(r"([0-9a-f]{8})-(\d+)-(\d+)-[0-9a-f]{8}")
+
+
+def _host_hash(host: str) -> str:
+    return hashlib.sha256(host.encode()).hexdigest()[:8]
+
+
+def owned_tag() -> str:
+    """A unique name part saying which process writes the file: ``<host>-<pid>-<start>-<rand>``.
+
+    ``<host>`` is 8 hex digits of the host name's sha256, ``<start>`` the
+    process start time (`Owner.start`, 0 if unknown).
+    """
+    me = Owner.current("")
+    return f"{_host_hash(me.host)}-{me.pid}-{me.start or 0}-{secrets.token_hex(4)}"
+
+
+def temporary_owner_state(name: str, age: float) -> tuple[bool, str]:
+    """Whether the temporary file `name` (`age` seconds old) is left behind, and why."""
+    me = Owner.current("")
+    found = _TAG.search(name)
+    if found is None or found.group(1) != _host_hash(me.host):
+        if age > UNOWNED_TEMP_SECONDS:
+            return True, f"writer unknown or on another host, untouched for {age:.0f} s"
+        return False, f"writer unknown or on another host, written {age:.0f} s ago"
+    pid, start = int(found.group(2)), int(found.group(3))
+    writer = Owner(me.host, pid, start or None, me.boot, "")
+    if writer.liveness() is Liveness.DEAD:
+        return True, f"its writer (pid {pid}) died"
+    return False, f"its writer (pid {pid}) runs"
+
+
+def sweep_temporary(paths: Iterable[str], *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
+    """Remove each temporary file of `paths` whose writer is gone (not if `dry_run`).
+
+    Returns ``(path, left_behind, reason)`` for every path: left-behind
+    ones are removed (unless `dry_run`), the others kept. Files that vanish
+    meanwhile are skipped.
+    """
+    now = time.time()
+    found: list[tuple[str, bool, str]] = []
+    for path in paths:
+        try:
+            age = now - os.lstat(path).st_mtime
+        except FileNotFoundError:
+            continue
+        left, reason = temporary_owner_state(os.path.basename(path), age)
+        if left and not dry_run:
+            unlink_if_exists(path)
+        found.append((path, left, reason))
+    return found
+
+
+def temporary_files(directory: str, pattern: str = ".tmp-") -> list[str]:
+    """The files directly in `directory` whose names start with `pattern` (none if absent)."""
+    try:
+        with os.scandir(directory) as entries:
+            return [
+                e.path
+                for e in entries
+                if e.name.startswith(pattern) and e.is_file(follow_symlinks=False)
+            ]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def sweep_volume_root(root: str, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
+    """`sweep_temporary` over a volume directory's ``.incoming/*`` and ``.snapshots/*/.tmp-*``."""
+    paths = temporary_files(os.path.join(root, ".incoming"), "")
+    snapshots = os.path.join(root, ".snapshots")
+    try:
+        with os.scandir(snapshots) as entries:
+            dirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        dirs = []
+    for directory in dirs:
+        paths += temporary_files(directory)
+    return sweep_temporary(paths, dry_run=dry_run)

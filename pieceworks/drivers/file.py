@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 from collections.abc import Sequence
 
 from pieceworks.drivers import _files
@@ -81,6 +80,15 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
         """The directory that holds the volumes (resolved)."""
         return self._root
 
+    def sweep_temporary(self, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
+        """Remove temporary files whose writer died (``.incoming``, snapshot copies).
+
+        Returns ``(path, left_behind, reason)`` for each temporary file;
+        left-behind ones are removed unless `dry_run`. Used by ``pieceworks
+        recover``.
+        """
+        return _files.sweep_volume_root(self._root, dry_run=dry_run)
+
     # -- snapshot ---------------------------------------------------------
 
     def create_snapshot(self, volume: VolumeRef, snapshot_id: str) -> SnapshotRef:
@@ -89,7 +97,7 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
         tmp = ""
         try:
             final = self._snapshot_path(snapshot, create_parent=True)
-            tmp = os.path.join(os.path.dirname(final), f".tmp-{secrets.token_hex(8)}")
+            tmp = os.path.join(os.path.dirname(final), f".tmp-{_files.owned_tag()}")
             dst = os.open(tmp, _files.CREATE_FLAGS, 0o600)
             try:
                 _clone_or_copy(src, dst, size)

@@ -35,9 +35,9 @@ and ``a/b``); POSIX does not allow it, and `put` raises `BackendError`.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -192,6 +192,19 @@ class PosixStore(StoredSizes):
             _files.unlink_if_exists(tmp)
         return True
 
+    def sweep_temporary(self, *, dry_run: bool = False) -> builtins.list[tuple[str, bool, str]]:
+        """Remove ``.tmp-*`` files whose writer died, anywhere under the store's root.
+
+        Temporary names carry the writing process (host, pid, start time):
+        one of a dead process on this host is left behind at once, one of
+        another host after an hour untouched. Returns ``(path, left_behind,
+        reason)`` for each; left-behind ones are removed unless `dry_run`.
+        """
+        paths: builtins.list[str] = []
+        for directory, _dirs, files in os.walk(self._root):
+            paths += [os.path.join(directory, f) for f in files if f.startswith(".tmp-")]
+        return _files.sweep_temporary(paths, dry_run=dry_run)
+
     def sizes(self, keys: Iterable[str]) -> dict[str, int]:
         """One ``stat`` and one ``access`` per key; unreadable files count as absent."""
         found: dict[str, int] = {}
@@ -236,7 +249,7 @@ class PosixStore(StoredSizes):
         writeback is only started (`sync` waits for it).
         """
         directory = os.path.dirname(path)
-        tmp = os.path.join(directory, f".tmp-{secrets.token_hex(8)}")
+        tmp = os.path.join(directory, f".tmp-{_files.owned_tag()}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             try:

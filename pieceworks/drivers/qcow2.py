@@ -84,7 +84,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import socket
 import struct
@@ -168,6 +167,10 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
     def root(self) -> str:
         """The directory that holds the volumes (resolved)."""
         return self._root
+
+    def sweep_temporary(self, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
+        """Remove ``.incoming`` files whose writer died; see `FileDriver.sweep_temporary`."""
+        return _files.sweep_volume_root(self._root, dry_run=dry_run)
 
     def volume_path(self, volume_id: str) -> str:
         """Where volume `volume_id` lives: ``<root>/<volume-id>.qcow2``."""
@@ -267,7 +270,7 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
                 f" are whole {SECTOR}-byte sectors"
             )
         try:
-            tmp = self._path(".incoming", f"{volume_id}.{secrets.token_hex(8)}.qcow2", create=True)
+            tmp = self._path(".incoming", f"{volume_id}.{_files.owned_tag()}.qcow2", create=True)
         except OSError as exc:
             raise BackendError(f"cannot create volume {volume_id!r}: {exc}") from exc
         try:

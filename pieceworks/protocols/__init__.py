@@ -66,6 +66,7 @@ from pieceworks.protocols.object_store import (
 from pieceworks.protocols.offload import (
     IPullFromObjectStore,
     IPushToObjectStore,
+    ISealedOffload,
     PullFromObjectStore,
     PushToObjectStore,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "IObjectStore",
     "IPullFromObjectStore",
     "IPushToObjectStore",
+    "ISealedOffload",
     "IReplicateToPeer",
     "ISnapshot",
     "IStreamIn",

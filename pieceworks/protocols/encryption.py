@@ -86,10 +86,14 @@ class StoreKeys:
         """Derive both keys from a 32-byte master key (HKDF-SHA256)."""
         if len(master) != MASTER_KEY_BYTES:
             raise ValueError(f"a master key has {MASTER_KEY_BYTES} bytes, not {len(master)}")
+        return cls.from_keys(_hkdf(master, OBJECT_KEY_INFO), _hkdf(master, CHUNK_ID_KEY_INFO))
+
+    @classmethod
+    def from_keys(cls, object_key: bytes, chunk_id_key: bytes) -> StoreKeys:
+        """The keys themselves, as handed to a backend that offloads (sealed-offload)."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
 
-        object_key = _hkdf(master, OBJECT_KEY_INFO)
-        return cls(object_key, _hkdf(master, CHUNK_ID_KEY_INFO), AESGCM(object_key))
+        return cls(object_key, chunk_id_key, AESGCM(object_key))
 
     def chunk_id(self, data: bytes | bytearray | memoryview) -> str:
         """The keyed id of a chunk: hex HMAC-SHA256 of its plain bytes (64 hex digits)."""

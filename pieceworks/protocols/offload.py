@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from zope.interface import Interface, implementer, taggedValue
 
 from pieceworks.protocols._contract import restates
+from pieceworks.protocols.encryption import StoreKeys
 from pieceworks.protocols.values import ChunkRef, PushedVolume, Source, StoreSpec, VolumeRef
 
 __all__ = [
     "IPullFromObjectStore",
     "IPushToObjectStore",
+    "ISealedOffload",
     "PullFromObjectStore",
     "PushToObjectStore",
 ]
@@ -60,6 +62,41 @@ class IPullFromObjectStore(Interface):
         Verify each chunk's sha256 before writing it; on a mismatch raise
         `CorruptionError` with the chunk's offset and leave `target` as it
         was (no half-restored volume).
+        """
+
+
+class ISealedOffload(IPushToObjectStore, IPullFromObjectStore):
+    """The backend can push to and pull from an **encrypted** store itself (``sealed-offload``).
+
+    An extension of push- and pull-from-object-store (no published
+    capability changes): the manager hands the store's derived keys to the
+    backend with each call, and the backend writes and reads exactly the
+    objects of `pieceworks.protocols.encryption`: chunks named by
+    ``keys.chunk_id`` (keyed HMAC-SHA256), every object sealed with the
+    object key. The simplest way is to wrap the opened store in
+    `pieceworks.protocols.encrypted_store.EncryptedStore`. `keys` are
+    secret: never log, print or persist them, and drop them when the call
+    returns. A backend without this capability is not offered an encrypted
+    store; its backups stream through the manager instead.
+    """
+
+    taggedValue("capability", "sealed-offload")
+
+    def push_to_sealed_store(
+        source: Source, store: StoreSpec, chunk_size: int, codec: str, keys: StoreKeys
+    ) -> PushedVolume:
+        """As `IPushToObjectStore.push_to_store`, into the encrypted store `keys` open.
+
+        The `ChunkRef` digests returned are the keyed chunk ids.
+        """
+
+    def pull_from_sealed_store(
+        target: VolumeRef, size: int, store: StoreSpec, chunks: Sequence[ChunkRef], keys: StoreKeys
+    ) -> None:
+        """As `IPullFromObjectStore.pull_from_store`, from the encrypted store `keys` open.
+
+        Open each sealed object (authentication failure is `CorruptionError`
+        with the chunk's offset) and check the chunk against its keyed id.
         """
 
 

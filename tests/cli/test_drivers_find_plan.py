@@ -275,3 +275,36 @@ def test_check_driver_needs_a_class_or_a_backend(run: Run) -> None:
     out = run("check-driver")
     assert out.code == ExitCode.USAGE, out
     assert "MODULE:CLASS, or --backend NAME" in out.err
+
+
+def test_verify_against_source_names_what_a_lying_driver_left_out(
+    run: Run, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The ``omits`` driver's extents leave out the volume's last data: the backup
+    verifies OK from the store, and ``--against-source`` exits 4 naming the offset."""
+    volumes = tmp_path / "vols"
+    volumes.mkdir()
+    data = bytearray(1 << 20)
+    data[0:100] = b"a" * 100
+    data[(1 << 20) - 100 :] = b"z" * 100
+    (volumes / "v").write_bytes(bytes(data))
+    config = config_file(
+        tmp_path,
+        f'[backends.lab]\ndriver = "omits"\npath = "{volumes}"\n'
+        f'[stores.local]\ndriver = "posix"\npath = "{tmp_path / "store"}"\n'
+        '[engine]\npersistence = "memory://"\n',
+    )
+    plugins = with_plugins(env)
+    c = ["--config", str(config)]
+    made = run(*c, "backup", "--volume", "v", "--chunk-size", "64KiB", "--json", env=plugins)
+    assert made.code == 0, made
+    backup_id = made.json()["backup_id"]
+    plain = run(*c, "verify", backup_id, env=plugins)
+    assert plain.code == 0, plain
+    against = run(*c, "verify", backup_id, "--against-source", env=plugins)
+    assert against.code == ExitCode.CORRUPT, against
+    assert f"offset {(1 << 20) - (64 << 10)} (65536 bytes): a hole in the backup" in against.out
+    as_json = run(*c, "verify", backup_id, "--against-source", "--json", env=plugins)
+    assert as_json.code == ExitCode.CORRUPT
+    offsets = [d["offset"] for d in as_json.json()["differences"]]
+    assert offsets == [0, (1 << 20) - (64 << 10)]  # a non-sparse file: one extent, left out

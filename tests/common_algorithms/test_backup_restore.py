@@ -233,8 +233,8 @@ def test_abandon_undoes_an_interrupted_backup(failing: Failing, store: Store) ->
     request = _request(volume_id="vol", in_use=True, strategies=("snapshot-stream",))
     plan = plan_backup(backend, store, request)
     prefix = f"backup-{request.backup_id}"
-    TakeLease(backend, store, request, prefix).execute()
-    PrepareSource(backend, store, request, prefix).execute({"strategy": "snapshot-stream"})
+    lease = TakeLease(backend, store, request, prefix).execute()
+    PrepareSource(backend, store, request, prefix).execute({"strategy": "snapshot-stream"}, lease)
     assert driver.snapshots_alive("vol") and list(store.objects.list("leases/"))
     abandon_backup(backend, store, request, plan)
     abandon_backup(backend, store, request, plan)  # idempotent
@@ -249,7 +249,8 @@ def test_abandon_keeps_cleaning_after_an_error_and_reports_it(
     backend, driver = failing()
     put_volume(backend, "vol", mixed_data())
     request = _request(volume_id="vol", in_use=True)
-    TakeLease(backend, store, request, "x").execute()
+    lease = TakeLease(backend, store, request, "x").execute()
+    PrepareSource(backend, store, request, "x").execute({"strategy": "snapshot-stream"}, lease)
 
     def broken(snapshot: object) -> None:
         raise BackendError("snapshot store offline")

@@ -17,7 +17,6 @@ from pieceworks.common_algorithms import (
     verify,
 )
 from pieceworks.common_algorithms.copy import copy_backups
-from pieceworks.common_algorithms.encrypted_store import EncryptedStore
 from pieceworks.common_algorithms.keys import KdfParams, init_keys, unlock
 from pieceworks.common_algorithms.manifest import (
     BackupExists,
@@ -34,6 +33,7 @@ from pieceworks.protocols import (
     StoreSpec,
 )
 from pieceworks.protocols.chunks import chunk_key
+from pieceworks.protocols.encrypted_store import EncryptedStore
 from pieceworks.protocols.values import ObjectInfo
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
 from tests.fixtures.swift_server import SwiftServer

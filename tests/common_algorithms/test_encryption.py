@@ -19,7 +19,6 @@ from pieceworks.common_algorithms import (
     restore,
     verify,
 )
-from pieceworks.common_algorithms.encrypted_store import EncryptedStore, chunk_id_for
 from pieceworks.common_algorithms.keys import (
     KdfParams,
     KeyNotFound,
@@ -36,8 +35,9 @@ from pieceworks.common_algorithms.keys import (
 )
 from pieceworks.common_algorithms.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.protocols import CorruptionError, StoreSpec
+from pieceworks.protocols import ConfigError, CorruptionError, StoreSpec
 from pieceworks.protocols.chunks import chunk_key, digest_of
+from pieceworks.protocols.encrypted_store import EncryptedStore, chunk_id_for
 from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal, unseal
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
 
@@ -278,3 +278,10 @@ def test_offload_is_not_planned_into_an_encrypted_store(tmp_path: Path, failing:
 def test_chunk_ids_follow_the_store() -> None:
     """Plain stores keep sha256 ids (today's format stays readable and writable)."""
     assert chunk_id_for(PosixStore.__new__(PosixStore)) is digest_of
+
+
+def test_an_encrypted_store_is_never_written_in_clear(tmp_path: Path) -> None:
+    """A Store over an encrypted store's raw objects is refused: no plain chunk slips in."""
+    raw, _store = _encrypted(tmp_path / "vault")
+    with pytest.raises(ConfigError, match="store 'vault' is encrypted"):
+        Store("vault", raw, StoreSpec("vault", "posix", {"path": str(tmp_path / "vault")}))

@@ -22,7 +22,6 @@ from pieceworks.common_algorithms.gc import (
     lease_key,
     lease_renewed,
     release_lease,
-    renew_lease,
 )
 from pieceworks.common_algorithms.manifest import (
     Manifest,
@@ -146,9 +145,17 @@ def test_gc_defers_while_a_backup_holds_a_live_lease(store: PosixStore) -> None:
     assert collect_garbage(store).chunks_deleted == 1
 
 
-def test_a_stale_lease_is_ignored_reported_and_removed(store: PosixStore) -> None:
-    """A lease not renewed within the TTL (its backup died) does not block collection."""
-    acquire_lease(store, "crashed", wait_timeout=0)
+def put_remote_lease(store: PosixStore, backup_id: str) -> str:
+    """A lease as a backup running on another host writes (and re-writes to renew) it."""
+    key = lease_key(backup_id)
+    body = {"kind": "lease", "id": backup_id, "host": "otherhost", "pid": 4242, "token": "t1"}
+    store.put(key, json.dumps(body).encode())
+    return key
+
+
+def test_a_silent_remote_lease_is_ignored_reported_and_removed(store: PosixStore) -> None:
+    """A lease of another host not renewed within the TTL does not block collection."""
+    put_remote_lease(store, "crashed")
     lost = orphan(store, 11)
     time.sleep(0.3)
     report = collect_garbage(store, lease_ttl=0.2)
@@ -157,18 +164,30 @@ def test_a_stale_lease_is_ignored_reported_and_removed(store: PosixStore) -> Non
     assert list(store.list("leases/")) == []
 
 
-def test_a_renewed_lease_stays_live_beyond_the_ttl(store: PosixStore) -> None:
-    """A long backup renews its lease, so a collector keeps deferring to it."""
+def test_a_renewed_remote_lease_stays_live_beyond_the_ttl(store: PosixStore) -> None:
+    """A remote backup renews its lease, so a collector keeps deferring to it."""
     orphan(store, 12)
-    with backup_lease(store, "long", renew_every=0.05):
-        time.sleep(0.4)
-        assert collect_garbage(store, lease_ttl=0.2).deferred_by == ("long",)
-    acquire_lease(store, "split")
+    put_remote_lease(store, "split")
     time.sleep(0.3)
-    renew_lease(store, "split")
-    assert collect_garbage(store, lease_ttl=0.2).deferred_by == ("split",)
-    release_lease(store, "split")
-    release_lease(store, "split")  # idempotent
+    put_remote_lease(store, "split")  # its heartbeat
+    report = collect_garbage(store, lease_ttl=0.2)
+    assert report.deferred_by == ("split",)
+    assert "host otherhost pid 4242, remote, renewed 0 s ago" in report.describe_blockers()
+    time.sleep(0.3)
+    assert collect_garbage(store, lease_ttl=0.2).chunks_deleted == 1
+
+
+def test_a_lease_of_this_process_stays_live_whatever_its_age(store: PosixStore) -> None:
+    """On its own host a live owner is asked directly: no renewal needed, no TTL applies."""
+    orphan(store, 13)
+    lease = acquire_lease(store, "long")
+    time.sleep(0.3)
+    report = collect_garbage(store, lease_ttl=0.2)
+    assert report.deferred_by == ("long",) and report.blockers[0].state == "alive"
+    release_lease(store, "long", "another-token")  # not ours: kept
+    assert store.exists("leases/long")
+    release_lease(store, "long", lease.token)
+    release_lease(store, "long", lease.token)  # idempotent
     assert collect_garbage(store, lease_ttl=0.2).chunks_deleted == 1
 
 
@@ -298,13 +317,14 @@ def test_delete_during_a_backup_defers_the_collection(
 def test_a_lease_held_across_steps_is_renewed_while_a_step_runs(tmp_path: Path) -> None:
     """lease_renewed re-writes the lease periodically and stops when the block ends."""
     store = PosixStore(tmp_path / "store")
-    acquire_lease(store, "bk-long")
+    token = acquire_lease(store, "bk-long").token
     first = store.head("leases/bk-long").modified
-    with lease_renewed(store, "bk-long", every=0.05):
+    with lease_renewed(store, "bk-long", token, every=0.05):
         time.sleep(0.3)
     renewed = store.head("leases/bk-long").modified
     assert renewed > first
     time.sleep(0.2)
     assert store.head("leases/bk-long").modified == renewed
-    release_lease(store, "bk-long")
+    assert json.loads(store.get("leases/bk-long"))["token"] == token
+    release_lease(store, "bk-long", token)
     assert not store.exists("leases/bk-long")

@@ -190,10 +190,10 @@ def test_check_reads_an_encrypted_store_with_its_keyed_chunk_ids(
     file_backend: Backend, volumes: Path, tmp_path: Path
 ) -> None:
     """Chunks named by a keyed id (not sha256) are read and checked as such."""
-    from pieceworks.common_algorithms.encrypted_store import EncryptedStore  # noqa: PLC0415
     from pieceworks.common_algorithms.keys import KdfParams, init_keys, unlock  # noqa: PLC0415
     from pieceworks.drivers.posix_store import PosixStore  # noqa: PLC0415
     from pieceworks.protocols import StoreSpec  # noqa: PLC0415
+    from pieceworks.protocols.encrypted_store import EncryptedStore  # noqa: PLC0415
 
     raw = PosixStore(tmp_path / "vault")
     init_keys(raw, "correct horse", KdfParams(n=1 << 10))

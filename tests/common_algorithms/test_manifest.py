@@ -204,6 +204,44 @@ def test_an_existing_backup_is_never_overwritten(store: PosixStore) -> None:
     assert read_manifest(store, "b1") == first
 
 
+def test_writing_the_same_backup_again_is_success(store: PosixStore) -> None:
+    """A re-run write of an identical manifest (later `created`) succeeds; the stored one stays."""
+    first = make()
+    write_manifest(store, first)
+    stored = store.get("manifests/b1.json")
+    write_manifest(store, first)
+    write_manifest(store, make(created=first.created + 60.0))
+    assert store.get("manifests/b1.json") == stored
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"strategy": "offload"},
+        {"volume_id": "other-volume"},
+        {"stats": {"bytes_read": 1}},
+        {"incremental": False, "parent": None},
+    ],
+)
+def test_other_content_under_an_existing_id_is_refused(
+    store: PosixStore, change: dict[str, object]
+) -> None:
+    """Any field but `created` differing: BackupExists, and the stored manifest is untouched."""
+    write_manifest(store, make())
+    stored = store.get("manifests/b1.json")
+    with pytest.raises(BackupExists, match=r"backup 'b1' already exists .* other content"):
+        write_manifest(store, make("b1", 1_700_000_000.5, **change))
+    assert store.get("manifests/b1.json") == stored
+
+
+def test_a_damaged_manifest_under_the_id_is_never_replaced(store: PosixStore) -> None:
+    """An unreadable object under the id is not "the same backup": BackupExists, bytes kept."""
+    store.put("manifests/b1.json", b"{not json")
+    with pytest.raises(BackupExists):
+        write_manifest(store, make())
+    assert store.get("manifests/b1.json") == b"{not json"
+
+
 def test_a_missing_backup_is_named(store: PosixStore) -> None:
     """Reading an unknown id raises BackupNotFound with the id."""
     with pytest.raises(BackupNotFound, match="no backup 'nope'"):

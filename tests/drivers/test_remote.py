@@ -171,12 +171,13 @@ def request(volume_id: str, **kw: object) -> BackupRequest:
 
 
 def test_the_driver_provides_exactly_the_offload_capabilities() -> None:
-    """snapshot, push, pull, compress and replicate-to-peer; never stream-out or stream-in."""
+    """snapshot, push, pull (sealed too), compress, replicate-to-peer; never stream-out or -in."""
     names = {capability_name(i) for i in verify_driver(RemoteDriver, "remote")}
     assert names == {
         "snapshot",
         "push-to-object-store",
         "pull-from-object-store",
+        "sealed-offload",
         "compress",
         "replicate-to-peer",
     }
@@ -188,6 +189,7 @@ def test_the_driver_provides_exactly_the_offload_capabilities() -> None:
         "pull-from-object-store",
         "push-to-object-store",
         "replicate-to-peer",
+        "sealed-offload",
         "snapshot",
     )
 

@@ -102,6 +102,7 @@ def test_the_driver_also_replicates_to_a_peer() -> None:
         "snapshot",
         "push-to-object-store",
         "pull-from-object-store",
+        "sealed-offload",
         "compress",
         "replicate-to-peer",
     }

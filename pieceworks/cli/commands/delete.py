@@ -2,8 +2,9 @@
 
 Delete removes the manifest first (the backup stops existing at once), then
 collects the chunks no other backup references. Collection never races a
-backup in progress: while one holds a lease it is deferred, and the report
-says which backups deferred it.
+backup in progress: while one holds a lease it is deferred, the report
+says which backups deferred it (owner, alive or not, age) and the command
+exits 75 (`ExitCode.DEFERRED`), so that a cron job notices.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     )
     if outcome.deferred_by:
         line += (
-            "; chunk collection deferred by backups in progress:"
-            f" {', '.join(outcome.deferred_by)} (run `pieceworks gc` later)"
+            f"; chunk collection deferred by backups in progress: {outcome.blockers}"
+            " (run `pieceworks gc` later)"
         )
+        ctx.out.result(line)
+        return ExitCode.DEFERRED
     ctx.out.result(line)
     return ExitCode.OK
 
@@ -50,27 +53,17 @@ def run_gc(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     with sigint_ignored():
         report = collect_garbage(store.objects, dry_run=args.dry_run)
-    ctx.out.data(
-        {
-            "store": store.name,
-            "dry_run": report.dry_run,
-            "manifests": report.manifests,
-            "chunks_referenced": report.chunks_referenced,
-            "chunks_deleted": report.chunks_deleted,
-            "bytes_freed": report.bytes_freed,
-            "deferred_by": list(report.deferred_by),
-            "stale_markers": list(report.stale_markers),
-        }
-    )
+    ctx.out.data(report.to_dict(store.name))
     if report.deferred:
         ctx.out.result(
-            f"garbage collection deferred: backups in progress: {', '.join(report.deferred_by)}"
+            f"garbage collection deferred: backups in progress: {report.describe_blockers()}."
+            " Nothing was removed; run `pieceworks gc` again later"
         )
-    else:
-        verb = "would remove" if report.dry_run else "removed"
-        ctx.out.result(
-            f"{verb} {report.chunks_deleted} unreferenced chunk objects"
-            f" ({human_bytes(report.bytes_freed)}); {report.manifests} backups reference"
-            f" {report.chunks_referenced} chunks"
-        )
+        return ExitCode.DEFERRED
+    verb = "would remove" if report.dry_run else "removed"
+    ctx.out.result(
+        f"{verb} {report.chunks_deleted} unreferenced chunk objects"
+        f" ({human_bytes(report.bytes_freed)}); {report.manifests} backups reference"
+        f" {report.chunks_referenced} chunks"
+    )
     return ExitCode.OK

@@ -73,8 +73,10 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
     )
     if report.deferred:
         line += (
-            "; chunk collection deferred by backups in progress:"
-            f" {', '.join(report.deferred_by)} (run `pieceworks prune` later)"
+            f"; chunk collection deferred by backups in progress: {report.describe_blockers()}"
+            " (run `pieceworks prune` later)"
         )
+        ctx.out.result(line)
+        return ExitCode.DEFERRED
     ctx.out.result(line)
     return ExitCode.OK

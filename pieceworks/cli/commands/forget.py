@@ -42,7 +42,13 @@ prune`). --dry-run shows the decisions and removes nothing. A manifest that
 cannot be read stops forget before anything is removed (exit 4).
 
 example: pieceworks forget --keep-last 3 --keep-daily 7 --keep-weekly 4 --prune"""
-CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED)
+CODES = (
+    ExitCode.FAILED,
+    ExitCode.NOT_FOUND,
+    ExitCode.CORRUPT,
+    ExitCode.DEFERRED,
+    ExitCode.INTERRUPTED,
+)
 
 _RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
@@ -104,6 +110,7 @@ def gc_dict(store: str, report: GCReport) -> dict[str, Any]:
         "chunks_deleted": report.chunks_deleted,
         "bytes_freed": report.bytes_freed,
         "deferred_by": list(report.deferred_by),
+        "blockers": [m.to_dict() for m in report.blockers],
         "stale_markers": list(report.stale_markers),
     }
 
@@ -192,9 +199,11 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
             summary += "; their chunks are freed by `pieceworks prune`"
     elif gc_report.deferred:
         summary += (
-            "; garbage collection deferred: backups in progress:"
-            f" {', '.join(gc_report.deferred_by)} (run `pieceworks prune` later)"
+            f"; garbage collection deferred: backups in progress: {gc_report.describe_blockers()}"
+            " (run `pieceworks prune` later)"
         )
+        ctx.out.result(summary)
+        return ExitCode.DEFERRED
     else:
         summary += (
             f"; pruned {gc_report.chunks_deleted} unreferenced chunk objects"

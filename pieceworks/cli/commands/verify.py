@@ -42,6 +42,8 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
     ``--no-quarantine`` is given.
     """
     store = ctx.store()
+    if args.against_source:
+        return _against_source(args, ctx)
     with ctx.progress(f"verify {args.backup_id}") as progress:
         try:
             outcome = verify(
@@ -59,3 +61,27 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.data(outcome.to_dict())
     ctx.out.result(report(outcome))
     return ExitCode.OK if outcome.ok else ExitCode.FAILED
+
+
+def _against_source(args: argparse.Namespace, ctx: Context) -> int:
+    """``verify --against-source``: compare with the volume; exit 4 on a difference."""
+    # Imported here, like every command's algorithms.
+    from pieceworks.common_algorithms.against_source import compare_with_source  # noqa: PLC0415
+    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
+
+    store = ctx.store()
+    backend = ctx.backend(args.backend or read_manifest(store.objects, args.backup_id).backend)
+    found = compare_with_source(backend, store, args.backup_id)
+    ctx.out.data(found.to_dict())
+    head = (
+        f"backup {found.backup_id} against volume {found.volume_id} of backend"
+        f" {found.backend}{' (from a temporary snapshot)' if found.snapshot else ''}:"
+        f" {found.chunks_compared} chunks ({human_bytes(found.bytes_compared)}) compared"
+    )
+    if found.ok:
+        ctx.out.result(f"{head}: identical")
+        return ExitCode.OK
+    lines = [f"{head}: {len(found.differences)} difference(s)"]
+    lines += [f"  offset {d.offset} ({d.length} bytes): {d.reason}" for d in found.differences]
+    ctx.out.result("\n".join(lines))
+    return ExitCode.CORRUPT

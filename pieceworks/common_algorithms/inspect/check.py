@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pieceworks.common_algorithms.encrypted_store import chunk_id_for
 from pieceworks.common_algorithms.manifest import Manifest, list_backup_ids, read_manifest
 from pieceworks.protocols import (
     BackupNotFound,
@@ -34,6 +33,7 @@ from pieceworks.protocols import (
     PieceworksError,
 )
 from pieceworks.protocols.chunks import chunk_key, decode_chunk
+from pieceworks.protocols.encrypted_store import chunk_id_for
 
 __all__ = ["CheckProblem", "CheckReport", "Subset", "check_store", "parse_subset"]
 

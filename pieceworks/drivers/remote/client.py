@@ -60,10 +60,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
+from zope.interface import implementer
+
 from pieceworks.drivers.remote.protocol import (
     NDJSON,
     Peer,
     chunks_to_json,
+    keys_to_json,
     peer_to_json,
     protocol_error,
     pushed_from_json,
@@ -90,6 +93,8 @@ from pieceworks.protocols import (
     VolumeRef,
     validate_id,
 )
+from pieceworks.protocols.encryption import StoreKeys
+from pieceworks.protocols.offload import ISealedOffload
 
 __all__ = ["DEFAULT_TIMEOUT", "RemoteDriver", "protocol_error"]
 
@@ -159,6 +164,7 @@ class _Connection(http.client.HTTPConnection):
         self.sock = cast(socket.socket, _CountingSocket(self.sock, self._count))
 
 
+@implementer(ISealedOffload)
 class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, ReplicateToPeer):
     """A backend whose volumes live in a remote target process (see the module doc).
 
@@ -260,17 +266,28 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, R
     def push_to_store(
         self, source: Source, store: StoreSpec, chunk_size: int, codec: str
     ) -> PushedVolume:
+        return self._push(source, store, chunk_size, codec, None)
+
+    def push_to_sealed_store(
+        self, source: Source, store: StoreSpec, chunk_size: int, codec: str, keys: StoreKeys
+    ) -> PushedVolume:
+        """sealed-offload: the target seals what it writes (keys travel in the request body)."""
+        return self._push(source, store, chunk_size, codec, keys)
+
+    def _push(
+        self, source: Source, store: StoreSpec, chunk_size: int, codec: str, keys: StoreKeys | None
+    ) -> PushedVolume:
         snapshot_id = source.snapshot_id if isinstance(source, SnapshotRef) else None
+        body: dict[str, Any] = {
+            "source": {"volume_id": source.volume_id, "snapshot_id": snapshot_id},
+            "store": spec_to_json(store),
+            "chunk_size": chunk_size,
+            "codec": codec,
+        }
+        if keys is not None:
+            body["keys"] = keys_to_json(keys)
         out = self._call(
-            "POST",
-            "/v1/push",
-            {
-                "source": {"volume_id": source.volume_id, "snapshot_id": snapshot_id},
-                "store": spec_to_json(store),
-                "chunk_size": chunk_size,
-                "codec": codec,
-            },
-            what=f"push {_describe(source)} to store {store.name!r}",
+            "POST", "/v1/push", body, what=f"push {_describe(source)} to store {store.name!r}"
         )
         try:
             return pushed_from_json(out)
@@ -280,15 +297,39 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, R
     def pull_from_store(
         self, target: VolumeRef, size: int, store: StoreSpec, chunks: Sequence[ChunkRef]
     ) -> None:
+        self._pull(target, size, store, chunks, None)
+
+    def pull_from_sealed_store(
+        self,
+        target: VolumeRef,
+        size: int,
+        store: StoreSpec,
+        chunks: Sequence[ChunkRef],
+        keys: StoreKeys,
+    ) -> None:
+        """sealed-offload: the target opens what it reads (keys travel in the request body)."""
+        self._pull(target, size, store, chunks, keys)
+
+    def _pull(
+        self,
+        target: VolumeRef,
+        size: int,
+        store: StoreSpec,
+        chunks: Sequence[ChunkRef],
+        keys: StoreKeys | None,
+    ) -> None:
+        body: dict[str, Any] = {
+            "target": {"volume_id": target.volume_id},
+            "size": size,
+            "store": spec_to_json(store),
+            "chunks": chunks_to_json(chunks),
+        }
+        if keys is not None:
+            body["keys"] = keys_to_json(keys)
         self._call(
             "POST",
             "/v1/pull",
-            {
-                "target": {"volume_id": target.volume_id},
-                "size": size,
-                "store": spec_to_json(store),
-                "chunks": chunks_to_json(chunks),
-            },
+            body,
             what=f"pull volume {target.volume_id!r} from store {store.name!r}",
         )
 

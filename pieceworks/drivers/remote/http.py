@@ -189,6 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
             options = body["store"].get("options")
             if isinstance(options, dict):
                 self._secrets += secret_values({str(k): str(v) for k, v in options.items()})
+        if isinstance(body.get("keys"), dict):
+            self._secrets += [str(v) for v in body["keys"].values()]
         if isinstance(body.get("peer"), dict):
             token = body["peer"].get("token")
             if isinstance(token, str) and token:

@@ -63,6 +63,7 @@ a peer's token.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -94,6 +95,7 @@ from pieceworks.protocols import (
     UnsupportedCodec,
     VolumeNotFound,
 )
+from pieceworks.protocols.encryption import StoreKeys
 
 API_VERSION: Final = 1
 #: While a long operation runs, the target writes a line at least this often.
@@ -143,6 +145,30 @@ def spec_from_json(value: object) -> StoreSpec:
     ):
         raise ValueError("store options: expected an object of strings")
     return StoreSpec(str(value.get("name", "")), str(value.get("driver", "")), options)
+
+
+def keys_to_json(keys: StoreKeys) -> dict[str, str]:
+    """An encrypted store's derived keys for a sealed push or pull (base64; secret)."""
+    return {
+        "object_key": base64.b64encode(keys.object_key).decode("ascii"),
+        "chunk_id_key": base64.b64encode(keys.chunk_id_key).decode("ascii"),
+    }
+
+
+def keys_from_json(value: object) -> StoreKeys | None:
+    """The keys `keys_to_json` sent, or None when the request carries none (a plain store)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("keys: expected {object_key, chunk_id_key}")
+    try:
+        object_key = base64.b64decode(str(value["object_key"]), validate=True)
+        chunk_id_key = base64.b64decode(str(value["chunk_id_key"]), validate=True)
+    except (KeyError, ValueError) as exc:
+        raise ValueError("keys: expected base64 object_key and chunk_id_key") from exc
+    if len(object_key) != 32 or len(chunk_id_key) != 32:
+        raise ValueError("keys: each key has 32 bytes")
+    return StoreKeys.from_keys(object_key, chunk_id_key)
 
 
 def chunks_to_json(chunks: Iterable[ChunkRef]) -> list[list[object]]:

@@ -26,6 +26,7 @@ from pieceworks.drivers.remote.protocol import (
     PIECE,
     TARGET_CODECS,
     chunks_from_json,
+    keys_from_json,
     peer_from_json,
     pushed_to_json,
     spec_from_json,
@@ -54,6 +55,10 @@ from pieceworks.protocols import (
 from pieceworks.protocols.chunks import (
     is_zero,
 )
+from pieceworks.protocols.encrypted_store import EncryptedStore
+from pieceworks.protocols.encryption import StoreKeys
+from pieceworks.protocols.object_store import IObjectStore
+from pieceworks.protocols.values import StoreSpec
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +188,9 @@ class TargetService:
         chunk_size, codec = _int(body, "chunk_size"), _str(body, "codec")
         check_chunking(chunk_size, codec)
         started = time.monotonic()
+        store = _opened(spec, keys_from_json(body.get("keys")))
         pushed = push_volume(
-            self.driver, source, open_store(spec), chunk_size, codec, threads=self.threads, job=job
+            self.driver, source, store, chunk_size, codec, threads=self.threads, job=job
         )
         log.info(
             "push %s -> store %r (%s, %s): %d chunks, %d bytes read, %d written, %.2f s",
@@ -209,9 +215,8 @@ class TargetService:
         size, chunks = _int(body, "size"), chunks_from_json(body.get("chunks"))
         check_layout(size, chunks)
         started = time.monotonic()
-        written = pull_volume(
-            self.driver, ref, size, open_store(spec), chunks, threads=self.threads, job=job
-        )
+        store = _opened(spec, keys_from_json(body.get("keys")))
+        written = pull_volume(self.driver, ref, size, store, chunks, threads=self.threads, job=job)
         log.info(
             "pull store %r (%s) -> %s: %d chunks, %d bytes written, %.2f s",
             spec.name,
@@ -279,3 +284,9 @@ def _is_id(name: str) -> bool:
 
 
 # -- HTTP --------------------------------------------------------------------------
+
+
+def _opened(spec: StoreSpec, keys: StoreKeys | None) -> IObjectStore:
+    """The store `spec` names, sealed with `keys` when the manager sent them (sealed-offload)."""
+    store = open_store(spec)
+    return store if keys is None else EncryptedStore(store, keys)

@@ -63,10 +63,10 @@ from pieceworks.protocols.chunks import (
     chunk_key,
     codec_of,
     decode_chunk,
-    digest_of,
     encode_chunk,
     is_zero,
 )
+from pieceworks.protocols.encrypted_store import chunk_id_for
 
 log = logging.getLogger(__name__)
 _ZERO_PIECE = bytes(PIECE)
@@ -109,6 +109,7 @@ class _Push:
 
     def __init__(self, store: IObjectStore, codec: str) -> None:
         self.store, self.codec = store, codec
+        self.chunk_id = chunk_id_for(store)
         self.lock = threading.Lock()
         self.known: dict[str, tuple[str, int]] = {}
         self.inflight: dict[str, threading.Event] = {}
@@ -123,7 +124,7 @@ class _Push:
         plain = buffer if length == len(buffer) else buffer[:length]
         if is_zero(plain):
             return None
-        digest = digest_of(plain)
+        digest = self.chunk_id(plain)
         with self.lock:
             hit = self.known.get(digest)
             other = self.inflight.get(digest) if hit is None else None
@@ -154,9 +155,12 @@ class _Push:
             existing = self.store.get(key)
         except ObjectNotFound:
             existing = None
+        except CorruptionError as exc:  # a sealed object that fails to open
+            log.warning("replacing a damaged chunk object %s: %s", key, exc)
+            existing = None
         if existing is not None:
             try:
-                decode_chunk(existing, digest, len(plain), offset)
+                decode_chunk(existing, digest, len(plain), offset, self.chunk_id)
                 return codec_of(existing), len(existing)
             except CorruptionError as exc:
                 log.warning("replacing a damaged chunk object %s: %s", key, exc)
@@ -245,7 +249,11 @@ def _fetch(store: IObjectStore, ref: ChunkRef) -> bytes:
         raise CorruptionError(
             f"chunk {ref.digest} at offset {ref.offset} is missing from the store", ref.offset
         ) from None
-    return decode_chunk(stored, ref.digest, ref.length, ref.offset)
+    except CorruptionError as exc:  # a sealed object that fails to open
+        raise CorruptionError(
+            f"chunk {ref.digest} at offset {ref.offset}: {exc}", ref.offset
+        ) from exc
+    return decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id_for(store))
 
 
 def pull_volume(

@@ -34,10 +34,12 @@ from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal, un
 from pieceworks.protocols.object_store import StoredSizes, stored_sizes
 from pieceworks.protocols.values import ObjectInfo
 
-__all__ = ["CLEAR_PREFIXES", "EncryptedStore", "as_stored", "chunk_id_for"]
+__all__ = ["CLEAR_PREFIXES", "KEYS_PREFIX", "EncryptedStore", "as_stored", "chunk_id_for"]
 
+#: Where an encrypted store keeps its key files; a store with one is encrypted.
+KEYS_PREFIX: Final = "keys/"
 #: Objects kept in clear in an encrypted store (see the module docstring).
-CLEAR_PREFIXES: Final = ("keys/", "leases/", "locks/")
+CLEAR_PREFIXES: Final = (KEYS_PREFIX, "leases/", "locks/")
 
 
 class EncryptedStore(StoredSizes):

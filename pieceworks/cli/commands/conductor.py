@@ -1,0 +1,98 @@
+"""``pieceworks conductor``: claim and run posted jobs with this host's backends and stores."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+
+from pieceworks.cli.config import Config
+from pieceworks.cli.context import Context
+from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.execution.board import jobboard_conf
+from pieceworks.execution.conductor import EventSink, run_conductor
+from pieceworks.execution.metrics import ConductorMetrics
+from pieceworks.protocols import ConfigError
+
+__all__ = ["jobs_locations", "resolver", "run_conductor_command"]
+
+
+def jobs_locations(args: argparse.Namespace, config: Config) -> tuple[str, str]:
+    """The jobboard and persistence URLs: the options, else ``[jobs]``; `ConfigError` if none."""
+    jobboard = getattr(args, "jobboard", None) or config.jobs.jobboard
+    persistence = getattr(args, "persistence", None) or config.jobs.persistence
+    if not jobboard:
+        raise ConfigError("no jobboard: give --jobboard redis://... or set [jobs] jobboard")
+    if not persistence:
+        raise ConfigError("no persistence: give --persistence URL or set [jobs] persistence")
+    return jobboard, persistence
+
+
+def resolver(config: Config) -> Any:
+    """The host's configuration as a job flow factory's `resolve` (kind, name → description)."""
+
+    def resolve(kind: str, name: str) -> Mapping[str, Any]:
+        section = config.backend(name) if kind == "backend" else config.store(name)
+        return {"name": section.name, "driver": section.driver, "options": dict(section.options)}
+
+    return resolve
+
+
+def _event_writer(stream: IO[str]) -> EventSink:
+    lock = threading.Lock()
+
+    def write(event: dict[str, Any]) -> None:
+        line = json.dumps({**event, "t": time.time()}, sort_keys=True)
+        with lock:
+            stream.write(line + "\n")
+            stream.flush()
+
+    return write
+
+
+def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
+    """Run a conductor until SIGTERM/Ctrl-C or --max-dispatches jobs; exit 0."""
+    config = ctx.config
+    jobboard, persistence = jobs_locations(args, config)
+    conf = jobboard_conf(jobboard)
+    expiry = args.claim_expiry or config.jobs.claim_expiry
+    if expiry is not None:
+        conf["claim_expiry"] = expiry
+    serve = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None
+    for name in serve or ():
+        config.backend(name)  # an unknown name is an error at once, not a silent idle
+    name = args.name or f"conductor-{socket.gethostname()}-{os.getpid()}"
+    with contextlib.ExitStack() as stack:
+        events = None
+        if args.events:
+            events = _event_writer(stack.enter_context(open(args.events, "a", encoding="utf-8")))
+        metrics = None
+        if args.metrics_port is not None:
+            metrics = ConductorMetrics()
+            port = metrics.serve(args.metrics_port, args.metrics_addr)
+            ctx.out.note(f"metrics on http://{args.metrics_addr}:{port}/metrics")
+            if events is not None:
+                events({"event": "metrics", "port": port, "who": name})
+        run_conductor(
+            name,
+            conf,
+            persistence,
+            max_dispatches=args.max_dispatches,
+            engine=args.engine,
+            wait_timeout=args.wait_timeout,
+            events=events,
+            stop_on_signals=(signal.SIGTERM, signal.SIGINT),
+            resolve=resolver(config),
+            serve=serve,
+            mask=ctx.out.masker.text,
+            keep_finished=config.jobs.keep_finished,
+            metrics=metrics,
+        )
+    return ExitCode.OK
