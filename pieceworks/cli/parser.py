@@ -764,8 +764,10 @@ def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         summary="post a restore",
         description="Post a job restoring BACKUP_ID into --volume ID.",
     )
-    post_restore.add_argument("backup_id", metavar="BACKUP_ID")
-    post_restore.add_argument("--volume", metavar="ID", required=True, help="target volume")
+    post_restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    post_restore.add_argument(
+        "--volume", metavar="ID", type=id_type("volume id"), required=True, help="target volume"
+    )
     for parser in (post_backup, post_restore):
         _jobs_location_options(parser)
         parser.add_argument("--priority", choices=PRIORITIES, default="normal")
