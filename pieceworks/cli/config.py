@@ -212,6 +212,10 @@ def _parse(path: Path) -> dict[str, object]:
         raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(
+            f"configuration file {path}: arrays or tables nested too deeply"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         line, col = getattr(exc, "lineno", None), getattr(exc, "colno", None)

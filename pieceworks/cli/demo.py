@@ -276,7 +276,7 @@ def _run(ctx: Context, where: Path, size: int) -> int:
         back = restore(
             backend,
             store,
-            RestoreRequest(incr.backup_id, RESTORED),
+            RestoreRequest(incr.backup_id, RESTORED, overwrite=True),  # the demo's own volume
             options=options,
             progress=progress,
         )

@@ -22,6 +22,7 @@ from pieceworks.protocols import (
     NotFound,
     StoreNotFound,
     UnsupportedCodec,
+    VolumeExists,
 )
 
 __all__ = ["ALL", "CliError", "ExitCode", "code_for", "epilog"]
@@ -86,7 +87,7 @@ def code_for(exc: BaseException) -> ExitCode:
         exc, DriverNotFound | ConfigError | InvalidName | UnsupportedCodec | FailpointSpecError
     ):
         return ExitCode.USAGE
-    if isinstance(exc, InvalidDriver):
+    if isinstance(exc, InvalidDriver | VolumeExists):  # VolumeExists: asks for --overwrite
         return ExitCode.USAGE
     if isinstance(exc, BackendNotFound | StoreNotFound | NotFound):
         return ExitCode.NOT_FOUND

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Sequence
 from pieceworks.cli.commands import copy, key
 from pieceworks.cli.commands._select import add_filter_options, label
 from pieceworks.cli.exit_codes import ExitCode, epilog
+from pieceworks.cli.ids import id_type
 
-__all__ = ["CODECS", "build_parser", "parse_size"]
+__all__ = ["CODECS", "build_parser", "id_type", "parse_size"]
 
 #: The chunk codecs ``--codec`` offers (pieceworks.protocols.chunks.CODECS).
 CODECS = ("zstd", "zlib", "none")
@@ -82,10 +83,18 @@ def _common_options(suppress: bool) -> argparse.ArgumentParser:
         " ~/.config/pieceworks/pieceworks.toml if it exists)",
     )
     group.add_argument(
-        "--backend", metavar="NAME", default=default(None), help="configured backend to use"
+        "--backend",
+        metavar="NAME",
+        type=id_type("backend name"),
+        default=default(None),
+        help="configured backend to use",
     )
     group.add_argument(
-        "--store", metavar="NAME", default=default(None), help="configured store to use"
+        "--store",
+        metavar="NAME",
+        type=id_type("store name"),
+        default=default(None),
+        help="configured store to use",
     )
     group.add_argument(
         "--password-file",
@@ -169,7 +178,13 @@ class _Builder:
 
 def _backup_request_options(parser: argparse.ArgumentParser) -> None:
     """The options that make a backup request (``backup`` and ``plan backup``)."""
-    parser.add_argument("--volume", metavar="ID", required=True, help="the volume to back up")
+    parser.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        required=True,
+        help="the volume to back up",
+    )
     parser.add_argument(
         "--in-use",
         action="store_true",
@@ -200,15 +215,38 @@ def _backup_request_options(parser: argparse.ArgumentParser) -> None:
 def _replicate_request_options(parser: argparse.ArgumentParser) -> None:
     """The options that make a replication request (``replicate``, ``plan replicate``)."""
     parser.add_argument(
-        "--from-backend", metavar="A", required=True, help="the backend holding the volume"
+        "--from-backend",
+        metavar="A",
+        type=id_type("backend name"),
+        required=True,
+        help="the backend holding the volume",
     )
-    parser.add_argument("--volume", metavar="V", required=True, help="the volume to copy")
-    parser.add_argument("--to-backend", metavar="B", required=True, help="the backend to copy to")
     parser.add_argument(
-        "--to-volume", metavar="W", help="the volume to create or replace (default: V)"
+        "--volume", metavar="V", type=id_type("volume id"), required=True, help="the volume to copy"
     )
     parser.add_argument(
-        "--snapshot", metavar="S", help="copy this existing snapshot of V (it is kept)"
+        "--to-backend",
+        metavar="B",
+        type=id_type("backend name"),
+        required=True,
+        help="the backend to copy to",
+    )
+    parser.add_argument(
+        "--to-volume",
+        metavar="W",
+        type=id_type("target volume id"),
+        help="the volume to create (default: V); an existing one only with --overwrite",
+    )
+    parser.add_argument(
+        "--snapshot",
+        metavar="S",
+        type=id_type("snapshot id"),
+        help="copy this existing snapshot of V (it is kept)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace W if it exists (the report gives its old and new size)",
     )
     parser.add_argument(
         "--in-use",
@@ -270,25 +308,35 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         "restore_file:run_restore_command",
         summary="restore a backup into a volume, a file or a block device",
         description=(
-            "Restore BACKUP_ID into --volume ID of the backend, created or replaced\n"
-            "(default: the volume the backup was taken of). Every chunk is checked\n"
-            "against its sha256 before it is written; the volume is replaced only when\n"
-            "the whole restore succeeded.\n\n"
+            "Restore BACKUP_ID into a new volume of the backend: --volume ID, or by default\n"
+            "<volume>-from-<BACKUP_ID> (its name is printed). A volume that exists, the\n"
+            "backup's own included, is replaced only with --overwrite (else exit 2), and\n"
+            "then the report gives its old and new size. Every chunk is checked against\n"
+            "its sha256 before it is written; the volume is written only when the whole\n"
+            "restore succeeded.\n\n"
             "--to-file PATH restores into a local file instead (sparse: holes are not\n"
             "written; it appears whole or not at all) or into a block device (written in\n"
             "place, holes as zeros). An existing PATH is refused unless --overwrite."
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
-    restore.add_argument("backup_id", metavar="BACKUP_ID")
-    restore.add_argument("--volume", metavar="ID", help="target volume (default: the backup's)")
+    restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    restore.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        help="target volume (default: a new one, <volume>-from-<BACKUP_ID>)",
+    )
     restore.add_argument(
         "--to-file",
         metavar="PATH",
         help="restore into this local file or block device instead of a backend volume",
     )
     restore.add_argument(
-        "--overwrite", action="store_true", help="with --to-file: replace an existing PATH"
+        "--overwrite",
+        action="store_true",
+        help="replace the target volume (or --to-file PATH) if it exists; the report says"
+        " the old and new size",
     )
 
     verify = b.add(
@@ -310,7 +358,7 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, _INTERRUPTED),
     )
-    verify.add_argument("backup_id", metavar="BACKUP_ID")
+    verify.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
     verify.add_argument(
         "--against-source",
         action="store_true",
@@ -386,7 +434,7 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         ),
         codes=(_FAILED, _NOT_FOUND, _CORRUPT, ExitCode.DEFERRED, _INTERRUPTED),
     )
-    delete.add_argument("backup_ids", metavar="BACKUP_ID", nargs="+")
+    delete.add_argument("backup_ids", metavar="BACKUP_ID", nargs="+", type=id_type("backup id"))
 
     gc = b.add(
         sub,
@@ -470,8 +518,13 @@ def _planning(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPars
         description="Show the restore plan of BACKUP_ID into --volume (default: its volume).",
         codes=codes,
     )
-    plan_restore.add_argument("backup_id", metavar="BACKUP_ID")
-    plan_restore.add_argument("--volume", metavar="ID", help="target volume (default: its own)")
+    plan_restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    plan_restore.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        help="target volume (default: a new one, as restore picks)",
+    )
     _plan_output_options(plan_restore)
     plan_replicate = b.add(
         operations,
@@ -711,8 +764,10 @@ def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         summary="post a restore",
         description="Post a job restoring BACKUP_ID into --volume ID.",
     )
-    post_restore.add_argument("backup_id", metavar="BACKUP_ID")
-    post_restore.add_argument("--volume", metavar="ID", required=True, help="target volume")
+    post_restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    post_restore.add_argument(
+        "--volume", metavar="ID", type=id_type("volume id"), required=True, help="target volume"
+    )
     for parser in (post_backup, post_restore):
         _jobs_location_options(parser)
         parser.add_argument("--priority", choices=PRIORITIES, default="normal")

@@ -133,7 +133,7 @@ class Manifest:
         if (
             not isinstance(self.created, int | float)
             or isinstance(self.created, bool)
-            or not math.isfinite(self.created)
+            or not _finite(self.created)
         ):
             raise ValueError(f"manifest created must be a number, not {self.created!r}")
         if not isinstance(self.strategy, str) or not self.strategy:
@@ -440,6 +440,14 @@ def _canonical(obj: object) -> bytes:
 def _refuse_constant(name: str) -> object:
     """JSON's non-standard NaN, Infinity and -Infinity are damage, not numbers."""
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(number: float) -> bool:
+    """Whether `number` is a finite float (an int too large for a float is not)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _is_int(value: object) -> bool:

@@ -50,6 +50,7 @@ from pieceworks.common_algorithms.fallback import StrategyFallback
 from pieceworks.common_algorithms.plan import Plan
 from pieceworks.common_algorithms.planning import plan_backup, plan_replicate, plan_restore
 from pieceworks.common_algorithms.replicate import (
+    CheckReplicaTarget,
     CopyVolume,
     PrepareReplicaSource,
     ReleaseReplicaSource,
@@ -163,9 +164,15 @@ class ResolveRestore(_Resolve):
         self.backend, self.store = backend, store
 
     def execute(
-        self, backup_id: str, volume_id: str, strategies: Sequence[str] | None = None
+        self,
+        backup_id: str,
+        volume_id: str,
+        strategies: Sequence[str] | None = None,
+        overwrite: bool = False,
     ) -> tuple[dict[str, Any], dict[str, object]]:
-        request = RestoreRequest(backup_id, volume_id, **_strategies(strategies))
+        request = RestoreRequest(
+            backup_id, volume_id, overwrite=bool(overwrite), **_strategies(strategies)
+        )
         return self._answer(request, plan_restore(self.backend, self.store, request))
 
 
@@ -186,13 +193,14 @@ class ResolveReplicate(_Resolve):
     def execute(
         self,
         volume_id: str,
-        target_volume_id: str = "",
+        target_volume_id: str | None = None,
         snapshot_id: str | None = None,
         in_use: bool = False,
         force: bool = False,
         chunk_size: int | None = None,
         strategies: Sequence[str] | None = None,
         operation_id: str | None = None,
+        overwrite: bool = False,
     ) -> tuple[dict[str, Any], dict[str, object]]:
         extra: dict[str, Any] = _strategies(strategies)
         if chunk_size is not None:
@@ -204,6 +212,7 @@ class ResolveReplicate(_Resolve):
             in_use=bool(in_use),
             force=bool(force),
             operation_id=operation_id or new_operation_id(),
+            overwrite=bool(overwrite),
             **extra,
         )
         plan = plan_replicate(self.source, self.target, self.store, request)
@@ -326,7 +335,7 @@ def restore_piece(
     """The restore flow of a registry piece; provides ``<ns>.result`` with ``plan``."""
     placeholder = RestoreRequest("placeholder", "placeholder")
     check: OnRequest[RestoreRequest] = OnRequest(
-        lambda r: CheckBackup(store, r, ns), placeholder, ns
+        lambda r: CheckBackup(backend, store, r, ns), placeholder, ns
     )
     volume: OnRequest[RestoreRequest] = OnRequest(
         lambda r: RestoreVolume(backend, store, r, ns), placeholder, ns, with_plan=True
@@ -361,6 +370,7 @@ def replicate_piece(
 
     return linear_flow.Flow(ns).add(
         ResolveReplicate(source, target, store, ns, fixed),
+        on(CheckReplicaTarget),
         linear_flow.Flow(
             f"{ns}.strategies",
             retry=PlannedFallback(f"{ns}.fallback", f"{ns}.attempt", f"{ns}.plan"),

@@ -9,7 +9,9 @@ through the manager, sparse-aware, hashed end to end) and ``via-store``
 wire-length backends no byte crosses the manager). The source is read from
 a temporary snapshot when it is in use (or from the snapshot asked for). A
 failing strategy is reverted (temporary snapshot deleted, partial target
-removed) and the next one runs, as for backup.
+removed) and the next one runs, as for backup. An existing target volume is
+replaced only when the request says `overwrite`: otherwise the replication
+is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pieceworks.common_algorithms.requests import ReplicateRequest
 from pieceworks.common_algorithms.reverts import guarded
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.common_algorithms.stream_copy import check_copy, copy_stream
+from pieceworks.common_algorithms.targets import check_target
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
@@ -103,6 +106,24 @@ class _ReplicaTask(task.Task):
             forget_temporary(self.store.objects, op, entry)
 
 
+class CheckReplicaTarget(_ReplicaTask):
+    """Before any strategy runs: refuse to replace an existing target unless asked to.
+
+    Provides the size of the volume that will be replaced (None: none).
+    """
+
+    STEP, PROVIDES, REQUIRES = "check-target", "target", ()
+
+    def execute(self) -> dict[str, Any]:
+        replaced = check_target(
+            self.target,
+            self.request.target_volume,
+            overwrite=self.request.overwrite,
+            operation="replicate",
+        )
+        return {"replaced_size": replaced}
+
+
 class PrepareReplicaSource(_ReplicaTask):
     """Name what is read: the snapshot asked for, a temporary snapshot, or the volume."""
 
@@ -140,7 +161,7 @@ class CopyVolume(_ReplicaTask):
     def execute(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
         started = time.monotonic()
         ref = source_ref(source)
-        target = VolumeRef(self.request.target_volume_id)
+        target = VolumeRef(self.request.target_volume)
         strategy = str(attempt["strategy"])
         if strategy == "native":
             assert self.target.spec is not None
@@ -265,9 +286,11 @@ class CopyVolume(_ReplicaTask):
 class ReleaseReplicaSource(_ReplicaTask):
     """Delete the temporary snapshot, if this attempt took one."""
 
-    STEP, PROVIDES, REQUIRES = "release-source", "result", ("attempt", "copied")
+    STEP, PROVIDES, REQUIRES = "release-source", "result", ("attempt", "copied", "target")
 
-    def execute(self, attempt: dict[str, Any], copied: dict[str, Any]) -> dict[str, Any]:
+    def execute(
+        self, attempt: dict[str, Any], copied: dict[str, Any], target: dict[str, Any]
+    ) -> dict[str, Any]:
         temporary = self.temporary_snapshot(attempt)
         if temporary is not None:
             self.source.use(ISnapshot).delete_snapshot(temporary)
@@ -280,10 +303,11 @@ class ReleaseReplicaSource(_ReplicaTask):
             "target_backend": self.target.name,
             "volume_id": req.volume_id,
             "snapshot_id": req.snapshot_id,
-            "target_volume_id": req.target_volume_id,
+            "target_volume_id": req.target_volume,
             "strategy": attempt["strategy"],
             "failed_strategies": list(attempt.get("failed", [])),
             "forced": bool(req.in_use and req.force and not self.source.provides(ISnapshot)),
+            "replaced_size": target.get("replaced_size"),
             **copied,
         }
 
@@ -305,10 +329,11 @@ def replicate_flow(
     p = _prefix(request)
     args = (source, target, store, request)
     return linear_flow.Flow(p).add(
+        CheckReplicaTarget(*args),
         linear_flow.Flow(
             f"{p}.strategies",
             retry=StrategyFallback(plan.eligible, name=f"{p}.fallback", provides=f"{p}.attempt"),
-        ).add(PrepareReplicaSource(*args), CopyVolume(*args), ReleaseReplicaSource(*args))
+        ).add(PrepareReplicaSource(*args), CopyVolume(*args), ReleaseReplicaSource(*args)),
     )
 
 
@@ -334,6 +359,7 @@ class ReplicateOutcome:
     bytes_through_manager: int
     verified: str
     seconds: float
+    replaced_size: int | None = None
     bytes_sent: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,6 +373,7 @@ class ReplicateOutcome:
             "strategy": self.strategy,
             "failed_strategies": [a.to_dict() for a in self.failed],
             "size": self.size,
+            "replaced_size": self.replaced_size,
             "bytes_through_manager": self.bytes_through_manager,
             "bytes_sent": self.bytes_sent,
             "verified": self.verified,
@@ -366,9 +393,11 @@ def replicate(
 ) -> ReplicateOutcome:
     """Replicate `request.volume_id` (or its snapshot) from `source` to `target`.
 
-    `store` is needed only for the via-store strategy. Raise
-    `NoEligibleStrategy`, `AllStrategiesFailed` (each cause listed), or the
-    error itself for an unknown volume or snapshot.
+    `store` is needed only for the via-store strategy. Raise `VolumeExists`
+    (before anything runs) if the target volume exists and
+    `request.overwrite` is false, `NoEligibleStrategy`,
+    `AllStrategiesFailed` (each cause listed), or the error itself for an
+    unknown volume or snapshot.
     """
     started = time.monotonic()
     plan = plan_replicate(source, target, store, request)
@@ -395,5 +424,6 @@ def replicate(
         bytes_through_manager=result["bytes_through_manager"],
         verified=result["verified"],
         seconds=time.monotonic() - started,
+        replaced_size=result.get("replaced_size"),
         bytes_sent=result.get("bytes_sent"),
     )

@@ -103,11 +103,17 @@ class BackupRequest:
 
 @dataclass(frozen=True)
 class RestoreRequest:
-    """Restore backup `backup_id` into volume `volume_id` (created or replaced)."""
+    """Restore backup `backup_id` into volume `volume_id`.
+
+    The volume is created; an existing one is replaced only with
+    `overwrite` (else the restore is refused with `VolumeExists` before
+    anything is written).
+    """
 
     backup_id: str
     volume_id: str
     strategies: tuple[str, ...] = RESTORE_STRATEGIES
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         validate_id("backup id", self.backup_id)
@@ -119,29 +125,37 @@ class RestoreRequest:
 class ReplicateRequest:
     """Copy volume `volume_id` (or its snapshot `snapshot_id`) to another backend.
 
-    The copy lands in `target_volume_id` (default: the same id) and replaces
-    it. A volume `in_use` is read from a temporary snapshot when the source
-    backend can take one; otherwise only with `force` (recorded). Naming an
-    existing `snapshot_id` reads that snapshot, which is never deleted.
+    The copy lands in `target_volume_id` (None: the same id as the
+    source); an existing target is replaced only with `overwrite` (else
+    `VolumeExists`, before anything is written). A volume `in_use` is read
+    from a temporary snapshot when the source backend can take one;
+    otherwise only with `force` (recorded). Naming an existing
+    `snapshot_id` reads that snapshot, which is never deleted.
     """
 
     volume_id: str
-    target_volume_id: str = ""
+    target_volume_id: str | None = None
     snapshot_id: str | None = None
     in_use: bool = False
     force: bool = False
     chunk_size: int = DEFAULT_CHUNK_SIZE
     strategies: tuple[str, ...] = REPLICATE_STRATEGIES
     operation_id: str = field(default_factory=new_operation_id)
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         validate_id("volume id", self.volume_id)
-        if not self.target_volume_id:
+        if self.target_volume_id is None:
             object.__setattr__(self, "target_volume_id", self.volume_id)
-        validate_id("target volume id", self.target_volume_id)
+        validate_id("target volume id", self.target_volume)
         if self.snapshot_id is not None:
             validate_id("snapshot id", self.snapshot_id)
         validate_id("operation id", self.operation_id)
         if not _MIN_CHUNK <= self.chunk_size <= _MAX_CHUNK:
             raise ConfigError(f"chunk size {self.chunk_size} out of range: use 64 KiB to 64 MiB")
         _check_order(self.strategies, REPLICATE_STRATEGIES, "replicate")
+
+    @property
+    def target_volume(self) -> str:
+        """The id of the volume the copy lands in (`target_volume_id`, resolved)."""
+        return self.volume_id if self.target_volume_id is None else self.target_volume_id

@@ -6,6 +6,8 @@ Every chunk's sha256 is checked before it is written; a damaged chunk stops
 the restore with `CorruptionError` naming its offset, and the target volume
 is left as it was (the writer is aborted, never committed). Any backup
 restores through any backend that has stream-in or pull-from-object-store.
+An existing target volume is replaced only when the request says
+`overwrite`; otherwise the restore is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pieceworks.common_algorithms.planning import plan_restore
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.requests import RestoreRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
+from pieceworks.common_algorithms.targets import check_target
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import IStreamIn, VolumeRef
 
@@ -33,15 +36,33 @@ __all__ = ["RestoreOutcome", "restore", "restore_flow"]
 
 
 class CheckBackup(task.Task):
-    """Read the manifest once up front: an unknown backup fails before anything runs."""
+    """Check up front, before anything is written: the backup exists, the target is free.
 
-    def __init__(self, store: Store, request: RestoreRequest, prefix: str) -> None:
+    An unknown or unreadable backup fails here; so does a target volume
+    that exists when the request does not say `overwrite` (`VolumeExists`).
+    Provides the backup's size and the size of the volume to be replaced.
+    """
+
+    def __init__(
+        self, backend: Backend, store: Store, request: RestoreRequest, prefix: str
+    ) -> None:
         super().__init__(name=f"{prefix}.check-backup", provides=f"{prefix}.backup")
-        self.store, self.request = store, request
+        self.backend, self.store, self.request = backend, store, request
 
     def execute(self) -> dict[str, Any]:
         m = read_manifest(self.store.objects, self.request.backup_id)
-        return {"size": m.size, "chunks": len(m.chunks), "volume_id": m.volume_id}
+        replaced = check_target(
+            self.backend,
+            self.request.volume_id,
+            overwrite=self.request.overwrite,
+            operation="restore",
+        )
+        return {
+            "size": m.size,
+            "chunks": len(m.chunks),
+            "volume_id": m.volume_id,
+            "replaced_size": replaced,
+        }
 
 
 class RestoreVolume(task.Task):
@@ -53,11 +74,11 @@ class RestoreVolume(task.Task):
         super().__init__(
             name=f"{prefix}.restore-volume",
             provides=f"{prefix}.result",
-            rebind={"attempt": f"{prefix}.attempt"},
+            rebind={"attempt": f"{prefix}.attempt", "checked": f"{prefix}.backup"},
         )
         self.backend, self.store, self.request = backend, store, request
 
-    def execute(self, attempt: dict[str, Any]) -> dict[str, Any]:
+    def execute(self, attempt: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         manifest = read_manifest(self.store.objects, self.request.backup_id)
         failpoint("restore.manifest-read")
@@ -91,6 +112,7 @@ class RestoreVolume(task.Task):
             "strategy": strategy,
             "failed_strategies": list(attempt.get("failed", [])),
             "size": manifest.size,
+            "replaced_size": checked.get("replaced_size"),
             "bytes_written": written,
             "bytes_through_manager": through_manager,
             "seconds": round(time.monotonic() - started, 6),
@@ -108,7 +130,7 @@ def restore_flow(
     plan = (plan or plan_restore(backend, store, request)).require_eligible()
     p = _prefix(request)
     return linear_flow.Flow(p).add(
-        CheckBackup(store, request, p),
+        CheckBackup(backend, store, request, p),
         linear_flow.Flow(
             f"{p}.strategies",
             retry=StrategyFallback(plan.eligible, name=f"{p}.fallback", provides=f"{p}.attempt"),
@@ -118,7 +140,11 @@ def restore_flow(
 
 @dataclass(frozen=True)
 class RestoreOutcome:
-    """What a restore did: strategy used, those that failed first, figures."""
+    """What a restore did: strategy used, those that failed first, figures.
+
+    `replaced_size` is the size in bytes of the volume the restore replaced
+    (asked for with `overwrite`), None if it created the volume.
+    """
 
     backup_id: str
     volume_id: str
@@ -131,6 +157,7 @@ class RestoreOutcome:
     bytes_written: int
     bytes_through_manager: int
     seconds: float
+    replaced_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +168,7 @@ class RestoreOutcome:
             "strategy": self.strategy,
             "failed_strategies": [a.to_dict() for a in self.failed],
             "size": self.size,
+            "replaced_size": self.replaced_size,
             "bytes_written": self.bytes_written,
             "bytes_through_manager": self.bytes_through_manager,
             "seconds": round(self.seconds, 3),
@@ -158,7 +186,9 @@ def restore(
 ) -> RestoreOutcome:
     """Restore `request.backup_id` from `store` into a volume of `backend`.
 
-    Raise `BackupNotFound` for an unknown backup, `NoEligibleStrategy` if
+    Raise `VolumeExists` (before writing anything) if the target volume
+    exists and `request.overwrite` is false, `BackupNotFound` for an
+    unknown backup, `NoEligibleStrategy` if
     the backend can take no restore, `AllStrategiesFailed` (with each
     cause, e.g. a `CorruptionError` naming the offset) if all failed.
     """
@@ -185,4 +215,5 @@ def restore(
         bytes_written=result["bytes_written"],
         bytes_through_manager=result["bytes_through_manager"],
         seconds=time.monotonic() - started,
+        replaced_size=result.get("replaced_size"),
     )

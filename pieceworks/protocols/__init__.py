@@ -46,6 +46,7 @@ from pieceworks.protocols.errors import (
     StoreNotFound,
     TransientError,
     UnsupportedCodec,
+    VolumeExists,
     VolumeNotFound,
 )
 from pieceworks.protocols.extents import (
@@ -138,6 +139,7 @@ __all__ = [
     "StreamOut",
     "TransientError",
     "UnsupportedCodec",
+    "VolumeExists",
     "VolumeNotFound",
     "VolumeReader",
     "VolumeRef",

@@ -50,7 +50,7 @@ _ZEROS = bytes(4 << 20)
 
 def chunk_key(digest: str) -> str:
     """The object key of the chunk whose plain bytes hash to `digest`."""
-    if not _HEX64.fullmatch(digest):
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
         raise InvalidName(f"invalid chunk digest {digest!r}: expected 64 lowercase hex digits")
     return f"chunks/{digest[:2]}/{digest}"
 

@@ -27,6 +27,7 @@ __all__ = [
     "StoreNotFound",
     "TransientError",
     "UnsupportedCodec",
+    "VolumeExists",
     "VolumeNotFound",
 ]
 
@@ -45,6 +46,14 @@ class NotFound(PieceworksError, LookupError):
 
 class VolumeNotFound(NotFound):
     """A driver has no volume with the id it was given."""
+
+
+class VolumeExists(PieceworksError):
+    """An operation would replace an existing volume and was not asked to.
+
+    Restore and replicate raise it before they write anything; the message
+    names the volume, its backend and its size.
+    """
 
 
 class SnapshotNotFound(NotFound):

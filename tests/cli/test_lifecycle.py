@@ -50,7 +50,8 @@ def test_backup_list_verify_restore_delete_on_builtin_defaults(
             ["list"],
             ["verify", second_id],
             ["restore", second_id, "--volume", "vol-copy", "--json"],
-            ["restore", first["backup_id"], "-q"],  # default target: the backup's own volume
+            # back onto the backup's own volume: only when named, with --overwrite
+            ["restore", first["backup_id"], "--volume", "vol-1", "--overwrite", "-q"],
         ]
     )
     assert listed.code == 0, listed

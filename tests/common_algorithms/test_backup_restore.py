@@ -164,7 +164,7 @@ def test_restore_of_a_corrupt_chunk_names_the_offset_and_writes_nothing(
     store.objects.put(key, bytes(damaged))
     put_volume(file_backend, "target", b"previous content")
     with pytest.raises(CorruptionError) as err:
-        restore(file_backend, store, RestoreRequest(out.backup_id, "target"))
+        restore(file_backend, store, RestoreRequest(out.backup_id, "target", overwrite=True))
     assert err.value.offset == CHUNK * 2
     assert f"at offset {CHUNK * 2}" in str(err.value)
     assert volume_sha(file_backend.driver, "target") == sha(b"previous content")  # type: ignore[arg-type]

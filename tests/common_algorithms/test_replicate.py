@@ -118,7 +118,7 @@ def test_each_replication_strategy_falls_back_in_order(tmp_path: Path) -> None:
     data = mixed_data()
     source_driver.write_volume(VolumeRef("vol"), data)
     FileDriver(b).write_volume(VolumeRef("vol"), b"old target")
-    out = replicate(src, dst, _request(volume_id="vol", in_use=True), store=store)
+    out = replicate(src, dst, _request(volume_id="vol", in_use=True, overwrite=True), store=store)
     assert out.strategy == "via-store" and out.bytes_through_manager == 0
     assert [a.strategy for a in out.failed] == ["native", "stream"]
     assert out.failed[0].error == "BackendError: peer refused the copy"
@@ -136,7 +136,7 @@ def test_when_every_replication_fails_the_target_is_untouched(tmp_path: Path) ->
     source_driver.write_volume(VolumeRef("vol"), mixed_data())
     FileDriver(b).write_volume(VolumeRef("vol"), b"old target")
     with pytest.raises(AllStrategiesFailed) as err:
-        replicate(src, dst, _request(volume_id="vol", in_use=True))
+        replicate(src, dst, _request(volume_id="vol", in_use=True, overwrite=True))
     assert [x.strategy for x in err.value.attempts] == ["native", "stream"]
     assert volume_sha(FileDriver(b), "vol") == sha(b"old target")
     assert os.listdir(b / ".incoming") == []

@@ -262,7 +262,7 @@ def test_backup_is_offloaded_and_no_volume_byte_crosses_the_manager(
 
     # (b) restore back into the target: it pulls the chunks itself (offload)
     wire, (read0, written0) = driver.wire_bytes, process_io()
-    back = restore(backend, store, RestoreRequest(out.backup_id, "restored"))
+    back = restore(backend, store, RestoreRequest(out.backup_id, "restored", overwrite=True))
     read1, written1 = process_io()
     assert back.strategy == "offload" and back.bytes_through_manager == 0
     assert driver.wire_bytes - wire < limit
@@ -382,13 +382,13 @@ def test_a_corrupt_or_missing_chunk_stops_the_pull_and_keeps_the_volume(
     damaged[-1] ^= 0xFF
     store.objects.put(key, bytes(damaged))
     with pytest.raises(CorruptionError) as err:
-        restore(backend, store, RestoreRequest(out.backup_id, "restored"))
+        restore(backend, store, RestoreRequest(out.backup_id, "restored", overwrite=True))
     assert err.value.offset == 2 * MiB and f"at offset {2 * MiB}" in str(err.value)
     assert driver.volume_sha256("restored") == sha(b"previous content")
 
     store.objects.delete(key)
     with pytest.raises(CorruptionError, match="missing") as err:
-        restore(backend, store, RestoreRequest(out.backup_id, "restored"))
+        restore(backend, store, RestoreRequest(out.backup_id, "restored", overwrite=True))
     assert err.value.offset == 2 * MiB
     assert driver.volume_sha256("restored") == sha(b"previous content")
     incoming = target.directory / ".incoming"

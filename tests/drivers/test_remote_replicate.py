@@ -157,7 +157,7 @@ def test_remote_to_remote_is_native_and_no_byte_crosses_the_manager(
         driver_of(b).wire_bytes,
         process_io(),
     )
-    out = replicate(a, b, ReplicateRequest("vol", in_use=True))
+    out = replicate(a, b, ReplicateRequest("vol", in_use=True, overwrite=True))
     read1, written1 = process_io()
     assert out.strategy == "native" and out.failed == ()
     assert out.bytes_through_manager == 0 and out.size == len(data)
@@ -243,7 +243,7 @@ def test_a_refused_peer_token_falls_back_to_via_store(
     assert tb.driver().volume_sha256("vol") == sha(b"the peer's old volume")
 
     a, b = backend("a", ta), backend("b", tb, token=wrong)  # b's own driver has the right one
-    out = replicate(a, b, ReplicateRequest("vol", in_use=True), store=store)
+    out = replicate(a, b, ReplicateRequest("vol", in_use=True, overwrite=True), store=store)
     assert out.strategy == "via-store" and out.bytes_through_manager == 0
     [failed] = out.failed
     assert failed.strategy == "native"

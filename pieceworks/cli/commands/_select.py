@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from pieceworks.cli.ids import id_type
+
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest
@@ -93,6 +95,7 @@ def add_filter_options(parser: argparse.ArgumentParser, *, times: bool = True) -
         "--volume",
         dest="volumes",
         metavar="ID",
+        type=id_type("volume id"),
         action="append",
         help="only backups of this volume (repeatable)",
     )

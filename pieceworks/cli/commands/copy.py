@@ -16,6 +16,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -41,10 +42,30 @@ def add_arguments(b: _Builder, sub: argparse._SubParsersAction[argparse.Argument
         ),
         codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED),
     )
-    copy.add_argument("backup_ids", metavar="BACKUP_ID", nargs="*", help="backups to copy")
-    copy.add_argument("--from-store", metavar="A", required=True, help="the store to copy from")
-    copy.add_argument("--to-store", metavar="B", required=True, help="the store to copy into")
-    copy.add_argument("--volume", metavar="V", help="only the backups of this volume")
+    copy.add_argument(
+        "backup_ids",
+        metavar="BACKUP_ID",
+        nargs="*",
+        type=id_type("backup id"),
+        help="backups to copy",
+    )
+    copy.add_argument(
+        "--from-store",
+        metavar="A",
+        type=id_type("store name"),
+        required=True,
+        help="the store to copy from",
+    )
+    copy.add_argument(
+        "--to-store",
+        metavar="B",
+        type=id_type("store name"),
+        required=True,
+        help="the store to copy into",
+    )
+    copy.add_argument(
+        "--volume", metavar="V", type=id_type("volume id"), help="only the backups of this volume"
+    )
     copy.add_argument(
         "--from-password-file",
         metavar="FILE",

@@ -24,6 +24,7 @@ from pieceworks.common_algorithms import (
     plan_restore,
 )
 from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.targets import new_volume_id
 
 __all__ = ["render_svg", "run_plan", "run_plan_backup", "run_plan_replicate", "run_plan_restore"]
 
@@ -85,10 +86,11 @@ def run_plan_backup(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_plan_restore(args: argparse.Namespace, ctx: Context) -> int:
-    """Show the restore plan of BACKUP_ID into --volume (default: its own volume)."""
+    """Show the restore plan of BACKUP_ID into --volume (default: the new volume restore picks)."""
     backend, store = ctx.backend(), ctx.store()
     manifest = read_manifest(store.objects, args.backup_id)
-    request = RestoreRequest(args.backup_id, args.volume or manifest.volume_id)
+    volume = args.volume or new_volume_id(backend, f"{manifest.volume_id}-from-{args.backup_id}")
+    request = RestoreRequest(args.backup_id, volume)
     return _emit(plan_restore(backend, store, request), args, ctx)
 
 

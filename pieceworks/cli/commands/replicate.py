@@ -4,7 +4,9 @@ The replication runs as a TaskFlow flow (`common_algorithms.replicate`):
 native (the source backend copies to its peer itself), stream (through
 pieceworks, sparse-aware and hashed end to end) or via the store (the source
 pushes, the target pulls); a strategy that fails is reverted and the next
-one runs.
+one runs. A target volume that exists is replaced only with ``--overwrite``
+(else exit 2, before anything runs), and then the report gives its old and
+new size.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ def replicate_request(args: argparse.Namespace) -> ReplicateRequest:
     extra = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
     return ReplicateRequest(
         volume_id=args.volume,
-        target_volume_id=args.to_volume or "",
+        target_volume_id=args.to_volume,
         snapshot_id=args.snapshot,
         in_use=args.in_use,
         force=args.force,
+        overwrite=bool(getattr(args, "overwrite", False)),
         **extra,
     )
 
@@ -54,7 +57,13 @@ def report(outcome: ReplicateOutcome) -> str:
     what = f"snapshot '{outcome.snapshot_id}' of volume" if outcome.snapshot_id else "volume"
     lines = [
         f"replicated {what} '{outcome.volume_id}' (backend '{outcome.source_backend}') to"
-        f" volume '{outcome.target_volume_id}' (backend '{outcome.target_backend}')",
+        f" volume '{outcome.target_volume_id}' (backend '{outcome.target_backend}')"
+        + (
+            ""
+            if outcome.replaced_size is None
+            else f", replacing it (old size {human_bytes(outcome.replaced_size)},"
+            f" new size {human_bytes(outcome.size)})"
+        ),
         f"  strategy  {outcome.strategy}",
     ]
     lines += [f"  fell back {a.strategy} failed: {a.error}" for a in outcome.failed]

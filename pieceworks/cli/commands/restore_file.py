@@ -169,9 +169,7 @@ def open_target(path: str, size: int, *, overwrite: bool) -> FileWriter | Device
 
 def run_restore_command(args: argparse.Namespace, ctx: Context) -> int:
     """``restore``: into a file or device with --to-file, else into a backend volume."""
-    if args.to_file is None:
-        if args.overwrite:
-            raise CliError("--overwrite goes with --to-file", ExitCode.USAGE)
+    if args.to_file is None:  # --overwrite: replace an existing volume (restore.py)
         from pieceworks.cli.commands.restore import run_restore  # noqa: PLC0415
 
         return run_restore(args, ctx)

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -39,7 +40,7 @@ _OWN_STATS = ("plan", "reason", "enhancers", "failed_strategies", "fallbacks", "
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``show``."""
-    parser.add_argument("backup_id", metavar="BACKUP_ID")
+    parser.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
 
 
 def _plan(m: Manifest) -> list[dict[str, Any]]:

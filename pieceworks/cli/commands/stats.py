@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--volume",
         dest="volumes",
         metavar="ID",
+        type=id_type("volume id"),
         action="append",
         help="only backups of this volume (repeatable); the total covers them only",
     )
