@@ -25,12 +25,16 @@ with: the keyed HMAC for an encrypted store, the plain sha256 otherwise.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
+from zope.interface import alsoProvides
+
 from pieceworks.protocols import IObjectStore
 from pieceworks.protocols.chunks import digest_of
-from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal, unseal
+from pieceworks.protocols.deferred_sync import IDeferredSync
+from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal_into, unseal
 from pieceworks.protocols.object_store import StoredSizes, stored_sizes
 from pieceworks.protocols.values import ObjectInfo
 
@@ -48,6 +52,10 @@ class EncryptedStore(StoredSizes):
     def __init__(self, inner: IObjectStore, keys: StoreKeys) -> None:
         self.inner = inner
         self.keys = keys
+        self._buffers = threading.local()
+        if IDeferredSync.providedBy(inner):
+            # Sealing changes no durability rule: batch the syncs as `inner` does.
+            alsoProvides(self, IDeferredSync)
 
     def __repr__(self) -> str:
         return f"EncryptedStore({self.inner!r})"
@@ -56,8 +64,29 @@ class EncryptedStore(StoredSizes):
     def _clear(key: str) -> bool:
         return key.startswith(CLEAR_PREFIXES)
 
+    def _sealed(self, key: str, data: bytes | memoryview) -> bytes | memoryview:
+        """`data` sealed as object `key`, in this thread's reused buffer (see `seal_into`).
+
+        Valid until this thread seals the next object: each put hands it to
+        `inner`, which has written it by the time it returns.
+        """
+        need = len(data) + SEALED_OVERHEAD
+        buffer: bytearray | None = getattr(self._buffers, "buffer", None)
+        if buffer is None or len(buffer) < need:
+            buffer = self._buffers.buffer = bytearray(need)
+        return seal_into(self.keys, key, data, buffer)
+
     def put(self, key: str, data: bytes | memoryview) -> None:
-        self.inner.put(key, data if self._clear(key) else seal(self.keys, key, data))
+        self.inner.put(key, data if self._clear(key) else self._sealed(key, data))
+
+    def put_unsynced(self, key: str, data: bytes | memoryview) -> None:
+        """deferred-sync, where `inner` provides it: seal, then put without waiting."""
+        sealed = data if self._clear(key) else self._sealed(key, data)
+        IDeferredSync(self.inner).put_unsynced(key, sealed)
+
+    def sync(self, keys: Iterable[str]) -> None:
+        """deferred-sync, where `inner` provides it: one barrier for `keys`."""
+        IDeferredSync(self.inner).sync(keys)
 
     def get(self, key: str) -> bytes:
         return self.open(key, self.inner.get(key))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,10 +36,12 @@ from pieceworks.common_algorithms.keys import (
 )
 from pieceworks.common_algorithms.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.protocols import ConfigError, CorruptionError, StoreSpec
+from pieceworks.protocols import ConfigError, CorruptionError, ObjectStore, StoreSpec
 from pieceworks.protocols.chunks import chunk_key, digest_of
+from pieceworks.protocols.deferred_sync import IDeferredSync
 from pieceworks.protocols.encrypted_store import EncryptedStore, chunk_id_for
-from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal, unseal
+from pieceworks.protocols.encryption import SEALED_OVERHEAD, StoreKeys, seal, seal_into, unseal
+from pieceworks.protocols.values import ObjectInfo
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
 
 #: A cheap scrypt for tests (the default costs ~0.1 s and 32 MiB per call).
@@ -285,3 +288,50 @@ def test_an_encrypted_store_is_never_written_in_clear(tmp_path: Path) -> None:
     raw, _store = _encrypted(tmp_path / "vault")
     with pytest.raises(ConfigError, match="store 'vault' is encrypted"):
         Store("vault", raw, StoreSpec("vault", "posix", {"path": str(tmp_path / "vault")}))
+
+
+def test_an_encrypted_store_batches_durability_like_its_inner_store(tmp_path: Path) -> None:
+    """deferred-sync passes through: sealed puts without waiting, one sync barrier."""
+    raw, store = _encrypted(tmp_path / "vault")
+    sealed = store.objects
+    assert IDeferredSync.providedBy(raw) and IDeferredSync.providedBy(sealed)
+    IDeferredSync(sealed).put_unsynced("chunks/ab/x", b"chunk body")
+    IDeferredSync(sealed).sync(["chunks/ab/x"])
+    assert sealed.get("chunks/ab/x") == b"chunk body"
+    assert raw.get("chunks/ab/x")[:3] == b"PWE"
+    plain_only = EncryptedStore(_NoDeferredSync(raw), sealed.keys)  # type: ignore[attr-defined]
+    assert not IDeferredSync.providedBy(plain_only)
+
+
+class _NoDeferredSync(ObjectStore):
+    """A store with the five methods only (no deferred-sync)."""
+
+    def __init__(self, inner: PosixStore) -> None:
+        self.inner = inner
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        self.inner.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def head(self, key: str) -> ObjectInfo:
+        return self.inner.head(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        return self.inner.list(prefix)
+
+
+def test_seal_into_a_reused_buffer_gives_the_same_objects() -> None:
+    """seal_into writes a sealed object unseal opens; a buffer too small is refused."""
+    keys = _keys()
+    buffer = bytearray(64)
+    first = bytes(seal_into(keys, "chunks/aa/1", b"one", buffer))
+    second = bytes(seal_into(keys, "chunks/aa/2", b"two!", buffer))
+    assert unseal(keys, "chunks/aa/1", first) == b"one"
+    assert unseal(keys, "chunks/aa/2", second) == b"two!"
+    with pytest.raises(ValueError, match="buffer"):
+        seal_into(keys, "x", bytes(64), buffer)
