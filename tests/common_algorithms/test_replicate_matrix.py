@@ -127,10 +127,12 @@ def test_rbd_to_rbd_replicates_again_incrementally(make: Make, ceph_cluster: Cep
     assert first.strategy == "native"
     ceph_cluster.write_in_place("vol", CHUNK + 3, b"changed")
     content[CHUNK + 3 : CHUNK + 10] = b"changed"
-    again = replicate(
+    again = replicate(  # onto the existing replica: only with overwrite (nothing by surprise)
         source,
         target,
-        ReplicateRequest("vol", target_volume_id="copy", in_use=True, chunk_size=CHUNK),
+        ReplicateRequest(
+            "vol", target_volume_id="copy", in_use=True, chunk_size=CHUNK, overwrite=True
+        ),
     )
     assert again.strategy == "native"
     assert first.bytes_sent == len(content) - 2 * CHUNK  # the data, not the zeros
