@@ -110,32 +110,32 @@ def run_key_list(args: argparse.Namespace, ctx: Context) -> int:
     return ExitCode.OK
 
 
-def run_key_add(args: argparse.Namespace, ctx: Context) -> int:
-    """Add a passphrase."""
+def _with_new_password(args: argparse.Namespace, ctx: Context, change: bool) -> int:
+    """`key add` (`change` false) or `key passwd`: the current and a new passphrase."""
     from pieceworks.cli.passwords import read_new_password  # noqa: PLC0415
-    from pieceworks.common_algorithms.keys import add_key  # noqa: PLC0415
+    from pieceworks.common_algorithms.keys import add_key, change_password  # noqa: PLC0415
 
     name, objects = ctx.raw_store()
     password = _password(ctx, name)
     new = read_new_password(ctx.out, ctx.env, name, args.new_password_file)
-    key_id = add_key(objects, password, new)
+    key_id = (change_password if change else add_key)(objects, password, new)
     ctx.out.data({"store": name, "key_id": key_id})
-    ctx.out.result(f"key {key_id} added to store '{name}'")
+    ctx.out.result(
+        f"passphrase changed: key {key_id} replaces the old one in store '{name}'"
+        if change
+        else f"key {key_id} added to store '{name}'"
+    )
     return ExitCode.OK
+
+
+def run_key_add(args: argparse.Namespace, ctx: Context) -> int:
+    """Add a passphrase."""
+    return _with_new_password(args, ctx, change=False)
 
 
 def run_key_passwd(args: argparse.Namespace, ctx: Context) -> int:
     """Replace the passphrase given by a new one."""
-    from pieceworks.cli.passwords import read_new_password  # noqa: PLC0415
-    from pieceworks.common_algorithms.keys import change_password  # noqa: PLC0415
-
-    name, objects = ctx.raw_store()
-    password = _password(ctx, name)
-    new = read_new_password(ctx.out, ctx.env, name, args.new_password_file)
-    key_id = change_password(objects, password, new)
-    ctx.out.data({"store": name, "key_id": key_id})
-    ctx.out.result(f"passphrase changed: key {key_id} replaces the old one in store '{name}'")
-    return ExitCode.OK
+    return _with_new_password(args, ctx, change=True)
 
 
 def run_key_remove(args: argparse.Namespace, ctx: Context) -> int:
