@@ -16,6 +16,10 @@ else nothing (built-in defaults only). A file looks like::
     persistence = "sqlite:////var/lib/pieceworks/pieceworks.db"
     engine = "serial"       # or "parallel"
 
+    [backup]                # optional
+    guard_sample = 1        # percent of skipped chunks re-read to catch a lying
+                            # driver (changed-blocks, allocated-extents); 0: off
+
     [jobs]                  # optional: running at scale (pieceworks jobs/conductor/worker)
     jobboard = "redis://10.0.0.5:6379/pieceworks"
     persistence = "postgresql://pw@10.0.0.6/pieceworks"
@@ -77,7 +81,8 @@ __all__ = [
 DEFAULT_NAME = "local"
 ENGINES = ("serial", "parallel")
 _ENGINE_KEYS = {"persistence", "engine"}
-_TOP_KEYS = {"backends", "stores", "engine", "jobs"}
+_TOP_KEYS = {"backends", "stores", "engine", "jobs", "backup"}
+_BACKUP_KEYS = {"guard_sample"}
 _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_finished"}
 #: Seconds a finished job's logbook is kept by default (a day).
 DEFAULT_KEEP_FINISHED = 86400.0
@@ -156,6 +161,8 @@ class Config:
     engine: str = "serial"
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    #: ``[backup] guard_sample``, percent (None: not set, the built-in default)
+    guard_sample: float | None = None
 
     def backend(self, name: str | None) -> Section:
         """The backend called `name`, or the default one (see `choose`)."""
@@ -275,6 +282,32 @@ def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | N
     return persistence, engine
 
 
+def _backup(data: Mapping[str, object], path: Path) -> float | None:
+    """``[backup] guard_sample``: a number of percent in [0, 100], or None if not set."""
+    raw = data.get("backup", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path}: [backup] must be a table")
+    unknown = sorted(set(raw) - _BACKUP_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path} [backup]: unknown key(s) {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(_BACKUP_KEYS))})"
+        )
+    value = raw.get("guard_sample")
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= 100  # NaN fails too
+    ):
+        raise ConfigError(
+            f"{path} [backup]: guard_sample must be a number of percent from 0 (off) to 100,"
+            f" not {value!r}"
+        )
+    return float(value)
+
+
 def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
     raw = data.get("jobs", {})
     if not isinstance(raw, dict):
@@ -340,6 +373,7 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
     backends, stores, persistence = defaults(home)
     engine = "serial"
     jobs = JobsConfig()
+    guard_sample: float | None = None
     path = _config_path(explicit, env)
     if path is not None:
         data = _parse(path)
@@ -347,7 +381,7 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         if unknown:
             raise ConfigError(
                 f"configuration file {path}: unknown section(s) {', '.join(unknown)}"
-                " (known: backends, stores, engine, jobs)"
+                " (known: backends, stores, engine, jobs, backup)"
             )
         backends = _sections(data, "backend", "backends", path) or backends
         stores = _sections(data, "store", "stores", path) or stores
@@ -355,11 +389,12 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         persistence = given_persistence or persistence
         engine = given_engine or engine
         jobs = _jobs(data, path)
+        guard_sample = _backup(data, path)
     secrets = _secrets([*backends.values(), *stores.values()], persistence)
     for url in (jobs.jobboard, jobs.persistence, jobs.transport):
         if url and (pw := url_password(url)) is not None:
             secrets |= {pw}
-    return Config(path, home, backends, stores, persistence, engine, secrets, jobs)
+    return Config(path, home, backends, stores, persistence, engine, secrets, jobs, guard_sample)
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}

@@ -15,7 +15,7 @@ import argparse
 import importlib
 from collections.abc import Iterable, Sequence
 
-from pieceworks.cli.commands import copy, key
+from pieceworks.cli.commands import _guard, copy, key
 from pieceworks.cli.commands._select import add_filter_options, label
 from pieceworks.cli.exit_codes import ExitCode, epilog
 from pieceworks.cli.ids import id_type
@@ -301,6 +301,7 @@ def _operations(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         action="append",
         help="record this label in the backup (repeatable); shown by list and show",
     )
+    _guard.add_arguments(backup)
 
     restore = b.add(
         sub,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from pieceworks.cli.commands._select import label_filters
 from pieceworks.cli.context import Context
@@ -27,10 +28,18 @@ __all__ = ["backup_request", "report", "run_backup"]
 log = logging.getLogger(__name__)
 
 
-def backup_request(args: argparse.Namespace) -> BackupRequest:
-    """The request the options describe (`ConfigError` if out of range)."""
-    extra = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
+def backup_request(args: argparse.Namespace, guard: float | None = None) -> BackupRequest:
+    """The request the options describe (`ConfigError` if out of range).
+
+    `guard`: the guard's sample percent when ``--guard-sample`` is not given
+    (``[backup] guard_sample``; None: the built-in default).
+    """
+    given = getattr(args, "guard_sample", None)  # plan backup has no --guard-sample
+    guard = given if given is not None else guard
+    extra: dict[str, Any] = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
     labels = label_filters(args)  # backup --label K=V (plan backup has none)
+    if guard is not None:
+        extra["guard_percent"] = guard
     return BackupRequest(
         volume_id=args.volume,
         in_use=args.in_use,
@@ -63,6 +72,17 @@ def report(outcome: BackupOutcome) -> str:
     ]
     if outcome.incremental:
         lines.append(f"  parent    {outcome.parent or 'none (first backup of the volume)'}")
+    used = ", ".join(
+        f"{name} (skipped {human_bytes(n)})" for name, n in outcome.enhancers_used.items()
+    )
+    lines.append(f"  enhancers {used or 'none'}")
+    if outcome.guard is not None and outcome.guard.percent > 0:
+        g = outcome.guard
+        lines.append(
+            f"  guard     re-read {human_bytes(g.bytes_reread)} ({g.chunks_checked} sampled"
+            f" chunks, {g.percent:g}%): "
+            + ("LIES FOUND, read in full" if g.lies else "no lie found")
+        )
     lines.append(
         f"  time      {outcome.seconds:.2f} s, {mb_per_s(outcome.size, outcome.seconds):.1f} MB/s"
     )
@@ -72,7 +92,7 @@ def report(outcome: BackupOutcome) -> str:
 def run_backup(args: argparse.Namespace, ctx: Context) -> int:
     """Plan and run a backup, with progress; undo and explain on Ctrl-C."""
     backend, store = ctx.backend(), ctx.store()
-    request = backup_request(args)
+    request = backup_request(args, ctx.config.guard_sample)
     ctx.require_volume(backend, request.volume_id)
     plan = plan_backup(backend, store, request)
     log.info("%s", plan.format_text())
@@ -84,6 +104,9 @@ def run_backup(args: argparse.Namespace, ctx: Context) -> int:
             progress.close()
             message = abandon_backup(backend, store, request, plan)
             raise CliError(message, ExitCode.INTERRUPTED) from None
+    if ctx.out.quiet:  # else the guard's log warning has said it already
+        for warning in outcome.warnings:
+            ctx.out.warn(warning)
     ctx.out.data(outcome.to_dict())
     ctx.out.result(report(outcome))
     return ExitCode.OK
