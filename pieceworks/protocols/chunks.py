@@ -123,6 +123,10 @@ def _compresses(view: memoryview) -> bool:
     return False
 
 
+def _zlib_compress(data: memoryview) -> bytes:
+    return zlib.compress(data, ZLIB_LEVEL)
+
+
 def encode_chunk(plain: bytes | bytearray | memoryview, codec: str = DEFAULT_CODEC) -> bytes:
     """Encode `plain` as a stored chunk object compressed with `codec`.
 
@@ -138,10 +142,8 @@ def encode_chunk(plain: bytes | bytearray | memoryview, codec: str = DEFAULT_COD
         raise UnsupportedCodec(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
     body: bytes | None = None
     if codec != "none" and (len(view) < PROBE_MIN or _compresses(view)):
-        if codec == "zstd":
-            body = _compressor().compress(view)
-        else:
-            body = zlib.compress(view, ZLIB_LEVEL)
+        compress = _compressor().compress if codec == "zstd" else _zlib_compress
+        body = compress(view)
     if body is None or len(body) >= len(view):
         return b"".join((_HEADERS["none"], view))
     return b"".join((_HEADERS[codec], body))
