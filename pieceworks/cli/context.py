@@ -20,8 +20,8 @@ from pieceworks.cli.output import Output
 from pieceworks.cli.passwords import read_password
 from pieceworks.cli.progress import Progress, mode_for
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.leases import DEFAULT_LEASE_TTL, set_stale_after
 from pieceworks.common_algorithms.keys import is_encrypted, unlock
+from pieceworks.common_algorithms.leases import DEFAULT_LEASE_TTL, set_stale_after
 from pieceworks.protocols import (
     BackendSpec,
     ConfigError,
