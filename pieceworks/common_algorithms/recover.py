@@ -34,13 +34,13 @@ from typing import Any
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.leases import (
-    DEFAULT_LEASE_TTL,
     GC_LOCK_PREFIX,
     LEASE_PREFIX,
     RUN_PREFIX,
     Marker,
     read_marker,
     scan_markers,
+    stale_after,
 )
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -241,7 +241,7 @@ def recover(
     backends: Mapping[str, Backend],
     *,
     dry_run: bool = False,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
+    lease_ttl: float | None = None,
 ) -> RecoverOutcome:
     """Remove what dead runs left in `stores` and on `backends` (see the module docstring).
 
@@ -250,7 +250,7 @@ def recover(
     Never raises for one leftover that cannot be removed: its item says
     ``failed`` and why.
     """
-    work = _Recovery(backends, dry_run, lease_ttl)
+    work = _Recovery(backends, dry_run, stale_after() if lease_ttl is None else lease_ttl)
     for store in stores:
         work.store(store)
     for name, backend in sorted(backends.items()):
