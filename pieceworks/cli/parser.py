@@ -798,9 +798,10 @@ def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         summary="follow a job until it ends; exit with its outcome",
         description=(
             "Print job ID's state and steps as they change until it ends. Exit 0 if it\n"
-            "succeeded, 1 if it failed or was cancelled, 3 if no such job is known."
+            "succeeded, 1 if it failed or was cancelled, 3 if no such job is known,\n"
+            "124 if it had not ended after --timeout seconds."
         ),
-        codes=(_FAILED, _NOT_FOUND),
+        codes=(_FAILED, _NOT_FOUND, ExitCode.TIMED_OUT),
     )
     watch.add_argument("job_id", metavar="ID")
     watch.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")

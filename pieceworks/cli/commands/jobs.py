@@ -11,7 +11,7 @@ from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import iso_time, table
 from pieceworks.common_algorithms.runner import migrate
-from pieceworks.execution.jobs import cancel_job, post_backup, post_restore
+from pieceworks.execution.jobs import JobTimeout, cancel_job, post_backup, post_restore
 from pieceworks.execution.status import JobStatus, job_status, list_jobs
 from pieceworks.protocols import ConfigError
 
@@ -106,9 +106,11 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_watch(args: argparse.Namespace, ctx: Context) -> int:
-    """Follow a job until it ends; exit 0 on success, 1 otherwise."""
+    """Follow a job until it ends; exit 0 on success, 1 otherwise, 124 (`JobTimeout`) after
+    ``--timeout`` seconds."""
     jobboard, persistence = jobs_locations(args, ctx.config)
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    started = time.monotonic()
+    deadline = None if args.timeout is None else started + args.timeout
     last = ""
     while True:
         status = job_status(jobboard, persistence, args.job_id)
@@ -119,9 +121,7 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
         if status.done:
             break
         if deadline is not None and time.monotonic() > deadline:
-            raise CliError(
-                f"job {args.job_id} has not ended after {args.timeout:g} s", ExitCode.FAILED
-            )
+            raise JobTimeout(status.job_id, time.monotonic() - started, status.name)
         time.sleep(WATCH_POLL)
     ctx.out.data(status.to_dict())
     ctx.out.result(f"job {status.job_id}: {status.state}")
