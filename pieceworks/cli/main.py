@@ -80,6 +80,7 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
     command = resolve(args.handler)
     # Imported here, with the command: it brings in TaskFlow and the registry.
     from pieceworks.cli.context import Context  # noqa: PLC0415
+    from pieceworks.common_algorithms.leases import set_stale_after, stale_after  # noqa: PLC0415
 
     ctx = Context(
         out,
@@ -90,7 +91,11 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
         config=config,
         password_file=args.password_file,
     )
-    return int(command(args, ctx))
+    before = stale_after()  # the configuration sets it for this command only
+    try:
+        return int(command(args, ctx))
+    finally:
+        set_stale_after(before)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

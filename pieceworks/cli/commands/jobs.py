@@ -92,9 +92,10 @@ def add_arguments(parser: CommandParser) -> None:
         summary="follow a job until it ends; exit with its outcome",
         description=(
             "Print job ID's state and steps as they change until it ends. Exit 0 if it\n"
-            "succeeded, 1 if it failed or was cancelled, 3 if no such job is known."
+            "succeeded, 1 if it failed or was cancelled, 3 if no such job is known,\n"
+            "124 if it had not ended after --timeout seconds."
         ),
-        codes=(ExitCode.FAILED, ExitCode.NOT_FOUND),
+        codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.TIMED_OUT),
     )
     watch.add_argument("job_id", metavar="ID")
     watch.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
@@ -210,11 +211,14 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_watch(args: argparse.Namespace, ctx: Context) -> int:
-    """Follow a job until it ends; exit 0 on success, 1 otherwise."""
+    """Follow a job until it ends; exit 0 on success, 1 otherwise, 124 (`JobTimeout`) after
+    ``--timeout`` seconds."""
+    from pieceworks.execution.jobs import JobTimeout  # noqa: PLC0415
     from pieceworks.execution.status import job_status  # noqa: PLC0415
 
     jobboard, persistence = jobs_locations(args, ctx.config)
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    started = time.monotonic()
+    deadline = None if args.timeout is None else started + args.timeout
     last = ""
     while True:
         status = job_status(jobboard, persistence, args.job_id)
@@ -225,9 +229,7 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
         if status.done:
             break
         if deadline is not None and time.monotonic() > deadline:
-            raise CliError(
-                f"job {args.job_id} has not ended after {args.timeout:g} s", ExitCode.FAILED
-            )
+            raise JobTimeout(status.job_id, time.monotonic() - started, status.name)
         time.sleep(WATCH_POLL)
     ctx.out.data(status.to_dict())
     ctx.out.result(f"job {status.job_id}: {status.state}")

@@ -102,6 +102,7 @@ def report(outcome: ReplicateOutcome) -> str:
 def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
     """Plan and run a replication, with progress."""
     from pieceworks.common_algorithms import replicate  # noqa: PLC0415
+    from pieceworks.common_algorithms.journal import LocalJournal  # noqa: PLC0415
 
     source, target = backends(args, ctx)
     request = replicate_request(args)
@@ -116,6 +117,7 @@ def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
                 store=store,
                 options=ctx.engine_options(),
                 progress=progress,
+                journal=LocalJournal(ctx.config.home / "journal"),
             )
         except KeyboardInterrupt:
             progress.close()
