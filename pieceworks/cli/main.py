@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Run ``pieceworks`` with `argv` (default: the process's) and return the exit code."""
     first, *older = gc.get_threshold()
     gc.set_threshold(max(GC_THRESHOLD, first), *older)
-    parser = build_parser()
+    parser = build_parser(lazy=True)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has printed
