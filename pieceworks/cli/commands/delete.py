@@ -16,7 +16,7 @@ from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.interrupts import sigint_ignored
 from pieceworks.cli.output import human_bytes
 from pieceworks.common_algorithms import delete
-from pieceworks.common_algorithms.gc import collect_garbage
+from pieceworks.common_algorithms.gc.collection import collect_garbage
 
 __all__ = ["run_delete", "run_gc"]
 

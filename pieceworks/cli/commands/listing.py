@@ -11,7 +11,7 @@ from pieceworks.cli.commands._select import label_filters, load_backups, select
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import human_bytes, iso_time, table
-from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest
+from pieceworks.common_algorithms.format.manifest import Manifest, UnreadableManifest
 from pieceworks.protocols import IStreamOut, VolumeRef
 
 __all__ = ["backup_row", "format_labels", "run_list", "run_volumes", "unreadable_row"]

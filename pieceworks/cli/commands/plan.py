@@ -23,8 +23,8 @@ from pieceworks.common_algorithms import (
     plan_replicate,
     plan_restore,
 )
-from pieceworks.common_algorithms.manifest import read_manifest
-from pieceworks.common_algorithms.targets import new_volume_id
+from pieceworks.common_algorithms.format.manifest import read_manifest
+from pieceworks.common_algorithms.operations.targets import new_volume_id
 
 __all__ = ["render_svg", "run_plan", "run_plan_backup", "run_plan_replicate", "run_plan_restore"]
 

@@ -14,7 +14,7 @@ import argparse
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.interrupts import sigint_ignored
-from pieceworks.common_algorithms.recover import recover
+from pieceworks.common_algorithms.gc.recover import recover
 
 __all__ = ["run_recover"]
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.leases import (
+from pieceworks.common_algorithms.gc.leases import (
     GC_LOCK_PREFIX,
     LEASE_PREFIX,
     RUN_PREFIX,
