@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run ``pieceworks`` with `argv` (default: the process's) and return the exit code."""
-    parser = build_parser()
+    parser = build_parser(lazy=True)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has printed
