@@ -17,6 +17,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from pieceworks.common_algorithms import _lazy_taskflow
+
+_lazy_taskflow.defer()  # before any submodule imports TaskFlow
+
 if TYPE_CHECKING:
     from pieceworks.common_algorithms.backend import Backend, Store
     from pieceworks.common_algorithms.operations.backup import BackupOutcome, backup, backup_flow
