@@ -44,7 +44,7 @@ from pieceworks.common_algorithms.jobs import (
     backup_request,
     restore_request,
 )
-from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
+from pieceworks.common_algorithms.operations.requests import BackupRequest, RestoreRequest
 from pieceworks.common_algorithms.runner import open_persistence
 from pieceworks.execution.board import (
     JobboardConf,
