@@ -743,7 +743,7 @@ def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         actions,
         "post",
         "jobs:run_post",
-        summary="post a backup or restore job; print its id",
+        summary="post a backup, restore or replicate job; print its id",
         description=(
             "Post a job for any conductor that has the backend and store (named by\n"
             "--backend and --store: each conductor resolves them from its own\n"
@@ -768,7 +768,9 @@ def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
     post_restore.add_argument(
         "--volume", metavar="ID", type=id_type("volume id"), required=True, help="target volume"
     )
-    for parser in (post_backup, post_restore):
+    post_replicate = b.add_module(kinds, "post_replicate")
+    _replicate_request_options(post_replicate)
+    for parser in (post_backup, post_restore, post_replicate):
         _jobs_location_options(parser)
         parser.add_argument("--priority", choices=PRIORITIES, default="normal")
 

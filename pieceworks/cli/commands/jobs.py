@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping
 
 from pieceworks.cli.commands.backup import backup_request
 from pieceworks.cli.commands.conductor import jobs_locations
@@ -11,11 +12,26 @@ from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import iso_time, table
 from pieceworks.common_algorithms.runner import migrate
-from pieceworks.execution.jobs import JobTimeout, cancel_job, post_backup, post_restore
+from pieceworks.execution.jobs import (
+    JobTimeout,
+    PostedJob,
+    cancel_job,
+    post_backup,
+    post_restore,
+)
 from pieceworks.execution.status import JobStatus, job_status, list_jobs
 from pieceworks.protocols import ConfigError
 
-__all__ = ["run_cancel", "run_jobs", "run_list", "run_migrate", "run_post", "run_show", "run_watch"]
+__all__ = [
+    "report_posted",
+    "run_cancel",
+    "run_jobs",
+    "run_list",
+    "run_migrate",
+    "run_post",
+    "run_show",
+    "run_watch",
+]
 
 #: Seconds between two looks at a watched job.
 WATCH_POLL = 0.5
@@ -47,13 +63,17 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
         job = post_restore(jobboard, persistence, backend, store, fields, priority=args.priority)
+    return report_posted(ctx, job, {"backend": backend, "store": store}, args.priority)
+
+
+def report_posted(ctx: Context, job: PostedJob, names: Mapping[str, object], priority: str) -> int:
+    """Print a posted job's id (``--json``: the job, `names` and `priority`); exit 0."""
     ctx.out.data(
         {
             "job_id": job.job_uuid,
             "name": job.name,
-            "backend": backend,
-            "store": store,
-            "priority": args.priority,
+            **names,
+            "priority": priority,
             "book_id": job.book_uuid,
             "flow_id": job.flow_uuid,
             "result_atom": job.result_atom,
@@ -89,7 +109,9 @@ def describe(s: JobStatus) -> str:
     lines += [f"  {atom}: {state or '-'}" for atom, state in s.atoms.items()]
     if s.result is not None:
         summary = ", ".join(
-            f"{k}={s.result[k]}" for k in ("backup_id", "volume_id", "size") if k in s.result
+            f"{k}={s.result[k]}"
+            for k in ("backup_id", "volume_id", "target_volume_id", "strategy", "size")
+            if k in s.result
         )
         lines.append(f"result: {summary}")
     lines += [f"error: {e}" for e in s.errors]
