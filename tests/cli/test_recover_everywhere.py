@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -188,3 +189,80 @@ def test_a_foreign_owner_is_stale_after_the_configured_time_and_kept_while_it_re
     assert not live.exists(), recovered
     gc = call("gc", "--json", env=e)
     assert gc.code == ExitCode.OK and gc.json()["deferred_by"] == [], gc
+
+
+# -- 2. a replication without a store journals on this host -------------------------
+
+_REPLICATE = """
+import sys
+from pieceworks.common_algorithms import Backend, ReplicateRequest, replicate
+from pieceworks.drivers.file import FileDriver
+from pieceworks.protocols import BackendSpec
+
+root, strategy = sys.argv[1], sys.argv[2]
+
+
+def backend(name, path):
+    return Backend.of(name, FileDriver(path), BackendSpec(name, "file", {"path": path}))
+
+
+source, target = backend("local", root + "/volumes"), backend("other", root + "/other")
+request = ReplicateRequest(
+    "vol", target_volume_id="copy", in_use=True, strategies=(strategy,), chunk_size=256 * 1024
+)
+replicate(source, target, request, store=None)
+"""
+
+_TWO_BACKENDS = """
+[backends.local]
+driver = "file"
+path = "{root}/volumes"
+[backends.other]
+driver = "file"
+path = "{root}/other"
+[engine]
+persistence = "memory://"
+"""
+
+
+@pytest.mark.parametrize(
+    ("strategy", "spec"),
+    [
+        ("stream", "replicate.snapshot-created=kill"),
+        ("stream", "replicate.chunk-copied=kill@3"),
+        ("stream", "replicate.snapshot-deleted=kill"),
+        ("native", "replicate.snapshot-created=kill"),
+        ("native", "replicate.snapshot-deleted=kill"),
+    ],
+)
+def test_recover_removes_the_temporary_snapshot_of_a_killed_replication_without_a_store(
+    call: Call, env: dict[str, str], home: Path, tmp_path: Path, strategy: str, spec: str
+) -> None:
+    """Killed in the library with no store: recover finds its journal and snapshot."""
+    root = tmp_path / "site"
+    write_volume(root / "volumes", "vol", 2 * MiB, seed=6)
+    (root / "other").mkdir()
+    script = tmp_path / "replicate.py"
+    script.write_text(_REPLICATE, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script), str(root), strategy],
+        env={**env, ENV_VAR: spec},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, (done.stdout, done.stderr)
+    journal = home / "journal"
+    if "snapshot-deleted" not in spec:
+        assert _files(root / "volumes" / ".snapshots", "pw-*"), "no temporary snapshot left"
+    e = _config(tmp_path, env, "")
+    e["PIECEWORKS_CONFIG"] = str(tmp_path / "two.toml")
+    (tmp_path / "two.toml").write_text(_TWO_BACKENDS.format(root=root), encoding="utf-8")
+    recovered = _ok(call("recover", "--json", env=e)).json()
+    assert recovered["failed"] == 0 and recovered["kept"] == 0, recovered
+    assert _files(root / "volumes" / ".snapshots", "*") == []
+    assert _files(journal, "*") == [] and _files(journal, ".*") == []
+    assert _files(root / "other", ".incoming/*") == []
+    copy = root / "other" / "copy"
+    assert not copy.exists() or copy.read_bytes() == (root / "volumes" / "vol").read_bytes()

@@ -22,6 +22,7 @@ from pieceworks.common_algorithms import (
     ReplicateRequest,
     replicate,
 )
+from pieceworks.common_algorithms.journal import LocalJournal
 
 __all__ = ["replicate_request", "report", "run_replicate"]
 
@@ -96,6 +97,7 @@ def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
                 store=store,
                 options=ctx.engine_options(),
                 progress=progress,
+                journal=LocalJournal(ctx.config.home / "journal"),
             )
         except KeyboardInterrupt:
             progress.close()
