@@ -78,7 +78,7 @@ def test_post_show_watch_a_replicate_job_and_a_failing_one(board: Board, tmp_pat
     assert str(tmp_path) not in json.dumps(factory)  # names only: no path, no option
 
     board.conductor("conductor-1", "--max-dispatches", "2", config=config)
-    watched = pw(board, config, "jobs", "watch", str(doc["job_id"]), "--timeout", "60")
+    watched = pw(board, config, "jobs", "watch", str(doc["job_id"]), "--timeout", "120")
     assert watched.returncode == 0, watched.stderr + board.log("conductor-1")
     assert f"job {doc['job_id']}: SUCCESS" in watched.stdout
     shown = pw_json(board, config, "jobs", "show", str(doc["job_id"]))
@@ -95,7 +95,7 @@ def test_post_show_watch_a_replicate_job_and_a_failing_one(board: Board, tmp_pat
 
     again = post_replicate(board, config, "--from-backend", "lab", "--volume", "vol-1",
                            "--to-backend", "dr", "--to-volume", "vol-1-copy")  # fmt: skip
-    failed = pw(board, config, "jobs", "watch", str(again["job_id"]), "--timeout", "60")
+    failed = pw(board, config, "jobs", "watch", str(again["job_id"]), "--timeout", "120")
     assert failed.returncode == 1, failed.stderr
     assert f"job {again['job_id']}: REVERTED" in failed.stdout
     shown = pw_json(board, config, "jobs", "show", str(again["job_id"]))
