@@ -24,14 +24,14 @@ from typing import Any, Final, cast
 from taskflow.flow import Flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.backup import backup_flow
-from pieceworks.common_algorithms.replicate import (
+from pieceworks.common_algorithms.operations.backup import backup_flow
+from pieceworks.common_algorithms.operations.replicate import (
     CopyVolumeByName,
     replicate_flow,
     replicate_request,
 )
-from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
-from pieceworks.common_algorithms.restore import restore_flow
+from pieceworks.common_algorithms.operations.requests import BackupRequest, RestoreRequest
+from pieceworks.common_algorithms.operations.restore import restore_flow
 from pieceworks.protocols import BackendSpec, ConfigError, IObjectStore, StoreSpec
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 

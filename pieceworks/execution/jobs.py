@@ -46,7 +46,11 @@ from pieceworks.common_algorithms.jobs import (
     replicate_request,
     restore_request,
 )
-from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest, request_fields
+from pieceworks.common_algorithms.operations.requests import (
+    BackupRequest,
+    RestoreRequest,
+    request_fields,
+)
 from pieceworks.common_algorithms.runner import open_persistence
 from pieceworks.execution.board import (
     JobboardConf,

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.common_algorithms.manifest import list_manifests
+from pieceworks.common_algorithms.format.manifest import list_manifests
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.failpoints import ENV_VAR
 from tests.cli.conftest import COMMAND, PLUGINS, Call, MiB, Result, with_plugins, write_volume

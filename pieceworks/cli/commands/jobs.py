@@ -5,36 +5,142 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pieceworks.cli.commands.backup import backup_request
 from pieceworks.cli.commands.conductor import jobs_locations
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
-from pieceworks.cli.output import iso_time, table
-from pieceworks.common_algorithms.runner import migrate
-from pieceworks.execution.jobs import (
-    JobTimeout,
-    PostedJob,
-    cancel_job,
-    post_backup,
-    post_restore,
+from pieceworks.cli.ids import id_type
+from pieceworks.cli.options import (
+    PRIORITIES,
+    backup_request_options,
+    jobs_location_options,
+    replicate_request_options,
 )
-from pieceworks.execution.status import JobStatus, job_status, list_jobs
+from pieceworks.cli.output import iso_time, table
 from pieceworks.protocols import ConfigError
 
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.execution.jobs import PostedJob
+    from pieceworks.execution.status import JobStatus
+
 __all__ = [
+    "add_arguments",
     "report_posted",
     "run_cancel",
     "run_jobs",
     "run_list",
     "run_migrate",
     "run_post",
+    "run_post_replicate",
     "run_show",
     "run_watch",
 ]
 
 #: Seconds between two looks at a watched job.
 WATCH_POLL = 0.5
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """``jobs`` and its actions: post (backup, restore, replicate), list, show, watch, cancel..."""
+    parser.describe("Jobs on the jobboard: `pieceworks jobs post|list|show|watch|cancel|migrate`.")
+    actions = parser.add_commands("jobs_command")
+    post = actions.add(
+        "post",
+        "run_post",
+        summary="post a backup, restore or replicate job; print its id",
+        description=(
+            "Post a job for any conductor that has the backend and store (named by\n"
+            "--backend and --store: each conductor resolves them from its own\n"
+            "configuration, so no option or secret travels with the job). Prints the\n"
+            "job id (--json: an object)."
+        ),
+        codes=(ExitCode.FAILED,),
+    )
+    kinds = post.add_commands("post_kind", "KIND")
+    post_backup = kinds.add(
+        "backup", "run_post", summary="post a backup", description="Post a backup job."
+    )
+    backup_request_options(post_backup)
+    post_restore = kinds.add(
+        "restore",
+        "run_post",
+        summary="post a restore",
+        description="Post a job restoring BACKUP_ID into --volume ID.",
+    )
+    post_restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    post_restore.add_argument(
+        "--volume", metavar="ID", type=id_type("volume id"), required=True, help="target volume"
+    )
+    post_replicate = kinds.add(
+        "replicate",
+        "run_post_replicate",
+        summary="post a replication",
+        description=(
+            "Post a job copying --volume V of --from-backend A (or its --snapshot S) into\n"
+            "--to-volume W of --to-backend B, as `pieceworks replicate` does, for any\n"
+            "conductor whose host configures A, B and the store (--store, else the default\n"
+            "one: the via-store strategy stages chunks there). Prints the job id (--json:\n"
+            "an object). An existing W is replaced only with --overwrite: without it the\n"
+            "job fails, and `jobs show` says why."
+        ),
+    )
+    replicate_request_options(post_replicate)
+    for kind in (post_backup, post_restore, post_replicate):
+        jobs_location_options(kind)
+        kind.add_argument("--priority", choices=PRIORITIES, default="normal")
+
+    listing = actions.add(
+        "list",
+        "run_list",
+        summary="jobs on the board and finished jobs still logged",
+        description="List jobs, oldest first: id, state, owner, name.",
+    )
+    listing.add_argument(
+        "--state", help="only jobs in this state (UNCLAIMED, CLAIMED, SUCCESS, FAILURE...)"
+    )
+    show = actions.add(
+        "show",
+        "run_show",
+        summary="one job: state, owner, each step, result or reason for failure",
+        description="Show job ID. Exit 3 if no such job is known.",
+        codes=(ExitCode.NOT_FOUND,),
+    )
+    show.add_argument("job_id", metavar="ID")
+    watch = actions.add(
+        "watch",
+        "run_watch",
+        summary="follow a job until it ends; exit with its outcome",
+        description=(
+            "Print job ID's state and steps as they change until it ends. Exit 0 if it\n"
+            "succeeded, 1 if it failed or was cancelled, 3 if no such job is known,\n"
+            "124 if it had not ended after --timeout seconds."
+        ),
+        codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.TIMED_OUT),
+    )
+    watch.add_argument("job_id", metavar="ID")
+    watch.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    cancel = actions.add(
+        "cancel",
+        "run_cancel",
+        summary="cancel a job",
+        description=(
+            "Cancel job ID: a waiting job is removed from the board and ends REVERTED;\n"
+            "a running job's conductor starts no further step, reverts and consumes it."
+        ),
+        codes=(ExitCode.FAILED, ExitCode.NOT_FOUND),
+    )
+    cancel.add_argument("job_id", metavar="ID")
+    migrate = actions.add(
+        "migrate",
+        "run_migrate",
+        summary="bring the persistence backend's schema up to date",
+        description="Run TaskFlow's schema migrations on the persistence backend once.",
+    )
+    for action in (listing, show, watch, cancel, migrate):
+        jobs_location_options(action)
 
 
 def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
@@ -44,6 +150,8 @@ def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_post(args: argparse.Namespace, ctx: Context) -> int:
     """Post a backup or restore job naming the backend and store; print its id."""
+    from pieceworks.execution.jobs import post_backup, post_restore  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     # An explicit name is posted as is: the conductors' hosts configure it, maybe not this one.
     backend = args.backend or ctx.config.backend(None).name
@@ -64,6 +172,36 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
         job = post_restore(jobboard, persistence, backend, store, fields, priority=args.priority)
     return report_posted(ctx, job, {"backend": backend, "store": store}, args.priority)
+
+
+def run_post_replicate(args: argparse.Namespace, ctx: Context) -> int:
+    """Post the replication the options describe (names only); print the job id."""
+    from pieceworks.cli.commands.replicate import replicate_request  # noqa: PLC0415
+    from pieceworks.common_algorithms.operations.requests import request_fields  # noqa: PLC0415
+    from pieceworks.execution.jobs import post_replicate  # noqa: PLC0415
+
+    jobboard, persistence = jobs_locations(args, ctx.config)
+    # Names are posted as they are: the conductors' hosts configure them, maybe not this one.
+    store = args.store or ctx.config.store(None).name
+    request = replicate_request(args)
+    job = post_replicate(
+        jobboard,
+        persistence,
+        args.from_backend,
+        args.to_backend,
+        request_fields(request),
+        store=store,
+        priority=args.priority,
+    )
+    names = {
+        "operation_id": request.operation_id,
+        "source_backend": args.from_backend,
+        "target_backend": args.to_backend,
+        "volume_id": request.volume_id,
+        "target_volume_id": request.target_volume,
+        "store": store,
+    }
+    return report_posted(ctx, job, names, args.priority)
 
 
 def report_posted(ctx: Context, job: PostedJob, names: Mapping[str, object], priority: str) -> int:
@@ -91,6 +229,8 @@ def _line(s: JobStatus) -> list[object]:
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
     """Jobs on the board and finished ones still logged, oldest first."""
+    from pieceworks.execution.status import list_jobs  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     found = list_jobs(jobboard, persistence, state=args.state)
     ctx.out.data({"jobs": [s.to_dict() for s in found]})
@@ -120,6 +260,8 @@ def describe(s: JobStatus) -> str:
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     """One job's state, owner, steps and result or reasons; exit 3 if unknown."""
+    from pieceworks.execution.status import job_status  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     status = job_status(jobboard, persistence, args.job_id)
     ctx.out.data(status.to_dict())
@@ -130,6 +272,9 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 def run_watch(args: argparse.Namespace, ctx: Context) -> int:
     """Follow a job until it ends; exit 0 on success, 1 otherwise, 124 (`JobTimeout`) after
     ``--timeout`` seconds."""
+    from pieceworks.execution.jobs import JobTimeout  # noqa: PLC0415
+    from pieceworks.execution.status import job_status  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
@@ -152,6 +297,8 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
     """Cancel a job (see the command's help)."""
+    from pieceworks.execution.jobs import cancel_job  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     outcome = cancel_job(jobboard, persistence, args.job_id)
     ctx.out.data({"job_id": args.job_id, "cancelled": outcome})
@@ -161,6 +308,8 @@ def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
     """Run TaskFlow's schema migrations on the persistence backend."""
+    from pieceworks.common_algorithms.runner import migrate  # noqa: PLC0415
+
     persistence = args.persistence or ctx.config.jobs.persistence
     if not persistence:
         raise ConfigError("no persistence: give --persistence URL or set [jobs] persistence")

@@ -27,26 +27,26 @@ from taskflow import task
 from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.backup_tasks import source_ref
-from pieceworks.common_algorithms.chunk_pipeline import backup_chunks, restore_chunks
-from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.journal import LocalJournal
-from pieceworks.common_algorithms.leases import (
+from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, restore_chunks
+from pieceworks.common_algorithms.format.manifest import Manifest
+from pieceworks.common_algorithms.format.stream_copy import check_copy, copy_stream
+from pieceworks.common_algorithms.gc.journal import LocalJournal
+from pieceworks.common_algorithms.gc.leases import (
     acquire_lease,
     forget_temporary,
     lease_renewed,
     record_temporary,
     release_lease,
 )
-from pieceworks.common_algorithms.manifest import Manifest
-from pieceworks.common_algorithms.plan import Attempt, Plan
-from pieceworks.common_algorithms.planning import plan_replicate, via_store_sides
+from pieceworks.common_algorithms.operations.backup_tasks import source_ref
+from pieceworks.common_algorithms.operations.fallback import StrategyFallback
+from pieceworks.common_algorithms.operations.plan import Attempt, Plan
+from pieceworks.common_algorithms.operations.planning import plan_replicate, via_store_sides
+from pieceworks.common_algorithms.operations.requests import ReplicateRequest, request_fields
+from pieceworks.common_algorithms.operations.reverts import guarded
+from pieceworks.common_algorithms.operations.targets import check_target
 from pieceworks.common_algorithms.progress import ProgressReporter
-from pieceworks.common_algorithms.requests import ReplicateRequest, request_fields
-from pieceworks.common_algorithms.reverts import guarded
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
-from pieceworks.common_algorithms.stream_copy import check_copy, copy_stream
-from pieceworks.common_algorithms.targets import check_target
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,

@@ -9,7 +9,7 @@ from typing import Any
 
 from oslo_utils import units
 
-from pieceworks.common_algorithms.manifest import check_labels
+from pieceworks.common_algorithms.format.manifest import check_labels
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.chunks import CODECS, DEFAULT_CODEC
 from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
