@@ -11,6 +11,7 @@ errors and configuration errors answer at once.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -30,6 +31,12 @@ from pieceworks.protocols import PieceworksError
 __all__ = ["build_parser", "main", "resolve"]
 
 log = logging.getLogger(__name__)
+
+#: The collector's first threshold during a command: start-up creates a few hundred
+#: thousand long-lived objects (the imports of TaskFlow and its dependencies), which
+#: at the default threshold (700) cost dozens of collections, several of them full;
+#: the data path creates few cycles. (mypy does the same for the same reason.)
+GC_THRESHOLD = 50_000
 
 #: Libraries that are chatty below WARNING; shown only with -vv.
 _NOISY = ("taskflow", "stevedore", "alembic", "sqlalchemy")
@@ -81,7 +88,7 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
     command = resolve(args.handler)
     # Imported here, with the command: it brings in TaskFlow and the registry.
     from pieceworks.cli.context import Context  # noqa: PLC0415
-    from pieceworks.common_algorithms.leases import set_stale_after, stale_after  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.leases import set_stale_after, stale_after  # noqa: PLC0415
 
     ctx = Context(
         out,
@@ -111,6 +118,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     Under ``--json`` every failure, a usage error included, ends with one
     ``exit_error`` line on stderr (`pieceworks.cli.exit_codes.Failure`).
     """
+    first, *older = gc.get_threshold()
+    gc.set_threshold(max(GC_THRESHOLD, first), *older)
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(lazy=True, json_errors=_wants_json(argv))
     try:

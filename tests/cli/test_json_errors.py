@@ -21,8 +21,8 @@ import pytest
 import pieceworks.common_algorithms as algorithms
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.common_algorithms import keys
-from pieceworks.common_algorithms.leases import BackupInProgress, GCLockTimeout
-from pieceworks.common_algorithms.plan import NoEligibleStrategy, Plan, StrategyChoice
+from pieceworks.common_algorithms.gc.leases import BackupInProgress, GCLockTimeout
+from pieceworks.common_algorithms.operations.plan import NoEligibleStrategy, Plan, StrategyChoice
 from pieceworks.protocols import PieceworksError
 from tests.cli.conftest import Call, Result, write_volume
 from tests.support.backups import make_backup
