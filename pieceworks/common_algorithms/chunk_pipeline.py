@@ -64,6 +64,7 @@ from pieceworks.protocols.chunks import (
     chunk_key,
     codec_of,
     decode_chunk,
+    decode_chunk_view,
     encode_chunk,
     is_zero,
 )
@@ -672,9 +673,10 @@ def restore_chunks(
 
     chunk_id = chunk_id_for(store)
 
-    def fetch(ref: ChunkRef) -> tuple[int, bytes]:
+    def fetch(ref: ChunkRef) -> tuple[int, bytes | memoryview]:
         stored = _get_chunk(store, ref)
-        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id)
+        plain = decode_chunk_view(stored, ref.digest, ref.length, ref.offset, chunk_id)
+        return len(stored), plain
 
     try:
         with closing(
