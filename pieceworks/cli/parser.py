@@ -722,6 +722,11 @@ def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     conductor.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
     conductor.add_argument(
+        "--transport",
+        metavar="URL",
+        help="run data steps on workers: amqp://USER:PASS@HOST/ (default: [jobs] transport)",
+    )
+    conductor.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -731,6 +736,7 @@ def _scale(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port"
     )
 
+    b.add_module(sub, "worker")
     jobs = b.add(
         sub,
         "jobs",

@@ -16,8 +16,10 @@ from typing import IO, Any
 from pieceworks.cli.config import Config
 from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.masking import url_password
 from pieceworks.execution.board import jobboard_conf
 from pieceworks.execution.conductor import EventSink, run_conductor
+from pieceworks.execution.dispatch import WorkerDispatcher
 from pieceworks.execution.metrics import ConductorMetrics
 from pieceworks.protocols import ConfigError
 
@@ -80,6 +82,15 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             ctx.out.note(f"metrics on http://{args.metrics_addr}:{port}/metrics")
             if events is not None:
                 events({"event": "metrics", "port": port, "who": name})
+        dispatcher = None
+        transport = args.transport or config.jobs.transport
+        if transport:
+            if (password := url_password(transport)) is not None:
+                ctx.out.masker.add({password})
+            dispatcher = WorkerDispatcher(
+                transport,
+                on_event=None if events is None else (lambda e: events({**e, "who": name})),
+            )
         run_conductor(
             name,
             conf,
@@ -94,5 +105,6 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             mask=ctx.out.masker.text,
             keep_finished=config.jobs.keep_finished,
             metrics=metrics,
+            dispatcher=dispatcher,
         )
     return ExitCode.OK
