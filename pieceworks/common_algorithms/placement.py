@@ -28,7 +28,7 @@ from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.leases import heartbeat
-from pieceworks.protocols import ConfigError
+from pieceworks.protocols import ConfigError, PieceworksError
 
 __all__ = [
     "HEARTBEAT",
@@ -39,6 +39,7 @@ __all__ = [
     "NotPlaced",
     "Observer",
     "RemoteStep",
+    "StepFailed",
     "host",
     "run_data_step",
     "use_host",
@@ -89,15 +90,26 @@ Observer = Callable[[str, Mapping[str, Any] | None, BaseException | None], None]
 
 _host: HostSections | None = None
 _observer: Observer | None = None
+_mask: Callable[[str], str] | None = None
 
 
-def use_host(sections: HostSections | None, observer: Observer | None = None) -> None:
+class StepFailed(PieceworksError):
+    """A `RemoteStep` failed on a worker; the message (type and text) is masked."""
+
+
+def use_host(
+    sections: HostSections | None,
+    observer: Observer | None = None,
+    mask: Callable[[str], str] | None = None,
+) -> None:
     """Make `sections` the configuration `RemoteStep`s open names from (a worker calls it).
 
-    `observer` (metrics) is told of each step that ends in this process.
+    `observer` (metrics) is told of each step that ends in this process;
+    `mask` cleans a failed step's error text before it is sent back (the
+    worker's configured secrets).
     """
-    global _host, _observer
-    _host, _observer = sections, observer
+    global _host, _observer, _mask
+    _host, _observer, _mask = sections, observer, mask
 
 
 def host() -> HostSections:
@@ -146,15 +158,22 @@ class RemoteStep(task.Task):
             beater.stop()
 
     def observed(self, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """`work()` inside `alive()`, its outcome told to the host's observer."""
-        observer = _observer
+        """`work()` inside `alive()`, its outcome told to the host's observer.
+
+        An exception becomes `StepFailed` with the masked text when the host
+        set a mask.
+        """
+        observer, mask = _observer, _mask
         with self.alive():
             try:
                 out = work()
-            except BaseException as exc:
+            except Exception as exc:
                 if observer is not None:
                     observer(type(self).__name__, None, exc)
-                raise
+                if mask is None:
+                    raise
+                # The failure travels back in a message: only its masked text goes.
+                raise StepFailed(mask(f"{type(exc).__name__}: {exc}")) from None
         if observer is not None:
             observer(type(self).__name__, out, None)
         return out

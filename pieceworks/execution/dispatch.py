@@ -172,4 +172,5 @@ class WorkerDispatcher:
             self._event(event="in-process", atom=name, backend=backend)
             raise NotPlaced(f"no worker of backend {backend!r} took {name} in time")
         kind = next(iter(result), "Exception").rsplit(".", 1)[-1]
-        raise RemoteStepFailed(f"{kind} on a worker of backend {backend!r}: {result.exception_str}")
+        text = result.exception_str if kind == "StepFailed" else f"{kind}: {result.exception_str}"
+        raise RemoteStepFailed(f"on a worker of backend {backend!r}: {text}")

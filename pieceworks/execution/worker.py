@@ -76,12 +76,14 @@ def serve_backends(
     threads: int = 2,
     metrics: WorkerMetrics | None = None,
     on_ready: Callable[[], None] | None = None,
+    mask: Callable[[str], str] | None = None,
 ) -> None:
     """Serve the data steps of `backends` over the broker at `url` until `stop` is set.
 
     `sections` opens this host's backends and stores by name; `threads`
     steps run at once (across all backends). `on_ready` is called once every
-    backend's worker consumes its topic. Raise `ConfigError` for no backend
+    backend's worker consumes its topic. `mask` cleans the text of a failed
+    step before it is sent back (else it goes as raised). Raise `ConfigError` for no backend
     or a bad name.
     """
     if not backends:
@@ -90,7 +92,7 @@ def serve_backends(
         raise ConfigError(f"--threads must be at least 1, not {threads}")
     for name in backends:
         validate_id("backend name", name)
-    use_host(sections, None if metrics is None else metrics.on_step)
+    use_host(sections, None if metrics is None else metrics.on_step, mask)
     executor = _NotifyInline(max_workers=threads, thread_name_prefix="pieceworks-step")
     workers = [
         Worker(EXCHANGE, topic_of(b), list(STEPS), executor=executor, url=url) for b in backends

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from pieceworks.common_algorithms.placement import NotPlaced, RemoteStep
 from pieceworks.common_algorithms.requests import BackupRequest
 from pieceworks.common_algorithms.restore import RestoreWrite
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.execution import wait_for
+from pieceworks.execution import JobFailed, wait_for
 from pieceworks.protocols import BackendSpec
 from tests.execution.support import (
     CHUNK,
@@ -40,6 +41,8 @@ from tests.execution.support import (
     sha256_file,
     spec,
 )
+from tests.execution.test_metrics import scrape
+from tests.execution.test_trust import persisted_rows
 
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
 TRANSPORT = f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}//"
@@ -114,12 +117,18 @@ def test_the_transfer_runs_in_the_worker_process(board: Board, tmp_path: Path) -
     size = 512 * CHUNK
     make_volume(tmp_path / "volumes", "vol-1", 512)
     config = host_config(board, tmp_path)
-    worker = start_worker(board, "worker-1", config, "--backends", "lab")
+    worker = start_worker(board, "worker-1", config, "--backends", "lab", "--metrics-port", "0")
+    port = int(re.findall(r"metrics on http://127.0.0.1:(\d+)/", board.log("worker-1"))[0])
     cond, path = conductor(board, "conductor-1", config)
     w0, c0 = io(worker.pid), io(cond.pid)
 
     job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
     result = wait_for(board.url, PERSISTENCE, job, timeout=60)
+    samples = scrape(port)
+    assert samples[("pieceworks_worker_steps_total", (("step", "BackupTransfer"),))] == 1
+    assert ("pieceworks_worker_failed_total", (("step", "BackupTransfer"),)) not in samples
+    moved = samples[("pieceworks_worker_bytes_total", (("direction", "read"),))]
+    assert moved == result["bytes_read"]
 
     w1, c1 = io(worker.pid), io(cond.pid)
     worker_read, worker_wrote = w1["rchar"] - w0["rchar"], w1["wchar"] - w0["wchar"]
@@ -270,3 +279,36 @@ def test_worker_command_errors_are_clear(board: Board, tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--threads must be at least 1" in done.stderr
     assert os.environ.get("PIECEWORKS_FAILPOINTS") is None
+
+
+def test_a_step_failing_on_a_worker_fails_the_job_with_its_masked_reason(
+    board: Board, tmp_path: Path
+) -> None:
+    """The worker's driver error quotes the worker's password: masked there, before it travels."""
+    worker_secret, conductor_secret = "w0rker-Pa55-only-here", "c0nductor-Pa55"
+    make_volume(tmp_path / "volumes", "vol-1", 4)
+    volumes = str(tmp_path / "volumes")
+    store = {"lab": spec("lab", "posix", path=str(tmp_path / "store"))}
+    worker_config = board.config(
+        "worker-host",
+        backends={"leaky": spec("leaky", "leakyfile", path=volumes, password=worker_secret)},
+        stores=store,
+    )
+    conductor_config = board.config(
+        "conductor-host",
+        backends={"leaky": spec("leaky", "leakyfile", path=volumes, password=conductor_secret)},
+        stores=store,
+    )
+    start_worker(board, "worker-1", worker_config)
+    cond, path = conductor(board, "conductor-1", conductor_config)
+    job = board.post_backup("leaky", "lab", volume_id="vol-1", chunk_size=CHUNK)
+
+    with pytest.raises(JobFailed) as failed:
+        wait_for(board.url, PERSISTENCE, job, timeout=60)
+    text = str(failed.value)
+    assert "on a worker of backend 'leaky': BackendError: cannot log in" in text
+    assert "password=***" in text and worker_secret not in text
+    assert worker_secret not in persisted_rows(job)
+    assert worker_secret not in board.log("conductor-1")
+    assert next(e["event"] for e in events(path) if "backend" in e) == "placed"
+    stop(cond)

@@ -96,5 +96,6 @@ def run_worker(args: argparse.Namespace, ctx: Context) -> int:
         threads=args.threads,
         metrics=metrics,
         on_ready=lambda: ctx.out.note(f"worker ready: serving {', '.join(names)}"),
+        mask=ctx.out.masker.text,
     )
     return ExitCode.OK
