@@ -15,13 +15,21 @@ zeros, random and log-like text, every block distinct):
   (``borg create --chunker-params fixed,4194304 --compression zstd,1``), the
   same three steps (``borg extract`` for the restore).
 
-Trials are interleaved (bare, pieceworks, borg, bare, ...) so that a noisy
-neighbour slows all three alike; each figure is the median of ``--trials``.
-Every command runs as a child process and is measured with ``os.wait4``: wall
-seconds, CPU seconds (user + system) and peak RSS. It also times
-``pieceworks --help``, ``pieceworks list`` on an empty store and a 1 MiB
-backup end to end. The page cache cannot be dropped here: every read comes
-from it, for all three alike.
+Trials are interleaved (bare, pieceworks, borg, then pieceworks, borg, bare,
+...) so that a noisy neighbour slows all three alike; each figure is the
+median of ``--trials`` with its spread (min..max). ``--warmup`` untimed trials
+run first (the first writes of a freshly booted VM into memory it never
+touched cost several times the later ones). Before every measured command
+the dirty pages of the previous one are written back (``sync`` and a wait
+until ``/proc/meminfo`` shows no writeback), so that no command pays for
+another's writes. Every command runs as a child process and is measured with
+``os.wait4``: wall seconds, CPU seconds (user + system) and peak RSS. It also
+times ``pieceworks --help``, ``pieceworks list`` on an empty store and a 1 MiB
+backup end to end, interleaved. The pieceworks package is byte-compiled first
+(as an installed package is), so that no command pays for compiling it. The
+page cache cannot be dropped here: every read comes from it, for all three
+alike. The load average at the start and the end is reported: compare ratios
+within one run.
 
     .venv/bin/python bench/cli_vs_peers.py --size-mib 1024 --trials 3
 
@@ -33,6 +41,7 @@ borg comes from Debian's ``borgbackup`` (``make bench`` installs it through
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
@@ -67,8 +76,42 @@ class Measure:
     rss_mib: float
 
 
-def run(argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Measure:
-    """Run `argv` to completion; raise with its output when it fails."""
+def settle(limit: int = 32 * MiB, timeout: float = 60.0) -> None:
+    """Write back every dirty page and wait until the kernel has (Dirty + Writeback < `limit`).
+
+    Called before each measured command, so that the writeback of one
+    command's output is not billed to the next one.
+    """
+    os.sync()
+    deadline = time.monotonic() + timeout
+    while _dirty_bytes() >= limit and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _dirty_bytes() -> int:
+    """Dirty + Writeback bytes from /proc/meminfo (0 where there is none)."""
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return 0
+    total = 0
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Dirty", "Writeback"):
+            total += int(rest.split()[0]) * 1024
+    return total
+
+
+def run(
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    *,
+    quiesce: bool = True,
+) -> Measure:
+    """Run `argv` to completion (after `settle`); raise with its output when it fails."""
+    if quiesce:
+        settle()
     started = time.perf_counter()
     proc = subprocess.Popen(
         list(argv),
@@ -254,22 +297,41 @@ def change_one_percent(volume: Path, seed: int) -> None:
             os.pwrite(f.fileno(), os.urandom(BLOCK), index * BLOCK)
 
 
-def small_commands(work: Path) -> dict[str, float]:
-    """Median wall seconds of `--help`, `list` on an empty store and a 1 MiB backup."""
+def small_commands(work: Path, rounds: int = 7) -> dict[str, dict[str, float]]:
+    """`--help`, `list` on an empty store and a 1 MiB backup, interleaved `rounds` times.
+
+    Each figure: median, min and max wall seconds and median CPU seconds
+    (the first round is a warm-up and not counted).
+    """
     home = work / "small"
     shutil.rmtree(home, ignore_errors=True)
     (home / "volumes").mkdir(parents=True)
     (home / "volumes" / "one").write_bytes(os.urandom(MiB))
     env = {**os.environ, "PIECEWORKS_HOME": str(home)}
-    figures: dict[str, list[float]] = {"help": [], "list_empty": [], "backup_1mib": []}
-    for _ in range(5):
-        figures["help"].append(run([PIECEWORKS, "--help"], env=env).wall)
-        figures["list_empty"].append(run([PIECEWORKS, "list"], env=env).wall)
-    for _ in range(5):
-        figures["backup_1mib"].append(
-            run([PIECEWORKS, "backup", "--volume", "one", "-q"], env=env).wall
-        )
-    return {name: statistics.median(values) for name, values in figures.items()}
+    commands = {
+        "help": [PIECEWORKS, "--help"],
+        "list_empty": [PIECEWORKS, "list"],
+        "backup_1mib": [PIECEWORKS, "backup", "--volume", "one", "-q"],
+    }
+    measures: dict[str, list[Measure]] = {name: [] for name in commands}
+    for round_ in range(rounds + 1):
+        for name, argv in commands.items():
+            if name == "list_empty":  # list an empty store: before any backup of this round
+                shutil.rmtree(home / "backups", ignore_errors=True)
+            measure = run(argv, env=env)
+            if round_:
+                measures[name].append(measure)
+    return {name: _summary(values) for name, values in measures.items()}
+
+
+def _summary(measures: Sequence[Measure]) -> dict[str, float]:
+    walls = [m.wall for m in measures]
+    return {
+        "seconds": statistics.median(walls),
+        "min": min(walls),
+        "max": max(walls),
+        "cpu_seconds": statistics.median(m.cpu for m in measures),
+    }
 
 
 PHASES = ("full", "incremental", "restore")
@@ -280,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed trials first")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--bare-backup", nargs=2, type=Path, help=argparse.SUPPRESS)
@@ -306,8 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Made in a child, so that this process stays small: a forked child's peak RSS
         # counts the parent's pages until it execs.
         run([sys.executable, __file__, "--make-volume", str(pristine), str(size)])
+        # Byte-compile pieceworks as installing it does (the environment may forbid
+        # writing bytecode), so that no measured command compiles sources.
+        compileall.compile_dir(str(HERE.parent / "pieceworks"), quiet=1)
+        load_start = os.getloadavg()
         results: dict[str, dict[str, list[Measure]]] = {s: {p: [] for p in PHASES} for s in SYSTEMS}
-        for trial in range(args.trials):
+        for trial in range(-args.warmup, args.trials):
             order = SYSTEMS[trial % 3 :] + SYSTEMS[: trial % 3]
             for system in order:
                 volume = work / "volume.raw"
@@ -318,18 +385,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 change_one_percent(volume, seed=trial)
                 incremental = getattr(systems, f"{_short(system)}_incremental")()
                 restore = getattr(systems, f"{_short(system)}_restore")()
-                for phase, measure in zip(PHASES, (full, incremental, restore), strict=True):
-                    results[system][phase].append(measure)
+                if trial >= 0:
+                    for phase, measure in zip(PHASES, (full, incremental, restore), strict=True):
+                        results[system][phase].append(measure)
+                label = "warm-up" if trial < 0 else f"trial {trial + 1}"
                 print(
-                    f"trial {trial + 1} {system:10} full {full.wall:6.2f} s  "
+                    f"{label} {system:10} full {full.wall:6.2f} s  "
                     f"incremental {incremental.wall:6.2f} s  restore {restore.wall:6.2f} s",
                     file=sys.stderr,
                 )
         small = small_commands(work)
+        load_end = os.getloadavg()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     report = _report(results, size, small)
+    report["load_average_1min"] = {"start": load_start[0], "end": load_end[0]}
     print(_table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -341,7 +412,7 @@ def _short(system: str) -> str:
 
 
 def _report(
-    results: dict[str, dict[str, list[Measure]]], size: int, small: dict[str, float]
+    results: dict[str, dict[str, list[Measure]]], size: int, small: dict[str, dict[str, float]]
 ) -> dict[str, object]:
     gib = size / (1 << 30)
     figures: dict[str, dict[str, dict[str, float]]] = {}
@@ -350,6 +421,8 @@ def _report(
         for phase, measures in phases.items():
             figures[system][phase] = {
                 "seconds": statistics.median(m.wall for m in measures),
+                "min": min(m.wall for m in measures),
+                "max": max(m.wall for m in measures),
                 "cpu_seconds_per_gib": statistics.median(m.cpu for m in measures) / gib,
                 "peak_rss_mib": max(m.rss_mib for m in measures),
             }
@@ -367,13 +440,15 @@ def _table(report: dict[str, object]) -> str:
     figures = report["figures"]
     assert isinstance(figures, dict)
     lines = [
-        f"{'system':12}{'phase':13}{'seconds':>9}{'CPU-s/GiB':>11}{'peak RSS MiB':>14}",
+        f"{'system':12}{'phase':13}{'seconds':>9}{'spread':>14}{'CPU-s/GiB':>11}"
+        f"{'peak RSS MiB':>14}",
     ]
     for system, phases in figures.items():
         for phase, f in phases.items():
+            spread = f"{f['min']:.2f}..{f['max']:.2f}"
             lines.append(
-                f"{system:12}{phase:13}{f['seconds']:9.2f}{f['cpu_seconds_per_gib']:11.2f}"
-                f"{f['peak_rss_mib']:14.1f}"
+                f"{system:12}{phase:13}{f['seconds']:9.2f}{spread:>14}"
+                f"{f['cpu_seconds_per_gib']:11.2f}{f['peak_rss_mib']:14.1f}"
             )
     speedups = report["speedups"]
     assert isinstance(speedups, dict)
@@ -382,7 +457,16 @@ def _table(report: dict[str, object]) -> str:
     small = report["small_commands"]
     assert isinstance(small, dict)
     lines.append("")
-    lines.extend(f"{name:22}{value:6.3f} s" for name, value in small.items())
+    lines.extend(
+        f"{name:22}{v['seconds']:6.3f} s ({v['min']:.3f}..{v['max']:.3f}),"
+        f" {v['cpu_seconds']:.3f} CPU-s"
+        for name, v in small.items()
+    )
+    load = report["load_average_1min"]
+    assert isinstance(load, dict)
+    lines.append(
+        f"\nload average (1 min): {load['start']:.2f} at the start, {load['end']:.2f} at the end"
+    )
     return "\n".join(lines)
 
 

@@ -98,6 +98,14 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         # copy
         "copy.chunk-copied": "copy: after each chunk object is written to the target store",
         "copy.before-manifest": "copy: every chunk of a backup is in the target, no manifest yet",
+        # stores
+        "store.tmp-written": (
+            "posix store: a temporary file is written, not yet renamed into place"
+        ),
+        # remote target
+        "target.incoming-written": (
+            "remote target: after each piece written into a volume's .incoming copy"
+        ),
         # recover
         "recover.item-removed": "recover: after each leftover is removed",
         # jobs

@@ -23,6 +23,10 @@ else nothing (built-in defaults only). A file looks like::
     claim_expiry = 30       # seconds a dead conductor's claim survives
     keep_finished = 86400   # seconds a finished job's logbook is kept
 
+    [leases]                # optional: who holds a store
+    stale_after_seconds = 120   # an owner on another host that has not renewed
+                                # its lease or lock for this long is dead
+
 Every key of a backend or store section except ``driver`` is passed to the
 driver's entry point as a keyword argument; a store section is also the
 `StoreSpec` handed to backends that reach the store themselves. A kind of
@@ -38,6 +42,12 @@ command. An interrupted backup still costs little to redo: the chunks it
 stored are found intact and not sent again (docs/format.md). Set
 ``persistence`` to record runs (``sqlite:////path/pieceworks.db``) or to
 share them with conductors (``postgresql://...``).
+
+``[leases] stale_after_seconds`` (default 120, at most 86400) is how long a
+lease, collector lock or run journal of an owner on another host stays
+valid without a renewal; owners renew every quarter of it (at most every
+20 s). An owner on this host is known dead or alive at once, whatever the
+setting. Every host sharing a store should use the same value.
 """
 
 from __future__ import annotations
@@ -77,7 +87,10 @@ __all__ = [
 DEFAULT_NAME = "local"
 ENGINES = ("serial", "parallel")
 _ENGINE_KEYS = {"persistence", "engine"}
-_TOP_KEYS = {"backends", "stores", "engine", "jobs"}
+_TOP_KEYS = {"backends", "stores", "engine", "jobs", "leases"}
+_LEASES_KEYS = {"stale_after_seconds"}
+#: The longest ``[leases] stale_after_seconds`` accepted (a day).
+MAX_STALE_AFTER = 86400.0
 _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_finished"}
 #: Seconds a finished job's logbook is kept by default (a day).
 DEFAULT_KEEP_FINISHED = 86400.0
@@ -156,6 +169,8 @@ class Config:
     engine: str = "serial"
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     jobs: JobsConfig = field(default_factory=JobsConfig)
+    #: ``[leases] stale_after_seconds``; None: not set (the built-in 120 s).
+    stale_after: float | None = None
 
     def backend(self, name: str | None) -> Section:
         """The backend called `name`, or the default one (see `choose`)."""
@@ -308,6 +323,31 @@ def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
     )
 
 
+def _leases(data: Mapping[str, object], path: Path) -> float | None:
+    raw = data.get("leases", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path}: [leases] must be a table")
+    unknown = sorted(set(raw) - _LEASES_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path} [leases]: unknown key(s) {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(_LEASES_KEYS))})"
+        )
+    value = raw.get("stale_after_seconds")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"{path} [leases]: stale_after_seconds must be a number of seconds, not {_kind(value)}"
+        )
+    if not 0 < value <= MAX_STALE_AFTER:  # NaN fails this too
+        raise ConfigError(
+            f"{path} [leases]: stale_after_seconds must be more than 0 and at most"
+            f" {MAX_STALE_AFTER:g} seconds, not {value!r}"
+        )
+    return float(value)
+
+
 def _secrets(sections: list[Section], persistence: str | None) -> frozenset[str]:
     found: set[str] = set()
     for s in sections:
@@ -340,6 +380,7 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
     backends, stores, persistence = defaults(home)
     engine = "serial"
     jobs = JobsConfig()
+    stale_after: float | None = None
     path = _config_path(explicit, env)
     if path is not None:
         data = _parse(path)
@@ -347,7 +388,7 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         if unknown:
             raise ConfigError(
                 f"configuration file {path}: unknown section(s) {', '.join(unknown)}"
-                " (known: backends, stores, engine, jobs)"
+                " (known: backends, stores, engine, jobs, leases)"
             )
         backends = _sections(data, "backend", "backends", path) or backends
         stores = _sections(data, "store", "stores", path) or stores
@@ -355,11 +396,12 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         persistence = given_persistence or persistence
         engine = given_engine or engine
         jobs = _jobs(data, path)
+        stale_after = _leases(data, path)
     secrets = _secrets([*backends.values(), *stores.values()], persistence)
     for url in (jobs.jobboard, jobs.persistence, jobs.transport):
         if url and (pw := url_password(url)) is not None:
             secrets |= {pw}
-    return Config(path, home, backends, stores, persistence, engine, secrets, jobs)
+    return Config(path, home, backends, stores, persistence, engine, secrets, jobs, stale_after)
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}

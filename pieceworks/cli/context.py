@@ -21,6 +21,7 @@ from pieceworks.cli.passwords import read_password
 from pieceworks.cli.progress import Progress, mode_for
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.keys import is_encrypted, unlock
+from pieceworks.common_algorithms.leases import DEFAULT_LEASE_TTL, set_stale_after
 from pieceworks.protocols import (
     BackendSpec,
     ConfigError,
@@ -107,6 +108,11 @@ def check_persistence(url: str) -> None:
         backend.close()
 
 
+def _apply(config: Config) -> None:
+    """Settings of the configuration that hold process-wide: ``[leases] stale_after_seconds``."""
+    set_stale_after(DEFAULT_LEASE_TTL if config.stale_after is None else config.stale_after)
+
+
 class Context:
     """What a command works with: output, configuration, backends and stores.
 
@@ -136,6 +142,7 @@ class Context:
         if config is not None:
             out.masker.add(config.secrets)
             log.info("configuration: %s", _summary(config))
+            _apply(config)
         self._backends: dict[str, Backend] = {}
         self._stores: dict[str, Store] = {}
 
@@ -146,6 +153,7 @@ class Context:
             self._config = load_config(self.config_path, self.env)
             self.out.masker.add(self._config.secrets)
             log.info("configuration: %s", _summary(self._config))
+            _apply(self._config)
         return self._config
 
     # -- backends and stores ------------------------------------------------

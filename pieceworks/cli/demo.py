@@ -31,30 +31,55 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
-
-from oslo_utils import units
+from typing import TYPE_CHECKING, cast
 
 from pieceworks.cli.config import Config, defaults
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.options import parse_size
 from pieceworks.cli.output import human_bytes, mb_per_s, table
-from pieceworks.common_algorithms import (
-    Backend,
-    BackupRequest,
-    RestoreRequest,
-    backup,
-    plan_backup,
-    restore,
-    verify,
-)
 from pieceworks.protocols import IStreamIn, IStreamOut, VolumeRef
 from pieceworks.protocols.chunks import is_zero
 
-__all__ = ["BLOCK", "Step", "demo_context", "make_block", "run_demo", "run_demo_command"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms import Backend
 
-#: The unit the sample volume is built and changed in (the default chunk size).
-BLOCK = 4 * units.Mi
+__all__ = [
+    "BLOCK",
+    "Step",
+    "add_arguments",
+    "demo_context",
+    "make_block",
+    "run_demo",
+    "run_demo_command",
+]
+
+#: The unit the sample volume is built and changed in (the default chunk size), bytes.
+BLOCK = 4 * 1024 * 1024
+
+DESCRIPTION = """\
+Run the whole job on embedded defaults in a fresh temporary directory (or
+--dir): create a sample volume of random data, zeros and text, show the plan,
+back it up while in use, change a few percent, back it up incrementally,
+restore it into a new volume, verify, and print a summary. Your configuration
+is not used. Exit 1 if the restored volume differs."""
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The options of ``demo`` (it reads no configuration)."""
+    parser.describe(DESCRIPTION, (ExitCode.FAILED, ExitCode.INTERRUPTED), needs_config=False)
+    parser.add_argument("--dir", metavar="DIR", help="work in DIR (kept) instead of a temp dir")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=256 * 1024 * 1024,
+        metavar="SIZE",
+        help="sample volume size (default 256MiB)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+
+
 VOLUME = "demo-vol"
 RESTORED = "demo-vol-restored"
 CHANGED_FRACTION = 0.03
@@ -133,6 +158,8 @@ class Step:
 
 def demo_context(ctx: Context, directory: Path) -> Context:
     """A context on the built-in defaults under `directory` (user configuration ignored)."""
+    from pieceworks.cli.context import Context  # noqa: PLC0415 (brings in the registry)
+
     backends, stores, persistence = defaults(directory)
     config = Config(None, directory, backends, stores, persistence)
     return Context(ctx.out, ctx.env, config=config)
@@ -226,6 +253,15 @@ def run_demo_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _run(ctx: Context, where: Path, size: int) -> int:
+    from pieceworks.common_algorithms import (  # noqa: PLC0415 (TaskFlow: only when it runs)
+        BackupRequest,
+        RestoreRequest,
+        backup,
+        plan_backup,
+        restore,
+        verify,
+    )
+
     out = ctx.out
     backend, store = ctx.backend(), ctx.store()
     options = ctx.engine_options()

@@ -23,6 +23,7 @@ from pieceworks.protocols import (
     StoreNotFound,
     UnsupportedCodec,
     VolumeExists,
+    WaitTimedOut,
 )
 
 __all__ = ["ALL", "CliError", "ExitCode", "code_for", "epilog"]
@@ -37,6 +38,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     CORRUPT = 4
     DEFERRED = 75  # EX_TEMPFAIL of sysexits.h: try again later
+    TIMED_OUT = 124  # as timeout(1): gave up waiting
     INTERRUPTED = 130
 
 
@@ -58,6 +60,10 @@ _MEANING: dict[ExitCode, str] = {
     ExitCode.DEFERRED: (
         "deferred: garbage collection did not run because a backup in progress holds a"
         " lease; the message names it (owner, alive or not, age). Run it again later"
+    ),
+    ExitCode.TIMED_OUT: (
+        "timed out: a wait gave up (jobs watch --timeout: the job, named by its id, had not"
+        " ended after the seconds the message gives; it may still end: watch it again)"
     ),
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); the message says what was left behind",
 }
@@ -82,6 +88,8 @@ def code_for(exc: BaseException) -> ExitCode:
         return ExitCode.INTERRUPTED
     if isinstance(exc, CorruptionError):
         return ExitCode.CORRUPT
+    if isinstance(exc, WaitTimedOut):
+        return ExitCode.TIMED_OUT
     # A configuration naming a driver that is not installed is a configuration error.
     if isinstance(
         exc, DriverNotFound | ConfigError | InvalidName | UnsupportedCodec | FailpointSpecError

@@ -11,6 +11,7 @@ errors and configuration errors answer at once.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -29,6 +30,12 @@ from pieceworks.protocols import PieceworksError
 __all__ = ["build_parser", "main", "resolve"]
 
 log = logging.getLogger(__name__)
+
+#: The collector's first threshold during a command: start-up creates a few hundred
+#: thousand long-lived objects (the imports of TaskFlow and its dependencies), which
+#: at the default threshold (700) cost dozens of collections, several of them full;
+#: the data path creates few cycles. (mypy does the same for the same reason.)
+GC_THRESHOLD = 50_000
 
 #: Libraries that are chatty below WARNING; shown only with -vv.
 _NOISY = ("taskflow", "stevedore", "alembic", "sqlalchemy")
@@ -80,6 +87,7 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
     command = resolve(args.handler)
     # Imported here, with the command: it brings in TaskFlow and the registry.
     from pieceworks.cli.context import Context  # noqa: PLC0415
+    from pieceworks.common_algorithms.leases import set_stale_after, stale_after  # noqa: PLC0415
 
     ctx = Context(
         out,
@@ -90,12 +98,18 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
         config=config,
         password_file=args.password_file,
     )
-    return int(command(args, ctx))
+    before = stale_after()  # the configuration sets it for this command only
+    try:
+        return int(command(args, ctx))
+    finally:
+        set_stale_after(before)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run ``pieceworks`` with `argv` (default: the process's) and return the exit code."""
-    parser = build_parser()
+    first, *older = gc.get_threshold()
+    gc.set_threshold(max(GC_THRESHOLD, first), *older)
+    parser = build_parser(lazy=True)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has printed

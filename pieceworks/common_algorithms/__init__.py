@@ -19,6 +19,10 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from pieceworks.common_algorithms import _lazy_taskflow
+
+_lazy_taskflow.defer()  # before any submodule imports TaskFlow
+
 if TYPE_CHECKING:
     from pieceworks.common_algorithms.backend import Backend, Store
     from pieceworks.common_algorithms.backup import BackupOutcome, backup, backup_flow

@@ -177,7 +177,7 @@ class DeleteReport:
 def collect_garbage(
     store: IObjectStore,
     *,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
+    lease_ttl: float | None = None,
     dry_run: bool = False,
     renew_every: float | None = DEFAULT_RENEW_EVERY,
 ) -> GCReport:
@@ -244,7 +244,7 @@ def delete_backup(
     backup_id: str,
     *,
     collect: bool = True,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
+    lease_ttl: float | None = None,
 ) -> DeleteReport:
     """Delete a backup: remove its manifest, then (if `collect`) collect garbage.
 

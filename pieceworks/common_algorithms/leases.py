@@ -21,8 +21,11 @@ host, pid, process start time, boot id, run token) and when it was written::
 A marker is *stale* when its owner is known dead (same host: no such
 process, or the pid now belongs to a process started at another time, or
 another boot), or when an owner on another host has not renewed it for
-`DEFAULT_LEASE_TTL` (2 minutes; owners renew every `DEFAULT_RENEW_EVERY`
-seconds on a thread). Ages are measured on the store's clock (an object's
+`stale_after` seconds (`DEFAULT_LEASE_TTL`, 2 minutes, unless configured:
+``[leases] stale_after_seconds``, `set_stale_after`). Owners renew on a
+thread every `DEFAULT_RENEW_EVERY` seconds, or every quarter of
+`stale_after` if that is shorter, so hosts sharing a store must be
+configured alike. Ages are measured on the store's clock (an object's
 modification time against one just written), so hosts' clocks need not
 agree. Every cleanup removes only markers with its own run token (or stale
 ones, saying whose and why).
@@ -72,8 +75,11 @@ __all__ = [
     "record_temporary",
     "release_lease",
     "remove_own",
+    "renew_interval",
     "renew_lease",
     "scan_markers",
+    "set_stale_after",
+    "stale_after",
     "store_clock",
     "temporary_entries",
 ]
@@ -85,10 +91,40 @@ DEFAULT_RENEW_EVERY: Final = 20.0
 #: Seconds a backup waits for a live collector before `GCLockTimeout`.
 DEFAULT_WAIT_TIMEOUT: Final = 600.0
 LEASE_PREFIX: Final = "leases/"
+_settings = {"stale_after": DEFAULT_LEASE_TTL}
 GC_LOCK_PREFIX: Final = "locks/gc"
 RUN_PREFIX: Final = "runs/"
 
 log = logging.getLogger(__name__)
+
+
+def stale_after() -> float:
+    """Seconds after its last renewal that a marker of an owner on another host is stale.
+
+    `DEFAULT_LEASE_TTL` unless `set_stale_after` changed it (the command
+    line does, from ``[leases] stale_after_seconds``).
+    """
+    return _settings["stale_after"]
+
+
+def set_stale_after(seconds: float) -> float:
+    """Make `stale_after` return `seconds` (in this process); return the value before.
+
+    Raise `ValueError` unless `seconds` is a positive, finite number.
+    """
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"stale_after must be a positive number of seconds, not {seconds!r}")
+    before, _settings["stale_after"] = _settings["stale_after"], float(seconds)
+    return before
+
+
+def renew_interval(every: float = DEFAULT_RENEW_EVERY) -> float:
+    """Seconds between renewals: `every`, or a quarter of `stale_after` if that is shorter."""
+    return min(every, stale_after() / 4)
+
+
+def _ttl(given: float | None) -> float:
+    return stale_after() if given is None else given
 
 
 class GCLockTimeout(PieceworksError):
@@ -203,8 +239,14 @@ def _probe_now(store: IObjectStore) -> float:
         store.delete(key)
 
 
-def read_marker(store: IObjectStore, key: str, now: float, ttl: float) -> Marker | None:
-    """The marker at `key` aged against `now` (store time); None if there is none."""
+def read_marker(
+    store: IObjectStore, key: str, now: float, ttl: float | None = None
+) -> Marker | None:
+    """The marker at `key` aged against `now` (store time); None if there is none.
+
+    `ttl` is the staleness of owners on other hosts (default: `stale_after`).
+    """
+    ttl = _ttl(ttl)
     info = _head(store, key)
     if info is None:
         return None
@@ -242,9 +284,13 @@ def read_marker(store: IObjectStore, key: str, now: float, ttl: float) -> Marker
 
 
 def scan_markers(
-    store: IObjectStore, prefix: str, now: float, ttl: float
+    store: IObjectStore, prefix: str, now: float, ttl: float | None = None
 ) -> tuple[list[Marker], list[Marker]]:
-    """The (live, stale) markers under `prefix`, aged against `now` (store time)."""
+    """The (live, stale) markers under `prefix`, aged against `now` (store time).
+
+    `ttl` as for `read_marker`.
+    """
+    ttl = _ttl(ttl)
     live: list[Marker] = []
     stale: list[Marker] = []
     for key in store.list(prefix):
@@ -301,14 +347,14 @@ class Lease:
         token: str | None = None,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         poll_interval: float = 1.0,
-        lease_ttl: float = DEFAULT_LEASE_TTL,
+        lease_ttl: float | None = None,
         renew_every: float | None = DEFAULT_RENEW_EVERY,
     ) -> None:
         self.store, self.backup_id = store, backup_id
         self.key = lease_key(backup_id)
         self.owner = Owner.current(token)
         self.wait_timeout, self.poll_interval = wait_timeout, poll_interval
-        self.lease_ttl, self.renew_every = lease_ttl, renew_every
+        self.lease_ttl, self.renew_every = _ttl(lease_ttl), renew_every
         self.stale_locks: tuple[str, ...] = ()
         self.waited = 0.0
         self.took_over: Marker | None = None
@@ -404,7 +450,7 @@ def backup_lease(
     token: str | None = None,
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     poll_interval: float = 1.0,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
+    lease_ttl: float | None = None,
     renew_every: float | None = DEFAULT_RENEW_EVERY,
 ) -> Lease:
     """A `Lease` for ``with backup_lease(store, backup_id): ...`` (acquired on entry)."""
@@ -426,7 +472,7 @@ def acquire_lease(
     token: str | None = None,
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     poll_interval: float = 1.0,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
+    lease_ttl: float | None = None,
 ) -> Lease:
     """Take the lease of `backup_id` now, for callers that release it in another step.
 
@@ -543,6 +589,8 @@ class _Heartbeat:
     """Calls `renew` every `every` seconds on a daemon thread until `stop`."""
 
     def __init__(self, renew: Callable[[], None], every: float | None, what: str) -> None:
+        if every is not None and every > 0:
+            every = renew_interval(every)  # never so rare that a reader finds it stale
         self._renew, self._every, self._what = renew, every, what
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

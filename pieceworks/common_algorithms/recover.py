@@ -14,6 +14,9 @@ leftover               removed when
 ``runs/<token>``       likewise (or, for a remote owner, no live lease of
                        that run remains); first every temporary snapshot
                        it names is deleted on its backend
+``<journal>/<token>``  its owner (always on this host) is dead; first
+``.json``              every temporary snapshot it names is deleted
+                       (`LocalJournal`: runs that write to no store)
 ``.tmp-*`` in a store  its writing process is dead (the name says which)
 backend temporaries    ``.incoming`` copies and snapshot copies of dead
                        writers (drivers with ``sweep_temporary``)
@@ -30,17 +33,19 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.journal import LocalJournal, remove
 from pieceworks.common_algorithms.leases import (
-    DEFAULT_LEASE_TTL,
     GC_LOCK_PREFIX,
     LEASE_PREFIX,
     RUN_PREFIX,
     Marker,
     read_marker,
     scan_markers,
+    stale_after,
 )
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -52,7 +57,7 @@ from pieceworks.protocols import (
     SnapshotRef,
 )
 
-__all__ = ["RecoverItem", "RecoverOutcome", "recover"]
+__all__ = ["LocalJournal", "RecoverItem", "RecoverOutcome", "recover"]
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +214,34 @@ class _Recovery:
             lambda: driver.delete_snapshot(ref),
         )
 
+    def local(self, journal: LocalJournal) -> None:
+        where = str(journal.directory)
+        for found in journal.scan():
+            dead, why = found.state()
+            name = found.path.name
+            if not dead:
+                self.note("run-journal", where, name, "kept", why)
+                continue
+            whole = True
+            for entry in found.temporary:
+                whole &= self.snapshot(entry, why)
+            if whole:
+                reason = f"{why}; every temporary it named is gone"
+                self.attempt("run-journal", where, name, reason, _unlinker(found.path))
+            else:
+                self.note(
+                    "run-journal",
+                    where,
+                    name,
+                    "kept",
+                    "it names temporaries that could not be removed here",
+                )
+        for path, left, reason in journal.stray_files():
+            if left:
+                self.attempt("temporary-file", where, path.name, reason, _unlinker(path))
+            else:
+                self.note("temporary-file", where, path.name, "kept", reason)
+
     def sweep(self, where: str, thing: object) -> None:
         sweep = getattr(thing, "sweep_temporary", None)
         if not callable(sweep):
@@ -220,6 +253,10 @@ class _Recovery:
             return
         for path, left, reason in found:
             self.note("temporary-file", where, str(path), self.verb if left else "kept", reason)
+
+
+def _unlinker(path: Path) -> Callable[[], None]:
+    return lambda: remove(path)
 
 
 def _deleter(objects: IObjectStore, key: str) -> Callable[[], None]:
@@ -241,18 +278,24 @@ def recover(
     backends: Mapping[str, Backend],
     *,
     dry_run: bool = False,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
+    lease_ttl: float | None = None,
+    journals: Sequence[LocalJournal] = (),
 ) -> RecoverOutcome:
-    """Remove what dead runs left in `stores` and on `backends` (see the module docstring).
+    """Remove what dead runs left in `stores`, `journals` and on `backends` (see the module).
 
-    `backends` maps backend names (as journals record them) to backends.
+    `backends` maps backend names (as journals record them) to backends;
+    `journals` are this host's journals of runs without a store;
+    `lease_ttl` is the staleness of owners on other hosts (default:
+    `leases.stale_after`).
     With `dry_run` nothing is removed and the outcome says what would be.
     Never raises for one leftover that cannot be removed: its item says
     ``failed`` and why.
     """
-    work = _Recovery(backends, dry_run, lease_ttl)
+    work = _Recovery(backends, dry_run, stale_after() if lease_ttl is None else lease_ttl)
     for store in stores:
         work.store(store)
+    for journal in journals:
+        work.local(journal)
     for name, backend in sorted(backends.items()):
         work.sweep(name, backend.driver)
     return RecoverOutcome(tuple(work.items), dry_run)

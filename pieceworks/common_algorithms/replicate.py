@@ -28,6 +28,7 @@ from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.backup_tasks import source_ref
 from pieceworks.common_algorithms.chunk_pipeline import backup_chunks, restore_chunks
 from pieceworks.common_algorithms.fallback import StrategyFallback
+from pieceworks.common_algorithms.journal import LocalJournal
 from pieceworks.common_algorithms.leases import (
     acquire_lease,
     forget_temporary,
@@ -69,7 +70,12 @@ class _ReplicaTask(task.Task):
     REQUIRES: tuple[str, ...]
 
     def __init__(
-        self, source: Backend, target: Backend, store: Store | None, request: ReplicateRequest
+        self,
+        source: Backend,
+        target: Backend,
+        store: Store | None,
+        request: ReplicateRequest,
+        journal: LocalJournal | None = None,
     ) -> None:
         p = _prefix(request)
         super().__init__(
@@ -78,6 +84,7 @@ class _ReplicaTask(task.Task):
             rebind={k: f"{p}.{k}" for k in self.REQUIRES},
         )
         self.source, self.target, self.store, self.request = source, target, store, request
+        self.local_journal = journal
 
     def temporary_snapshot(self, attempt: dict[str, Any]) -> SnapshotRef | None:
         """The snapshot this attempt takes, if it takes one."""
@@ -87,20 +94,26 @@ class _ReplicaTask(task.Task):
         return SnapshotRef(req.volume_id, f"pw-{req.operation_id}-{attempt['strategy']}")
 
     def journal(self, snapshot: SnapshotRef, *, taken: bool) -> None:
-        """Record a temporary snapshot in the store's run journal (before it is taken),
+        """Record a temporary snapshot in the run journal (before it is taken),
         or drop it (after it is deleted), so that `recover` can clean up after a crash.
 
-        The journal is ``runs/<operation_id>``; without a store there is none.
+        The journal is the store's ``runs/<operation_id>``; without a store,
+        ``<operation_id>.json`` in the local journal (`LocalJournal`: the one
+        given, else ``$PIECEWORKS_HOME/journal``).
         """
-        if self.store is None:
-            return
         entry = {
             "backend": self.source.name,
             "volume_id": snapshot.volume_id,
             "snapshot_id": snapshot.snapshot_id,
         }
         op = self.request.operation_id
-        if taken:
+        if self.store is None:
+            local = self.local_journal or LocalJournal.default()
+            if taken:
+                local.record(op, f"replicate-{op}", entry)
+            else:
+                local.forget(op, entry)
+        elif taken:
             record_temporary(self.store.objects, op, f"replicate-{op}", entry)
         else:
             forget_temporary(self.store.objects, op, entry)
@@ -323,11 +336,16 @@ def replicate_flow(
     *,
     store: Store | None = None,
     plan: Plan | None = None,
+    journal: LocalJournal | None = None,
 ) -> linear_flow.Flow:
-    """The flow for `request`; provides ``replicate-<operation id>.result``."""
+    """The flow for `request`; provides ``replicate-<operation id>.result``.
+
+    Without a store, temporary snapshots are journaled in `journal`
+    (default: `LocalJournal.default`).
+    """
     plan = (plan or plan_replicate(source, target, store, request)).require_eligible()
     p = _prefix(request)
-    args = (source, target, store, request)
+    args = (source, target, store, request, journal)
     return linear_flow.Flow(p).add(
         CheckReplicaTarget(*args),
         linear_flow.Flow(
@@ -390,10 +408,14 @@ def replicate(
     store: Store | None = None,
     options: EngineOptions | None = None,
     progress: ProgressCallback | None = None,
+    journal: LocalJournal | None = None,
 ) -> ReplicateOutcome:
     """Replicate `request.volume_id` (or its snapshot) from `source` to `target`.
 
-    `store` is needed only for the via-store strategy. Raise `VolumeExists`
+    `store` is needed only for the via-store strategy; the run journal of a
+    temporary snapshot goes to the store, or without one to `journal`
+    (default: `LocalJournal.default`), where ``pieceworks recover`` finds
+    it after a crash. Raise `VolumeExists`
     (before anything runs) if the target volume exists and
     `request.overwrite` is false, `NoEligibleStrategy`,
     `AllStrategiesFailed` (each cause listed), or the error itself for an
@@ -403,7 +425,7 @@ def replicate(
     plan = plan_replicate(source, target, store, request)
     p = _prefix(request)
     result = run_flow(
-        replicate_flow(source, target, request, store=store, plan=plan),
+        replicate_flow(source, target, request, store=store, plan=plan, journal=journal),
         operation="replicate",
         backend=f"{source.name}->{target.name}",
         prefix=p,

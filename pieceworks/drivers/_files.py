@@ -250,6 +250,26 @@ def owned_tag() -> str:
     return f"{_host_hash(me.host)}-{me.pid}-{me.start or 0}-{secrets.token_hex(4)}"
 
 
+def written_by_me(name: str) -> bool:
+    """Whether the temporary file `name` is tagged with this very process (see `owned_tag`)."""
+    me = Owner.current("")
+    found = _TAG.search(name)
+    return (
+        found is not None
+        and found.group(1) == _host_hash(me.host)
+        and int(found.group(2)) == me.pid
+        and int(found.group(3)) == (me.start or 0)
+    )
+
+
+def tagged_volume(name: str) -> str | None:
+    """The volume id an ``.incoming`` name ``<volume_id>.<tag>[suffix]`` is written for."""
+    found = _TAG.search(name)
+    if found is None or found.start() < 2 or name[found.start() - 1] != ".":
+        return None
+    return name[: found.start() - 1]
+
+
 def temporary_owner_state(name: str, age: float) -> tuple[bool, str]:
     """Whether the temporary file `name` (`age` seconds old) is left behind, and why."""
     me = Owner.current("")

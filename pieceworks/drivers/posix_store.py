@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from zope.interface import implementer
 
 from pieceworks.drivers import _files
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     BackendError,
     ConfigError,
@@ -264,6 +265,7 @@ class PosixStore(StoredSizes):
                 view = memoryview(data).cast("B")
                 while view:
                     view = view[os.write(fd, view) :]
+                failpoint("store.tmp-written")
                 if self._durable and wait:
                     os.fsync(fd)
                 elif self._durable:  # start the writeback, `sync` waits for it

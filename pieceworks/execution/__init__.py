@@ -11,10 +11,12 @@ from pieceworks.execution.board import DEFAULT_CLAIM_EXPIRY, LeasedRedisJobBoard
 from pieceworks.execution.conductor import ENGINES, run_conductor
 from pieceworks.execution.jobs import (
     JobFailed,
+    JobTimeout,
     PostedJob,
     atom_states,
     destroy_job_book,
     post_backup,
+    post_job,
     post_restore,
     wait_for,
 )
@@ -23,12 +25,14 @@ __all__ = [
     "DEFAULT_CLAIM_EXPIRY",
     "ENGINES",
     "JobFailed",
+    "JobTimeout",
     "LeasedRedisJobBoard",
     "PostedJob",
     "atom_states",
     "destroy_job_book",
     "jobboard_conf",
     "post_backup",
+    "post_job",
     "post_restore",
     "run_conductor",
     "wait_for",

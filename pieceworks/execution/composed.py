@@ -22,41 +22,16 @@ it, such as ``volume_id``).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import socket
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from taskflow import engines
-from taskflow.jobs.base import JobPriority
-from taskflow.persistence import models
-
 from pieceworks.common_algorithms.composed import COMPOSED_FACTORY
-from pieceworks.common_algorithms.runner import open_persistence
-from pieceworks.execution.board import (
-    JobboardConf,
-    connected_board,
-    describe_board,
-    jobboard_conf,
-)
-from pieceworks.execution.jobs import PRIORITIES, PostedJob, update_book_meta
-from pieceworks.protocols import ConfigError, validate_id
+from pieceworks.execution.board import JobboardConf
+from pieceworks.execution.jobs import PostedJob, post_job
 from pieceworks.registry import Composition
 
 __all__ = ["post_composed"]
-
-log = logging.getLogger(__name__)
-
-
-def _json(what: str, value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} must be JSON-able to travel in a job: {exc}") from None
 
 
 def post_composed(
@@ -82,46 +57,19 @@ def post_composed(
     `Composition.recipe`), for a bad name, non-JSON values or an unknown
     priority.
     """
-    if priority not in PRIORITIES:
-        raise ConfigError(f"unknown priority {priority!r}: choose one of {', '.join(PRIORITIES)}")
     recipe = composition.recipe()
-    names = [validate_id("backend name", b) for b in (backends or composition.backends())]
-    validate_id("store name", store)
+    names = list(backends or composition.backends())
     atoms = [node.name for node, _ in composition.flow.iter_nodes()]
     result = result_atom or (atoms[-1] if atoms else "")
-    job_name = name or f"{composition.flow.name}-{uuid.uuid4().hex[:12]}"
-    details: dict[str, Any] = {
-        "flow_uuid": "",
-        "store": _json("values", dict(values or {})),
-        "backends": names,
-        "stores": [store],
-        "result_atom": result,
-    }
-    kwargs = {"recipe": recipe, "backends": names, "store": store}
-    board_conf = jobboard_conf(jobboard)
-    with open_persistence(persistence_url) as persistence:
-        book = models.LogBook(f"pieceworks-{job_name}")
-        book.meta = {
-            "pieceworks": True,
-            "jobboard": describe_board(board_conf),
-            "result_atom": result,
-            "posted": time.time(),
-        }
-        detail = models.FlowDetail(job_name, uuid=book.uuid)
-        book.add(detail)
-        engines.save_factory_details(
-            detail, COMPOSED_FACTORY, factory_args=(), factory_kwargs=kwargs
-        )
-        with contextlib.closing(persistence.get_connection()) as conn:
-            conn.save_logbook(book)
-        details["flow_uuid"] = detail.uuid
-        with connected_board(f"poster-{socket.gethostname()}", board_conf, persistence) as board:
-            job = board.post(
-                job_name,
-                book=book,
-                details=details,
-                priority=JobPriority(priority.upper().replace("-", "_")),
-            )
-        update_book_meta(persistence, book.uuid, job_uuid=job.uuid)
-    log.info("posted composed job %s (%s) on %s", job.uuid, job_name, describe_board(board_conf))
-    return PostedJob(job.uuid, job_name, book.uuid, detail.uuid, result)
+    return post_job(
+        jobboard,
+        persistence_url,
+        name=name or f"{composition.flow.name}-{uuid.uuid4().hex[:12]}",
+        factory=COMPOSED_FACTORY,
+        kwargs={"recipe": recipe, "backends": names, "store": store},
+        result_atom=result,
+        backends=names,
+        stores=[store],
+        values=values,
+        priority=priority,
+    )

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from taskflow import engines
@@ -51,11 +52,12 @@ from pieceworks.execution.board import (
     describe_board,
     jobboard_conf,
 )
-from pieceworks.protocols import ConfigError, PieceworksError, validate_id
+from pieceworks.protocols import ConfigError, PieceworksError, WaitTimedOut, validate_id
 
 __all__ = [
     "PRIORITIES",
     "JobFailed",
+    "JobTimeout",
     "PostedJob",
     "atom_states",
     "cancel_job",
@@ -65,6 +67,7 @@ __all__ = [
     "update_book_meta",
     "update_flow_meta",
     "post_backup",
+    "post_job",
     "post_restore",
     "wait_for",
 ]
@@ -74,6 +77,23 @@ log = logging.getLogger(__name__)
 
 class JobFailed(PieceworksError):
     """A job ended without success (its flow failed or was reverted)."""
+
+
+class JobTimeout(WaitTimedOut):
+    """A job had not ended when its waiter gave up (it may still end).
+
+    `job_id` names the job; `waited_seconds` is how long it was waited for.
+    The command line exits with ``ExitCode.TIMED_OUT`` (124).
+    """
+
+    def __init__(self, job_id: str, waited_seconds: float, what: str = "") -> None:
+        label = f"job {job_id}" + (f" ({what})" if what else "")
+        super().__init__(
+            f"{label} has not ended after {waited_seconds:.1f} s of waiting;"
+            " it is still on the board and may still end",
+            waited_seconds,
+        )
+        self.job_id = job_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,49 +116,75 @@ class PostedJob:
 PRIORITIES: Final = ("very-low", "low", "normal", "high", "very-high")
 
 
-def _post(
-    conf: JobboardConf,
-    persistence_url: str,
-    job_name: str,
-    factory: str,
-    kwargs: dict[str, Any],
-    result_atom: str,
-    priority: str,
-) -> PostedJob:
+def _json(what: str, value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be JSON-able to travel in a job: {exc}") from None
+
+
+def _priority(priority: str) -> JobPriority:
     if priority not in PRIORITIES:
         raise ConfigError(f"unknown priority {priority!r}: choose one of {', '.join(PRIORITIES)}")
-    board_conf = jobboard_conf(conf)
-    details = {
+    return JobPriority(priority.upper().replace("-", "_"))
+
+
+def post_job(
+    jobboard: JobboardConf,
+    persistence_url: str,
+    *,
+    name: str,
+    factory: str,
+    kwargs: Mapping[str, Any],
+    result_atom: str,
+    backends: Sequence[str],
+    stores: Sequence[str],
+    values: Mapping[str, Any] | None = None,
+    priority: str = "normal",
+) -> PostedJob:
+    """Post a job named `name` whose flow `factory(**kwargs, resolve=...)` rebuilds.
+
+    `factory` is the dotted path of a flow factory, `kwargs` its JSON-able
+    keyword arguments (names and plain values, never secrets): both are saved
+    in the job's flow detail (`engines.save_factory_details`) in a new
+    logbook before the job is posted. The job's details name `backends` and
+    `stores` (a conductor claims only jobs whose names its host configures),
+    `values` (seeding the engine's store) and `result_atom` (whose result
+    `wait_for` returns). Every backend, store and backup or restore job goes
+    through here. Raise `ConfigError` for a bad backend or store name,
+    non-JSON `values` or an unknown `priority` (one of `PRIORITIES`),
+    before anything is written.
+    """
+    job_priority = _priority(priority)
+    names = [_name("backend", b) for b in backends]
+    store_names = [_name("store", s) for s in stores]
+    details: dict[str, Any] = {
         "flow_uuid": "",
-        "store": {},
-        "backends": [kwargs["backend"]],
-        "stores": [kwargs["store"]],
+        "store": _json("values", dict(values or {})),
+        "backends": names,
+        "stores": store_names,
         "result_atom": result_atom,
     }
+    board_conf = jobboard_conf(jobboard)
     with open_persistence(persistence_url) as persistence:
-        book = models.LogBook(f"pieceworks-{job_name}")
+        book = models.LogBook(f"pieceworks-{name}")
         book.meta = {
             "pieceworks": True,
             "jobboard": describe_board(board_conf),
             "result_atom": result_atom,
             "posted": time.time(),
         }
-        detail = models.FlowDetail(job_name, uuid=book.uuid)
+        detail = models.FlowDetail(name, uuid=book.uuid)
         book.add(detail)
-        engines.save_factory_details(detail, factory, factory_args=(), factory_kwargs=kwargs)
+        engines.save_factory_details(detail, factory, factory_args=(), factory_kwargs=dict(kwargs))
         with contextlib.closing(persistence.get_connection()) as conn:
             conn.save_logbook(book)
         details["flow_uuid"] = detail.uuid
         with connected_board(f"poster-{socket.gethostname()}", board_conf, persistence) as board:
-            job = board.post(
-                job_name,
-                book=book,
-                details=details,
-                priority=JobPriority(priority.upper().replace("-", "_")),
-            )
+            job = board.post(name, book=book, details=details, priority=job_priority)
         update_book_meta(persistence, book.uuid, job_uuid=job.uuid)
-    log.info("posted job %s (%s) on %s", job.uuid, job_name, describe_board(board_conf))
-    return PostedJob(job.uuid, job_name, book.uuid, detail.uuid, result_atom)
+    log.info("posted job %s (%s) on %s", job.uuid, name, describe_board(board_conf))
+    return PostedJob(job.uuid, name, book.uuid, detail.uuid, result_atom)
 
 
 def update_book_meta(persistence: PersistenceBackend, book_uuid: str, **updates: Any) -> None:
@@ -248,16 +294,17 @@ def post_backup(
     Raise `ConfigError` for a bad name, request or priority.
     """
     req = backup_request(request)
-    kwargs = _job_kwargs(backend, store, req)
     prefix = f"backup-{req.backup_id}"
-    return _post(
+    return post_job(
         jobboard,
         persistence_url,
-        prefix,
-        BACKUP_FACTORY,
-        kwargs,
-        f"{prefix}.write-manifest",
-        priority,
+        name=prefix,
+        factory=BACKUP_FACTORY,
+        kwargs=_job_kwargs(backend, store, req),
+        result_atom=f"{prefix}.write-manifest",
+        backends=[backend],
+        stores=[store],
+        priority=priority,
     )
 
 
@@ -272,16 +319,17 @@ def post_restore(
 ) -> PostedJob:
     """Post a restore job (`RestoreRequest`'s fields); see `post_backup`."""
     req = restore_request(request)
-    kwargs = _job_kwargs(backend, store, req)
     prefix = f"restore-{req.backup_id}-to-{req.volume_id}"
-    return _post(
+    return post_job(
         jobboard,
         persistence_url,
-        prefix,
-        RESTORE_FACTORY,
-        kwargs,
-        f"{prefix}.restore-volume",
-        priority,
+        name=prefix,
+        factory=RESTORE_FACTORY,
+        kwargs=_job_kwargs(backend, store, req),
+        result_atom=f"{prefix}.restore-volume",
+        backends=[backend],
+        stores=[store],
+        priority=priority,
     )
 
 
@@ -320,18 +368,20 @@ def wait_for(
 ) -> dict[str, Any]:
     """Wait until `job` leaves the board, then return its persisted result.
 
-    Raise `TimeoutError` if it is still on the board after `timeout`
-    seconds, and `JobFailed` if its flow did not end in success (a conductor
+    Raise `JobTimeout` (a `WaitTimedOut`, hence a `TimeoutError`) naming
+    the job's id and the seconds waited if it is still on the board after
+    `timeout` seconds, and `JobFailed` if its flow did not end in success (a conductor
     consumes a job whose flow failed, too).
     """
     board_conf = jobboard_conf(jobboard)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     with open_persistence(persistence_url) as persistence:
         watcher = f"watcher-{socket.gethostname()}"
         with connected_board(watcher, board_conf, persistence) as board:
             while any(j.uuid == job.job_uuid for j in board.iterjobs(ensure_fresh=True)):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"job {job.job_uuid} ({job.name}) still on the board")
+                    raise JobTimeout(job.job_uuid, time.monotonic() - started, job.name)
                 time.sleep(poll)
         detail = _flow_detail(persistence, job)
     if detail.state != "SUCCESS":

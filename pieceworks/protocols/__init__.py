@@ -48,6 +48,7 @@ from pieceworks.protocols.errors import (
     UnsupportedCodec,
     VolumeExists,
     VolumeNotFound,
+    WaitTimedOut,
 )
 from pieceworks.protocols.extents import (
     AllocatedExtents,
@@ -141,6 +142,7 @@ __all__ = [
     "UnsupportedCodec",
     "VolumeExists",
     "VolumeNotFound",
+    "WaitTimedOut",
     "VolumeReader",
     "VolumeRef",
     "VolumeWriter",

@@ -43,6 +43,7 @@ ZLIB_LEVEL: Final = 6
 _MAGIC = b"PWC"
 _IDS = {"none": 0, "zlib": 1, "zstd": 2}
 _NAMES = {v: k for k, v in _IDS.items()}
+_HEADERS = {name: _MAGIC + bytes((i,)) for name, i in _IDS.items()}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _local = threading.local()
 _ZEROS = bytes(4 << 20)
@@ -92,24 +93,60 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
+#: A chunk at least this long is probed before it is compressed (`_compresses`).
+PROBE_MIN: Final = 256 << 10
+#: How many evenly spaced samples of how many bytes the probe compresses.
+PROBE_SAMPLES: Final = 8
+PROBE_SAMPLE_BYTES: Final = 8 << 10
+#: A sample compresses if zstd-1 makes it at most this fraction of its size.
+PROBE_RATIO: Final = 0.95
+
+
+def _compresses(view: memoryview) -> bool:
+    """Whether any of `PROBE_SAMPLES` evenly spaced samples of `view` compresses.
+
+    Random or already compressed data (half of a typical volume's chunks)
+    does not: zstd would scan the whole chunk to find that out, which costs
+    about half as much as hashing it. If no sample shrinks below
+    `PROBE_RATIO` of its size, the chunk is stored uncompressed without
+    compressing it. Compressible data shorter than the gap between samples
+    (about 1/8 of the chunk) inside an otherwise incompressible chunk is then
+    stored uncompressed too: the price of the shortcut, bounded by that share.
+    """
+    step = (len(view) - PROBE_SAMPLE_BYTES) // (PROBE_SAMPLES - 1)
+    compressor = _compressor()
+    limit = PROBE_SAMPLE_BYTES * PROBE_RATIO
+    for i in range(PROBE_SAMPLES):
+        start = i * step
+        if len(compressor.compress(view[start : start + PROBE_SAMPLE_BYTES])) <= limit:
+            return True
+    return False
+
+
+def _zlib_compress(data: memoryview) -> bytes:
+    return zlib.compress(data, ZLIB_LEVEL)
+
+
 def encode_chunk(plain: bytes | bytearray | memoryview, codec: str = DEFAULT_CODEC) -> bytes:
     """Encode `plain` as a stored chunk object compressed with `codec`.
 
     If the compressed form is not smaller than `plain` (random or already
     compressed data), the object is stored uncompressed and its header
-    says ``none``: read the codec actually used with `codec_of`.
+    says ``none``: read the codec actually used with `codec_of`. A chunk of
+    `PROBE_MIN` bytes or more whose samples do not compress (`_compresses`)
+    is stored uncompressed without compressing it whole. The plain bytes
+    are copied once (into the object), whatever the codec.
     """
-    if codec == "zstd":
-        body = _compressor().compress(plain)
-    elif codec == "zlib":
-        body = zlib.compress(plain, ZLIB_LEVEL)
-    elif codec == "none":
-        body = bytes(plain)
-    else:
+    view = memoryview(plain).cast("B")
+    if codec not in _IDS:
         raise UnsupportedCodec(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
-    if codec != "none" and len(body) >= len(plain):
-        codec, body = "none", bytes(plain)
-    return _MAGIC + bytes((_IDS[codec],)) + body
+    body: bytes | None = None
+    if codec != "none" and (len(view) < PROBE_MIN or _compresses(view)):
+        compress = _compressor().compress if codec == "zstd" else _zlib_compress
+        body = compress(view)
+    if body is None or len(body) >= len(view):
+        return b"".join((_HEADERS["none"], view))
+    return b"".join((_HEADERS[codec], body))
 
 
 def decode_chunk(

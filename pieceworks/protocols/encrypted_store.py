@@ -25,6 +25,7 @@ with: the keyed HMAC for an encrypted store, the plain sha256 otherwise.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
@@ -118,6 +119,15 @@ class EncryptedStore(StoredSizes):
     def exists(self, key: str) -> bool:
         exists = getattr(self.inner, "exists", None)
         return bool(exists(key)) if callable(exists) else super().exists(key)
+
+    def sweep_temporary(self, *, dry_run: bool = False) -> builtins.list[tuple[str, bool, str]]:
+        """`inner`'s temporary files of dead writers, where `inner` can tell (`PosixStore`).
+
+        Returns ``(path, left_behind, reason)`` for each (none if `inner`
+        has no ``sweep_temporary``); see `PosixStore.sweep_temporary`.
+        """
+        sweep = getattr(self.inner, "sweep_temporary", None)
+        return builtins.list(sweep(dry_run=dry_run)) if callable(sweep) else []
 
 
 def as_stored(store: IObjectStore) -> tuple[IObjectStore, Callable[[str, bytes], bytes]]:

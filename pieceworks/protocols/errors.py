@@ -27,6 +27,7 @@ __all__ = [
     "StoreNotFound",
     "TransientError",
     "UnsupportedCodec",
+    "WaitTimedOut",
     "VolumeExists",
     "VolumeNotFound",
 ]
@@ -109,6 +110,19 @@ class ConfigError(PieceworksError, ValueError):
 
 class UnsupportedCodec(PieceworksError, ValueError):
     """A compression codec was asked for that this side cannot apply."""
+
+
+class WaitTimedOut(PieceworksError, TimeoutError):
+    """A wait for something to end gave up; what it waited for may still end.
+
+    `waited_seconds` is how long it waited. The message names what was
+    waited for (a job by its id, say). It is a `TimeoutError` too, so code
+    that caught the builtin one still does.
+    """
+
+    def __init__(self, message: str, waited_seconds: float) -> None:
+        super().__init__(message)
+        self.waited_seconds = waited_seconds
 
 
 class CorruptionError(PieceworksError):

@@ -75,3 +75,37 @@ def test_backup_is_the_function_whichever_import_came_first() -> None:
         "assert callable(restore) and callable(verify)\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
+
+
+def test_a_backup_runs_taskflow_without_importing_jsonschema(tmp_path: Path) -> None:
+    """TaskFlow's schema_utils (jsonschema) loads on first use only: a backup never uses it."""
+    home = tmp_path / "home"
+    (home / "pw" / "volumes").mkdir(parents=True)
+    (home / "pw" / "volumes" / "one").write_bytes(os.urandom(1 << 16))
+    loaded = _modules_after(["backup", "--volume", "one", "-q"], home)
+    assert "taskflow" in loaded
+    assert "jsonschema" not in loaded
+
+
+def test_deferred_schema_utils_still_validates_failures() -> None:
+    """The deferred module loads when used: a TaskFlow failure validates, a bad one is refused."""
+    probe = (
+        "import sys\n"
+        "import pieceworks.common_algorithms.runner\n"
+        "from taskflow import exceptions\n"
+        "from taskflow.types.failure import Failure\n"
+        "assert 'jsonschema' not in sys.modules\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    failure = Failure()\n"
+        "Failure.validate(failure.to_dict())\n"
+        "assert 'jsonschema' in sys.modules\n"
+        "try:\n"
+        "    Failure.validate({'exc_type_names': 5})\n"
+        "except exceptions.InvalidFormat:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise AssertionError('an invalid failure validated')\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)

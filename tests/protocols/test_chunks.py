@@ -78,3 +78,69 @@ def test_a_chunk_that_does_not_shrink_is_stored_uncompressed(codec: str) -> None
     assert codec_of(stored) == "none" and len(stored) == len(noise) + 4
     assert decode_chunk(stored, digest_of(noise), len(noise)) == noise
     assert codec_of(encode_chunk(DATA, codec)) == codec  # compressible data keeps its codec
+
+
+class _CountingCompressor:
+    """A zstd compressor that records how many bytes each call was given."""
+
+    def __init__(self) -> None:
+        import zstandard  # noqa: PLC0415
+
+        self.inner = zstandard.ZstdCompressor(level=1)
+        self.calls: list[int] = []
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        self.calls.append(len(data))
+        return self.inner.compress(data)
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> _CountingCompressor:
+    from pieceworks.protocols import chunks  # noqa: PLC0415
+
+    compressor = _CountingCompressor()
+    monkeypatch.setattr(chunks, "_compressor", lambda: compressor)
+    return compressor
+
+
+@pytest.mark.parametrize("codec", ["zstd", "zlib"])
+def test_an_incompressible_chunk_is_stored_plain_without_compressing_it_whole(
+    codec: str, counting: _CountingCompressor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random 4 MiB: only the probe's samples are compressed, the object is the plain bytes."""
+    from pieceworks.protocols import chunks  # noqa: PLC0415
+
+    zlib_calls: list[int] = []
+    real_zlib = chunks._zlib_compress
+
+    def zlib_compress(data: memoryview) -> bytes:
+        zlib_calls.append(len(data))
+        return real_zlib(data)
+
+    monkeypatch.setattr(chunks, "_zlib_compress", zlib_compress)
+    noise = os.urandom(4 << 20)
+    stored = encode_chunk(noise, codec)
+    assert codec_of(stored) == "none" and stored[4:] == noise
+    assert counting.calls and max(counting.calls) <= chunks.PROBE_SAMPLE_BYTES
+    assert sum(counting.calls) <= chunks.PROBE_SAMPLES * chunks.PROBE_SAMPLE_BYTES
+    assert not zlib_calls
+
+
+def test_a_chunk_with_one_compressible_sample_is_compressed_whole(
+    counting: _CountingCompressor,
+) -> None:
+    """Random data with log text at the end: the last sample compresses, so the chunk is zstd."""
+    size = 4 << 20
+    text = b"2026-11-30 04:00:00 INFO backup of volume vol: chunk stored\n" * 4000
+    chunk = os.urandom(size - len(text)) + text
+    stored = encode_chunk(chunk, "zstd")
+    assert codec_of(stored) == "zstd" and len(stored) < size
+    assert counting.calls[-1] == size  # compressed whole after the probe
+    assert decode_chunk(stored, digest_of(chunk), size) == chunk
+
+
+def test_small_chunks_are_compressed_without_a_probe(counting: _CountingCompressor) -> None:
+    """Below PROBE_MIN the chunk is compressed at once (a probe would cost as much)."""
+    noise = os.urandom(64 * 1024)
+    assert codec_of(encode_chunk(noise, "zstd")) == "none"
+    assert counting.calls == [len(noise)]

@@ -9,26 +9,49 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
-from pieceworks.cli.commands._select import label_filters
-from pieceworks.cli.context import Context
+from pieceworks.cli.commands._select import label, label_filters
 from pieceworks.cli.exit_codes import CliError, ExitCode
-from pieceworks.cli.interrupts import abandon_backup
+from pieceworks.cli.options import backup_request_options
 from pieceworks.cli.output import human_bytes, mb_per_s
-from pieceworks.common_algorithms import (
-    BackupOutcome,
-    BackupRequest,
-    backup,
-    plan_backup,
-)
 
-__all__ = ["backup_request", "report", "run_backup"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms import BackupOutcome, BackupRequest
+
+__all__ = ["add_arguments", "backup_request", "report", "run_backup"]
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Back up --volume of the backend into the store. The plan (see `pieceworks plan
+backup`) picks the first eligible strategy: offload, snapshot-stream or
+direct-stream; a strategy that fails is reverted and the next one runs.
+Ctrl-C stops the backup: no manifest is written, the temporary snapshot and
+the store lease are removed, and the message says what chunks remain."""
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED)
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The options of ``backup``: a backup request and labels."""
+    parser.describe(DESCRIPTION, CODES)
+    backup_request_options(parser)
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        metavar="K=V",
+        type=label,
+        action="append",
+        help="record this label in the backup (repeatable); shown by list and show",
+    )
 
 
 def backup_request(args: argparse.Namespace) -> BackupRequest:
     """The request the options describe (`ConfigError` if out of range)."""
+    from pieceworks.common_algorithms import BackupRequest  # noqa: PLC0415
+
     extra = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
     labels = label_filters(args)  # backup --label K=V (plan backup has none)
     return BackupRequest(
@@ -71,6 +94,9 @@ def report(outcome: BackupOutcome) -> str:
 
 def run_backup(args: argparse.Namespace, ctx: Context) -> int:
     """Plan and run a backup, with progress; undo and explain on Ctrl-C."""
+    from pieceworks.cli.interrupts import abandon_backup  # noqa: PLC0415
+    from pieceworks.common_algorithms import backup, plan_backup  # noqa: PLC0415
+
     backend, store = ctx.backend(), ctx.store()
     request = backup_request(args)
     ctx.require_volume(backend, request.volume_id)

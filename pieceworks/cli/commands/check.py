@@ -15,13 +15,11 @@ from pieceworks.cli.exit_codes import CliError, ExitCode
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms.inspect import CheckReport, Subset
 
-__all__ = ["report", "run_check"]
+__all__ = ["add_arguments", "report", "run_check"]
 
-NAME = "check"
-HANDLER = "check:run_check"
-SUMMARY = "check the whole store: manifests, chunks present and sized, a share read"
 DESCRIPTION = """\
 Check the whole store: every manifest can be read and passes its checksum,
 and every chunk a manifest references is present with the size the manifest
@@ -45,8 +43,9 @@ def _subset(text: str) -> Subset:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``check``."""
+    parser.describe(DESCRIPTION, CODES)
     parser.add_argument(
         "--read-data-subset",
         dest="subset",

@@ -11,19 +11,70 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from pieceworks.cli.config import Config
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.masking import url_password
-from pieceworks.execution.board import jobboard_conf
-from pieceworks.execution.conductor import EventSink, run_conductor
-from pieceworks.execution.dispatch import WorkerDispatcher
-from pieceworks.execution.metrics import ConductorMetrics
+from pieceworks.cli.options import jobs_location_options
 from pieceworks.protocols import ConfigError
 
-__all__ = ["jobs_locations", "resolver", "run_conductor_command"]
+if TYPE_CHECKING:
+    from pieceworks.cli.config import Config
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.execution.conductor import EventSink
+
+__all__ = ["add_arguments", "jobs_locations", "resolver", "run_conductor_command"]
+
+DESCRIPTION = """\
+Run a TaskFlow conductor: claim jobs from the jobboard, one at a time, and run
+them with their state in the shared persistence backend. Only jobs whose
+backends and stores this host's configuration has (and, with --backends,
+only those backends) are claimed; others are left for another conductor.
+A killed conductor's claim expires after --claim-expiry seconds and another
+resumes its job. SIGTERM or Ctrl-C: the running job stops after its current
+step and is handed over at once. With --transport (or [jobs] transport),
+each data step (a backup's transfer, a restore's write) runs on a
+`pieceworks worker` serving the job's backend when one answers within 2 s,
+else in this process."""
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The options of ``conductor``: where jobs live, which to serve, how to report."""
+    parser.describe(DESCRIPTION, (ExitCode.FAILED,))
+    jobs_location_options(parser)
+    parser.add_argument("--name", help="this conductor's name (default: conductor-HOST-PID)")
+    parser.add_argument(
+        "--backends", metavar="NAME[,NAME]", help="serve only these backends (default: all)"
+    )
+    parser.add_argument("--engine", choices=("serial", "parallel"), default="serial")
+    parser.add_argument(
+        "--max-dispatches", type=int, metavar="N", help="stop after N jobs (default: never)"
+    )
+    parser.add_argument(
+        "--wait-timeout", type=float, default=0.5, metavar="S", help="seconds between board polls"
+    )
+    parser.add_argument(
+        "--claim-expiry",
+        type=float,
+        metavar="S",
+        help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
+    )
+    parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
+    parser.add_argument(
+        "--transport",
+        metavar="URL",
+        help="run data steps on workers: amqp://USER:PASS@HOST/ (default: [jobs] transport)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on PORT (0: a free one, printed)",
+    )
+    parser.add_argument(
+        "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port"
+    )
 
 
 def jobs_locations(args: argparse.Namespace, config: Config) -> tuple[str, str]:
@@ -61,6 +112,11 @@ def _event_writer(stream: IO[str]) -> EventSink:
 
 def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     """Run a conductor until SIGTERM/Ctrl-C or --max-dispatches jobs; exit 0."""
+    from pieceworks.execution.board import jobboard_conf  # noqa: PLC0415
+    from pieceworks.execution.conductor import run_conductor  # noqa: PLC0415
+    from pieceworks.execution.dispatch import WorkerDispatcher  # noqa: PLC0415
+    from pieceworks.execution.metrics import ConductorMetrics  # noqa: PLC0415
+
     config = ctx.config
     jobboard, persistence = jobs_locations(args, config)
     conf = jobboard_conf(jobboard)
@@ -87,9 +143,10 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
         if transport:
             if (password := url_password(transport)) is not None:
                 ctx.out.masker.add({password})
+            sink = events
             dispatcher = WorkerDispatcher(
                 transport,
-                on_event=None if events is None else (lambda e: events({**e, "who": name})),
+                on_event=None if sink is None else (lambda e: sink({**e, "who": name})),
             )
         run_conductor(
             name,

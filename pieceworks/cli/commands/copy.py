@@ -20,19 +20,15 @@ from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
-    from pieceworks.cli.parser import _Builder
+    from pieceworks.cli.options import CommandParser
 
 __all__ = ["add_arguments", "run_copy"]
 
 
-def add_arguments(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Declare ``copy`` on the ``pieceworks`` parser."""
-    copy = b.add(
-        sub,
-        "copy",
-        "copy:run_copy",
-        summary="copy backups from one store to another",
-        description=(
+def add_arguments(copy: CommandParser) -> None:
+    """The arguments of ``copy``: backups, source and target stores."""
+    copy.describe(
+        (
             "Copy backups (all of --from-store's, those of --volume, or the ids given)\n"
             "into --to-store with the chunks they need; chunks and backups the target\n"
             "already holds are skipped, chunks are checked against their ids on the way\n"
@@ -40,7 +36,7 @@ def add_arguments(b: _Builder, sub: argparse._SubParsersAction[argparse.Argument
             "last: an interrupted copy leaves no partial backup, and running it again\n"
             "completes it."
         ),
-        codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED),
+        (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED),
     )
     copy.add_argument(
         "backup_ids",

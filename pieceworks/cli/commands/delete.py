@@ -10,19 +10,35 @@ exits 75 (`ExitCode.DEFERRED`), so that a cron job notices.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
-from pieceworks.cli.interrupts import sigint_ignored
 from pieceworks.cli.output import human_bytes
-from pieceworks.common_algorithms import delete
-from pieceworks.common_algorithms.gc import collect_garbage
 
-__all__ = ["run_delete", "run_gc"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+
+__all__ = ["add_gc_arguments", "run_delete", "run_gc"]
+
+GC_DESCRIPTION = """\
+Remove every chunk object that no backup references (left by forget, delete,
+or an interrupted or failed backup). Deferred while a backup is in progress:
+nothing is removed, the backups in the way are named and the exit code is 75.
+Leases and locks of dead runs are removed first. `pieceworks gc` is the same
+command."""
+
+
+def add_gc_arguments(parser: CommandParser) -> None:
+    """The options of ``prune`` (``gc``)."""
+    parser.describe(GC_DESCRIPTION, (ExitCode.FAILED, ExitCode.CORRUPT, ExitCode.DEFERRED))
+    parser.add_argument("--dry-run", action="store_true", help="only count what would be removed")
 
 
 def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     """Delete BACKUP_ID and collect the chunks only it referenced."""
+    from pieceworks.common_algorithms import delete  # noqa: PLC0415
+
     store = ctx.store()
     try:
         outcome = delete(store, args.backup_id, options=ctx.engine_options())
@@ -50,6 +66,9 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_gc(args: argparse.Namespace, ctx: Context) -> int:
     """Remove chunk objects no backup references (unless a backup is running)."""
+    from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc import collect_garbage  # noqa: PLC0415
+
     store = ctx.store()
     with sigint_ignored():
         report = collect_garbage(store.objects, dry_run=args.dry_run)

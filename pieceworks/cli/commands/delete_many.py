@@ -12,11 +12,32 @@ import argparse
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
 
-__all__ = ["run_delete_command"]
+__all__ = ["add_arguments", "run_delete_command"]
+
+DESCRIPTION = """\
+Delete each BACKUP_ID: its manifest is removed first, then every chunk object no
+other backup references (deferred while a backup is in progress: the backups
+are deleted, the collection is left to a later gc, and the exit code is 75).
+With several ids, all are checked first: an unknown one deletes nothing (exit 3)."""
+CODES = (
+    ExitCode.FAILED,
+    ExitCode.NOT_FOUND,
+    ExitCode.CORRUPT,
+    ExitCode.DEFERRED,
+    ExitCode.INTERRUPTED,
+)
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The arguments of ``delete``: one or more backup ids."""
+    parser.describe(DESCRIPTION, CODES)
+    parser.add_argument("backup_ids", metavar="BACKUP_ID", nargs="+", type=id_type("backup id"))
 
 
 def run_delete_command(args: argparse.Namespace, ctx: Context) -> int:

@@ -13,13 +13,11 @@ from pieceworks.cli.exit_codes import CliError, ExitCode
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms.inspect import DiffReport
 
-__all__ = ["run_diff"]
+__all__ = ["add_arguments", "run_diff"]
 
-NAME = "diff"
-HANDLER = "diff:run_diff"
-SUMMARY = "the byte ranges in which two backups of a volume differ"
 DESCRIPTION = """\
 Compare two backups of one volume from their manifests (no data is read) and
 print the byte ranges of ID2 that differ from ID1: changed, added (ID2 is
@@ -30,8 +28,9 @@ backups of different volumes too. Exit 0 whether or not they differ."""
 CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``diff``."""
+    parser.describe(DESCRIPTION, CODES)
     parser.add_argument("first", metavar="ID1", help="the backup to compare against")
     parser.add_argument("second", metavar="ID2", help="the backup compared")
     parser.add_argument(

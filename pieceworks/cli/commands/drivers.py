@@ -14,22 +14,12 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zope.interface.interface import InterfaceClass
 
-from pieceworks.cli.context import Context, open_section
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import table
-from pieceworks.common_algorithms import (
-    Backend,
-    BackupRequest,
-    Plan,
-    RestoreRequest,
-    Store,
-    backend_tags,
-    plan_backup,
-    plan_restore,
-)
 from pieceworks.protocols import (
     CAPABILITIES,
     InvalidDriver,
@@ -43,7 +33,55 @@ from pieceworks.protocols import (
 )
 from pieceworks.registry import DRIVERS_NAMESPACE, STORES_NAMESPACE, discover
 
-__all__ = ["DriverReport", "examine", "run_check_driver", "run_drivers"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms import Plan
+
+__all__ = [
+    "DriverReport",
+    "add_check_driver_arguments",
+    "add_drivers_arguments",
+    "examine",
+    "run_check_driver",
+    "run_drivers",
+]
+
+CHECK_DRIVER_DESCRIPTION = """\
+Import MODULE:CLASS (the current directory is importable), check every
+capability it claims (members, parameter and return annotations, async def,
+abstract methods left: what registration checks), and list the backup and
+restore strategies its pieces complete.
+With --backend NAME instead of MODULE:CLASS, build that configured backend
+from its configuration section (a constructor that does not take the
+section's options is a configuration error), verify it the same way, and run
+the conformance checks that need no in-place write on a scratch volume it
+creates and removes (when the backend can: stream-in and delete_volume).
+Exit 1 with the InvalidDriver message if a capability is incomplete, if it
+completes no strategy at all or if a conformance check fails; exit 2 if
+MODULE:CLASS cannot be imported or the backend's section is wrong."""
+
+
+def add_drivers_arguments(parser: CommandParser) -> None:
+    """``drivers`` has only the common options (and reads no configuration)."""
+    parser.describe(
+        "List the drivers installed as entry points (pieceworks.drivers) as a matrix of\n"
+        "the capabilities each provides, the strategies those complete, the store\n"
+        "drivers (pieceworks.stores), and every entry point that failed to load.",
+        needs_config=False,
+    )
+
+
+def add_check_driver_arguments(parser: CommandParser) -> None:
+    """The arguments of ``check-driver``: MODULE:CLASS, or --backend NAME."""
+    parser.describe(CHECK_DRIVER_DESCRIPTION, (ExitCode.FAILED,), needs_config=False)
+    parser.add_argument(
+        "target",
+        metavar="MODULE:CLASS",
+        nargs="?",
+        help="the driver class to check (or give --backend NAME)",
+    )
+    parser.add_argument("--name", help="the name used in messages (default: the class name)")
 
 
 class _PlanningStore(ObjectStore):
@@ -115,6 +153,16 @@ def _target(obj: object) -> str:
 
 def examine(name: str, driver: object, capabilities: tuple[InterfaceClass, ...]) -> DriverReport:
     """Plan backups (volume in use or not) and restores for a driver with `capabilities`."""
+    from pieceworks.common_algorithms import (  # noqa: PLC0415
+        Backend,
+        BackupRequest,
+        RestoreRequest,
+        Store,
+        backend_tags,
+        plan_backup,
+        plan_restore,
+    )
+
     backend = Backend(name, driver, frozenset(capabilities))
     store = Store("check", _PlanningStore(), StoreSpec("check", "planning"))
     return DriverReport(
@@ -299,6 +347,7 @@ def _require_strategy(name: str, report: DriverReport) -> None:
 def _check_backend(args: argparse.Namespace, ctx: Context) -> int:
     """``check-driver --backend NAME``: build, verify and run the scratch-volume checks."""
     # Imported here: the suite brings in hypothesis and the file and POSIX drivers.
+    from pieceworks.cli.context import open_section  # noqa: PLC0415
     from pieceworks.testing.runner import (  # noqa: PLC0415
         BackendHarness,
         run_checks,

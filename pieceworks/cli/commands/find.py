@@ -15,22 +15,60 @@ engine's store, and a one-line summary.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.options import KINDS
 from pieceworks.cli.output import table
-from pieceworks.registry import Kind, Registration
-from pieceworks.registry.attributes import attribute_text
 
-__all__ = ["run_find"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.registry import Registration
+
+__all__ = ["add_arguments", "run_find"]
+
+DESCRIPTION = """\
+Register every configured backend (its driver and its flows) and search by
+attribute: a capability as capability:NAME (capability:snapshot,
+capability:stream-out, ...) or a tag (live-backup, fast-backup, slow-backup,
+incremental-backup, sparse-backup, offload-restore, stream-restore, backup,
+restore, verify, delete). A match provides every ATTR, at least one --any
+and no --none. --backend NAME keeps only that backend's registrations;
+--buildable leaves drivers out. No match: exit 3 with the registry's
+explanation (the closest registrations, what each lacks).
+--json prints each match's description: build parameters, the symbols it
+requires and provides, a summary.
+
+example: pieceworks find --any fast-backup live-backup --none slow-backup"""
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The arguments of ``find``: attributes required, any of, none of."""
+    parser.describe(DESCRIPTION, (ExitCode.NOT_FOUND,))
+    parser.add_argument("attributes", metavar="ATTR", nargs="*", help="attributes all required")
+    parser.add_argument(
+        "--any", dest="any_of", metavar="ATTR", nargs="+", action="extend", help="one of these"
+    )
+    parser.add_argument(
+        "--none", dest="none_of", metavar="ATTR", nargs="+", action="extend", help="none of these"
+    )
+    parser.add_argument("--kind", choices=KINDS, help="only registrations of this kind")
+    parser.add_argument(
+        "--buildable", action="store_true", help="only pieces that build a task or flow"
+    )
 
 
 def _labels(reg: Registration) -> list[str]:
+    from pieceworks.registry.attributes import attribute_text  # noqa: PLC0415
+
     return sorted(attribute_text(a) for a in reg.provides)
 
 
 def run_find(args: argparse.Namespace, ctx: Context) -> int:
     """Search the registry of the configured backends."""
+    from pieceworks.registry import Kind  # noqa: PLC0415
+
     if not (args.attributes or args.any_of or args.kind or args.backend):
         raise CliError(
             "find needs at least one ATTR, --any ATTR, --kind or --backend", ExitCode.USAGE

@@ -20,14 +20,12 @@ from pieceworks.cli.exit_codes import CliError, ExitCode
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms.gc import GCReport
     from pieceworks.common_algorithms.retention import KeepPolicy, RetentionPlan
 
-__all__ = ["gc_dict", "run_forget"]
+__all__ = ["add_arguments", "gc_dict", "run_forget"]
 
-NAME = "forget"
-HANDLER = "forget:run_forget"
-SUMMARY = "remove backups by a retention policy (--keep-last, --keep-daily, ...)"
 DESCRIPTION = """\
 Decide, for each volume on its own, which backups a policy keeps, and remove
 the others' manifests (restic's rules). Walking newest first, each --keep-X N
@@ -65,8 +63,9 @@ def _count(text: str) -> int:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: CommandParser) -> None:
     """The options of ``forget``."""
+    parser.describe(DESCRIPTION, CODES)
     group = parser.add_argument_group("policy (per volume)")
     periods = {"hourly": "hours", "daily": "days", "weekly": "ISO weeks"}
     for rule in _RULES:

@@ -4,21 +4,120 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from pieceworks.cli.commands.backup import backup_request
 from pieceworks.cli.commands.conductor import jobs_locations
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.ids import id_type
+from pieceworks.cli.options import PRIORITIES, backup_request_options, jobs_location_options
 from pieceworks.cli.output import iso_time, table
-from pieceworks.common_algorithms.runner import migrate
-from pieceworks.execution.jobs import cancel_job, post_backup, post_restore
-from pieceworks.execution.status import JobStatus, job_status, list_jobs
 from pieceworks.protocols import ConfigError
 
-__all__ = ["run_cancel", "run_jobs", "run_list", "run_migrate", "run_post", "run_show", "run_watch"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.execution.status import JobStatus
+
+__all__ = [
+    "add_arguments",
+    "run_cancel",
+    "run_jobs",
+    "run_list",
+    "run_migrate",
+    "run_post",
+    "run_show",
+    "run_watch",
+]
 
 #: Seconds between two looks at a watched job.
 WATCH_POLL = 0.5
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """``jobs`` and its actions: post (backup, restore), list, show, watch, cancel, migrate."""
+    parser.describe("Jobs on the jobboard: `pieceworks jobs post|list|show|watch|cancel|migrate`.")
+    actions = parser.add_commands("jobs_command")
+    post = actions.add(
+        "post",
+        "run_post",
+        summary="post a backup or restore job; print its id",
+        description=(
+            "Post a job for any conductor that has the backend and store (named by\n"
+            "--backend and --store: each conductor resolves them from its own\n"
+            "configuration, so no option or secret travels with the job). Prints the\n"
+            "job id (--json: an object)."
+        ),
+        codes=(ExitCode.FAILED,),
+    )
+    kinds = post.add_commands("post_kind", "KIND")
+    post_backup = kinds.add(
+        "backup", "run_post", summary="post a backup", description="Post a backup job."
+    )
+    backup_request_options(post_backup)
+    post_restore = kinds.add(
+        "restore",
+        "run_post",
+        summary="post a restore",
+        description="Post a job restoring BACKUP_ID into --volume ID.",
+    )
+    post_restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    post_restore.add_argument(
+        "--volume", metavar="ID", type=id_type("volume id"), required=True, help="target volume"
+    )
+    for kind in (post_backup, post_restore):
+        jobs_location_options(kind)
+        kind.add_argument("--priority", choices=PRIORITIES, default="normal")
+
+    listing = actions.add(
+        "list",
+        "run_list",
+        summary="jobs on the board and finished jobs still logged",
+        description="List jobs, oldest first: id, state, owner, name.",
+    )
+    listing.add_argument(
+        "--state", help="only jobs in this state (UNCLAIMED, CLAIMED, SUCCESS, FAILURE...)"
+    )
+    show = actions.add(
+        "show",
+        "run_show",
+        summary="one job: state, owner, each step, result or reason for failure",
+        description="Show job ID. Exit 3 if no such job is known.",
+        codes=(ExitCode.NOT_FOUND,),
+    )
+    show.add_argument("job_id", metavar="ID")
+    watch = actions.add(
+        "watch",
+        "run_watch",
+        summary="follow a job until it ends; exit with its outcome",
+        description=(
+            "Print job ID's state and steps as they change until it ends. Exit 0 if it\n"
+            "succeeded, 1 if it failed or was cancelled, 3 if no such job is known,\n"
+            "124 if it had not ended after --timeout seconds."
+        ),
+        codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.TIMED_OUT),
+    )
+    watch.add_argument("job_id", metavar="ID")
+    watch.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    cancel = actions.add(
+        "cancel",
+        "run_cancel",
+        summary="cancel a job",
+        description=(
+            "Cancel job ID: a waiting job is removed from the board and ends REVERTED;\n"
+            "a running job's conductor starts no further step, reverts and consumes it."
+        ),
+        codes=(ExitCode.FAILED, ExitCode.NOT_FOUND),
+    )
+    cancel.add_argument("job_id", metavar="ID")
+    migrate = actions.add(
+        "migrate",
+        "run_migrate",
+        summary="bring the persistence backend's schema up to date",
+        description="Run TaskFlow's schema migrations on the persistence backend once.",
+    )
+    for action in (listing, show, watch, cancel, migrate):
+        jobs_location_options(action)
 
 
 def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
@@ -28,6 +127,8 @@ def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_post(args: argparse.Namespace, ctx: Context) -> int:
     """Post a backup or restore job naming the backend and store; print its id."""
+    from pieceworks.execution.jobs import post_backup, post_restore  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     # An explicit name is posted as is: the conductors' hosts configure it, maybe not this one.
     backend = args.backend or ctx.config.backend(None).name
@@ -71,6 +172,8 @@ def _line(s: JobStatus) -> list[object]:
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
     """Jobs on the board and finished ones still logged, oldest first."""
+    from pieceworks.execution.status import list_jobs  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     found = list_jobs(jobboard, persistence, state=args.state)
     ctx.out.data({"jobs": [s.to_dict() for s in found]})
@@ -98,6 +201,8 @@ def describe(s: JobStatus) -> str:
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     """One job's state, owner, steps and result or reasons; exit 3 if unknown."""
+    from pieceworks.execution.status import job_status  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     status = job_status(jobboard, persistence, args.job_id)
     ctx.out.data(status.to_dict())
@@ -106,9 +211,14 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_watch(args: argparse.Namespace, ctx: Context) -> int:
-    """Follow a job until it ends; exit 0 on success, 1 otherwise."""
+    """Follow a job until it ends; exit 0 on success, 1 otherwise, 124 (`JobTimeout`) after
+    ``--timeout`` seconds."""
+    from pieceworks.execution.jobs import JobTimeout  # noqa: PLC0415
+    from pieceworks.execution.status import job_status  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    started = time.monotonic()
+    deadline = None if args.timeout is None else started + args.timeout
     last = ""
     while True:
         status = job_status(jobboard, persistence, args.job_id)
@@ -119,9 +229,7 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
         if status.done:
             break
         if deadline is not None and time.monotonic() > deadline:
-            raise CliError(
-                f"job {args.job_id} has not ended after {args.timeout:g} s", ExitCode.FAILED
-            )
+            raise JobTimeout(status.job_id, time.monotonic() - started, status.name)
         time.sleep(WATCH_POLL)
     ctx.out.data(status.to_dict())
     ctx.out.result(f"job {status.job_id}: {status.state}")
@@ -130,6 +238,8 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
     """Cancel a job (see the command's help)."""
+    from pieceworks.execution.jobs import cancel_job  # noqa: PLC0415
+
     jobboard, persistence = jobs_locations(args, ctx.config)
     outcome = cancel_job(jobboard, persistence, args.job_id)
     ctx.out.data({"job_id": args.job_id, "cancelled": outcome})
@@ -139,6 +249,8 @@ def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
     """Run TaskFlow's schema migrations on the persistence backend."""
+    from pieceworks.common_algorithms.runner import migrate  # noqa: PLC0415
+
     persistence = args.persistence or ctx.config.jobs.persistence
     if not persistence:
         raise ConfigError("no persistence: give --persistence URL or set [jobs] persistence")

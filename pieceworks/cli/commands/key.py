@@ -23,7 +23,7 @@ from pieceworks.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
-    from pieceworks.cli.parser import _Builder
+    from pieceworks.cli.options import CommandParser
 
 __all__ = ["add_arguments", "run_key_add", "run_key_init", "run_key_list", "run_key_passwd"]
 
@@ -37,30 +37,27 @@ _DESCRIPTION = (
 )
 
 
-def add_arguments(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Declare ``key`` and its actions on the ``pieceworks`` parser."""
+def add_arguments(parser: CommandParser) -> None:
+    """Declare the actions of ``key``: init, list, add, passwd, remove."""
     codes = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
-    key = b.add(
-        sub, "key", "key:run_key_list", summary="manage an encrypted store's passphrases",
-        description=_DESCRIPTION, codes=codes,
-    )  # fmt: skip
-    actions = key.add_subparsers(dest="key_action", metavar="ACTION", required=True)
-    b.add(
-        actions, "init", "key:run_key_init", summary="encrypt an empty store",
+    parser.describe(_DESCRIPTION, codes)
+    actions = parser.add_commands("key_action")
+    actions.add(
+        "init", "run_key_init", summary="encrypt an empty store",
         description="Encrypt the (empty) store with a new master key opened by the passphrase.",
         codes=codes,
     )  # fmt: skip
-    b.add(
-        actions, "list", "key:run_key_list", summary="list the store's keys",
+    actions.add(
+        "list", "run_key_list", summary="list the store's keys",
         description="List the key files of the store: id, creation time, host, KDF parameters.",
         codes=codes,
     )  # fmt: skip
-    for name, handler, summary in (
-        ("add", "key:run_key_add", "add a passphrase"),
-        ("passwd", "key:run_key_passwd", "replace the passphrase given by a new one"),
+    for name, function, summary in (
+        ("add", "run_key_add", "add a passphrase"),
+        ("passwd", "run_key_passwd", "replace the passphrase given by a new one"),
     ):
-        action = b.add(
-            actions, name, handler, summary=summary, codes=codes,
+        action = actions.add(
+            name, function, summary=summary, codes=codes,
             description=f"{summary.capitalize()}, opening the store with the current one.",
         )  # fmt: skip
         action.add_argument(
@@ -68,8 +65,8 @@ def add_arguments(b: _Builder, sub: argparse._SubParsersAction[argparse.Argument
             metavar="FILE",
             help="the new passphrase (else $PIECEWORKS_NEW_PASSWORD, or a prompt)",
         )
-    remove = b.add(
-        actions, "remove", "key:run_key_remove", summary="remove a key",
+    remove = actions.add(
+        "remove", "run_key_remove", summary="remove a key",
         description="Remove key KEY_ID (not the last one), opening the store first.",
         codes=codes,
     )  # fmt: skip

@@ -5,16 +5,61 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from contextlib import closing
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from pieceworks.cli.commands._select import label_filters, load_backups, select
-from pieceworks.cli.context import Context
+from pieceworks.cli.commands._select import (
+    add_filter_options,
+    label_filters,
+    load_backups,
+    select,
+)
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.options import BACKUP_STRATEGIES
 from pieceworks.cli.output import human_bytes, iso_time, table
 from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest
 from pieceworks.protocols import IStreamOut, VolumeRef
 
-__all__ = ["backup_row", "format_labels", "run_list", "run_volumes", "unreadable_row"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+
+__all__ = [
+    "add_list_arguments",
+    "add_volumes_arguments",
+    "backup_row",
+    "format_labels",
+    "run_list",
+    "run_volumes",
+    "unreadable_row",
+]
+
+LIST_DESCRIPTION = """\
+List the backups in the store, oldest first: id, volume, backend, creation
+time (UTC), volume size, bytes it added to the store, strategy, parent and
+labels. --volume, --label, --since, --until and --strategy keep only the
+backups matching all of them. A manifest that cannot be read is listed as
+UNREADABLE, its reason is printed, and the exit code is 4; every readable
+backup is still listed."""
+
+
+def add_list_arguments(parser: CommandParser) -> None:
+    """The filters of ``list``."""
+    parser.describe(LIST_DESCRIPTION, (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT))
+    add_filter_options(parser)
+    parser.add_argument(
+        "--strategy",
+        dest="strategies",
+        choices=BACKUP_STRATEGIES,
+        action="append",
+        help="only backups made by this strategy (repeatable)",
+    )
+
+
+def add_volumes_arguments(parser: CommandParser) -> None:
+    """``volumes`` has only the common options."""
+    parser.describe(
+        "List the volumes of the backend and their sizes.", (ExitCode.FAILED, ExitCode.NOT_FOUND)
+    )
 
 
 def _stored(m: Manifest) -> int:

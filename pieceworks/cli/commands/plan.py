@@ -11,22 +11,76 @@ import argparse
 import json
 import shutil
 import subprocess
+from typing import TYPE_CHECKING
 
 from pieceworks.cli.commands.backup import backup_request
 from pieceworks.cli.commands.replicate import backends, replicate_request
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
-from pieceworks.common_algorithms import (
-    Plan,
-    RestoreRequest,
-    plan_backup,
-    plan_replicate,
-    plan_restore,
+from pieceworks.cli.ids import id_type
+from pieceworks.cli.options import (
+    backup_request_options,
+    plan_output_options,
+    replicate_request_options,
 )
-from pieceworks.common_algorithms.manifest import read_manifest
-from pieceworks.common_algorithms.targets import new_volume_id
 
-__all__ = ["render_svg", "run_plan", "run_plan_backup", "run_plan_replicate", "run_plan_restore"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms import Plan
+
+__all__ = [
+    "add_arguments",
+    "render_svg",
+    "run_plan",
+    "run_plan_backup",
+    "run_plan_replicate",
+    "run_plan_restore",
+]
+
+DESCRIPTION = """\
+Show the plan of a backup, restore or replication: every strategy in order,
+whether it can run on these backends and store and why; the first eligible
+one runs, the next ones are its fallbacks. Exit 1 if no strategy can run."""
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND)
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """``plan`` and its actions: ``backup``, ``restore``, ``replicate``."""
+    parser.describe(DESCRIPTION, CODES)
+    operations = parser.add_commands("operation", "OPERATION")
+    backup = operations.add(
+        "backup",
+        "run_plan_backup",
+        summary="plan a backup",
+        description="Show the backup plan of --volume with the given flags.",
+        codes=CODES,
+    )
+    backup_request_options(backup)
+    plan_output_options(backup)
+    restore = operations.add(
+        "restore",
+        "run_plan_restore",
+        summary="plan a restore",
+        description="Show the restore plan of BACKUP_ID into --volume (default: its volume).",
+        codes=CODES,
+    )
+    restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    restore.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        help="target volume (default: a new one, as restore picks)",
+    )
+    plan_output_options(restore)
+    replicate = operations.add(
+        "replicate",
+        "run_plan_replicate",
+        summary="plan a replication",
+        description="Show the replication plan of --volume from --from-backend to --to-backend.",
+        codes=CODES,
+    )
+    replicate_request_options(replicate)
+    plan_output_options(replicate)
 
 
 def render_svg(dot_source: str) -> str:
@@ -79,6 +133,8 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
 
 def run_plan_backup(args: argparse.Namespace, ctx: Context) -> int:
     """Show the backup plan for --volume with the given flags."""
+    from pieceworks.common_algorithms import plan_backup  # noqa: PLC0415
+
     backend, store = ctx.backend(), ctx.store()
     request = backup_request(args)
     ctx.require_volume(backend, request.volume_id)
@@ -87,6 +143,10 @@ def run_plan_backup(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_plan_restore(args: argparse.Namespace, ctx: Context) -> int:
     """Show the restore plan of BACKUP_ID into --volume (default: the new volume restore picks)."""
+    from pieceworks.common_algorithms import RestoreRequest, plan_restore  # noqa: PLC0415
+    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
+    from pieceworks.common_algorithms.targets import new_volume_id  # noqa: PLC0415
+
     backend, store = ctx.backend(), ctx.store()
     manifest = read_manifest(store.objects, args.backup_id)
     volume = args.volume or new_volume_id(backend, f"{manifest.volume_id}-from-{args.backup_id}")
@@ -96,6 +156,8 @@ def run_plan_restore(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_plan_replicate(args: argparse.Namespace, ctx: Context) -> int:
     """Show the replication plan of --volume from --from-backend to --to-backend."""
+    from pieceworks.common_algorithms import plan_replicate  # noqa: PLC0415
+
     source, target = backends(args, ctx)
     request = replicate_request(args)
     ctx.require_volume(source, request.volume_id)

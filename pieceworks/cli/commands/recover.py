@@ -1,8 +1,10 @@
 """``pieceworks recover``: remove what crashed runs left behind, and say what and why.
 
 Looks at every configured store (or the one ``--store`` names) and every
-configured backend: leases and locks of dead owners, run journals and the
-temporary snapshots they name, temporary files of dead writers. Each is
+configured backend: leases and locks of dead owners, run journals (in the
+stores, and this host's ``$PIECEWORKS_HOME/journal`` of runs without a
+store) and the temporary snapshots they name, temporary files of dead
+writers. Each is
 removed or kept, with the reason. ``--dry-run`` removes nothing. Follow it
 with ``pieceworks gc`` to remove chunks no backup references.
 """
@@ -10,22 +12,42 @@ with ``pieceworks gc`` to remove chunks no backup references.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.cli.interrupts import sigint_ignored
-from pieceworks.common_algorithms.recover import recover
 
-__all__ = ["run_recover"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+
+__all__ = ["add_arguments", "run_recover"]
+
+DESCRIPTION = """\
+Remove what killed or crashed runs left behind, on every configured store and
+backend: leases and locks of dead owners (same host: the process is gone;
+another host: not renewed for 2 minutes), the temporary snapshots their run
+journals name, and temporary files (.tmp-*, .incoming) of dead writers. What a
+live run owns is kept. Every item is listed with the reason. Then run gc to
+remove chunks no backup references."""
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The options of ``recover``."""
+    parser.describe(DESCRIPTION, (ExitCode.FAILED, ExitCode.NOT_FOUND))
+    parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
 
 def run_recover(args: argparse.Namespace, ctx: Context) -> int:
     """Recover every configured store and backend; exit 1 if a removal failed."""
+    from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
+    from pieceworks.common_algorithms.recover import LocalJournal, recover  # noqa: PLC0415
+
     names = [args.store] if args.store else sorted(ctx.config.stores)
     stores = [ctx.store(name) for name in names]
     backends = {b.name: b for b in ctx.all_backends()}
+    journal = LocalJournal(ctx.config.home / "journal")
     with sigint_ignored():
-        outcome = recover(stores, backends, dry_run=args.dry_run)
+        outcome = recover(stores, backends, dry_run=args.dry_run, journals=[journal])
     ctx.out.data(outcome.to_dict())
     lines = [f"{i.action:<12} {i.kind} {i.name} ({i.where}): {i.reason}" for i in outcome.items]
     verb = "would remove" if outcome.dry_run else "removed"

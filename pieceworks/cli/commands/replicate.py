@@ -12,22 +12,40 @@ new size.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.options import replicate_request_options
 from pieceworks.cli.output import human_bytes, mb_per_s
-from pieceworks.common_algorithms import (
-    Backend,
-    ReplicateOutcome,
-    ReplicateRequest,
-    replicate,
-)
 
-__all__ = ["replicate_request", "report", "run_replicate"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms import Backend, ReplicateOutcome, ReplicateRequest
+
+__all__ = ["add_arguments", "replicate_request", "report", "run_replicate"]
+
+DESCRIPTION = """\
+Copy --volume V of --from-backend A (or its --snapshot S) into --to-volume W
+of --to-backend B. The plan (see `pieceworks plan replicate`) picks the first
+eligible strategy: native (A copies to B itself), stream (through pieceworks,
+hashed end to end) or via-store (A pushes into the store, B pulls: --store).
+A strategy that fails is reverted (temporary snapshot deleted, partial copy
+removed) and the next one runs. An in-use V is read from a temporary
+snapshot, or directly only with --force."""
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED)
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The options of ``replicate``: a replication request."""
+    parser.describe(DESCRIPTION, CODES)
+    replicate_request_options(parser)
 
 
 def replicate_request(args: argparse.Namespace) -> ReplicateRequest:
     """The request the options describe."""
+    from pieceworks.common_algorithms import ReplicateRequest  # noqa: PLC0415
+
     extra = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
     return ReplicateRequest(
         volume_id=args.volume,
@@ -83,6 +101,9 @@ def report(outcome: ReplicateOutcome) -> str:
 
 def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
     """Plan and run a replication, with progress."""
+    from pieceworks.common_algorithms import replicate  # noqa: PLC0415
+    from pieceworks.common_algorithms.journal import LocalJournal  # noqa: PLC0415
+
     source, target = backends(args, ctx)
     request = replicate_request(args)
     ctx.require_volume(source, request.volume_id)
@@ -96,6 +117,7 @@ def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
                 store=store,
                 options=ctx.engine_options(),
                 progress=progress,
+                journal=LocalJournal(ctx.config.home / "journal"),
             )
         except KeyboardInterrupt:
             progress.close()

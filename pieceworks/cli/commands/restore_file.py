@@ -30,11 +30,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
 
-__all__ = ["DeviceWriter", "FileWriter", "open_target", "run_restore_command"]
+__all__ = ["DeviceWriter", "FileWriter", "add_arguments", "open_target", "run_restore_command"]
 
 _ZERO_BLOCK = 1 << 20
 
@@ -165,6 +167,43 @@ def open_target(path: str, size: int, *, overwrite: bool) -> FileWriter | Device
             f"block device {path} holds {capacity} bytes; the backup needs {size}", ExitCode.USAGE
         )
     return DeviceWriter(path, size)
+
+
+DESCRIPTION = """\
+Restore BACKUP_ID into a new volume of the backend: --volume ID, or by default
+<volume>-from-<BACKUP_ID> (its name is printed). A volume that exists, the
+backup's own included, is replaced only with --overwrite (else exit 2), and
+then the report gives its old and new size. Every chunk is checked against
+its sha256 before it is written; the volume is written only when the whole
+restore succeeded.
+
+--to-file PATH restores into a local file instead (sparse: holes are not
+written; it appears whole or not at all) or into a block device (written in
+place, holes as zeros). An existing PATH is refused unless --overwrite."""
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED)
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The arguments of ``restore`` (into a volume or, with --to-file, a file)."""
+    parser.describe(DESCRIPTION, CODES)
+    parser.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    parser.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        help="target volume (default: a new one, <volume>-from-<BACKUP_ID>)",
+    )
+    parser.add_argument(
+        "--to-file",
+        metavar="PATH",
+        help="restore into this local file or block device instead of a backend volume",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the target volume (or --to-file PATH) if it exists; the report says"
+        " the old and new size",
+    )
 
 
 def run_restore_command(args: argparse.Namespace, ctx: Context) -> int:

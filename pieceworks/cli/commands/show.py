@@ -19,13 +19,11 @@ from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms.manifest import Manifest
 
-__all__ = ["describe", "run_show"]
+__all__ = ["add_arguments", "describe", "run_show"]
 
-NAME = "show"
-HANDLER = "show:run_show"
-SUMMARY = "show one backup: volume, strategy and why, chunks, bytes, labels"
 DESCRIPTION = """\
 Show what the manifest of BACKUP_ID records: volume, backend, creation time,
 size, the strategy that made it and the reasons of the plan, the strategies
@@ -38,8 +36,9 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 _OWN_STATS = ("plan", "reason", "enhancers", "failed_strategies", "fallbacks", "forced")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``show``."""
+    parser.describe(DESCRIPTION, CODES)
     parser.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
 
 

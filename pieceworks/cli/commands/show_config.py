@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import ExitCode
 
-__all__ = ["run_config"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+
+__all__ = ["add_arguments", "run_config"]
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """``config`` has only the common options."""
+    parser.describe(
+        "Show which configuration file is used and every backend, store and engine\n"
+        "setting, built-in defaults included. Secret options are shown as ***."
+    )
 
 
 def run_config(args: argparse.Namespace, ctx: Context) -> int:

@@ -14,13 +14,11 @@ from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms.inspect import VolumeStats
 
-__all__ = ["run_stats"]
+__all__ = ["add_arguments", "run_stats"]
 
-NAME = "stats"
-HANDLER = "stats:run_stats"
-SUMMARY = "backups, logical and stored bytes, dedup and compression ratios"
 DESCRIPTION = """\
 Figures of the store's backups, per volume and for the store, from the
 manifests alone: backups; logical bytes (the volume sizes, holes included);
@@ -32,8 +30,9 @@ store. A damaged manifest is left out, reported, and makes the exit code 4."""
 CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``stats``."""
+    parser.describe(DESCRIPTION, CODES)
     parser.add_argument(
         "--volume",
         dest="volumes",

@@ -9,18 +9,49 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from pieceworks.cli.context import Context
-from pieceworks.registry import load_factory
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
 
-__all__ = ["SERVICES_NAMESPACE", "run_serve"]
+__all__ = ["SERVICES_NAMESPACE", "add_arguments", "run_serve"]
 
 SERVICES_NAMESPACE = "pieceworks.services"
+
+SERVE_DESCRIPTION = """\
+Own the volumes in --dir and serve them to pieceworks managers (driver
+'remote', option url). The target snapshots, pushes to and pulls from stores
+itself and replicates to peer targets: no volume byte crosses the manager.
+Prints 'listening on http://HOST:PORT' once ready (--port 0 picks a free
+port). The token comes from --token-file or $PIECEWORKS_TARGET_TOKEN.
+Runs until Ctrl-C or SIGTERM."""
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """``target`` and its one action, ``serve``, with the service's options."""
+    parser.describe(
+        "Storage target commands: `pieceworks target serve --dir DIR`.", needs_config=False
+    )
+    actions = parser.add_commands("target_command")
+    serve = actions.add(
+        "serve",
+        "run_serve",
+        summary="serve a directory of volumes on HTTP",
+        description=SERVE_DESCRIPTION,
+        needs_config=False,
+    )
+    serve.add_argument("--dir", required=True, help="directory of volumes (created if missing)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
+    serve.add_argument("--token-file", help="read the bearer token from this file")
+    serve.add_argument("--max-jobs", type=int, default=4, help="operations at once (default 4)")
 
 
 def run_serve(args: argparse.Namespace, ctx: Context) -> int:
     """Serve --dir to a pieceworks manager until Ctrl-C or SIGTERM."""
+    from pieceworks.registry import load_factory  # noqa: PLC0415
+
     main = cast(Callable[..., int], load_factory("remote-target", SERVICES_NAMESPACE))
     argv = ["--dir", args.dir, "--host", args.host, "--port", str(args.port)]
     if args.token_file:

@@ -3,14 +3,48 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.ids import id_type
 from pieceworks.cli.output import human_bytes
-from pieceworks.common_algorithms import VerifyOutcome, verify
 from pieceworks.protocols.chunks import chunk_key
 
-__all__ = ["report", "run_verify"]
+if TYPE_CHECKING:
+    from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms import VerifyOutcome
+
+__all__ = ["add_arguments", "report", "run_verify"]
+
+DESCRIPTION = """\
+Fetch every chunk of BACKUP_ID from the store and check its sha256; report
+every missing or damaged chunk with its volume offset (exit 1 if any).
+A chunk object whose content does not match its hash is moved aside to
+quarantine/ in the store, so that the next backup of that data stores it
+again. A damaged manifest is corruption (exit 4).
+--against-source instead reads the backup's volume (through a temporary
+snapshot when the backend has one) and compares it chunk by chunk with the
+backup, naming every differing offset (exit 4 on a difference): it catches a
+driver whose extents or changed blocks left data out. Meaningful while the
+volume has not changed since the backup."""
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED)
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """The arguments of ``verify``."""
+    parser.describe(DESCRIPTION, CODES)
+    parser.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    parser.add_argument(
+        "--against-source",
+        action="store_true",
+        help="compare with the volume on its backend (--backend, else the backup's)",
+    )
+    parser.add_argument(
+        "--no-quarantine",
+        action="store_true",
+        help="only report damaged chunks; leave them where they are (read-only check)",
+    )
 
 
 def report(outcome: VerifyOutcome) -> str:
@@ -41,6 +75,8 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
     Damaged chunk objects are moved aside to ``quarantine/`` unless
     ``--no-quarantine`` is given.
     """
+    from pieceworks.common_algorithms import verify  # noqa: PLC0415
+
     store = ctx.store()
     if args.against_source:
         return _against_source(args, ctx)

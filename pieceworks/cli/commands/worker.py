@@ -12,12 +12,10 @@ from pieceworks.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
+    from pieceworks.cli.options import CommandParser
 
-__all__ = ["run_worker"]
+__all__ = ["add_arguments", "run_worker"]
 
-NAME = "worker"
-HANDLER = "worker:run_worker"
-SUMMARY = "serve the data steps (transfer, restore write) of this host's backends"
 DESCRIPTION = """\
 Run a TaskFlow worker (the worker-based engine) next to the data: it serves
 the data-moving steps of backups (transfer, push) and restores (write, pull)
@@ -30,11 +28,12 @@ and store names only: this host's configuration gives the driver options and
 credentials. A worker killed mid-step is noticed by the conductor (no
 heartbeat for 5 s), which runs the step again elsewhere. SIGTERM or Ctrl-C
 stop the worker."""
-CODES = (ExitCode.FAILED,)
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``worker``."""
+    parser.describe(DESCRIPTION, CODES)
     parser.add_argument(
         "--transport",
         metavar="URL",

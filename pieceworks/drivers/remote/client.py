@@ -389,6 +389,31 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, R
             raise BackendError(f"{self._url}: malformed info: no codec list")
         return tuple(str(c) for c in codecs)
 
+    # -- leftovers ------------------------------------------------------------
+
+    def sweep_temporary(self, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
+        """Have the target remove ``.incoming`` copies no live write owns (``POST /v1/sweep``).
+
+        Returns ``(where, left_behind, reason)`` for each temporary file on
+        the target, `where` being the target's URL and the file's path in its
+        directory; left-behind ones are removed unless `dry_run`. Used by
+        ``pieceworks recover``. Raises as every call (`TransientError` if the
+        target cannot be reached).
+        """
+        out = self._call("POST", "/v1/sweep", {"dry_run": dry_run}, what="sweep leftovers")
+        items = out.get("items")
+        if not isinstance(items, list):
+            raise BackendError(f"{self._url}: sweep leftovers: bad answer (no items)")
+        return [
+            (
+                f"{self._url}/{item.get('path', '?')}",
+                bool(item.get("left_behind")),
+                str(item.get("reason", "")),
+            )
+            for item in items
+            if isinstance(item, dict)
+        ]
+
     # -- plain helpers for tests and the demo (not capabilities) -----------
 
     def info(self) -> dict[str, Any]:

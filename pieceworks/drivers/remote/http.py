@@ -93,6 +93,7 @@ _ROUTES: Final = (
     _route("POST", "/v1/pull", "pull", long=True, job=True),
     _route("POST", "/v1/replicate", "replicate", long=True, job=True),
     _route("PUT", "/v1/volumes/{id}/receive", "receive_volume", body="frames", job=True),
+    _route("POST", "/v1/sweep", "sweep"),
 )
 
 
@@ -318,15 +319,21 @@ class _Handler(BaseHTTPRequestHandler):
             raise _busy()
         job = Job()
         started = time.monotonic()
+        svc.begin_write(volume_id)
         try:
+            svc.sweep_leftovers()
             received = receive_volume(svc.driver, VolumeRef(volume_id), size, self._body, job=job)
         except BaseException:
+            svc.end_write(volume_id)
             svc.jobs.release()
             raise
         self._body = None
 
         def commit() -> dict[str, Any]:
-            received.writer.commit()
+            try:
+                received.writer.commit()
+            finally:
+                svc.end_write(volume_id)
             log.info(
                 "received volume %r: %d frames, %d of %d bytes written, %.2f s",
                 volume_id,

@@ -20,6 +20,13 @@ has a token, on everything but ``/v1/health``)::
     POST   /v1/pull     {"target", "size", "store", "chunks"} -> {"bytes_written"}
     POST   /v1/replicate {"source", "peer", "target"} -> {"size", "bytes_sent", "frames"}
     PUT    /v1/volumes/<id>/receive?size=N         frames (see below) -> {"frames", ...}
+    POST   /v1/sweep    {"dry_run"} -> {"items": [{"path", "left_behind", "reason"}]}
+
+``sweep`` removes (unless ``dry_run``) the ``.incoming`` copies and snapshot
+temporaries no live write owns: those of a dead process, and those of the
+target's own process for a volume it no longer writes; ``pieceworks
+recover`` on the manager calls it. The target also sweeps when it starts
+and before each write of a volume.
 
 ``source`` is ``{"volume_id", "snapshot_id" (or null)}``, ``target``
 ``{"volume_id"}``, ``store`` ``{"name", "driver", "options"}``, ``peer``

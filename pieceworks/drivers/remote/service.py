@@ -14,10 +14,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import closing
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from typing import Any
 
+from pieceworks.drivers import _files
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.remote.protocol import (
     API_VERSION,
@@ -94,6 +95,80 @@ class TargetService:
         self.token = token or None
         self.threads = threads
         self.jobs = threading.BoundedSemaphore(max_jobs)
+        self._writing: dict[str, int] = {}  # volume id -> writes (and snapshots) under way
+        self._writing_lock = threading.Lock()
+        for path, left, reason in self.sweep_leftovers():
+            if left:
+                log.info("removed %s, left by an earlier run: %s", path, reason)
+
+    # -- leftovers --
+
+    @contextmanager
+    def writing(self, volume_id: str) -> Iterator[None]:
+        """Mark `volume_id` as being written (or snapshotted) by this target inside the block."""
+        self.begin_write(volume_id)
+        try:
+            yield
+        finally:
+            self.end_write(volume_id)
+
+    def begin_write(self, volume_id: str) -> None:
+        """Count a write of `volume_id` under way (before its ``.incoming`` file exists)."""
+        with self._writing_lock:
+            self._writing[volume_id] = self._writing.get(volume_id, 0) + 1
+
+    def end_write(self, volume_id: str) -> None:
+        """The write `begin_write` counted is over (its temporary file is gone)."""
+        with self._writing_lock:
+            left = self._writing.get(volume_id, 0) - 1
+            if left > 0:
+                self._writing[volume_id] = left
+            else:
+                self._writing.pop(volume_id, None)
+
+    def sweep_leftovers(self, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
+        """Remove ``.incoming`` copies and snapshot temporaries that no live write owns.
+
+        A file of a dead process (the name records host, pid and start time)
+        is left behind, and so is one of this target's own process whose
+        volume it no longer writes (an operation that ended without cleaning
+        up); one of a live process that still writes it is kept. Returns
+        ``(path relative to the directory, left_behind, reason)`` for each;
+        left-behind ones are removed unless `dry_run`.
+        """
+        root = self.driver.root
+        found = _files.sweep_volume_root(root, dry_run=True)
+        out: list[tuple[str, bool, str]] = []
+        with self._writing_lock:  # a write begins before its file exists and ends after
+            for path, dead, why in found:
+                left, reason = self._judge(path, dead, why)
+                if left and not dry_run:
+                    _files.unlink_if_exists(path)
+                out.append((os.path.relpath(path, root), left, reason))
+        return out
+
+    def _judge(self, path: str, dead: bool, why: str) -> tuple[bool, str]:
+        """Whether the temporary file `path` is left behind, and why (hold the lock)."""
+        name = os.path.basename(path)
+        if dead or not _files.written_by_me(name):
+            return dead, why
+        parent = os.path.basename(os.path.dirname(path))
+        volume = parent if name.startswith(".tmp-") else _files.tagged_volume(name)
+        me = f"this target (pid {os.getpid()})"
+        if volume in self._writing:
+            return False, f"{me} is writing volume {volume!r}"
+        return True, f"{me} no longer writes volume {volume!r}"
+
+    def sweep(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """sweep: remove (unless ``dry_run``) the leftovers no live write owns; list each."""
+        dry_run = body.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise ValueError("dry_run: expected true or false")
+        items = self.sweep_leftovers(dry_run=dry_run)
+        return {
+            "dry_run": dry_run,
+            "items": [{"path": p, "left_behind": left, "reason": r} for p, left, r in items],
+        }
 
     def authorized(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header carries the token (always, if none is set)."""
@@ -136,6 +211,13 @@ class TargetService:
         self, volume_id: str, read: Callable[[int], bytes], length: int
     ) -> dict[str, Any]:
         """Replace a volume with `length` bytes read by `read`; zero pieces stay holes."""
+        with self.writing(volume_id):
+            return self._write_volume(volume_id, read, length)
+
+    def _write_volume(
+        self, volume_id: str, read: Callable[[int], bytes], length: int
+    ) -> dict[str, Any]:
+        self.sweep_leftovers()
         writer = self.driver.open_write(VolumeRef(volume_id), length)
         written = position = 0
         try:
@@ -173,7 +255,8 @@ class TargetService:
 
     def create_snapshot(self, volume_id: str, body: Mapping[str, Any], job: Job) -> dict[str, Any]:
         """snapshot: take a snapshot."""
-        ref = self.driver.create_snapshot(VolumeRef(volume_id), _str(body, "snapshot_id"))
+        with self.writing(volume_id):
+            ref = self.driver.create_snapshot(VolumeRef(volume_id), _str(body, "snapshot_id"))
         return {"volume_id": ref.volume_id, "snapshot_id": ref.snapshot_id}
 
     def delete_snapshot(self, volume_id: str, snapshot_id: str) -> dict[str, Any]:
@@ -216,7 +299,11 @@ class TargetService:
         check_layout(size, chunks)
         started = time.monotonic()
         store = _opened(spec, keys_from_json(body.get("keys")))
-        written = pull_volume(self.driver, ref, size, store, chunks, threads=self.threads, job=job)
+        with self.writing(ref.volume_id):
+            self.sweep_leftovers()
+            written = pull_volume(
+                self.driver, ref, size, store, chunks, threads=self.threads, job=job
+            )
         log.info(
             "pull store %r (%s) -> %s: %d chunks, %d bytes written, %.2f s",
             spec.name,

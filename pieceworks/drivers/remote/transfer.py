@@ -40,6 +40,7 @@ from pieceworks.drivers.remote.protocol import (
     Peer,
     read_answer,
 )
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     BackendError,
     ChunkRef,
@@ -290,6 +291,7 @@ def pull_volume(
             writer.write_at(ref.offset, future.result())
             written += ref.length
             job.done = ref.offset + ref.length
+            failpoint("target.incoming-written")
 
         for ref in chunks:
             job.check()
@@ -660,6 +662,7 @@ def receive_volume(
             listing.update(header)
             frames, written, end = frames + 1, written + length, offset + length
             job.done = end
+            failpoint("target.incoming-written")
         if offset != frames or not hmac.compare_digest(digest, listing.digest()):
             raise BackendError(
                 f"the end frame counts {offset} frames (received {frames}) or does not match"

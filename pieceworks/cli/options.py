@@ -1,0 +1,351 @@
+"""How a command declares itself, and the option groups several commands share.
+
+A command module (`pieceworks.cli.commands`) declares its arguments in a
+function beside its ``run_*`` function, ``add_arguments(parser)``, which
+receives a `CommandParser`: argparse's parser plus `CommandParser.describe`
+(the long help, the exit codes the epilog lists, whether the configuration
+is read first) and `CommandParser.add_commands` (nested actions such as
+``plan backup``, ``jobs post``). The groups of options two commands share
+(a backup request, a replication request, the jobboard's location...) are
+functions here.
+
+Light on purpose, like the parser: argparse, the exit-code table and the id
+check; oslo.utils only when a size is parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pieceworks.cli.exit_codes import ExitCode, epilog
+from pieceworks.cli.ids import id_type
+
+__all__ = [
+    "BACKUP_STRATEGIES",
+    "CODECS",
+    "KINDS",
+    "PRIORITIES",
+    "CommandParser",
+    "Commands",
+    "backup_request_options",
+    "common_options",
+    "jobs_location_options",
+    "parse_size",
+    "plan_output_options",
+    "replicate_request_options",
+]
+
+#: The chunk codecs ``--codec`` offers (pieceworks.protocols.chunks.CODECS).
+CODECS = ("zstd", "zlib", "none")
+#: Registration kinds ``find --kind`` offers (pieceworks.registry.Kind).
+KINDS = ("task", "flow", "task-class", "factory", "driver")
+#: Backup strategies ``list --strategy`` offers (common_algorithms.BACKUP_STRATEGIES).
+BACKUP_STRATEGIES = ("offload", "snapshot-stream", "direct-stream")
+#: Job priorities ``jobs post --priority`` offers (pieceworks.execution.jobs.PRIORITIES).
+PRIORITIES = ("very-low", "low", "normal", "high", "very-high")
+
+
+def parse_size(text: str) -> int:
+    """``4MiB``, ``4 MiB``, ``4MB`` (binary, as oslo.utils' IEC), ``4M`` or a byte count."""
+    compact = text.replace(" ", "")
+    if compact.isdigit():
+        return int(compact)
+    if compact[-1:].upper() in ("K", "M", "G", "T"):
+        compact += "iB"
+    from oslo_utils import strutils  # noqa: PLC0415 (slow to import: see cli/masking.py)
+
+    try:
+        return int(strutils.string_to_bytes(compact, "IEC", return_int=True))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: use e.g. 4MiB, 512KiB or 1048576"
+        ) from None
+
+
+def common_options(suppress: bool) -> CommandParser:
+    """Options every command takes, before or after its name.
+
+    The subcommands' copies default to SUPPRESS so that an option given
+    before the command name is not reset by the subcommand's defaults.
+    """
+    parser = CommandParser(add_help=False)
+    group = parser.add_argument_group("common options")
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default(None),
+        help="configuration file (default: $PIECEWORKS_CONFIG, else"
+        " ~/.config/pieceworks/pieceworks.toml if it exists)",
+    )
+    group.add_argument(
+        "--backend",
+        metavar="NAME",
+        type=id_type("backend name"),
+        default=default(None),
+        help="configured backend to use",
+    )
+    group.add_argument(
+        "--store",
+        metavar="NAME",
+        type=id_type("store name"),
+        default=default(None),
+        help="configured store to use",
+    )
+    group.add_argument(
+        "--password-file",
+        metavar="FILE",
+        default=default(None),
+        help="passphrase of an encrypted store (else $PIECEWORKS_PASSWORD,"
+        " $PIECEWORKS_PASSWORD_FILE, or a prompt on a terminal)",
+    )
+    group.add_argument(
+        "--json", action="store_true", default=default(False), help="print one JSON document"
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress and no remarks; results and errors only",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="log more on stderr (-v: what runs, -vv: TaskFlow debug)",
+    )
+    return parser
+
+
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # not subscriptable at run time
+    _SubParsers = argparse._SubParsersAction
+
+
+class _DeclaringSubParsersAction(_SubParsers):
+    """Subcommands whose arguments are declared only when one of them is chosen."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if isinstance(values, Sequence) and values:
+            chosen = self._name_parser_map.get(str(values[0]))
+            if isinstance(chosen, CommandParser):
+                chosen.declare()
+        super().__call__(parser, namespace, values, option_string)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser: its arguments come from its module, maybe later.
+
+    `pending` (set by `Commands.add_lazily`) declares the arguments the
+    first time the command is parsed, so that ``pieceworks --help`` imports
+    no command module; `declare` runs it now.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _DeclaringSubParsersAction)
+        #: The module of pieceworks.cli.commands (dotted path) that runs this command.
+        self.module_path = ""
+        self.pending: Callable[[CommandParser], None] | None = None
+
+    def declare(self) -> None:
+        """Declare the arguments now if they are still pending (and nested ones)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending(self)
+
+    def describe(
+        self, description: str, codes: Iterable[ExitCode] = (), *, needs_config: bool = True
+    ) -> None:
+        """The long help, the exit codes (besides 0 and 2) and if the config is read first."""
+        self.description = description or None
+        self.epilog = epilog({ExitCode.OK, ExitCode.USAGE, *codes})
+        self.set_defaults(needs_config=needs_config)
+
+    def add_commands(self, dest: str, metavar: str = "ACTION") -> Commands:
+        """Nested commands (``plan backup``...), run by functions of this command's module."""
+        action = self.add_subparsers(dest=dest, metavar=metavar, required=True)
+        return Commands(action, self.module_path)
+
+
+class Commands:
+    """Adds commands with the common options, one module's functions as handlers."""
+
+    def __init__(self, action: argparse._SubParsersAction[CommandParser], module_path: str) -> None:
+        self.action = action
+        self.module_path = module_path
+        self.common = common_options(suppress=True)
+
+    def add(
+        self,
+        name: str,
+        function: str,
+        *,
+        summary: str,
+        description: str = "",
+        codes: Iterable[ExitCode] = (),
+        needs_config: bool = True,
+        aliases: Sequence[str] = (),
+        module_path: str = "",
+    ) -> CommandParser:
+        """Add `name`, run by `function` of the module (default: this one's)."""
+        module_path = module_path or self.module_path
+        parser = self.action.add_parser(
+            name,
+            aliases=list(aliases),
+            parents=[self.common],
+            help=summary,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.module_path = module_path
+        parser.set_defaults(handler=f"{module_path}:{function}")
+        parser.describe(description, codes, needs_config=needs_config)
+        return parser
+
+    def add_lazily(
+        self,
+        name: str,
+        module_path: str,
+        function: str,
+        arguments: str,
+        *,
+        summary: str,
+        aliases: Sequence[str] = (),
+    ) -> CommandParser:
+        """Add `name`; ``module_path:arguments(parser)`` declares it when it is parsed."""
+        parser = self.add(name, function, summary=summary, aliases=aliases, module_path=module_path)
+
+        def pending(parser: CommandParser) -> None:
+            getattr(importlib.import_module(module_path), arguments)(parser)
+
+        parser.pending = pending
+        return parser
+
+
+def backup_request_options(parser: argparse.ArgumentParser) -> None:
+    """The options that make a backup request (``backup``, ``plan backup``, ``jobs post``)."""
+    parser.add_argument(
+        "--volume",
+        metavar="ID",
+        type=id_type("volume id"),
+        required=True,
+        help="the volume to back up",
+    )
+    parser.add_argument(
+        "--in-use",
+        action="store_true",
+        help="the volume is attached and may change: read a snapshot of it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="allow reading an in-use volume directly if nothing better works (recorded)",
+    )
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="parent on the latest backup of the volume: upload only new chunks",
+    )
+    parser.add_argument(
+        "--codec", choices=CODECS, default="zstd", help="chunk compression (default zstd)"
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="chunk size, 64KiB to 64MiB (default 4MiB)",
+    )
+
+
+def replicate_request_options(parser: argparse.ArgumentParser) -> None:
+    """The options that make a replication request (``replicate``, ``plan replicate``)."""
+    parser.add_argument(
+        "--from-backend",
+        metavar="A",
+        type=id_type("backend name"),
+        required=True,
+        help="the backend holding the volume",
+    )
+    parser.add_argument(
+        "--volume", metavar="V", type=id_type("volume id"), required=True, help="the volume to copy"
+    )
+    parser.add_argument(
+        "--to-backend",
+        metavar="B",
+        type=id_type("backend name"),
+        required=True,
+        help="the backend to copy to",
+    )
+    parser.add_argument(
+        "--to-volume",
+        metavar="W",
+        type=id_type("target volume id"),
+        help="the volume to create (default: V); an existing one only with --overwrite",
+    )
+    parser.add_argument(
+        "--snapshot",
+        metavar="S",
+        type=id_type("snapshot id"),
+        help="copy this existing snapshot of V (it is kept)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace W if it exists (the report gives its old and new size)",
+    )
+    parser.add_argument(
+        "--in-use",
+        action="store_true",
+        help="V is attached and may change: read a temporary snapshot of it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="allow reading an in-use V directly when A cannot snapshot (recorded)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="copy and chunk size, 64KiB to 64MiB (default 4MiB)",
+    )
+
+
+def plan_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--format`` and ``--output`` of the ``plan`` actions."""
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "dot", "svg"),
+        default="text",
+        help="text (default), json (same as --json), dot, or svg (needs Graphviz)",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the plan to FILE")
+
+
+def jobs_location_options(parser: argparse.ArgumentParser) -> None:
+    """Where jobs live; default: the configuration's ``[jobs]`` section."""
+    parser.add_argument(
+        "--jobboard", metavar="URL", help="redis://HOST:PORT/NAMESPACE (default: [jobs] jobboard)"
+    )
+    parser.add_argument(
+        "--persistence",
+        metavar="URL",
+        help="TaskFlow persistence, postgresql://... (default: [jobs] persistence)",
+    )
