@@ -20,8 +20,8 @@ from pieceworks.cli.output import Output
 from pieceworks.cli.passwords import read_password
 from pieceworks.cli.progress import Progress, mode_for
 from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.gc.leases import DEFAULT_LEASE_TTL, set_stale_after
 from pieceworks.common_algorithms.keys import is_encrypted, unlock
-from pieceworks.common_algorithms.leases import DEFAULT_LEASE_TTL, set_stale_after
 from pieceworks.protocols import (
     BackendSpec,
     ConfigError,
@@ -216,7 +216,7 @@ class Context:
         chosen store; one that completes no backup or restore is left out
         with a warning.
         """
-        from pieceworks.common_algorithms.registration import register_backend  # noqa: PLC0415
+        from pieceworks.common_algorithms.operations.registration import register_backend  # noqa: PLC0415
         from pieceworks.registry.registry import Registry  # noqa: PLC0415
 
         registry = Registry()

@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
     command = resolve(args.handler)
     # Imported here, with the command: it brings in TaskFlow and the registry.
     from pieceworks.cli.context import Context  # noqa: PLC0415
-    from pieceworks.common_algorithms.leases import set_stale_after, stale_after  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.leases import set_stale_after, stale_after  # noqa: PLC0415
 
     ctx = Context(
         out,

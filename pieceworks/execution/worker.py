@@ -28,9 +28,9 @@ from taskflow.engines.worker_based import protocol
 from taskflow.engines.worker_based.worker import Worker
 from taskflow.task import Task
 
-from pieceworks.common_algorithms.backup_tasks import BackupTransfer
+from pieceworks.common_algorithms.operations.backup_tasks import BackupTransfer
+from pieceworks.common_algorithms.operations.restore import RestoreWrite
 from pieceworks.common_algorithms.placement import HostSections, use_host
-from pieceworks.common_algorithms.restore import RestoreWrite
 from pieceworks.execution.metrics import WorkerMetrics
 from pieceworks.protocols import ConfigError, validate_id
 

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.backup_tasks import BackupTransfer, TransferChunks
-from pieceworks.common_algorithms.leases import acquire_lease
+from pieceworks.common_algorithms.gc.leases import acquire_lease
+from pieceworks.common_algorithms.operations.backup_tasks import BackupTransfer, TransferChunks
+from pieceworks.common_algorithms.operations.requests import BackupRequest
+from pieceworks.common_algorithms.operations.restore import RestoreWrite
 from pieceworks.common_algorithms.placement import NotPlaced, RemoteStep
-from pieceworks.common_algorithms.requests import BackupRequest
-from pieceworks.common_algorithms.restore import RestoreWrite
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.execution import JobFailed, wait_for
 from pieceworks.protocols import BackendSpec

@@ -67,7 +67,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
 def run_gc(args: argparse.Namespace, ctx: Context) -> int:
     """Remove chunk objects no backup references (unless a backup is running)."""
     from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc import collect_garbage  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.collection import collect_garbage  # noqa: PLC0415
 
     store = ctx.store()
     with sigint_ignored():

@@ -16,7 +16,7 @@ from pieceworks.cli.commands._select import (
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.options import BACKUP_STRATEGIES
 from pieceworks.cli.output import human_bytes, iso_time, table
-from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest
+from pieceworks.common_algorithms.format.manifest import Manifest, UnreadableManifest
 from pieceworks.protocols import IStreamOut, VolumeRef
 
 if TYPE_CHECKING:

@@ -144,8 +144,8 @@ def run_plan_backup(args: argparse.Namespace, ctx: Context) -> int:
 def run_plan_restore(args: argparse.Namespace, ctx: Context) -> int:
     """Show the restore plan of BACKUP_ID into --volume (default: the new volume restore picks)."""
     from pieceworks.common_algorithms import RestoreRequest, plan_restore  # noqa: PLC0415
-    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
-    from pieceworks.common_algorithms.targets import new_volume_id  # noqa: PLC0415
+    from pieceworks.common_algorithms.format.manifest import read_manifest  # noqa: PLC0415
+    from pieceworks.common_algorithms.operations.targets import new_volume_id  # noqa: PLC0415
 
     backend, store = ctx.backend(), ctx.store()
     manifest = read_manifest(store.objects, args.backup_id)

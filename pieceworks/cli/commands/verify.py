@@ -102,8 +102,8 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
 def _against_source(args: argparse.Namespace, ctx: Context) -> int:
     """``verify --against-source``: compare with the volume; exit 4 on a difference."""
     # Imported here, like every command's algorithms.
-    from pieceworks.common_algorithms.against_source import compare_with_source  # noqa: PLC0415
-    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
+    from pieceworks.common_algorithms.format.manifest import read_manifest  # noqa: PLC0415
+    from pieceworks.common_algorithms.operations.against_source import compare_with_source  # noqa: PLC0415
 
     store = ctx.store()
     backend = ctx.backend(args.backend or read_manifest(store.objects, args.backup_id).backend)

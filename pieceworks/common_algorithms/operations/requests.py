@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from oslo_utils import units
 
-from pieceworks.common_algorithms.manifest import check_labels
+from pieceworks.common_algorithms.format.manifest import check_labels
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.chunks import CODECS, DEFAULT_CODEC
 from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
@@ -23,6 +25,7 @@ __all__ = [
     "RestoreRequest",
     "new_backup_id",
     "new_operation_id",
+    "request_fields",
 ]
 
 #: Backup strategies in their default order for a volume in use (best first).
@@ -159,3 +162,10 @@ class ReplicateRequest:
     def target_volume(self) -> str:
         """The id of the volume the copy lands in (`target_volume_id`, resolved)."""
         return self.volume_id if self.target_volume_id is None else self.target_volume_id
+
+
+def request_fields(request: BackupRequest | RestoreRequest | ReplicateRequest) -> dict[str, Any]:
+    """A request's fields, JSON-able (``strategies`` a list): what a job carries."""
+    fields = dataclasses.asdict(request)
+    fields["strategies"] = list(request.strategies)
+    return fields

@@ -40,25 +40,25 @@ from typing import Any
 from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.chunk_pipeline import backup_chunks
-from pieceworks.common_algorithms.leases import (
+from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks
+from pieceworks.common_algorithms.format.manifest import (
+    Manifest,
+    known_chunks,
+    latest_manifest,
+    write_manifest,
+)
+from pieceworks.common_algorithms.gc.leases import (
     acquire_lease,
     forget_temporary,
     lease_renewed,
     record_temporary,
     release_lease,
 )
-from pieceworks.common_algorithms.manifest import (
-    Manifest,
-    known_chunks,
-    latest_manifest,
-    write_manifest,
-)
+from pieceworks.common_algorithms.operations.plan import Plan
+from pieceworks.common_algorithms.operations.requests import BackupRequest
+from pieceworks.common_algorithms.operations.reverts import guarded
 from pieceworks.common_algorithms.placement import DataStep, RemoteStep, host, run_data_step
-from pieceworks.common_algorithms.plan import Plan
 from pieceworks.common_algorithms.progress import ProgressReporter
-from pieceworks.common_algorithms.requests import BackupRequest
-from pieceworks.common_algorithms.reverts import guarded
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,

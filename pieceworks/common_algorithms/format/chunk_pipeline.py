@@ -43,7 +43,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Final, Literal, TypeVar
 
-from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     BackendError,

@@ -21,16 +21,16 @@ from taskflow import task
 from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.chunk_pipeline import restore_chunks
-from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks
+from pieceworks.common_algorithms.format.manifest import read_manifest
+from pieceworks.common_algorithms.operations.fallback import StrategyFallback
+from pieceworks.common_algorithms.operations.plan import Attempt, Plan
+from pieceworks.common_algorithms.operations.planning import plan_restore
+from pieceworks.common_algorithms.operations.requests import RestoreRequest
+from pieceworks.common_algorithms.operations.targets import check_target
 from pieceworks.common_algorithms.placement import DataStep, RemoteStep, host, run_data_step
-from pieceworks.common_algorithms.plan import Attempt, Plan
-from pieceworks.common_algorithms.planning import plan_restore
 from pieceworks.common_algorithms.progress import ProgressReporter
-from pieceworks.common_algorithms.requests import RestoreRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
-from pieceworks.common_algorithms.targets import check_target
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import IStreamIn, VolumeRef
 
