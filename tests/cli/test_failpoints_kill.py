@@ -103,6 +103,7 @@ POINTS = [
     Point("backup.manifest-written=kill", _backup),
     Point("backup.lease-released=kill", _backup),
     Point("backup.transfer-done=raise;backup.source-reverted=kill", _backup),
+    Point("store.tmp-written=kill@3", _backup),
     Point("incremental.parent-read=kill", _incremental),
     Point("incremental.chunk-reused=kill@2", _incremental),
     Point("restore.manifest-read=kill", _restore),

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.masking import url_password
 from pieceworks.cli.options import jobs_location_options
 from pieceworks.protocols import ConfigError, PieceworksError
 
@@ -33,7 +34,10 @@ backends and stores this host's configuration has (and, with --backends,
 only those backends) are claimed; others are left for another conductor.
 A killed conductor's claim expires after --claim-expiry seconds and another
 resumes its job. SIGTERM or Ctrl-C: the running job stops after its current
-step and is handed over at once."""
+step and is handed over at once. With --transport (or [jobs] transport),
+each data step (a backup's transfer, a restore's write) runs on a
+`pieceworks worker` serving the job's backend when one answers within 2 s,
+else in this process."""
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -58,6 +62,11 @@ def add_arguments(parser: CommandParser) -> None:
         help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
     )
     parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
+    parser.add_argument(
+        "--transport",
+        metavar="URL",
+        help="run data steps on workers: amqp://USER:PASS@HOST/ (default: [jobs] transport)",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -134,6 +143,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     """Run a conductor until SIGTERM/Ctrl-C or --max-dispatches jobs; exit 0."""
     from pieceworks.execution.board import jobboard_conf  # noqa: PLC0415
     from pieceworks.execution.conductor import run_conductor  # noqa: PLC0415
+    from pieceworks.execution.dispatch import WorkerDispatcher  # noqa: PLC0415
     from pieceworks.execution.metrics import ConductorMetrics  # noqa: PLC0415
 
     config = ctx.config
@@ -157,6 +167,16 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             ctx.out.note(f"metrics on http://{args.metrics_addr}:{port}/metrics")
             if events is not None:
                 events({"event": "metrics", "port": port, "who": name})
+        dispatcher = None
+        transport = args.transport or config.jobs.transport
+        if transport:
+            if (password := url_password(transport)) is not None:
+                ctx.out.masker.add({password})
+            sink = events
+            dispatcher = WorkerDispatcher(
+                transport,
+                on_event=None if sink is None else (lambda e: sink({**e, "who": name})),
+            )
         run_conductor(
             name,
             conf,
@@ -171,5 +191,6 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             mask=ctx.out.masker.text,
             keep_finished=config.jobs.keep_finished,
             metrics=metrics,
+            dispatcher=dispatcher,
         )
     return ExitCode.OK
