@@ -130,9 +130,18 @@ def _ttl(given: float | None) -> float:
 class GCLockTimeout(PieceworksError):
     """A backup waited too long for a live garbage collection to finish."""
 
+    reference = "gc-lock-timeout"
+    hint = (
+        "run the backup again once the collection has ended; if its owner is dead,"
+        " `pieceworks recover` removes its lock"
+    )
+
 
 class BackupInProgress(PieceworksError):
     """Another live run is writing a backup with the same id; nothing of it was touched."""
+
+    reference = "backup-in-progress"
+    hint = "wait for the other run to end; if it is dead, `pieceworks recover` removes its lease"
 
 
 @dataclass(frozen=True, slots=True)
