@@ -43,12 +43,12 @@ from pathlib import Path
 import zstandard
 
 from pieceworks.common_algorithms import Backend, BackupRequest, EngineOptions, Store, backup
-from pieceworks.common_algorithms.chunk_pipeline import (
+from pieceworks.common_algorithms.format.chunk_pipeline import (
     BackupResult,
     backup_chunks,
     restore_chunks,
 )
-from pieceworks.common_algorithms.manifest import Manifest, write_manifest
+from pieceworks.common_algorithms.format.manifest import Manifest, write_manifest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import Extent, VolumeRef

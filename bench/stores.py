@@ -63,7 +63,7 @@ from pieceworks.common_algorithms import (
     plan_backup,
     restore,
 )
-from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.drivers.remote import RemoteDriver

@@ -11,6 +11,7 @@ else nothing (built-in defaults only). A file looks like::
     [stores.lab]            # a store: a store driver and its options
     driver = "posix"
     path = "/srv/backups"
+    password_file = "/etc/pieceworks/lab.pass"   # if encrypted (optional)
 
     [engine]                # optional
     persistence = "sqlite:////var/lib/pieceworks/pieceworks.db"
@@ -31,8 +32,11 @@ else nothing (built-in defaults only). A file looks like::
     stale_after_seconds = 120   # an owner on another host that has not renewed
                                 # its lease or lock for this long is dead
 
-Every key of a backend or store section except ``driver`` is passed to the
-driver's entry point as a keyword argument; a store section is also the
+Every key of a backend or store section except ``driver`` (and a store's
+``password_file``: the file holding an encrypted store's passphrase, relative
+to the configuration file's directory; what a conductor opens the store with,
+since jobs carry no secret) is passed to the driver's entry point as a
+keyword argument; a store section is also the
 `StoreSpec` handed to backends that reach the store themselves. A kind of
 section the file does not have (no ``[backends.*]``, say) gets the default:
 backend ``local`` (driver ``file``, ``$PIECEWORKS_HOME/volumes``) and store
@@ -78,6 +82,7 @@ __all__ = [
     "DEFAULT_NAME",
     "ENGINES",
     "DEFAULT_KEEP_FINISHED",
+    "PASSWORD_FILE_KEY",
     "Config",
     "JobsConfig",
     "Section",
@@ -101,6 +106,8 @@ _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_fini
 DEFAULT_KEEP_FINISHED = 86400.0
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
+#: The key of a store section naming its passphrase file (not a driver option).
+PASSWORD_FILE_KEY = "password_file"
 #: A value an option may take in the file.
 OptionValue = str | int | float | bool
 
@@ -126,6 +133,8 @@ class Section:
     `origin` says where it was defined, for messages (``/etc/pw.toml
     [stores.lab]`` or ``built-in default``); `default_dirs` are directories
     to create before the driver is opened (only for the built-in defaults).
+    `password_file` (stores only) is the absolute path of the file holding
+    the store's passphrase if it is encrypted, not an option of the driver.
     """
 
     kind: str  # "backend" or "store"
@@ -134,6 +143,7 @@ class Section:
     options: Mapping[str, OptionValue]
     origin: str
     default_dirs: tuple[Path, ...] = ()
+    password_file: str | None = None
 
     def masked_options(self) -> dict[str, OptionValue | str]:
         """The options with secret values replaced by ``***``."""
@@ -265,9 +275,10 @@ def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> 
         driver = body.get("driver")
         if not isinstance(driver, str) or not driver:
             raise ConfigError(f"{origin}: missing 'driver' (the entry point name of the driver)")
+        password_file = _password_file(body, kind, origin, path)
         options: dict[str, OptionValue] = {}
         for key, value in body.items():
-            if key == "driver":
+            if key in ("driver", PASSWORD_FILE_KEY):
                 continue
             if not isinstance(value, str | int | float | bool):
                 raise ConfigError(
@@ -275,8 +286,20 @@ def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> 
                     f" not a {type(value).__name__}"
                 )
             options[key] = value
-        out[name] = Section(kind, name, driver, options, origin)
+        out[name] = Section(kind, name, driver, options, origin, password_file=password_file)
     return out
+
+
+def _password_file(body: Mapping[str, object], kind: str, origin: str, path: Path) -> str | None:
+    """A store section's ``password_file``, absolute (relative: to the file's directory)."""
+    value = body.get(PASSWORD_FILE_KEY)
+    if value is None:
+        return None
+    if kind != "store":
+        raise ConfigError(f"{origin}: '{PASSWORD_FILE_KEY}' belongs in a store's section")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{origin}: '{PASSWORD_FILE_KEY}' must be the path of a file")
+    return str(path.parent.absolute() / Path(value).expanduser())
 
 
 def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | None]:

@@ -20,8 +20,8 @@ from pieceworks.cli.output import Output
 from pieceworks.cli.passwords import read_password
 from pieceworks.cli.progress import Progress, mode_for
 from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.gc.leases import DEFAULT_LEASE_TTL, set_stale_after
 from pieceworks.common_algorithms.keys import is_encrypted, unlock
-from pieceworks.common_algorithms.leases import DEFAULT_LEASE_TTL, set_stale_after
 from pieceworks.protocols import (
     BackendSpec,
     ConfigError,
@@ -200,6 +200,7 @@ class Context:
                     section.name,
                     password_file if source else self.password_file,
                     source=source,
+                    configured=section.password_file,
                 )
                 objects = EncryptedStore(objects, unlock(objects, password))
             spec = StoreSpec(section.name, section.driver, section.spec_options())
@@ -216,7 +217,7 @@ class Context:
         chosen store; one that completes no backup or restore is left out
         with a warning.
         """
-        from pieceworks.common_algorithms.registration import register_backend  # noqa: PLC0415
+        from pieceworks.common_algorithms.operations.registration import register_backend  # noqa: PLC0415
         from pieceworks.registry.registry import Registry  # noqa: PLC0415
 
         registry = Registry()

@@ -3,7 +3,7 @@
 TaskFlow reverts a flow whose task fails, but a ``KeyboardInterrupt`` is not
 a task failure: it unwinds through the engine and nothing is reverted.
 `abandon_backup` therefore has the backup template undo what the engine
-could not (`common_algorithms.backup.abandon_backup`: the temporary snapshot
+could not (`common_algorithms.operations.backup.abandon_backup`: the temporary snapshot
 is deleted, the store lease released), so that the backend is left clean
 and a later ``delete``/``gc`` is not held back by a dead lease. The
 manifest is written last and atomically, so an interrupted backup either
@@ -19,8 +19,8 @@ import signal
 from collections.abc import Iterator
 
 from pieceworks.common_algorithms import Backend, BackupRequest, Plan, Store
-from pieceworks.common_algorithms.backup import abandon_backup as undo_backup
-from pieceworks.common_algorithms.manifest import list_backup_ids, read_manifest
+from pieceworks.common_algorithms.format.manifest import list_backup_ids, read_manifest
+from pieceworks.common_algorithms.operations.backup import abandon_backup as undo_backup
 from pieceworks.protocols import PieceworksError
 from pieceworks.protocols.chunks import chunk_key
 

@@ -22,7 +22,7 @@ from typing import Any, Final, cast
 from taskflow.flow import Flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.registration import register_backend
+from pieceworks.common_algorithms.operations.registration import register_backend
 from pieceworks.protocols import BackendSpec, ConfigError, IObjectStore, StoreSpec
 from pieceworks.registry import Registry, rebuild
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory

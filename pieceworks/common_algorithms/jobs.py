@@ -13,7 +13,10 @@ A job names its backend and store (``"lab"``); the conductor that runs it
 passes `resolve`, which turns a name into ``{"name", "driver", "options"}``
 from that host's own configuration, so no option (and no secret) is ever
 part of a job or of the persistence database. Jobs posted before names were
-used carry the whole description instead; they are still accepted.
+used carry the whole description instead; they are still accepted. An
+encrypted store is opened with the passphrase in the file the description's
+``password_file`` names (the host's configuration): a host without one fails
+the job, saying so.
 """
 
 from __future__ import annotations
@@ -24,19 +27,29 @@ from typing import Any, Final, cast
 from taskflow.flow import Flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.backup import backup_flow
-from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
-from pieceworks.common_algorithms.restore import restore_flow
+from pieceworks.common_algorithms.keys import is_encrypted, passphrase_from_file, unlock
+from pieceworks.common_algorithms.operations.backup import backup_flow
+from pieceworks.common_algorithms.operations.replicate import (
+    CopyVolumeByName,
+    replicate_flow,
+    replicate_request,
+)
+from pieceworks.common_algorithms.operations.requests import BackupRequest, RestoreRequest
+from pieceworks.common_algorithms.operations.restore import restore_flow
 from pieceworks.protocols import BackendSpec, ConfigError, IObjectStore, StoreSpec
+from pieceworks.protocols.encrypted_store import EncryptedStore
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
 __all__ = [
     "BACKUP_FACTORY",
+    "REPLICATE_FACTORY",
     "RESTORE_FACTORY",
     "Resolver",
     "SectionRef",
     "backup_job_flow",
     "backup_request",
+    "replicate_job_flow",
+    "replicate_request",
     "restore_job_flow",
     "restore_request",
     "spec_options",
@@ -46,6 +59,7 @@ __all__ = [
 _MODULE: Final = "pieceworks.common_algorithms.jobs"
 BACKUP_FACTORY: Final = f"{_MODULE}.backup_job_flow"
 RESTORE_FACTORY: Final = f"{_MODULE}.restore_job_flow"
+REPLICATE_FACTORY: Final = f"{_MODULE}.replicate_job_flow"
 
 
 #: Turns ``(kind, name)`` (kind ``"backend"`` or ``"store"``) into the host's
@@ -83,6 +97,16 @@ def _backend(conf: Mapping[str, Any]) -> Backend:
 def _store(conf: Mapping[str, Any]) -> Store:
     name, driver, options = str(conf["name"]), str(conf["driver"]), dict(conf.get("options", {}))
     objects = cast(IObjectStore, load_factory(driver, STORES_NAMESPACE)(**options))
+    if is_encrypted(objects):
+        password_file = conf.get("password_file")
+        if not password_file:
+            raise ConfigError(
+                f"store {name!r} is encrypted and this host's configuration gives no"
+                " passphrase for it: set password_file in its section (or"
+                " $PIECEWORKS_PASSWORD_FILE for the conductor)"
+            )
+        keys = unlock(objects, passphrase_from_file(str(password_file)))
+        objects = EncryptedStore(objects, keys)
     return Store(name, objects, StoreSpec(name, driver, spec_options(options)))
 
 
@@ -134,3 +158,59 @@ def restore_job_flow(
     backend_conf = _describe("backend", backend, resolve)
     store_conf = _describe("store", store, resolve)
     return restore_flow(_backend(backend_conf), _store(store_conf), restore_request(request))
+
+
+def replicate_job_flow(
+    source: str,
+    target: str,
+    request: Mapping[str, Any],
+    store: str | None = None,
+    resolve: Resolver | None = None,
+) -> Flow:
+    """The replicate flow of a job: volume ``request["volume_id"]`` of backend `source`
+    into backend `target` (`store` for the via-store strategy and the run journal).
+
+    `source`, `target` and `store` are names only, resolved by `resolve` from
+    the conductor host's configuration; the copy step is a `CopyVolumeByName`,
+    which gets the names and the request's plain values through `execute()`
+    and opens them (the same objects the plan was made with, here) where it
+    runs. `request` holds `ReplicateRequest`'s fields with its
+    ``operation_id``, so that every rebuild names its atoms alike. Raise
+    `ConfigError` for a name `resolve` does not know (or without `resolve`),
+    a bad request, and `NoEligibleStrategy` if no strategy can run.
+    """
+    req = replicate_request(request)
+    backends: dict[str, Backend] = {}
+    stores: dict[str, Store] = {}
+
+    def open_backend(name: str) -> Backend:
+        if name not in backends:
+            backends[name] = _backend(_describe("backend", _only_name("backend", name), resolve))
+        return backends[name]
+
+    def open_store(name: str) -> Store:
+        if name not in stores:
+            stores[name] = _store(_describe("store", _only_name("store", name), resolve))
+        return stores[name]
+
+    copy = CopyVolumeByName(
+        req,
+        source=source,
+        target=target,
+        store=store,
+        open_backend=open_backend,
+        open_store=open_store,
+    )
+    return replicate_flow(
+        open_backend(source),
+        open_backend(target),
+        req,
+        store=None if store is None else open_store(store),
+        copy_step=copy,
+    )
+
+
+def _only_name(kind: str, ref: object) -> str:
+    if not isinstance(ref, str):
+        raise ConfigError(f"a replicate job names its {kind}s; it carries no description")
+    return ref

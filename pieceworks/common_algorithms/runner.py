@@ -26,9 +26,9 @@ from taskflow.persistence import models
 from taskflow.persistence.base import Backend as PersistenceBackend
 from taskflow.types.failure import Failure
 
-from pieceworks.common_algorithms.fallback import FINAL_ERRORS, describe_failure
-from pieceworks.common_algorithms.plan import AllStrategiesFailed, Attempt
-from pieceworks.common_algorithms.reverts import cleanup_errors
+from pieceworks.common_algorithms.operations.fallback import FINAL_ERRORS, describe_failure
+from pieceworks.common_algorithms.operations.plan import AllStrategiesFailed, Attempt
+from pieceworks.common_algorithms.operations.reverts import cleanup_errors
 
 __all__ = [
     "EngineOptions",

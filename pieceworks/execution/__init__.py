@@ -17,6 +17,7 @@ from pieceworks.execution.jobs import (
     destroy_job_book,
     post_backup,
     post_job,
+    post_replicate,
     post_restore,
     wait_for,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "jobboard_conf",
     "post_backup",
     "post_job",
+    "post_replicate",
     "post_restore",
     "run_conductor",
     "wait_for",

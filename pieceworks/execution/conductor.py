@@ -15,6 +15,10 @@ the persistence already holds as done. On top of TaskFlow's conductor:
   before every write (before each atom starts, with each result, with the
   final state) that this conductor still holds the claim, and stops the run
   otherwise; a result reported by the new owner is never overwritten.
+* Workers: with a `dispatcher` (``--transport amqp://...``), each data step
+  (`placement.DataStep`: a backup's transfer, a restore's write) runs on a
+  worker serving its backend when one answers (`execution.dispatch`), else
+  here; planning, leases and the manifest always run here.
 * A job whose flow cannot even be built (an unknown volume, a bad request)
   is consumed with its flow detail in state ``FAILURE`` and the reason in
   ``meta["error"]``, so its poster learns why, by job id.
@@ -40,6 +44,7 @@ from taskflow.jobs.base import Job, JobBoard
 from taskflow.persistence.base import Backend as PersistenceBackend
 
 from pieceworks.common_algorithms.jobs import Resolver
+from pieceworks.common_algorithms.placement import DataStep, Dispatcher
 from pieceworks.common_algorithms.runner import iter_tasks, open_persistence
 from pieceworks.execution.board import (
     DEFAULT_CLAIM_EXPIRY,
@@ -132,6 +137,7 @@ class PieceworksConductor(BlockingConductor):
         resolve: Resolver | None,
         mask: Masker | None,
         on_lost: Callable[[Job], None] | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         super().__init__(
             name, jobboard, persistence=persistence, engine=engine, wait_timeout=wait_timeout
@@ -140,6 +146,7 @@ class PieceworksConductor(BlockingConductor):
         self._mask = mask
         self._guards: dict[str, GuardedPersistence] = {}
         self._on_lost = on_lost
+        self._dispatcher = dispatcher
 
     def _engine_from_job(self, job: Job) -> Engine:
         flow_detail = self._flow_detail_from_job(job)
@@ -169,6 +176,10 @@ class PieceworksConductor(BlockingConductor):
                 conn.update_flow_details(flow_detail)
             raise _NotBuilt(text) from exc
         guarded.guard_tasks(iter_tasks(flow))
+        if self._dispatcher is not None:
+            for node in iter_tasks(flow):
+                if isinstance(node, DataStep):
+                    node.dispatcher = self._dispatcher
         store: dict[str, Any] = {}
         store.update((flow_detail.meta or {}).get("store", {}))
         store.update((job.details or {}).get("store", {}))
@@ -263,6 +274,7 @@ def run_conductor(
     mask: Masker | None = None,
     keep_finished: float | None = None,
     metrics: ConductorMetrics | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> int:
     """Run a conductor until stopped; return the jobs it finished (consumed or given up).
 
@@ -280,6 +292,8 @@ def run_conductor(
     with `keep_finished` (seconds), logbooks finished longer ago are removed
     at start and then at most once a minute. `metrics` (if given) counts
     claims, outcomes, durations, bytes moved and the unclaimed jobs.
+    `dispatcher` (an `execution.dispatch.WorkerDispatcher`) runs the data
+    steps on workers next to the data when one serves the backend.
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -297,6 +311,7 @@ def run_conductor(
             resolve=resolve,
             mask=mask,
             on_lost=lambda job: book.on_done("job_lost", {"job": job}),
+            dispatcher=dispatcher,
         )
         book.conductor = conductor
         conductor.notifier.register("running_start", book.on_running)

@@ -40,11 +40,17 @@ from taskflow.persistence.base import Backend as PersistenceBackend
 
 from pieceworks.common_algorithms.jobs import (
     BACKUP_FACTORY,
+    REPLICATE_FACTORY,
     RESTORE_FACTORY,
     backup_request,
+    replicate_request,
     restore_request,
 )
-from pieceworks.common_algorithms.requests import BackupRequest, RestoreRequest
+from pieceworks.common_algorithms.operations.requests import (
+    BackupRequest,
+    RestoreRequest,
+    request_fields,
+)
 from pieceworks.common_algorithms.runner import open_persistence
 from pieceworks.execution.board import (
     JobboardConf,
@@ -68,6 +74,7 @@ __all__ = [
     "update_flow_meta",
     "post_backup",
     "post_job",
+    "post_replicate",
     "post_restore",
     "wait_for",
 ]
@@ -259,18 +266,12 @@ def _name(kind: str, name: str) -> str:
     return validate_id(f"{kind} name", name)
 
 
-def _request_dict(request: BackupRequest | RestoreRequest) -> dict[str, Any]:
-    fields = dataclasses.asdict(request)
-    fields["strategies"] = list(request.strategies)
-    return fields
-
-
 def _job_kwargs(backend: str, store: str, req: BackupRequest | RestoreRequest) -> dict[str, Any]:
     """The JSON-able arguments a conductor rebuilds the job's flow from: names and the request."""
     return {
         "backend": _name("backend", backend),
         "store": _name("store", store),
-        "request": _request_dict(req),
+        "request": request_fields(req),
     }
 
 
@@ -329,6 +330,52 @@ def post_restore(
         result_atom=f"{prefix}.restore-volume",
         backends=[backend],
         stores=[store],
+        priority=priority,
+    )
+
+
+def post_replicate(
+    jobboard: JobboardConf,
+    persistence_url: str,
+    source: str,
+    target: str,
+    request: Mapping[str, Any],
+    *,
+    store: str | None = None,
+    priority: str = "normal",
+) -> PostedJob:
+    """Post a replicate job: volume ``request["volume_id"]`` of backend `source` into
+    backend `target`; a conductor that has both (and `store`, if named) may run it.
+
+    `source`, `target` and `store` are names (see `post_backup`); `store`
+    serves the via-store strategy and the run journal. `request` holds
+    `ReplicateRequest`'s fields; an ``operation_id`` is assigned if missing.
+    The job's result (``wait_for``) is the replication's result row
+    (strategy, sizes, ``target_volume_id``...). Raise `ConfigError` for a
+    bad name, request or priority, or for a copy of a volume onto itself.
+    """
+    req = replicate_request(request)
+    if source == target and req.target_volume == req.volume_id:
+        raise ConfigError(
+            f"replicating volume '{req.volume_id}' onto itself on backend '{source}':"
+            " name another target volume or backend"
+        )
+    prefix = f"replicate-{req.operation_id}"
+    kwargs = {
+        "source": _name("backend", source),
+        "target": _name("backend", target),
+        "store": None if store is None else _name("store", store),
+        "request": request_fields(req),
+    }
+    return post_job(
+        jobboard,
+        persistence_url,
+        name=prefix,
+        factory=REPLICATE_FACTORY,
+        kwargs=kwargs,
+        result_atom=f"{prefix}.release-source",
+        backends=[source, target],
+        stores=[] if store is None else [store],
         priority=priority,
     )
 

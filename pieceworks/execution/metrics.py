@@ -13,7 +13,16 @@ metric                                 type       what
 ``pieceworks_jobs_waiting``            gauge      unclaimed jobs on the board at the last look
 =====================================  =========  =============================================
 
-Each conductor process has its own registry (`ConductorMetrics.registry`),
+A worker (``pieceworks worker --metrics-port``, `WorkerMetrics`) has:
+
+=====================================  =========  =============================================
+``pieceworks_worker_steps_total``      counter    data steps run on this worker, by ``step``
+``pieceworks_worker_failed_total``     counter    those that raised, by ``step``
+``pieceworks_worker_bytes_total``      counter    bytes they moved, by ``direction`` (``read``,
+                                                  ``stored`` for backups, ``written`` restores)
+=====================================  =========  =============================================
+
+Each conductor (and worker) process has its own registry (`ConductorMetrics.registry`),
 so tests and embedders can run several in one process.
 """
 
@@ -21,11 +30,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["ConductorMetrics"]
+__all__ = ["ConductorMetrics", "WorkerMetrics"]
 
 #: Job durations are minutes to hours: buckets in seconds.
 _BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -94,6 +104,49 @@ class ConductorMetrics:
             self.failed.inc()
             return
         for direction in ("read", "stored"):
+            value = result.get(f"bytes_{direction}")
+            if isinstance(value, int) and value > 0:
+                self.bytes_moved.labels(direction).inc(value)
+
+
+class WorkerMetrics:
+    """The metrics of one worker; `on_step` is its `placement.Observer`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.steps = Counter(
+            "pieceworks_worker_steps",
+            "Data steps run on this worker",
+            ["step"],
+            registry=self.registry,
+        )
+        self.failed = Counter(
+            "pieceworks_worker_failed",
+            "Data steps that raised on this worker",
+            ["step"],
+            registry=self.registry,
+        )
+        self.bytes_moved = Counter(
+            "pieceworks_worker_bytes",
+            "Bytes moved by this worker's data steps",
+            ["direction"],
+            registry=self.registry,
+        )
+
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
+        """Serve ``/metrics`` on `addr`:`port` (0: a free port) from a daemon thread; the port."""
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        return int(server.server_port)
+
+    def on_step(
+        self, step: str, result: Mapping[str, Any] | None, error: BaseException | None
+    ) -> None:
+        """Count a step that ended: its bytes if it returned `result`, a failure if `error`."""
+        self.steps.labels(step).inc()
+        if error is not None or result is None:
+            self.failed.labels(step).inc()
+            return
+        for direction in ("read", "stored", "written"):
             value = result.get(f"bytes_{direction}")
             if isinstance(value, int) and value > 0:
                 self.bytes_moved.labels(direction).inc(value)

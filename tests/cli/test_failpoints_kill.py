@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.common_algorithms.manifest import list_manifests
+from pieceworks.common_algorithms.format.manifest import list_manifests
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.failpoints import ENV_VAR
 from tests.cli.conftest import COMMAND, PLUGINS, Call, MiB, Result, with_plugins, write_volume
@@ -103,6 +103,7 @@ POINTS = [
     Point("backup.manifest-written=kill", _backup),
     Point("backup.lease-released=kill", _backup),
     Point("backup.transfer-done=raise;backup.source-reverted=kill", _backup),
+    Point("store.tmp-written=kill@3", _backup),
     Point("incremental.parent-read=kill", _incremental),
     Point("incremental.chunk-reused=kill@2", _incremental),
     Point("restore.manifest-read=kill", _restore),

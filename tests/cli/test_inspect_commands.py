@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols.chunks import chunk_key
 from tests.cli.conftest import Run, RunAll

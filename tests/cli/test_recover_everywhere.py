@@ -110,7 +110,7 @@ def _config(tmp_path: Path, env: dict[str, str], leases: str) -> dict[str, str]:
     return {**env, "PIECEWORKS_CONFIG": str(path)}
 
 
-def _foreign_lease(home: Path, backup_id: str) -> Path:
+def _foreign_lease(home: Path, backup_id: str, **extra: object) -> Path:
     """Write a lease as a run on another host would; return its file."""
     path = home / "backups" / "leases" / backup_id
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +124,7 @@ def _foreign_lease(home: Path, backup_id: str) -> Path:
         "token": "0123456789ab",
         "started": time.time(),
         "renewed": time.time(),
+        **extra,
     }
     path.write_text(json.dumps(body), encoding="utf-8")
     return path
@@ -168,19 +169,24 @@ def test_a_foreign_owner_is_stale_after_the_configured_time_and_kept_while_it_re
     beat.start()
     try:
         silent = _foreign_lease(home, "bk-silent")
+        slow = _foreign_lease(home, "bk-slow", stale_after=600)  # renews within 600 s
         old = time.time() - 5
         os.utime(silent, (old, old))
+        os.utime(slow, (old, old))
         time.sleep(2)  # longer than stale_after_seconds: only a renewal keeps a lease
         gc = call("gc", "--json", env=e)
         assert gc.code == ExitCode.DEFERRED, gc  # by the live foreign owner
-        assert gc.json()["deferred_by"] == ["bk-renewed"], gc
+        assert sorted(gc.json()["deferred_by"]) == ["bk-renewed", "bk-slow"], gc
         recovered = _ok(call("recover", "--json", env=e)).json()
         actions = {Path(i["name"]).name: i for i in recovered["items"] if i["kind"] == "lease"}
         assert actions["bk-silent"]["action"] == "removed", recovered
         assert "1.5 s" in actions["bk-silent"]["reason"], recovered
         assert actions["bk-renewed"]["action"] == "kept", recovered
         assert "another host" in actions["bk-renewed"]["reason"], recovered
-        assert not silent.exists() and live.exists()
+        assert actions["bk-slow"]["action"] == "kept", recovered
+        assert "TTL 600 s" in actions["bk-slow"]["reason"], recovered
+        assert not silent.exists() and live.exists() and slow.exists()
+        slow.unlink()  # that host is gone for good
     finally:
         stop.set()
         beat.join()

@@ -69,7 +69,8 @@ def test_lazy_packages_export_every_public_name(package: str) -> None:
 def test_backup_is_the_function_whichever_import_came_first() -> None:
     """Importing the submodule ``backup`` does not shadow the function of the same name."""
     probe = (
-        "import pieceworks.common_algorithms.backup, pieceworks.common_algorithms.restore\n"
+        "import pieceworks.common_algorithms.operations.backup\n"
+        "import pieceworks.common_algorithms.operations.restore\n"
         "from pieceworks.common_algorithms import backup, restore, verify\n"
         "assert callable(backup) and backup.__name__ == 'backup', backup\n"
         "assert callable(restore) and callable(verify)\n"

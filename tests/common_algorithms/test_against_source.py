@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pieceworks.common_algorithms import Backend, BackupRequest, Store, backup
-from pieceworks.common_algorithms.against_source import compare_with_source
+from pieceworks.common_algorithms.operations.against_source import compare_with_source
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import StoreSpec, VolumeRef
 from tests.support.liars import OmitsLastChangedBlock

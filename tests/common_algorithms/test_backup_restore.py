@@ -19,9 +19,9 @@ from pieceworks.common_algorithms import (
     plan_backup,
     restore,
 )
-from pieceworks.common_algorithms.backup import abandon_backup
-from pieceworks.common_algorithms.backup_tasks import PrepareSource, TakeLease
-from pieceworks.common_algorithms.manifest import list_backup_ids, read_manifest
+from pieceworks.common_algorithms.format.manifest import list_backup_ids, read_manifest
+from pieceworks.common_algorithms.operations.backup import abandon_backup
+from pieceworks.common_algorithms.operations.backup_tasks import PrepareSource, TakeLease
 from pieceworks.protocols import BackendError, CorruptionError, VolumeNotFound
 from pieceworks.protocols.chunks import chunk_key
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha

@@ -16,14 +16,14 @@ from pieceworks.common_algorithms import (
     restore,
     verify,
 )
-from pieceworks.common_algorithms.copy import copy_backups
-from pieceworks.common_algorithms.keys import KdfParams, init_keys, unlock
-from pieceworks.common_algorithms.manifest import (
+from pieceworks.common_algorithms.format.manifest import (
     BackupExists,
     list_backup_ids,
     read_manifest,
     write_manifest,
 )
+from pieceworks.common_algorithms.keys import KdfParams, init_keys, unlock
+from pieceworks.common_algorithms.operations.copy import copy_backups
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import (
     BackupNotFound,

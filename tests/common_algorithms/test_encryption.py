@@ -20,6 +20,7 @@ from pieceworks.common_algorithms import (
     restore,
     verify,
 )
+from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.common_algorithms.keys import (
     KdfParams,
     KeyNotFound,
@@ -34,7 +35,6 @@ from pieceworks.common_algorithms.keys import (
     remove_key,
     unlock,
 )
-from pieceworks.common_algorithms.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import ConfigError, CorruptionError, ObjectStore, StoreSpec
 from pieceworks.protocols.chunks import chunk_key, digest_of

@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pieceworks.common_algorithms.chunk_pipeline import backup_chunks, verify_chunks
-from pieceworks.common_algorithms.gc import (
+from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, verify_chunks
+from pieceworks.common_algorithms.format.manifest import (
+    Manifest,
+    list_manifests,
+    read_manifest,
+    write_manifest,
+)
+from pieceworks.common_algorithms.gc.collection import (
     GCLockTimeout,
     acquire_lease,
     backup_lease,
@@ -22,12 +28,6 @@ from pieceworks.common_algorithms.gc import (
     lease_key,
     lease_renewed,
     release_lease,
-)
-from pieceworks.common_algorithms.manifest import (
-    Manifest,
-    list_manifests,
-    read_manifest,
-    write_manifest,
 )
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore

@@ -23,13 +23,13 @@ from pieceworks.common_algorithms import (
     backup,
     restore,
 )
-from pieceworks.common_algorithms.guard import (
+from pieceworks.common_algorithms.operations.guard import (
     GuardPlan,
     chunk_bytes,
     enhancer_savings,
     plan_guard,
 )
-from pieceworks.common_algorithms.manifest import Manifest, read_manifest
+from pieceworks.common_algorithms.format.manifest import Manifest, read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import ChunkRef, ConfigError, Extent, StoreSpec, VolumeRef
 from tests.support.liars import OmitsLastChangedBlock, OmitsLastExtent
@@ -90,7 +90,7 @@ def test_a_changed_block_left_out_is_caught_and_backed_up_by_a_full_read(
         change = os.urandom(64)
         driver.write_in_place("vol", offset, change)
         data[offset : offset + 64] = change
-    with caplog.at_level(logging.WARNING, logger="pieceworks.common_algorithms.guard"):
+    with caplog.at_level(logging.WARNING, logger="pieceworks.common_algorithms.operations.guard"):
         out = backup(backend, store, request(guard_percent=100))
     assert out.guard is not None
     [lie] = out.guard.lies

@@ -19,13 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pieceworks.common_algorithms import Backend, BackupRequest, Store, backup
+from pieceworks.common_algorithms.format.manifest import Manifest, read_manifest
 from pieceworks.common_algorithms.inspect import (
     check_store,
     diff_manifests,
     parse_subset,
     store_stats,
 )
-from pieceworks.common_algorithms.manifest import Manifest, read_manifest
 from pieceworks.protocols import ChunkRef
 from pieceworks.protocols.chunks import chunk_key, is_zero
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pieceworks.common_algorithms.backend import Backend
-from pieceworks.common_algorithms.journal import LocalJournal, default_journal_dir
-from pieceworks.common_algorithms.recover import recover
+from pieceworks.common_algorithms.gc.journal import LocalJournal, default_journal_dir
+from pieceworks.common_algorithms.gc.recover import recover
 from pieceworks.drivers.file import FileDriver
 from pieceworks.protocols import InvalidName, ISnapshot, VolumeRef
 

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from pieceworks.common_algorithms import BackupRequest
-from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.protocols import ConfigError
 from tests.common_algorithms.test_manifest import make
 

@@ -22,7 +22,8 @@ from pieceworks.common_algorithms import (
     restore,
     verify,
 )
-from pieceworks.common_algorithms.gc import (
+from pieceworks.common_algorithms.format.manifest import list_backup_ids, read_manifest
+from pieceworks.common_algorithms.gc.collection import (
     BackupInProgress,
     acquire_lease,
     backup_lease,
@@ -30,8 +31,7 @@ from pieceworks.common_algorithms.gc import (
     lease_key,
     release_lease,
 )
-from pieceworks.common_algorithms.leases import marker_body
-from pieceworks.common_algorithms.manifest import list_backup_ids, read_manifest
+from pieceworks.common_algorithms.gc.leases import marker_body
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.owner import Liveness, Owner, process_start
@@ -107,7 +107,7 @@ def test_a_lease_of_a_dead_backup_on_this_host_blocks_no_collection(tmp_path: Pa
     """A backup process that died holding its lease: gc sees it dead at once and removes it."""
     store = PosixStore(tmp_path / "store", durable=False)
     done = _child(
-        "from pieceworks.common_algorithms.gc import acquire_lease\n"
+        "from pieceworks.common_algorithms.gc.collection import acquire_lease\n"
         "acquire_lease(store, 'crashed')\n",
         tmp_path / "store",
     )
@@ -123,7 +123,8 @@ def test_a_killed_collector_does_not_make_backups_wait(tmp_path: Path) -> None:
     """gc SIGKILLed holding its lock: the next backup takes its lease at once, not after 600 s."""
     store = PosixStore(tmp_path / "store", durable=False)
     killed = _child(
-        "from pieceworks.common_algorithms.gc import collect_garbage\ncollect_garbage(store)\n",
+        "from pieceworks.common_algorithms.gc.collection import collect_garbage\n"
+        "collect_garbage(store)\n",
         tmp_path / "store",
         "gc.lock-taken=kill",
     )

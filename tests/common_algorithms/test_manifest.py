@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pieceworks.common_algorithms.manifest import (
+from pieceworks.common_algorithms.format.manifest import (
     FORMAT_VERSION,
     BackupExists,
     Manifest,

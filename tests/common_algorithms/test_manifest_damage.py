@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pieceworks.common_algorithms.gc import collect_garbage
-from pieceworks.common_algorithms.manifest import (
+from pieceworks.common_algorithms.format.manifest import (
     Manifest,
     UnreadableManifests,
     latest_manifest,
@@ -25,6 +24,7 @@ from pieceworks.common_algorithms.manifest import (
     scan_manifests,
     write_manifest,
 )
+from pieceworks.common_algorithms.gc.collection import collect_garbage
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import ChunkRef, CorruptionError
 

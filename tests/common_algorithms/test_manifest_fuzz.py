@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pieceworks.common_algorithms.manifest import Manifest, UnknownFormatVersion
+from pieceworks.common_algorithms.format.manifest import Manifest, UnknownFormatVersion
 from pieceworks.protocols import ChunkRef, CorruptionError
 
 CS = 64 * 1024

@@ -15,9 +15,9 @@ from pieceworks.common_algorithms import (
     Store,
     register_replication,
 )
-from pieceworks.common_algorithms.planning import plan_replicate
-from pieceworks.common_algorithms.replicate import replicate
-from pieceworks.common_algorithms.requests import ReplicateRequest
+from pieceworks.common_algorithms.operations.planning import plan_replicate
+from pieceworks.common_algorithms.operations.replicate import replicate
+from pieceworks.common_algorithms.operations.requests import ReplicateRequest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import BackendSpec, SnapshotRef, StoreSpec, VolumeRef

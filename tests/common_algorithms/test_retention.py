@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pieceworks.common_algorithms.retention import (
+from pieceworks.common_algorithms.gc.retention import (
     RULES,
     Candidate,
     KeepPolicy,

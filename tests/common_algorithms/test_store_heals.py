@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pieceworks.common_algorithms.chunk_pipeline import (
+from pieceworks.common_algorithms.format.chunk_pipeline import (
     QUARANTINE_PREFIX,
     BackupResult,
     backup_chunks,
@@ -27,7 +27,7 @@ from pieceworks.common_algorithms.chunk_pipeline import (
     restore_chunks,
     verify_chunks,
 )
-from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import ChunkRef, CorruptionError, VolumeRef

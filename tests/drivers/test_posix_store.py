@@ -323,7 +323,7 @@ def test_gc_never_deletes_outside_the_store_through_a_symlinked_chunks(
     tmp_path: Path, root: Path, store: PosixStore
 ) -> None:
     """The finding: gc deleted files outside the store through a symlinked chunks/."""
-    from pieceworks.common_algorithms.gc import collect_garbage  # noqa: PLC0415 (test of gc)
+    from pieceworks.common_algorithms.gc.collection import collect_garbage  # noqa: PLC0415 (test of gc)
 
     outside = tmp_path / "elsewhere"
     (outside / "ab").mkdir(parents=True)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pieceworks.common_algorithms import Backend, ReplicateRequest, Store, replicate
-from pieceworks.common_algorithms.planning import plan_replicate
+from pieceworks.common_algorithms.operations.planning import plan_replicate
 from pieceworks.drivers.remote import RemoteDriver
 from pieceworks.drivers.remote.protocol import FRAME_HEADER, Peer
 from pieceworks.protocols import (

@@ -22,8 +22,8 @@ from pieceworks.common_algorithms import (
     restore,
     verify,
 )
+from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.common_algorithms.keys import KdfParams, init_keys, unlock
-from pieceworks.common_algorithms.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.drivers.remote import RemoteDriver
 from pieceworks.protocols import ISealedOffload, StoreSpec

@@ -13,7 +13,7 @@ import pytest
 
 from examples.founding_manager import ReserveQuota, compose
 from pieceworks.common_algorithms import Backend, Store, register_backend
-from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.execution import atom_states, wait_for

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from pieceworks.common_algorithms import Backend, BackupRequest, RestoreRequest, Store, backup
-from pieceworks.common_algorithms.manifest import read_manifest
-from pieceworks.common_algorithms.restore import restore
+from pieceworks.common_algorithms.format.manifest import read_manifest
+from pieceworks.common_algorithms.operations.restore import restore
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.execution import atom_states, jobboard_conf, wait_for

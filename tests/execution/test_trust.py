@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.execution import JobFailed, PostedJob, atom_states, wait_for
 from pieceworks.execution.status import job_status

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pieceworks.cli.parser import id_type
-from pieceworks.common_algorithms.manifest import manifest_key
+from pieceworks.common_algorithms.format.manifest import manifest_key
 from pieceworks.protocols import InvalidName, validate_id, validate_key
 from pieceworks.protocols.chunks import chunk_key
 

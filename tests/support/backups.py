@@ -3,7 +3,7 @@
 The command-line tests of ``forget``, ``show``, ``stats``, ``check`` and
 ``diff`` need several real backups to work on; making each through its own
 ``pieceworks backup`` process costs seconds on a busy machine, so they are
-made here with the same algorithm (`common_algorithms.backup`) on the same
+made here with the same algorithm (`common_algorithms.operations.backup`) on the same
 file driver and POSIX store the command uses by default. The command under
 test still runs in its own process.
 """
@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pieceworks.common_algorithms import Backend, BackupOutcome, BackupRequest, Store, backup
-from pieceworks.common_algorithms.manifest import manifest_key, read_manifest
+from pieceworks.common_algorithms.format.manifest import manifest_key, read_manifest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import StoreSpec

@@ -125,6 +125,11 @@ COMMANDS: dict[str, CommandInfo] = {
     "conductor": CommandInfo(
         _C + "conductor", "run_conductor_command", "claim and run posted jobs until stopped"
     ),
+    "worker": CommandInfo(
+        _C + "worker",
+        "run_worker",
+        "serve the data steps (transfer, restore write) of this host's backends",
+    ),
     "jobs": CommandInfo(
         _C + "jobs", "run_jobs", "post, list, show, watch and cancel jobs run by conductors"
     ),

@@ -20,7 +20,7 @@ from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
-    from pieceworks.common_algorithms.manifest import Manifest, UnreadableManifest
+    from pieceworks.common_algorithms.format.manifest import Manifest, UnreadableManifest
     from pieceworks.protocols import IObjectStore
 
 __all__ = [
@@ -173,7 +173,7 @@ class Backups:
 
 def load_backups(ctx: Context, objects: IObjectStore) -> Backups:
     """Read every manifest of the store; each one that cannot be read is warned about."""
-    from pieceworks.common_algorithms.manifest import scan_manifests  # noqa: PLC0415
+    from pieceworks.common_algorithms.format.manifest import scan_manifests  # noqa: PLC0415
 
     scan = scan_manifests(objects)
     for bad in scan.unreadable:

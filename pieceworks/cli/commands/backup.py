@@ -1,6 +1,6 @@
 """``pieceworks backup``: back up one volume of a backend into a store.
 
-The backup runs as a TaskFlow flow (`common_algorithms.backup`): the first
+The backup runs as a TaskFlow flow (`common_algorithms.operations.backup`): the first
 eligible strategy of the plan runs and, if it fails, is reverted and the
 next one runs. Progress comes from the transfer task's notifier.
 """

@@ -73,7 +73,7 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
     """Copy, with progress; print what was copied and skipped."""
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
     from pieceworks.common_algorithms import ProgressEvent  # noqa: PLC0415
-    from pieceworks.common_algorithms.copy import copy_backups  # noqa: PLC0415
+    from pieceworks.common_algorithms.operations.copy import copy_backups  # noqa: PLC0415
     from pieceworks.protocols import validate_id  # noqa: PLC0415
 
     for backup_id in args.backup_ids:

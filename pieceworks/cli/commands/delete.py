@@ -59,6 +59,11 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
             " (run `pieceworks gc` later)"
         )
         ctx.out.result(line)
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
+        )
         return ExitCode.DEFERRED
     ctx.out.result(line)
     return ExitCode.OK
@@ -67,7 +72,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
 def run_gc(args: argparse.Namespace, ctx: Context) -> int:
     """Remove chunk objects no backup references (unless a backup is running)."""
     from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc import collect_garbage  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.collection import collect_garbage  # noqa: PLC0415
 
     store = ctx.store()
     with sigint_ignored():
@@ -77,6 +82,11 @@ def run_gc(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.result(
             f"garbage collection deferred: backups in progress: {report.describe_blockers()}."
             " Nothing was removed; run `pieceworks gc` again later"
+        )
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
         )
         return ExitCode.DEFERRED
     verb = "would remove" if report.dry_run else "removed"

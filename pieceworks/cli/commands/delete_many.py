@@ -54,8 +54,8 @@ def run_delete_command(args: argparse.Namespace, ctx: Context) -> int:
 def _delete_several(ids: list[str], ctx: Context) -> int:
     from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc import collect_garbage, delete_backup  # noqa: PLC0415
-    from pieceworks.common_algorithms.manifest import manifest_key  # noqa: PLC0415
+    from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
     from pieceworks.protocols import BackupNotFound, ObjectNotFound  # noqa: PLC0415
 
     store = ctx.store()
@@ -98,6 +98,11 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
             " (run `pieceworks prune` later)"
         )
         ctx.out.result(line)
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
+        )
         return ExitCode.DEFERRED
     ctx.out.result(line)
     return ExitCode.OK

@@ -60,8 +60,8 @@ def _text(d: DiffReport) -> str:
 
 def run_diff(args: argparse.Namespace, ctx: Context) -> int:
     """Print the ranges that differ; exit 3 for an unknown backup, 4 for a damaged manifest."""
+    from pieceworks.common_algorithms.format.manifest import read_manifest  # noqa: PLC0415
     from pieceworks.common_algorithms.inspect import diff_manifests  # noqa: PLC0415
-    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
 
     store = ctx.store()
     a = read_manifest(store.objects, args.first)

@@ -1,6 +1,6 @@
 """``pieceworks forget``: remove backups by a retention policy (restic's rules).
 
-The policy (`common_algorithms.retention`) decides per volume which backups
+The policy (`common_algorithms.gc.retention`) decides per volume which backups
 to keep and why; ``forget`` removes the manifests of the others (their
 chunks stay until garbage collection: ``--prune`` runs it right after, as
 ``pieceworks prune`` does). ``--dry-run`` only shows the decisions.
@@ -21,8 +21,8 @@ from pieceworks.cli.exit_codes import CliError, ExitCode
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
-    from pieceworks.common_algorithms.gc import GCReport
-    from pieceworks.common_algorithms.retention import KeepPolicy, RetentionPlan
+    from pieceworks.common_algorithms.gc.collection import GCReport
+    from pieceworks.common_algorithms.gc.retention import KeepPolicy, RetentionPlan
 
 __all__ = ["add_arguments", "gc_dict", "run_forget"]
 
@@ -87,7 +87,7 @@ def add_arguments(parser: CommandParser) -> None:
 
 
 def _policy(args: argparse.Namespace) -> KeepPolicy:
-    from pieceworks.common_algorithms.retention import KeepPolicy  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.retention import KeepPolicy  # noqa: PLC0415
 
     policy = KeepPolicy(**{rule: getattr(args, f"keep_{rule}") for rule in _RULES})
     if policy.empty:
@@ -138,8 +138,8 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.cli.commands._select import load_backups, select  # noqa: PLC0415
     from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc import collect_garbage, delete_backup  # noqa: PLC0415
-    from pieceworks.common_algorithms.retention import Candidate, apply_policy  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.retention import Candidate, apply_policy  # noqa: PLC0415
     from pieceworks.protocols import BackupNotFound  # noqa: PLC0415
 
     policy = _policy(args)
@@ -202,6 +202,11 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
             " (run `pieceworks prune` later)"
         )
         ctx.out.result(summary)
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
+        )
         return ExitCode.DEFERRED
     else:
         summary += (

@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.commands.backup import backup_request
 from pieceworks.cli.commands.conductor import jobs_locations
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
-from pieceworks.cli.options import PRIORITIES, backup_request_options, jobs_location_options
+from pieceworks.cli.options import (
+    PRIORITIES,
+    backup_request_options,
+    jobs_location_options,
+    replicate_request_options,
+)
 from pieceworks.cli.output import iso_time, table
 from pieceworks.protocols import ConfigError
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
+    from pieceworks.execution.jobs import PostedJob
     from pieceworks.execution.status import JobStatus
 
 __all__ = [
     "add_arguments",
+    "report_posted",
     "run_cancel",
     "run_jobs",
     "run_list",
     "run_migrate",
     "run_post",
+    "run_post_replicate",
     "run_show",
     "run_watch",
 ]
@@ -35,13 +44,13 @@ WATCH_POLL = 0.5
 
 
 def add_arguments(parser: CommandParser) -> None:
-    """``jobs`` and its actions: post (backup, restore), list, show, watch, cancel, migrate."""
+    """``jobs`` and its actions: post (backup, restore, replicate), list, show, watch, cancel..."""
     parser.describe("Jobs on the jobboard: `pieceworks jobs post|list|show|watch|cancel|migrate`.")
     actions = parser.add_commands("jobs_command")
     post = actions.add(
         "post",
         "run_post",
-        summary="post a backup or restore job; print its id",
+        summary="post a backup, restore or replicate job; print its id",
         description=(
             "Post a job for any conductor that has the backend and store (named by\n"
             "--backend and --store: each conductor resolves them from its own\n"
@@ -65,7 +74,21 @@ def add_arguments(parser: CommandParser) -> None:
     post_restore.add_argument(
         "--volume", metavar="ID", type=id_type("volume id"), required=True, help="target volume"
     )
-    for kind in (post_backup, post_restore):
+    post_replicate = kinds.add(
+        "replicate",
+        "run_post_replicate",
+        summary="post a replication",
+        description=(
+            "Post a job copying --volume V of --from-backend A (or its --snapshot S) into\n"
+            "--to-volume W of --to-backend B, as `pieceworks replicate` does, for any\n"
+            "conductor whose host configures A, B and the store (--store, else the default\n"
+            "one: the via-store strategy stages chunks there). Prints the job id (--json:\n"
+            "an object). An existing W is replaced only with --overwrite: without it the\n"
+            "job fails, and `jobs show` says why."
+        ),
+    )
+    replicate_request_options(post_replicate)
+    for kind in (post_backup, post_restore, post_replicate):
         jobs_location_options(kind)
         kind.add_argument("--priority", choices=PRIORITIES, default="normal")
 
@@ -149,13 +172,47 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
         job = post_restore(jobboard, persistence, backend, store, fields, priority=args.priority)
+    return report_posted(ctx, job, {"backend": backend, "store": store}, args.priority)
+
+
+def run_post_replicate(args: argparse.Namespace, ctx: Context) -> int:
+    """Post the replication the options describe (names only); print the job id."""
+    from pieceworks.cli.commands.replicate import replicate_request  # noqa: PLC0415
+    from pieceworks.common_algorithms.operations.requests import request_fields  # noqa: PLC0415
+    from pieceworks.execution.jobs import post_replicate  # noqa: PLC0415
+
+    jobboard, persistence = jobs_locations(args, ctx.config)
+    # Names are posted as they are: the conductors' hosts configure them, maybe not this one.
+    store = args.store or ctx.config.store(None).name
+    request = replicate_request(args)
+    job = post_replicate(
+        jobboard,
+        persistence,
+        args.from_backend,
+        args.to_backend,
+        request_fields(request),
+        store=store,
+        priority=args.priority,
+    )
+    names = {
+        "operation_id": request.operation_id,
+        "source_backend": args.from_backend,
+        "target_backend": args.to_backend,
+        "volume_id": request.volume_id,
+        "target_volume_id": request.target_volume,
+        "store": store,
+    }
+    return report_posted(ctx, job, names, args.priority)
+
+
+def report_posted(ctx: Context, job: PostedJob, names: Mapping[str, object], priority: str) -> int:
+    """Print a posted job's id (``--json``: the job, `names` and `priority`); exit 0."""
     ctx.out.data(
         {
             "job_id": job.job_uuid,
             "name": job.name,
-            "backend": backend,
-            "store": store,
-            "priority": args.priority,
+            **names,
+            "priority": priority,
             "book_id": job.book_uuid,
             "flow_id": job.flow_uuid,
             "result_atom": job.result_atom,
@@ -193,7 +250,9 @@ def describe(s: JobStatus) -> str:
     lines += [f"  {atom}: {state or '-'}" for atom, state in s.atoms.items()]
     if s.result is not None:
         summary = ", ".join(
-            f"{k}={s.result[k]}" for k in ("backup_id", "volume_id", "size") if k in s.result
+            f"{k}={s.result[k]}"
+            for k in ("backup_id", "volume_id", "target_volume_id", "strategy", "size")
+            if k in s.result
         )
         lines.append(f"result: {summary}")
     lines += [f"error: {e}" for e in s.errors]
@@ -234,7 +293,12 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
         time.sleep(WATCH_POLL)
     ctx.out.data(status.to_dict())
     ctx.out.result(f"job {status.job_id}: {status.state}")
-    return ExitCode.OK if status.state == "SUCCESS" else ExitCode.FAILED
+    if status.state == "SUCCESS":
+        return ExitCode.OK
+    ctx.out.explain(
+        "job-failed", f"job {status.job_id} ended {status.state}", "`jobs show` says why"
+    )
+    return ExitCode.FAILED
 
 
 def run_cancel(args: argparse.Namespace, ctx: Context) -> int:

@@ -126,7 +126,9 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.out.result(rendered.rstrip("\n"))
     if plan.chosen is None:
-        ctx.out.note(f"no {plan.operation} strategy can run on backend '{plan.backend}'")
+        message = f"no {plan.operation} strategy can run on backend '{plan.backend}'"
+        ctx.out.note(message)
+        ctx.out.explain("no-eligible-strategy", message, "the plan says why each cannot run")
         return ExitCode.FAILED
     return ExitCode.OK
 
@@ -144,8 +146,8 @@ def run_plan_backup(args: argparse.Namespace, ctx: Context) -> int:
 def run_plan_restore(args: argparse.Namespace, ctx: Context) -> int:
     """Show the restore plan of BACKUP_ID into --volume (default: the new volume restore picks)."""
     from pieceworks.common_algorithms import RestoreRequest, plan_restore  # noqa: PLC0415
-    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
-    from pieceworks.common_algorithms.targets import new_volume_id  # noqa: PLC0415
+    from pieceworks.common_algorithms.format.manifest import read_manifest  # noqa: PLC0415
+    from pieceworks.common_algorithms.operations.targets import new_volume_id  # noqa: PLC0415
 
     backend, store = ctx.backend(), ctx.store()
     manifest = read_manifest(store.objects, args.backup_id)

@@ -40,7 +40,7 @@ def add_arguments(parser: CommandParser) -> None:
 def run_recover(args: argparse.Namespace, ctx: Context) -> int:
     """Recover every configured store and backend; exit 1 if a removal failed."""
     from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
-    from pieceworks.common_algorithms.recover import LocalJournal, recover  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.recover import LocalJournal, recover  # noqa: PLC0415
 
     names = [args.store] if args.store else sorted(ctx.config.stores)
     stores = [ctx.store(name) for name in names]
@@ -56,4 +56,7 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
         + ("" if outcome.dry_run else "; run `pieceworks gc` to remove unreferenced chunks")
     )
     ctx.out.result("\n".join(lines))
-    return ExitCode.FAILED if outcome.failed else ExitCode.OK
+    if not outcome.failed:
+        return ExitCode.OK
+    ctx.out.explain("recover-failed", f"{outcome.failed} removal(s) failed", "the items say why")
+    return ExitCode.FAILED

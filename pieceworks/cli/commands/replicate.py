@@ -1,6 +1,6 @@
 """``pieceworks replicate``: copy a volume (or one of its snapshots) to another backend.
 
-The replication runs as a TaskFlow flow (`common_algorithms.replicate`):
+The replication runs as a TaskFlow flow (`common_algorithms.operations.replicate`):
 native (the source backend copies to its peer itself), stream (through
 pieceworks, sparse-aware and hashed end to end) or via the store (the source
 pushes, the target pulls); a strategy that fails is reverted and the next
@@ -102,7 +102,7 @@ def report(outcome: ReplicateOutcome) -> str:
 def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
     """Plan and run a replication, with progress."""
     from pieceworks.common_algorithms import replicate  # noqa: PLC0415
-    from pieceworks.common_algorithms.journal import LocalJournal  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.journal import LocalJournal  # noqa: PLC0415
 
     source, target = backends(args, ctx)
     request = replicate_request(args)

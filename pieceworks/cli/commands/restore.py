@@ -16,8 +16,8 @@ from pieceworks.cli.context import Context
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import human_bytes, mb_per_s
 from pieceworks.common_algorithms import RestoreOutcome, RestoreRequest, restore
-from pieceworks.common_algorithms.manifest import read_manifest
-from pieceworks.common_algorithms.targets import new_volume_id
+from pieceworks.common_algorithms.format.manifest import read_manifest
+from pieceworks.common_algorithms.operations.targets import new_volume_id
 
 __all__ = ["report", "run_restore"]
 

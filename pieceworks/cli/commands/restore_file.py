@@ -221,8 +221,8 @@ def run_restore_to_file(args: argparse.Namespace, ctx: Context) -> int:
     """Restore BACKUP_ID into the file or block device ``--to-file``."""
     from pieceworks.cli.output import human_bytes, mb_per_s  # noqa: PLC0415
     from pieceworks.common_algorithms import ProgressEvent  # noqa: PLC0415
-    from pieceworks.common_algorithms.chunk_pipeline import restore_chunks  # noqa: PLC0415
-    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
+    from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks  # noqa: PLC0415
+    from pieceworks.common_algorithms.format.manifest import read_manifest  # noqa: PLC0415
 
     started = time.monotonic()
     store = ctx.store()

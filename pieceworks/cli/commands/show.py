@@ -20,7 +20,7 @@ from pieceworks.cli.ids import id_type
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
-    from pieceworks.common_algorithms.manifest import Manifest
+    from pieceworks.common_algorithms.format.manifest import Manifest
 
 __all__ = ["add_arguments", "describe", "run_show"]
 
@@ -175,7 +175,7 @@ def _text(d: dict[str, Any]) -> str:
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
     """Print one backup's manifest; exit 3 if there is none, 4 if it is damaged."""
-    from pieceworks.common_algorithms.manifest import read_manifest  # noqa: PLC0415
+    from pieceworks.common_algorithms.format.manifest import read_manifest  # noqa: PLC0415
 
     store = ctx.store()
     manifest = read_manifest(store.objects, args.backup_id)

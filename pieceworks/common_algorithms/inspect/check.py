@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pieceworks.common_algorithms.manifest import Manifest, list_backup_ids, read_manifest
+from pieceworks.common_algorithms.format.manifest import Manifest, list_backup_ids, read_manifest
 from pieceworks.protocols import (
     BackupNotFound,
     CorruptionError,

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.protocols import ChunkRef
 
 __all__ = ["DiffRange", "DiffReport", "diff_manifests"]

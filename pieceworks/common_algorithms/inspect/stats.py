@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pieceworks.common_algorithms.manifest import Manifest
+from pieceworks.common_algorithms.format.manifest import Manifest
 
 __all__ = ["StoreStats", "VolumeStats", "store_stats"]
 

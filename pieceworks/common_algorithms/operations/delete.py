@@ -15,7 +15,7 @@ from taskflow import task
 from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Store
-from pieceworks.common_algorithms.gc import delete_backup
+from pieceworks.common_algorithms.gc.collection import delete_backup
 from pieceworks.common_algorithms.runner import EngineOptions, run_flow
 from pieceworks.protocols import validate_id
 

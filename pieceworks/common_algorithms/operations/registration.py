@@ -39,22 +39,26 @@ from typing import Any
 from taskflow.flow import Flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.delete import delete_flow
-from pieceworks.common_algorithms.pieces import (
+from pieceworks.common_algorithms.operations.delete import delete_flow
+from pieceworks.common_algorithms.operations.pieces import (
     backup_piece,
     feasibility,
     replicate_piece,
     restore_piece,
     verify_piece,
 )
-from pieceworks.common_algorithms.plan import Plan
-from pieceworks.common_algorithms.planning import (
+from pieceworks.common_algorithms.operations.plan import Plan
+from pieceworks.common_algorithms.operations.planning import (
     plan_backup,
     plan_replicate,
     plan_restore,
     refuse_incomplete,
 )
-from pieceworks.common_algorithms.requests import BackupRequest, ReplicateRequest, RestoreRequest
+from pieceworks.common_algorithms.operations.requests import (
+    BackupRequest,
+    ReplicateRequest,
+    RestoreRequest,
+)
 from pieceworks.protocols import (
     IAllocatedExtents,
     IChangedBlocks,
@@ -212,7 +216,7 @@ def register_backend(
     Refuse (`InvalidDriver`) a backend that completes no strategy for one of
     `operations`, listing the pieces that would. The backup, restore and
     verify factories take each request field as a keyword argument or, left
-    out, from the engine's store (see `pieceworks.common_algorithms.pieces`),
+    out, from the engine's store (see `pieceworks.common_algorithms.operations.pieces`),
     and provide ``<registration name>.result`` (e.g. ``lab.backup.result``)
     with the plan; ``delete(backup_id=...)`` takes its id at build time.
     Each registration can say, for given build arguments, whether a strategy

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.journal import LocalJournal, remove
-from pieceworks.common_algorithms.leases import (
+from pieceworks.common_algorithms.gc.journal import LocalJournal, remove
+from pieceworks.common_algorithms.gc.leases import (
     GC_LOCK_PREFIX,
     LEASE_PREFIX,
     RUN_PREFIX,

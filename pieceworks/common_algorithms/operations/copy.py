@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pieceworks.common_algorithms.backend import Store
-from pieceworks.common_algorithms.gc import backup_lease
-from pieceworks.common_algorithms.manifest import (
+from pieceworks.common_algorithms.format.manifest import (
     BackupExists,
     Manifest,
     list_backup_ids,
@@ -47,6 +46,7 @@ from pieceworks.common_algorithms.manifest import (
     read_manifest,
     write_manifest,
 )
+from pieceworks.common_algorithms.gc.collection import backup_lease
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ChunkRef, ObjectNotFound
 from pieceworks.protocols.chunks import chunk_key, decode_chunk

@@ -43,7 +43,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from pieceworks.common_algorithms.leases import (
+from pieceworks.common_algorithms.format.manifest import (
+    list_manifests,
+    manifest_key,
+)
+from pieceworks.common_algorithms.gc.leases import (
     DEFAULT_LEASE_TTL,
     DEFAULT_RENEW_EVERY,
     DEFAULT_WAIT_TIMEOUT,
@@ -64,10 +68,6 @@ from pieceworks.common_algorithms.leases import (
     renew_lease,
     scan_markers,
     store_clock,
-)
-from pieceworks.common_algorithms.manifest import (
-    list_manifests,
-    manifest_key,
 )
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (

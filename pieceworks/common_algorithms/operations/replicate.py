@@ -16,7 +16,9 @@ is refused before anything runs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -25,29 +27,30 @@ from taskflow import task
 from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.backup_tasks import source_ref
-from pieceworks.common_algorithms.chunk_pipeline import backup_chunks, restore_chunks
-from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.journal import LocalJournal
-from pieceworks.common_algorithms.leases import (
+from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, restore_chunks
+from pieceworks.common_algorithms.format.manifest import Manifest
+from pieceworks.common_algorithms.format.stream_copy import check_copy, copy_stream
+from pieceworks.common_algorithms.gc.journal import LocalJournal
+from pieceworks.common_algorithms.gc.leases import (
     acquire_lease,
     forget_temporary,
     lease_renewed,
     record_temporary,
     release_lease,
 )
-from pieceworks.common_algorithms.manifest import Manifest
-from pieceworks.common_algorithms.plan import Attempt, Plan
-from pieceworks.common_algorithms.planning import plan_replicate, via_store_sides
+from pieceworks.common_algorithms.operations.backup_tasks import source_ref
+from pieceworks.common_algorithms.operations.fallback import StrategyFallback
+from pieceworks.common_algorithms.operations.plan import Attempt, Plan
+from pieceworks.common_algorithms.operations.planning import plan_replicate, via_store_sides
+from pieceworks.common_algorithms.operations.requests import ReplicateRequest, request_fields
+from pieceworks.common_algorithms.operations.reverts import guarded
+from pieceworks.common_algorithms.operations.targets import check_target
 from pieceworks.common_algorithms.progress import ProgressReporter
-from pieceworks.common_algorithms.requests import ReplicateRequest
-from pieceworks.common_algorithms.reverts import guarded
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
-from pieceworks.common_algorithms.stream_copy import check_copy, copy_stream
-from pieceworks.common_algorithms.targets import check_target
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
+    ConfigError,
     IAllocatedExtents,
     IReplicateToPeer,
     ISnapshot,
@@ -59,7 +62,15 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.chunks import DEFAULT_CODEC
 
-__all__ = ["ReplicateOutcome", "replicate", "replicate_flow"]
+__all__ = [
+    "BackendOpener",
+    "CopyVolumeByName",
+    "ReplicateOutcome",
+    "StoreOpener",
+    "replicate",
+    "replicate_flow",
+    "replicate_request",
+]
 
 
 class _ReplicaTask(task.Task):
@@ -296,6 +307,83 @@ class CopyVolume(_ReplicaTask):
         return stats.bytes_written
 
 
+#: Turn a backend name into that backend, a store name into that store, on the host
+#: where a task runs (its own configuration); `ConfigError` for a name it lacks.
+BackendOpener = Callable[[str], Backend]
+StoreOpener = Callable[[str], Store]
+
+
+class CopyVolumeByName(CopyVolume):
+    """`CopyVolume` that holds no live object: names and plain values reach it through
+    `execute()`, as TaskFlow's worker-based engine requires.
+
+    Its arguments besides ``attempt`` and ``source`` (the earlier steps'
+    results) are injected: ``source_backend``, ``target_backend`` and
+    ``store_name`` (names, ``store_name`` None without a store) and
+    ``request`` (`ReplicateRequest`'s fields as JSON gives them). At
+    execution, `open_backend` and `open_store` turn the names into objects
+    from the configuration of the host it runs on; no option or secret is
+    part of the task, its arguments or the persisted flow. Same name,
+    provides and result as `CopyVolume`.
+    """
+
+    def __init__(
+        self,
+        request: ReplicateRequest,
+        *,
+        source: str,
+        target: str,
+        store: str | None,
+        open_backend: BackendOpener,
+        open_store: StoreOpener,
+    ) -> None:
+        p = _prefix(request)
+        task.Task.__init__(
+            self,
+            name=f"{p}.{self.STEP}",
+            provides=f"{p}.{self.PROVIDES}",
+            rebind={k: f"{p}.{k}" for k in self.REQUIRES},
+            inject={
+                "source_backend": source,
+                "target_backend": target,
+                "store_name": store,
+                "request": request_fields(request),
+            },
+        )
+        self._open_backend, self._open_store = open_backend, open_store
+        self.request = request
+        self.local_journal = None  # the copy step journals nothing
+
+    def execute(  # type: ignore[override]
+        self,
+        attempt: dict[str, Any],
+        source: dict[str, str | None],
+        source_backend: str,
+        target_backend: str,
+        store_name: str | None,
+        request: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        self.source = self._open_backend(source_backend)
+        self.target = self._open_backend(target_backend)
+        self.store = None if store_name is None else self._open_store(store_name)
+        self.request = replicate_request(request)
+        return super().execute(attempt, source)
+
+
+def replicate_request(fields: Mapping[str, Any]) -> ReplicateRequest:
+    """`ReplicateRequest` from its fields as JSON gives them (``strategies`` a list).
+
+    Raise `ConfigError` for an unknown field or a bad value.
+    """
+    given = dict(fields)
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(ReplicateRequest)})
+    if unknown:
+        raise ConfigError(f"unknown replicate request field(s): {', '.join(unknown)}")
+    if "strategies" in given:
+        given["strategies"] = tuple(given["strategies"])
+    return ReplicateRequest(**given)
+
+
 class ReleaseReplicaSource(_ReplicaTask):
     """Delete the temporary snapshot, if this attempt took one."""
 
@@ -336,10 +424,12 @@ def replicate_flow(
     *,
     store: Store | None = None,
     plan: Plan | None = None,
+    copy_step: CopyVolume | None = None,
     journal: LocalJournal | None = None,
 ) -> linear_flow.Flow:
     """The flow for `request`; provides ``replicate-<operation id>.result``.
 
+    `copy_step` replaces the copy task (`CopyVolumeByName` for a job).
     Without a store, temporary snapshots are journaled in `journal`
     (default: `LocalJournal.default`).
     """
@@ -351,7 +441,11 @@ def replicate_flow(
         linear_flow.Flow(
             f"{p}.strategies",
             retry=StrategyFallback(plan.eligible, name=f"{p}.fallback", provides=f"{p}.attempt"),
-        ).add(PrepareReplicaSource(*args), CopyVolume(*args), ReleaseReplicaSource(*args)),
+        ).add(
+            PrepareReplicaSource(*args),
+            copy_step or CopyVolume(*args),
+            ReleaseReplicaSource(*args),
+        ),
     )
 
 

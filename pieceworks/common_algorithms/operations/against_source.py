@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.protocols import (
     InvalidDriver,
     ISnapshot,

@@ -21,7 +21,13 @@ from typing import Any
 from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.backup_tasks import (
+from pieceworks.common_algorithms.gc.leases import (
+    forget_temporary,
+    own_lease_token,
+    release_lease,
+    temporary_entries,
+)
+from pieceworks.common_algorithms.operations.backup_tasks import (
     PrepareSource,
     ReleaseLease,
     ReleaseSource,
@@ -29,17 +35,11 @@ from pieceworks.common_algorithms.backup_tasks import (
     TransferChunks,
     WriteManifest,
 )
-from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.guard import GuardReport
-from pieceworks.common_algorithms.leases import (
-    forget_temporary,
-    own_lease_token,
-    release_lease,
-    temporary_entries,
-)
-from pieceworks.common_algorithms.plan import Attempt, Plan
-from pieceworks.common_algorithms.planning import plan_backup
-from pieceworks.common_algorithms.requests import BackupRequest
+from pieceworks.common_algorithms.operations.fallback import StrategyFallback
+from pieceworks.common_algorithms.operations.guard import GuardReport
+from pieceworks.common_algorithms.operations.plan import Attempt, Plan
+from pieceworks.common_algorithms.operations.planning import plan_backup
+from pieceworks.common_algorithms.operations.requests import BackupRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.protocols import ISnapshot, SnapshotRef
 

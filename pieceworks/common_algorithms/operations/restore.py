@@ -12,6 +12,7 @@ An existing target volume is replaced only when the request says
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,19 +21,20 @@ from taskflow import task
 from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.chunk_pipeline import restore_chunks
-from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.manifest import read_manifest
-from pieceworks.common_algorithms.plan import Attempt, Plan
-from pieceworks.common_algorithms.planning import plan_restore
+from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks
+from pieceworks.common_algorithms.format.manifest import read_manifest
+from pieceworks.common_algorithms.operations.fallback import StrategyFallback
+from pieceworks.common_algorithms.operations.plan import Attempt, Plan
+from pieceworks.common_algorithms.operations.planning import plan_restore
+from pieceworks.common_algorithms.operations.requests import RestoreRequest
+from pieceworks.common_algorithms.operations.targets import check_target
+from pieceworks.common_algorithms.placement import DataStep, RemoteStep, host, run_data_step
 from pieceworks.common_algorithms.progress import ProgressReporter
-from pieceworks.common_algorithms.requests import RestoreRequest
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
-from pieceworks.common_algorithms.targets import check_target
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import IStreamIn, VolumeRef
 
-__all__ = ["RestoreOutcome", "restore", "restore_flow"]
+__all__ = ["RestoreOutcome", "RestoreWrite", "restore", "restore_flow"]
 
 
 class CheckBackup(task.Task):
@@ -65,8 +67,16 @@ class CheckBackup(task.Task):
         }
 
 
-class RestoreVolume(task.Task):
-    """Fill the target volume by the current strategy; abort it on any failure."""
+class RestoreVolume(DataStep, task.Task):
+    """Fill the target volume by the current strategy; abort it on any failure.
+
+    The work (`write`) runs on a worker that serves the backend when the
+    conductor has a dispatcher and a worker takes it (as `RestoreWrite`),
+    else in process.
+    """
+
+    #: The task whose notifier gets the progress events (a worker's `RestoreWrite`).
+    reporter: task.Task | None = None
 
     def __init__(
         self, backend: Backend, store: Store, request: RestoreRequest, prefix: str
@@ -79,6 +89,23 @@ class RestoreVolume(task.Task):
         self.backend, self.store, self.request = backend, store, request
 
     def execute(self, attempt: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
+        arguments = {
+            "backend": self.backend.name,
+            "store": self.store.name,
+            "request": dataclasses.asdict(self.request),
+            "attempt": attempt,
+            "checked": checked,
+        }
+        return run_data_step(
+            self,
+            RestoreWrite,
+            self.backend.name,
+            arguments,
+            lambda: self.write(attempt, checked),
+        )
+
+    def write(self, attempt: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
+        """Write the backup into the target volume by ``attempt["strategy"]``; the result."""
         started = time.monotonic()
         manifest = read_manifest(self.store.objects, self.request.backup_id)
         failpoint("restore.manifest-read")
@@ -95,7 +122,7 @@ class RestoreVolume(task.Task):
                     self.store.objects,
                     manifest,
                     writer,
-                    progress=ProgressReporter(self, manifest.size),
+                    progress=ProgressReporter(self.reporter or self, manifest.size),
                 )
             except BaseException:
                 writer.abort()
@@ -117,6 +144,31 @@ class RestoreVolume(task.Task):
             "bytes_through_manager": through_manager,
             "seconds": round(time.monotonic() - started, 6),
         }
+
+
+class RestoreWrite(RemoteStep):
+    """`RestoreVolume`'s work on a worker: built from its name, given names and values.
+
+    `backend` and `store` are names opened from this host's configuration
+    (`placement.host`); `request` holds `RestoreRequest`'s fields; `attempt`
+    and `checked` are the results of the fallback retry and `CheckBackup`.
+    """
+
+    def execute(
+        self,
+        backend: str,
+        store: str,
+        request: dict[str, Any],
+        attempt: dict[str, Any],
+        checked: dict[str, Any],
+    ) -> dict[str, Any]:
+        sections = host()
+        fields = {**request, "strategies": tuple(request.get("strategies", ()))}
+        step = RestoreVolume(
+            sections.backend(backend), sections.store(store), RestoreRequest(**fields), self.name
+        )
+        step.reporter = self
+        return self.observed(lambda: step.write(attempt, checked))
 
 
 def _prefix(request: RestoreRequest) -> str:

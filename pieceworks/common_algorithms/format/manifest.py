@@ -435,7 +435,7 @@ def known_chunks(manifests: Iterable[Manifest]) -> dict[str, ChunkRef]:
     A backup that is handed this mapping treats those digests as already
     stored, with the codec and stored length recorded here, without asking
     the store. Read the manifests while holding a backup lease
-    (`pieceworks.common_algorithms.gc.backup_lease`) so that garbage
+    (`pieceworks.common_algorithms.gc.collection.backup_lease`) so that garbage
     collection cannot remove their chunks meanwhile.
     """
     return {c.digest: c for m in manifests for c in m.chunks}

@@ -16,8 +16,8 @@ from taskflow import task
 from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Store
-from pieceworks.common_algorithms.chunk_pipeline import ChunkProblem, verify_chunks
-from pieceworks.common_algorithms.manifest import read_manifest
+from pieceworks.common_algorithms.format.chunk_pipeline import ChunkProblem, verify_chunks
+from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.protocols import validate_id

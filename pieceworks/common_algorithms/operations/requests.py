@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from oslo_utils import units
 
-from pieceworks.common_algorithms.guard import DEFAULT_GUARD_PERCENT, check_percent
-from pieceworks.common_algorithms.manifest import check_labels
+from pieceworks.common_algorithms.format.manifest import check_labels
+from pieceworks.common_algorithms.operations.guard import DEFAULT_GUARD_PERCENT, check_percent
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.chunks import CODECS, DEFAULT_CODEC
 from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
@@ -24,6 +26,7 @@ __all__ = [
     "RestoreRequest",
     "new_backup_id",
     "new_operation_id",
+    "request_fields",
 ]
 
 #: Backup strategies in their default order for a volume in use (best first).
@@ -74,7 +77,7 @@ class BackupRequest:
     `guard_percent`: the share (0 to 100 percent; 0 turns it off) of the
     chunks changed-blocks reports unchanged, and of those allocated-extents
     reports as holes, that the backup reads anyway to catch a lying driver
-    (`pieceworks.common_algorithms.guard`; at least one chunk of each).
+    (`pieceworks.common_algorithms.operations.guard`; at least one chunk of each).
     """
 
     volume_id: str
@@ -169,3 +172,10 @@ class ReplicateRequest:
     def target_volume(self) -> str:
         """The id of the volume the copy lands in (`target_volume_id`, resolved)."""
         return self.volume_id if self.target_volume_id is None else self.target_volume_id
+
+
+def request_fields(request: BackupRequest | RestoreRequest | ReplicateRequest) -> dict[str, Any]:
+    """A request's fields, JSON-able (``strategies`` a list): what a job carries."""
+    fields = dataclasses.asdict(request)
+    fields["strategies"] = list(request.strategies)
+    return fields

@@ -19,6 +19,9 @@ WriteManifest      writes the manifest, last and atomically    nothing (last ste
 ReleaseLease       removes the lease                           -
 =================  ==========================================  ===================
 
+TransferChunks may run its work on a worker next to the data
+(`BackupTransfer`, see `placement`); every other step runs where the flow runs.
+
 TakeLease provides the run token (``backup-<id>.lease``); every later step
 uses it, so that each cleanup removes only what this run created: the lease
 (its content names the token), the temporary snapshot (its name ends with
@@ -27,6 +30,7 @@ the token) and the run journal ``runs/<token>``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -36,31 +40,32 @@ from typing import Any
 from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.chunk_pipeline import BackupResult, backup_chunks
-from pieceworks.common_algorithms.guard import (
-    driver_name,
-    enhancer_savings,
-    guard_stats,
-    plan_guard,
-    unguarded,
+from pieceworks.common_algorithms.format.chunk_pipeline import BackupResult, backup_chunks
+from pieceworks.common_algorithms.format.manifest import (
+    Manifest,
+    known_chunks,
+    latest_manifest,
+    write_manifest,
 )
-from pieceworks.common_algorithms.leases import (
+from pieceworks.common_algorithms.gc.leases import (
     acquire_lease,
     forget_temporary,
     lease_renewed,
     record_temporary,
     release_lease,
 )
-from pieceworks.common_algorithms.manifest import (
-    Manifest,
-    known_chunks,
-    latest_manifest,
-    write_manifest,
+from pieceworks.common_algorithms.operations.guard import (
+    driver_name,
+    enhancer_savings,
+    guard_stats,
+    plan_guard,
+    unguarded,
 )
-from pieceworks.common_algorithms.plan import Plan
+from pieceworks.common_algorithms.operations.plan import Plan
+from pieceworks.common_algorithms.operations.requests import BackupRequest
+from pieceworks.common_algorithms.operations.reverts import guarded
+from pieceworks.common_algorithms.placement import DataStep, RemoteStep, host, run_data_step
 from pieceworks.common_algorithms.progress import ProgressReporter
-from pieceworks.common_algorithms.requests import BackupRequest
-from pieceworks.common_algorithms.reverts import guarded
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
@@ -77,6 +82,7 @@ from pieceworks.protocols import (
 from pieceworks.protocols.errors import ChangeTrackingLost
 
 __all__ = [
+    "BackupTransfer",
     "plan_stats",
     "PrepareSource",
     "ReleaseLease",
@@ -232,8 +238,13 @@ class PrepareSource(_BackupTask):
         guarded(self, f"delete the temporary snapshot {entry['snapshot_id']}", undo)
 
 
-class TransferChunks(_BackupTask):
-    """Move the source's chunks into the store by the current strategy."""
+class TransferChunks(DataStep, _BackupTask):
+    """Move the source's chunks into the store by the current strategy.
+
+    The work (`transfer`) runs on a worker that serves the backend when the
+    conductor has a dispatcher and a worker takes it (as `BackupTransfer`),
+    else in process; the lease is renewed here either way.
+    """
 
     def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
         super().__init__(
@@ -246,9 +257,33 @@ class TransferChunks(_BackupTask):
             requires={"attempt": "attempt", "source": "source", "lease": "lease"},
         )
 
+    #: The task whose notifier gets the progress events (a worker's `BackupTransfer`).
+    reporter: task.Task | None = None
+
     def execute(
         self, attempt: dict[str, Any], source: dict[str, str | None], lease: dict[str, str]
     ) -> dict[str, Any]:
+        """Transfer on a worker of the backend if one takes it, else here; the lease stays fresh."""
+        arguments = {
+            "backend": self.backend.name,
+            "store": self.store.name,
+            "request": dataclasses.asdict(self.request),
+            "attempt": attempt,
+            "source": source,
+        }
+        with lease_renewed(self.store.objects, self.request.backup_id, lease["token"]):
+            out = run_data_step(
+                self,
+                BackupTransfer,
+                self.backend.name,
+                arguments,
+                lambda: self.transfer(attempt, source),
+            )
+        failpoint("backup.transfer-done")
+        return out
+
+    def transfer(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
+        """Move the chunks of `source` by ``attempt["strategy"]``; the transfer result."""
         started = time.monotonic()
         ref = source_ref(source)
         parent = (
@@ -259,11 +294,9 @@ class TransferChunks(_BackupTask):
         if parent is not None:
             failpoint("incremental.parent-read")
         offload = attempt["strategy"] == "offload"
-        with lease_renewed(self.store.objects, self.request.backup_id, lease["token"]):
-            out = self._offload(ref) if offload else self._stream(ref, parent)
+        out = self._offload(ref) if offload else self._stream(ref, parent)
         out["seconds"] = round(time.monotonic() - started, 6)
         out["parent"] = parent.backup_id if parent else None
-        failpoint("backup.transfer-done")
         return out
 
     def _offload(self, ref: Source) -> dict[str, Any]:
@@ -339,7 +372,7 @@ class TransferChunks(_BackupTask):
             read_only=changed,
             reuse=parent.chunk_map() if changed is not None and parent else None,
             known=known_chunks([parent]) if parent else None,
-            progress=ProgressReporter(self, reader.size),
+            progress=ProgressReporter(self.reporter or self, reader.size),
         )
 
     def _changes(
@@ -368,6 +401,32 @@ class TransferChunks(_BackupTask):
             return token, tracker.changed_extents(ref, parent.change_token)
         except ChangeTrackingLost:
             return token, None
+
+
+class BackupTransfer(RemoteStep):
+    """`TransferChunks`'s work on a worker: built from its name, given names and values.
+
+    `backend` and `store` are names opened from this host's configuration
+    (`placement.host`); `request` holds `BackupRequest`'s fields; `attempt`
+    and `source` are the results of the fallback retry and `PrepareSource`.
+    Returns the transfer result (chunks as `chunks_to_json` rows).
+    """
+
+    def execute(
+        self,
+        backend: str,
+        store: str,
+        request: dict[str, Any],
+        attempt: dict[str, Any],
+        source: dict[str, str | None],
+    ) -> dict[str, Any]:
+        sections = host()
+        fields = {**request, "strategies": tuple(request.get("strategies", ()))}
+        step = TransferChunks(
+            sections.backend(backend), sections.store(store), BackupRequest(**fields), self.name
+        )
+        step.reporter = self
+        return self.observed(lambda: step.transfer(attempt, source))
 
 
 class ReleaseSource(_BackupTask):

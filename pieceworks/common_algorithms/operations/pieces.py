@@ -38,7 +38,7 @@ from taskflow import retry, task
 from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.backup_tasks import (
+from pieceworks.common_algorithms.operations.backup_tasks import (
     PrepareSource,
     ReleaseLease,
     ReleaseSource,
@@ -46,24 +46,28 @@ from pieceworks.common_algorithms.backup_tasks import (
     TransferChunks,
     WriteManifest,
 )
-from pieceworks.common_algorithms.fallback import StrategyFallback
-from pieceworks.common_algorithms.plan import Plan
-from pieceworks.common_algorithms.planning import plan_backup, plan_replicate, plan_restore
-from pieceworks.common_algorithms.replicate import (
+from pieceworks.common_algorithms.operations.fallback import StrategyFallback
+from pieceworks.common_algorithms.operations.plan import Plan
+from pieceworks.common_algorithms.operations.planning import (
+    plan_backup,
+    plan_replicate,
+    plan_restore,
+)
+from pieceworks.common_algorithms.operations.replicate import (
     CheckReplicaTarget,
     CopyVolume,
     PrepareReplicaSource,
     ReleaseReplicaSource,
 )
-from pieceworks.common_algorithms.requests import (
+from pieceworks.common_algorithms.operations.requests import (
     BackupRequest,
     ReplicateRequest,
     RestoreRequest,
     new_backup_id,
     new_operation_id,
 )
-from pieceworks.common_algorithms.restore import CheckBackup, RestoreVolume
-from pieceworks.common_algorithms.verify import VerifyBackup
+from pieceworks.common_algorithms.operations.restore import CheckBackup, RestoreVolume
+from pieceworks.common_algorithms.operations.verify import VerifyBackup
 from pieceworks.protocols import PieceworksError
 
 __all__ = [

@@ -8,8 +8,12 @@ runs (``pieceworks plan backup``).
 from __future__ import annotations
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.plan import Plan, StrategyChoice
-from pieceworks.common_algorithms.requests import BackupRequest, ReplicateRequest, RestoreRequest
+from pieceworks.common_algorithms.operations.plan import Plan, StrategyChoice
+from pieceworks.common_algorithms.operations.requests import (
+    BackupRequest,
+    ReplicateRequest,
+    RestoreRequest,
+)
 from pieceworks.protocols import (
     IAllocatedExtents,
     IChangedBlocks,

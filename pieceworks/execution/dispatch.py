@@ -1,0 +1,176 @@
+"""The conductor's side of workers: run a data step on a worker of its backend, or say none took it.
+
+    dispatcher = WorkerDispatcher("amqp://guest:guest@127.0.0.1/")
+    task.dispatcher = dispatcher     # a conductor does this for each `DataStep`
+
+For each data step `WorkerDispatcher.run` starts TaskFlow's worker-based
+executor (`WorkerTaskExecutor`, the engine's own, on the backend's topic),
+waits at most `find_timeout` seconds for a worker to answer its notify (the
+engine's `ProxyWorkerFinder`), and submits the step: its class, name and
+plain arguments (names and values, never a secret). No worker: `NotPlaced`,
+and the step runs in the conductor's process (today's behaviour).
+
+A running step sends a heartbeat every second (`placement.HEARTBEAT`); its
+progress events are re-emitted on the conductor's task. The worker-based
+engine never expires a request once it runs, so the dispatcher does: a step
+silent for `lost_after` seconds had its worker die (SIGKILL, host lost).
+The step is then submitted again, to another worker if one answers, else
+`NotPlaced` runs it in process. Re-running is safe: chunk ids are content
+hashes (the same chunks are written again, or found present), and only the
+conductor writes the manifest, once, after the step's result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Final
+
+from taskflow import task
+from taskflow.engines.worker_based import proxy as wbe_proxy
+from taskflow.engines.worker_based.executor import WorkerTaskExecutor
+from taskflow.exceptions import RequestTimeout
+from taskflow.types.failure import Failure
+
+from pieceworks.common_algorithms.placement import HEARTBEAT, NotPlaced, RemoteStep
+from pieceworks.execution.worker import EXCHANGE, topic_of
+from pieceworks.protocols import PieceworksError
+
+__all__ = ["RemoteStepFailed", "WorkerDispatcher"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between the executor's looks at its queue (first notify, expiries).
+_POLL: Final = 0.05
+# The proxy's drain timeout is also when the finder first publishes its notify:
+# TaskFlow's 1 s (settable only for the in-memory transport) would add a second
+# to every step. Proxies read it when built (this process: conductors only).
+wbe_proxy.DRAIN_EVENTS_PERIOD = _POLL
+
+
+class RemoteStepFailed(PieceworksError):
+    """A data step raised on a worker; the message names the worker's exception."""
+
+
+class _Lost(Exception):
+    """The worker running the step went silent."""
+
+
+class WorkerDispatcher:
+    """Runs `RemoteStep`s on workers over RabbitMQ; a `placement.Dispatcher`.
+
+    `url` is the broker (``amqp://USER:PASS@HOST/``); `find_timeout`
+    (seconds) bounds the wait for a worker to answer; `transition_timeout`
+    bounds the wait of a submitted step for a free worker (then it runs in
+    process); `lost_after` seconds without a heartbeat is a dead worker;
+    `attempts` bounds the re-submissions after lost workers. `on_event`
+    receives ``placed``, ``lost`` and ``in-process`` events (dicts).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        exchange: str = EXCHANGE,
+        find_timeout: float = 2.0,
+        transition_timeout: float = 600.0,
+        lost_after: float = 5.0,
+        attempts: int = 3,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.exchange = exchange
+        self.find_timeout = find_timeout
+        self.transition_timeout = transition_timeout
+        self.lost_after = lost_after
+        self.attempts = attempts
+        self.on_event = on_event
+
+    def _event(self, **event: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def run(
+        self,
+        step: type[RemoteStep],
+        name: str,
+        backend: str,
+        arguments: Mapping[str, Any],
+        owner: task.Task,
+    ) -> Any:
+        """The step's result from a worker of `backend`; `NotPlaced` if none took it.
+
+        Raise `RemoteStepFailed` if the step raised on the worker.
+        """
+        for attempt in range(1, self.attempts + 1):
+            executor = WorkerTaskExecutor(
+                uuid.uuid4().hex,
+                self.exchange,
+                [topic_of(backend)],
+                transition_timeout=self.transition_timeout,
+                url=self.url,
+            )
+            executor.start()
+            try:
+                if executor.wait_for_workers(1, timeout=self.find_timeout):
+                    self._event(event="in-process", atom=name, backend=backend)
+                    raise NotPlaced(f"no worker serves backend {backend!r}")
+                self._event(event="placed", atom=name, backend=backend, attempt=attempt)
+                return self._watch(executor, step, name, backend, arguments, owner)
+            except _Lost:
+                log.warning(
+                    "the worker running %s went silent for %.1f s (attempt %d): re-running it",
+                    name,
+                    self.lost_after,
+                    attempt,
+                )
+                self._event(event="lost", atom=name, backend=backend, attempt=attempt)
+            finally:
+                executor.stop()
+        raise NotPlaced(f"workers of backend {backend!r} were lost {self.attempts} times")
+
+    def _watch(
+        self,
+        executor: WorkerTaskExecutor,
+        step: type[RemoteStep],
+        name: str,
+        backend: str,
+        arguments: Mapping[str, Any],
+        owner: task.Task,
+    ) -> Any:
+        local = step(name=name)
+        heard: list[float] = []
+        progress: list[dict[str, Any]] = []
+
+        def on_event(event_type: str, details: Mapping[str, Any]) -> None:
+            # On the executor's message thread: only note it. The owner's
+            # progress is persisted by its engine, from the engine's thread.
+            heard.append(time.monotonic())
+            del heard[:-1]
+            if event_type == task.EVENT_UPDATE_PROGRESS:
+                progress.append(dict(details))
+
+        local.notifier.register(HEARTBEAT, on_event)
+        local.notifier.register(task.EVENT_UPDATE_PROGRESS, on_event)
+        future = executor.execute_task(local, uuid.uuid4().hex, dict(arguments))
+        while True:
+            try:
+                _event, result = future.result(timeout=0.2)
+                break
+            except FutureTimeout:
+                if progress:
+                    owner.notifier.notify(task.EVENT_UPDATE_PROGRESS, progress.pop())
+                    progress.clear()
+                if heard and time.monotonic() - heard[-1] > self.lost_after:
+                    raise _Lost() from None
+        if not isinstance(result, Failure):
+            return result
+        if result.check(RequestTimeout) is not None:
+            self._event(event="in-process", atom=name, backend=backend)
+            raise NotPlaced(f"no worker of backend {backend!r} took {name} in time")
+        kind = next(iter(result), "Exception").rsplit(".", 1)[-1]
+        text = result.exception_str if kind == "StepFailed" else f"{kind}: {result.exception_str}"
+        raise RemoteStepFailed(f"on a worker of backend {backend!r}: {text}")

@@ -1,0 +1,121 @@
+"""Workers next to the data: a backend's data steps served over TaskFlow's worker-based engine.
+
+    serve_backends("amqp://guest:guest@127.0.0.1/", ["lab"], sections, stop=event)
+
+One `taskflow.engines.worker_based.worker.Worker` per backend, on topic
+``pieceworks.backend.<name>`` (`topic_of`) of exchange `EXCHANGE`, serves
+`STEPS`: the data-moving tasks (a backup's transfer, a restore's write),
+built by the worker-based engine from their class and name only. Each opens
+the backend and store it is given by NAME from `sections`, this host's own
+configuration: no option or secret travels in a message. Several workers
+serving one backend share its topic's queue (RabbitMQ hands each request to
+one of them). The conductor side is `pieceworks.execution.dispatch`.
+
+The engines' NOTIFY ("who serves this topic?") is answered at once on the
+receiving thread, even when every one of the `threads` is busy moving data,
+so a conductor never mistakes a busy worker for a missing one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+from taskflow.engines.worker_based import protocol
+from taskflow.engines.worker_based.worker import Worker
+from taskflow.task import Task
+
+from pieceworks.common_algorithms.operations.backup_tasks import BackupTransfer
+from pieceworks.common_algorithms.operations.restore import RestoreWrite
+from pieceworks.common_algorithms.placement import HostSections, use_host
+from pieceworks.execution.metrics import WorkerMetrics
+from pieceworks.protocols import ConfigError, validate_id
+
+__all__ = ["EXCHANGE", "STEPS", "serve_backends", "topic_of"]
+
+log = logging.getLogger(__name__)
+
+#: The AMQP exchange conductors and workers talk on.
+EXCHANGE: Final = "pieceworks"
+#: The tasks a worker serves (the data-moving steps).
+STEPS: Final[tuple[type[Task], ...]] = (BackupTransfer, RestoreWrite)
+
+
+def topic_of(backend: str) -> str:
+    """The topic (and queue) of the workers serving `backend`."""
+    return f"pieceworks.backend.{backend}"
+
+
+class _NotifyInline(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool that runs the engines' NOTIFY handling at once, on the caller's thread."""
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        message = args[-1] if args else None
+        properties = getattr(message, "properties", None)
+        if isinstance(properties, Mapping) and properties.get("type") == protocol.NOTIFY:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        return super().submit(fn, *args, **kwargs)
+
+
+def serve_backends(
+    url: str,
+    backends: Sequence[str],
+    sections: HostSections,
+    *,
+    stop: threading.Event,
+    threads: int = 2,
+    metrics: WorkerMetrics | None = None,
+    on_ready: Callable[[], None] | None = None,
+    mask: Callable[[str], str] | None = None,
+) -> None:
+    """Serve the data steps of `backends` over the broker at `url` until `stop` is set.
+
+    `sections` opens this host's backends and stores by name; `threads`
+    steps run at once (across all backends). `on_ready` is called once every
+    backend's worker consumes its topic. `mask` cleans the text of a failed
+    step before it is sent back (else it goes as raised). Raise `ConfigError` for no backend
+    or a bad name.
+    """
+    if not backends:
+        raise ConfigError("a worker needs at least one backend to serve (--backends NAME)")
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, not {threads}")
+    for name in backends:
+        validate_id("backend name", name)
+    use_host(sections, None if metrics is None else metrics.on_step, mask)
+    executor = _NotifyInline(max_workers=threads, thread_name_prefix="pieceworks-step")
+    workers = [
+        Worker(EXCHANGE, topic_of(b), list(STEPS), executor=executor, url=url) for b in backends
+    ]
+    runners = [
+        threading.Thread(
+            target=w.run, kwargs={"display_banner": False}, name=f"worker {b}", daemon=True
+        )
+        for w, b in zip(workers, backends, strict=True)
+    ]
+    try:
+        for runner in runners:
+            runner.start()
+        for w in workers:
+            w.wait()
+        log.info("worker serving %s on exchange %s", ", ".join(backends), EXCHANGE)
+        if on_ready is not None:
+            on_ready()
+        stop.wait()
+    finally:
+        for w in workers:
+            w.stop()
+        for runner in runners:
+            runner.join(timeout=5)
+        executor.shutdown(wait=True, cancel_futures=True)
+        use_host(None)

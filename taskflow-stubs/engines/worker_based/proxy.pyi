@@ -1,0 +1,1 @@
+DRAIN_EVENTS_PERIOD: float
