@@ -272,3 +272,35 @@ def test_recover_removes_the_temporary_snapshot_of_a_killed_replication_without_
     assert _files(root / "other", ".incoming/*") == []
     copy = root / "other" / "copy"
     assert not copy.exists() or copy.read_bytes() == (root / "volumes" / "vol").read_bytes()
+
+
+# -- a restore to a file, killed: its temporary file is journaled --------------------
+
+
+def test_recover_removes_the_temporary_file_of_a_killed_restore_to_a_file(
+    call: Call, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """The sparse temporary next to the destination is named in the journal and removed."""
+    write_volume(home / "volumes", "vol", 2 * MiB, seed=9)
+    backup_id = _ok(call("backup", "--volume", "vol", "--chunk-size", "256KiB", "--json")).json()[
+        "backup_id"
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    _killed(
+        ["restore", backup_id, "--to-file", str(out / "disk.img")],
+        env,
+        "restore.chunk-written=kill@2",
+        tmp_path,
+    )
+    [left] = list(out.iterdir())
+    assert ".pw-restore-" in left.name and left.stat().st_size == 2 * MiB
+    keep = out / "mine.txt"  # a file of the user's, next to it: never touched
+    keep.write_text("x")
+    recovered = _ok(call("recover", "--json", env=env)).json()
+    assert recovered["failed"] == 0, recovered
+    assert [i["action"] for i in recovered["items"] if i["name"] == str(left)] == ["removed"]
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert _files(home / "journal", "*") == []
+    _ok(call("restore", backup_id, "--to-file", str(out / "disk.img")))
+    assert (out / "disk.img").read_bytes() == (home / "volumes" / "vol").read_bytes()
