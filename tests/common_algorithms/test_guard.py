@@ -23,13 +23,13 @@ from pieceworks.common_algorithms import (
     backup,
     restore,
 )
+from pieceworks.common_algorithms.format.manifest import Manifest, read_manifest
 from pieceworks.common_algorithms.operations.guard import (
     GuardPlan,
     chunk_bytes,
     enhancer_savings,
     plan_guard,
 )
-from pieceworks.common_algorithms.format.manifest import Manifest, read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import ChunkRef, ConfigError, Extent, StoreSpec, VolumeRef
 from tests.support.liars import OmitsLastChangedBlock, OmitsLastExtent
