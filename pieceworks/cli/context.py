@@ -200,6 +200,7 @@ class Context:
                     section.name,
                     password_file if source else self.password_file,
                     source=source,
+                    configured=section.password_file,
                 )
                 objects = EncryptedStore(objects, unlock(objects, password))
             spec = StoreSpec(section.name, section.driver, section.spec_options())

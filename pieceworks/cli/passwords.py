@@ -2,7 +2,8 @@
 
 Looked up in this order, as restic does: ``--password-file FILE`` (where a
 command takes it), ``$PIECEWORKS_PASSWORD``, ``$PIECEWORKS_PASSWORD_FILE``,
-then a prompt when standard input is a terminal. A passphrase is never
+the store section's ``password_file``, then a prompt when standard input is a
+terminal. A passphrase is never
 echoed, logged or put in JSON: every one read is added to the output's
 masker, so even an error message that quoted it would show ``***``.
 """
@@ -12,9 +13,9 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 from pieceworks.cli.output import Output
+from pieceworks.common_algorithms.keys import passphrase_from_file
 from pieceworks.protocols import ConfigError
 
 __all__ = [
@@ -36,14 +37,7 @@ NEW_PASSWORD_FILE_ENV = "PIECEWORKS_NEW_PASSWORD_FILE"
 
 
 def _from_file(path: str, what: str) -> str:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the {what} file {path}: {exc}") from None
-    password = text.rstrip("\r\n")
-    if not password:
-        raise ConfigError(f"the {what} file {path} is empty")
-    return password
+    return passphrase_from_file(path, what)
 
 
 def _lookup(
@@ -65,11 +59,16 @@ def read_password(
     file: str | None = None,
     *,
     source: bool = False,
+    configured: str | None = None,
+    initial: bool = False,
 ) -> str:
     """The passphrase of encrypted store `store`; `ConfigError` (exit 2) if none is given.
 
     `source`: the store copied from (``copy``), whose passphrase comes from
     ``--from-password-file`` and ``$PIECEWORKS_FROM_PASSWORD[_FILE]``.
+    `configured` is the store section's ``password_file``, read when
+    neither the option nor the environment gives one (before a prompt).
+    `initial`: the passphrase that is to encrypt the store (``key init``).
     """
     var, file_var, option = (
         (FROM_PASSWORD_ENV, FROM_PASSWORD_FILE_ENV, "--from-password-file")
@@ -77,12 +76,15 @@ def read_password(
         else (PASSWORD_ENV, PASSWORD_FILE_ENV, "--password-file")
     )
     password = _lookup(env, file, var, file_var, "passphrase")
+    if password is None and configured:
+        password = _from_file(configured, "passphrase")
     if password is None and sys.stdin.isatty():
         password = getpass.getpass(f"passphrase of store '{store}': ")
     if not password:
+        state = "is to be encrypted" if initial else "is encrypted"
         raise ConfigError(
-            f"store '{store}' is encrypted: give its passphrase with ${var},"
-            f" ${file_var} or {option} (or type it on a terminal)"
+            f"store '{store}' {state}: give its passphrase with ${var},"
+            f" ${file_var}, {option} or password_file in its section (or type it on a terminal)"
         )
     out.masker.add(frozenset({password}))
     return password

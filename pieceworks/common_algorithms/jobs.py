@@ -13,7 +13,10 @@ A job names its backend and store (``"lab"``); the conductor that runs it
 passes `resolve`, which turns a name into ``{"name", "driver", "options"}``
 from that host's own configuration, so no option (and no secret) is ever
 part of a job or of the persistence database. Jobs posted before names were
-used carry the whole description instead; they are still accepted.
+used carry the whole description instead; they are still accepted. An
+encrypted store is opened with the passphrase in the file the description's
+``password_file`` names (the host's configuration): a host without one fails
+the job, saying so.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Final, cast
 from taskflow.flow import Flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.keys import is_encrypted, passphrase_from_file, unlock
 from pieceworks.common_algorithms.operations.backup import backup_flow
 from pieceworks.common_algorithms.operations.replicate import (
     CopyVolumeByName,
@@ -33,6 +37,7 @@ from pieceworks.common_algorithms.operations.replicate import (
 from pieceworks.common_algorithms.operations.requests import BackupRequest, RestoreRequest
 from pieceworks.common_algorithms.operations.restore import restore_flow
 from pieceworks.protocols import BackendSpec, ConfigError, IObjectStore, StoreSpec
+from pieceworks.protocols.encrypted_store import EncryptedStore
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
 __all__ = [
@@ -92,6 +97,16 @@ def _backend(conf: Mapping[str, Any]) -> Backend:
 def _store(conf: Mapping[str, Any]) -> Store:
     name, driver, options = str(conf["name"]), str(conf["driver"]), dict(conf.get("options", {}))
     objects = cast(IObjectStore, load_factory(driver, STORES_NAMESPACE)(**options))
+    if is_encrypted(objects):
+        password_file = conf.get("password_file")
+        if not password_file:
+            raise ConfigError(
+                f"store {name!r} is encrypted and this host's configuration gives no"
+                " passphrase for it: set password_file in its section (or"
+                " $PIECEWORKS_PASSWORD_FILE for the conductor)"
+            )
+        keys = unlock(objects, passphrase_from_file(str(password_file)))
+        objects = EncryptedStore(objects, keys)
     return Store(name, objects, StoreSpec(name, driver, spec_options(options)))
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "init_keys",
     "is_encrypted",
     "list_keys",
+    "passphrase_from_file",
     "remove_key",
     "unlock",
 ]
@@ -71,6 +72,9 @@ _KDF_LIMITS: Final = {"n": 1 << 20, "r": 16, "p": 16}
 
 class WrongPassword(ConfigError):
     """No key file of the store opens with the passphrase given."""
+
+    reference = "wrong-password"
+    hint = "give the store's passphrase: --password-file, $PIECEWORKS_PASSWORD or a prompt"
 
 
 class NotEncrypted(ConfigError):
@@ -144,6 +148,23 @@ def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) 
             " (copy existing backups into a new encrypted store with `pieceworks copy`)"
         )
     return _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+
+
+def passphrase_from_file(path: str, what: str = "passphrase") -> str:
+    """The passphrase file `path` holds (its trailing newline removed).
+
+    Raise `ConfigError` naming the file (never its content) if it cannot be
+    read or is empty.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {exc}") from None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise ConfigError(f"the {what} file {path} is empty")
+    return password
 
 
 def unlock(store: IObjectStore, password: str) -> StoreKeys:

@@ -200,3 +200,33 @@ def test_a_copy_killed_at_a_failpoint_leaves_no_backup_and_completes_when_run_ag
     assert again.code == 0 and again.json()["backups_copied"] == [backup_id], again
     assert again.json()["chunks_skipped"] >= 1
     assert run("verify", backup_id, "--store", "offsite", env=e).code == 0
+
+
+def test_a_store_section_password_file_opens_the_store(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """``password_file`` in the store's section (relative to the file): no passphrase in the
+    environment needed; it is not passed to the store driver; misplaced or wrong: exit 2."""
+    write_volume(home / "volumes", "vol-1", MiB)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "local.pass").write_text(PASSWORD + "\n")
+    text = (
+        f'[backends.local]\ndriver = "file"\npath = "{home / "volumes"}"\n'
+        f'[stores.local]\ndriver = "posix"\npath = "{home / "backups"}"\n'
+    )
+    config = config_file(tmp_path / "conf", text + 'password_file = "local.pass"\n')
+    assert run("key", "init", env=_with(env, PIECEWORKS_PASSWORD=PASSWORD)).code == 0
+    e = _with(env, PIECEWORKS_CONFIG=str(config))
+    backup = run("backup", "--volume", "vol-1", "--json", env=e)
+    assert backup.code == 0, backup
+    assert run("list", "--json", env=e).json()[0]["backup_id"] == backup.json()["backup_id"]
+    shown = run("config", "--json", env=e)
+    assert shown.code == 0 and PASSWORD not in shown.out
+
+    misplaced = config_file(tmp_path, text.replace('"file"\n', '"file"\npassword_file = "x"\n'))
+    done = run("list", env=_with(env, PIECEWORKS_CONFIG=str(misplaced)))
+    assert done.code == 2 and "'password_file' belongs in a store's section" in done.err, done
+    missing = config_file(tmp_path, text + 'password_file = "nowhere.pass"\n', "missing.toml")
+    done = run("list", env=_with(env, PIECEWORKS_CONFIG=str(missing)))
+    assert done.code == 2 and "cannot read the passphrase file" in done.err, done
+    assert str(tmp_path / "nowhere.pass") in done.err

@@ -16,11 +16,12 @@ from typing import IO, TYPE_CHECKING, Any
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.masking import url_password
 from pieceworks.cli.options import jobs_location_options
-from pieceworks.protocols import ConfigError
+from pieceworks.protocols import ConfigError, PieceworksError
 
 if TYPE_CHECKING:
     from pieceworks.cli.config import Config
     from pieceworks.cli.context import Context
+    from pieceworks.cli.masking import Masker
     from pieceworks.cli.options import CommandParser
     from pieceworks.execution.conductor import EventSink
 
@@ -94,12 +95,40 @@ def jobs_locations(args: argparse.Namespace, config: Config) -> tuple[str, str]:
     return jobboard, persistence
 
 
-def resolver(config: Config) -> Any:
-    """The host's configuration as a job flow factory's `resolve` (kind, name → description)."""
+def resolver(
+    config: Config, env: Mapping[str, str] | None = None, masker: Masker | None = None
+) -> Any:
+    """The host's configuration as a job flow factory's `resolve` (kind, name → description).
+
+    A store's description has ``password_file``: its section's, else
+    ``$PIECEWORKS_PASSWORD_FILE`` of `env` (the file's path only; whoever
+    opens an encrypted store reads it). The passphrase itself is never
+    taken from the environment here (a child process would inherit it).
+    When the file can be read, its passphrase is added to `masker`, so that
+    no log line or persisted failure text shows it.
+    """
+    from pieceworks.cli.passwords import PASSWORD_FILE_ENV  # noqa: PLC0415
+    from pieceworks.common_algorithms.keys import passphrase_from_file  # noqa: PLC0415
+
+    env = env or {}
+    masked: set[str] = set()
 
     def resolve(kind: str, name: str) -> Mapping[str, Any]:
         section = config.backend(name) if kind == "backend" else config.store(name)
-        return {"name": section.name, "driver": section.driver, "options": dict(section.options)}
+        found: dict[str, Any] = {
+            "name": section.name,
+            "driver": section.driver,
+            "options": dict(section.options),
+        }
+        if kind == "store":
+            password_file = section.password_file or env.get(PASSWORD_FILE_ENV)
+            if password_file:
+                found["password_file"] = password_file
+                if masker is not None and password_file not in masked:
+                    with contextlib.suppress(PieceworksError):
+                        masker.add(frozenset({passphrase_from_file(password_file)}))
+                        masked.add(password_file)
+        return found
 
     return resolve
 
@@ -164,7 +193,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             wait_timeout=args.wait_timeout,
             events=events,
             stop_on_signals=(signal.SIGTERM, signal.SIGINT),
-            resolve=resolver(config),
+            resolve=resolver(config, ctx.env, ctx.out.masker),
             serve=serve,
             mask=ctx.out.masker.text,
             keep_finished=config.jobs.keep_finished,

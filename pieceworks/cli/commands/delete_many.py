@@ -69,6 +69,8 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
         raise CliError(
             f"no backup {', '.join(missing)} in store '{store.name}'; nothing was deleted",
             ExitCode.NOT_FOUND,
+            reference=BackupNotFound.reference,
+            hint=BackupNotFound.hint,
         )
     deleted: list[str] = []
     with sigint_ignored():  # a few manifests and one collection: finish them
@@ -98,6 +100,11 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
             " (run `pieceworks prune` later)"
         )
         ctx.out.result(line)
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
+        )
         return ExitCode.DEFERRED
     ctx.out.result(line)
     return ExitCode.OK

@@ -106,7 +106,7 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
     fmt = "json" if ctx.out.json_mode else args.format
     masker = ctx.out.masker
     if fmt == "json":  # JSON is masked as data, never as text (see Masker.text)
-        rendered = masker.known(json.dumps(masker.data(plan.to_dict()), indent=2)) + "\n"
+        rendered = json.dumps(masker.data(plan.to_dict()), indent=2) + "\n"
     elif fmt == "text":
         rendered = plan.format_text()
     elif fmt == "dot":
@@ -126,7 +126,9 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.out.result(rendered.rstrip("\n"))
     if plan.chosen is None:
-        ctx.out.note(f"no {plan.operation} strategy can run on backend '{plan.backend}'")
+        message = f"no {plan.operation} strategy can run on backend '{plan.backend}'"
+        ctx.out.note(message)
+        ctx.out.explain("no-eligible-strategy", message, "the plan says why each cannot run")
         return ExitCode.FAILED
     return ExitCode.OK
 
