@@ -26,6 +26,7 @@ from pieceworks.protocols.errors import CorruptionError, InvalidName, Unsupporte
 
 __all__ = [
     "CODECS",
+    "DEFAULT_CHUNK_SIZE",
     "DEFAULT_CODEC",
     "chunk_key",
     "codec_of",
@@ -38,6 +39,8 @@ __all__ = [
 
 CODECS: Final = ("zstd", "zlib", "none")
 DEFAULT_CODEC: Final = "zstd"
+#: The chunk size, in bytes, of a backup or copy that asks for none (4 MiB).
+DEFAULT_CHUNK_SIZE: Final = 4 << 20
 ZSTD_LEVEL: Final = 1
 ZLIB_LEVEL: Final = 6
 

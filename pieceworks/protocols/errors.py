@@ -24,6 +24,7 @@ __all__ = [
     "InvalidName",
     "NotFound",
     "ObjectNotFound",
+    "OperationCancelled",
     "PieceworksError",
     "SnapshotNotFound",
     "StoreNotFound",
@@ -114,6 +115,14 @@ class StoreNotFound(NotFound):
     """The configuration names no store with the name that was given."""
 
     hint = "`pieceworks config` shows the configured stores"
+
+
+class OperationCancelled(PieceworksError):
+    """An operation stopped early because it was cancelled, and undid what it could.
+
+    The chunk pipeline raises it when its caller sets the `cancel` event; a
+    storage target when the manager that asked for the operation went away.
+    """
 
 
 class InvalidName(PieceworksError, ValueError):

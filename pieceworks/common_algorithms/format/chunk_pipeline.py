@@ -53,6 +53,7 @@ from pieceworks.protocols import (
     Extent,
     IObjectStore,
     ObjectNotFound,
+    OperationCancelled,
     PieceworksError,
     UnsupportedCodec,
     VolumeReader,
@@ -61,6 +62,7 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.chunks import (
     CODECS,
+    DEFAULT_CHUNK_SIZE,
     DEFAULT_CODEC,
     chunk_key,
     codec_of,
@@ -90,8 +92,6 @@ __all__ = [
     "verify_chunks",
 ]
 
-DEFAULT_CHUNK_SIZE: Final = 4 << 20
-
 #: ``progress(bytes_done, bytes_total)``, called from the calling thread, at
 #: most about once per 1% of the volume (and once at the end).
 Progress = Callable[[int, int], None]
@@ -99,10 +99,6 @@ Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class OperationCancelled(PieceworksError):
-    """The caller set the `cancel` event; the operation stopped early."""
 
 
 class ChunkMissing(CorruptionError):
