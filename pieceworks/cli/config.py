@@ -32,7 +32,9 @@ else nothing (built-in defaults only). A file looks like::
     stale_after_seconds = 120   # an owner on another host that has not renewed
                                 # its lease or lock for this long is dead
 
-Every key of a backend or store section except ``driver`` (and a store's
+A ``path`` option (a backend's or store's directory) may start with ``~``
+and, when relative, is relative to the configuration file's directory, as
+``password_file`` is. Every key of a backend or store section except ``driver`` (and a store's
 ``password_file``: the file holding an encrypted store's passphrase, relative
 to the configuration file's directory; what a conductor opens the store with,
 since jobs carry no secret) is passed to the driver's entry point as a
@@ -106,6 +108,8 @@ _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_fini
 DEFAULT_KEEP_FINISHED = 86400.0
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
+#: The option naming a section's directory; relative: to the configuration file's directory.
+PATH_KEY = "path"
 #: The key of a store section naming its passphrase file (not a driver option).
 PASSWORD_FILE_KEY = "password_file"
 #: A value an option may take in the file.
@@ -285,9 +289,22 @@ def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> 
                     f"{origin}: option '{key}' must be a string, number or boolean,"
                     f" not a {type(value).__name__}"
                 )
-            options[key] = value
+            is_path = key == PATH_KEY and isinstance(value, str)
+            options[key] = _option_path(str(value), origin, path) if is_path else value
         out[name] = Section(kind, name, driver, options, origin, password_file=password_file)
     return out
+
+
+def _option_path(value: str, origin: str, path: Path) -> str:
+    """A section's ``path`` option, absolute: ``~`` expanded, relative to the file's directory.
+
+    As `_password_file`: the same file means the same directories from any
+    working directory (a relative path once made a new, empty store in it,
+    and ``~/backups`` a directory called ``~``). `ConfigError` if blank.
+    """
+    if not value.strip():
+        raise ConfigError(f"{origin}: '{PATH_KEY}' must not be empty")
+    return str(path.parent.absolute() / Path(value).expanduser())
 
 
 def _password_file(body: Mapping[str, object], kind: str, origin: str, path: Path) -> str | None:
