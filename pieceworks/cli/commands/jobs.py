@@ -108,7 +108,7 @@ def add_arguments(parser: CommandParser) -> None:
         description="Show job ID. Exit 3 if no such job is known.",
         codes=(ExitCode.NOT_FOUND,),
     )
-    show.add_argument("job_id", metavar="ID")
+    show.add_argument("job_id", metavar="ID", type=id_type("job id"))
     watch = actions.add(
         "watch",
         "run_watch",
@@ -120,7 +120,7 @@ def add_arguments(parser: CommandParser) -> None:
         ),
         codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.TIMED_OUT),
     )
-    watch.add_argument("job_id", metavar="ID")
+    watch.add_argument("job_id", metavar="ID", type=id_type("job id"))
     watch.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
     cancel = actions.add(
         "cancel",
@@ -132,7 +132,7 @@ def add_arguments(parser: CommandParser) -> None:
         ),
         codes=(ExitCode.FAILED, ExitCode.NOT_FOUND),
     )
-    cancel.add_argument("job_id", metavar="ID")
+    cancel.add_argument("job_id", metavar="ID", type=id_type("job id"))
     migrate = actions.add(
         "migrate",
         "run_migrate",
@@ -157,7 +157,7 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
     backend = args.backend or ctx.config.backend(None).name
     store = args.store or ctx.config.store(None).name
     if args.post_kind == "backup":
-        request = backup_request(args)
+        request = backup_request(args, ctx.config.guard_sample)
         fields = {
             "volume_id": request.volume_id,
             "backup_id": request.backup_id,
@@ -166,6 +166,7 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
             "incremental": request.incremental,
             "codec": request.codec,
             "chunk_size": request.chunk_size,
+            "guard_percent": request.guard_percent,
         }
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:
@@ -302,10 +303,20 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
     """Cancel a job (see the command's help)."""
-    from pieceworks.execution.jobs import cancel_job  # noqa: PLC0415
+    from pieceworks.execution.jobs import JobFailed, cancel_job  # noqa: PLC0415
+    from pieceworks.execution.status import job_status  # noqa: PLC0415
 
     jobboard, persistence = jobs_locations(args, ctx.config)
-    outcome = cancel_job(jobboard, persistence, args.job_id)
+    try:
+        outcome = cancel_job(jobboard, persistence, args.job_id)
+    except JobFailed:  # not on the board: unknown (exit 3, job-not-found) or ended
+        ended = job_status(jobboard, persistence, args.job_id)
+        raise CliError(
+            f"job {ended.job_id} has ended ({ended.state}): nothing to cancel",
+            ExitCode.FAILED,
+            reference="job-ended",
+            hint="`jobs show` gives its outcome",
+        ) from None
     ctx.out.data({"job_id": args.job_id, "cancelled": outcome})
     ctx.out.result(f"job {args.job_id}: {outcome}")
     return ExitCode.OK
