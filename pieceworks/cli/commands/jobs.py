@@ -150,6 +150,9 @@ def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_post(args: argparse.Namespace, ctx: Context) -> int:
     """Post a backup or restore job naming the backend and store; print its id."""
+    from pieceworks.common_algorithms.operations.guard import (  # noqa: PLC0415
+        DEFAULT_GUARD_PERCENT,
+    )
     from pieceworks.execution.jobs import post_backup, post_restore  # noqa: PLC0415
 
     jobboard, persistence = jobs_locations(args, ctx.config)
@@ -166,8 +169,9 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
             "incremental": request.incremental,
             "codec": request.codec,
             "chunk_size": request.chunk_size,
-            "guard_percent": request.guard_percent,
         }
+        if request.guard_percent != DEFAULT_GUARD_PERCENT:  # else a job older conductors read
+            fields["guard_percent"] = request.guard_percent
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
