@@ -6,8 +6,11 @@ encrypted one (``pieceworks key init``: AES-256-GCM sealed objects, HMAC-SHA256
 chunk ids), then restored from each with ``pieceworks restore``. Trials are
 interleaved (plain, encrypted, encrypted, plain, ...) and each figure is the
 median; every command is a child process measured with ``os.wait4`` (wall and
-CPU seconds). The target of issue 13: an encrypted backup runs at no less than
-90% of the plain one's speed.
+CPU seconds), after the previous command's writes are on disk (`settle`).
+``--warmup`` untimed trials run first. The target of issue 13: an encrypted
+backup runs at no less than 90% of the plain one's speed. Besides the
+medians it reports each figure's spread (min..max), the encrypted/plain
+ratio of CPU seconds, and the load average at the start and the end.
 
     .venv/bin/python bench/encryption.py --size-mib 1024 --trials 3
 """
@@ -15,6 +18,7 @@ CPU seconds). The target of issue 13: an encrypted backup runs at no less than
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -66,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed trials first")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
     size = args.size_mib * MiB
@@ -79,37 +84,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures: dict[str, dict[str, list[Measure]]] = {
             kind: {"backup": [], "restore": []} for kind in ("plain", "encrypted")
         }
-        for trial in range(args.trials):
+        compileall.compile_dir(str(here.parent / "pieceworks"), quiet=1)  # as installed
+        load_start = os.getloadavg()[0]
+        for trial in range(-args.warmup, args.trials):
             order = (False, True) if trial % 2 == 0 else (True, False)
             for encrypted in order:
                 kind = "encrypted" if encrypted else "plain"
                 backup, restore = _trial(work, volume, encrypted)
-                figures[kind]["backup"].append(backup)
-                figures[kind]["restore"].append(restore)
+                if trial >= 0:
+                    figures[kind]["backup"].append(backup)
+                    figures[kind]["restore"].append(restore)
+                label = "warm-up" if trial < 0 else f"trial {trial + 1}"
                 print(
-                    f"trial {trial + 1} {kind:9} backup {backup.wall:6.2f} s"
-                    f"  restore {restore.wall:6.2f} s",
+                    f"{label} {kind:9} backup {backup.wall:6.2f} s  restore {restore.wall:6.2f} s",
                     file=sys.stderr,
                 )
+        load_end = os.getloadavg()[0]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report: dict[str, object] = {"size_bytes": size}
+    report: dict[str, object] = {
+        "size_bytes": size,
+        "load_average_1min": {"start": load_start, "end": load_end},
+    }
     for kind, phases in figures.items():
         for phase, measures in phases.items():
             seconds = statistics.median(m.wall for m in measures)
             report[f"{kind}_{phase}_seconds"] = seconds
             report[f"{kind}_{phase}_mb_per_s"] = size / seconds / 1e6
             report[f"{kind}_{phase}_cpu_seconds"] = statistics.median(m.cpu for m in measures)
+            report[f"{kind}_{phase}_spread_seconds"] = [
+                min(m.wall for m in measures),
+                max(m.wall for m in measures),
+            ]
     for phase in ("backup", "restore"):
         report[f"{phase}_speed_ratio"] = (
             report[f"plain_{phase}_seconds"] / report[f"encrypted_{phase}_seconds"]  # type: ignore[operator]
+        )
+        report[f"{phase}_cpu_ratio"] = (
+            report[f"encrypted_{phase}_cpu_seconds"] / report[f"plain_{phase}_cpu_seconds"]  # type: ignore[operator]
         )
     for phase in ("backup", "restore"):
         print(
             f"{phase:8} plain {report[f'plain_{phase}_mb_per_s']:7.1f} MB/s"
             f"  encrypted {report[f'encrypted_{phase}_mb_per_s']:7.1f} MB/s"
             f"  encrypted/plain speed {report[f'{phase}_speed_ratio']:.2f}"
+            f"  (CPU-s encrypted/plain {report[f'{phase}_cpu_ratio']:.2f};"
+            f" spread plain {report[f'plain_{phase}_spread_seconds']},"
+            f" encrypted {report[f'encrypted_{phase}_spread_seconds']})"
         )
+    print(f"load average (1 min): {load_start:.2f} at the start, {load_end:.2f} at the end")
     print(json.dumps(report))
     return 0
 

@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 from pieceworks.cli.config import Config, load_config
-from pieceworks.cli.exit_codes import CliError, ExitCode, code_for
+from pieceworks.cli.exit_codes import CliError, ExitCode, Failure, code_for, failure_for
 from pieceworks.cli.masking import Masker
+from pieceworks.cli.options import UsageError
 from pieceworks.cli.output import Output
 from pieceworks.cli.parser import build_parser
 from pieceworks.failpoints import FailpointRaised, configure
@@ -105,13 +106,28 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
         set_stale_after(before)
 
 
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether ``--json`` is among the options (before a ``--``), parsed or not."""
+    options = argv[: list(argv).index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """Run ``pieceworks`` with `argv` (default: the process's) and return the exit code."""
+    """Run ``pieceworks`` with `argv` (default: the process's) and return the exit code.
+
+    Under ``--json`` every failure, a usage error included, ends with one
+    ``exit_error`` line on stderr (`pieceworks.cli.exit_codes.Failure`).
+    """
     first, *older = gc.get_threshold()
     gc.set_threshold(max(GC_THRESHOLD, first), *older)
-    parser = build_parser(lazy=True)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(lazy=True, json_errors=_wants_json(argv))
     try:
         args = parser.parse_args(argv)
+    except UsageError as exc:  # --json: argparse's message as an exit_error
+        failure = Failure(ExitCode.USAGE, "usage-error", f"{exc.prog}: {exc.message}")
+        Output(Masker(), json_mode=True).fail(failure)
+        return ExitCode.USAGE
     except SystemExit as exc:  # --help, or a usage error argparse has printed
         return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     masker = Masker()
@@ -120,9 +136,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         # A bad PIECEWORKS_FAILPOINTS is a usage error before any work starts.
         configure()
-        return _run(args, out, os.environ if env is None else env)
-    except KeyboardInterrupt:
-        out.error("interrupted")
+        code = _run(args, out, os.environ if env is None else env)
+    except KeyboardInterrupt as exc:
+        out.fail(failure_for(exc, "interrupted"))
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `pieceworks list | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -130,8 +146,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except Exception as exc:
         code = code_for(exc)
         log.debug("error details", exc_info=True)
-        out.error(_message(exc, code))
+        out.fail(failure_for(exc, _message(exc, code)))
         return code
+    if code != ExitCode.OK and out.json_mode:  # the summary is printed; say how it failed
+        exit_code = ExitCode(code) if code in ExitCode._value2member_map_ else ExitCode.FAILED
+        if out.explanation is None:
+            out.fail(Failure.returned(exit_code))
+        else:
+            reference, message, hint = out.explanation
+            out.fail(Failure(exit_code, reference, message, hint))
+    return code
 
 
 def _message(exc: Exception, code: ExitCode) -> str:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pieceworks.cli.exit_codes import ExitCode, epilog
 from pieceworks.cli.ids import id_type
@@ -30,6 +31,7 @@ __all__ = [
     "PRIORITIES",
     "CommandParser",
     "Commands",
+    "UsageError",
     "backup_request_options",
     "common_options",
     "jobs_location_options",
@@ -148,20 +150,42 @@ class _DeclaringSubParsersAction(_SubParsers):
         super().__call__(parser, namespace, values, option_string)
 
 
+class UsageError(SystemExit):
+    """Bad arguments (exit 2), raised instead of printing when errors are JSON.
+
+    `prog` is the command (``pieceworks backup``), `message` argparse's text.
+    """
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(2)
+        self.prog = prog
+        self.message = message
+
+
 class CommandParser(argparse.ArgumentParser):
     """A command's parser: its arguments come from its module, maybe later.
 
     `pending` (set by `Commands.add_lazily`) declares the arguments the
     first time the command is parsed, so that ``pieceworks --help`` imports
-    no command module; `declare` runs it now.
+    no command module; `declare` runs it now. With `json_errors` a usage
+    error prints the usage and raises `UsageError` for the caller to report
+    (as JSON); else argparse prints it and exits 2.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, json_errors: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.register("action", "parsers", _DeclaringSubParsersAction)
         #: The module of pieceworks.cli.commands (dotted path) that runs this command.
         self.module_path = ""
         self.pending: Callable[[CommandParser], None] | None = None
+        self.json_errors = json_errors
+
+    def error(self, message: str) -> NoReturn:
+        """A usage error: argparse's message and exit 2, or `UsageError` (`json_errors`)."""
+        if not self.json_errors:
+            super().error(message)
+        self.print_usage(sys.stderr)
+        raise UsageError(self.prog, message)
 
     def declare(self) -> None:
         """Declare the arguments now if they are still pending (and nested ones)."""
@@ -180,15 +204,22 @@ class CommandParser(argparse.ArgumentParser):
     def add_commands(self, dest: str, metavar: str = "ACTION") -> Commands:
         """Nested commands (``plan backup``...), run by functions of this command's module."""
         action = self.add_subparsers(dest=dest, metavar=metavar, required=True)
-        return Commands(action, self.module_path)
+        return Commands(action, self.module_path, json_errors=self.json_errors)
 
 
 class Commands:
     """Adds commands with the common options, one module's functions as handlers."""
 
-    def __init__(self, action: argparse._SubParsersAction[CommandParser], module_path: str) -> None:
+    def __init__(
+        self,
+        action: argparse._SubParsersAction[CommandParser],
+        module_path: str,
+        *,
+        json_errors: bool = False,
+    ) -> None:
         self.action = action
         self.module_path = module_path
+        self.json_errors = json_errors
         self.common = common_options(suppress=True)
 
     def add(
@@ -211,6 +242,7 @@ class Commands:
             parents=[self.common],
             help=summary,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            json_errors=self.json_errors,
         )
         parser.module_path = module_path
         parser.set_defaults(handler=f"{module_path}:{function}")

@@ -3,6 +3,14 @@
 All of it goes through the `Masker`, so no configured secret is ever
 printed. Figures use binary units for sizes (MiB) and decimal megabytes per
 second for throughput (MB/s), as the benchmarks in DESIGN.md do.
+
+JSON messages name their kind, as restic's do: the document a command
+prints on stdout has ``"message_type": "summary"`` (each row of the arrays
+``list``, ``volumes`` and ``find`` print has its own kind: ``backup``,
+``volume``, ``registration``), and a failure under ``--json`` ends with one
+line on stderr, ``{"message_type": "exit_error", "code", "reference",
+"message", ...}`` (`pieceworks.cli.exit_codes.Failure`), instead of the
+``pieceworks: error:`` line.
 """
 
 from __future__ import annotations
@@ -11,9 +19,12 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pieceworks.cli.masking import Masker
+
+if TYPE_CHECKING:
+    from pieceworks.cli.exit_codes import Failure
 
 __all__ = [
     "Output",
@@ -83,6 +94,8 @@ class Output:
         self.quiet = quiet
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        #: Why the command is about to return a failing code (`explain`), if it said.
+        self.explanation: tuple[str, str, str] | None = None
 
     def text(self, text: str = "") -> None:
         """A line (or lines) of human output on stdout, unless JSON or quiet."""
@@ -94,10 +107,14 @@ class Output:
         if not self.json_mode:
             self._write(self.stdout, text)
 
-    def data(self, value: Any) -> None:
-        """The command's JSON document on stdout (only in JSON mode)."""
+    def data(self, value: Any, message_type: str = "summary") -> None:
+        """The command's JSON document on stdout (only in JSON mode).
+
+        An object gets ``"message_type"`` (first, unless it has one); in an
+        array, each object row gets it (`message_type` names the row's kind).
+        """
         if self.json_mode:
-            text = json.dumps(self.masker.data(value), indent=2)
+            text = json.dumps(self.masker.data(_typed(value, message_type)), indent=2)
             self.stdout.write(self.masker.known(text) + "\n")
             self.stdout.flush()
 
@@ -115,6 +132,29 @@ class Output:
         one_line = " ".join(text.split())
         self._write(self.stderr, f"pieceworks: error: {one_line}")
 
+    def explain(self, reference: str, message: str, hint: str = "") -> None:
+        """Why the failing code the command is about to return (its ``exit_error`` under --json)."""
+        self.explanation = (reference, message, hint)
+
+    def fail(self, failure: Failure) -> None:
+        """End a failing command: the ``exit_error`` line (--json) or the error line."""
+        if self.json_mode:
+            doc = self.masker.data(failure.to_dict())
+            text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+            self.stderr.write(self.masker.known(text) + "\n")
+            self.stderr.flush()
+        else:
+            self.error(failure.message)
+
     def _write(self, stream: TextIO, text: str) -> None:
         stream.write(self.masker.text(text) + "\n")
         stream.flush()
+
+
+def _typed(value: Any, message_type: str) -> Any:
+    """`value` with ``message_type`` in it (an object) or in each of its object rows."""
+    if isinstance(value, dict):
+        return value if "message_type" in value else {"message_type": message_type, **value}
+    if isinstance(value, list):
+        return [_typed(row, message_type) if isinstance(row, dict) else row for row in value]
+    return value

@@ -59,13 +59,16 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
+def build_parser(*, lazy: bool = False, json_errors: bool = False) -> argparse.ArgumentParser:
     """The ``pieceworks`` parser with every command of the table.
 
     `lazy`: declare a command's arguments (importing its module) only when
     it is parsed; else now, for every command (what tests walk).
+    `json_errors`: a usage error raises `pieceworks.cli.options.UsageError`
+    (after the usage) instead of printing argparse's message.
     """
     parser = CommandParser(
+        json_errors=json_errors,
         prog="pieceworks",
         description=_DESCRIPTION,
         epilog=epilog(),
@@ -73,7 +76,11 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
         parents=[common_options(suppress=False)],
     )
     parser.add_argument("--version", action=_VersionAction)
-    commands = Commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True), "")
+    commands = Commands(
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+        "",
+        json_errors=json_errors,
+    )
     for name, info in COMMANDS.items():
         command = commands.add_lazily(
             name,

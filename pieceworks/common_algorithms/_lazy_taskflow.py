@@ -3,7 +3,11 @@
 ``taskflow.types.failure`` (imported by every TaskFlow module) imports
 ``taskflow.utils.schema_utils``, which imports jsonschema (and with it
 referencing, attrs and rpds: about 70 ms, a sixth of a command's start-up),
-only to validate a failure read back from persistence. `defer` puts a finder
+only to validate a failure read back from persistence; ``taskflow.utils.misc``
+imports oslo.utils' ``netutils`` (which imports psutil and netaddr) to split
+URIs and oslo.serialization's ``msgpackutils`` (msgpack) to load binary
+data, and oslo.serialization's ``jsonutils`` looks netaddr up for IP address
+values: none of them at import time. `defer` puts a finder
 on ``sys.meta_path`` that gives the modules of `DEFERRED` an
 `importlib.util.LazyLoader`: such a module is executed, and jsonschema
 imported, the first time one of its attributes is used, and never if none
@@ -24,7 +28,14 @@ from typing import Final
 __all__ = ["DEFERRED", "defer"]
 
 #: The modules `defer` loads lazily.
-DEFERRED: Final = frozenset({"taskflow.utils.schema_utils"})
+DEFERRED: Final = frozenset(
+    {
+        "taskflow.utils.schema_utils",
+        "oslo_utils.netutils",
+        "oslo_serialization.msgpackutils",
+        "netaddr",
+    }
+)
 
 
 class _LazyFinder:

@@ -73,6 +73,9 @@ _KDF_LIMITS: Final = {"n": 1 << 20, "r": 16, "p": 16}
 class WrongPassword(ConfigError):
     """No key file of the store opens with the passphrase given."""
 
+    reference = "wrong-password"
+    hint = "give the store's passphrase: --password-file, $PIECEWORKS_PASSWORD or a prompt"
+
 
 class NotEncrypted(ConfigError):
     """The store has no key file: it is a plain store."""

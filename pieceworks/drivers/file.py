@@ -252,10 +252,12 @@ class _FileWriter:
     """A `VolumeWriter`: fill a sparse temporary file, rename it on commit.
 
     Until `commit` the old volume is untouched; `abort` (or a failed commit)
-    removes the temporary file.
+    removes the temporary file. `write_at` is a ``pwrite``: several threads
+    may write disjoint ranges at once (``concurrent_writes``).
     """
 
     __slots__ = ("_fd", "_final", "_size", "_tmp")
+    concurrent_writes = True
 
     def __init__(self, fd: int, tmp: str, final: str, size: int) -> None:
         self._fd, self._tmp, self._final, self._size = fd, tmp, final, size

@@ -20,8 +20,6 @@ from pieceworks.drivers.remote.protocol import (
     PEER_TIMEOUT,
     SAFE_OPTIONS,
     Peer,
-    chunks_from_json,
-    chunks_to_json,
     peer_from_json,
     peer_to_json,
     protocol_error,
@@ -38,7 +36,6 @@ from pieceworks.drivers.remote.server import main, make_server, serve
 from pieceworks.drivers.remote.service import TargetService
 from pieceworks.drivers.remote.transfer import (
     Job,
-    OperationCancelled,
     Received,
     RequestBody,
     pull_volume,
@@ -46,6 +43,8 @@ from pieceworks.drivers.remote.transfer import (
     receive_volume,
     send_volume,
 )
+from pieceworks.protocols import OperationCancelled
+from pieceworks.protocols.values import chunks_from_json, chunks_to_json
 
 __all__ = [
     "API_VERSION",

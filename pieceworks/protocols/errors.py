@@ -7,8 +7,10 @@ narrowest class you can handle; everything derives from `PieceworksError`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Any, ClassVar
 
 __all__ = [
     "BackendError",
@@ -22,6 +24,7 @@ __all__ = [
     "InvalidName",
     "NotFound",
     "ObjectNotFound",
+    "OperationCancelled",
     "PieceworksError",
     "SnapshotNotFound",
     "StoreNotFound",
@@ -33,8 +36,31 @@ __all__ = [
 ]
 
 
+def _kebab_case(name: str) -> str:
+    """A class name as a kebab-case reference: ``GCLockTimeout`` -> ``gc-lock-timeout``."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name.lstrip("_"))
+    return words.lower()
+
+
 class PieceworksError(Exception):
-    """Base of every error pieceworks raises on purpose."""
+    """Base of every error pieceworks raises on purpose.
+
+    Each class names its kind of error with `reference`, a stable kebab-case
+    word (as pip's ``DiagnosticPipError.reference``) that JSON consumers test
+    instead of the message: a class sets it, or it is derived from the class
+    name (``GCLockTimeout`` -> ``gc-lock-timeout``). `hint` says in one
+    sentence what the user can do about it ("" when nothing general helps).
+    The instance's public attributes are its context (``offset``,
+    ``problems``, ``waited_seconds``...), printed with them under ``--json``.
+    """
+
+    reference: ClassVar[str] = "pieceworks-error"
+    hint: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "reference" not in cls.__dict__:
+            cls.reference = _kebab_case(cls.__name__)
 
 
 class NotFound(PieceworksError, LookupError):
@@ -48,6 +74,8 @@ class NotFound(PieceworksError, LookupError):
 class VolumeNotFound(NotFound):
     """A driver has no volume with the id it was given."""
 
+    hint = "`pieceworks volumes` lists the backend's volumes"
+
 
 class VolumeExists(PieceworksError):
     """An operation would replace an existing volume and was not asked to.
@@ -55,6 +83,8 @@ class VolumeExists(PieceworksError):
     Restore and replicate raise it before they write anything; the message
     names the volume, its backend and its size.
     """
+
+    hint = "add --overwrite to replace it, or name another target volume"
 
 
 class SnapshotNotFound(NotFound):
@@ -68,6 +98,8 @@ class ObjectNotFound(NotFound):
 class BackupNotFound(NotFound):
     """A store holds no backup with the id that was given."""
 
+    hint = "`pieceworks list` shows the backups of the store"
+
 
 class DriverNotFound(NotFound):
     """No installed driver (or store driver) has the name that was given."""
@@ -76,9 +108,21 @@ class DriverNotFound(NotFound):
 class BackendNotFound(NotFound):
     """The configuration names no backend with the name that was given."""
 
+    hint = "`pieceworks config` shows the configured backends"
+
 
 class StoreNotFound(NotFound):
     """The configuration names no store with the name that was given."""
+
+    hint = "`pieceworks config` shows the configured stores"
+
+
+class OperationCancelled(PieceworksError):
+    """An operation stopped early because it was cancelled, and undid what it could.
+
+    The chunk pipeline raises it when its caller sets the `cancel` event; a
+    storage target when the manager that asked for the operation went away.
+    """
 
 
 class InvalidName(PieceworksError, ValueError):
@@ -107,6 +151,8 @@ class InvalidDriver(PieceworksError, TypeError):
 class ConfigError(PieceworksError, ValueError):
     """Configuration is malformed or names something that cannot be used."""
 
+    hint = "`pieceworks config` shows the configuration in use and where it comes from"
+
 
 class UnsupportedCodec(PieceworksError, ValueError):
     """A compression codec was asked for that this side cannot apply."""
@@ -120,6 +166,8 @@ class WaitTimedOut(PieceworksError, TimeoutError):
     that caught the builtin one still does.
     """
 
+    hint = "what was waited for may still end: wait again"
+
     def __init__(self, message: str, waited_seconds: float) -> None:
         super().__init__(message)
         self.waited_seconds = waited_seconds
@@ -132,6 +180,8 @@ class CorruptionError(PieceworksError):
     chunk that failed its check, or ``None`` where no volume offset applies
     (a damaged manifest, say).
     """
+
+    hint = "`pieceworks check` lists what is damaged; `pieceworks verify ID` checks one backup"
 
     def __init__(self, message: str, offset: int | None = None) -> None:
         super().__init__(message)

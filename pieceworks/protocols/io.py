@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["VolumeReader", "VolumeWriter"]
+__all__ = ["VolumeReader", "VolumeWriter", "takes_concurrent_writes"]
 
 
 class VolumeReader(Protocol):
@@ -44,6 +44,13 @@ class VolumeWriter(Protocol):
     The volume reads as zeros wherever nothing is written, so a restore
     writes only the data it holds and skips holes. The caller guarantees:
     one thread at a time, and exactly one of `commit` or `abort` at the end.
+
+    Optional: a writer whose class sets ``concurrent_writes = True`` takes
+    `write_at` calls from several threads at once, at disjoint ranges and in
+    any order (a file written with ``pwrite``), still with `commit` or
+    `abort` once, after every write has returned. A restore then writes on
+    its worker threads, so that copying into the page cache is not done by
+    one thread for all of them (`takes_concurrent_writes`).
     """
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
@@ -57,3 +64,8 @@ class VolumeWriter(Protocol):
     def abort(self) -> None:
         """Discard the write: leave no partial volume behind. Idempotent."""
         ...
+
+
+def takes_concurrent_writes(writer: VolumeWriter) -> bool:
+    """Whether `writer` declares ``concurrent_writes = True`` (see `VolumeWriter`)."""
+    return getattr(writer, "concurrent_writes", False) is True

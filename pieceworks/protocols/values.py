@@ -7,7 +7,7 @@ receives a `VolumeRef` knows its id is a safe single path component.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -24,6 +24,8 @@ __all__ = [
     "Source",
     "StoreSpec",
     "VolumeRef",
+    "chunks_from_json",
+    "chunks_to_json",
     "validate_id",
     "validate_key",
 ]
@@ -128,6 +130,32 @@ class ChunkRef:
     digest: str
     codec: str
     stored_length: int
+
+
+def chunks_to_json(chunks: Iterable[ChunkRef]) -> list[list[object]]:
+    """Chunk refs as compact arrays ``[offset, length, digest, codec, stored_length]``.
+
+    The one form chunk lists take in TaskFlow's persisted results and on the
+    remote target's wire.
+    """
+    return [[c.offset, c.length, c.digest, c.codec, c.stored_length] for c in chunks]
+
+
+def chunks_from_json(rows: object) -> tuple[ChunkRef, ...]:
+    """The inverse of `chunks_to_json`; `ValueError` if malformed."""
+    if not isinstance(rows, list):
+        raise ValueError("chunks: expected a list")
+    out: list[ChunkRef] = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 5:
+            raise ValueError(f"chunk {row!r}: expected [offset, length, digest, codec, size]")
+        offset, length, digest, codec, stored = row
+        if not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in (offset, length, stored)
+        ):
+            raise ValueError(f"chunk {row!r}: offset, length and size must be integers")
+        out.append(ChunkRef(offset, length, str(digest), str(codec), stored))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

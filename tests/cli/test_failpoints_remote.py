@@ -78,6 +78,7 @@ POINTS = [
     Point("target.incoming-written=sleep:3000", "far", "out", external=True),
     Point("replicate.snapshot-created=kill", "manager", "in"),
     Point("store.tmp-written=kill@3", "far", "in"),
+    Point("store.tmp-written=sleep:3000", "far", "in", external=True),
     Point("replicate.staged=kill", "manager", "in"),
     Point("restore.chunk-written=kill@2", "manager", "in"),
     Point("replicate.snapshot-deleted=kill", "manager", "in"),
@@ -275,8 +276,11 @@ def _site(root: Path, targets: dict[str, Target], env: dict[str, str], call: Cal
     return Site(root, site_env, lambda *a: call(*a, env=site_env))
 
 
-def _kill_during_the_copy(site: Site, args: list[str], incoming: Path) -> None:
-    """Run the replication and SIGKILL it once the receiving side fills its ``.incoming`` copy."""
+def _kill_during_the_copy(site: Site, args: list[str], incoming: Path, pattern: str) -> None:
+    """Run the replication and SIGKILL it once a file matching `pattern` is in `incoming`.
+
+    (The receiving side's ``.incoming`` copy, or the sending target's snapshot.)
+    """
     manager = subprocess.Popen(
         [*COMMAND, *args],
         env=site.env,
@@ -286,7 +290,7 @@ def _kill_during_the_copy(site: Site, args: list[str], incoming: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 60
-        while not list(incoming.glob("copy.*")):
+        while not list(incoming.glob(pattern)):
             assert manager.poll() is None, "the replication ended before the copy began"
             assert time.monotonic() < deadline, "the copy never began"
             time.sleep(0.05)
@@ -318,7 +322,10 @@ def test_a_failure_at_each_replication_point_keeps_every_invariant(
 
     args = _replicate(point.direction, "copy")
     if point.external:
-        _kill_during_the_copy(site, args, replica.parent / ".incoming")
+        if point.direction == "in":  # far pushes from its snapshot: kill during the push
+            _kill_during_the_copy(site, args, site.far / ".snapshots" / "rvol", "pw-*")
+        else:
+            _kill_during_the_copy(site, args, replica.parent / ".incoming", "copy.*")
     else:
         failed = site.run(point.spec if point.armed == "manager" else "", args)
         if point.armed == "manager" and "=kill" in point.spec:
@@ -327,7 +334,7 @@ def test_a_failure_at_each_replication_point_keeps_every_invariant(
             # an ordinary failure: reverted, and the next strategy may succeed
             assert failed.returncode in (ExitCode.OK, ExitCode.FAILED), failed
             assert "Traceback" not in failed.stderr, failed.stderr
-    if point.armed != "manager":
+    if point.armed != "manager" and not point.external:  # (a sleep fires once: kept running)
         armed = targets[point.armed]
         assert armed.process is not None
         if "=kill" in point.spec:

@@ -110,7 +110,7 @@ def _config(tmp_path: Path, env: dict[str, str], leases: str) -> dict[str, str]:
     return {**env, "PIECEWORKS_CONFIG": str(path)}
 
 
-def _foreign_lease(home: Path, backup_id: str) -> Path:
+def _foreign_lease(home: Path, backup_id: str, **extra: object) -> Path:
     """Write a lease as a run on another host would; return its file."""
     path = home / "backups" / "leases" / backup_id
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +124,7 @@ def _foreign_lease(home: Path, backup_id: str) -> Path:
         "token": "0123456789ab",
         "started": time.time(),
         "renewed": time.time(),
+        **extra,
     }
     path.write_text(json.dumps(body), encoding="utf-8")
     return path
@@ -168,19 +169,24 @@ def test_a_foreign_owner_is_stale_after_the_configured_time_and_kept_while_it_re
     beat.start()
     try:
         silent = _foreign_lease(home, "bk-silent")
+        slow = _foreign_lease(home, "bk-slow", stale_after=600)  # renews within 600 s
         old = time.time() - 5
         os.utime(silent, (old, old))
+        os.utime(slow, (old, old))
         time.sleep(2)  # longer than stale_after_seconds: only a renewal keeps a lease
         gc = call("gc", "--json", env=e)
         assert gc.code == ExitCode.DEFERRED, gc  # by the live foreign owner
-        assert gc.json()["deferred_by"] == ["bk-renewed"], gc
+        assert sorted(gc.json()["deferred_by"]) == ["bk-renewed", "bk-slow"], gc
         recovered = _ok(call("recover", "--json", env=e)).json()
         actions = {Path(i["name"]).name: i for i in recovered["items"] if i["kind"] == "lease"}
         assert actions["bk-silent"]["action"] == "removed", recovered
         assert "1.5 s" in actions["bk-silent"]["reason"], recovered
         assert actions["bk-renewed"]["action"] == "kept", recovered
         assert "another host" in actions["bk-renewed"]["reason"], recovered
-        assert not silent.exists() and live.exists()
+        assert actions["bk-slow"]["action"] == "kept", recovered
+        assert "TTL 600 s" in actions["bk-slow"]["reason"], recovered
+        assert not silent.exists() and live.exists() and slow.exists()
+        slow.unlink()  # that host is gone for good
     finally:
         stop.set()
         beat.join()
@@ -266,3 +272,35 @@ def test_recover_removes_the_temporary_snapshot_of_a_killed_replication_without_
     assert _files(root / "other", ".incoming/*") == []
     copy = root / "other" / "copy"
     assert not copy.exists() or copy.read_bytes() == (root / "volumes" / "vol").read_bytes()
+
+
+# -- a restore to a file, killed: its temporary file is journaled --------------------
+
+
+def test_recover_removes_the_temporary_file_of_a_killed_restore_to_a_file(
+    call: Call, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """The sparse temporary next to the destination is named in the journal and removed."""
+    write_volume(home / "volumes", "vol", 2 * MiB, seed=9)
+    backup_id = _ok(call("backup", "--volume", "vol", "--chunk-size", "256KiB", "--json")).json()[
+        "backup_id"
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    _killed(
+        ["restore", backup_id, "--to-file", str(out / "disk.img")],
+        env,
+        "restore.chunk-written=kill@2",
+        tmp_path,
+    )
+    [left] = list(out.iterdir())
+    assert ".pw-restore-" in left.name and left.stat().st_size == 2 * MiB
+    keep = out / "mine.txt"  # a file of the user's, next to it: never touched
+    keep.write_text("x")
+    recovered = _ok(call("recover", "--json", env=env)).json()
+    assert recovered["failed"] == 0, recovered
+    assert [i["action"] for i in recovered["items"] if i["name"] == str(left)] == ["removed"]
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert _files(home / "journal", "*") == []
+    _ok(call("restore", backup_id, "--to-file", str(out / "disk.img")))
+    assert (out / "disk.img").read_bytes() == (home / "volumes" / "vol").read_bytes()

@@ -78,14 +78,31 @@ def test_backup_is_the_function_whichever_import_came_first() -> None:
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
 
 
+def test_deferred_oslo_modules_work_when_used() -> None:
+    """netutils, msgpackutils and netaddr (through jsonutils) load and work on first use."""
+    probe = (
+        "import sys\n"
+        "import pieceworks.common_algorithms.runner\n"
+        "from oslo_utils import netutils\n"
+        "from oslo_serialization import jsonutils, msgpackutils\n"
+        "assert 'psutil' not in sys.modules and 'msgpack' not in sys.modules\n"
+        "assert netutils.urlsplit('redis://host:6379/0').port == 6379\n"
+        "assert msgpackutils.loads(msgpackutils.dumps({'a': [1, 2]})) == {'a': [1, 2]}\n"
+        "import netaddr\n"
+        "assert jsonutils.to_primitive(netaddr.IPAddress('10.0.0.1')) == '10.0.0.1'\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
+
+
 def test_a_backup_runs_taskflow_without_importing_jsonschema(tmp_path: Path) -> None:
-    """TaskFlow's schema_utils (jsonschema) loads on first use only: a backup never uses it."""
+    """TaskFlow's schema_utils (jsonschema), oslo's netutils (psutil) and msgpackutils load
+    on first use only: a backup never uses them."""
     home = tmp_path / "home"
     (home / "pw" / "volumes").mkdir(parents=True)
     (home / "pw" / "volumes" / "one").write_bytes(os.urandom(1 << 16))
     loaded = _modules_after(["backup", "--volume", "one", "-q"], home)
     assert "taskflow" in loaded
-    assert "jsonschema" not in loaded
+    assert not loaded & {"jsonschema", "psutil", "msgpack"}
 
 
 def test_deferred_schema_utils_still_validates_failures() -> None:

@@ -34,6 +34,7 @@ from pieceworks.protocols import (
     VolumeRef,
 )
 from pieceworks.protocols.chunks import CODECS, chunk_key
+from pieceworks.protocols.io import takes_concurrent_writes
 
 CS = 64 * 1024  # small chunks keep the tests fast
 TEXT = b"".join(
@@ -352,6 +353,70 @@ def test_a_flipped_byte_stops_the_restore_before_that_chunk(
     assert err.value.offset == bad.offset
     assert bad.offset not in writer.offsets
     assert writer.offsets == [c.offset for c in manifest.chunks[:5]]
+    assert not volume_path(driver, "r").exists()
+
+
+class ConcurrentRecordingWriter(RecordingWriter):
+    """A `RecordingWriter` that takes concurrent writes and records which thread wrote."""
+
+    concurrent_writes = True
+
+    def __init__(self, inner: object) -> None:
+        super().__init__(inner)
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def write_at(self, offset: int, data: bytes | memoryview) -> None:
+        with self.lock:
+            self.threads.add(threading.current_thread().name)
+        super().write_at(offset, data)
+
+
+def test_the_file_writer_takes_concurrent_writes(driver: FileDriver) -> None:
+    """The file driver writes with pwrite: it declares concurrent writes (a restore uses them)."""
+    writer = driver.open_write(VolumeRef("w"), CS)
+    try:
+        assert takes_concurrent_writes(writer)
+    finally:
+        writer.abort()
+    assert not takes_concurrent_writes(RecordingWriter(writer))
+
+
+def test_a_writer_taking_concurrent_writes_is_written_by_the_workers(
+    driver: FileDriver, store: PosixStore
+) -> None:
+    """Each worker writes what it decoded: byte-exact, and not on the calling thread."""
+    size = 12 * CS + 777
+    data = volume_data("mixed", size)
+    manifest = manifest_of(
+        backup(driver, store, write_volume(driver, "vol", size, {0: data})), size
+    )
+    writer = ConcurrentRecordingWriter(driver.open_write(VolumeRef("r"), size))
+    stats = restore_chunks(store, manifest, writer, threads=2)
+    writer.commit()
+    assert volume_path(driver, "r").read_bytes() == data
+    assert sorted(writer.offsets) == [c.offset for c in manifest.chunks]
+    assert writer.threads and all(t.startswith("pieceworks-restore") for t in writer.threads)
+    assert threading.current_thread().name not in writer.threads
+    assert stats.bytes_written == sum(c.length for c in manifest.chunks)
+
+
+def test_a_flipped_byte_stops_a_concurrent_restore_without_writing_that_chunk(
+    tmp_path: Path, driver: FileDriver, store: PosixStore
+) -> None:
+    """With concurrent writes too: CorruptionError names the offset, the bad chunk is unwritten."""
+    size = 12 * CS
+    volume = write_volume(driver, "vol", size, {0: random_bytes(size, 8)})
+    manifest = manifest_of(backup(driver, store, volume), size)
+    bad = manifest.chunks[5]
+    flip_byte(tmp_path / "store", bad.digest)
+    writer = ConcurrentRecordingWriter(driver.open_write(VolumeRef("r"), size))
+    with pytest.raises(CorruptionError, match=f"at offset {bad.offset}") as err:
+        restore_chunks(store, manifest, writer, depth=3)
+    writer.abort()
+    assert err.value.offset == bad.offset
+    assert bad.offset not in writer.offsets
+    assert set(writer.offsets) >= {c.offset for c in manifest.chunks[:5]}
     assert not volume_path(driver, "r").exists()
 
 

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from pieceworks.common_algorithms.backend import Backend
-from pieceworks.common_algorithms.gc.journal import LocalJournal, default_journal_dir
+from pieceworks.common_algorithms.gc.journal import (
+    TEMP_FILE_MARK,
+    LocalJournal,
+    default_journal_dir,
+)
 from pieceworks.common_algorithms.gc.recover import recover
 from pieceworks.drivers.file import FileDriver
 from pieceworks.protocols import InvalidName, ISnapshot, VolumeRef
@@ -95,3 +99,25 @@ def test_a_journal_naming_an_unconfigured_backend_is_kept(tmp_path: Path) -> Non
         ("run-journal", "kept"),
     }
     assert path.exists()
+
+
+def test_recover_removes_only_pieceworks_temporaries_a_journal_names(tmp_path: Path) -> None:
+    """A dead run's journal naming some other file never makes recover delete it."""
+    journal = LocalJournal(tmp_path / "j")
+    precious = tmp_path / "precious.img"
+    precious.write_bytes(b"x")
+    temp = tmp_path / f".out.img{TEMP_FILE_MARK}0123456789ab"
+    temp.write_bytes(b"x")
+    journal.record("dead2", "restore-to-file", {"file": str(precious)})
+    journal.record("dead2", "restore-to-file", {"file": str(temp)})
+    path = journal.path("dead2")
+    body = json.loads(path.read_text())
+    body["pid"] = 2**22 + 13
+    path.write_text(json.dumps(body))
+    outcome = recover([], {}, journals=[journal])
+    assert precious.exists() and not temp.exists()
+    assert path.exists()  # it still names a file recover would not remove
+    assert {(i.name, i.action) for i in outcome.items if i.kind == "temporary-file"} == {
+        (str(precious), "kept"),
+        (str(temp), "removed"),
+    }

@@ -547,3 +547,40 @@ def test_replication_refuses_itself_an_unknown_source_and_a_target_in_use(
     finally:
         driver.delete_volume(v.volume_id)
         driver.delete_volume(copy.volume_id)
+
+
+# -- leftovers -------------------------------------------------------------------------
+
+
+def test_sweep_removes_the_hidden_images_of_dead_writers_only(
+    driver: RbdDriver, client: rados.Ioctx
+) -> None:
+    """A dead writer's image goes; a live writer's, a watched one and an only copy stay."""
+    from pieceworks.drivers._files import owned_tag  # noqa: PLC0415
+
+    live_volume, missing, gone, held = vid(), vid(), vid(), vid()
+    host, pid, start, rand = owned_tag().split("-")
+    dead_tag = f"{host}-{2**22 + 9}-1-{rand}"  # a pid above pid_max: its process is gone
+    dead = f".pw-in.{gone}.{dead_tag}"
+    only_copy = f".pw-old.{missing}.{dead_tag}"
+    watched = f".pw-in.{held}.{dead_tag}"  # a killed client's watch lingers (30 s)
+    for name in (dead, only_copy, watched):
+        rbd.RBD().create(client, name, 4096, old_format=False)
+    writer = driver.open_write(VolumeRef(live_volume), 4096)
+    try:
+        with rbd.Image(client, watched):
+            [live] = [n for n in hidden_images(client) if n.startswith(f".pw-in.{live_volume}.")]
+            assert f".{host}-{pid}-{start}-" in live  # the writer's name says who writes it
+            dry = {name: (left, why) for name, left, why in driver.sweep_temporary(dry_run=True)}
+            assert dry[dead][0] and dead in hidden_images(client)
+            swept = {name: (left, why) for name, left, why in driver.sweep_temporary()}
+        assert swept[dead][0] and "died" in swept[dead][1]
+        assert not swept[live][0] and "runs" in swept[live][1]
+        assert not swept[only_copy][0] and "only copy" in swept[only_copy][1]
+        assert not swept[watched][0] and "watch" in swept[watched][1]
+        left = hidden_images(client)
+        assert dead not in left and live in left and only_copy in left
+    finally:
+        writer.abort()
+        for name in (only_copy, watched):
+            rbd.RBD().remove(client, name)

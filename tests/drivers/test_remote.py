@@ -36,13 +36,14 @@ from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.drivers.remote import RemoteDriver, protocol_error
 from pieceworks.drivers.remote.protocol import redact, secret_values, wire_error
-from pieceworks.drivers.remote.transfer import Job, OperationCancelled, pull_volume, push_volume
+from pieceworks.drivers.remote.transfer import Job, pull_volume, push_volume
 from pieceworks.drivers.store_opener import known_store_drivers, open_store
 from pieceworks.protocols import (
     BackendError,
     ConfigError,
     CorruptionError,
     InvalidName,
+    OperationCancelled,
     SnapshotNotFound,
     SnapshotRef,
     StoreSpec,

@@ -144,3 +144,21 @@ def test_small_chunks_are_compressed_without_a_probe(counting: _CountingCompress
     noise = os.urandom(64 * 1024)
     assert codec_of(encode_chunk(noise, "zstd")) == "none"
     assert counting.calls == [len(noise)]
+
+
+def test_decode_chunk_view_does_not_copy_an_uncompressed_chunk() -> None:
+    """Restore's decoder: a ``none`` chunk is a view of the stored object, checked as ever."""
+    from pieceworks.protocols.chunks import decode_chunk_view  # noqa: PLC0415
+
+    noise = os.urandom(1 << 20)
+    stored = encode_chunk(noise, "zstd")
+    assert codec_of(stored) == "none"
+    plain = decode_chunk_view(stored, digest_of(noise), len(noise), 0)
+    assert isinstance(plain, memoryview) and plain.obj is stored and plain == noise
+    compressed = encode_chunk(DATA, "zstd")
+    assert decode_chunk_view(compressed, digest_of(DATA), len(DATA)) == DATA
+    damaged = stored[:-1] + bytes((stored[-1] ^ 1,))
+    with pytest.raises(CorruptionError, match="at offset 8"):
+        decode_chunk_view(damaged, digest_of(noise), len(noise), 8)
+    with pytest.raises(CorruptionError, match="bad header"):
+        decode_chunk_view(b"XXXX" + noise, digest_of(noise), len(noise), 8)

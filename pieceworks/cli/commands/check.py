@@ -114,5 +114,17 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.data({"store": store.name, **result.to_dict()})
     ctx.out.result(report(result, store.name))
     if result.manifests_unreadable:
+        ctx.out.explain(
+            "unreadable-manifests",
+            f"{result.manifests_unreadable} manifest(s) cannot be read",
+            "the summary's problems name them",
+        )
         return ExitCode.CORRUPT
-    return ExitCode.OK if result.ok else ExitCode.FAILED
+    if result.ok:
+        return ExitCode.OK
+    ctx.out.explain(
+        "check-problems",
+        f"store '{store.name}': {len(result.problems)} problem(s)",
+        "the summary's problems name each chunk and the backups that use it",
+    )
+    return ExitCode.FAILED

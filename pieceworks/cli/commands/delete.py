@@ -59,6 +59,11 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
             " (run `pieceworks gc` later)"
         )
         ctx.out.result(line)
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
+        )
         return ExitCode.DEFERRED
     ctx.out.result(line)
     return ExitCode.OK
@@ -77,6 +82,11 @@ def run_gc(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.result(
             f"garbage collection deferred: backups in progress: {report.describe_blockers()}."
             " Nothing was removed; run `pieceworks gc` again later"
+        )
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
         )
         return ExitCode.DEFERRED
     verb = "would remove" if report.dry_run else "removed"

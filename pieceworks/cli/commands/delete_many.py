@@ -98,6 +98,11 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
             " (run `pieceworks prune` later)"
         )
         ctx.out.result(line)
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
+        )
         return ExitCode.DEFERRED
     ctx.out.result(line)
     return ExitCode.OK

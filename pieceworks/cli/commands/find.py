@@ -84,7 +84,7 @@ def run_find(args: argparse.Namespace, ctx: Context) -> int:
         backend=args.backend,
         buildable=args.buildable,
     )
-    ctx.out.data([r.describe().to_dict() for r in found])
+    ctx.out.data([r.describe().to_dict() for r in found], message_type="registration")
     ctx.out.result(
         table(
             ["name", "kind", "backend", "attributes"],

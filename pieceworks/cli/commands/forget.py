@@ -202,6 +202,11 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
             " (run `pieceworks prune` later)"
         )
         ctx.out.result(summary)
+        ctx.out.explain(
+            "gc-deferred",
+            "chunk collection deferred by backups in progress",
+            "run `pieceworks prune` again later",
+        )
         return ExitCode.DEFERRED
     else:
         summary += (

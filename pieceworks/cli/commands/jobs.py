@@ -292,7 +292,12 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
         time.sleep(WATCH_POLL)
     ctx.out.data(status.to_dict())
     ctx.out.result(f"job {status.job_id}: {status.state}")
-    return ExitCode.OK if status.state == "SUCCESS" else ExitCode.FAILED
+    if status.state == "SUCCESS":
+        return ExitCode.OK
+    ctx.out.explain(
+        "job-failed", f"job {status.job_id} ended {status.state}", "`jobs show` says why"
+    )
+    return ExitCode.FAILED
 
 
 def run_cancel(args: argparse.Namespace, ctx: Context) -> int:

@@ -117,7 +117,8 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
         until=args.until,
         strategies=args.strategies,
     )
-    ctx.out.data([backup_row(m) for m in manifests] + [unreadable_row(u) for u in found.unreadable])
+    rows = [backup_row(m) for m in manifests] + [unreadable_row(u) for u in found.unreadable]
+    ctx.out.data(rows, message_type="backup")
     if manifests or found.unreadable:
         headers = ["id", "volume", "backend", "created", "size", "stored", "strategy", "parent"]
         with_labels = any(m.labels for m in manifests)
@@ -155,6 +156,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
             f"{len(found.unreadable)} manifest(s) cannot be read:"
             f" {', '.join(u.backup_id for u in found.unreadable)} (marked UNREADABLE above)",
             ExitCode.CORRUPT,
+            reference="unreadable-manifests",
         )
     return ExitCode.OK
 
@@ -173,7 +175,7 @@ def run_volumes(args: argparse.Namespace, ctx: Context) -> int:
             with closing(streams.open_read(VolumeRef(volume_id))) as reader:
                 size = reader.size
         sizes.append((volume_id, size))
-    ctx.out.data([{"volume_id": v, "size": n} for v, n in sizes])
+    ctx.out.data([{"volume_id": v, "size": n} for v, n in sizes], message_type="volume")
     if sizes:
         ctx.out.result(
             table(

@@ -126,7 +126,9 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.out.result(rendered.rstrip("\n"))
     if plan.chosen is None:
-        ctx.out.note(f"no {plan.operation} strategy can run on backend '{plan.backend}'")
+        message = f"no {plan.operation} strategy can run on backend '{plan.backend}'"
+        ctx.out.note(message)
+        ctx.out.explain("no-eligible-strategy", message, "the plan says why each cannot run")
         return ExitCode.FAILED
     return ExitCode.OK
 

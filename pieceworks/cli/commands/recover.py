@@ -56,4 +56,7 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
         + ("" if outcome.dry_run else "; run `pieceworks gc` to remove unreferenced chunks")
     )
     ctx.out.result("\n".join(lines))
-    return ExitCode.FAILED if outcome.failed else ExitCode.OK
+    if not outcome.failed:
+        return ExitCode.OK
+    ctx.out.explain("recover-failed", f"{outcome.failed} removal(s) failed", "the items say why")
+    return ExitCode.FAILED

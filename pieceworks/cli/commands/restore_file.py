@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
+from pieceworks.common_algorithms.gc.journal import TEMP_FILE_MARK, LocalJournal
+from pieceworks.protocols.owner import new_token
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -44,10 +46,14 @@ _ZERO_BLOCK = 1 << 20
 class FileWriter:
     """A `VolumeWriter` into a sparse temporary file, renamed onto `path` on commit."""
 
-    def __init__(self, path: str, size: int) -> None:
+    def __init__(self, path: str, size: int, journal: LocalJournal | None = None) -> None:
         self.path = path
         directory, name = os.path.split(os.path.abspath(path))
-        self.tmp = os.path.join(directory, f".{name}.pw-restore-{uuid.uuid4().hex[:12]}")
+        self.tmp = os.path.join(directory, f".{name}{TEMP_FILE_MARK}{uuid.uuid4().hex[:12]}")
+        # Named in the journal first: `pieceworks recover` removes it if this run is killed.
+        self.journal, self.token, self.entry = journal, new_token(), {"file": self.tmp}
+        if journal is not None:
+            journal.record(self.token, "restore-to-file", self.entry)
         self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.ftruncate(self.fd, size)
@@ -74,6 +80,11 @@ class FileWriter:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        self._forget()
+
+    def _forget(self) -> None:
+        if self.journal is not None:
+            self.journal.forget(self.token, self.entry)
 
     def abort(self) -> None:
         if self.fd is not None:
@@ -81,6 +92,7 @@ class FileWriter:
             self.fd = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.tmp)
+        self._forget()
 
 
 class DeviceWriter:
@@ -137,8 +149,13 @@ def _device_size(path: str) -> int:
         os.close(fd)
 
 
-def open_target(path: str, size: int, *, overwrite: bool) -> FileWriter | DeviceWriter:
-    """The writer for PATH (see the module docstring); `CliError` naming what is wrong."""
+def open_target(
+    path: str, size: int, *, overwrite: bool, journal: LocalJournal | None = None
+) -> FileWriter | DeviceWriter:
+    """The writer for PATH (see the module docstring); `CliError` naming what is wrong.
+
+    A regular file's temporary is named in `journal` while it exists.
+    """
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -147,7 +164,7 @@ def open_target(path: str, size: int, *, overwrite: bool) -> FileWriter | Device
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise CliError(f"cannot restore to {path}: directory {parent} does not exist")
-        return FileWriter(path, size)
+        return FileWriter(path, size, journal)
     if stat.S_ISDIR(st.st_mode):
         raise CliError(f"cannot restore to {path}: it is a directory", ExitCode.USAGE)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
@@ -160,7 +177,7 @@ def open_target(path: str, size: int, *, overwrite: bool) -> FileWriter | Device
             f"{path} exists ({kind}): add --overwrite to replace its content", ExitCode.USAGE
         )
     if stat.S_ISREG(st.st_mode):
-        return FileWriter(path, size)
+        return FileWriter(path, size, journal)
     capacity = _device_size(path)
     if capacity < size:
         raise CliError(
@@ -228,7 +245,8 @@ def run_restore_to_file(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     manifest = read_manifest(store.objects, args.backup_id)
     path = args.to_file
-    writer = open_target(path, manifest.size, overwrite=args.overwrite)
+    journal = LocalJournal(ctx.config.home / "journal")
+    writer = open_target(path, manifest.size, overwrite=args.overwrite, journal=journal)
     device = isinstance(writer, DeviceWriter)
     with ctx.progress(f"restore {os.path.basename(path) or path}") as progress:
 

@@ -91,5 +91,6 @@ def run_stats(args: argparse.Namespace, ctx: Context) -> int:
             f"{len(found.damaged)} manifest(s) cannot be read and are not counted:"
             f" {', '.join(sorted(found.damaged))}",
             ExitCode.CORRUPT,
+            reference="unreadable-manifests",
         )
     return ExitCode.OK

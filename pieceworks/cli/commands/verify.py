@@ -96,7 +96,15 @@ def run_verify(args: argparse.Namespace, ctx: Context) -> int:
             ) from None
     ctx.out.data(outcome.to_dict())
     ctx.out.result(report(outcome))
-    return ExitCode.OK if outcome.ok else ExitCode.FAILED
+    if outcome.ok:
+        return ExitCode.OK
+    ctx.out.explain(
+        "verify-problems",
+        f"backup {outcome.backup_id}: {len(outcome.problems)} missing or damaged chunk(s)",
+        "the summary names each chunk and its offset; a new backup of the volume stores"
+        " quarantined chunks again",
+    )
+    return ExitCode.FAILED
 
 
 def _against_source(args: argparse.Namespace, ctx: Context) -> int:
@@ -120,4 +128,10 @@ def _against_source(args: argparse.Namespace, ctx: Context) -> int:
     lines = [f"{head}: {len(found.differences)} difference(s)"]
     lines += [f"  offset {d.offset} ({d.length} bytes): {d.reason}" for d in found.differences]
     ctx.out.result("\n".join(lines))
+    ctx.out.explain(
+        "source-differs",
+        f"backup {found.backup_id} differs from volume {found.volume_id} in"
+        f" {len(found.differences)} place(s)",
+        "meaningful only while the volume has not changed since the backup",
+    )
     return ExitCode.CORRUPT

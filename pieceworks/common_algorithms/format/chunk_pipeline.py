@@ -18,7 +18,8 @@ chunks the backup references that it wrote or found in the store, before
 `backup_chunks` returns: so the disk writes while the threads work, and the
 manifest the caller writes next references durable chunks only. Restore
 and verify fetch and check chunks on worker threads, at most `depth` ahead
-of the calling thread, which writes (restore) in offset order.
+of the calling thread, which writes (restore) in offset order; a writer
+that takes concurrent writes (a file) is written by the workers instead.
 
 All three run entirely in the calling thread's call: when one returns or
 raises, no worker touches the store or the volume any more. A failure on
@@ -52,6 +53,7 @@ from pieceworks.protocols import (
     Extent,
     IObjectStore,
     ObjectNotFound,
+    OperationCancelled,
     PieceworksError,
     UnsupportedCodec,
     VolumeReader,
@@ -60,15 +62,18 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.chunks import (
     CODECS,
+    DEFAULT_CHUNK_SIZE,
     DEFAULT_CODEC,
     chunk_key,
     codec_of,
     decode_chunk,
+    decode_chunk_view,
     encode_chunk,
     is_zero,
 )
 from pieceworks.protocols.deferred_sync import IDeferredSync
 from pieceworks.protocols.encrypted_store import as_stored, chunk_id_for
+from pieceworks.protocols.io import takes_concurrent_writes
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -87,8 +92,6 @@ __all__ = [
     "verify_chunks",
 ]
 
-DEFAULT_CHUNK_SIZE: Final = 4 << 20
-
 #: ``progress(bytes_done, bytes_total)``, called from the calling thread, at
 #: most about once per 1% of the volume (and once at the end).
 Progress = Callable[[int, int], None]
@@ -96,10 +99,6 @@ Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class OperationCancelled(PieceworksError):
-    """The caller set the `cancel` event; the operation stopped early."""
 
 
 class ChunkMissing(CorruptionError):
@@ -657,13 +656,17 @@ def restore_chunks(
 
     Workers fetch and decode chunks (`decode_chunk` checks length and
     sha256); the calling thread writes them in offset order with
-    `writer.write_at`. Holes are not written (the writer's volume reads as
-    zeros there). If a chunk is damaged, `CorruptionError` is raised with
-    its offset, its digest and the backup's id (`ChunkMissing` if its
-    object is gone) before anything of it
-    is written; chunks before it may have been written, so the caller must
-    then `abort` the writer (and `commit` it only after a normal return).
-    This function calls neither.
+    `writer.write_at`, or, for a writer that takes concurrent writes
+    (`takes_concurrent_writes`: a file written with ``pwrite``), each
+    worker writes the chunk it decoded, so that two threads copy into the
+    page cache instead of one. Holes are not written (the writer's volume
+    reads as zeros there). If a chunk is damaged, `CorruptionError` is
+    raised with its offset, its digest and the backup's id (`ChunkMissing`
+    if its object is gone) before anything of it is written; chunks before
+    it (and with concurrent writes up to `depth` after it) may have been
+    written, so the caller must then `abort` the writer (and `commit` it
+    only after a normal return). Every write has returned when this
+    returns or raises. This function calls neither.
     """
     _check_args(manifest.chunk_size, threads, depth)
     started = time.monotonic()
@@ -672,18 +675,25 @@ def restore_chunks(
 
     chunk_id = chunk_id_for(store)
 
-    def fetch(ref: ChunkRef) -> tuple[int, bytes]:
+    concurrent = takes_concurrent_writes(writer)
+
+    def fetch(ref: ChunkRef) -> tuple[int, bytes | memoryview | None, int]:
         stored = _get_chunk(store, ref)
-        return len(stored), decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id)
+        plain = decode_chunk_view(stored, ref.digest, ref.length, ref.offset, chunk_id)
+        if concurrent:  # written here, on this worker (see the docstring)
+            writer.write_at(ref.offset, plain)
+            return len(stored), None, len(plain)
+        return len(stored), plain, len(plain)
 
     try:
         with closing(
             _ordered_map(fetch, manifest.chunks, threads, depth, cancel, "pieceworks-restore")
         ) as results:
-            for ref, (stored_length, plain) in results:
-                writer.write_at(ref.offset, plain)
+            for ref, (stored_length, plain, length) in results:
+                if plain is not None:
+                    writer.write_at(ref.offset, plain)
                 failpoint("restore.chunk-written")
-                written += len(plain)
+                written += length
                 fetched += stored_length
                 count += 1
                 report(ref.offset + ref.length)

@@ -10,7 +10,9 @@ A run that takes a temporary snapshot names it in a journal before taking
 it, so that ``pieceworks recover`` can delete it after the run was killed.
 Runs with a store journal there (``runs/<token>``, `leases.record_temporary`:
 visible from every host sharing the store); a run without a store (a
-replication between two backends) journals here: one JSON file per run,
+replication between two backends) journals here, and so does a restore to
+a local file (entry ``{"file": path}``, its temporary file next to the
+destination, named with `TEMP_FILE_MARK`): one JSON file per run,
 ``<directory>/<token>.json``, with the same fields as a store journal
 (`Owner` fields, ``kind``, ``id``, ``started``, ``renewed``, ``temporary``).
 Its owner is always on this host, so whether it lives is known at once.
@@ -36,7 +38,11 @@ from typing import Any
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.owner import Liveness, Owner, process_start
 
-__all__ = ["JournalFile", "LocalJournal", "default_journal_dir"]
+__all__ = ["TEMP_FILE_MARK", "JournalFile", "LocalJournal", "default_journal_dir"]
+
+#: Part of the name of every temporary file a journal may name (``{"file": path}``);
+#: `recover` removes no journaled file without it.
+TEMP_FILE_MARK = ".pw-restore-"
 
 
 def default_journal_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -24,17 +24,20 @@ another boot), or when an owner on another host has not renewed it for
 `stale_after` seconds (`DEFAULT_LEASE_TTL`, 2 minutes, unless configured:
 ``[leases] stale_after_seconds``, `set_stale_after`). Owners renew on a
 thread every `DEFAULT_RENEW_EVERY` seconds, or every quarter of
-`stale_after` if that is shorter, so hosts sharing a store must be
-configured alike. Ages are measured on the store's clock (an object's
-modification time against one just written), so hosts' clocks need not
-agree. Every cleanup removes only markers with its own run token (or stale
-ones, saying whose and why).
+`stale_after` if that is shorter, and record their `stale_after` in each
+marker: a reader configured shorter waits for the owner's, so a live owner
+is never taken for dead by a host configured differently. Ages are
+measured on the store's clock (an object's modification time against one
+just written), so hosts' clocks need not agree. Every cleanup removes
+only markers with its own run token (or stale ones, saying whose and
+why).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -130,9 +133,18 @@ def _ttl(given: float | None) -> float:
 class GCLockTimeout(PieceworksError):
     """A backup waited too long for a live garbage collection to finish."""
 
+    reference = "gc-lock-timeout"
+    hint = (
+        "run the backup again once the collection has ended; if its owner is dead,"
+        " `pieceworks recover` removes its lock"
+    )
+
 
 class BackupInProgress(PieceworksError):
     """Another live run is writing a backup with the same id; nothing of it was touched."""
+
+    reference = "backup-in-progress"
+    hint = "wait for the other run to end; if it is dead, `pieceworks recover` removes its lease"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +197,7 @@ def marker_body(kind: str, ident: str, owner: Owner, started: float, **extra: An
         **owner.to_dict(),
         "started": started,
         "renewed": time.time(),
+        "stale_after": stale_after(),
         **extra,
     }
     return json.dumps(body, sort_keys=True).encode()
@@ -276,11 +289,25 @@ def read_marker(
         return Marker(
             key, owner.describe(), age, True, "dead", "owner died (same host)", owner.token, body
         )
+    ttl = max(ttl, _promised(body))
     if age > ttl:
         reason = f"owner on another host silent for {age:.0f} s (TTL {ttl:g} s)"
         return Marker(key, owner.describe(), age, True, "silent", reason, owner.token, body)
     reason = f"owner on another host renewed {age:.0f} s ago (TTL {ttl:g} s)"
     return Marker(key, owner.describe(), age, False, "remote", reason, owner.token, body)
+
+
+def _promised(body: Any) -> float:
+    """The staleness the marker's owner renews within (``stale_after``; 0 if not recorded).
+
+    An owner configured with a longer ``stale_after`` renews less often: a
+    reader configured shorter waits for the owner's, so a live owner is
+    never taken for dead.
+    """
+    value = body.get("stale_after") if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return 0.0 if math.isnan(value) else min(max(float(value), 0.0), 86400.0)
 
 
 def scan_markers(

@@ -15,8 +15,9 @@ leftover               removed when
                        that run remains); first every temporary snapshot
                        it names is deleted on its backend
 ``<journal>/<token>``  its owner (always on this host) is dead; first
-``.json``              every temporary snapshot it names is deleted
-                       (`LocalJournal`: runs that write to no store)
+``.json``              every temporary snapshot or file it names is
+                       deleted (`LocalJournal`: runs that write to no
+                       store, restores to a file)
 ``.tmp-*`` in a store  its writing process is dead (the name says which)
 backend temporaries    ``.incoming`` copies and snapshot copies of dead
                        writers (drivers with ``sweep_temporary``)
@@ -30,6 +31,7 @@ journal, with that reason. Chunks no manifest references are left to `gc`
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.gc.journal import LocalJournal, remove
+from pieceworks.common_algorithms.gc.journal import TEMP_FILE_MARK, LocalJournal, remove
 from pieceworks.common_algorithms.gc.leases import (
     GC_LOCK_PREFIX,
     LEASE_PREFIX,
@@ -214,6 +216,23 @@ class _Recovery:
             lambda: driver.delete_snapshot(ref),
         )
 
+    def temp_file(self, entry: dict[str, str], why: str) -> bool:
+        """Remove a journaled temporary file (a restore to a file); whether it is gone.
+
+        Only an absolute path whose name is a pieceworks temporary
+        (`TEMP_FILE_MARK`) is removed: a journal never makes recover delete
+        anything else.
+        """
+        path = str(entry["file"])
+        if not os.path.isabs(path) or TEMP_FILE_MARK not in os.path.basename(path):
+            self.note("temporary-file", "local", path, "kept", "not a pieceworks temporary name")
+            return False
+        if not os.path.lexists(path):
+            return True
+        return self.attempt(
+            "temporary-file", "local", path, f"written by a run whose {why}", _unlinker(Path(path))
+        )
+
     def local(self, journal: LocalJournal) -> None:
         where = str(journal.directory)
         for found in journal.scan():
@@ -224,7 +243,9 @@ class _Recovery:
                 continue
             whole = True
             for entry in found.temporary:
-                whole &= self.snapshot(entry, why)
+                whole &= (
+                    self.temp_file(entry, why) if "file" in entry else self.snapshot(entry, why)
+                )
             if whole:
                 reason = f"{why}; every temporary it named is gone"
                 self.attempt("run-journal", where, name, reason, _unlinker(found.path))

@@ -61,7 +61,6 @@ from pieceworks.common_algorithms.placement import DataStep, RemoteStep, host, r
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
-    ChunkRef,
     Extent,
     IAllocatedExtents,
     IChangedBlocks,
@@ -72,6 +71,7 @@ from pieceworks.protocols import (
     VolumeRef,
 )
 from pieceworks.protocols.errors import ChangeTrackingLost
+from pieceworks.protocols.values import chunks_from_json, chunks_to_json
 
 __all__ = [
     "BackupTransfer",
@@ -90,16 +90,6 @@ __all__ = [
 #: Strategies that read a temporary snapshot when the backend can take one.
 _SNAPSHOT_WHEN_IN_USE = {"offload"}
 _ALWAYS_SNAPSHOT = {"snapshot-stream"}
-
-
-def chunks_to_json(chunks: tuple[ChunkRef, ...]) -> list[list[object]]:
-    """Chunk refs as compact JSON arrays, for TaskFlow's persisted results."""
-    return [[c.offset, c.length, c.digest, c.codec, c.stored_length] for c in chunks]
-
-
-def chunks_from_json(rows: list[list[Any]]) -> tuple[ChunkRef, ...]:
-    """The inverse of `chunks_to_json`."""
-    return tuple(ChunkRef(int(o), int(n), str(d), str(c), int(s)) for o, n, d, c, s in rows)
 
 
 def temporary_snapshot_id(backup_id: str, strategy: str, token: str) -> str:

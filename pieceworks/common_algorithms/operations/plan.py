@@ -134,6 +134,12 @@ class Attempt:
 class NoEligibleStrategy(PieceworksError):
     """No strategy of a plan can run; the message lists why and what would help."""
 
+    reference = "no-eligible-strategy"
+    hint = (
+        "`pieceworks plan` shows why each strategy cannot run; --in-use, --force or"
+        " another backend may allow one"
+    )
+
     def __init__(self, plan: Plan) -> None:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in plan.strategies)
         helps = [f"{' + '.join(s.needs)} ({s.name})" for s in plan.strategies if s.needs]
@@ -146,6 +152,9 @@ class NoEligibleStrategy(PieceworksError):
 
 class AllStrategiesFailed(PieceworksError):
     """Every eligible strategy ran and failed; each cause is listed in order."""
+
+    reference = "all-strategies-failed"
+    hint = "each strategy's error is in the message; -v shows more"
 
     def __init__(self, operation: str, backend: str, attempts: tuple[Attempt, ...]) -> None:
         causes = "; ".join(f"{a.strategy}: {a.error}" for a in attempts)

@@ -11,7 +11,7 @@ from oslo_utils import units
 
 from pieceworks.common_algorithms.format.manifest import check_labels
 from pieceworks.protocols import validate_id
-from pieceworks.protocols.chunks import CODECS, DEFAULT_CODEC
+from pieceworks.protocols.chunks import CODECS, DEFAULT_CHUNK_SIZE, DEFAULT_CODEC
 from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
 
 __all__ = [
@@ -37,7 +37,6 @@ IDLE_BACKUP_STRATEGIES: tuple[str, ...] = ("offload", "direct-stream", "snapshot
 RESTORE_STRATEGIES: tuple[str, ...] = ("offload", "stream-in")
 #: Replication strategies in their default order.
 REPLICATE_STRATEGIES: tuple[str, ...] = ("native", "stream", "via-store")
-DEFAULT_CHUNK_SIZE = 4 * units.Mi
 _MIN_CHUNK, _MAX_CHUNK = 64 * units.Ki, 64 * units.Mi
 
 

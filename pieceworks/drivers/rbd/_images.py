@@ -2,18 +2,22 @@
 
 Hidden names: a volume id starts with a letter or digit (`validate_id`), so
 images whose names start with ``.`` are never volumes; the driver builds a
-new volume under ``.pw-in.<volume-id>.<random>`` and moves a replaced one to
-``.pw-old.<volume-id>.<random>`` before removing it.
+new volume under ``.pw-in.<volume-id>.<tag>`` and moves a replaced one to
+``.pw-old.<volume-id>.<tag>`` before removing it. The tag names the process
+doing it (`pieceworks.drivers._files.owned_tag`: host, pid, start time), so
+that `sweep_hidden` can tell the images of a killed process from those of a
+live one.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from pieceworks.drivers import _files
 from pieceworks.drivers.rbd._cluster import bindings, errors
 from pieceworks.protocols import BackendError, Extent, VolumeNotFound
 
@@ -28,6 +32,7 @@ __all__ = [
     "open_image",
     "remove_image",
     "replace_image",
+    "sweep_hidden",
     "watchers",
 ]
 
@@ -36,7 +41,58 @@ log = logging.getLogger(__name__)
 
 def hidden_name(kind: str, volume_id: str) -> str:
     """``.pw-<kind>.<volume-id>.<random>``: an image name no volume id can take."""
-    return f".pw-{kind}.{volume_id}.{secrets.token_hex(6)}"
+    return f".pw-{kind}.{volume_id}.{_files.owned_tag()}"
+
+
+def sweep_hidden(ioctx: rados.Ioctx, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
+    """Remove the hidden images of dead processes (not if `dry_run`); judge every one.
+
+    Returns ``(image name, left_behind, reason)`` for each ``.pw-in.*`` and
+    ``.pw-old.*`` image: one whose process died (the name says which, see
+    `hidden_name`) is left behind and removed, one of a live process (or of
+    another host, unless untouched for an hour) kept. A ``.pw-old`` image
+    whose volume is missing is the only copy of that volume (the process
+    died between moving it aside and moving the new one in): it is kept, and
+    the reason says so; so is an image that a client still watches (a killed
+    client's watch lasts until Ceph times it out, 30 s by default). Failures
+    are `BackendError`.
+    """
+    _, binding = bindings()
+    rbd_api = binding.RBD()
+    with errors("cannot list the images of the pool"):
+        names = sorted(rbd_api.list(ioctx))
+    present = set(names)
+    found: list[tuple[str, bool, str]] = []
+    for name in names:
+        kind, _, rest = name.partition(".")[2].partition(".")
+        if name[:1] != "." or kind not in ("pw-in", "pw-old"):
+            continue
+        left, reason = _files.temporary_owner_state(name, _age(ioctx, name))
+        volume = _files.tagged_volume(rest)
+        if left and kind == "pw-old" and volume not in present:
+            left = False
+            reason += (
+                f"; kept: volume {volume!r} is missing and this is its only copy"
+                f" (rename it back to {volume!r})"
+            )
+        if left and watchers(ioctx, name):
+            left = False  # removing it now would wait for Ceph's watch timeout
+            reason += "; kept for now: a client's watch on it has not expired (30 s)"
+        if left and not dry_run:
+            remove_image(ioctx, name)
+        found.append((name, left, reason))
+    return found
+
+
+def _age(ioctx: rados.Ioctx, name: str) -> float:
+    """Seconds since image `name` was created (0 if librbd cannot tell)."""
+    _, binding = bindings()
+    try:
+        with binding.Image(ioctx, name, read_only=True) as image:
+            created = image.create_timestamp()
+    except Exception:  # an old librbd, or the image went away: not old
+        return 0.0
+    return max(0.0, time.time() - float(created.timestamp()))
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from pieceworks.drivers.rbd._images import (
     hidden_name,
     open_image,
     remove_image,
+    sweep_hidden,
 )
 from pieceworks.drivers.rbd._io import RbdReader, RbdWriter
 from pieceworks.drivers.rbd._replicate import replicate
@@ -247,6 +248,15 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
             other.close()
 
     # -- plain helpers for tests, the CLI and the demo (not capabilities) ----
+
+    def sweep_temporary(self, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
+        """Remove the hidden images (``.pw-in.*``, ``.pw-old.*``) of dead processes.
+
+        Returns ``(image, left_behind, reason)`` for each hidden image of the
+        pool; left-behind ones are removed unless `dry_run` (see
+        `sweep_hidden`). Used by ``pieceworks recover``.
+        """
+        return sweep_hidden(self._cluster.ioctx(), dry_run=dry_run)
 
     def list_volumes(self) -> list[VolumeRef]:
         """Every image of the pool whose name is a valid volume id, sorted."""

@@ -65,7 +65,6 @@ from zope.interface import implementer
 from pieceworks.drivers.remote.protocol import (
     NDJSON,
     Peer,
-    chunks_to_json,
     keys_to_json,
     peer_to_json,
     protocol_error,
@@ -95,6 +94,7 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.encryption import StoreKeys
 from pieceworks.protocols.offload import ISealedOffload
+from pieceworks.protocols.values import chunks_to_json
 
 __all__ = ["DEFAULT_TIMEOUT", "RemoteDriver", "protocol_error"]
 

@@ -87,7 +87,6 @@ from pieceworks.protocols import (
     BackendError,
     BackendSpec,
     ChangeTrackingLost,
-    ChunkRef,
     ConfigError,
     CorruptionError,
     DriverNotFound,
@@ -103,6 +102,7 @@ from pieceworks.protocols import (
     VolumeNotFound,
 )
 from pieceworks.protocols.encryption import StoreKeys
+from pieceworks.protocols.values import chunks_from_json, chunks_to_json
 
 API_VERSION: Final = 1
 #: While a long operation runs, the target writes a line at least this often.
@@ -176,28 +176,6 @@ def keys_from_json(value: object) -> StoreKeys | None:
     if len(object_key) != 32 or len(chunk_id_key) != 32:
         raise ValueError("keys: each key has 32 bytes")
     return StoreKeys.from_keys(object_key, chunk_id_key)
-
-
-def chunks_to_json(chunks: Iterable[ChunkRef]) -> list[list[object]]:
-    """Chunk refs as compact arrays ``[offset, length, digest, codec, stored_length]``."""
-    return [[c.offset, c.length, c.digest, c.codec, c.stored_length] for c in chunks]
-
-
-def chunks_from_json(rows: object) -> tuple[ChunkRef, ...]:
-    """The inverse of `chunks_to_json`; `ValueError` if malformed."""
-    if not isinstance(rows, list):
-        raise ValueError("chunks: expected a list")
-    out: list[ChunkRef] = []
-    for row in rows:
-        if not isinstance(row, list) or len(row) != 5:
-            raise ValueError(f"chunk {row!r}: expected [offset, length, digest, codec, size]")
-        offset, length, digest, codec, stored = row
-        if not all(
-            isinstance(x, int) and not isinstance(x, bool) for x in (offset, length, stored)
-        ):
-            raise ValueError(f"chunk {row!r}: offset, length and size must be integers")
-        out.append(ChunkRef(offset, length, str(digest), str(codec), stored))
-    return tuple(out)
 
 
 def pushed_to_json(pushed: PushedVolume) -> dict[str, Any]:

@@ -26,7 +26,6 @@ from pieceworks.drivers.remote.protocol import (
     HEARTBEAT_SECONDS,
     PIECE,
     TARGET_CODECS,
-    chunks_from_json,
     keys_from_json,
     peer_from_json,
     pushed_to_json,
@@ -59,7 +58,7 @@ from pieceworks.protocols.chunks import (
 from pieceworks.protocols.encrypted_store import EncryptedStore
 from pieceworks.protocols.encryption import StoreKeys
 from pieceworks.protocols.object_store import IObjectStore
-from pieceworks.protocols.values import StoreSpec
+from pieceworks.protocols.values import StoreSpec, chunks_from_json
 
 log = logging.getLogger(__name__)
 

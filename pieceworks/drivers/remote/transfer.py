@@ -49,6 +49,7 @@ from pieceworks.protocols import (
     Extent,
     IObjectStore,
     ObjectNotFound,
+    OperationCancelled,
     PieceworksError,
     PushedVolume,
     ReplicatedVolume,
@@ -72,10 +73,6 @@ from pieceworks.protocols.encrypted_store import chunk_id_for
 log = logging.getLogger(__name__)
 _ZERO_PIECE = bytes(PIECE)
 _MAX_LINE = 4096  # the longest line of a chunked body's framing
-
-
-class OperationCancelled(PieceworksError):
-    """The manager went away; the operation stopped and undid what it could."""
 
 
 class Job:
