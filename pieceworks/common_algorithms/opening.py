@@ -34,10 +34,8 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.keys import is_encrypted, passphrase_from_file, unlock
 from pieceworks.protocols import (
     BackendError,
     BackendSpec,
@@ -48,13 +46,10 @@ from pieceworks.protocols import (
     IObjectStore,
     StoreSpec,
 )
-from pieceworks.protocols.encrypted_store import EncryptedStore
-from pieceworks.registry.discovery import (
-    DRIVERS_NAMESPACE,
-    STORES_NAMESPACE,
-    DriverLoadError,
-    load_factory,
-)
+from pieceworks.protocols.namespaces import DRIVERS_NAMESPACE, STORES_NAMESPACE
+
+if TYPE_CHECKING:  # imported where used: the configuration (``--help``) needs only specs
+    from pieceworks.common_algorithms.backend import Backend, Store
 
 __all__ = [
     "DriverSpec",
@@ -165,6 +160,8 @@ def load_driver(spec: DriverSpec) -> object:
     Raise `ConfigError` (naming ``spec.origin``) for an unknown or broken
     driver or options it refuses, `BackendError` if it fails otherwise.
     """
+    from pieceworks.registry.discovery import DriverLoadError, load_factory  # noqa: PLC0415
+
     namespace = DRIVERS_NAMESPACE if spec.kind == "backend" else STORES_NAMESPACE
     what = "driver" if spec.kind == "backend" else "store driver"
     try:
@@ -186,6 +183,8 @@ def load_driver(spec: DriverSpec) -> object:
 
 def open_backend(spec: DriverSpec) -> Backend:
     """The backend `spec` describes, its driver verified (`InvalidDriver` → `ConfigError`)."""
+    from pieceworks.common_algorithms.backend import Backend  # noqa: PLC0415
+
     driver = load_driver(spec)
     try:
         return Backend.of(
@@ -210,6 +209,8 @@ def password_file_passphrase(spec: DriverSpec) -> Passphrase:
     """A `passphrase` callback reading ``spec.password_file`` (a host's configuration)."""
 
     def read() -> str:
+        from pieceworks.common_algorithms.keys import passphrase_from_file  # noqa: PLC0415
+
         if not spec.password_file:
             raise ConfigError(
                 f"{spec.origin}: store '{spec.name}' is encrypted and this host's configuration"
@@ -228,6 +229,10 @@ def open_store(spec: DriverSpec, passphrase: Passphrase | None = None) -> Store:
     ``spec.password_file``). Raise `ConfigError` as `load_driver` does, for
     a missing passphrase and for a wrong one (`WrongPassword`).
     """
+    from pieceworks.common_algorithms.backend import Store  # noqa: PLC0415
+    from pieceworks.common_algorithms.keys import is_encrypted, unlock  # noqa: PLC0415
+    from pieceworks.protocols.encrypted_store import EncryptedStore  # noqa: PLC0415
+
     objects = open_objects(spec)
     if is_encrypted(objects):
         password = (passphrase or password_file_passphrase(spec))()
