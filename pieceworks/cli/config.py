@@ -17,6 +17,10 @@ else nothing (built-in defaults only). A file looks like::
     persistence = "sqlite:////var/lib/pieceworks/pieceworks.db"
     engine = "serial"       # or "parallel"
 
+    [backup]                # optional
+    guard_sample = 1        # percent of skipped chunks re-read to catch a lying
+                            # driver (changed-blocks, allocated-extents); 0: off
+
     [jobs]                  # optional: running at scale (pieceworks jobs/conductor/worker)
     jobboard = "redis://10.0.0.5:6379/pieceworks"
     persistence = "postgresql://pw@10.0.0.6/pieceworks"
@@ -28,7 +32,9 @@ else nothing (built-in defaults only). A file looks like::
     stale_after_seconds = 120   # an owner on another host that has not renewed
                                 # its lease or lock for this long is dead
 
-Every key of a backend or store section except ``driver`` (and a store's
+A ``path`` option (a backend's or store's directory) may start with ``~``
+and, when relative, is relative to the configuration file's directory, as
+``password_file`` is. Every key of a backend or store section except ``driver`` (and a store's
 ``password_file``: the file holding an encrypted store's passphrase, relative
 to the configuration file's directory; what a conductor opens the store with,
 since jobs carry no secret) is passed to the driver's entry point as a
@@ -96,8 +102,9 @@ __all__ = [
 DEFAULT_NAME = "local"
 ENGINES = ("serial", "parallel")
 _ENGINE_KEYS = {"persistence", "engine"}
-_TOP_KEYS = {"backends", "stores", "engine", "jobs", "leases"}
+_TOP_KEYS = {"backends", "stores", "engine", "jobs", "leases", "backup"}
 _LEASES_KEYS = {"stale_after_seconds"}
+_BACKUP_KEYS = {"guard_sample"}
 #: The longest ``[leases] stale_after_seconds`` accepted (a day).
 MAX_STALE_AFTER = 86400.0
 _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_finished"}
@@ -105,6 +112,8 @@ _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_fini
 DEFAULT_KEEP_FINISHED = 86400.0
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
+#: The option naming a section's directory; relative: to the configuration file's directory.
+PATH_KEY = "path"
 #: The key of a store section naming its passphrase file (not a driver option).
 PASSWORD_FILE_KEY = "password_file"
 
@@ -169,6 +178,8 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     #: ``[leases] stale_after_seconds``; None: not set (the built-in 120 s).
     stale_after: float | None = None
+    #: ``[backup] guard_sample``, percent (None: not set, the built-in default)
+    guard_sample: float | None = None
 
     def backend(self, name: str | None) -> Section:
         """The backend called `name`, or the default one (see `choose`)."""
@@ -266,7 +277,8 @@ def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> 
                     f"{origin}: option '{key}' must be a string, number or boolean,"
                     f" not a {type(value).__name__}"
                 )
-            options[key] = value
+            is_path = key == PATH_KEY and isinstance(value, str)
+            options[key] = _option_path(str(value), origin, path) if is_path else value
         out[name] = Section(
             cast(Literal["backend", "store"], kind),
             name,
@@ -276,6 +288,18 @@ def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> 
             password_file=password_file,
         )
     return out
+
+
+def _option_path(value: str, origin: str, path: Path) -> str:
+    """A section's ``path`` option, absolute: ``~`` expanded, relative to the file's directory.
+
+    As `_password_file`: the same file means the same directories from any
+    working directory (a relative path once made a new, empty store in it,
+    and ``~/backups`` a directory called ``~``). `ConfigError` if blank.
+    """
+    if not value.strip():
+        raise ConfigError(f"{origin}: '{PATH_KEY}' must not be empty")
+    return str(path.parent.absolute() / Path(value).expanduser())
 
 
 def _password_file(body: Mapping[str, object], kind: str, origin: str, path: Path) -> str | None:
@@ -306,6 +330,32 @@ def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | N
     if engine is not None and engine not in ENGINES:
         raise ConfigError(f"{path} [engine]: engine must be one of {', '.join(ENGINES)}")
     return persistence, engine
+
+
+def _backup(data: Mapping[str, object], path: Path) -> float | None:
+    """``[backup] guard_sample``: a number of percent in [0, 100], or None if not set."""
+    raw = data.get("backup", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path}: [backup] must be a table")
+    unknown = sorted(set(raw) - _BACKUP_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{path} [backup]: unknown key(s) {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(_BACKUP_KEYS))})"
+        )
+    value = raw.get("guard_sample")
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= 100  # NaN fails too
+    ):
+        raise ConfigError(
+            f"{path} [backup]: guard_sample must be a number of percent from 0 (off) to 100,"
+            f" not {value!r}"
+        )
+    return float(value)
 
 
 def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
@@ -400,6 +450,7 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
     engine = "serial"
     jobs = JobsConfig()
     stale_after: float | None = None
+    guard_sample: float | None = None
     path = _config_path(explicit, env)
     if path is not None:
         data = _parse(path)
@@ -407,7 +458,7 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         if unknown:
             raise ConfigError(
                 f"configuration file {path}: unknown section(s) {', '.join(unknown)}"
-                " (known: backends, stores, engine, jobs, leases)"
+                " (known: backends, stores, engine, jobs, leases, backup)"
             )
         backends = _sections(data, "backend", "backends", path) or backends
         stores = _sections(data, "store", "stores", path) or stores
@@ -416,8 +467,11 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         engine = given_engine or engine
         jobs = _jobs(data, path)
         stale_after = _leases(data, path)
+        guard_sample = _backup(data, path)
     secrets = _secrets([*backends.values(), *stores.values()], persistence)
     for url in (jobs.jobboard, jobs.persistence, jobs.transport):
         if url and (pw := url_password(url)) is not None:
             secrets |= {pw}
-    return Config(path, home, backends, stores, persistence, engine, secrets, jobs, stale_after)
+    return Config(
+        path, home, backends, stores, persistence, engine, secrets, jobs, stale_after, guard_sample
+    )

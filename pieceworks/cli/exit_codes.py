@@ -226,7 +226,9 @@ def _jsonable(value: object, depth: int = 0) -> object:
         return {k: v for k, v in items.items() if v is not _SKIP}
     if isinstance(value, list | tuple | set | frozenset):
         values = [_jsonable(v, depth + 1) for v in value]
-        return [v for v in values if v is not _SKIP]
+        # A list missing some of its items would misstate the error (NoMatch's three
+        # closest registrations as []): left out whole.
+        return _SKIP if _SKIP in values else values
     return _SKIP
 
 

@@ -97,10 +97,16 @@ class Masker:
     def data(self, value: Any) -> Any:
         """A copy of JSON-able `value` with the known secrets in its strings masked.
 
-        Keys are data, not hints: a field called ``change_token`` is shown.
+        Keys are data, not hints: a field called ``change_token`` is shown; a
+        key is masked only where a known secret is in it. Numbers, booleans
+        and None are never touched, so the document dumps as valid JSON
+        whatever the secrets are (a passphrase ``false`` or ``2026``): mask
+        the data, then dump it, never the dumped text.
         """
         if isinstance(value, Mapping):
-            return {k: self.data(v) for k, v in value.items()}
+            return {
+                (self.known(k) if isinstance(k, str) else k): self.data(v) for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self.data(v) for v in value]
         if isinstance(value, str):

@@ -67,6 +67,20 @@ def parse_size(text: str) -> int:
         ) from None
 
 
+#: The chunk sizes a request accepts (`BackupRequest`), checked as the option is parsed.
+MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 64 * 1024, 64 * 1024 * 1024
+
+
+def parse_chunk_size(text: str) -> int:
+    """`parse_size`, 64 KiB to 64 MiB: out of range is a usage error, as a bad size is."""
+    size = parse_size(text)
+    if not MIN_CHUNK_SIZE <= size <= MAX_CHUNK_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"chunk size {text!r} ({size} bytes) out of range: use 64KiB to 64MiB"
+        )
+    return size
+
+
 def common_options(suppress: bool) -> CommandParser:
     """Options every command takes, before or after its name.
 
@@ -298,7 +312,7 @@ def backup_request_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--chunk-size",
-        type=parse_size,
+        type=parse_chunk_size,
         default=None,
         metavar="SIZE",
         help="chunk size, 64KiB to 64MiB (default 4MiB)",
@@ -353,7 +367,7 @@ def replicate_request_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--chunk-size",
-        type=parse_size,
+        type=parse_chunk_size,
         default=None,
         metavar="SIZE",
         help="copy and chunk size, 64KiB to 64MiB (default 4MiB)",

@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+#: The fields of an ``exit_error`` that are never masked (fixed names, not data).
+_STABLE = ("message_type", "code", "reference")
 
 
 def human_bytes(n: float) -> str:
@@ -115,7 +117,7 @@ class Output:
         """
         if self.json_mode:
             text = json.dumps(self.masker.data(_typed(value, message_type)), indent=2)
-            self.stdout.write(self.masker.known(text) + "\n")
+            self.stdout.write(text + "\n")
             self.stdout.flush()
 
     def note(self, text: str) -> None:
@@ -139,9 +141,12 @@ class Output:
     def fail(self, failure: Failure) -> None:
         """End a failing command: the ``exit_error`` line (--json) or the error line."""
         if self.json_mode:
-            doc = self.masker.data(failure.to_dict())
+            plain = failure.to_dict()
+            # The kind and the reference are fixed names, never user data: not masked,
+            # so a script can test them whatever the passphrase.
+            doc = {**self.masker.data(plain), **{k: plain[k] for k in _STABLE}}
             text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-            self.stderr.write(self.masker.known(text) + "\n")
+            self.stderr.write(text + "\n")
             self.stderr.flush()
         else:
             self.error(failure.message)

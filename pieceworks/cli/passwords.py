@@ -60,6 +60,7 @@ def read_password(
     *,
     source: bool = False,
     configured: str | None = None,
+    initial: bool = False,
 ) -> str:
     """The passphrase of encrypted store `store`; `ConfigError` (exit 2) if none is given.
 
@@ -67,6 +68,7 @@ def read_password(
     ``--from-password-file`` and ``$PIECEWORKS_FROM_PASSWORD[_FILE]``.
     `configured` is the store section's ``password_file``, read when
     neither the option nor the environment gives one (before a prompt).
+    `initial`: the passphrase that is to encrypt the store (``key init``).
     """
     var, file_var, option = (
         (FROM_PASSWORD_ENV, FROM_PASSWORD_FILE_ENV, "--from-password-file")
@@ -79,8 +81,9 @@ def read_password(
     if password is None and sys.stdin.isatty():
         password = getpass.getpass(f"passphrase of store '{store}': ")
     if not password:
+        state = "is to be encrypted" if initial else "is encrypted"
         raise ConfigError(
-            f"store '{store}' is encrypted: give its passphrase with ${var},"
+            f"store '{store}' {state}: give its passphrase with ${var},"
             f" ${file_var}, {option} or password_file in its section (or type it on a terminal)"
         )
     out.masker.add(frozenset({password}))

@@ -27,7 +27,6 @@ layer, `pieceworks.drivers.store_opener.open_store` opens a store from a
 
 from __future__ import annotations
 
-import inspect
 import os
 import types
 import typing
@@ -283,6 +282,8 @@ def check_options(spec: DriverSpec, factory: Callable[..., object]) -> None:
     integer or a string); an option without a checkable annotation is left
     to the factory. The message never shows the value (it may be a secret).
     """
+    import inspect  # noqa: PLC0415 (only when a driver is opened)
+
     target = cast(Any, factory).__init__ if isinstance(factory, type) else factory
     try:
         hints = typing.get_type_hints(target)

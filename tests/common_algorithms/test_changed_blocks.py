@@ -55,7 +55,9 @@ def test_incremental_reads_only_the_changed_chunks(tmp_path: Path) -> None:
         backend, store, BackupRequest("vol", in_use=True, incremental=True, chunk_size=CHUNK)
     )
     assert incr.parent == full.backup_id
-    assert incr.bytes_read == CHUNK
+    assert incr.guard is not None and incr.guard.chunks_checked == 1  # 1% of 15, at least 1
+    assert incr.bytes_read == CHUNK + incr.guard.bytes_reread
+    assert incr.enhancers_used["changed-blocks"] == 14 * CHUNK
     restore(backend, store, RestoreRequest(incr.backup_id, "back"))
     assert driver.read_range(VolumeRef("back"), 0, len(data)) == data
 

@@ -3,7 +3,9 @@
 The package lives in a temporary directory outside the repository, with a
 three-line mypy configuration (strict, the mypy-zope plugin) and no
 MYPYPATH: pieceworks is found as installed (editable, ``editable_mode=compat``
-as the Makefile and docs/writing-a-driver.md install it) with its py.typed.
+as the Makefile and docs/writing-a-driver.md install it) with its py.typed,
+and TaskFlow's types through the ``taskflow-stubs`` stub-only package it
+ships (test_stubs_package.py checks the same from a built wheel).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pieceworks.protocols import (
     AllocatedExtents, Extent, Snapshot, SnapshotRef, Source, StreamOut, VolumeReader, VolumeRef,
 )
 from pieceworks.testing import ConformanceTests
+from taskflow import task
+from taskflow.patterns import linear_flow
 
 
 class MyDriver(Snapshot, StreamOut, AllocatedExtents):
@@ -43,6 +47,16 @@ def backend() -> Backend:
 
 class TestMyDriver(ConformanceTests):
     pass
+
+
+class Warm(task.Task):  # a task of the author's own
+
+    def execute(self, volume_id: str) -> str:
+        return volume_id
+
+
+def warm_flow() -> linear_flow.Flow:
+    return linear_flow.Flow("warm").add(Warm(provides="warmed"))
 """
 
 BROKEN = """

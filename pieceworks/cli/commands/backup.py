@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli.commands._select import label, label_filters
 from pieceworks.cli.exit_codes import CliError, ExitCode
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms import BackupOutcome, BackupRequest
 
-__all__ = ["add_arguments", "backup_request", "report", "run_backup"]
+__all__ = ["add_arguments", "backup_request", "guard_percent", "report", "run_backup"]
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,47 @@ def add_arguments(parser: CommandParser) -> None:
         action="append",
         help="record this label in the backup (repeatable); shown by list and show",
     )
+    parser.add_argument(
+        "--guard-sample",
+        dest="guard_sample",
+        metavar="PCT",
+        type=guard_percent,
+        default=None,
+        help=(
+            "re-read this percent (at least one chunk) of the chunks changed-blocks reports"
+            " unchanged and allocated-extents reports as holes, to catch a lying driver;"
+            " 0 turns the guard off (default: [backup] guard_sample, else 1)"
+        ),
+    )
 
 
-def backup_request(args: argparse.Namespace) -> BackupRequest:
-    """The request the options describe (`ConfigError` if out of range)."""
+def guard_percent(text: str) -> float:
+    """``PCT`` or ``PCT%`` as a float in [0, 100]; `argparse.ArgumentTypeError` otherwise."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 100.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"invalid percentage {text!r}: give a number from 0 (guard off) to 100"
+        )
+    return value
+
+
+def backup_request(args: argparse.Namespace, guard: float | None = None) -> BackupRequest:
+    """The request the options describe (`ConfigError` if out of range).
+
+    `guard`: the guard's sample percent when ``--guard-sample`` is not given
+    (``[backup] guard_sample``; None: the built-in default).
+    """
     from pieceworks.common_algorithms import BackupRequest  # noqa: PLC0415
 
-    extra = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
+    given = getattr(args, "guard_sample", None)  # plan backup has no --guard-sample
+    guard = given if given is not None else guard
+    extra: dict[str, Any] = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
     labels = label_filters(args)  # backup --label K=V (plan backup has none)
+    if guard is not None:
+        extra["guard_percent"] = guard
     return BackupRequest(
         volume_id=args.volume,
         in_use=args.in_use,
@@ -86,6 +120,17 @@ def report(outcome: BackupOutcome) -> str:
     ]
     if outcome.incremental:
         lines.append(f"  parent    {outcome.parent or 'none (first backup of the volume)'}")
+    used = ", ".join(
+        f"{name} (skipped {human_bytes(n)})" for name, n in outcome.enhancers_used.items()
+    )
+    lines.append(f"  enhancers {used or 'none'}")
+    if outcome.guard is not None and outcome.guard.percent > 0:
+        g = outcome.guard
+        lines.append(
+            f"  guard     re-read {human_bytes(g.bytes_reread)} ({g.chunks_checked} sampled"
+            f" chunks, {g.percent:g}%): "
+            + ("LIES FOUND, read in full" if g.lies else "no lie found")
+        )
     lines.append(
         f"  time      {outcome.seconds:.2f} s, {mb_per_s(outcome.size, outcome.seconds):.1f} MB/s"
     )
@@ -98,7 +143,7 @@ def run_backup(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.common_algorithms import backup, plan_backup  # noqa: PLC0415
 
     backend, store = ctx.backend(), ctx.store()
-    request = backup_request(args)
+    request = backup_request(args, ctx.config.guard_sample)
     ctx.require_volume(backend, request.volume_id)
     plan = plan_backup(backend, store, request)
     log.info("%s", plan.format_text())
@@ -110,6 +155,9 @@ def run_backup(args: argparse.Namespace, ctx: Context) -> int:
             progress.close()
             message = abandon_backup(backend, store, request, plan)
             raise CliError(message, ExitCode.INTERRUPTED) from None
+    if ctx.out.quiet:  # else the guard's log warning has said it already
+        for warning in outcome.warnings:
+            ctx.out.warn(warning)
     ctx.out.data(outcome.to_dict())
     ctx.out.result(report(outcome))
     return ExitCode.OK

@@ -69,6 +69,8 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
         raise CliError(
             f"no backup {', '.join(missing)} in store '{store.name}'; nothing was deleted",
             ExitCode.NOT_FOUND,
+            reference=BackupNotFound.reference,
+            hint=BackupNotFound.hint,
         )
     deleted: list[str] = []
     with sigint_ignored():  # a few manifests and one collection: finish them

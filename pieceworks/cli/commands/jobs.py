@@ -157,7 +157,7 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
     backend = args.backend or ctx.config.backend(None).name
     store = args.store or ctx.config.store(None).name
     if args.post_kind == "backup":
-        request = backup_request(args)
+        request = backup_request(args, ctx.config.guard_sample)
         fields = {
             "volume_id": request.volume_id,
             "backup_id": request.backup_id,
@@ -166,6 +166,7 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
             "incremental": request.incremental,
             "codec": request.codec,
             "chunk_size": request.chunk_size,
+            "guard_percent": request.guard_percent,
         }
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:

@@ -16,14 +16,15 @@ The arguments are declared here, beside what the commands do (STYLE.md,
 from __future__ import annotations
 
 import argparse
-import time
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.output import iso_time
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
+    from pieceworks.protocols import IObjectStore
 
 __all__ = ["add_arguments", "run_key_add", "run_key_init", "run_key_list", "run_key_passwd"]
 
@@ -73,10 +74,19 @@ def add_arguments(parser: CommandParser) -> None:
     remove.add_argument("key_id", metavar="KEY_ID")
 
 
-def _password(ctx: Context, store_name: str) -> str:
+def _password(ctx: Context, store_name: str, *, initial: bool = False) -> str:
     from pieceworks.cli.passwords import read_password  # noqa: PLC0415
 
-    return read_password(ctx.out, ctx.env, store_name, ctx.password_file)
+    return read_password(ctx.out, ctx.env, store_name, ctx.password_file, initial=initial)
+
+
+def _encrypted(ctx: Context) -> tuple[str, IObjectStore]:
+    """The chosen store; `NotEncrypted` if it has no key, before a passphrase is asked."""
+    from pieceworks.common_algorithms.keys import list_keys  # noqa: PLC0415
+
+    name, objects = ctx.raw_store()
+    list_keys(objects)
+    return name, objects
 
 
 def run_key_init(args: argparse.Namespace, ctx: Context) -> int:
@@ -84,7 +94,7 @@ def run_key_init(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.common_algorithms.keys import init_keys  # noqa: PLC0415
 
     name, objects = ctx.raw_store()
-    key_id = init_keys(objects, _password(ctx, name))
+    key_id = init_keys(objects, _password(ctx, name, initial=True))
     ctx.out.data({"store": name, "key_id": key_id, "encrypted": True})
     ctx.out.result(f"store '{name}' is encrypted; key {key_id} opens it")
     return ExitCode.OK
@@ -98,11 +108,7 @@ def run_key_list(args: argparse.Namespace, ctx: Context) -> int:
     keys = list_keys(objects)
     ctx.out.data({"store": name, "keys": [k.to_dict() for k in keys]})
     lines = [f"{'key_id':18}{'created':22}{'host':20}kdf"]
-    lines += [
-        f"{k.key_id:18}{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(k.created)):22}"
-        f"{k.host:20}{k.kdf}"
-        for k in keys
-    ]
+    lines += [f"{k.key_id:18}{iso_time(k.created):22}{k.host:20}{k.kdf}" for k in keys]
     ctx.out.result("\n".join(lines))
     return ExitCode.OK
 
@@ -112,7 +118,7 @@ def _with_new_password(args: argparse.Namespace, ctx: Context, change: bool) -> 
     from pieceworks.cli.passwords import read_new_password  # noqa: PLC0415
     from pieceworks.common_algorithms.keys import add_key, change_password  # noqa: PLC0415
 
-    name, objects = ctx.raw_store()
+    name, objects = _encrypted(ctx)
     password = _password(ctx, name)
     new = read_new_password(ctx.out, ctx.env, name, args.new_password_file)
     key_id = (change_password if change else add_key)(objects, password, new)
@@ -139,7 +145,7 @@ def run_key_remove(args: argparse.Namespace, ctx: Context) -> int:
     """Remove a key file (not the last)."""
     from pieceworks.common_algorithms.keys import remove_key  # noqa: PLC0415
 
-    name, objects = ctx.raw_store()
+    name, objects = _encrypted(ctx)
     remove_key(objects, _password(ctx, name), args.key_id)
     ctx.out.data({"store": name, "key_id": args.key_id, "removed": True})
     ctx.out.result(f"key {args.key_id} removed from store '{name}'")

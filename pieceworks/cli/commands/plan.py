@@ -106,7 +106,7 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
     fmt = "json" if ctx.out.json_mode else args.format
     masker = ctx.out.masker
     if fmt == "json":  # JSON is masked as data, never as text (see Masker.text)
-        rendered = masker.known(json.dumps(masker.data(plan.to_dict()), indent=2)) + "\n"
+        rendered = json.dumps(masker.data(plan.to_dict()), indent=2) + "\n"
     elif fmt == "text":
         rendered = plan.format_text()
     elif fmt == "dot":

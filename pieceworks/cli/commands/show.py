@@ -34,6 +34,7 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 
 #: Manifest stats shown in their own fields rather than under ``stats``.
 _OWN_STATS = ("plan", "reason", "enhancers", "failed_strategies", "fallbacks", "forced")
+_GUARD_STATS = ("guard_sample_percent", "guard_chunks_checked", "guard_bytes_reread", "guard_lies")
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -101,8 +102,27 @@ def describe(m: Manifest, store: str) -> dict[str, Any]:
         "parent": m.parent,
         "change_token": m.change_token,
         "labels": dict(m.labels),
-        "stats": {k: v for k, v in m.stats.items() if k not in _OWN_STATS},
+        "enhancers_used": {k: {"bytes_skipped": n} for k, n in m.enhancers_used.items()},
+        "guard": _guard(m),
+        "stats": {k: v for k, v in m.stats.items() if k not in (*_OWN_STATS, *_GUARD_STATS)},
     }
+
+
+def _guard(m: Manifest) -> dict[str, Any] | None:
+    """The sampling guard's figures the manifest records (None: not run or older)."""
+    s = m.stats
+    if "guard_chunks_checked" not in s:
+        return None
+    try:
+        lies = json.loads(str(s.get("guard_lies", "[]")))
+        return {
+            "sample_percent": float(s.get("guard_sample_percent", 0)),
+            "chunks_checked": int(s["guard_chunks_checked"]),
+            "bytes_reread": int(s.get("guard_bytes_reread", 0)),
+            "lies": lies if isinstance(lies, list) else [],
+        }
+    except (ValueError, TypeError):
+        return None
 
 
 def _text(d: dict[str, Any]) -> str:
@@ -133,6 +153,23 @@ def _text(d: dict[str, Any]) -> str:
         f"  parent      {d['parent'] or '-'}" + (" (incremental)" if d["incremental"] else ""),
         "  labels      " + (", ".join(f"{k}={v}" for k, v in sorted(d["labels"].items())) or "-"),
     ]
+    used = ", ".join(
+        f"{k} skipped {human_bytes(v['bytes_skipped'])}" for k, v in d["enhancers_used"].items()
+    )
+    extra = [f"  used        {used or '-'}"]
+    g = d["guard"]
+    if g is not None:
+        found = "; ".join(
+            f"{x.get('enhancer')} lied at offsets {', '.join(map(str, x.get('offsets', [])))}"
+            " (read in full)"
+            for x in g["lies"]
+            if isinstance(x, dict)
+        )
+        extra.append(
+            f"  guard       re-read {human_bytes(g['bytes_reread'])} in {g['chunks_checked']}"
+            f" sampled chunks ({g['sample_percent']:g}%): {found or 'no lie found'}"
+        )
+    lines[5:5] = extra  # after the enhancers of the plan
     return "\n".join(lines)
 
 

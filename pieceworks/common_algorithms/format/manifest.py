@@ -22,6 +22,9 @@ A reader refuses a version it does not know rather than guess.
 K=V``) is written only when a backup has labels, so a manifest without
 labels is byte for byte what earlier versions wrote, and a reader of an
 earlier version ignores it (the checksum covers it either way).
+``enhancers_used`` (``{"changed-blocks": {"bytes_skipped": N}, ...}``, the
+enhancers the backup's reads went through and the bytes each let it skip)
+is optional the same way: written only when an enhancer was used.
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ class Manifest:
     incremental: bool = False
     stats: Mapping[str, int | str] = field(default_factory=dict, hash=False)
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    enhancers_used: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         validate_id("backup id", self.backup_id)
@@ -146,6 +150,7 @@ class Manifest:
         _check_chunks(self.chunks, self.size, self.chunk_size)
         object.__setattr__(self, "stats", _check_stats(self.stats))
         object.__setattr__(self, "labels", MappingProxyType(check_labels(self.labels)))
+        object.__setattr__(self, "enhancers_used", _check_enhancers(self.enhancers_used))
 
     @property
     def data_bytes(self) -> int:
@@ -233,6 +238,10 @@ class Manifest:
         }
         if self.labels:
             body["labels"] = dict(self.labels)
+        if self.enhancers_used:
+            body["enhancers_used"] = {
+                k: {"bytes_skipped": v} for k, v in self.enhancers_used.items()
+            }
         return body
 
     @classmethod
@@ -259,6 +268,7 @@ class Manifest:
             incremental=body["incremental"],
             stats=body["stats"],
             labels=body.get("labels", {}),
+            enhancers_used=_enhancers_from(body.get("enhancers_used", {})),
         )
 
 
@@ -498,6 +508,26 @@ def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
                 f" {_LABEL_VALUE_MAX} printable characters"
             )
     return dict(labels)
+
+
+def _enhancers_from(raw: object) -> dict[str, int]:
+    """``{name: bytes_skipped}`` from the body's ``enhancers_used`` (`ValueError` if malformed)."""
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, dict) and "bytes_skipped" in v for v in raw.values()
+    ):
+        raise ValueError(f"malformed enhancers_used {raw!r}")
+    return {k: v["bytes_skipped"] for k, v in raw.items()}
+
+
+def _check_enhancers(used: Mapping[str, int]) -> Mapping[str, int]:
+    if not isinstance(used, Mapping):
+        raise ValueError(f"manifest enhancers_used must be a mapping, not {type(used).__name__}")
+    for k, v in used.items():
+        if not isinstance(k, str) or not k or not _is_int(v) or v < 0:
+            raise ValueError(
+                f"manifest enhancers_used entry {k!r}: {v!r} is not a name and an int >= 0"
+            )
+    return MappingProxyType(dict(used))
 
 
 def _check_stats(stats: Mapping[str, int | str]) -> Mapping[str, int | str]:

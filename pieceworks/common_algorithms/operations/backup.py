@@ -14,7 +14,8 @@ strategy runs. Last, the manifest is written and the lease released.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from taskflow.patterns import linear_flow
@@ -35,6 +36,7 @@ from pieceworks.common_algorithms.operations.backup_tasks import (
     WriteManifest,
 )
 from pieceworks.common_algorithms.operations.fallback import StrategyFallback
+from pieceworks.common_algorithms.operations.guard import GuardReport
 from pieceworks.common_algorithms.operations.plan import Attempt, Plan
 from pieceworks.common_algorithms.operations.planning import plan_backup
 from pieceworks.common_algorithms.operations.requests import BackupRequest
@@ -81,6 +83,10 @@ class BackupOutcome:
 
     `strategy` produced the backup; `failed` lists the strategies tried
     before it, each with its error; `plan` is the plan it followed.
+    `enhancers_used` maps each enhancer its reads went through
+    (``changed-blocks``, ``allocated-extents``) to the bytes it let the
+    backup skip; `guard` is what the sampling guard checked and found
+    (None when the strategy read nothing through pieceworks: offload).
     """
 
     backup_id: str
@@ -100,6 +106,13 @@ class BackupOutcome:
     incremental: bool
     parent: str | None
     seconds: float
+    enhancers_used: Mapping[str, int] = field(default_factory=dict)
+    guard: GuardReport | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the user must be told: each lie the guard caught, as a sentence."""
+        return tuple(lie.message() for lie in self.guard.lies) if self.guard else ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``pieceworks backup --json``."""
@@ -121,6 +134,11 @@ class BackupOutcome:
             "parent": self.parent,
             "seconds": round(self.seconds, 3),
             "plan": self.plan.to_dict(),
+            "enhancers_used": {
+                name: {"bytes_skipped": n} for name, n in self.enhancers_used.items()
+            },
+            "guard": None if self.guard is None else self.guard.to_dict(),
+            "warnings": list(self.warnings),
         }
 
 
@@ -168,6 +186,8 @@ def backup(
         incremental=result["incremental"],
         parent=result["parent"],
         seconds=time.monotonic() - started,
+        enhancers_used=dict(result.get("enhancers_used") or {}),
+        guard=GuardReport.from_dict(result["guard"]) if result.get("guard") else None,
     )
 
 

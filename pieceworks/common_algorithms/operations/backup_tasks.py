@@ -40,7 +40,7 @@ from typing import Any
 from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks
+from pieceworks.common_algorithms.format.chunk_pipeline import BackupResult, backup_chunks
 from pieceworks.common_algorithms.format.manifest import (
     Manifest,
     known_chunks,
@@ -53,6 +53,13 @@ from pieceworks.common_algorithms.gc.leases import (
     lease_renewed,
     record_temporary,
     release_lease,
+)
+from pieceworks.common_algorithms.operations.guard import (
+    driver_name,
+    enhancer_savings,
+    guard_stats,
+    plan_guard,
+    unguarded,
 )
 from pieceworks.common_algorithms.operations.plan import Plan
 from pieceworks.common_algorithms.operations.requests import BackupRequest
@@ -68,6 +75,7 @@ from pieceworks.protocols import (
     IStreamOut,
     SnapshotRef,
     Source,
+    VolumeReader,
     VolumeRef,
 )
 from pieceworks.protocols.errors import ChangeTrackingLost
@@ -292,6 +300,8 @@ class TransferChunks(DataStep, _BackupTask):
             "bytes_through_manager": 0,
             "codec": codec,
             "change_token": None,
+            "enhancers_used": {},
+            "guard": None,
         }
 
     def _stream(self, ref: Source, parent: Manifest | None) -> dict[str, Any]:
@@ -302,30 +312,58 @@ class TransferChunks(DataStep, _BackupTask):
         with closing(driver.open_read(ref)) as reader:
             size = reader.size
             token, changed = self._changes(ref, parent, size)
-            result = backup_chunks(
-                reader,
-                self.store.objects,
-                chunk_size=self.request.chunk_size,
-                codec=self.request.codec,
+            plan = plan_guard(
+                size,
+                self.request.chunk_size,
                 extents=extents,
-                read_only=changed,
-                reuse=parent.chunk_map() if changed is not None and parent else None,
-                known=known_chunks([parent]) if parent else None,
-                progress=ProgressReporter(self.reporter or self, size),
+                changed=changed,
+                parent=parent.chunk_map() if changed is not None and parent else None,
+                percent=self.request.guard_percent,
             )
+            result = self._chunks(reader, parent, plan.extents, plan.changed)
+        guard = plan.check(result.chunks, self.backend.name, driver_name(self.backend.driver))
+        read, stored = result.stats.bytes_read, result.stats.bytes_stored
+        if guard.lies:  # the driver lied: no enhancer, read everything (no lie in the manifest)
+            with closing(driver.open_read(ref)) as reader:
+                size = reader.size
+                plan = unguarded(size, self.request.chunk_size)
+                result = self._chunks(reader, parent, None, None)
+            read, stored = read + result.stats.bytes_read, stored + result.stats.bytes_stored
         stats = result.stats
         return {
             "size": size,
             "chunks": chunks_to_json(result.chunks),
-            "bytes_read": stats.bytes_read,
-            "bytes_stored": stats.bytes_stored,
-            "bytes_through_manager": stats.bytes_read,
+            "bytes_read": read,
+            "bytes_stored": stored,
+            "bytes_through_manager": read,
             "chunks_new": stats.chunks_new,
             "chunks_reused": stats.chunks_reused,
             "holes": stats.holes,
             "codec": self.request.codec,
             "change_token": token,
+            "enhancers_used": enhancer_savings(plan, stats.bytes_read),
+            "guard": guard.to_dict(),
         }
+
+    def _chunks(
+        self,
+        reader: VolumeReader,
+        parent: Manifest | None,
+        extents: Sequence[Extent] | None,
+        changed: Sequence[Extent] | None,
+    ) -> BackupResult:
+        """One pass of `backup_chunks` over `reader` (`changed` None: read everything)."""
+        return backup_chunks(
+            reader,
+            self.store.objects,
+            chunk_size=self.request.chunk_size,
+            codec=self.request.codec,
+            extents=extents,
+            read_only=changed,
+            reuse=parent.chunk_map() if changed is not None and parent else None,
+            known=known_chunks([parent]) if parent else None,
+            progress=ProgressReporter(self.reporter or self, reader.size),
+        )
 
     def _changes(
         self, ref: Source, parent: Manifest | None, size: int
@@ -464,6 +502,8 @@ class WriteManifest(_BackupTask):
             stats["forced"] = "read while in use"
         if self.plan is not None:
             stats.update(plan_stats(self.plan, str(attempt["strategy"])))
+        guard = transfer.get("guard")
+        stats.update(guard_stats(guard))
         manifest = Manifest(
             backup_id=self.request.backup_id,
             volume_id=self.request.volume_id,
@@ -479,6 +519,7 @@ class WriteManifest(_BackupTask):
             incremental=self.request.incremental,
             stats=stats,
             labels=self.request.labels,
+            enhancers_used=dict(transfer.get("enhancers_used") or {}),
         )
         failpoint("backup.before-manifest")
         write_manifest(self.store.objects, manifest)
@@ -500,6 +541,8 @@ class WriteManifest(_BackupTask):
             "transfer_seconds": float(transfer.get("seconds", 0.0)),
             "incremental": manifest.incremental,
             "parent": manifest.parent,
+            "enhancers_used": dict(manifest.enhancers_used),
+            "guard": guard,
         }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from oslo_utils import units
 
 from pieceworks.common_algorithms.format.manifest import check_labels
+from pieceworks.common_algorithms.operations.guard import DEFAULT_GUARD_PERCENT, check_percent
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.chunks import CODECS, DEFAULT_CHUNK_SIZE, DEFAULT_CODEC
 from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
@@ -72,6 +73,10 @@ class BackupRequest:
     direct-stream before snapshot-stream for one that is not (reading it
     directly is as consistent and skips the snapshot's cost).
     `labels` (string keys and values) are recorded in the manifest.
+    `guard_percent`: the share (0 to 100 percent; 0 turns it off) of the
+    chunks changed-blocks reports unchanged, and of those allocated-extents
+    reports as holes, that the backup reads anyway to catch a lying driver
+    (`pieceworks.common_algorithms.operations.guard`; at least one chunk of each).
     """
 
     volume_id: str
@@ -83,10 +88,15 @@ class BackupRequest:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     strategies: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict, hash=False)
+    guard_percent: float = DEFAULT_GUARD_PERCENT
 
     def __post_init__(self) -> None:
         validate_id("volume id", self.volume_id)
         validate_id("backup id", self.backup_id)
+        try:
+            object.__setattr__(self, "guard_percent", check_percent(self.guard_percent))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         try:
             object.__setattr__(self, "labels", check_labels(self.labels))
         except ValueError as exc:

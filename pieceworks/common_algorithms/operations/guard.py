@@ -1,0 +1,377 @@
+"""The sampling guard: catch a driver whose changed-blocks or allocated-extents lie.
+
+An incremental backup through changed-blocks does not read the chunks the
+driver reports unchanged (it takes the parent's chunk, or a hole, at each of
+them), and any backup through allocated-extents does not read the ranges the
+driver reports as holes. A driver that omits a written block or a data
+extent therefore makes a backup that verifies OK and restores wrong. The
+guard reads a small random sample of those skipped chunks as part of the
+backup's own pass, and checks each afterwards:
+
+* a chunk reported unchanged must hash to the parent's chunk at that offset
+  (or be all zeros where the parent had a hole);
+* a chunk reported as a hole (it meets no allocated extent) must read as
+  zeros.
+
+`plan_guard` draws the sample and widens the extents and changed ranges
+the backup is given so that the sampled chunks are read (they are hashed
+like any other chunk and, being unchanged, deduplicated: no store write);
+`GuardPlan.check` compares the chunks the backup produced with what the
+driver promised. A mismatch is a `Lie`: the caller discards the pass and
+reads the whole volume (no enhancer), so that no lie reaches a manifest.
+
+Cost: ``max(1, ceil(percent% of n))`` chunks of each kind (``n`` the
+chunks skipped for that enhancer), read and hashed; `GuardReport` gives the
+bytes re-read. ``percent == 0`` turns the guard off.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from pieceworks.protocols import ChunkRef, Extent
+
+__all__ = [
+    "CHANGED_BLOCKS",
+    "ALLOCATED_EXTENTS",
+    "DEFAULT_GUARD_PERCENT",
+    "GuardPlan",
+    "GuardReport",
+    "Lie",
+    "check_percent",
+    "chunk_bytes",
+    "driver_name",
+    "unguarded",
+    "enhancer_savings",
+    "guard_stats",
+    "plan_guard",
+]
+
+log = logging.getLogger(__name__)
+
+#: The share of skipped chunks a backup re-reads by default, in percent.
+DEFAULT_GUARD_PERCENT: Final = 1.0
+CHANGED_BLOCKS: Final = "changed-blocks"
+ALLOCATED_EXTENTS: Final = "allocated-extents"
+Enhancer = Literal["changed-blocks", "allocated-extents"]
+#: At most this many offsets of a lie are named (the count is always given).
+_NAMED_OFFSETS = 20
+
+Ranges = list[tuple[int, int]]  # sorted, merged [first, stop) chunk index ranges
+
+
+def check_percent(percent: float) -> float:
+    """`percent` as a float in [0, 100]; `ValueError` naming it otherwise."""
+    if isinstance(percent, bool) or not isinstance(percent, int | float):
+        raise ValueError(f"guard sample must be a percentage, not {percent!r}")
+    value = float(percent)
+    if not 0.0 <= value <= 100.0 or math.isnan(value):
+        raise ValueError(f"guard sample {percent!r} out of range: use 0 (off) to 100 percent")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Lie:
+    """An enhancer's answer the data contradicts.
+
+    `enhancer` is ``changed-blocks`` (chunks reported unchanged that
+    changed) or ``allocated-extents`` (chunks reported as holes that hold
+    data); `offsets` are the byte offsets of those chunks, ascending;
+    `backend` and `driver` (``module.Class``) name who said it.
+    """
+
+    enhancer: Enhancer
+    backend: str
+    driver: str
+    offsets: tuple[int, ...]
+
+    def message(self) -> str:
+        """One line for the log and the report: who lied, about what, where."""
+        shown = ", ".join(str(o) for o in self.offsets[:_NAMED_OFFSETS])
+        extra = len(self.offsets) - _NAMED_OFFSETS
+        more = f" and {extra} more" if extra > 0 else ""
+        what = (
+            "reported unchanged but changed"
+            if self.enhancer == CHANGED_BLOCKS
+            else "reported as holes but hold data"
+        )
+        return (
+            f"{self.enhancer} of backend '{self.backend}' (driver {self.driver}) lied: chunks at"
+            f" byte offsets {shown}{more} were {what}; backed up by a full read instead"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"enhancer", "backend", "driver", "offsets": [int, ...]}``."""
+        return {
+            "enhancer": self.enhancer,
+            "backend": self.backend,
+            "driver": self.driver,
+            "offsets": list(self.offsets),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GuardReport:
+    """What the guard of one backup checked and found.
+
+    `percent` is the sample share asked for (0: off); `chunks_checked` and
+    `bytes_reread` the sampled chunks and their bytes (read only for the
+    guard: the cost); `lies` what they contradicted (empty for an honest
+    driver).
+    """
+
+    percent: float
+    chunks_checked: int = 0
+    bytes_reread: int = 0
+    lies: tuple[Lie, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GuardReport:
+        """The inverse of `to_dict`."""
+        return cls(
+            float(d["sample_percent"]),
+            int(d["chunks_checked"]),
+            int(d["bytes_reread"]),
+            tuple(
+                Lie(x["enhancer"], str(x["backend"]), str(x["driver"]), tuple(x["offsets"]))
+                for x in d.get("lies", ())
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``guard`` object of ``backup --json``."""
+        return {
+            "sample_percent": self.percent,
+            "chunks_checked": self.chunks_checked,
+            "bytes_reread": self.bytes_reread,
+            "lies": [lie.to_dict() for lie in self.lies],
+        }
+
+
+@dataclass(frozen=True)
+class GuardPlan:
+    """A drawn sample and the widened ranges that make the backup read it.
+
+    Give the backup `extents` and `changed` instead of the driver's;
+    `holes` are the sampled chunk indices the driver reported as holes,
+    `unchanged` those it reported unchanged, each with the parent's chunk
+    there (None: the parent had a hole).
+    """
+
+    size: int
+    chunk_size: int
+    percent: float
+    extents: Sequence[Extent] | None
+    changed: Sequence[Extent] | None
+    holes: tuple[int, ...]
+    unchanged: Mapping[int, ChunkRef | None]
+
+    @property
+    def bytes_sampled(self) -> int:
+        """The bytes of the sampled chunks."""
+        return sum(
+            chunk_length(i, self.size, self.chunk_size) for i in (*self.holes, *self.unchanged)
+        )
+
+    def check(self, chunks: Sequence[ChunkRef], backend: str, driver: str) -> GuardReport:
+        """Compare the backup's `chunks` (sorted by offset) with the driver's promises."""
+        by_offset = {c.offset: c for c in chunks}
+        cs = self.chunk_size
+        lied_holes = tuple(i * cs for i in self.holes if i * cs in by_offset)
+        lied_unchanged = tuple(
+            i * cs
+            for i, parent in sorted(self.unchanged.items())
+            if _digest(by_offset.get(i * cs)) != _digest(parent)
+        )
+        lies = []
+        if lied_unchanged:
+            lies.append(Lie(CHANGED_BLOCKS, backend, driver, lied_unchanged))
+        if lied_holes:
+            lies.append(Lie(ALLOCATED_EXTENTS, backend, driver, lied_holes))
+        for lie in lies:
+            log.warning("%s", lie.message())
+        return GuardReport(
+            self.percent, len(self.holes) + len(self.unchanged), self.bytes_sampled, tuple(lies)
+        )
+
+
+def plan_guard(
+    size: int,
+    chunk_size: int,
+    *,
+    extents: Sequence[Extent] | None,
+    changed: Sequence[Extent] | None,
+    parent: Mapping[int, ChunkRef] | None,
+    percent: float,
+    rng: random.Random | None = None,
+) -> GuardPlan:
+    """Draw the sample of a backup of a `size`-byte volume cut into `chunk_size` chunks.
+
+    `extents`: the driver's allocated extents (None: not used); `changed`:
+    the ranges changed since the parent (None: not used), with `parent` its
+    chunks by offset. Draws ``max(1, ceil(percent% of n))`` of the ``n``
+    chunks each enhancer lets the backup skip, at random (`rng`, default a
+    fresh `random.Random`), none when `percent` is 0. `ValueError` for a
+    percent outside [0, 100].
+    """
+    percent = check_percent(percent)
+    rng = rng or random.Random()
+    count = -(-size // chunk_size)
+    everything: Ranges = [(0, count)] if count else []
+    wanted = everything if extents is None else index_ranges(extents, size, chunk_size)
+    holes: list[int] = []
+    unchanged: dict[int, ChunkRef | None] = {}
+    if percent > 0 and extents is not None:
+        holes = _sample(_subtract(everything, wanted), percent, rng)
+    if percent > 0 and changed is not None and parent is not None:
+        reads = _intersect(wanted, index_ranges(changed, size, chunk_size))
+        for i in _sample(_subtract(wanted, reads), percent, rng):
+            unchanged[i] = parent.get(i * chunk_size)
+    extra = [
+        Extent(i * chunk_size, chunk_length(i, size, chunk_size)) for i in (*holes, *unchanged)
+    ]
+    return GuardPlan(
+        size=size,
+        chunk_size=chunk_size,
+        percent=percent,
+        extents=None if extents is None else [*extents, *extra[: len(holes)]],
+        changed=None if changed is None else [*changed, *extra],
+        holes=tuple(holes),
+        unchanged=unchanged,
+    )
+
+
+def enhancer_savings(plan: GuardPlan, bytes_read: int) -> dict[str, int]:
+    """Bytes each enhancer let a backup skip: ``{enhancer: bytes_skipped}``.
+
+    allocated-extents: the chunks that meet none of `plan.extents` (never
+    read); changed-blocks: the chunks within them that the backup did not
+    read (`bytes_read` is what it read). An enhancer not used is absent.
+    """
+    out: dict[str, int] = {}
+    wanted = chunk_bytes(plan.extents, plan.size, plan.chunk_size)
+    if plan.extents is not None:
+        out[ALLOCATED_EXTENTS] = plan.size - wanted
+    if plan.changed is not None:
+        out[CHANGED_BLOCKS] = max(0, wanted - bytes_read)
+    return out
+
+
+def guard_stats(guard: Mapping[str, Any] | None) -> dict[str, int | str]:
+    """What a manifest's ``stats`` record of a `GuardReport.to_dict` (None: not run).
+
+    ``guard_sample_percent`` (str), ``guard_chunks_checked``,
+    ``guard_bytes_reread`` and, after a lie, ``guard_lies``: the lies as
+    compact JSON, ``[{"enhancer", "backend", "driver", "offsets"}, ...]``.
+    """
+    if not guard:
+        return {}
+    out: dict[str, int | str] = {
+        "guard_sample_percent": f"{float(guard['sample_percent']):g}",
+        "guard_chunks_checked": int(guard["chunks_checked"]),
+        "guard_bytes_reread": int(guard["bytes_reread"]),
+    }
+    if guard.get("lies"):
+        out["guard_lies"] = json.dumps(guard["lies"], separators=(",", ":"))
+    return out
+
+
+def unguarded(size: int, chunk_size: int) -> GuardPlan:
+    """The plan of a backup that reads everything: no enhancer, no sample."""
+    return GuardPlan(size, chunk_size, 0.0, None, None, (), {})
+
+
+def driver_name(driver: object) -> str:
+    """``module.Class`` of `driver`, as a lie names it."""
+    return f"{type(driver).__module__}.{type(driver).__qualname__}"
+
+
+def chunk_bytes(extents: Sequence[Extent] | None, size: int, chunk_size: int) -> int:
+    """The bytes of the chunks that meet `extents` (None: the whole volume)."""
+    if extents is None:
+        return size
+    total = 0
+    for first, stop in index_ranges(extents, size, chunk_size):
+        total += min(stop * chunk_size, size) - first * chunk_size
+    return total
+
+
+def chunk_length(index: int, size: int, chunk_size: int) -> int:
+    """The length of chunk `index` (the last one may be shorter)."""
+    return min(chunk_size, size - index * chunk_size)
+
+
+def index_ranges(extents: Sequence[Extent], size: int, chunk_size: int) -> Ranges:
+    """Sorted, merged ``[first, stop)`` ranges of the chunk indices `extents` touch."""
+    ranges: Ranges = []
+    for e in sorted(extents, key=lambda e: (e.offset, e.length)):
+        end = min(e.end, size)
+        if end <= e.offset:
+            continue
+        first, stop = e.offset // chunk_size, (end - 1) // chunk_size + 1
+        if ranges and first <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], stop))
+        else:
+            ranges.append((first, stop))
+    return ranges
+
+
+def _digest(ref: ChunkRef | None) -> str | None:
+    return None if ref is None else ref.digest
+
+
+def _intersect(a: Ranges, b: Ranges) -> Ranges:
+    out: Ranges = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _subtract(a: Ranges, b: Ranges) -> Ranges:
+    """The indices of `a` not in `b` (both sorted and merged)."""
+    out: Ranges = []
+    j = 0
+    for lo, hi in a:
+        start = lo
+        while j < len(b) and b[j][1] <= start:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] < hi:
+            if b[k][0] > start:
+                out.append((start, b[k][0]))
+            start = max(start, b[k][1])
+            k += 1
+        if start < hi:
+            out.append((start, hi))
+    return out
+
+
+def _sample(ranges: Ranges, percent: float, rng: random.Random) -> list[int]:
+    """``max(1, ceil(percent% of n))`` distinct indices of `ranges`, ascending."""
+    starts: list[int] = []
+    n = 0
+    for lo, hi in ranges:
+        starts.append(n)
+        n += hi - lo
+    if n == 0:
+        return []
+    k = min(n, max(1, math.ceil(n * percent / 100)))
+    out = []
+    for p in sorted(rng.sample(range(n), k)):
+        r = bisect.bisect_right(starts, p) - 1
+        out.append(ranges[r][0] + p - starts[r])
+    return out

@@ -1,0 +1,53 @@
+"""``pieceworks key``: what it says when a passphrase is missing, and times in UTC.
+
+``key add``, ``key passwd`` and ``key remove`` on a store that is not
+encrypted asked for "the passphrase of encrypted store 'local'"; they now
+say it is not encrypted (exit 2, ``not-encrypted``) before asking anything.
+``key init`` without a passphrase said the store "is encrypted" although
+that is what it was about to do. ``key list`` printed creation times in the
+local time zone without saying so; text times are ISO 8601 in UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.output import iso_time
+from tests.cli.conftest import Call, Run
+
+
+@pytest.mark.parametrize(
+    "args", [["key", "add"], ["key", "passwd"], ["key", "remove", "0123456789abcdef"]]
+)
+def test_changing_keys_of_a_store_that_is_not_encrypted_says_so(
+    call: Call, env: dict[str, str], args: list[str]
+) -> None:
+    done = call(*args, "--json", env=env)
+    assert done.code == ExitCode.USAGE, done
+    error = json.loads(done.err.strip().splitlines()[-1])
+    assert error["reference"] == "not-encrypted", error
+    assert "not encrypted" in error["message"], error
+
+
+def test_key_init_without_a_passphrase_says_the_store_is_to_be_encrypted(
+    call: Call, env: dict[str, str]
+) -> None:
+    done = call("key", "init", env=env)
+    assert done.code == ExitCode.USAGE, done
+    assert "store 'local' is to be encrypted: give its passphrase" in done.err, done
+
+
+def test_key_list_shows_creation_times_in_utc(run: Run, env: dict[str, str]) -> None:
+    e = {**env, "PIECEWORKS_PASSWORD": "a long passphrase", "TZ": "Asia/Tokyo"}
+    init = run("key", "init", "--json", env=e)
+    assert init.code == 0, init
+    keys = run("key", "list", "--json", env=e).json()["keys"]
+    listed = run("key", "list", env=e)
+    row = listed.out.splitlines()[1]
+    created = re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row)
+    assert created is not None, listed
+    assert created.group(0) == iso_time(keys[0]["created"])

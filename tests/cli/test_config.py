@@ -1,0 +1,69 @@
+"""A section's ``path`` means the same directory from any working directory.
+
+It was handed to the driver as written: a relative ``path`` was relative to
+wherever the command ran (``pieceworks list`` from another directory made a
+new, empty store there and said it held no backups), ``~/backups`` made a
+directory literally called ``~``, and an empty one made the working
+directory the backend's volume directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pieceworks.cli.config import load_config
+from pieceworks.protocols import ConfigError
+from tests.cli.conftest import MiB, Run, write_volume
+
+
+def test_a_relative_path_is_relative_to_the_configuration_file(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "pw.toml"
+    path.write_text(
+        '[backends.lab]\ndriver = "file"\npath = "../vol dir"\n'
+        '[stores.lab]\ndriver = "posix"\npath = "backups"\n',
+        encoding="utf-8",
+    )
+    config = load_config(str(path), {"HOME": str(tmp_path)})
+    assert config.backend("lab").options["path"] == str(tmp_path / "etc" / ".." / "vol dir")
+    assert config.store("lab").options["path"] == str(tmp_path / "etc" / "backups")
+
+
+def test_a_path_starting_with_a_tilde_is_in_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    path = tmp_path / "pw.toml"
+    path.write_text('[stores.lab]\ndriver = "posix"\npath = "~/backups"\n', encoding="utf-8")
+    config = load_config(str(path), {"HOME": str(tmp_path / "user")})
+    assert config.store("lab").options["path"] == str(tmp_path / "user" / "backups")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_path_is_a_configuration_error(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "pw.toml"
+    path.write_text(f'[backends.lab]\ndriver = "file"\npath = "{value}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[backends\.lab\]: 'path' must not be empty"):
+        load_config(str(path), {"HOME": str(tmp_path)})
+
+
+def test_the_same_configuration_finds_the_same_backups_from_another_directory(
+    run: Run, env: dict[str, str], tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    write_volume(site / "volumes", "v", MiB)
+    config = site / "pw.toml"
+    config.write_text(
+        '[backends.lab]\ndriver = "file"\npath = "volumes"\n'
+        '[stores.lab]\ndriver = "posix"\npath = "backups"\ndurable = false\n'
+        '[engine]\npersistence = "memory://"\n',
+        encoding="utf-8",
+    )
+    e = {**env, "PIECEWORKS_CONFIG": str(config)}
+    made = run("backup", "--volume", "v", "--json", "-q", env=e)  # runs in tmp_path, not site
+    assert made.code == 0, made
+    listed = run("list", "--json", env=e)
+    assert [b["backup_id"] for b in listed.json()] == [made.json()["backup_id"]]
+    assert (site / "backups" / "manifests").is_dir() and not (tmp_path / "backups").exists()
