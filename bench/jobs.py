@@ -16,8 +16,9 @@ whose worker SIGKILLs itself mid-transfer (failpoint
 ``backup.chunk-stored=kill@4``) while a second worker waits; prints the
 seconds from the death to the step's re-submission to the other worker,
 and to the job's end. Needs Redis 127.0.0.1:6379, PostgreSQL 127.0.0.1:5432
-(db test) and, for workers, RabbitMQ 127.0.0.1:5672 (guest/guest). Prints
-the load average before and after each run: the machine is shared.
+(its own database pw_bench_jobs, created if missing) and, for workers,
+RabbitMQ 127.0.0.1:5672 (guest/guest). Prints the load average before and
+after each run: the machine is shared.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +45,11 @@ from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.execution import destroy_job_book, post_backup, wait_for
 
-PERSISTENCE = "postgresql://postgres@127.0.0.1:5432/test"
+#: A database of its own: a test's conductor with a short keep_finished removes
+#: every finished logbook of the database it shares.
+PERSISTENCE = os.environ.get(
+    "PW_BENCH_PERSISTENCE", "postgresql://postgres@127.0.0.1:5432/pw_bench_jobs"
+)
 TRANSPORT = "amqp://guest:guest@127.0.0.1:5672//"
 CHUNK = 4 * 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +59,10 @@ def _load() -> float:
     return round(os.getloadavg()[0], 1)
 
 
+#: Every process this bench started: whatever happens, none outlives it (see main).
+_PROCS: list[subprocess.Popen[bytes]] = []
+
+
 def _start(command: list[str], log: Path | None = None, env: dict[str, str] | None = None) -> Any:
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
@@ -59,6 +70,7 @@ def _start(command: list[str], log: Path | None = None, env: dict[str, str] | No
     )
     if log:
         out.close()  # type: ignore[union-attr]
+    _PROCS.append(proc)
     return proc
 
 
@@ -92,6 +104,11 @@ def _cli(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "pieceworks.cli", "-v", "--config", str(config), *args]
 
 
+def _amqp(namespace: str) -> list[str]:
+    """The broker, and an exchange of this run's own (no stray worker takes its steps)."""
+    return ["--transport", TRANSPORT, "--exchange", namespace]
+
+
 def _cleanup(namespace: str, jobs: list[Any]) -> None:
     for job in jobs:
         destroy_job_book(PERSISTENCE, job)
@@ -109,14 +126,12 @@ def run_jobs(root: Path, config: Path, args: argparse.Namespace, workers: int) -
     procs = []
     for w in range(workers):
         log = root / f"worker-{w}.log"
-        procs.append(
-            _start(_cli(config, "worker", "--transport", TRANSPORT, "--threads", "1"), log)
-        )
+        procs.append(_start(_cli(config, "worker", *_amqp(namespace), "--threads", "1"), log))
         _wait_text(log, "worker ready")
     command = _cli(config, "conductor", "--jobboard", url, "--persistence", PERSISTENCE)
     command += ["--wait-timeout", "0.1"]
     if workers:
-        command += ["--transport", TRANSPORT]
+        command += _amqp(namespace)
     for c in range(args.conductors):
         log = root / f"conductor-{c}.log"
         procs.append(_start(command, log))
@@ -127,15 +142,22 @@ def run_jobs(root: Path, config: Path, args: argparse.Namespace, workers: int) -
         post_backup(url, PERSISTENCE, "lab", "lab", {"volume_id": f"vol-{i}", "chunk_size": CHUNK})
         for i in range(args.jobs)
     ]
-    for job in jobs:
-        wait_for(url, PERSISTENCE, job, timeout=3600)
+    try:
+        for job in jobs:
+            wait_for(url, PERSISTENCE, job, timeout=3600)
+    except Exception:
+        for log in sorted(root.glob("*.log")):
+            print(f"== {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        raise
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=60)
     seconds = time.monotonic() - started
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=60)
+    logs = [p.read_text(errors="replace") for p in root.glob("conductor-*.log")]
+    lost = sum(text.count("went silent") for text in logs)
     _cleanup(namespace, jobs)
-    for path in (root / "store").glob("manifests/*"):
-        path.unlink()  # the next run makes new backups of the same volumes
+    shutil.rmtree(root / "store", ignore_errors=True)  # the next run stores every chunk again
     total = args.jobs * args.size_mib * 1024 * 1024
     return {
         "jobs": args.jobs,
@@ -145,6 +167,7 @@ def run_jobs(root: Path, config: Path, args: argparse.Namespace, workers: int) -
         "seconds": round(seconds, 2),
         "seconds_per_job": round(seconds / args.jobs, 3),
         "mb_per_s": round(total / seconds / 1e6, 1),
+        "workers_lost": lost,
         "load_before": load_before,
         "load_after": _load(),
     }
@@ -154,13 +177,13 @@ def worker_death(root: Path, config: Path) -> dict[str, Any]:
     """One backup whose worker dies mid-transfer: seconds from the death to resumption."""
     namespace = f"pw-bench-{uuid.uuid4().hex[:10]}"
     url = f"redis://127.0.0.1:6379/{namespace}"
-    worker = _cli(config, "worker", "--transport", TRANSPORT, "--threads", "1")
+    worker = _cli(config, "worker", *_amqp(namespace), "--threads", "1")
     doomed_log = root / "doomed.log"
     doomed = _start(worker, doomed_log, {"PIECEWORKS_FAILPOINTS": "backup.chunk-stored=kill@4"})
     _wait_text(doomed_log, "worker ready")
     events = root / f"events-{namespace}.jsonl"
     command = _cli(config, "conductor", "--jobboard", url, "--persistence", PERSISTENCE)
-    command += ["--wait-timeout", "0.1", "--transport", TRANSPORT, "--events", str(events)]
+    command += ["--wait-timeout", "0.1", *_amqp(namespace), "--events", str(events)]
     conductor_log = root / "conductor.log"
     conductor = _start(command, conductor_log)
     _wait_text(conductor_log, f"on {url}")
@@ -169,7 +192,10 @@ def worker_death(root: Path, config: Path) -> dict[str, Any]:
     _wait_text(events, '"placed"')
     spare_log = root / "spare.log"
     spare = _start(worker, spare_log)
+    deadline = time.monotonic() + 300
     while doomed.poll() is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the doomed worker did not die")
         time.sleep(0.005)
     died = time.time()
     wait_for(url, PERSISTENCE, job, timeout=600)
@@ -180,14 +206,26 @@ def worker_death(root: Path, config: Path) -> dict[str, Any]:
         proc.terminate()
         proc.wait(timeout=60)
     _cleanup(namespace, [job])
-    for path in (root / "store").glob("manifests/*"):
-        path.unlink()
+    shutil.rmtree(root / "store", ignore_errors=True)
     return {
         "worker_death_to_resubmission_s": round(replaced - died, 2),
         "worker_death_to_job_done_s": round(done - died, 2),
         "load_before": load_before,
         "load_after": _load(),
     }
+
+
+def _database() -> None:
+    """Create the bench's own database if it is missing."""
+    import sqlalchemy  # noqa: PLC0415
+
+    base, _, name = PERSISTENCE.rpartition("/")
+    engine = sqlalchemy.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        query = sqlalchemy.text("select 1 from pg_database where datname = :n")
+        if conn.execute(query, {"n": name}).scalar() is None:
+            conn.execute(sqlalchemy.text(f'create database "{name}"'))
+    engine.dispose()
 
 
 def main() -> None:
@@ -201,6 +239,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1)
     parser.add_argument("--worker-death", action="store_true")
     args = parser.parse_args()
+    _database()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that `finally` runs
+    try:
+        _run(args)
+    finally:
+        for proc in _PROCS:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.worker_death:
         with _site(64, 1) as (root, config):
             for _ in range(args.trials):

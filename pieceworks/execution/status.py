@@ -109,6 +109,11 @@ def _owner(job: Job) -> str | None:
 
 
 def _status(book: models.LogBook, job: Job | None) -> JobStatus:
+    if job is not None and str(job.state) not in BOARD_STATES:
+        # Listed on the board, consumed before its state was read (TaskFlow
+        # then says COMPLETE): the outcome is the flow detail's, as for a job
+        # that has left the board.
+        job = None
     meta = book.meta or {}
     details = list(book)
     detail = details[0] if details else None

@@ -77,25 +77,28 @@ def serve_backends(
     metrics: WorkerMetrics | None = None,
     on_ready: Callable[[], None] | None = None,
     mask: Callable[[str], str] | None = None,
+    exchange: str = EXCHANGE,
 ) -> None:
     """Serve the data steps of `backends` over the broker at `url` until `stop` is set.
 
     `sections` opens this host's backends and stores by name; `threads`
     steps run at once (across all backends). `on_ready` is called once every
     backend's worker consumes its topic. `mask` cleans the text of a failed
-    step before it is sent back (else it goes as raised). Raise `ConfigError` for no backend
+    step before it is sent back (else it goes as raised). `exchange` names
+    the exchange (conductors must use the same): one per installation, so
+    that two of them on one broker never take each other's steps. Raise `ConfigError` for no backend
     or a bad name.
     """
     if not backends:
         raise ConfigError("a worker needs at least one backend to serve (--backends NAME)")
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, not {threads}")
-    for name in backends:
-        validate_id("backend name", name)
+    for name in (*backends, exchange):
+        validate_id("backend or exchange name", name)
     use_host(sections, None if metrics is None else metrics.on_step, mask)
     executor = _NotifyInline(max_workers=threads, thread_name_prefix="pieceworks-step")
     workers = [
-        Worker(EXCHANGE, topic_of(b), list(STEPS), executor=executor, url=url) for b in backends
+        Worker(exchange, topic_of(b), list(STEPS), executor=executor, url=url) for b in backends
     ]
     runners = [
         threading.Thread(
@@ -108,7 +111,7 @@ def serve_backends(
             runner.start()
         for w in workers:
             w.wait()
-        log.info("worker serving %s on exchange %s", ", ".join(backends), EXCHANGE)
+        log.info("worker serving %s on exchange %s", ", ".join(backends), exchange)
         if on_ready is not None:
             on_ready()
         stop.wait()

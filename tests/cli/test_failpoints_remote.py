@@ -346,9 +346,16 @@ def test_a_failure_at_each_replication_point_keeps_every_invariant(
     site.ok("verify", ids["base"])
     site.ok("restore", ids["base"], "--backend", "local", "--volume", "check")
     assert (site.volumes / "check").read_bytes() == (root / "base.bin").read_bytes()
-    # 2. the replica is complete or absent (a live target may still be finishing a copy)
-    deadline = time.monotonic() + 10
-    while list((replica.parent / ".incoming").glob("copy.*")) and time.monotonic() < deadline:
+    # 2. the replica is complete or absent. A live target notices a killed manager at
+    # its next heartbeat and stops (after a sleeping failpoint wakes): until then its
+    # copy or chunk files are a live run's, kept by recover, so wait for it (bounded).
+    deadline = time.monotonic() + 15
+    incoming = replica.parent / ".incoming"
+    while (
+        point.external
+        and time.monotonic() < deadline
+        and (list(incoming.glob("copy.*")) or list(site.store.rglob(".tmp-*")))
+    ):
         time.sleep(0.2)
     assert not replica.exists() or replica.read_bytes() == data
     for row in site.backups():

@@ -96,6 +96,20 @@ def test_post_list_show_watch_a_backup_from_the_command_line(board: Board, tmp_p
     assert f"job {job.job_uuid} ({job.name}): SUCCESS" in text
 
 
+def test_a_posted_backup_carries_the_guard_sample_of_the_poster(
+    board: Board, tmp_path: Path
+) -> None:
+    """``[backup] guard_sample`` of the posting host reaches the conductor's backup."""
+    make_volume(tmp_path / "volumes", "vol-1", 4)
+    config = jobs_config(board, tmp_path)
+    config.write_text(config.read_text() + "\n[backup]\nguard_sample = 100\n")
+    assert pw(board, config, "jobs", "migrate").returncode == 0
+    job = posted(board, config, "backup", "--volume", "vol-1", "--chunk-size", "64KiB")
+    board.conductor("conductor-1", "--max-dispatches", "1", config=config)
+    result = wait_for(board.url, PERSISTENCE, job, timeout=60)
+    assert result["guard"]["sample_percent"] == 100.0 and result["guard"]["lies"] == []
+
+
 def test_unknown_jobs_and_missing_locations_are_clear_errors(board: Board, tmp_path: Path) -> None:
     """show/watch of an unknown id: exit 3 naming it; no [jobs] jobboard: exit 2 naming it."""
     config = jobs_config(board, tmp_path)

@@ -81,7 +81,7 @@ def start_worker(
     log_path = board.tmp / f"{name}.log"
     log = open(log_path, "wb")  # noqa: SIM115 (closed by the process end)
     command = [sys.executable, "-m", "pieceworks.cli", "-v", "--config", str(config)]
-    command += ["worker", "--transport", TRANSPORT, *args]
+    command += ["worker", "--transport", TRANSPORT, "--exchange", board.namespace, *args]
     proc = subprocess.Popen(
         command, cwd=REPO, env={**board.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
     )
@@ -97,7 +97,8 @@ def start_worker(
 
 
 def conductor(board: Board, name: str, config: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    proc, path = board.conductor(name, "--transport", TRANSPORT, config=config)
+    args = ("--transport", TRANSPORT, "--exchange", board.namespace)  # this test's workers only
+    proc, path = board.conductor(name, *args, config=config)
     poll(f"conductor {name} started", lambda: "conductor" in board.log(name), 20)
     return proc, path
 

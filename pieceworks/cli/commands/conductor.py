@@ -61,6 +61,12 @@ def add_arguments(parser: CommandParser) -> None:
         metavar="S",
         help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
     )
+    parser.add_argument(
+        "--exchange",
+        default="pieceworks",
+        metavar="NAME",
+        help="the AMQP exchange of conductors and workers (default: pieceworks)",
+    )
     parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
     parser.add_argument(
         "--transport",
@@ -176,6 +182,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             sink = events
             dispatcher = WorkerDispatcher(
                 transport,
+                exchange=args.exchange,
                 on_event=None if sink is None else (lambda e: sink({**e, "who": name})),
             )
         run_conductor(

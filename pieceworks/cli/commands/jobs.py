@@ -108,7 +108,7 @@ def add_arguments(parser: CommandParser) -> None:
         description="Show job ID. Exit 3 if no such job is known.",
         codes=(ExitCode.NOT_FOUND,),
     )
-    show.add_argument("job_id", metavar="ID")
+    show.add_argument("job_id", metavar="ID", type=id_type("job id"))
     watch = actions.add(
         "watch",
         "run_watch",
@@ -120,7 +120,7 @@ def add_arguments(parser: CommandParser) -> None:
         ),
         codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.TIMED_OUT),
     )
-    watch.add_argument("job_id", metavar="ID")
+    watch.add_argument("job_id", metavar="ID", type=id_type("job id"))
     watch.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
     cancel = actions.add(
         "cancel",
@@ -132,7 +132,7 @@ def add_arguments(parser: CommandParser) -> None:
         ),
         codes=(ExitCode.FAILED, ExitCode.NOT_FOUND),
     )
-    cancel.add_argument("job_id", metavar="ID")
+    cancel.add_argument("job_id", metavar="ID", type=id_type("job id"))
     migrate = actions.add(
         "migrate",
         "run_migrate",
@@ -150,6 +150,9 @@ def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_post(args: argparse.Namespace, ctx: Context) -> int:
     """Post a backup or restore job naming the backend and store; print its id."""
+    from pieceworks.common_algorithms.operations.guard import (  # noqa: PLC0415
+        DEFAULT_GUARD_PERCENT,
+    )
     from pieceworks.execution.jobs import post_backup, post_restore  # noqa: PLC0415
 
     jobboard, persistence = jobs_locations(args, ctx.config)
@@ -166,8 +169,9 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
             "incremental": request.incremental,
             "codec": request.codec,
             "chunk_size": request.chunk_size,
-            "guard_percent": request.guard_percent,
         }
+        if request.guard_percent != DEFAULT_GUARD_PERCENT:  # else a job older conductors read
+            fields["guard_percent"] = request.guard_percent
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
@@ -303,10 +307,20 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
     """Cancel a job (see the command's help)."""
-    from pieceworks.execution.jobs import cancel_job  # noqa: PLC0415
+    from pieceworks.execution.jobs import JobFailed, cancel_job  # noqa: PLC0415
+    from pieceworks.execution.status import job_status  # noqa: PLC0415
 
     jobboard, persistence = jobs_locations(args, ctx.config)
-    outcome = cancel_job(jobboard, persistence, args.job_id)
+    try:
+        outcome = cancel_job(jobboard, persistence, args.job_id)
+    except JobFailed:  # not on the board: unknown (exit 3, job-not-found) or ended
+        ended = job_status(jobboard, persistence, args.job_id)
+        raise CliError(
+            f"job {ended.job_id} has ended ({ended.state}): nothing to cancel",
+            ExitCode.FAILED,
+            reference="job-ended",
+            hint="`jobs show` gives its outcome",
+        ) from None
     ctx.out.data({"job_id": args.job_id, "cancelled": outcome})
     ctx.out.result(f"job {args.job_id}: {outcome}")
     return ExitCode.OK

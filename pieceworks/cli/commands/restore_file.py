@@ -213,6 +213,7 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--to-file",
         metavar="PATH",
+        type=_target_path,
         help="restore into this local file or block device instead of a backend volume",
     )
     parser.add_argument(
@@ -221,6 +222,19 @@ def add_arguments(parser: CommandParser) -> None:
         help="replace the target volume (or --to-file PATH) if it exists; the report says"
         " the old and new size",
     )
+
+
+def _target_path(text: str) -> str:
+    """``--to-file``'s PATH; empty, blank or ending in ``/`` is a usage error.
+
+    Such a path names no file: the restore ran to the end, then failed
+    renaming its temporary file to it (an unexpected error, exit 1).
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError("path must not be empty or blank")
+    if text.endswith(os.sep):
+        raise argparse.ArgumentTypeError(f"{text!r} names a directory, not a file")
+    return text
 
 
 def run_restore_command(args: argparse.Namespace, ctx: Context) -> int:

@@ -43,6 +43,12 @@ def add_arguments(parser: CommandParser) -> None:
         "--backends", metavar="NAME[,NAME]", help="serve these backends (default: all configured)"
     )
     parser.add_argument(
+        "--exchange",
+        default="pieceworks",
+        metavar="NAME",
+        help="the AMQP exchange of conductors and workers (default: pieceworks)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=2, metavar="N", help="steps run at once (default: 2)"
     )
     parser.add_argument(
@@ -96,5 +102,6 @@ def run_worker(args: argparse.Namespace, ctx: Context) -> int:
         metrics=metrics,
         on_ready=lambda: ctx.out.note(f"worker ready: serving {', '.join(names)}"),
         mask=ctx.out.masker.text,
+        exchange=args.exchange,
     )
     return ExitCode.OK

@@ -1,0 +1,66 @@
+"""``pieceworks jobs show|watch|cancel ID``: an empty id is a usage error; cancel tells
+an unknown job (exit 3, ``job-not-found``) from an ended one (exit 1, ``job-ended``).
+
+``jobs show ""`` looked for a job called '' (exit 3), and ``jobs cancel`` of
+a job that never existed exited 1 with the reference ``job-failed`` (what
+``jobs watch`` says of a job that ran and failed). Real Redis and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pieceworks.cli.exit_codes import ExitCode
+from tests.cli.conftest import Call, Result, config_file
+
+PERSISTENCE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _error(done: Result) -> dict[str, object]:
+    error = json.loads(done.err.strip().splitlines()[-1])
+    assert isinstance(error, dict)
+    return error
+
+
+@pytest.fixture
+def jobs_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    namespace = f"pw-breaker-{uuid.uuid4().hex[:12]}"
+    config = config_file(
+        tmp_path,
+        f'[engine]\npersistence = "memory://"\n'
+        f'[jobs]\njobboard = "redis://127.0.0.1:6379/{namespace}"\n'
+        f'persistence = "{PERSISTENCE}"\n',
+    )
+    return {**env, "PIECEWORKS_CONFIG": str(config)}
+
+
+@pytest.mark.parametrize("action", ["show", "watch", "cancel"])
+def test_an_empty_job_id_is_a_usage_error(
+    call: Call, jobs_env: dict[str, str], action: str
+) -> None:
+    done = call("jobs", action, " ", "--json", env=jobs_env)
+    assert done.code == ExitCode.USAGE, done
+    assert _error(done)["reference"] == "usage-error"
+
+
+def test_cancel_tells_an_unknown_job_from_an_ended_one(
+    call: Call, jobs_env: dict[str, str]
+) -> None:
+    assert call("jobs", "migrate", env=jobs_env).code == 0
+    unknown = call("jobs", "cancel", str(uuid.uuid4()), "--json", env=jobs_env)
+    assert unknown.code == ExitCode.NOT_FOUND, unknown
+    assert _error(unknown)["reference"] == "job-not-found"
+
+    posted = call("jobs", "post", "backup", "--volume", "v", "--json", env=jobs_env)
+    assert posted.code == 0, posted
+    job_id = posted.json()["job_id"]
+    first = call("jobs", "cancel", job_id, "--json", env=jobs_env)
+    assert first.code == 0 and first.json()["cancelled"] == "cancelled", first
+    again = call("jobs", "cancel", job_id, "--json", env=jobs_env)
+    assert again.code == ExitCode.FAILED, again
+    error = _error(again)
+    assert error["reference"] == "job-ended" and "REVERTED" in str(error["message"]), error
