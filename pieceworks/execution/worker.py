@@ -32,9 +32,9 @@ from pieceworks.common_algorithms.operations.backup_tasks import BackupTransfer
 from pieceworks.common_algorithms.operations.restore import RestoreWrite
 from pieceworks.common_algorithms.placement import HostSections, use_host
 from pieceworks.execution.metrics import WorkerMetrics
-from pieceworks.protocols import ConfigError, validate_id
+from pieceworks.protocols import ConfigError, PieceworksError, validate_id
 
-__all__ = ["EXCHANGE", "STEPS", "serve_backends", "topic_of"]
+__all__ = ["EXCHANGE", "STEPS", "BrokerUnavailable", "serve_backends", "topic_of"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,23 @@ class _NotifyInline(concurrent.futures.ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
+#: Seconds between checks that every backend's worker still consumes (and of `stop`).
+_POLL: Final = 0.2
+
+
+class BrokerUnavailable(PieceworksError):
+    """A worker cannot consume from the broker (unreachable, refused, lost for good)."""
+
+    hint = "check [jobs] transport (or --transport) and that the broker runs"
+
+
+def _raise_failed(failed: Mapping[str, BaseException], url: str) -> None:
+    """`BrokerUnavailable` naming the backends whose worker stopped, if any did."""
+    if failed:
+        reasons = "; ".join(f"backend {b!r}: {type(e).__name__}: {e}" for b, e in failed.items())
+        raise BrokerUnavailable(f"the worker cannot consume from the broker at {url}: {reasons}")
+
+
 def serve_backends(
     url: str,
     backends: Sequence[str],
@@ -87,7 +104,9 @@ def serve_backends(
     step before it is sent back (else it goes as raised). `exchange` names
     the exchange (conductors must use the same): one per installation, so
     that two of them on one broker never take each other's steps. Raise `ConfigError` for no backend
-    or a bad name.
+    or a bad name, `BrokerUnavailable` as soon as a backend's worker stops consuming (the
+    broker unreachable at start, or lost for good): it used to die in its thread with a
+    traceback while the process went on, serving nothing.
     """
     if not backends:
         raise ConfigError("a worker needs at least one backend to serve (--backends NAME)")
@@ -100,21 +119,38 @@ def serve_backends(
     workers = [
         Worker(exchange, topic_of(b), list(STEPS), executor=executor, url=url) for b in backends
     ]
+    failed: dict[str, BaseException] = {}  # backend -> why its worker stopped consuming
+
+    def consume(w: Worker, backend: str) -> None:
+        try:
+            w.run(display_banner=False)
+        except Exception as exc:  # the broker unreachable, a channel lost for good
+            failed[backend] = exc
+
     runners = [
-        threading.Thread(
-            target=w.run, kwargs={"display_banner": False}, name=f"worker {b}", daemon=True
-        )
+        threading.Thread(target=consume, args=(w, b), name=f"worker {b}", daemon=True)
         for w, b in zip(workers, backends, strict=True)
     ]
+    ready = threading.Event()
+
+    def await_ready() -> None:  # TaskFlow's Worker.wait takes no timeout
+        for w in workers:
+            w.wait()
+        ready.set()
+
     try:
         for runner in runners:
             runner.start()
-        for w in workers:
-            w.wait()
+        threading.Thread(target=await_ready, name="worker readiness", daemon=True).start()
+        while not ready.wait(_POLL):
+            if stop.is_set():
+                return
+            _raise_failed(failed, url)
         log.info("worker serving %s on exchange %s", ", ".join(backends), exchange)
         if on_ready is not None:
             on_ready()
-        stop.wait()
+        while not stop.wait(_POLL):
+            _raise_failed(failed, url)
     finally:
         for w in workers:
             w.stop()
