@@ -40,14 +40,34 @@ def add_arguments(parser: CommandParser) -> None:
 def run_recover(args: argparse.Namespace, ctx: Context) -> int:
     """Recover every configured store and backend; exit 1 if a removal failed."""
     from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc.recover import LocalJournal, recover  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.recover import (  # noqa: PLC0415
+        LocalJournal,
+        RecoverItem,
+        RecoverOutcome,
+        recover,
+    )
+    from pieceworks.protocols import PieceworksError  # noqa: PLC0415
 
-    names = [args.store] if args.store else sorted(ctx.config.stores)
-    stores = [ctx.store(name) for name in names]
-    backends = {b.name: b for b in ctx.all_backends()}
+    # One store or backend that cannot be opened (an off-site store unreachable, a
+    # passphrase not given) is a failed item: the others are still recovered.
+    unopened: list[RecoverItem] = []
+    stores, backends = [], {}
+    for name in [args.store] if args.store else sorted(ctx.config.stores):
+        try:
+            stores.append(ctx.store(name))
+        except PieceworksError as exc:
+            if args.store:
+                raise
+            unopened.append(RecoverItem("store", name, name, "failed", f"cannot open it: {exc}"))
+    for name in sorted(ctx.config.backends):
+        try:
+            backends[name] = ctx.backend(name)
+        except PieceworksError as exc:
+            unopened.append(RecoverItem("backend", name, name, "failed", f"cannot open it: {exc}"))
     journal = LocalJournal(ctx.config.home / "journal")
     with sigint_ignored():
-        outcome = recover(stores, backends, dry_run=args.dry_run, journals=[journal])
+        done = recover(stores, backends, dry_run=args.dry_run, journals=[journal])
+    outcome = RecoverOutcome((*unopened, *done.items), done.dry_run)
     ctx.out.data(outcome.to_dict())
     lines = [f"{i.action:<12} {i.kind} {i.name} ({i.where}): {i.reason}" for i in outcome.items]
     verb = "would remove" if outcome.dry_run else "removed"
@@ -58,5 +78,9 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.result("\n".join(lines))
     if not outcome.failed:
         return ExitCode.OK
-    ctx.out.explain("recover-failed", f"{outcome.failed} removal(s) failed", "the items say why")
+    ctx.out.explain(
+        "recover-failed",
+        f"{outcome.failed} removal(s) or store(s)/backend(s) failed",
+        "the items say why",
+    )
     return ExitCode.FAILED
