@@ -173,4 +173,7 @@ class WorkerDispatcher:
             raise NotPlaced(f"no worker of backend {backend!r} took {name} in time")
         kind = next(iter(result), "Exception").rsplit(".", 1)[-1]
         text = result.exception_str if kind == "StepFailed" else f"{kind}: {result.exception_str}"
+        if text.startswith("NotServedHere:") or kind == "NotServedHere":
+            self._event(event="in-process", atom=name, backend=backend, why=text)
+            raise NotPlaced(f"the worker of backend {backend!r} declined {name}: {text}")
         raise RemoteStepFailed(f"on a worker of backend {backend!r}: {text}")
