@@ -214,7 +214,9 @@ def _choose(
 
 
 def _config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
-    if explicit:
+    if explicit is not None:
+        if not explicit.strip():  # --config "": not "no option" (the defaults), a mistake
+            raise ConfigError("--config must name a configuration file, not an empty path")
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConfigError(f"configuration file {path} (--config) does not exist")
@@ -265,7 +267,11 @@ def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> 
         if not isinstance(body, dict):
             raise ConfigError(f"{origin}: must be a table with a 'driver' key")
         driver = body.get("driver")
-        if not isinstance(driver, str) or not driver:
+        if driver is not None and (not isinstance(driver, str) or not driver.strip()):
+            raise ConfigError(
+                f"{origin}: 'driver' must be the entry point name of a driver, not {driver!r}"
+            )
+        if not isinstance(driver, str):
             raise ConfigError(f"{origin}: missing 'driver' (the entry point name of the driver)")
         password_file = _password_file(body, kind, origin, path)
         options: dict[str, OptionValue] = {}
