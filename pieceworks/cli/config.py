@@ -62,16 +62,20 @@ setting. Every host sharing a store should use the same value.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
-import types
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast
 
 from pieceworks.cli.masking import is_secret_name, url_password
+from pieceworks.common_algorithms.opening import (
+    DriverSpec,
+    OptionValue,
+    check_options,
+    value_kind,
+)
 from pieceworks.protocols import (
     BackendNotFound,
     ConfigError,
@@ -112,8 +116,6 @@ _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 PATH_KEY = "path"
 #: The key of a store section naming its passphrase file (not a driver option).
 PASSWORD_FILE_KEY = "password_file"
-#: A value an option may take in the file.
-OptionValue = str | int | float | bool
 
 
 def home_dir(env: Mapping[str, str]) -> Path:
@@ -131,8 +133,8 @@ def default_config_path(env: Mapping[str, str]) -> Path:
 
 
 @dataclass(frozen=True)
-class Section:
-    """One configured backend or store: its name, driver and the driver's options.
+class Section(DriverSpec):
+    """One configured backend or store (a `DriverSpec`: name, driver, options, origin).
 
     `origin` says where it was defined, for messages (``/etc/pw.toml
     [stores.lab]`` or ``built-in default``); `default_dirs` are directories
@@ -141,23 +143,9 @@ class Section:
     the store's passphrase if it is encrypted, not an option of the driver.
     """
 
-    kind: str  # "backend" or "store"
-    name: str
-    driver: str
-    options: Mapping[str, OptionValue]
-    origin: str
-    default_dirs: tuple[Path, ...] = ()
-    password_file: str | None = None
-
     def masked_options(self) -> dict[str, OptionValue | str]:
         """The options with secret values replaced by ``***``."""
         return {k: ("***" if is_secret_name(k) else v) for k, v in self.options.items()}
-
-    def spec_options(self) -> dict[str, str]:
-        """The options as strings, for a `StoreSpec` (``true``/``false`` for booleans)."""
-        return {
-            k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in self.options.items()
-        }
 
 
 @dataclass(frozen=True)
@@ -226,7 +214,9 @@ def _choose(
 
 
 def _config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
-    if explicit:
+    if explicit is not None:
+        if not explicit.strip():  # --config "": not "no option" (the defaults), a mistake
+            raise ConfigError("--config must name a configuration file, not an empty path")
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise ConfigError(f"configuration file {path} (--config) does not exist")
@@ -277,7 +267,11 @@ def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> 
         if not isinstance(body, dict):
             raise ConfigError(f"{origin}: must be a table with a 'driver' key")
         driver = body.get("driver")
-        if not isinstance(driver, str) or not driver:
+        if driver is not None and (not isinstance(driver, str) or not driver.strip()):
+            raise ConfigError(
+                f"{origin}: 'driver' must be the entry point name of a driver, not {driver!r}"
+            )
+        if not isinstance(driver, str):
             raise ConfigError(f"{origin}: missing 'driver' (the entry point name of the driver)")
         password_file = _password_file(body, kind, origin, path)
         options: dict[str, OptionValue] = {}
@@ -291,7 +285,14 @@ def _sections(data: Mapping[str, object], kind: str, table: str, path: Path) -> 
                 )
             is_path = key == PATH_KEY and isinstance(value, str)
             options[key] = _option_path(str(value), origin, path) if is_path else value
-        out[name] = Section(kind, name, driver, options, origin, password_file=password_file)
+        out[name] = Section(
+            cast(Literal["backend", "store"], kind),
+            name,
+            driver,
+            options,
+            origin,
+            password_file=password_file,
+        )
     return out
 
 
@@ -411,7 +412,8 @@ def _leases(data: Mapping[str, object], path: Path) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(
-            f"{path} [leases]: stale_after_seconds must be a number of seconds, not {_kind(value)}"
+            f"{path} [leases]: stale_after_seconds must be a number of seconds,"
+            f" not {value_kind(value)}"
         )
     if not 0 < value <= MAX_STALE_AFTER:  # NaN fails this too
         raise ConfigError(
@@ -479,66 +481,3 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
     return Config(
         path, home, backends, stores, persistence, engine, secrets, jobs, stale_after, guard_sample
     )
-
-
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
-
-
-def _accepted(hint: object) -> set[type] | None:
-    """The TOML value types an annotation accepts, or None if it says nothing checkable."""
-    if hint is type(None):
-        return set()
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or isinstance(hint, types.UnionType):
-        out: set[type] = set()
-        for arg in typing.get_args(hint):
-            part = _accepted(arg)
-            if part is None:
-                return None
-            out |= part
-        return out
-    if hint is str or hint is Path or hint is os.PathLike or origin is os.PathLike:
-        return {str}
-    if hint is bool:
-        return {bool}
-    if hint is int:
-        return {int}
-    if hint is float:
-        return {int, float}
-    return None
-
-
-def _kind(value: object) -> str:
-    return _KIND_NAMES.get(type(value), f"a {type(value).__name__}")
-
-
-def check_options(section: Section, factory: Callable[..., object]) -> None:
-    """`ConfigError` naming the section and key if an option has a type `factory` refuses.
-
-    The types come from the factory's annotations (``path: str |
-    os.PathLike[str]`` accepts a TOML string only, ``retries: int | str`` an
-    integer or a string); an option without a checkable annotation is left
-    to the factory. The message never shows the value (it may be a secret).
-    """
-    import inspect  # noqa: PLC0415 (only when a driver is opened)
-
-    target = typing.cast(typing.Any, factory).__init__ if isinstance(factory, type) else factory
-    try:
-        hints = typing.get_type_hints(target)
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError, NameError):
-        return
-    for key, value in section.options.items():
-        if key not in params:
-            continue
-        accepted = _accepted(hints.get(key, typing.Any))
-        if not accepted:
-            continue
-        ok = isinstance(value, tuple(accepted)) and not (
-            isinstance(value, bool) and bool not in accepted
-        )
-        if not ok:
-            wanted = " or ".join(_KIND_NAMES[t] for t in (str, int, float, bool) if t in accepted)
-            raise ConfigError(
-                f"{section.origin}: option '{key}' must be {wanted}, not {_kind(value)}"
-            )

@@ -1,8 +1,9 @@
 """Build what a command works on from the configuration, through entry-point discovery.
 
-Drivers and stores are never imported by name: a section's ``driver`` is
-looked up with `load_factory` in the ``pieceworks.drivers`` or
-``pieceworks.stores`` namespace, so a third-party driver installed with an
+Drivers and stores are never imported by name: a section is a `DriverSpec`,
+opened by the one loader (`pieceworks.common_algorithms.opening`), which
+looks its ``driver`` up in the ``pieceworks.drivers`` or
+``pieceworks.stores`` entry points, so a third-party driver installed with an
 entry point works exactly like the reference ones.
 """
 
@@ -12,40 +13,29 @@ import logging
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from pieceworks.cli.config import Config, Section, check_options, load_config
+from pieceworks.cli.config import Config, Section, load_config
 from pieceworks.cli.exit_codes import CliError
 from pieceworks.cli.output import Output
 from pieceworks.cli.passwords import read_password
 from pieceworks.cli.progress import Progress, mode_for
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.gc.leases import DEFAULT_LEASE_TTL, set_stale_after
-from pieceworks.common_algorithms.keys import is_encrypted, unlock
+from pieceworks.common_algorithms.opening import open_backend, open_objects, open_store
 from pieceworks.protocols import (
-    BackendSpec,
     ConfigError,
-    DriverNotFound,
     InvalidDriver,
-    InvalidName,
     IObjectStore,
-    StoreSpec,
     VolumeNotFound,
     VolumeRef,
-)
-from pieceworks.protocols.encrypted_store import EncryptedStore
-from pieceworks.registry.discovery import (
-    DRIVERS_NAMESPACE,
-    STORES_NAMESPACE,
-    DriverLoadError,
-    load_factory,
 )
 
 if TYPE_CHECKING:  # imported where used: they bring in TaskFlow
     from pieceworks.common_algorithms.runner import EngineOptions
     from pieceworks.registry.registry import Registry
 
-__all__ = ["Context", "check_persistence", "open_section"]
+__all__ = ["Context", "check_persistence"]
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +47,6 @@ def _summary(config: Config) -> str:
 
     parts = [one(s) for s in (*config.backends.values(), *config.stores.values())]
     return "; ".join([f"file {config.path or 'none'}", *parts, f"persistence {config.persistence}"])
-
-
-def open_section(section: Section, namespace: str) -> object:
-    """Load `section`'s driver factory and call it with the section's options.
-
-    Every way this can go wrong is one `ConfigError` naming where the
-    section was defined (an unknown or broken driver, a bad option), except
-    failures of the backend itself (`CliError`, exit 1).
-    """
-    what = "driver" if namespace == DRIVERS_NAMESPACE else "store driver"
-    try:
-        factory = load_factory(section.driver, namespace)
-    except DriverNotFound as exc:
-        raise ConfigError(f"{section.origin}: unknown {what} '{section.driver}': {exc}") from None
-    except DriverLoadError as exc:
-        raise ConfigError(f"{section.origin}: {what} '{section.driver}' is broken: {exc}") from None
-    check_options(section, factory)
-    for directory in section.default_dirs:
-        directory.mkdir(parents=True, exist_ok=True)
-    try:
-        return factory(**section.options)
-    except (ConfigError, InvalidName, TypeError, ValueError) as exc:
-        raise ConfigError(f"{section.origin}: {exc}") from None
-    except Exception as exc:
-        raise CliError(
-            f"{section.origin}: cannot open {section.kind} '{section.name}': {exc}"
-        ) from None
 
 
 def check_persistence(url: str) -> None:
@@ -159,15 +122,10 @@ class Context:
     # -- backends and stores ------------------------------------------------
 
     def backend(self, name: str | None = None) -> Backend:
-        """The chosen backend (``--backend``, else the default), verified."""
+        """The chosen backend (``--backend``, else the default), verified (`open_backend`)."""
         section = self.config.backend(name or self.backend_name)
         if section.name not in self._backends:
-            driver = open_section(section, DRIVERS_NAMESPACE)
-            try:
-                spec = BackendSpec(section.name, section.driver, section.spec_options())
-                self._backends[section.name] = Backend.of(section.name, driver, spec)
-            except InvalidDriver as exc:
-                raise ConfigError(f"{section.origin}: {exc}") from None
+            self._backends[section.name] = open_backend(section)
         return self._backends[section.name]
 
     def all_backends(self) -> list[Backend]:
@@ -177,7 +135,7 @@ class Context:
     def raw_store(self, name: str | None = None) -> tuple[str, IObjectStore]:
         """The chosen store's name and objects as they are stored: sealed if encrypted."""
         section = self.config.store(name or self.store_name)
-        return section.name, cast(IObjectStore, open_section(section, STORES_NAMESPACE))
+        return section.name, open_objects(section)
 
     def store(
         self, name: str | None = None, *, source: bool = False, password_file: str | None = None
@@ -192,9 +150,9 @@ class Context:
         """
         section = self.config.store(name or self.store_name)
         if section.name not in self._stores:
-            objects = cast(IObjectStore, open_section(section, STORES_NAMESPACE))
-            if is_encrypted(objects):
-                password = read_password(
+
+            def passphrase() -> str:
+                return read_password(
                     self.out,
                     self.env,
                     section.name,
@@ -202,12 +160,8 @@ class Context:
                     source=source,
                     configured=section.password_file,
                 )
-                objects = EncryptedStore(objects, unlock(objects, password))
-            spec = StoreSpec(section.name, section.driver, section.spec_options())
-            try:
-                self._stores[section.name] = Store(section.name, objects, spec)
-            except InvalidDriver as exc:
-                raise ConfigError(f"{section.origin}: {exc}") from None
+
+            self._stores[section.name] = open_store(section, passphrase)
         return self._stores[section.name]
 
     def registry(self) -> Registry:

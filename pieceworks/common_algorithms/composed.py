@@ -16,51 +16,20 @@ left it. No closure travels: manager tasks are imported by path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from taskflow.flow import Flow
 
-from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.opening import Resolver, job_spec, open_backend, open_store
 from pieceworks.common_algorithms.operations.registration import register_backend
-from pieceworks.protocols import BackendSpec, ConfigError, IObjectStore, StoreSpec
+from pieceworks.protocols import ConfigError
 from pieceworks.registry import Registry, rebuild
-from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
 __all__ = ["COMPOSED_FACTORY", "Resolver", "composed_job_flow", "composed_registry"]
 
 #: The dotted path persisted in posted composed jobs.
 COMPOSED_FACTORY: Final = "pieceworks.common_algorithms.composed.composed_job_flow"
-
-#: Turns ``(kind, name)`` (``"backend"`` or ``"store"``) into the host's
-#: ``{"name", "driver", "options"}``; `ConfigError` for a name it lacks.
-Resolver = Callable[[str, str], Mapping[str, Any]]
-
-
-def _section(kind: str, name: str, resolve: Resolver | None) -> tuple[str, str, dict[str, Any]]:
-    if resolve is None:
-        raise ConfigError(
-            f"the job names {kind} {name!r}: only a conductor that has it in its"
-            " configuration can build this flow"
-        )
-    conf = resolve(kind, name)
-    return str(conf["name"]), str(conf["driver"]), dict(conf.get("options", {}))
-
-
-def _strings(options: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in options.items()}
-
-
-def _open_backend(name: str, resolve: Resolver | None) -> Backend:
-    name, driver, options = _section("backend", name, resolve)
-    made = load_factory(driver, DRIVERS_NAMESPACE)(**options)
-    return Backend.of(name, made, BackendSpec(name, driver, _strings(options)))
-
-
-def _open_store(name: str, resolve: Resolver | None) -> Store:
-    name, driver, options = _section("store", name, resolve)
-    objects = cast(IObjectStore, load_factory(driver, STORES_NAMESPACE)(**options))
-    return Store(name, objects, StoreSpec(name, driver, _strings(options)))
 
 
 def composed_registry(backends: Sequence[str], store: str, resolve: Resolver | None) -> Registry:
@@ -69,10 +38,10 @@ def composed_registry(backends: Sequence[str], store: str, resolve: Resolver | N
     Raise `ConfigError` for a name `resolve` does not know (or without
     `resolve`), `InvalidDriver` for a backend that completes no strategy.
     """
-    the_store = _open_store(store, resolve)
+    the_store = open_store(job_spec("store", store, resolve))
     registry = Registry()
     for name in backends:
-        register_backend(registry, _open_backend(name, resolve), the_store)
+        register_backend(registry, open_backend(job_spec("backend", name, resolve)), the_store)
     return registry
 
 

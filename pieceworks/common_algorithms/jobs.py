@@ -11,8 +11,10 @@ posting, claiming and running jobs live one layer up, in
 
 A job names its backend and store (``"lab"``); the conductor that runs it
 passes `resolve`, which turns a name into ``{"name", "driver", "options"}``
-from that host's own configuration, so no option (and no secret) is ever
-part of a job or of the persistence database. Jobs posted before names were
+(with ``origin`` and a store's ``password_file``) from that host's own
+configuration, and opens it with the one loader
+(`pieceworks.common_algorithms.opening`), so no option (and no secret) is
+ever part of a job or of the persistence database. Jobs posted before names were
 used carry the whole description instead; they are still accepted. An
 encrypted store is opened with the passphrase in the file the description's
 ``password_file`` names (the host's configuration): a host without one fails
@@ -21,13 +23,19 @@ the job, saying so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Final, cast
+from collections.abc import Mapping
+from typing import Any, Final
 
 from taskflow.flow import Flow
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.keys import is_encrypted, passphrase_from_file, unlock
+from pieceworks.common_algorithms.opening import (
+    Resolver,
+    SectionRef,
+    job_spec,
+    open_backend,
+    open_store,
+)
 from pieceworks.common_algorithms.operations.backup import backup_flow
 from pieceworks.common_algorithms.operations.replicate import (
     CopyVolumeByName,
@@ -36,9 +44,7 @@ from pieceworks.common_algorithms.operations.replicate import (
 )
 from pieceworks.common_algorithms.operations.requests import BackupRequest, RestoreRequest
 from pieceworks.common_algorithms.operations.restore import restore_flow
-from pieceworks.protocols import BackendSpec, ConfigError, IObjectStore, StoreSpec
-from pieceworks.protocols.encrypted_store import EncryptedStore
-from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
+from pieceworks.protocols import ConfigError
 
 __all__ = [
     "BACKUP_FACTORY",
@@ -52,7 +58,6 @@ __all__ = [
     "replicate_request",
     "restore_job_flow",
     "restore_request",
-    "spec_options",
 ]
 
 #: The dotted paths persisted in posted jobs (``__name__`` is ``__main__`` under ``-m``).
@@ -62,52 +67,12 @@ RESTORE_FACTORY: Final = f"{_MODULE}.restore_job_flow"
 REPLICATE_FACTORY: Final = f"{_MODULE}.replicate_job_flow"
 
 
-#: Turns ``(kind, name)`` (kind ``"backend"`` or ``"store"``) into the host's
-#: ``{"name", "driver", "options"}`` for it; raises `ConfigError` for a name
-#: the host does not configure.
-Resolver = Callable[[str, str], Mapping[str, Any]]
-#: How a job refers to a backend or store: its name (or, in jobs posted
-#: before names, the whole description).
-SectionRef = str | Mapping[str, Any]
+def _backend(kind_ref: SectionRef, resolve: Resolver | None) -> Backend:
+    return open_backend(job_spec("backend", kind_ref, resolve))
 
 
-def _describe(kind: str, ref: SectionRef, resolve: Resolver | None) -> Mapping[str, Any]:
-    if not isinstance(ref, str):
-        return ref
-    if resolve is None:
-        raise ConfigError(
-            f"the job names {kind} {ref!r}: only a conductor that has it in its"
-            " configuration can build this flow"
-        )
-    return resolve(kind, ref)
-
-
-def spec_options(options: Mapping[str, Any]) -> dict[str, str]:
-    """A spec's options as strings (what `BackendSpec`/`StoreSpec` hold)."""
-    return {str(k): str(v) for k, v in options.items()}
-
-
-def _backend(conf: Mapping[str, Any]) -> Backend:
-    name, driver, options = str(conf["name"]), str(conf["driver"]), dict(conf.get("options", {}))
-    factory = load_factory(driver, DRIVERS_NAMESPACE)
-    spec = BackendSpec(name, driver, spec_options(options))
-    return Backend.of(name, factory(**options), spec)
-
-
-def _store(conf: Mapping[str, Any]) -> Store:
-    name, driver, options = str(conf["name"]), str(conf["driver"]), dict(conf.get("options", {}))
-    objects = cast(IObjectStore, load_factory(driver, STORES_NAMESPACE)(**options))
-    if is_encrypted(objects):
-        password_file = conf.get("password_file")
-        if not password_file:
-            raise ConfigError(
-                f"store {name!r} is encrypted and this host's configuration gives no"
-                " passphrase for it: set password_file in its section (or"
-                " $PIECEWORKS_PASSWORD_FILE for the conductor)"
-            )
-        keys = unlock(objects, passphrase_from_file(str(password_file)))
-        objects = EncryptedStore(objects, keys)
-    return Store(name, objects, StoreSpec(name, driver, spec_options(options)))
+def _store(kind_ref: SectionRef, resolve: Resolver | None) -> Store:
+    return open_store(job_spec("store", kind_ref, resolve))
 
 
 def backup_request(request: Mapping[str, Any]) -> BackupRequest:
@@ -143,9 +108,7 @@ def backup_job_flow(
     Raise `ConfigError` for a name `resolve` does not know (or without
     `resolve`).
     """
-    backend_conf = _describe("backend", backend, resolve)
-    store_conf = _describe("store", store, resolve)
-    return backup_flow(_backend(backend_conf), _store(store_conf), backup_request(request))
+    return backup_flow(_backend(backend, resolve), _store(store, resolve), backup_request(request))
 
 
 def restore_job_flow(
@@ -155,9 +118,9 @@ def restore_job_flow(
     resolve: Resolver | None = None,
 ) -> Flow:
     """The restore flow of a job (see `backup_job_flow`)."""
-    backend_conf = _describe("backend", backend, resolve)
-    store_conf = _describe("store", store, resolve)
-    return restore_flow(_backend(backend_conf), _store(store_conf), restore_request(request))
+    return restore_flow(
+        _backend(backend, resolve), _store(store, resolve), restore_request(request)
+    )
 
 
 def replicate_job_flow(
@@ -185,12 +148,12 @@ def replicate_job_flow(
 
     def open_backend(name: str) -> Backend:
         if name not in backends:
-            backends[name] = _backend(_describe("backend", _only_name("backend", name), resolve))
+            backends[name] = _backend(_only_name("backend", name), resolve)
         return backends[name]
 
     def open_store(name: str) -> Store:
         if name not in stores:
-            stores[name] = _store(_describe("store", _only_name("store", name), resolve))
+            stores[name] = _store(_only_name("store", name), resolve)
         return stores[name]
 
     copy = CopyVolumeByName(

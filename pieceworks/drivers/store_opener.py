@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
+from typing import Final
 
 from pieceworks.protocols import (
     BackendError,
@@ -32,11 +33,12 @@ from pieceworks.protocols import (
     PieceworksError,
     StoreSpec,
 )
+from pieceworks.protocols.namespaces import STORES_NAMESPACE
 
 __all__ = ["STORES_GROUP", "known_store_drivers", "open_store", "store_factory"]
 
-#: The entry-point group that names store drivers (as in pyproject.toml).
-STORES_GROUP = "pieceworks.stores"
+#: The entry-point group that names store drivers (`STORES_NAMESPACE`, defined once).
+STORES_GROUP: Final = STORES_NAMESPACE
 
 
 def _entry_points() -> dict[str, EntryPoint]:

@@ -22,6 +22,7 @@ from stevedore.exception import NoMatches
 from stevedore.extension import Extension
 
 from pieceworks.protocols import DriverNotFound, PieceworksError
+from pieceworks.protocols.namespaces import DRIVERS_NAMESPACE, STORES_NAMESPACE
 
 __all__ = [
     "DRIVERS_NAMESPACE",
@@ -32,8 +33,6 @@ __all__ = [
     "load_factory",
 ]
 
-DRIVERS_NAMESPACE = "pieceworks.drivers"
-STORES_NAMESPACE = "pieceworks.stores"
 
 #: What an entry point names: called with options, returns a driver or store.
 DriverFactory = Callable[..., object]

@@ -4,7 +4,8 @@ It was handed to the driver as written: a relative ``path`` was relative to
 wherever the command ran (``pieceworks list`` from another directory made a
 new, empty store there and said it held no backups), ``~/backups`` made a
 directory literally called ``~``, and an empty one made the working
-directory the backend's volume directory.
+directory the backend's volume directory. Also: ``--config ""`` silently
+meant the built-in defaults, and ``driver = 5`` was reported as missing.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.config import load_config
+from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.protocols import ConfigError
-from tests.cli.conftest import MiB, Run, write_volume
+from tests.cli.conftest import Call, MiB, Run, write_volume
 
 
 def test_a_relative_path_is_relative_to_the_configuration_file(tmp_path: Path) -> None:
@@ -67,3 +69,17 @@ def test_the_same_configuration_finds_the_same_backups_from_another_directory(
     listed = run("list", "--json", env=e)
     assert [b["backup_id"] for b in listed.json()] == [made.json()["backup_id"]]
     assert (site / "backups" / "manifests").is_dir() and not (tmp_path / "backups").exists()
+
+
+def test_an_empty_config_option_is_an_error_not_the_defaults(call: Call) -> None:
+    done = call("--config", "", "list", "--json")
+    assert done.code == ExitCode.USAGE, done
+    assert "--config must name a configuration file" in done.err
+
+
+@pytest.mark.parametrize("value", ["5", '""', "true", '"  "'])
+def test_a_driver_that_is_no_name_is_named_as_such_not_missing(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "pw.toml"
+    path.write_text(f'[stores.lab]\ndriver = {value}\npath = "x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[stores\.lab\]: 'driver' must be the entry point"):
+        load_config(str(path), {"HOME": str(tmp_path)})

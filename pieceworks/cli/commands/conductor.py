@@ -119,6 +119,7 @@ def resolver(
             "name": section.name,
             "driver": section.driver,
             "options": dict(section.options),
+            "origin": section.origin,
         }
         if kind == "store":
             password_file = section.password_file or env.get(PASSWORD_FILE_ENV)

@@ -347,7 +347,7 @@ def _require_strategy(name: str, report: DriverReport) -> None:
 def _check_backend(args: argparse.Namespace, ctx: Context) -> int:
     """``check-driver --backend NAME``: build, verify and run the scratch-volume checks."""
     # Imported here: the suite brings in hypothesis and the file and POSIX drivers.
-    from pieceworks.cli.context import open_section  # noqa: PLC0415
+    from pieceworks.common_algorithms.opening import load_driver  # noqa: PLC0415
     from pieceworks.testing.runner import (  # noqa: PLC0415
         BackendHarness,
         run_checks,
@@ -355,7 +355,7 @@ def _check_backend(args: argparse.Namespace, ctx: Context) -> int:
     )
 
     section = ctx.config.backend(args.backend)
-    driver = open_section(section, DRIVERS_NAMESPACE)  # ConfigError: constructor vs options
+    driver = load_driver(section)  # ConfigError: constructor vs options
     name = section.name
     try:
         capabilities = verify_driver(driver, name)

@@ -152,6 +152,7 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
             " nothing was removed (the policy cannot count a backup it cannot read: see"
             " `pieceworks check`, then delete or repair the damaged backup)",
             ExitCode.CORRUPT,
+            reference="unreadable-manifests",  # as list, stats, check and gc say it
         )
     chosen = select(found.manifests, volumes=args.volumes, labels=labels)
     plan = apply_policy([Candidate(m.backup_id, m.created, m.volume_id) for m in chosen], policy)
