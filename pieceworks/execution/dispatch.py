@@ -116,6 +116,7 @@ class WorkerDispatcher:
             executor.start()
             try:
                 if executor.wait_for_workers(1, timeout=self.find_timeout):
+                    log.info("no worker of backend %s answered: %s runs in process", backend, name)
                     self._event(event="in-process", atom=name, backend=backend)
                     raise NotPlaced(f"no worker serves backend {backend!r}")
                 self._event(event="placed", atom=name, backend=backend, attempt=attempt)
