@@ -357,3 +357,13 @@ def test_a_replication_copies_on_a_worker_that_has_both_backends(
         assert sha256_file(volumes / copy) == sha256_file(volumes / "vol-1")
     stop(cond)
     stop(both)
+
+
+def test_conductor_worker_timings_must_be_positive(board: Board, tmp_path: Path) -> None:
+    """--worker-wait 0 or --worker-lost-after -1: exit 2 naming the option, nothing claimed."""
+    config = host_config(board, tmp_path)
+    for option, value in (("--worker-wait", "0"), ("--worker-lost-after", "-1")):
+        proc, _ = board.conductor("conductor-bad", "--transport", TRANSPORT, option, value,
+                                  config=config)  # fmt: skip
+        assert proc.wait(timeout=60) == 2
+        assert f"{option} must be a positive number of seconds" in board.log("conductor-bad")
