@@ -156,6 +156,7 @@ def run_jobs(root: Path, config: Path, args: argparse.Namespace, workers: int) -
     seconds = time.monotonic() - started
     logs = [p.read_text(errors="replace") for p in root.glob("conductor-*.log")]
     lost = sum(text.count("went silent") for text in logs)
+    unplaced = sum(text.count("runs in process") for text in logs)
     _cleanup(namespace, jobs)
     shutil.rmtree(root / "store", ignore_errors=True)  # the next run stores every chunk again
     total = args.jobs * args.size_mib * 1024 * 1024
@@ -168,6 +169,7 @@ def run_jobs(root: Path, config: Path, args: argparse.Namespace, workers: int) -
         "seconds_per_job": round(seconds / args.jobs, 3),
         "mb_per_s": round(total / seconds / 1e6, 1),
         "workers_lost": lost,
+        "steps_without_worker": unplaced if workers else None,
         "load_before": load_before,
         "load_after": _load(),
     }

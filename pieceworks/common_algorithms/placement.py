@@ -29,6 +29,7 @@ from taskflow import task
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.gc.leases import heartbeat
 from pieceworks.protocols import ConfigError, PieceworksError
+from pieceworks.protocols.errors import BackendNotFound, StoreNotFound
 
 __all__ = [
     "HEARTBEAT",
@@ -37,6 +38,8 @@ __all__ = [
     "Dispatcher",
     "HostSections",
     "NotPlaced",
+    "NotServedHere",
+    "declining",
     "Observer",
     "RemoteStep",
     "StepFailed",
@@ -91,6 +94,20 @@ Observer = Callable[[str, Mapping[str, Any] | None, BaseException | None], None]
 _host: HostSections | None = None
 _observer: Observer | None = None
 _mask: Callable[[str], str] | None = None
+
+
+class NotServedHere(PieceworksError):
+    """This worker's configuration lacks a backend or store the step names: run it elsewhere."""
+
+
+@contextmanager
+def declining() -> Iterator[None]:
+    """A name this host lacks or cannot open (`BackendNotFound`, `StoreNotFound`,
+    `ConfigError`) becomes `NotServedHere` inside the block."""
+    try:
+        yield
+    except (ConfigError, BackendNotFound, StoreNotFound) as exc:
+        raise NotServedHere(str(exc)) from None
 
 
 class StepFailed(PieceworksError):

@@ -116,6 +116,7 @@ class WorkerDispatcher:
             executor.start()
             try:
                 if executor.wait_for_workers(1, timeout=self.find_timeout):
+                    log.info("no worker of backend %s answered: %s runs in process", backend, name)
                     self._event(event="in-process", atom=name, backend=backend)
                     raise NotPlaced(f"no worker serves backend {backend!r}")
                 self._event(event="placed", atom=name, backend=backend, attempt=attempt)
@@ -173,4 +174,7 @@ class WorkerDispatcher:
             raise NotPlaced(f"no worker of backend {backend!r} took {name} in time")
         kind = next(iter(result), "Exception").rsplit(".", 1)[-1]
         text = result.exception_str if kind == "StepFailed" else f"{kind}: {result.exception_str}"
+        if text.startswith("NotServedHere:") or kind == "NotServedHere":
+            self._event(event="in-process", atom=name, backend=backend, why=text)
+            raise NotPlaced(f"the worker of backend {backend!r} declined {name}: {text}")
         raise RemoteStepFailed(f"on a worker of backend {backend!r}: {text}")

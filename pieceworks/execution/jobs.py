@@ -295,18 +295,8 @@ def post_backup(
     Raise `ConfigError` for a bad name, request or priority.
     """
     req = backup_request(request)
-    prefix = f"backup-{req.backup_id}"
-    return post_job(
-        jobboard,
-        persistence_url,
-        name=prefix,
-        factory=BACKUP_FACTORY,
-        kwargs=_job_kwargs(backend, store, req),
-        result_atom=f"{prefix}.write-manifest",
-        backends=[backend],
-        stores=[store],
-        priority=priority,
-    )
+    kind = (f"backup-{req.backup_id}", BACKUP_FACTORY, "write-manifest")
+    return _post_operation(jobboard, persistence_url, kind, backend, store, req, priority)
 
 
 def post_restore(
@@ -320,14 +310,28 @@ def post_restore(
 ) -> PostedJob:
     """Post a restore job (`RestoreRequest`'s fields); see `post_backup`."""
     req = restore_request(request)
-    prefix = f"restore-{req.backup_id}-to-{req.volume_id}"
+    kind = (f"restore-{req.backup_id}-to-{req.volume_id}", RESTORE_FACTORY, "restore-volume")
+    return _post_operation(jobboard, persistence_url, kind, backend, store, req, priority)
+
+
+def _post_operation(
+    jobboard: JobboardConf,
+    persistence_url: str,
+    kind: tuple[str, str, str],
+    backend: str,
+    store: str,
+    req: BackupRequest | RestoreRequest,
+    priority: str,
+) -> PostedJob:
+    """Post one backend's operation on one store; `kind` is (job name, factory, result step)."""
+    name, factory, result_step = kind
     return post_job(
         jobboard,
         persistence_url,
-        name=prefix,
-        factory=RESTORE_FACTORY,
+        name=name,
+        factory=factory,
         kwargs=_job_kwargs(backend, store, req),
-        result_atom=f"{prefix}.restore-volume",
+        result_atom=f"{name}.{result_step}",
         backends=[backend],
         stores=[store],
         priority=priority,

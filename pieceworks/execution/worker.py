@@ -4,7 +4,8 @@
 
 One `taskflow.engines.worker_based.worker.Worker` per backend, on topic
 ``pieceworks.backend.<name>`` (`topic_of`) of exchange `EXCHANGE`, serves
-`STEPS`: the data-moving tasks (a backup's transfer, a restore's write),
+`STEPS`: the data-moving tasks (a backup's transfer, a restore's write, a
+replication's copy, on the worker of its source backend),
 built by the worker-based engine from their class and name only. Each opens
 the backend and store it is given by NAME from `sections`, this host's own
 configuration: no option or secret travels in a message. Several workers
@@ -29,6 +30,7 @@ from taskflow.engines.worker_based.worker import Worker
 from taskflow.task import Task
 
 from pieceworks.common_algorithms.operations.backup_tasks import BackupTransfer
+from pieceworks.common_algorithms.operations.replicate import ReplicaCopy
 from pieceworks.common_algorithms.operations.restore import RestoreWrite
 from pieceworks.common_algorithms.placement import HostSections, use_host
 from pieceworks.execution.metrics import WorkerMetrics
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 #: The AMQP exchange conductors and workers talk on.
 EXCHANGE: Final = "pieceworks"
 #: The tasks a worker serves (the data-moving steps).
-STEPS: Final[tuple[type[Task], ...]] = (BackupTransfer, RestoreWrite)
+STEPS: Final[tuple[type[Task], ...]] = (BackupTransfer, RestoreWrite, ReplicaCopy)
 
 
 def topic_of(backend: str) -> str:

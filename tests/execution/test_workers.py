@@ -28,6 +28,7 @@ from pieceworks.common_algorithms.operations.restore import RestoreWrite
 from pieceworks.common_algorithms.placement import NotPlaced, RemoteStep
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.execution import JobFailed, wait_for
+from pieceworks.execution.jobs import post_replicate
 from pieceworks.protocols import BackendSpec
 from tests.execution.support import (
     CHUNK,
@@ -313,3 +314,56 @@ def test_a_step_failing_on_a_worker_fails_the_job_with_its_masked_reason(
     assert worker_secret not in board.log("conductor-1")
     assert next(e["event"] for e in events(path) if "backend" in e) == "placed"
     stop(cond)
+
+
+def test_a_replication_copies_on_a_worker_that_has_both_backends(
+    board: Board, tmp_path: Path
+) -> None:
+    """A worker lacking the target declines (in process); one with both copies the volume."""
+    size = 256 * CHUNK
+    make_volume(tmp_path / "volumes", "vol-1", 256)
+    config = host_config(board, tmp_path)
+    partial = board.config(
+        "partial",
+        backends={"lab": spec("lab", "slowfile", path=str(tmp_path / "volumes"), delay="0")},
+        stores={"lab": spec("lab", "posix", path=str(tmp_path / "store"))},
+    )
+    lacking = start_worker(board, "worker-lacking", partial)
+    cond, path = conductor(board, "conductor-1", config)
+    request = {"volume_id": "vol-1", "strategies": ["stream"]}
+
+    first = post_replicate(
+        board.url, PERSISTENCE, "lab", "far", {**request, "target_volume_id": "vol-2"}
+    )
+    board.jobs.append(first)
+    wait_for(board.url, PERSISTENCE, first, timeout=60)
+    offered, declined = [e for e in events(path) if "backend" in e]
+    assert (offered["event"], declined["event"]) == ("placed", "in-process")
+    assert "NotServedHere" in declined["why"]
+    assert "backend 'far'" in declined["why"]
+    stop(lacking)
+
+    both = start_worker(board, "worker-both", config, "--backends", "lab")
+    w0 = io(both.pid)
+    second = post_replicate(
+        board.url, PERSISTENCE, "lab", "far", {**request, "target_volume_id": "vol-3"}
+    )
+    board.jobs.append(second)
+    wait_for(board.url, PERSISTENCE, second, timeout=60)
+    assert [e["event"] for e in events(path) if "backend" in e][2:] == ["placed"]
+    assert io(both.pid)["rchar"] - w0["rchar"] >= size * 7 // 8
+    volumes = tmp_path / "volumes"
+    for copy in ("vol-2", "vol-3"):
+        assert sha256_file(volumes / copy) == sha256_file(volumes / "vol-1")
+    stop(cond)
+    stop(both)
+
+
+def test_conductor_worker_timings_must_be_positive(board: Board, tmp_path: Path) -> None:
+    """--worker-wait 0 or --worker-lost-after -1: exit 2 naming the option, nothing claimed."""
+    config = host_config(board, tmp_path)
+    for option, value in (("--worker-wait", "0"), ("--worker-lost-after", "-1")):
+        proc, _ = board.conductor("conductor-bad", "--transport", TRANSPORT, option, value,
+                                  config=config)  # fmt: skip
+        assert proc.wait(timeout=60) == 2
+        assert f"{option} must be a positive number of seconds" in board.log("conductor-bad")

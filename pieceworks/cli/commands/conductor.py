@@ -69,6 +69,20 @@ def add_arguments(parser: CommandParser) -> None:
     )
     parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
     parser.add_argument(
+        "--worker-wait",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds to wait for a worker of a step's backend to answer (default: 2)",
+    )
+    parser.add_argument(
+        "--worker-lost-after",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds without a heartbeat after which a running worker is lost (default: 5)",
+    )
+    parser.add_argument(
         "--transport",
         metavar="URL",
         help="run data steps on workers: amqp://USER:PASS@HOST/ (default: [jobs] transport)",
@@ -155,6 +169,12 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
 
     config = ctx.config
     jobboard, persistence = jobs_locations(args, config)
+    for option, value in (
+        ("--worker-wait", args.worker_wait),
+        ("--worker-lost-after", args.worker_lost_after),
+    ):
+        if not value > 0:
+            raise ConfigError(f"{option} must be a positive number of seconds, not {value:g}")
     conf = jobboard_conf(jobboard)
     expiry = args.claim_expiry or config.jobs.claim_expiry
     if expiry is not None:
@@ -183,6 +203,8 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             dispatcher = WorkerDispatcher(
                 transport,
                 exchange=args.exchange,
+                find_timeout=args.worker_wait,
+                lost_after=args.worker_lost_after,
                 on_event=None if sink is None else (lambda e: sink({**e, "who": name})),
             )
         run_conductor(

@@ -18,10 +18,11 @@ __all__ = ["add_arguments", "run_worker"]
 
 DESCRIPTION = """\
 Run a TaskFlow worker (the worker-based engine) next to the data: it serves
-the data-moving steps of backups (transfer, push) and restores (write, pull)
-for the backends named by --backends (default: every configured backend),
-each on the topic pieceworks.backend.NAME of the broker --transport names
-(default: [jobs] transport). A conductor started with --transport runs those
+the data-moving steps of backups (transfer, push), restores (write, pull)
+and replications (copy, when it also has the target backend) for the
+backends named by --backends (default: every configured backend), each on
+the topic pieceworks.backend.NAME of exchange --exchange of the broker
+--transport names (default: [jobs] transport). A conductor started with --transport runs those
 steps on a worker of the job's backend, or in process when none answers;
 planning, leases and manifests stay in the conductor. Messages carry backend
 and store names only: this host's configuration gives the driver options and

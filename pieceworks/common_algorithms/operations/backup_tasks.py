@@ -64,7 +64,13 @@ from pieceworks.common_algorithms.operations.guard import (
 from pieceworks.common_algorithms.operations.plan import Plan
 from pieceworks.common_algorithms.operations.requests import BackupRequest
 from pieceworks.common_algorithms.operations.reverts import guarded
-from pieceworks.common_algorithms.placement import DataStep, RemoteStep, host, run_data_step
+from pieceworks.common_algorithms.placement import (
+    DataStep,
+    RemoteStep,
+    declining,
+    host,
+    run_data_step,
+)
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -412,9 +418,10 @@ class BackupTransfer(RemoteStep):
     ) -> dict[str, Any]:
         sections = host()
         fields = {**request, "strategies": tuple(request.get("strategies", ()))}
-        step = TransferChunks(
-            sections.backend(backend), sections.store(store), BackupRequest(**fields), self.name
-        )
+        with declining():
+            step = TransferChunks(
+                sections.backend(backend), sections.store(store), BackupRequest(**fields), self.name
+            )
         step.reporter = self
         return self.observed(lambda: step.transfer(attempt, source))
 

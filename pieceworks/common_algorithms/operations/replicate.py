@@ -45,6 +45,13 @@ from pieceworks.common_algorithms.operations.planning import plan_replicate, via
 from pieceworks.common_algorithms.operations.requests import ReplicateRequest, request_fields
 from pieceworks.common_algorithms.operations.reverts import guarded
 from pieceworks.common_algorithms.operations.targets import check_target
+from pieceworks.common_algorithms.placement import (
+    DataStep,
+    RemoteStep,
+    declining,
+    host,
+    run_data_step,
+)
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.failpoints import failpoint
@@ -65,6 +72,7 @@ from pieceworks.protocols.chunks import DEFAULT_CODEC
 __all__ = [
     "BackendOpener",
     "CopyVolumeByName",
+    "ReplicaCopy",
     "ReplicateOutcome",
     "StoreOpener",
     "replicate",
@@ -177,12 +185,33 @@ class PrepareReplicaSource(_ReplicaTask):
         guarded(self, f"delete the temporary snapshot {temporary.snapshot_id}", undo)
 
 
-class CopyVolume(_ReplicaTask):
-    """Copy the source into the target volume by the current strategy."""
+class CopyVolume(DataStep, _ReplicaTask):
+    """Copy the source into the target volume by the current strategy.
+
+    The work (`copy_data`) runs on a worker that serves the source backend when
+    the conductor has a dispatcher and a worker takes it (as `ReplicaCopy`;
+    a worker that lacks the target or the store declines it), else in process.
+    """
 
     STEP, PROVIDES, REQUIRES = "copy-volume", "copied", ("attempt", "source")
+    #: The task whose notifier gets the progress events (a worker's `ReplicaCopy`).
+    reporter: task.Task | None = None
 
     def execute(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
+        arguments = {
+            "source_backend": self.source.name,
+            "target_backend": self.target.name,
+            "store_name": None if self.store is None else self.store.name,
+            "request": request_fields(self.request),
+            "attempt": attempt,
+            "source": source,
+        }
+        return run_data_step(
+            self, ReplicaCopy, self.source.name, arguments, lambda: self.copy_data(attempt, source)
+        )
+
+    def copy_data(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
+        """Copy by ``attempt["strategy"]``; the copy's result row."""
         started = time.monotonic()
         ref = source_ref(source)
         target = VolumeRef(self.request.target_volume)
@@ -215,7 +244,7 @@ class CopyVolume(_ReplicaTask):
                     writer,
                     chunk_size=self.request.chunk_size,
                     extents=extents,
-                    progress=ProgressReporter(self, reader.size),
+                    progress=ProgressReporter(self.reporter or self, reader.size),
                 )
             except BaseException:
                 writer.abort()
@@ -274,7 +303,7 @@ class CopyVolume(_ReplicaTask):
                 self.store.objects,
                 chunk_size=self.request.chunk_size,
                 extents=extents,
-                progress=ProgressReporter(self, reader.size),
+                progress=ProgressReporter(self.reporter or self, reader.size),
             )
             size = reader.size
         return size, result.chunks, result.stats.bytes_read, result.stats.bytes_read
@@ -368,6 +397,37 @@ class CopyVolumeByName(CopyVolume):
         self.store = None if store_name is None else self._open_store(store_name)
         self.request = replicate_request(request)
         return super().execute(attempt, source)
+
+
+class ReplicaCopy(RemoteStep):
+    """`CopyVolume`'s work on a worker: built from its name, given names and values.
+
+    The backends and the store are names opened from this host's
+    configuration (`placement.host`); a host that lacks one declines the
+    step (`NotServedHere`: the conductor runs it elsewhere). `request` holds
+    `ReplicateRequest`'s fields; `attempt` and `source` are the earlier
+    steps' results.
+    """
+
+    def execute(
+        self,
+        source_backend: str,
+        target_backend: str,
+        store_name: str | None,
+        request: dict[str, Any],
+        attempt: dict[str, Any],
+        source: dict[str, str | None],
+    ) -> dict[str, Any]:
+        sections = host()
+        with declining():
+            step = CopyVolume(
+                sections.backend(source_backend),
+                sections.backend(target_backend),
+                None if store_name is None else sections.store(store_name),
+                replicate_request(request),
+            )
+        step.reporter = self
+        return self.observed(lambda: step.copy_data(attempt, source))
 
 
 def replicate_request(fields: Mapping[str, Any]) -> ReplicateRequest:

@@ -28,7 +28,13 @@ from pieceworks.common_algorithms.operations.plan import Attempt, Plan
 from pieceworks.common_algorithms.operations.planning import plan_restore
 from pieceworks.common_algorithms.operations.requests import RestoreRequest
 from pieceworks.common_algorithms.operations.targets import check_target
-from pieceworks.common_algorithms.placement import DataStep, RemoteStep, host, run_data_step
+from pieceworks.common_algorithms.placement import (
+    DataStep,
+    RemoteStep,
+    declining,
+    host,
+    run_data_step,
+)
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.failpoints import failpoint
@@ -164,9 +170,13 @@ class RestoreWrite(RemoteStep):
     ) -> dict[str, Any]:
         sections = host()
         fields = {**request, "strategies": tuple(request.get("strategies", ()))}
-        step = RestoreVolume(
-            sections.backend(backend), sections.store(store), RestoreRequest(**fields), self.name
-        )
+        with declining():
+            step = RestoreVolume(
+                sections.backend(backend),
+                sections.store(store),
+                RestoreRequest(**fields),
+                self.name,
+            )
         step.reporter = self
         return self.observed(lambda: step.write(attempt, checked))
 
