@@ -14,6 +14,7 @@ is read before it starts).
 from __future__ import annotations
 
 import argparse
+import json
 
 from pieceworks.cli.commands import COMMANDS
 from pieceworks.cli.exit_codes import epilog
@@ -49,13 +50,23 @@ def _version() -> str:
 
 
 class _VersionAction(argparse.Action):
-    """``--version``: print ``pieceworks <version>`` and exit (looked up only then)."""
+    """``--version``: print ``pieceworks <version>`` and exit (looked up only then).
 
-    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+    With ``--json`` (`as_json`) it is a JSON document, ``{"message_type":
+    "version", "version"}``, as every output under ``--json`` is.
+    """
+
+    def __init__(
+        self, option_strings: list[str], dest: str, as_json: bool = False, **kwargs: object
+    ) -> None:
         super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+        self.as_json = as_json
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        print(f"pieceworks {_version()}")
+        if self.as_json:
+            print(json.dumps({"message_type": "version", "version": _version()}))
+        else:
+            print(f"pieceworks {_version()}")
         parser.exit()
 
 
@@ -75,7 +86,7 @@ def build_parser(*, lazy: bool = False, json_errors: bool = False) -> argparse.A
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common_options(suppress=False)],
     )
-    parser.add_argument("--version", action=_VersionAction)
+    parser.add_argument("--version", action=_VersionAction, as_json=json_errors)
     commands = Commands(
         parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
         "",
