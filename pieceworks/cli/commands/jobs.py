@@ -99,7 +99,9 @@ def add_arguments(parser: CommandParser) -> None:
         description="List jobs, oldest first: id, state, owner, name.",
     )
     listing.add_argument(
-        "--state", help="only jobs in this state (UNCLAIMED, CLAIMED, SUCCESS, FAILURE...)"
+        "--state",
+        type=_job_state,
+        help="only jobs in this state (UNCLAIMED, CLAIMED, SUCCESS, FAILURE...)",
     )
     show = actions.add(
         "show",
@@ -141,6 +143,33 @@ def add_arguments(parser: CommandParser) -> None:
     )
     for action in (listing, show, watch, cancel, migrate):
         jobs_location_options(action)
+
+
+#: What `jobs list --state` can match: the board's states, TaskFlow's flow states, UNKNOWN.
+JOB_STATES = (
+    "UNCLAIMED",
+    "CLAIMED",
+    "PENDING",
+    "RUNNING",
+    "SUCCESS",
+    "FAILURE",
+    "REVERTING",
+    "REVERTED",
+    "SUSPENDING",
+    "SUSPENDED",
+    "RESUMING",
+    "UNKNOWN",
+)
+
+
+def _job_state(text: str) -> str:
+    """``--state``, any case; one no job can be in is a usage error (it listed nothing)."""
+    state = text.strip().upper()
+    if state not in JOB_STATES:
+        raise argparse.ArgumentTypeError(
+            f"unknown state {text!r}: choose from {', '.join(JOB_STATES)}"
+        )
+    return state
 
 
 def run_jobs(args: argparse.Namespace, ctx: Context) -> int:

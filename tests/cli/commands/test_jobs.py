@@ -3,7 +3,8 @@ an unknown job (exit 3, ``job-not-found``) from an ended one (exit 1, ``job-ende
 
 ``jobs show ""`` looked for a job called '' (exit 3), and ``jobs cancel`` of
 a job that never existed exited 1 with the reference ``job-failed`` (what
-``jobs watch`` says of a job that ran and failed). Real Redis and PostgreSQL.
+``jobs watch`` says of a job that ran and failed); ``jobs list --state BOGUS``
+listed nothing instead of naming the states. Real Redis and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -64,3 +65,11 @@ def test_cancel_tells_an_unknown_job_from_an_ended_one(
     assert again.code == ExitCode.FAILED, again
     error = _error(again)
     assert error["reference"] == "job-ended" and "REVERTED" in str(error["message"]), error
+
+
+def test_a_state_no_job_can_be_in_is_a_usage_error(call: Call, jobs_env: dict[str, str]) -> None:
+    done = call("jobs", "list", "--state", "BOGUS", "--json", env=jobs_env)
+    assert done.code == ExitCode.USAGE, done
+    assert "unknown state 'BOGUS'" in _error(done)["message"]
+    listed = call("jobs", "list", "--state", "success", "--json", env=jobs_env)
+    assert listed.code == 0 and listed.json()["jobs"] == [], listed
