@@ -70,6 +70,6 @@ def test_cancel_tells_an_unknown_job_from_an_ended_one(
 def test_a_state_no_job_can_be_in_is_a_usage_error(call: Call, jobs_env: dict[str, str]) -> None:
     done = call("jobs", "list", "--state", "BOGUS", "--json", env=jobs_env)
     assert done.code == ExitCode.USAGE, done
-    assert "unknown state 'BOGUS'" in _error(done)["message"]
+    assert "unknown state 'BOGUS'" in str(_error(done)["message"])
     listed = call("jobs", "list", "--state", "success", "--json", env=jobs_env)
     assert listed.code == 0 and listed.json()["jobs"] == [], listed
