@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -31,8 +32,11 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``diff``."""
     parser.describe(DESCRIPTION, CODES)
-    parser.add_argument("first", metavar="ID1", help="the backup to compare against")
-    parser.add_argument("second", metavar="ID2", help="the backup compared")
+    backup_id = id_type("backup id")  # an empty or invalid id: a usage error, as elsewhere
+    parser.add_argument(
+        "first", metavar="ID1", type=backup_id, help="the backup to compare against"
+    )
+    parser.add_argument("second", metavar="ID2", type=backup_id, help="the backup compared")
     parser.add_argument(
         "--all-volumes",
         action="store_true",
