@@ -39,7 +39,7 @@ from pieceworks.common_algorithms.placement import HEARTBEAT, NotPlaced, RemoteS
 from pieceworks.execution.worker import EXCHANGE, topic_of
 from pieceworks.protocols import PieceworksError
 
-__all__ = ["RemoteStepFailed", "WorkerDispatcher"]
+__all__ = ["QUEUE_TIMEOUT", "RemoteStepFailed", "WorkerDispatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,12 @@ _POLL: Final = 0.05
 # TaskFlow's 1 s (settable only for the in-memory transport) would add a second
 # to every step. Proxies read it when built (this process: conductors only).
 wbe_proxy.DRAIN_EVENTS_PERIOD = _POLL
+
+
+#: Seconds a submitted step may wait for a worker to start it (TaskFlow's
+#: ``transition_timeout``, 60 s by default there): a worker heartbeats a step only once it
+#: runs it, so this alone bounds the wait for a step queued on a worker that died.
+QUEUE_TIMEOUT: Final = 120.0
 
 
 class RemoteStepFailed(PieceworksError):
@@ -64,8 +70,9 @@ class WorkerDispatcher:
 
     `url` is the broker (``amqp://USER:PASS@HOST/``); `find_timeout`
     (seconds) bounds the wait for a worker to answer; `transition_timeout`
-    bounds the wait of a submitted step for a free worker (then it runs in
-    process); `lost_after` seconds without a heartbeat is a dead worker;
+    bounds the wait of a submitted step for a worker to start it (then it
+    runs in process: a busy worker, or one that died while the step was
+    still queued on it); `lost_after` seconds without a heartbeat is a dead worker;
     `attempts` bounds the re-submissions after lost workers. `on_event`
     receives ``placed``, ``lost`` and ``in-process`` events (dicts).
     """
@@ -76,7 +83,7 @@ class WorkerDispatcher:
         *,
         exchange: str = EXCHANGE,
         find_timeout: float = 2.0,
-        transition_timeout: float = 600.0,
+        transition_timeout: float = QUEUE_TIMEOUT,
         lost_after: float = 5.0,
         attempts: int = 3,
         on_event: Callable[[dict[str, Any]], None] | None = None,

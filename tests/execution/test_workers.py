@@ -97,9 +97,11 @@ def start_worker(
     return proc
 
 
-def conductor(board: Board, name: str, config: Path) -> tuple[subprocess.Popen[bytes], Path]:
+def conductor(
+    board: Board, name: str, config: Path, *more: str
+) -> tuple[subprocess.Popen[bytes], Path]:
     args = ("--transport", TRANSPORT, "--exchange", board.namespace)  # this test's workers only
-    proc, path = board.conductor(name, *args, config=config)
+    proc, path = board.conductor(name, *args, *more, config=config)
     poll(f"conductor {name} started", lambda: "conductor" in board.log(name), 20)
     return proc, path
 
@@ -214,6 +216,56 @@ def test_a_worker_killed_mid_transfer_is_replaced_and_the_backup_made_once(
     assert sha256_file(volumes / "vol-2") == sha256_file(volumes / "vol-1")
     stop(cond)
     stop(spare)
+
+
+def test_a_step_queued_on_a_worker_that_dies_runs_in_process_after_the_queue_timeout(
+    board: Board, tmp_path: Path
+) -> None:
+    """A one-thread worker runs one job's step while the other's waits in its queue; the
+    worker is SIGKILLed. The running step is lost (no heartbeat) and re-run; the queued one
+    never sent a heartbeat, so only ``--worker-queue-timeout`` (here 4 s, by default 120 s
+    where TaskFlow's engine had 600) ends its wait: both backups are made, once each."""
+    make_volume(tmp_path / "volumes", "vol-1", 96)
+    make_volume(tmp_path / "volumes", "vol-2", 96)
+    config = host_config(board, tmp_path, delay="0.05")
+    doomed = start_worker(
+        board,
+        "worker-doomed",
+        config,
+        "--backends",
+        "lab",
+        "--threads",
+        "1",
+        env={"PIECEWORKS_FAILPOINTS": "backup.chunk-stored=kill@60"},  # ~3 s into the first
+    )
+    jobs = [
+        board.post_backup("lab", "lab", volume_id=v, chunk_size=CHUNK) for v in ("vol-1", "vol-2")
+    ]
+    paths = [conductor(board, f"conductor-{i}", config, "--worker-queue-timeout", "4")[1]
+             for i in (1, 2)]  # fmt: skip
+    results = [wait_for(board.url, PERSISTENCE, job, timeout=60) for job in jobs]
+
+    assert doomed.poll() == -signal.SIGKILL
+    seen = sorted(
+        tuple(e["event"] for e in events(path) if "backend" in e and "atom" in e) for path in paths
+    )
+    # the running step: placed, lost, then no worker answers; the queued one: placed, then
+    # the queue timeout (TaskFlow's RequestTimeout) sends it home
+    assert seen == [("placed", "in-process"), ("placed", "lost", "in-process")], seen
+    manifests = list(PosixStore(tmp_path / "store").list("manifests/"))
+    assert len(manifests) == 2 and {r["volume_id"] for r in results} == {"vol-1", "vol-2"}
+
+
+def test_the_queue_timeout_must_be_positive(board: Board, tmp_path: Path) -> None:
+    """``--worker-queue-timeout 0`` is refused (exit 2) naming the option."""
+    config = host_config(board, tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pieceworks.cli", "--config", str(config), "conductor",
+         "--jobboard", board.url, "--persistence", PERSISTENCE, "--transport", TRANSPORT,
+         "--worker-queue-timeout", "0"],
+        cwd=REPO, env=board.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--worker-queue-timeout" in done.stderr, done.stderr
 
 
 class _Recorder:

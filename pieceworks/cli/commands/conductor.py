@@ -83,6 +83,15 @@ def add_arguments(parser: CommandParser) -> None:
         help="seconds without a heartbeat after which a running worker is lost (default: 5)",
     )
     parser.add_argument(
+        "--worker-queue-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="seconds a step sent to a worker may wait there before it starts; then the"
+        " conductor runs it itself (a busy worker, or one that died with the step still"
+        " queued) (default: 120)",
+    )
+    parser.add_argument(
         "--transport",
         metavar="URL",
         help="run data steps on workers: amqp://USER:PASS@HOST/ (default: [jobs] transport)",
@@ -172,6 +181,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     for option, value in (
         ("--worker-wait", args.worker_wait),
         ("--worker-lost-after", args.worker_lost_after),
+        ("--worker-queue-timeout", args.worker_queue_timeout),
     ):
         if not value > 0:
             raise ConfigError(f"{option} must be a positive number of seconds, not {value:g}")
@@ -205,6 +215,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
                 exchange=args.exchange,
                 find_timeout=args.worker_wait,
                 lost_after=args.worker_lost_after,
+                transition_timeout=args.worker_queue_timeout,
                 on_event=None if sink is None else (lambda e: sink({**e, "who": name})),
             )
         run_conductor(
