@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
@@ -78,10 +78,8 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
 
     for backup_id in args.backup_ids:
         validate_id("backup id", backup_id)
-    if args.from_store == args.to_store:
-        from pieceworks.protocols import ConfigError  # noqa: PLC0415
-
-        raise ConfigError(f"--from-store and --to-store are both '{args.from_store}'")
+    if args.from_store == args.to_store:  # a mistyped command line, not the configuration
+        raise CliError(f"--from-store and --to-store are both '{args.from_store}'", ExitCode.USAGE)
     source = ctx.store(args.from_store, source=True, password_file=args.from_password_file)
     target = ctx.store(args.to_store)
     with ctx.progress(f"copy {source.name} -> {target.name}") as progress:
