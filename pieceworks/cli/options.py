@@ -81,6 +81,24 @@ def parse_chunk_size(text: str) -> int:
     return size
 
 
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0 (``--timeout``): anything else is a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be a positive finite number, not {text!r}")
+    return value
+
+
+def output_path(text: str) -> str:
+    """A file to write (``-o FILE``): an empty or blank name is a usage error, not stdout."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty file name: give the file to write, or omit -o")
+    return text
+
+
 def common_options(suppress: bool) -> CommandParser:
     """Options every command takes, before or after its name.
 
@@ -382,7 +400,9 @@ def plan_output_options(parser: argparse.ArgumentParser) -> None:
         default="text",
         help="text (default), json (same as --json), dot, or svg (needs Graphviz)",
     )
-    parser.add_argument("-o", "--output", metavar="FILE", help="write the plan to FILE")
+    parser.add_argument(
+        "-o", "--output", type=output_path, metavar="FILE", help="write the plan to FILE"
+    )
 
 
 def jobs_location_options(parser: argparse.ArgumentParser) -> None:

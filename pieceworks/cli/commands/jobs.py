@@ -15,6 +15,7 @@ from pieceworks.cli.options import (
     PRIORITIES,
     backup_request_options,
     jobs_location_options,
+    positive_seconds,
     replicate_request_options,
 )
 from pieceworks.cli.output import iso_time, table
@@ -123,7 +124,9 @@ def add_arguments(parser: CommandParser) -> None:
         codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.TIMED_OUT),
     )
     watch.add_argument("job_id", metavar="ID", type=id_type("job id"))
-    watch.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    watch.add_argument(
+        "--timeout", type=positive_seconds, metavar="S", help="give up after S seconds"
+    )
     cancel = actions.add(
         "cancel",
         "run_cancel",

@@ -103,6 +103,12 @@ def render_svg(dot_source: str) -> str:
 
 def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
     """Print or write (``-o FILE``, any format) the plan; exit 1 if nothing can run."""
+    if ctx.out.json_mode and args.format not in ("text", "json"):
+        raise CliError(
+            f"--json and --format {args.format} ask for two formats: give one of them",
+            ExitCode.USAGE,
+            reference="usage",
+        )
     fmt = "json" if ctx.out.json_mode else args.format
     masker = ctx.out.masker
     if fmt == "json":  # JSON is masked as data, never as text (see Masker.text)

@@ -73,3 +73,11 @@ def test_a_state_no_job_can_be_in_is_a_usage_error(call: Call, jobs_env: dict[st
     assert "unknown state 'BOGUS'" in str(_error(done)["message"])
     listed = call("jobs", "list", "--state", "success", "--json", env=jobs_env)
     assert listed.code == 0 and listed.json()["jobs"] == [], listed
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "soon"])
+def test_watch_timeout_must_be_a_positive_number(call: Call, timeout: str) -> None:
+    """``jobs watch ID --timeout -1`` was accepted (and gave up at once): a usage error now."""
+    done = call("jobs", "watch", "some-job", "--timeout", timeout)
+    assert done.code == ExitCode.USAGE, done
+    assert "--timeout" in done.err, done.err
