@@ -80,6 +80,7 @@ def test_post_list_show_watch_a_backup_from_the_command_line(board: Board, tmp_p
                  "--priority", "high")  # fmt: skip
     listed = pw_json(board, config, "jobs", "list")["jobs"]
     assert [(j["job_id"], j["state"]) for j in listed] == [(job.job_uuid, "UNCLAIMED")]
+    assert [j["message_type"] for j in listed] == ["job"]  # rows name their kind, as list's do
     assert pw_json(board, config, "jobs", "list", "--state", "SUCCESS")["jobs"] == []
 
     board.conductor("conductor-1", "--max-dispatches", "1", config=config)

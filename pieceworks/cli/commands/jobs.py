@@ -270,7 +270,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 
     jobboard, persistence = jobs_locations(args, ctx.config)
     found = list_jobs(jobboard, persistence, state=args.state)
-    ctx.out.data({"jobs": [s.to_dict() for s in found]})
+    ctx.out.data({"jobs": [{"message_type": "job", **s.to_dict()} for s in found]})
     if found:
         ctx.out.result(
             table(["JOB_ID", "STATE", "OWNER", "POSTED", "NAME"], [_line(s) for s in found])
