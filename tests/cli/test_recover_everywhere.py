@@ -300,6 +300,8 @@ def test_recover_removes_the_temporary_file_of_a_killed_restore_to_a_file(
     recovered = _ok(call("recover", "--json", env=env)).json()
     assert recovered["failed"] == 0, recovered
     assert [i["action"] for i in recovered["items"] if i["name"] == str(left)] == ["removed"]
+    # named as on this host, not as a store or backend called "local" (there is none)
+    assert [i["where"] for i in recovered["items"] if i["name"] == str(left)] == ["this host"]
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     assert _files(home / "journal", "*") == []
     _ok(call("restore", backup_id, "--to-file", str(out / "disk.img")))

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.gc.journal import TEMP_FILE_MARK, LocalJournal, remove
@@ -63,13 +63,19 @@ __all__ = ["LocalJournal", "RecoverItem", "RecoverOutcome", "recover"]
 
 log = logging.getLogger(__name__)
 
+#: `RecoverItem.where` of a local file outside every store and backend (the
+#: temporary file of a restore to a file): not a name that a store or backend
+#: could have (names are ids: no spaces).
+THIS_HOST: Final = "this host"
+
 
 @dataclass(frozen=True, slots=True)
 class RecoverItem:
     """One thing `recover` looked at.
 
     `kind`: ``lease``, ``gc-lock``, ``run-journal``, ``temporary-snapshot``
-    or ``temporary-file``; `where`: the store or backend name; `name`: key,
+    or ``temporary-file``; `where`: the store or backend name, the journal's
+    folder, or `THIS_HOST` for a local temporary file; `name`: key,
     snapshot or path; `action`: ``removed``, ``would remove``, ``kept`` or
     ``failed``; `reason`: why, in a few words.
     """
@@ -225,12 +231,16 @@ class _Recovery:
         """
         path = str(entry["file"])
         if not os.path.isabs(path) or TEMP_FILE_MARK not in os.path.basename(path):
-            self.note("temporary-file", "local", path, "kept", "not a pieceworks temporary name")
+            self.note("temporary-file", THIS_HOST, path, "kept", "not a pieceworks temporary name")
             return False
         if not os.path.lexists(path):
             return True
         return self.attempt(
-            "temporary-file", "local", path, f"written by a run whose {why}", _unlinker(Path(path))
+            "temporary-file",
+            THIS_HOST,
+            path,
+            f"written by a run whose {why}",
+            _unlinker(Path(path)),
         )
 
     def local(self, journal: LocalJournal) -> None:
