@@ -175,11 +175,17 @@ class _DeclaringSubParsersAction(_SubParsers):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
+        chosen = None
         if isinstance(values, Sequence) and values:
             chosen = self._name_parser_map.get(str(values[0]))
             if isinstance(chosen, CommandParser):
                 chosen.declare()
         super().__call__(parser, namespace, values, option_string)
+        # argparse hands what the command did not recognise up to the top parser,
+        # whose error shows the top-level usage; the command's own usage says more.
+        extras = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, None)
+        if extras and chosen is not None:
+            chosen.error(f"unrecognized arguments: {' '.join(extras)}")
 
 
 class UsageError(SystemExit):
