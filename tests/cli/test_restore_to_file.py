@@ -69,7 +69,7 @@ def test_an_existing_path_is_refused_unless_overwrite(
     assert existing.read_bytes() == b"keep me"
     assert directory.code == ExitCode.USAGE and "is a directory" in directory.err, directory
     assert chardev.code == ExitCode.USAGE and "not a regular file" in chardev.err, chardev
-    assert no_parent.code == ExitCode.FAILED and "does not exist" in no_parent.err, no_parent
+    assert no_parent.code == ExitCode.USAGE and "does not exist" in no_parent.err, no_parent
     assert both.code == ExitCode.USAGE and "exclude each other" in both.err, both
     # without --to-file or --volume, restore makes a new volume: --overwrite replaces nothing
     assert stray.code == ExitCode.OK and "into new volume" in stray.out, stray

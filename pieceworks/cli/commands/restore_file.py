@@ -163,7 +163,9 @@ def open_target(
     if st is None:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
-            raise CliError(f"cannot restore to {path}: directory {parent} does not exist")
+            raise CliError(
+                f"cannot restore to {path}: directory {parent} does not exist", ExitCode.USAGE
+            )
         return FileWriter(path, size, journal)
     if stat.S_ISDIR(st.st_mode):
         raise CliError(f"cannot restore to {path}: it is a directory", ExitCode.USAGE)

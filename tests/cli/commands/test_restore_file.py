@@ -29,3 +29,17 @@ def test_a_path_that_names_no_file_is_a_usage_error(
     error = json.loads(done.err.strip().splitlines()[-1])
     assert error["reference"] == "usage-error" and "--to-file" in error["message"], error
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_path_in_a_missing_directory_is_a_usage_error_naming_it(
+    call: Call, home: Path, tmp_path: Path
+) -> None:
+    """``--to-file /nodir/x.img`` exited 1 (``failed``) where a directory exits 2: both are
+    a PATH that cannot be a file to restore to, so both are usage errors."""
+    backup_id = make_backup(home, "vol-1").backup_id
+    target = tmp_path / "nodir" / "x.img"
+    done = call("restore", backup_id, "--to-file", str(target), "--json")
+    assert done.code == ExitCode.USAGE, done
+    error = json.loads(done.err.strip().splitlines()[-1])
+    assert f"directory {target.parent} does not exist" in error["message"], error
+    assert not target.parent.exists()
