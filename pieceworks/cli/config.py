@@ -320,16 +320,23 @@ def _password_file(body: Mapping[str, object], kind: str, origin: str, path: Pat
     return str(path.parent.absolute() / Path(value).expanduser())
 
 
-def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | None]:
-    raw = data.get("engine", {})
+def _table(data: Mapping[str, object], name: str, known: set[str], path: Path) -> dict[str, object]:
+    """Top-level section ``[name]`` (empty if absent); `ConfigError` if it is not a table
+    or has a key outside `known` (each named, with the known ones)."""
+    raw = data.get(name, {})
     if not isinstance(raw, dict):
-        raise ConfigError(f"configuration file {path}: [engine] must be a table")
-    unknown = sorted(set(raw) - _ENGINE_KEYS)
+        raise ConfigError(f"configuration file {path}: [{name}] must be a table")
+    unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(
-            f"{path} [engine]: unknown key(s) {', '.join(unknown)}"
-            f" (known: {', '.join(sorted(_ENGINE_KEYS))})"
+            f"{path} [{name}]: unknown key(s) {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(known))})"
         )
+    return raw
+
+
+def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | None]:
+    raw = _table(data, "engine", _ENGINE_KEYS, path)
     persistence, engine = raw.get("persistence"), raw.get("engine")
     if persistence is not None and not isinstance(persistence, str):
         raise ConfigError(f"{path} [engine]: persistence must be a connection string")
@@ -340,15 +347,7 @@ def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | N
 
 def _backup(data: Mapping[str, object], path: Path) -> float | None:
     """``[backup] guard_sample``: a number of percent in [0, 100], or None if not set."""
-    raw = data.get("backup", {})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"configuration file {path}: [backup] must be a table")
-    unknown = sorted(set(raw) - _BACKUP_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{path} [backup]: unknown key(s) {', '.join(unknown)}"
-            f" (known: {', '.join(sorted(_BACKUP_KEYS))})"
-        )
+    raw = _table(data, "backup", _BACKUP_KEYS, path)
     value = raw.get("guard_sample")
     if value is None:
         return None
@@ -365,15 +364,7 @@ def _backup(data: Mapping[str, object], path: Path) -> float | None:
 
 
 def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
-    raw = data.get("jobs", {})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"configuration file {path}: [jobs] must be a table")
-    unknown = sorted(set(raw) - _JOBS_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{path} [jobs]: unknown key(s) {', '.join(unknown)}"
-            f" (known: {', '.join(sorted(_JOBS_KEYS))})"
-        )
+    raw = _table(data, "jobs", _JOBS_KEYS, path)
     urls: dict[str, str | None] = {}
     for key in ("jobboard", "persistence", "transport"):
         value = raw.get(key)
@@ -398,15 +389,7 @@ def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
 
 
 def _leases(data: Mapping[str, object], path: Path) -> float | None:
-    raw = data.get("leases", {})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"configuration file {path}: [leases] must be a table")
-    unknown = sorted(set(raw) - _LEASES_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{path} [leases]: unknown key(s) {', '.join(unknown)}"
-            f" (known: {', '.join(sorted(_LEASES_KEYS))})"
-        )
+    raw = _table(data, "leases", _LEASES_KEYS, path)
     value = raw.get("stale_after_seconds")
     if value is None:
         return None
