@@ -31,10 +31,9 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.common_algorithms.format.manifest import list_manifests
-from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.failpoints import ENV_VAR
 from tests.cli.conftest import COMMAND, PLUGINS, Call, MiB, Result, with_plugins, write_volume
+from tests.support.leftovers import leftovers
 
 CHUNK = "256KiB"
 
@@ -160,20 +159,7 @@ class Site:
 
     def leftovers(self) -> list[str]:
         """Everything a run may leave that must be gone after recover + gc."""
-        found: list[str] = []
-        for sub in ("leases", "locks", "runs"):
-            found += [str(p) for p in (self.store / sub).rglob("*") if p.is_file()]
-        for top in (self.store, self.volumes, self.other):
-            found += [str(p) for p in top.rglob(".tmp-*")]
-            found += [str(p) for p in (top / ".incoming").glob("*")]
-            found += [str(p) for p in (top / ".snapshots").rglob("pw-*")]
-        referenced = {d for m in list_manifests(PosixStore(self.store)) for d in m.digests()}
-        found += [
-            str(p)
-            for p in (self.store / "chunks").rglob("*")
-            if p.is_file() and p.name not in referenced
-        ]
-        return found
+        return leftovers(self.store, (self.volumes, self.other))
 
 
 _CONFIG = """

@@ -35,11 +35,10 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.common_algorithms.format.manifest import list_manifests
-from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.failpoints import ENV_VAR
 from tests.cli.conftest import COMMAND, Call, MiB, Result, with_plugins, write_volume
 from tests.drivers.test_remote import REPO, TARGET, _first_line, _stop
+from tests.support.leftovers import leftovers
 
 CHUNK = "256KiB"
 
@@ -181,21 +180,8 @@ class Site:
         return rows
 
     def leftovers(self) -> list[str]:
-        found: list[str] = []
-        for sub in ("leases", "locks", "runs"):
-            found += [str(p) for p in (self.store / sub).rglob("*") if p.is_file()]
-        for top in (self.store, self.volumes, self.far, self.far2):
-            found += [str(p) for p in top.rglob(".tmp-*")]
-            found += [str(p) for p in (top / ".incoming").glob("*")]
-            found += [str(p) for p in (top / ".snapshots").rglob("pw-*")]
-        found += [str(p) for p in (self.root / "pwhome" / "journal").glob("*")]
-        referenced = {d for m in list_manifests(PosixStore(self.store)) for d in m.digests()}
-        found += [
-            str(p)
-            for p in (self.store / "chunks").rglob("*")
-            if p.is_file() and p.name not in referenced
-        ]
-        return found
+        found = leftovers(self.store, (self.volumes, self.far, self.far2))
+        return found + [str(p) for p in (self.root / "pwhome" / "journal").glob("*")]
 
 
 _CONFIG = """
