@@ -31,19 +31,19 @@ aborts it on any exception).
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Final, Literal, TypeVar
 
+from pieceworks.common_algorithms.format.chunk_ranges import contains, index_ranges, intersect
 from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -585,14 +585,14 @@ def _plan(
     Chunks not yielded are holes.
     """
     count = -(-size // chunk_size)
-    wanted = [(0, count)] if extents is None else _index_ranges(extents, size, chunk_size)
+    wanted = [(0, count)] if extents is None else index_ranges(extents, size, chunk_size)
     if read_only is None or reuse is None:
         return ((i, None) for a, b in wanted for i in range(a, b))
-    reads = _intersect(wanted, _index_ranges(read_only, size, chunk_size))
+    reads = intersect(wanted, index_ranges(read_only, size, chunk_size))
     reused: list[tuple[int, ChunkRef | None]] = []
     for offset, ref in sorted(reuse.items()):
         index = offset // chunk_size
-        if index >= count or not _contains(wanted, index) or _contains(reads, index):
+        if index >= count or not contains(wanted, index) or contains(reads, index):
             continue
         expected = min(chunk_size, size - index * chunk_size)
         if offset % chunk_size or ref.offset != offset or ref.length != expected:
@@ -604,39 +604,6 @@ def _plan(
         reused.append((index, ref))
     to_read = ((i, None) for a, b in reads for i in range(a, b))
     return heapq.merge(to_read, reused, key=lambda item: item[0])
-
-
-def _index_ranges(extents: Iterable[Extent], size: int, chunk_size: int) -> list[tuple[int, int]]:
-    """Sorted, merged ``[first, stop)`` ranges of the chunk indices `extents` touch."""
-    ranges: list[tuple[int, int]] = []
-    for e in sorted(extents):
-        end = min(e.end, size)
-        if end <= e.offset:
-            continue
-        first, stop = e.offset // chunk_size, (end - 1) // chunk_size + 1
-        if ranges and first <= ranges[-1][1]:
-            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], stop))
-        else:
-            ranges.append((first, stop))
-    return ranges
-
-
-def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo < hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def _contains(ranges: list[tuple[int, int]], index: int) -> bool:
-    k = bisect.bisect_right(ranges, index, key=lambda r: r[0]) - 1
-    return k >= 0 and ranges[k][0] <= index < ranges[k][1]
 
 
 # -- restore and verify ------------------------------------------------------------

@@ -36,6 +36,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from pieceworks.common_algorithms.format.chunk_ranges import (
+    Ranges,
+    index_ranges,
+    intersect,
+    subtract,
+)
 from pieceworks.protocols import ChunkRef, Extent
 
 __all__ = [
@@ -63,8 +69,6 @@ ALLOCATED_EXTENTS: Final = "allocated-extents"
 Enhancer = Literal["changed-blocks", "allocated-extents"]
 #: At most this many offsets of a lie are named (the count is always given).
 _NAMED_OFFSETS = 20
-
-Ranges = list[tuple[int, int]]  # sorted, merged [first, stop) chunk index ranges
 
 
 def check_percent(percent: float) -> float:
@@ -229,10 +233,10 @@ def plan_guard(
     holes: list[int] = []
     unchanged: dict[int, ChunkRef | None] = {}
     if percent > 0 and extents is not None:
-        holes = _sample(_subtract(everything, wanted), percent, rng)
+        holes = _sample(subtract(everything, wanted), percent, rng)
     if percent > 0 and changed is not None and parent is not None:
-        reads = _intersect(wanted, index_ranges(changed, size, chunk_size))
-        for i in _sample(_subtract(wanted, reads), percent, rng):
+        reads = intersect(wanted, index_ranges(changed, size, chunk_size))
+        for i in _sample(subtract(wanted, reads), percent, rng):
             unchanged[i] = parent.get(i * chunk_size)
     extra = [
         Extent(i * chunk_size, chunk_length(i, size, chunk_size)) for i in (*holes, *unchanged)
@@ -308,56 +312,8 @@ def chunk_length(index: int, size: int, chunk_size: int) -> int:
     return min(chunk_size, size - index * chunk_size)
 
 
-def index_ranges(extents: Sequence[Extent], size: int, chunk_size: int) -> Ranges:
-    """Sorted, merged ``[first, stop)`` ranges of the chunk indices `extents` touch."""
-    ranges: Ranges = []
-    for e in sorted(extents, key=lambda e: (e.offset, e.length)):
-        end = min(e.end, size)
-        if end <= e.offset:
-            continue
-        first, stop = e.offset // chunk_size, (end - 1) // chunk_size + 1
-        if ranges and first <= ranges[-1][1]:
-            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], stop))
-        else:
-            ranges.append((first, stop))
-    return ranges
-
-
 def _digest(ref: ChunkRef | None) -> str | None:
     return None if ref is None else ref.digest
-
-
-def _intersect(a: Ranges, b: Ranges) -> Ranges:
-    out: Ranges = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo < hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def _subtract(a: Ranges, b: Ranges) -> Ranges:
-    """The indices of `a` not in `b` (both sorted and merged)."""
-    out: Ranges = []
-    j = 0
-    for lo, hi in a:
-        start = lo
-        while j < len(b) and b[j][1] <= start:
-            j += 1
-        k = j
-        while k < len(b) and b[k][0] < hi:
-            if b[k][0] > start:
-                out.append((start, b[k][0]))
-            start = max(start, b[k][1])
-            k += 1
-        if start < hi:
-            out.append((start, hi))
-    return out
 
 
 def _sample(ranges: Ranges, percent: float, rng: random.Random) -> list[int]:
