@@ -421,3 +421,26 @@ def jobs_location_options(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="TaskFlow persistence, postgresql://... (default: [jobs] persistence)",
     )
+
+
+def exchange_option(parser: argparse.ArgumentParser) -> None:
+    """``--exchange``: the AMQP exchange that conductors and workers share."""
+    parser.add_argument(
+        "--exchange",
+        default="pieceworks",
+        metavar="NAME",
+        help="the AMQP exchange of conductors and workers (default: pieceworks)",
+    )
+
+
+def metrics_options(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` and ``--metrics-addr`` of a long-running process (Prometheus)."""
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on PORT (0: a free one, printed)",
+    )
+    parser.add_argument(
+        "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port"
+    )

@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.masking import url_password
-from pieceworks.cli.options import jobs_location_options
+from pieceworks.cli.options import exchange_option, jobs_location_options, metrics_options
 from pieceworks.protocols import ConfigError, PieceworksError
 
 if TYPE_CHECKING:
@@ -61,12 +61,7 @@ def add_arguments(parser: CommandParser) -> None:
         metavar="S",
         help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
     )
-    parser.add_argument(
-        "--exchange",
-        default="pieceworks",
-        metavar="NAME",
-        help="the AMQP exchange of conductors and workers (default: pieceworks)",
-    )
+    exchange_option(parser)
     parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
     parser.add_argument(
         "--worker-wait",
@@ -96,15 +91,7 @@ def add_arguments(parser: CommandParser) -> None:
         metavar="URL",
         help="run data steps on workers: amqp://USER:PASS@HOST/ (default: [jobs] transport)",
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="PORT",
-        help="serve Prometheus metrics on PORT (0: a free one, printed)",
-    )
-    parser.add_argument(
-        "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port"
-    )
+    metrics_options(parser)
 
 
 def jobs_locations(args: argparse.Namespace, config: Config) -> tuple[str, str]:

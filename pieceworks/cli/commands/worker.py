@@ -9,6 +9,7 @@ import types
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.options import exchange_option, metrics_options
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -43,24 +44,11 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--backends", metavar="NAME[,NAME]", help="serve these backends (default: all configured)"
     )
-    parser.add_argument(
-        "--exchange",
-        default="pieceworks",
-        metavar="NAME",
-        help="the AMQP exchange of conductors and workers (default: pieceworks)",
-    )
+    exchange_option(parser)
     parser.add_argument(
         "--threads", type=int, default=2, metavar="N", help="steps run at once (default: 2)"
     )
-    parser.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="PORT",
-        help="serve Prometheus metrics on PORT (0: a free one, printed)",
-    )
-    parser.add_argument(
-        "--metrics-addr", default="127.0.0.1", metavar="ADDR", help="address for --metrics-port"
-    )
+    metrics_options(parser)
 
 
 def run_worker(args: argparse.Namespace, ctx: Context) -> int:
