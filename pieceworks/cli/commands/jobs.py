@@ -183,6 +183,7 @@ def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
 def run_post(args: argparse.Namespace, ctx: Context) -> int:
     """Post a backup or restore job naming the backend and store; print its id."""
     from pieceworks.common_algorithms.operations.guard import (  # noqa: PLC0415
+        DEFAULT_GUARD_MAX_CHUNKS,
         DEFAULT_GUARD_PERCENT,
     )
     from pieceworks.execution.jobs import post_backup, post_restore  # noqa: PLC0415
@@ -192,7 +193,7 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
     backend = args.backend or ctx.config.backend(None).name
     store = args.store or ctx.config.store(None).name
     if args.post_kind == "backup":
-        request = backup_request(args, ctx.config.guard_sample)
+        request = backup_request(args, ctx.config.guard_sample, ctx.config.guard_max_chunks)
         fields = {
             "volume_id": request.volume_id,
             "backup_id": request.backup_id,
@@ -204,6 +205,8 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
         }
         if request.guard_percent != DEFAULT_GUARD_PERCENT:  # else a job older conductors read
             fields["guard_percent"] = request.guard_percent
+        if request.guard_max_chunks != DEFAULT_GUARD_MAX_CHUNKS:  # the same
+            fields["guard_max_chunks"] = request.guard_max_chunks
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
