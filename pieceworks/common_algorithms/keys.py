@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ConfigError, IObjectStore, NotFound, ObjectNotFound
 from pieceworks.protocols.encrypted_store import KEYS_PREFIX
 from pieceworks.protocols.encryption import MASTER_KEY_BYTES, StoreKeys
@@ -215,14 +216,33 @@ def remove_key(store: IObjectStore, password: str, key_id: str) -> None:
         raise KeyRefused(
             f"key {key_id} is the store's last key: removing it would lose every backup"
         )
-    store.delete(_key_name(key_id))
+    # Two removals at once (of two keys of a two-key store) both pass the check
+    # above; whichever finds no key left after its delete puts its key back, so
+    # the last one to look always finds one (all deletes happened before it looked).
+    name = _key_name(key_id)
+    try:
+        body = store.get(name)
+    except ObjectNotFound:
+        return  # removed meanwhile by another run: done
+    failpoint("key.before-remove")
+    store.delete(name)
+    if next(_key_names(store), None) is None:
+        store.put(name, body)
+        raise KeyRefused(
+            f"key {key_id} was not removed: another key removal ran at the same time and"
+            " this one would have left the store without a key (every backup lost); it is"
+            " back, and `pieceworks key list` shows the keys that remain"
+        )
 
 
 def list_keys(store: IObjectStore) -> list[KeyInfo]:
     """Every key file of the store, oldest first (no passphrase needed)."""
     infos = []
     for name in _key_names(store):
-        doc = _read_key(store, name)
+        try:
+            doc = _read_key(store, name)
+        except ObjectNotFound:  # removed since it was listed
+            continue
         kdf = doc["kdf"]
         infos.append(
             KeyInfo(
@@ -323,7 +343,10 @@ def _unlock(store: IObjectStore, password: str) -> tuple[str, bytes]:
     if not names:
         raise NotEncrypted("the store is not encrypted (it has no key): see `pieceworks key init`")
     for name in names:
-        doc = _read_key(store, name)
+        try:
+            doc = _read_key(store, name)
+        except ObjectNotFound:  # removed since it was listed (a concurrent `key remove`)
+            continue
         kdf = doc["kdf"]
         params = KdfParams(kdf["n"], kdf["r"], kdf["p"])
         kek = params.derive(password, _unb64(kdf.get("salt"), "salt", name))
