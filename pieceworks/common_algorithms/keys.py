@@ -148,7 +148,18 @@ def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) 
             "the store already holds objects; encryption starts with an empty store"
             " (copy existing backups into a new encrypted store with `pieceworks copy`)"
         )
-    return _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+    key_id = _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+    # Two inits at once both found the store empty and each wrote a key with its
+    # own master key: backups sealed by one could not be opened through the
+    # other. Only a run that finds its key alone keeps it (at most one can).
+    others = [name for name in _key_names(store) if name != _key_name(key_id)]
+    if others:
+        store.delete(_key_name(key_id))
+        raise KeyRefused(
+            "another `key init` ran at the same time: this one's key was removed again"
+            " (one store, one master key); `pieceworks key list` shows the store's key"
+        )
+    return key_id
 
 
 def passphrase_from_file(path: str, what: str = "passphrase") -> str:
@@ -293,6 +304,7 @@ def _write_key(store: IObjectStore, master: bytes, password: str, kdf: KdfParams
     salt, nonce = os.urandom(SALT_BYTES), os.urandom(12)
     kek = kdf.derive(password, salt)
     wrapped = AESGCM(kek).encrypt(nonce, master, _AAD_PREFIX + key_id.encode())
+    failpoint("key.before-write")
     doc = {
         "format": FORMAT,
         "version": VERSION,

@@ -81,3 +81,29 @@ def test_two_removals_at_once_never_leave_the_store_without_a_key(
     restored = run("restore", backed_up.json()["backup_id"], "--to-file", str(home / "r"), env=e)
     assert restored.code == 0, restored
     assert (home / "r").read_bytes() == (home / "volumes" / "vol-1").read_bytes()
+
+
+def test_two_inits_at_once_leave_one_master_key(
+    run: Run, run_all: RunAll, env: dict[str, str], home: Path
+) -> None:
+    """Two ``key init`` at once both found the store empty and each wrote a key holding its
+    own master key, both exit 0: backups sealed under one could never be opened with the
+    other's passphrase. Now at most one keeps its key; a second init is refused."""
+    held = {**env, "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:1500"}
+    done = run_all(
+        [
+            (["key", "init"], {**held, "PIECEWORKS_PASSWORD": "passphrase of one"}),
+            (["key", "init"], {**held, "PIECEWORKS_PASSWORD": "passphrase of two"}),
+        ]
+    )
+    refused = [d for d in done if d.code != 0]
+    assert refused, done
+    for d in refused:
+        assert d.code == ExitCode.USAGE, d
+        assert "another `key init` ran at the same time" in d.err, d
+    listed = run("key", "list", "--json", env=env)
+    kept = len(done) - len(refused)
+    if kept:
+        assert listed.code == 0 and len(listed.json()["keys"]) == 1, listed
+    else:  # both stepped back: still a plain, empty store, and init works
+        assert run("key", "init", env={**env, "PIECEWORKS_PASSWORD": "p"}).code == 0
