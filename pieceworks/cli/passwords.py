@@ -14,9 +14,9 @@ import getpass
 import sys
 from collections.abc import Mapping
 
+from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import Output
 from pieceworks.common_algorithms.keys import passphrase_from_file
-from pieceworks.protocols import ConfigError
 
 __all__ = [
     "FROM_PASSWORD_ENV",
@@ -62,7 +62,10 @@ def read_password(
     configured: str | None = None,
     initial: bool = False,
 ) -> str:
-    """The passphrase of encrypted store `store`; `ConfigError` (exit 2) if none is given.
+    """The passphrase of encrypted store `store`; a usage error (exit 2) if none is given.
+
+    No passphrase is a missing input, not a fault of the configuration: a
+    `CliError` with code `ExitCode.USAGE` (reference ``usage-error``).
 
     `source`: the store copied from (``copy``), whose passphrase comes from
     ``--from-password-file`` and ``$PIECEWORKS_FROM_PASSWORD[_FILE]``.
@@ -82,9 +85,10 @@ def read_password(
         password = getpass.getpass(f"passphrase of store '{store}': ")
     if not password:
         state = "is to be encrypted" if initial else "is encrypted"
-        raise ConfigError(
+        raise CliError(
             f"store '{store}' {state}: give its passphrase with ${var},"
-            f" ${file_var}, {option} or password_file in its section (or type it on a terminal)"
+            f" ${file_var}, {option} or password_file in its section (or type it on a terminal)",
+            ExitCode.USAGE,
         )
     out.masker.add(frozenset({password}))
     return password
@@ -93,16 +97,20 @@ def read_password(
 def read_new_password(
     out: Output, env: Mapping[str, str], store: str, file: str | None = None
 ) -> str:
-    """A new passphrase for `store`: ``--new-password-file``, the environment, or typed twice."""
+    """A new passphrase for `store`: ``--new-password-file``, the environment, or typed twice.
+
+    None given, or two typed that differ: a usage error (`CliError`, exit 2).
+    """
     password = _lookup(env, file, NEW_PASSWORD_ENV, NEW_PASSWORD_FILE_ENV, "new passphrase")
     if password is None and sys.stdin.isatty():
         password = getpass.getpass(f"new passphrase of store '{store}': ")
         if getpass.getpass("repeat it: ") != password:
-            raise ConfigError("the two passphrases differ; nothing was changed")
+            raise CliError("the two passphrases differ; nothing was changed", ExitCode.USAGE)
     if not password:
-        raise ConfigError(
+        raise CliError(
             f"a new passphrase for store '{store}' is needed: give it with ${NEW_PASSWORD_ENV},"
-            f" ${NEW_PASSWORD_FILE_ENV} or --new-password-file (or type it on a terminal)"
+            f" ${NEW_PASSWORD_FILE_ENV} or --new-password-file (or type it on a terminal)",
+            ExitCode.USAGE,
         )
     out.masker.add(frozenset({password}))
     return password

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import MiB, Run, config_file, write_volume
+from pieceworks.cli.exit_codes import ExitCode
+from tests.cli.conftest import MiB, Run, RunAll, config_file, write_volume
 
 PASSWORD = "Tr0ub4dor-&-3-zebra"
 NEW_PASSWORD = "correct-horse-battery-staple-77"
@@ -62,6 +63,41 @@ def test_wrong_or_missing_passphrase_is_exit_2_and_touches_nothing(
         missing = run(*args)
         assert missing.code == 2 and "store 'local' is encrypted" in missing.err, missing
     assert _store_files(home) == before
+
+
+def test_a_missing_passphrase_is_a_usage_error_not_a_configuration_error(
+    run: Run, run_all: RunAll, home: Path, tmp_path: Path
+) -> None:
+    """No passphrase given (key init, an encrypted store, key add's new one): ``usage-error``.
+
+    It was ``config-error`` with the hint "`pieceworks config` shows the
+    configuration in use": nothing is wrong with the configuration, an
+    input is missing from the command line or the environment.
+    """
+    pw_file = tmp_path / "pw"
+    pw_file.write_text(PASSWORD)
+    home.mkdir(parents=True)
+    init = run("key", "init", "--json")
+    encrypted = config_file(
+        tmp_path, f'[stores.enc]\ndriver = "posix"\npath = "{tmp_path / "enc"}"\n'
+    )
+    assert run("--config", str(encrypted), "key", "init", "--password-file", str(pw_file)).code == 0
+    listing, add = run_all(
+        commands=[
+            ["--config", str(encrypted), "list", "--json"],
+            ["--config", str(encrypted), "key", "add", "--password-file", str(pw_file), "--json"],
+        ]
+    )
+    for done, says in (
+        (init, "store 'local' is to be encrypted"),
+        (listing, "store 'enc' is encrypted"),
+        (add, "a new passphrase for store 'enc' is needed"),
+    ):
+        assert done.code == ExitCode.USAGE, done
+        error = json.loads(done.err.strip().splitlines()[-1])
+        assert error["reference"] == "usage-error" and says in error["message"], error
+        assert "hint" not in error, error
+    assert not (home / "backups" / "keys").exists()
 
 
 def test_key_add_passwd_remove_from_the_command_line(

@@ -55,7 +55,9 @@ def test_quick_commands_import_no_flow_machinery(argv: list[str], tmp_path: Path
     assert not loaded & set(HEAVY), f"pieceworks {' '.join(argv)} imported {loaded & set(HEAVY)}"
 
 
-@pytest.mark.parametrize("package", ["pieceworks.common_algorithms", "pieceworks.registry"])
+@pytest.mark.parametrize(
+    "package", ["pieceworks.common_algorithms", "pieceworks.registry", "pieceworks.execution"]
+)
 def test_lazy_packages_export_every_public_name(package: str) -> None:
     """Each name of ``__all__`` has a home module and resolves; nothing else is exported."""
     module = importlib.import_module(package)
