@@ -9,11 +9,11 @@ import pytest
 from pieceworks.protocols import CorruptionError, InvalidName, UnsupportedCodec
 from pieceworks.protocols.chunks import (
     CODECS,
+    HEADER_BYTES,
     chunk_key,
     codec_of,
     decode_chunk,
     digest_of,
-    HEADER_BYTES,
     encode_chunk,
     encode_framed,
     is_zero,
