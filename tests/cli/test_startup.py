@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import Call
+
 #: Imported only when a flow runs (or a size is parsed).
 HEAVY = ("taskflow", "networkx", "sqlalchemy", "jsonschema", "oslo_utils", "automaton")
 
@@ -227,3 +229,22 @@ def test_deferred_asyncio_and_xmlrpc_work_when_used() -> None:
         "assert jsonutils.to_primitive(when) == '2026-11-30T07:30:00.000000'\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
+
+
+def test_a_flow_command_whose_engine_cannot_load_fails_before_any_work(
+    call: Call, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    """An engine that cannot be imported (a broken installation): exit 1 with a message that
+    says so, before the backup reads or stores anything."""
+    from pieceworks.common_algorithms import runner  # noqa: PLC0415
+
+    def broken(name: str) -> None:
+        raise ValueError(f"no TaskFlow engine called {name!r} is installed")
+
+    monkeypatch.setattr(runner, "load_engine", broken)
+    (home / "volumes").mkdir(parents=True)
+    (home / "volumes" / "one").write_bytes(os.urandom(1 << 16))
+    result = call("backup", "--volume", "one")
+    assert result.code == 1
+    assert "cannot run flows: no TaskFlow engine called 'serial' is installed" in result.err
+    assert not (home / "backups").exists() or not any((home / "backups").rglob("chunks/*/*"))
