@@ -260,12 +260,19 @@ class CommandParser(argparse.ArgumentParser):
             pending(self)
 
     def describe(
-        self, description: str, codes: Iterable[ExitCode] = (), *, needs_config: bool = True
+        self,
+        description: str,
+        codes: Iterable[ExitCode] = (),
+        *,
+        needs_config: bool = True,
+        runs_flow: bool = False,
     ) -> None:
-        """The long help, the exit codes (besides 0 and 2) and if the config is read first."""
+        """The long help, the exit codes (besides 0 and 2), if the config is read first,
+        and if the command runs a flow through `Context.engine_options` (its start-up then
+        lasts until that call: `pieceworks.cli.startup`)."""
         self.description = description or None
         self.epilog = epilog({ExitCode.OK, ExitCode.USAGE, *codes})
-        self.set_defaults(needs_config=needs_config)
+        self.set_defaults(needs_config=needs_config, runs_flow=runs_flow)
 
     def add_commands(self, dest: str, metavar: str = "ACTION") -> Commands:
         """Nested commands (``plan backup``...), run by functions of this command's module."""

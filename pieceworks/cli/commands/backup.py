@@ -45,7 +45,7 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRU
 
 def add_arguments(parser: CommandParser) -> None:
     """The options of ``backup``: a backup request and labels."""
-    parser.describe(DESCRIPTION, CODES)
+    parser.describe(DESCRIPTION, CODES, runs_flow=True)
     backup_request_options(parser)
     label_and_guard_options(parser)
 
