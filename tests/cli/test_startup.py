@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,20 +31,26 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 
-def _modules_after(argv: list[str], home: Path) -> set[str]:
+def _probe(probe: str, argv: list[str], home: Path) -> dict[str, Any]:
+    """Run `probe` (which calls main with `argv`) in a fresh interpreter under `home`; the
+    JSON report it prints last on stderr, after checking that main returned 0."""
     env = {**os.environ, "HOME": str(home), "PIECEWORKS_HOME": str(home / "pw")}
     env.pop("PIECEWORKS_CONFIG", None)
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv],
+        [sys.executable, "-c", probe, *argv],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    report = json.loads(done.stderr.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["code"] == 0, done.stderr
-    return {m.partition(".")[0] for m in report["modules"]}
+    return report
+
+
+def _modules_after(argv: list[str], home: Path) -> set[str]:
+    return {m.partition(".")[0] for m in _probe(_PROBE, argv, home)["modules"]}
 
 
 @pytest.mark.parametrize(
@@ -153,20 +160,9 @@ print(json.dumps({"code": code, "seen": seen, "after": after}), file=sys.stderr)
 """
 
 
-def _gc_seen(argv: list[str], home: Path) -> dict[str, object]:
+def _gc_seen(argv: list[str], home: Path) -> dict[str, Any]:
     """Run `argv` in a fresh interpreter; when the collector was on (see `_GC_PROBE`)."""
-    env = {**os.environ, "HOME": str(home), "PIECEWORKS_HOME": str(home / "pw")}
-    env.pop("PIECEWORKS_CONFIG", None)
-    done = subprocess.run(
-        [sys.executable, "-c", _GC_PROBE, *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report: dict[str, object] = json.loads(done.stderr.strip().splitlines()[-1])
-    assert report["code"] == 0, done.stderr
+    report = _probe(_GC_PROBE, argv, home)
     assert report["after"] == [True, 0], "main must leave the collector on and nothing frozen"
     return report
 
