@@ -27,6 +27,7 @@ __all__ = [
     "backup_request",
     "guard_max_chunks",
     "guard_percent",
+    "label_and_guard_options",
     "report",
     "run_backup",
 ]
@@ -44,8 +45,16 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRU
 
 def add_arguments(parser: CommandParser) -> None:
     """The options of ``backup``: a backup request and labels."""
-    parser.describe(DESCRIPTION, CODES)
+    parser.describe(DESCRIPTION, CODES, runs_flow=True)
     backup_request_options(parser)
+    label_and_guard_options(parser)
+
+
+def label_and_guard_options(parser: argparse.ArgumentParser) -> None:
+    """``--label``, ``--guard-sample`` and ``--guard-max-chunks``: ``backup``, ``jobs post backup``.
+
+    (``plan backup`` has none of them: a plan neither records nor samples.)
+    """
     parser.add_argument(
         "--label",
         dest="labels",

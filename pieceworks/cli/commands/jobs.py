@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pieceworks.cli.commands.backup import backup_request
+from pieceworks.cli.commands.backup import backup_request, label_and_guard_options
 from pieceworks.cli.commands.conductor import jobs_locations
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
@@ -65,6 +65,7 @@ def add_arguments(parser: CommandParser) -> None:
         "backup", "run_post", summary="post a backup", description="Post a backup job."
     )
     backup_request_options(post_backup)
+    label_and_guard_options(post_backup)
     post_restore = kinds.add(
         "restore",
         "run_post",
@@ -207,6 +208,8 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
             fields["guard_percent"] = request.guard_percent
         if request.guard_max_chunks != DEFAULT_GUARD_MAX_CHUNKS:  # the same
             fields["guard_max_chunks"] = request.guard_max_chunks
+        if request.labels:  # the same
+            fields["labels"] = dict(request.labels)
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}

@@ -29,6 +29,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from pieceworks.cli import startup
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
 from pieceworks.common_algorithms.gc.journal import TEMP_FILE_MARK, LocalJournal
@@ -243,7 +244,7 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRU
 
 def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``restore`` (into a volume or, with --to-file, a file)."""
-    parser.describe(DESCRIPTION, CODES)
+    parser.describe(DESCRIPTION, CODES, runs_flow=True)
     parser.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
     parser.add_argument(
         "--volume",
@@ -286,6 +287,7 @@ def run_restore_command(args: argparse.Namespace, ctx: Context) -> int:
         return run_restore(args, ctx)
     if args.volume is not None:
         raise CliError("--to-file and --volume exclude each other", ExitCode.USAGE)
+    startup.done()  # no flow, no engine: the restore's start-up is over
     return run_restore_to_file(args, ctx)
 
 
