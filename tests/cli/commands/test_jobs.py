@@ -114,3 +114,51 @@ def test_post_backup_refuses_a_bad_label_as_backup_does(
     done = call("jobs", "post", "backup", "--volume", "v", "--label", "nokey", env=jobs_env)
     assert done.code == ExitCode.USAGE, done
     assert "invalid label 'nokey'" in done.err, done
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["jobs", "list", "--jobboard", "redis://127.0.0.1:1/pw", "--persistence", PERSISTENCE],
+            ExitCode.FAILED,
+            "cannot reach the jobboard redis://127.0.0.1:1/pw: ",
+        ),
+        (
+            ["jobs", "post", "backup", "--volume", "v", "--jobboard", "redis://127.0.0.1:1/pw",
+             "--persistence", PERSISTENCE],
+            ExitCode.FAILED,
+            "cannot reach the jobboard redis://127.0.0.1:1/pw: ",
+        ),
+        (
+            ["jobs", "list", "--jobboard", "redis://127.0.0.1:6379/pw",
+             "--persistence", "postgresql://postgres:s3cret@127.0.0.1:1/x"],
+            ExitCode.FAILED,
+            "cannot connect to the TaskFlow persistence backend 'postgresql://postgres:***@",
+        ),
+        (
+            ["jobs", "list", "--jobboard", "http://127.0.0.1/pw", "--persistence", PERSISTENCE],
+            ExitCode.USAGE,
+            "unsupported jobboard 'http': use redis://host:port/namespace",
+        ),
+        (
+            ["jobs", "list", "--jobboard", "redis://127.0.0.1:6379/pw", "--persistence", "bogus://x"],
+            ExitCode.USAGE,
+            "persistence (--persistence or [jobs] persistence) 'bogus://x' cannot be used",
+        ),
+        (
+            ["jobs", "migrate", "--persistence", "postgresql://postgres@127.0.0.1:5432/no_such_db"],
+            ExitCode.FAILED,
+            "cannot connect to the TaskFlow persistence backend",
+        ),
+    ],
+)  # fmt: skip
+def test_a_jobboard_or_persistence_that_cannot_be_used_is_named(
+    run: Run, args: list[str], code: ExitCode, message: str
+) -> None:
+    """Each was ``unexpected JobFailure`` / ``OperationalError`` / ``NotFound`` (exit 1)
+    with a library's text; an http:// jobboard exited 1, a bad argument that is."""
+    done = run(*args)
+    assert done.code == code, done
+    assert f"pieceworks: error: {message}" in done.err, done
+    assert "unexpected" not in done.err and "s3cret" not in done.err, done
