@@ -366,6 +366,7 @@ def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
     if not persistence:
         raise ConfigError("no persistence: give --persistence URL or set [jobs] persistence")
     migrate(persistence)
-    ctx.out.data({"persistence": "migrated"})
+    # "persistence" ("migrated") is the deprecated old name of "migrated"
+    ctx.out.data({"migrated": True, "persistence": "migrated"})
     ctx.out.result("persistence schema up to date")
     return ExitCode.OK
