@@ -98,6 +98,11 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         # copy
         "copy.chunk-copied": "copy: after each chunk object is written to the target store",
         "copy.before-manifest": "copy: every chunk of a backup is in the target, no manifest yet",
+        # keys
+        "key.before-write": "key init/add/passwd: a key file is sealed, not yet written",
+        "key.before-remove": (
+            "key remove: the key file is checked not to be the last, not yet deleted"
+        ),
         # stores
         "store.tmp-written": (
             "posix store: a temporary file is written, not yet renamed into place"

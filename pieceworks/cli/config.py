@@ -20,6 +20,7 @@ else nothing (built-in defaults only). A file looks like::
     [backup]                # optional
     guard_sample = 1        # percent of skipped chunks re-read to catch a lying
                             # driver (changed-blocks, allocated-extents); 0: off
+    guard_max_chunks = 128  # ... but at most this many chunks of each kind
 
     [jobs]                  # optional: running at scale (pieceworks jobs/conductor/worker)
     jobboard = "redis://10.0.0.5:6379/pieceworks"
@@ -104,7 +105,7 @@ ENGINES = ("serial", "parallel")
 _ENGINE_KEYS = {"persistence", "engine"}
 _TOP_KEYS = {"backends", "stores", "engine", "jobs", "leases", "backup"}
 _LEASES_KEYS = {"stale_after_seconds"}
-_BACKUP_KEYS = {"guard_sample"}
+_BACKUP_KEYS = {"guard_sample", "guard_max_chunks"}
 #: The longest ``[leases] stale_after_seconds`` accepted (a day).
 MAX_STALE_AFTER = 86400.0
 _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_finished"}
@@ -180,6 +181,8 @@ class Config:
     stale_after: float | None = None
     #: ``[backup] guard_sample``, percent (None: not set, the built-in default)
     guard_sample: float | None = None
+    #: ``[backup] guard_max_chunks`` (None: not set, the built-in default)
+    guard_max_chunks: int | None = None
 
     def backend(self, name: str | None) -> Section:
         """The backend called `name`, or the default one (see `choose`)."""
@@ -345,13 +348,12 @@ def _engine(data: Mapping[str, object], path: Path) -> tuple[str | None, str | N
     return persistence, engine
 
 
-def _backup(data: Mapping[str, object], path: Path) -> float | None:
-    """``[backup] guard_sample``: a number of percent in [0, 100], or None if not set."""
+def _backup(data: Mapping[str, object], path: Path) -> tuple[float | None, int | None]:
+    """``[backup] guard_sample`` (percent in [0, 100]) and ``guard_max_chunks`` (an
+    integer of at least 1), each None if not set."""
     raw = _table(data, "backup", _BACKUP_KEYS, path)
     value = raw.get("guard_sample")
-    if value is None:
-        return None
-    if (
+    if value is not None and (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not 0 <= value <= 100  # NaN fails too
@@ -360,7 +362,13 @@ def _backup(data: Mapping[str, object], path: Path) -> float | None:
             f"{path} [backup]: guard_sample must be a number of percent from 0 (off) to 100,"
             f" not {value!r}"
         )
-    return float(value)
+    cap = raw.get("guard_max_chunks")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise ConfigError(
+            f"{path} [backup]: guard_max_chunks must be a whole number of chunks, at least 1,"
+            f" not {cap!r}"
+        )
+    return (None if value is None else float(value)), cap
 
 
 def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
@@ -440,6 +448,7 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
     jobs = JobsConfig()
     stale_after: float | None = None
     guard_sample: float | None = None
+    guard_max_chunks: int | None = None
     path = _config_path(explicit, env)
     if path is not None:
         data = _parse(path)
@@ -456,11 +465,21 @@ def load_config(explicit: str | None, env: Mapping[str, str]) -> Config:
         engine = given_engine or engine
         jobs = _jobs(data, path)
         stale_after = _leases(data, path)
-        guard_sample = _backup(data, path)
+        guard_sample, guard_max_chunks = _backup(data, path)
     secrets = _secrets([*backends.values(), *stores.values()], persistence)
     for url in (jobs.jobboard, jobs.persistence, jobs.transport):
         if url and (pw := url_password(url)) is not None:
             secrets |= {pw}
     return Config(
-        path, home, backends, stores, persistence, engine, secrets, jobs, stale_after, guard_sample
+        path,
+        home,
+        backends,
+        stores,
+        persistence,
+        engine,
+        secrets,
+        jobs,
+        stale_after,
+        guard_sample,
+        guard_max_chunks,
     )

@@ -15,6 +15,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pieceworks.cli import startup
 from pieceworks.cli.config import Config, Section, load_config
 from pieceworks.cli.exit_codes import CliError
 from pieceworks.cli.output import Output
@@ -208,16 +209,24 @@ class Context:
 
         The persistence backend is opened once here, so that a bad connection
         string is a configuration error (exit 2) and an unreachable database
-        one clear message (exit 1), before any work starts.
+        one clear message (exit 1), before any work starts. The engine is
+        imported here too, and the command's start-up ends
+        (`pieceworks.cli.startup.done`): the flow runs next.
         """
-        from pieceworks.common_algorithms.runner import EngineOptions  # noqa: PLC0415
+        from pieceworks.common_algorithms.runner import EngineOptions, load_engine  # noqa: PLC0415
 
         url = self.config.persistence
         if url:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             check_persistence(url)
-        return EngineOptions(persistence=url, engine=self.config.engine)
+        options = EngineOptions(persistence=url, engine=self.config.engine)
+        try:
+            load_engine(options.engine)
+        except ValueError as exc:  # [engine] engine is checked: TaskFlow is not installed whole
+            raise CliError(f"cannot run flows: {exc}; reinstall pieceworks") from None
+        startup.done()  # the flow runs next: the imports are over
+        return options
 
     def progress(self, label: str) -> Progress:
         """A progress display on stderr for one operation (a bar on a terminal)."""

@@ -68,7 +68,9 @@ is not used. Exit 1 if the restored volume differs."""
 
 def add_arguments(parser: CommandParser) -> None:
     """The options of ``demo`` (it reads no configuration)."""
-    parser.describe(DESCRIPTION, (ExitCode.FAILED, ExitCode.INTERRUPTED), needs_config=False)
+    parser.describe(
+        DESCRIPTION, (ExitCode.FAILED, ExitCode.INTERRUPTED), needs_config=False, runs_flow=True
+    )
     parser.add_argument("--dir", metavar="DIR", help="work in DIR (kept) instead of a temp dir")
     parser.add_argument(
         "--size",

@@ -11,7 +11,6 @@ errors and configuration errors answer at once.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import logging
 import os
@@ -19,6 +18,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
+from pieceworks.cli import startup
 from pieceworks.cli.config import Config, load_config
 from pieceworks.cli.exit_codes import CliError, ExitCode, Failure, code_for, failure_for
 from pieceworks.cli.masking import Masker
@@ -31,12 +31,6 @@ from pieceworks.protocols import PieceworksError
 __all__ = ["build_parser", "main", "resolve"]
 
 log = logging.getLogger(__name__)
-
-#: The collector's first threshold during a command: start-up creates a few hundred
-#: thousand long-lived objects (the imports of TaskFlow and its dependencies), which
-#: at the default threshold (700) cost dozens of collections, several of them full;
-#: the data path creates few cycles. (mypy does the same for the same reason.)
-GC_THRESHOLD = 50_000
 
 #: Libraries that are chatty below WARNING; shown only with -vv.
 _NOISY = ("taskflow", "stevedore", "alembic", "sqlalchemy")
@@ -90,6 +84,9 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
     from pieceworks.cli.context import Context  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.leases import set_stale_after, stale_after  # noqa: PLC0415
 
+    if not getattr(args, "runs_flow", False):  # else start-up ends when the flow's engine is loaded
+        startup.done()
+
     ctx = Context(
         out,
         env,
@@ -118,9 +115,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     Under ``--json`` every failure, a usage error included, ends with one
     ``exit_error`` line on stderr (`pieceworks.cli.exit_codes.Failure`).
     """
-    first, *older = gc.get_threshold()
-    gc.set_threshold(max(GC_THRESHOLD, first), *older)
-    argv = sys.argv[1:] if argv is None else list(argv)
+    startup.begin()
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv), env)
+    finally:
+        startup.end()
+
+
+def _main(argv: list[str], env: Mapping[str, str] | None) -> int:
     parser = build_parser(lazy=True, json_errors=_wants_json(argv))
     try:
         args = parser.parse_args(argv)

@@ -37,6 +37,8 @@ __all__ = [
     "jobs_location_options",
     "parse_size",
     "plan_output_options",
+    "port_number",
+    "positive_count",
     "replicate_request_options",
 ]
 
@@ -89,6 +91,32 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"seconds must be a positive finite number, not {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port to listen on, 0 (a free one) to 65535: anything else is a usage error.
+
+    Out of range, the socket library raised an ``OverflowError`` (or, below
+    0, a ``gaierror``) when the listener was bound: an unexpected error.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: a whole number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text!r} out of range: use 0 (a free one) to 65535")
+    return value
+
+
+def positive_count(text: str) -> int:
+    """A whole number of at least 1 (``--max-jobs``): anything else is a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
 
 
@@ -232,12 +260,19 @@ class CommandParser(argparse.ArgumentParser):
             pending(self)
 
     def describe(
-        self, description: str, codes: Iterable[ExitCode] = (), *, needs_config: bool = True
+        self,
+        description: str,
+        codes: Iterable[ExitCode] = (),
+        *,
+        needs_config: bool = True,
+        runs_flow: bool = False,
     ) -> None:
-        """The long help, the exit codes (besides 0 and 2) and if the config is read first."""
+        """The long help, the exit codes (besides 0 and 2), if the config is read first,
+        and if the command runs a flow through `Context.engine_options` (its start-up then
+        lasts until that call: `pieceworks.cli.startup`)."""
         self.description = description or None
         self.epilog = epilog({ExitCode.OK, ExitCode.USAGE, *codes})
-        self.set_defaults(needs_config=needs_config)
+        self.set_defaults(needs_config=needs_config, runs_flow=runs_flow)
 
     def add_commands(self, dest: str, metavar: str = "ACTION") -> Commands:
         """Nested commands (``plan backup``...), run by functions of this command's module."""
@@ -437,7 +472,7 @@ def metrics_options(parser: argparse.ArgumentParser) -> None:
     """``--metrics-port`` and ``--metrics-addr`` of a long-running process (Prometheus)."""
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=port_number,
         metavar="PORT",
         help="serve Prometheus metrics on PORT (0: a free one, printed)",
     )

@@ -7,7 +7,11 @@ only to validate a failure read back from persistence; ``taskflow.utils.misc``
 imports oslo.utils' ``netutils`` (which imports psutil and netaddr) to split
 URIs and oslo.serialization's ``msgpackutils`` (msgpack) to load binary
 data, and oslo.serialization's ``jsonutils`` looks netaddr up for IP address
-values: none of them at import time. `defer` puts a finder
+values: none of them at import time. Likewise ``jsonutils`` imports
+``xmlrpc.client`` (with http.client, ssl and email: about 15 ms) only to
+recognise its ``DateTime`` values, and futurist's debtcollector brings wrapt,
+whose ``synchronization`` module imports asyncio (about 10 ms) for
+coroutine functions it is given at run time: a flow uses neither. `defer` puts a finder
 on ``sys.meta_path`` that gives the modules of `DEFERRED` an
 `importlib.util.LazyLoader`: such a module is executed, and jsonschema
 imported, the first time one of its attributes is used, and never if none
@@ -34,6 +38,8 @@ DEFERRED: Final = frozenset(
         "oslo_utils.netutils",
         "oslo_serialization.msgpackutils",
         "netaddr",
+        "xmlrpc.client",
+        "asyncio",
     }
 )
 

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ConfigError, IObjectStore, NotFound, ObjectNotFound
 from pieceworks.protocols.encrypted_store import KEYS_PREFIX
 from pieceworks.protocols.encryption import MASTER_KEY_BYTES, StoreKeys
@@ -147,7 +148,18 @@ def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) 
             "the store already holds objects; encryption starts with an empty store"
             " (copy existing backups into a new encrypted store with `pieceworks copy`)"
         )
-    return _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+    key_id = _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+    # Two inits at once both found the store empty and each wrote a key with its
+    # own master key: backups sealed by one could not be opened through the
+    # other. Only a run that finds its key alone keeps it (at most one can).
+    others = [name for name in _key_names(store) if name != _key_name(key_id)]
+    if others:
+        store.delete(_key_name(key_id))
+        raise KeyRefused(
+            "another `key init` ran at the same time: this one's key was removed again"
+            " (one store, one master key); `pieceworks key list` shows the store's key"
+        )
+    return key_id
 
 
 def passphrase_from_file(path: str, what: str = "passphrase") -> str:
@@ -215,14 +227,33 @@ def remove_key(store: IObjectStore, password: str, key_id: str) -> None:
         raise KeyRefused(
             f"key {key_id} is the store's last key: removing it would lose every backup"
         )
-    store.delete(_key_name(key_id))
+    # Two removals at once (of two keys of a two-key store) both pass the check
+    # above; whichever finds no key left after its delete puts its key back, so
+    # the last one to look always finds one (all deletes happened before it looked).
+    name = _key_name(key_id)
+    try:
+        body = store.get(name)
+    except ObjectNotFound:
+        return  # removed meanwhile by another run: done
+    failpoint("key.before-remove")
+    store.delete(name)
+    if next(_key_names(store), None) is None:
+        store.put(name, body)
+        raise KeyRefused(
+            f"key {key_id} was not removed: another key removal ran at the same time and"
+            " this one would have left the store without a key (every backup lost); it is"
+            " back, and `pieceworks key list` shows the keys that remain"
+        )
 
 
 def list_keys(store: IObjectStore) -> list[KeyInfo]:
     """Every key file of the store, oldest first (no passphrase needed)."""
     infos = []
     for name in _key_names(store):
-        doc = _read_key(store, name)
+        try:
+            doc = _read_key(store, name)
+        except ObjectNotFound:  # removed since it was listed
+            continue
         kdf = doc["kdf"]
         infos.append(
             KeyInfo(
@@ -273,6 +304,7 @@ def _write_key(store: IObjectStore, master: bytes, password: str, kdf: KdfParams
     salt, nonce = os.urandom(SALT_BYTES), os.urandom(12)
     kek = kdf.derive(password, salt)
     wrapped = AESGCM(kek).encrypt(nonce, master, _AAD_PREFIX + key_id.encode())
+    failpoint("key.before-write")
     doc = {
         "format": FORMAT,
         "version": VERSION,
@@ -323,7 +355,10 @@ def _unlock(store: IObjectStore, password: str) -> tuple[str, bytes]:
     if not names:
         raise NotEncrypted("the store is not encrypted (it has no key): see `pieceworks key init`")
     for name in names:
-        doc = _read_key(store, name)
+        try:
+            doc = _read_key(store, name)
+        except ObjectNotFound:  # removed since it was listed (a concurrent `key remove`)
+            continue
         kdf = doc["kdf"]
         params = KdfParams(kdf["n"], kdf["r"], kdf["p"])
         kek = params.derive(password, _unb64(kdf.get("salt"), "salt", name))

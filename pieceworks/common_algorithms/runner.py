@@ -35,6 +35,7 @@ __all__ = [
     "ProgressEvent",
     "RunRecord",
     "iter_tasks",
+    "load_engine",
     "migrate",
     "open_persistence",
     "run_flow",
@@ -91,6 +92,27 @@ class RunRecord:
 #: Persistence URLs whose schema this process has brought up to date.
 _MIGRATED: set[str] = set()
 _MIGRATING = threading.Lock()
+
+
+def load_engine(name: str) -> None:
+    """Import the TaskFlow engine called `name` (``serial``, ``parallel``) now.
+
+    `run_flow` imports it anyway, on the first run: TaskFlow's
+    ``engines.load`` finds an engine by name among the ``taskflow.engines``
+    entry points through stevedore, as this does. Loading it first lets a
+    caller pay for that import (the engine and its dependencies, oslo.utils
+    and futurist among them: a good part of a command's start-up) before the
+    work starts (`pieceworks.cli.startup`). `ValueError` if no installed
+    engine has that name.
+    """
+    from stevedore import driver  # noqa: PLC0415 (what engines.load uses)
+    from stevedore.exception import NoMatches  # noqa: PLC0415
+    from taskflow.engines.helpers import ENGINES_NAMESPACE  # noqa: PLC0415
+
+    try:
+        driver.DriverManager(ENGINES_NAMESPACE, name)
+    except NoMatches:
+        raise ValueError(f"no TaskFlow engine called {name!r} is installed") from None
 
 
 def migrate(url: str) -> None:

@@ -206,11 +206,10 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
         """Open a volume or snapshot read-only; return its fd and size."""
         missing: type[NotFound]
         if isinstance(source, SnapshotRef):
-            path, missing, what = self._snapshot_path(source), SnapshotNotFound, "snapshot"
+            path, missing = self._snapshot_path(source), SnapshotNotFound
         else:
-            path = self._path(validate_id("volume id", source.volume_id))
-            missing, what = VolumeNotFound, "volume"
-        return _files.open_regular(path, f"{what} {source}", missing)
+            path, missing = self._path(validate_id("volume id", source.volume_id)), VolumeNotFound
+        return _files.open_regular(path, str(source), missing)
 
 
 class _FileReader:

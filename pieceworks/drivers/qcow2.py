@@ -326,7 +326,7 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
             return
         with self._open_image(source.volume, SnapshotNotFound) as fd:
             if source.snapshot_id not in self._qemu.info(fd, f"cannot open {source}").snapshots:
-                raise SnapshotNotFound(f"no snapshot {source}")
+                raise SnapshotNotFound(f"no {source}")
             yield fd
 
     def _serve(self, fd: int, source: Source) -> _NbdServer:

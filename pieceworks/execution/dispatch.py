@@ -36,10 +36,11 @@ from taskflow.exceptions import RequestTimeout
 from taskflow.types.failure import Failure
 
 from pieceworks.common_algorithms.placement import HEARTBEAT, NotPlaced, RemoteStep
+from pieceworks.execution.timings import FIND_TIMEOUT, LOST_AFTER, QUEUE_TIMEOUT
 from pieceworks.execution.worker import EXCHANGE, topic_of
 from pieceworks.protocols import PieceworksError
 
-__all__ = ["QUEUE_TIMEOUT", "RemoteStepFailed", "WorkerDispatcher"]
+__all__ = ["FIND_TIMEOUT", "LOST_AFTER", "QUEUE_TIMEOUT", "RemoteStepFailed", "WorkerDispatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,6 @@ _POLL: Final = 0.05
 # TaskFlow's 1 s (settable only for the in-memory transport) would add a second
 # to every step. Proxies read it when built (this process: conductors only).
 wbe_proxy.DRAIN_EVENTS_PERIOD = _POLL
-
-
-#: Seconds a submitted step may wait for a worker to start it (TaskFlow's
-#: ``transition_timeout``, 60 s by default there): a worker heartbeats a step only once it
-#: runs it, so this alone bounds the wait for a step queued on a worker that died.
-QUEUE_TIMEOUT: Final = 120.0
 
 
 class RemoteStepFailed(PieceworksError):
@@ -82,9 +77,9 @@ class WorkerDispatcher:
         url: str,
         *,
         exchange: str = EXCHANGE,
-        find_timeout: float = 2.0,
+        find_timeout: float = FIND_TIMEOUT,
         transition_timeout: float = QUEUE_TIMEOUT,
-        lost_after: float = 5.0,
+        lost_after: float = LOST_AFTER,
         attempts: int = 3,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:

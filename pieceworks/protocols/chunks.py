@@ -28,12 +28,14 @@ __all__ = [
     "CODECS",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_CODEC",
+    "HEADER_BYTES",
     "chunk_key",
     "codec_of",
     "decode_chunk",
     "decode_chunk_view",
     "digest_of",
     "encode_chunk",
+    "encode_framed",
     "is_zero",
 ]
 
@@ -43,6 +45,9 @@ DEFAULT_CODEC: Final = "zstd"
 DEFAULT_CHUNK_SIZE: Final = 4 << 20
 ZSTD_LEVEL: Final = 1
 ZLIB_LEVEL: Final = 6
+
+#: The bytes of a stored chunk object's header: ``PWC`` and the codec id.
+HEADER_BYTES: Final = 4
 
 _MAGIC = b"PWC"
 _IDS = {"none": 0, "zlib": 1, "zstd": 2}
@@ -78,7 +83,7 @@ def is_zero(data: bytes | bytearray | memoryview) -> bool:
 
 def codec_of(stored: bytes | bytearray | memoryview) -> str:
     """The codec a stored chunk object was encoded with (from its header)."""
-    if len(stored) < 4 or bytes(stored[:3]) != _MAGIC or stored[3] not in _NAMES:
+    if len(stored) < HEADER_BYTES or bytes(stored[:3]) != _MAGIC or stored[3] not in _NAMES:
         raise CorruptionError("stored chunk has a bad header")
     return _NAMES[stored[3]]
 
@@ -139,18 +144,48 @@ def encode_chunk(plain: bytes | bytearray | memoryview, codec: str = DEFAULT_COD
     says ``none``: read the codec actually used with `codec_of`. A chunk of
     `PROBE_MIN` bytes or more whose samples do not compress (`_compresses`)
     is stored uncompressed without compressing it whole. The plain bytes
-    are copied once (into the object), whatever the codec.
+    are copied once (into the object), whatever the codec; `encode_framed`
+    saves that copy for an uncompressed object.
     """
     view = memoryview(plain).cast("B")
+    codec, body = _encode_body(view, codec)
+    return b"".join((_HEADERS[codec], view if body is None else body))
+
+
+def encode_framed(framed: bytearray | memoryview, codec: str = DEFAULT_CODEC) -> bytes | memoryview:
+    """Encode the plain bytes that follow `HEADER_BYTES` of room in `framed`.
+
+    The same object as ``encode_chunk(framed[HEADER_BYTES:], codec)``, but
+    an object stored uncompressed (random or already compressed data, half
+    of a typical volume's chunks) is `framed` itself, its header written
+    into the room in front: no copy of the plain bytes, and no multi-MiB
+    copy made while holding the GIL. Then the result is a view of `framed`:
+    the caller must not reuse that buffer until the object is stored. A
+    compressed object is new `bytes`. `framed` must be writable and at
+    least `HEADER_BYTES` long (`ValueError` otherwise); `UnsupportedCodec`
+    for an unknown codec.
+    """
+    room = memoryview(framed).cast("B")
+    if room.readonly or len(room) < HEADER_BYTES:
+        raise ValueError(f"a framed chunk needs {HEADER_BYTES} writable bytes of room in front")
+    codec, body = _encode_body(room[HEADER_BYTES:], codec)
+    if body is not None:
+        return b"".join((_HEADERS[codec], body))
+    room[:HEADER_BYTES] = _HEADERS["none"]
+    return room
+
+
+def _encode_body(view: memoryview, codec: str) -> tuple[str, bytes | None]:
+    """The codec the object of `view` is stored with, and its compressed body (None: raw)."""
     if codec not in _IDS:
         raise UnsupportedCodec(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
-    body: bytes | None = None
-    if codec != "none" and (len(view) < PROBE_MIN or _compresses(view)):
-        compress = _compressor().compress if codec == "zstd" else _zlib_compress
-        body = compress(view)
-    if body is None or len(body) >= len(view):
-        return b"".join((_HEADERS["none"], view))
-    return b"".join((_HEADERS[codec], body))
+    if codec == "none" or (len(view) >= PROBE_MIN and not _compresses(view)):
+        return "none", None
+    compress = _compressor().compress if codec == "zstd" else _zlib_compress
+    body = compress(view)
+    if len(body) >= len(view):
+        return "none", None
+    return codec, body
 
 
 def decode_chunk(
@@ -195,9 +230,9 @@ def decode_chunk_view(
 
 def _decompress(stored: bytes, digest: str, length: int, offset: int | None) -> bytes | memoryview:
     """The content of a stored chunk object (a view of `stored` if uncompressed), unchecked."""
-    if len(stored) < 4 or stored[:3] != _MAGIC or stored[3] not in _NAMES:
+    if len(stored) < HEADER_BYTES or stored[:3] != _MAGIC or stored[3] not in _NAMES:
         raise CorruptionError(f"chunk {digest}{_where(offset)}: bad header", offset)
-    codec, body = _NAMES[stored[3]], memoryview(stored)[4:]
+    codec, body = _NAMES[stored[3]], memoryview(stored)[HEADER_BYTES:]
     try:
         if codec == "zstd":
             return _decompressor().decompress(body, max_output_size=length)

@@ -75,6 +75,10 @@ class VolumeRef:
     def __post_init__(self) -> None:
         validate_id("volume id", self.volume_id)
 
+    def __str__(self) -> str:
+        """``volume 'vol-1'``: how messages name it (the repr is for debugging)."""
+        return f"volume {self.volume_id!r}"
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRef:
@@ -86,6 +90,10 @@ class SnapshotRef:
     def __post_init__(self) -> None:
         validate_id("volume id", self.volume_id)
         validate_id("snapshot id", self.snapshot_id)
+
+    def __str__(self) -> str:
+        """``snapshot 's1' of volume 'vol-1'``: how messages name it."""
+        return f"snapshot {self.snapshot_id!r} of volume {self.volume_id!r}"
 
     @property
     def volume(self) -> VolumeRef:

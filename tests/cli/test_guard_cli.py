@@ -151,6 +151,8 @@ def test_an_honest_driver_reports_its_enhancers_and_no_warning(
         "chunks_checked": 2,
         "bytes_reread": 2 * CHUNK,
         "lies": [],
+        "max_chunks": 128,
+        "capped": False,
     }
     text = run("show", backup_id, env=e).out
     assert "changed-blocks skipped" in text

@@ -118,3 +118,19 @@ persistence = "memory://"
         server.send_signal(signal.SIGTERM)
         assert server.wait(10) == 0 or server.returncode == -signal.SIGTERM
     assert os.path.isdir(tmp_path / "t")
+
+
+def test_an_unknown_snapshot_is_named_in_words(
+    run: Run, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """``replicate --snapshot nope`` said ``no snapshot SnapshotRef(volume_id='vol-1',
+    snapshot_id='nope')``: the reference's repr reached the user."""
+    e = _two_file_backends(tmp_path, env)
+    write_volume(tmp_path / "a", "vol-1", MiB)
+    done = run(
+        "replicate", "--from-backend", "a", "--volume", "vol-1", "--to-backend", "b",
+        "--snapshot", "nope", env=e,
+    )  # fmt: skip
+    assert done.code == 3, done
+    assert "pieceworks: error: no snapshot 'nope' of volume 'vol-1'" in done.err, done
+    assert "SnapshotRef" not in done.err, done

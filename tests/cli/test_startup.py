@@ -55,7 +55,9 @@ def test_quick_commands_import_no_flow_machinery(argv: list[str], tmp_path: Path
     assert not loaded & set(HEAVY), f"pieceworks {' '.join(argv)} imported {loaded & set(HEAVY)}"
 
 
-@pytest.mark.parametrize("package", ["pieceworks.common_algorithms", "pieceworks.registry"])
+@pytest.mark.parametrize(
+    "package", ["pieceworks.common_algorithms", "pieceworks.registry", "pieceworks.execution"]
+)
 def test_lazy_packages_export_every_public_name(package: str) -> None:
     """Each name of ``__all__`` has a home module and resolves; nothing else is exported."""
     module = importlib.import_module(package)
@@ -125,5 +127,103 @@ def test_deferred_schema_utils_still_validates_failures() -> None:
         "    pass\n"
         "else:\n"
         "    raise AssertionError('an invalid failure validated')\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
+
+
+_GC_PROBE = """
+import gc, json, re, sys
+seen = {}
+def hook(event, args):
+    if event == "import" and args[0] == "networkx":
+        seen.setdefault(args[0], gc.isenabled())
+    elif event == "open" and re.search(r"action_engine/(__pycache__/)?engine\\.", str(args[0])):
+        seen.setdefault("engine", gc.isenabled())
+    elif event == "open" and "/chunks/" in str(args[0]) and "data" not in seen:
+        seen["data"] = [gc.isenabled(), gc.get_freeze_count() > 0]
+    elif event == "open" and "/backups/" in str(args[0]) and "manifest" not in seen:
+        seen["manifest"] = gc.isenabled()
+sys.addaudithook(hook)
+from pieceworks.cli.main import main
+code = main(sys.argv[1:])
+after = [gc.isenabled(), gc.get_freeze_count()]
+print(json.dumps({"code": code, "seen": seen, "after": after}), file=sys.stderr)
+"""
+
+
+def _gc_seen(argv: list[str], home: Path) -> dict[str, object]:
+    """Run `argv` in a fresh interpreter; when the collector was on (see `_GC_PROBE`)."""
+    env = {**os.environ, "HOME": str(home), "PIECEWORKS_HOME": str(home / "pw")}
+    env.pop("PIECEWORKS_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _GC_PROBE, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report: dict[str, object] = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0, done.stderr
+    assert report["after"] == [True, 0], "main must leave the collector on and nothing frozen"
+    return report
+
+
+def test_a_flow_command_imports_with_the_collector_off_and_moves_data_with_it_on(
+    tmp_path: Path,
+) -> None:
+    """backup: TaskFlow, networkx and the engine load with the collector off (start-up, see
+    pieceworks.cli.startup); the data path runs with it on, start-up's objects frozen; a
+    non-flow command (list, restore --to-file) runs with it on; main leaves it as it was."""
+    home = tmp_path / "home"
+    (home / "pw" / "volumes").mkdir(parents=True)
+    (home / "pw" / "volumes" / "one").write_bytes(os.urandom(1 << 20))
+    backup = _gc_seen(["backup", "--volume", "one", "-q"], home)["seen"]
+    assert backup == {"networkx": False, "engine": False, "data": [True, True], "manifest": True}
+    listing = _gc_seen(["list", "--json"], home)["seen"]
+    assert listing == {"manifest": True}, listing
+    backup_id = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "pieceworks", "list", "--json"],
+            env={**os.environ, "HOME": str(home), "PIECEWORKS_HOME": str(home / "pw")},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )[0]["backup_id"]
+    restored = _gc_seen(["restore", backup_id, "--to-file", str(tmp_path / "out"), "-q"], home)
+    assert restored["seen"] == {"manifest": True, "data": [True, True]}, restored
+
+
+def test_main_gives_the_collector_back_as_it_found_it() -> None:
+    """In a process that calls main (the tests do), after a usage error, a failure or a
+    success the collector is as it was and nothing stays frozen by main."""
+    probe = (
+        "import gc\n"
+        "from pieceworks.cli.main import main\n"
+        "for argv in (['--no-such-option'], ['show', 'bk-0000000000000000'], ['--version']):\n"
+        "    main(argv)\n"
+        "    assert gc.isenabled() and gc.get_freeze_count() == 0, argv\n"
+        "gc.disable()\n"
+        "main(['--version'])\n"
+        "assert not gc.isenabled(), 'a collector turned off by the caller stays off'\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120, capture_output=True)
+
+
+def test_deferred_asyncio_and_xmlrpc_work_when_used() -> None:
+    """After a flow has run without them, asyncio and xmlrpc.client load on first use."""
+    probe = (
+        "import sys\n"
+        "import pieceworks.common_algorithms.runner\n"
+        "from oslo_serialization import jsonutils\n"
+        "import asyncio, xmlrpc.client\n"
+        "assert type(sys.modules['asyncio']).__name__ == '_LazyModule'\n"
+        "async def answer():\n"
+        "    await asyncio.sleep(0)\n"
+        "    return 42\n"
+        "assert asyncio.run(answer()) == 42\n"
+        "when = xmlrpc.client.DateTime('20261130T07:30:00')\n"
+        "assert jsonutils.to_primitive(when) == '2026-11-30T07:30:00.000000'\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)

@@ -680,6 +680,44 @@ def test_memory_is_bounded_by_depth_whatever_the_volume_size(
     )
 
 
+class TearingStore(PosixStore):
+    """A real PosixStore that copies each object in two halves with a pause between.
+
+    A pipeline that lent the buffer of an object it is still putting to the
+    next read would store a torn object: half one chunk, half another.
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, durable=False)
+        self.views: list[int] = []  # ids of the buffers objects were put straight from
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        if isinstance(data, memoryview):
+            self.views.append(id(data.obj))
+        half = len(data) // 2
+        first = bytes(data[:half])
+        time.sleep(0.002)
+        super().put(key, first + bytes(data[half:]))
+
+    put_unsynced = put
+
+
+def test_an_incompressible_chunk_is_stored_from_its_read_buffer_and_never_torn(
+    tmp_path: Path, driver: FileDriver
+) -> None:
+    """Random chunks go to the store as views of the buffers they were read into (no copy),
+    and a buffer is read into again only once its object is stored: every object restores."""
+    size = 48 * CS
+    data = random_bytes(size, 21)
+    volume = write_volume(driver, "vol", size, {0: data})
+    tearing = TearingStore(tmp_path / "store")
+    with closing(InstrumentedReader(driver.open_read(volume), SlowStore(tmp_path / "x"))) as reader:
+        result = backup_chunks(reader, tearing, chunk_size=CS, codec="zstd", threads=2, depth=2)
+    assert result.stats.chunks_new == 48
+    assert len(tearing.views) == 48 and set(tearing.views) <= reader.buffers
+    assert sha(restore(driver, tearing, manifest_of(result, size), "r")) == sha(data)
+
+
 def iter_sizes() -> Iterator[int]:
     yield from (1, CS - 1, CS + 1)
 

@@ -204,8 +204,8 @@ def test_delete_snapshot_is_idempotent(driver: FileDriver) -> None:
     driver.delete_snapshot(snapshot)
     driver.delete_snapshot(snapshot)
     driver.delete_snapshot(SnapshotRef("never", "made"))
-    with pytest.raises(SnapshotNotFound):
-        driver.open_read(snapshot)
+    with pytest.raises(SnapshotNotFound, match=r"^no snapshot 's1' of volume 'v'$"):
+        driver.open_read(snapshot)  # was "no snapshot SnapshotRef(volume_id='v', ...)"
 
 
 def test_snapshot_of_unknown_volume_leaves_nothing(driver: FileDriver, root: Path) -> None:

@@ -279,9 +279,10 @@ def test_unknown_ids_raise_the_right_not_found(driver: RbdDriver) -> None:
         driver.allocated_extents(v)
     driver.write_volume(v, b"x")
     try:
-        with pytest.raises(SnapshotNotFound):
+        named = rf"^no snapshot 'nope' of volume '{v.volume_id}'$"  # not SnapshotRef(...)
+        with pytest.raises(SnapshotNotFound, match=named):
             driver.open_read(SnapshotRef(v.volume_id, "nope"))
-        with pytest.raises(SnapshotNotFound):
+        with pytest.raises(SnapshotNotFound, match=named):
             driver.change_token(SnapshotRef(v.volume_id, "nope"))
     finally:
         driver.delete_volume(v.volume_id)

@@ -54,7 +54,7 @@ from pieceworks.protocols import (
     capability_name,
     verify_driver,
 )
-from pieceworks.protocols.chunks import chunk_key
+from pieceworks.protocols.chunks import chunk_key, encode_chunk
 from tests.support.data import mixed_data
 
 MiB = 1 << 20
@@ -557,6 +557,23 @@ def test_a_cancelled_pull_leaves_the_target_as_it_was(tmp_path: Path) -> None:
     assert (tmp_path / "v" / "copy").read_bytes() == b"old"
     assert pull_volume(files, VolumeRef("copy"), pushed.size, objects, pushed.chunks) == len(data)
     assert (tmp_path / "v" / "copy").read_bytes() == data
+
+
+def test_a_push_stores_the_same_objects_as_encode_chunk(tmp_path: Path) -> None:
+    """Random chunks are put from their read buffers (`encode_framed`), compressible ones
+    compressed, the short last one too: every object is byte for byte `encode_chunk`'s."""
+    (tmp_path / "v").mkdir()
+    files = FileDriver(tmp_path / "v")
+    objects = PosixStore(tmp_path / "s", durable=False)
+    text = b"2026-11-30 07:30:00 INFO pushed a chunk\n" * (MiB // 40)
+    data = os.urandom(2 * MiB) + text[:MiB] + os.urandom(MiB // 3)
+    files.write_volume(VolumeRef("vol"), data)
+    pushed = push_volume(files, VolumeRef("vol"), objects, MiB, "zstd")
+    assert [c.codec for c in pushed.chunks] == ["none", "none", "zstd", "none"]
+    for ref in pushed.chunks:
+        plain = data[ref.offset : ref.offset + ref.length]
+        assert objects.get(chunk_key(ref.digest)) == encode_chunk(plain, "zstd")
+    assert pushed.bytes_written == sum(c.stored_length for c in pushed.chunks)
 
 
 def test_the_target_command_reports_a_bad_directory(tmp_path: Path) -> None:

@@ -100,15 +100,17 @@ def test_post_list_show_watch_a_backup_from_the_command_line(board: Board, tmp_p
 def test_a_posted_backup_carries_the_guard_sample_of_the_poster(
     board: Board, tmp_path: Path
 ) -> None:
-    """``[backup] guard_sample`` of the posting host reaches the conductor's backup."""
+    """``[backup] guard_sample`` and ``guard_max_chunks`` of the posting host reach the
+    conductor's backup."""
     make_volume(tmp_path / "volumes", "vol-1", 4)
     config = jobs_config(board, tmp_path)
-    config.write_text(config.read_text() + "\n[backup]\nguard_sample = 100\n")
+    config.write_text(config.read_text() + "\n[backup]\nguard_sample = 100\nguard_max_chunks = 2\n")
     assert pw(board, config, "jobs", "migrate").returncode == 0
     job = posted(board, config, "backup", "--volume", "vol-1", "--chunk-size", "64KiB")
     board.conductor("conductor-1", "--max-dispatches", "1", config=config)
     result = wait_for(board.url, PERSISTENCE, job, timeout=60)
     assert result["guard"]["sample_percent"] == 100.0 and result["guard"]["lies"] == []
+    assert result["guard"]["max_chunks"] == 2 and result["guard"]["chunks_checked"] <= 2
 
 
 def test_unknown_jobs_and_missing_locations_are_clear_errors(board: Board, tmp_path: Path) -> None:

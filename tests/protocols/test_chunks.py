@@ -9,11 +9,13 @@ import pytest
 from pieceworks.protocols import CorruptionError, InvalidName, UnsupportedCodec
 from pieceworks.protocols.chunks import (
     CODECS,
+    HEADER_BYTES,
     chunk_key,
     codec_of,
     decode_chunk,
     digest_of,
     encode_chunk,
+    encode_framed,
     is_zero,
 )
 
@@ -162,3 +164,40 @@ def test_decode_chunk_view_does_not_copy_an_uncompressed_chunk() -> None:
         decode_chunk_view(damaged, digest_of(noise), len(noise), 8)
     with pytest.raises(CorruptionError, match="bad header"):
         decode_chunk_view(b"XXXX" + noise, digest_of(noise), len(noise), 8)
+
+
+def _framed(plain: bytes) -> bytearray:
+    return bytearray(HEADER_BYTES) + plain
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize(
+    "plain",
+    [DATA, os.urandom(4 << 20), os.urandom(64 * 1024), b"", b"x"],
+    ids=["mixed", "random-4MiB", "random-64KiB", "empty", "one-byte"],
+)
+def test_encode_framed_makes_the_same_object_as_encode_chunk(codec: str, plain: bytes) -> None:
+    """Whatever the codec and data, the framed encoding is byte for byte `encode_chunk`'s."""
+    assert bytes(encode_framed(_framed(plain), codec)) == encode_chunk(plain, codec)
+
+
+def test_encode_framed_stores_an_incompressible_chunk_from_its_own_buffer() -> None:
+    """Random 4 MiB: the object is the caller's buffer, header written in the room: no copy."""
+    noise = os.urandom(4 << 20)
+    framed = _framed(noise)
+    stored = encode_framed(framed, "zstd")
+    assert isinstance(stored, memoryview) and stored.obj is framed
+    assert codec_of(stored) == "none" and stored[HEADER_BYTES:] == noise
+    assert decode_chunk(bytes(stored), digest_of(noise), len(noise)) == noise
+    compressed = encode_framed(_framed(DATA), "zstd")  # a new object: the buffer is free
+    assert isinstance(compressed, bytes) and codec_of(compressed) == "zstd"
+
+
+def test_encode_framed_refuses_a_buffer_without_writable_room() -> None:
+    """No room in front, or a read-only buffer: ValueError, nothing encoded."""
+    with pytest.raises(ValueError, match="4 writable bytes of room"):
+        encode_framed(bytearray(2), "zstd")
+    with pytest.raises(ValueError, match="writable bytes of room"):
+        encode_framed(memoryview(bytes(_framed(DATA))), "zstd")
+    with pytest.raises(UnsupportedCodec, match="unknown codec 'lz4'"):
+        encode_framed(_framed(DATA), "lz4")

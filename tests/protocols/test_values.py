@@ -28,6 +28,14 @@ def test_safe_ids_pass() -> None:
     assert SnapshotRef("v1", "s1").volume == VolumeRef("v1")
 
 
+def test_references_read_as_words_in_messages() -> None:
+    """``f"no {ref}"`` reads ``no snapshot 's1' of volume 'v1'``; it printed the
+    dataclass repr, ``SnapshotRef(volume_id='v1', snapshot_id='s1')``, to users."""
+    assert str(VolumeRef("v1")) == "volume 'v1'"
+    assert f"no {SnapshotRef('v1', 's1')}" == "no snapshot 's1' of volume 'v1'"
+    assert repr(VolumeRef("v1")) == "VolumeRef(volume_id='v1')"
+
+
 @pytest.mark.parametrize("bad", ["", "/abs", "a//b", "a/../b", "a/./b", "a/", "../x", "a\x00b"])
 def test_unsafe_object_keys_are_refused(bad: str) -> None:
     """Object keys with empty, dot or absolute parts raise InvalidName."""

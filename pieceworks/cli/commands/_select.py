@@ -71,7 +71,9 @@ def point_in_time(text: str) -> float:
     combined, ``1d12h``).
     """
     stripped = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", stripped) and len(stripped) > 8:
+    # Digits are a Unix time (0 included), except eight that make a date (20261130,
+    # ISO 8601's basic form): a Unix time of eight digits is before 1974.
+    if re.fullmatch(r"\d+(\.\d+)?", stripped) and not _basic_date(stripped):
         return float(stripped)
     if re.fullmatch(r"(\d+\s*[smhdw]\s*)+", stripped):
         seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _AGO.findall(stripped))
@@ -87,6 +89,15 @@ def point_in_time(text: str) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
+
+
+def _basic_date(text: str) -> bool:
+    """Whether `text` is a date in ISO 8601's basic form, ``YYYYMMDD``."""
+    try:
+        datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        return False
+    return len(text) == 8
 
 
 def add_filter_options(parser: argparse.ArgumentParser, *, times: bool = True) -> None:
@@ -112,13 +123,14 @@ def add_filter_options(parser: argparse.ArgumentParser, *, times: bool = True) -
             "--since",
             type=point_in_time,
             metavar="TIME",
-            help="only backups created at or after TIME (ISO 8601 in UTC, or an age: 7d)",
+            help="only backups created at or after TIME (ISO 8601 in UTC, a Unix time, or an"
+            " age: 7d)",
         )
         parser.add_argument(
             "--until",
             type=point_in_time,
             metavar="TIME",
-            help="only backups created before TIME (ISO 8601 in UTC, or an age: 7d)",
+            help="only backups created before TIME (ISO 8601 in UTC, a Unix time, or an age: 7d)",
         )
 
 

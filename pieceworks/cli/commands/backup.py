@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms import BackupOutcome, BackupRequest
 
-__all__ = ["add_arguments", "backup_request", "guard_percent", "report", "run_backup"]
+__all__ = [
+    "add_arguments",
+    "backup_request",
+    "guard_max_chunks",
+    "guard_percent",
+    "label_and_guard_options",
+    "report",
+    "run_backup",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +45,16 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRU
 
 def add_arguments(parser: CommandParser) -> None:
     """The options of ``backup``: a backup request and labels."""
-    parser.describe(DESCRIPTION, CODES)
+    parser.describe(DESCRIPTION, CODES, runs_flow=True)
     backup_request_options(parser)
+    label_and_guard_options(parser)
+
+
+def label_and_guard_options(parser: argparse.ArgumentParser) -> None:
+    """``--label``, ``--guard-sample`` and ``--guard-max-chunks``: ``backup``, ``jobs post backup``.
+
+    (``plan backup`` has none of them: a plan neither records nor samples.)
+    """
     parser.add_argument(
         "--label",
         dest="labels",
@@ -59,6 +75,17 @@ def add_arguments(parser: CommandParser) -> None:
             " 0 turns the guard off (default: [backup] guard_sample, else 1)"
         ),
     )
+    parser.add_argument(
+        "--guard-max-chunks",
+        dest="guard_max_chunks",
+        metavar="N",
+        type=guard_max_chunks,
+        default=None,
+        help=(
+            "sample at most N chunks of each kind per backup, whatever the volume's size"
+            " (default: [backup] guard_max_chunks, else 128)"
+        ),
+    )
 
 
 def guard_percent(text: str) -> float:
@@ -74,20 +101,40 @@ def guard_percent(text: str) -> float:
     return value
 
 
-def backup_request(args: argparse.Namespace, guard: float | None = None) -> BackupRequest:
+def guard_max_chunks(text: str) -> int:
+    """``N``, a whole number of at least 1; `argparse.ArgumentTypeError` otherwise."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid number of chunks {text!r}: give a whole number of at least 1"
+        )
+    return value
+
+
+def backup_request(
+    args: argparse.Namespace, guard: float | None = None, max_chunks: int | None = None
+) -> BackupRequest:
     """The request the options describe (`ConfigError` if out of range).
 
-    `guard`: the guard's sample percent when ``--guard-sample`` is not given
-    (``[backup] guard_sample``; None: the built-in default).
+    `guard` and `max_chunks`: the guard's sample percent and cap when
+    ``--guard-sample`` and ``--guard-max-chunks`` are not given (``[backup]
+    guard_sample`` and ``guard_max_chunks``; None: the built-in defaults).
     """
     from pieceworks.common_algorithms import BackupRequest  # noqa: PLC0415
 
     given = getattr(args, "guard_sample", None)  # plan backup has no --guard-sample
     guard = given if given is not None else guard
+    given_cap = getattr(args, "guard_max_chunks", None)
+    max_chunks = given_cap if given_cap is not None else max_chunks
     extra: dict[str, Any] = {"chunk_size": args.chunk_size} if args.chunk_size is not None else {}
     labels = label_filters(args)  # backup --label K=V (plan backup has none)
     if guard is not None:
         extra["guard_percent"] = guard
+    if max_chunks is not None:
+        extra["guard_max_chunks"] = max_chunks
     return BackupRequest(
         volume_id=args.volume,
         in_use=args.in_use,
@@ -126,9 +173,10 @@ def report(outcome: BackupOutcome) -> str:
     lines.append(f"  enhancers {used or 'none'}")
     if outcome.guard is not None and outcome.guard.percent > 0:
         g = outcome.guard
+        cap = f", capped at {g.max_chunks} per enhancer from {g.chunks_wanted}" if g.capped else ""
         lines.append(
             f"  guard     re-read {human_bytes(g.bytes_reread)} ({g.chunks_checked} sampled"
-            f" chunks, {g.percent:g}%): "
+            f" chunks, {g.percent:g}%{cap}): "
             + ("LIES FOUND, read in full" if g.lies else "no lie found")
         )
     lines.append(
@@ -143,7 +191,7 @@ def run_backup(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.common_algorithms import backup, plan_backup  # noqa: PLC0415
 
     backend, store = ctx.backend(), ctx.store()
-    request = backup_request(args, ctx.config.guard_sample)
+    request = backup_request(args, ctx.config.guard_sample, ctx.config.guard_max_chunks)
     ctx.require_volume(backend, request.volume_id)
     plan = plan_backup(backend, store, request)
     log.info("%s", plan.format_text())

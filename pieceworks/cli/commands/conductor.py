@@ -15,7 +15,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.masking import url_password
-from pieceworks.cli.options import exchange_option, jobs_location_options, metrics_options
+from pieceworks.cli.options import (
+    exchange_option,
+    jobs_location_options,
+    metrics_options,
+    positive_seconds,
+)
 from pieceworks.protocols import ConfigError, PieceworksError
 
 if TYPE_CHECKING:
@@ -36,7 +41,8 @@ A killed conductor's claim expires after --claim-expiry seconds and another
 resumes its job. SIGTERM or Ctrl-C: the running job stops after its current
 step and is handed over at once. With --transport (or [jobs] transport),
 each data step (a backup's transfer, a restore's write) runs on a
-`pieceworks worker` serving the job's backend when one answers within 2 s,
+`pieceworks worker` serving the job's backend when one answers within
+--worker-wait seconds,
 else in this process."""
 
 
@@ -49,15 +55,25 @@ def add_arguments(parser: CommandParser) -> None:
         "--backends", metavar="NAME[,NAME]", help="serve only these backends (default: all)"
     )
     parser.add_argument("--engine", choices=("serial", "parallel"), default="serial")
+    from pieceworks.execution.timings import (  # noqa: PLC0415 (light: the dispatcher's defaults)
+        FIND_TIMEOUT,
+        LOST_AFTER,
+        QUEUE_TIMEOUT,
+    )
+
     parser.add_argument(
         "--max-dispatches", type=int, metavar="N", help="stop after N jobs (default: never)"
     )
     parser.add_argument(
-        "--wait-timeout", type=float, default=0.5, metavar="S", help="seconds between board polls"
+        "--wait-timeout",
+        type=positive_seconds,
+        default=0.5,
+        metavar="S",
+        help="seconds between board polls (default: 0.5)",
     )
     parser.add_argument(
         "--claim-expiry",
-        type=float,
+        type=positive_seconds,
         metavar="S",
         help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
     )
@@ -65,26 +81,27 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
     parser.add_argument(
         "--worker-wait",
-        type=float,
-        default=2.0,
+        type=positive_seconds,
+        default=FIND_TIMEOUT,
         metavar="S",
-        help="seconds to wait for a worker of a step's backend to answer (default: 2)",
+        help="seconds to wait for a worker of a step's backend to answer (default: %(default)g)",
     )
     parser.add_argument(
         "--worker-lost-after",
-        type=float,
-        default=5.0,
+        type=positive_seconds,
+        default=LOST_AFTER,
         metavar="S",
-        help="seconds without a heartbeat after which a running worker is lost (default: 5)",
+        help="seconds without a heartbeat after which a running worker is lost"
+        " (default: %(default)g)",
     )
     parser.add_argument(
         "--worker-queue-timeout",
-        type=float,
-        default=120.0,
+        type=positive_seconds,
+        default=QUEUE_TIMEOUT,
         metavar="S",
         help="seconds a step sent to a worker may wait there before it starts; then the"
         " conductor runs it itself (a busy worker, or one that died with the step still"
-        " queued) (default: 120)",
+        " queued) (default: %(default)g)",
     )
     parser.add_argument(
         "--transport",
@@ -165,13 +182,6 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
 
     config = ctx.config
     jobboard, persistence = jobs_locations(args, config)
-    for option, value in (
-        ("--worker-wait", args.worker_wait),
-        ("--worker-lost-after", args.worker_lost_after),
-        ("--worker-queue-timeout", args.worker_queue_timeout),
-    ):
-        if not value > 0:
-            raise ConfigError(f"{option} must be a positive number of seconds, not {value:g}")
     conf = jobboard_conf(jobboard)
     expiry = args.claim_expiry or config.jobs.claim_expiry
     if expiry is not None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pieceworks.cli.commands.backup import backup_request
+from pieceworks.cli.commands.backup import backup_request, label_and_guard_options
 from pieceworks.cli.commands.conductor import jobs_locations
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
@@ -65,6 +65,7 @@ def add_arguments(parser: CommandParser) -> None:
         "backup", "run_post", summary="post a backup", description="Post a backup job."
     )
     backup_request_options(post_backup)
+    label_and_guard_options(post_backup)
     post_restore = kinds.add(
         "restore",
         "run_post",
@@ -183,6 +184,7 @@ def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
 def run_post(args: argparse.Namespace, ctx: Context) -> int:
     """Post a backup or restore job naming the backend and store; print its id."""
     from pieceworks.common_algorithms.operations.guard import (  # noqa: PLC0415
+        DEFAULT_GUARD_MAX_CHUNKS,
         DEFAULT_GUARD_PERCENT,
     )
     from pieceworks.execution.jobs import post_backup, post_restore  # noqa: PLC0415
@@ -192,7 +194,7 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
     backend = args.backend or ctx.config.backend(None).name
     store = args.store or ctx.config.store(None).name
     if args.post_kind == "backup":
-        request = backup_request(args, ctx.config.guard_sample)
+        request = backup_request(args, ctx.config.guard_sample, ctx.config.guard_max_chunks)
         fields = {
             "volume_id": request.volume_id,
             "backup_id": request.backup_id,
@@ -204,6 +206,10 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
         }
         if request.guard_percent != DEFAULT_GUARD_PERCENT:  # else a job older conductors read
             fields["guard_percent"] = request.guard_percent
+        if request.guard_max_chunks != DEFAULT_GUARD_MAX_CHUNKS:  # the same
+            fields["guard_max_chunks"] = request.guard_max_chunks
+        if request.labels:  # the same
+            fields["labels"] = dict(request.labels)
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}

@@ -13,7 +13,7 @@ before it is written) and written here.
   partly written, and the message says so.
 * An existing PATH (file or device) is refused unless ``--overwrite``.
   Anything else (a directory, a character device, a missing parent
-  directory) is refused.
+  directory, a file that cannot be created there) is refused.
 
 ``restore`` without ``--to-file`` is the backend restore
 (`pieceworks.cli.commands.restore`); `run_restore_command` chooses.
@@ -29,6 +29,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from pieceworks.cli import startup
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
 from pieceworks.common_algorithms.gc.journal import TEMP_FILE_MARK, LocalJournal
@@ -49,12 +50,17 @@ class FileWriter:
     def __init__(self, path: str, size: int, journal: LocalJournal | None = None) -> None:
         self.path = path
         directory, name = os.path.split(os.path.abspath(path))
-        self.tmp = os.path.join(directory, f".{name}{TEMP_FILE_MARK}{uuid.uuid4().hex[:12]}")
+        self.tmp = os.path.join(directory, _temporary_name(directory, name))
         # Named in the journal first: `pieceworks recover` removes it if this run is killed.
         self.journal, self.token, self.entry = journal, new_token(), {"file": self.tmp}
         if journal is not None:
             journal.record(self.token, "restore-to-file", self.entry)
-        self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.fd: int | None = None
+        try:
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except BaseException:
+            self._forget()  # nothing was created
+            raise
         try:
             os.ftruncate(self.fd, size)
         except BaseException:
@@ -135,6 +141,23 @@ class DeviceWriter:
             self.fd = None
 
 
+def _temporary_name(directory: str, name: str) -> str:
+    """``.<name>.pw-restore-<12 hex>``, `name` shortened so that it fits the file system.
+
+    A PATH whose name is valid but close to the limit (255 bytes on most
+    file systems) must not fail on its temporary's longer name.
+    """
+    suffix = f"{TEMP_FILE_MARK}{uuid.uuid4().hex[:12]}"
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    room = max(0, limit - 1 - len(os.fsencode(suffix)))
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}{suffix}"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -160,13 +183,15 @@ def open_target(
         st = os.stat(path)
     except FileNotFoundError:
         st = None
+    except OSError as exc:  # a name too long, a component that is a file, a loop...
+        raise CliError(f"cannot restore to {path}: {exc.strerror}", ExitCode.USAGE) from None
     if st is None:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise CliError(
                 f"cannot restore to {path}: directory {parent} does not exist", ExitCode.USAGE
             )
-        return FileWriter(path, size, journal)
+        return _file_writer(path, size, journal)
     if stat.S_ISDIR(st.st_mode):
         raise CliError(f"cannot restore to {path}: it is a directory", ExitCode.USAGE)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
@@ -179,13 +204,28 @@ def open_target(
             f"{path} exists ({kind}): add --overwrite to replace its content", ExitCode.USAGE
         )
     if stat.S_ISREG(st.st_mode):
-        return FileWriter(path, size, journal)
+        return _file_writer(path, size, journal)
     capacity = _device_size(path)
     if capacity < size:
         raise CliError(
             f"block device {path} holds {capacity} bytes; the backup needs {size}", ExitCode.USAGE
         )
     return DeviceWriter(path, size)
+
+
+def _file_writer(path: str, size: int, journal: LocalJournal | None) -> FileWriter:
+    """`FileWriter`; its temporary file that cannot be made (a directory not
+    writable, a read-only file system, a size the file system cannot hold) is
+    a usage error naming PATH, and nothing is left behind."""
+    try:
+        return FileWriter(path, size, journal)
+    except OSError as exc:
+        directory = os.path.dirname(os.path.abspath(path))
+        raise CliError(
+            f"cannot restore to {path}: cannot create a file of {size} bytes in {directory}:"
+            f" {exc.strerror}",
+            ExitCode.USAGE,
+        ) from None
 
 
 DESCRIPTION = """\
@@ -204,7 +244,7 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRU
 
 def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``restore`` (into a volume or, with --to-file, a file)."""
-    parser.describe(DESCRIPTION, CODES)
+    parser.describe(DESCRIPTION, CODES, runs_flow=True)
     parser.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
     parser.add_argument(
         "--volume",
@@ -247,6 +287,7 @@ def run_restore_command(args: argparse.Namespace, ctx: Context) -> int:
         return run_restore(args, ctx)
     if args.volume is not None:
         raise CliError("--to-file and --volume exclude each other", ExitCode.USAGE)
+    startup.done()  # no flow, no engine: the restore's start-up is over
     return run_restore_to_file(args, ctx)
 
 

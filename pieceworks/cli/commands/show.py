@@ -34,7 +34,14 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 
 #: Manifest stats shown in their own fields rather than under ``stats``.
 _OWN_STATS = ("plan", "reason", "enhancers", "failed_strategies", "fallbacks", "forced")
-_GUARD_STATS = ("guard_sample_percent", "guard_chunks_checked", "guard_bytes_reread", "guard_lies")
+_GUARD_STATS = (
+    "guard_sample_percent",
+    "guard_chunks_checked",
+    "guard_bytes_reread",
+    "guard_max_chunks",
+    "guard_chunks_wanted",
+    "guard_lies",
+)
 
 
 def add_arguments(parser: CommandParser) -> None:
@@ -124,12 +131,18 @@ def _guard(m: Manifest) -> dict[str, Any] | None:
         return None
     try:
         lies = json.loads(str(s.get("guard_lies", "[]")))
-        return {
+        cap, wanted = s.get("guard_max_chunks"), s.get("guard_chunks_wanted")
+        out: dict[str, Any] = {
             "sample_percent": float(s.get("guard_sample_percent", 0)),
             "chunks_checked": int(s["guard_chunks_checked"]),
             "bytes_reread": int(s.get("guard_bytes_reread", 0)),
             "lies": lies if isinstance(lies, list) else [],
+            "max_chunks": None if cap is None else int(cap),
+            "capped": wanted is not None,
         }
+        if wanted is not None:
+            out["chunks_wanted"] = int(wanted)
+        return out
     except (ValueError, TypeError):
         return None
 
@@ -174,9 +187,14 @@ def _text(d: dict[str, Any]) -> str:
             for x in g["lies"]
             if isinstance(x, dict)
         )
+        cap = (
+            f", capped at {g['max_chunks']} per enhancer from {g['chunks_wanted']}"
+            if g["capped"]
+            else ""
+        )
         extra.append(
             f"  guard       re-read {human_bytes(g['bytes_reread'])} in {g['chunks_checked']}"
-            f" sampled chunks ({g['sample_percent']:g}%): {found or 'no lie found'}"
+            f" sampled chunks ({g['sample_percent']:g}%{cap}): {found or 'no lie found'}"
         )
     lines[5:5] = extra  # after the enhancers of the plan
     return "\n".join(lines)

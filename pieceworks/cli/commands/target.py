@@ -11,6 +11,8 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from pieceworks.cli.options import port_number, positive_count
+
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
@@ -41,11 +43,35 @@ def add_arguments(parser: CommandParser) -> None:
         description=SERVE_DESCRIPTION,
         needs_config=False,
     )
-    serve.add_argument("--dir", required=True, help="directory of volumes (created if missing)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
-    serve.add_argument("--token-file", help="read the bearer token from this file")
-    serve.add_argument("--max-jobs", type=int, default=4, help="operations at once (default 4)")
+    serve.add_argument(
+        "--dir",
+        required=True,
+        type=_not_blank,
+        metavar="DIR",
+        help="directory of volumes (created if missing)",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", type=_not_blank, metavar="HOST", help="address to listen on"
+    )
+    serve.add_argument(
+        "--port", type=port_number, default=0, metavar="PORT", help="port (0: pick a free one)"
+    )
+    serve.add_argument(
+        "--token-file", type=_not_blank, metavar="FILE", help="read the bearer token from this file"
+    )
+    serve.add_argument(
+        "--max-jobs",
+        type=positive_count,
+        default=4,
+        metavar="N",
+        help="operations at once (default 4)",
+    )
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty or blank")
+    return text
 
 
 def run_serve(args: argparse.Namespace, ctx: Context) -> int:

@@ -33,7 +33,7 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRU
 
 def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``verify``."""
-    parser.describe(DESCRIPTION, CODES)
+    parser.describe(DESCRIPTION, CODES, runs_flow=True)
     parser.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
     parser.add_argument(
         "--against-source",

@@ -9,8 +9,11 @@ unallocated ranges are holes that cost nothing.
 Backup: the calling thread reads chunks in ascending order (the
 `VolumeReader` contract) into a pool of at most `depth` reusable buffers;
 `threads` worker threads check for zeros, hash, and store each chunk
-(`encode_chunk` keeps one compressor per thread). A chunk holds its buffer
-until it is hashed and encoded, so at most `depth` chunks are in flight and
+(`encode_framed` keeps one compressor per thread). Each buffer keeps
+`HEADER_BYTES` of room in front of the chunk it is read into, so that a
+chunk stored uncompressed is written from the buffer itself, header
+included, without copying it. A chunk holds its buffer until it is hashed
+and encoded (and, stored uncompressed, written), so at most `depth` chunks are in flight and
 memory stays below about ``(depth + threads) * chunk_size * 2`` whatever the
 volume size. A store with ``deferred-sync`` (`IDeferredSync`, the POSIX
 store) gets every new chunk with `put_unsynced` and one `sync` of all the
@@ -64,11 +67,12 @@ from pieceworks.protocols.chunks import (
     CODECS,
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CODEC,
+    HEADER_BYTES,
     chunk_key,
     codec_of,
     decode_chunk,
     decode_chunk_view,
-    encode_chunk,
+    encode_framed,
     is_zero,
 )
 from pieceworks.protocols.deferred_sync import IDeferredSync
@@ -396,7 +400,7 @@ class _BackupRun:
                 pass
             if self.buffers < self.depth:
                 self.buffers += 1
-                return bytearray(min(self.chunk_size, self.size))
+                return bytearray(HEADER_BYTES + min(self.chunk_size, self.size))
             try:
                 return self.free.get(timeout=0.1)
             except queue.Empty:
@@ -405,7 +409,7 @@ class _BackupRun:
 
     def _read(self, buffer: bytearray, offset: int, length: int) -> None:
         try:
-            n = self.reader.readinto_at(offset, memoryview(buffer)[:length])
+            n = self.reader.readinto_at(offset, _plain(buffer, length))
         except BaseException:
             self.free.put(buffer)
             raise
@@ -474,7 +478,7 @@ class _BackupRun:
                     self.bytes_dedup += length
                 failpoint("incremental.chunk-reused")
                 return ChunkRef(offset, length, digest, hit[0], hit[1])
-            return self._store_new(plain, digest, offset, give_back)
+            return self._store_new(buffer, length, digest, offset, give_back)
         except BaseException as exc:
             self.fail(exc)
             raise
@@ -482,10 +486,20 @@ class _BackupRun:
             give_back()
 
     def _store_new(
-        self, plain: bytearray | memoryview, digest: str, offset: int, give_back: Callable[[], None]
+        self,
+        buffer: bytearray,
+        length: int,
+        digest: str,
+        offset: int,
+        give_back: Callable[[], None],
     ) -> ChunkRef:
-        """Store a chunk no other thread is storing; publish it in `known`."""
-        length, key = len(plain), chunk_key(digest)
+        """Store the chunk in `buffer`, which no other thread is storing; publish it in `known`.
+
+        `give_back` returns `buffer` to the pool: as soon as the object no
+        longer needs it (at once if the chunk is compressed, after the put if
+        the object is the buffer itself).
+        """
+        key = chunk_key(digest)
         done = False
         try:
             existing = None
@@ -495,12 +509,15 @@ class _BackupRun:
                 give_back()
                 codec, stored_length = existing
             else:
-                encoded = encode_chunk(plain, self.codec)  # "none" if compressing does not pay
-                give_back()
+                # "none" if compressing does not pay: then `encoded` is a view of `buffer`
+                encoded = encode_framed(memoryview(buffer)[: HEADER_BYTES + length], self.codec)
+                if not isinstance(encoded, memoryview):
+                    give_back()
                 if self.deferred is not None:
                     self.deferred.put_unsynced(key, encoded)
                 else:
                     self.store.put(key, encoded)
+                give_back()
                 failpoint("backup.chunk-stored")
                 codec, stored_length = codec_of(encoded), len(encoded)
             done = True
@@ -546,9 +563,9 @@ def _damaged_seeds(store: IObjectStore, seeds: Mapping[str, ChunkRef]) -> frozen
     return damaged
 
 
-def _plain(buffer: bytearray, length: int) -> bytearray | memoryview:
-    """The first `length` bytes of `buffer`, without a copy."""
-    return buffer if length == len(buffer) else memoryview(buffer)[:length]
+def _plain(buffer: bytearray, length: int) -> memoryview:
+    """The `length` chunk bytes of `buffer`, after its header room, without a copy."""
+    return memoryview(buffer)[HEADER_BYTES : HEADER_BYTES + length]
 
 
 def _fetch_intact(

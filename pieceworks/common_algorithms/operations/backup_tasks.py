@@ -325,6 +325,7 @@ class TransferChunks(DataStep, _BackupTask):
                 changed=changed,
                 parent=parent.chunk_map() if changed is not None and parent else None,
                 percent=self.request.guard_percent,
+                max_chunks=self.request.guard_max_chunks,
             )
             result = self._chunks(reader, parent, plan.extents, plan.changed)
         guard = plan.check(result.chunks, self.backend.name, driver_name(self.backend.driver))

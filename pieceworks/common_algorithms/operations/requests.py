@@ -10,7 +10,12 @@ from typing import Any
 from oslo_utils import units
 
 from pieceworks.common_algorithms.format.manifest import check_labels
-from pieceworks.common_algorithms.operations.guard import DEFAULT_GUARD_PERCENT, check_percent
+from pieceworks.common_algorithms.operations.guard import (
+    DEFAULT_GUARD_MAX_CHUNKS,
+    DEFAULT_GUARD_PERCENT,
+    check_max_chunks,
+    check_percent,
+)
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.chunks import CODECS, DEFAULT_CHUNK_SIZE, DEFAULT_CODEC
 from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
@@ -76,7 +81,9 @@ class BackupRequest:
     `guard_percent`: the share (0 to 100 percent; 0 turns it off) of the
     chunks changed-blocks reports unchanged, and of those allocated-extents
     reports as holes, that the backup reads anyway to catch a lying driver
-    (`pieceworks.common_algorithms.operations.guard`; at least one chunk of each).
+    (`pieceworks.common_algorithms.operations.guard`; at least one chunk of each);
+    `guard_max_chunks` caps that sample at this many chunks of each kind
+    (at least 1).
     """
 
     volume_id: str
@@ -89,12 +96,14 @@ class BackupRequest:
     strategies: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict, hash=False)
     guard_percent: float = DEFAULT_GUARD_PERCENT
+    guard_max_chunks: int = DEFAULT_GUARD_MAX_CHUNKS
 
     def __post_init__(self) -> None:
         validate_id("volume id", self.volume_id)
         validate_id("backup id", self.backup_id)
         try:
             object.__setattr__(self, "guard_percent", check_percent(self.guard_percent))
+            check_max_chunks(self.guard_max_chunks)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         try:

@@ -112,7 +112,7 @@ def _point(head: rbd.Image, source: Source, tag: str) -> tuple[str, int, bool]:
     """(name, id, created by us) of the source's point in time."""
     if isinstance(source, SnapshotRef):
         if not head.snap_exists(source.snapshot_id):
-            raise SnapshotNotFound(f"no snapshot {source}")
+            raise SnapshotNotFound(f"no {source}")
         return source.snapshot_id, head.snap_get_id(source.snapshot_id), False
     temporary = f"{tracking.REPLICA}{tag}-new-{secrets.token_hex(6)}"
     head.create_snap(temporary)

@@ -107,7 +107,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
         try:
             with (
                 self._head(snapshot.volume) as image,
-                errors(f"cannot delete snapshot {snapshot}"),
+                errors(f"cannot delete {snapshot}"),
             ):
                 tracking.release(image, snapshot.snapshot_id)
         except VolumeNotFound:
@@ -175,7 +175,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
                 tracking.drop(image, snap_id)
             if isinstance(source, SnapshotRef):
                 if not image.snap_exists(source.snapshot_id):
-                    raise SnapshotNotFound(f"no snapshot {source}")
+                    raise SnapshotNotFound(f"no {source}")
                 snap_id = image.snap_get_id(source.snapshot_id)
             else:
                 temporary = f"{tracking.BASE}new-{secrets.token_hex(6)}"
@@ -315,7 +315,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
                 validate_id("snapshot id", source.snapshot_id)
                 with errors(f"cannot open {source}"):
                     if not image.snap_exists(source.snapshot_id):
-                        raise SnapshotNotFound(f"no snapshot {source}")
+                        raise SnapshotNotFound(f"no {source}")
                     image.set_snap(source.snapshot_id)
             except BaseException:
                 image.close()

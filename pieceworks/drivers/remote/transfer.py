@@ -62,10 +62,11 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.chunks import (
     CODECS,
+    HEADER_BYTES,
     chunk_key,
     codec_of,
     decode_chunk,
-    encode_chunk,
+    encode_framed,
     is_zero,
 )
 from pieceworks.protocols.encrypted_store import chunk_id_for
@@ -115,11 +116,14 @@ class _Push:
         self.bytes_written = 0
 
     def store_chunk(self, buffer: bytearray, offset: int, length: int) -> ChunkRef | None:
-        """Make sure one chunk's object is stored; None for an all-zero chunk."""
+        """Make sure the chunk `buffer` holds is stored; None for an all-zero chunk.
+
+        The chunk's `length` bytes follow `HEADER_BYTES` of room (`encode_framed`),
+        and `buffer` is not read into again before this returns.
+        """
         if self.stop.is_set():
             return None
-        # A full bytearray compares with one memcmp in is_zero; a slice is copied.
-        plain = buffer if length == len(buffer) else buffer[:length]
+        plain = memoryview(buffer)[HEADER_BYTES : HEADER_BYTES + length]
         if is_zero(plain):
             return None
         digest = self.chunk_id(plain)
@@ -138,7 +142,7 @@ class _Push:
             return ChunkRef(offset, length, digest, hit[0], hit[1])
         stored_as: tuple[str, int] | None = None
         try:
-            stored_as = self._store_new(plain, digest, offset)
+            stored_as = self._store_new(buffer, length, digest, offset)
         finally:
             with self.lock:
                 if stored_as is not None:
@@ -146,8 +150,13 @@ class _Push:
                 self.inflight.pop(digest).set()
         return ChunkRef(offset, length, digest, stored_as[0], stored_as[1])
 
-    def _store_new(self, plain: bytearray, digest: str, offset: int) -> tuple[str, int]:
-        """Reuse an intact stored object, else encode and put; (codec, stored length)."""
+    def _store_new(
+        self, buffer: bytearray, length: int, digest: str, offset: int
+    ) -> tuple[str, int]:
+        """Reuse an intact stored object, else encode and put; (codec, stored length).
+
+        An uncompressed object is put straight from `buffer` (`encode_framed`).
+        """
         key = chunk_key(digest)
         try:
             existing = self.store.get(key)
@@ -158,11 +167,12 @@ class _Push:
             existing = None
         if existing is not None:
             try:
-                decode_chunk(existing, digest, len(plain), offset, self.chunk_id)
+                decode_chunk(existing, digest, length, offset, self.chunk_id)
                 return codec_of(existing), len(existing)
             except CorruptionError as exc:
                 log.warning("replacing a damaged chunk object %s: %s", key, exc)
-        encoded = encode_chunk(plain, self.codec)  # "none" if compressing does not pay
+        framed = memoryview(buffer)[: HEADER_BYTES + length]
+        encoded = encode_framed(framed, self.codec)  # "none" if compressing does not pay
         self.store.put(key, encoded)
         with self.lock:
             self.bytes_written += len(encoded)
@@ -218,8 +228,10 @@ def push_volume(
                     collect()
                 offset = index * chunk_size
                 length = min(chunk_size, size - offset)
-                buffer = free.pop() if free else bytearray(min(chunk_size, size))
-                n = reader.readinto_at(offset, memoryview(buffer)[:length])
+                buffer = free.pop() if free else bytearray(HEADER_BYTES + min(chunk_size, size))
+                n = reader.readinto_at(
+                    offset, memoryview(buffer)[HEADER_BYTES : HEADER_BYTES + length]
+                )
                 bytes_read += n
                 if n != length:
                     raise BackendError(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import Call, Result, config_file
+from tests.cli.conftest import Call, MiB, Result, Run, config_file, write_volume
 
 PERSISTENCE = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -81,3 +81,36 @@ def test_watch_timeout_must_be_a_positive_number(call: Call, timeout: str) -> No
     done = call("jobs", "watch", "some-job", "--timeout", timeout)
     assert done.code == ExitCode.USAGE, done
     assert "--timeout" in done.err, done.err
+
+
+def test_post_backup_takes_backups_labels_and_guard_options(
+    run: Run, jobs_env: dict[str, str], home: Path
+) -> None:
+    """``jobs post backup`` takes the options of ``backup`` (docs/cli.md); ``--label`` and
+    ``--guard-sample`` were unrecognized arguments, so a backup run as a job could carry
+    no label. A conductor runs the job; the manifest has both."""
+    write_volume(home / "volumes", "vol-1", 4 * MiB)
+    assert run("jobs", "migrate", env=jobs_env).code == 0
+    posted = run(
+        "jobs", "post", "backup", "--volume", "vol-1", "--label", "env=prod",
+        "--label", "kind=nightly", "--guard-sample", "100", "--json", env=jobs_env,
+    )  # fmt: skip
+    assert posted.code == 0, posted
+    job_id = posted.json()["job_id"]
+    conducted = run("conductor", "--max-dispatches", "1", "-q", env=jobs_env, timeout=120)
+    assert conducted.code == 0, conducted
+    watched = run("jobs", "watch", job_id, "--timeout", "60", env=jobs_env, timeout=90)
+    assert watched.code == 0, watched
+    backup_id = posted.json()["name"].removeprefix("backup-")
+    shown = run("show", backup_id, "--json", env=jobs_env)
+    assert shown.code == 0, shown
+    assert shown.json()["labels"] == {"env": "prod", "kind": "nightly"}, shown
+    assert shown.json()["guard"]["sample_percent"] == 100.0, shown
+
+
+def test_post_backup_refuses_a_bad_label_as_backup_does(
+    call: Call, jobs_env: dict[str, str]
+) -> None:
+    done = call("jobs", "post", "backup", "--volume", "v", "--label", "nokey", env=jobs_env)
+    assert done.code == ExitCode.USAGE, done
+    assert "invalid label 'nokey'" in done.err, done

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.output import iso_time
-from tests.cli.conftest import Call, Run
+from tests.cli.conftest import Call, MiB, Run, RunAll, write_volume
 
 
 @pytest.mark.parametrize(
@@ -51,3 +52,58 @@ def test_key_list_shows_creation_times_in_utc(run: Run, env: dict[str, str]) -> 
     created = re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row)
     assert created is not None, listed
     assert created.group(0) == iso_time(keys[0]["created"])
+
+
+def test_two_removals_at_once_never_leave_the_store_without_a_key(
+    run: Run, run_all: RunAll, env: dict[str, str], home: Path
+) -> None:
+    """Two ``key remove`` at once, of the two keys of a store, both saw two keys and both
+    deleted theirs: no key was left and every backup was lost. The failpoint holds each
+    between its check and its delete, so both pass the check every time."""
+    e = {**env, "PIECEWORKS_PASSWORD": "a long passphrase"}
+    assert run("key", "init", env=e).code == 0
+    added = run("key", "add", env={**e, "PIECEWORKS_NEW_PASSWORD": "a long passphrase"})
+    assert added.code == 0, added
+    write_volume(home / "volumes", "vol-1", MiB)
+    backed_up = run("backup", "--volume", "vol-1", "--json", env=e)
+    assert backed_up.code == 0, backed_up
+    first, second = (k["key_id"] for k in run("key", "list", "--json", env=e).json()["keys"])
+    held = {**e, "PIECEWORKS_FAILPOINTS": "key.before-remove=sleep:1500"}
+    done = run_all([(["key", "remove", first], held), (["key", "remove", second], held)])
+    left = run("key", "list", "--json", env=e)
+    assert left.code == 0, (done, left)
+    assert len(left.json()["keys"]) >= 1
+    refused = [d for d in done if d.code != 0]
+    assert refused, done  # both succeeding is the loss
+    for d in refused:
+        assert d.code == ExitCode.USAGE, d
+        assert "another key removal ran at the same time" in d.err, d
+    restored = run("restore", backed_up.json()["backup_id"], "--to-file", str(home / "r"), env=e)
+    assert restored.code == 0, restored
+    assert (home / "r").read_bytes() == (home / "volumes" / "vol-1").read_bytes()
+
+
+def test_two_inits_at_once_leave_one_master_key(
+    run: Run, run_all: RunAll, env: dict[str, str], home: Path
+) -> None:
+    """Two ``key init`` at once both found the store empty and each wrote a key holding its
+    own master key, both exit 0: backups sealed under one could never be opened with the
+    other's passphrase. Now at most one keeps its key; a second init is refused."""
+    held = {**env, "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:1500"}
+    done = run_all(
+        [
+            (["key", "init"], {**held, "PIECEWORKS_PASSWORD": "passphrase of one"}),
+            (["key", "init"], {**held, "PIECEWORKS_PASSWORD": "passphrase of two"}),
+        ]
+    )
+    refused = [d for d in done if d.code != 0]
+    assert refused, done
+    for d in refused:
+        assert d.code == ExitCode.USAGE, d
+        assert "another `key init` ran at the same time" in d.err, d
+    listed = run("key", "list", "--json", env=env)
+    kept = len(done) - len(refused)
+    if kept:
+        assert listed.code == 0 and len(listed.json()["keys"]) == 1, listed
+    else:  # both stepped back: still a plain, empty store, and init works
+        assert run("key", "init", env={**env, "PIECEWORKS_PASSWORD": "p"}).code == 0

@@ -8,12 +8,13 @@ backup into a temporary file, then failed renaming it onto the PATH: an
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import Call
+from tests.cli.conftest import Call, Run
 from tests.support.backups import make_backup
 
 
@@ -43,3 +44,58 @@ def test_a_path_in_a_missing_directory_is_a_usage_error_naming_it(
     error = json.loads(done.err.strip().splitlines()[-1])
     assert f"directory {target.parent} does not exist" in error["message"], error
     assert not target.parent.exists()
+
+
+def _journals(home: Path) -> list[str]:
+    journal = home / "journal"
+    return sorted(p.name for p in journal.iterdir()) if journal.is_dir() else []
+
+
+def test_a_name_near_the_file_system_limit_is_restored(
+    run: Run, home: Path, tmp_path: Path
+) -> None:
+    """A valid 250-byte name failed: its temporary (``.<name>.pw-restore-<hex>``) was
+    longer than 255 bytes, and the restore ended in an unexpected ``OSError`` (exit 1)."""
+    backup_id = make_backup(home, "vol-1").backup_id
+    for name in ("b" * 250, "é" * 127):  # 250 and 254 bytes
+        target = tmp_path / name
+        done = run("restore", backup_id, "--to-file", str(target))
+        assert done.code == ExitCode.OK, done
+        assert target.read_bytes() == (home / "volumes" / "vol-1").read_bytes()
+        target.unlink()
+    assert not [p for p in tmp_path.iterdir() if ".pw-restore-" in p.name]
+    assert _journals(home) == []
+
+
+def _unwritable_directory(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        directory = tmp_path / "read-only"
+        directory.mkdir()
+        directory.chmod(0o500)
+        return directory
+    if not os.path.isdir("/sys/kernel"):  # root writes anywhere but in sysfs
+        pytest.skip("no directory root cannot write to")
+    return Path("/sys/kernel")
+
+
+@pytest.mark.parametrize("case", ["name-too-long", "parent-is-a-file", "unwritable-directory"])
+def test_a_file_that_cannot_be_made_is_a_usage_error_and_leaves_nothing(
+    run: Run, home: Path, tmp_path: Path, case: str
+) -> None:
+    """Each was an ``unexpected-error`` (exit 1) with a Python message, and the run's
+    journal entry for its temporary file stayed behind for ``recover`` to report."""
+    backup_id = make_backup(home, "vol-1").backup_id
+    (tmp_path / "plain").write_bytes(b"x")
+    target = {
+        "name-too-long": tmp_path / ("c" * 300),
+        "parent-is-a-file": tmp_path / "plain" / "x.img",
+        "unwritable-directory": _unwritable_directory(tmp_path) / "x.img",
+    }[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    done = run("restore", backup_id, "--to-file", str(target), "--json")
+    assert done.code == ExitCode.USAGE, done
+    error = json.loads(done.err.strip().splitlines()[-1])
+    assert error["reference"] == "usage-error", error
+    assert error["message"].startswith(f"cannot restore to {target}: "), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert _journals(home) == []
