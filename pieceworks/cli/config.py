@@ -220,18 +220,25 @@ def _config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     if explicit is not None:
         if not explicit.strip():  # --config "": not "no option" (the defaults), a mistake
             raise ConfigError("--config must name a configuration file, not an empty path")
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"configuration file {path} (--config) does not exist")
-        return path
+        return _config_file(Path(explicit).expanduser(), "--config")
     from_env = env.get("PIECEWORKS_CONFIG")
     if from_env:
-        path = Path(from_env).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"configuration file {path} (PIECEWORKS_CONFIG) does not exist")
+        return _config_file(Path(from_env).expanduser(), "PIECEWORKS_CONFIG")
+    default = default_config_path(env)  # used if it exists; a directory there is a mistake
+    return _config_file(default, "the default location") if default.exists() else None
+
+
+def _config_file(path: Path, given_by: str) -> Path:
+    """`path` if it is a regular file; else `ConfigError` saying what it is instead."""
+    if path.is_file():
         return path
-    default = default_config_path(env)
-    return default if default.is_file() else None
+    if path.is_dir():
+        problem = "is a directory, not a file"
+    elif path.exists():
+        problem = "is not a regular file"
+    else:
+        problem = "does not exist"
+    raise ConfigError(f"configuration file {path} ({given_by}) {problem}")
 
 
 def _parse(path: Path) -> dict[str, object]:

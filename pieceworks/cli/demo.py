@@ -247,11 +247,53 @@ def run_demo(ctx: Context, directory: Path | None, size: int, keep: bool) -> int
             ctx.out.text(f"  PIECEWORKS_HOME={where} pieceworks list")
 
 
+#: Peak disk use of a demo, in volume sizes: the volume, its temporary snapshot
+#: (a full copy without reflink), the backups and the restored volume.
+SPACE_FACTOR = 3
+
+
 def run_demo_command(args: argparse.Namespace, ctx: Context) -> int:
-    """``pieceworks demo [--dir DIR] [--size SIZE] [--keep]``."""
+    """``pieceworks demo [--dir DIR] [--size SIZE] [--keep]``.
+
+    Usage errors (exit 2), before anything is written: a --size below 4 MiB
+    or larger than the file system can hold (`SPACE_FACTOR` times it must be
+    free), a --dir that is empty, not a directory, or cannot be made.
+    """
     if args.size < BLOCK:
         raise CliError(f"--size must be at least {BLOCK} bytes (4MiB)", ExitCode.USAGE)
-    return run_demo(ctx, Path(args.dir) if args.dir else None, args.size, args.keep)
+    if args.dir is not None and not args.dir.strip():
+        raise CliError("--dir must not be empty or blank", ExitCode.USAGE)
+    _check_space(Path(args.dir or tempfile.gettempdir()), args.size)
+    directory = None if args.dir is None else _demo_dir(args.dir)
+    return run_demo(ctx, directory, args.size, args.keep)
+
+
+def _demo_dir(text: str) -> Path:
+    """--dir as a directory that exists (made if missing); `CliError` (usage) if it cannot."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CliError(f"--dir {text}: exists and is not a directory", ExitCode.USAGE) from None
+    except OSError as exc:
+        raise CliError(f"--dir {text}: cannot make it: {exc.strerror}", ExitCode.USAGE) from None
+    return path
+
+
+def _check_space(directory: Path, size: int) -> None:
+    """Refuse a demo whose files would not fit in `directory`'s file system."""
+    needed = SPACE_FACTOR * size
+    existing = directory.absolute()
+    while not existing.is_dir() and existing != existing.parent:  # --dir made later
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise CliError(
+            f"--size {human_bytes(size)} needs about {human_bytes(needed)} free in {directory}"
+            f" (the volume, a snapshot, the backups and the restored copy); it has"
+            f" {human_bytes(free)}: choose a smaller --size or another --dir",
+            ExitCode.USAGE,
+        )
 
 
 def _run(ctx: Context, where: Path, size: int) -> int:

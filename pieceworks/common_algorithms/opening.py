@@ -171,7 +171,13 @@ def load_driver(spec: DriverSpec) -> object:
         raise ConfigError(f"{spec.origin}: {what} '{spec.driver}' is broken: {exc}") from None
     check_options(spec, factory)
     for directory in spec.default_dirs:
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # $PIECEWORKS_HOME a file, or not writable
+            raise ConfigError(
+                f"{spec.origin} {spec.kind} '{spec.name}': cannot make directory {directory}:"
+                f" {exc.strerror or exc}"
+            ) from None
     try:
         return factory(**spec.options)
     except (ConfigError, InvalidName, TypeError, ValueError) as exc:

@@ -83,3 +83,46 @@ def test_a_driver_that_is_no_name_is_named_as_such_not_missing(tmp_path: Path, v
     path.write_text(f'[stores.lab]\ndriver = {value}\npath = "x"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"\[stores\.lab\]: 'driver' must be the entry point"):
         load_config(str(path), {"HOME": str(tmp_path)})
+
+
+@pytest.mark.parametrize("how", ["--config", "PIECEWORKS_CONFIG", "default location"])
+def test_a_configuration_path_that_is_a_directory_says_so(
+    run: Run, env: dict[str, str], tmp_path: Path, how: str
+) -> None:
+    """A directory given as the configuration file was reported as not existing (and one
+    at the default location was silently ignored: the built-in defaults ran instead)."""
+    directory = tmp_path / "conf.d"
+    directory.mkdir()
+    e = {k: v for k, v in env.items() if k != "PIECEWORKS_CONFIG"}
+    args = ["list"]
+    if how == "--config":
+        args = ["--config", str(directory), "list"]
+    elif how == "PIECEWORKS_CONFIG":
+        e["PIECEWORKS_CONFIG"] = str(directory)
+    else:
+        directory = Path(e["HOME"]) / ".config" / "pieceworks" / "pieceworks.toml"
+        directory.mkdir(parents=True)
+    done = run(*args, env=e)
+    assert done.code == ExitCode.USAGE, done
+    assert f"configuration file {directory} (" in done.err, done
+    assert "is a directory, not a file" in done.err, done
+
+
+def test_a_device_as_configuration_file_is_not_called_missing(call: Call) -> None:
+    done = call("--config", "/dev/null", "list")
+    assert done.code == ExitCode.USAGE, done
+    assert "configuration file /dev/null (--config) is not a regular file" in done.err, done
+
+
+@pytest.mark.parametrize("command", ["list", "volumes"])
+def test_a_pieceworks_home_that_is_a_file_is_a_configuration_error(
+    run: Run, env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    """``PIECEWORKS_HOME=FILE`` was an unexpected NotADirectoryError (exit 1)."""
+    home = tmp_path / "a-file"
+    home.write_text("x")
+    done = run(command, "--json", env={**env, "PIECEWORKS_HOME": str(home)})
+    assert done.code == ExitCode.USAGE, done
+    kind = "store" if command == "list" else "backend"
+    assert f"built-in default {kind} 'local': cannot make directory {home}/" in done.err, done
+    assert '"reference":"config-error"' in done.err, done

@@ -34,3 +34,24 @@ def test_demo_runs_the_whole_job_and_checks_the_restored_volume(
     listed = run("list", "--json", env={**bare_env, "PIECEWORKS_HOME": str(where)})
     backups = listed.json()
     assert len(backups) == 2 and backups[1]["parent"] == backups[0]["backup_id"]
+
+
+def test_a_demo_larger_than_the_disk_is_refused_before_writing(run: Run, tmp_path: Path) -> None:
+    """``demo --size 1TiB`` started writing a terabyte into /tmp (10 GB in a minute here),
+    and a demo stopped by SIGTERM leaves its directory: now refused, nothing made."""
+    target = tmp_path / "demo"
+    done = run("demo", "--size", "1PiB", "--dir", str(target))
+    assert done.code == 2, done
+    assert f"--size 1.0 PiB needs about 3.0 PiB free in {target}" in done.err, done
+    assert not target.exists()
+
+
+def test_a_demo_dir_that_cannot_be_a_directory_is_a_usage_error(run: Run, tmp_path: Path) -> None:
+    """``--dir FILE`` was an unexpected NotADirectoryError (exit 1); ``--dir ""`` ran in a
+    temporary directory and removed it, as if no --dir had been given."""
+    (tmp_path / "plain").write_text("x")
+    done = run("demo", "--dir", str(tmp_path / "plain"), "--size", "4MiB")
+    assert done.code == 2, done
+    assert f"--dir {tmp_path / 'plain'}: exists and is not a directory" in done.err, done
+    blank = run("demo", "--dir", " ", "--size", "4MiB")
+    assert blank.code == 2 and "--dir must not be empty or blank" in blank.err, blank

@@ -14,8 +14,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.cli.conftest import Call
 
 #: Imported only when a flow runs (or a size is parsed).
 HEAVY = ("taskflow", "networkx", "sqlalchemy", "jsonschema", "oslo_utils", "automaton")
@@ -28,20 +31,26 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 
-def _modules_after(argv: list[str], home: Path) -> set[str]:
+def _probe(probe: str, argv: list[str], home: Path) -> dict[str, Any]:
+    """Run `probe` (which calls main with `argv`) in a fresh interpreter under `home`; the
+    JSON report it prints last on stderr, after checking that main returned 0."""
     env = {**os.environ, "HOME": str(home), "PIECEWORKS_HOME": str(home / "pw")}
     env.pop("PIECEWORKS_CONFIG", None)
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv],
+        [sys.executable, "-c", probe, *argv],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    report = json.loads(done.stderr.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["code"] == 0, done.stderr
-    return {m.partition(".")[0] for m in report["modules"]}
+    return report
+
+
+def _modules_after(argv: list[str], home: Path) -> set[str]:
+    return {m.partition(".")[0] for m in _probe(_PROBE, argv, home)["modules"]}
 
 
 @pytest.mark.parametrize(
@@ -151,20 +160,9 @@ print(json.dumps({"code": code, "seen": seen, "after": after}), file=sys.stderr)
 """
 
 
-def _gc_seen(argv: list[str], home: Path) -> dict[str, object]:
+def _gc_seen(argv: list[str], home: Path) -> dict[str, Any]:
     """Run `argv` in a fresh interpreter; when the collector was on (see `_GC_PROBE`)."""
-    env = {**os.environ, "HOME": str(home), "PIECEWORKS_HOME": str(home / "pw")}
-    env.pop("PIECEWORKS_CONFIG", None)
-    done = subprocess.run(
-        [sys.executable, "-c", _GC_PROBE, *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    report: dict[str, object] = json.loads(done.stderr.strip().splitlines()[-1])
-    assert report["code"] == 0, done.stderr
+    report = _probe(_GC_PROBE, argv, home)
     assert report["after"] == [True, 0], "main must leave the collector on and nothing frozen"
     return report
 
@@ -227,3 +225,22 @@ def test_deferred_asyncio_and_xmlrpc_work_when_used() -> None:
         "assert jsonutils.to_primitive(when) == '2026-11-30T07:30:00.000000'\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
+
+
+def test_a_flow_command_whose_engine_cannot_load_fails_before_any_work(
+    call: Call, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    """An engine that cannot be imported (a broken installation): exit 1 with a message that
+    says so, before the backup reads or stores anything."""
+    from pieceworks.common_algorithms import runner  # noqa: PLC0415
+
+    def broken(name: str) -> None:
+        raise ValueError(f"no TaskFlow engine called {name!r} is installed")
+
+    monkeypatch.setattr(runner, "load_engine", broken)
+    (home / "volumes").mkdir(parents=True)
+    (home / "volumes" / "one").write_bytes(os.urandom(1 << 16))
+    result = call("backup", "--volume", "one")
+    assert result.code == 1
+    assert "cannot run flows: no TaskFlow engine called 'serial' is installed" in result.err
+    assert not (home / "backups").exists() or not any((home / "backups").rglob("chunks/*/*"))
