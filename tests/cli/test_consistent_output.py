@@ -65,7 +65,7 @@ def test_plan_output_file_is_written_for_every_format(
     assert json.loads((tmp_path / "flag.json").read_text())["operation"] == "backup"
     assert "direct-stream" in (tmp_path / "p.text").read_text()
     assert (tmp_path / "p.dot").read_text().startswith("digraph")
-    assert unwritable.code == ExitCode.FAILED and "cannot write the plan" in unwritable.err
+    assert unwritable.code == ExitCode.USAGE and "cannot write the plan" in unwritable.err
 
 
 def test_a_configuration_value_of_the_wrong_type_names_the_section_and_key(

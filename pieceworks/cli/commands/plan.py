@@ -121,9 +121,15 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
         rendered = render_svg(plan.to_dot())
     if args.output:
         try:
-            with open(args.output, "w", encoding="utf-8") as f:
+            f = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:  # a path that cannot be such a file: bad arguments
+            raise CliError(
+                f"cannot write the plan to {args.output}: {exc.strerror}", ExitCode.USAGE
+            ) from None
+        try:
+            with f:
                 f.write(rendered if fmt == "json" else masker.text(rendered))
-        except OSError as exc:
+        except OSError as exc:  # a full disk, an I/O error: the command failed
             raise CliError(f"cannot write the plan to {args.output}: {exc.strerror}") from None
         ctx.out.note(f"wrote the {fmt} plan to {args.output}")
     elif fmt == "json":

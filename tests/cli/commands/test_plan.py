@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import Call
+from tests.cli.conftest import Call, Run
 
 
 @pytest.mark.parametrize("fmt", ["dot", "svg"])
@@ -32,3 +32,30 @@ def test_an_empty_output_file_name_is_a_usage_error(call: Call, name: str) -> No
     done = call("plan", "backup", "--volume", "vol-1", "-o", name)
     assert done.code == ExitCode.USAGE, done
     assert "empty file name" in done.err and done.out == ""
+
+
+@pytest.mark.parametrize("where", ["missing-directory", "a-directory", "parent-is-a-file"])
+def test_an_output_path_that_cannot_be_a_file_is_a_usage_error(
+    run: Run, home: Path, tmp_path: Path, where: str
+) -> None:
+    """``-o`` into a missing directory or onto a directory exited 1 (``failed``), where
+    ``restore --to-file`` into one exits 2: both are arguments naming no file to write."""
+    (home / "volumes").mkdir(parents=True)
+    (home / "volumes" / "vol-1").write_bytes(b"x" * 4096)
+    (tmp_path / "plain").write_text("x")
+    path = {
+        "missing-directory": tmp_path / "no" / "plan.dot",
+        "a-directory": tmp_path,
+        "parent-is-a-file": tmp_path / "plain" / "plan.dot",
+    }[where]
+    done = run("plan", "backup", "--volume", "vol-1", "--format", "dot", "-o", str(path))
+    assert done.code == ExitCode.USAGE, done
+    assert f"pieceworks: error: cannot write the plan to {path}: " in done.err, done
+
+
+def test_a_full_disk_while_writing_the_plan_is_a_failure(run: Run, home: Path) -> None:
+    (home / "volumes").mkdir(parents=True)
+    (home / "volumes" / "vol-1").write_bytes(b"x" * 4096)
+    done = run("plan", "backup", "--volume", "vol-1", "-o", "/dev/full")
+    assert done.code == ExitCode.FAILED, done
+    assert "cannot write the plan to /dev/full: No space left on device" in done.err, done
