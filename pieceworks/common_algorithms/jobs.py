@@ -42,7 +42,11 @@ from pieceworks.common_algorithms.operations.replicate import (
     replicate_flow,
     replicate_request,
 )
-from pieceworks.common_algorithms.operations.requests import BackupRequest, RestoreRequest
+from pieceworks.common_algorithms.operations.requests import (
+    BackupRequest,
+    RestoreRequest,
+    decode_request,
+)
 from pieceworks.common_algorithms.operations.restore import restore_flow
 from pieceworks.protocols import ConfigError
 
@@ -75,20 +79,19 @@ def _store(kind_ref: SectionRef, resolve: Resolver | None) -> Store:
     return open_store(job_spec("store", kind_ref, resolve))
 
 
-def backup_request(request: Mapping[str, Any]) -> BackupRequest:
-    """`BackupRequest` from its fields as JSON gives them (``strategies`` a list)."""
-    fields = dict(request)
-    if "strategies" in fields:
-        fields["strategies"] = tuple(fields["strategies"])
-    return BackupRequest(**fields)
+def backup_request(request: Mapping[str, Any], *, strict: bool = False) -> BackupRequest:
+    """`BackupRequest` from its fields as JSON gives them (``strategies`` a list).
+
+    `decode_request`: a field this version does not know is ignored (logged),
+    or with `strict` (posting) a `ConfigError`; `IncompatibleRequest` for a
+    request this version cannot honour.
+    """
+    return decode_request(BackupRequest, request, strict=strict)
 
 
-def restore_request(request: Mapping[str, Any]) -> RestoreRequest:
-    """`RestoreRequest` from its fields as JSON gives them (``strategies`` a list)."""
-    fields = dict(request)
-    if "strategies" in fields:
-        fields["strategies"] = tuple(fields["strategies"])
-    return RestoreRequest(**fields)
+def restore_request(request: Mapping[str, Any], *, strict: bool = False) -> RestoreRequest:
+    """`RestoreRequest` from its fields as JSON gives them (see `backup_request`)."""
+    return decode_request(RestoreRequest, request, strict=strict)
 
 
 def backup_job_flow(
@@ -106,9 +109,11 @@ def backup_job_flow(
     as keyword arguments. `request` holds `BackupRequest`'s fields; it must
     carry its ``backup_id`` so that every rebuild names its atoms alike.
     Raise `ConfigError` for a name `resolve` does not know (or without
-    `resolve`).
+    `resolve`), `IncompatibleRequest` for a request this version cannot
+    honour (decoded first: see `decode_request`).
     """
-    return backup_flow(_backend(backend, resolve), _store(store, resolve), backup_request(request))
+    req = backup_request(request)
+    return backup_flow(_backend(backend, resolve), _store(store, resolve), req)
 
 
 def restore_job_flow(
@@ -118,9 +123,8 @@ def restore_job_flow(
     resolve: Resolver | None = None,
 ) -> Flow:
     """The restore flow of a job (see `backup_job_flow`)."""
-    return restore_flow(
-        _backend(backend, resolve), _store(store, resolve), restore_request(request)
-    )
+    req = restore_request(request)
+    return restore_flow(_backend(backend, resolve), _store(store, resolve), req)
 
 
 def replicate_job_flow(

@@ -11,6 +11,12 @@ NAMES, the request's fields, the earlier steps' results. On a worker it
 opens backend and store by name from that host's own configuration
 (`use_host`); no option or secret ever travels.
 
+Conductor and worker may run different versions (a rolling upgrade): an
+argument the step does not know is ignored with a logged warning, one it
+needs that is missing is an `IncompatibleRequest`, never a TypeError; the
+request's own fields are decoded the same way
+(`operations.requests.decode_request`, with its protocol version).
+
 While a `RemoteStep` runs it emits `HEARTBEAT` events every
 `HEARTBEAT_EVERY` seconds (the worker-based engine relays task events to
 the engine that asked), so the conductor tells a dead worker from a slow
@@ -19,6 +25,8 @@ one.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,7 +37,7 @@ from taskflow import task
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.gc.leases import heartbeat
 from pieceworks.protocols import ConfigError, PieceworksError
-from pieceworks.protocols.errors import BackendNotFound, StoreNotFound
+from pieceworks.protocols.errors import BackendNotFound, IncompatibleRequest, StoreNotFound
 
 __all__ = [
     "HEARTBEAT",
@@ -47,6 +55,8 @@ __all__ = [
     "run_data_step",
     "use_host",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The task event a running `RemoteStep` emits to show it is alive.
 HEARTBEAT: Final = "pieceworks.heartbeat"
@@ -146,14 +156,45 @@ class DataStep:
 class RemoteStep(task.Task):
     """A task built from its name alone; `execute` takes only JSON values.
 
-    Subclasses implement `execute(**plain values)` and run their work
-    through `observed` (heartbeats, the host's observer).
+    Subclasses implement `work(**plain values)` and run it through
+    `observed` (heartbeats, the host's observer); `execute` hands `work` the
+    arguments it declares (see the module docstring).
     """
 
     TASK_EVENTS = (task.EVENT_UPDATE_PROGRESS, HEARTBEAT)
 
     def __init__(self, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
+
+    def execute(self, **arguments: Any) -> dict[str, Any]:
+        """`work` with the `arguments` it declares.
+
+        An argument it does not declare is ignored with a logged warning (a
+        newer conductor's); raise `IncompatibleRequest` naming those it
+        needs and did not get (an older conductor's).
+        """
+        params = inspect.signature(self.work).parameters
+        unknown = sorted(set(arguments) - set(params))
+        if unknown:
+            log.warning(
+                "step %s: ignoring argument(s) %s, which this version of pieceworks does not"
+                " know (a newer conductor's)",
+                self.name,
+                ", ".join(unknown),
+            )
+        lacking = sorted(
+            n for n, p in params.items() if p.default is p.empty and n not in arguments
+        )
+        if lacking:
+            raise IncompatibleRequest(
+                f"step {self.name} lacks argument(s) {', '.join(lacking)}, which this version"
+                " of pieceworks needs: the conductor is older"
+            )
+        return self.work(**{k: v for k, v in arguments.items() if k in params})
+
+    def work(self, **arguments: Any) -> dict[str, Any]:
+        """The step's work (subclasses declare their arguments)."""
+        raise NotImplementedError
 
     @contextmanager
     def alive(self) -> Iterator[None]:

@@ -18,11 +18,20 @@ The step is then submitted again, to another worker if one answers, else
 `NotPlaced` runs it in process. Re-running is safe: chunk ids are content
 hashes (the same chunks are written again, or found present), and only the
 conductor writes the manifest, once, after the step's result.
+
+A worker of another version (a rolling upgrade) that cannot honour the
+step's request refuses it (`IncompatibleRequest`: a newer request protocol,
+a field it must understand but does not know); so does, with a TypeError,
+a worker older than request protocol 1. Either way the dispatcher raises
+`IncompatibleRequest` naming the worker's side and emits an
+``incompatible`` event; the strategy fallback does not retry it (every
+strategy would meet the same worker). See docs/scale.md, rolling upgrades.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -38,7 +47,7 @@ from taskflow.types.failure import Failure
 from pieceworks.common_algorithms.placement import HEARTBEAT, NotPlaced, RemoteStep
 from pieceworks.execution.timings import FIND_TIMEOUT, LOST_AFTER, QUEUE_TIMEOUT
 from pieceworks.execution.worker import EXCHANGE, topic_of
-from pieceworks.protocols import PieceworksError
+from pieceworks.protocols import IncompatibleRequest, PieceworksError
 
 __all__ = ["FIND_TIMEOUT", "LOST_AFTER", "QUEUE_TIMEOUT", "RemoteStepFailed", "WorkerDispatcher"]
 
@@ -69,7 +78,7 @@ class WorkerDispatcher:
     runs in process: a busy worker, or one that died while the step was
     still queued on it); `lost_after` seconds without a heartbeat is a dead worker;
     `attempts` bounds the re-submissions after lost workers. `on_event`
-    receives ``placed``, ``lost`` and ``in-process`` events (dicts).
+    receives ``placed``, ``lost``, ``in-process`` and ``incompatible`` events (dicts).
     """
 
     def __init__(
@@ -179,4 +188,29 @@ class WorkerDispatcher:
         if text.startswith("NotServedHere:") or kind == "NotServedHere":
             self._event(event="in-process", atom=name, backend=backend, why=text)
             raise NotPlaced(f"the worker of backend {backend!r} declined {name}: {text}")
+        incompatible = _incompatible(text, backend, name)
+        if incompatible is not None:
+            log.error("%s", incompatible)
+            self._event(event="incompatible", atom=name, backend=backend, why=text)
+            raise IncompatibleRequest(incompatible)
         raise RemoteStepFailed(f"on a worker of backend {backend!r}: {text}")
+
+
+#: What a worker older than request protocol 1 raises for an argument or a request
+#: field it does not know (``execute()`` or the request's ``__init__``), or lacks.
+_OLD_WORKER = re.compile(
+    r"^TypeError: .*(got an unexpected keyword argument|missing \d+ required"
+    r" (positional|keyword-only) argument)"
+)
+
+
+def _incompatible(text: str, backend: str, name: str) -> str | None:
+    """The conductor's message when a worker's failure `text` says it cannot take the step."""
+    if text.startswith("IncompatibleRequest:"):
+        return f"the worker of backend {backend!r} refused {name}: {text}"
+    if _OLD_WORKER.match(text):
+        return (
+            f"the worker of backend {backend!r} cannot take {name} ({text}): it predates"
+            " request protocol 1 and this request uses what it does not know; upgrade it"
+        )
+    return None

@@ -294,7 +294,7 @@ def post_backup(
     saved before the job is posted with `priority` (one of `PRIORITIES`).
     Raise `ConfigError` for a bad name, request or priority.
     """
-    req = backup_request(request)
+    req = backup_request(request, strict=True)
     kind = (f"backup-{req.backup_id}", BACKUP_FACTORY, "write-manifest")
     return _post_operation(jobboard, persistence_url, kind, backend, store, req, priority)
 
@@ -309,7 +309,7 @@ def post_restore(
     priority: str = "normal",
 ) -> PostedJob:
     """Post a restore job (`RestoreRequest`'s fields); see `post_backup`."""
-    req = restore_request(request)
+    req = restore_request(request, strict=True)
     kind = (f"restore-{req.backup_id}-to-{req.volume_id}", RESTORE_FACTORY, "restore-volume")
     return _post_operation(jobboard, persistence_url, kind, backend, store, req, priority)
 
@@ -358,7 +358,7 @@ def post_replicate(
     (strategy, sizes, ``target_volume_id``...). Raise `ConfigError` for a
     bad name, request or priority, or for a copy of a volume onto itself.
     """
-    req = replicate_request(request)
+    req = replicate_request(request, strict=True)
     if source == target and req.target_volume == req.volume_id:
         raise ConfigError(
             f"replicating volume '{req.volume_id}' onto itself on backend '{source}':"

@@ -12,6 +12,12 @@ configuration: no option or secret travels in a message. Several workers
 serving one backend share its topic's queue (RabbitMQ hands each request to
 one of them). The conductor side is `pieceworks.execution.dispatch`.
 
+A step's arguments and its request's fields are decoded tolerantly
+(`placement.RemoteStep.execute`, `operations.requests.decode_request`): what
+a newer conductor sends that this version does not know is ignored with a
+warning, unless the request requires it (request protocol, docs/scale.md),
+when the step is refused with `IncompatibleRequest`; never a TypeError.
+
 The engines' NOTIFY ("who serves this topic?") is answered at once on the
 receiving thread, even when every one of the `threads` is busy moving data,
 so a conductor never mistakes a busy worker for a missing one.

@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "CorruptionError",
     "DriverNotFound",
+    "IncompatibleRequest",
     "InvalidDriver",
     "InvalidName",
     "NotFound",
@@ -152,6 +153,21 @@ class ConfigError(PieceworksError, ValueError):
     """Configuration is malformed or names something that cannot be used."""
 
     hint = "`pieceworks config` shows the configuration in use and where it comes from"
+
+
+class IncompatibleRequest(PieceworksError):
+    """A request this version cannot honour: a newer request protocol, a field the
+    sender says must be understood that this version does not know, or a field
+    this version needs that the request lacks (a rolling upgrade gone wrong).
+
+    Raised where the request is decoded (a worker, a conductor rebuilding a
+    job); a conductor reports a worker's as its own, naming the worker's side.
+    """
+
+    hint = (
+        "run the same pieceworks version on conductors and workers, or upgrade the older"
+        " side first (docs/scale.md, rolling upgrades)"
+    )
 
 
 class UnsupportedCodec(PieceworksError, ValueError):

@@ -28,8 +28,12 @@ steps on a worker of the job's backend, or in process when none answers;
 planning, leases and manifests stay in the conductor. Messages carry backend
 and store names only: this host's configuration gives the driver options and
 credentials. A worker killed mid-step is noticed by the conductor (no
-heartbeat for 5 s), which runs the step again elsewhere. SIGTERM or Ctrl-C
-stop the worker."""
+heartbeat for 5 s), which runs the step again elsewhere. A conductor of
+another version may send a request field this worker does not know: it is
+ignored with a warning, unless the request says it is required (or speaks a
+newer request protocol): then the step is refused and the conductor fails
+it with incompatible-request, naming the field (docs/scale.md, rolling
+upgrades). SIGTERM or Ctrl-C stop the worker."""
 CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND)
 
 

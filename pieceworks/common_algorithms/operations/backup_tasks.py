@@ -30,7 +30,6 @@ the token) and the run journal ``runs/<token>``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -62,7 +61,11 @@ from pieceworks.common_algorithms.operations.guard import (
     unguarded,
 )
 from pieceworks.common_algorithms.operations.plan import Plan
-from pieceworks.common_algorithms.operations.requests import BackupRequest
+from pieceworks.common_algorithms.operations.requests import (
+    BackupRequest,
+    decode_request,
+    request_fields,
+)
 from pieceworks.common_algorithms.operations.reverts import guarded
 from pieceworks.common_algorithms.placement import (
     DataStep,
@@ -263,7 +266,7 @@ class TransferChunks(DataStep, _BackupTask):
         arguments = {
             "backend": self.backend.name,
             "store": self.store.name,
-            "request": dataclasses.asdict(self.request),
+            "request": request_fields(self.request),
             "attempt": attempt,
             "source": source,
         }
@@ -409,7 +412,7 @@ class BackupTransfer(RemoteStep):
     Returns the transfer result (chunks as `chunks_to_json` rows).
     """
 
-    def execute(
+    def work(  # type: ignore[override]
         self,
         backend: str,
         store: str,
@@ -418,10 +421,12 @@ class BackupTransfer(RemoteStep):
         source: dict[str, str | None],
     ) -> dict[str, Any]:
         sections = host()
-        fields = {**request, "strategies": tuple(request.get("strategies", ()))}
         with declining():
             step = TransferChunks(
-                sections.backend(backend), sections.store(store), BackupRequest(**fields), self.name
+                sections.backend(backend),
+                sections.store(store),
+                decode_request(BackupRequest, request),
+                self.name,
             )
         step.reporter = self
         return self.observed(lambda: step.transfer(attempt, source))

@@ -8,7 +8,8 @@ reverting task) and asks `on_failure` what to do: retry with the next
 eligible strategy, or revert the whole flow (``REVERT_ALL``, so that steps
 taken before the strategies, such as the store lease, are undone too) when
 none is left or when the error is one no other strategy can avoid (an
-unknown volume, a bad id, corrupt stored data).
+unknown volume, a bad id, corrupt stored data, a worker that cannot take
+the request).
 """
 
 from __future__ import annotations
@@ -19,13 +20,19 @@ from typing import Any
 from taskflow import retry
 from taskflow.types.failure import Failure
 
-from pieceworks.protocols import CorruptionError, InvalidName, NotFound
+from pieceworks.protocols import CorruptionError, IncompatibleRequest, InvalidName, NotFound
 
 __all__ = ["StrategyFallback", "describe_failure"]
 
 #: Errors that mean "stop": every strategy would meet them (an unknown
-#: volume or backup, a bad id, stored data that fails its hash).
-FINAL_ERRORS: tuple[type[Exception], ...] = (NotFound, InvalidName, CorruptionError)
+#: volume or backup, a bad id, stored data that fails its hash, a request the
+#: worker of the backend cannot honour).
+FINAL_ERRORS: tuple[type[Exception], ...] = (
+    NotFound,
+    InvalidName,
+    CorruptionError,
+    IncompatibleRequest,
+)
 
 
 def describe_failure(failure: Failure) -> str:

@@ -16,7 +16,6 @@ is refused before anything runs.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from contextlib import closing
@@ -42,7 +41,11 @@ from pieceworks.common_algorithms.operations.backup_tasks import source_ref
 from pieceworks.common_algorithms.operations.fallback import StrategyFallback
 from pieceworks.common_algorithms.operations.plan import Attempt, Plan
 from pieceworks.common_algorithms.operations.planning import plan_replicate, via_store_sides
-from pieceworks.common_algorithms.operations.requests import ReplicateRequest, request_fields
+from pieceworks.common_algorithms.operations.requests import (
+    ReplicateRequest,
+    decode_request,
+    request_fields,
+)
 from pieceworks.common_algorithms.operations.reverts import guarded
 from pieceworks.common_algorithms.operations.targets import check_target
 from pieceworks.common_algorithms.placement import (
@@ -57,7 +60,6 @@ from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback,
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     ChunkRef,
-    ConfigError,
     IAllocatedExtents,
     IReplicateToPeer,
     ISnapshot,
@@ -409,7 +411,7 @@ class ReplicaCopy(RemoteStep):
     steps' results.
     """
 
-    def execute(
+    def work(  # type: ignore[override]
         self,
         source_backend: str,
         target_backend: str,
@@ -430,18 +432,14 @@ class ReplicaCopy(RemoteStep):
         return self.observed(lambda: step.copy_data(attempt, source))
 
 
-def replicate_request(fields: Mapping[str, Any]) -> ReplicateRequest:
+def replicate_request(fields: Mapping[str, Any], *, strict: bool = False) -> ReplicateRequest:
     """`ReplicateRequest` from its fields as JSON gives them (``strategies`` a list).
 
-    Raise `ConfigError` for an unknown field or a bad value.
+    `decode_request`: a field this version does not know is ignored (logged),
+    or with `strict` (posting) a `ConfigError`; `ConfigError` for a bad value,
+    `IncompatibleRequest` for a request this version cannot honour.
     """
-    given = dict(fields)
-    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(ReplicateRequest)})
-    if unknown:
-        raise ConfigError(f"unknown replicate request field(s): {', '.join(unknown)}")
-    if "strategies" in given:
-        given["strategies"] = tuple(given["strategies"])
-    return ReplicateRequest(**given)
+    return decode_request(ReplicateRequest, fields, strict=strict)
 
 
 class ReleaseReplicaSource(_ReplicaTask):

@@ -1,11 +1,29 @@
-"""What a manager asks for: backup, restore, verify and delete requests."""
+"""What a manager asks for: backup, restore, verify and delete requests.
+
+Requests travel as JSON fields (`request_fields`, `decode_request`): in a
+posted job (poster to conductor) and in a data step's arguments (conductor
+to worker). During a rolling upgrade the two sides run different versions,
+so the fields are versioned (`REQUEST_PROTOCOL`, docs/scale.md):
+
+* a field added after the first release (`ADDED_FIELDS`) is sent only when
+  it is not at its default, so a receiver that predates it decodes the
+  request unchanged whenever the new field would change nothing;
+* a receiver ignores a field it does not know, with a logged warning,
+  unless the request's ``protocol`` says it is required (``"requires"``:
+  fields a receiver must not ignore, `MUST_UNDERSTAND`): then it refuses the
+  request with `IncompatibleRequest`, naming the fields;
+* a request of a newer ``protocol.version`` (a change an older receiver
+  cannot take by ignoring fields) is refused the same way.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from oslo_utils import units
 
@@ -18,17 +36,22 @@ from pieceworks.common_algorithms.operations.guard import (
 )
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.chunks import CODECS, DEFAULT_CHUNK_SIZE, DEFAULT_CODEC
-from pieceworks.protocols.errors import ConfigError, UnsupportedCodec
+from pieceworks.protocols.errors import ConfigError, IncompatibleRequest, UnsupportedCodec
 
 __all__ = [
+    "ADDED_FIELDS",
     "BACKUP_STRATEGIES",
     "IDLE_BACKUP_STRATEGIES",
     "DEFAULT_CHUNK_SIZE",
+    "MUST_UNDERSTAND",
+    "PROTOCOL_FIELD",
     "REPLICATE_STRATEGIES",
+    "REQUEST_PROTOCOL",
     "RESTORE_STRATEGIES",
     "BackupRequest",
     "ReplicateRequest",
     "RestoreRequest",
+    "decode_request",
     "new_backup_id",
     "new_operation_id",
     "request_fields",
@@ -44,6 +67,17 @@ RESTORE_STRATEGIES: tuple[str, ...] = ("offload", "stream-in")
 #: Replication strategies in their default order.
 REPLICATE_STRATEGIES: tuple[str, ...] = ("native", "stream", "via-store")
 _MIN_CHUNK, _MAX_CHUNK = 64 * units.Ki, 64 * units.Mi
+
+log = logging.getLogger(__name__)
+
+#: The version of the request protocol this code speaks. Bumped only for a
+#: change a receiver cannot take by ignoring a field (a field that changes
+#: meaning, another shape of the arguments); adding a field does not bump it.
+REQUEST_PROTOCOL: Final = 1
+#: The key of a request's fields that holds ``{"version": int, "requires":
+#: [field, ...]}``; absent: version 1, nothing required (what every sender of
+#: version 1 sends when no field it uses is in `MUST_UNDERSTAND`).
+PROTOCOL_FIELD: Final = "protocol"
 
 
 def new_backup_id() -> str:
@@ -182,8 +216,116 @@ class ReplicateRequest:
         return self.volume_id if self.target_volume_id is None else self.target_volume_id
 
 
+#: Fields added after the first release, per request kind: sent only when not
+#: at their default, so that a receiver that predates them still decodes the
+#: request (and, at the default, would behave the same).
+ADDED_FIELDS: Final[Mapping[str, frozenset[str]]] = {
+    "BackupRequest": frozenset({"guard_percent", "guard_max_chunks"}),
+}
+#: Fields a receiver must understand when they are sent, per request kind: a
+#: receiver that does not know one refuses the request (`IncompatibleRequest`)
+#: instead of ignoring it. A field belongs here when ignoring it would change
+#: what is written (not only what it costs): none of today's fields does; a
+#: field added later goes here, and the receivers of its version know it.
+MUST_UNDERSTAND: Final[Mapping[str, frozenset[str]]] = {}
+
+R = TypeVar("R", BackupRequest, RestoreRequest, ReplicateRequest)
+
+
 def request_fields(request: BackupRequest | RestoreRequest | ReplicateRequest) -> dict[str, Any]:
-    """A request's fields, JSON-able (``strategies`` a list): what a job carries."""
+    """A request's fields, JSON-able (``strategies`` a list): what a job or a step carries.
+
+    A field of `ADDED_FIELDS` at its default is left out; a field of
+    `MUST_UNDERSTAND` that is sent is listed in ``protocol.requires`` (the
+    ``protocol`` key is there only then). `decode_request` is the inverse.
+    """
+    kind = type(request).__name__
     fields = dataclasses.asdict(request)
     fields["strategies"] = list(request.strategies)
+    defaults = {f.name: f.default for f in dataclasses.fields(request)}
+    for name in ADDED_FIELDS.get(kind, ()):
+        if fields[name] == defaults[name]:
+            del fields[name]
+    requires = sorted(MUST_UNDERSTAND.get(kind, frozenset()) & set(fields))
+    if requires:
+        fields[PROTOCOL_FIELD] = {"version": REQUEST_PROTOCOL, "requires": requires}
     return fields
+
+
+def decode_request(cls: type[R], fields: Mapping[str, Any], *, strict: bool = False) -> R:
+    """The `cls` request `fields` describe, as `request_fields` (or JSON) gives them.
+
+    A receiver (a conductor rebuilding a job, a worker) decodes tolerantly: a
+    field this version does not know is ignored with a logged warning. With
+    `strict` (a request being posted: its fields come from this version) it
+    is a `ConfigError`. Either way raise `IncompatibleRequest` for a
+    ``protocol.version`` newer than `REQUEST_PROTOCOL`, a malformed
+    ``protocol``, a field ``protocol.requires`` names that this version does
+    not know, or a field the request lacks that this version needs; and
+    `ConfigError` (or `UnsupportedCodec`) for a bad value.
+    """
+    kind = cls.__name__.removesuffix("Request").lower() + " request"
+    given = dict(fields)
+    version, requires = _protocol(given.pop(PROTOCOL_FIELD, None), kind)
+    if version > REQUEST_PROTOCOL:
+        raise IncompatibleRequest(
+            f"the {kind} speaks request protocol {version}; this version of pieceworks speaks"
+            f" {REQUEST_PROTOCOL}: upgrade it"
+        )
+    known = {f.name for f in dataclasses.fields(cls)}
+    lacking = sorted(set(requires) - known)
+    if lacking:
+        raise IncompatibleRequest(
+            f"the {kind} needs field(s) {', '.join(lacking)}, which this version of pieceworks"
+            f" (request protocol {REQUEST_PROTOCOL}) does not know: upgrade it"
+        )
+    unknown = sorted(set(given) - known)
+    if unknown and strict:
+        raise ConfigError(f"unknown {kind} field(s): {', '.join(unknown)}")
+    if unknown:
+        log.warning(
+            "ignoring %s field(s) %s: this version of pieceworks (request protocol %d) does"
+            " not know them, and the sender does not require them",
+            kind,
+            ", ".join(unknown),
+            REQUEST_PROTOCOL,
+        )
+        for name in unknown:
+            del given[name]
+    needed = sorted(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in given
+    )
+    if needed and strict:
+        raise ConfigError(f"the {kind} lacks field(s) {', '.join(needed)}")
+    if needed:
+        raise IncompatibleRequest(
+            f"the {kind} lacks field(s) {', '.join(needed)}, which this version of pieceworks"
+            " needs: the sender is older or broken"
+        )
+    if "strategies" in given:
+        given["strategies"] = tuple(given["strategies"])
+    return cls(**given)
+
+
+def _protocol(value: object, kind: str) -> tuple[int, list[str]]:
+    """``(version, requires)`` of a request's ``protocol`` (None: version 1, nothing)."""
+    if value is None:
+        return 1, []
+    version = value.get("version") if isinstance(value, Mapping) else None
+    requires = value.get("requires", []) if isinstance(value, Mapping) else None
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or version < 1
+        or not isinstance(requires, list)
+        or not all(isinstance(r, str) for r in requires)
+    ):
+        raise IncompatibleRequest(
+            f'the {kind}\'s {PROTOCOL_FIELD} must be {{"version": int >= 1, "requires":'
+            f" [field, ...]}}, not {value!r}"
+        )
+    return version, requires

@@ -12,7 +12,6 @@ An existing target volume is replaced only when the request says
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,11 @@ from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.common_algorithms.operations.fallback import StrategyFallback
 from pieceworks.common_algorithms.operations.plan import Attempt, Plan
 from pieceworks.common_algorithms.operations.planning import plan_restore
-from pieceworks.common_algorithms.operations.requests import RestoreRequest
+from pieceworks.common_algorithms.operations.requests import (
+    RestoreRequest,
+    decode_request,
+    request_fields,
+)
 from pieceworks.common_algorithms.operations.targets import check_target
 from pieceworks.common_algorithms.placement import (
     DataStep,
@@ -98,7 +101,7 @@ class RestoreVolume(DataStep, task.Task):
         arguments = {
             "backend": self.backend.name,
             "store": self.store.name,
-            "request": dataclasses.asdict(self.request),
+            "request": request_fields(self.request),
             "attempt": attempt,
             "checked": checked,
         }
@@ -160,7 +163,7 @@ class RestoreWrite(RemoteStep):
     and `checked` are the results of the fallback retry and `CheckBackup`.
     """
 
-    def execute(
+    def work(  # type: ignore[override]
         self,
         backend: str,
         store: str,
@@ -169,12 +172,11 @@ class RestoreWrite(RemoteStep):
         checked: dict[str, Any],
     ) -> dict[str, Any]:
         sections = host()
-        fields = {**request, "strategies": tuple(request.get("strategies", ()))}
         with declining():
             step = RestoreVolume(
                 sections.backend(backend),
                 sections.store(store),
-                RestoreRequest(**fields),
+                decode_request(RestoreRequest, request),
                 self.name,
             )
         step.reporter = self
