@@ -197,10 +197,11 @@ class WorkerDispatcher:
 
 
 #: What a worker older than request protocol 1 raises for an argument or a request
-#: field it does not know (``execute()`` or the request's ``__init__``), or lacks.
+#: field it does not know, or lacks: the TypeError of its step's ``execute()`` or of
+#: the request's ``__init__`` (any other TypeError is the step's own failure).
 _OLD_WORKER = re.compile(
-    r"^TypeError: .*(got an unexpected keyword argument|missing \d+ required"
-    r" (positional|keyword-only) argument)"
+    r"^TypeError: (\w+Request\.__init__|\w+\.execute)\(\) (got an unexpected keyword"
+    r" argument|missing \d+ required (positional|keyword-only) argument)"
 )
 
 

@@ -133,3 +133,28 @@ def test_a_step_lacking_arguments_is_incompatible_not_a_type_error() -> None:
         "step backup-bk-1.transfer-chunks lacks argument(s) attempt, source, which this"
         " version of pieceworks needs: the conductor is older"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("TypeError: BackupRequest.__init__() got an unexpected keyword argument 'x'", True),
+        ("TypeError: BackupTransfer.execute() got an unexpected keyword argument 'y'", True),
+        ("TypeError: RestoreRequest.__init__() missing 1 required positional argument: 'v'", True),
+        ("TypeError: ReplicaCopy.execute() missing 2 required positional arguments: 'a'", True),
+        ("IncompatibleRequest: the backup request needs field(s) x", True),
+        # the step's own failures stay RemoteStepFailed
+        ("TypeError: unsupported operand type(s) for +: 'int' and 'str'", False),
+        ("TypeError: f() got an unexpected keyword argument 'z'", False),
+        ("BackendError: cannot log in", False),
+    ],
+)
+def test_the_dispatcher_names_only_a_worker_that_cannot_take_the_request(
+    text: str, named: bool
+) -> None:
+    from pieceworks.execution.dispatch import _incompatible  # noqa: PLC0415
+
+    message = _incompatible(text, "lab", "backup-bk-1.transfer-chunks")
+    assert (message is not None) == named, message
+    if message is not None:
+        assert message.startswith("the worker of backend 'lab' ") and text in message

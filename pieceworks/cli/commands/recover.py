@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.exit_codes import CliError, ExitCode
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -49,20 +49,21 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.protocols import PieceworksError  # noqa: PLC0415
 
     # One store or backend that cannot be opened (an off-site store unreachable, a
-    # passphrase not given) is a failed item: the others are still recovered.
+    # passphrase not given: a CliError, not a PieceworksError) is a failed item: the
+    # others are still recovered.
     unopened: list[RecoverItem] = []
     stores, backends = [], {}
     for name in [args.store] if args.store else sorted(ctx.config.stores):
         try:
             stores.append(ctx.store(name))
-        except PieceworksError as exc:
+        except (PieceworksError, CliError) as exc:
             if args.store:
                 raise
             unopened.append(RecoverItem("store", name, name, "failed", f"cannot open it: {exc}"))
     for name in sorted(ctx.config.backends):
         try:
             backends[name] = ctx.backend(name)
-        except PieceworksError as exc:
+        except (PieceworksError, CliError) as exc:
             unopened.append(RecoverItem("backend", name, name, "failed", f"cannot open it: {exc}"))
     journal = LocalJournal(ctx.config.home / "journal")
     with sigint_ignored():

@@ -34,8 +34,8 @@ of the ``n`` chunks it let the backup skip, ``m`` chunks drawn at random
 without replacement miss all of them with probability
 ``C(n-k, m) / C(n, m) <= (1 - k/n) ** m``. With ``m = 128``:
 
-* a lie about 2.3% or more of the skipped chunks is caught by one backup
-  with probability >= 95% (``1 - 0.977 ** 128 = 0.950``), 5% or more with
+* a lie about 2.4% or more of the skipped chunks is caught by one backup
+  with probability >= 95% (``1 - 0.976 ** 128 = 0.955``), 5% or more with
   >= 99.8%;
 * a lie about 1% is caught with >= 72% per backup; a driver's lie is a bug
   that every backup repeats, so three backups catch it with >= 97.9%;
