@@ -46,17 +46,38 @@ example: pieceworks find --any fast-backup live-backup --none slow-backup"""
 def add_arguments(parser: CommandParser) -> None:
     """The arguments of ``find``: attributes required, any of, none of."""
     parser.describe(DESCRIPTION, (ExitCode.NOT_FOUND,))
-    parser.add_argument("attributes", metavar="ATTR", nargs="*", help="attributes all required")
     parser.add_argument(
-        "--any", dest="any_of", metavar="ATTR", nargs="+", action="extend", help="one of these"
+        "attributes", metavar="ATTR", nargs="*", type=_attribute, help="attributes all required"
     )
     parser.add_argument(
-        "--none", dest="none_of", metavar="ATTR", nargs="+", action="extend", help="none of these"
+        "--any",
+        dest="any_of",
+        metavar="ATTR",
+        nargs="+",
+        action="extend",
+        type=_attribute,
+        help="one of these",
+    )
+    parser.add_argument(
+        "--none",
+        dest="none_of",
+        metavar="ATTR",
+        nargs="+",
+        action="extend",
+        type=_attribute,
+        help="none of these",
     )
     parser.add_argument("--kind", choices=KINDS, help="only registrations of this kind")
     parser.add_argument(
         "--buildable", action="store_true", help="only pieces that build a task or flow"
     )
+
+
+def _attribute(text: str) -> str:
+    """An ATTR: empty or blank is a usage error (it was an unexpected TypeError, exit 1)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an attribute must not be empty or blank")
+    return text
 
 
 def _labels(reg: Registration) -> list[str]:
