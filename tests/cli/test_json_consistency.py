@@ -11,7 +11,8 @@ and a conductor), and the documents are checked together:
   remove``; ``plan`` an object in ``backup`` and a list in ``show``; ...);
 - an id is under a name ending in ``_id``, a list of ids under ``_ids``
   (``parent``, ``backup_id_a`` and ``kept`` held backup ids);
-- times are Unix times (numbers), never ISO strings;
+- times are Unix times (numbers), never ISO strings; a count is not named
+  by a bare plural (``backups``), but for ``holes`` and ``manifests``;
 - each deprecated old name (`DEPRECATED_FIELDS`) is still printed beside
   the field that replaces it, with its old shape, and docs/cli.md lists it.
 
@@ -50,6 +51,8 @@ ID = re.compile(
 )
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 TIMES = frozenset({"created", "posted", "finished", "first_created", "last_created"})
+#: The bare plurals that are numbers (docs/cli.md): two counts and a unit; any other is a list.
+PLURAL_COUNTS = frozenset({"holes", "manifests", "seconds"})
 _ALIASES: dict[str, set[str]] = defaultdict(set)
 for _dep in DEPRECATED_FIELDS:
     _ALIASES[_dep.name].add(_dep.replaced_by)
@@ -286,6 +289,9 @@ def _check_consistency(documents: Docs) -> None:
                 isinstance(value, list) and all(isinstance(v, str) for v in value)
             ):
                 problems.append(f"{where}: an _ids that is not a list of strings: {value!r}")
+            plural = re.fullmatch(r"[a-z]+s", name) and name not in PLURAL_COUNTS
+            if plural and _kind(value) == "number":
+                problems.append(f"{where}: a count named by a bare plural: {value!r}")
             if name in TIMES and not isinstance(value, int | float | None):
                 problems.append(f"{where}: a time that is not a Unix time: {value!r}")
             if isinstance(value, str) and ISO_TIME.fullmatch(value[:16]) and len(value) <= 32:
