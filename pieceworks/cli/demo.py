@@ -403,20 +403,26 @@ def _run(ctx: Context, where: Path, size: int) -> int:
             verify_seconds,
         ),
     ]
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
+
+    # volume, restored_volume, changed_bytes, backups: deprecated old names
     out.data(
-        {
-            "dir": str(where),
-            "volume": VOLUME,
-            "restored_volume": RESTORED,
-            "size": size,
-            "changed_bytes": changed,
-            "backups": [full.backup_id, incr.backup_id],
-            "steps": [s.to_dict() for s in steps],
-            "verify_ok": checked.ok,
-            "sha256_changed": changed_sha,
-            "sha256_restored": restored_sha,
-            "sha256_match": match,
-        }
+        with_deprecated(
+            "demo",
+            {
+                "dir": str(where),
+                "volume_id": VOLUME,
+                "restored_volume_id": RESTORED,
+                "size": size,
+                "bytes_changed": changed,
+                "backup_ids": [full.backup_id, incr.backup_id],
+                "steps": [s.to_dict() for s in steps],
+                "verify_ok": checked.ok,
+                "sha256_changed": changed_sha,
+                "sha256_restored": restored_sha,
+                "sha256_match": match,
+            },
+        )
     )
     out.text("\nsummary:")
     out.result(

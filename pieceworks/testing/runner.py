@@ -43,11 +43,15 @@ class CheckResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (``check-driver --json``)."""
+        """The JSON form (``check-driver --json``): ``outcome`` is `result`.
+
+        ``check-driver --json`` adds ``result``, its deprecated old name
+        (`pieceworks.common_algorithms.json_fields`).
+        """
         return {
             "check": self.check,
             "capability": self.capability,
-            "result": self.result,
+            "outcome": self.result,
             "message": self.message,
             "seconds": round(self.seconds, 3),
         }

@@ -56,6 +56,7 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
     from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
     from pieceworks.protocols import BackupNotFound, ObjectNotFound  # noqa: PLC0415
 
     store = ctx.store()
@@ -82,13 +83,17 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
             deleted.append(backup_id)
         report = collect_garbage(store.objects)
     ctx.out.data(
-        {
-            "store": store.name,
-            "backup_ids": deleted,
-            "chunks_deleted": report.chunks_deleted,
-            "bytes_freed": report.bytes_freed,
-            "deferred_by": list(report.deferred_by),
-        }
+        with_deprecated(
+            "delete",
+            {
+                "store": store.name,
+                "backup_ids": deleted,
+                "chunks_deleted": report.chunks_deleted,
+                "bytes_freed": report.bytes_freed,
+                "deferring_backup_ids": list(report.deferred_by),
+                "blocking_leases": [m.to_dict() for m in report.blockers],
+            },
+        )
     )
     line = (
         f"deleted {len(deleted)} backups ({', '.join(deleted)}): {report.chunks_deleted} chunk"

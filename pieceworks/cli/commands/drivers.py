@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zope.interface.interface import InterfaceClass
 
@@ -203,6 +203,8 @@ def _cell(capability: str, report: DriverReport, problems: dict[str, list[str]])
 
 def run_drivers(args: argparse.Namespace, ctx: Context) -> int:
     """List installed drivers and store drivers with their capabilities."""
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
+
     drivers, stores = discover(DRIVERS_NAMESPACE), discover(STORES_NAMESPACE)
     reports: list[DriverReport] = []
     factories: list[str] = []
@@ -231,15 +233,20 @@ def run_drivers(args: argparse.Namespace, ctx: Context) -> int:
         for name, caps in store_caps.items()
     ]
     ctx.out.data(
-        {
-            "drivers": [{**r.to_dict(), "problems": broken.get(r.name, {})} for r in reports]
-            + [
-                {"name": n, "target": _target(drivers.factories[n]), "capabilities": None}
-                for n in factories
-            ],
-            "stores": store_rows,
-            "failures": failures,
-        }
+        with_deprecated(
+            "drivers",
+            {
+                "drivers": [
+                    {**r.to_dict(), "capability_problems": broken.get(r.name, {})} for r in reports
+                ]
+                + [
+                    {"name": n, "target": _target(drivers.factories[n]), "capabilities": None}
+                    for n in factories
+                ],
+                "store_drivers": store_rows,
+                "failures": failures,
+            },
+        )
     )
     out = ctx.out
     out.result(f"drivers ({DRIVERS_NAMESPACE}):")
@@ -319,12 +326,18 @@ def run_check_driver(args: argparse.Namespace, ctx: Context) -> int:
     return ExitCode.OK
 
 
-def _refused(target: str, exc: InvalidDriver) -> dict[str, object]:
-    return {
-        "target": target,
-        "ok": False,
-        "problems": {k: list(v) for k, v in exc.problems.items()},
-    }
+def _refused(target: str, exc: InvalidDriver) -> dict[str, Any]:
+    """``check-driver --json`` of a driver that fails verification (``problems``: deprecated)."""
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
+
+    return with_deprecated(
+        "check-driver",
+        {
+            "target": target,
+            "ok": False,
+            "capability_problems": {k: list(v) for k, v in exc.problems.items()},
+        },
+    )
 
 
 def _print_report(ctx: Context, report: DriverReport) -> None:
@@ -347,6 +360,7 @@ def _require_strategy(name: str, report: DriverReport) -> None:
 def _check_backend(args: argparse.Namespace, ctx: Context) -> int:
     """``check-driver --backend NAME``: build, verify and run the scratch-volume checks."""
     # Imported here: the suite brings in hypothesis and the file and POSIX drivers.
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
     from pieceworks.common_algorithms.opening import load_driver  # noqa: PLC0415
     from pieceworks.testing.runner import (  # noqa: PLC0415
         BackendHarness,
@@ -372,13 +386,16 @@ def _check_backend(args: argparse.Namespace, ctx: Context) -> int:
     failed = [r for r in results if r.result == "failed"]
     ok = report.completes_anything() and not failed
     ctx.out.data(
-        {
-            **report.to_dict(),
-            "backend": name,
-            "ok": ok,
-            "checks": [r.to_dict() for r in results],
-            "checks_skipped": why_not,
-        }
+        with_deprecated(
+            "check-driver",
+            {
+                **report.to_dict(),
+                "backend": name,
+                "ok": ok,
+                "checks": [r.to_dict() for r in results],
+                "checks_skipped_reason": why_not,
+            },
+        )
     )
     if why_not:
         ctx.out.result(f"conformance checks: not run: {why_not}")

@@ -100,18 +100,8 @@ def _policy(args: argparse.Namespace) -> KeepPolicy:
 
 
 def gc_dict(store: str, report: GCReport) -> dict[str, Any]:
-    """A garbage collection report as ``prune --json`` prints it."""
-    return {
-        "store": store,
-        "dry_run": report.dry_run,
-        "manifests": report.manifests,
-        "chunks_referenced": report.chunks_referenced,
-        "chunks_deleted": report.chunks_deleted,
-        "bytes_freed": report.bytes_freed,
-        "deferred_by": list(report.deferred_by),
-        "blockers": [m.to_dict() for m in report.blockers],
-        "stale_markers": list(report.stale_markers),
-    }
+    """A garbage collection report as ``prune --json`` prints it (`GCReport.to_dict`)."""
+    return report.to_dict(store)
 
 
 def _text(plan: RetentionPlan, dry_run: bool) -> str:
@@ -140,6 +130,7 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.retention import Candidate, apply_policy  # noqa: PLC0415
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
     from pieceworks.protocols import BackupNotFound  # noqa: PLC0415
 
     policy = _policy(args)
@@ -168,20 +159,26 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
                 removed.append(d.backup_id)
             if args.prune:
                 gc_report = collect_garbage(store.objects)
+    # kept, removed, would_remove: the deprecated names of the *_backup_ids lists
     ctx.out.data(
-        {
-            "store": store.name,
-            "dry_run": bool(args.dry_run),
-            "policy": policy.to_dict(),
-            "groups": [
-                {"volume_id": volume, "backups": [d.to_dict() for d in decisions]}
-                for volume, decisions in plan.groups().items()
-            ],
-            "kept": [d.backup_id for d in plan.keep],
-            "removed": removed if not args.dry_run else [],
-            "would_remove": [d.backup_id for d in plan.remove] if args.dry_run else [],
-            "prune": gc_dict(store.name, gc_report) if gc_report is not None else None,
-        }
+        with_deprecated(
+            "forget",
+            {
+                "store": store.name,
+                "dry_run": bool(args.dry_run),
+                "policy": policy.to_dict(),
+                "groups": [
+                    {"volume_id": volume, "backups": [d.to_dict() for d in decisions]}
+                    for volume, decisions in plan.groups().items()
+                ],
+                "kept_backup_ids": [d.backup_id for d in plan.keep],
+                "removed_backup_ids": removed if not args.dry_run else [],
+                "would_remove_backup_ids": (
+                    [d.backup_id for d in plan.remove] if args.dry_run else []
+                ),
+                "prune": gc_dict(store.name, gc_report) if gc_report is not None else None,
+            },
+        )
     )
     if not plan.decisions:
         ctx.out.note(f"no backups to decide on in store '{store.name}'")

@@ -393,6 +393,7 @@ def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
         raise ConfigError("no persistence: give --persistence URL or set [jobs] persistence")
     check_persistence(persistence, _PERSISTENCE)
     migrate(persistence)
-    ctx.out.data({"persistence": "migrated"})
+    # "persistence" ("migrated") is the deprecated old name of "migrated"
+    ctx.out.data({"migrated": True, "persistence": "migrated"})
     ctx.out.result("persistence schema up to date")
     return ExitCode.OK

@@ -147,6 +147,7 @@ def run_key_remove(args: argparse.Namespace, ctx: Context) -> int:
 
     name, objects = _encrypted(ctx)
     remove_key(objects, _password(ctx, name), args.key_id)
+    # "removed" (always true) is deprecated: the exit code says whether the key was removed
     ctx.out.data({"store": name, "key_id": args.key_id, "removed": True})
     ctx.out.result(f"key {args.key_id} removed from store '{name}'")
     return ExitCode.OK

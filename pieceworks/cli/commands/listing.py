@@ -73,21 +73,27 @@ def backup_row(m: Manifest) -> dict[str, object]:
 
     ``bytes_stored`` is what this backup added to the store (its new
     chunks); ``bytes_referenced`` all the stored bytes it refers to,
-    including chunks shared with other backups. ``created`` is a Unix time.
+    including chunks shared with other backups. ``created`` is a Unix time,
+    ``parent_id`` the parent backup's id (``parent``: its deprecated old name).
     """
-    return {
-        "backup_id": m.backup_id,
-        "volume_id": m.volume_id,
-        "backend": m.backend,
-        "created": m.created,
-        "size": m.size,
-        "bytes_stored": _stored(m),
-        "bytes_referenced": m.stored_bytes,
-        "strategy": m.strategy,
-        "incremental": m.incremental,
-        "parent": m.parent,
-        "labels": dict(m.labels),
-    }
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
+
+    return with_deprecated(
+        "list",
+        {
+            "backup_id": m.backup_id,
+            "volume_id": m.volume_id,
+            "backend": m.backend,
+            "created": m.created,
+            "size": m.size,
+            "bytes_stored": _stored(m),
+            "bytes_referenced": m.stored_bytes,
+            "strategy": m.strategy,
+            "incremental": m.incremental,
+            "parent_id": m.parent,
+            "labels": dict(m.labels),
+        },
+    )
 
 
 def format_labels(labels: Mapping[str, str]) -> str:

@@ -297,6 +297,7 @@ def run_restore_to_file(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.common_algorithms import ProgressEvent  # noqa: PLC0415
     from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks  # noqa: PLC0415
     from pieceworks.common_algorithms.format.manifest import read_manifest  # noqa: PLC0415
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
 
     started = time.monotonic()
     store = ctx.store()
@@ -331,7 +332,7 @@ def run_restore_to_file(args: argparse.Namespace, ctx: Context) -> int:
         "volume_id": manifest.volume_id,
         "store": store.name,
         "path": os.path.abspath(path),
-        "target": "block-device" if device else "file",
+        "target_kind": "block-device" if device else "file",
         "size": manifest.size,
         "bytes_written": restored.bytes_written,
         "bytes_fetched": restored.bytes_fetched,
@@ -339,7 +340,7 @@ def run_restore_to_file(args: argparse.Namespace, ctx: Context) -> int:
         "sparse": not device,
         "seconds": round(seconds, 3),
     }
-    ctx.out.data(doc)
+    ctx.out.data(with_deprecated("restore", doc))  # "target": the old name of target_kind
     holes = "holes left sparse" if not device else "holes written as zeros"
     ctx.out.result(
         "\n".join(

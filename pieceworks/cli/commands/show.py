@@ -79,11 +79,19 @@ def _failed(m: Manifest) -> list[dict[str, str]]:
 
 
 def describe(m: Manifest, store: str) -> dict[str, Any]:
-    """One backup as ``show --json`` prints it."""
+    """One backup as ``show --json`` prints it.
+
+    ``strategies`` are the plan's strategies recorded at backup time, rows
+    ``{name, eligible, reason}`` as in ``backup --json``'s ``plan.strategies``;
+    ``parent_id`` the parent backup's id. ``plan`` (the same list) and
+    ``parent`` are their deprecated old names (`pieceworks.common_algorithms.json_fields`).
+    """
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
+
     stored = m.stats.get("bytes_stored")
     enhancers = m.stats.get("enhancers")
     slots = -(-m.size // m.chunk_size) if m.size else 0
-    return {
+    doc = {
         "backup_id": m.backup_id,
         "volume_id": m.volume_id,
         "backend": m.backend,
@@ -92,7 +100,7 @@ def describe(m: Manifest, store: str) -> dict[str, Any]:
         "size": m.size,
         "strategy": m.strategy,
         "reason": m.stats.get("reason") if isinstance(m.stats.get("reason"), str) else None,
-        "plan": _plan(m),
+        "strategies": _plan(m),
         "failed_strategies": _failed(m),
         "forced": "forced" in m.stats,
         "enhancers": [e for e in enhancers.split(",") if e] if isinstance(enhancers, str) else [],
@@ -106,13 +114,14 @@ def describe(m: Manifest, store: str) -> dict[str, Any]:
         "bytes_stored": stored if isinstance(stored, int) else None,
         "bytes_referenced": m.stored_bytes,
         "incremental": m.incremental,
-        "parent": m.parent,
+        "parent_id": m.parent,
         "change_token": m.change_token,
         "labels": dict(m.labels),
         "enhancers_used": {k: {"bytes_skipped": n} for k, n in m.enhancers_used.items()},
         "guard": _guard(m),
         "stats": {k: v for k, v in m.stats.items() if k not in (*_OWN_STATS, *_GUARD_STATS)},
     }
+    return with_deprecated("show", doc)
 
 
 def _guard(m: Manifest) -> dict[str, Any] | None:
@@ -153,7 +162,7 @@ def _text(d: dict[str, Any]) -> str:
         + (" (forced: read while in use)" if d["forced"] else ""),
         f"  enhancers   {', '.join(d['enhancers']) or '-'}",
     ]
-    for i, s in enumerate(d["plan"]):
+    for i, s in enumerate(d["strategies"]):
         mark = "->" if s["name"] == d["strategy"] else ("ok" if s["eligible"] else "--")
         lines.append(f"  {'plan' if i == 0 else '':<10}  {mark} {s['name']}: {s['reason']}")
     lines += [f"  failed      {f['strategy']}: {f['error']}" for f in d["failed_strategies"]]
@@ -163,7 +172,7 @@ def _text(d: dict[str, Any]) -> str:
         f"  chunks      {d['chunks_total']} of {human_bytes(d['chunk_size'])}"
         f" ({d['chunks_unique']} distinct)",
         f"  stored      {stored}; references {human_bytes(d['bytes_referenced'])}",
-        f"  parent      {d['parent'] or '-'}" + (" (incremental)" if d["incremental"] else ""),
+        f"  parent      {d['parent_id'] or '-'}" + (" (incremental)" if d["incremental"] else ""),
         "  labels      " + (", ".join(f"{k}={v}" for k, v in sorted(d["labels"].items())) or "-"),
     ]
     used = ", ".join(

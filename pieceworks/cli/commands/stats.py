@@ -63,16 +63,20 @@ def run_stats(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.cli.commands._select import load_backups, select  # noqa: PLC0415
     from pieceworks.cli.output import table  # noqa: PLC0415
     from pieceworks.common_algorithms.inspect import store_stats  # noqa: PLC0415
+    from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
 
     store = ctx.store()
     found = load_backups(ctx, store.objects)
     figures = store_stats(select(found.manifests, volumes=args.volumes))
     ctx.out.data(
-        {
-            "store": store.name,
-            **figures.to_dict(),
-            "manifests_unreadable": sorted(found.damaged),
-        }
+        with_deprecated(
+            "stats",
+            {
+                "store": store.name,
+                **figures.to_dict(),
+                "unreadable_backup_ids": sorted(found.damaged),
+            },
+        )
     )
     if figures.total.backups:
         rows = [_row(v, s) for v, s in figures.volumes.items()]

@@ -69,6 +69,7 @@ from pieceworks.common_algorithms.gc.leases import (
     scan_markers,
     store_clock,
 )
+from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     BackupNotFound,
@@ -138,19 +139,27 @@ class GCReport:
         )
 
     def to_dict(self, store: str) -> dict[str, Any]:
-        """The JSON form printed by ``pieceworks gc --json``."""
-        return {
-            "store": store,
-            "dry_run": self.dry_run,
-            "deferred": self.deferred,
-            "manifests": self.manifests,
-            "chunks_referenced": self.chunks_referenced,
-            "chunks_deleted": self.chunks_deleted,
-            "bytes_freed": self.bytes_freed,
-            "deferred_by": list(self.deferred_by),
-            "blockers": [m.to_dict() for m in self.blockers],
-            "stale_markers": list(self.stale_markers),
-        }
+        """The JSON form printed by ``pieceworks prune --json`` (and under ``forget``'s ``prune``).
+
+        ``deferring_backup_ids`` are `deferred_by`, ``blocking_leases`` the
+        `blockers` (`Marker.to_dict`); ``deferred_by`` and ``blockers`` are
+        their deprecated old names (`pieceworks.common_algorithms.json_fields`).
+        """
+        return with_deprecated(
+            "prune",
+            {
+                "store": store,
+                "dry_run": self.dry_run,
+                "deferred": self.deferred,
+                "manifests": self.manifests,
+                "chunks_referenced": self.chunks_referenced,
+                "chunks_deleted": self.chunks_deleted,
+                "bytes_freed": self.bytes_freed,
+                "deferring_backup_ids": list(self.deferred_by),
+                "blocking_leases": [m.to_dict() for m in self.blockers],
+                "stale_markers": list(self.stale_markers),
+            },
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from pieceworks.common_algorithms.gc.leases import (
     scan_markers,
     stale_after,
 )
+from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     IObjectStore,
@@ -120,14 +121,22 @@ class RecoverOutcome:
         return sum(1 for i in self.items if i.action == "failed")
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form printed by ``pieceworks recover --json``."""
-        return {
-            "dry_run": self.dry_run,
-            "removed": self.removed,
-            "kept": self.kept,
-            "failed": self.failed,
-            "items": [i.to_dict() for i in self.items],
-        }
+        """The JSON form printed by ``pieceworks recover --json``.
+
+        ``items_removed``, ``items_kept``, ``items_failed`` count `items`;
+        ``removed``, ``kept`` and ``failed`` are their deprecated old names
+        (`pieceworks.common_algorithms.json_fields`).
+        """
+        return with_deprecated(
+            "recover",
+            {
+                "dry_run": self.dry_run,
+                "items_removed": self.removed,
+                "items_kept": self.kept,
+                "items_failed": self.failed,
+                "items": [i.to_dict() for i in self.items],
+            },
+        )
 
 
 class _Recovery:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pieceworks.common_algorithms.format.manifest import Manifest
+from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.protocols import ChunkRef
 
 __all__ = ["DiffRange", "DiffReport", "diff_manifests"]
@@ -65,9 +66,14 @@ class DiffReport:
         return not self.ranges
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "backup_id_a": self.a,
-            "backup_id_b": self.b,
+        """The ``--json`` document of ``pieceworks diff`` (ID1 is ``backup_a_id``, ID2 ``b``).
+
+        ``backup_id_a`` and ``backup_id_b`` are the deprecated old names of
+        ``backup_a_id`` and ``backup_b_id`` (`pieceworks.common_algorithms.json_fields`).
+        """
+        doc = {
+            "backup_a_id": self.a,
+            "backup_b_id": self.b,
             "volume_id": self.volume_id,
             "size_a": self.size_a,
             "size_b": self.size_b,
@@ -76,6 +82,7 @@ class DiffReport:
             "bytes_differing": self.bytes_differing,
             "ranges": [r.to_dict() for r in self.ranges],
         }
+        return with_deprecated("diff", doc)
 
 
 def _boundaries(chunks: tuple[ChunkRef, ...]) -> Iterator[int]:

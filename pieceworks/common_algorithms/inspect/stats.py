@@ -60,8 +60,9 @@ class VolumeStats:
         return _ratio(self.bytes_logical, self.bytes_stored)
 
     def to_dict(self) -> dict[str, Any]:
+        """One volume's or the store's figures (``stats --json``); ``backups_total``: backups."""
         return {
-            "backups": self.backups,
+            "backups_total": self.backups,
             "bytes_logical": self.bytes_logical,
             "bytes_data": self.bytes_data,
             "chunks_referenced": self.chunks_referenced,

@@ -27,6 +27,7 @@ from pieceworks.common_algorithms.gc.leases import (
     release_lease,
     temporary_entries,
 )
+from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.common_algorithms.operations.backup_tasks import (
     PrepareSource,
     ReleaseLease,
@@ -115,8 +116,12 @@ class BackupOutcome:
         return tuple(lie.message() for lie in self.guard.lies) if self.guard else ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form printed by ``pieceworks backup --json``."""
-        return {
+        """The JSON form printed by ``pieceworks backup --json``.
+
+        ``parent_id`` is the parent backup's id (None for a full backup);
+        ``parent`` is its deprecated old name (`pieceworks.common_algorithms.json_fields`).
+        """
+        doc = {
             "backup_id": self.backup_id,
             "volume_id": self.volume_id,
             "backend": self.backend,
@@ -131,7 +136,7 @@ class BackupOutcome:
             "chunks_new": self.chunks_new,
             "holes": self.holes,
             "incremental": self.incremental,
-            "parent": self.parent,
+            "parent_id": self.parent,
             "seconds": round(self.seconds, 3),
             "plan": self.plan.to_dict(),
             "enhancers_used": {
@@ -140,6 +145,7 @@ class BackupOutcome:
             "guard": None if self.guard is None else self.guard.to_dict(),
             "warnings": list(self.warnings),
         }
+        return with_deprecated("backup", doc)
 
 
 def backup(

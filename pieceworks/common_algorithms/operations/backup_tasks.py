@@ -553,7 +553,8 @@ class WriteManifest(_BackupTask):
             "holes": int(transfer.get("holes", 0)),
             "transfer_seconds": float(transfer.get("seconds", 0.0)),
             "incremental": manifest.incremental,
-            "parent": manifest.parent,
+            "parent_id": manifest.parent,
+            "parent": manifest.parent,  # the deprecated old name (jobs show's result)
             "enhancers_used": dict(manifest.enhancers_used),
             "guard": guard,
         }

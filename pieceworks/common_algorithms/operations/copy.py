@@ -47,6 +47,7 @@ from pieceworks.common_algorithms.format.manifest import (
     write_manifest,
 )
 from pieceworks.common_algorithms.gc.collection import backup_lease
+from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ChunkRef, ObjectNotFound
 from pieceworks.protocols.chunks import chunk_key, decode_chunk
@@ -75,17 +76,26 @@ class CopyOutcome:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` document of ``pieceworks copy``."""
-        return {
-            "from_store": self.from_store,
-            "to_store": self.to_store,
-            "backups_copied": list(self.backups_copied),
-            "backups_skipped": list(self.backups_skipped),
-            "chunks_copied": self.chunks_copied,
-            "chunks_skipped": self.chunks_skipped,
-            "bytes_copied": self.bytes_copied,
-            "seconds": round(self.seconds, 3),
-        }
+        """The ``--json`` document of ``pieceworks copy``.
+
+        ``copied_backup_ids`` and ``skipped_backup_ids`` list backup ids
+        (``chunks_copied`` is a count); ``backups_copied`` and
+        ``backups_skipped`` are their deprecated old names
+        (`pieceworks.common_algorithms.json_fields`).
+        """
+        return with_deprecated(
+            "copy",
+            {
+                "from_store": self.from_store,
+                "to_store": self.to_store,
+                "copied_backup_ids": list(self.backups_copied),
+                "skipped_backup_ids": list(self.backups_skipped),
+                "chunks_copied": self.chunks_copied,
+                "chunks_skipped": self.chunks_skipped,
+                "bytes_copied": self.bytes_copied,
+                "seconds": round(self.seconds, 3),
+            },
+        )
 
 
 def copy_backups(

@@ -16,6 +16,7 @@ from taskflow.patterns import linear_flow
 
 from pieceworks.common_algorithms.backend import Store
 from pieceworks.common_algorithms.gc.collection import delete_backup
+from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.common_algorithms.runner import EngineOptions, run_flow
 from pieceworks.protocols import validate_id
 
@@ -39,6 +40,7 @@ class DeleteBackup(task.Task):
             "bytes_freed": gc.bytes_freed if gc else 0,
             "deferred_by": list(gc.deferred_by) if gc else [],
             "blockers": gc.describe_blockers() if gc else "",
+            "blocking_leases": [m.to_dict() for m in gc.blockers] if gc else [],
         }
 
 
@@ -58,16 +60,28 @@ class DeleteOutcome:
     bytes_freed: int
     deferred_by: tuple[str, ...]
     blockers: str = ""
+    #: The leases that deferred the collection (`Marker.to_dict` rows, as ``prune`` gives them).
+    blocking_leases: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "backup_id": self.backup_id,
-            "store": self.store,
-            "chunks_deleted": self.chunks_deleted,
-            "bytes_freed": self.bytes_freed,
-            "deferred_by": list(self.deferred_by),
-            "blockers": self.blockers,
-        }
+        """The ``--json`` document of ``pieceworks delete`` with one id.
+
+        ``deferring_backup_ids`` and ``blocking_leases`` are named and shaped
+        as in ``prune``; ``deferred_by`` (the same ids) and ``blockers`` (a
+        line of text) are deprecated (`pieceworks.common_algorithms.json_fields`).
+        """
+        return with_deprecated(
+            "delete",
+            {
+                "backup_id": self.backup_id,
+                "store": self.store,
+                "chunks_deleted": self.chunks_deleted,
+                "bytes_freed": self.bytes_freed,
+                "deferring_backup_ids": list(self.deferred_by),
+                "blocking_leases": [dict(m) for m in self.blocking_leases],
+                "blockers": self.blockers,
+            },
+        )
 
 
 def delete(store: Store, backup_id: str, *, options: EngineOptions | None = None) -> DeleteOutcome:
@@ -86,4 +100,5 @@ def delete(store: Store, backup_id: str, *, options: EngineOptions | None = None
         bytes_freed=result["bytes_freed"],
         deferred_by=tuple(result["deferred_by"]),
         blockers=str(result.get("blockers", "")),
+        blocking_leases=tuple(result.get("blocking_leases", ())),
     )
