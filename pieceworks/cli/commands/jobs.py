@@ -76,6 +76,11 @@ def add_arguments(parser: CommandParser) -> None:
     post_restore.add_argument(
         "--volume", metavar="ID", type=id_type("volume id"), required=True, help="target volume"
     )
+    post_restore.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the target volume if it exists (else the job fails, as restore does)",
+    )
     post_replicate = kinds.add(
         "replicate",
         "run_post_replicate",
@@ -232,6 +237,8 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
+        if args.overwrite:  # else a job older conductors read
+            fields["overwrite"] = True
         job = post_restore(jobboard, persistence, backend, store, fields, priority=args.priority)
     return report_posted(ctx, job, {"backend": backend, "store": store}, args.priority)
 
