@@ -93,6 +93,10 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         # replicate
         "replicate.snapshot-created": "replicate: the temporary source snapshot exists",
         "replicate.chunk-copied": "replicate: after each chunk is written to the target",
+        "replicate.native-filled": (
+            "replicate (file driver, natively): the target's temporary copy is filled, not"
+            " yet committed"
+        ),
         "replicate.staged": "replicate via a store: every chunk is staged in the store",
         "replicate.snapshot-deleted": "replicate: the temporary snapshot is deleted",
         # copy

@@ -50,17 +50,18 @@ def _summary(config: Config) -> str:
     return "; ".join([f"file {config.path or 'none'}", *parts, f"persistence {config.persistence}"])
 
 
-def check_persistence(url: str) -> None:
-    """Open and close TaskFlow persistence at `url`; `ConfigError`/`CliError` if it fails."""
+def check_persistence(url: str, what: str = "[engine] persistence") -> None:
+    """Open and close TaskFlow persistence at `url`; `ConfigError`/`CliError` if it fails.
+
+    `what` names where the URL came from in the message of an unusable one.
+    """
     # Imported here: TaskFlow's persistence brings in SQLAlchemy (slow to import).
     from taskflow.persistence import backends as persistence_backends  # noqa: PLC0415
 
     try:
         backend = persistence_backends.fetch({"connection": url})
     except Exception as exc:
-        raise ConfigError(
-            f"[engine] persistence {url!r} cannot be used: {type(exc).__name__}: {exc}"
-        ) from None
+        raise ConfigError(f"{what} {url!r} cannot be used: {type(exc).__name__}: {exc}") from None
     try:
         with closing(backend.get_connection()):
             pass

@@ -29,6 +29,7 @@ import os
 from collections.abc import Sequence
 
 from pieceworks.drivers import _files
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     AllocatedExtents,
     BackendError,
@@ -162,8 +163,13 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
         try:
             writer = writer_of.open_write(target, size)
             assert isinstance(writer, _FileWriter)
-            writer.fill_from(src)
-            writer.commit()
+            try:  # an interrupt (or any error) discards the partial copy
+                writer.fill_from(src)
+                failpoint("replicate.native-filled")
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
             return ReplicatedVolume(size, sum(e.length for e in _data_extents(src, size)))
         finally:
             os.close(src)
@@ -274,6 +280,9 @@ class _FileWriter:
         except OSError as exc:
             self.abort()
             raise BackendError(f"cannot copy into {self._final!r}: {exc}") from exc
+        except BaseException:  # Ctrl-C mid-copy: the temporary copy went nowhere
+            self.abort()
+            raise
 
     def commit(self) -> None:
         if self._fd < 0:

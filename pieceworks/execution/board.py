@@ -24,14 +24,16 @@ from taskflow.jobs.backends.impl_redis import RedisJob, RedisJobBoard
 from taskflow.jobs.base import Job, JobBoard
 from taskflow.persistence.base import Backend as PersistenceBackend
 
-from pieceworks.protocols import PieceworksError
+from pieceworks.protocols import ConfigError, PieceworksError
 
 __all__ = [
     "DEFAULT_CLAIM_EXPIRY",
     "JobboardConf",
+    "JobboardUnavailable",
     "LeasedRedisJobBoard",
     "connected_board",
     "describe_board",
+    "check_board",
     "jobboard_conf",
 ]
 
@@ -58,7 +60,9 @@ def jobboard_conf(conf: JobboardConf) -> dict[str, Any]:
         return out
     url = urllib.parse.urlsplit(conf)
     if url.scheme != "redis":
-        raise PieceworksError(f"unsupported jobboard {url.scheme!r}: use redis://host:port/ns")
+        raise ConfigError(
+            f"unsupported jobboard {url.scheme or conf!r}: use redis://host:port/namespace"
+        )
     out = {"board": "redis", "host": url.hostname or "127.0.0.1", "port": url.port or 6379}
     namespace = url.path.strip("/")
     if namespace:
@@ -77,6 +81,37 @@ def describe_board(conf: Mapping[str, Any]) -> str:
     return (
         f"{conf.get('board')}://{conf.get('host')}:{conf.get('port')}/{conf.get('namespace', '')}"
     )
+
+
+class JobboardUnavailable(PieceworksError):
+    """The jobboard's server cannot be reached (refused, unknown host, wrong password)."""
+
+
+def check_board(conf: Mapping[str, Any], timeout: float = 5.0) -> None:
+    """Reach the Redis server of `conf` once; `JobboardUnavailable` naming it if it fails.
+
+    TaskFlow's own failure is a ``JobFailure`` whose text embeds a redis
+    traceback summary: an unexpected error to a user who mistyped a port.
+    """
+    import redis  # noqa: PLC0415
+
+    client = redis.Redis(
+        host=conf.get("host", "127.0.0.1"),
+        port=int(conf.get("port", 6379)),
+        db=int(conf.get("db", 0)),
+        username=conf.get("username"),
+        password=conf.get("password"),
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise JobboardUnavailable(
+            f"cannot reach the jobboard {describe_board(conf)}: {exc}"
+        ) from None
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager

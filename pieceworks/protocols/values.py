@@ -172,13 +172,16 @@ class PushedVolume:
 
     `size` is the source's size in bytes; `chunks` one `ChunkRef` per
     non-zero chunk, sorted by offset; `bytes_read` what the backend read;
-    `bytes_written` the stored bytes of the chunk objects it newly wrote.
+    `bytes_written` the stored bytes of the chunk objects it newly wrote,
+    and `chunks_written` how many those were (None: the backend does not
+    say, as drivers written before it was added).
     """
 
     size: int
     chunks: tuple[ChunkRef, ...]
     bytes_read: int
     bytes_written: int
+    chunks_written: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

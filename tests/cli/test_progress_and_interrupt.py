@@ -103,3 +103,31 @@ def test_sigint_during_a_backup_exits_130_and_leaves_no_manifest(
     assert not list((home / "volumes" / ".snapshots").rglob("pw-*")), "snapshot left behind"
     gc = run("gc", "--json")
     assert gc.code == 0 and gc.json()["chunks_deleted"] == left, gc
+
+
+def test_sigint_during_a_native_replication_leaves_no_partial_copy(
+    env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C while the file driver copied a volume natively said "an uncommitted copy is
+    discarded" and left the copy in ``.incoming`` (the writer was never aborted)."""
+    write_volume(home / "volumes", "vol-1", 8 * MiB)
+    proc = subprocess.Popen(
+        [*COMMAND, "replicate", "--from-backend", "local", "--volume", "vol-1",
+         "--to-backend", "local", "--to-volume", "vol-2"],
+        env={**env, "PIECEWORKS_FAILPOINTS": "replicate.native-filled=sleep:30000"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    incoming = home / "volumes" / ".incoming"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (incoming.is_dir() and any(incoming.iterdir())):
+        time.sleep(0.05)
+    assert incoming.is_dir() and any(incoming.iterdir()), "the copy never started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, (out, err)
+    assert "an uncommitted copy is discarded" in err, err
+    assert list(incoming.iterdir()) == [], ("the partial copy was left behind", err)
+    assert not (home / "volumes" / "vol-2").exists()

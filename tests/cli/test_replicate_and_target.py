@@ -134,3 +134,48 @@ def test_an_unknown_snapshot_is_named_in_words(
     assert done.code == 3, done
     assert "pieceworks: error: no snapshot 'nope' of volume 'vol-1'" in done.err, done
     assert "SnapshotRef" not in done.err, done
+
+
+def test_offload_reports_count_what_the_backend_did(
+    run: Run, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Through a remote target, every backup said ``0 new chunks`` and ``0 holes`` (however
+    many it wrote or skipped), every restore ``written 0 B``, and ``volumes`` a size of
+    ``?`` for each volume, though the target reports all of them."""
+    server = subprocess.Popen(
+        [*COMMAND, "target", "serve", "--dir", str(tmp_path / "t")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip().removeprefix("listening on ")
+        volume = write_volume(tmp_path / "t", "vol1", 4 * MiB)
+        os.truncate(volume, 6 * MiB)  # 2 MiB of hole at the end
+        config = config_file(
+            tmp_path,
+            f'[backends.far]\ndriver = "remote"\nurl = "{url}"\n'
+            f'[stores.s]\ndriver = "posix"\npath = "{tmp_path / "store"}"\n'
+            '[engine]\npersistence = "memory://"\n',
+        )
+        e = {**env, "PIECEWORKS_CONFIG": str(config)}
+        listed = run("volumes", "--json", env=e)
+        assert listed.json()[0]["size"] == 6 * MiB, listed
+        size = ["--chunk-size", "1MiB"]
+        full = run("backup", "--volume", "vol1", *size, "--json", env=e).json()
+        assert (full["chunks_total"], full["chunks_new"], full["holes"]) == (4, 4, 2), full
+        with open(volume, "r+b") as f:  # change one chunk
+            f.seek(MiB)
+            f.write(os.urandom(4096))
+        again = run("backup", "--volume", "vol1", *size, "--json", env=e).json()
+        assert (again["chunks_new"], again["holes"]) == (1, 2), again
+        restored = run("restore", again["backup_id"], "--volume", "vol2", "--json", env=e)
+        assert restored.code == 0, restored
+        assert restored.json()["bytes_written"] == 4 * MiB, restored
+        text = run("restore", again["backup_id"], "--volume", "vol3", env=e)
+        assert "written   4.0 MiB" in text.out, text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)

@@ -9,7 +9,9 @@ from importlib.metadata import entry_points
 
 import pieceworks.drivers.remote_target as shim
 from pieceworks.drivers.remote.client import RemoteDriver
+from pieceworks.drivers.remote.protocol import pushed_from_json, pushed_to_json
 from pieceworks.drivers.remote.server import main
+from pieceworks.protocols import PushedVolume
 
 
 def test_the_client_imports_the_protocol_and_nothing_of_the_target() -> None:
@@ -48,3 +50,12 @@ def test_the_old_module_name_still_runs_the_target_and_exports_its_names() -> No
     )
     assert "python -m pieceworks.drivers.remote_target" in done.stdout
     assert "--dir" in done.stdout
+
+
+def test_a_push_result_counts_the_objects_written_and_reads_an_older_one() -> None:
+    """``chunks_written`` travels with a push's result; a target that predates it sends
+    none, and the manager reads None (not a KeyError)."""
+    pushed = PushedVolume(8, (), 8, 12, 1)
+    assert pushed_from_json(pushed_to_json(pushed)) == pushed
+    older = {k: v for k, v in pushed_to_json(pushed).items() if k != "chunks_written"}
+    assert pushed_from_json(older).chunks_written is None

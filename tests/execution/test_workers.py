@@ -317,9 +317,9 @@ def test_worker_command_errors_are_clear(board: Board, tmp_path: Path) -> None:
     done = run("--transport", TRANSPORT, "--backends", "nope")
     assert done.returncode == 3  # not found
     assert "backend 'nope'" in done.stderr
-    done = run("--transport", TRANSPORT, "--threads", "0")
+    done = run("--transport", TRANSPORT, "--threads", "0")  # a usage error, as it is parsed
     assert done.returncode == 2
-    assert "--threads must be at least 1" in done.stderr
+    assert "pieceworks worker: error: argument --threads: '0' must be at least 1" in done.stderr
     assert os.environ.get("PIECEWORKS_FAILPOINTS") is None
 
 

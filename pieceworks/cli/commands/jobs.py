@@ -76,6 +76,11 @@ def add_arguments(parser: CommandParser) -> None:
     post_restore.add_argument(
         "--volume", metavar="ID", type=id_type("volume id"), required=True, help="target volume"
     )
+    post_restore.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the target volume if it exists (else the job fails, as restore does)",
+    )
     post_replicate = kinds.add(
         "replicate",
         "run_post_replicate",
@@ -176,6 +181,25 @@ def _job_state(text: str) -> str:
     return state
 
 
+_PERSISTENCE = "persistence (--persistence or [jobs] persistence)"
+
+
+def _locations(args: argparse.Namespace, ctx: Context) -> tuple[str, str]:
+    """The jobboard and persistence URLs, each checked before any work.
+
+    A jobboard URL that is not ``redis://`` or a persistence URL TaskFlow has
+    no driver for is a configuration error (exit 2); a server that cannot
+    be reached fails (exit 1) naming it. Both were unexpected errors.
+    """
+    from pieceworks.cli.context import check_persistence  # noqa: PLC0415
+    from pieceworks.execution.board import check_board, jobboard_conf  # noqa: PLC0415
+
+    jobboard, persistence = jobs_locations(args, ctx.config)
+    check_board(jobboard_conf(jobboard))
+    check_persistence(persistence, _PERSISTENCE)
+    return jobboard, persistence
+
+
 def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
     """Not reached: argparse requires an ACTION."""
     raise CliError("choose an action: post, list, show, watch, cancel, migrate", ExitCode.USAGE)
@@ -189,7 +213,7 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
     )
     from pieceworks.execution.jobs import post_backup, post_restore  # noqa: PLC0415
 
-    jobboard, persistence = jobs_locations(args, ctx.config)
+    jobboard, persistence = _locations(args, ctx)
     # An explicit name is posted as is: the conductors' hosts configure it, maybe not this one.
     backend = args.backend or ctx.config.backend(None).name
     store = args.store or ctx.config.store(None).name
@@ -213,6 +237,8 @@ def run_post(args: argparse.Namespace, ctx: Context) -> int:
         job = post_backup(jobboard, persistence, backend, store, fields, priority=args.priority)
     else:
         fields = {"backup_id": args.backup_id, "volume_id": args.volume}
+        if args.overwrite:  # else a job older conductors read
+            fields["overwrite"] = True
         job = post_restore(jobboard, persistence, backend, store, fields, priority=args.priority)
     return report_posted(ctx, job, {"backend": backend, "store": store}, args.priority)
 
@@ -223,7 +249,7 @@ def run_post_replicate(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.common_algorithms.operations.requests import request_fields  # noqa: PLC0415
     from pieceworks.execution.jobs import post_replicate  # noqa: PLC0415
 
-    jobboard, persistence = jobs_locations(args, ctx.config)
+    jobboard, persistence = _locations(args, ctx)
     # Names are posted as they are: the conductors' hosts configure them, maybe not this one.
     store = args.store or ctx.config.store(None).name
     request = replicate_request(args)
@@ -274,7 +300,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     """Jobs on the board and finished ones still logged, oldest first."""
     from pieceworks.execution.status import list_jobs  # noqa: PLC0415
 
-    jobboard, persistence = jobs_locations(args, ctx.config)
+    jobboard, persistence = _locations(args, ctx)
     found = list_jobs(jobboard, persistence, state=args.state)
     ctx.out.data({"jobs": [{"message_type": "job", **s.to_dict()} for s in found]})
     if found:
@@ -305,7 +331,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     """One job's state, owner, steps and result or reasons; exit 3 if unknown."""
     from pieceworks.execution.status import job_status  # noqa: PLC0415
 
-    jobboard, persistence = jobs_locations(args, ctx.config)
+    jobboard, persistence = _locations(args, ctx)
     status = job_status(jobboard, persistence, args.job_id)
     ctx.out.data(status.to_dict())
     ctx.out.result(describe(status))
@@ -318,7 +344,7 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.execution.jobs import JobTimeout  # noqa: PLC0415
     from pieceworks.execution.status import job_status  # noqa: PLC0415
 
-    jobboard, persistence = jobs_locations(args, ctx.config)
+    jobboard, persistence = _locations(args, ctx)
     started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
     last = ""
@@ -348,7 +374,7 @@ def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.execution.jobs import JobFailed, cancel_job  # noqa: PLC0415
     from pieceworks.execution.status import job_status  # noqa: PLC0415
 
-    jobboard, persistence = jobs_locations(args, ctx.config)
+    jobboard, persistence = _locations(args, ctx)
     try:
         outcome = cancel_job(jobboard, persistence, args.job_id)
     except JobFailed:  # not on the board: unknown (exit 3, job-not-found) or ended
@@ -366,11 +392,13 @@ def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
     """Run TaskFlow's schema migrations on the persistence backend."""
+    from pieceworks.cli.context import check_persistence  # noqa: PLC0415
     from pieceworks.common_algorithms.runner import migrate  # noqa: PLC0415
 
     persistence = args.persistence or ctx.config.jobs.persistence
     if not persistence:
         raise ConfigError("no persistence: give --persistence URL or set [jobs] persistence")
+    check_persistence(persistence, _PERSISTENCE)
     migrate(persistence)
     # "persistence" ("migrated") is the deprecated old name of "migrated"
     ctx.out.data({"migrated": True, "persistence": "migrated"})

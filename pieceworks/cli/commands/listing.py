@@ -168,14 +168,22 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_volumes(args: argparse.Namespace, ctx: Context) -> int:
-    """List the backend's volumes (for drivers with a ``list_volumes()`` helper)."""
+    """List the backend's volumes (for drivers with a ``list_volumes()`` helper).
+
+    A size comes from stream-out, else from a ``volume_sizes()`` helper
+    (the remote driver's, which streams nothing); else it is unknown (``?``).
+    """
     backend = ctx.backend()
     ids = ctx.volumes(backend)
     if ids is None:
         raise CliError(f"backend '{backend.name}' cannot list its volumes")
+    sized = getattr(backend.driver, "volume_sizes", None)
+    known: dict[str, int] = {}
+    if not backend.provides(IStreamOut) and callable(sized):
+        known = dict(sized())
     sizes: list[tuple[str, int | None]] = []
     for volume_id in ids:
-        size: int | None = None
+        size: int | None = known.get(volume_id)
         if backend.provides(IStreamOut):
             streams = cast(IStreamOut, backend.driver)
             with closing(streams.open_read(VolumeRef(volume_id))) as reader:

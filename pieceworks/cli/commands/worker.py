@@ -9,7 +9,7 @@ import types
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.cli.options import exchange_option, metrics_options
+from pieceworks.cli.options import exchange_option, metrics_options, positive_count
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -50,7 +50,11 @@ def add_arguments(parser: CommandParser) -> None:
     )
     exchange_option(parser)
     parser.add_argument(
-        "--threads", type=int, default=2, metavar="N", help="steps run at once (default: 2)"
+        "--threads",
+        type=positive_count,
+        default=2,
+        metavar="N",
+        help="steps run at once, at least 1 (default: 2)",
     )
     metrics_options(parser)
 
@@ -62,8 +66,6 @@ def run_worker(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.execution.worker import serve_backends  # noqa: PLC0415
     from pieceworks.protocols import ConfigError  # noqa: PLC0415
 
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be at least 1, not {args.threads}")
     config = ctx.config
     url = args.transport or config.jobs.transport
     if not url:

@@ -82,6 +82,7 @@ from pieceworks.protocols import (
     IChangedBlocks,
     ISnapshot,
     IStreamOut,
+    PushedVolume,
     SnapshotRef,
     Source,
     VolumeReader,
@@ -117,6 +118,12 @@ def temporary_snapshot_id(backup_id: str, strategy: str, token: str) -> str:
     """
     name = f"pw-{backup_id}-{strategy}-{token}"
     return name if len(name) <= 128 else f"pw-{token}-{strategy}"
+
+
+def _chunks_written(pushed: PushedVolume) -> int:
+    """How many chunk objects an offload push wrote (0 if the driver does not say and
+    wrote no byte; a driver that wrote bytes without saying how many objects reports 0)."""
+    return pushed.chunks_written or 0
 
 
 def source_ref(source: dict[str, str | None]) -> Source:
@@ -301,12 +308,16 @@ class TransferChunks(DataStep, _BackupTask):
     def _offload(self, ref: Source) -> dict[str, Any]:
         codec = self.backend.push_codec(self.request.codec)
         pushed = self.store.push(self.backend, ref, self.request.chunk_size, codec)
+        slots = -(-pushed.size // self.request.chunk_size)  # chunks the volume spans
         return {
             "size": pushed.size,
             "chunks": chunks_to_json(pushed.chunks),
             "bytes_read": pushed.bytes_read,
             "bytes_stored": pushed.bytes_written,
             "bytes_through_manager": 0,
+            # The report said "0 new chunks" and "0 holes" for every offload backup.
+            "chunks_new": _chunks_written(pushed),
+            "holes": max(0, slots - len(pushed.chunks)),
             "codec": codec,
             "change_token": None,
             "enhancers_used": {},

@@ -122,7 +122,8 @@ class RestoreVolume(DataStep, task.Task):
         strategy = str(attempt["strategy"])
         if strategy == "offload":
             self.store.pull(self.backend, target, manifest.size, manifest.chunks)
-            written = through_manager = 0
+            # The backend wrote every data chunk (holes stay zeros): it reported 0 B.
+            written, through_manager = sum(c.length for c in manifest.chunks), 0
         else:
             driver = self.backend.use(IStreamIn)
             writer = driver.open_write(target, manifest.size)

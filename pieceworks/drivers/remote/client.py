@@ -457,6 +457,11 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, R
         out = self._call("GET", "/v1/volumes", what="list volumes")
         return [VolumeRef(str(v["volume_id"])) for v in out["volumes"]]
 
+    def volume_sizes(self) -> dict[str, int]:
+        """Every volume on the target with its size in bytes (one request)."""
+        out = self._call("GET", "/v1/volumes", what="list volumes")
+        return {str(v["volume_id"]): int(v["size"]) for v in out["volumes"]}
+
     def list_snapshots(self, volume_id: str) -> list[SnapshotRef]:
         """Every snapshot of a volume on the target, sorted by id."""
         validate_id("volume id", volume_id)

@@ -185,16 +185,22 @@ def pushed_to_json(pushed: PushedVolume) -> dict[str, Any]:
         "chunks": chunks_to_json(pushed.chunks),
         "bytes_read": pushed.bytes_read,
         "bytes_written": pushed.bytes_written,
+        "chunks_written": pushed.chunks_written,
     }
 
 
 def pushed_from_json(value: Mapping[str, Any]) -> PushedVolume:
-    """The inverse of `pushed_to_json`; `ValueError` or `KeyError` if malformed."""
+    """The inverse of `pushed_to_json`; `ValueError` or `KeyError` if malformed.
+
+    ``chunks_written`` is optional (None): an older target does not send it.
+    """
+    written = value.get("chunks_written")
     return PushedVolume(
         int(value["size"]),
         chunks_from_json(value["chunks"]),
         int(value["bytes_read"]),
         int(value["bytes_written"]),
+        None if written is None else int(written),
     )
 
 

@@ -113,7 +113,7 @@ class _Push:
         self.known: dict[str, tuple[str, int]] = {}
         self.inflight: dict[str, threading.Event] = {}
         self.stop = threading.Event()
-        self.bytes_written = 0
+        self.bytes_written = self.chunks_written = 0
 
     def store_chunk(self, buffer: bytearray, offset: int, length: int) -> ChunkRef | None:
         """Make sure the chunk `buffer` holds is stored; None for an all-zero chunk.
@@ -176,6 +176,7 @@ class _Push:
         self.store.put(key, encoded)
         with self.lock:
             self.bytes_written += len(encoded)
+            self.chunks_written += 1
         return codec_of(encoded), len(encoded)
 
 
@@ -248,7 +249,7 @@ def push_volume(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     job.done = size
-    return PushedVolume(size, tuple(chunks), bytes_read, push.bytes_written)
+    return PushedVolume(size, tuple(chunks), bytes_read, push.bytes_written, push.chunks_written)
 
 
 def _fetch(store: IObjectStore, ref: ChunkRef) -> bytes:

@@ -17,6 +17,7 @@ import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
 from tests.cli.conftest import Call, MiB, Result, Run, config_file, write_volume
+from tests.support.backups import make_backup
 
 PERSISTENCE = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -114,3 +115,75 @@ def test_post_backup_refuses_a_bad_label_as_backup_does(
     done = call("jobs", "post", "backup", "--volume", "v", "--label", "nokey", env=jobs_env)
     assert done.code == ExitCode.USAGE, done
     assert "invalid label 'nokey'" in done.err, done
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["jobs", "list", "--jobboard", "redis://127.0.0.1:1/pw", "--persistence", PERSISTENCE],
+            ExitCode.FAILED,
+            "cannot reach the jobboard redis://127.0.0.1:1/pw: ",
+        ),
+        (
+            ["jobs", "post", "backup", "--volume", "v", "--jobboard", "redis://127.0.0.1:1/pw",
+             "--persistence", PERSISTENCE],
+            ExitCode.FAILED,
+            "cannot reach the jobboard redis://127.0.0.1:1/pw: ",
+        ),
+        (
+            ["jobs", "list", "--jobboard", "redis://127.0.0.1:6379/pw",
+             "--persistence", "postgresql://postgres:s3cret@127.0.0.1:1/x"],
+            ExitCode.FAILED,
+            "cannot connect to the TaskFlow persistence backend 'postgresql://postgres:***@",
+        ),
+        (
+            ["jobs", "list", "--jobboard", "http://127.0.0.1/pw", "--persistence", PERSISTENCE],
+            ExitCode.USAGE,
+            "unsupported jobboard 'http': use redis://host:port/namespace",
+        ),
+        (
+            ["jobs", "list", "--jobboard", "redis://127.0.0.1:6379/pw", "--persistence", "bogus://x"],
+            ExitCode.USAGE,
+            "persistence (--persistence or [jobs] persistence) 'bogus://x' cannot be used",
+        ),
+        (
+            ["jobs", "migrate", "--persistence", "postgresql://postgres@127.0.0.1:5432/no_such_db"],
+            ExitCode.FAILED,
+            "cannot connect to the TaskFlow persistence backend",
+        ),
+    ],
+)  # fmt: skip
+def test_a_jobboard_or_persistence_that_cannot_be_used_is_named(
+    run: Run, args: list[str], code: ExitCode, message: str
+) -> None:
+    """Each was ``unexpected JobFailure`` / ``OperationalError`` / ``NotFound`` (exit 1)
+    with a library's text; an http:// jobboard exited 1, a bad argument that is."""
+    done = run(*args)
+    assert done.code == code, done
+    assert f"pieceworks: error: {message}" in done.err, done
+    assert "unexpected" not in done.err and "s3cret" not in done.err, done
+
+
+def test_post_restore_takes_overwrite_as_restore_does(
+    run: Run, jobs_env: dict[str, str], home: Path
+) -> None:
+    """A restore job onto an existing volume could only fail: ``jobs post restore`` had no
+    ``--overwrite`` (``restore`` and ``jobs post replicate`` have it)."""
+    backup_id = make_backup(home, "vol-1", size=MiB).backup_id
+    original = (home / "volumes" / "vol-1").read_bytes()
+    (home / "volumes" / "vol-1").write_bytes(b"changed" * 1000)
+    assert run("jobs", "migrate", env=jobs_env).code == 0
+    refused = run("jobs", "post", "restore", backup_id, "--volume", "vol-1", "--json", env=jobs_env)
+    replaced = run(
+        "jobs", "post", "restore", backup_id, "--volume", "vol-1", "--overwrite", "--json",
+        env=jobs_env,
+    )  # fmt: skip
+    assert refused.code == 0 and replaced.code == 0, (refused, replaced)
+    conducted = run("conductor", "--max-dispatches", "2", "-q", env=jobs_env, timeout=120)
+    assert conducted.code == 0, conducted
+    first = run("jobs", "show", refused.json()["job_id"], env=jobs_env)
+    assert "REVERTED" in first.out and "VolumeExists" in first.out, first
+    second = run("jobs", "watch", replaced.json()["job_id"], "--timeout", "60", env=jobs_env)
+    assert second.code == 0, second
+    assert (home / "volumes" / "vol-1").read_bytes() == original
