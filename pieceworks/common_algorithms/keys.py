@@ -59,6 +59,7 @@ __all__ = [
     "list_keys",
     "passphrase_from_file",
     "remove_key",
+    "scan_keys",
     "unlock",
 ]
 
@@ -220,10 +221,12 @@ def remove_key(store: IObjectStore, password: str, key_id: str) -> None:
     that does not exist raises `KeyNotFound`.
     """
     _unlock(store, password)
-    ids = [info.key_id for info in list_keys(store)]
+    infos, damaged = scan_keys(store)
+    intact = [info.key_id for info in infos]
+    ids = intact + [key for key, _exc in damaged]
     if key_id not in ids:
         raise KeyNotFound(f"no key {key_id!r} in this store (keys: {', '.join(ids)})")
-    if len(ids) == 1:
+    if intact == [key_id]:  # a damaged key file opens nothing: it does not count
         raise KeyRefused(
             f"key {key_id} is the store's last key: removing it would lose every backup"
         )
@@ -247,12 +250,32 @@ def remove_key(store: IObjectStore, password: str, key_id: str) -> None:
 
 
 def list_keys(store: IObjectStore) -> list[KeyInfo]:
-    """Every key file of the store, oldest first (no passphrase needed)."""
-    infos = []
-    for name in _key_names(store):
+    """Every key file of the store, oldest first (no passphrase needed).
+
+    A damaged key file raises its `CorruptionError`; `scan_keys` lists the
+    intact ones beside the damaged.
+    """
+    infos, damaged = scan_keys(store)
+    if damaged:
+        raise damaged[0][1]
+    return infos
+
+
+def scan_keys(store: IObjectStore) -> tuple[list[KeyInfo], list[tuple[str, CorruptionError]]]:
+    """(intact key files oldest first, (key id, error) of each damaged one).
+
+    `NotEncrypted` if the store has no key file at all. A damaged key file
+    does not hide the others: another passphrase still opens the store.
+    """
+    infos, damaged = [], []
+    names = list(_key_names(store))
+    for name in names:
         try:
             doc = _read_key(store, name)
         except ObjectNotFound:  # removed since it was listed
+            continue
+        except CorruptionError as exc:
+            damaged.append((_key_id_of(name), exc))
             continue
         kdf = doc["kdf"]
         infos.append(
@@ -263,9 +286,13 @@ def list_keys(store: IObjectStore) -> list[KeyInfo]:
                 f"{kdf['name']} n={kdf['n']} r={kdf['r']} p={kdf['p']}",
             )
         )
-    if not infos:
+    if not infos and not damaged:
         raise NotEncrypted("the store is not encrypted (it has no key): see `pieceworks key init`")
-    return sorted(infos, key=lambda info: (info.created, info.key_id))
+    return sorted(infos, key=lambda info: (info.created, info.key_id)), damaged
+
+
+def _key_id_of(name: str) -> str:
+    return name.removeprefix(KEYS_PREFIX).removesuffix(".json")
 
 
 # -- key files -------------------------------------------------------------------------
@@ -354,10 +381,14 @@ def _unlock(store: IObjectStore, password: str) -> tuple[str, bytes]:
     names = list(_key_names(store))
     if not names:
         raise NotEncrypted("the store is not encrypted (it has no key): see `pieceworks key init`")
+    damaged: list[CorruptionError] = []
     for name in names:
         try:
             doc = _read_key(store, name)
         except ObjectNotFound:  # removed since it was listed (a concurrent `key remove`)
+            continue
+        except CorruptionError as exc:  # another key file may still open the store
+            damaged.append(exc)
             continue
         kdf = doc["kdf"]
         params = KdfParams(kdf["n"], kdf["r"], kdf["p"])
@@ -371,4 +402,12 @@ def _unlock(store: IObjectStore, password: str) -> tuple[str, bytes]:
         if len(master) != MASTER_KEY_BYTES:
             raise CorruptionError(f"key file {name}: the wrapped key has a wrong length")
         return str(doc["key_id"]), master
-    raise WrongPassword(f"wrong passphrase: none of the store's {len(names)} key(s) opens with it")
+    if damaged and len(damaged) == len(names):
+        raise damaged[0]
+    intact, note = "", ""
+    if damaged:
+        intact, note = " intact", f" ({len(damaged)} more damaged: see `pieceworks key list`)"
+    raise WrongPassword(
+        f"wrong passphrase: none of the store's {len(names) - len(damaged)}{intact} key(s)"
+        f" opens with it{note}"
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.output import iso_time
 
 if TYPE_CHECKING:
@@ -82,10 +82,10 @@ def _password(ctx: Context, store_name: str, *, initial: bool = False) -> str:
 
 def _encrypted(ctx: Context) -> tuple[str, IObjectStore]:
     """The chosen store; `NotEncrypted` if it has no key, before a passphrase is asked."""
-    from pieceworks.common_algorithms.keys import list_keys  # noqa: PLC0415
+    from pieceworks.common_algorithms.keys import scan_keys  # noqa: PLC0415
 
     name, objects = ctx.raw_store()
-    list_keys(objects)
+    scan_keys(objects)  # a damaged key file does not stop adding or removing keys
     return name, objects
 
 
@@ -102,14 +102,23 @@ def run_key_init(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_key_list(args: argparse.Namespace, ctx: Context) -> int:
     """List the key files (no passphrase needed: they show nothing secret)."""
-    from pieceworks.common_algorithms.keys import list_keys  # noqa: PLC0415
+    from pieceworks.common_algorithms.keys import scan_keys  # noqa: PLC0415
 
     name, objects = ctx.raw_store()
-    keys = list_keys(objects)
+    keys, damaged = scan_keys(objects)
     ctx.out.data({"store": name, "keys": [k.to_dict() for k in keys]})
     lines = [f"{'key_id':18}{'created':22}{'host':20}kdf"]
     lines += [f"{k.key_id:18}{iso_time(k.created):22}{k.host:20}{k.kdf}" for k in keys]
+    lines += [f"{key_id:18}DAMAGED: {exc}" for key_id, exc in damaged]
     ctx.out.result("\n".join(lines))
+    if damaged:  # listed, as list shows an unreadable manifest, then exit 4
+        raise CliError(
+            f"{len(damaged)} key file(s) cannot be read: {', '.join(k for k, _ in damaged)};"
+            " the other keys still open the store (`pieceworks key remove KEY_ID` removes a"
+            " damaged one)",
+            ExitCode.CORRUPT,
+            reference="corruption-error",
+        )
     return ExitCode.OK
 
 

@@ -107,3 +107,28 @@ def test_two_inits_at_once_leave_one_master_key(
         assert listed.code == 0 and len(listed.json()["keys"]) == 1, listed
     else:  # both stepped back: still a plain, empty store, and init works
         assert run("key", "init", env={**env, "PIECEWORKS_PASSWORD": "p"}).code == 0
+
+
+def test_a_damaged_key_file_does_not_lock_out_the_other_keys(
+    run: Run, env: dict[str, str], home: Path
+) -> None:
+    """One damaged key file of two stopped every command, ``key list`` and ``key remove``
+    included (``key file ... is not valid JSON``, exit 4): the second passphrase, kept
+    for exactly that, opened nothing, and the damaged file could not be removed."""
+    one, two = {**env, "PIECEWORKS_PASSWORD": "first one"}, {**env, "PIECEWORKS_PASSWORD": "2nd"}
+    assert run("key", "init", env=one).code == 0
+    assert run("key", "add", env={**one, "PIECEWORKS_NEW_PASSWORD": "2nd"}).code == 0
+    write_volume(home / "volumes", "vol-1", MiB)
+    assert run("backup", "--volume", "vol-1", env=one).code == 0
+    first = run("key", "list", "--json", env=env).json()["keys"][0]["key_id"]
+    (home / "backups" / "keys" / f"{first}.json").write_text("garbage")
+
+    assert run("list", env=two).code == 0  # the intact key opens the store
+    wrong = run("list", env=one)
+    assert wrong.code == ExitCode.USAGE, wrong
+    assert "none of the store's 1 intact key(s) opens with it (1 more damaged" in wrong.err
+    listed = run("key", "list", env=env)
+    assert listed.code == ExitCode.CORRUPT, listed
+    assert f"{first}  DAMAGED: key file keys/{first}.json is not valid JSON" in listed.out
+    assert run("key", "remove", first, env=two).code == 0  # removed with the other key
+    assert run("key", "list", env=env).code == 0
