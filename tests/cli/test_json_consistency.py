@@ -30,6 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
+
 from pieceworks.common_algorithms.json_fields import (
     DEPRECATED_FIELDS,
     REMOVED_IN,
@@ -103,10 +106,20 @@ def _volume(path: Path, size: int, seed: int) -> None:
     path.write_bytes(random.Random(seed).randbytes(size))
 
 
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A jobboard namespace of this test alone, its Redis keys removed afterwards."""
+    name = f"pw-jsonfix-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    for key in client.scan_iter(match=f"{name}*"):
+        client.delete(key)
+    client.close()
+
+
 def _run_everything(
-    run: Run, run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path
+    run: Run, run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path, namespace: str
 ) -> Docs:
-    namespace = f"pw-jsonfix-{uuid.uuid4().hex[:12]}"
     config = config_file(
         tmp_path,
         f'[backends.local]\ndriver = "file"\npath = "{home / "volumes"}"\n'
@@ -260,10 +273,10 @@ def _documents(docs: Docs) -> Iterator[tuple[str, Any]]:
 
 
 def test_every_json_document_speaks_one_vocabulary(
-    run: Run, run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path
+    run: Run, run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path, namespace: str
 ) -> None:
     """Every command's ``--json`` over one store: consistent, and the old names kept."""
-    documents = _run_everything(run, run_all, env, home, tmp_path)
+    documents = _run_everything(run, run_all, env, home, tmp_path, namespace)
     _check_consistency(documents)
     _check_deprecated(documents)
 
