@@ -348,6 +348,7 @@ COMMAND_OF = {
     "restore": ("restore to file",),
     "key remove": ("key remove",),
     "jobs migrate": ("jobs migrate",),
+    "jobs cancel": ("jobs cancel",),
     "jobs show": ("jobs show",),
     "jobs watch": ("jobs watch",),
     "jobs list": ("jobs list",),
