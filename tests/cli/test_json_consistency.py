@@ -349,6 +349,7 @@ COMMAND_OF = {
     "key remove": ("key remove",),
     "jobs migrate": ("jobs migrate",),
     "jobs cancel": ("jobs cancel",),
+    "replicate": ("replicate",),
     "jobs show": ("jobs show",),
     "jobs watch": ("jobs watch",),
     "jobs list": ("jobs list",),
