@@ -1,7 +1,5 @@
 """``python -m pieceworks``: the same as the ``pieceworks`` command."""
 
-import sys
+from pieceworks.cli.process import run
 
-from pieceworks.cli.main import main
-
-sys.exit(main())
+run()

@@ -30,6 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
+
 from pieceworks.common_algorithms.json_fields import (
     DEPRECATED_FIELDS,
     REMOVED_IN,
@@ -103,10 +106,20 @@ def _volume(path: Path, size: int, seed: int) -> None:
     path.write_bytes(random.Random(seed).randbytes(size))
 
 
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    """A jobboard namespace of this test alone, its Redis keys removed afterwards."""
+    name = f"pw-jsonfix-{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    for key in client.scan_iter(match=f"{name}*"):
+        client.delete(key)
+    client.close()
+
+
 def _run_everything(
-    run: Run, run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path
+    run: Run, run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path, namespace: str
 ) -> Docs:
-    namespace = f"pw-jsonfix-{uuid.uuid4().hex[:12]}"
     config = config_file(
         tmp_path,
         f'[backends.local]\ndriver = "file"\npath = "{home / "volumes"}"\n'
@@ -260,10 +273,10 @@ def _documents(docs: Docs) -> Iterator[tuple[str, Any]]:
 
 
 def test_every_json_document_speaks_one_vocabulary(
-    run: Run, run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path
+    run: Run, run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path, namespace: str
 ) -> None:
     """Every command's ``--json`` over one store: consistent, and the old names kept."""
-    documents = _run_everything(run, run_all, env, home, tmp_path)
+    documents = _run_everything(run, run_all, env, home, tmp_path, namespace)
     _check_consistency(documents)
     _check_deprecated(documents)
 
@@ -335,6 +348,8 @@ COMMAND_OF = {
     "restore": ("restore to file",),
     "key remove": ("key remove",),
     "jobs migrate": ("jobs migrate",),
+    "jobs cancel": ("jobs cancel",),
+    "replicate": ("replicate",),
     "jobs show": ("jobs show",),
     "jobs watch": ("jobs watch",),
     "jobs list": ("jobs list",),
@@ -379,3 +394,24 @@ def test_docs_list_every_deprecated_field_with_its_replacement() -> None:
             f"`{dep.command}" in row and f"`{dep.name}`" in row and f"`{dep.replaced_by}`" in row
             for row in rows
         ), f"docs/cli.md does not list {dep.command}: {dep.path} -> {dep.replaced_by}"
+
+
+def test_a_damaged_key_file_is_a_row_of_key_list_json(
+    run: Run, env: dict[str, str], home: Path
+) -> None:
+    """``key list --json`` left a damaged key file out (only the text listed it): it is a
+    row ``{key_id, unreadable}``, as ``list --json`` gives an unreadable manifest."""
+    e = {**env, "PIECEWORKS_PASSWORD": "the first passphrase"}
+    assert run("key", "init", env=e).code == 0
+    assert run("key", "add", env={**e, "PIECEWORKS_NEW_PASSWORD": "a second one"}).code == 0
+    first, second = sorted(k["key_id"] for k in run("key", "list", "--json").json()["keys"])
+    (home / "backups" / "keys" / f"{first}.json").write_text("garbage")
+    listed = run("key", "list", "--json")
+    assert listed.code == 4, listed
+    rows = {r["key_id"]: r for r in listed.json()["keys"]}
+    assert set(rows) == {first, second} and "created" in rows[second], rows
+    assert rows[first] == {
+        "key_id": first,
+        "unreadable": f"key file keys/{first}.json is not valid JSON",
+    }
+    assert json.loads(listed.err.splitlines()[-1])["reference"] == "corruption-error"
