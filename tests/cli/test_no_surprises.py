@@ -210,9 +210,11 @@ def test_two_restores_into_one_new_volume_never_replace_each_other(
     write_volume(home / "volumes", "b", MiB, seed=2)
     first = run("backup", "--volume", "a", "--json", env=env).json()["backup_id"]
     second = run("backup", "--volume", "b", "--json", env=env).json()["backup_id"]
-    later = {**env, "PIECEWORKS_FAILPOINTS": "restore.before-commit=sleep:2000"}
+    # Both pass the check that the volume does not exist, then hold before committing.
+    soon = {**env, "PIECEWORKS_FAILPOINTS": "restore.before-commit=sleep:2000"}
+    later = {**env, "PIECEWORKS_FAILPOINTS": "restore.before-commit=sleep:5000"}
     done = run_all(
-        [["restore", first, "--volume", "new", "--json"],
+        [(["restore", first, "--volume", "new", "--json"], soon),
          (["restore", second, "--volume", "new", "--json"], later)]
     )  # fmt: skip
     assert sorted(d.code for d in done) == [0, ExitCode.USAGE], done  # either may win
