@@ -71,6 +71,8 @@ DEPRECATED_FIELDS: tuple[DeprecatedField, ...] = (
     _d("demo", "changed_bytes", "bytes_changed", "integer"),
     _d("demo", "backups", "backup_ids", _IDS),
     _d("restore", "target", "target_kind", "file or block-device (with --to-file)"),
+    _d("replicate", "verified", "verification", "how the copy was checked, in words"),
+    _d("jobs cancel", "cancelled", "outcome", "cancelled or requested"),
     _d("jobs migrate", "persistence", "migrated", "the string migrated", False),
     _d("recover", "removed", "items_removed", "integer"),
     _d("recover", "kept", "items_kept", "integer"),

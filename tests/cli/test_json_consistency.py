@@ -348,6 +348,8 @@ COMMAND_OF = {
     "restore": ("restore to file",),
     "key remove": ("key remove",),
     "jobs migrate": ("jobs migrate",),
+    "jobs cancel": ("jobs cancel",),
+    "replicate": ("replicate",),
     "jobs show": ("jobs show",),
     "jobs watch": ("jobs watch",),
     "jobs list": ("jobs list",),
@@ -392,3 +394,24 @@ def test_docs_list_every_deprecated_field_with_its_replacement() -> None:
             f"`{dep.command}" in row and f"`{dep.name}`" in row and f"`{dep.replaced_by}`" in row
             for row in rows
         ), f"docs/cli.md does not list {dep.command}: {dep.path} -> {dep.replaced_by}"
+
+
+def test_a_damaged_key_file_is_a_row_of_key_list_json(
+    run: Run, env: dict[str, str], home: Path
+) -> None:
+    """``key list --json`` left a damaged key file out (only the text listed it): it is a
+    row ``{key_id, unreadable}``, as ``list --json`` gives an unreadable manifest."""
+    e = {**env, "PIECEWORKS_PASSWORD": "the first passphrase"}
+    assert run("key", "init", env=e).code == 0
+    assert run("key", "add", env={**e, "PIECEWORKS_NEW_PASSWORD": "a second one"}).code == 0
+    first, second = sorted(k["key_id"] for k in run("key", "list", "--json").json()["keys"])
+    (home / "backups" / "keys" / f"{first}.json").write_text("garbage")
+    listed = run("key", "list", "--json")
+    assert listed.code == 4, listed
+    rows = {r["key_id"]: r for r in listed.json()["keys"]}
+    assert set(rows) == {first, second} and "created" in rows[second], rows
+    assert rows[first] == {
+        "key_id": first,
+        "unreadable": f"key file keys/{first}.json is not valid JSON",
+    }
+    assert json.loads(listed.err.splitlines()[-1])["reference"] == "corruption-error"

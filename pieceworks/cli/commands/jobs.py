@@ -385,7 +385,9 @@ def run_cancel(args: argparse.Namespace, ctx: Context) -> int:
             reference="job-ended",
             hint="`jobs show` gives its outcome",
         ) from None
-    ctx.out.data({"job_id": args.job_id, "cancelled": outcome})
+    # outcome: "cancelled" (it was waiting) or "requested" (its conductor stops it);
+    # "cancelled" is its deprecated old name (a string, though the name reads as a yes/no)
+    ctx.out.data({"job_id": args.job_id, "outcome": outcome, "cancelled": outcome})
     ctx.out.result(f"job {args.job_id}: {outcome}")
     return ExitCode.OK
 

@@ -101,12 +101,19 @@ def run_key_init(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_key_list(args: argparse.Namespace, ctx: Context) -> int:
-    """List the key files (no passphrase needed: they show nothing secret)."""
+    """List the key files (no passphrase needed: they show nothing secret).
+
+    ``--json``: ``keys`` rows ``{key_id, created, host, kdf}``; a key file that
+    cannot be read is a row ``{key_id, unreadable}`` (why), as ``list --json``
+    gives an unreadable manifest, and the exit code is 4.
+    """
     from pieceworks.common_algorithms.keys import scan_keys  # noqa: PLC0415
 
     name, objects = ctx.raw_store()
     keys, damaged = scan_keys(objects)
-    ctx.out.data({"store": name, "keys": [k.to_dict() for k in keys]})
+    rows = [k.to_dict() for k in keys]
+    rows += [{"key_id": key_id, "unreadable": str(exc)} for key_id, exc in damaged]
+    ctx.out.data({"store": name, "keys": rows})
     lines = [f"{'key_id':18}{'created':22}{'host':20}kdf"]
     lines += [f"{k.key_id:18}{iso_time(k.created):22}{k.host:20}{k.kdf}" for k in keys]
     lines += [f"{key_id:18}DAMAGED: {exc}" for key_id, exc in damaged]

@@ -37,6 +37,7 @@ from pieceworks.common_algorithms.gc.leases import (
     record_temporary,
     release_lease,
 )
+from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.common_algorithms.operations.backup_tasks import source_ref
 from pieceworks.common_algorithms.operations.fallback import StrategyFallback
 from pieceworks.common_algorithms.operations.plan import Attempt, Plan
@@ -533,7 +534,13 @@ class ReplicateOutcome:
     bytes_sent: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The ``--json`` document of ``pieceworks replicate``.
+
+        ``verification`` says how the copy was checked (or that it was not
+        read back); ``verified`` is its deprecated old name
+        (`pieceworks.common_algorithms.json_fields`).
+        """
+        doc = {
             "operation_id": self.operation_id,
             "source_backend": self.source_backend,
             "target_backend": self.target_backend,
@@ -546,10 +553,11 @@ class ReplicateOutcome:
             "replaced_size": self.replaced_size,
             "bytes_through_manager": self.bytes_through_manager,
             "bytes_sent": self.bytes_sent,
-            "verified": self.verified,
+            "verification": self.verified,
             "seconds": round(self.seconds, 3),
             "plan": self.plan.to_dict(),
         }
+        return with_deprecated("replicate", doc)
 
 
 def replicate(
