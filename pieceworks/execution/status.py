@@ -6,6 +6,12 @@ board and its logbook in the persistence backend says how it ended (the flow
 detail's state: ``SUCCESS``, ``FAILURE``, ``REVERTED``...). Every logbook
 pieceworks posts carries ``meta["job_uuid"]``, so a finished job is still
 found by its id until its logbook is removed (`remove_finished`).
+
+Reading order: a job's board state is read first and its logbook after.
+TaskFlow's engine saves the flow detail's final state before its conductor
+consumes the job, so a logbook read once the job is seen gone holds the
+outcome. The other order (logbook, then board) could pair a ``RUNNING``
+detail read just before the end with the board's "gone" read just after.
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ from pieceworks.execution.board import (
     jobboard_conf,
 )
 from pieceworks.execution.jobs import failure_reasons
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import NotFound
 
 __all__ = [
     "BOARD_STATES",
+    "FINAL_STATES",
     "JobNotFound",
     "JobStatus",
     "job_status",
@@ -45,6 +53,12 @@ log = logging.getLogger(__name__)
 
 #: States of a job still on the board.
 BOARD_STATES: Final = ("UNCLAIMED", "CLAIMED")
+
+#: Flow states that are a job's outcome once it has left the board. Any other
+#: state (``RUNNING``, ``PENDING``, ``REVERTING``, ``RESUMING``, ``SUSPENDED``...,
+#: or ``UNKNOWN``: no flow detail) is not: the job is still going, or its
+#: conductor gave it up without recording an outcome (see `JobStatus.unfinished`).
+FINAL_STATES: Final = ("SUCCESS", "FAILURE", "REVERTED")
 
 
 class JobNotFound(NotFound):
@@ -73,8 +87,19 @@ class JobStatus:
 
     @property
     def done(self) -> bool:
-        """Whether the job has left the board (its outcome is final)."""
-        return self.state not in BOARD_STATES
+        """Whether the job has ended with a final outcome (a state in `FINAL_STATES`)."""
+        return self.state in FINAL_STATES
+
+    @property
+    def unfinished(self) -> bool:
+        """Whether the job is off the board while its flow reads a non-final state.
+
+        Never for a job consumed normally (its final state is saved first);
+        it is a job its conductor trashed, or consumed after failing to save
+        the outcome. It may stay so forever: `jobs watch` gives up on it
+        after a while (``WATCH_SETTLE``).
+        """
+        return self.state not in BOARD_STATES and not self.done
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``pieceworks jobs show --json``."""
@@ -108,12 +133,26 @@ def _owner(job: Job) -> str | None:
         return None
 
 
-def _status(book: models.LogBook, job: Job | None) -> JobStatus:
-    if job is not None and str(job.state) not in BOARD_STATES:
-        # Listed on the board, consumed before its state was read (TaskFlow
-        # then says COMPLETE): the outcome is the flow detail's, as for a job
-        # that has left the board.
-        job = None
+def _board_state(job: Job | None) -> str | None:
+    """`job`'s board state read now, or None if it has left the board.
+
+    TaskFlow answers ``COMPLETE`` for a job listed and consumed since.
+    """
+    if job is None:
+        return None
+    state = str(job.state)
+    return state if state in BOARD_STATES else None
+
+
+def _status(persistence: PersistenceBackend, book_uuid: str, job: Job | None) -> JobStatus:
+    """The status of the job of logbook `book_uuid`; `job` as listed on the board, if it was.
+
+    The board state is read before the logbook (see the module docstring).
+    """
+    board_state = _board_state(job)
+    owner = _owner(job) if job is not None and board_state is not None else None
+    failpoint("status.board-read")
+    book = _full_book(persistence, book_uuid)
     meta = book.meta or {}
     details = list(book)
     detail = details[0] if details else None
@@ -121,13 +160,11 @@ def _status(book: models.LogBook, job: Job | None) -> JobStatus:
     result_atom = meta.get("result_atom")
     result = None
     errors: list[str] = []
-    if job is not None:
-        state = str(job.state)
-        owner = _owner(job)
+    if board_state is not None:
+        state = board_state
     else:
-        owner = None
         state = str(detail.state) if detail is not None and detail.state else "UNKNOWN"
-    if job is None and detail is not None:
+    if board_state is None and detail is not None:
         if detail.state == "SUCCESS":
             for atom in detail:
                 if atom.name == result_atom and isinstance(atom.results, dict):
@@ -158,10 +195,10 @@ def job_status(jobboard: JobboardConf, persistence_url: str, job_id: str) -> Job
         with connected_board(f"status-{socket.gethostname()}", conf, persistence) as board:
             job = _board_jobs(board).get(job_id)
             if job is not None and job.book_uuid is not None:
-                return _status(_full_book(persistence, job.book_uuid), job)
+                return _status(persistence, job.book_uuid, job)
         for book in _books(persistence):
             if (book.meta or {}).get("job_uuid") == job_id:
-                return _status(_full_book(persistence, book.uuid), None)
+                return _status(persistence, book.uuid, None)
     raise JobNotFound(f"no job {job_id!r} on the board or in the persistence backend")
 
 
@@ -188,7 +225,7 @@ def list_jobs(
             job = by_book.get(book.uuid)
             if job is None and (book.meta or {}).get("job_uuid") in on_board:
                 job = on_board[book.meta["job_uuid"]]
-            out.append(_status(_full_book(persistence, book.uuid), job))
+            out.append(_status(persistence, book.uuid, job))
     out.sort(key=lambda s: (s.posted or 0.0, s.job_id))
     if state is not None:
         out = [s for s in out if s.state == state.upper()]

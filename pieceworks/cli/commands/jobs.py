@@ -43,6 +43,12 @@ __all__ = [
 #: Seconds between two looks at a watched job.
 WATCH_POLL = 0.5
 
+#: Seconds a watched job may stay off the board with a non-final flow state
+#: (`JobStatus.unfinished`: its conductor trashed it, or consumed it without
+#: saving an outcome) before `jobs watch` stops (exit 1, ``job-unfinished``)
+#: instead of waiting for an outcome that may never be written.
+WATCH_SETTLE = 10.0
+
 
 def add_arguments(parser: CommandParser) -> None:
     """``jobs`` and its actions: post (backup, restore, replicate), list, show, watch, cancel..."""
@@ -125,7 +131,8 @@ def add_arguments(parser: CommandParser) -> None:
         description=(
             "Print job ID's state and steps as they change until it ends. Exit 0 if it\n"
             "succeeded, 1 if it failed or was cancelled, 3 if no such job is known,\n"
-            "124 if it had not ended after --timeout seconds."
+            "124 if it had not ended after --timeout seconds. A job that left the\n"
+            f"board with its flow not ended (RUNNING...) for {WATCH_SETTLE:g} s exits 1 too."
         ),
         codes=(ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.TIMED_OUT),
     )
@@ -340,7 +347,13 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_watch(args: argparse.Namespace, ctx: Context) -> int:
     """Follow a job until it ends; exit 0 on success, 1 otherwise, 124 (`JobTimeout`) after
-    ``--timeout`` seconds."""
+    ``--timeout`` seconds.
+
+    A job ends when its flow's state is final (`JobStatus.done`). One off the
+    board whose flow reads another state (`JobStatus.unfinished`) is watched
+    on for `WATCH_SETTLE` seconds, then reported as ended unfinished (exit 1,
+    ``job-unfinished``), so watch never waits forever without ``--timeout``.
+    """
     from pieceworks.execution.jobs import JobTimeout  # noqa: PLC0415
     from pieceworks.execution.status import job_status  # noqa: PLC0415
 
@@ -348,24 +361,40 @@ def run_watch(args: argparse.Namespace, ctx: Context) -> int:
     started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
     last = ""
+    unfinished_since: float | None = None
     while True:
         status = job_status(jobboard, persistence, args.job_id)
+        now = time.monotonic()
         text = describe(status)
         if text != last:
             ctx.out.text(text)
             last = text
         if status.done:
             break
-        if deadline is not None and time.monotonic() > deadline:
-            raise JobTimeout(status.job_id, time.monotonic() - started, status.name)
+        if not status.unfinished:
+            unfinished_since = None
+        elif unfinished_since is None:
+            unfinished_since = now
+        elif now - unfinished_since >= WATCH_SETTLE:
+            break
+        if deadline is not None and now > deadline:
+            raise JobTimeout(status.job_id, now - started, status.name)
         time.sleep(WATCH_POLL)
     ctx.out.data(status.to_dict())
     ctx.out.result(f"job {status.job_id}: {status.state}")
     if status.state == "SUCCESS":
         return ExitCode.OK
-    ctx.out.explain(
-        "job-failed", f"job {status.job_id} ended {status.state}", "`jobs show` says why"
-    )
+    if status.done:
+        ctx.out.explain(
+            "job-failed", f"job {status.job_id} ended {status.state}", "`jobs show` says why"
+        )
+    else:
+        ctx.out.explain(
+            "job-unfinished",
+            f"job {status.job_id} left the board with its flow {status.state} for"
+            f" {WATCH_SETTLE:g} s: its conductor gave it up without recording an outcome",
+            "`jobs show` gives the steps that ran; the conductor's log says why; post it again",
+        )
     return ExitCode.FAILED
 
 
