@@ -38,6 +38,7 @@ __all__ = [
     "parse_size",
     "plan_output_options",
     "port_number",
+    "non_negative_count",
     "positive_count",
     "replicate_request_options",
 ]
@@ -117,6 +118,20 @@ def positive_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative_count(text: str) -> int:
+    """A whole number of at least 0 (``--max-dispatches``): anything else is a usage error.
+
+    A negative count was taken as 0 (the conductor stopped before its first job).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
     return value
 
 

@@ -38,6 +38,17 @@ def _event_writer(stream: IO[str]) -> EventSink:
     return write
 
 
+def _count(text: str) -> int:
+    """``--max-dispatches``: a whole number of at least 0, else a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: ``conductor --jobboard redis://... --persistence postgresql://...``."""
     parser = argparse.ArgumentParser(
@@ -49,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cond.add_argument("--jobboard", required=True, help="redis://host:port/namespace")
     cond.add_argument("--persistence", required=True, help="postgresql://user@host/db")
     cond.add_argument("--name", default=f"conductor-{socket.gethostname()}")
-    cond.add_argument("--max-dispatches", type=int, default=None)
+    cond.add_argument("--max-dispatches", type=_count, default=None, metavar="N")
     cond.add_argument("--engine", choices=ENGINES, default="serial")
     cond.add_argument("--wait-timeout", type=float, default=0.5)
     cond.add_argument(

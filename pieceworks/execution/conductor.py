@@ -282,10 +282,10 @@ def run_conductor(
     `Routing`: names `resolve` knows, backends in `serve` if given),
     rebuilds its flow from the persisted factory, runs it on `engine`
     (atoms already done are not run again) and consumes the job. It stops
-    after `max_dispatches` jobs if given. `stop_on_signals` (main thread
-    only) stop it gracefully: the running flow is suspended after its
-    current atom and the job abandoned, so another conductor resumes it at
-    once. `events` receives ``claimed``, ``atom``, ``consumed``,
+    after `max_dispatches` jobs if given (0: at once, before claiming any).
+    `stop_on_signals` (main thread only) stop it gracefully: the running
+    flow is suspended after its current atom and the job abandoned, so
+    another conductor resumes it at once. `events` receives ``claimed``, ``atom``, ``consumed``,
     ``abandoned``, ``trashed`` and ``lost`` (the claim, to another
     conductor: nothing more was run or written) events; `mask` cleans failure texts
     before they are persisted. A consumed job's logbook is marked finished;
@@ -294,9 +294,13 @@ def run_conductor(
     claims, outcomes, durations, bytes moved and the unclaimed jobs.
     `dispatcher` (an `execution.dispatch.WorkerDispatcher`) runs the data
     steps on workers next to the data when one serves the backend.
+    Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
+    (before connecting to anything).
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if max_dispatches is not None and max_dispatches < 0:
+        raise ConfigError(f"max_dispatches must be 0 or more, not {max_dispatches}")
     board_conf = jobboard_conf(jobboard)
     routing = Routing(resolve, serve)
     with open_persistence(persistence_url) as persistence:

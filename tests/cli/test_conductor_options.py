@@ -1,4 +1,4 @@
-"""Every timing option of ``conductor`` is checked as it is parsed: a usage error.
+"""Every timing option and count of ``conductor`` is checked as it is parsed: a usage error.
 
 ``--worker-wait``, ``--worker-lost-after`` and ``--worker-queue-timeout``
 were checked in the run function (a ``config-error``, "must be a positive
@@ -16,8 +16,12 @@ import json
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.options import non_negative_count
 from pieceworks.execution import dispatch
+from pieceworks.execution.__main__ import main as execution_main
+from pieceworks.execution.conductor import run_conductor
 from pieceworks.execution.timings import FIND_TIMEOUT, LOST_AFTER, QUEUE_TIMEOUT
+from pieceworks.protocols import ConfigError
 from tests.cli.conftest import Call
 
 OPTIONS = (
@@ -59,3 +63,36 @@ def test_the_worker_defaults_are_the_dispatchers(call: Call) -> None:
     ):
         after = text.split(f"{option} S ", 1)[1]
         assert f"(default: {default:g})" in after.split(" --", 1)[0], (option, after[:300])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "'-1' must be at least 0"),
+        ("-100", "'-100' must be at least 0"),
+        ("1.5", "invalid number '1.5': a whole number"),
+        ("many", "invalid number 'many': a whole number"),
+    ],
+)
+def test_max_dispatches_not_a_count_is_a_usage_error(call: Call, value: str, message: str) -> None:
+    """``--max-dispatches -1`` was taken as 0 (the conductor exited without a job, status 0)."""
+    done = call("conductor", *_NOWHERE, "--max-dispatches", value, "--json")
+    assert done.code == ExitCode.USAGE, done
+    error = json.loads(done.err.strip().splitlines()[-1])
+    assert error["reference"] == "usage-error", error
+    assert error["message"] == f"pieceworks conductor: argument --max-dispatches: {message}"
+
+
+def test_max_dispatches_0_and_more_are_counts() -> None:
+    """0 stays valid (stop before the first job: tests and scripts use it)."""
+    assert [non_negative_count(t) for t in ("0", "1", " 7 ", "+3")] == [0, 1, 7, 3]
+
+
+def test_run_conductor_refuses_a_negative_max_dispatches_before_connecting() -> None:
+    """The API and ``python -m pieceworks.execution`` refuse it too (nothing is reachable here:
+    the error comes before any connection)."""
+    with pytest.raises(ConfigError, match="max_dispatches must be 0 or more, not -1"):
+        run_conductor("c", _NOWHERE[1], _NOWHERE[3], max_dispatches=-1)
+    with pytest.raises(SystemExit) as exited:
+        execution_main(["conductor", *_NOWHERE, "--max-dispatches", "-1"])
+    assert exited.value.code == 2

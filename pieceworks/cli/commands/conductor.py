@@ -19,6 +19,7 @@ from pieceworks.cli.options import (
     exchange_option,
     jobs_location_options,
     metrics_options,
+    non_negative_count,
     positive_seconds,
 )
 from pieceworks.protocols import ConfigError, PieceworksError
@@ -62,7 +63,10 @@ def add_arguments(parser: CommandParser) -> None:
     )
 
     parser.add_argument(
-        "--max-dispatches", type=int, metavar="N", help="stop after N jobs (default: never)"
+        "--max-dispatches",
+        type=non_negative_count,
+        metavar="N",
+        help="stop after N jobs (0: none, exit at once; default: never)",
     )
     parser.add_argument(
         "--wait-timeout",
