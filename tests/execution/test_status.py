@@ -31,7 +31,13 @@ from pieceworks.cli.commands.jobs import WATCH_SETTLE
 from pieceworks.common_algorithms.runner import open_persistence
 from pieceworks.execution import PostedJob
 from pieceworks.execution.board import connected_board, jobboard_conf
-from pieceworks.execution.status import FINAL_STATES, JobStatus, job_status, list_jobs
+from pieceworks.execution.status import (
+    FINAL_STATES,
+    JobStatus,
+    _status,
+    job_status,
+    list_jobs,
+)
 from tests.execution.support import PERSISTENCE, REPO, Board
 from tests.execution.test_cli_jobs import jobs_config, pw
 
@@ -128,6 +134,20 @@ def test_the_board_is_read_before_the_logbook(board: Board) -> None:
     assert (seen[0].state, seen[0].done) == ("CLAIMED", False)
     after = job_status(board.url, PERSISTENCE, posted.job_uuid)
     assert (after.state, after.done) == ("SUCCESS", True)
+
+
+def test_a_job_listed_then_consumed_before_its_state_is_read_reports_its_outcome(
+    board: Board,
+) -> None:
+    """TaskFlow answers COMPLETE for a job listed, then consumed: the flow's outcome is shown."""
+    posted = board.post_backup("lab", "lab", volume_id="vol-1")
+    with _claimed(board, posted) as (jobboard, job):
+        _save_flow_state(posted, "FAILURE")
+        jobboard.consume(job, "test-conductor")
+        assert str(job.state) == "COMPLETE"
+        with open_persistence(PERSISTENCE) as persistence:
+            status = _status(persistence, posted.book_uuid, job)
+    assert (status.state, status.owner, status.done) == ("FAILURE", None, True)
 
 
 def test_watch_gives_up_on_a_job_that_left_the_board_unfinished(
