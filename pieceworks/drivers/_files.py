@@ -40,6 +40,7 @@ from pieceworks.protocols import (
     ConfigError,
     InvalidName,
     NotFound,
+    VolumeExists,
     VolumeRef,
     validate_id,
 )
@@ -47,6 +48,7 @@ from pieceworks.protocols.owner import Liveness, Owner
 
 __all__ = [
     "CREATE_FLAGS",
+    "commit_volume",
     "discard",
     "fsync_dir",
     "fsync_file",
@@ -160,6 +162,29 @@ def start_write(
         writer.abort()
         raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
     return writer
+
+
+def commit_volume(tmp: str, final: str, replace: bool) -> None:
+    """Move the finished temporary file `tmp` to `final` (a volume's file).
+
+    With `replace` (the volume existed when its writer was opened: the
+    caller meant to replace it) the move replaces `final`. Without it the
+    volume was new, and one that appeared since (another restore or
+    replication into the same new name) is never clobbered: `VolumeExists`,
+    `tmp` left for the caller to discard. Two runs creating one volume used
+    to both succeed, the second silently replacing the first's volume.
+    """
+    if replace:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final)  # unlike rename, fails if `final` exists
+    except FileExistsError:
+        raise VolumeExists(
+            f"volume {os.path.basename(final)!r} was created by another run while this one"
+            " wrote it; it was not replaced: name another volume, or replace it on purpose"
+        ) from None
+    os.unlink(tmp)
 
 
 def write_all_at(fd: int, offset: int, data: bytes | memoryview, size: int) -> None:

@@ -261,11 +261,12 @@ class _FileWriter:
     may write disjoint ranges at once (``concurrent_writes``).
     """
 
-    __slots__ = ("_fd", "_final", "_size", "_tmp")
+    __slots__ = ("_fd", "_final", "_replace", "_size", "_tmp")
     concurrent_writes = True
 
     def __init__(self, fd: int, tmp: str, final: str, size: int) -> None:
         self._fd, self._tmp, self._final, self._size = fd, tmp, final, size
+        self._replace = os.path.lexists(final)  # else a new volume: never clobber one
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         _files.write_all_at(self._fd, offset, data, self._size)
@@ -291,11 +292,14 @@ class _FileWriter:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
-            os.replace(self._tmp, self._final)
+            _files.commit_volume(self._tmp, self._final, self._replace)
             _files.fsync_dir(os.path.dirname(self._final))
         except OSError as exc:
             self.abort()
             raise BackendError(f"cannot commit {self._final!r}: {exc}") from exc
+        except BaseException:  # VolumeExists: another run made the new volume first
+            self.abort()
+            raise
 
     def abort(self) -> None:
         fd, self._fd = self._fd, -1

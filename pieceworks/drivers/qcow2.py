@@ -811,10 +811,11 @@ class _StagingWriter:
     removes both temporary files.
     """
 
-    __slots__ = ("_fd", "_final", "_qcow2", "_qemu", "_raw", "_size")
+    __slots__ = ("_fd", "_final", "_qcow2", "_qemu", "_raw", "_replace", "_size")
 
     def __init__(self, qemu: _Qemu, fd: int, base: str, final: str, size: int) -> None:
         self._qemu, self._fd, self._final, self._size = qemu, fd, final, size
+        self._replace = os.path.lexists(final)  # else a new volume: never clobber one
         self._raw, self._qcow2 = base + ".raw", base + ".qcow2"
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
@@ -836,7 +837,7 @@ class _StagingWriter:
                 timeout=self._qemu.timeout + self._size / _CONVERT_MIN_RATE,
             )
             _files.fsync_file(self._qcow2)
-            os.replace(self._qcow2, self._final)
+            _files.commit_volume(self._qcow2, self._final, self._replace)
             _files.fsync_dir(os.path.dirname(self._final))
         except OSError as exc:
             raise BackendError(f"{what}: {exc}") from exc

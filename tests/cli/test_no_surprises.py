@@ -16,7 +16,7 @@ from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.parser import build_parser
 from pieceworks.common_algorithms import ReplicateRequest, RestoreRequest
 from pieceworks.protocols import InvalidName
-from tests.cli.conftest import Call, MiB, config_file, write_volume
+from tests.cli.conftest import Call, MiB, Run, RunAll, config_file, write_volume
 
 #: Every command line that takes an id, with ``{}`` where the id goes.
 ID_ARGUMENTS = [
@@ -198,3 +198,27 @@ def test_the_api_refuses_an_empty_target_too() -> None:
         RestoreRequest("bk-1", "")
     assert ReplicateRequest("vol").target_volume == "vol"
     assert not RestoreRequest("bk-1", "v").overwrite
+
+
+def test_two_restores_into_one_new_volume_never_replace_each_other(
+    run: Run, run_all: RunAll, env: dict[str, str], home: Path
+) -> None:
+    """Two restores of different backups into one new name both said "restored"; the
+    second silently replaced the first's volume (no --overwrite). The second to commit
+    now fails (exit 2, volume-exists) and the first's volume stays."""
+    write_volume(home / "volumes", "a", MiB, seed=1)
+    write_volume(home / "volumes", "b", MiB, seed=2)
+    first = run("backup", "--volume", "a", "--json", env=env).json()["backup_id"]
+    second = run("backup", "--volume", "b", "--json", env=env).json()["backup_id"]
+    # Both pass the check that the volume does not exist, then hold before committing.
+    soon = {**env, "PIECEWORKS_FAILPOINTS": "restore.before-commit=sleep:2000"}
+    later = {**env, "PIECEWORKS_FAILPOINTS": "restore.before-commit=sleep:5000"}
+    done = run_all(
+        [(["restore", first, "--volume", "new", "--json"], soon),
+         (["restore", second, "--volume", "new", "--json"], later)]
+    )  # fmt: skip
+    assert sorted(d.code for d in done) == [0, ExitCode.USAGE], done  # either may win
+    won, lost = ("a", done[1]) if done[0].code == 0 else ("b", done[0])
+    assert "was created by another run while this one wrote it" in lost.err, done
+    assert (home / "volumes" / "new").read_bytes() == (home / "volumes" / won).read_bytes()
+    assert not any((home / "volumes" / ".incoming").iterdir())

@@ -123,6 +123,9 @@ def test_backup_and_restore_jobs_into_an_encrypted_store(board: Board, tmp_path:
     (tmp_path / "lab.pass").write_text(passphrase + "\n")
     config = host_config(board, tmp_path, "host", "lab.pass")
     proc, ev = board.conductor("conductor-1", "--max-dispatches", "2", config=config)
+    # Read while it runs: after its second dispatch the conductor exits at once.
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+    environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
 
     backup_job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=64 * 1024)
     backup = wait_for(board.url, PERSISTENCE, backup_job, timeout=120)
@@ -132,9 +135,6 @@ def test_backup_and_restore_jobs_into_an_encrypted_store(board: Board, tmp_path:
     restore_job = board.post_restore("lab", "lab", backup_id=backup_id, volume_id="vol-1-back")
     wait_for(board.url, PERSISTENCE, restore_job, timeout=120)
     assert sha256_file(tmp_path / "volumes" / "vol-1-back") == sha256_file(source)
-
-    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
-    environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
     assert proc.wait(timeout=60) == 0, board.log("conductor-1")
     assert_absent(material, "the jobboard (Redis)", redis_bytes(board.namespace))
     books = [backup_job.book_uuid, restore_job.book_uuid]

@@ -24,6 +24,7 @@ from pieceworks.protocols import (
     NotFound,
     SnapshotNotFound,
     SnapshotRef,
+    VolumeExists,
     VolumeNotFound,
     VolumeRef,
 )
@@ -95,6 +96,26 @@ def old_volume_readable_until_commit(driver: DirectoryDriver, old: bytes, new: b
         assert buffer == old[:4]
     finally:
         reader.close()
+
+
+def a_new_volume_made_meanwhile_is_not_replaced(
+    driver: DirectoryDriver, root: Path, first: bytes, second: bytes
+) -> None:
+    """Two writers of one new volume (two restores into one new name): the first to
+    commit makes it; the second's commit raises `VolumeExists`, keeps the first's
+    content and leaves no temporary file. It used to replace it silently. A writer
+    opened on an existing volume (an overwrite) still replaces it."""
+    volume = VolumeRef("new")
+    one, two = driver.open_write(volume, len(first)), driver.open_write(volume, len(second))
+    one.write_at(0, first)
+    two.write_at(0, second)
+    one.commit()
+    with pytest.raises(VolumeExists, match="was created by another run while this one wrote"):
+        two.commit()
+    assert driver.read_range(volume, 0, len(first)) == first
+    assert stray_files(root) == []
+    driver.write_volume(volume, second)  # it exists now: replaced on purpose
+    assert driver.read_range(volume, 0, len(second)) == second
 
 
 def abort_keeps_old_volume(driver: DirectoryDriver, root: Path, old: bytes, read: int) -> None:

@@ -20,18 +20,26 @@ from typing import Any
 from taskflow import retry
 from taskflow.types.failure import Failure
 
-from pieceworks.protocols import CorruptionError, IncompatibleRequest, InvalidName, NotFound
+from pieceworks.protocols import (
+    CorruptionError,
+    IncompatibleRequest,
+    InvalidName,
+    NotFound,
+    VolumeExists,
+)
 
 __all__ = ["StrategyFallback", "describe_failure"]
 
 #: Errors that mean "stop": every strategy would meet them (an unknown
 #: volume or backup, a bad id, stored data that fails its hash, a request the
-#: worker of the backend cannot honour).
+#: worker of the backend cannot honour, a target volume another run created
+#: meanwhile).
 FINAL_ERRORS: tuple[type[Exception], ...] = (
     NotFound,
     InvalidName,
     CorruptionError,
     IncompatibleRequest,
+    VolumeExists,
 )
 
 

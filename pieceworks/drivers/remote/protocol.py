@@ -99,6 +99,7 @@ from pieceworks.protocols import (
     StoreSpec,
     TransientError,
     UnsupportedCodec,
+    VolumeExists,
     VolumeNotFound,
 )
 from pieceworks.protocols.encryption import StoreKeys
@@ -283,6 +284,7 @@ _ERRORS: Final[Mapping[str, type[PieceworksError]]] = {
     cls.__name__: cls
     for cls in (
         VolumeNotFound,
+        VolumeExists,
         SnapshotNotFound,
         ObjectNotFound,
         DriverNotFound,
@@ -412,6 +414,7 @@ _WIRE_ERRORS: Final[tuple[tuple[type[PieceworksError], HTTPStatus], ...]] = (
     (ObjectNotFound, HTTPStatus.NOT_FOUND),
     (DriverNotFound, HTTPStatus.NOT_FOUND),
     (NotFound, HTTPStatus.NOT_FOUND),
+    (VolumeExists, HTTPStatus.CONFLICT),
     (InvalidName, HTTPStatus.BAD_REQUEST),
     (UnsupportedCodec, HTTPStatus.BAD_REQUEST),
     (ConfigError, HTTPStatus.BAD_REQUEST),
