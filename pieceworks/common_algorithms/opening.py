@@ -68,7 +68,8 @@ __all__ = [
 
 #: A value an option may take (what TOML gives).
 OptionValue = str | int | float | bool
-#: Gives an encrypted store's passphrase; raises `ConfigError` when there is none.
+#: Gives an encrypted store's passphrase; raises when there is none (`password_file_passphrase`:
+#: `ConfigError`; the command line's callback: a usage error, the passphrase being an input).
 Passphrase = Callable[[], str]
 
 
@@ -231,8 +232,9 @@ def open_store(spec: DriverSpec, passphrase: Passphrase | None = None) -> Store:
     """The store `spec` describes, with its `StoreSpec`; an encrypted one unlocked.
 
     `passphrase` is called only if the store is encrypted (default: read
-    ``spec.password_file``). Raise `ConfigError` as `load_driver` does, for
-    a missing passphrase and for a wrong one (`WrongPassword`).
+    ``spec.password_file``). Raise `ConfigError` as `load_driver` does, and
+    for a wrong passphrase (`WrongPassword`); a missing one raises what
+    `passphrase` raises (`ConfigError` by default).
     """
     from pieceworks.common_algorithms.backend import Store  # noqa: PLC0415
     from pieceworks.common_algorithms.keys import is_encrypted, unlock  # noqa: PLC0415

@@ -143,3 +143,22 @@ def test_stats_and_check_on_an_empty_store(run_all: RunAll) -> None:
     stats, check = run_all(timeout=300, commands=[["stats", "--json"], ["check"]])
     assert stats.code == 0 and stats.json()["total"]["backups"] == 0, stats
     assert check.code == 0 and "no problems found" in check.out, check
+
+
+def test_check_says_a_missing_chunk_was_quarantined_by_verify(run: Run, home: Path) -> None:
+    """After ``verify`` moved a damaged chunk aside, ``check`` called it just "missing":
+    nothing said where it went, nor that the next backup stores it again."""
+    first = make_backup(home, "vol-1", size=256 * KiB)
+    store = home / "backups"
+    digest = read_manifest(PosixStore(store), first.backup_id).chunks[0].digest
+    path = store / chunk_key(digest)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    verified = run("verify", first.backup_id)
+    assert verified.code == ExitCode.FAILED and "moved aside to quarantine/" in verified.out
+    checked = run("check")
+    assert checked.code == ExitCode.FAILED, checked
+    assert "is missing (verify moved it aside, damaged, to quarantine/; the next backup" in (
+        checked.out
+    ), checked

@@ -189,6 +189,15 @@ def check_store(
         except ObjectNotFound:
             return None
 
+    from pieceworks.common_algorithms.format.chunk_pipeline import (  # noqa: PLC0415
+        QUARANTINE_PREFIX,
+    )
+
+    # A chunk `verify` found damaged was moved aside: say so where it is missing.
+    quarantined = {
+        key.removeprefix(QUARANTINE_PREFIX).partition(".")[0]
+        for key in store.list(QUARANTINE_PREFIX)
+    }
     present: list[str] = []
     referenced = sorted(chunks)
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="pieceworks-check") as pool:
@@ -201,7 +210,13 @@ def check_store(
                         "chunk-missing",
                         chunk_key(digest),
                         users,
-                        f"chunk {digest} (offset {entry.offset} of {users[0]}) is missing",
+                        f"chunk {digest} (offset {entry.offset} of {users[0]}) is missing"
+                        + (
+                            f" (verify moved it aside, damaged, to {QUARANTINE_PREFIX}; the"
+                            " next backup of the data stores it again)"
+                            if digest in quarantined
+                            else ""
+                        ),
                     )
                 )
                 continue
