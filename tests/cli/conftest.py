@@ -113,7 +113,12 @@ def run(env: dict[str, str], tmp_path: Path) -> Run:
 
     def go(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> Result:
         proc = _start(args, default_env if env is None else env, tmp_path)
-        out, err = proc.communicate(timeout=timeout)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:  # fail the test, never leave the process running
+            proc.kill()
+            proc.communicate()
+            raise
         return Result(tuple(args), proc.returncode, out, err)
 
     return go
@@ -140,9 +145,15 @@ def run_all(env: dict[str, str], tmp_path: Path) -> RunAll:
                 args, its_env = command, (default_env if env is None else env)
             procs.append((tuple(args), _start(args, its_env, tmp_path)))
         results = []
-        for args, proc in procs:
-            out, err = proc.communicate(timeout=timeout)
-            results.append(Result(args, proc.returncode, out, err))
+        try:
+            for args, proc in procs:
+                out, err = proc.communicate(timeout=timeout)
+                results.append(Result(args, proc.returncode, out, err))
+        finally:  # a command that timed out (or any left after a failure) is killed
+            for _args, proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
         return results
 
     return go

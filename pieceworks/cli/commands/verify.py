@@ -114,7 +114,9 @@ def _against_source(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.common_algorithms.operations.against_source import compare_with_source  # noqa: PLC0415
 
     store = ctx.store()
-    backend = ctx.backend(args.backend or read_manifest(store.objects, args.backup_id).backend)
+    manifest = read_manifest(store.objects, args.backup_id)
+    backend = ctx.backend(args.backend or manifest.backend)
+    ctx.require_volume(backend, manifest.volume_id)  # was "no volume 'v'", naming no backend
     found = compare_with_source(backend, store, args.backup_id)
     ctx.out.data(found.to_dict())
     head = (

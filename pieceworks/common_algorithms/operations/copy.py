@@ -168,7 +168,14 @@ def _already_there(target: Store, manifest: Manifest) -> bool:
         target.objects.head(manifest_key(manifest.backup_id))
     except ObjectNotFound:
         return False
-    there = read_manifest(target.objects, manifest.backup_id)
+    try:
+        there = read_manifest(target.objects, manifest.backup_id)
+    except CorruptionError as exc:  # the source's intact copy cannot go over it by itself
+        raise CorruptionError(
+            f"{exc}; in store '{target.name}' (the source's copy is intact): remove the"
+            f" damaged one with `pieceworks delete {manifest.backup_id} --store"
+            f" {target.name}`, then copy again"
+        ) from None
     if _layout(there) != _layout(manifest):
         raise BackupExists(
             f"store '{target.name}' already holds another backup with id"

@@ -89,3 +89,24 @@ def test_a_metrics_port_out_of_range_is_a_usage_error(run: Run, command: str) ->
     done = run(command, "--metrics-port", "70000", timeout=30)
     assert done.code == ExitCode.USAGE, done
     assert "argument --metrics-port: port '70000' out of range" in done.err, done
+
+
+def test_a_command_that_outlives_its_timeout_is_killed(run: Run, tmp_path: Path) -> None:
+    """The ``run`` fixture raised on a timeout but left the process running: a target that
+    served forever (the empty --token-file of older code) outlived the whole test run."""
+    volumes = str(tmp_path / "forever")
+    with pytest.raises(subprocess.TimeoutExpired):
+        run("target", "serve", "--dir", volumes, timeout=3)
+    left = [
+        p.name
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and volumes.encode() in _cmdline(p)
+    ]
+    assert left == [], f"still running: {left}"
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:  # exited meanwhile
+        return b""
