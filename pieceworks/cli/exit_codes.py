@@ -79,7 +79,9 @@ _MEANING: dict[ExitCode, str] = {
         "timed out: a wait gave up (jobs watch --timeout: the job, named by its id, had not"
         " ended after the seconds the message gives; it may still end: watch it again)"
     ),
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); the message says what was left behind",
+    ExitCode.INTERRUPTED: (
+        "interrupted (Ctrl-C, or SIGTERM: the same cleanup); the message says what was left behind"
+    ),
 }
 
 #: Every exit code, for commands that can end in any of them.

@@ -15,30 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
-from collections.abc import Iterator
 
+from pieceworks.cli.signals import signals_ignored
 from pieceworks.common_algorithms import Backend, BackupRequest, Plan, Store
 from pieceworks.common_algorithms.format.manifest import list_backup_ids, read_manifest
 from pieceworks.common_algorithms.operations.backup import abandon_backup as undo_backup
 from pieceworks.protocols import PieceworksError
 from pieceworks.protocols.chunks import chunk_key
 
-__all__ = ["abandon_backup", "sigint_ignored", "unreferenced_chunks"]
+__all__ = ["abandon_backup", "unreferenced_chunks"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK_PREFIX = "chunks/"
-
-
-@contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Ignore further Ctrl-C while cleaning up after the first one."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def unreferenced_chunks(store: Store) -> int:
@@ -54,7 +43,7 @@ def unreferenced_chunks(store: Store) -> int:
 
 def abandon_backup(backend: Backend, store: Store, request: BackupRequest, plan: Plan) -> str:
     """Undo what an interrupted backup could not revert; return the message to print."""
-    with sigint_ignored():
+    with signals_ignored():
         try:
             undo_backup(backend, store, request, plan)
         except Exception as exc:  # report, then say what remains

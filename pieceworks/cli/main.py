@@ -25,6 +25,7 @@ from pieceworks.cli.masking import Masker
 from pieceworks.cli.options import UsageError
 from pieceworks.cli.output import Output
 from pieceworks.cli.parser import build_parser
+from pieceworks.cli.signals import terminate_as_interrupt
 from pieceworks.failpoints import FailpointRaised, configure
 from pieceworks.protocols import PieceworksError
 
@@ -138,7 +139,8 @@ def _main(argv: list[str], env: Mapping[str, str] | None) -> int:
     try:
         # A bad PIECEWORKS_FAILPOINTS is a usage error before any work starts.
         configure()
-        code = _run(args, out, os.environ if env is None else env)
+        with terminate_as_interrupt():  # SIGTERM: the cleanup of Ctrl-C (cli/signals.py)
+            code = _run(args, out, os.environ if env is None else env)
     except KeyboardInterrupt as exc:
         out.fail(failure_for(exc, "interrupted"))
         return ExitCode.INTERRUPTED

@@ -13,6 +13,8 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
+
 from pieceworks.cli.exit_codes import ExitCode
 from tests.cli.conftest import COMMAND, MiB, Run, write_volume
 
@@ -60,12 +62,14 @@ def test_backup_in_a_terminal_draws_a_progress_bar(
     assert "\x1b[K" in text and "written to store 'local'" in text
 
 
-def test_sigint_during_a_backup_exits_130_and_leaves_no_manifest(
-    run: Run, env: dict[str, str], home: Path, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_or_sigterm_during_a_backup_exits_130_and_leaves_no_manifest(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """Ctrl-C mid-transfer: exit 130, one message saying no backup was written and how
-    many chunk objects remain; no manifest, no lease, no temporary snapshot; gc removes
-    the chunks."""
+    """Ctrl-C (or SIGTERM, as `kill` and service managers send: it ended the process
+    at once, leaving the lease and the temporary snapshot) mid-transfer: exit 130, one
+    message saying no backup was written and how many chunk objects remain; no manifest,
+    no lease, no temporary snapshot, no run left in the journal; gc removes the chunks."""
     write_volume(home / "volumes", "big", 96 * MiB)
     proc = subprocess.Popen(
         [*COMMAND, "backup", "--volume", "big", "--in-use", "--chunk-size", "1MiB", *SLOW],
@@ -87,7 +91,7 @@ def test_sigint_during_a_backup_exits_130_and_leaves_no_manifest(
                 break
     chunks = home / "backups" / "chunks"
     assert chunks.exists() and any(chunks.rglob("*")), seen
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == ExitCode.INTERRUPTED, (seen, out, err)
     last = err.strip().splitlines()[-1]
@@ -101,6 +105,10 @@ def test_sigint_during_a_backup_exits_130_and_leaves_no_manifest(
     assert not (store / "manifests").exists() or not any((store / "manifests").iterdir())
     assert not list((store / "leases").glob("*")), "the backup's lease must be released"
     assert not list((home / "volumes" / ".snapshots").rglob("pw-*")), "snapshot left behind"
+    journal = home / "journal"
+    assert not journal.exists() or not [p for p in journal.rglob("*") if p.is_file()], (
+        "the run is left in the journal"
+    )
     gc = run("gc", "--json")
     assert gc.code == 0 and gc.json()["chunks_deleted"] == left, gc
 

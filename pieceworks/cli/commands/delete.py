@@ -71,11 +71,11 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_gc(args: argparse.Namespace, ctx: Context) -> int:
     """Remove chunk objects no backup references (unless a backup is running)."""
-    from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
+    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.collection import collect_garbage  # noqa: PLC0415
 
     store = ctx.store()
-    with sigint_ignored():
+    with signals_ignored():
         report = collect_garbage(store.objects, dry_run=args.dry_run)
     ctx.out.data(report.to_dict(store.name))
     if report.deferred:

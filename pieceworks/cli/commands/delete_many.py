@@ -52,8 +52,8 @@ def run_delete_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _delete_several(ids: list[str], ctx: Context) -> int:
-    from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
+    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
     from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
     from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
@@ -74,7 +74,7 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
             hint=BackupNotFound.hint,
         )
     deleted: list[str] = []
-    with sigint_ignored():  # a few manifests and one collection: finish them
+    with signals_ignored():  # a few manifests and one collection: finish them
         for backup_id in ids:
             try:
                 delete_backup(store.objects, backup_id, collect=False)

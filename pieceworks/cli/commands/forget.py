@@ -126,8 +126,8 @@ def _text(plan: RetentionPlan, dry_run: bool) -> str:
 def run_forget(args: argparse.Namespace, ctx: Context) -> int:
     """Apply the policy to each volume's backups; remove (unless --dry-run) the rest."""
     from pieceworks.cli.commands._select import load_backups, select  # noqa: PLC0415
-    from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
+    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.retention import Candidate, apply_policy  # noqa: PLC0415
     from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
@@ -150,7 +150,7 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
     removed: list[str] = []
     gc_report = None
     if not args.dry_run:
-        with sigint_ignored():  # removing a few manifests is quick: finish it
+        with signals_ignored():  # removing a few manifests is quick: finish it
             for d in plan.remove:
                 try:
                     delete_backup(store.objects, d.backup_id, collect=False)

@@ -39,7 +39,7 @@ def add_arguments(parser: CommandParser) -> None:
 
 def run_recover(args: argparse.Namespace, ctx: Context) -> int:
     """Recover every configured store and backend; exit 1 if a removal failed."""
-    from pieceworks.cli.interrupts import sigint_ignored  # noqa: PLC0415
+    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.recover import (  # noqa: PLC0415
         LocalJournal,
         RecoverItem,
@@ -66,7 +66,7 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
         except (PieceworksError, CliError) as exc:
             unopened.append(RecoverItem("backend", name, name, "failed", f"cannot open it: {exc}"))
     journal = LocalJournal(ctx.config.home / "journal")
-    with sigint_ignored():
+    with signals_ignored():
         done = recover(stores, backends, dry_run=args.dry_run, journals=[journal])
     outcome = RecoverOutcome((*unopened, *done.items), done.dry_run)
     ctx.out.data(outcome.to_dict())
