@@ -15,12 +15,14 @@ line on stderr, ``{"message_type": "exit_error", "code", "reference",
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.masking import Masker
 
 if TYPE_CHECKING:
@@ -102,12 +104,12 @@ class Output:
     def text(self, text: str = "") -> None:
         """A line (or lines) of human output on stdout, unless JSON or quiet."""
         if not self.json_mode and not self.quiet:
-            self._write(self.stdout, text)
+            self._print(self.masker.text(text) + "\n")
 
     def result(self, text: str) -> None:
         """Human output that is the point of the command: printed even with --quiet."""
         if not self.json_mode:
-            self._write(self.stdout, text)
+            self._print(self.masker.text(text) + "\n")
 
     def data(self, value: Any, message_type: str = "summary") -> None:
         """The command's JSON document on stdout (only in JSON mode).
@@ -117,8 +119,7 @@ class Output:
         """
         if self.json_mode:
             text = json.dumps(self.masker.data(_typed(value, message_type)), indent=2)
-            self.stdout.write(text + "\n")
-            self.stdout.flush()
+            self._print(text + "\n")
 
     def note(self, text: str) -> None:
         """A remark on stderr (``pieceworks: ...``), unless quiet."""
@@ -146,14 +147,50 @@ class Output:
             # so a script can test them whatever the passphrase.
             doc = {**self.masker.data(plain), **{k: plain[k] for k in _STABLE}}
             text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-            self.stderr.write(text + "\n")
-            self.stderr.flush()
+            self._message(text + "\n")
         else:
             self.error(failure.message)
 
     def _write(self, stream: TextIO, text: str) -> None:
-        stream.write(self.masker.text(text) + "\n")
-        stream.flush()
+        """A message line on stderr (`stream`), masked."""
+        self._message(self.masker.text(text) + "\n", stream)
+
+    def _message(self, text: str, stream: TextIO | None = None) -> None:
+        """Write to stderr; a closed or failing stderr loses the message, nothing else."""
+        stream = stream or self.stderr
+        if stream is None:  # started with 2>&-
+            return
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(text)
+            stream.flush()
+
+    def _print(self, text: str) -> None:
+        """Write to stdout: `CliError` (exit 1, ``output-error``) if it is closed or fails.
+
+        A reader that went away (``BrokenPipeError``) is `pieceworks.cli.main`'s to
+        handle: it had what it wanted. Anything else (``> /dev/full``, ``>&-``) means
+        the output is lost: the command says so instead of ending with an
+        unexpected error; what it did before stands.
+        """
+        if self.stdout is None:
+            raise CliError(
+                "standard output is closed: the command's output cannot be written",
+                ExitCode.FAILED,
+                reference="output-error",
+                hint="run it again with standard output open (not >&-)",
+            )
+        try:
+            self.stdout.write(text)
+            self.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise CliError(
+                f"cannot write the command's output to standard output: {exc.strerror or exc}",
+                ExitCode.FAILED,
+                reference="output-error",
+                hint="free space or fix the file standard output goes to, and run it again",
+            ) from None
 
 
 def _typed(value: Any, message_type: str) -> Any:

@@ -64,9 +64,15 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
         if self.as_json:
-            print(json.dumps({"message_type": "version", "version": _version()}))
+            text = json.dumps({"message_type": "version", "version": _version()})
         else:
-            print(f"pieceworks {_version()}")
+            text = f"pieceworks {_version()}"
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            parser.exit()
+        except OSError as exc:  # > /dev/full: say so (exit 1), not a traceback
+            parser.exit(1, f"pieceworks: error: cannot write the version: {exc.strerror or exc}\n")
         parser.exit()
 
 

@@ -55,9 +55,10 @@ def end(code: int) -> NoReturn:
         sys.exit(code)
     atexit._run_exitfuncs()
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: started with >&-
+            sys.stdout.flush()
     except (OSError, ValueError):  # a closed pipe, or a closed stream
         code = code or UNFLUSHED
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         sys.stderr.flush()
     os._exit(code)

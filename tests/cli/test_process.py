@@ -8,10 +8,12 @@ the exit status) must be there all the same.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.cli.conftest import COMMAND
 
@@ -93,3 +95,35 @@ def test_the_program_keeps_its_exit_codes(tmp_path: Path) -> None:
         check=False,
     )
     assert version.returncode == 0 and version.stdout.startswith(b"pieceworks ")
+
+
+def _closed_stdout() -> None:
+    os.close(1)
+
+
+def test_output_that_cannot_be_written_is_one_clear_error(env: dict[str, str], home: Path) -> None:
+    """> /dev/full and >&-: exit 1 with one line saying the output is lost (``output-error``
+    under --json), never an unexpected error or a traceback; a backup whose summary cannot
+    be printed is still written."""
+    (home / "volumes").mkdir(parents=True)
+    (home / "volumes" / "one").write_bytes(os.urandom(MiB))
+    with open("/dev/full", "w") as full:
+        cases: list[tuple[list[str], dict[str, Any], str]] = [
+            (["backup", "--volume", "one"], {"stdout": full}, "No space left"),
+            (["list"], {"stdout": full}, "No space left"),
+            (["--version"], {"stdout": full}, "cannot write the version"),
+            (["list"], {"preexec_fn": _closed_stdout}, "standard output is closed"),
+            (["list", "--json"], {"stdout": full}, '"reference":"output-error"'),
+        ]
+        for argv, streams, words in cases:
+            done = subprocess.run(
+                [*COMMAND, *argv], env=env, stderr=subprocess.PIPE, timeout=120, check=False,
+                **streams,
+            )  # fmt: skip
+            err = done.stderr.decode()
+            assert done.returncode == 1, (argv, err)
+            assert words in err and "Traceback" not in err and "unexpected" not in err, (argv, err)
+    listing = subprocess.run(
+        [*COMMAND, "list", "--json"], env=env, capture_output=True, timeout=120, check=True
+    )
+    assert len(json.loads(listing.stdout)) == 1, "the backup was written all the same"
