@@ -96,3 +96,24 @@ def test_run_conductor_refuses_a_negative_max_dispatches_before_connecting() -> 
     with pytest.raises(SystemExit) as exited:
         execution_main(["conductor", *_NOWHERE, "--max-dispatches", "-1"])
     assert exited.value.code == 2
+
+
+def test_a_conductor_names_an_unreachable_jobboard_or_persistence_before_starting(
+    call: Call,
+) -> None:
+    """An unreachable Redis or PostgreSQL: exit 1 naming the server; a persistence URL no
+    TaskFlow driver takes: exit 2 (were unexpected errors with library text)."""
+    board = call("conductor", *_NOWHERE, "--json")
+    assert board.code == ExitCode.FAILED, board
+    error = json.loads(board.err.strip().splitlines()[-1])
+    assert error["reference"] == "jobboard-unavailable", error
+    assert "127.0.0.1:1" in error["message"] and "unexpected" not in error["message"], error
+    bogus = ("--jobboard", "redis://127.0.0.1:6379/0", "--persistence", "bogus://x")
+    persistence = call("conductor", *bogus, "--json")
+    assert persistence.code == ExitCode.USAGE, persistence
+    error = json.loads(persistence.err.strip().splitlines()[-1])
+    assert "bogus://x" in error["message"] and "--persistence" in error["message"], error
+    unreachable = ("--jobboard", "redis://127.0.0.1:6379/0", "--persistence", _NOWHERE[3])
+    database = call("conductor", *unreachable, "--json")
+    assert database.code == ExitCode.FAILED, database
+    assert "127.0.0.1:1" in database.err and "unexpected" not in database.err, database

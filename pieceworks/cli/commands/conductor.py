@@ -179,7 +179,8 @@ def _event_writer(stream: IO[str]) -> EventSink:
 
 def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     """Run a conductor until SIGTERM/Ctrl-C or --max-dispatches jobs; exit 0."""
-    from pieceworks.execution.board import jobboard_conf  # noqa: PLC0415
+    from pieceworks.cli.context import check_persistence  # noqa: PLC0415
+    from pieceworks.execution.board import check_board, jobboard_conf  # noqa: PLC0415
     from pieceworks.execution.conductor import run_conductor  # noqa: PLC0415
     from pieceworks.execution.dispatch import WorkerDispatcher  # noqa: PLC0415
     from pieceworks.execution.metrics import ConductorMetrics  # noqa: PLC0415
@@ -187,6 +188,10 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.config
     jobboard, persistence = jobs_locations(args, config)
     conf = jobboard_conf(jobboard)
+    # Reached once before anything starts, as the jobs commands do: an unreachable
+    # server fails naming it (exit 1), an unusable URL is a configuration error (2).
+    check_board(conf)
+    check_persistence(persistence, "persistence (--persistence or [jobs] persistence)")
     expiry = args.claim_expiry or config.jobs.claim_expiry
     if expiry is not None:
         conf["claim_expiry"] = expiry
