@@ -65,6 +65,8 @@ def test_show_stats_diff_on_a_full_and_an_incremental_backup(
     assert f"parent      {full.backup_id} (incremental)" in show_text.out
     assert "-> direct-stream: the volume is not in use" in show_text.out
     assert "labels      -" in show_text.out
+    # "8 of 64.0 KiB" read as a fraction: the count, then the size of each.
+    assert "chunks      8 (" in show_text.out and "distinct), 64.0 KiB each" in show_text.out
 
     assert stats.code == 0, stats
     figures = stats.json()

@@ -169,8 +169,8 @@ def _text(d: dict[str, Any]) -> str:
     codecs = ", ".join(f"{c} {n}" for c, n in d["codecs"].items()) or "none"
     lines += [
         f"  codec       {d['codec']} (chunks by codec: {codecs})",
-        f"  chunks      {d['chunks_total']} of {human_bytes(d['chunk_size'])}"
-        f" ({d['chunks_unique']} distinct)",
+        f"  chunks      {d['chunks_total']} ({d['chunks_unique']} distinct),"
+        f" {human_bytes(d['chunk_size'])} each",
         f"  stored      {stored}; references {human_bytes(d['bytes_referenced'])}",
         f"  parent      {d['parent_id'] or '-'}" + (" (incremental)" if d["incremental"] else ""),
         "  labels      " + (", ".join(f"{k}={v}" for k, v in sorted(d["labels"].items())) or "-"),
