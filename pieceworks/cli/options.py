@@ -112,13 +112,7 @@ def port_number(text: str) -> int:
 
 def positive_count(text: str) -> int:
     """A whole number of at least 1 (``--max-jobs``): anything else is a usage error."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+    return _count_at_least(text, 1)
 
 
 def non_negative_count(text: str) -> int:
@@ -126,12 +120,16 @@ def non_negative_count(text: str) -> int:
 
     A negative count was taken as 0 (the conductor stopped before its first job).
     """
+    return _count_at_least(text, 0)
+
+
+def _count_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
     return value
 
 

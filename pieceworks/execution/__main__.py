@@ -10,32 +10,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import signal
 import socket
 import sys
-import threading
-import time
 from collections.abc import Sequence
-from typing import IO, Any
 
 from pieceworks.execution.board import DEFAULT_CLAIM_EXPIRY, jobboard_conf
-from pieceworks.execution.conductor import ENGINES, EventSink, run_conductor
+from pieceworks.execution.conductor import ENGINES, event_writer, run_conductor
 
 __all__ = ["main"]
-
-
-def _event_writer(stream: IO[str]) -> EventSink:
-    lock = threading.Lock()
-
-    def write(event: dict[str, Any]) -> None:
-        line = json.dumps({**event, "t": time.time()}, sort_keys=True)
-        with lock:
-            stream.write(line + "\n")
-            stream.flush()
-
-    return write
 
 
 def _count(text: str) -> int:
@@ -83,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         events = None
         if args.events:
-            events = _event_writer(stack.enter_context(open(args.events, "a", encoding="utf-8")))
+            events = event_writer(stack.enter_context(open(args.events, "a", encoding="utf-8")))
         run_conductor(
             args.name,
             conf,

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import signal
+import threading
 import time
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from taskflow import engines, states
 from taskflow.conductors.backends.impl_blocking import BlockingConductor
@@ -60,7 +62,7 @@ from pieceworks.execution.status import remove_finished
 from pieceworks.protocols import ConfigError, PieceworksError
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
-__all__ = ["ENGINES", "EventSink", "Routing", "run_conductor"]
+__all__ = ["ENGINES", "EventSink", "Routing", "event_writer", "run_conductor"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,23 @@ CLEANUP_EVERY: Final = 60.0
 
 #: Receives conductor events (claimed, atom, consumed, ...) as JSON-able dicts.
 EventSink = Callable[[dict[str, Any]], None]
+
+
+def event_writer(stream: IO[str]) -> EventSink:
+    """An `EventSink` writing each event as one JSON line (with ``t``, Unix time) to `stream`.
+
+    Thread-safe; each line is flushed at once, so that a reader (``--events FILE``)
+    sees events as they happen.
+    """
+    lock = threading.Lock()
+
+    def write(event: dict[str, Any]) -> None:
+        line = json.dumps({**event, "t": time.time()}, sort_keys=True)
+        with lock:
+            stream.write(line + "\n")
+            stream.flush()
+
+    return write
 
 
 class Routing:

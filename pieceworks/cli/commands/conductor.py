@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import socket
-import threading
-import time
 from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.masking import url_password
@@ -29,7 +26,6 @@ if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.masking import Masker
     from pieceworks.cli.options import CommandParser
-    from pieceworks.execution.conductor import EventSink
 
 __all__ = ["add_arguments", "jobs_locations", "resolver", "run_conductor_command"]
 
@@ -165,23 +161,11 @@ def resolver(
     return resolve
 
 
-def _event_writer(stream: IO[str]) -> EventSink:
-    lock = threading.Lock()
-
-    def write(event: dict[str, Any]) -> None:
-        line = json.dumps({**event, "t": time.time()}, sort_keys=True)
-        with lock:
-            stream.write(line + "\n")
-            stream.flush()
-
-    return write
-
-
 def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     """Run a conductor until SIGTERM/Ctrl-C or --max-dispatches jobs; exit 0."""
     from pieceworks.cli.context import check_persistence  # noqa: PLC0415
     from pieceworks.execution.board import check_board, jobboard_conf  # noqa: PLC0415
-    from pieceworks.execution.conductor import run_conductor  # noqa: PLC0415
+    from pieceworks.execution.conductor import event_writer, run_conductor  # noqa: PLC0415
     from pieceworks.execution.dispatch import WorkerDispatcher  # noqa: PLC0415
     from pieceworks.execution.metrics import ConductorMetrics  # noqa: PLC0415
 
@@ -202,7 +186,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     with contextlib.ExitStack() as stack:
         events = None
         if args.events:
-            events = _event_writer(stack.enter_context(open(args.events, "a", encoding="utf-8")))
+            events = event_writer(stack.enter_context(open(args.events, "a", encoding="utf-8")))
         metrics = None
         if args.metrics_port is not None:
             metrics = ConductorMetrics()
