@@ -111,6 +111,10 @@ def add_arguments(parser: CommandParser) -> None:
     metrics_options(parser)
 
 
+#: Where a jobs command's persistence URL comes from, for the message of an unusable one.
+PERSISTENCE_ORIGIN = "persistence (--persistence or [jobs] persistence)"
+
+
 def jobs_locations(args: argparse.Namespace, config: Config) -> tuple[str, str]:
     """The jobboard and persistence URLs: the options, else ``[jobs]``; `ConfigError` if none."""
     jobboard = getattr(args, "jobboard", None) or config.jobs.jobboard
@@ -119,6 +123,22 @@ def jobs_locations(args: argparse.Namespace, config: Config) -> tuple[str, str]:
         raise ConfigError("no jobboard: give --jobboard redis://... or set [jobs] jobboard")
     if not persistence:
         raise ConfigError("no persistence: give --persistence URL or set [jobs] persistence")
+    return jobboard, persistence
+
+
+def reachable_jobs_locations(args: argparse.Namespace, config: Config) -> tuple[str, str]:
+    """`jobs_locations`, each checked before any work (the jobs commands and the conductor).
+
+    A jobboard URL that is not ``redis://`` or a persistence URL TaskFlow has
+    no driver for is a configuration error (exit 2); a server that cannot
+    be reached fails (exit 1) naming it. Both were unexpected errors.
+    """
+    from pieceworks.cli.context import check_persistence  # noqa: PLC0415
+    from pieceworks.execution.board import check_board, jobboard_conf  # noqa: PLC0415
+
+    jobboard, persistence = jobs_locations(args, config)
+    check_board(jobboard_conf(jobboard))
+    check_persistence(persistence, PERSISTENCE_ORIGIN)
     return jobboard, persistence
 
 
@@ -163,19 +183,14 @@ def resolver(
 
 def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     """Run a conductor until SIGTERM/Ctrl-C or --max-dispatches jobs; exit 0."""
-    from pieceworks.cli.context import check_persistence  # noqa: PLC0415
-    from pieceworks.execution.board import check_board, jobboard_conf  # noqa: PLC0415
+    from pieceworks.execution.board import jobboard_conf  # noqa: PLC0415
     from pieceworks.execution.conductor import event_writer, run_conductor  # noqa: PLC0415
     from pieceworks.execution.dispatch import WorkerDispatcher  # noqa: PLC0415
     from pieceworks.execution.metrics import ConductorMetrics  # noqa: PLC0415
 
     config = ctx.config
-    jobboard, persistence = jobs_locations(args, config)
+    jobboard, persistence = reachable_jobs_locations(args, config)
     conf = jobboard_conf(jobboard)
-    # Reached once before anything starts, as the jobs commands do: an unreachable
-    # server fails naming it (exit 1), an unusable URL is a configuration error (2).
-    check_board(conf)
-    check_persistence(persistence, "persistence (--persistence or [jobs] persistence)")
     expiry = args.claim_expiry or config.jobs.claim_expiry
     if expiry is not None:
         conf["claim_expiry"] = expiry

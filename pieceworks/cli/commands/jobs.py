@@ -8,7 +8,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.commands.backup import backup_request, label_and_guard_options
-from pieceworks.cli.commands.conductor import jobs_locations
+from pieceworks.cli.commands.conductor import (
+    PERSISTENCE_ORIGIN,
+    reachable_jobs_locations,
+)
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
 from pieceworks.cli.options import (
@@ -188,23 +191,9 @@ def _job_state(text: str) -> str:
     return state
 
 
-_PERSISTENCE = "persistence (--persistence or [jobs] persistence)"
-
-
 def _locations(args: argparse.Namespace, ctx: Context) -> tuple[str, str]:
-    """The jobboard and persistence URLs, each checked before any work.
-
-    A jobboard URL that is not ``redis://`` or a persistence URL TaskFlow has
-    no driver for is a configuration error (exit 2); a server that cannot
-    be reached fails (exit 1) naming it. Both were unexpected errors.
-    """
-    from pieceworks.cli.context import check_persistence  # noqa: PLC0415
-    from pieceworks.execution.board import check_board, jobboard_conf  # noqa: PLC0415
-
-    jobboard, persistence = jobs_locations(args, ctx.config)
-    check_board(jobboard_conf(jobboard))
-    check_persistence(persistence, _PERSISTENCE)
-    return jobboard, persistence
+    """The jobboard and persistence URLs, each checked before any work."""
+    return reachable_jobs_locations(args, ctx.config)
 
 
 def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
@@ -429,7 +418,7 @@ def run_migrate(args: argparse.Namespace, ctx: Context) -> int:
     persistence = args.persistence or ctx.config.jobs.persistence
     if not persistence:
         raise ConfigError("no persistence: give --persistence URL or set [jobs] persistence")
-    check_persistence(persistence, _PERSISTENCE)
+    check_persistence(persistence, PERSISTENCE_ORIGIN)
     migrate(persistence)
     # "persistence" ("migrated") is the deprecated old name of "migrated"
     ctx.out.data({"migrated": True, "persistence": "migrated"})
