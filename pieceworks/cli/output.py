@@ -124,16 +124,16 @@ class Output:
     def note(self, text: str) -> None:
         """A remark on stderr (``pieceworks: ...``), unless quiet."""
         if not self.quiet:
-            self._write(self.stderr, f"pieceworks: {text}")
+            self._write(f"pieceworks: {text}")
 
     def warn(self, text: str) -> None:
         """A warning on stderr, printed even when quiet."""
-        self._write(self.stderr, f"pieceworks: warning: {text}")
+        self._write(f"pieceworks: warning: {text}")
 
     def error(self, text: str) -> None:
         """The one-line error a failing command ends with."""
         one_line = " ".join(text.split())
-        self._write(self.stderr, f"pieceworks: error: {one_line}")
+        self._write(f"pieceworks: error: {one_line}")
 
     def explain(self, reference: str, message: str, hint: str = "") -> None:
         """Why the failing code the command is about to return (its ``exit_error`` under --json)."""
@@ -151,18 +151,17 @@ class Output:
         else:
             self.error(failure.message)
 
-    def _write(self, stream: TextIO, text: str) -> None:
-        """A message line on stderr (`stream`), masked."""
-        self._message(self.masker.text(text) + "\n", stream)
+    def _write(self, text: str) -> None:
+        """A message line on stderr, masked."""
+        self._message(self.masker.text(text) + "\n")
 
-    def _message(self, text: str, stream: TextIO | None = None) -> None:
+    def _message(self, text: str) -> None:
         """Write to stderr; a closed or failing stderr loses the message, nothing else."""
-        stream = stream or self.stderr
-        if stream is None:  # started with 2>&-
+        if self.stderr is None:  # started with 2>&-
             return
         with contextlib.suppress(OSError, ValueError):
-            stream.write(text)
-            stream.flush()
+            self.stderr.write(text)
+            self.stderr.flush()
 
     def _print(self, text: str) -> None:
         """Write to stdout: `CliError` (exit 1, ``output-error``) if it is closed or fails.
