@@ -20,8 +20,19 @@ import pytest
 
 from tests.cli.conftest import Call
 
-#: Imported only when a flow runs (or a size is parsed).
-HEAVY = ("taskflow", "networkx", "sqlalchemy", "jsonschema", "oslo_utils", "automaton")
+#: Imported only when a flow runs (or a size is parsed). ``uuid`` imports ``platform``
+#: (5-11 ms, for regular expressions it compiles): pieceworks makes its random names
+#: with ``secrets`` instead.
+HEAVY = (
+    "taskflow",
+    "networkx",
+    "sqlalchemy",
+    "jsonschema",
+    "oslo_utils",
+    "automaton",
+    "uuid",
+    "platform",
+)
 
 _PROBE = """
 import json, sys
