@@ -35,6 +35,10 @@ CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRU
 
 
 def _subset(text: str) -> Subset:
+    """`parse_subset` as an argparse type: a bad value is a usage error naming the option.
+
+    Only called when the option is given, so the check's modules are imported then only.
+    """
     from pieceworks.common_algorithms.inspect import parse_subset  # noqa: PLC0415
 
     try:
@@ -50,7 +54,7 @@ def add_arguments(parser: CommandParser) -> None:
         "--read-data-subset",
         dest="subset",
         metavar="N/M|P%",
-        type=str,
+        type=_subset,
         help="also read and hash this share of the chunks: N/M (e.g. 2/7) or P%% (e.g. 10%%)",
     )
 
@@ -89,12 +93,7 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.common_algorithms import ProgressEvent  # noqa: PLC0415
     from pieceworks.common_algorithms.inspect import check_store  # noqa: PLC0415
 
-    subset = None
-    if args.subset is not None:
-        try:
-            subset = _subset(args.subset)
-        except argparse.ArgumentTypeError as exc:
-            raise CliError(str(exc), ExitCode.USAGE) from None
+    subset: Subset | None = args.subset
     store = ctx.store()
     with ctx.progress("check: read data") as progress:
         try:
