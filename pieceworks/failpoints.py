@@ -86,6 +86,11 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         "restore.chunk-written": "restore: after each chunk is written to the target",
         "restore.before-commit": "restore: every chunk is written, the target not committed",
         "restore.committed": "restore: the target is committed, the outcome not yet returned",
+        # readers (restore, verify, copy, check)
+        "read.lease-written": (
+            "read lease: written, live collectors not yet waited out, no manifest read"
+        ),
+        "read.lease-taken": "read lease: held (no live collector), no manifest read yet",
         # delete
         "delete.manifest-removed": "delete: the manifest is gone, its chunks not collected",
         # gc

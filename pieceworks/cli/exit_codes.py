@@ -72,8 +72,9 @@ _MEANING: dict[ExitCode, str] = {
     ),
     ExitCode.CORRUPT: "corruption: stored data or a manifest fails its checksum",
     ExitCode.DEFERRED: (
-        "deferred: garbage collection did not run because a backup in progress holds a"
-        " lease; the message names it (owner, alive or not, age). Run it again later"
+        "deferred: garbage collection did not run because a backup (or a restore, verify,"
+        " copy or check) in progress holds a lease; the message names it (owner, alive or"
+        " not, age). Run it again later"
     ),
     ExitCode.TIMED_OUT: (
         "timed out: a wait gave up (jobs watch --timeout: the job, named by its id, had not"
@@ -104,7 +105,7 @@ _RETURNED: dict[ExitCode, str] = {
     ExitCode.USAGE: "usage or configuration error",
     ExitCode.NOT_FOUND: "not found",
     ExitCode.CORRUPT: "corruption found; the summary says where",
-    ExitCode.DEFERRED: "deferred: a backup in progress holds a lease; run it again later",
+    ExitCode.DEFERRED: "deferred: a run in progress holds a lease; run it again later",
     ExitCode.TIMED_OUT: "timed out",
     ExitCode.INTERRUPTED: "interrupted",
 }

@@ -130,7 +130,7 @@ def test_a_gc_meeting_a_running_backup_exits_75_naming_it_alive(
         text = call("gc")
         assert text.code == 75 and f"pid {proc.pid}, alive, renewed " in text.out, text
         deleted = call("delete", first)
-        assert deleted.code == 75 and "deferred by backups in progress" in deleted.out, deleted
+        assert deleted.code == 75 and "deferred by runs in progress" in deleted.out, deleted
     finally:
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

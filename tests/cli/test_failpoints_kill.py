@@ -106,6 +106,7 @@ POINTS = [
     Point("store.tmp-written=kill@3", _backup),
     Point("incremental.parent-read=kill", _incremental),
     Point("incremental.chunk-reused=kill@2", _incremental),
+    Point("read.lease-taken=kill", _restore),
     Point("restore.manifest-read=kill", _restore),
     Point("restore.chunk-written=kill@2", _restore),
     Point("restore.before-commit=kill", _restore),

@@ -2,8 +2,9 @@
 
 Delete removes the manifest first (the backup stops existing at once), then
 collects the chunks no other backup references. Collection never races a
-backup in progress: while one holds a lease it is deferred, the report
-says which backups deferred it (owner, alive or not, age) and the command
+backup in progress nor a reader (restore, verify, copy, check): while one
+holds a lease it is deferred, the report says which leases deferred it
+(what holds each, owner, alive or not, age) and the command
 exits 75 (`ExitCode.DEFERRED`), so that a cron job notices.
 """
 
@@ -23,8 +24,9 @@ __all__ = ["add_gc_arguments", "run_delete", "run_gc"]
 
 GC_DESCRIPTION = """\
 Remove every chunk object that no backup references (left by forget, delete,
-or an interrupted or failed backup). Deferred while a backup is in progress:
-nothing is removed, the backups in the way are named and the exit code is 75.
+or an interrupted or failed backup). Deferred while a backup, restore,
+verify, copy or check is in progress: nothing is removed, the runs in the
+way are named and the exit code is 75.
 Leases and locks of dead runs are removed first. `pieceworks gc` is the same
 command."""
 
@@ -53,15 +55,15 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
         f"deleted backup {outcome.backup_id}: {outcome.chunks_deleted} chunk objects removed,"
         f" {human_bytes(outcome.bytes_freed)} freed"
     )
-    if outcome.deferred_by:
+    if outcome.deferred:
         line += (
-            f"; chunk collection deferred by backups in progress: {outcome.blockers}"
+            f"; chunk collection deferred by runs in progress: {outcome.blockers}"
             " (run `pieceworks gc` later)"
         )
         ctx.out.result(line)
         ctx.out.explain(
             "gc-deferred",
-            "chunk collection deferred by backups in progress",
+            "chunk collection deferred by runs in progress",
             "run `pieceworks prune` again later",
         )
         return ExitCode.DEFERRED
@@ -80,12 +82,12 @@ def run_gc(args: argparse.Namespace, ctx: Context) -> int:
     ctx.out.data(report.to_dict(store.name))
     if report.deferred:
         ctx.out.result(
-            f"garbage collection deferred: backups in progress: {report.describe_blockers()}."
+            f"garbage collection deferred: runs in progress: {report.describe_blockers()}."
             " Nothing was removed; run `pieceworks gc` again later"
         )
         ctx.out.explain(
             "gc-deferred",
-            "chunk collection deferred by backups in progress",
+            "chunk collection deferred by runs in progress",
             "run `pieceworks prune` again later",
         )
         return ExitCode.DEFERRED

@@ -101,13 +101,13 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
     )
     if report.deferred:
         line += (
-            f"; chunk collection deferred by backups in progress: {report.describe_blockers()}"
+            f"; chunk collection deferred by runs in progress: {report.describe_blockers()}"
             " (run `pieceworks prune` later)"
         )
         ctx.out.result(line)
         ctx.out.explain(
             "gc-deferred",
-            "chunk collection deferred by backups in progress",
+            "chunk collection deferred by runs in progress",
             "run `pieceworks prune` again later",
         )
         return ExitCode.DEFERRED

@@ -196,13 +196,13 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
             summary += "; their chunks are freed by `pieceworks prune`"
     elif gc_report.deferred:
         summary += (
-            f"; garbage collection deferred: backups in progress: {gc_report.describe_blockers()}"
+            f"; garbage collection deferred: runs in progress: {gc_report.describe_blockers()}"
             " (run `pieceworks prune` later)"
         )
         ctx.out.result(summary)
         ctx.out.explain(
             "gc-deferred",
-            "chunk collection deferred by backups in progress",
+            "chunk collection deferred by runs in progress",
             "run `pieceworks prune` again later",
         )
         return ExitCode.DEFERRED

@@ -2,7 +2,9 @@
 
 No backend is involved: the chunks are fetched and checked by restore's own
 data path (`chunk_pipeline.restore_chunks`, every chunk's sha256 checked
-before it is written) and written here.
+before it is written) and written here, under a read lease on the store
+(`gc.read_lease`) taken before the manifest is read: deleting the backup
+meanwhile defers its chunks' collection instead of failing the restore.
 
 * A regular file is written as a sparse temporary file next to PATH
   (holes are never written), flushed to disk, then renamed onto PATH: PATH
@@ -38,6 +40,7 @@ from pieceworks.protocols.owner import new_token
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms.backend import Store
 
 __all__ = ["DeviceWriter", "FileWriter", "add_arguments", "open_target", "run_restore_command"]
 
@@ -292,15 +295,25 @@ def run_restore_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_restore_to_file(args: argparse.Namespace, ctx: Context) -> int:
-    """Restore BACKUP_ID into the file or block device ``--to-file``."""
+    """Restore BACKUP_ID into the file or block device ``--to-file``, under a read lease."""
+    from pieceworks.common_algorithms.gc.leases import read_lease  # noqa: PLC0415
+
+    started = time.monotonic()
+    store = ctx.store()
+    # A read lease from before the manifest is read until the last chunk is: a
+    # concurrent delete's collection defers instead of taking chunks (see gc).
+    with read_lease(store.objects, "restore", [args.backup_id]):
+        return _restore_to_file(args, ctx, store, started)
+
+
+def _restore_to_file(args: argparse.Namespace, ctx: Context, store: Store, started: float) -> int:
+    """`run_restore_to_file` inside its read lease."""
     from pieceworks.cli.output import human_bytes, mb_per_s  # noqa: PLC0415
     from pieceworks.common_algorithms import ProgressEvent  # noqa: PLC0415
     from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks  # noqa: PLC0415
     from pieceworks.common_algorithms.format.manifest import read_manifest  # noqa: PLC0415
     from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
 
-    started = time.monotonic()
-    store = ctx.store()
     manifest = read_manifest(store.objects, args.backup_id)
     path = args.to_file
     journal = LocalJournal(ctx.config.home / "journal")

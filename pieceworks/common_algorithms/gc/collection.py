@@ -1,10 +1,14 @@
-"""Leases and garbage collection: delete unreferenced chunks, never racing a backup.
+"""Leases and garbage collection: delete unreferenced chunks, never racing a backup or a reader.
 
 Chunks are shared between backups and a backup writes its chunks before its
 manifest, so for a while a running backup's chunks (new ones, and old ones
 it decided not to send again) are referenced by no manifest. Garbage
-collection must not delete them. The protocol uses two kinds of markers,
-small JSON objects (kind, id, host, pid, started, renewed) in the store:
+collection must not delete them. Nor may it delete, under a restore (or
+verify, copy, check) that has read a manifest, the chunks of that backup
+after a concurrent ``delete`` removed the manifest: the reader would fail
+with "chunk missing", which reads as corruption. The protocol uses three
+kinds of markers, small JSON objects (kind, id, host, pid, started,
+renewed) in the store:
 
 ``leases/<backup_id>``
     A backup writes its lease before it writes (or decides to reuse) any
@@ -13,10 +17,20 @@ small JSON objects (kind, id, host, pid, started, renewed) in the store:
     (polling, up to a timeout, then `GCLockTimeout` naming the holder).
     It removes the lease after its manifest is written, or on failure.
 
+``leases/read.<token>``
+    A *read lease* (`ReadLease`, kind ``read``): an operation that reads
+    chunks after reading manifests (a restore into a volume or a file,
+    verify, copy from this store, check) writes it before it reads the
+    first manifest, then waits out live collector locks exactly as a
+    backup does, and removes it once it has read its last chunk (or
+    failed, or was interrupted). Readers never exclude each other. It lies
+    under ``leases/``, so collectors of earlier versions, which defer on
+    any live marker there, respect it too.
+
 ``locks/gc.<token>``
     A collector writes its lock (uniquely named, so two collectors never
-    remove each other's), then looks for live leases. If there is any, it
-    removes its lock and defers, reporting the backups that block it.
+    remove each other's), then looks for live leases (both kinds). If there
+    is any, it removes its lock and defers, reporting what blocks it.
     Otherwise it reads every manifest, deletes every ``chunks/`` object
     none references, and removes its lock.
 
@@ -27,13 +41,43 @@ backup that started earlier and finished (manifest written, lease removed)
 before the collector looked is protected by its manifest, which the
 collector reads after looking at leases.
 
+Why a reader never loses a chunk it needs. Name the reader's steps W (write
+the read lease), S (look at collector locks until none is live) and R (read
+the manifest of backup B, found), then its chunk reads until it removes the
+lease; a collector C's steps L (write its lock), V (look at leases), M
+(list and read the manifests) and D (delete the chunks they do not
+reference), then U (remove its lock). Each step is a store operation that
+sees what was written before it started. C deletes a chunk of B only if no
+manifest referencing it exists at M. For any C that overlaps the reader:
+
+1. V after W: C sees the live read lease and defers; it deletes nothing.
+2. V before W: then L < V < W < S. Either U came before S, or S found
+   C's lock and the reader waited until U (or until the lock went stale:
+   its owner dead, as for a backup). So C ended before R. If B's manifest
+   existed at M, C kept B's chunks. If not, B's manifest was written
+   between M and R by a backup (or a copy) holding a write lease from
+   before its first chunk until after its manifest, which by the rule
+   above means that C deferred, or that the writer waited for C to end
+   before it wrote or reused any chunk: B's chunks were present when its
+   manifest appeared, after C's deletions.
+
+So every C that deletes anything ends before R, and none deletes later
+while the lease lives (case 1). A ``delete`` meanwhile removes B's manifest
+(B stops existing at once) and its collection defers until the reader is
+done; the next collection frees the chunks. The manifest whose chunks are
+read must be read inside the lease: a manifest read before W (say, to check
+a target's size or print a name) may be used for anything but choosing
+chunks. A retried or resumed step takes a new lease and reads the manifest
+again inside it.
+
 Markers name their owner (host, pid, process start time, run token; see
 `leases`). A collection also removes the store's temporary files whose
 writer died (the cheap part of ``pieceworks recover``). A marker of a dead
 owner on this host is stale at once; one of an owner on another host once
 it has not been renewed for the TTL (default 2 minutes; holders renew every
 20 s on a thread). A stale marker is ignored and reported, and a collector
-removes it: a killed backup or collector blocks nobody. Ages are measured on the store's clock.
+removes it: a killed backup, reader or collector blocks nobody for longer.
+Ages are measured on the store's clock.
 """
 
 from __future__ import annotations
@@ -53,16 +97,19 @@ from pieceworks.common_algorithms.gc.leases import (
     DEFAULT_WAIT_TIMEOUT,
     GC_LOCK_PREFIX,
     LEASE_PREFIX,
+    READ_KIND,
     BackupInProgress,
     GCLockTimeout,
     Lease,
     Marker,
+    ReadLease,
     acquire_lease,
     backup_lease,
     heartbeat,
     lease_key,
     lease_renewed,
     put_marker,
+    read_lease,
     release_lease,
     remove_own,
     renew_lease,
@@ -89,12 +136,14 @@ __all__ = [
     "GCReport",
     "Lease",
     "Marker",
+    "ReadLease",
     "acquire_lease",
     "backup_lease",
     "collect_garbage",
     "delete_backup",
     "lease_key",
     "lease_renewed",
+    "read_lease",
     "release_lease",
     "renew_lease",
 ]
@@ -108,9 +157,12 @@ log = logging.getLogger(__name__)
 class GCReport:
     """What a garbage collection found and did.
 
-    If `deferred_by` is not empty (the ids of backups holding live leases),
-    nothing was deleted; `blockers` are those leases, each saying whose it
-    is, how old and whether its owner lives. With `dry_run`,
+    If `deferred` (some live lease exists), nothing was deleted; `blockers`
+    are those leases, each saying what holds it (a backup being written, or
+    an operation reading backups: `Marker.lease_kind`), whose it is, how old
+    and whether its owner lives. `deferred_by` are the ids of the backups
+    being written among them (write leases); a collection deferred only by
+    readers has none. With `dry_run`,
     `chunks_deleted` and `bytes_freed` say what would have been deleted.
     `stale_markers` are the keys of dead leases and locks that were ignored
     (and removed unless `dry_run`).
@@ -127,22 +179,27 @@ class GCReport:
 
     @property
     def deferred(self) -> bool:
-        """Whether live backups made the collector give up this time."""
-        return bool(self.deferred_by)
+        """Whether live leases (backups written, or backups read) made the collector give up."""
+        return bool(self.deferred_by or self.blockers)
 
     def describe_blockers(self) -> str:
-        """One line naming each blocking backup: owner, whether alive, age."""
+        """One line naming each blocking lease: what holds it, owner, whether alive, age.
+
+        ``backup bk-1 (host h pid 4, alive, renewed 3 s ago)`` for a backup
+        being written, ``restore reading backup bk-2 (...)`` for a reader.
+        """
         return "; ".join(
-            f"backup {m.key.removeprefix(LEASE_PREFIX)} ({m.owner}, {m.state},"
-            f" renewed {m.age:.0f} s ago)"
+            f"{m.describe_holder()} ({m.owner}, {m.state}, renewed {m.age:.0f} s ago)"
             for m in self.blockers
         )
 
     def to_dict(self, store: str) -> dict[str, Any]:
         """The JSON form printed by ``pieceworks prune --json`` (and under ``forget``'s ``prune``).
 
-        ``deferring_backup_ids`` are `deferred_by`, ``blocking_leases`` the
-        `blockers` (`Marker.to_dict`); ``deferred_by`` and ``blockers`` are
+        ``deferring_backup_ids`` are `deferred_by` (backups being written),
+        ``blocking_leases`` the `blockers` (`Marker.to_dict`: each with its
+        ``kind``, ``write`` or ``read``, and for a reader its ``operation``
+        and ``backup_ids``); ``deferred_by`` and ``blockers`` are
         their deprecated old names (`pieceworks.common_algorithms.json_fields`).
         """
         return with_deprecated(
@@ -192,9 +249,10 @@ def collect_garbage(
 ) -> GCReport:
     """Delete every chunk object no manifest references, unless a backup is running.
 
-    Follows the protocol of the module docstring: if any live lease exists,
-    nothing is deleted and the report's `deferred_by` and `blockers` name
-    those backups (run it again later). Leases and collector locks of dead
+    Follows the protocol of the module docstring: if any live lease exists
+    (a backup being written, or a reader's), nothing is deleted and the
+    report's `blockers` name those leases, `deferred_by` the backups being
+    written among them (run it again later). Leases and collector locks of dead
     owners are ignored and removed. Raise `CorruptionError` (or
     `UnknownFormatVersion`) if a manifest cannot be read: what it
     references is unknown, so nothing is deleted.
@@ -213,9 +271,14 @@ def collect_garbage(
             if m.key != lock:
                 log.info("ignoring %s: %s", m.describe(), m.reason)
         if live:
-            blockers = tuple(m.key.removeprefix(LEASE_PREFIX) for m in live)
-            log.info("garbage collection deferred: backups in progress: %s", ", ".join(blockers))
-            return GCReport(0, 0, 0, 0, blockers, stale_keys, dry_run, tuple(live))
+            writing = tuple(
+                m.key.removeprefix(LEASE_PREFIX) for m in live if m.lease_kind != READ_KIND
+            )
+            log.info(
+                "garbage collection deferred: %s",
+                "; ".join(m.describe_holder() for m in live),
+            )
+            return GCReport(0, 0, 0, 0, writing, stale_keys, dry_run, tuple(live))
         beat = heartbeat(
             lambda: put_marker(store, lock, "gc-lock", owner.token, owner, started),
             renew_every,

@@ -10,6 +10,14 @@ host, pid, process start time, boot id, run token) and when it was written::
     held by the run writing that backup (see `gc` for the protocol with
     collectors). One run per backup id: a second run finds the first's live
     lease and is refused (`BackupInProgress`) before it changes anything.
+``leases/read.<token>``
+    a *read lease* (``kind`` ``read``), held by an operation that reads
+    backups' chunks after reading their manifests (restore, verify, copy,
+    check) from before it reads the first manifest until it has read its
+    last chunk (`ReadLease`). Any number may exist at once; ``operation``
+    names the operation and ``backup_ids`` the backups it reads (empty: any
+    backup of the store). Being under ``leases/``, it defers every
+    collector, of this version and of earlier ones, like a backup's lease.
 ``locks/gc.<token>``
     held by a garbage collector while it runs.
 ``runs/<token>``
@@ -35,18 +43,20 @@ why).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
 
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     IObjectStore,
     ObjectInfo,
@@ -62,11 +72,13 @@ __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
     "GC_LOCK_PREFIX",
     "LEASE_PREFIX",
+    "READ_LEASE_PREFIX",
     "RUN_PREFIX",
     "BackupInProgress",
     "GCLockTimeout",
     "Lease",
     "Marker",
+    "ReadLease",
     "acquire_lease",
     "backup_lease",
     "forget_temporary",
@@ -74,8 +86,11 @@ __all__ = [
     "lease_renewed",
     "own_lease_token",
     "put_marker",
+    "read_lease",
+    "read_lease_key",
     "read_marker",
     "record_temporary",
+    "release_held_read_leases",
     "release_lease",
     "remove_own",
     "renew_interval",
@@ -94,6 +109,10 @@ DEFAULT_RENEW_EVERY: Final = 20.0
 #: Seconds a backup waits for a live collector before `GCLockTimeout`.
 DEFAULT_WAIT_TIMEOUT: Final = 600.0
 LEASE_PREFIX: Final = "leases/"
+#: Where read leases live: under `LEASE_PREFIX`, so that every collector sees them.
+READ_LEASE_PREFIX: Final = "leases/read."
+#: The ``kind`` of a read lease's body (a backup's lease says ``lease``).
+READ_KIND: Final = "read"
 _settings = {"stale_after": DEFAULT_LEASE_TTL}
 GC_LOCK_PREFIX: Final = "locks/gc"
 RUN_PREFIX: Final = "runs/"
@@ -172,10 +191,51 @@ class Marker:
         """One line for messages: key, owner, whether it lives, age."""
         return f"{self.key} ({self.owner}, {self.state}, written {self.age:.0f} s ago)"
 
+    @property
+    def lease_kind(self) -> str:
+        """For a lease: ``read`` (a `ReadLease`) or ``write`` (a run writing chunks)."""
+        body = self.body if isinstance(self.body, dict) else {}
+        return READ_KIND if body.get("kind") == READ_KIND else "write"
+
+    @property
+    def operation(self) -> str | None:
+        """For a read lease: the operation reading (``restore``, ``verify``...); else None."""
+        if self.lease_kind != READ_KIND:
+            return None
+        return str(self.body.get("operation") or "read")
+
+    @property
+    def backup_ids(self) -> tuple[str, ...]:
+        """For a lease: the backups it is about.
+
+        A write lease: the id it is named after (a backup's, or a
+        replication's operation id). A read lease: the backups read; empty
+        when the reader may read any backup of the store (``check``).
+        """
+        if self.lease_kind != READ_KIND:
+            return (self.key.removeprefix(LEASE_PREFIX),)
+        ids = self.body.get("backup_ids")
+        return tuple(str(i) for i in ids) if isinstance(ids, list) else ()
+
+    def describe_holder(self) -> str:
+        """What holds this lease, for messages: ``backup ID`` or ``restore reading backup ID``."""
+        if self.lease_kind != READ_KIND:
+            return f"backup {self.key.removeprefix(LEASE_PREFIX)}"
+        ids = self.backup_ids
+        what = f"backup {', '.join(ids)}" if ids else "the store's backups"
+        return f"{self.operation} reading {what}"
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: key, owner, state, stale, reason, age_seconds."""
+        """JSON form: key, kind, operation, backup_ids, owner, state, stale, reason, age_seconds.
+
+        ``kind``, ``operation`` and ``backup_ids`` are the lease's
+        (`lease_kind`, `operation`, `backup_ids`): meaningful for leases only.
+        """
         return {
             "key": self.key,
+            "kind": self.lease_kind,
+            "operation": self.operation,
+            "backup_ids": list(self.backup_ids),
             "owner": self.owner,
             "state": self.state,
             "stale": self.stale,
@@ -404,22 +464,16 @@ class Lease:
         started = time.monotonic()
         self._claim()
         try:
-            store_now = store_clock(self.store, self.key)
-            while True:
-                live, stale = scan_markers(self.store, GC_LOCK_PREFIX, store_now(), self.lease_ttl)
-                self.stale_locks = tuple(m.key for m in stale)
-                self.waited = time.monotonic() - started
-                if not live:
-                    return self
-                if self.waited >= self.wait_timeout:
-                    holders = "; ".join(m.describe() for m in live)
-                    raise GCLockTimeout(
-                        f"backup {self.backup_id!r} waited {self.waited:.1f} s for garbage"
-                        f" collection to finish and gave up: held by {holders}. A dead"
-                        " collector on this host is ignored at once, one on another host once"
-                        f" silent for {self.lease_ttl:g} s; `pieceworks recover` removes both"
-                    )
-                time.sleep(max(0.0, min(self.poll_interval, self.wait_timeout - self.waited)))
+            self.stale_locks = _wait_for_collectors(
+                self.store,
+                self.key,
+                f"backup {self.backup_id!r}",
+                ttl=self.lease_ttl,
+                wait_timeout=self.wait_timeout,
+                poll_interval=self.poll_interval,
+            )
+            self.waited = time.monotonic() - started
+            return self
         except BaseException:
             remove_own(self.store, self.key, self.token)
             raise
@@ -468,6 +522,42 @@ class Lease:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _wait_for_collectors(
+    store: IObjectStore,
+    key: str,
+    what: str,
+    *,
+    ttl: float,
+    wait_timeout: float,
+    poll_interval: float,
+) -> tuple[str, ...]:
+    """Wait until no live collector lock remains; the keys of the stale ones ignored.
+
+    `key` is the caller's own marker, just written (its write time anchors
+    the store's clock); `what` names the caller in `GCLockTimeout`, raised
+    after `wait_timeout` seconds.
+    """
+    started = time.monotonic()
+    store_now = store_clock(store, key)
+    logged = False
+    while True:
+        live, stale = scan_markers(store, GC_LOCK_PREFIX, store_now(), ttl)
+        waited = time.monotonic() - started
+        if not live:
+            return tuple(m.key for m in stale)
+        holders = "; ".join(m.describe() for m in live)
+        if waited >= wait_timeout:
+            raise GCLockTimeout(
+                f"{what} waited {waited:.1f} s for garbage collection to finish and gave up:"
+                f" held by {holders}. A dead collector on this host is ignored at once, one on"
+                f" another host once silent for {ttl:g} s; `pieceworks recover` removes both"
+            )
+        if not logged:
+            log.info("%s waits for garbage collection to finish: %s", what, holders)
+            logged = True
+        time.sleep(max(0.0, min(poll_interval, wait_timeout - waited)))
 
 
 def backup_lease(
@@ -545,6 +635,182 @@ def lease_renewed(
 def release_lease(store: IObjectStore, backup_id: str, token: str) -> None:
     """Remove the lease of `backup_id` if the run `token` holds it (no error if absent)."""
     remove_own(store, lease_key(backup_id), token)
+
+
+# -- read leases ---------------------------------------------------------------------
+
+
+def read_lease_key(token: str) -> str:
+    """The key of a read lease: ``leases/read.<token>``.
+
+    Beside backups' leases (``leases/<backup_id>``), so that every collector
+    lists it; what it is is told by its body's ``kind`` (``read``), never
+    by its name.
+    """
+    return READ_LEASE_PREFIX + validate_id("run token", token)
+
+
+class ReadLease:
+    """A reader's lease on a store: a collector defers while it lives.
+
+    Taken by every operation that reads backups' chunks after reading their
+    manifests, *before* it reads the first manifest, and held until it has
+    read its last chunk; see `gc.collection` for why that order makes a
+    concurrent ``delete`` or ``prune`` defer instead of deleting chunks
+    under the reader. Its key is ``leases/read.<token>`` (`read_lease_key`),
+    its body a marker of kind ``read`` with ``operation`` (what reads:
+    ``restore``, ``verify``, ``copy``, ``check``) and ``backup_ids`` (the
+    backups read; empty: any of the store's). Readers never exclude one
+    another.
+
+    As a context manager (`read_lease`): entering writes the lease, waits
+    for any live collector to finish (`GCLockTimeout` after `wait_timeout`
+    seconds, the lease removed again) and renews the lease every
+    `renew_every` seconds on a thread, as a backup's lease is renewed;
+    leaving stops renewing and removes it, on success, failure and
+    ``KeyboardInterrupt`` (Ctrl-C, and SIGTERM where the command line turns
+    it into one). A lease still held when the interpreter exits is removed
+    then (`release_held_read_leases`); one of a killed process is stale at
+    once on its host and after `stale_after` seconds elsewhere, so it blocks
+    no collection for longer.
+    """
+
+    def __init__(
+        self,
+        store: IObjectStore,
+        operation: str,
+        backup_ids: Iterable[str] = (),
+        *,
+        token: str | None = None,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        poll_interval: float = 1.0,
+        lease_ttl: float | None = None,
+        renew_every: float | None = DEFAULT_RENEW_EVERY,
+    ) -> None:
+        self.store, self.operation = store, operation
+        self.backup_ids = tuple(validate_id("backup id", b) for b in backup_ids)
+        self.owner = Owner.current(token)
+        self.key = read_lease_key(self.owner.token)
+        self.wait_timeout, self.poll_interval = wait_timeout, poll_interval
+        self.lease_ttl, self.renew_every = _ttl(lease_ttl), renew_every
+        self.stale_locks: tuple[str, ...] = ()
+        self._heartbeat: _Heartbeat | None = None
+        self._started = time.time()
+
+    @property
+    def token(self) -> str:
+        """This reader's run token: the last part of its key."""
+        return self.owner.token
+
+    def _what(self) -> str:
+        ids = ", ".join(self.backup_ids) or "the store's backups"
+        return f"{self.operation} of {ids}"
+
+    def renew(self) -> None:
+        """Write (or re-write) the lease, so that it does not go stale."""
+        self.store.put(
+            self.key,
+            marker_body(
+                READ_KIND,
+                self.token,
+                self.owner,
+                self._started,
+                operation=self.operation,
+                backup_ids=list(self.backup_ids),
+            ),
+        )
+
+    def acquire(self) -> ReadLease:
+        """Write the lease, then wait until no live collector lock remains; return self.
+
+        Raise `GCLockTimeout` after `wait_timeout` seconds; on that or any
+        other error (Ctrl-C included) the lease is removed again.
+        """
+        _held.add(self)
+        try:
+            self.renew()
+            failpoint("read.lease-written")
+            self.stale_locks = _wait_for_collectors(
+                self.store,
+                self.key,
+                self._what(),
+                ttl=self.lease_ttl,
+                wait_timeout=self.wait_timeout,
+                poll_interval=self.poll_interval,
+            )
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def release(self) -> None:
+        """Stop renewing and remove the lease if it is still this reader's. Idempotent."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        _held.discard(self)
+        remove_own(self.store, self.key, self.token)
+
+    def __enter__(self) -> ReadLease:
+        self.acquire()
+        self._heartbeat = _Heartbeat(self.renew, self.renew_every, self.key)
+        failpoint("read.lease-taken")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def read_lease(
+    store: IObjectStore,
+    operation: str,
+    backup_ids: Iterable[str] = (),
+    *,
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    poll_interval: float = 1.0,
+    lease_ttl: float | None = None,
+    renew_every: float | None = DEFAULT_RENEW_EVERY,
+) -> ReadLease:
+    """A `ReadLease` for ``with read_lease(store, "restore", [backup_id]): ...``.
+
+    Enter it before reading the first manifest; read every chunk inside.
+    `backup_ids` are validated ids (`InvalidName` otherwise).
+    """
+    return ReadLease(
+        store,
+        operation,
+        backup_ids,
+        wait_timeout=wait_timeout,
+        poll_interval=poll_interval,
+        lease_ttl=lease_ttl,
+        renew_every=renew_every,
+    )
+
+
+#: Read leases this process holds (removed at exit if still held).
+_held: set[ReadLease] = set()
+
+
+def release_held_read_leases() -> None:
+    """Remove every read lease this process still holds (at interpreter exit).
+
+    A reader running on an engine's thread when Ctrl-C ends the main thread
+    does not leave its lease to go stale: the process is ending, nothing
+    reads any more.
+    """
+    for lease in list(_held):
+        try:
+            lease.release()
+        except Exception as exc:  # the lease goes stale with its owner anyway
+            log.warning("cannot remove read lease %s: %s", lease.key, exc)
+
+
+atexit.register(release_held_read_leases)
 
 
 # -- run journals ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pieceworks.common_algorithms.format.manifest import Manifest, list_backup_ids, read_manifest
+from pieceworks.common_algorithms.gc.leases import read_lease
 from pieceworks.protocols import (
     BackupNotFound,
     CorruptionError,
@@ -171,8 +172,22 @@ def check_store(
     """Check every manifest and referenced chunk of `store` (see the module docstring).
 
     Store failures other than a missing object (an unreachable store, say)
-    are raised, not reported.
+    are raised, not reported. The check holds a read lease on the store
+    (`gc.read_lease`) from before it reads the first manifest: a backup
+    deleted meanwhile keeps its chunks until the check is done, so no chunk
+    is reported missing only because a collection ran.
     """
+    with read_lease(store, "check"):
+        return _check(store, subset, threads, progress, rng)
+
+
+def _check(
+    store: IObjectStore,
+    subset: Subset | None,
+    threads: int,
+    progress: Progress | None,
+    rng: random.Random | None,
+) -> CheckReport:
     manifests, problems = _read_manifests(store)
     chunks: dict[str, _Chunk] = {}
     for m in manifests:

@@ -14,6 +14,9 @@ needs from a source store to a target store:
   the target's id (`chunk_id_for`), and sealed or unsealed by the stores
   themselves (`EncryptedStore`); the encoded chunk (its codec and
   compressed bytes) is kept as it is, so nothing is recompressed;
+* the whole copy holds a read lease on the source (`gc.read_lease`), taken
+  before the first manifest is read: a backup deleted from the source
+  meanwhile keeps its chunks until the copy is done;
 * each manifest is written last, under a lease on the target (so that a
   garbage collection there never takes the chunks of a copy in progress):
   a copy interrupted at any point leaves no partial backup in the target,
@@ -47,6 +50,7 @@ from pieceworks.common_algorithms.format.manifest import (
     write_manifest,
 )
 from pieceworks.common_algorithms.gc.collection import backup_lease
+from pieceworks.common_algorithms.gc.leases import read_lease
 from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ChunkRef, ObjectNotFound
@@ -118,6 +122,21 @@ def copy_backups(
     if source.name == target.name:
         raise ValueError(f"cannot copy store '{source.name}' onto itself")
     started = time.monotonic()
+    # A read lease on the source from before its manifests are read until the last
+    # chunk is: a delete there meanwhile defers its collection (see gc).
+    with read_lease(source.objects, "copy", backup_ids):
+        return _copy(source, target, backup_ids, volume_id, threads, progress, started)
+
+
+def _copy(
+    source: Store,
+    target: Store,
+    backup_ids: Sequence[str],
+    volume_id: str | None,
+    threads: int,
+    progress: CopyProgress | None,
+    started: float,
+) -> CopyOutcome:
     ids = list(backup_ids) or list_backup_ids(source.objects)
     manifests = [read_manifest(source.objects, backup_id) for backup_id in ids]
     if volume_id is not None:

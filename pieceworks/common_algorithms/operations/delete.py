@@ -3,7 +3,8 @@
 The manifest goes first, so the backup stops existing at once; chunks no
 other manifest references are then garbage-collected under the store's GC
 lock, which never races a backup in progress (see `gc`): if one holds a
-lease, collection is deferred and the report says which backups blocked it.
+lease (a backup being written, or a reader such as a restore), collection
+is deferred and the report says which leases blocked it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class DeleteBackup(task.Task):
             "store": self.store.name,
             "chunks_deleted": gc.chunks_deleted if gc else 0,
             "bytes_freed": gc.bytes_freed if gc else 0,
+            "deferred": gc.deferred if gc else False,
             "deferred_by": list(gc.deferred_by) if gc else [],
             "blockers": gc.describe_blockers() if gc else "",
             "blocking_leases": [m.to_dict() for m in gc.blockers] if gc else [],
@@ -52,7 +54,12 @@ def delete_flow(store: Store, backup_id: str) -> linear_flow.Flow:
 
 @dataclass(frozen=True)
 class DeleteOutcome:
-    """What a delete removed; `deferred_by` names backups that postponed GC."""
+    """What a delete removed; whether live leases postponed GC, and which.
+
+    `deferred_by` names the backups being written among them;
+    `blocking_leases` every lease, readers' (a restore of this very backup,
+    say) included.
+    """
 
     backup_id: str
     store: str
@@ -63,11 +70,16 @@ class DeleteOutcome:
     #: The leases that deferred the collection (`Marker.to_dict` rows, as ``prune`` gives them).
     blocking_leases: tuple[dict[str, Any], ...] = ()
 
+    @property
+    def deferred(self) -> bool:
+        """Whether the collection was deferred (by a backup being written or by a reader)."""
+        return bool(self.deferred_by or self.blocking_leases)
+
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document of ``pieceworks delete`` with one id.
 
-        ``deferring_backup_ids`` and ``blocking_leases`` are named and shaped
-        as in ``prune``; ``deferred_by`` (the same ids) and ``blockers`` (a
+        ``deferred``, ``deferring_backup_ids`` and ``blocking_leases`` are
+        named and shaped as in ``prune``; ``deferred_by`` (the same ids) and ``blockers`` (a
         line of text) are deprecated (`pieceworks.common_algorithms.json_fields`).
         """
         return with_deprecated(
@@ -77,6 +89,7 @@ class DeleteOutcome:
                 "store": self.store,
                 "chunks_deleted": self.chunks_deleted,
                 "bytes_freed": self.bytes_freed,
+                "deferred": self.deferred,
                 "deferring_backup_ids": list(self.deferred_by),
                 "blocking_leases": [dict(m) for m in self.blocking_leases],
                 "blockers": self.blockers,

@@ -2,7 +2,10 @@
 
     outcome = restore(backend, store, RestoreRequest("bk-1", volume_id="vol-2"))
 
-Every chunk's sha256 is checked before it is written; a damaged chunk stops
+The restore holds a read lease on the store while it reads the backup
+(`gc.read_lease`): deleting the backup meanwhile removes its manifest but
+defers collecting its chunks until the restore is done. Every chunk's
+sha256 is checked before it is written; a damaged chunk stops
 the restore with `CorruptionError` naming its offset, and the target volume
 is left as it was (the writer is aborted, never committed). Any backup
 restores through any backend that has stream-in or pull-from-object-store.
@@ -22,6 +25,7 @@ from taskflow.patterns import linear_flow
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks
 from pieceworks.common_algorithms.format.manifest import read_manifest
+from pieceworks.common_algorithms.gc.leases import read_lease
 from pieceworks.common_algorithms.operations.fallback import StrategyFallback
 from pieceworks.common_algorithms.operations.plan import Attempt, Plan
 from pieceworks.common_algorithms.operations.planning import plan_restore
@@ -81,7 +85,10 @@ class RestoreVolume(DataStep, task.Task):
 
     The work (`write`) runs on a worker that serves the backend when the
     conductor has a dispatcher and a worker takes it (as `RestoreWrite`),
-    else in process.
+    else in process. Either way this step holds a read lease on the store
+    (`gc.read_lease`, renewed here) from before the manifest is read until
+    the last chunk is written, so that deleting the backup meanwhile defers
+    its garbage collection instead of failing the restore.
     """
 
     #: The task whose notifier gets the progress events (a worker's `RestoreWrite`).
@@ -105,13 +112,16 @@ class RestoreVolume(DataStep, task.Task):
             "attempt": attempt,
             "checked": checked,
         }
-        return run_data_step(
-            self,
-            RestoreWrite,
-            self.backend.name,
-            arguments,
-            lambda: self.write(attempt, checked),
-        )
+        # Before the manifest is read (here or on a worker) until the last chunk is:
+        # a concurrent delete's collection defers instead of taking chunks (see gc).
+        with read_lease(self.store.objects, "restore", [self.request.backup_id]):
+            return run_data_step(
+                self,
+                RestoreWrite,
+                self.backend.name,
+                arguments,
+                lambda: self.write(attempt, checked),
+            )
 
     def write(self, attempt: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
         """Write the backup into the target volume by ``attempt["strategy"]``; the result."""

@@ -18,6 +18,7 @@ from taskflow.patterns import linear_flow
 from pieceworks.common_algorithms.backend import Store
 from pieceworks.common_algorithms.format.chunk_pipeline import ChunkProblem, verify_chunks
 from pieceworks.common_algorithms.format.manifest import read_manifest
+from pieceworks.common_algorithms.gc.leases import read_lease
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.protocols import validate_id
@@ -33,13 +34,16 @@ class VerifyBackup(task.Task):
         self.store, self.backup_id, self.quarantine = store, backup_id, quarantine
 
     def execute(self) -> dict[str, Any]:
-        manifest = read_manifest(self.store.objects, self.backup_id)
-        report = verify_chunks(
-            self.store.objects,
-            manifest,
-            progress=ProgressReporter(self, manifest.data_bytes),
-            quarantine=self.quarantine,
-        )
+        # A read lease from before the manifest is read: a concurrent delete's
+        # collection defers instead of making chunks look missing (see gc).
+        with read_lease(self.store.objects, "verify", [self.backup_id]):
+            manifest = read_manifest(self.store.objects, self.backup_id)
+            report = verify_chunks(
+                self.store.objects,
+                manifest,
+                progress=ProgressReporter(self, manifest.data_bytes),
+                quarantine=self.quarantine,
+            )
         return {
             "backup_id": self.backup_id,
             "store": self.store.name,

@@ -69,6 +69,7 @@ from pieceworks.protocols.chunks import (
     encode_framed,
     is_zero,
 )
+from pieceworks.protocols.deferred_sync import IDeferredSync
 from pieceworks.protocols.encrypted_store import chunk_id_for
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ class _Push:
         self.inflight: dict[str, threading.Event] = {}
         self.stop = threading.Event()
         self.bytes_written = self.chunks_written = 0
+        # deferred-sync: the objects found in the store, perhaps a killed run's never synced
+        self.deferred: IDeferredSync | None = IDeferredSync(store, None)
+        self.found: list[str] = []
 
     def store_chunk(self, buffer: bytearray, offset: int, length: int) -> ChunkRef | None:
         """Make sure the chunk `buffer` holds is stored; None for an all-zero chunk.
@@ -168,6 +172,8 @@ class _Push:
         if existing is not None:
             try:
                 decode_chunk(existing, digest, length, offset, self.chunk_id)
+                with self.lock:
+                    self.found.append(key)
                 return codec_of(existing), len(existing)
             except CorruptionError as exc:
                 log.warning("replacing a damaged chunk object %s: %s", key, exc)
@@ -197,7 +203,9 @@ def push_volume(
     read; all-zero chunks are holes too. The calling thread reads into at
     most `depth` reused buffers; `threads` workers hash, compress and store
     (each of those releases the GIL). A chunk whose object is already
-    stored and intact is not written again. On any error the workers stop
+    stored and intact is not written again; in a ``deferred-sync`` store
+    (`IDeferredSync`) those found are synced before this returns, as they may
+    be a killed run's, written and never made durable. On any error the workers stop
     and the first error is raised; objects already written stay,
     unreferenced, for garbage collection.
     """
@@ -243,6 +251,8 @@ def push_volume(
                 pending.append((future, buffer, offset + length))
             while pending:
                 collect()
+            if push.deferred is not None and push.found:  # durable before any manifest
+                push.deferred.sync(push.found)
         except BaseException:
             push.stop.set()
             raise
