@@ -153,23 +153,30 @@ def test_a_killed_restore_leaves_a_lease_that_blocks_no_collection(
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("into", ["file", "volume"])
 def test_sigterm_during_a_restore_removes_its_read_lease(
-    call: Call, env: dict[str, str], home: Path, tmp_path: Path
+    call: Call, env: dict[str, str], home: Path, tmp_path: Path, into: str
 ) -> None:
     """SIGTERM stops the restore as Ctrl-C does (exit 130), and the lease goes with it."""
     backup_id = _backed_up(call, home)
-    proc = _start(
-        ["restore", backup_id, "--to-file", str(tmp_path / "x.img")],
-        env,
-        "restore.chunk-written=sleep:10000@2",
-        tmp_path,
+    args = (
+        ["restore", backup_id, "--to-file", str(tmp_path / "x.img")]
+        if into == "file"
+        else ["restore", backup_id, "--volume", "restored"]
     )
+    proc = _start(args, env, "restore.chunk-written=sleep:10000@2", tmp_path)
+    incoming = home / "volumes" / ".incoming"
     try:
-        _wait_for("the restore's temporary file", proc, lambda: any(tmp_path.glob(".*pw-*")))
+        if into == "file":
+            _wait_for("the restore's temporary file", proc, lambda: any(tmp_path.glob(".*pw-*")))
+        else:
+            _wait_for("the restore's .incoming copy", proc, lambda: any(incoming.glob("*")))
         assert _read_leases(home)
         proc.send_signal(signal.SIGTERM)
     finally:
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert _read_leases(home) == []
-    assert not (tmp_path / "x.img").exists()
+    assert not (tmp_path / "x.img").exists() and not (home / "volumes" / "restored").exists()
+    gc = call("gc", "--json")
+    assert gc.code == ExitCode.OK and gc.json()["stale_markers"] == [], gc

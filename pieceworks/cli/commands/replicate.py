@@ -101,6 +101,11 @@ def report(outcome: ReplicateOutcome) -> str:
 
 def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
     """Plan and run a replication, with progress."""
+    from pieceworks.cli.interrupts import (  # noqa: PLC0415
+        abandon_replication,
+        interrupted_write,
+        volume_exists,
+    )
     from pieceworks.common_algorithms import replicate  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.journal import LocalJournal  # noqa: PLC0415
 
@@ -108,6 +113,8 @@ def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
     request = replicate_request(args)
     ctx.require_volume(source, request.volume_id)
     store = ctx.store()
+    journal = LocalJournal(ctx.config.home / "journal")
+    existed = volume_exists(target, request.target_volume)
     with ctx.progress(f"replicate {request.volume_id}") as progress:
         try:
             outcome = replicate(
@@ -117,15 +124,21 @@ def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
                 store=store,
                 options=ctx.engine_options(),
                 progress=progress,
-                journal=LocalJournal(ctx.config.home / "journal"),
+                journal=journal,
             )
         except KeyboardInterrupt:
             progress.close()
-            raise CliError(
-                f"interrupted: volume '{request.target_volume_id}' on backend"
-                f" '{target.name}' was not replaced (an uncommitted copy is discarded)",
-                ExitCode.INTERRUPTED,
-            ) from None
+            leftover = abandon_replication(source, store, journal, request)
+            what = f"snapshot '{request.snapshot_id}' of " if request.snapshot_id else ""
+            message = interrupted_write(
+                target,
+                request.target_volume,
+                existed,
+                "replication",
+                f"a copy of {what}volume '{request.volume_id}'",
+                leftover,
+            )
+            raise CliError(message, ExitCode.INTERRUPTED) from None
     ctx.out.data(outcome.to_dict())
     ctx.out.result(report(outcome))
     return ExitCode.OK

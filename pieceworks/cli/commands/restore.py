@@ -46,6 +46,8 @@ def report(outcome: RestoreOutcome, *, created: bool = False) -> str:
 
 def run_restore(args: argparse.Namespace, ctx: Context) -> int:
     """Restore BACKUP_ID into --volume, or into a new volume named after the backup."""
+    from pieceworks.cli.interrupts import interrupted_write, volume_exists  # noqa: PLC0415
+
     backend, store = ctx.backend(), ctx.store()
     manifest = read_manifest(store.objects, args.backup_id)
     volume = args.volume
@@ -53,6 +55,7 @@ def run_restore(args: argparse.Namespace, ctx: Context) -> int:
         volume = new_volume_id(backend, f"{manifest.volume_id}-from-{manifest.backup_id}")
         ctx.out.note(f"restoring into new volume '{volume}'")
     request = RestoreRequest(args.backup_id, volume, overwrite=args.overwrite)
+    existed = False if args.volume is None else volume_exists(backend, volume)
     with ctx.progress(f"restore {request.volume_id}") as progress:
         try:
             outcome = restore(
@@ -60,11 +63,10 @@ def run_restore(args: argparse.Namespace, ctx: Context) -> int:
             )
         except KeyboardInterrupt:
             progress.close()
-            raise CliError(
-                f"interrupted: the restore did not complete; volume '{request.volume_id}' was"
-                " not replaced (an uncommitted restore is discarded)",
-                ExitCode.INTERRUPTED,
-            ) from None
+            message = interrupted_write(
+                backend, volume, existed, "restore", f"backup {request.backup_id}"
+            )
+            raise CliError(message, ExitCode.INTERRUPTED) from None
     ctx.out.data(outcome.to_dict())
     ctx.out.result(report(outcome, created=args.volume is None))
     return ExitCode.OK

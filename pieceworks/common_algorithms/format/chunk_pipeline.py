@@ -19,7 +19,9 @@ volume size. A store with ``deferred-sync`` (`IDeferredSync`, the POSIX
 store) gets every new chunk with `put_unsynced` and one `sync` of all the
 chunks the backup references that it wrote or found in the store, before
 `backup_chunks` returns: so the disk writes while the threads work, and the
-manifest the caller writes next references durable chunks only. Restore
+manifest the caller writes next references durable chunks only. (The
+remote target's push, `pieceworks.drivers.remote.transfer.push_volume`, is
+this backup too, run next to the volume.) Restore
 and verify fetch and check chunks on worker threads, at most `depth` ahead
 of the calling thread, which writes (restore) in offset order; a writer
 that takes concurrent writes (a file) is written by the workers instead.

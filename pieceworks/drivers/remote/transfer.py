@@ -1,7 +1,9 @@
 """The target's data paths: push, pull, send and receive a volume.
 
 `push_volume` writes a volume (or snapshot) into an object store as
-content-addressed chunks; `pull_volume` fills a volume from them;
+content-addressed chunks, through the manager's own data path
+(`pieceworks.common_algorithms.format.chunk_pipeline`, which the import
+contract lets drivers use); `pull_volume` fills a volume from them;
 `send_volume` streams a volume's frames to a peer target and
 `receive_volume` reads such a stream into a new copy of a volume (the
 frame format is in `pieceworks.drivers.remote.protocol`). Each reports
@@ -27,6 +29,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
+from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.remote.protocol import (
     API_VERSION,
@@ -62,14 +65,10 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.chunks import (
     CODECS,
-    HEADER_BYTES,
     chunk_key,
-    codec_of,
     decode_chunk,
-    encode_framed,
     is_zero,
 )
-from pieceworks.protocols.deferred_sync import IDeferredSync
 from pieceworks.protocols.encrypted_store import chunk_id_for
 
 log = logging.getLogger(__name__)
@@ -91,99 +90,9 @@ class Job:
         if self.cancelled.is_set():
             raise OperationCancelled("the manager went away: operation cancelled")
 
-
-def _chunk_indices(extents: Sequence[Extent], size: int, chunk_size: int) -> Iterator[int]:
-    """Indices of the chunks that intersect `extents`, ascending, each once."""
-    last = -1
-    for e in sorted(extents):
-        end = min(e.end, size)
-        if end <= e.offset:
-            continue
-        first, stop = max(e.offset // chunk_size, last + 1), (end - 1) // chunk_size + 1
-        yield from range(first, stop)
-        last = max(last, stop - 1)
-
-
-class _Push:
-    """One push: worker threads hash, compress and store the chunks the caller reads."""
-
-    def __init__(self, store: IObjectStore, codec: str) -> None:
-        self.store, self.codec = store, codec
-        self.chunk_id = chunk_id_for(store)
-        self.lock = threading.Lock()
-        self.known: dict[str, tuple[str, int]] = {}
-        self.inflight: dict[str, threading.Event] = {}
-        self.stop = threading.Event()
-        self.bytes_written = self.chunks_written = 0
-        # deferred-sync: the objects found in the store, perhaps a killed run's never synced
-        self.deferred: IDeferredSync | None = IDeferredSync(store, None)
-        self.found: list[str] = []
-
-    def store_chunk(self, buffer: bytearray, offset: int, length: int) -> ChunkRef | None:
-        """Make sure the chunk `buffer` holds is stored; None for an all-zero chunk.
-
-        The chunk's `length` bytes follow `HEADER_BYTES` of room (`encode_framed`),
-        and `buffer` is not read into again before this returns.
-        """
-        if self.stop.is_set():
-            return None
-        plain = memoryview(buffer)[HEADER_BYTES : HEADER_BYTES + length]
-        if is_zero(plain):
-            return None
-        digest = self.chunk_id(plain)
-        with self.lock:
-            hit = self.known.get(digest)
-            other = self.inflight.get(digest) if hit is None else None
-            if hit is None and other is None:
-                self.inflight[digest] = threading.Event()
-        if other is not None:  # another worker is storing the same bytes
-            other.wait()
-            with self.lock:
-                hit = self.known.get(digest)
-            if hit is None:
-                raise BackendError(f"chunk {digest} at offset {offset} could not be stored")
-        if hit is not None:
-            return ChunkRef(offset, length, digest, hit[0], hit[1])
-        stored_as: tuple[str, int] | None = None
-        try:
-            stored_as = self._store_new(buffer, length, digest, offset)
-        finally:
-            with self.lock:
-                if stored_as is not None:
-                    self.known[digest] = stored_as
-                self.inflight.pop(digest).set()
-        return ChunkRef(offset, length, digest, stored_as[0], stored_as[1])
-
-    def _store_new(
-        self, buffer: bytearray, length: int, digest: str, offset: int
-    ) -> tuple[str, int]:
-        """Reuse an intact stored object, else encode and put; (codec, stored length).
-
-        An uncompressed object is put straight from `buffer` (`encode_framed`).
-        """
-        key = chunk_key(digest)
-        try:
-            existing = self.store.get(key)
-        except ObjectNotFound:
-            existing = None
-        except CorruptionError as exc:  # a sealed object that fails to open
-            log.warning("replacing a damaged chunk object %s: %s", key, exc)
-            existing = None
-        if existing is not None:
-            try:
-                decode_chunk(existing, digest, length, offset, self.chunk_id)
-                with self.lock:
-                    self.found.append(key)
-                return codec_of(existing), len(existing)
-            except CorruptionError as exc:
-                log.warning("replacing a damaged chunk object %s: %s", key, exc)
-        framed = memoryview(buffer)[: HEADER_BYTES + length]
-        encoded = encode_framed(framed, self.codec)  # "none" if compressing does not pay
-        self.store.put(key, encoded)
-        with self.lock:
-            self.bytes_written += len(encoded)
-            self.chunks_written += 1
-        return codec_of(encoded), len(encoded)
+    def progress(self, done: int, total: int) -> None:
+        """Record `done` of `total` bytes (a `chunk_pipeline.Progress`)."""
+        self.done, self.total = done, total
 
 
 def push_volume(
@@ -199,67 +108,45 @@ def push_volume(
 ) -> PushedVolume:
     """Write `source` into `store` as content-addressed chunks (push-to-object-store).
 
-    Chunks outside the source's allocated extents are holes and are not
-    read; all-zero chunks are holes too. The calling thread reads into at
-    most `depth` reused buffers; `threads` workers hash, compress and store
-    (each of those releases the GIL). A chunk whose object is already
-    stored and intact is not written again; in a ``deferred-sync`` store
-    (`IDeferredSync`) those found are synced before this returns, as they may
-    be a killed run's, written and never made durable. On any error the workers stop
-    and the first error is raised; objects already written stay,
-    unreferenced, for garbage collection.
+    The manager's data path does it (`backup_chunks` of
+    `pieceworks.common_algorithms.format.chunk_pipeline`): chunks outside the
+    source's allocated extents are holes and are not read; all-zero chunks
+    are holes too. The calling thread reads into at most `depth` reused
+    buffers; `threads` workers hash, compress and store (each of those
+    releases the GIL). A chunk whose object is already stored and intact is
+    not written again. In a ``deferred-sync`` store (`IDeferredSync`) the
+    objects are put without waiting for the disk and one sync makes every
+    object the push references durable (those found too, as they may be a
+    killed run's, never synced) before this returns. `job` follows the
+    progress (bytes of the volume done) and its cancel flag stops the push
+    (`OperationCancelled`). On any error the workers stop and the first
+    error is raised; objects already written stay, unreferenced, for
+    garbage collection.
     """
     check_chunking(chunk_size, codec)
     job = job or Job()
-    push = _Push(store, codec)
-    chunks: list[ChunkRef] = []
-    bytes_read = 0
     with closing(driver.open_read(source)) as reader:
-        size = reader.size
-        indices = _chunk_indices(driver.allocated_extents(source), size, chunk_size)
-        job.total = size
-        pending: deque[tuple[Future[ChunkRef | None], bytearray, int]] = deque()
-        free: list[bytearray] = []
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="pieceworks-push")
-
-        def collect() -> None:
-            future, buffer, end = pending.popleft()
-            ref = future.result()
-            free.append(buffer)
-            if ref is not None:
-                chunks.append(ref)
-            job.done = end
-
+        job.total = reader.size
         try:
-            for index in indices:
-                job.check()
-                if len(pending) >= depth:
-                    collect()
-                offset = index * chunk_size
-                length = min(chunk_size, size - offset)
-                buffer = free.pop() if free else bytearray(HEADER_BYTES + min(chunk_size, size))
-                n = reader.readinto_at(
-                    offset, memoryview(buffer)[HEADER_BYTES : HEADER_BYTES + length]
-                )
-                bytes_read += n
-                if n != length:
-                    raise BackendError(
-                        f"short read at offset {offset}: {n} of {length} bytes; the source"
-                        f" is shorter than its size {size}"
-                    )
-                future = pool.submit(push.store_chunk, buffer, offset, length)
-                pending.append((future, buffer, offset + length))
-            while pending:
-                collect()
-            if push.deferred is not None and push.found:  # durable before any manifest
-                push.deferred.sync(push.found)
-        except BaseException:
-            push.stop.set()
+            done = backup_chunks(
+                reader,
+                store,
+                chunk_size=chunk_size,
+                codec=codec,
+                extents=driver.allocated_extents(source),
+                threads=threads,
+                depth=depth,
+                progress=job.progress,
+                cancel=job.cancelled,
+            )
+        except OperationCancelled:
+            job.check()  # say why: the manager went away
             raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    job.done = size
-    return PushedVolume(size, tuple(chunks), bytes_read, push.bytes_written, push.chunks_written)
+    stats = done.stats
+    job.done = stats.bytes_total
+    return PushedVolume(
+        stats.bytes_total, done.chunks, stats.bytes_read, stats.bytes_stored, stats.chunks_new
+    )
 
 
 def _fetch(store: IObjectStore, ref: ChunkRef) -> bytes:
