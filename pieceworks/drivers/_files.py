@@ -52,6 +52,7 @@ __all__ = [
     "discard",
     "fsync_dir",
     "fsync_file",
+    "keep_attributes",
     "list_volume_ids",
     "open_regular",
     "safe_path",
@@ -172,9 +173,12 @@ def commit_volume(tmp: str, final: str, replace: bool) -> None:
     volume was new, and one that appeared since (another restore or
     replication into the same new name) is never clobbered: `VolumeExists`,
     `tmp` left for the caller to discard. Two runs creating one volume used
-    to both succeed, the second silently replacing the first's volume.
+    to both succeed, the second silently replacing the first's volume. A
+    replaced volume keeps its permission bits (and, where this process may
+    give them, its owner and group): see `keep_attributes`.
     """
     if replace:
+        keep_attributes(final, tmp)
         os.replace(tmp, final)
         return
     try:
@@ -185,6 +189,28 @@ def commit_volume(tmp: str, final: str, replace: bool) -> None:
             " wrote it; it was not replaced: name another volume, or replace it on purpose"
         ) from None
     os.unlink(tmp)
+
+
+def keep_attributes(old: str, new: str) -> None:
+    """Give the file `new` the permission bits, owner and group of the file `old`.
+
+    The temporary file a volume is written into is created 0600; a volume it
+    replaces (a restore with --overwrite) would otherwise lose its mode, and
+    a disk image shared with a hypervisor's group (0640, 0660) would no
+    longer open. Owner and group are kept where this process may set them
+    (root, or a group it belongs to); else they stay this process's. A
+    missing `old` (removed meanwhile) or one that is not a regular file
+    leaves `new` as it is.
+    """
+    try:
+        st = os.stat(old, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    with contextlib.suppress(PermissionError):
+        os.chown(new, st.st_uid, st.st_gid)  # first: a chown clears set-id bits
+    os.chmod(new, stat.S_IMODE(st.st_mode))
 
 
 def write_all_at(fd: int, offset: int, data: bytes | memoryview, size: int) -> None:

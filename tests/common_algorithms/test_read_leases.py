@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,11 @@ from pieceworks.common_algorithms.inspect import check_store
 from pieceworks.common_algorithms.inspect.check import Subset
 from pieceworks.common_algorithms.operations.copy import copy_backups
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.protocols import BackupNotFound, InvalidName, StoreSpec
+from pieceworks.protocols import BackupNotFound, ChunkRef, InvalidName, StoreSpec, VolumeRef
 from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.owner import Owner
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume
+from tests.support.drivers import OffloadFileDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -420,3 +422,43 @@ def test_release_held_read_leases_removes_only_this_processes_held_ones(tmp_path
     release_held_read_leases()
     assert list(store.list("leases/")) == ["leases/read.0123456789ab"]
     mine.release()  # idempotent
+
+
+# -- a backend that reads the store itself (offload restore, e.g. a remote target) --------------
+
+
+class _DeletingDuringPull(OffloadFileDriver):
+    """Pulls from the store itself, and deletes the backup (with its collection) as it starts,
+    as a user's ``delete`` would while the backend reads."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.backup_id = ""
+        self.reports: list[object] = []
+
+    def pull_from_store(
+        self, target: VolumeRef, size: int, store: StoreSpec, chunks: Sequence[ChunkRef]
+    ) -> None:
+        objects = PosixStore(store.options["path"])
+        self.reports.append(delete_backup(objects, self.backup_id).gc)
+        super().pull_from_store(target, size, store, chunks)
+
+
+def test_an_offload_restore_is_covered_while_the_backend_pulls_from_the_store(
+    tmp_path: Path, volumes: Path
+) -> None:
+    """The backend reads chunks itself (pull): the restore's read lease covers that too, so a
+    delete meanwhile defers and the pull finds every chunk."""
+    driver = _DeletingDuringPull(volumes)
+    backend = Backend.of("lab", driver)
+    data = mixed_data(16)
+    put_volume(backend, "vol", data)
+    path = tmp_path / "st"
+    store = Store("lab", PosixStore(path), StoreSpec("lab", "posix", {"path": str(path)}))
+    driver.backup_id = backup(backend, store, BackupRequest("vol", chunk_size=CHUNK)).backup_id
+    outcome = restore(backend, store, RestoreRequest(driver.backup_id, "restored"))
+    assert outcome.strategy == "offload"
+    (gc,) = driver.reports
+    assert getattr(gc, "deferred", False) and getattr(gc, "chunks_deleted", -1) == 0
+    assert (volumes / "restored").read_bytes() == data
+    assert list(store.objects.list("leases/")) == []

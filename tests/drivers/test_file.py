@@ -117,6 +117,10 @@ def test_a_new_volume_another_writer_made_is_not_replaced(driver: FileDriver, ro
     checks.a_new_volume_made_meanwhile_is_not_replaced(driver, root, b"first", b"second")
 
 
+def test_a_replaced_volume_keeps_its_mode(driver: FileDriver, root: Path) -> None:
+    checks.a_replaced_volume_keeps_its_mode(driver, root / "shared", b"first", b"second")
+
+
 def test_abort_leaves_old_volume_and_no_temp_files(driver: FileDriver, root: Path) -> None:
     """abort discards everything written; it is idempotent and leaves no temp file."""
     checks.abort_keeps_old_volume(driver, root, b"keep me", read=100)
