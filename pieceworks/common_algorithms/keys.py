@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pieceworks.common_algorithms.encryption_lock import key_init_marked, obstacles_to_init
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ConfigError, IObjectStore, NotFound, ObjectNotFound
 from pieceworks.protocols.encrypted_store import KEYS_PREFIX
@@ -136,23 +137,29 @@ def is_encrypted(store: IObjectStore) -> bool:
 def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) -> str:
     """Make `store` an encrypted store opened by `password`; return the key id.
 
-    Refused (`KeyRefused`) when the store already has a key file or holds
-    any object at all: a store is encrypted from its first backup on (copy
-    the backups of a plain store into a new encrypted one with
-    ``pieceworks copy``).
+    Refused (`KeyRefused`, nothing written) when the store already has a
+    key file or holds any object at all: a store is encrypted from its
+    first backup on (copy the backups of a plain store into a new encrypted
+    one with ``pieceworks copy``). A backup or another ``key init`` running
+    at the same time is found through the markers of
+    `pieceworks.common_algorithms.encryption_lock`: either this init steps
+    back, or the backup stops before writing data; never a store that
+    mixes plain and sealed objects.
     """
     _check_password(password)
     if is_encrypted(store):
         raise KeyRefused("the store is already encrypted: use `key add` for another passphrase")
-    if next(iter(store.list("")), None) is not None:
-        raise KeyRefused(
-            "the store already holds objects; encryption starts with an empty store"
-            " (copy existing backups into a new encrypted store with `pieceworks copy`)"
-        )
-    key_id = _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+    with key_init_marked(store) as marker:
+        found = obstacles_to_init(store, marker)
+        if found:
+            raise KeyRefused(found.message())
+        key_id = _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+        for stale in found.stale_inits:  # markers of killed inits: their owners are dead
+            store.delete(stale)
     # Two inits at once both found the store empty and each wrote a key with its
     # own master key: backups sealed by one could not be opened through the
-    # other. Only a run that finds its key alone keeps it (at most one can).
+    # other. The markers above prevent it on a linearizable store; should a store
+    # list late, only a run that finds its key alone keeps it (at most one can).
     others = [name for name in _key_names(store) if name != _key_name(key_id)]
     if others:
         store.delete(_key_name(key_id))

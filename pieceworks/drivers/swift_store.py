@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from email.utils import parsedate_to_datetime
@@ -293,7 +293,7 @@ class SwiftStore(StoredSizes):
         if not self._segments:
             self._ensure_container(self._segment_container)
             self._segments = True
-        prefix = f"{key}/{time.time():.6f}-{uuid.uuid4().hex[:8]}/"
+        prefix = f"{key}/{time.time():.6f}-{secrets.token_hex(4)}/"
         view = memoryview(body)
         offsets = list(range(0, len(body), self._segment_size))
         uploaded: list[str] = []  # appended by the workers (list.append is atomic)

@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import stat
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli import startup
@@ -150,7 +150,7 @@ def _temporary_name(directory: str, name: str) -> str:
     A PATH whose name is valid but close to the limit (255 bytes on most
     file systems) must not fail on its temporary's longer name.
     """
-    suffix = f"{TEMP_FILE_MARK}{uuid.uuid4().hex[:12]}"
+    suffix = f"{TEMP_FILE_MARK}{secrets.token_hex(6)}"
     try:
         limit = os.pathconf(directory, "PC_NAME_MAX")
     except (OSError, ValueError):
