@@ -244,8 +244,14 @@ def _config_file(path: Path, given_by: str) -> Path:
 def _parse(path: Path) -> dict[str, object]:
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    except OSError as exc:
+        from pieceworks.protocols.os_errors import os_reason  # noqa: PLC0415 (only on failure)
+
+        raise ConfigError(
+            f"cannot read configuration file {path}: {os_reason(exc, path)}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read configuration file {path}: it is not UTF-8 text") from None
     try:
         return tomllib.loads(text)
     except RecursionError:

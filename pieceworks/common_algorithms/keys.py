@@ -43,6 +43,7 @@ from pieceworks.protocols import ConfigError, IObjectStore, NotFound, ObjectNotF
 from pieceworks.protocols.encrypted_store import KEYS_PREFIX
 from pieceworks.protocols.encryption import MASTER_KEY_BYTES, StoreKeys
 from pieceworks.protocols.errors import CorruptionError
+from pieceworks.protocols.os_errors import os_reason
 
 __all__ = [
     "DEFAULT_KDF",
@@ -173,14 +174,16 @@ def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) 
 def passphrase_from_file(path: str, what: str = "passphrase") -> str:
     """The passphrase file `path` holds (its trailing newline removed).
 
-    Raise `ConfigError` naming the file (never its content) if it cannot be
-    read or is empty.
+    Raise `ConfigError` naming the file and why in words (never its content)
+    if it cannot be read, is not UTF-8 text or is empty.
     """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the {what} file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {os_reason(exc, path)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read the {what} file {path}: it is not UTF-8 text") from None
     password = text.rstrip("\r\n")
     if not password:
         raise ConfigError(f"the {what} file {path} is empty")
