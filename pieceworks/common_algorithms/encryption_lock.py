@@ -16,7 +16,7 @@ visible to every list that starts after it returned):
     having written no key. Only then is the key file written, and the
     marker removed after it: a key is never withdrawn once written, so
     nobody can have sealed data under a master key that then disappears.
-a backup of a plain store
+a backup of a plain store (or ``pieceworks copy`` into one)
     takes its lease (`gc.leases`), then `require_still_plain`: a key file,
     or the live marker of a `key init`, and it stops before writing any
     data (`StoreEncryptedMeanwhile`, its lease released). Just before its

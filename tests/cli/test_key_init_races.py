@@ -275,3 +275,51 @@ def test_passwd_and_remove_during_a_backup_and_a_restore_lose_nothing(
     assert restored.code == 0, restored
     assert target.read_bytes() == (home / "volumes" / "vol-1").read_bytes()
     _assert_consistent(run, env, home, new)
+
+
+def test_a_copy_into_a_store_that_key_init_is_encrypting_stops_before_its_data(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """``pieceworks copy`` into an empty plain store while ``key init`` encrypts it.
+
+    Before: the copy wrote plain chunks and a plain manifest next to the key
+    (both exit 0). Now the copy, its lease taken, finds the init's marker and
+    stops; the init encrypts the empty target.
+    """
+    one, two = tmp_path / "one", tmp_path / "two"
+    conf = tmp_path / "stores.toml"
+    conf.write_text(
+        f'[stores.one]\ndriver = "posix"\npath = "{one}"\n'
+        f'[stores.two]\ndriver = "posix"\npath = "{two}"\n',
+        encoding="utf-8",
+    )
+    e = {**env, "PIECEWORKS_CONFIG": str(conf)}
+    write_volume(home / "volumes", "vol-1", MiB)
+    assert run("backup", "--volume", "vol-1", "--store", "one", env=e).code == 0
+    init_args = ["key", "init", "--store", "two"]
+    held = {
+        **e,
+        "PIECEWORKS_PASSWORD": PASSWORD,
+        "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:6000",
+    }
+    init = _start(init_args, held, tmp_path)
+    _wait_for(two, init)  # the init opened the target; its check follows at once
+    time.sleep(0.5)
+    copied = run("copy", "--from-store", "one", "--to-store", "two", env=e, timeout=120)
+    initialised = _finish(init, init_args)
+    assert initialised.code == 0, initialised
+    assert copied.code == ExitCode.FAILED, copied
+    assert "a `pieceworks key init` is encrypting store 'two' right now" in copied.err, copied
+    left = sorted(str(p.relative_to(two)) for p in two.rglob("*") if p.is_file())
+    assert [n for n in left if not n.startswith("keys/")] == [], left
+    again = run(
+        "copy",
+        "--from-store",
+        "one",
+        "--to-store",
+        "two",
+        env={**e, "PIECEWORKS_PASSWORD": PASSWORD},
+    )
+    assert again.code == 0, again
+    listed = run("list", "--store", "two", "--json", env={**e, "PIECEWORKS_PASSWORD": PASSWORD})
+    assert listed.code == 0 and len(listed.json()) == 1, listed
