@@ -45,7 +45,7 @@ else in this process."""
 
 def add_arguments(parser: CommandParser) -> None:
     """The options of ``conductor``: where jobs live, which to serve, how to report."""
-    parser.describe(DESCRIPTION, (ExitCode.FAILED,))
+    parser.describe(DESCRIPTION, (ExitCode.FAILED, ExitCode.NOT_FOUND))
     jobs_location_options(parser)
     parser.add_argument("--name", help="this conductor's name (default: conductor-HOST-PID)")
     parser.add_argument(
