@@ -339,7 +339,7 @@ def _walk(directory: str, key_dir: str, start: str) -> Iterator[str]:
     for name, entry in found:
         if name.endswith("/"):
             yield from _walk(entry.path, base + entry.name, "")
-        elif entry.is_file(follow_symlinks=False):
+        elif entry.is_file():  # a link to a file too: `get` and `head` read it (folders: never)
             yield base + name
 
 

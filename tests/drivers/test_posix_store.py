@@ -213,13 +213,28 @@ def test_list_filters_by_prefix(store: PosixStore, prefix: str) -> None:
 
 
 def test_list_skips_temp_and_foreign_files(store: PosixStore, root: Path) -> None:
-    """Temporary files, names that are not keys, and symlinks are never listed."""
+    """Temporary files, names that are not keys, and links to no file are never listed."""
     store.put("chunks/ab/real", b"x")
     (root / "chunks" / "ab" / ".tmp-0123").write_bytes(b"partial")
     (root / "chunks" / "ab" / "not a key").write_bytes(b"?")
-    (root / "chunks" / "ab" / "link").symlink_to(root / "chunks" / "ab" / "real")
+    (root / "chunks" / "ab" / "dangling").symlink_to(root / "chunks" / "ab" / "nothing")
+    (root / "chunks" / "ab" / "folder").symlink_to(root / "chunks")
     assert list(store.list("")) == ["chunks/ab/real"]
     assert list(store.list("chunks/ab/")) == ["chunks/ab/real"]
+
+
+def test_an_object_that_is_a_link_to_a_file_is_listed_as_it_is_read(
+    tmp_path: Path, store: PosixStore, root: Path
+) -> None:
+    """A manifest put back as a link to a replica's copy was read by `get` (show, restore)
+    but left out of `list`, so gc counted its chunks as unreferenced and deleted them: the
+    backup `show` displayed could no longer be restored. What `get` reads, `list` lists."""
+    replica = tmp_path / "replica.json"
+    replica.write_bytes(b"{}")
+    store.put("manifests/bk-1.json", b"{}")
+    (root / "manifests" / "bk-2.json").symlink_to(replica)
+    assert store.get("manifests/bk-2.json") == b"{}" and store.exists("manifests/bk-2.json")
+    assert list(store.list("manifests/")) == ["manifests/bk-1.json", "manifests/bk-2.json"]
 
 
 # -- deferred-sync ------------------------------------------------------------------
