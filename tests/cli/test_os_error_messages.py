@@ -162,3 +162,21 @@ def test_conductor_events_file_that_cannot_be_opened_is_a_usage_error(
     error = json.loads(done.err.strip().splitlines()[-1])
     assert error["message"] == f"--events {path}: cannot open it to append events: {reason}"
     assert error["reference"] == "usage-error", error
+
+
+def test_a_sqlite_persistence_under_a_file_is_a_configuration_error(
+    call: Call, env: dict[str, str], tmp_path: Path, home: Path
+) -> None:
+    """It was ``unexpected NotADirectoryError: [Errno 20] ...`` (exit 1) before any work."""
+    write_volume(home / "volumes", "vol-1", MiB)
+    (tmp_path / "afile").write_text("x")
+    url = f"sqlite:///{tmp_path / 'afile' / 'db' / 'p.db'}"
+    conf = config_file(tmp_path, f'[engine]\npersistence = "{url}"\n')
+    done = call("backup", "--volume", "vol-1", env={**env, "PIECEWORKS_CONFIG": str(conf)})
+    assert done.code == ExitCode.USAGE, done
+    wanted = (
+        f"[engine] persistence {url!r} cannot be used: cannot make directory"
+        f" {tmp_path / 'afile' / 'db'}: {tmp_path / 'afile'} is not a directory"
+    )
+    _assert_in_words(done, done.err, str(tmp_path / "afile"), wanted)
+    assert not (home / "backups" / "manifests").exists(), done
