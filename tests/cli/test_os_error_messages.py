@@ -180,3 +180,28 @@ def test_a_sqlite_persistence_under_a_file_is_a_configuration_error(
     )
     _assert_in_words(done, done.err, str(tmp_path / "afile"), wanted)
     assert not (home / "backups" / "manifests").exists(), done
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        ("a link loop", "cannot be used: Too many levels of symbolic links"),
+        ("through a file", "cannot be used: {tmp}/afile is not a directory"),
+        ("missing directory", "does not exist"),
+        ("a directory", "is a directory, not a file"),
+    ],
+)
+def test_a_configuration_file_that_cannot_be_used_says_why(
+    call: Call,
+    env: dict[str, str],
+    tmp_path: Path,
+    bad_paths: dict[str, tuple[str, str]],
+    case: str,
+    problem: str,
+) -> None:
+    """A link loop and a path through a file said "does not exist"; both name the cause now."""
+    path, _reason = bad_paths[case]
+    wanted = f"configuration file {path} (--config) {problem.format(tmp=tmp_path)}"
+    done = call("list", "--config", path, env=env)
+    assert done.code == ExitCode.USAGE, done
+    _assert_in_words(done, done.err, path, wanted)
