@@ -102,7 +102,7 @@ def test_a_backup_while_key_init_is_between_its_check_and_its_key_never_mixes(
     held = {
         **env,
         "PIECEWORKS_PASSWORD": PASSWORD,
-        "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:6000",
+        "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:10000",
     }
     init = _start(init_args, held, tmp_path)
     _wait_for(home / "backups", init)  # the init opened the store; its check follows at once
@@ -132,7 +132,7 @@ def test_key_init_while_a_backup_has_opened_the_store_stops_the_backup_before_it
     """
     write_volume(home / "volumes", "vol-1", MiB)
     backup_args = ["backup", "--volume", "vol-1", "--json"]
-    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.before-lease=sleep:5000"}
+    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.before-lease=sleep:10000"}
     backup = _start(backup_args, held, tmp_path)
     _wait_for(home / "backups", backup)  # the backup opened the store, as plain
     initialised = run("key", "init", env={**env, "PIECEWORKS_PASSWORD": PASSWORD})
@@ -151,7 +151,7 @@ def test_key_init_names_the_backup_being_written(
     """A backup holding its lease: key init says which backup, who runs it, and writes no key."""
     write_volume(home / "volumes", "vol-1", MiB)
     backup_args = ["backup", "--volume", "vol-1", "--json"]
-    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.lease-taken=sleep:4000"}
+    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.lease-taken=sleep:10000"}
     backup = _start(backup_args, held, tmp_path)
     lease = _wait_for_file(home / "backups" / "leases", backup, "bk-")
     refused = run("key", "init", env={**env, "PIECEWORKS_PASSWORD": PASSWORD})
@@ -179,7 +179,7 @@ def test_a_key_appearing_before_the_manifest_stops_the_backup_without_a_manifest
     (key_file,) = (keyed / "backups" / "keys").iterdir()
     write_volume(home / "volumes", "vol-1", MiB)
     backup_args = ["backup", "--volume", "vol-1", "--json"]
-    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.before-manifest=sleep:3000"}
+    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.before-manifest=sleep:6000"}
     backup = _start(backup_args, held, tmp_path)
     _wait_for_file(home / "backups" / "leases", backup, "bk-")
     _wait_for(home / "backups" / "chunks", backup)
@@ -243,7 +243,7 @@ def test_passwd_and_remove_during_a_backup_and_a_restore_lose_nothing(
     held = {
         **env,
         "PIECEWORKS_PASSWORD": old,
-        "PIECEWORKS_FAILPOINTS": "backup.lease-taken=sleep:3000",
+        "PIECEWORKS_FAILPOINTS": "backup.lease-taken=sleep:6000",
     }
     backup = _start(backup_args, held, tmp_path)
     _wait_for_file(home / "backups" / "leases", backup, "bk-")
@@ -265,7 +265,7 @@ def test_passwd_and_remove_during_a_backup_and_a_restore_lose_nothing(
     held = {
         **env,
         "PIECEWORKS_PASSWORD": other,
-        "PIECEWORKS_FAILPOINTS": "restore.chunk-written=sleep:3000",
+        "PIECEWORKS_FAILPOINTS": "restore.chunk-written=sleep:6000",
     }
     restore = _start(restore_args, held, tmp_path)
     _wait_for_file(home, restore, ".restored.pw-restore-")  # a chunk is written
@@ -300,7 +300,7 @@ def test_a_copy_into_a_store_that_key_init_is_encrypting_stops_before_its_data(
     held = {
         **e,
         "PIECEWORKS_PASSWORD": PASSWORD,
-        "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:6000",
+        "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:10000",
     }
     init = _start(init_args, held, tmp_path)
     _wait_for(two, init)  # the init opened the target; its check follows at once

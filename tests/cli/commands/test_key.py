@@ -156,7 +156,7 @@ def test_removing_the_new_key_while_passwd_replaces_the_old_never_leaves_no_key(
         **env,
         "PIECEWORKS_PASSWORD": old,
         "PIECEWORKS_NEW_PASSWORD": new,
-        "PIECEWORKS_FAILPOINTS": "key.before-remove=sleep:4000",
+        "PIECEWORKS_FAILPOINTS": "key.before-remove=sleep:8000",
     }
     passwd = subprocess.Popen(
         [*COMMAND, "key", "passwd"],
