@@ -215,12 +215,30 @@ def change_password(
     """Replace the key file `password` opens by one for `new_password`; return the new id.
 
     The new key file is written (durably) before the old one is removed, so
-    a crash in between leaves both passphrases working, never neither.
+    a crash in between leaves both passphrases working, never neither. A
+    ``key remove`` of the new key meanwhile (its id is listed as soon as it
+    is written) would leave no key at all: as two removals do, whichever
+    finds no key left after its delete puts its key back, and here that is
+    `KeyRefused` with the old key kept.
     """
     _check_password(new_password)
     old_id, master = _unlock(store, password)
     new_id = _write_key(store, master, new_password, kdf)
-    store.delete(_key_name(old_id))
+    name = _key_name(old_id)
+    try:
+        body = store.get(name)
+    except ObjectNotFound:
+        return new_id  # removed meanwhile by another run; the new key opens the store
+    failpoint("key.before-remove")
+    store.delete(name)
+    if next(_key_names(store), None) is None:
+        store.put(name, body)
+        raise KeyRefused(
+            f"the passphrase was not changed: the new key {new_id} was removed (`key remove`)"
+            f" while this command replaced key {old_id}, which would have left the store"
+            f" without a key (every backup lost); key {old_id} is back, the old passphrase"
+            " still opens the store"
+        )
     return new_id
 
 

@@ -162,3 +162,46 @@ def test_conductor_events_file_that_cannot_be_opened_is_a_usage_error(
     error = json.loads(done.err.strip().splitlines()[-1])
     assert error["message"] == f"--events {path}: cannot open it to append events: {reason}"
     assert error["reference"] == "usage-error", error
+
+
+def test_a_sqlite_persistence_under_a_file_is_a_configuration_error(
+    call: Call, env: dict[str, str], tmp_path: Path, home: Path
+) -> None:
+    """It was ``unexpected NotADirectoryError: [Errno 20] ...`` (exit 1) before any work."""
+    write_volume(home / "volumes", "vol-1", MiB)
+    (tmp_path / "afile").write_text("x")
+    url = f"sqlite:///{tmp_path / 'afile' / 'db' / 'p.db'}"
+    conf = config_file(tmp_path, f'[engine]\npersistence = "{url}"\n')
+    done = call("backup", "--volume", "vol-1", env={**env, "PIECEWORKS_CONFIG": str(conf)})
+    assert done.code == ExitCode.USAGE, done
+    wanted = (
+        f"[engine] persistence {url!r} cannot be used: cannot make directory"
+        f" {tmp_path / 'afile' / 'db'}: {tmp_path / 'afile'} is not a directory"
+    )
+    _assert_in_words(done, done.err, str(tmp_path / "afile"), wanted)
+    assert not (home / "backups" / "manifests").exists(), done
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        ("a link loop", "cannot be used: Too many levels of symbolic links"),
+        ("through a file", "cannot be used: {tmp}/afile is not a directory"),
+        ("missing directory", "does not exist"),
+        ("a directory", "is a directory, not a file"),
+    ],
+)
+def test_a_configuration_file_that_cannot_be_used_says_why(
+    call: Call,
+    env: dict[str, str],
+    tmp_path: Path,
+    bad_paths: dict[str, tuple[str, str]],
+    case: str,
+    problem: str,
+) -> None:
+    """A link loop and a path through a file said "does not exist"; both name the cause now."""
+    path, _reason = bad_paths[case]
+    wanted = f"configuration file {path} (--config) {problem.format(tmp=tmp_path)}"
+    done = call("list", "--config", path, env=env)
+    assert done.code == ExitCode.USAGE, done
+    _assert_in_words(done, done.err, path, wanted)
