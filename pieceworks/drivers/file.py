@@ -320,13 +320,30 @@ def _clone_or_copy(src: int, dst: int, size: int) -> None:
         if exc.errno not in _NO_REFLINK:
             raise
     os.ftruncate(dst, size)  # holes stay holes
+    in_kernel = True  # copy_file_range, until it refuses (another file system: EXDEV)
     for extent in _data_extents(src, size):
         offset = extent.offset
         while offset < extent.end:
-            n = os.copy_file_range(src, dst, extent.end - offset, offset, offset)
+            n = 0
+            if in_kernel:
+                try:
+                    n = os.copy_file_range(src, dst, extent.end - offset, offset, offset)
+                except OSError as exc:
+                    if exc.errno not in _NO_REFLINK:
+                        raise
+                    in_kernel = False
+            if not in_kernel:
+                n = _copy_range(src, dst, offset, extent.end - offset)
             if n == 0:  # the source shrank under us
                 return
             offset += n
+
+
+def _copy_range(src: int, dst: int, offset: int, length: int) -> int:
+    """Copy up to 1 MiB of `src` at `offset` to `dst` through memory; the bytes copied."""
+    data = os.pread(src, min(length, 1 << 20), offset)
+    _files.write_all_at(dst, offset, data, offset + len(data))
+    return len(data)
 
 
 def _data_extents(fd: int, size: int) -> list[Extent]:

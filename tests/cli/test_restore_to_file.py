@@ -142,9 +142,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(where)], check=False)
 
 
-def test_a_full_disk_is_a_clear_error_naming_the_file(
-    run: Run, home: Path, small_fs: Path
-) -> None:
+def test_a_full_disk_is_a_clear_error_naming_the_file(run: Run, home: Path, small_fs: Path) -> None:
     """A file system that fills up mid-restore ended in 'unexpected OSError: No space
     left on device' (reference unexpected-error); now the error names the file and the
     reason, exit 1, and nothing is left behind."""
