@@ -63,6 +63,8 @@ __all__ = ["PosixStore"]
 
 _TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE}
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+#: Reading an object: O_NONBLOCK so that a FIFO under a key cannot hang the open.
+_GET_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 #: Threads `sync` waits on ``fsync`` with (waiting, not working: more than the cores).
 _SYNC_THREADS = 8
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -143,14 +145,28 @@ class PosixStore(StoredSizes):
             list(pool.map(_fsync_dir, sorted(directories)))
 
     def get(self, key: str) -> bytes:
+        """The object's bytes; only a regular file is an object, as for `head` and `list`.
+
+        Opened without blocking, so a FIFO (or a device) found under a key is
+        `ObjectNotFound` at once: a restore or verify that opened it waited
+        for a writer forever, beyond the reach of Ctrl-C and SIGTERM.
+        """
+        path = self._path(key)
         try:
-            with open(self._path(key), "rb", buffering=0) as f:
-                return f.read()
+            fd = os.open(path, _GET_FLAGS)
         except _MISSING:
             raise ObjectNotFound(f"no object {key!r}") from None
         except OSError as exc:
-            path = os.path.join(self._root, key)
             raise _error(f"cannot get {path!r}", exc, path) from exc
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ObjectNotFound(f"no object {key!r} (not a regular file)")
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                return f.read()
+        except OSError as exc:
+            raise _error(f"cannot get {path!r}", exc, path) from exc
+        finally:
+            os.close(fd)
 
     def head(self, key: str) -> ObjectInfo:
         st = self._stat(key)
