@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 
-__all__ = ["os_error_text", "os_reason"]
+__all__ = ["os_cause", "os_error_text", "os_reason"]
 
 
 def os_reason(exc: OSError, path: str | os.PathLike[str] | None = None) -> str:
@@ -49,6 +49,30 @@ def os_error_text(exc: OSError) -> str:
     if not names or exc.strerror is None:
         return reason
     return f"{reason}: {' -> '.join(names)}"
+
+
+def os_cause(exc: BaseException) -> OSError | None:
+    """The system error at the bottom of `exc` (one with a ``strerror``), or None.
+
+    Libraries wrap the socket's error in their own (requests' ``ConnectionError``
+    around urllib3's ``MaxRetryError`` around ``NewConnectionError`` around
+    ``ConnectionRefusedError``), and their messages end in ``[Errno 111]
+    Connection refused``. Looks through ``__cause__``, ``__context__``, a
+    ``reason`` attribute and exception arguments, breadth first.
+    """
+    seen: set[int] = set()
+    queue: list[BaseException] = [exc]
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror is not None:
+            return current
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        inner += list(current.args)
+        queue += [e for e in inner if isinstance(e, BaseException)]
+    return None
 
 
 def _file_in_the_way(path: str) -> str | None:

@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
+import requests
 
-from pieceworks.protocols.os_errors import os_error_text, os_reason
+from pieceworks.protocols.os_errors import os_cause, os_error_text, os_reason
 
 
 def _error(call: object, *args: object) -> OSError:
@@ -62,3 +63,14 @@ def test_an_error_without_strerror_gives_its_message() -> None:
     assert os_error_text(OSError()) == "OSError"
     renamed = OSError(18, "Invalid cross-device link", "/a", None, "/b")
     assert os_error_text(renamed) == "Invalid cross-device link: /a -> /b"
+
+
+def test_the_socket_error_under_a_library_connection_error_is_found() -> None:
+    """requests -> urllib3 -> socket: the bottom error is the one with the words."""
+    with pytest.raises(requests.ConnectionError) as caught:
+        requests.get("http://127.0.0.1:1/", timeout=5)
+    assert "Errno" in str(caught.value)  # what the message used to carry
+    cause = os_cause(caught.value)
+    assert isinstance(cause, ConnectionRefusedError), repr(cause)
+    assert cause.strerror == "Connection refused"
+    assert os_cause(ValueError("no system error below")) is None
