@@ -62,6 +62,9 @@ ENV_VAR: Final = "PIECEWORKS_FAILPOINTS"
 FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
     {
         # backup
+        "backup.before-lease": (
+            "backup: the store is opened (plain or encrypted), no lease written yet"
+        ),
         "backup.lease-taken": "backup: the store lease is written, nothing else yet",
         "backup.snapshot-created": "backup: the temporary snapshot exists, no chunk read yet",
         "backup.chunk-stored": "backup: after each new chunk object is written to the store",
@@ -110,7 +113,8 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         # keys
         "key.before-write": "key init/add/passwd: a key file is sealed, not yet written",
         "key.before-remove": (
-            "key remove: the key file is checked not to be the last, not yet deleted"
+            "key remove: the key file is checked not to be the last, not yet deleted;"
+            " key passwd: the new key file is written, the old one not yet deleted"
         ),
         # stores
         "store.tmp-written": (

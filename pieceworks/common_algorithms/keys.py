@@ -37,11 +37,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pieceworks.common_algorithms.encryption_lock import key_init_marked, obstacles_to_init
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ConfigError, IObjectStore, NotFound, ObjectNotFound
 from pieceworks.protocols.encrypted_store import KEYS_PREFIX
 from pieceworks.protocols.encryption import MASTER_KEY_BYTES, StoreKeys
 from pieceworks.protocols.errors import CorruptionError
+from pieceworks.protocols.os_errors import os_reason
 
 __all__ = [
     "DEFAULT_KDF",
@@ -136,23 +138,29 @@ def is_encrypted(store: IObjectStore) -> bool:
 def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) -> str:
     """Make `store` an encrypted store opened by `password`; return the key id.
 
-    Refused (`KeyRefused`) when the store already has a key file or holds
-    any object at all: a store is encrypted from its first backup on (copy
-    the backups of a plain store into a new encrypted one with
-    ``pieceworks copy``).
+    Refused (`KeyRefused`, nothing written) when the store already has a
+    key file or holds any object at all: a store is encrypted from its
+    first backup on (copy the backups of a plain store into a new encrypted
+    one with ``pieceworks copy``). A backup or another ``key init`` running
+    at the same time is found through the markers of
+    `pieceworks.common_algorithms.encryption_lock`: either this init steps
+    back, or the backup stops before writing data; never a store that
+    mixes plain and sealed objects.
     """
     _check_password(password)
     if is_encrypted(store):
         raise KeyRefused("the store is already encrypted: use `key add` for another passphrase")
-    if next(iter(store.list("")), None) is not None:
-        raise KeyRefused(
-            "the store already holds objects; encryption starts with an empty store"
-            " (copy existing backups into a new encrypted store with `pieceworks copy`)"
-        )
-    key_id = _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+    with key_init_marked(store) as marker:
+        found = obstacles_to_init(store, marker)
+        if found:
+            raise KeyRefused(found.message())
+        key_id = _write_key(store, os.urandom(MASTER_KEY_BYTES), password, kdf)
+        for stale in found.stale_inits:  # markers of killed inits: their owners are dead
+            store.delete(stale)
     # Two inits at once both found the store empty and each wrote a key with its
     # own master key: backups sealed by one could not be opened through the
-    # other. Only a run that finds its key alone keeps it (at most one can).
+    # other. The markers above prevent it on a linearizable store; should a store
+    # list late, only a run that finds its key alone keeps it (at most one can).
     others = [name for name in _key_names(store) if name != _key_name(key_id)]
     if others:
         store.delete(_key_name(key_id))
@@ -166,14 +174,16 @@ def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) 
 def passphrase_from_file(path: str, what: str = "passphrase") -> str:
     """The passphrase file `path` holds (its trailing newline removed).
 
-    Raise `ConfigError` naming the file (never its content) if it cannot be
-    read or is empty.
+    Raise `ConfigError` naming the file and why in words (never its content)
+    if it cannot be read, is not UTF-8 text or is empty.
     """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the {what} file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {os_reason(exc, path)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read the {what} file {path}: it is not UTF-8 text") from None
     password = text.rstrip("\r\n")
     if not password:
         raise ConfigError(f"the {what} file {path} is empty")
@@ -205,12 +215,30 @@ def change_password(
     """Replace the key file `password` opens by one for `new_password`; return the new id.
 
     The new key file is written (durably) before the old one is removed, so
-    a crash in between leaves both passphrases working, never neither.
+    a crash in between leaves both passphrases working, never neither. A
+    ``key remove`` of the new key meanwhile (its id is listed as soon as it
+    is written) would leave no key at all: as two removals do, whichever
+    finds no key left after its delete puts its key back, and here that is
+    `KeyRefused` with the old key kept.
     """
     _check_password(new_password)
     old_id, master = _unlock(store, password)
     new_id = _write_key(store, master, new_password, kdf)
-    store.delete(_key_name(old_id))
+    name = _key_name(old_id)
+    try:
+        body = store.get(name)
+    except ObjectNotFound:
+        return new_id  # removed meanwhile by another run; the new key opens the store
+    failpoint("key.before-remove")
+    store.delete(name)
+    if next(_key_names(store), None) is None:
+        store.put(name, body)
+        raise KeyRefused(
+            f"the passphrase was not changed: the new key {new_id} was removed (`key remove`)"
+            f" while this command replaced key {old_id}, which would have left the store"
+            f" without a key (every backup lost); key {old_id} is back, the old passphrase"
+            " still opens the store"
+        )
     return new_id
 
 

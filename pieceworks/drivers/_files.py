@@ -44,6 +44,7 @@ from pieceworks.protocols import (
     VolumeRef,
     validate_id,
 )
+from pieceworks.protocols.os_errors import os_error_text
 from pieceworks.protocols.owner import Liveness, Owner
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "discard",
     "fsync_dir",
     "fsync_file",
+    "keep_attributes",
     "list_volume_ids",
     "open_regular",
     "safe_path",
@@ -121,7 +123,7 @@ def open_regular(
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise InvalidName(f"{label} is a symbolic link{link_note}") from None
-        raise BackendError(f"cannot open {label}: {exc}") from exc
+        raise BackendError(f"cannot open {label}: {os_error_text(exc)}") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -154,13 +156,13 @@ def start_write(
         base = safe_path(root, ".incoming", f"{volume_id}.{owned_tag()}", create=True)
         fd = os.open(base + suffix, CREATE_FLAGS, 0o600)
     except OSError as exc:
-        raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
+        raise BackendError(f"cannot write volume {volume_id!r}: {os_error_text(exc)}") from exc
     writer = make_writer(fd, base)
     try:
         os.ftruncate(fd, size)  # sparse: unwritten ranges read as zeros and cost nothing
     except OSError as exc:
         writer.abort()
-        raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
+        raise BackendError(f"cannot write volume {volume_id!r}: {os_error_text(exc)}") from exc
     return writer
 
 
@@ -172,9 +174,12 @@ def commit_volume(tmp: str, final: str, replace: bool) -> None:
     volume was new, and one that appeared since (another restore or
     replication into the same new name) is never clobbered: `VolumeExists`,
     `tmp` left for the caller to discard. Two runs creating one volume used
-    to both succeed, the second silently replacing the first's volume.
+    to both succeed, the second silently replacing the first's volume. A
+    replaced volume keeps its permission bits (and, where this process may
+    give them, its owner and group): see `keep_attributes`.
     """
     if replace:
+        keep_attributes(final, tmp)
         os.replace(tmp, final)
         return
     try:
@@ -187,6 +192,28 @@ def commit_volume(tmp: str, final: str, replace: bool) -> None:
     os.unlink(tmp)
 
 
+def keep_attributes(old: str, new: str) -> None:
+    """Give the file `new` the permission bits, owner and group of the file `old`.
+
+    The temporary file a volume is written into is created 0600; a volume it
+    replaces (a restore with --overwrite) would otherwise lose its mode, and
+    a disk image shared with a hypervisor's group (0640, 0660) would no
+    longer open. Owner and group are kept where this process may set them
+    (root, or a group it belongs to); else they stay this process's. A
+    missing `old` (removed meanwhile) or one that is not a regular file
+    leaves `new` as it is.
+    """
+    try:
+        st = os.stat(old, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    with contextlib.suppress(PermissionError):
+        os.chown(new, st.st_uid, st.st_gid)  # first: a chown clears set-id bits
+    os.chmod(new, stat.S_IMODE(st.st_mode))
+
+
 def write_all_at(fd: int, offset: int, data: bytes | memoryview, size: int) -> None:
     """Write all of `data` at `offset` of `fd`, never beyond `size` bytes (`ValueError`)."""
     view = memoryview(data).cast("B")
@@ -197,7 +224,7 @@ def write_all_at(fd: int, offset: int, data: bytes | memoryview, size: int) -> N
             n = os.pwrite(fd, view, offset)
             view, offset = view[n:], offset + n
     except OSError as exc:
-        raise BackendError(f"write failed at offset {offset}: {exc}") from exc
+        raise BackendError(f"write failed at offset {offset}: {os_error_text(exc)}") from exc
 
 
 def discard(fd: int, *paths: str) -> None:

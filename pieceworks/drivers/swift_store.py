@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from email.utils import parsedate_to_datetime
@@ -56,6 +56,7 @@ from pieceworks.protocols import (
     TransientError,
     validate_key,
 )
+from pieceworks.protocols.os_errors import os_cause
 
 __all__ = ["DEFAULT_SEGMENT_SIZE", "SwiftStore"]
 
@@ -293,7 +294,7 @@ class SwiftStore(StoredSizes):
         if not self._segments:
             self._ensure_container(self._segment_container)
             self._segments = True
-        prefix = f"{key}/{time.time():.6f}-{uuid.uuid4().hex[:8]}/"
+        prefix = f"{key}/{time.time():.6f}-{secrets.token_hex(4)}/"
         view = memoryview(body)
         offsets = list(range(0, len(body), self._segment_size))
         uploaded: list[str] = []  # appended by the workers (list.append is atomic)
@@ -447,8 +448,10 @@ class SwiftStore(StoredSizes):
                     raise self._error(what, exc) from None
                 except OSError as exc:  # requests' errors are OSErrors: connection, timeout
                     conn.close()  # start the next try on a new connection
+                    cause = os_cause(exc)  # the socket's error, in words: not "[Errno 111] ..."
+                    why = cause.strerror if cause is not None else self._scrub(str(exc))
                     raise TransientError(
-                        f"{self._label}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
+                        f"{self._label}: {what}: {type(exc).__name__}: {why}"
                     ) from None
 
         return self._retry.call(attempt)

@@ -22,7 +22,7 @@ it, such as ``volume_id``).
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,7 +64,7 @@ def post_composed(
     return post_job(
         jobboard,
         persistence_url,
-        name=name or f"{composition.flow.name}-{uuid.uuid4().hex[:12]}",
+        name=name or f"{composition.flow.name}-{secrets.token_hex(6)}",
         factory=COMPOSED_FACTORY,
         kwargs={"recipe": recipe, "backends": names, "store": store},
         result_atom=result,

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Final
@@ -118,7 +118,7 @@ class WorkerDispatcher:
         """
         for attempt in range(1, self.attempts + 1):
             executor = WorkerTaskExecutor(
-                uuid.uuid4().hex,
+                secrets.token_hex(16),
                 self.exchange,
                 [topic_of(backend)],
                 transition_timeout=self.transition_timeout,
@@ -167,7 +167,7 @@ class WorkerDispatcher:
 
         local.notifier.register(HEARTBEAT, on_event)
         local.notifier.register(task.EVENT_UPDATE_PROGRESS, on_event)
-        future = executor.execute_task(local, uuid.uuid4().hex, dict(arguments))
+        future = executor.execute_task(local, secrets.token_hex(16), dict(arguments))
         while True:
             try:
                 _event, result = future.result(timeout=0.2)

@@ -9,7 +9,7 @@ and always deletes it, and offload pushes from a snapshot. Subclass
 from __future__ import annotations
 
 import abc
-import uuid
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -64,7 +64,7 @@ class Snapshot(abc.ABC):
         self, volume: VolumeRef, prefix: str = "pieceworks-tmp"
     ) -> Iterator[SnapshotRef]:
         """Yield a fresh snapshot of `volume` that is deleted however the block exits."""
-        snapshot = self.create_snapshot(volume, f"{prefix}-{uuid.uuid4().hex[:12]}")
+        snapshot = self.create_snapshot(volume, f"{prefix}-{secrets.token_hex(6)}")
         try:
             yield snapshot
         finally:

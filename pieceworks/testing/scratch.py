@@ -14,10 +14,10 @@ Why not pytest's ``tmp_path`` and fixtures alone: the same checks run from
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import unittest
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass
@@ -158,7 +158,7 @@ class Scratch:
 
     def new_id(self, kind: str = "v") -> str:
         """A fresh volume id, remembered for cleanup."""
-        volume_id = f"pwt-{kind}-{uuid.uuid4().hex[:12]}"
+        volume_id = f"pwt-{kind}-{secrets.token_hex(6)}"
         self._volumes.append(volume_id)
         return volume_id
 
@@ -178,7 +178,7 @@ class Scratch:
 
     def snapshot(self, volume: VolumeRef) -> SnapshotRef:
         """Take a snapshot and remember what it must hold."""
-        ref = self.use(ISnapshot).create_snapshot(volume, f"pwt-s-{uuid.uuid4().hex[:12]}")
+        ref = self.use(ISnapshot).create_snapshot(volume, f"pwt-s-{secrets.token_hex(6)}")
         self.snapshots[ref] = bytes(self.model[volume.volume_id])
         return ref
 
@@ -235,7 +235,7 @@ class Scratch:
 
     def store(self, name: str = "pwt") -> tuple[PosixStore, StoreSpec]:
         """A fresh POSIX store under the work directory, with its spec."""
-        path = os.path.join(self.workdir, f"store-{uuid.uuid4().hex[:8]}")
+        path = os.path.join(self.workdir, f"store-{secrets.token_hex(4)}")
         return PosixStore(path, durable=False), StoreSpec(name, "posix", {"path": path})
 
     def discard(self, volume: VolumeRef) -> None:
@@ -250,7 +250,7 @@ class Scratch:
 
     def helper_backend(self, name: str = "pwt-files") -> Backend:
         """A file-driver backend in the work directory, to restore into or back up from."""
-        path = os.path.join(self.workdir, f"{name}-{uuid.uuid4().hex[:8]}")
+        path = os.path.join(self.workdir, f"{name}-{secrets.token_hex(4)}")
         os.makedirs(path)
         return Backend.of(name, FileDriver(path))
 

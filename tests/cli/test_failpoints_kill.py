@@ -93,6 +93,7 @@ def _recover(ids: dict[str, str]) -> list[str]:
 
 
 POINTS = [
+    Point("backup.before-lease=kill", _backup),
     Point("backup.lease-taken=kill", _backup),
     Point("backup.snapshot-created=kill", _backup),
     Point("backup.chunk-stored=kill@3", _backup),

@@ -219,6 +219,10 @@ def test_a_new_volume_another_writer_made_is_not_replaced(driver: Qcow2Driver, r
     checks.a_new_volume_made_meanwhile_is_not_replaced(driver, root, b"1" * 512, b"2" * 512)
 
 
+def test_a_replaced_volume_keeps_its_mode(driver: Qcow2Driver, root: Path) -> None:
+    checks.a_replaced_volume_keeps_its_mode(driver, root / "shared.qcow2", b"1" * 512, b"2" * 512)
+
+
 def test_abort_keeps_the_old_volume_and_no_temp_files(driver: Qcow2Driver, root: Path) -> None:
     """abort discards everything written, is idempotent, and leaves no temporary file."""
     checks.abort_keeps_old_volume(driver, root, b"keep me!" * 64, read=16)

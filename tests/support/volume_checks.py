@@ -11,6 +11,7 @@ test modules use.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -116,6 +117,20 @@ def a_new_volume_made_meanwhile_is_not_replaced(
     assert stray_files(root) == []
     driver.write_volume(volume, second)  # it exists now: replaced on purpose
     assert driver.read_range(volume, 0, len(second)) == second
+
+
+def a_replaced_volume_keeps_its_mode(
+    driver: DirectoryDriver, path: Path, first: bytes, second: bytes
+) -> None:
+    """A volume replaced by a writer (restore --overwrite, a replication onto it) keeps
+    the permission bits it had: they became 0600, those of the temporary file, so a VM
+    disk shared with a group (0640, 0660) was locked away from its hypervisor."""
+    volume = VolumeRef("shared")
+    driver.write_volume(volume, first)
+    os.chmod(path, 0o640)
+    driver.write_volume(volume, second)
+    assert driver.read_range(volume, 0, len(second)) == second
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
 
 
 def abort_keeps_old_volume(driver: DirectoryDriver, root: Path, old: bytes, read: int) -> None:

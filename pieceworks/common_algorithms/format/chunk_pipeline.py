@@ -93,6 +93,7 @@ __all__ = [
     "RestoreStats",
     "VerifyReport",
     "backup_chunks",
+    "get_chunk",
     "quarantine_chunk",
     "restore_chunks",
     "verify_chunks",
@@ -664,7 +665,7 @@ def restore_chunks(
     concurrent = takes_concurrent_writes(writer)
 
     def fetch(ref: ChunkRef) -> tuple[int, bytes | memoryview | None, int]:
-        stored = _get_chunk(store, ref)
+        stored = get_chunk(store, ref)
         plain = decode_chunk_view(stored, ref.digest, ref.length, ref.offset, chunk_id)
         if concurrent:  # written here, on this worker (see the docstring)
             writer.write_at(ref.offset, plain)
@@ -729,7 +730,7 @@ def verify_chunks(
 
     def check(ref: ChunkRef) -> tuple[Literal["missing", "corrupt"], str] | None:
         try:
-            raw = _get_chunk(raw_store, ref)
+            raw = get_chunk(raw_store, ref)
         except ChunkMissing as exc:
             return "missing", where + str(exc)
         try:
@@ -797,7 +798,13 @@ def quarantine_chunk(store: IObjectStore, digest: str, damaged: bytes) -> str | 
     return aside
 
 
-def _get_chunk(store: IObjectStore, ref: ChunkRef) -> bytes:
+def get_chunk(store: IObjectStore, ref: ChunkRef) -> bytes:
+    """The stored object of chunk `ref` (not yet checked: `decode_chunk` does that).
+
+    `ChunkMissing` if `store` has no object for it; `CorruptionError` if an
+    encrypted store's object fails to open. Both name the chunk's digest and
+    offset and carry `ref.offset`. Other store errors are raised as they are.
+    """
     key = chunk_key(ref.digest)
     try:
         return store.get(key)

@@ -47,9 +47,9 @@ import atexit
 import json
 import logging
 import math
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -304,7 +304,7 @@ def store_clock(store: IObjectStore, key: str) -> Callable[[], float]:
 
 def _probe_now(store: IObjectStore) -> float:
     """The store's time now: write and remove a probe object."""
-    key = f"locks/clock.{uuid.uuid4().hex[:16]}"
+    key = f"locks/clock.{secrets.token_hex(8)}"
     store.put(key, b"{}")
     try:
         return store.head(key).modified

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,7 +305,7 @@ def _deleter(objects: IObjectStore, key: str) -> Callable[[], None]:
 
 def _store_now(objects: IObjectStore) -> float:
     """The store's time: write and remove a probe marker."""
-    key = f"locks/recover-clock.{uuid.uuid4().hex[:16]}"
+    key = f"locks/recover-clock.{secrets.token_hex(8)}"
     objects.put(key, b"{}")
     try:
         return objects.head(key).modified

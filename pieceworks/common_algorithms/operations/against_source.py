@@ -14,7 +14,7 @@ it, or for a volume not in use).
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -89,7 +89,7 @@ def _source(backend: Backend, volume: VolumeRef) -> Iterator[Source]:
         yield volume
         return
     snapshots = backend.use(ISnapshot)
-    snapshot = snapshots.create_snapshot(volume, f"pw-verify-{uuid.uuid4().hex[:12]}")
+    snapshot = snapshots.create_snapshot(volume, f"pw-verify-{secrets.token_hex(6)}")
     try:
         yield snapshot
     finally:

@@ -8,7 +8,8 @@ through TaskFlow's storage, so that every step is persisted:
 task               does                                        on revert
 =================  ==========================================  ===================
 TakeLease          writes the store lease (waits out a GC),    removes the lease if
-                   refuses if another live run holds it        this run took it
+                   refuses if another live run holds it, or    this run took it
+                   if a plain store is being encrypted
 PrepareSource      takes a temporary snapshot if the strategy  deletes it (its name
                    reads one (journaled first); else names     holds the run token)
                    the volume
@@ -39,6 +40,7 @@ from typing import Any
 from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.encryption_lock import require_still_plain
 from pieceworks.common_algorithms.format.chunk_pipeline import BackupResult, backup_chunks
 from pieceworks.common_algorithms.format.manifest import (
     Manifest,
@@ -157,15 +159,21 @@ class TakeLease(_BackupTask):
     """Hold the store's lease for this backup, so GC never races it.
 
     Provides ``{"token": run token}``. Raises `BackupInProgress` (having
-    changed nothing) if another live run holds the lease of this backup id.
+    changed nothing) if another live run holds the lease of this backup id,
+    and `StoreEncryptedMeanwhile` (its lease removed again) if the store was
+    opened plain and a ``key init`` has encrypted it since, or is at it.
     """
 
     def __init__(self, backend: Backend, store: Store, request: BackupRequest, prefix: str) -> None:
         super().__init__("take-lease", backend, store, request, prefix, provides="lease")
 
     def execute(self) -> dict[str, str]:
+        failpoint("backup.before-lease")
         lease = acquire_lease(self.store.objects, self.request.backup_id)
         try:
+            # A `key init` that ran since the store was opened as plain: stop now (see
+            # `encryption_lock`), before any plain data lands in a store turning encrypted.
+            require_still_plain(self.store.name, self.store.objects)
             failpoint("backup.lease-taken")
         except BaseException:  # TaskFlow reverts a failed task without its result
             release_lease(self.store.objects, self.request.backup_id, lease.token)
@@ -546,6 +554,7 @@ class WriteManifest(_BackupTask):
             enhancers_used=dict(transfer.get("enhancers_used") or {}),
         )
         failpoint("backup.before-manifest")
+        require_still_plain(self.store.name, self.store.objects, before_data=False)
         write_manifest(self.store.objects, manifest)
         failpoint("backup.manifest-written")
         return {

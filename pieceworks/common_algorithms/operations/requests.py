@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import uuid
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -82,12 +82,12 @@ PROTOCOL_FIELD: Final = "protocol"
 
 def new_backup_id() -> str:
     """A fresh, unique backup id."""
-    return f"bk-{uuid.uuid4().hex[:16]}"
+    return f"bk-{secrets.token_hex(8)}"
 
 
 def new_operation_id() -> str:
     """A fresh, unique id for a replication."""
-    return f"rp-{uuid.uuid4().hex[:16]}"
+    return f"rp-{secrets.token_hex(8)}"
 
 
 def _check_order(given: tuple[str, ...], known: tuple[str, ...], what: str) -> None:

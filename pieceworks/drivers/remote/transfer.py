@@ -29,7 +29,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks
+from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, get_chunk
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.remote.protocol import (
     API_VERSION,
@@ -51,7 +51,6 @@ from pieceworks.protocols import (
     CorruptionError,
     Extent,
     IObjectStore,
-    ObjectNotFound,
     OperationCancelled,
     PieceworksError,
     PushedVolume,
@@ -150,17 +149,11 @@ def push_volume(
 
 
 def _fetch(store: IObjectStore, ref: ChunkRef) -> bytes:
-    """One chunk's plain bytes, checked against its hash (`CorruptionError` if not)."""
-    try:
-        stored = store.get(chunk_key(ref.digest))
-    except ObjectNotFound:
-        raise CorruptionError(
-            f"chunk {ref.digest} at offset {ref.offset} is missing from the store", ref.offset
-        ) from None
-    except CorruptionError as exc:  # a sealed object that fails to open
-        raise CorruptionError(
-            f"chunk {ref.digest} at offset {ref.offset}: {exc}", ref.offset
-        ) from exc
+    """One chunk's plain bytes, checked against its hash (`CorruptionError` if not).
+
+    A missing object is `ChunkMissing` (a `CorruptionError`), as in a restore.
+    """
+    stored = get_chunk(store, ref)
     return decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id_for(store))
 
 
