@@ -23,6 +23,7 @@ never valid ids, so they cannot clash with a volume)::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -197,8 +198,15 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
         return _files.list_volume_ids(self._root)
 
     def delete_volume(self, volume_id: str) -> None:
-        """Delete a volume (not its snapshots). Deleting a missing one is not an error."""
-        _files.unlink_if_exists(self._path(validate_id("volume id", volume_id)))
+        """Delete a volume (not its snapshots). Deleting a missing one is not an error.
+
+        Its folder of snapshots goes too once empty (``check-driver --backend``
+        left one behind for each scratch volume it removed).
+        """
+        volume_id = validate_id("volume id", volume_id)
+        _files.unlink_if_exists(self._path(volume_id))
+        with contextlib.suppress(OSError):  # missing, or not empty: kept
+            os.rmdir(self._path(".snapshots", volume_id))
 
     # -- paths ------------------------------------------------------------
 

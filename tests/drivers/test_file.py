@@ -208,6 +208,21 @@ def test_temporary_snapshot_is_deleted(driver: FileDriver) -> None:
         driver.open_read(snapshot)
 
 
+def test_deleting_a_volume_removes_its_empty_snapshot_folder(
+    driver: FileDriver, root: Path
+) -> None:
+    """`check-driver --backend` left an empty ``.snapshots/pwt-...`` folder behind for each
+    scratch volume it removed; a folder still holding a snapshot stays with it."""
+    for volume_id in ("gone", "kept"):
+        driver.write_volume(VolumeRef(volume_id), b"x" * 512)
+    driver.delete_snapshot(driver.create_snapshot(VolumeRef("gone"), "s1"))
+    kept = driver.create_snapshot(VolumeRef("kept"), "s2")
+    driver.delete_volume("gone")
+    driver.delete_volume("kept")
+    assert sorted(p.name for p in (root / ".snapshots").iterdir()) == ["kept"]
+    assert driver.read_range(kept, 0, 1) == b"x"
+
+
 def test_delete_snapshot_is_idempotent(driver: FileDriver) -> None:
     """Deleting twice, or deleting a snapshot that never existed, is not an error."""
     driver.write_volume(VolumeRef("v"), b"data")
