@@ -45,6 +45,7 @@ from pieceworks.common_algorithms.gc.leases import (
 )
 from pieceworks.common_algorithms.inspect import check_store
 from pieceworks.common_algorithms.inspect.check import Subset
+from pieceworks.common_algorithms.operations import restore as restore_module
 from pieceworks.common_algorithms.operations.copy import copy_backups
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import BackupNotFound, ChunkRef, InvalidName, StoreSpec, VolumeRef
@@ -461,4 +462,30 @@ def test_an_offload_restore_is_covered_while_the_backend_pulls_from_the_store(
     (gc,) = driver.reports
     assert getattr(gc, "deferred", False) and getattr(gc, "chunks_deleted", -1) == 0
     assert (volumes / "restored").read_bytes() == data
+    assert list(store.objects.list("leases/")) == []
+
+
+def test_a_restore_that_waited_out_a_collection_in_vain_tries_no_other_strategy(
+    tmp_path: Path, volumes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCLockTimeout while taking the read lease ends the restore at once: the next strategy
+    would only wait as long again (the lease is taken inside each strategy's attempt)."""
+    backend = Backend.of("lab", OffloadFileDriver(volumes))  # offload, then stream-in
+    put_volume(backend, "vol", mixed_data(4))
+    path = tmp_path / "st"
+    store = Store("lab", PosixStore(path), StoreSpec("lab", "posix", {"path": str(path)}))
+    backup_id = backup(backend, store, BackupRequest("vol", chunk_size=CHUNK)).backup_id
+    waits: list[str] = []
+
+    def short(objects: PosixStore, operation: str, ids: Sequence[str]) -> ReadLease:
+        waits.append(operation)
+        return ReadLease(objects, operation, ids, wait_timeout=0.2, poll_interval=0.05)
+
+    monkeypatch.setattr(restore_module, "read_lease", short)
+    me = Owner.current()
+    put_marker(store.objects, f"locks/gc.{me.token}", "gc-lock", me.token, me, time.time())
+    with pytest.raises(GCLockTimeout, match=r"restore of .* waited .* for garbage collection"):
+        restore(backend, store, RestoreRequest(backup_id, "restored"))
+    assert waits == ["restore"]
+    assert not (volumes / "restored").exists()
     assert list(store.objects.list("leases/")) == []
