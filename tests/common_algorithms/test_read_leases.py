@@ -35,6 +35,7 @@ from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks
 from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup
 from pieceworks.common_algorithms.gc.leases import (
+    LEASE_PREFIX,
     GCLockTimeout,
     ReadLease,
     backup_lease,
@@ -42,6 +43,7 @@ from pieceworks.common_algorithms.gc.leases import (
     put_marker,
     read_lease,
     release_held_read_leases,
+    scan_markers,
 )
 from pieceworks.common_algorithms.inspect import check_store
 from pieceworks.common_algorithms.inspect.check import Subset
@@ -489,3 +491,17 @@ def test_a_restore_that_waited_out_a_collection_in_vain_tries_no_other_strategy(
     assert waits == ["restore"]
     assert not (volumes / "restored").exists()
     assert list(store.objects.list("leases/")) == []
+
+
+def test_a_collector_of_an_earlier_version_sees_a_read_lease_as_a_live_lease(
+    tmp_path: Path,
+) -> None:
+    """Earlier versions defer on any live marker under ``leases/`` (`scan_markers` of that
+    prefix, owner read from the standard fields): a read lease is one, with a live owner."""
+    store = PosixStore(tmp_path / "s", durable=False)
+    with read_lease(store, "restore", ["bk-1"]) as lease:
+        assert lease.key.startswith(LEASE_PREFIX)
+        live, stale = scan_markers(store, LEASE_PREFIX, time.time() + 1)
+        assert [m.key for m in live] == [lease.key] and stale == []
+        body = json.loads(store.get(lease.key))
+        assert Owner.from_dict(body) == Owner.current(lease.token)
