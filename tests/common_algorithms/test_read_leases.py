@@ -337,15 +337,20 @@ def test_a_reader_arriving_after_the_collector_looked_waits_for_it_to_end(
 
 
 def test_a_reader_gives_up_on_a_collector_that_never_ends_and_leaves_no_lease(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """GCLockTimeout names the reader and the collector; the read lease is removed."""
+    """The wait is announced (a warning: it is no hang), GCLockTimeout names the reader and
+    the collector, and the read lease is removed."""
     store = PosixStore(tmp_path / "s", durable=False)
     me = Owner.current()
     put_marker(store, f"locks/gc.{me.token}", "gc-lock", me.token, me, time.time())
     with pytest.raises(GCLockTimeout, match=r"restore of bk-1 waited .* held by locks/gc\."):
         ReadLease(store, "restore", ["bk-1"], wait_timeout=0.2, poll_interval=0.05).acquire()
     assert list(store.list("leases/")) == []
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage().startswith(
+        f"restore of bk-1 waits for a garbage collection to finish: locks/gc.{me.token} ("
+    )
 
 
 # -- a dead reader blocks nobody --------------------------------------------------------------
