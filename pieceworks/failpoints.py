@@ -113,7 +113,8 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         # keys
         "key.before-write": "key init/add/passwd: a key file is sealed, not yet written",
         "key.before-remove": (
-            "key remove: the key file is checked not to be the last, not yet deleted"
+            "key remove: the key file is checked not to be the last, not yet deleted;"
+            " key passwd: the new key file is written, the old one not yet deleted"
         ),
         # stores
         "store.tmp-written": (

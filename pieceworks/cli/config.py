@@ -64,6 +64,7 @@ setting. Every host sharing a store should use the same value.
 from __future__ import annotations
 
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -230,22 +231,32 @@ def _config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
 
 def _config_file(path: Path, given_by: str) -> Path:
     """`path` if it is a regular file; else `ConfigError` saying what it is instead."""
-    if path.is_file():
-        return path
-    if path.is_dir():
-        problem = "is a directory, not a file"
-    elif path.exists():
-        problem = "is not a regular file"
-    else:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         problem = "does not exist"
+    except OSError as exc:  # a link loop, a file where a directory of the path should be
+        from pieceworks.protocols.os_errors import os_reason  # noqa: PLC0415 (failures only)
+
+        problem = f"cannot be used: {os_reason(exc, path)}"
+    else:
+        if stat.S_ISREG(mode):
+            return path
+        problem = "is a directory, not a file" if stat.S_ISDIR(mode) else "is not a regular file"
     raise ConfigError(f"configuration file {path} ({given_by}) {problem}")
 
 
 def _parse(path: Path) -> dict[str, object]:
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    except OSError as exc:
+        from pieceworks.protocols.os_errors import os_reason  # noqa: PLC0415 (only on failure)
+
+        raise ConfigError(
+            f"cannot read configuration file {path}: {os_reason(exc, path)}"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read configuration file {path}: it is not UTF-8 text") from None
     try:
         return tomllib.loads(text)
     except RecursionError:

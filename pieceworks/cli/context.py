@@ -50,6 +50,24 @@ def _summary(config: Config) -> str:
     return "; ".join([f"file {config.path or 'none'}", *parts, f"persistence {config.persistence}"])
 
 
+def _make_parent(path: Path, url: str) -> None:
+    """Make the directory of the SQLite persistence file `path`; `ConfigError` saying why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from pieceworks.protocols.os_errors import os_reason  # noqa: PLC0415 (failures only)
+
+        why = (
+            f"{path.parent} is not a directory"
+            if isinstance(exc, FileExistsError)
+            else os_reason(exc, path.parent)
+        )
+        raise ConfigError(
+            f"[engine] persistence {url!r} cannot be used: cannot make directory"
+            f" {path.parent}: {why}"
+        ) from None
+
+
 def check_persistence(url: str, what: str = "[engine] persistence") -> None:
     """Open and close TaskFlow persistence at `url`; `ConfigError`/`CliError` if it fails.
 
@@ -219,7 +237,7 @@ class Context:
         url = self.config.persistence
         if url:
             if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                _make_parent(Path(url.removeprefix("sqlite:///")), url)
             check_persistence(url)
         options = EngineOptions(persistence=url, engine=self.config.engine)
         try:

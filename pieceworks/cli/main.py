@@ -164,6 +164,10 @@ def _main(argv: list[str], env: Mapping[str, str] | None) -> int:
 
 def _message(exc: Exception, code: ExitCode) -> str:
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):  # in words, without "[Errno N]": the cause and the file
+        from pieceworks.protocols.os_errors import os_error_text  # noqa: PLC0415 (failures only)
+
+        text = os_error_text(exc)
     cleanup = getattr(exc, "cleanup_errors", None)
     if cleanup:
         text += f" (cleanup also failed, the rest of it ran: {'; '.join(cleanup)})"

@@ -16,7 +16,7 @@ visible to every list that starts after it returned):
     having written no key. Only then is the key file written, and the
     marker removed after it: a key is never withdrawn once written, so
     nobody can have sealed data under a master key that then disappears.
-a backup of a plain store
+a backup of a plain store (or ``pieceworks copy`` into one)
     takes its lease (`gc.leases`), then `require_still_plain`: a key file,
     or the live marker of a `key init`, and it stops before writing any
     data (`StoreEncryptedMeanwhile`, its lease released). Just before its
@@ -51,6 +51,7 @@ from pieceworks.protocols.owner import Owner
 
 __all__ = [
     "KEY_INIT_PREFIX",
+    "OTHERS_SHOWN",
     "StoreEncryptedMeanwhile",
     "Obstacles",
     "key_init_marked",
@@ -61,6 +62,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How many other objects a refusal of ``key init`` names (one more is looked for: "...").
+OTHERS_SHOWN: Final = 3
 #: Where a running ``key init`` keeps its marker: ``locks/key-init.<token>``.
 KEY_INIT_PREFIX: Final = "locks/key-init."
 
@@ -114,7 +117,8 @@ class Obstacles:
                 " stays plain. Encryption starts with an empty store: encrypt a new one and"
                 " copy the backups into it with `pieceworks copy`"
             )
-        shown = ", ".join(self.other[:3]) + (", ..." if len(self.other) > 3 else "")
+        shown = ", ".join(self.other[:OTHERS_SHOWN])
+        shown += ", ..." if len(self.other) > OTHERS_SHOWN else ""
         return (
             f"the store already holds objects ({shown}); encryption starts with an empty"
             " store (copy existing backups into a new encrypted store with `pieceworks copy`)"
@@ -133,26 +137,31 @@ def _marker(store: IObjectStore, key: str) -> Marker | None:
 def obstacles_to_init(store: IObjectStore, own_marker: str) -> Obstacles:
     """Everything in `store` but `own_marker`, sorted into `Obstacles`.
 
+    Key files, ``key init`` markers and leases are listed whole (their
+    prefixes are small); of any other object only the first few are
+    (`OTHERS_SHOWN` + 1), so a big store is refused without listing it all.
     Stale markers of other ``key init`` runs are no obstacle (`stale_inits`).
     """
     found = Obstacles()
-    for name in store.list(""):
-        if name == own_marker:
+    found.keys = list(store.list(KEYS_PREFIX))
+    for name in store.list(KEY_INIT_PREFIX):
+        marker = None if name == own_marker else _marker(store, name)
+        if marker is None:
             continue
-        if name.startswith(KEYS_PREFIX):
-            found.keys.append(name)
-        elif name.startswith((KEY_INIT_PREFIX, LEASE_PREFIX)):
-            marker = _marker(store, name)
-            if marker is None:
-                continue
-            if name.startswith(LEASE_PREFIX):
-                found.leases.append(marker)
-            elif marker.stale:
-                found.stale_inits.append(name)
-            else:
-                found.inits.append(marker)
+        if marker.stale:
+            found.stale_inits.append(name)
         else:
+            found.inits.append(marker)
+    for name in store.list(LEASE_PREFIX):
+        marker = _marker(store, name)
+        if marker is not None:
+            found.leases.append(marker)
+    skip = (KEYS_PREFIX, KEY_INIT_PREFIX, LEASE_PREFIX)
+    for name in store.list(""):
+        if not name.startswith(skip):
             found.other.append(name)
+            if len(found.other) > OTHERS_SHOWN:
+                break
     return found
 
 

@@ -43,6 +43,7 @@ from pieceworks.protocols import ConfigError, IObjectStore, NotFound, ObjectNotF
 from pieceworks.protocols.encrypted_store import KEYS_PREFIX
 from pieceworks.protocols.encryption import MASTER_KEY_BYTES, StoreKeys
 from pieceworks.protocols.errors import CorruptionError
+from pieceworks.protocols.os_errors import os_reason
 
 __all__ = [
     "DEFAULT_KDF",
@@ -173,14 +174,16 @@ def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) 
 def passphrase_from_file(path: str, what: str = "passphrase") -> str:
     """The passphrase file `path` holds (its trailing newline removed).
 
-    Raise `ConfigError` naming the file (never its content) if it cannot be
-    read or is empty.
+    Raise `ConfigError` naming the file and why in words (never its content)
+    if it cannot be read, is not UTF-8 text or is empty.
     """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the {what} file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} file {path}: {os_reason(exc, path)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read the {what} file {path}: it is not UTF-8 text") from None
     password = text.rstrip("\r\n")
     if not password:
         raise ConfigError(f"the {what} file {path} is empty")
@@ -212,12 +215,30 @@ def change_password(
     """Replace the key file `password` opens by one for `new_password`; return the new id.
 
     The new key file is written (durably) before the old one is removed, so
-    a crash in between leaves both passphrases working, never neither.
+    a crash in between leaves both passphrases working, never neither. A
+    ``key remove`` of the new key meanwhile (its id is listed as soon as it
+    is written) would leave no key at all: as two removals do, whichever
+    finds no key left after its delete puts its key back, and here that is
+    `KeyRefused` with the old key kept.
     """
     _check_password(new_password)
     old_id, master = _unlock(store, password)
     new_id = _write_key(store, master, new_password, kdf)
-    store.delete(_key_name(old_id))
+    name = _key_name(old_id)
+    try:
+        body = store.get(name)
+    except ObjectNotFound:
+        return new_id  # removed meanwhile by another run; the new key opens the store
+    failpoint("key.before-remove")
+    store.delete(name)
+    if next(_key_names(store), None) is None:
+        store.put(name, body)
+        raise KeyRefused(
+            f"the passphrase was not changed: the new key {new_id} was removed (`key remove`)"
+            f" while this command replaced key {old_id}, which would have left the store"
+            f" without a key (every backup lost); key {old_id} is back, the old passphrase"
+            " still opens the store"
+        )
     return new_id
 
 

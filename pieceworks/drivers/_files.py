@@ -44,6 +44,7 @@ from pieceworks.protocols import (
     VolumeRef,
     validate_id,
 )
+from pieceworks.protocols.os_errors import os_error_text
 from pieceworks.protocols.owner import Liveness, Owner
 
 __all__ = [
@@ -122,7 +123,7 @@ def open_regular(
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise InvalidName(f"{label} is a symbolic link{link_note}") from None
-        raise BackendError(f"cannot open {label}: {exc}") from exc
+        raise BackendError(f"cannot open {label}: {os_error_text(exc)}") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -155,13 +156,13 @@ def start_write(
         base = safe_path(root, ".incoming", f"{volume_id}.{owned_tag()}", create=True)
         fd = os.open(base + suffix, CREATE_FLAGS, 0o600)
     except OSError as exc:
-        raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
+        raise BackendError(f"cannot write volume {volume_id!r}: {os_error_text(exc)}") from exc
     writer = make_writer(fd, base)
     try:
         os.ftruncate(fd, size)  # sparse: unwritten ranges read as zeros and cost nothing
     except OSError as exc:
         writer.abort()
-        raise BackendError(f"cannot write volume {volume_id!r}: {exc}") from exc
+        raise BackendError(f"cannot write volume {volume_id!r}: {os_error_text(exc)}") from exc
     return writer
 
 
@@ -223,7 +224,7 @@ def write_all_at(fd: int, offset: int, data: bytes | memoryview, size: int) -> N
             n = os.pwrite(fd, view, offset)
             view, offset = view[n:], offset + n
     except OSError as exc:
-        raise BackendError(f"write failed at offset {offset}: {exc}") from exc
+        raise BackendError(f"write failed at offset {offset}: {os_error_text(exc)}") from exc
 
 
 def discard(fd: int, *paths: str) -> None:

@@ -57,11 +57,14 @@ from pieceworks.protocols import (
     validate_key,
 )
 from pieceworks.protocols.deferred_sync import IDeferredSync
+from pieceworks.protocols.os_errors import os_reason
 
 __all__ = ["PosixStore"]
 
 _TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT, errno.ESTALE}
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+#: Reading an object: O_NONBLOCK so that a FIFO under a key cannot hang the open.
+_GET_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 #: Threads `sync` waits on ``fsync`` with (waiting, not working: more than the cores).
 _SYNC_THREADS = 8
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -83,7 +86,13 @@ class PosixStore(StoredSizes):
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"posix store: cannot use {os.fspath(path)!r}: {exc}") from exc
+            where = os.fspath(path)
+            why = (  # makedirs says "File exists" for a file where the directory should be
+                "it is a file, not a directory"
+                if isinstance(exc, FileExistsError) and not os.path.isdir(where)
+                else os_reason(exc, where)
+            )
+            raise ConfigError(f"posix store: cannot use {where!r}: {why}") from exc
         self._root = os.path.realpath(path)
         self._durable = durable
 
@@ -98,7 +107,7 @@ class PosixStore(StoredSizes):
             self._sync_dir(os.path.dirname(path))
         except OSError as exc:
             _files.unlink_if_exists(tmp)
-            raise _error(f"cannot put {key!r}", exc) from exc
+            raise _error(f"cannot put {path!r}", exc, path) from exc
 
     def put_unsynced(self, key: str, data: bytes | memoryview) -> None:
         """`put` without waiting for the disk: durable only after `sync` (see the module)."""
@@ -108,7 +117,7 @@ class PosixStore(StoredSizes):
             os.replace(tmp, path)
         except OSError as exc:
             _files.unlink_if_exists(tmp)
-            raise _error(f"cannot put {key!r}", exc) from exc
+            raise _error(f"cannot put {path!r}", exc, path) from exc
 
     def sync(self, keys: Iterable[str]) -> None:
         """``fsync`` each existing file of `keys`, then their directories up to the root.
@@ -136,13 +145,28 @@ class PosixStore(StoredSizes):
             list(pool.map(_fsync_dir, sorted(directories)))
 
     def get(self, key: str) -> bytes:
+        """The object's bytes; only a regular file is an object, as for `head` and `list`.
+
+        Opened without blocking, so a FIFO (or a device) found under a key is
+        `ObjectNotFound` at once: a restore or verify that opened it waited
+        for a writer forever, beyond the reach of Ctrl-C and SIGTERM.
+        """
+        path = self._path(key)
         try:
-            with open(self._path(key), "rb", buffering=0) as f:
-                return f.read()
+            fd = os.open(path, _GET_FLAGS)
         except _MISSING:
             raise ObjectNotFound(f"no object {key!r}") from None
         except OSError as exc:
-            raise _error(f"cannot get {key!r}", exc) from exc
+            raise _error(f"cannot get {path!r}", exc, path) from exc
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ObjectNotFound(f"no object {key!r} (not a regular file)")
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                return f.read()
+        except OSError as exc:
+            raise _error(f"cannot get {path!r}", exc, path) from exc
+        finally:
+            os.close(fd)
 
     def head(self, key: str) -> ObjectInfo:
         st = self._stat(key)
@@ -156,7 +180,8 @@ class PosixStore(StoredSizes):
         except _MISSING:
             pass
         except OSError as exc:
-            raise _error(f"cannot delete {key!r}", exc) from exc
+            path = os.path.join(self._root, key)
+            raise _error(f"cannot delete {path!r}", exc, path) from exc
 
     def list(self, prefix: str) -> Iterator[str]:
         directory, _, start = prefix.rpartition("/")
@@ -188,7 +213,7 @@ class PosixStore(StoredSizes):
         except FileExistsError:
             return False
         except OSError as exc:
-            raise _error(f"cannot put {key!r}", exc) from exc
+            raise _error(f"cannot put {path!r}", exc, path) from exc
         finally:
             _files.unlink_if_exists(tmp)
         return True
@@ -227,7 +252,7 @@ class PosixStore(StoredSizes):
         except _MISSING:
             return
         except OSError as exc:
-            raise _error(f"cannot check {top!r}", exc) from exc
+            raise _error(f"cannot check {top!r}", exc, top) from exc
         if is_link:
             raise BackendError(
                 f"posix store: {top} is a symbolic link (to {os.readlink(top)!r}); the store"
@@ -240,7 +265,8 @@ class PosixStore(StoredSizes):
         except _MISSING:
             return None
         except OSError as exc:
-            raise _error(f"cannot stat {key!r}", exc) from exc
+            path = os.path.join(self._root, key)
+            raise _error(f"cannot stat {path!r}", exc, path) from exc
         return st if stat.S_ISREG(st.st_mode) else None
 
     def _write_temp(self, path: str, data: bytes | memoryview, *, wait: bool = True) -> str:
@@ -259,7 +285,7 @@ class PosixStore(StoredSizes):
                 self._make_dirs(directory, wait=wait)
                 fd = os.open(tmp, flags, 0o644)
         except OSError as exc:
-            raise _error(f"cannot write {path!r}", exc) from exc
+            raise _error(f"cannot write {path!r}", exc, path) from exc
         try:
             try:
                 view = memoryview(data).cast("B")
@@ -275,7 +301,7 @@ class PosixStore(StoredSizes):
         except BaseException as exc:
             _files.unlink_if_exists(tmp)
             if isinstance(exc, OSError):
-                raise _error(f"cannot write {path!r}", exc) from exc
+                raise _error(f"cannot write {path!r}", exc, path) from exc
             raise
         return tmp
 
@@ -297,7 +323,7 @@ def _fsync_existing(path: str) -> bool:
     except _MISSING:
         return False
     except OSError as exc:
-        raise _error(f"cannot sync {path!r}", exc) from exc
+        raise _error(f"cannot sync {path!r}", exc, path) from exc
     return True
 
 
@@ -305,7 +331,7 @@ def _fsync_dir(path: str) -> None:
     try:
         _files.fsync_dir(path)
     except OSError as exc:
-        raise _error(f"cannot sync {path!r}", exc) from exc
+        raise _error(f"cannot sync {path!r}", exc, path) from exc
 
 
 def _walk(directory: str, key_dir: str, start: str) -> Iterator[str]:
@@ -323,11 +349,13 @@ def _walk(directory: str, key_dir: str, start: str) -> Iterator[str]:
             )
     except _MISSING:
         return
+    except OSError as exc:  # unreadable: say which directory, not a bare PermissionError
+        raise _error(f"cannot list {directory!r}", exc, directory) from exc
     base = key_dir + "/" if key_dir else ""
     for name, entry in found:
         if name.endswith("/"):
             yield from _walk(entry.path, base + entry.name, "")
-        elif entry.is_file(follow_symlinks=False):
+        elif entry.is_file():  # a link to a file too: `get` and `head` read it (folders: never)
             yield base + name
 
 
@@ -340,6 +368,10 @@ def _is_part(name: str) -> bool:
     return True
 
 
-def _error(message: str, exc: OSError) -> BackendError:
+def _error(message: str, exc: OSError, path: str) -> BackendError:
+    """`message` (the action and what it was on) and why, in words (`os_reason` on `path`).
+
+    A transient errno (``EAGAIN``, ``ESTALE``...) gives a `TransientError`.
+    """
     kind = TransientError if exc.errno in _TRANSIENT else BackendError
-    return kind(f"{message}: {exc}")
+    return kind(f"{message}: {os_reason(exc, path)}")

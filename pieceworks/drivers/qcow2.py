@@ -115,6 +115,7 @@ from pieceworks.protocols import (
     VolumeWriter,
     validate_id,
 )
+from pieceworks.protocols.os_errors import os_error_text
 
 __all__ = ["SECTOR", "Qcow2Driver"]
 
@@ -272,7 +273,7 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
         try:
             tmp = self._path(".incoming", f"{volume_id}.{_files.owned_tag()}.qcow2", create=True)
         except OSError as exc:
-            raise BackendError(f"cannot create volume {volume_id!r}: {exc}") from exc
+            raise BackendError(f"cannot create volume {volume_id!r}: {os_error_text(exc)}") from exc
         try:
             self._qemu.img(
                 ["create", "-q", "-f", "qcow2", tmp, str(size)],
@@ -282,7 +283,7 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
             os.link(tmp, final)  # unlike rename, never clobbers an existing volume
             _files.fsync_dir(self._root)
         except OSError as exc:
-            raise BackendError(f"cannot create volume {volume_id!r}: {exc}") from exc
+            raise BackendError(f"cannot create volume {volume_id!r}: {os_error_text(exc)}") from exc
         finally:
             _files.unlink_if_exists(tmp)
         return VolumeRef(volume_id)
@@ -352,7 +353,7 @@ class Qcow2Driver(Snapshot, StreamOut, StreamIn, AllocatedExtents):
                 0o600,
             )
         except OSError as exc:
-            raise BackendError(f"cannot lock volume {volume_id!r}: {exc}") from exc
+            raise BackendError(f"cannot lock volume {volume_id!r}: {os_error_text(exc)}") from exc
         try:
             deadline = time.monotonic() + self._qemu.timeout
             while True:
@@ -424,7 +425,7 @@ class _Qemu:
                 f"{what}: qemu-img {args[0]} timed out after {limit:g} s"
             ) from None
         except OSError as exc:
-            raise BackendError(f"{what}: cannot run qemu-img: {exc}") from exc
+            raise BackendError(f"{what}: cannot run qemu-img: {os_error_text(exc)}") from exc
         if done.returncode:
             detail = done.stderr.strip() or f"exit status {done.returncode}"
             for arg in args:  # name the image, not the /dev/fd spec it was handed as
@@ -548,7 +549,9 @@ class _NbdServer:
             _stop_server(None, log, self.directory)
             if isinstance(exc, FileNotFoundError) and log is not None:
                 raise ConfigError(f"{qemu.nbd} not found: {INSTALL_HINT}") from None
-            raise BackendError(f"cannot read {label}: cannot run qemu-nbd: {exc}") from exc
+            raise BackendError(
+                f"cannot read {label}: cannot run qemu-nbd: {os_error_text(exc)}"
+            ) from exc
         self._proc, self._log = proc, log
         self._stop = weakref.finalize(self, _stop_server, proc, log, self.directory)
 
@@ -662,7 +665,9 @@ class _NbdClient:
             raise TransientError(f"cannot read {label}: NBD handshake timed out") from None
         except OSError as exc:
             sock.close()
-            raise BackendError(f"cannot read {label}: NBD handshake failed: {exc}") from exc
+            raise BackendError(
+                f"cannot read {label}: NBD handshake failed: {os_error_text(exc)}"
+            ) from exc
         except BaseException:
             sock.close()
             raise
@@ -730,7 +735,7 @@ class _NbdClient:
             self._broken = f"reading {self._label}: the NBD server stopped answering"
             raise TransientError(self._broken) from None
         except OSError as exc:
-            self._broken = f"reading {self._label}: NBD connection failed: {exc}"
+            self._broken = f"reading {self._label}: NBD connection failed: {os_error_text(exc)}"
             raise BackendError(self._broken) from exc
         except BackendError as exc:
             self._broken = str(exc)
@@ -840,7 +845,7 @@ class _StagingWriter:
             _files.commit_volume(self._qcow2, self._final, self._replace)
             _files.fsync_dir(os.path.dirname(self._final))
         except OSError as exc:
-            raise BackendError(f"{what}: {exc}") from exc
+            raise BackendError(f"{what}: {os_error_text(exc)}") from exc
         finally:
             self.abort()
 

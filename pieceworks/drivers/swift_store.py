@@ -56,6 +56,7 @@ from pieceworks.protocols import (
     TransientError,
     validate_key,
 )
+from pieceworks.protocols.os_errors import os_cause
 
 __all__ = ["DEFAULT_SEGMENT_SIZE", "SwiftStore"]
 
@@ -447,8 +448,10 @@ class SwiftStore(StoredSizes):
                     raise self._error(what, exc) from None
                 except OSError as exc:  # requests' errors are OSErrors: connection, timeout
                     conn.close()  # start the next try on a new connection
+                    cause = os_cause(exc)  # the socket's error, in words: not "[Errno 111] ..."
+                    why = cause.strerror if cause is not None else self._scrub(str(exc))
                     raise TransientError(
-                        f"{self._label}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
+                        f"{self._label}: {what}: {type(exc).__name__}: {why}"
                     ) from None
 
         return self._retry.call(attempt)

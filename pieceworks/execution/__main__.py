@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from pieceworks.execution.board import DEFAULT_CLAIM_EXPIRY, jobboard_conf
 from pieceworks.execution.conductor import ENGINES, event_writer, run_conductor
+from pieceworks.protocols.os_errors import os_reason
 
 __all__ = ["main"]
 
@@ -67,7 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         events = None
         if args.events:
-            events = event_writer(stack.enter_context(open(args.events, "a", encoding="utf-8")))
+            try:
+                stream = stack.enter_context(open(args.events, "a", encoding="utf-8"))
+            except OSError as exc:
+                parser.error(
+                    f"argument --events: cannot open {args.events} to append:"
+                    f" {os_reason(exc, args.events)}"
+                )
+            events = event_writer(stream)
         run_conductor(
             args.name,
             conf,

@@ -88,14 +88,21 @@ def test_show_stats_diff_on_a_full_and_an_incremental_backup(
         commands=[
             ["diff", full.backup_id, other.backup_id],
             ["diff", full.backup_id, other.backup_id, "--all-volumes", "--json"],
+            ["diff", full.backup_id, other.backup_id, "--all-volumes"],
             ["show", "bk-nosuchbackup"],
             ["diff", full.backup_id, "bk-nosuchbackup"],
             ["show", "../etc"],
         ],
     )
-    volumes, forced, unknown, unknown_diff, bad_id = errors
+    volumes, forced, forced_text, unknown, unknown_diff, bad_id = errors
     assert volumes.code == ExitCode.USAGE and "--all-volumes" in volumes.err, volumes
     assert forced.code == 0 and forced.json()["size_b"] == 128 * KiB, forced
+    # Backups of two volumes: each is named with its own (it said "(volume 'vol-1')" only).
+    assert forced_text.code == 0, forced_text
+    assert (
+        f"backup {other.backup_id} (volume 'vol-2') against {full.backup_id} (volume 'vol-1')"
+        in forced_text.out
+    ), forced_text
     assert unknown.code == ExitCode.NOT_FOUND and "bk-nosuchbackup" in unknown.err
     assert unknown_diff.code == ExitCode.NOT_FOUND
     assert bad_id.code == ExitCode.USAGE, bad_id

@@ -102,7 +102,7 @@ def test_a_backup_while_key_init_is_between_its_check_and_its_key_never_mixes(
     held = {
         **env,
         "PIECEWORKS_PASSWORD": PASSWORD,
-        "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:6000",
+        "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:10000",
     }
     init = _start(init_args, held, tmp_path)
     _wait_for(home / "backups", init)  # the init opened the store; its check follows at once
@@ -132,7 +132,7 @@ def test_key_init_while_a_backup_has_opened_the_store_stops_the_backup_before_it
     """
     write_volume(home / "volumes", "vol-1", MiB)
     backup_args = ["backup", "--volume", "vol-1", "--json"]
-    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.before-lease=sleep:5000"}
+    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.before-lease=sleep:10000"}
     backup = _start(backup_args, held, tmp_path)
     _wait_for(home / "backups", backup)  # the backup opened the store, as plain
     initialised = run("key", "init", env={**env, "PIECEWORKS_PASSWORD": PASSWORD})
@@ -151,7 +151,7 @@ def test_key_init_names_the_backup_being_written(
     """A backup holding its lease: key init says which backup, who runs it, and writes no key."""
     write_volume(home / "volumes", "vol-1", MiB)
     backup_args = ["backup", "--volume", "vol-1", "--json"]
-    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.lease-taken=sleep:4000"}
+    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.lease-taken=sleep:10000"}
     backup = _start(backup_args, held, tmp_path)
     lease = _wait_for_file(home / "backups" / "leases", backup, "bk-")
     refused = run("key", "init", env={**env, "PIECEWORKS_PASSWORD": PASSWORD})
@@ -179,7 +179,7 @@ def test_a_key_appearing_before_the_manifest_stops_the_backup_without_a_manifest
     (key_file,) = (keyed / "backups" / "keys").iterdir()
     write_volume(home / "volumes", "vol-1", MiB)
     backup_args = ["backup", "--volume", "vol-1", "--json"]
-    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.before-manifest=sleep:3000"}
+    held = {**env, "PIECEWORKS_FAILPOINTS": "backup.before-manifest=sleep:6000"}
     backup = _start(backup_args, held, tmp_path)
     _wait_for_file(home / "backups" / "leases", backup, "bk-")
     _wait_for(home / "backups" / "chunks", backup)
@@ -243,7 +243,7 @@ def test_passwd_and_remove_during_a_backup_and_a_restore_lose_nothing(
     held = {
         **env,
         "PIECEWORKS_PASSWORD": old,
-        "PIECEWORKS_FAILPOINTS": "backup.lease-taken=sleep:3000",
+        "PIECEWORKS_FAILPOINTS": "backup.lease-taken=sleep:6000",
     }
     backup = _start(backup_args, held, tmp_path)
     _wait_for_file(home / "backups" / "leases", backup, "bk-")
@@ -265,7 +265,7 @@ def test_passwd_and_remove_during_a_backup_and_a_restore_lose_nothing(
     held = {
         **env,
         "PIECEWORKS_PASSWORD": other,
-        "PIECEWORKS_FAILPOINTS": "restore.chunk-written=sleep:3000",
+        "PIECEWORKS_FAILPOINTS": "restore.chunk-written=sleep:6000",
     }
     restore = _start(restore_args, held, tmp_path)
     _wait_for_file(home, restore, ".restored.pw-restore-")  # a chunk is written
@@ -275,3 +275,51 @@ def test_passwd_and_remove_during_a_backup_and_a_restore_lose_nothing(
     assert restored.code == 0, restored
     assert target.read_bytes() == (home / "volumes" / "vol-1").read_bytes()
     _assert_consistent(run, env, home, new)
+
+
+def test_a_copy_into_a_store_that_key_init_is_encrypting_stops_before_its_data(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """``pieceworks copy`` into an empty plain store while ``key init`` encrypts it.
+
+    Before: the copy wrote plain chunks and a plain manifest next to the key
+    (both exit 0). Now the copy, its lease taken, finds the init's marker and
+    stops; the init encrypts the empty target.
+    """
+    one, two = tmp_path / "one", tmp_path / "two"
+    conf = tmp_path / "stores.toml"
+    conf.write_text(
+        f'[stores.one]\ndriver = "posix"\npath = "{one}"\n'
+        f'[stores.two]\ndriver = "posix"\npath = "{two}"\n',
+        encoding="utf-8",
+    )
+    e = {**env, "PIECEWORKS_CONFIG": str(conf)}
+    write_volume(home / "volumes", "vol-1", MiB)
+    assert run("backup", "--volume", "vol-1", "--store", "one", env=e).code == 0
+    init_args = ["key", "init", "--store", "two"]
+    held = {
+        **e,
+        "PIECEWORKS_PASSWORD": PASSWORD,
+        "PIECEWORKS_FAILPOINTS": "key.before-write=sleep:10000",
+    }
+    init = _start(init_args, held, tmp_path)
+    _wait_for(two, init)  # the init opened the target; its check follows at once
+    time.sleep(0.5)
+    copied = run("copy", "--from-store", "one", "--to-store", "two", env=e, timeout=120)
+    initialised = _finish(init, init_args)
+    assert initialised.code == 0, initialised
+    assert copied.code == ExitCode.FAILED, copied
+    assert "a `pieceworks key init` is encrypting store 'two' right now" in copied.err, copied
+    left = sorted(str(p.relative_to(two)) for p in two.rglob("*") if p.is_file())
+    assert [n for n in left if not n.startswith("keys/")] == [], left
+    again = run(
+        "copy",
+        "--from-store",
+        "one",
+        "--to-store",
+        "two",
+        env={**e, "PIECEWORKS_PASSWORD": PASSWORD},
+    )
+    assert again.code == 0, again
+    listed = run("list", "--store", "two", "--json", env={**e, "PIECEWORKS_PASSWORD": PASSWORD})
+    assert listed.code == 0 and len(listed.json()) == 1, listed

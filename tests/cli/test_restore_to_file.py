@@ -6,8 +6,10 @@ filled with old data, so that holes must be written as zeros.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +128,45 @@ def test_restore_onto_a_block_device_writes_holes_as_zeros(
     with open(device, "rb") as f:
         assert f.read(len(data)) == data
     assert backing.read_bytes()[len(data) :] == b"\xaa" * (1024 * KiB - len(data))
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 128 KiB file system (tmpfs; needs root, as the loop device does)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_naming_the_file(run: Run, home: Path, small_fs: Path) -> None:
+    """A file system that fills up mid-restore ended in 'unexpected OSError: No space
+    left on device' (reference unexpected-error); now the error names the file and the
+    reason, exit 1, and nothing is left behind."""
+    _volume_with_holes(home)
+    done = make_backup(home, "vol-1", fresh=False)
+    target = small_fs / "restored.img"
+    result = run("restore", done.backup_id, "--to-file", str(target), "--json")
+    assert result.code == ExitCode.FAILED, result
+    error = json.loads(result.err.strip().splitlines()[-1])
+    assert error["reference"] != "unexpected-error", error
+    assert f"cannot write {target}: No space left on device" in error["message"], error
+    assert list(small_fs.iterdir()) == []
+    assert not [p for p in (home / "journal").rglob("*") if p.is_file()]
+
+
+def test_an_overwritten_file_keeps_its_mode(run: Run, home: Path, tmp_path: Path) -> None:
+    """--overwrite of a 0600 image made it 0644 (readable by every user): the file's
+    mode is kept; a new file is 0644 less the umask, as before."""
+    data = _volume_with_holes(home)
+    done = make_backup(home, "vol-1", fresh=False)
+    private = tmp_path / "private.img"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    result = run("restore", done.backup_id, "--to-file", str(private), "--overwrite")
+    assert result.code == 0, result
+    assert private.read_bytes() == data
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600

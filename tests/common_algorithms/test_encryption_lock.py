@@ -15,6 +15,7 @@ import pytest
 
 from pieceworks.common_algorithms.encryption_lock import (
     KEY_INIT_PREFIX,
+    OTHERS_SHOWN,
     StoreEncryptedMeanwhile,
     key_init_marked,
     obstacles_to_init,
@@ -110,3 +111,19 @@ def test_a_running_init_stops_a_backup_before_its_data_but_a_dead_one_does_not(
         # Before the manifest, the lease has been held since the first look: an init
         # that began since then saw it and steps back, so only key files count.
         require_still_plain("lab", store, before_data=False)
+
+
+def test_a_big_store_is_refused_after_a_few_objects_named(tmp_path: Path) -> None:
+    """Only the first objects are listed (a store of millions is refused as fast as one)."""
+    store = PosixStore(tmp_path)
+    for i in range(10):
+        store.put(f"chunks/{i:02x}/{i:064x}", b"x")
+    with key_init_marked(store) as marker:
+        found = obstacles_to_init(store, marker)
+    assert len(found.other) == OTHERS_SHOWN + 1
+    assert found.message().startswith(
+        f"the store already holds objects ({', '.join(found.other[:OTHERS_SHOWN])}, ...)"
+    )
+    with pytest.raises(KeyRefused, match="the store already holds objects"):
+        init_keys(store, "a passphrase", FAST)
+    assert not any(name.startswith(("keys/", "locks/")) for name in store.list(""))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from zope.interface.verify import verifyObject
 from pieceworks.drivers.file import FileDriver
 from pieceworks.protocols import (
     BackendError,
+    BackendSpec,
     Extent,
     IAllocatedExtents,
     InvalidName,
@@ -205,6 +208,21 @@ def test_temporary_snapshot_is_deleted(driver: FileDriver) -> None:
         driver.open_read(snapshot)
 
 
+def test_deleting_a_volume_removes_its_empty_snapshot_folder(
+    driver: FileDriver, root: Path
+) -> None:
+    """`check-driver --backend` left an empty ``.snapshots/pwt-...`` folder behind for each
+    scratch volume it removed; a folder still holding a snapshot stays with it."""
+    for volume_id in ("gone", "kept"):
+        driver.write_volume(VolumeRef(volume_id), b"x" * 512)
+    driver.delete_snapshot(driver.create_snapshot(VolumeRef("gone"), "s1"))
+    kept = driver.create_snapshot(VolumeRef("kept"), "s2")
+    driver.delete_volume("gone")
+    driver.delete_volume("kept")
+    assert sorted(p.name for p in (root / ".snapshots").iterdir()) == ["kept"]
+    assert driver.read_range(kept, 0, 1) == b"x"
+
+
 def test_delete_snapshot_is_idempotent(driver: FileDriver) -> None:
     """Deleting twice, or deleting a snapshot that never existed, is not an error."""
     driver.write_volume(VolumeRef("v"), b"data")
@@ -287,3 +305,35 @@ def test_volume_helpers(driver: FileDriver) -> None:
     driver.delete_volume("a")
     driver.delete_volume("a")
     assert driver.list_volumes() == [VolumeRef("b")]
+
+
+@pytest.fixture
+def other_fs(tmp_path: Path) -> Iterator[Path]:
+    """A directory on another file system than `tmp_path` (a 16 MiB tmpfs; needs root)."""
+    where = tmp_path / "tmpfs"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_native_copy_to_another_file_system_is_made_through_memory(
+    root: Path, other_fs: Path
+) -> None:
+    """Two file backends on different file systems: the native copy failed with 'Invalid
+    cross-device link' (copy_file_range refuses across them), so every replication between
+    them fell back to streaming. Now the extents are copied through memory, holes kept."""
+    head, tail = os.urandom(MiB), os.urandom(MiB)
+    data = head + bytes(2 * MiB) + tail
+    source = FileDriver(other_fs)
+    writer = source.open_write(VolumeRef("v"), len(data))
+    writer.write_at(0, head)
+    writer.write_at(3 * MiB, tail)  # a 2 MiB hole between
+    writer.commit()
+    peer = BackendSpec("b", "file", {"path": str(root)})
+    copied = source.replicate_to(VolumeRef("v"), peer, VolumeRef("w"))
+    assert copied.size == len(data)
+    assert (root / "w").read_bytes() == data
+    assert os.stat(root / "w").st_blocks * 512 < len(data)  # the hole stayed a hole

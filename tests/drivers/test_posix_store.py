@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pieceworks.protocols import (
     IObjectStore,
     IStoredSizes,
     ObjectInfo,
+    ObjectNotFound,
     verify_driver,
 )
 from pieceworks.protocols.deferred_sync import IDeferredSync
@@ -213,13 +215,28 @@ def test_list_filters_by_prefix(store: PosixStore, prefix: str) -> None:
 
 
 def test_list_skips_temp_and_foreign_files(store: PosixStore, root: Path) -> None:
-    """Temporary files, names that are not keys, and symlinks are never listed."""
+    """Temporary files, names that are not keys, and links to no file are never listed."""
     store.put("chunks/ab/real", b"x")
     (root / "chunks" / "ab" / ".tmp-0123").write_bytes(b"partial")
     (root / "chunks" / "ab" / "not a key").write_bytes(b"?")
-    (root / "chunks" / "ab" / "link").symlink_to(root / "chunks" / "ab" / "real")
+    (root / "chunks" / "ab" / "dangling").symlink_to(root / "chunks" / "ab" / "nothing")
+    (root / "chunks" / "ab" / "folder").symlink_to(root / "chunks")
     assert list(store.list("")) == ["chunks/ab/real"]
     assert list(store.list("chunks/ab/")) == ["chunks/ab/real"]
+
+
+def test_an_object_that_is_a_link_to_a_file_is_listed_as_it_is_read(
+    tmp_path: Path, store: PosixStore, root: Path
+) -> None:
+    """A manifest put back as a link to a replica's copy was read by `get` (show, restore)
+    but left out of `list`, so gc counted its chunks as unreferenced and deleted them: the
+    backup `show` displayed could no longer be restored. What `get` reads, `list` lists."""
+    replica = tmp_path / "replica.json"
+    replica.write_bytes(b"{}")
+    store.put("manifests/bk-1.json", b"{}")
+    (root / "manifests" / "bk-2.json").symlink_to(replica)
+    assert store.get("manifests/bk-2.json") == b"{}" and store.exists("manifests/bk-2.json")
+    assert list(store.list("manifests/")) == ["manifests/bk-1.json", "manifests/bk-2.json"]
 
 
 # -- deferred-sync ------------------------------------------------------------------
@@ -333,6 +350,38 @@ def test_gc_never_deletes_outside_the_store_through_a_symlinked_chunks(
     with pytest.raises(BackendError, match="chunks is a symbolic link"):
         collect_garbage(store)
     assert victim.read_bytes() == b"someone else's file"
+
+
+def test_a_fifo_or_a_folder_under_a_key_is_no_object_and_never_blocks(
+    store: PosixStore, root: Path
+) -> None:
+    """A FIFO found under a chunk's key made `get` wait for a writer forever (a restore or
+    verify hung, Ctrl-C and SIGTERM could not stop it): it is no object, as for `head`."""
+    store.put("chunks/ab/real", b"x")
+    os.mkfifo(root / "chunks" / "ab" / "fifo")
+    (root / "chunks" / "ab" / "folder").mkdir()
+    for key in ("chunks/ab/fifo", "chunks/ab/folder"):
+        raised: list[BaseException] = []
+
+        def get(key: str = key, raised: list[BaseException] = raised) -> None:
+            try:
+                store.get(key)
+            except BaseException as exc:
+                raised.append(exc)
+
+        reader = threading.Thread(target=get, daemon=True)
+        reader.start()
+        reader.join(timeout=5)
+        if reader.is_alive():  # let the blocked open go before failing
+            with open(root / key, "wb"):
+                pass
+            reader.join(timeout=5)
+            pytest.fail(f"get({key!r}) blocked")
+        assert len(raised) == 1 and isinstance(raised[0], ObjectNotFound), raised
+        assert key in str(raised[0])
+        assert not store.exists(key)
+    assert store.get("chunks/ab/real") == b"x"
+    assert list(store.list("chunks/")) == ["chunks/ab/real"]
 
 
 def test_the_root_itself_may_be_a_link(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import os
 import signal
 import socket
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.masking import url_password
 from pieceworks.cli.options import (
     exchange_option,
@@ -45,7 +45,7 @@ else in this process."""
 
 def add_arguments(parser: CommandParser) -> None:
     """The options of ``conductor``: where jobs live, which to serve, how to report."""
-    parser.describe(DESCRIPTION, (ExitCode.FAILED,))
+    parser.describe(DESCRIPTION, (ExitCode.FAILED, ExitCode.NOT_FOUND))
     jobs_location_options(parser)
     parser.add_argument("--name", help="this conductor's name (default: conductor-HOST-PID)")
     parser.add_argument(
@@ -201,7 +201,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
     with contextlib.ExitStack() as stack:
         events = None
         if args.events:
-            events = event_writer(stack.enter_context(open(args.events, "a", encoding="utf-8")))
+            events = event_writer(stack.enter_context(_events_file(args.events)))
         metrics = None
         if args.metrics_port is not None:
             metrics = ConductorMetrics()
@@ -240,3 +240,16 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             dispatcher=dispatcher,
         )
     return ExitCode.OK
+
+
+def _events_file(path: str) -> IO[str]:
+    """``--events FILE`` opened to append; a usage error naming the file and why if it cannot be."""
+    from pieceworks.protocols.os_errors import os_reason  # noqa: PLC0415
+
+    try:
+        return open(path, "a", encoding="utf-8")  # closed by the caller's exit stack
+    except OSError as exc:
+        raise CliError(
+            f"--events {path}: cannot open it to append events: {os_reason(exc, path)}",
+            ExitCode.USAGE,
+        ) from None

@@ -33,7 +33,16 @@ command."""
 
 def add_gc_arguments(parser: CommandParser) -> None:
     """The options of ``prune`` (``gc``)."""
-    parser.describe(GC_DESCRIPTION, (ExitCode.FAILED, ExitCode.CORRUPT, ExitCode.DEFERRED))
+    parser.describe(
+        GC_DESCRIPTION,
+        (
+            ExitCode.FAILED,
+            ExitCode.NOT_FOUND,
+            ExitCode.CORRUPT,
+            ExitCode.DEFERRED,
+            ExitCode.INTERRUPTED,
+        ),
+    )
     parser.add_argument("--dry-run", action="store_true", help="only count what would be removed")
 
 

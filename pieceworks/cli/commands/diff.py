@@ -44,10 +44,14 @@ def add_arguments(parser: CommandParser) -> None:
     )
 
 
-def _text(d: DiffReport) -> str:
+def _text(d: DiffReport, volume_b: str) -> str:
+    """The text of `d`; `volume_b` is the volume of backup ``d.b`` (``d.volume_id`` is a's)."""
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
 
-    head = f"backup {d.b} against {d.a} (volume '{d.volume_id}'):"
+    if volume_b == d.volume_id:
+        head = f"backup {d.b} against {d.a} (volume '{d.volume_id}'):"
+    else:  # --all-volumes: name both
+        head = f"backup {d.b} (volume '{volume_b}') against {d.a} (volume '{d.volume_id}'):"
     if d.identical:
         return f"{head} identical ({human_bytes(d.size_b)})"
     lines = [
@@ -78,5 +82,5 @@ def run_diff(args: argparse.Namespace, ctx: Context) -> int:
         )
     result = diff_manifests(a, b)
     ctx.out.data(result.to_dict())
-    ctx.out.result(_text(result))
+    ctx.out.result(_text(result, b.volume_id))
     return ExitCode.OK

@@ -74,7 +74,9 @@ def add_drivers_arguments(parser: CommandParser) -> None:
 
 def add_check_driver_arguments(parser: CommandParser) -> None:
     """The arguments of ``check-driver``: MODULE:CLASS, or --backend NAME."""
-    parser.describe(CHECK_DRIVER_DESCRIPTION, (ExitCode.FAILED,), needs_config=False)
+    parser.describe(
+        CHECK_DRIVER_DESCRIPTION, (ExitCode.FAILED, ExitCode.NOT_FOUND), needs_config=False
+    )
     parser.add_argument(
         "target",
         metavar="MODULE:CLASS",

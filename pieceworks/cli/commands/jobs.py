@@ -71,7 +71,11 @@ def add_arguments(parser: CommandParser) -> None:
     )
     kinds = post.add_commands("post_kind", "KIND")
     post_backup = kinds.add(
-        "backup", "run_post", summary="post a backup", description="Post a backup job."
+        "backup",
+        "run_post",
+        summary="post a backup",
+        description="Post a backup job.",
+        codes=(ExitCode.FAILED,),
     )
     backup_request_options(post_backup)
     label_and_guard_options(post_backup)
@@ -80,6 +84,7 @@ def add_arguments(parser: CommandParser) -> None:
         "run_post",
         summary="post a restore",
         description="Post a job restoring BACKUP_ID into --volume ID.",
+        codes=(ExitCode.FAILED,),
     )
     post_restore.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
     post_restore.add_argument(
@@ -102,6 +107,7 @@ def add_arguments(parser: CommandParser) -> None:
             "an object). An existing W is replaced only with --overwrite: without it the\n"
             "job fails, and `jobs show` says why."
         ),
+        codes=(ExitCode.FAILED,),
     )
     replicate_request_options(post_replicate)
     for kind in (post_backup, post_restore, post_replicate):
@@ -113,6 +119,7 @@ def add_arguments(parser: CommandParser) -> None:
         "run_list",
         summary="jobs on the board and finished jobs still logged",
         description="List jobs, oldest first: id, state, owner, name.",
+        codes=(ExitCode.FAILED,),
     )
     listing.add_argument(
         "--state",
@@ -124,7 +131,7 @@ def add_arguments(parser: CommandParser) -> None:
         "run_show",
         summary="one job: state, owner, each step, result or reason for failure",
         description="Show job ID. Exit 3 if no such job is known.",
-        codes=(ExitCode.NOT_FOUND,),
+        codes=(ExitCode.FAILED, ExitCode.NOT_FOUND),
     )
     show.add_argument("job_id", metavar="ID", type=id_type("job id"))
     watch = actions.add(
@@ -159,6 +166,7 @@ def add_arguments(parser: CommandParser) -> None:
         "run_migrate",
         summary="bring the persistence backend's schema up to date",
         description="Run TaskFlow's schema migrations on the persistence backend once.",
+        codes=(ExitCode.FAILED,),
     )
     for action in (listing, show, watch, cancel, migrate):
         jobs_location_options(action)

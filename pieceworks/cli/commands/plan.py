@@ -41,7 +41,7 @@ DESCRIPTION = """\
 Show the plan of a backup, restore or replication: every strategy in order,
 whether it can run on these backends and store and why; the first eligible
 one runs, the next ones are its fallbacks. Exit 1 if no strategy can run."""
-CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND)
+CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 
 
 def add_arguments(parser: CommandParser) -> None:

@@ -35,6 +35,8 @@ from pieceworks.cli import startup
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.ids import id_type
 from pieceworks.common_algorithms.gc.journal import TEMP_FILE_MARK, LocalJournal
+from pieceworks.protocols import BackendError
+from pieceworks.protocols.os_errors import os_reason
 from pieceworks.protocols.owner import new_token
 
 if TYPE_CHECKING:
@@ -47,11 +49,32 @@ __all__ = ["DeviceWriter", "FileWriter", "add_arguments", "open_target", "run_re
 _ZERO_BLOCK = 1 << 20
 
 
+def _write_failed(path: str, exc: OSError) -> BackendError:
+    """A write to PATH that failed (a full disk, an I/O error): the error naming PATH."""
+    return BackendError(f"cannot write {path}: {os_reason(exc, path)}")
+
+
+def _kept_mode(path: str) -> tuple[int, int, int] | None:
+    """The mode, owner and group of the regular file `path`, if it is one."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) if stat.S_ISREG(st.st_mode) else None
+
+
 class FileWriter:
-    """A `VolumeWriter` into a sparse temporary file, renamed onto `path` on commit."""
+    """A `VolumeWriter` into a sparse temporary file, renamed onto `path` on commit.
+
+    A file it replaces (``--overwrite``) keeps its permission bits (and its
+    owner and group where this process may set them): a 0600 image stays
+    0600. A new file is ``0644`` less the umask. A write or commit that
+    fails (a full disk) is a `BackendError` naming `path`.
+    """
 
     def __init__(self, path: str, size: int, journal: LocalJournal | None = None) -> None:
         self.path = path
+        self.kept = _kept_mode(path)
         directory, name = os.path.split(os.path.abspath(path))
         self.tmp = os.path.join(directory, _temporary_name(directory, name))
         # Named in the journal first: `pieceworks recover` removes it if this run is killed.
@@ -73,22 +96,34 @@ class FileWriter:
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         assert self.fd is not None
         view = memoryview(data)
-        while view:
-            n = os.pwrite(self.fd, view, offset)
-            view, offset = view[n:], offset + n
+        try:
+            while view:
+                n = os.pwrite(self.fd, view, offset)
+                view, offset = view[n:], offset + n
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from exc
 
     def commit(self) -> None:
         assert self.fd is not None
-        os.fsync(self.fd)
-        os.fchmod(self.fd, 0o644 & ~_umask())
-        os.close(self.fd)
-        self.fd = None
-        os.replace(self.tmp, self.path)
-        dir_fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            os.fsync(self.fd)
+            if self.kept is None:
+                os.fchmod(self.fd, 0o644 & ~_umask())
+            else:
+                mode, uid, gid = self.kept
+                with contextlib.suppress(PermissionError):
+                    os.fchown(self.fd, uid, gid)  # first: a chown clears set-id bits
+                os.fchmod(self.fd, mode)
+            os.close(self.fd)
+            self.fd = None
+            os.replace(self.tmp, self.path)
+            dir_fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from exc
         self._forget()
 
     def _forget(self) -> None:
@@ -122,9 +157,12 @@ class DeviceWriter:
 
     def _write(self, offset: int, view: memoryview) -> None:
         assert self.fd is not None
-        while view:
-            n = os.pwrite(self.fd, view, offset)
-            view, offset = view[n:], offset + n
+        try:
+            while view:
+                n = os.pwrite(self.fd, view, offset)
+                view, offset = view[n:], offset + n
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from exc
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         self._zero(offset)
@@ -134,7 +172,10 @@ class DeviceWriter:
     def commit(self) -> None:
         self._zero(self.size)
         assert self.fd is not None
-        os.fsync(self.fd)
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise _write_failed(self.path, exc) from exc
         os.close(self.fd)
         self.fd = None
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pieceworks.common_algorithms.backend import Store
+from pieceworks.common_algorithms.encryption_lock import require_still_plain
 from pieceworks.common_algorithms.format.manifest import (
     BackupExists,
     Manifest,
@@ -227,6 +228,8 @@ class _Copier:
             backup_lease(self.target.objects, manifest.backup_id),
             ThreadPoolExecutor(self.threads, thread_name_prefix="pieceworks-copy") as pool,
         ):
+            # A target opened plain that a `key init` encrypts meanwhile: stop (encryption_lock).
+            require_still_plain(self.target.name, self.target.objects)
             renamed: dict[str, tuple[str, int]] = {}
             for digest, (new_digest, stored_length, sent) in zip(
                 first, pool.map(self._copy_chunk, first.values()), strict=True
@@ -245,6 +248,7 @@ class _Copier:
                 for ref in manifest.chunks
             )
             failpoint("copy.before-manifest")
+            require_still_plain(self.target.name, self.target.objects, before_data=False)
             stats = {**manifest.stats, "copied_from": self.source.name}
             write_manifest(
                 self.target.objects, dataclasses.replace(manifest, chunks=chunks, stats=stats)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.output import iso_time
-from tests.cli.conftest import Call, MiB, Run, RunAll, write_volume
+from tests.cli.conftest import COMMAND, Call, MiB, Run, RunAll, write_volume
 
 
 @pytest.mark.parametrize(
@@ -132,3 +134,56 @@ def test_a_damaged_key_file_does_not_lock_out_the_other_keys(
     assert f"{first}  DAMAGED: key file keys/{first}.json is not valid JSON" in listed.out
     assert run("key", "remove", first, env=two).code == 0  # removed with the other key
     assert run("key", "list", env=env).code == 0
+
+
+def test_removing_the_new_key_while_passwd_replaces_the_old_never_leaves_no_key(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """``key passwd`` wrote its new key and is about to delete the old one; ``key remove``
+    of the new key (listed as soon as written) runs meanwhile and sees two keys. Both
+    exited 0 and the store had no key left: every backup lost. Now passwd, finding no key
+    after its delete, puts the old key back and refuses; the old passphrase still opens."""
+    old, new = "the old passphrase", "the new passphrase"
+    assert run("key", "init", env={**env, "PIECEWORKS_PASSWORD": old}).code == 0
+    write_volume(home / "volumes", "vol-1", MiB)
+    backed_up = run(
+        "backup", "--volume", "vol-1", "--json", env={**env, "PIECEWORKS_PASSWORD": old}
+    )
+    assert backed_up.code == 0, backed_up
+    keys = home / "backups" / "keys"
+    (old_key,) = [p.name for p in keys.glob("*.json")]
+    held = {
+        **env,
+        "PIECEWORKS_PASSWORD": old,
+        "PIECEWORKS_NEW_PASSWORD": new,
+        "PIECEWORKS_FAILPOINTS": "key.before-remove=sleep:8000",
+    }
+    passwd = subprocess.Popen(
+        [*COMMAND, "key", "passwd"],
+        env=held,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(keys.glob("*.json"))) < 2:  # the new key is written; passwd sleeps
+        assert passwd.poll() is None and time.monotonic() < deadline, passwd.communicate()
+        time.sleep(0.05)
+    (new_key,) = [p.name for p in keys.glob("*.json") if p.name != old_key]
+    removed = run(
+        "key", "remove", new_key.removesuffix(".json"), env={**env, "PIECEWORKS_PASSWORD": new}
+    )
+    out, err = passwd.communicate(timeout=60)
+    assert removed.code == 0, removed
+    assert passwd.returncode == ExitCode.USAGE, (out, err)
+    assert "the passphrase was not changed: the new key" in err, err
+    assert [p.name for p in keys.glob("*.json")] == [old_key]
+    target = home / "restored"
+    restored = run(
+        "restore", backed_up.json()["backup_id"], "--to-file", str(target),
+        env={**env, "PIECEWORKS_PASSWORD": old},
+    )  # fmt: skip
+    assert restored.code == 0, restored
+    assert target.read_bytes() == (home / "volumes" / "vol-1").read_bytes()
