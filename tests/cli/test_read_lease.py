@@ -71,7 +71,7 @@ def test_deleting_a_backup_during_its_restore_defers_and_the_restore_completes(
         if into == "file"
         else ["restore", backup_id, "--volume", "restored"]
     )
-    proc = _start(args, env, "restore.chunk-written=sleep:4000@3", tmp_path)
+    proc = _start(args, env, "restore.chunk-written=sleep:6000@3", tmp_path)
     try:
         # The target's temporary exists once the manifest has been read and writing began.
         if into == "file":
@@ -114,7 +114,7 @@ def test_verify_and_check_defer_collection_while_they_read(
     """Held just after taking the read lease: gc defers naming the reader, which then passes."""
     backup_id = _backed_up(call, home)
     args = [a.replace("{id}", backup_id) for a in command]
-    proc = _start(args, env, "read.lease-taken=sleep:3000", tmp_path)
+    proc = _start(args, env, "read.lease-taken=sleep:5000", tmp_path)
     try:
         _wait_for("the read lease", proc, lambda: bool(_read_leases(home)))
         gc = call("gc", "--json")
