@@ -81,7 +81,8 @@ _MEANING: dict[ExitCode, str] = {
         " ended after the seconds the message gives; it may still end: watch it again)"
     ),
     ExitCode.INTERRUPTED: (
-        "interrupted (Ctrl-C, or SIGTERM: the same cleanup); the message says what was left behind"
+        "interrupted (Ctrl-C, or SIGTERM or SIGHUP: the same cleanup); the message says what was"
+        " left behind"
     ),
 }
 

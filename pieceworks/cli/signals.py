@@ -6,10 +6,12 @@ snapshot and lease, a restore's partial volume, a replication's copy) undoes
 it on that exception and says what is left (`pieceworks.cli.interrupts`).
 SIGTERM, what ``kill``, a service manager or a container runtime sends,
 ends the process at once by default: nothing is undone, the lease and the
-run journal stay until ``recover``. While `terminate_as_interrupt` lasts,
-SIGTERM raises `Terminated`, a ``KeyboardInterrupt``, in the main thread
-instead, so that it takes the same path and ends with the same exit code
-(130) and message.
+run journal stay until ``recover``; so does SIGHUP, what a command gets when
+its terminal goes away (an ssh connection that drops, a closed window).
+While `terminate_as_interrupt` lasts, both raise `Terminated`, a
+``KeyboardInterrupt``, in the main thread instead, so that they take the
+same path and end with the same exit code (130) and message. A signal the
+command was started ignoring (``nohup`` ignores SIGHUP) stays ignored.
 
 Commands that serve until stopped (``conductor``, ``worker``, ``target``)
 set their own SIGTERM handler, which replaces this one while they run.
@@ -23,11 +25,15 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["Terminated", "signals_ignored", "terminate_as_interrupt"]
+__all__ = ["STOPPING", "Terminated", "signals_ignored", "terminate_as_interrupt"]
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: the command stops as on Ctrl-C."""
+    """SIGTERM or SIGHUP arrived: the command stops as on Ctrl-C."""
+
+
+#: The signals that stop a command as Ctrl-C does (`terminate_as_interrupt`).
+STOPPING = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -36,24 +42,31 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises `Terminated` while this lasts (main thread only; elsewhere a no-op)."""
+    """SIGTERM and SIGHUP raise `Terminated` while this lasts (main thread only; elsewhere
+    a no-op); one of them ignored when the command started (``nohup``) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {
+        sig: signal.signal(sig, _raise_terminated)
+        for sig in STOPPING
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
 def signals_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C and SIGTERM while cleaning up after the first of them (main thread)."""
+    """Ignore Ctrl-C, SIGTERM and SIGHUP while cleaning up after the first of them (main
+    thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, *STOPPING)}
     try:
         yield
     finally:

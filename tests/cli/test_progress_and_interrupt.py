@@ -6,6 +6,7 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -62,18 +63,23 @@ def test_backup_in_a_terminal_draws_a_progress_bar(
     assert "\x1b[K" in text and "written to store 'local'" in text
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_sigint_or_sigterm_during_a_backup_exits_130_and_leaves_no_manifest(
     run: Run, env: dict[str, str], home: Path, tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """Ctrl-C (or SIGTERM, as `kill` and service managers send: it ended the process
-    at once, leaving the lease and the temporary snapshot) mid-transfer: exit 130, one
+    """Ctrl-C (or SIGTERM, as `kill` and service managers send, or SIGHUP, as a dropped ssh
+    connection sends: they ended the process at once, leaving the lease, the run journal
+    and the temporary snapshot) mid-transfer: exit 130, one
     message saying no backup was written and how many chunk objects remain; no manifest,
     no lease, no temporary snapshot, no run left in the journal; gc removes the chunks."""
     write_volume(home / "volumes", "big", 96 * MiB)
     proc = subprocess.Popen(
         [*COMMAND, "backup", "--volume", "big", "--in-use", "--chunk-size", "1MiB", *SLOW],
-        env=env,
+        # Held mid-transfer (zlib alone no longer makes it last: incompressible chunks
+        # are sampled, not compressed whole), so the signal never comes after the end.
+        env={**env, "PIECEWORKS_FAILPOINTS": "backup.chunk-stored=sleep:4000@40"},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -139,3 +145,30 @@ def test_sigint_during_a_native_replication_leaves_no_partial_copy(
     assert "the replication did not complete; volume 'vol-2'" in err, err
     assert list(incoming.iterdir()) == [], ("the partial copy was left behind", err)
     assert not (home / "volumes" / "vol-2").exists()
+
+
+def test_a_backup_started_under_nohup_ignores_sighup(
+    env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """A command started with SIGHUP ignored (``nohup``) keeps ignoring it: it is not
+    stopped as SIGHUP now stops the others."""
+    write_volume(home / "volumes", "vol-1", 4 * MiB)
+    nohup = shutil.which("nohup")
+    assert nohup is not None, "coreutils' nohup is needed"
+    proc = subprocess.Popen(
+        [nohup, *COMMAND, "backup", "--volume", "vol-1", "--in-use"],
+        env={**env, "PIECEWORKS_FAILPOINTS": "backup.transfer-done=sleep:3000"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    snapshots = home / "volumes" / ".snapshots"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (snapshots.exists() and any(snapshots.rglob("pw-*"))):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out, err)
+    assert "written to store 'local'" in out

@@ -35,6 +35,7 @@ from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks
 from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup
 from pieceworks.common_algorithms.gc.leases import (
+    LEASE_PREFIX,
     GCLockTimeout,
     ReadLease,
     backup_lease,
@@ -42,9 +43,11 @@ from pieceworks.common_algorithms.gc.leases import (
     put_marker,
     read_lease,
     release_held_read_leases,
+    scan_markers,
 )
 from pieceworks.common_algorithms.inspect import check_store
 from pieceworks.common_algorithms.inspect.check import Subset
+from pieceworks.common_algorithms.operations import restore as restore_module
 from pieceworks.common_algorithms.operations.copy import copy_backups
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import BackupNotFound, ChunkRef, InvalidName, StoreSpec, VolumeRef
@@ -334,15 +337,20 @@ def test_a_reader_arriving_after_the_collector_looked_waits_for_it_to_end(
 
 
 def test_a_reader_gives_up_on_a_collector_that_never_ends_and_leaves_no_lease(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """GCLockTimeout names the reader and the collector; the read lease is removed."""
+    """The wait is announced (a warning: it is no hang), GCLockTimeout names the reader and
+    the collector, and the read lease is removed."""
     store = PosixStore(tmp_path / "s", durable=False)
     me = Owner.current()
     put_marker(store, f"locks/gc.{me.token}", "gc-lock", me.token, me, time.time())
     with pytest.raises(GCLockTimeout, match=r"restore of bk-1 waited .* held by locks/gc\."):
         ReadLease(store, "restore", ["bk-1"], wait_timeout=0.2, poll_interval=0.05).acquire()
     assert list(store.list("leases/")) == []
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage().startswith(
+        f"restore of bk-1 waits for a garbage collection to finish: locks/gc.{me.token} ("
+    )
 
 
 # -- a dead reader blocks nobody --------------------------------------------------------------
@@ -462,3 +470,43 @@ def test_an_offload_restore_is_covered_while_the_backend_pulls_from_the_store(
     assert getattr(gc, "deferred", False) and getattr(gc, "chunks_deleted", -1) == 0
     assert (volumes / "restored").read_bytes() == data
     assert list(store.objects.list("leases/")) == []
+
+
+def test_a_restore_that_waited_out_a_collection_in_vain_tries_no_other_strategy(
+    tmp_path: Path, volumes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GCLockTimeout while taking the read lease ends the restore at once: the next strategy
+    would only wait as long again (the lease is taken inside each strategy's attempt)."""
+    backend = Backend.of("lab", OffloadFileDriver(volumes))  # offload, then stream-in
+    put_volume(backend, "vol", mixed_data(4))
+    path = tmp_path / "st"
+    store = Store("lab", PosixStore(path), StoreSpec("lab", "posix", {"path": str(path)}))
+    backup_id = backup(backend, store, BackupRequest("vol", chunk_size=CHUNK)).backup_id
+    waits: list[str] = []
+
+    def short(objects: PosixStore, operation: str, ids: Sequence[str]) -> ReadLease:
+        waits.append(operation)
+        return ReadLease(objects, operation, ids, wait_timeout=0.2, poll_interval=0.05)
+
+    monkeypatch.setattr(restore_module, "read_lease", short)
+    me = Owner.current()
+    put_marker(store.objects, f"locks/gc.{me.token}", "gc-lock", me.token, me, time.time())
+    with pytest.raises(GCLockTimeout, match=r"restore of .* waited .* for garbage collection"):
+        restore(backend, store, RestoreRequest(backup_id, "restored"))
+    assert waits == ["restore"]
+    assert not (volumes / "restored").exists()
+    assert list(store.objects.list("leases/")) == []
+
+
+def test_a_collector_of_an_earlier_version_sees_a_read_lease_as_a_live_lease(
+    tmp_path: Path,
+) -> None:
+    """Earlier versions defer on any live marker under ``leases/`` (`scan_markers` of that
+    prefix, owner read from the standard fields): a read lease is one, with a live owner."""
+    store = PosixStore(tmp_path / "s", durable=False)
+    with read_lease(store, "restore", ["bk-1"]) as lease:
+        assert lease.key.startswith(LEASE_PREFIX)
+        live, stale = scan_markers(store, LEASE_PREFIX, time.time() + 1)
+        assert [m.key for m in live] == [lease.key] and stale == []
+        body = json.loads(store.get(lease.key))
+        assert Owner.from_dict(body) == Owner.current(lease.token)

@@ -357,13 +357,13 @@ def test_a_failing_push_is_a_backend_error_and_the_backup_fails_cleanly(
         driver.push_to_store(VolumeRef("vol"), store.spec, MiB, "zstd")
     assert type(err.value) is BackendError
     assert str(err.value).startswith(f"{target.url}: push volume 'vol' to store 'lab': ")
-    assert "Not a directory" in str(err.value)
+    assert f"{tmp_path / 'store' / 'chunks'} is not a directory" in str(err.value)  # in the way
 
     with pytest.raises(AllStrategiesFailed) as failed:
         backup(Backend.of("remote", driver), store, request("vol", in_use=True))
     [attempt] = failed.value.attempts
     assert attempt.strategy == "offload" and attempt.error.startswith("BackendError: ")
-    assert "Not a directory" in attempt.error
+    assert "chunks is not a directory" in attempt.error
     assert driver.list_snapshots("vol") == []  # reverted: the snapshot is deleted
     assert list_backup_ids(store.objects) == []
     assert not list(store.objects.list("leases/"))

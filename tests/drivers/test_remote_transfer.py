@@ -11,10 +11,12 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
+
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.drivers.remote.transfer import push_volume
-from pieceworks.protocols import VolumeRef
+from pieceworks.drivers.remote.transfer import Job, push_volume
+from pieceworks.protocols import OperationCancelled, VolumeRef
 from pieceworks.protocols.chunks import chunk_key, encode_chunk
 
 MiB = 1 << 20
@@ -60,3 +62,50 @@ def test_a_push_makes_every_chunk_it_references_durable_even_one_found_in_the_st
     assert leftover in referenced and len(referenced) == 3
     assert pushed.chunks_written == 2  # the leftover is reused, not written again
     assert referenced <= store.durable
+
+
+def test_a_push_reads_only_allocated_extents_lists_no_hole_and_stores_a_repeat_once(
+    tmp_path: Path,
+) -> None:
+    """Holes (unallocated, or all zeros) are neither listed nor stored; a chunk repeated in
+    the volume is stored once; the counts say what was read and written."""
+    (tmp_path / "v").mkdir()
+    files = FileDriver(tmp_path / "v")
+    same = os.urandom(MiB)
+    with open(tmp_path / "v" / "vol", "wb") as f:
+        f.truncate(8 * MiB)  # a sparse file: chunks 1, 4, 6 and 7 are never written
+        for index, data in ((0, same), (2, bytes(MiB)), (3, same), (5, os.urandom(MiB // 2))):
+            f.seek(index * MiB)
+            f.write(data)
+    store = PosixStore(tmp_path / "s", durable=False)
+    pushed = push_volume(files, VolumeRef("vol"), store, MiB, "zstd")
+    assert pushed.size == 8 * MiB
+    assert [c.offset // MiB for c in pushed.chunks] == [0, 3, 5]  # zeros and holes left out
+    assert pushed.chunks[0].digest == pushed.chunks[1].digest
+    assert pushed.chunks_written == 2
+    assert pushed.bytes_written == pushed.chunks[0].stored_length + pushed.chunks[2].stored_length
+    assert pushed.bytes_read < 8 * MiB  # the unallocated chunks were not read
+    assert sorted(store.list("chunks/")) == sorted({chunk_key(c.digest) for c in pushed.chunks})
+
+
+def test_a_cancelled_push_stops_says_why_and_references_nothing(tmp_path: Path) -> None:
+    """The manager going away (the job's cancel flag) stops a push before the next chunk,
+    with the target's own reason; one cancelled before it starts reads nothing."""
+    files = _volume(tmp_path, os.urandom(8 * MiB))
+    store = PosixStore(tmp_path / "s", durable=False)
+    job = Job()
+    job.cancelled.set()
+    with pytest.raises(OperationCancelled, match="the manager went away"):
+        push_volume(files, VolumeRef("vol"), store, MiB, "zstd", job=job)
+    assert list(store.list("chunks/")) == []
+
+    class CancelledMidway(Job):
+        def progress(self, done: int, total: int) -> None:
+            super().progress(done, total)
+            if done >= 2 * MiB:
+                self.cancelled.set()
+
+    midway = CancelledMidway()
+    with pytest.raises(OperationCancelled, match="the manager went away"):
+        push_volume(files, VolumeRef("vol"), store, MiB, "zstd", threads=1, depth=1, job=midway)
+    assert 2 * MiB <= midway.done < 8 * MiB

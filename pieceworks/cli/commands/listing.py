@@ -17,7 +17,7 @@ from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.options import BACKUP_STRATEGIES
 from pieceworks.cli.output import human_bytes, iso_time, table
 from pieceworks.common_algorithms.format.manifest import Manifest, UnreadableManifest
-from pieceworks.protocols import IStreamOut, VolumeRef
+from pieceworks.protocols import IStreamOut, PieceworksError, VolumeNotFound, VolumeRef
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -172,6 +172,11 @@ def run_volumes(args: argparse.Namespace, ctx: Context) -> int:
 
     A size comes from stream-out, else from a ``volume_sizes()`` helper
     (the remote driver's, which streams nothing); else it is unknown (``?``).
+    A volume that cannot be opened (a qcow2 image with a backing file, a
+    damaged one) harms only itself: it is listed as ``UNREADABLE`` with the
+    reason (``--json``: a row ``{"volume_id", "size": null, "unreadable"}``),
+    every other volume is listed, and the exit code is 1. A volume removed
+    meanwhile is left out.
     """
     backend = ctx.backend()
     ids = ctx.volumes(backend)
@@ -181,23 +186,43 @@ def run_volumes(args: argparse.Namespace, ctx: Context) -> int:
     known: dict[str, int] = {}
     if not backend.provides(IStreamOut) and callable(sized):
         known = dict(sized())
-    sizes: list[tuple[str, int | None]] = []
+    rows: list[dict[str, object]] = []
     for volume_id in ids:
-        size: int | None = known.get(volume_id)
+        row: dict[str, object] = {"volume_id": volume_id, "size": known.get(volume_id)}
         if backend.provides(IStreamOut):
             streams = cast(IStreamOut, backend.driver)
-            with closing(streams.open_read(VolumeRef(volume_id))) as reader:
-                size = reader.size
-        sizes.append((volume_id, size))
-    ctx.out.data([{"volume_id": v, "size": n} for v, n in sizes], message_type="volume")
-    if sizes:
+            try:
+                with closing(streams.open_read(VolumeRef(volume_id))) as reader:
+                    row["size"] = reader.size
+            except VolumeNotFound:
+                continue  # removed since it was listed
+            except PieceworksError as exc:
+                row["unreadable"] = str(exc)
+        rows.append(row)
+    ctx.out.data(rows, message_type="volume")
+    bad = [r for r in rows if "unreadable" in r]
+    if rows:
         ctx.out.result(
             table(
                 ["volume", "size"],
-                [[v, "?" if n is None else human_bytes(n)] for v, n in sizes],
+                [[str(r["volume_id"]), _volume_size(r)] for r in rows],
                 right=(1,),
             )
         )
     else:
         ctx.out.note(f"no volumes on backend '{backend.name}'")
+    if bad:
+        reasons = "; ".join(f"{r['volume_id']}: {r['unreadable']}" for r in bad)
+        raise CliError(
+            f"{len(bad)} volume(s) of backend '{backend.name}' cannot be opened (marked"
+            f" UNREADABLE above): {reasons}"
+        )
     return ExitCode.OK
+
+
+def _volume_size(row: Mapping[str, object]) -> str:
+    """The size column of one volume row: its size, ``?`` or ``UNREADABLE``."""
+    if "unreadable" in row:
+        return "UNREADABLE"
+    size = row["size"]
+    return "?" if not isinstance(size, int) else human_bytes(size)

@@ -150,11 +150,12 @@ def _ttl(given: float | None) -> float:
 
 
 class GCLockTimeout(PieceworksError):
-    """A backup waited too long for a live garbage collection to finish."""
+    """A backup, or a reader taking its read lease, waited too long for a live garbage
+    collection to finish."""
 
     reference = "gc-lock-timeout"
     hint = (
-        "run the backup again once the collection has ended; if its owner is dead,"
+        "run the command again once the collection has ended; if its owner is dead,"
         " `pieceworks recover` removes its lock"
     )
 
@@ -536,8 +537,9 @@ def _wait_for_collectors(
     """Wait until no live collector lock remains; the keys of the stale ones ignored.
 
     `key` is the caller's own marker, just written (its write time anchors
-    the store's clock); `what` names the caller in `GCLockTimeout`, raised
-    after `wait_timeout` seconds.
+    the store's clock); `what` names the caller in the warning logged when
+    it starts waiting and in `GCLockTimeout`, raised after `wait_timeout`
+    seconds.
     """
     started = time.monotonic()
     store_now = store_clock(store, key)
@@ -554,8 +556,8 @@ def _wait_for_collectors(
                 f" held by {holders}. A dead collector on this host is ignored at once, one on"
                 f" another host once silent for {ttl:g} s; `pieceworks recover` removes both"
             )
-        if not logged:
-            log.info("%s waits for garbage collection to finish: %s", what, holders)
+        if not logged:  # a user should not take the wait for a hang
+            log.warning("%s waits for a garbage collection to finish: %s", what, holders)
             logged = True
         time.sleep(max(0.0, min(poll_interval, wait_timeout - waited)))
 

@@ -9,7 +9,7 @@ eligible strategy, or revert the whole flow (``REVERT_ALL``, so that steps
 taken before the strategies, such as the store lease, are undone too) when
 none is left or when the error is one no other strategy can avoid (an
 unknown volume, a bad id, corrupt stored data, a worker that cannot take
-the request).
+the request, a garbage collection that outlasted a read lease's wait).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from taskflow import retry
 from taskflow.types.failure import Failure
 
+from pieceworks.common_algorithms.gc.leases import GCLockTimeout
 from pieceworks.protocols import (
     CorruptionError,
     IncompatibleRequest,
@@ -33,13 +34,15 @@ __all__ = ["StrategyFallback", "describe_failure"]
 #: Errors that mean "stop": every strategy would meet them (an unknown
 #: volume or backup, a bad id, stored data that fails its hash, a request the
 #: worker of the backend cannot honour, a target volume another run created
-#: meanwhile).
+#: meanwhile, a live garbage collection a restore's read lease waited out in
+#: vain: the next strategy would wait as long again).
 FINAL_ERRORS: tuple[type[Exception], ...] = (
     NotFound,
     InvalidName,
     CorruptionError,
     IncompatibleRequest,
     VolumeExists,
+    GCLockTimeout,
 )
 
 
