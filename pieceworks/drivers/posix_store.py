@@ -67,6 +67,8 @@ _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 _GET_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 #: Threads `sync` waits on ``fsync`` with (waiting, not working: more than the cores).
 _SYNC_THREADS = 8
+#: Keys `sync` holds at once (see `PosixStore.sync`).
+_SYNC_BATCH = 1024
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -124,24 +126,29 @@ class PosixStore(StoredSizes):
 
         The ``fsync`` calls run on a few threads at once, so that the file
         system commits them together (ext4, XFS: one journal commit for
-        many waiting callers) instead of one after another.
+        many waiting callers) instead of one after another. `keys` is read
+        `_SYNC_BATCH` at a time (each batch sorted, duplicates skipped), so
+        that the memory a sync takes does not grow with the number of keys:
+        a backup of 1 TiB in 4 MiB chunks syncs 262,144 of them. Only the
+        set of directories grows, with the directories written in.
         """
         if not self._durable:
             return
-        paths = sorted({self._path(key) for key in keys})
-        if not paths:
-            return
+        directories: set[str] = set()
         with ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="pieceworks-sync") as pool:
-            found = pool.map(_fsync_existing, paths)
-            synced = [p for p, ok in zip(paths, found, strict=True) if ok]
-            directories: set[str] = set()
-            for path in synced:  # every directory a put_unsynced may have created or renamed in
-                directory = os.path.dirname(path)
-                while directory not in directories:
-                    directories.add(directory)
-                    if directory == self._root:
-                        break
-                    directory = os.path.dirname(directory)
+            for batch in _batches(keys, _SYNC_BATCH):
+                paths = sorted({self._path(key) for key in batch})
+                found = pool.map(_fsync_existing, paths)
+                for path, ok in zip(paths, found, strict=True):
+                    if not ok:
+                        continue
+                    # every directory a put_unsynced may have created or renamed in
+                    directory = os.path.dirname(path)
+                    while directory not in directories:
+                        directories.add(directory)
+                        if directory == self._root:
+                            break
+                        directory = os.path.dirname(directory)
             list(pool.map(_fsync_dir, sorted(directories)))
 
     def get(self, key: str) -> bytes:
@@ -314,6 +321,18 @@ class PosixStore(StoredSizes):
     def _sync_dir(self, directory: str) -> None:
         if self._durable:
             _files.fsync_dir(directory)
+
+
+def _batches(keys: Iterable[str], size: int) -> Iterator[list[str]]:
+    """`keys` in lists of at most `size`, in order."""
+    batch: list[str] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _fsync_existing(path: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -293,6 +294,30 @@ def test_sync_fsyncs_each_file_then_every_directory_up_to_the_root(
     assert fsyncs.index(directories[0]) > max(fsyncs.index(f) for f in files)  # files first
     store.sync([])
     assert len(fsyncs) == 6
+
+
+def test_sync_memory_does_not_grow_with_the_number_of_keys(
+    store: PosixStore, root: Path, fsyncs: list[str]
+) -> None:
+    """A backup of 1 TiB in 4 MiB chunks syncs 262,144 keys at its end: sync reads them a
+    batch at a time (it held a path and a future per key: 2.6 KiB each, 215 MiB peak RSS
+    for a 65,536-chunk backup). Files in every batch are still synced before any directory."""
+    spread = [f"chunks/{i % 256:02x}/{i:064x}" for i in range(0, 20_000, 3_989)]
+    for key in spread:
+        store.put_unsynced(key, b"x")
+    keys = (f"chunks/{i % 256:02x}/{i:064x}" for i in range(20_000))  # mostly missing
+    tracemalloc.start()
+    try:
+        store.sync(keys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * 2**20, f"sync of 20,000 keys peaked at {peak / 2**20:.1f} MiB"
+    real = str(root.resolve())
+    files = [p for p in fsyncs if not p.endswith("/")]
+    assert sorted(files) == sorted(f"{real}/{key}" for key in spread)
+    first_directory = min(i for i, p in enumerate(fsyncs) if p.endswith("/"))
+    assert first_directory == len(files)  # every file first, whichever batch it was in
 
 
 def test_sync_of_a_scratch_store_does_nothing(root: Path, fsyncs: list[str]) -> None:

@@ -318,7 +318,8 @@ class _BackupRun:
         self.buffers = 0
         self.bytes_read = self.bytes_stored = self.bytes_dedup = 0
         self.chunks_new = self.chunks_reused = 0
-        # deferred-sync: the keys to make durable before returning (written or found here)
+        # deferred-sync: the digests of the chunks to make durable before returning
+        # (written or found here); digests, not keys: the strings the chunk refs hold
         self.deferred: IDeferredSync | None = IDeferredSync(store, None)
         self.unsynced: list[str] = []
         self.damaged: frozenset[str] = frozenset()  # seeds found missing or of the wrong size
@@ -379,7 +380,7 @@ class _BackupRun:
             if not self._stopping():
                 self._drain(pending, chunks, report, block=True)
                 if self.deferred is not None and self.unsynced:  # before any manifest
-                    self.deferred.sync(self.unsynced)
+                    self.deferred.sync(map(chunk_key, self.unsynced))
                 report(self.size, final=True)
         except BaseException as exc:
             self.fail(exc)
@@ -529,7 +530,7 @@ class _BackupRun:
                 if done:
                     self.known[digest] = (codec, stored_length)
                     if self.deferred is not None:  # one found intact may be a killed run's
-                        self.unsynced.append(key)
+                        self.unsynced.append(digest)
                     if existing is None:
                         self.chunks_new += 1
                         self.bytes_stored += stored_length
