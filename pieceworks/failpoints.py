@@ -46,6 +46,7 @@ from typing import Final
 __all__ = [
     "ENV_VAR",
     "FAILPOINTS",
+    "MAX_SLEEP_MS",
     "Action",
     "FailpointRaised",
     "FailpointSpecError",
@@ -191,19 +192,29 @@ def _action(item: str, text: str) -> Action:
     action, at, count = text.partition("@")
     nth = 1
     if at:
-        if not count.strip().isdigit() or int(count) < 1:
+        if not _whole(count) or int(count) < 1:
             raise FailpointSpecError(f"{ENV_VAR}: in {item!r}, @N needs a whole number N >= 1")
         nth = int(count)
     kind, colon, arg = action.strip().partition(":")
     if kind in ("kill", "raise") and not colon:
         return Action(kind, nth)
-    if kind == "sleep" and colon and arg.strip().isdigit():
+    if kind == "sleep" and colon and _whole(arg) and int(arg) <= MAX_SLEEP_MS:
         return Action("sleep", nth, int(arg))
     raise FailpointSpecError(
         f"{ENV_VAR}: in {item!r}, the action must be kill, raise or sleep:MS (MS a whole"
-        " number of milliseconds)"
+        f" number of milliseconds, at most {MAX_SLEEP_MS})"
     )
 
+
+def _whole(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes superscripts and full-width digits)."""
+    text = text.strip()
+    return text.isascii() and text.isdigit()
+
+
+#: The longest sleep a failpoint takes: a day (a longer one overflowed `time.sleep` when it
+#: fired, an unexpected error in the middle of the run instead of exit 2 before it).
+MAX_SLEEP_MS = 86_400_000
 
 _lock = threading.Lock()
 _armed: dict[str, Action] | None = None  # None: not parsed yet
