@@ -13,7 +13,7 @@ from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols.chunks import chunk_key
-from tests.cli.conftest import Run, RunAll
+from tests.cli.conftest import Call, Run, RunAll
 from tests.support.backups import make_backup
 
 KiB = 1024
@@ -171,3 +171,17 @@ def test_check_says_a_missing_chunk_was_quarantined_by_verify(run: Run, home: Pa
     assert "is missing (verify moved it aside, damaged, to quarantine/; the next backup" in (
         checked.out
     ), checked
+
+
+def test_show_of_a_backup_without_chunks_does_not_name_the_codec_none(
+    call: Call, home: Path
+) -> None:
+    """A backup of an all-zero volume stores no chunk: show said "(chunks by codec: none)",
+    which reads as chunks stored with the codec ``none``."""
+    (home / "volumes").mkdir(parents=True)
+    (home / "volumes" / "zeros").write_bytes(bytes(128 * KiB))
+    backup = call("backup", "--volume", "zeros", "--json", "--quiet")
+    assert backup.code == 0, backup
+    shown = call("show", backup.json()["backup_id"])
+    assert shown.code == 0, shown
+    assert "codec       zstd (no chunk stored)" in shown.out, shown

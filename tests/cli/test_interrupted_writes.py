@@ -150,3 +150,35 @@ def test_a_replication_stopped_after_its_commit_says_the_copy_is_whole(
     recover = run("recover", "--json")
     assert recover.code == 0, recover
     assert [i for i in json.loads(recover.out)["items"] if i["action"] == "removed"] == []
+
+
+def test_a_copy_stopped_midway_says_what_the_target_holds(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """A copy stopped halfway said only 'interrupted'; it now says that the target holds
+    only complete backups and that running it again finishes the copy, which it does."""
+    config = tmp_path / "two-stores.toml"
+    config.write_text(
+        f'[backends.local]\ndriver = "file"\npath = "{home / "volumes"}"\n'
+        f'[stores.local]\ndriver = "posix"\npath = "{home / "backups"}"\n'
+        f'[stores.offsite]\ndriver = "posix"\npath = "{tmp_path / "offsite"}"\n'
+    )
+    both = {**env, "PIECEWORKS_CONFIG": str(config)}
+    write_volume(home / "volumes", "vol-1", 8 * MiB)
+    backup = run("backup", "--volume", "vol-1", "--store", "local", "--json", env=both)
+    assert backup.code == 0, backup
+    chunks = tmp_path / "offsite" / "chunks"
+    last = _stopped_at(
+        "copy.chunk-copied",
+        ["copy", "--from-store", "local", "--to-store", "offsite"],
+        both,
+        tmp_path,
+        chunks,
+    )
+    assert "store 'offsite' is complete there" in last and "run the same copy again" in last
+    manifests = tmp_path / "offsite" / "manifests"
+    assert not manifests.exists() or list(manifests.iterdir()) == []
+    again = run("copy", "--from-store", "local", "--to-store", "offsite", "--json", env=both)
+    assert again.code == 0 and again.json()["copied_backup_ids"] == [backup.json()["backup_id"]], (
+        again
+    )

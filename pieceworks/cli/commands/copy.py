@@ -83,15 +83,24 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
     source = ctx.store(args.from_store, source=True, password_file=args.from_password_file)
     target = ctx.store(args.to_store)
     with ctx.progress(f"copy {source.name} -> {target.name}") as progress:
-        outcome = copy_backups(
-            source,
-            target,
-            args.backup_ids,
-            volume_id=args.volume,
-            progress=lambda done, total: progress(
-                ProgressEvent("copy", done / total if total else 1.0, done, total)
-            ),
-        )
+        try:
+            outcome = copy_backups(
+                source,
+                target,
+                args.backup_ids,
+                volume_id=args.volume,
+                progress=lambda done, total: progress(
+                    ProgressEvent("copy", done / total if total else 1.0, done, total)
+                ),
+            )
+        except KeyboardInterrupt:  # each manifest is written last: no backup is partial
+            progress.close()
+            raise CliError(
+                f"interrupted: every backup whose manifest is in store '{target.name}' is"
+                " complete there, and no other is listed; run the same copy again to copy the"
+                " rest (chunks already sent are not sent again)",
+                ExitCode.INTERRUPTED,
+            ) from None
     ctx.out.data(outcome.to_dict())
     lines = [
         f"copied {len(outcome.backups_copied)} backup(s) from store '{source.name}' to"

@@ -166,9 +166,10 @@ def _text(d: dict[str, Any]) -> str:
         mark = "->" if s["name"] == d["strategy"] else ("ok" if s["eligible"] else "--")
         lines.append(f"  {'plan' if i == 0 else '':<10}  {mark} {s['name']}: {s['reason']}")
     lines += [f"  failed      {f['strategy']}: {f['error']}" for f in d["failed_strategies"]]
-    codecs = ", ".join(f"{c} {n}" for c, n in d["codecs"].items()) or "none"
+    codecs = ", ".join(f"{c} {n}" for c, n in d["codecs"].items())
+    by_codec = f"chunks by codec: {codecs}" if codecs else "no chunk stored"  # not codec none
     lines += [
-        f"  codec       {d['codec']} (chunks by codec: {codecs})",
+        f"  codec       {d['codec']} ({by_codec})",
         f"  chunks      {d['chunks_total']} ({d['chunks_unique']} distinct),"
         f" {human_bytes(d['chunk_size'])} each",
         f"  stored      {stored}; references {human_bytes(d['bytes_referenced'])}",
