@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pieceworks.cli.exit_codes import ExitCode, epilog
 from pieceworks.cli.ids import id_type
+from pieceworks.protocols.chunks import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 
 __all__ = [
     "BACKUP_STRATEGIES",
@@ -68,10 +69,6 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"invalid size {text!r}: use e.g. 4MiB, 512KiB or 1048576"
         ) from None
-
-
-#: The chunk sizes a request accepts (`BackupRequest`), checked as the option is parsed.
-MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 64 * 1024, 64 * 1024 * 1024
 
 
 def parse_chunk_size(text: str) -> int:

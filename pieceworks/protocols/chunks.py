@@ -33,6 +33,8 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_CODEC",
     "HEADER_BYTES",
+    "MAX_CHUNK_SIZE",
+    "MIN_CHUNK_SIZE",
     "chunk_key",
     "codec_of",
     "decode_chunk",
@@ -47,6 +49,10 @@ CODECS: Final = ("zstd", "zlib", "none")
 DEFAULT_CODEC: Final = "zstd"
 #: The chunk size, in bytes, of a backup or copy that asks for none (4 MiB).
 DEFAULT_CHUNK_SIZE: Final = 4 << 20
+#: The chunk sizes, in bytes, a backup may use: 64 KiB to 64 MiB. The one range that
+#: `BackupRequest`, the command line's ``--chunk-size`` and the remote target's push check.
+MIN_CHUNK_SIZE: Final = 64 << 10
+MAX_CHUNK_SIZE: Final = 64 << 20
 ZSTD_LEVEL: Final = 1
 ZLIB_LEVEL: Final = 6
 

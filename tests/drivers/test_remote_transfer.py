@@ -16,7 +16,7 @@ import pytest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.drivers.remote.transfer import Job, push_volume
-from pieceworks.protocols import OperationCancelled, VolumeRef
+from pieceworks.protocols import ConfigError, OperationCancelled, VolumeRef
 from pieceworks.protocols.chunks import chunk_key, encode_chunk
 
 MiB = 1 << 20
@@ -109,3 +109,29 @@ def test_a_cancelled_push_stops_says_why_and_references_nothing(tmp_path: Path) 
     with pytest.raises(OperationCancelled, match="the manager went away"):
         push_volume(files, VolumeRef("vol"), store, MiB, "zstd", threads=1, depth=1, job=midway)
     assert 2 * MiB <= midway.done < 8 * MiB
+
+
+@pytest.mark.parametrize("chunk_size", [4 << 10, (64 << 10) - 1, (64 << 20) + 1])
+def test_a_push_refuses_the_chunk_sizes_a_backup_refuses(tmp_path: Path, chunk_size: int) -> None:
+    """The target checks the one range of pieceworks.protocols.chunks (64 KiB to 64 MiB), as
+    BackupRequest and --chunk-size do; it accepted 4 KiB to 64 KiB before, a range no manager
+    of this version could ask for."""
+    files = _volume(tmp_path, os.urandom(MiB))
+    store = PosixStore(tmp_path / "store")
+    with pytest.raises(ConfigError, match=r"chunk size .* out of range: use 65536 to 67108864"):
+        push_volume(files, VolumeRef("vol"), store, chunk_size, "zstd")
+    assert not list(store.list("chunks/"))
+
+
+def test_the_chunk_size_range_has_one_definition() -> None:
+    """BackupRequest, the command line and the target share pieceworks.protocols.chunks'."""
+    from pieceworks.common_algorithms.operations import requests  # noqa: PLC0415
+    from pieceworks.drivers.remote import protocol  # noqa: PLC0415
+    from pieceworks.protocols import chunks  # noqa: PLC0415
+
+    assert (chunks.MIN_CHUNK_SIZE, chunks.MAX_CHUNK_SIZE) == (64 << 10, 64 << 20)
+    assert (protocol.MIN_CHUNK, protocol.MAX_CHUNK) == (
+        chunks.MIN_CHUNK_SIZE,
+        chunks.MAX_CHUNK_SIZE,
+    )
+    assert (requests._MIN_CHUNK, requests._MAX_CHUNK) == (64 << 10, 64 << 20)

@@ -25,8 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from oslo_utils import units
-
 from pieceworks.common_algorithms.format.manifest import check_labels
 from pieceworks.common_algorithms.operations.guard import (
     DEFAULT_GUARD_MAX_CHUNKS,
@@ -35,7 +33,13 @@ from pieceworks.common_algorithms.operations.guard import (
     check_percent,
 )
 from pieceworks.protocols import validate_id
-from pieceworks.protocols.chunks import CODECS, DEFAULT_CHUNK_SIZE, DEFAULT_CODEC
+from pieceworks.protocols.chunks import (
+    CODECS,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_CODEC,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+)
 from pieceworks.protocols.errors import ConfigError, IncompatibleRequest, UnsupportedCodec
 
 __all__ = [
@@ -66,7 +70,7 @@ IDLE_BACKUP_STRATEGIES: tuple[str, ...] = ("offload", "direct-stream", "snapshot
 RESTORE_STRATEGIES: tuple[str, ...] = ("offload", "stream-in")
 #: Replication strategies in their default order.
 REPLICATE_STRATEGIES: tuple[str, ...] = ("native", "stream", "via-store")
-_MIN_CHUNK, _MAX_CHUNK = 64 * units.Ki, 64 * units.Mi
+_MIN_CHUNK, _MAX_CHUNK = MIN_CHUNK_SIZE, MAX_CHUNK_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -102,6 +102,7 @@ from pieceworks.protocols import (
     VolumeExists,
     VolumeNotFound,
 )
+from pieceworks.protocols.chunks import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from pieceworks.protocols.encryption import StoreKeys
 from pieceworks.protocols.values import chunks_from_json, chunks_to_json
 
@@ -117,8 +118,9 @@ SAFE_OPTIONS: Final = frozenset(
 )
 #: Codecs this target can produce (``none`` is implied).
 TARGET_CODECS: Final = ("zstd", "zlib")
-MIN_CHUNK: Final = 4 << 10
-MAX_CHUNK: Final = 64 << 20
+#: The chunk sizes a push may ask for: the range every backup has (`pieceworks.protocols.chunks`).
+MIN_CHUNK: Final = MIN_CHUNK_SIZE
+MAX_CHUNK: Final = MAX_CHUNK_SIZE
 MAX_JSON_BODY: Final = 256 << 20
 #: Bytes read or written at a time when a volume is copied piece by piece.
 PIECE: Final = 1 << 20
