@@ -84,6 +84,44 @@ def test_json_round_trip_is_exact_and_compact() -> None:
     assert Manifest.from_json(empty.to_json()) == empty
 
 
+def _reference_json(m: Manifest) -> bytes:
+    """The manifest's bytes as to_json made them before it encoded the rows in pieces: the
+    canonical JSON of the whole document, the checksum over the body's canonical JSON."""
+
+    def canonical(obj: object) -> bytes:
+        return json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        ).encode("ascii")
+
+    body = m._body()  # the rows as one list, as ever
+    return canonical(
+        {
+            "format": "pieceworks.manifest",
+            "version": FORMAT_VERSION,
+            "sha256": hashlib.sha256(canonical(body)).hexdigest(),
+            "manifest": body,
+        }
+    )
+
+
+@pytest.mark.parametrize("count", [0, 1, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_to_json_is_the_canonical_document_byte_for_byte(count: int) -> None:
+    """to_json encodes the chunk rows a few thousand at a time and hashes them as they come
+    (memory: the peak no longer holds the rows three times); the bytes are the canonical
+    JSON they always were, with labels, stats and enhancers of every kind of character."""
+    chunks = tuple(ChunkRef(i * CS, CS, digest(i), "zstd", 1000 + i) for i in range(count))
+    m = make(
+        size=max(count, 1) * CS,
+        chunks=chunks,
+        labels={"team": 'st\u00f6rage "q" \\ /', "emoji": "\U0001f4be", "chunks": "[]"},
+        stats={"bytes_read": 5, "note": "chunks\u0000"},
+        enhancers_used={"allocated-extents": 7},
+    )
+    data = m.to_json()
+    assert data == _reference_json(m)
+    assert Manifest.from_json(data) == m
+
+
 def test_store_round_trip_and_key(store: PosixStore) -> None:
     """write_manifest stores under manifests/<id>.json; read_manifest gives it back."""
     m = make()

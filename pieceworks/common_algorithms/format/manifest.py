@@ -171,15 +171,31 @@ class Manifest:
         return {c.offset: c for c in self.chunks}
 
     def to_json(self) -> bytes:
-        """The manifest as compact, self-checksummed JSON (UTF-8 bytes)."""
-        body = self._body()
-        doc = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "sha256": hashlib.sha256(_canonical(body)).hexdigest(),
-            "manifest": body,
-        }
-        return _canonical(doc)
+        """The manifest as compact, self-checksummed JSON (UTF-8 bytes).
+
+        The same bytes as the canonical JSON (`_canonical`) of ``{"format",
+        "manifest": body, "sha256": sha256 of the body's canonical JSON,
+        "version"}``, made without holding the chunk list three times over:
+        the rows are encoded `_ROWS_AT_ONCE` at a time straight to bytes,
+        hashed as they come, and joined once. For 262,144 chunks (1 TiB in
+        4 MiB chunks) the peak is the encoded manifest twice (about 60 MB)
+        instead of a list of rows, a string and the bytes of it, twice.
+        """
+        body = self._body(chunks=_PLACEHOLDER)
+        head, found, tail = _canonical(body).partition(_canonical(_PLACEHOLDER))
+        assert found, "the chunk rows' placeholder is missing from the manifest's JSON"
+        pieces = [head, *_encoded_rows(self.chunks), tail]
+        digest = hashlib.sha256()
+        for piece in pieces:
+            digest.update(piece)
+        prefix = b'{"format":%s,"manifest":' % _canonical(FORMAT_NAME)
+        suffix = b',"sha256":"%s","version":%s}' % (
+            digest.hexdigest().encode(),
+            _canonical(FORMAT_VERSION),
+        )
+        pieces.insert(0, prefix)
+        pieces.append(suffix)
+        return b"".join(pieces)
 
     @classmethod
     def from_json(cls, data: bytes | str, name: str = "manifest") -> Manifest:
@@ -217,7 +233,8 @@ class Manifest:
         except (KeyError, TypeError, ValueError, RecursionError) as exc:
             raise CorruptionError(f"{name} is invalid: {exc}") from None
 
-    def _body(self) -> dict[str, Any]:
+    def _body(self, chunks: object = None) -> dict[str, Any]:
+        """The manifest's fields as JSON values; `chunks` in place of the rows if given."""
         body: dict[str, Any] = {
             "backup_id": self.backup_id,
             "volume_id": self.volume_id,
@@ -232,9 +249,11 @@ class Manifest:
             "incremental": self.incremental,
             "stats": dict(self.stats),
             "chunk_fields": list(CHUNK_FIELDS),
-            "chunks": [
-                [c.offset, c.length, c.digest, c.codec, c.stored_length] for c in self.chunks
-            ],
+            "chunks": (
+                [[c.offset, c.length, c.digest, c.codec, c.stored_length] for c in self.chunks]
+                if chunks is None
+                else chunks
+            ),
         }
         if self.labels:
             body["labels"] = dict(self.labels)
@@ -439,6 +458,26 @@ def known_chunks(manifests: Iterable[Manifest]) -> dict[str, ChunkRef]:
     collection cannot remove their chunks meanwhile.
     """
     return {c.digest: c for m in manifests for c in m.chunks}
+
+
+#: Stands for the chunk rows in `Manifest.to_json` (no manifest field can hold it: a
+#: label or stat value would be one JSON string among others, and this one is unique).
+_PLACEHOLDER: Final = "\x00pieceworks-chunk-rows-4f0b8d2c9e6a4c1b"
+#: Chunk rows `_encoded_rows` encodes at a time.
+_ROWS_AT_ONCE: Final = 4096
+
+
+def _encoded_rows(chunks: tuple[ChunkRef, ...]) -> Iterable[bytes]:
+    """The canonical JSON of the chunk rows' list, in pieces: ``[``, rows, ``,``..., ``]``."""
+    yield b"["
+    for start in range(0, len(chunks), _ROWS_AT_ONCE):
+        rows = [
+            [c.offset, c.length, c.digest, c.codec, c.stored_length]
+            for c in chunks[start : start + _ROWS_AT_ONCE]
+        ]
+        encoded = _canonical(rows)
+        yield encoded[1:-1] if start == 0 else b"," + encoded[1:-1]
+    yield b"]"
 
 
 def _canonical(obj: object) -> bytes:
