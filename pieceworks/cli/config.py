@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import re
 import stat
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +256,8 @@ def _parse(path: Path) -> dict[str, object]:
         ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read configuration file {path}: it is not UTF-8 text") from None
+    import tomllib  # noqa: PLC0415 (about 10 ms: only a command that has a file to read pays)
+
     try:
         return tomllib.loads(text)
     except RecursionError:

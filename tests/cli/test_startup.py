@@ -22,7 +22,8 @@ from tests.cli.conftest import Call
 
 #: Imported only when a flow runs (or a size is parsed). ``uuid`` imports ``platform``
 #: (5-11 ms, for regular expressions it compiles): pieceworks makes its random names
-#: with ``secrets`` instead.
+#: with ``secrets`` instead. ``tomllib`` (about 10 ms) loads only to read a configuration
+#: file: these commands run on the embedded defaults, without one.
 HEAVY = (
     "taskflow",
     "networkx",
@@ -32,6 +33,7 @@ HEAVY = (
     "automaton",
     "uuid",
     "platform",
+    "tomllib",
 )
 
 _PROBE = """
