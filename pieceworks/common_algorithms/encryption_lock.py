@@ -84,7 +84,8 @@ class Obstacles:
 
     `keys`: key files (the store is encrypted, or another init got there);
     `inits`: live markers of other ``key init`` runs; `leases`: live or
-    stale backup leases; `other`: any other object (up to a few named);
+    stale leases (a backup writing, or a restore or verify reading);
+    `other`: any other object (up to a few named);
     `stale_inits`: markers of dead ``key init`` runs (no obstacle).
     """
 
@@ -106,11 +107,9 @@ class Obstacles:
                 " and wrote no key (one store, one master key); `pieceworks key list` shows"
                 " the store's key once that one has finished"
             )
-        if self.leases:
-            held = "; ".join(
-                f"backup {m.key.removeprefix(LEASE_PREFIX)} ({m.owner}, {m.state})"
-                for m in self.leases[:3]
-            )
+        writing = [m for m in self.leases if m.lease_kind != "read"]  # not a restore's
+        if writing:
+            held = "; ".join(f"{m.describe_holder()} ({m.owner}, {m.state})" for m in writing[:3])
             return (
                 f"a backup is being written into this store ({held}): encrypting it now would"
                 " mix its plain data with sealed data, so no key was written and the store"
@@ -119,8 +118,10 @@ class Obstacles:
             )
         shown = ", ".join(self.other[:OTHERS_SHOWN])
         shown += ", ..." if len(self.other) > OTHERS_SHOWN else ""
+        readers = [f"{m.describe_holder()} ({m.owner}, {m.state})" for m in self.leases[:3]]
+        found = "; ".join([shown] * bool(shown) + readers)  # only read leases are left here
         return (
-            f"the store already holds objects ({shown}); encryption starts with an empty"
+            f"the store already holds objects ({found}); encryption starts with an empty"
             " store (copy existing backups into a new encrypted store with `pieceworks copy`)"
         )
 

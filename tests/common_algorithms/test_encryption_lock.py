@@ -21,7 +21,7 @@ from pieceworks.common_algorithms.encryption_lock import (
     obstacles_to_init,
     require_still_plain,
 )
-from pieceworks.common_algorithms.gc.leases import lease_key, put_marker
+from pieceworks.common_algorithms.gc.leases import lease_key, put_marker, read_lease
 from pieceworks.common_algorithms.keys import KdfParams, KeyRefused, init_keys, unlock
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols.encrypted_store import EncryptedStore
@@ -127,3 +127,20 @@ def test_a_big_store_is_refused_after_a_few_objects_named(tmp_path: Path) -> Non
     with pytest.raises(KeyRefused, match="the store already holds objects"):
         init_keys(store, "a passphrase", FAST)
     assert not any(name.startswith(("keys/", "locks/")) for name in store.list(""))
+
+
+def test_a_restore_reading_is_named_as_a_reader_not_as_a_backup_written(tmp_path: Path) -> None:
+    """A read lease (``leases/read.<token>``) is no backup being written: the store holds
+    backups, and the refusal names the objects and the reader."""
+    store = PosixStore(tmp_path)
+    store.put("manifests/bk-1.json", b"{}")
+    with (
+        read_lease(store, "restore", ["bk-1"], renew_every=None),
+        key_init_marked(store) as marker,
+    ):
+        found = obstacles_to_init(store, marker)
+        message = found.message()
+    assert message.startswith(
+        "the store already holds objects (manifests/bk-1.json; restore reading backup bk-1 (host "
+    ), message
+    assert "being written" not in message
