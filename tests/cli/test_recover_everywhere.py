@@ -306,3 +306,34 @@ def test_recover_removes_the_temporary_file_of_a_killed_restore_to_a_file(
     assert _files(home / "journal", "*") == []
     _ok(call("restore", backup_id, "--to-file", str(out / "disk.img")))
     assert (out / "disk.img").read_bytes() == (home / "volumes" / "vol").read_bytes()
+
+
+def test_a_temporary_file_recover_cannot_remove_is_reported_in_words(
+    call: Call, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """A removal the system refuses (an immutable folder) is a failed item whose reason says
+    why in words, not '[Errno 1] Operation not permitted: ...'; the file stays."""
+    write_volume(home / "volumes", "vol", 2 * MiB, seed=9)
+    backup_id = _ok(call("backup", "--volume", "vol", "--chunk-size", "256KiB", "--json")).json()[
+        "backup_id"
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    _killed(
+        ["restore", backup_id, "--to-file", str(out / "disk.img")],
+        env,
+        "restore.chunk-written=kill@2",
+        tmp_path,
+    )
+    [left] = list(out.iterdir())
+    made = subprocess.run(["chattr", "+i", str(out)], capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i is not possible here: {made.stderr!r}")
+    try:
+        recovered = call("recover", "--json", env=env)
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], check=True)
+    [item] = [i for i in recovered.json()["items"] if i["name"] == str(left)]
+    assert item["action"] == "failed", item
+    assert "Operation not permitted" in item["reason"] and "[Errno" not in item["reason"], item
+    assert left.exists()

@@ -477,6 +477,7 @@ def test_a_dead_or_stuck_target_is_a_transient_error_not_a_hang(
     pusher.join(10)
     assert not pusher.is_alive() and time.monotonic() - started < 5
     assert len(outcome) == 1 and isinstance(outcome[0], TransientError), outcome
+    assert "[Errno" not in str(outcome[0]), outcome  # the reason in words
     target.process.wait(5)
 
     with pytest.raises(TransientError, match="connection refused"):

@@ -59,6 +59,7 @@ from pieceworks.protocols import (
     PieceworksError,
     SnapshotRef,
 )
+from pieceworks.protocols.os_errors import os_error_text
 
 __all__ = ["LocalJournal", "RecoverItem", "RecoverOutcome", "recover"]
 
@@ -159,7 +160,7 @@ class _Recovery:
             except (NotFound, ObjectNotFound):
                 pass  # already gone: that is what we wanted
             except (PieceworksError, OSError) as exc:
-                self.note(kind, where, name, "failed", f"{reason}; cannot remove: {exc}")
+                self.note(kind, where, name, "failed", f"{reason}; cannot remove: {_text(exc)}")
                 return False
             failpoint("recover.item-removed")
         self.note(kind, where, name, self.verb, reason)
@@ -289,7 +290,7 @@ class _Recovery:
         try:
             found = sweep(dry_run=self.dry_run)
         except (PieceworksError, OSError) as exc:
-            self.note("temporary-file", where, "*", "failed", f"cannot look for them: {exc}")
+            self.note("temporary-file", where, "*", "failed", f"cannot look for them: {_text(exc)}")
             return
         for path, left, reason in found:
             self.note("temporary-file", where, str(path), self.verb if left else "kept", reason)
@@ -339,3 +340,8 @@ def recover(
     for name, backend in sorted(backends.items()):
         work.sweep(name, backend.driver)
     return RecoverOutcome(tuple(work.items), dry_run)
+
+
+def _text(exc: Exception) -> str:
+    """What went wrong, in words: an OSError's reason and file, never ``[Errno N] ...``."""
+    return os_error_text(exc) if isinstance(exc, OSError) else str(exc)

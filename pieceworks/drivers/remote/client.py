@@ -94,6 +94,7 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.encryption import StoreKeys
 from pieceworks.protocols.offload import ISealedOffload
+from pieceworks.protocols.os_errors import os_error_text
 from pieceworks.protocols.values import chunks_to_json
 
 __all__ = ["DEFAULT_TIMEOUT", "RemoteDriver", "protocol_error"]
@@ -508,7 +509,7 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, R
             ) from exc
         except (OSError, http.client.IncompleteRead) as exc:
             raise TransientError(
-                f"{self._url}: {what}: connection lost: {type(exc).__name__}: {exc}"
+                f"{self._url}: {what}: connection lost: {type(exc).__name__}: {_reason(exc)}"
             ) from exc
         except http.client.HTTPException as exc:
             raise BackendError(
@@ -529,3 +530,8 @@ def _describe(source: Source) -> str:
     if isinstance(source, SnapshotRef):
         return f"snapshot {source.snapshot_id!r} of volume {source.volume_id!r}"
     return f"volume {source.volume_id!r}"
+
+
+def _reason(exc: Exception) -> str:
+    """An OSError's reason in words (``Connection reset by peer``), never ``[Errno N] ...``."""
+    return os_error_text(exc) if isinstance(exc, OSError) else str(exc)
