@@ -298,6 +298,7 @@ def check_options(spec: DriverSpec, factory: Callable[..., object]) -> None:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError, NameError):
         return
+    _check_option_names(spec, params)
     for key, value in spec.options.items():
         if key not in params:
             continue
@@ -312,3 +313,38 @@ def check_options(spec: DriverSpec, factory: Callable[..., object]) -> None:
             raise ConfigError(
                 f"{spec.origin}: option '{key}' must be {wanted}, not {value_kind(value)}"
             )
+
+
+def _check_option_names(spec: DriverSpec, params: Mapping[str, Any]) -> None:
+    """`ConfigError` naming options the factory does not take and ones it needs but lacks.
+
+    What ``factory(**options)`` would refuse with Python's words
+    (``PosixStore.__init__() missing 1 required positional argument: 'path'``,
+    which did not name the misspelt ``pathh`` beside it), said in the
+    configuration's.
+    """
+    import inspect  # noqa: PLC0415
+
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    takes = [name for name, p in params.items() if p.kind in named]
+    what = "driver" if spec.kind == "backend" else "store driver"
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(key for key in spec.options if key not in takes)
+        if unknown:
+            raise ConfigError(
+                f"{spec.origin}: unknown option{'s' if len(unknown) > 1 else ''}"
+                f" {', '.join(repr(k) for k in unknown)} for {what} '{spec.driver}'"
+                f" (it takes: {', '.join(takes) or 'none'})"
+            )
+    missing = [
+        name
+        for name in takes
+        if params[name].default is inspect.Parameter.empty and name not in spec.options
+    ]
+    if missing:
+        given = ", ".join(sorted(spec.options)) or "none"
+        raise ConfigError(
+            f"{spec.origin}: {what} '{spec.driver}' needs option"
+            f"{'s' if len(missing) > 1 else ''} {', '.join(repr(k) for k in missing)}"
+            f" (given: {given})"
+        )

@@ -126,3 +126,38 @@ def test_a_pieceworks_home_that_is_a_file_is_a_configuration_error(
     kind = "store" if command == "list" else "backend"
     assert f"built-in default {kind} 'local': cannot make directory {home}/" in done.err, done
     assert '"reference":"config-error"' in done.err, done
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            '[stores.s]\ndriver = "swift"\nauth_url = "http://127.0.0.1:1/auth/v1.0"\n'
+            'container = "c"\n',
+            "[stores.s]: store driver 'swift' needs options 'user', 'key'"
+            " (given: auth_url, container)",
+        ),
+        (
+            '[stores.s]\ndriver = "posix"\npathh = "/tmp/x"\n',
+            "[stores.s]: store driver 'posix' needs option 'path' (given: pathh)",
+        ),
+        (
+            '[backends.b]\ndriver = "file"\nroot = "/tmp/x"\n',
+            "[backends.b]: driver 'file' needs option 'path' (given: root)",
+        ),
+    ],
+    ids=["missing", "misspelt", "backend"],
+)
+def test_options_a_driver_lacks_or_does_not_take_are_named(
+    call: Call, tmp_path: Path, section: str, message: str
+) -> None:
+    """Missing or unknown driver options: one line in the configuration's words, exit 2
+    (it was Python's 'SwiftStore.__init__() missing 2 required positional arguments')."""
+    config = tmp_path / "pieceworks.toml"
+    config.write_text(section)
+    kind = "--store" if section.startswith("[stores") else "--backend"
+    name = "s" if kind == "--store" else "b"
+    argv = ["list", "--store", name] if kind == "--store" else ["volumes", "--backend", name]
+    done = call("--config", str(config), *argv)
+    assert done.code == 2, done
+    assert message in done.err and "__init__" not in done.err, done.err

@@ -111,3 +111,25 @@ def test_job_names_resolve_to_specs_with_the_hosts_origin(tmp_path: Path) -> Non
 
 def test_one_constant_names_the_stores_entry_point_group() -> None:
     assert STORES_GROUP == STORES_NAMESPACE == "pieceworks.stores"
+
+
+def test_a_factory_without_catch_all_options_gets_unknown_ones_named() -> None:
+    """A third-party driver whose factory takes named options only: an unknown option is
+    named with the ones it takes, before Python's 'got an unexpected keyword argument'."""
+    from pieceworks.common_algorithms.opening import DriverSpec, check_options  # noqa: PLC0415
+
+    def factory(path: str, depth: int = 1) -> object:
+        return object()
+
+    spec = DriverSpec(
+        "backend", "b", "mine", {"path": "/x", "colour": "blue"}, "c.toml [backends.b]"
+    )
+    with pytest.raises(ConfigError) as err:
+        check_options(spec, factory)
+    assert str(err.value) == (
+        "c.toml [backends.b]: unknown option 'colour' for driver 'mine' (it takes: path, depth)"
+    )
+    lacking = DriverSpec("backend", "b", "mine", {"depth": 2}, "c.toml [backends.b]")
+    with pytest.raises(ConfigError, match=r"driver 'mine' needs option 'path' \(given: depth\)"):
+        check_options(lacking, factory)
+    check_options(DriverSpec("backend", "b", "mine", {"path": "/x"}, "o"), factory)
