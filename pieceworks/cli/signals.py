@@ -4,7 +4,10 @@ Python turns Ctrl-C (SIGINT) into ``KeyboardInterrupt``, and every command
 that leaves something behind when stopped halfway (a backup's temporary
 snapshot and lease, a restore's partial volume, a replication's copy) undoes
 it on that exception and says what is left (`pieceworks.cli.interrupts`).
-SIGTERM, what ``kill``, a service manager or a container runtime sends,
+Each of them (Ctrl-C too) also calls `pieceworks.protocols.stopping.request_stop`,
+so that data-path loops running on other threads (TaskFlow's parallel engine)
+stop at their next chunk instead of running on. SIGTERM, what ``kill``, a
+service manager or a container runtime sends,
 ends the process at once by default: nothing is undone, the lease and the
 run journal stay until ``recover``; so does SIGHUP, what a command gets when
 its terminal goes away (an ssh connection that drops, a closed window).
@@ -25,6 +28,8 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
+from pieceworks.protocols.stopping import clear_stop, request_stop
+
 __all__ = ["STOPPING", "Terminated", "signals_ignored", "terminate_as_interrupt"]
 
 
@@ -37,7 +42,13 @@ STOPPING = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    request_stop()
     raise Terminated()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    request_stop()
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -47,16 +58,20 @@ def terminate_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    clear_stop()
     previous = {
         sig: signal.signal(sig, _raise_terminated)
         for sig in STOPPING
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        clear_stop()
 
 
 @contextlib.contextmanager

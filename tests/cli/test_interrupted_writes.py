@@ -182,3 +182,42 @@ def test_a_copy_stopped_midway_says_what_the_target_holds(
     assert again.code == 0 and again.json()["copied_backup_ids"] == [backup.json()["backup_id"]], (
         again
     )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_restore_on_the_parallel_engine_stops_when_told_and_makes_no_volume(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """The parallel engine runs tasks on a thread pool and waits for them as the interrupt
+    unwinds: a stopped restore ran on to its end and committed the volume (and said either
+    'had completed before the interrupt' or, worse, that no volume was made). Now its data
+    path stops at the next chunk: exit 130 at once, no volume, and the message says so."""
+    config = tmp_path / "pieceworks.toml"
+    config.write_text('[engine]\nengine = "parallel"\n')
+    write_volume(home / "volumes", "vol-1", 8 * MiB)
+    made = run("--config", str(config), "backup", "--volume", "vol-1", "--chunk-size", "1MiB")
+    assert made.code == 0, made
+    [backup_id] = [m["backup_id"] for m in run("list", "--json").json()]
+    proc = subprocess.Popen(
+        [*COMMAND, "--config", str(config), "restore", backup_id, "--volume", "vol-new"],
+        env={**env, "PIECEWORKS_FAILPOINTS": "restore.chunk-written=sleep:1500"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    incoming = home / "volumes" / ".incoming"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (incoming.exists() and any(incoming.iterdir())):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    stopped = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - stopped
+    assert proc.returncode == ExitCode.INTERRUPTED, (out, err)
+    assert took < 4, f"the restore ran on for {took:.1f} s after the signal (8 chunks x 1.5 s)"
+    last = err.strip().splitlines()[-1]
+    assert "did not complete" in last and "vol-new" in last, last
+    time.sleep(2)  # nothing left running commits it later
+    assert not (home / "volumes" / "vol-new").exists()

@@ -80,6 +80,7 @@ from pieceworks.protocols.chunks import (
 from pieceworks.protocols.deferred_sync import IDeferredSync
 from pieceworks.protocols.encrypted_store import as_stored, chunk_id_for
 from pieceworks.protocols.io import takes_concurrent_writes
+from pieceworks.protocols.stopping import stop_requested
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -393,8 +394,11 @@ class _BackupRun:
         return tuple(chunks)
 
     def _stopping(self) -> bool:
-        if self.cancel is not None and self.cancel.is_set() and not self.abort.is_set():
-            self.fail(OperationCancelled("backup cancelled"))
+        if not self.abort.is_set():
+            if self.cancel is not None and self.cancel.is_set():
+                self.fail(OperationCancelled("backup cancelled"))
+            elif stop_requested():  # Ctrl-C or SIGTERM, this running on another thread
+                self.fail(OperationCancelled("backup interrupted"))
         return self.abort.is_set()
 
     def _take_buffer(self) -> bytearray | None:
@@ -853,6 +857,8 @@ def _ordered_map(
                 return
             if cancel is not None and cancel.is_set():
                 raise OperationCancelled(f"{name.removeprefix('pieceworks-')} cancelled")
+            if stop_requested():  # Ctrl-C or SIGTERM, this running on another thread
+                raise OperationCancelled(f"{name.removeprefix('pieceworks-')} interrupted")
             item, future = window.popleft()
             yield item, future.result()
     finally:
