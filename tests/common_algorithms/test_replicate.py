@@ -20,7 +20,14 @@ from pieceworks.common_algorithms.operations.replicate import replicate
 from pieceworks.common_algorithms.operations.requests import ReplicateRequest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.protocols import BackendSpec, SnapshotRef, StoreSpec, VolumeRef
+from pieceworks.protocols import (
+    BackendSpec,
+    SnapshotRef,
+    Source,
+    StoreSpec,
+    VolumeReader,
+    VolumeRef,
+)
 from pieceworks.registry import NotFound, Registry
 from tests.common_algorithms.conftest import CHUNK, mixed_data, sha, volume_sha
 from tests.support.drivers import FailingDriver, StreamOnlyDriver
@@ -158,3 +165,29 @@ def test_a_manager_finds_replication_by_tag(tmp_path: Path) -> None:
     assert volume_sha(FileDriver(b), "vol") == sha(data)
     with pytest.raises(NotFound):
         registry.find(["replicate", "to:c"])
+
+
+class _ShrinkingDriver(FileDriver):
+    """A file backend whose volume loses its tail right after a reader opens it."""
+
+    def open_read(self, source: Source) -> VolumeReader:
+        reader = super().open_read(source)
+        os.truncate(os.path.join(self.root, "vol"), 2 * CHUNK + 5)
+        return reader
+
+
+def test_a_source_shrinking_mid_stream_fails_and_commits_nothing(tmp_path: Path) -> None:
+    """The stream strategy's short read fails the replication; no target, no temporary file."""
+    a, b = _dirs(tmp_path)
+    src = Backend.of("a", _ShrinkingDriver(a))
+    dst = Backend.of("b", FileDriver(b))  # no spec: stream is the only strategy
+    FileDriver(a).write_volume(VolumeRef("vol"), os.urandom(8 * CHUNK))
+    with pytest.raises(AllStrategiesFailed) as err:
+        replicate(src, dst, _request(volume_id="vol", force=True, target_volume_id="w"))
+    assert [x.strategy for x in err.value.attempts] == ["stream"]
+    assert err.value.attempts[0].error == (
+        f"BackendError: short read at offset {2 * CHUNK}: got 5 of {CHUNK} bytes; the source"
+        f" is shorter than its reported size {8 * CHUNK}"
+    )
+    assert not (b / "w").exists()
+    assert os.listdir(b / ".incoming") == []

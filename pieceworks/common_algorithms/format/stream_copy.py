@@ -18,7 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass
 
 from pieceworks.failpoints import failpoint
-from pieceworks.protocols import CorruptionError, Extent, VolumeReader, VolumeWriter
+from pieceworks.protocols import BackendError, CorruptionError, Extent, VolumeReader, VolumeWriter
 from pieceworks.protocols.chunks import is_zero
 
 __all__ = ["CopyStats", "check_copy", "copy_stream"]
@@ -58,7 +58,12 @@ def copy_stream(
     depth: int = 4,
     progress: Callable[[int, int], None] | None = None,
 ) -> CopyStats:
-    """Copy every data chunk of `reader` into `writer` (which the caller commits)."""
+    """Copy every data chunk of `reader` into `writer` (which the caller commits).
+
+    Raise `BackendError` ("short read at offset ...") when the reader returns
+    fewer bytes than its `size` promises (the source shrank mid-copy); the
+    caller then aborts `writer`. Reader and writer errors propagate as is.
+    """
     started = time.monotonic()
     size = reader.size
     buffers = deque(bytearray(chunk_size) for _ in range(depth))
@@ -80,8 +85,14 @@ def copy_stream(
         for offset in _chunks(size, chunk_size, extents):
             drain(depth - 1)
             buf = buffers.popleft()
-            n = reader.readinto_at(offset, memoryview(buf)[: min(chunk_size, size - offset)])
+            length = min(chunk_size, size - offset)
+            n = reader.readinto_at(offset, memoryview(buf)[:length])
             read += n
+            if n != length:  # the source shrank: never fill the rest with zeros
+                raise BackendError(
+                    f"short read at offset {offset}: got {n} of {length} bytes; the source is"
+                    f" shorter than its reported size {size}"
+                )
             view = memoryview(buf)[:n]
             if is_zero(view):
                 buffers.append(buf)
