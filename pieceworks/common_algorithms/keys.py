@@ -48,6 +48,7 @@ from pieceworks.protocols.os_errors import os_reason
 __all__ = [
     "DEFAULT_KDF",
     "KEYS_PREFIX",
+    "SECRET_FILE_LIMIT",
     "KdfParams",
     "KeyInfo",
     "KeyNotFound",
@@ -171,17 +172,30 @@ def init_keys(store: IObjectStore, password: str, kdf: KdfParams = DEFAULT_KDF) 
     return key_id
 
 
+SECRET_FILE_LIMIT = 64 * 1024
+"""The most bytes a passphrase file may hold (64 KiB)."""
+
+
 def passphrase_from_file(path: str, what: str = "passphrase") -> str:
     """The passphrase file `path` holds (its trailing newline removed).
 
     Raise `ConfigError` naming the file and why in words (never its content)
-    if it cannot be read, is not UTF-8 text or is empty.
+    if it cannot be read, is larger than `SECRET_FILE_LIMIT` bytes (only that
+    much and one byte more is read: ``/dev/zero`` or a disk image named by
+    mistake is refused at once), is not UTF-8 text or is empty.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read(SECRET_FILE_LIMIT + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read the {what} file {path}: {os_reason(exc, path)}") from None
+    if len(data) > SECRET_FILE_LIMIT:
+        raise ConfigError(
+            f"the {what} file {path} is larger than {SECRET_FILE_LIMIT // 1024} KiB:"
+            f" not a {what} file"
+        )
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read the {what} file {path}: it is not UTF-8 text") from None
     password = text.rstrip("\r\n")

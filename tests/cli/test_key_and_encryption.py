@@ -266,3 +266,30 @@ def test_a_store_section_password_file_opens_the_store(
     done = run("list", env=_with(env, PIECEWORKS_CONFIG=str(missing)))
     assert done.code == 2 and "cannot read the passphrase file" in done.err, done
     assert str(tmp_path / "nowhere.pass") in done.err
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "big"])
+def test_a_password_file_larger_than_64_kib_is_refused_at_once(
+    run: Run, tmp_path: Path, name: str
+) -> None:
+    """``--password-file /dev/zero`` read on until the kernel killed the process: a
+    passphrase file is read up to 64 KiB and a larger one refused, naming it."""
+    good = tmp_path / "good.pass"
+    good.write_text(PASSWORD + "\n", encoding="utf-8")
+    assert run("key", "init", "--password-file", str(good)).code == 0
+    path = Path(name) if name.startswith("/") else tmp_path / name
+    if not name.startswith("/"):
+        path.write_bytes(b"x" * (64 * 1024 + 1))
+    done = run("list", "--password-file", str(path), timeout=20)
+    assert done.code == 2, done
+    assert f"the passphrase file {path} is larger than 64 KiB" in done.err, done
+    assert "Traceback" not in done.err and "unexpected" not in done.err, done
+
+
+def test_a_password_file_of_64_kib_is_read(run: Run, tmp_path: Path) -> None:
+    """The limit refuses only what is larger: a 64 KiB passphrase still opens the store."""
+    path = tmp_path / "long.pass"
+    path.write_text("p" * (64 * 1024 - 1) + "\n", encoding="utf-8")
+    assert run("key", "init", "--password-file", str(path)).code == 0
+    done = run("list", "--password-file", str(path), "--json", timeout=20)
+    assert done.code == 0, done

@@ -119,6 +119,10 @@ def serve(
                 signal.signal(signal.SIGTERM, previous)
 
 
+TOKEN_FILE_LIMIT = 64 * 1024
+"""The most bytes a ``--token-file`` may hold (64 KiB)."""
+
+
 class _StartError(Exception):
     """The target cannot start; the message names the option and the reason."""
 
@@ -127,8 +131,14 @@ def _token(args: argparse.Namespace) -> str | None:
     """The bearer token: --token-file (which must hold one), --token, or the environment."""
     if args.token_file:
         try:
-            with open(args.token_file, encoding="utf-8") as f:
-                token = f.read().strip()
+            with open(args.token_file, "rb") as f:  # bounded: /dev/zero must not fill memory
+                data = f.read(TOKEN_FILE_LIMIT + 1)
+            if len(data) > TOKEN_FILE_LIMIT:
+                raise _StartError(
+                    f"--token-file {args.token_file} is larger than"
+                    f" {TOKEN_FILE_LIMIT // 1024} KiB: not a token file"
+                )
+            token = data.decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise _StartError(f"cannot read --token-file {args.token_file}: {reason}") from None

@@ -3,7 +3,8 @@ options it cannot serve with, in one line, before it listens.
 
 A port out of range was an ``unexpected OverflowError`` (exit 1) from the bind;
 an empty ``--token-file`` served with no token at all, so anyone reaching the
-target could use it; a ``--dir`` that is a file, a token file that is missing
+target could use it; a ``--token-file /dev/zero`` was read until memory ran out;
+a ``--dir`` that is a file, a token file that is missing
 and an address that does not resolve printed ``error: [Errno ...]`` without
 saying which option was wrong.
 """
@@ -32,6 +33,8 @@ SERVER = [sys.executable, "-m", "pieceworks.drivers.remote.server"]
         (["--dir", "{file}"], "cannot serve --dir {file}: not a directory"),
         (["--token-file", "{missing}"], "cannot read --token-file {missing}: No such file"),
         (["--token-file", "{empty}"], "--token-file {empty} is empty"),
+        (["--token-file", "/dev/zero"], "--token-file /dev/zero is larger than 64 KiB"),
+        (["--token-file", "{big}"], "--token-file {big} is larger than 64 KiB"),
         (["--host", "no-such-host.invalid"], "cannot listen on no-such-host.invalid:0: "),
     ],
 )
@@ -39,6 +42,8 @@ def test_a_target_that_cannot_serve_says_why_in_one_line(
     run: Run, tmp_path: Path, options: list[str], message: str
 ) -> None:
     names = {"file": tmp_path / "plain", "missing": tmp_path / "nope", "empty": tmp_path / "tok"}
+    names["big"] = tmp_path / "big"
+    names["big"].write_bytes(b"t" * (64 * 1024 + 1))
     names["file"].write_text("x")
     names["empty"].write_text(" \n")
     options = [o.format(**names) for o in options]
