@@ -108,6 +108,10 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         ),
         "replicate.staged": "replicate via a store: every chunk is staged in the store",
         "replicate.snapshot-deleted": "replicate: the temporary snapshot is deleted",
+        "file.piece-copied": (
+            "file driver, snapshot or native replica without reflink: after each piece is"
+            " copied, before the next"
+        ),
         # copy
         "copy.chunk-copied": "copy: after each chunk object is written to the target store",
         "copy.before-manifest": "copy: every chunk of a backup is in the target, no manifest yet",

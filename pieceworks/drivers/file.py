@@ -39,6 +39,7 @@ from pieceworks.protocols import (
     NotFound,
     ReplicatedVolume,
     ReplicateToPeer,
+    ShortRead,
     Snapshot,
     SnapshotNotFound,
     SnapshotRef,
@@ -103,7 +104,7 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
             tmp = os.path.join(os.path.dirname(final), f".tmp-{_files.owned_tag()}")
             dst = os.open(tmp, _files.CREATE_FLAGS, 0o600)
             try:
-                _clone_or_copy(src, dst, size)
+                _clone_or_copy(src, dst, size, str(volume))
                 os.fchmod(dst, 0o400)
                 os.fsync(dst)
             finally:
@@ -168,7 +169,7 @@ class FileDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ReplicateToPee
             writer = writer_of.open_write(target, size)
             assert isinstance(writer, _FileWriter)
             try:  # an interrupt (or any error) discards the partial copy
-                writer.fill_from(src)
+                writer.fill_from(src, str(source))
                 failpoint("replicate.native-filled")
                 writer.commit()
             except BaseException:
@@ -287,10 +288,14 @@ class _FileWriter:
         # of `commit` waits for the last few writes only, not for the whole volume.
         os.posix_fadvise(self._fd, offset, len(data), os.POSIX_FADV_DONTNEED)
 
-    def fill_from(self, src: int) -> None:
-        """Copy all of `src` in (reflink, else data extents only); abort on failure."""
+    def fill_from(self, src: int, name: str) -> None:
+        """Copy all of `src` (`name` for errors) in: reflink, else data extents only.
+
+        On failure abort (the temporary file goes) and raise: `ShortRead` if
+        `src` shrank below the writer's size, `BackendError` for an I/O error.
+        """
         try:
-            _clone_or_copy(src, self._fd, self._size)
+            _clone_or_copy(src, self._fd, self._size, name)
         except OSError as exc:
             self.abort()
             raise BackendError(f"cannot copy into {self._final!r}: {os_error_text(exc)}") from exc
@@ -319,14 +324,21 @@ class _FileWriter:
         _files.discard(fd, self._tmp)
 
 
-def _clone_or_copy(src: int, dst: int, size: int) -> None:
-    """Make `dst` a copy of `src`: reflink if possible, else copy data extents only."""
+def _clone_or_copy(src: int, dst: int, size: int, name: str) -> None:
+    """Make `dst` a copy of `src`: reflink if possible, else copy data extents only.
+
+    `name` says what `src` is, for errors. Raise `ShortRead` when `src` holds
+    fewer than `size` bytes (it shrank after `size` was taken, or while it was
+    copied) rather than leave zeros in `dst` where the data was.
+    """
     try:
         fcntl.ioctl(dst, FICLONE, src)
-        return
     except OSError as exc:
         if exc.errno not in _NO_REFLINK:
             raise
+    else:
+        _check_length(src, size, name)
+        return
     os.ftruncate(dst, size)  # holes stay holes
     in_kernel = True  # copy_file_range, until it refuses (another file system: EXDEV)
     for extent in _data_extents(src, size):
@@ -342,9 +354,24 @@ def _clone_or_copy(src: int, dst: int, size: int) -> None:
                     in_kernel = False
             if not in_kernel:
                 n = _copy_range(src, dst, offset, extent.end - offset)
-            if n == 0:  # the source shrank under us
-                return
+            if n == 0:  # end of file before `size`: the source shrank under us
+                raise ShortRead(
+                    f"short read of {name} at offset {offset}: the file ends there, before"
+                    f" its size {size} when the copy began"
+                )
             offset += n
+            failpoint("file.piece-copied")
+    _check_length(src, size, name)  # shrunk before its extents were listed: holes, not data
+
+
+def _check_length(src: int, size: int, name: str) -> None:
+    """Raise `ShortRead` unless `src` still holds at least `size` bytes."""
+    now = os.fstat(src).st_size
+    if now < size:
+        raise ShortRead(
+            f"short read of {name}: the file holds {now} bytes, fewer than its size {size}"
+            " when the copy began"
+        )
 
 
 def _copy_range(src: int, dst: int, offset: int, length: int) -> int:

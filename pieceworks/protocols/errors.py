@@ -27,6 +27,7 @@ __all__ = [
     "ObjectNotFound",
     "OperationCancelled",
     "PieceworksError",
+    "ShortRead",
     "SnapshotNotFound",
     "StoreNotFound",
     "TransientError",
@@ -211,6 +212,17 @@ class BackendError(PieceworksError):
     different strategy may avoid; the common algorithms revert the failed
     strategy and try the next eligible one.
     """
+
+
+class ShortRead(BackendError):
+    """A source held fewer bytes than its size promised: it shrank while read.
+
+    Raised instead of reading the missing range as zeros. No strategy falls
+    back from it: the next one would read a different volume than the one
+    asked for (what it is now, not what it was).
+    """
+
+    hint = "the source changed size while it was read: snapshot it (or stop its writer), run again"
 
 
 class TransientError(BackendError):

@@ -221,3 +221,65 @@ def test_a_restore_on_the_parallel_engine_stops_when_told_and_makes_no_volume(
     assert "did not complete" in last and "vol-new" in last, last
     time.sleep(2)  # nothing left running commits it later
     assert not (home / "volumes" / "vol-new").exists()
+
+
+def test_a_restore_failing_just_before_its_commit_leaves_nothing_incoming(
+    run: Run, env: dict[str, str], home: Path
+) -> None:
+    """The ``restore.before-commit`` point sat outside the code that aborts the writer: a
+    failure there left ``.incoming/vol-new.*`` (the whole volume's data) until `recover`."""
+    backup_id = _backup(run, home)
+    failed = run(
+        "restore",
+        backup_id,
+        "--volume",
+        "vol-new",
+        env={**env, "PIECEWORKS_FAILPOINTS": "restore.before-commit=raise"},
+    )
+    assert failed.code != 0 and "restore.before-commit" in failed.err, failed
+    assert not (home / "volumes" / "vol-new").exists()
+    assert list((home / "volumes" / ".incoming").iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ["serial", "parallel"])
+def test_a_restore_stopped_just_before_its_commit_makes_no_volume(
+    run: Run, env: dict[str, str], home: Path, tmp_path: Path, engine: str
+) -> None:
+    """SIGTERM with every chunk written but the volume not yet committed: the serial engine
+    left ``.incoming/vol-new.*`` behind; the parallel one (whose task thread the signal does
+    not reach) went on to commit the volume. Both now discard it and exit 130."""
+    config = tmp_path / "engine.toml"
+    config.write_text(f'[engine]\nengine = "{engine}"\npersistence = "memory://"\n')
+    e = {**env, "PIECEWORKS_CONFIG": str(config)}
+    backup_id = _backup(run, home)
+    incoming = home / "volumes" / ".incoming"
+    hold = 30000 if engine == "serial" else 3000  # the parallel engine waits for its thread
+    proc = subprocess.Popen(
+        [*COMMAND, "restore", backup_id, "--volume", "vol-new"],
+        env={**e, "PIECEWORKS_FAILPOINTS": f"restore.before-commit=sleep:{hold}"},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _written(incoming, 8 * MiB):
+        time.sleep(0.05)
+    assert _written(incoming, 8 * MiB), "the restore never wrote its volume"
+    time.sleep(0.5)  # inside the failpoint's sleep
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, (out, err)
+    assert "Traceback" not in err, err
+    assert "did not complete" in err.strip().splitlines()[-1], err
+    time.sleep(0.5)
+    assert not (home / "volumes" / "vol-new").exists()
+    assert list(incoming.iterdir()) == []
+
+
+def _written(incoming: Path, size: int) -> bool:
+    """Whether a file in `incoming` has `size` bytes of data on disk (not holes)."""
+    try:
+        return any(p.stat().st_blocks * 512 >= size for p in incoming.iterdir())
+    except OSError:  # not there yet, or renamed meanwhile
+        return False

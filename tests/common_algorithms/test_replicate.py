@@ -22,6 +22,7 @@ from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import (
     BackendSpec,
+    ShortRead,
     SnapshotRef,
     Source,
     StoreSpec,
@@ -177,17 +178,21 @@ class _ShrinkingDriver(FileDriver):
 
 
 def test_a_source_shrinking_mid_stream_fails_and_commits_nothing(tmp_path: Path) -> None:
-    """The stream strategy's short read fails the replication; no target, no temporary file."""
+    """A short read fails the replication: via-store is not tried, no target, no temp file."""
     a, b = _dirs(tmp_path)
+    store_dir = tmp_path / "store"
+    store = Store("s", PosixStore(store_dir), StoreSpec("s", "posix", {"path": str(store_dir)}))
     src = Backend.of("a", _ShrinkingDriver(a))
-    dst = Backend.of("b", FileDriver(b))  # no spec: stream is the only strategy
+    dst = Backend.of("b", FileDriver(b))  # no spec: stream, then via-store
     FileDriver(a).write_volume(VolumeRef("vol"), os.urandom(8 * CHUNK))
-    with pytest.raises(AllStrategiesFailed) as err:
-        replicate(src, dst, _request(volume_id="vol", force=True, target_volume_id="w"))
-    assert [x.strategy for x in err.value.attempts] == ["stream"]
-    assert err.value.attempts[0].error == (
-        f"BackendError: short read at offset {2 * CHUNK}: got 5 of {CHUNK} bytes; the source"
+    request = _request(volume_id="vol", force=True, target_volume_id="w")
+    assert plan_replicate(src, dst, store, request).eligible == ("stream", "via-store")
+    with pytest.raises(ShortRead) as err:  # final: via-store would copy the shrunk volume
+        replicate(src, dst, request, store=store)
+    assert str(err.value) == (
+        f"short read at offset {2 * CHUNK}: got 5 of {CHUNK} bytes; the source"
         f" is shorter than its reported size {8 * CHUNK}"
     )
     assert not (b / "w").exists()
     assert os.listdir(b / ".incoming") == []
+    assert not list(store.objects.list("leases/"))

@@ -10,7 +10,7 @@ import pytest
 
 from pieceworks.common_algorithms.format.stream_copy import copy_stream
 from pieceworks.drivers.file import FileDriver
-from pieceworks.protocols import BackendError, VolumeRef
+from pieceworks.protocols import ShortRead, VolumeRef
 
 CS = 64 * 1024
 
@@ -21,7 +21,7 @@ def _volume(root: Path, volume_id: str, chunks: int) -> Path:
 
 
 def test_a_source_truncated_mid_copy_is_a_short_read(tmp_path: Path) -> None:
-    """The file shrinks after the first chunk: BackendError names the short read."""
+    """The file shrinks after the first chunk: ShortRead names the short read."""
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
@@ -34,7 +34,7 @@ def test_a_source_truncated_mid_copy_is_a_short_read(tmp_path: Path) -> None:
 
     with closing(source.open_read(VolumeRef("v"))) as reader:
         writer = target.open_write(VolumeRef("w"), reader.size)
-        with pytest.raises(BackendError) as err:
+        with pytest.raises(ShortRead) as err:
             copy_stream(reader, writer, chunk_size=CS, progress=shrink)
         writer.abort()
     assert str(err.value) == (
@@ -53,6 +53,6 @@ def test_a_source_emptied_before_the_copy_reads_nothing_as_zeros(tmp_path: Path)
     with closing(FileDriver(a).open_read(VolumeRef("v"))) as reader:
         os.truncate(path, 0)
         writer = FileDriver(b).open_write(VolumeRef("w"), reader.size)
-        with pytest.raises(BackendError, match=f"short read at offset 0: got 0 of {CS} bytes"):
+        with pytest.raises(ShortRead, match=f"short read at offset 0: got 0 of {CS} bytes"):
             copy_stream(reader, writer, chunk_size=CS)
         writer.abort()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from zope.interface.verify import verifyObject
 
+from pieceworks import failpoints
 from pieceworks.drivers.file import FileDriver
 from pieceworks.protocols import (
     BackendError,
@@ -22,8 +25,10 @@ from pieceworks.protocols import (
     ISnapshot,
     IStreamIn,
     IStreamOut,
+    ShortRead,
     SnapshotNotFound,
     SnapshotRef,
+    Source,
     VolumeNotFound,
     VolumeRef,
     verify_driver,
@@ -337,3 +342,101 @@ def test_a_native_copy_to_another_file_system_is_made_through_memory(
     assert copied.size == len(data)
     assert (root / "w").read_bytes() == data
     assert os.stat(root / "w").st_blocks * 512 < len(data)  # the hole stayed a hole
+
+
+# -- a source that shrinks while it is copied (snapshot, native replica) -------
+
+
+def _two_extents(driver: FileDriver, root: Path) -> Path:
+    """Volume 'v' of 3 MiB: random data in [0, 1 MiB) and [2 MiB, 3 MiB), a hole between."""
+    driver.create_volume("v", 3 * MiB)
+    with open(root / "v", "r+b") as f:
+        f.write(os.urandom(MiB))
+        f.seek(2 * MiB)
+        f.write(os.urandom(MiB))
+    return root / "v"
+
+
+class _ShrinksWhenOpened(FileDriver):
+    """A file driver whose volume 'v' loses its tail right after it is opened to be read."""
+
+    def _open_source(self, source: Source) -> tuple[int, int]:
+        opened = super()._open_source(source)
+        os.truncate(os.path.join(self.root, "v"), MiB + 10)
+        return opened
+
+
+@pytest.fixture
+def first_piece_pauses() -> Iterator[None]:
+    """The copy of a snapshot or native replica pauses 3 s after its first piece."""
+    failpoints.configure("file.piece-copied=sleep:3000")
+    try:
+        yield
+    finally:
+        failpoints.configure("")
+
+
+def _truncate_once_copying(tmp_dir: Path, volume: Path, length: int) -> threading.Thread:
+    """Truncate `volume` to `length` once a temporary copy under `tmp_dir` holds data."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(p.stat().st_blocks for p in tmp_dir.rglob("*") if p.is_file()):
+                os.truncate(volume, length)
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("first_piece_pauses")
+def test_a_snapshot_of_a_volume_truncated_mid_copy_fails(driver: FileDriver, root: Path) -> None:
+    """The source shrinks after the first extent is copied: ShortRead, no snapshot, no temp."""
+    volume = _two_extents(driver, root)
+    (root / ".snapshots" / "v").mkdir(parents=True)
+    thread = _truncate_once_copying(root / ".snapshots", volume, 2 * MiB + 10)
+    with pytest.raises(ShortRead) as err:
+        driver.create_snapshot(VolumeRef("v"), "s1")
+    thread.join()
+    assert str(err.value) == (
+        f"short read of volume 'v' at offset {2 * MiB + 10}: the file ends there, before its"
+        f" size {3 * MiB} when the copy began"
+    )
+    assert os.listdir(root / ".snapshots" / "v") == []
+    assert stray_files(root) == []
+
+
+def test_a_snapshot_of_a_volume_shrunk_before_its_extents_are_listed_fails(root: Path) -> None:
+    """Shrunk between open and copy (extents then end early): ShortRead, not a zero tail."""
+    driver = _ShrinksWhenOpened(root)
+    _two_extents(driver, root)
+    with pytest.raises(ShortRead) as err:
+        driver.create_snapshot(VolumeRef("v"), "s1")
+    assert str(err.value) == (
+        f"short read of volume 'v': the file holds {MiB + 10} bytes, fewer than its size"
+        f" {3 * MiB} when the copy began"
+    )
+    assert os.listdir(root / ".snapshots" / "v") == []
+    assert stray_files(root) == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("first_piece_pauses")
+def test_a_native_replica_of_a_volume_truncated_mid_copy_fails(
+    driver: FileDriver, root: Path, tmp_path: Path
+) -> None:
+    """replicate_to on a shrinking source: ShortRead, the peer keeps no volume and no temp."""
+    volume = _two_extents(driver, root)
+    peer_root = tmp_path / "peer"
+    peer_root.mkdir()
+    peer = BackendSpec("peer", "file", {"path": str(peer_root)})
+    thread = _truncate_once_copying(peer_root, volume, 2 * MiB + 10)
+    with pytest.raises(ShortRead, match=f"short read of volume 'v' at offset {2 * MiB + 10}"):
+        driver.replicate_to(VolumeRef("v"), peer, VolumeRef("w"))
+    thread.join()
+    assert not (peer_root / "w").exists()
+    assert stray_files(peer_root) == []

@@ -52,7 +52,6 @@ from pieceworks.common_algorithms.format.chunk_ranges import contains, index_ran
 from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
-    BackendError,
     ChunkRef,
     CorruptionError,
     Extent,
@@ -60,6 +59,7 @@ from pieceworks.protocols import (
     ObjectNotFound,
     OperationCancelled,
     PieceworksError,
+    ShortRead,
     UnsupportedCodec,
     VolumeReader,
     VolumeWriter,
@@ -426,7 +426,7 @@ class _BackupRun:
         self.bytes_read += n
         if n != length:
             self.free.put(buffer)
-            raise BackendError(
+            raise ShortRead(
                 f"short read at offset {offset}: got {n} of {length} bytes; the source is"
                 f" shorter than its reported size {self.size}"
             )

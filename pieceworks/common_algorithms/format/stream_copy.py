@@ -18,7 +18,7 @@ from contextlib import closing
 from dataclasses import dataclass
 
 from pieceworks.failpoints import failpoint
-from pieceworks.protocols import BackendError, CorruptionError, Extent, VolumeReader, VolumeWriter
+from pieceworks.protocols import CorruptionError, Extent, ShortRead, VolumeReader, VolumeWriter
 from pieceworks.protocols.chunks import is_zero
 
 __all__ = ["CopyStats", "check_copy", "copy_stream"]
@@ -60,7 +60,7 @@ def copy_stream(
 ) -> CopyStats:
     """Copy every data chunk of `reader` into `writer` (which the caller commits).
 
-    Raise `BackendError` ("short read at offset ...") when the reader returns
+    Raise `ShortRead` ("short read at offset ...") when the reader returns
     fewer bytes than its `size` promises (the source shrank mid-copy); the
     caller then aborts `writer`. Reader and writer errors propagate as is.
     """
@@ -89,7 +89,7 @@ def copy_stream(
             n = reader.readinto_at(offset, memoryview(buf)[:length])
             read += n
             if n != length:  # the source shrank: never fill the rest with zeros
-                raise BackendError(
+                raise ShortRead(
                     f"short read at offset {offset}: got {n} of {length} bytes; the source is"
                     f" shorter than its reported size {size}"
                 )

@@ -9,7 +9,8 @@ eligible strategy, or revert the whole flow (``REVERT_ALL``, so that steps
 taken before the strategies, such as the store lease, are undone too) when
 none is left or when the error is one no other strategy can avoid (an
 unknown volume, a bad id, corrupt stored data, a worker that cannot take
-the request, a garbage collection that outlasted a read lease's wait).
+the request, a garbage collection that outlasted a read lease's wait, a
+source that shrank while it was read).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pieceworks.protocols import (
     IncompatibleRequest,
     InvalidName,
     NotFound,
+    ShortRead,
     VolumeExists,
 )
 
@@ -35,7 +37,8 @@ __all__ = ["StrategyFallback", "describe_failure"]
 #: volume or backup, a bad id, stored data that fails its hash, a request the
 #: worker of the backend cannot honour, a target volume another run created
 #: meanwhile, a live garbage collection a restore's read lease waited out in
-#: vain: the next strategy would wait as long again).
+#: vain: the next strategy would wait as long again; a source that shrank while
+#: read: the next strategy would copy another volume than the one asked for).
 FINAL_ERRORS: tuple[type[Exception], ...] = (
     NotFound,
     InvalidName,
@@ -43,6 +46,7 @@ FINAL_ERRORS: tuple[type[Exception], ...] = (
     IncompatibleRequest,
     VolumeExists,
     GCLockTimeout,
+    ShortRead,
 )
 
 

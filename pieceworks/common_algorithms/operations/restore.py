@@ -45,7 +45,8 @@ from pieceworks.common_algorithms.placement import (
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
 from pieceworks.failpoints import failpoint
-from pieceworks.protocols import IStreamIn, VolumeRef
+from pieceworks.protocols import IStreamIn, OperationCancelled, VolumeRef
+from pieceworks.protocols.stopping import stop_requested
 
 __all__ = ["RestoreOutcome", "RestoreWrite", "restore", "restore_flow"]
 
@@ -144,10 +145,12 @@ class RestoreVolume(DataStep, task.Task):
                     writer,
                     progress=ProgressReporter(self.reporter or self, manifest.size),
                 )
-            except BaseException:
+                failpoint("restore.before-commit")
+                if stop_requested():  # Ctrl-C or SIGTERM while this ran on another thread
+                    raise OperationCancelled("restore interrupted")
+            except BaseException:  # anything before the commit: nothing left in .incoming
                 writer.abort()
                 raise
-            failpoint("restore.before-commit")
             writer.commit()
             failpoint("restore.committed")
             written = through_manager = stats.bytes_written
