@@ -44,6 +44,7 @@ from pieceworks.protocols import (
     CorruptionError,
     InvalidName,
     OperationCancelled,
+    ShortRead,
     SnapshotNotFound,
     SnapshotRef,
     StoreSpec,
@@ -519,6 +520,8 @@ def test_error_answers_map_to_the_protocol_errors() -> None:
     assert type(error(503)) is TransientError  # a proxy's bare 503
     assert type(error(500, "BackendError")) is BackendError
     assert type(error(500, "SomethingNew")) is BackendError
+    assert type(error(500, "ShortRead")) is ShortRead  # final: no strategy falls back from it
+    assert wire_error(ShortRead("short read at offset 0"))[1]["type"] == "ShortRead"
     assert type(error(401, "Unauthorized")) is ConfigError
     corrupt = error(422, "CorruptionError", offset=4096)
     assert isinstance(corrupt, CorruptionError) and corrupt.offset == 4096

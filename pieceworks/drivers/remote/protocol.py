@@ -95,6 +95,7 @@ from pieceworks.protocols import (
     ObjectNotFound,
     PieceworksError,
     PushedVolume,
+    ShortRead,
     SnapshotNotFound,
     StoreSpec,
     TransientError,
@@ -296,6 +297,7 @@ _ERRORS: Final[Mapping[str, type[PieceworksError]]] = {
         ConfigError,
         TransientError,
         ChangeTrackingLost,
+        ShortRead,
         BackendError,
     )
 }
@@ -423,6 +425,7 @@ _WIRE_ERRORS: Final[tuple[tuple[type[PieceworksError], HTTPStatus], ...]] = (
     (CorruptionError, HTTPStatus.UNPROCESSABLE_ENTITY),
     (TransientError, HTTPStatus.SERVICE_UNAVAILABLE),
     (ChangeTrackingLost, HTTPStatus.INTERNAL_SERVER_ERROR),
+    (ShortRead, HTTPStatus.INTERNAL_SERVER_ERROR),
     (BackendError, HTTPStatus.INTERNAL_SERVER_ERROR),
 )
 

@@ -55,6 +55,7 @@ from pieceworks.protocols import (
     PieceworksError,
     PushedVolume,
     ReplicatedVolume,
+    ShortRead,
     SnapshotRef,
     Source,
     TransientError,
@@ -381,7 +382,7 @@ def send_volume(
                     view = memoryview(buffer)[:length]
                     n = reader.readinto_at(offset, view)
                     if n != length:
-                        raise BackendError(
+                        raise ShortRead(
                             f"short read at offset {offset}: {n} of {length} bytes; the"
                             f" source is shorter than its size {size}"
                         )
