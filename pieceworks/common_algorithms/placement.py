@@ -35,7 +35,7 @@ from typing import Any, Final, Protocol, TypeVar
 from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.gc.leases import heartbeat
+from pieceworks.common_algorithms.gc.markers import heartbeat
 from pieceworks.protocols import ConfigError, PieceworksError
 from pieceworks.protocols.errors import BackendNotFound, IncompatibleRequest, StoreNotFound
 

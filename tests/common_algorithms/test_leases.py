@@ -31,7 +31,7 @@ from pieceworks.common_algorithms.gc.collection import (
     lease_key,
     release_lease,
 )
-from pieceworks.common_algorithms.gc.leases import marker_body
+from pieceworks.common_algorithms.gc.markers import marker_body
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.owner import Liveness, Owner, process_start

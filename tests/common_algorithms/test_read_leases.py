@@ -34,16 +34,18 @@ from pieceworks.common_algorithms import (
 from pieceworks.common_algorithms.format.chunk_pipeline import restore_chunks
 from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup
-from pieceworks.common_algorithms.gc.leases import (
+from pieceworks.common_algorithms.gc.leases import backup_lease
+from pieceworks.common_algorithms.gc.markers import (
     LEASE_PREFIX,
     GCLockTimeout,
-    ReadLease,
-    backup_lease,
     marker_body,
     put_marker,
+    scan_markers,
+)
+from pieceworks.common_algorithms.gc.read_leases import (
+    ReadLease,
     read_lease,
     release_held_read_leases,
-    scan_markers,
 )
 from pieceworks.common_algorithms.inspect import check_store
 from pieceworks.common_algorithms.inspect.check import Subset

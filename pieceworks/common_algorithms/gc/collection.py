@@ -92,30 +92,31 @@ from pieceworks.common_algorithms.format.manifest import (
     manifest_key,
 )
 from pieceworks.common_algorithms.gc.leases import (
+    BackupInProgress,
+    Lease,
+    acquire_lease,
+    backup_lease,
+    lease_key,
+    lease_renewed,
+    release_lease,
+    renew_lease,
+)
+from pieceworks.common_algorithms.gc.markers import (
     DEFAULT_LEASE_TTL,
     DEFAULT_RENEW_EVERY,
     DEFAULT_WAIT_TIMEOUT,
     GC_LOCK_PREFIX,
     LEASE_PREFIX,
     READ_KIND,
-    BackupInProgress,
     GCLockTimeout,
-    Lease,
     Marker,
-    ReadLease,
-    acquire_lease,
-    backup_lease,
     heartbeat,
-    lease_key,
-    lease_renewed,
     put_marker,
-    read_lease,
-    release_lease,
     remove_own,
-    renew_lease,
     scan_markers,
     store_clock,
 )
+from pieceworks.common_algorithms.gc.read_leases import ReadLease, read_lease
 from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
