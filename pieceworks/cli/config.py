@@ -90,6 +90,7 @@ from pieceworks.protocols import (
 from pieceworks.protocols.user_paths import expand_user
 
 __all__ = [
+    "CONFIG_FILE_LIMIT",
     "DEFAULT_NAME",
     "ENGINES",
     "DEFAULT_KEEP_FINISHED",
@@ -117,6 +118,8 @@ _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_fini
 DEFAULT_KEEP_FINISHED = 86400.0
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
+#: The most bytes a configuration file may hold (1 MiB); a larger one is refused unread.
+CONFIG_FILE_LIMIT = 2**20
 #: The option naming a section's directory; relative: to the configuration file's directory.
 PATH_KEY = "path"
 #: The key of a store section naming its passphrase file (not a driver option).
@@ -255,13 +258,21 @@ def _config_file(path: Path, given_by: str) -> Path:
 
 def _parse(path: Path) -> dict[str, object]:
     try:
-        text = path.read_text(encoding="utf-8-sig")  # one leading byte-order mark is skipped
+        with open(path, "rb") as f:  # bounded: a disk image named by mistake is not read whole
+            data = f.read(CONFIG_FILE_LIMIT + 1)
     except OSError as exc:
         from pieceworks.protocols.os_errors import os_reason  # noqa: PLC0415 (only on failure)
 
         raise ConfigError(
             f"cannot read configuration file {path}: {os_reason(exc, path)}"
         ) from None
+    if len(data) > CONFIG_FILE_LIMIT:
+        raise ConfigError(
+            f"configuration file {path} is larger than {CONFIG_FILE_LIMIT // 2**20} MiB:"
+            " not a configuration file"
+        )
+    try:
+        text = data.decode("utf-8-sig")  # one leading byte-order mark is skipped
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read configuration file {path}: it is not UTF-8 text") from None
     import tomllib  # noqa: PLC0415 (about 10 ms: only a command that has a file to read pays)

@@ -226,3 +226,19 @@ def test_a_configuration_file_starting_with_a_byte_order_mark_is_read(
     assert load_config(str(config), {"HOME": str(tmp_path)}).store("bom").options["path"] == str(
         stores
     )
+
+
+def test_a_configuration_file_larger_than_1_mib_is_refused_unread(
+    run: Run, env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--config disk.img`` (a regular file, so not refused as a device) was read whole
+    into memory before TOML parsing failed; more than 1 MiB is refused, naming the file."""
+    big = tmp_path / "disk.img"
+    with open(big, "wb") as f:
+        f.truncate(64 * MiB)  # sparse: costs no disk
+    done = run("--config", str(big), "list", timeout=30)
+    assert done.code == ExitCode.USAGE, done
+    assert f"configuration file {big} is larger than 1 MiB" in done.err, done
+    exact = tmp_path / "padded.toml"
+    exact.write_bytes(b"# " + b"x" * (MiB - 3) + b"\n")
+    assert run("--config", str(exact), "list", timeout=30).code == 0
