@@ -16,7 +16,6 @@ import pytest
 
 from pieceworks.cli.config import load_config
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.common_algorithms.gc.journal import default_journal_dir
 from pieceworks.protocols import ConfigError
 from tests.cli.conftest import Call, MiB, Run, write_volume
 
@@ -200,14 +199,6 @@ def test_a_tilde_naming_an_unknown_user_is_a_configuration_error(
     assert done.code == ExitCode.USAGE, done
     assert f"{named}: cannot expand '~no-such-user-pw': there is no user" in done.err, done
     assert "unexpected" not in done.err and "RuntimeError" not in done.err, done
-
-
-def test_the_journal_directory_of_an_unknown_users_home_is_a_configuration_error() -> None:
-    """`default_journal_dir` (used by workers and `recover` outside the command line's
-    checks) raised the same RuntimeError for ``PIECEWORKS_HOME=~nouser/h``."""
-    with pytest.raises(ConfigError, match=r"PIECEWORKS_HOME ~no-such-user-pw/h: cannot expand"):
-        default_journal_dir({"PIECEWORKS_HOME": NOUSER + "h"})
-    assert default_journal_dir({"PIECEWORKS_HOME": "/srv/pw"}) == Path("/srv/pw/journal")
 
 
 def test_a_configuration_file_starting_with_a_byte_order_mark_is_read(

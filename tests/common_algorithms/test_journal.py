@@ -15,7 +15,7 @@ from pieceworks.common_algorithms.gc.journal import (
 )
 from pieceworks.common_algorithms.gc.recover import recover
 from pieceworks.drivers.file import FileDriver
-from pieceworks.protocols import InvalidName, ISnapshot, VolumeRef
+from pieceworks.protocols import ConfigError, InvalidName, ISnapshot, VolumeRef
 
 
 def _backend(tmp_path: Path) -> Backend:
@@ -121,3 +121,12 @@ def test_recover_removes_only_pieceworks_temporaries_a_journal_names(tmp_path: P
         (str(precious), "kept"),
         (str(temp), "removed"),
     }
+
+
+def test_the_journal_directory_of_an_unknown_users_home_is_a_configuration_error() -> None:
+    """`default_journal_dir` (used by workers and `recover` outside the command line's
+    checks) raised "RuntimeError: Could not determine home directory"
+    for ``PIECEWORKS_HOME=~nouser/h``."""
+    with pytest.raises(ConfigError, match=r"PIECEWORKS_HOME ~no-such-user-pw/h: cannot expand"):
+        default_journal_dir({"PIECEWORKS_HOME": "~no-such-user-pw/h"})
+    assert default_journal_dir({"PIECEWORKS_HOME": "/srv/pw"}) == Path("/srv/pw/journal")
