@@ -2,7 +2,10 @@
 
 Where it comes from, first match wins: ``--config FILE``, the file named by
 ``PIECEWORKS_CONFIG``, ``~/.config/pieceworks/pieceworks.toml`` if it exists;
-else nothing (built-in defaults only). A file looks like::
+else nothing (built-in defaults only). The file is UTF-8 (one leading
+byte-order mark is skipped); ``~`` and ``~user`` in its paths, the
+option and the variables are expanded (an unknown user is a `ConfigError`).
+A file looks like::
 
     [backends.lab]          # a backend: a driver and its options
     driver = "file"
@@ -84,8 +87,10 @@ from pieceworks.protocols import (
     StoreNotFound,
     validate_id,
 )
+from pieceworks.protocols.user_paths import expand_user
 
 __all__ = [
+    "CONFIG_FILE_LIMIT",
     "DEFAULT_NAME",
     "ENGINES",
     "DEFAULT_KEEP_FINISHED",
@@ -113,6 +118,8 @@ _JOBS_KEYS = {"jobboard", "persistence", "transport", "claim_expiry", "keep_fini
 DEFAULT_KEEP_FINISHED = 86400.0
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
+#: The most bytes a configuration file may hold (1 MiB); a larger one is refused unread.
+CONFIG_FILE_LIMIT = 2**20
 #: The option naming a section's directory; relative: to the configuration file's directory.
 PATH_KEY = "path"
 #: The key of a store section naming its passphrase file (not a driver option).
@@ -123,14 +130,18 @@ def home_dir(env: Mapping[str, str]) -> Path:
     """``$PIECEWORKS_HOME``, else ``~/.local/share/pieceworks`` (not created here)."""
     home = env.get("PIECEWORKS_HOME")
     if home:
-        return Path(home).expanduser().absolute()
-    return Path(env.get("HOME") or Path.home()).expanduser() / ".local" / "share" / "pieceworks"
+        return expand_user(home, "PIECEWORKS_HOME").absolute()
+    base = expand_user(env.get("HOME") or Path.home(), "HOME")
+    return base / ".local" / "share" / "pieceworks"
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
     """``$XDG_CONFIG_HOME/pieceworks/pieceworks.toml`` (``~/.config`` by default)."""
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
-    return Path(base).expanduser() / "pieceworks" / "pieceworks.toml"
+    xdg = env.get("XDG_CONFIG_HOME")
+    if xdg:
+        return expand_user(xdg, "XDG_CONFIG_HOME") / "pieceworks" / "pieceworks.toml"
+    base = expand_user(env.get("HOME") or Path.home(), "HOME")
+    return base / ".config" / "pieceworks" / "pieceworks.toml"
 
 
 @dataclass(frozen=True)
@@ -220,10 +231,10 @@ def _config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
     if explicit is not None:
         if not explicit.strip():  # --config "": not "no option" (the defaults), a mistake
             raise ConfigError("--config must name a configuration file, not an empty path")
-        return _config_file(Path(explicit).expanduser(), "--config")
+        return _config_file(expand_user(explicit, "--config"), "--config")
     from_env = env.get("PIECEWORKS_CONFIG")
     if from_env:
-        return _config_file(Path(from_env).expanduser(), "PIECEWORKS_CONFIG")
+        return _config_file(expand_user(from_env, "PIECEWORKS_CONFIG"), "PIECEWORKS_CONFIG")
     default = default_config_path(env)  # used if it exists; a directory there is a mistake
     return _config_file(default, "the default location") if default.exists() else None
 
@@ -247,13 +258,21 @@ def _config_file(path: Path, given_by: str) -> Path:
 
 def _parse(path: Path) -> dict[str, object]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:  # bounded: a disk image named by mistake is not read whole
+            data = f.read(CONFIG_FILE_LIMIT + 1)
     except OSError as exc:
         from pieceworks.protocols.os_errors import os_reason  # noqa: PLC0415 (only on failure)
 
         raise ConfigError(
             f"cannot read configuration file {path}: {os_reason(exc, path)}"
         ) from None
+    if len(data) > CONFIG_FILE_LIMIT:
+        raise ConfigError(
+            f"configuration file {path} is larger than {CONFIG_FILE_LIMIT // 2**20} MiB:"
+            " not a configuration file"
+        )
+    try:
+        text = data.decode("utf-8-sig")  # one leading byte-order mark is skipped
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read configuration file {path}: it is not UTF-8 text") from None
     import tomllib  # noqa: PLC0415 (about 10 ms: only a command that has a file to read pays)
@@ -327,7 +346,7 @@ def _option_path(value: str, origin: str, path: Path) -> str:
     """
     if not value.strip():
         raise ConfigError(f"{origin}: '{PATH_KEY}' must not be empty")
-    return str(path.parent.absolute() / Path(value).expanduser())
+    return str(path.parent.absolute() / expand_user(value, f"{origin}: '{PATH_KEY}'"))
 
 
 def _password_file(body: Mapping[str, object], kind: str, origin: str, path: Path) -> str | None:
@@ -339,7 +358,7 @@ def _password_file(body: Mapping[str, object], kind: str, origin: str, path: Pat
         raise ConfigError(f"{origin}: '{PASSWORD_FILE_KEY}' belongs in a store's section")
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{origin}: '{PASSWORD_FILE_KEY}' must be the path of a file")
-    return str(path.parent.absolute() / Path(value).expanduser())
+    return str(path.parent.absolute() / expand_user(value, f"{origin}: '{PASSWORD_FILE_KEY}'"))
 
 
 def _table(data: Mapping[str, object], name: str, known: set[str], path: Path) -> dict[str, object]:

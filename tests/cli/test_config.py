@@ -16,6 +16,7 @@ import pytest
 
 from pieceworks.cli.config import load_config
 from pieceworks.cli.exit_codes import ExitCode
+from pieceworks.common_algorithms.gc.journal import default_journal_dir
 from pieceworks.protocols import ConfigError
 from tests.cli.conftest import Call, MiB, Run, write_volume
 
@@ -161,3 +162,83 @@ def test_options_a_driver_lacks_or_does_not_take_are_named(
     done = call("--config", str(config), *argv)
     assert done.code == 2, done
     assert message in done.err and "__init__" not in done.err, done.err
+
+
+NOUSER = "~no-such-user-pw/"  # a user name no test host has
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        ("--config", "--config ~no-such-user-pw/x.toml"),
+        ("PIECEWORKS_CONFIG", "PIECEWORKS_CONFIG ~no-such-user-pw/x.toml"),
+        ("PIECEWORKS_HOME", "PIECEWORKS_HOME ~no-such-user-pw/x"),
+        ("XDG_CONFIG_HOME", "XDG_CONFIG_HOME ~no-such-user-pw/x"),
+        ("path", "[stores.local]: 'path' ~no-such-user-pw/x"),
+        ("password_file", "[stores.local]: 'password_file' ~no-such-user-pw/x"),
+    ],
+)
+def test_a_tilde_naming_an_unknown_user_is_a_configuration_error(
+    run: Run, env: dict[str, str], tmp_path: Path, where: str, named: str
+) -> None:
+    """``~nouser/...`` was an "unexpected RuntimeError: Could not determine home directory"
+    (exit 1) naming neither the path nor where it was given."""
+    args: list[str] = []
+    e = {k: v for k, v in env.items() if k != "PIECEWORKS_CONFIG"}
+    if where == "--config":
+        args = ["--config", NOUSER + "x.toml"]
+    elif where == "PIECEWORKS_CONFIG":
+        e[where] = NOUSER + "x.toml"
+    elif where in ("PIECEWORKS_HOME", "XDG_CONFIG_HOME"):
+        e[where] = NOUSER + "x"
+    else:
+        body = f'path = "{NOUSER}x"' if where == "path" else f'path = "s"\n{where} = "{NOUSER}x"'
+        config = tmp_path / "tilde.toml"
+        config.write_text(f'[stores.local]\ndriver = "posix"\n{body}\n', encoding="utf-8")
+        args = ["--config", str(config)]
+    done = run(*args, "list", env=e, timeout=30)
+    assert done.code == ExitCode.USAGE, done
+    assert f"{named}: cannot expand '~no-such-user-pw': there is no user" in done.err, done
+    assert "unexpected" not in done.err and "RuntimeError" not in done.err, done
+
+
+def test_the_journal_directory_of_an_unknown_users_home_is_a_configuration_error() -> None:
+    """`default_journal_dir` (used by workers and `recover` outside the command line's
+    checks) raised the same RuntimeError for ``PIECEWORKS_HOME=~nouser/h``."""
+    with pytest.raises(ConfigError, match=r"PIECEWORKS_HOME ~no-such-user-pw/h: cannot expand"):
+        default_journal_dir({"PIECEWORKS_HOME": NOUSER + "h"})
+    assert default_journal_dir({"PIECEWORKS_HOME": "/srv/pw"}) == Path("/srv/pw/journal")
+
+
+def test_a_configuration_file_starting_with_a_byte_order_mark_is_read(
+    run: Run, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A file saved "UTF-8 with BOM" (Windows editors do) was refused with "line 1,
+    column 1: Invalid statement", which does not mention the invisible mark. One leading
+    mark is skipped, as editors and most TOML tools do; the file is then read as written."""
+    stores = tmp_path / "bom-stores"
+    config = tmp_path / "bom.toml"
+    text = f'[stores.bom]\ndriver = "posix"\npath = "{stores}"\n'
+    config.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    done = run("--config", str(config), "config", "--json", timeout=30)
+    assert done.code == 0, done
+    assert list(done.json()["stores"]) == ["bom"], done
+    assert load_config(str(config), {"HOME": str(tmp_path)}).store("bom").options["path"] == str(
+        stores
+    )
+
+
+def test_a_configuration_file_larger_than_1_mib_is_refused_unread(
+    run: Run, env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--config disk.img`` (a regular file, so not refused as a device) was read whole
+    into memory before TOML parsing failed; more than 1 MiB is refused, naming the file."""
+    big = tmp_path / "disk.img"
+    with open(big, "wb") as f:
+        f.truncate(64 * MiB)  # sparse: costs no disk
+    done = run("--config", str(big), "list", timeout=30)
+    assert done.code == ExitCode.USAGE, done
+    assert f"configuration file {big} is larger than 1 MiB" in done.err, done
+    exact = tmp_path / "padded.toml"
+    exact.write_bytes(b"# " + b"x" * (MiB - 3) + b"\n")
+    assert run("--config", str(exact), "list", timeout=30).code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,15 @@ from pieceworks.common_algorithms import (
 from pieceworks.common_algorithms.format.manifest import list_backup_ids, read_manifest
 from pieceworks.common_algorithms.operations.backup import abandon_backup
 from pieceworks.common_algorithms.operations.backup_tasks import PrepareSource, TakeLease
-from pieceworks.protocols import BackendError, CorruptionError, VolumeNotFound
+from pieceworks.protocols import (
+    BackendError,
+    CorruptionError,
+    ShortRead,
+    SnapshotRef,
+    Source,
+    VolumeNotFound,
+    VolumeReader,
+)
 from pieceworks.protocols.chunks import chunk_key
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
 from tests.support.drivers import FailingDriver
@@ -258,4 +267,31 @@ def test_abandon_keeps_cleaning_after_an_error_and_reports_it(
     monkeypatch.setattr(driver, "delete_snapshot", broken)
     with pytest.raises(BackendError, match="snapshot store offline"):
         abandon_backup(backend, store, request, plan_backup(backend, store, request))
+    assert not list(store.objects.list("leases/"))
+
+
+class _SnapshotShrinks(FailingDriver):
+    """Each snapshot loses its tail right after it is opened to be read."""
+
+    def open_read(self, source: Source) -> VolumeReader:
+        reader = super().open_read(source)
+        if isinstance(source, SnapshotRef):
+            path = os.path.join(self.root, ".snapshots", source.volume_id, source.snapshot_id)
+            os.chmod(path, 0o600)  # snapshots are read-only, even to their owner
+            os.truncate(path, 3 * CHUNK + 1)
+        return reader
+
+
+def test_a_short_read_is_final_no_other_strategy_reads_the_changed_source(
+    volumes: Path, store: Store
+) -> None:
+    """snapshot-stream meets a short read: ShortRead, direct-stream never runs, nothing kept."""
+    driver = _SnapshotShrinks(volumes, ["push"])
+    backend = Backend.of("lab", driver)
+    put_volume(backend, "vol", os.urandom(8 * CHUNK))
+    with pytest.raises(ShortRead, match=f"short read at offset {3 * CHUNK}: got 1 of {CHUNK}"):
+        backup(backend, store, _request(volume_id="vol", in_use=True, force=True))
+    assert driver.calls == ["push", "read-snapshot"]  # offload fell back; then it stopped
+    assert driver.snapshots_alive("vol") == []
+    assert list_backup_ids(store.objects) == []
     assert not list(store.objects.list("leases/"))

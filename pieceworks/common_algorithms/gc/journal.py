@@ -37,6 +37,7 @@ from typing import Any
 
 from pieceworks.protocols import validate_id
 from pieceworks.protocols.owner import Liveness, Owner, process_start
+from pieceworks.protocols.user_paths import expand_user
 
 __all__ = ["TEMP_FILE_MARK", "JournalFile", "LocalJournal", "default_journal_dir"]
 
@@ -53,8 +54,8 @@ def default_journal_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     home = env.get("PIECEWORKS_HOME")
     if home:
-        return Path(home).expanduser().absolute() / "journal"
-    base = Path(env.get("HOME") or Path.home()).expanduser()
+        return expand_user(home, "PIECEWORKS_HOME").absolute() / "journal"
+    base = expand_user(env.get("HOME") or Path.home(), "HOME")
     return base / ".local" / "share" / "pieceworks" / "journal"
 
 
