@@ -135,3 +135,35 @@ def test_the_chunk_size_range_has_one_definition() -> None:
         chunks.MAX_CHUNK_SIZE,
     )
     assert (requests._MIN_CHUNK, requests._MAX_CHUNK) == (64 << 10, 64 << 20)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"", b"10\r\n0123", b"1", b"10\r\n0123456789abcdef\r\n2"],
+    ids=["nothing", "mid-chunk", "mid-size-line", "mid-second-size-line"],
+)
+def test_a_chunked_body_cut_anywhere_is_the_sender_going_away(wire: bytes) -> None:
+    """A sender killed while it sends: wherever the bytes stop, the target says the sender
+    went away (a TransientError, logged as such); cut inside a chunk-size line it said
+    'malformed chunked body: line too long', which read as a broken client."""
+    import io  # noqa: PLC0415
+
+    from pieceworks.drivers.remote.transfer import RequestBody  # noqa: PLC0415
+    from pieceworks.protocols import TransientError  # noqa: PLC0415
+
+    body = RequestBody(io.BufferedReader(io.BytesIO(wire)), None)
+    with pytest.raises(TransientError, match="the sender went away"):
+        while body.readinto(memoryview(bytearray(7))):
+            pass
+
+
+def test_an_overlong_chunk_size_line_is_still_malformed() -> None:
+    """Only a line cut by the connection's end is the sender going away; one longer than
+    the framing allows is a malformed body."""
+    import io  # noqa: PLC0415
+
+    from pieceworks.drivers.remote.transfer import RequestBody  # noqa: PLC0415
+
+    body = RequestBody(io.BufferedReader(io.BytesIO(b"1" * 5000 + b"\r\n")), None)
+    with pytest.raises(ValueError, match="line too long"):
+        body.readinto(memoryview(bytearray(7)))

@@ -483,9 +483,9 @@ class RequestBody:
             line = self._rfile.readline(_MAX_LINE + 1)
         except OSError as exc:
             raise _gone(exc) from exc
-        if not line:
-            raise _gone(None)
-        if len(line) > _MAX_LINE or not line.endswith(b"\n"):
+        if not line or (len(line) <= _MAX_LINE and not line.endswith(b"\n")):
+            raise _gone(None)  # the connection ended, at most in the middle of a line
+        if len(line) > _MAX_LINE:
             raise ValueError("malformed chunked body: line too long")
         return line.rstrip(b"\r\n")
 
