@@ -277,10 +277,11 @@ def test_recover_removes_the_temporary_snapshot_of_a_killed_replication_without_
 # -- a restore to a file, killed: its temporary file is journaled --------------------
 
 
-def test_recover_removes_the_temporary_file_of_a_killed_restore_to_a_file(
+def _restore_to_file_killed(
     call: Call, env: dict[str, str], home: Path, tmp_path: Path
-) -> None:
-    """The sparse temporary next to the destination is named in the journal and removed."""
+) -> tuple[str, Path, Path]:
+    """Back up a 2 MiB volume, kill its restore to ``out/disk.img`` after two chunks; the
+    backup id, the folder ``out`` and the temporary file the killed restore left in it."""
     write_volume(home / "volumes", "vol", 2 * MiB, seed=9)
     backup_id = _ok(call("backup", "--volume", "vol", "--chunk-size", "256KiB", "--json")).json()[
         "backup_id"
@@ -294,6 +295,14 @@ def test_recover_removes_the_temporary_file_of_a_killed_restore_to_a_file(
         tmp_path,
     )
     [left] = list(out.iterdir())
+    return str(backup_id), out, left
+
+
+def test_recover_removes_the_temporary_file_of_a_killed_restore_to_a_file(
+    call: Call, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """The sparse temporary next to the destination is named in the journal and removed."""
+    backup_id, out, left = _restore_to_file_killed(call, env, home, tmp_path)
     assert ".pw-restore-" in left.name and left.stat().st_size == 2 * MiB
     keep = out / "mine.txt"  # a file of the user's, next to it: never touched
     keep.write_text("x")
@@ -313,19 +322,7 @@ def test_a_temporary_file_recover_cannot_remove_is_reported_in_words(
 ) -> None:
     """A removal the system refuses (an immutable folder) is a failed item whose reason says
     why in words, not '[Errno 1] Operation not permitted: ...'; the file stays."""
-    write_volume(home / "volumes", "vol", 2 * MiB, seed=9)
-    backup_id = _ok(call("backup", "--volume", "vol", "--chunk-size", "256KiB", "--json")).json()[
-        "backup_id"
-    ]
-    out = tmp_path / "out"
-    out.mkdir()
-    _killed(
-        ["restore", backup_id, "--to-file", str(out / "disk.img")],
-        env,
-        "restore.chunk-written=kill@2",
-        tmp_path,
-    )
-    [left] = list(out.iterdir())
+    _, out, left = _restore_to_file_killed(call, env, home, tmp_path)
     made = subprocess.run(["chattr", "+i", str(out)], capture_output=True, check=False)
     if made.returncode != 0:
         pytest.skip(f"chattr +i is not possible here: {made.stderr!r}")
