@@ -39,7 +39,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
+from typing import Self
 
 from pieceworks.common_algorithms.gc.markers import (
     DEFAULT_LEASE_TTL,
@@ -50,12 +50,12 @@ from pieceworks.common_algorithms.gc.markers import (
     READ_LEASE_PREFIX,
     RUN_PREFIX,
     GCLockTimeout,
+    HeldMarker,
     Marker,
     _body,
     _Heartbeat,
     _probe_now,
     _put_if_absent,
-    _ttl,
     _wait_for_collectors,
     marker_body,
     put_marker,
@@ -134,7 +134,7 @@ def lease_key(backup_id: str) -> str:
 # -- leases ------------------------------------------------------------------------
 
 
-class Lease:
+class Lease(HeldMarker):
     """A backup's lease on a store; see `gc` for the protocol with collectors.
 
     As a context manager (`backup_lease`): entering writes the lease
@@ -160,23 +160,20 @@ class Lease:
         lease_ttl: float | None = None,
         renew_every: float | None = DEFAULT_RENEW_EVERY,
     ) -> None:
-        self.store, self.backup_id = store, backup_id
+        super().__init__(
+            store,
+            token=token,
+            wait_timeout=wait_timeout,
+            poll_interval=poll_interval,
+            lease_ttl=lease_ttl,
+            renew_every=renew_every,
+        )
+        self.backup_id = backup_id
         self.key = lease_key(backup_id)
-        self.owner = Owner.current(token)
-        self.wait_timeout, self.poll_interval = wait_timeout, poll_interval
-        self.lease_ttl, self.renew_every = _ttl(lease_ttl), renew_every
-        self.stale_locks: tuple[str, ...] = ()
         self.waited = 0.0
         self.took_over: Marker | None = None
-        self._heartbeat: _Heartbeat | None = None
-        self._started = time.time()
 
-    @property
-    def token(self) -> str:
-        """This run's token, recorded in the lease."""
-        return self.owner.token
-
-    def acquire(self) -> Lease:
+    def acquire(self) -> Self:
         """Write the lease and wait until no live collector lock remains; return self.
 
         Raise `BackupInProgress` (and touch nothing) if another live run
@@ -225,26 +222,6 @@ class Lease:
     def renew(self) -> None:
         """Re-write the lease (keeping its journal) so that it does not go stale."""
         put_marker(self.store, self.key, "lease", self.backup_id, self.owner, self._started)
-
-    def release(self) -> None:
-        """Stop renewing and remove the lease if it is still this run's. Idempotent."""
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
-        remove_own(self.store, self.key, self.token)
-
-    def __enter__(self) -> Lease:
-        self.acquire()
-        self._heartbeat = _Heartbeat(self.renew, self.renew_every, self.key)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 def backup_lease(

@@ -35,7 +35,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, Self
 
 from pieceworks.protocols import (
     IObjectStore,
@@ -46,6 +47,7 @@ from pieceworks.protocols import (
 from pieceworks.protocols.owner import Liveness, Owner
 
 __all__ = [
+    "HeldMarker",
     "DEFAULT_LEASE_TTL",
     "DEFAULT_RENEW_EVERY",
     "DEFAULT_WAIT_TIMEOUT",
@@ -440,3 +442,70 @@ class _Heartbeat:
 def heartbeat(renew: Callable[[], None], every: float | None, what: str) -> _Heartbeat:
     """Start calling `renew` every `every` seconds on a thread; ``.stop()`` it."""
     return _Heartbeat(renew, every, what)
+
+
+class HeldMarker:
+    """What every marker this process holds under ``leases/`` shares: a backup's `Lease`
+    and a reader's `ReadLease`.
+
+    Its `owner` (this process, running the run `token`), when it started, how
+    long `acquire` waits for collectors (`wait_timeout`, polling every
+    `poll_interval` seconds, counting markers stale after `lease_ttl`), and,
+    as a context manager, renewal every `renew_every` seconds on a thread
+    while the block runs and `release` when it ends, on success, failure and
+    ``KeyboardInterrupt``. A subclass sets `key` and provides `acquire` and
+    `renew`.
+    """
+
+    key: str
+
+    def __init__(
+        self,
+        store: IObjectStore,
+        *,
+        token: str | None,
+        wait_timeout: float,
+        poll_interval: float,
+        lease_ttl: float | None,
+        renew_every: float | None,
+    ) -> None:
+        self.store = store
+        self.owner = Owner.current(token)
+        self.wait_timeout, self.poll_interval = wait_timeout, poll_interval
+        self.lease_ttl, self.renew_every = _ttl(lease_ttl), renew_every
+        self.stale_locks: tuple[str, ...] = ()
+        self._heartbeat: _Heartbeat | None = None
+        self._started = time.time()
+
+    @property
+    def token(self) -> str:
+        """This run's token, recorded in the marker."""
+        return self.owner.token
+
+    def acquire(self) -> Self:
+        """Write the marker and wait for live collectors; return self."""
+        raise NotImplementedError
+
+    def renew(self) -> None:
+        """Re-write the marker, so that it does not go stale."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Stop renewing and remove the marker if it is still this run's. Idempotent."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        remove_own(self.store, self.key, self.token)
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        self._heartbeat = _Heartbeat(self.renew, self.renew_every, self.key)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

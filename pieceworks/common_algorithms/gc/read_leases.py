@@ -16,27 +16,23 @@ from __future__ import annotations
 
 import atexit
 import logging
-import time
 from collections.abc import Iterable
-from types import TracebackType
+from typing import Self
 
 from pieceworks.common_algorithms.gc.markers import (
     DEFAULT_RENEW_EVERY,
     DEFAULT_WAIT_TIMEOUT,
     READ_KIND,
     READ_LEASE_PREFIX,
-    _Heartbeat,
-    _ttl,
+    HeldMarker,
     _wait_for_collectors,
     marker_body,
-    remove_own,
 )
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     IObjectStore,
     validate_id,
 )
-from pieceworks.protocols.owner import Owner
 
 __all__ = [
     "ReadLease",
@@ -61,7 +57,7 @@ def read_lease_key(token: str) -> str:
     return READ_LEASE_PREFIX + validate_id("run token", token)
 
 
-class ReadLease:
+class ReadLease(HeldMarker):
     """A reader's lease on a store: a collector defers while it lives.
 
     Taken by every operation that reads backups' chunks after reading their
@@ -98,20 +94,17 @@ class ReadLease:
         lease_ttl: float | None = None,
         renew_every: float | None = DEFAULT_RENEW_EVERY,
     ) -> None:
-        self.store, self.operation = store, operation
         self.backup_ids = tuple(validate_id("backup id", b) for b in backup_ids)
-        self.owner = Owner.current(token)
+        super().__init__(
+            store,
+            token=token,
+            wait_timeout=wait_timeout,
+            poll_interval=poll_interval,
+            lease_ttl=lease_ttl,
+            renew_every=renew_every,
+        )
+        self.operation = operation
         self.key = read_lease_key(self.owner.token)
-        self.wait_timeout, self.poll_interval = wait_timeout, poll_interval
-        self.lease_ttl, self.renew_every = _ttl(lease_ttl), renew_every
-        self.stale_locks: tuple[str, ...] = ()
-        self._heartbeat: _Heartbeat | None = None
-        self._started = time.time()
-
-    @property
-    def token(self) -> str:
-        """This reader's run token: the last part of its key."""
-        return self.owner.token
 
     def _what(self) -> str:
         ids = ", ".join(self.backup_ids) or "the store's backups"
@@ -131,7 +124,7 @@ class ReadLease:
             ),
         )
 
-    def acquire(self) -> ReadLease:
+    def acquire(self) -> Self:
         """Write the lease, then wait until no live collector lock remains; return self.
 
         Raise `GCLockTimeout` after `wait_timeout` seconds; on that or any
@@ -156,25 +149,13 @@ class ReadLease:
 
     def release(self) -> None:
         """Stop renewing and remove the lease if it is still this reader's. Idempotent."""
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
         _held.discard(self)
-        remove_own(self.store, self.key, self.token)
+        super().release()
 
-    def __enter__(self) -> ReadLease:
-        self.acquire()
-        self._heartbeat = _Heartbeat(self.renew, self.renew_every, self.key)
+    def __enter__(self) -> Self:
+        super().__enter__()
         failpoint("read.lease-taken")
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 def read_lease(
