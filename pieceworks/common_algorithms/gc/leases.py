@@ -54,7 +54,6 @@ from pieceworks.common_algorithms.gc.markers import (
     Marker,
     _body,
     _Heartbeat,
-    _probe_now,
     _put_if_absent,
     _wait_for_collectors,
     marker_body,
@@ -66,6 +65,7 @@ from pieceworks.common_algorithms.gc.markers import (
     set_stale_after,
     stale_after,
     store_clock,
+    store_now,
 )
 from pieceworks.common_algorithms.gc.read_leases import (
     ReadLease,
@@ -202,7 +202,7 @@ class Lease(HeldMarker):
         data = marker_body("lease", self.backup_id, self.owner, self._started)
         if _put_if_absent(self.store, self.key, data):
             return
-        held = read_marker(self.store, self.key, _probe_now(self.store), self.lease_ttl)
+        held = read_marker(self.store, self.key, store_now(self.store), self.lease_ttl)
         if held is None:  # released meanwhile
             self.store.put(self.key, data)
             return

@@ -68,6 +68,7 @@ __all__ = [
     "set_stale_after",
     "stale_after",
     "store_clock",
+    "store_now",
 ]
 
 #: Seconds after its last renewal that a marker of an owner on another host is stale.
@@ -259,9 +260,9 @@ def store_clock(store: IObjectStore, key: str) -> Callable[[], float]:
     return lambda: info.modified + (time.monotonic() - anchor)
 
 
-def _probe_now(store: IObjectStore) -> float:
-    """The store's time now: write and remove a probe object."""
-    key = f"locks/clock.{secrets.token_hex(8)}"
+def store_now(store: IObjectStore, probe: str = "clock") -> float:
+    """The store's time now: write and remove a probe object, ``locks/<probe>.<random>``."""
+    key = f"locks/{probe}.{secrets.token_hex(8)}"
     store.put(key, b"{}")
     try:
         return store.head(key).modified

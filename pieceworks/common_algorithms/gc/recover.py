@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from pieceworks.common_algorithms.gc.leases import (
     scan_markers,
     stale_after,
 )
+from pieceworks.common_algorithms.gc.markers import store_now
 from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -168,7 +168,7 @@ class _Recovery:
 
     def store(self, store: Store) -> None:
         objects = store.objects
-        now = _store_now(objects)
+        now = store_now(objects, "recover-clock")
         live_leases = {m.token for m in scan_markers(objects, LEASE_PREFIX, now, self.ttl)[0]}
         for key in list(objects.list(RUN_PREFIX)):
             marker = read_marker(objects, key, now, self.ttl)
@@ -302,16 +302,6 @@ def _unlinker(path: Path) -> Callable[[], None]:
 
 def _deleter(objects: IObjectStore, key: str) -> Callable[[], None]:
     return lambda: objects.delete(key)
-
-
-def _store_now(objects: IObjectStore) -> float:
-    """The store's time: write and remove a probe marker."""
-    key = f"locks/recover-clock.{secrets.token_hex(8)}"
-    objects.put(key, b"{}")
-    try:
-        return objects.head(key).modified
-    finally:
-        objects.delete(key)
 
 
 def recover(
