@@ -52,6 +52,7 @@ from pieceworks.protocols import (
     validate_id,
 )
 from pieceworks.protocols.chunks import CODECS
+from pieceworks.protocols.values import chunks_to_json
 
 __all__ = [
     "FORMAT_VERSION",
@@ -249,11 +250,7 @@ class Manifest:
             "incremental": self.incremental,
             "stats": dict(self.stats),
             "chunk_fields": list(CHUNK_FIELDS),
-            "chunks": (
-                [[c.offset, c.length, c.digest, c.codec, c.stored_length] for c in self.chunks]
-                if chunks is None
-                else chunks
-            ),
+            "chunks": chunks_to_json(self.chunks) if chunks is None else chunks,
         }
         if self.labels:
             body["labels"] = dict(self.labels)
@@ -471,11 +468,7 @@ def _encoded_rows(chunks: tuple[ChunkRef, ...]) -> Iterable[bytes]:
     """The canonical JSON of the chunk rows' list, in pieces: ``[``, rows, ``,``..., ``]``."""
     yield b"["
     for start in range(0, len(chunks), _ROWS_AT_ONCE):
-        rows = [
-            [c.offset, c.length, c.digest, c.codec, c.stored_length]
-            for c in chunks[start : start + _ROWS_AT_ONCE]
-        ]
-        encoded = _canonical(rows)
+        encoded = _canonical(chunks_to_json(chunks[start : start + _ROWS_AT_ONCE]))
         yield encoded[1:-1] if start == 0 else b"," + encoded[1:-1]
     yield b"]"
 
