@@ -19,25 +19,12 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import COMMAND, MiB, Result, Run, write_volume
+from tests.cli.conftest import MiB, Result, Run, _start, write_volume
 
 PASSWORD = "a long passphrase"
-
-
-def _start(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*COMMAND, *args],
-        env=dict(env),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _finish(proc: subprocess.Popen[str], args: list[str], timeout: float = 120) -> Result:

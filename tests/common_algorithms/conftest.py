@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from pieceworks import failpoints
 from pieceworks.common_algorithms import Backend, Store
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
@@ -64,3 +67,24 @@ def put_volume(backend: Backend, volume_id: str, data: bytes) -> None:
     driver = backend.driver
     assert isinstance(driver, FileDriver)
     driver.write_volume(VolumeRef(volume_id), data)
+
+
+def run_with_store(code: str, store_path: Path, spec: str = "") -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh Python process with ``store`` bound to a PosixStore at
+    `store_path`, failpoints `spec` set for it (none if empty)."""
+    env = {k: v for k, v in os.environ.items() if k != failpoints.ENV_VAR}
+    if spec:
+        env[failpoints.ENV_VAR] = spec
+    prelude = (
+        "from pieceworks.drivers.posix_store import PosixStore\n"
+        f"store = PosixStore({str(store_path)!r})\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

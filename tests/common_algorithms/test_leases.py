@@ -35,30 +35,14 @@ from pieceworks.common_algorithms.gc.markers import marker_body
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.owner import Liveness, Owner, process_start
-from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _child(code: str, store_path: Path, spec: str = "") -> subprocess.CompletedProcess[str]:
-    """Run `code` in a fresh Python process with ``store`` bound to a PosixStore."""
-    env = {k: v for k, v in os.environ.items() if k != failpoints.ENV_VAR}
-    if spec:
-        env[failpoints.ENV_VAR] = spec
-    prelude = (
-        "from pieceworks.drivers.posix_store import PosixStore\n"
-        f"store = PosixStore({str(store_path)!r})\n"
-    )
-    return subprocess.run(
-        [sys.executable, "-c", prelude + code],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
+from tests.common_algorithms.conftest import (
+    CHUNK,
+    mixed_data,
+    put_volume,
+    run_with_store,
+    sha,
+    volume_sha,
+)
 
 # -- owners ------------------------------------------------------------------------------
 
@@ -106,7 +90,7 @@ def test_an_owner_round_trips_through_json_and_rejects_junk() -> None:
 def test_a_lease_of_a_dead_backup_on_this_host_blocks_no_collection(tmp_path: Path) -> None:
     """A backup process that died holding its lease: gc sees it dead at once and removes it."""
     store = PosixStore(tmp_path / "store", durable=False)
-    done = _child(
+    done = run_with_store(
         "from pieceworks.common_algorithms.gc.collection import acquire_lease\n"
         "acquire_lease(store, 'crashed')\n",
         tmp_path / "store",
@@ -122,7 +106,7 @@ def test_a_lease_of_a_dead_backup_on_this_host_blocks_no_collection(tmp_path: Pa
 def test_a_killed_collector_does_not_make_backups_wait(tmp_path: Path) -> None:
     """gc SIGKILLed holding its lock: the next backup takes its lease at once, not after 600 s."""
     store = PosixStore(tmp_path / "store", durable=False)
-    killed = _child(
+    killed = run_with_store(
         "from pieceworks.common_algorithms.gc.collection import collect_garbage\n"
         "collect_garbage(store)\n",
         tmp_path / "store",

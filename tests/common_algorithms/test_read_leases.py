@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -55,10 +54,8 @@ from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import BackupNotFound, ChunkRef, InvalidName, StoreSpec, VolumeRef
 from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.owner import Owner
-from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume
+from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, run_with_store
 from tests.support.drivers import OffloadFileDriver
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class RecordingStore(PosixStore):
@@ -359,20 +356,9 @@ def test_a_reader_gives_up_on_a_collector_that_never_ends_and_leaves_no_lease(
 
 
 def _child(code: str, store_path: Path) -> subprocess.CompletedProcess[str]:
-    prelude = (
-        "from pieceworks.drivers.posix_store import PosixStore\n"
-        "from pieceworks.common_algorithms.gc.leases import ReadLease\n"
-        f"store = PosixStore({str(store_path)!r})\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PIECEWORKS_FAILPOINTS"}
-    return subprocess.run(
-        [sys.executable, "-c", prelude + code],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    """`run_with_store` with ``ReadLease`` imported too."""
+    return run_with_store(
+        "from pieceworks.common_algorithms.gc.leases import ReadLease\n" + code, store_path
     )
 
 
