@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import re
@@ -288,6 +289,7 @@ UNOWNED_TEMP_SECONDS: Final = 3600.0
 _TAG = re.compile(r"([0-9a-f]{8})-(\d+)-(\d+)-[0-9a-f]{8}")
 
 
+@functools.lru_cache(maxsize=8)
 def _host_hash(host: str) -> str:
     return hashlib.sha256(host.encode()).hexdigest()[:8]
 

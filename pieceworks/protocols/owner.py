@@ -60,6 +60,25 @@ def process_start(pid: int) -> int | None:
         return None
 
 
+#: This process's ``(pid, start)``, read once per pid (a forked child reads its own).
+_this: tuple[int, int | None] = (-1, None)
+
+
+def _this_process() -> tuple[int, int | None]:
+    """This process's pid and start time (`process_start`), the start read once per pid.
+
+    A process's own start time never changes, and reading ``/proc/PID/stat``
+    costs about 20 us: every temporary file name a store writes (one per
+    chunk object, `pieceworks.drivers._files.owned_tag`) asks for it. The
+    cache is keyed by the pid, so a child made by ``fork`` reads its own.
+    """
+    global _this  # noqa: PLW0603 (one process-wide value)
+    pid = os.getpid()
+    if _this[0] != pid:
+        _this = (pid, process_start(pid))
+    return _this
+
+
 @cache
 def _boot_id() -> str | None:
     try:
@@ -82,8 +101,8 @@ class Owner:
     @classmethod
     def current(cls, token: str | None = None) -> Owner:
         """This process, running the run `token` (a new token if None)."""
-        pid = os.getpid()
-        return cls(socket.gethostname(), pid, process_start(pid), _boot_id(), token or new_token())
+        pid, start = _this_process()
+        return cls(socket.gethostname(), pid, start, _boot_id(), token or new_token())
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON fields a marker stores: host, pid, proc_start, boot_id, token."""
@@ -119,9 +138,8 @@ class Owner:
         boot = _boot_id()
         if self.boot is not None and boot is not None and self.boot != boot:
             return Liveness.DEAD
-        if self.pid == os.getpid() and (
-            self.start is None or self.start == process_start(self.pid)
-        ):
+        pid, own_start = _this_process()
+        if self.pid == pid and (self.start is None or self.start == own_start):
             return Liveness.ALIVE
         start = process_start(self.pid)
         if start is None:

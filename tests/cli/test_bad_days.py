@@ -178,3 +178,22 @@ def test_one_unreadable_manifest_harms_only_itself(call: Call, home: Path) -> No
     assert call("delete", a).code == ExitCode.OK
     assert call("gc").code == ExitCode.OK
     assert call("list").code == ExitCode.OK
+
+
+def test_prune_with_manifests_replaced_by_a_file_removes_nothing(
+    run: Callable[..., Result], home: Path
+) -> None:
+    """A file where ``backups/manifests`` should be: ``list`` said "no backups", ``check``
+    "no problems found", and ``prune`` removed every chunk of the store (exit 0)."""
+    from tests.support.backups import make_backup  # noqa: PLC0415
+
+    make_backup(home, "vol-1", seed=1)
+    chunks = sorted(p for p in (home / "backups" / "chunks").rglob("*") if p.is_file())
+    manifests = home / "backups" / "manifests"
+    shutil.rmtree(manifests)
+    manifests.write_bytes(b"not a folder")
+    for args in (["prune"], ["gc"], ["check"], ["list"], ["stats"], ["forget", "--keep-last", "1"]):
+        done = run(*args)
+        assert done.code == ExitCode.FAILED, done
+        assert f"{manifests}" in done.err and "not a directory" in done.err, done
+    assert sorted(p for p in (home / "backups" / "chunks").rglob("*") if p.is_file()) == chunks

@@ -1,9 +1,11 @@
 """``pieceworks forget``: remove backups by a retention policy (restic's rules).
 
 The policy (`common_algorithms.gc.retention`) decides per volume which backups
-to keep and why; ``forget`` removes the manifests of the others (their
-chunks stay until garbage collection: ``--prune`` runs it right after, as
-``pieceworks prune`` does). ``--dry-run`` only shows the decisions.
+to keep and why (a volume is one of a backend: ``db`` of backend ``a`` and
+``db`` of backend ``b`` are two volumes, as restic groups by host);
+``forget`` removes the manifests of the others (their chunks stay until
+garbage collection: ``--prune`` runs it right after, as ``pieceworks prune``
+does). ``--dry-run`` only shows the decisions.
 
 A store with a manifest that cannot be read is refused (exit 4, nothing
 removed): that backup's volume and time are unknown, so the policy cannot
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms.gc.collection import GCReport
-    from pieceworks.common_algorithms.gc.retention import KeepPolicy, RetentionPlan
+    from pieceworks.common_algorithms.gc.retention import Group, KeepPolicy, RetentionPlan
 
 __all__ = ["add_arguments", "gc_dict", "run_forget"]
 
@@ -32,7 +34,9 @@ the others' manifests (restic's rules). Walking newest first, each --keep-X N
 keeps the newest backup of each of the N most recent hours, days, ISO weeks,
 months or years that have one (--keep-last N: the N newest backups); while a
 rule has count left, the volume's oldest backup is kept too. N = -1 keeps all.
-Calendar periods are in UTC. A volume's newest backup is always kept.
+Calendar periods are in UTC. A volume's newest backup is always kept. A
+volume is one of a backend: volumes of the same name on two backends are
+decided apart.
 
 --volume and --label restrict which backups are considered. Chunks are freed
 only by garbage collection: --prune runs it after removing (as `pieceworks
@@ -104,15 +108,23 @@ def gc_dict(store: str, report: GCReport) -> dict[str, Any]:
     return report.to_dict(store)
 
 
+def _group(group: Group) -> tuple[str, str]:
+    """``(backend, volume)`` of a group `run_forget` made."""
+    assert not isinstance(group, str)
+    backend, volume = group
+    return backend, volume
+
+
 def _text(plan: RetentionPlan, dry_run: bool) -> str:
     from pieceworks.cli.output import iso_time  # noqa: PLC0415
 
     lines = [plan.policy.describe() + " of each volume"]
-    for volume, decisions in plan.groups().items():
+    for group, decisions in plan.groups().items():
+        backend, volume = _group(group)
         kept = sum(d.keep for d in decisions)
         lines.append(
-            f"volume {volume}: keep {kept}, {'would remove' if dry_run else 'remove'}"
-            f" {len(decisions) - kept}"
+            f"volume {volume} (backend {backend}): keep {kept},"
+            f" {'would remove' if dry_run else 'remove'} {len(decisions) - kept}"
         )
         for d in decisions:
             verdict = "keep  " if d.keep else "remove"
@@ -146,7 +158,10 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
             reference="unreadable-manifests",  # as list, stats, check and gc say it
         )
     chosen = select(found.manifests, volumes=args.volumes, labels=labels)
-    plan = apply_policy([Candidate(m.backup_id, m.created, m.volume_id) for m in chosen], policy)
+    # A volume id names a volume of its backend: group by both (restic groups by host too).
+    plan = apply_policy(
+        [Candidate(m.backup_id, m.created, (m.backend, m.volume_id)) for m in chosen], policy
+    )
     removed: list[str] = []
     gc_report = None
     if not args.dry_run:
@@ -168,8 +183,12 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
                 "dry_run": bool(args.dry_run),
                 "policy": policy.to_dict(),
                 "groups": [
-                    {"volume_id": volume, "backups": [d.to_dict() for d in decisions]}
-                    for volume, decisions in plan.groups().items()
+                    {
+                        "backend": _group(group)[0],
+                        "volume_id": _group(group)[1],
+                        "backups": [d.to_dict() for d in decisions],
+                    }
+                    for group, decisions in plan.groups().items()
                 ],
                 "kept_backup_ids": [d.backup_id for d in plan.keep],
                 "removed_backup_ids": removed if not args.dry_run else [],

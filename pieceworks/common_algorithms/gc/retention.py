@@ -15,6 +15,10 @@ each group of backups on its own (``forget`` groups by volume):
 * a backup no rule keeps is removed;
 * an empty policy (every count 0) keeps everything.
 
+A group is what restic calls a host and its paths: one series of backups of
+the same thing. ``forget`` groups by backend and volume, since a volume id
+names a volume on its backend only (two backends may each have a ``db``).
+
 So with any rule the newest backup of a group is always kept: ``forget``
 never removes a group's last backup. Calendar buckets are taken in `tz`
 (UTC unless given), so the result does not depend on the host's zone.
@@ -32,12 +36,23 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
-__all__ = ["RULES", "Candidate", "Decision", "KeepPolicy", "RetentionPlan", "apply_policy"]
+__all__ = [
+    "RULES",
+    "Candidate",
+    "Decision",
+    "Group",
+    "KeepPolicy",
+    "RetentionPlan",
+    "apply_policy",
+]
 
 #: The rules in the order restic evaluates them (and reasons are listed).
 RULES: Final = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
 Bucket = Callable[[datetime, int], int]
+
+#: What a candidate is grouped by: a name, or a tuple of names (``(backend, volume)``).
+Group = str | tuple[str, ...]
 
 
 def _hourly(d: datetime, _: int) -> int:
@@ -122,11 +137,11 @@ class KeepPolicy:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A backup the policy decides on: its id, Unix creation time and group."""
+    """A backup the policy decides on: its id, Unix creation time and group (see `Group`)."""
 
     backup_id: str
     created: float
-    group: str
+    group: Group
 
 
 @dataclass(frozen=True)
@@ -165,9 +180,9 @@ class RetentionPlan:
     def remove(self) -> tuple[Decision, ...]:
         return tuple(d for d in self.decisions if not d.keep)
 
-    def groups(self) -> dict[str, tuple[Decision, ...]]:
+    def groups(self) -> dict[Group, tuple[Decision, ...]]:
         """Decisions by group (insertion order: group names sorted)."""
-        out: dict[str, list[Decision]] = {}
+        out: dict[Group, list[Decision]] = {}
         for d in self.decisions:
             out.setdefault(d.candidate.group, []).append(d)
         return {g: tuple(ds) for g, ds in out.items()}
@@ -196,6 +211,11 @@ def _decide_group(newest_first: list[Candidate], policy: KeepPolicy, tz: tzinfo)
     return decisions
 
 
+def _sort_key(group: Group) -> tuple[str, ...]:
+    """`group` as a tuple, so that groups of either form sort together."""
+    return (group,) if isinstance(group, str) else group
+
+
 def apply_policy(
     candidates: Iterable[Candidate], policy: KeepPolicy, *, tz: tzinfo = UTC
 ) -> RetentionPlan:
@@ -204,7 +224,7 @@ def apply_policy(
     Every candidate gets exactly one `Decision`. Candidates with the same
     `backup_id` are a `ValueError` (one backup cannot be decided twice).
     """
-    by_group: dict[str, list[Candidate]] = {}
+    by_group: dict[Group, list[Candidate]] = {}
     seen: set[str] = set()
     for c in candidates:
         if c.backup_id in seen:
@@ -212,7 +232,7 @@ def apply_policy(
         seen.add(c.backup_id)
         by_group.setdefault(c.group, []).append(c)
     decisions: list[Decision] = []
-    for group in sorted(by_group):
+    for group in sorted(by_group, key=_sort_key):
         newest_first = sorted(by_group[group], key=lambda c: (c.created, c.backup_id), reverse=True)
         decisions += _decide_group(newest_first, policy, tz)
     return RetentionPlan(policy, tuple(decisions))
