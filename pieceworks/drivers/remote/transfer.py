@@ -102,6 +102,7 @@ def push_volume(
     chunk_size: int,
     codec: str,
     *,
+    known: Sequence[ChunkRef] = (),
     threads: int = 2,
     depth: int = 4,
     job: Job | None = None,
@@ -114,7 +115,12 @@ def push_volume(
     are holes too. The calling thread reads into at most `depth` reused
     buffers; `threads` workers hash, compress and store (each of those
     releases the GIL). A chunk whose object is already stored and intact is
-    not written again. In a ``deferred-sync`` store (`IDeferredSync`) the
+    not written again: for one among `known` (the manager's list of chunks
+    its manifests reference, incremental-offload) the store is asked for
+    the objects' sizes, all at once before the first read, and one found
+    at its recorded ``stored_length`` is reused unread, while one missing
+    or of another size is written again; any other is fetched and checked
+    (a killed run's object may be cut short). In a ``deferred-sync`` store (`IDeferredSync`) the
     objects are put without waiting for the disk and one sync makes every
     object the push references durable (those found too, as they may be a
     killed run's, never synced) before this returns. `job` follows the
@@ -134,6 +140,7 @@ def push_volume(
                 chunk_size=chunk_size,
                 codec=codec,
                 extents=driver.allocated_extents(source),
+                known={ref.digest: ref for ref in known},
                 threads=threads,
                 depth=depth,
                 progress=job.progress,
