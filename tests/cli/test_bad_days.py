@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import COMMAND, Call, MiB, Result, write_volume
+from tests.cli.conftest import Call, MiB, Result, without_dac_override, write_volume
 
 CHUNK = 256 * 1024
 
@@ -29,25 +28,6 @@ def _chunk_object(home: Path, backup_id: str, offset: int) -> tuple[str, Path]:
     [row] = [r for r in doc["manifest"]["chunks"] if r[0] == offset]
     digest = str(row[2])
     return digest, home / "backups" / "chunks" / digest[:2] / digest
-
-
-def _without_dac_override(args: list[str], env: dict[str, str], cwd: Path) -> Result:
-    """Run pieceworks so that file permissions bind even for root (CAP_DAC_* dropped)."""
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
-        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"]
-    proc = subprocess.run(
-        [*prefix, *COMMAND, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
 
 def _deleted(path: Path) -> None:
@@ -113,7 +93,7 @@ def test_an_incremental_after_damage_restores_byte_for_byte(
     with open(vol, "r+b") as f:  # a change elsewhere, so the incremental has work to do
         f.write(b"changed" * 100)
     args = ["backup", "--volume", "vol-1", "--chunk-size", "256KiB", "--incremental", "--json"]
-    incr = _without_dac_override(args, env, tmp_path) if kind == "unreadable" else call(*args)
+    incr = without_dac_override(args, env, tmp_path) if kind == "unreadable" else call(*args)
     assert incr.code == ExitCode.OK, incr
     second = incr.json()["backup_id"]
 
