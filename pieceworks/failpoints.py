@@ -106,6 +106,9 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
             "replicate (file driver, natively): the target's temporary copy is filled, not"
             " yet committed"
         ),
+        "replicate.before-lease": (
+            "replicate via a store: the store is opened (plain or encrypted), no lease written yet"
+        ),
         "replicate.staged": "replicate via a store: every chunk is staged in the store",
         "replicate.snapshot-deleted": "replicate: the temporary snapshot is deleted",
         "file.piece-copied": (

@@ -26,7 +26,7 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.encrypted_store import KEYS_PREFIX, EncryptedStore
 from pieceworks.protocols.errors import InvalidDriver
-from pieceworks.protocols.offload import ISealedOffload
+from pieceworks.protocols.offload import IIncrementalOffload, ISealedOffload
 
 __all__ = ["Backend", "Store"]
 
@@ -125,9 +125,26 @@ class Store:
             )
         return None
 
-    def push(self, backend: Backend, source: Source, chunk_size: int, codec: str) -> PushedVolume:
-        """Let `backend` push `source` into this store itself (sealed if encrypted)."""
+    def push(
+        self,
+        backend: Backend,
+        source: Source,
+        chunk_size: int,
+        codec: str,
+        known: Sequence[ChunkRef] = (),
+    ) -> PushedVolume:
+        """Let `backend` push `source` into this store itself (sealed if encrypted).
+
+        `known`: chunks this store's manifests reference (the parent's), for
+        a backend with incremental-offload to reuse after a size check
+        instead of reading their objects back; other backends are not told.
+        """
         assert self.spec is not None
+        keys = self.objects.keys if isinstance(self.objects, EncryptedStore) else None
+        if known and backend.provides(IIncrementalOffload):
+            return backend.use(IIncrementalOffload).push_incremental(
+                source, self.spec, chunk_size, codec, known, keys
+            )
         if isinstance(self.objects, EncryptedStore):
             return backend.use(ISealedOffload).push_to_sealed_store(
                 source, self.spec, chunk_size, codec, self.objects.keys

@@ -21,11 +21,21 @@ a backup of a plain store (or ``pieceworks copy`` into one)
     or the live marker of a `key init`, and it stops before writing any
     data (`StoreEncryptedMeanwhile`, its lease released). Just before its
     manifest it looks for key files once more.
+a replication through a plain store (``operations.replicate``)
+    does the same around what it writes there: its lease, then a look,
+    before staging chunks (and a look for key files before it reads them
+    back); its run journal (``runs/<id>``, an in-use source's temporary
+    snapshot), then a look, before taking the snapshot (the journal entry
+    removed again if it stops).
 
-If ``key init``'s look missed the lease, the lease was written after the
-marker, so the backup's look sees the marker, or the key written before the
-marker went. A marker whose owner is dead (a killed ``key init``) is
-ignored by both and removed by the next ``key init``.
+If ``key init``'s look missed the lease (or the journal), that object was
+written after the marker, so the writer's look sees the marker, or the key
+written before the marker went: whatever a writer puts first works as its
+lease here, as long as it looks after it. Writers of objects that stay in
+clear in an encrypted store (``leases/``, ``locks/``: a collection's lock,
+`gc`, ``prune``, ``forget``, which otherwise only delete) need no look. A
+marker whose owner is dead (a killed ``key init``) is ignored by both and
+removed by the next ``key init``.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ from pieceworks.protocols.owner import Owner
 
 __all__ = [
     "KEY_INIT_PREFIX",
+    "NO_MANIFEST",
     "OTHERS_SHOWN",
     "StoreEncryptedMeanwhile",
     "Obstacles",
@@ -68,14 +79,22 @@ OTHERS_SHOWN: Final = 3
 KEY_INIT_PREFIX: Final = "locks/key-init."
 
 
-class StoreEncryptedMeanwhile(PieceworksError):
-    """A plain store was encrypted (`key init`) while a backup was writing to it.
+#: What a backup that stops before its manifest (`require_still_plain`, `before_data` false) left.
+NO_MANIFEST: Final = (
+    "its manifest was not written, so no backup came to exist (its plain chunks"
+    " are unreferenced: `pieceworks prune` removes them)"
+)
 
-    The backup stopped before its manifest: no backup came to exist, and the
-    store holds no plain manifest beside its key.
+
+class StoreEncryptedMeanwhile(PieceworksError):
+    """A plain store was encrypted (`key init`) while a backup, copy or replication wrote to it.
+
+    The writer stopped before its manifest (a replication: before filling
+    its target): no backup came to exist, and the store holds no plain
+    manifest beside its key.
     """
 
-    hint = "run the backup again: the store is encrypted now, so it asks for the passphrase"
+    hint = "run it again: the store is encrypted now, so it asks for the passphrase"
 
 
 @dataclass
@@ -191,29 +210,31 @@ def remove_stale(store: IObjectStore, marker: Marker) -> None:
 
 
 def require_still_plain(
-    store_name: str, objects: IObjectStore, *, before_data: bool = True
+    store_name: str,
+    objects: IObjectStore,
+    *,
+    before_data: bool = True,
+    writer: str = "backup",
+    late: str = NO_MANIFEST,
 ) -> None:
     """Raise `StoreEncryptedMeanwhile` if `objects`, opened plain, is (being) encrypted.
 
-    Nothing to check for an `EncryptedStore`. Call it with the backup's
-    lease held: after the lease (`before_data`: no data written yet) a key
-    file or a live ``key init`` marker stops the backup (a stale one, of a
-    killed ``key init``, is removed); before the manifest (`before_data`
-    false) a key file does.
+    Nothing to check for an `EncryptedStore`. Call it once the writer's
+    first object (its lease, a replication's run journal) is written: then
+    (`before_data`: no data written yet) a key file or a live ``key init``
+    marker stops it (a stale one, of a killed ``key init``, is removed);
+    before its last step (a manifest, a replica filled from staged chunks;
+    `before_data` false) a key file does. `writer` names what stops in the
+    message ("backup", "replication"), `late` what the late stop left.
     """
     if isinstance(objects, EncryptedStore):
         return
     keys = [name for name in objects.list(KEYS_PREFIX) if name.endswith(".json")]
     if keys:
-        done = (
-            "it stopped before writing any data"
-            if before_data
-            else "its manifest was not written, so no backup came to exist (its plain chunks"
-            " are unreferenced: `pieceworks prune` removes them)"
-        )
+        done = "it stopped before writing any data" if before_data else late
         raise StoreEncryptedMeanwhile(
-            f"store '{store_name}' was encrypted (`pieceworks key init`) after this backup"
-            f" opened it as a plain store: {done}. Run the backup again with the passphrase"
+            f"store '{store_name}' was encrypted (`pieceworks key init`) after this {writer}"
+            f" opened it as a plain store: {done}. Run the {writer} again with the passphrase"
         )
     if not before_data:
         return
@@ -225,7 +246,7 @@ def require_still_plain(
         elif marker is not None:
             raise StoreEncryptedMeanwhile(
                 f"a `pieceworks key init` is encrypting store '{store_name}' right now"
-                f" ({marker.describe()}): this backup opened it as a plain store and stopped"
+                f" ({marker.describe()}): this {writer} opened it as a plain store and stopped"
                 " before writing any data. Run it again once the key init has ended (with"
                 " the passphrase if it encrypted the store)"
             )

@@ -358,6 +358,11 @@ def _walk(directory: str, key_dir: str, start: str) -> Iterator[str]:
 
     Each level is sorted with ``/`` appended to directory names, which makes
     a depth-first walk yield keys in plain string order (``a-b`` < ``a/b``).
+
+    A missing `directory` holds no key. One that is a file (``manifests``
+    replaced by a file) is a `BackendError`, never an empty listing: every
+    prefix pieceworks lists is one of the store's own folders, and an empty
+    ``manifests/`` would let garbage collection remove every chunk.
     """
     try:
         with os.scandir(directory) as entries:
@@ -366,8 +371,13 @@ def _walk(directory: str, key_dir: str, start: str) -> Iterator[str]:
                 for e in entries
                 if e.name.startswith(start) and _is_part(e.name)
             )
-    except _MISSING:
+    except FileNotFoundError:
         return
+    except NotADirectoryError as exc:
+        raise BackendError(
+            f"posix store: cannot list {directory}: not a directory (a file is where one of"
+            " the store's folders should be: its layout is damaged; move that file away)"
+        ) from exc
     except OSError as exc:  # unreadable: say which directory, not a bare PermissionError
         raise _error(f"cannot list {directory!r}", exc, directory) from exc
     base = key_dir + "/" if key_dir else ""

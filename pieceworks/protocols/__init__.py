@@ -68,6 +68,7 @@ from pieceworks.protocols.object_store import (
     stored_sizes,
 )
 from pieceworks.protocols.offload import (
+    IIncrementalOffload,
     IPullFromObjectStore,
     IPushToObjectStore,
     ISealedOffload,
@@ -112,6 +113,7 @@ __all__ = [
     "IChangedBlocks",
     "ICompress",
     "IObjectStore",
+    "IIncrementalOffload",
     "IPullFromObjectStore",
     "IPushToObjectStore",
     "ISealedOffload",

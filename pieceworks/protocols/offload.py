@@ -19,6 +19,7 @@ from pieceworks.protocols.encryption import StoreKeys
 from pieceworks.protocols.values import ChunkRef, PushedVolume, Source, StoreSpec, VolumeRef
 
 __all__ = [
+    "IIncrementalOffload",
     "IPullFromObjectStore",
     "IPushToObjectStore",
     "ISealedOffload",
@@ -97,6 +98,45 @@ class ISealedOffload(IPushToObjectStore, IPullFromObjectStore):
 
         Open each sealed object (authentication failure is `CorruptionError`
         with the chunk's offset) and check the chunk against its keyed id.
+        """
+
+
+class IIncrementalOffload(IPushToObjectStore):
+    """The backend can be told which chunks the store holds already (``incremental-offload``).
+
+    An extension of push-to-object-store (no published capability changes):
+    without it, a backend that pushes can only tell an object already
+    stored from a damaged one by reading it back, so the second backup of
+    a volume into Swift or S3 downloads the first one again. With it, the
+    manager hands over the chunks of the backup's parent and the backend
+    checks them as the manager's own data path does
+    (`pieceworks.common_algorithms.format.backup_pipeline`).
+    """
+
+    taggedValue("capability", "incremental-offload")
+
+    def push_incremental(
+        source: Source,
+        store: StoreSpec,
+        chunk_size: int,
+        codec: str,
+        known: Sequence[ChunkRef],
+        keys: StoreKeys | None,
+    ) -> PushedVolume:
+        """As `IPushToObjectStore.push_to_store`, reusing the `known` chunks' objects unread.
+
+        `known` are chunks as manifests of `store` record them (the
+        parent's; any order, a digest may repeat). A chunk of `source`
+        whose digest is among them is referenced without being written or
+        read back, provided the store still holds its object at exactly the
+        recorded ``stored_length``: one metadata query for all of them
+        (`pieceworks.protocols.stored_sizes`), never a read of an object's
+        body. A known chunk whose object is missing, unreadable or of
+        another size is encoded and written again (the store heals), never
+        referenced as it is. Every other chunk is handled as by
+        `push_to_store`. `keys`: None for a plain store; an encrypted
+        store's keys, given only to a backend that also provides
+        `ISealedOffload`, which then pushes as `push_to_sealed_store` does.
         """
 
 

@@ -218,3 +218,22 @@ def config_file(tmp_path: Path, text: str, name: str = "pieceworks.toml") -> Pat
 def has_dot() -> bool:
     """Whether Graphviz's dot is installed."""
     return shutil.which("dot") is not None
+
+
+def without_dac_override(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> Result:
+    """Run pieceworks so that file permissions bind even for root (CAP_DAC_* dropped)."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"]
+    proc = subprocess.run(
+        [*prefix, *COMMAND, *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import COMMAND, Call, MiB, Result, write_volume
+from tests.cli.conftest import Call, MiB, Result, without_dac_override, write_volume
 
 CHUNK = 256 * 1024
 
@@ -29,25 +28,6 @@ def _chunk_object(home: Path, backup_id: str, offset: int) -> tuple[str, Path]:
     [row] = [r for r in doc["manifest"]["chunks"] if r[0] == offset]
     digest = str(row[2])
     return digest, home / "backups" / "chunks" / digest[:2] / digest
-
-
-def _without_dac_override(args: list[str], env: dict[str, str], cwd: Path) -> Result:
-    """Run pieceworks so that file permissions bind even for root (CAP_DAC_* dropped)."""
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
-        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"]
-    proc = subprocess.run(
-        [*prefix, *COMMAND, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
 
 def _deleted(path: Path) -> None:
@@ -113,7 +93,7 @@ def test_an_incremental_after_damage_restores_byte_for_byte(
     with open(vol, "r+b") as f:  # a change elsewhere, so the incremental has work to do
         f.write(b"changed" * 100)
     args = ["backup", "--volume", "vol-1", "--chunk-size", "256KiB", "--incremental", "--json"]
-    incr = _without_dac_override(args, env, tmp_path) if kind == "unreadable" else call(*args)
+    incr = without_dac_override(args, env, tmp_path) if kind == "unreadable" else call(*args)
     assert incr.code == ExitCode.OK, incr
     second = incr.json()["backup_id"]
 
@@ -178,3 +158,22 @@ def test_one_unreadable_manifest_harms_only_itself(call: Call, home: Path) -> No
     assert call("delete", a).code == ExitCode.OK
     assert call("gc").code == ExitCode.OK
     assert call("list").code == ExitCode.OK
+
+
+def test_prune_with_manifests_replaced_by_a_file_removes_nothing(
+    run: Callable[..., Result], home: Path
+) -> None:
+    """A file where ``backups/manifests`` should be: ``list`` said "no backups", ``check``
+    "no problems found", and ``prune`` removed every chunk of the store (exit 0)."""
+    from tests.support.backups import make_backup  # noqa: PLC0415
+
+    make_backup(home, "vol-1", seed=1)
+    chunks = sorted(p for p in (home / "backups" / "chunks").rglob("*") if p.is_file())
+    manifests = home / "backups" / "manifests"
+    shutil.rmtree(manifests)
+    manifests.write_bytes(b"not a folder")
+    for args in (["prune"], ["gc"], ["check"], ["list"], ["stats"], ["forget", "--keep-last", "1"]):
+        done = run(*args)
+        assert done.code == ExitCode.FAILED, done
+        assert f"{manifests}" in done.err and "not a directory" in done.err, done
+    assert sorted(p for p in (home / "backups" / "chunks").rglob("*") if p.is_file()) == chunks

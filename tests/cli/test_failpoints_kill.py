@@ -118,6 +118,7 @@ POINTS = [
     Point("gc.before-unlock=kill", _gc, "orphans"),
     Point("replicate.snapshot-created=kill", _replicate),
     Point("replicate.chunk-copied=kill@2", _replicate),
+    Point("replicate.chunk-copied=raise;replicate.before-lease=kill", _replicate),
     Point("replicate.chunk-copied=raise;replicate.staged=kill", _replicate),
     Point("replicate.snapshot-deleted=kill", _replicate),
     Point("recover.item-removed=kill", _recover, "leftovers"),

@@ -427,3 +427,20 @@ def test_sizes_reports_present_objects_and_leaves_out_the_rest(store: PosixStore
     assert store.sizes(["chunks/ab/one", "chunks/ab/two", "chunks/ab/none"]) == {"chunks/ab/one": 3}
     with pytest.raises(InvalidName):
         store.sizes(["/etc/passwd"])
+
+
+@pytest.mark.parametrize(
+    ("file", "prefix"),
+    [("manifests", "manifests/"), ("chunks/ab", "chunks/ab/"), ("runs", "runs/sub/x")],
+)
+def test_listing_a_folder_that_is_a_file_is_an_error_naming_it(
+    store: PosixStore, root: Path, file: str, prefix: str
+) -> None:
+    """``manifests`` replaced by a file listed as empty (NotADirectoryError taken for a
+    missing folder): `gc` then saw no backup and removed every chunk of the store."""
+    store.put("chunks/cd/kept", b"x")
+    (root / file).write_bytes(b"in the way")
+    listed = root / prefix.rpartition("/")[0]
+    with pytest.raises(BackendError, match=f"{listed}: not a directory .*layout is damaged"):
+        list(store.list(prefix))
+    assert list(store.list("nosuch/")) == []  # a missing folder holds no key

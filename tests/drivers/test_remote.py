@@ -173,13 +173,15 @@ def request(volume_id: str, **kw: object) -> BackupRequest:
 
 
 def test_the_driver_provides_exactly_the_offload_capabilities() -> None:
-    """snapshot, push, pull (sealed too), compress, replicate-to-peer; never stream-out or -in."""
+    """snapshot, push (incremental too), pull (sealed too), compress, replicate-to-peer; never
+    stream-out or -in."""
     names = {capability_name(i) for i in verify_driver(RemoteDriver, "remote")}
     assert names == {
         "snapshot",
         "push-to-object-store",
         "pull-from-object-store",
         "sealed-offload",
+        "incremental-offload",
         "compress",
         "replicate-to-peer",
     }
@@ -188,6 +190,7 @@ def test_the_driver_provides_exactly_the_offload_capabilities() -> None:
     backend = Backend.of("remote", RemoteDriver("http://127.0.0.1:9"))
     assert backend.capability_names == (
         "compress",
+        "incremental-offload",
         "pull-from-object-store",
         "push-to-object-store",
         "replicate-to-peer",

@@ -103,6 +103,7 @@ def test_the_driver_also_replicates_to_a_peer() -> None:
         "push-to-object-store",
         "pull-from-object-store",
         "sealed-offload",
+        "incremental-offload",
         "compress",
         "replicate-to-peer",
     }

@@ -84,6 +84,14 @@ def test_a_remote_target_offloads_into_an_encrypted_store_without_the_manager(
         assert raw.get(key)[:3] == b"PWE"
     assert verify(store, out.backup_id).ok
 
+    # incremental-offload into the sealed store: the parent's keyed ids, checked by size
+    again = backup(
+        backend, store, BackupRequest(volume_id="vol", chunk_size=CHUNK, incremental=True)
+    )
+    assert again.bytes_stored == 0 and again.bytes_through_manager == 0
+    assert read_manifest(sealed, again.backup_id).chunks == manifest.chunks
+    assert f"({len({c.digest for c in manifest.chunks})} known)" in log.read_text()
+
     restored = restore(backend, store, RestoreRequest(out.backup_id, "copy"))
     assert restored.strategy == "offload"
     assert driver.volume_sha256("copy") == hashlib.sha256(data).hexdigest()

@@ -22,7 +22,15 @@ from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import StoreSpec
 
-__all__ = ["home_backend", "home_store", "make_backup", "set_created", "write_blocks"]
+__all__ = [
+    "home_backend",
+    "home_store",
+    "make_backup",
+    "other_backend_backup",
+    "set_created",
+    "two_backends_config",
+    "write_blocks",
+]
 
 KiB = 1024
 
@@ -89,3 +97,38 @@ def set_created(home: Path, backup_id: str, when: datetime) -> None:
     m = read_manifest(store, backup_id)
     store.delete(manifest_key(backup_id))
     store.put(manifest_key(backup_id), dataclasses.replace(m, created=when.timestamp()).to_json())
+
+
+def two_backends_config(tmp_path: Path, home: Path) -> Path:
+    """A configuration file: backends ``local`` (`home`'s) and ``other``, one store ``local``.
+
+    ``other`` is a file backend on ``tmp_path/other``; flows run without persistence.
+    """
+    path = tmp_path / "two-backends.toml"
+    path.write_text(
+        f"""[backends.local]
+driver = "file"
+path = "{home / "volumes"}"
+[backends.other]
+driver = "file"
+path = "{tmp_path / "other"}"
+[stores.local]
+driver = "posix"
+path = "{home / "backups"}"
+[engine]
+persistence = "memory://"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def other_backend_backup(tmp_path: Path, home: Path, volume: str) -> BackupOutcome:
+    """A backup of `volume` of backend ``other`` (`two_backends_config`) into `home`'s store."""
+    (tmp_path / "other").mkdir(exist_ok=True)
+    (tmp_path / "other" / volume).write_bytes(bytes(range(256)) * 1024)
+    return backup(
+        Backend.of("other", FileDriver(tmp_path / "other")),
+        home_store(home),
+        BackupRequest(volume, chunk_size=64 * KiB),
+    )

@@ -11,16 +11,59 @@ exits 75 (`ExitCode.DEFERRED`), so that a cron job notices.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.exit_codes import CliError, ExitCode, code_for
 from pieceworks.cli.output import human_bytes
+from pieceworks.protocols import PieceworksError
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms.backend import Store
 
-__all__ = ["add_gc_arguments", "run_delete", "run_gc"]
+__all__ = ["add_gc_arguments", "collection_failed", "run_delete", "run_gc"]
+
+
+def collection_failed(
+    deleted: Sequence[str],
+    exc: PieceworksError,
+    step: str = "collecting the chunks no backup references",
+) -> CliError:
+    """The error of `step` failing after the backups `deleted` were removed.
+
+    The failure's own message alone (``cannot delete chunks/..: Permission
+    denied``) hid that the backups are gone: run again, the command said
+    "no backup". Exit code and reference stay the failure's.
+    """
+    if not deleted:
+        done = "no backup was removed"
+    elif len(deleted) == 1:
+        done = f"backup {deleted[0]} was deleted"
+    else:
+        done = f"backups {', '.join(deleted)} were deleted"
+    return CliError(
+        f"{done}, but {step} failed: {exc}",
+        code_for(exc),
+        reference=type(exc).reference,
+        hint="`pieceworks prune` removes the chunks left behind once the cause is fixed",
+    )
+
+
+def _manifest_gone(store: Store, backup_id: str) -> bool:
+    """Whether `backup_id`'s manifest is known to be gone (False if that cannot be told)."""
+    from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
+    from pieceworks.protocols import ObjectNotFound  # noqa: PLC0415
+
+    try:
+        store.objects.head(manifest_key(backup_id))
+    except ObjectNotFound:
+        return True
+    except PieceworksError:
+        return False
+    return False
+
 
 GC_DESCRIPTION = """\
 Remove every chunk object that no backup references (left by forget, delete,
@@ -59,6 +102,12 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
             " list`); unreferenced chunks are removed by the next delete or gc",
             ExitCode.INTERRUPTED,
         ) from None
+    except PieceworksError as exc:  # after the manifest went: say the backup is deleted
+        from pieceworks.protocols import BackupNotFound  # noqa: PLC0415
+
+        if isinstance(exc, BackupNotFound) or not _manifest_gone(store, args.backup_id):
+            raise
+        raise collection_failed([args.backup_id], exc) from exc
     ctx.out.data(outcome.to_dict())
     line = (
         f"deleted backup {outcome.backup_id}: {outcome.chunks_deleted} chunk objects removed,"

@@ -52,12 +52,13 @@ def run_delete_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _delete_several(ids: list[str], ctx: Context) -> int:
+    from pieceworks.cli.commands.delete import collection_failed  # noqa: PLC0415
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
     from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
     from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
     from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
-    from pieceworks.protocols import BackupNotFound, ObjectNotFound  # noqa: PLC0415
+    from pieceworks.protocols import BackupNotFound, ObjectNotFound, PieceworksError  # noqa: PLC0415
 
     store = ctx.store()
     missing = []
@@ -75,13 +76,21 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
         )
     deleted: list[str] = []
     with signals_ignored():  # a few manifests and one collection: finish them
-        for backup_id in ids:
+        for i, backup_id in enumerate(ids):
             try:
                 delete_backup(store.objects, backup_id, collect=False)
             except BackupNotFound:  # deleted meanwhile by someone else
                 continue
+            except PieceworksError as exc:
+                if not deleted:
+                    raise
+                rest = ", ".join(ids[i:])
+                raise collection_failed(deleted, exc, f"removing {rest}") from exc
             deleted.append(backup_id)
-        report = collect_garbage(store.objects)
+        try:
+            report = collect_garbage(store.objects)
+        except PieceworksError as exc:
+            raise collection_failed(deleted, exc) from exc
     ctx.out.data(
         with_deprecated(
             "delete",

@@ -15,6 +15,7 @@ from pieceworks.cli.ids import id_type
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
+    from pieceworks.common_algorithms.format.manifest import Manifest
     from pieceworks.common_algorithms.inspect import DiffReport
 
 __all__ = ["add_arguments", "run_diff"]
@@ -25,7 +26,8 @@ print the byte ranges of ID2 that differ from ID1: changed, added (ID2 is
 larger) or removed (ID2 is smaller). With the same chunk size (incrementals
 keep it) the ranges are exact to the chunk; with different chunk sizes they
 may also cover equal bytes (the output says so). --all-volumes compares
-backups of different volumes too. Exit 0 whether or not they differ."""
+backups of different volumes too (volumes of one name on two backends are
+two volumes). Exit 0 whether or not they differ."""
 CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 
 
@@ -44,14 +46,21 @@ def add_arguments(parser: CommandParser) -> None:
     )
 
 
-def _text(d: DiffReport, volume_b: str) -> str:
-    """The text of `d`; `volume_b` is the volume of backup ``d.b`` (``d.volume_id`` is a's)."""
+def _volume(m: Manifest) -> str:
+    """``volume 'db' of backend 'a'``: a volume id names a volume of its backend only."""
+    return f"volume '{m.volume_id}' of backend '{m.backend}'"
+
+
+def _text(d: DiffReport, a: Manifest, b: Manifest) -> str:
+    """The text of `d`, the diff of backup `b` against `a`."""
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
 
-    if volume_b == d.volume_id:
+    if (a.backend, a.volume_id) == (b.backend, b.volume_id):
         head = f"backup {d.b} against {d.a} (volume '{d.volume_id}'):"
-    else:  # --all-volumes: name both
-        head = f"backup {d.b} (volume '{volume_b}') against {d.a} (volume '{d.volume_id}'):"
+    elif a.backend == b.backend:  # --all-volumes: name both
+        head = f"backup {d.b} (volume '{b.volume_id}') against {d.a} (volume '{a.volume_id}'):"
+    else:
+        head = f"backup {d.b} ({_volume(b)}) against {d.a} ({_volume(a)}):"
     if d.identical:
         return f"{head} identical ({human_bytes(d.size_b)})"
     lines = [
@@ -74,13 +83,18 @@ def run_diff(args: argparse.Namespace, ctx: Context) -> int:
     store = ctx.store()
     a = read_manifest(store.objects, args.first)
     b = read_manifest(store.objects, args.second)
-    if a.volume_id != b.volume_id and not args.all_volumes:
+    if (a.backend, a.volume_id) != (b.backend, b.volume_id) and not args.all_volumes:
+        named = (
+            (f"volume '{a.volume_id}'", f"volume '{b.volume_id}'")
+            if a.backend == b.backend
+            else (_volume(a), _volume(b))
+        )
         raise CliError(
-            f"backups {a.backup_id} (volume '{a.volume_id}') and {b.backup_id} (volume"
-            f" '{b.volume_id}') are of different volumes: add --all-volumes to compare them",
+            f"backups {a.backup_id} ({named[0]}) and {b.backup_id} ({named[1]}) are of"
+            " different volumes: add --all-volumes to compare them",
             ExitCode.USAGE,
         )
     result = diff_manifests(a, b)
     ctx.out.data(result.to_dict())
-    ctx.out.result(_text(result, b.volume_id))
+    ctx.out.result(_text(result, a, b))
     return ExitCode.OK

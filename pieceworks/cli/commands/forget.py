@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms.gc.collection import GCReport
     from pieceworks.common_algorithms.gc.retention import Group, KeepPolicy, RetentionPlan
+    from pieceworks.protocols import IObjectStore
 
 __all__ = ["add_arguments", "gc_dict", "run_forget"]
 
@@ -135,15 +136,45 @@ def _text(plan: RetentionPlan, dry_run: bool) -> str:
     return "\n".join(lines)
 
 
+def _remove(
+    objects: IObjectStore, plan: RetentionPlan, *, prune: bool
+) -> tuple[list[str], GCReport | None]:
+    """Remove the manifests `plan` removes, then collect if `prune`: (removed ids, report).
+
+    A failure after some were removed is an error naming them (`collection_failed`).
+    """
+    from pieceworks.cli.commands.delete import collection_failed  # noqa: PLC0415
+    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
+    from pieceworks.protocols import BackupNotFound, PieceworksError  # noqa: PLC0415
+
+    removed: list[str] = []
+    with signals_ignored():  # removing a few manifests is quick: finish it
+        for i, d in enumerate(plan.remove):
+            try:
+                delete_backup(objects, d.backup_id, collect=False)
+            except BackupNotFound:  # deleted meanwhile by someone else
+                continue
+            except PieceworksError as exc:
+                if not removed:
+                    raise
+                rest = ", ".join(r.backup_id for r in plan.remove[i:])
+                raise collection_failed(removed, exc, f"removing {rest}") from exc
+            removed.append(d.backup_id)
+        if not prune:
+            return removed, None
+        try:
+            return removed, collect_garbage(objects)
+        except PieceworksError as exc:
+            raise collection_failed(removed, exc) from exc
+
+
 def run_forget(args: argparse.Namespace, ctx: Context) -> int:
     """Apply the policy to each volume's backups; remove (unless --dry-run) the rest."""
     from pieceworks.cli.commands._select import load_backups, select  # noqa: PLC0415
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
-    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.retention import Candidate, apply_policy  # noqa: PLC0415
     from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
-    from pieceworks.protocols import BackupNotFound  # noqa: PLC0415
 
     policy = _policy(args)
     labels = label_filters(args)
@@ -165,15 +196,7 @@ def run_forget(args: argparse.Namespace, ctx: Context) -> int:
     removed: list[str] = []
     gc_report = None
     if not args.dry_run:
-        with signals_ignored():  # removing a few manifests is quick: finish it
-            for d in plan.remove:
-                try:
-                    delete_backup(store.objects, d.backup_id, collect=False)
-                except BackupNotFound:  # deleted meanwhile by someone else
-                    continue
-                removed.append(d.backup_id)
-            if args.prune:
-                gc_report = collect_garbage(store.objects)
+        removed, gc_report = _remove(store.objects, plan, prune=bool(args.prune))
     # kept, removed, would_remove: the deprecated names of the *_backup_ids lists
     ctx.out.data(
         with_deprecated(

@@ -15,7 +15,14 @@ meanwhile defers its chunks' collection instead of failing the restore.
   partly written, and the message says so.
 * An existing PATH (file or device) is refused unless ``--overwrite``.
   Anything else (a directory, a character device, a missing parent
-  directory, a file that cannot be created there) is refused.
+  directory, a file that cannot be created there) is refused. Without
+  ``--overwrite`` the temporary file is linked to PATH, which fails if PATH
+  appeared meanwhile (another restore to the same new file): the second to
+  finish exits 2 and the first's file stays, never replaced by surprise.
+* A symbolic link is followed, as ``cp`` follows one: ``--overwrite``
+  replaces the content of the file (or device) it names and the link stays.
+  A link to nothing (dangling) is refused: it is not a new file, and what
+  it should become is not ours to guess.
 
 ``restore`` without ``--to-file`` is the backend restore
 (`pieceworks.cli.commands.restore`); `run_restore_command` chooses.
@@ -66,14 +73,24 @@ def _kept_mode(path: str) -> tuple[int, int, int] | None:
 class FileWriter:
     """A `VolumeWriter` into a sparse temporary file, renamed onto `path` on commit.
 
-    A file it replaces (``--overwrite``) keeps its permission bits (and its
-    owner and group where this process may set them): a 0600 image stays
-    0600. A new file is ``0644`` less the umask. A write or commit that
-    fails (a full disk) is a `BackendError` naming `path`.
+    Unless `replace`, the commit links the temporary to `path` instead, so a
+    `path` made meanwhile by someone else is never replaced: `CliError`
+    (exit 2) naming it, and nothing is left behind. A file it replaces
+    (``--overwrite``) keeps its permission bits (and its owner and group
+    where this process may set them): a 0600 image stays 0600. A new file
+    is ``0644`` less the umask. A write or commit that fails (a full disk)
+    is a `BackendError` naming `path`.
     """
 
-    def __init__(self, path: str, size: int, journal: LocalJournal | None = None) -> None:
-        self.path = path
+    def __init__(
+        self,
+        path: str,
+        size: int,
+        journal: LocalJournal | None = None,
+        *,
+        replace: bool = True,
+    ) -> None:
+        self.path, self.replace = path, replace
         self.kept = _kept_mode(path)
         directory, name = os.path.split(os.path.abspath(path))
         self.tmp = os.path.join(directory, _temporary_name(directory, name))
@@ -116,7 +133,10 @@ class FileWriter:
                 os.fchmod(self.fd, mode)
             os.close(self.fd)
             self.fd = None
-            os.replace(self.tmp, self.path)
+            if self.replace:
+                os.replace(self.tmp, self.path)
+            else:
+                self._link()
             dir_fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
@@ -125,6 +145,29 @@ class FileWriter:
         except OSError as exc:
             raise _write_failed(self.path, exc) from exc
         self._forget()
+
+    def _link(self) -> None:
+        """Give the temporary the name `path` unless `path` exists (then `CliError`)."""
+        try:
+            os.link(self.tmp, self.path, follow_symlinks=False)
+        except FileExistsError:
+            self.abort()
+            raise CliError(
+                f"{self.path} was created by someone else while this restore ran; it was not"
+                " replaced (add --overwrite to replace it)",
+                ExitCode.USAGE,
+            ) from None
+        except OSError:  # a file system without hard links: check, then rename
+            if os.path.lexists(self.path):
+                self.abort()
+                raise CliError(
+                    f"{self.path} was created by someone else while this restore ran; it was"
+                    " not replaced (add --overwrite to replace it)",
+                    ExitCode.USAGE,
+                ) from None
+            os.replace(self.tmp, self.path)
+            return
+        os.unlink(self.tmp)
 
     def _forget(self) -> None:
         if self.journal is not None:
@@ -221,7 +264,8 @@ def open_target(
 ) -> FileWriter | DeviceWriter:
     """The writer for PATH (see the module docstring); `CliError` naming what is wrong.
 
-    A regular file's temporary is named in `journal` while it exists.
+    A regular file's temporary is named in `journal` while it exists. A
+    symbolic link is followed (the writer writes what it names).
     """
     try:
         st = os.stat(path)
@@ -230,12 +274,19 @@ def open_target(
     except OSError as exc:  # a name too long, a component that is a file, a loop...
         raise CliError(f"cannot restore to {path}: {exc.strerror}", ExitCode.USAGE) from None
     if st is None:
+        if os.path.islink(path):
+            raise CliError(
+                f"cannot restore to {path}: it is a symbolic link to {os.readlink(path)!r},"
+                " which does not exist; name the file itself",
+                ExitCode.USAGE,
+            )
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise CliError(
                 f"cannot restore to {path}: directory {parent} does not exist", ExitCode.USAGE
             )
-        return _file_writer(path, size, journal)
+        return _file_writer(path, size, journal, replace=False)
+    path = os.path.realpath(path)  # a link: write the file it names, keep the link
     if stat.S_ISDIR(st.st_mode):
         raise CliError(f"cannot restore to {path}: it is a directory", ExitCode.USAGE)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
@@ -257,12 +308,14 @@ def open_target(
     return DeviceWriter(path, size)
 
 
-def _file_writer(path: str, size: int, journal: LocalJournal | None) -> FileWriter:
+def _file_writer(
+    path: str, size: int, journal: LocalJournal | None, *, replace: bool = True
+) -> FileWriter:
     """`FileWriter`; its temporary file that cannot be made (a directory not
     writable, a read-only file system, a size the file system cannot hold) is
     a usage error naming PATH, and nothing is left behind."""
     try:
-        return FileWriter(path, size, journal)
+        return FileWriter(path, size, journal, replace=replace)
     except OSError as exc:
         directory = os.path.dirname(os.path.abspath(path))
         raise CliError(

@@ -308,14 +308,15 @@ class TransferChunks(DataStep, _BackupTask):
         if parent is not None:
             failpoint("incremental.parent-read")
         offload = attempt["strategy"] == "offload"
-        out = self._offload(ref) if offload else self._stream(ref, parent)
+        out = self._offload(ref, parent) if offload else self._stream(ref, parent)
         out["seconds"] = round(time.monotonic() - started, 6)
         out["parent"] = parent.backup_id if parent else None
         return out
 
-    def _offload(self, ref: Source) -> dict[str, Any]:
+    def _offload(self, ref: Source, parent: Manifest | None) -> dict[str, Any]:
         codec = self.backend.push_codec(self.request.codec)
-        pushed = self.store.push(self.backend, ref, self.request.chunk_size, codec)
+        known = tuple(known_chunks([parent]).values()) if parent else ()
+        pushed = self.store.push(self.backend, ref, self.request.chunk_size, codec, known)
         slots = -(-pushed.size // self.request.chunk_size)  # chunks the volume spans
         return {
             "size": pushed.size,

@@ -10,7 +10,7 @@ taken before the strategies, such as the store lease, are undone too) when
 none is left or when the error is one no other strategy can avoid (an
 unknown volume, a bad id, corrupt stored data, a worker that cannot take
 the request, a garbage collection that outlasted a read lease's wait, a
-source that shrank while it was read).
+source that shrank while it was read, a store being encrypted under it).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from taskflow import retry
 from taskflow.types.failure import Failure
 
+from pieceworks.common_algorithms.encryption_lock import StoreEncryptedMeanwhile
 from pieceworks.common_algorithms.gc.leases import GCLockTimeout
 from pieceworks.protocols import (
     CorruptionError,
@@ -38,7 +39,9 @@ __all__ = ["StrategyFallback", "describe_failure"]
 #: worker of the backend cannot honour, a target volume another run created
 #: meanwhile, a live garbage collection a restore's read lease waited out in
 #: vain: the next strategy would wait as long again; a source that shrank while
-#: read: the next strategy would copy another volume than the one asked for).
+#: read: the next strategy would copy another volume than the one asked for; a
+#: store opened plain that a `key init` encrypts meanwhile: run again with the
+#: passphrase).
 FINAL_ERRORS: tuple[type[Exception], ...] = (
     NotFound,
     InvalidName,
@@ -47,6 +50,7 @@ FINAL_ERRORS: tuple[type[Exception], ...] = (
     VolumeExists,
     GCLockTimeout,
     ShortRead,
+    StoreEncryptedMeanwhile,
 )
 
 

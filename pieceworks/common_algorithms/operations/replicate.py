@@ -24,8 +24,13 @@ from typing import Any
 
 from taskflow import task
 from taskflow.patterns import linear_flow
+from taskflow.types.failure import Failure
 
 from pieceworks.common_algorithms.backend import Backend, Store
+from pieceworks.common_algorithms.encryption_lock import (
+    StoreEncryptedMeanwhile,
+    require_still_plain,
+)
 from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, restore_chunks
 from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.common_algorithms.format.stream_copy import check_copy, copy_stream
@@ -140,6 +145,21 @@ class _ReplicaTask(task.Task):
         else:
             forget_temporary(self.store.objects, op, entry)
 
+    def require_plain_store(self, journaled: SnapshotRef) -> None:
+        """Once `journaled` is in the store's journal: stop if a ``key init`` encrypts it.
+
+        The journal entry, plain, is the replication's first object in the
+        store (`encryption_lock`: written, then looked after); on
+        `StoreEncryptedMeanwhile` it is removed again, and no snapshot taken.
+        """
+        if self.store is None:
+            return
+        try:
+            require_still_plain(self.store.name, self.store.objects, writer="replication")
+        except StoreEncryptedMeanwhile:
+            self.journal(journaled, taken=False)
+            raise
+
 
 class CheckReplicaTarget(_ReplicaTask):
     """Before any strategy runs: refuse to replace an existing target unless asked to.
@@ -169,6 +189,7 @@ class PrepareReplicaSource(_ReplicaTask):
         temporary = self.temporary_snapshot(attempt)
         if temporary is not None:
             self.journal(temporary, taken=True)
+            self.require_plain_store(temporary)
             snap = self.source.use(ISnapshot).create_snapshot(
                 VolumeRef(req.volume_id), temporary.snapshot_id
             )
@@ -176,10 +197,12 @@ class PrepareReplicaSource(_ReplicaTask):
             return {"volume_id": req.volume_id, "snapshot_id": snap.snapshot_id}
         return {"volume_id": req.volume_id, "snapshot_id": req.snapshot_id}
 
-    def revert(self, attempt: dict[str, Any], **kwargs: Any) -> None:
+    def revert(self, attempt: dict[str, Any], result: Any = None, **kwargs: Any) -> None:
         temporary = self.temporary_snapshot(attempt)
         if temporary is None:
             return
+        if isinstance(result, Failure) and result.check(StoreEncryptedMeanwhile):
+            return  # stopped before the snapshot, its journal entry removed
 
         def undo() -> None:
             self.source.use(ISnapshot).delete_snapshot(temporary)
@@ -271,16 +294,28 @@ class CopyVolume(DataStep, _ReplicaTask):
         no byte through the manager) and the manager's pipelines otherwise.
         The staged chunks are referenced by no manifest: the lease keeps GC
         away until the target has them, and the next GC removes them (unless
-        a backup shares them).
+        a backup shares them). A store opened plain that a ``key init``
+        encrypts meanwhile stops the copy (`StoreEncryptedMeanwhile`): looked
+        for once the lease is written, before staging, and (key files) before
+        the staged chunks are read back (`encryption_lock`).
         """
         assert self.store is not None
         out_side, in_side = via_store_sides(self.source, self.target)
         op = self.request.operation_id
+        failpoint("replicate.before-lease")
         token = acquire_lease(self.store.objects, op).token
         try:
             with lease_renewed(self.store.objects, op, token):
+                require_still_plain(self.store.name, self.store.objects, writer="replication")
                 size, chunks, read, through = self._stage(ref, out_side)
                 failpoint("replicate.staged")
+                require_still_plain(
+                    self.store.name,
+                    self.store.objects,
+                    before_data=False,
+                    writer="replication",
+                    late=_STAGED_ONLY,
+                )
                 through += self._unstage(target, size, chunks, in_side)
         finally:
             release_lease(self.store.objects, op, token)
@@ -338,6 +373,12 @@ class CopyVolume(DataStep, _ReplicaTask):
         writer.commit()
         return stats.bytes_written
 
+
+#: What a replication stopped by a late key file (`require_still_plain`) left.
+_STAGED_ONLY = (
+    "it stopped with its chunks staged, and the target volume was not written from them"
+    " (they are unreferenced: `pieceworks prune` removes them)"
+)
 
 #: Turn a backend name into that backend, a store name into that store, on the host
 #: where a task runs (its own configuration); `ConfigError` for a name it lacks.

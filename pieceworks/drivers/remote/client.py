@@ -16,6 +16,11 @@ five capabilities, all carried out by the target:
   option, and its ``token``), sparse-aware and hashed frame by frame; the
   manager sends one request and receives the outcome.
 
+and two extensions of push and pull: ``sealed-offload`` (into an encrypted
+store: the store's derived keys travel with the request) and
+``incremental-offload`` (the manager sends the parent's chunks, which the
+target checks by size instead of reading their objects back).
+
 It has no stream-out and no stream-in, on purpose: a volume's bytes never
 pass through the manager. The common algorithms therefore back it up by
 offload and restore into it by offload (pull); a backup it made restores
@@ -54,6 +59,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import logging
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -93,13 +99,14 @@ from pieceworks.protocols import (
     validate_id,
 )
 from pieceworks.protocols.encryption import StoreKeys
-from pieceworks.protocols.offload import ISealedOffload
+from pieceworks.protocols.offload import IIncrementalOffload, ISealedOffload
 from pieceworks.protocols.os_errors import os_error_text
 from pieceworks.protocols.values import chunks_to_json
 
 __all__ = ["DEFAULT_TIMEOUT", "RemoteDriver", "protocol_error"]
 
 DEFAULT_TIMEOUT: Final = 30.0
+log = logging.getLogger(__name__)
 
 
 class _CountingReader(io.RawIOBase):
@@ -165,7 +172,7 @@ class _Connection(http.client.HTTPConnection):
         self.sock = cast(socket.socket, _CountingSocket(self.sock, self._count))
 
 
-@implementer(ISealedOffload)
+@implementer(ISealedOffload, IIncrementalOffload)
 class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, ReplicateToPeer):
     """A backend whose volumes live in a remote target process (see the module doc).
 
@@ -209,6 +216,7 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, R
         self._sent = self._received = 0
         #: The target's last progress report of a long operation (done, total).
         self.last_progress: tuple[int, int] | None = None
+        self._warned_known = False  # logged that the target ignores a push's known chunks
 
     def __repr__(self) -> str:
         return f"RemoteDriver({self._url!r})"
@@ -275,8 +283,31 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, R
         """sealed-offload: the target seals what it writes (keys travel in the request body)."""
         return self._push(source, store, chunk_size, codec, keys)
 
+    def push_incremental(
+        self,
+        source: Source,
+        store: StoreSpec,
+        chunk_size: int,
+        codec: str,
+        known: Sequence[ChunkRef],
+        keys: StoreKeys | None,
+    ) -> PushedVolume:
+        """incremental-offload: the target reuses `known` chunks after a size check.
+
+        They travel in the request (``known``, one row per distinct digest);
+        a target older than that field ignores it and reads every chunk it
+        finds stored back instead, which this logs once per driver.
+        """
+        return self._push(source, store, chunk_size, codec, keys, known)
+
     def _push(
-        self, source: Source, store: StoreSpec, chunk_size: int, codec: str, keys: StoreKeys | None
+        self,
+        source: Source,
+        store: StoreSpec,
+        chunk_size: int,
+        codec: str,
+        keys: StoreKeys | None,
+        known: Sequence[ChunkRef] = (),
     ) -> PushedVolume:
         snapshot_id = source.snapshot_id if isinstance(source, SnapshotRef) else None
         body: dict[str, Any] = {
@@ -287,9 +318,19 @@ class RemoteDriver(Snapshot, PushToObjectStore, PullFromObjectStore, Compress, R
         }
         if keys is not None:
             body["keys"] = keys_to_json(keys)
+        if known:
+            body["known"] = chunks_to_json({ref.digest: ref for ref in known}.values())
         out = self._call(
             "POST", "/v1/push", body, what=f"push {_describe(source)} to store {store.name!r}"
         )
+        if known and "chunks_known" not in out and not self._warned_known:
+            self._warned_known = True
+            log.warning(
+                "remote target %s predates incremental-offload: it read every chunk it found"
+                " in store %r back to check it; upgrade it to have it check their sizes",
+                self._url,
+                store.name,
+            )
         try:
             return pushed_from_json(out)
         except (KeyError, TypeError, ValueError) as exc:

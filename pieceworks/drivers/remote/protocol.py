@@ -16,7 +16,7 @@ has a token, on everything but ``/v1/health``)::
     GET    /v1/volumes/<id>/snapshots              {"snapshots": [ids]}
     POST   /v1/volumes/<id>/snapshots              {"snapshot_id"} -> 201
     DELETE /v1/volumes/<id>/snapshots/<sid>        idempotent
-    POST   /v1/push     {"source", "store", "chunk_size", "codec"} -> PushedVolume
+    POST   /v1/push     {"source", "store", "chunk_size", "codec", "known"} -> PushedVolume
     POST   /v1/pull     {"target", "size", "store", "chunks"} -> {"bytes_written"}
     POST   /v1/replicate {"source", "peer", "target"} -> {"size", "bytes_sent", "frames"}
     PUT    /v1/volumes/<id>/receive?size=N         frames (see below) -> {"frames", ...}
@@ -32,6 +32,17 @@ and before each write of a volume.
 ``{"volume_id"}``, ``store`` ``{"name", "driver", "options"}``, ``peer``
 ``{"name", "url", "token" (or null), "timeout" (or null)}`` and a chunk
 ``[offset, length, sha256, codec, stored_length]``.
+
+A push's ``known`` (optional, a list of chunks; incremental-offload) lists
+chunks the manager's manifests reference, as recorded there (the parent's):
+the target reuses one whose object the store holds at that
+``stored_length`` without reading it back, and writes a missing or
+resized one again. Its answer then says ``"chunks_known": N`` (how many it
+took). A target older than ``known`` ignores the field, answers without
+``chunks_known`` and reads every stored chunk back instead (still
+correct, only slow); the manager logs that once per target. An older
+manager sends no ``known``: the target reads back every chunk it finds
+stored, as before.
 
 Replication between two targets (replicate-to-peer): the manager asks the
 source target (``POST /v1/replicate``) to send a volume or snapshot to a
@@ -87,6 +98,7 @@ from pieceworks.protocols import (
     BackendError,
     BackendSpec,
     ChangeTrackingLost,
+    ChunkRef,
     ConfigError,
     CorruptionError,
     DriverNotFound,
@@ -103,7 +115,13 @@ from pieceworks.protocols import (
     VolumeExists,
     VolumeNotFound,
 )
-from pieceworks.protocols.chunks import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from pieceworks.protocols.chunks import (
+    CODECS,
+    HEADER_BYTES,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    chunk_key,
+)
 from pieceworks.protocols.encryption import StoreKeys
 from pieceworks.protocols.values import chunks_from_json, chunks_to_json
 
@@ -180,6 +198,27 @@ def keys_from_json(value: object) -> StoreKeys | None:
     if len(object_key) != 32 or len(chunk_id_key) != 32:
         raise ValueError("keys: each key has 32 bytes")
     return StoreKeys.from_keys(object_key, chunk_id_key)
+
+
+def known_from_json(value: object) -> tuple[ChunkRef, ...]:
+    """A push's ``known`` chunks (none when the request has no such field).
+
+    Each must be a well-formed chunk row (`chunks_from_json`) with a valid
+    digest (`InvalidName` if not), a length of 1 to `MAX_CHUNK` bytes, a
+    codec of `CODECS` and a stored length of at least a chunk header
+    (`ValueError` if not): a reused row goes into the pushed chunk list,
+    and so into a manifest, as it is.
+    """
+    if value is None:
+        return ()
+    chunks = chunks_from_json(value)
+    for ref in chunks:
+        chunk_key(ref.digest)
+        if not (0 < ref.length <= MAX_CHUNK and ref.codec in CODECS):
+            raise ValueError(f"known chunk {ref.digest}: bad length {ref.length} or codec")
+        if ref.stored_length < HEADER_BYTES:
+            raise ValueError(f"known chunk {ref.digest}: stored length {ref.stored_length}")
+    return chunks
 
 
 def pushed_to_json(pushed: PushedVolume) -> dict[str, Any]:

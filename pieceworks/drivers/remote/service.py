@@ -27,6 +27,7 @@ from pieceworks.drivers.remote.protocol import (
     PIECE,
     TARGET_CODECS,
     keys_from_json,
+    known_from_json,
     peer_from_json,
     pushed_to_json,
     spec_from_json,
@@ -269,23 +270,32 @@ class TargetService:
         spec = spec_from_json(body.get("store"))
         chunk_size, codec = _int(body, "chunk_size"), _str(body, "codec")
         check_chunking(chunk_size, codec)
+        known = known_from_json(body.get("known"))
         started = time.monotonic()
         store = _opened(spec, keys_from_json(body.get("keys")))
         pushed = push_volume(
-            self.driver, source, store, chunk_size, codec, threads=self.threads, job=job
+            self.driver,
+            source,
+            store,
+            chunk_size,
+            codec,
+            known=known,
+            threads=self.threads,
+            job=job,
         )
         log.info(
-            "push %s -> store %r (%s, %s): %d chunks, %d bytes read, %d written, %.2f s",
+            "push %s -> store %r (%s, %s): %d chunks (%d known), %d bytes read, %d written, %.2f s",
             source,
             spec.name,
             spec.driver,
             codec,
             len(pushed.chunks),
+            len(known),
             pushed.bytes_read,
             pushed.bytes_written,
             time.monotonic() - started,
         )
-        return pushed_to_json(pushed)
+        return {**pushed_to_json(pushed), "chunks_known": len(known)}
 
     def pull(self, body: Mapping[str, Any], job: Job) -> dict[str, Any]:
         """pull-from-object-store: fill a volume from chunks in a store."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pieceworks.cli.exit_codes import ExitCode
 from tests.cli.conftest import Call, Run
-from tests.support.backups import make_backup
+from tests.support.backups import make_backup, other_backend_backup, two_backends_config
 
 
 def test_forget_and_list_give_the_same_reference_for_a_damaged_manifest(
@@ -29,30 +29,6 @@ def test_forget_and_list_give_the_same_reference_for_a_damaged_manifest(
     assert references == ["unreadable-manifests", "unreadable-manifests"]
 
 
-def _two_backends(tmp_path: Path, home: Path) -> dict[str, str]:
-    """A configuration with backends ``local`` and ``other`` writing to the one store."""
-    from tests.cli.conftest import config_file  # noqa: PLC0415
-
-    path = config_file(
-        tmp_path,
-        f"""
-[backends.local]
-driver = "file"
-path = "{home / "volumes"}"
-[backends.other]
-driver = "file"
-path = "{tmp_path / "other"}"
-[stores.local]
-driver = "posix"
-path = "{home / "backups"}"
-[engine]
-persistence = "memory://"
-""",
-        name="two-backends.toml",
-    )
-    return {"PIECEWORKS_CONFIG": str(path)}
-
-
 def test_forget_keeps_each_backends_volume_apart_even_under_one_name(
     run: Run, env: dict[str, str], tmp_path: Path, home: Path
 ) -> None:
@@ -62,19 +38,9 @@ def test_forget_keeps_each_backends_volume_apart_even_under_one_name(
     backup of one backend's ``db`` because the other backend's ``db`` had a
     newer one: a whole volume's history lost.
     """
-    from pieceworks.common_algorithms import Backend, BackupRequest, backup  # noqa: PLC0415
-    from pieceworks.drivers.file import FileDriver  # noqa: PLC0415
-    from tests.support.backups import home_store  # noqa: PLC0415
-
     ours = make_backup(home, "db", seed=1).backup_id
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "db").write_bytes(bytes(range(256)) * 1024)
-    theirs = backup(
-        Backend.of("other", FileDriver(tmp_path / "other")),
-        home_store(home),
-        BackupRequest("db", chunk_size=64 * 1024),
-    ).backup_id
-    two = {**env, **_two_backends(tmp_path, home)}
+    theirs = other_backend_backup(tmp_path, home, "db").backup_id
+    two = {**env, "PIECEWORKS_CONFIG": str(two_backends_config(tmp_path, home))}
 
     dry = run("forget", "--keep-last", "1", "--dry-run", "--json", env=two)
     assert dry.code == ExitCode.OK, dry

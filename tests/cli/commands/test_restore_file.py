@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import Call, Run
+from tests.cli.conftest import Call, Run, RunAll
 from tests.support.backups import make_backup
 
 
@@ -98,4 +98,67 @@ def test_a_file_that_cannot_be_made_is_a_usage_error_and_leaves_nothing(
     assert error["reference"] == "usage-error", error
     assert error["message"].startswith(f"cannot restore to {target}: "), error
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert _journals(home) == []
+
+
+def test_a_dangling_symbolic_link_is_refused_and_kept(
+    call: Call, home: Path, tmp_path: Path
+) -> None:
+    """A link to nothing was taken for a new path: the restore replaced the link itself
+    with a file, without --overwrite."""
+    backup_id = make_backup(home, "vol-1").backup_id
+    link = tmp_path / "image"
+    link.symlink_to(tmp_path / "nowhere")
+    for extra in ([], ["--overwrite"]):
+        done = call("restore", backup_id, "--to-file", str(link), *extra, "--json")
+        assert done.code == ExitCode.USAGE, done
+        error = json.loads(done.err.strip().splitlines()[-1])
+        assert "symbolic link" in error["message"] and "does not exist" in error["message"]
+        assert link.is_symlink() and os.readlink(link) == str(tmp_path / "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_overwrite_through_a_symbolic_link_replaces_the_file_it_names(
+    run: Run, home: Path, tmp_path: Path
+) -> None:
+    """``--overwrite`` on a link to a file replaced the link with a new file (the file
+    it named kept its old content), where a link to a block device was written through:
+    a link is now followed for both, as ``cp`` follows it."""
+    made = make_backup(home, "vol-1", seed=3)
+    image = tmp_path / "image.raw"
+    image.write_bytes(b"old content")
+    link = tmp_path / "current"
+    link.symlink_to(image)
+    refused = run("restore", made.backup_id, "--to-file", str(link))
+    assert refused.code == ExitCode.USAGE and "exists (file)" in refused.err, refused
+    done = run("restore", made.backup_id, "--to-file", str(link), "--overwrite")
+    assert done.code == ExitCode.OK, done
+    assert link.is_symlink() and os.readlink(link) == str(image)
+    assert image.read_bytes() == (home / "volumes" / "vol-1").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if ".pw-restore-" in p.name) == []
+
+
+def test_two_restores_to_one_new_file_never_replace_each_other(
+    run_all: RunAll, env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """Both saw no file at the start and both renamed onto it: the second silently
+    replaced the first's file (without --overwrite). The second to finish now exits 2."""
+    first = make_backup(home, "vol-1", seed=4)
+    second = make_backup(home, "vol-2", seed=5)
+    target = tmp_path / "new.img"
+    slow = {**env, "PIECEWORKS_FAILPOINTS": "restore.chunk-written=sleep:500"}
+    results = run_all(
+        [
+            (["restore", first.backup_id, "--to-file", str(target), "--json"], slow),
+            (["restore", second.backup_id, "--to-file", str(target), "--json"], slow),
+        ]
+    )
+    codes = sorted(r.code for r in results)
+    assert codes == [ExitCode.OK, ExitCode.USAGE], results
+    winner = next(r for r in results if r.code == ExitCode.OK)
+    loser = next(r for r in results if r.code == ExitCode.USAGE)
+    assert "was not replaced" in loser.err, loser
+    volume = "vol-1" if winner.json()["backup_id"] == first.backup_id else "vol-2"
+    assert target.read_bytes() == (home / "volumes" / volume).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if ".pw-restore-" in p.name) == []
     assert _journals(home) == []
