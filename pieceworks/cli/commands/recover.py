@@ -7,6 +7,13 @@ store) and the temporary snapshots they name, temporary files of dead
 writers. Each is
 removed or kept, with the reason. ``--dry-run`` removes nothing. Follow it
 with ``pieceworks gc`` to remove chunks no backup references.
+
+With a jobboard (``[jobs]``, or ``--jobboard`` and ``--persistence``), the
+leases and run journals of jobs still on the board are kept, with the
+temporary snapshots they name: a conductor that died mid-job left them, and
+the conductor that resumes the job goes on with them
+(`pieceworks.execution.held`). A board that cannot be read fails the
+command before anything is removed.
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from pieceworks.cli.commands.conductor import jobs_locations, reachable_jobs_locations
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.options import jobs_location_options
+from pieceworks.protocols import ConfigError
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -27,14 +37,17 @@ Remove what killed or crashed runs left behind, on every configured store and
 backend: leases and locks of dead owners (same host: the process is gone;
 another host: not renewed for 2 minutes), the temporary snapshots their run
 journals name, and temporary files (.tmp-*, .incoming) of dead writers. What a
-live run owns is kept. Every item is listed with the reason. Then run gc to
-remove chunks no backup references."""
+live run owns is kept, and so is what a job still on the jobboard ([jobs], or
+--jobboard and --persistence) holds: the conductor resuming it goes on with it.
+Every item is listed with the reason. Then run gc to remove chunks no backup
+references."""
 
 
 def add_arguments(parser: CommandParser) -> None:
     """The options of ``recover``."""
     parser.describe(DESCRIPTION, (ExitCode.FAILED, ExitCode.NOT_FOUND))
     parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    jobs_location_options(parser)
 
 
 def run_recover(args: argparse.Namespace, ctx: Context) -> int:
@@ -46,8 +59,14 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
         RecoverOutcome,
         recover,
     )
+    from pieceworks.execution.held import BoardJob, jobs_on_board, without_held  # noqa: PLC0415
     from pieceworks.protocols import PieceworksError  # noqa: PLC0415
 
+    # What jobs on the board hold is looked up first: if the board cannot be read,
+    # nothing is removed (a resumed job would lose its snapshot and lease).
+    on_board: dict[str, BoardJob] = {}
+    if _jobs_configured(args, ctx):
+        on_board = jobs_on_board(*reachable_jobs_locations(args, ctx.config))
     # One store or backend that cannot be opened (an off-site store unreachable, a
     # passphrase not given: a CliError, not a PieceworksError) is a failed item: the
     # others are still recovered.
@@ -65,10 +84,15 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
             backends[name] = ctx.backend(name)
         except (PieceworksError, CliError) as exc:
             unopened.append(RecoverItem("backend", name, name, "failed", f"cannot open it: {exc}"))
+    seen = [without_held(s, on_board) for s in stores]
+    stores = [s for s, _ in seen]
     journal = LocalJournal(ctx.config.home / "journal")
     with signals_ignored():
         done = recover(stores, backends, dry_run=args.dry_run, journals=[journal])
-    outcome = RecoverOutcome((*unopened, *done.items), done.dry_run)
+    held = [
+        RecoverItem(h.kind, s.name, h.key, "kept", h.reason) for s, view in seen for h in view.held
+    ]
+    outcome = RecoverOutcome((*unopened, *held, *done.items), done.dry_run)
     ctx.out.data(outcome.to_dict())
     lines = [f"{i.action:<12} {i.kind} {i.name} ({i.where}): {i.reason}" for i in outcome.items]
     verb = "would remove" if outcome.dry_run else "removed"
@@ -85,3 +109,20 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
         "the items say why",
     )
     return ExitCode.FAILED
+
+
+def _jobs_configured(args: argparse.Namespace, ctx: Context) -> bool:
+    """Whether a jobboard is named (options or ``[jobs]``); `ConfigError` if half of it is."""
+    named = (
+        getattr(args, "jobboard", None),
+        getattr(args, "persistence", None),
+        ctx.config.jobs.jobboard,
+        ctx.config.jobs.persistence,
+    )
+    if not any(named):
+        return False
+    try:
+        jobs_locations(args, ctx.config)
+    except ConfigError as exc:
+        raise ConfigError(f"recover: {exc} (to see which runs jobs on the board hold)") from None
+    return True

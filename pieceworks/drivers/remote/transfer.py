@@ -1,9 +1,10 @@
 """The target's data paths: push, pull, send and receive a volume.
 
 `push_volume` writes a volume (or snapshot) into an object store as
-content-addressed chunks, through the manager's own data path
+content-addressed chunks and `pull_volume` fills a volume from them, both
+through the manager's own data path
 (`pieceworks.common_algorithms.format.chunk_pipeline`, which the import
-contract lets drivers use); `pull_volume` fills a volume from them;
+contract lets drivers use);
 `send_volume` streams a volume's frames to a peer target and
 `receive_volume` reads such a stream into a new copy of a volume (the
 frame format is in `pieceworks.drivers.remote.protocol`). Each reports
@@ -29,7 +30,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
-from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, get_chunk
+from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, restore_chunks
+from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.remote.protocol import (
     API_VERSION,
@@ -66,14 +68,14 @@ from pieceworks.protocols import (
 from pieceworks.protocols.chunks import (
     CODECS,
     chunk_key,
-    decode_chunk,
     is_zero,
 )
-from pieceworks.protocols.encrypted_store import chunk_id_for
 
 log = logging.getLogger(__name__)
 _ZERO_PIECE = bytes(PIECE)
 _MAX_LINE = 4096  # the longest line of a chunked body's framing
+#: The backup id, backend and strategy of the manifest a pull restores (it has none of them).
+_PULL = "pull"
 
 
 class Job:
@@ -156,13 +158,26 @@ def push_volume(
     )
 
 
-def _fetch(store: IObjectStore, ref: ChunkRef) -> bytes:
-    """One chunk's plain bytes, checked against its hash (`CorruptionError` if not).
+class _IncomingWriter:
+    """A pull's writer: the volume's new copy, with the target's failpoint after each write.
 
-    A missing object is `ChunkMissing` (a `CorruptionError`), as in a restore.
+    It does not take concurrent writes (no ``concurrent_writes``), so the
+    restore pipeline writes in offset order from the calling thread, as the
+    target always has.
     """
-    stored = get_chunk(store, ref)
-    return decode_chunk(stored, ref.digest, ref.length, ref.offset, chunk_id_for(store))
+
+    def __init__(self, writer: VolumeWriter) -> None:
+        self._writer = writer
+
+    def write_at(self, offset: int, data: bytes | memoryview) -> None:
+        self._writer.write_at(offset, data)
+        failpoint("target.incoming-written")
+
+    def commit(self) -> None:
+        self._writer.commit()
+
+    def abort(self) -> None:
+        self._writer.abort()
 
 
 def pull_volume(
@@ -178,45 +193,47 @@ def pull_volume(
 ) -> int:
     """Make `target` a `size`-byte volume holding `chunks` (pull-from-object-store).
 
-    Workers fetch and check chunks at most `depth` ahead; the calling thread
-    writes them in order into a new copy of the volume, committed only when
-    every chunk was checked and written. On any error (a corrupt or missing
-    chunk raises `CorruptionError` with its offset) the copy is discarded
-    and `target` stays as it was. Return the bytes written.
+    The manager's data path does it (`restore_chunks` of
+    `pieceworks.common_algorithms.format.chunk_pipeline`): `threads` workers
+    fetch and check chunks at most `depth` ahead; the calling thread writes
+    them in order into a new copy of the volume, committed only when every
+    chunk was checked and written. On any error (a corrupt or missing chunk
+    raises `CorruptionError` with its offset) the copy is discarded and
+    `target` stays as it was; `job`'s cancel flag (the manager went away)
+    stops it the same way (`OperationCancelled`). Return the bytes written.
     """
     check_layout(size, chunks)
     job = job or Job()
     job.total = size
-    written = 0
-    writer = driver.open_write(target, size)
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="pieceworks-pull")
-    pending: deque[tuple[Future[bytes], ChunkRef]] = deque()
+    # restore_chunks restores a manifest: this one holds only what the request gave
+    layout = Manifest(
+        _PULL, target.volume_id, _PULL, size, MAX_CHUNK, "none", tuple(chunks), 0, _PULL
+    )
+    writer = _IncomingWriter(driver.open_write(target, size))
     try:
-
-        def write_oldest() -> None:
-            nonlocal written
-            future, ref = pending.popleft()
-            writer.write_at(ref.offset, future.result())
-            written += ref.length
-            job.done = ref.offset + ref.length
-            failpoint("target.incoming-written")
-
-        for ref in chunks:
-            job.check()
-            if len(pending) >= depth:
-                write_oldest()
-            pending.append((pool.submit(_fetch, store, ref), ref))
-        while pending:
-            write_oldest()
+        done = restore_chunks(
+            store,
+            layout,
+            writer,
+            threads=threads,
+            depth=depth,
+            progress=job.progress,
+            cancel=job.cancelled,
+        )
         job.check()
+    except OperationCancelled:
+        writer.abort()
+        job.check()  # say why: the manager went away
+        raise
+    except CorruptionError as exc:  # the chunk's own message, as before: there is no backup id
+        writer.abort()
+        raise type(exc)(str(exc).removeprefix(f"backup {_PULL}: "), exc.offset) from None
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
         writer.abort()
         raise
-    pool.shutdown(wait=True)
     writer.commit()
     job.done = size
-    return written
+    return done.bytes_written
 
 
 def check_chunking(chunk_size: int, codec: str) -> None:

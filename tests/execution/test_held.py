@@ -1,0 +1,160 @@
+"""`pieceworks recover` after a conductor died mid-job keeps what the resumed job needs.
+
+A conductor SIGKILLed mid-transfer leaves the job on the board, with the
+lease and the temporary snapshot it took (their steps are done: the next
+conductor does not take them again). An operator running `pieceworks
+recover` then, as after any crash, saw their owner dead and removed them;
+the resumed backup failed (``SnapshotNotFound``, job ``REVERTED``). Real
+Redis, PostgreSQL and conductor processes; fails (never skips) without them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pieceworks.drivers.posix_store import PosixStore
+from pieceworks.execution import atom_states, wait_for
+from pieceworks.execution.held import BoardJob, JobHeldStore, holding_job
+from tests.execution.support import (
+    CHUNK,
+    PERSISTENCE,
+    REPO,
+    Board,
+    atom_runs,
+    make_volume,
+    poll,
+    sha256_file,
+    slow_config,
+    stored_chunks,
+)
+
+
+def _with_jobs(board: Board, config: Path) -> Path:
+    """`config` with a ``[jobs]`` section naming the test's board (recover reads it there)."""
+    text = config.read_text() + f'[jobs]\njobboard = "{board.url}"\n'
+    config.write_text(text + f'persistence = "{PERSISTENCE}"\n')
+    return config
+
+
+def _recover(config: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pieceworks.cli", "--config", str(config), "--json", "recover"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _snapshots(volumes: Path) -> list[str]:
+    """The file driver's snapshots of vol-1 (``.snapshots/vol-1/<id>``)."""
+    folder = volumes / ".snapshots" / "vol-1"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_recover_keeps_the_lease_and_snapshot_of_a_job_a_conductor_resumes(
+    board: Board, tmp_path: Path
+) -> None:
+    """Kill A mid-transfer, run recover, start B: the backup completes, recover kept its markers."""
+    volumes, store_dir = tmp_path / "volumes", tmp_path / "store"
+    volume = make_volume(volumes, "vol-1", 64)
+    config = _with_jobs(board, slow_config(board, tmp_path))
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK, in_use=True)
+    backup_id = job.name.removeprefix("backup-")
+
+    a, ev_a = board.conductor(
+        "conductor-a",
+        "--claim-expiry",
+        "2",
+        config=config,
+        env={"PIECEWORKS_FAILPOINTS": "backup.chunk-stored=kill@8"},
+    )
+    assert a.wait(timeout=60) != 0, board.log("conductor-a")
+    assert atom_runs(ev_a, "transfer-chunks") == 1
+    assert atom_states(PERSISTENCE, job)[f"{job.name}.prepare-source"] == "SUCCESS"
+    snapshots = _snapshots(volumes)
+    assert snapshots, "the snapshot-stream backup took no temporary snapshot"
+    assert [*PosixStore(store_dir).list("leases/")] == [f"leases/{backup_id}"]
+
+    recovered = _recover(config, board.env)
+    kept = {(i["kind"], i["name"]): i for i in recovered["items"] if i["action"] == "kept"}
+    assert ("lease", f"leases/{backup_id}") in kept, recovered
+    journal = [i for (kind, _), i in kept.items() if kind == "run-journal"]
+    assert len(journal) == 1, recovered
+    assert job.job_uuid in journal[0]["reason"], journal
+    assert not [i for i in recovered["items"] if i["action"] != "kept"], recovered
+    assert _snapshots(volumes) == snapshots  # the temporary snapshot is still there
+    assert [*PosixStore(store_dir).list("leases/")] == [f"leases/{backup_id}"]
+
+    board.conductor("conductor-b", "--claim-expiry", "2", "--max-dispatches", "1", config=config)
+    result = wait_for(board.url, PERSISTENCE, job, timeout=60)
+    assert result["chunks_total"] == 56
+    assert 1 <= 56 - result["chunks_new"] <= 8 + 1  # what A stored was not sent again
+    poll("the resumed job to remove its snapshot", lambda: not _snapshots(volumes), 10)
+    assert not [*PosixStore(store_dir).list("leases/")]
+    assert not [*PosixStore(store_dir).list("runs/")]
+    assert stored_chunks(store_dir) == 56
+    assert sha256_file(volume)  # the volume itself is untouched
+
+    # Off the board, nothing is held any more: recover finds nothing left.
+    after = _recover(config, board.env)
+    assert after["items"] == [], after
+
+
+def test_a_view_hides_only_what_a_job_on_the_board_holds(tmp_path: Path) -> None:
+    """Journals by run name, leases by backup id; read leases and other runs stay visible."""
+    store = PosixStore(tmp_path)
+    on_board = {"backup-bk-1": BoardJob("j1", "backup-bk-1", "CLAIMED")}
+    bodies = {
+        "runs/t1": {"kind": "run", "id": "backup-bk-1"},
+        "runs/t2": {"kind": "run", "id": "backup-bk-2"},
+        "leases/bk-1": {"kind": "lease", "id": "bk-1"},
+        "leases/bk-2": {"kind": "lease", "id": "bk-2"},
+        "leases/read.t3": {"kind": "read", "id": "t3"},
+        "runs/garbled": None,
+    }
+    for key, body in bodies.items():
+        store.put(key, b"{not json" if body is None else json.dumps(body).encode())
+    view = JobHeldStore(store, on_board)
+    assert sorted(view.list("runs/")) == ["runs/garbled", "runs/t2"]
+    assert sorted(view.list("leases/")) == ["leases/bk-2", "leases/read.t3"]
+    assert [(h.key, h.kind, h.job.job_id) for h in view.held] == [
+        ("runs/t1", "run-journal", "j1"),
+        ("leases/bk-1", "lease", "j1"),
+    ]
+    assert holding_job({"kind": "run", "id": "replicate-op-1"}, on_board) is None
+    assert JobHeldStore(store, {}).list("runs/") is not None
+    assert sorted(JobHeldStore(store, {}).list("runs/")) == ["runs/garbled", "runs/t1", "runs/t2"]
+
+
+def test_recover_with_a_jobboard_out_of_reach_removes_nothing(board: Board, tmp_path: Path) -> None:
+    """A board that cannot be read: exit 1 naming it, and a dead run's lease is still there."""
+    store = PosixStore(tmp_path / "store")
+    dead = {"kind": "lease", "id": "bk-1", "host": "elsewhere", "pid": 1, "renewed": 0.0}
+    store.put("leases/bk-1", json.dumps(dead).encode())
+    config = slow_config(board, tmp_path)
+    config.write_text(
+        config.read_text()
+        + f'[jobs]\njobboard = "redis://127.0.0.1:1/x"\npersistence = "{PERSISTENCE}"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pieceworks.cli", "--config", str(config), "recover"],
+        cwd=REPO,
+        env=board.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert "127.0.0.1:1" in done.stderr, done.stderr
+    assert [*store.list("leases/")] == ["leases/bk-1"]
