@@ -177,3 +177,30 @@ def test_prune_with_manifests_replaced_by_a_file_removes_nothing(
         assert done.code == ExitCode.FAILED, done
         assert f"{manifests}" in done.err and "not a directory" in done.err, done
     assert sorted(p for p in (home / "backups" / "chunks").rglob("*") if p.is_file()) == chunks
+
+
+def test_prune_and_check_leave_files_that_are_no_chunk_objects_alone(
+    run: Callable[..., Result], home: Path
+) -> None:
+    """``prune`` removed whatever lay under ``chunks/``: a stray file ``chunks/4b`` (where a
+    folder should be), a ``README``, an object of another tool; ``check`` counted them as
+    unreferenced chunks."""
+    from tests.support.backups import make_backup  # noqa: PLC0415
+
+    make_backup(home, "vol-1", seed=1)
+    chunks = home / "backups" / "chunks"
+    strays = [chunks / "4b", chunks / "ab" / "README", chunks / "ab" / ("ab" * 32 + ".zst")]
+    for stray in strays:
+        stray.parent.mkdir(parents=True, exist_ok=True)
+        stray.write_bytes(b"not a chunk")
+    orphan = chunks / "cd" / ("cd" * 32)  # a real unreferenced chunk key: collected
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"orphan")
+    check = run("check", "--json")
+    assert check.code == ExitCode.OK, check
+    assert check.json()["objects_unreferenced"] == 1, check
+    done = run("prune", "--json")
+    assert done.code == ExitCode.OK, done
+    assert done.json()["chunks_deleted"] == 1, done
+    assert all(s.read_bytes() == b"not a chunk" for s in strays)
+    assert not orphan.exists()

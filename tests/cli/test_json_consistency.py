@@ -193,10 +193,11 @@ def _run_everything(
             "config": ["config"],
             "find": ["find", "backup"],
             "forget dry run": ["forget", "--keep-last", "1", "--dry-run"],
-            "prune dry run": ["prune", "--dry-run"],
             "jobs migrate": ["jobs", "migrate"],
         }
     )
+    # Alone: run beside the commands above, a check's or verify's read lease defers it (75).
+    one("prune dry run", "prune", "--dry-run")
     one("key init", *enc, str(passwords[1]), "key", "init")  # after recover --dry-run read it
     many(
         {

@@ -98,16 +98,19 @@ def test_stats_count_shared_chunks_once_per_volume_and_once_in_the_store() -> No
     b1 = _manifest("b1", _block(0), BLOCK)
     b1 = dataclasses.replace(b1, volume_id="other")
     figures = store_stats([a1, a2, b1])
-    vol = figures.volumes["vol"]
+    vol = figures.volumes["b", "vol"]
     assert (vol.backups, vol.bytes_logical, vol.bytes_data) == (2, 5 * BLOCK, 4 * BLOCK)
     assert (vol.chunks_referenced, vol.chunks_unique, vol.bytes_unique) == (4, 3, 3 * BLOCK)
     assert vol.bytes_stored == 3 * (BLOCK + 4)
     assert vol.dedup_ratio == round(4 / 3, 3)
     assert vol.compression_ratio == round(BLOCK / (BLOCK + 4), 3)
     assert figures.total.chunks_unique == 3 and figures.total.backups == 3
-    assert figures.volumes["other"].bytes_stored == BLOCK + 4
+    assert figures.volumes["b", "other"].bytes_stored == BLOCK + 4
     doc = figures.to_dict()
-    assert [v["volume_id"] for v in doc["volumes"]] == ["other", "vol"]
+    assert [(v["volume_id"], v["backend"]) for v in doc["volumes"]] == [
+        ("other", "b"),
+        ("vol", "b"),
+    ]
     empty = store_stats([]).total
     assert empty.dedup_ratio == empty.compression_ratio == 1.0 and empty.first_created is None
 

@@ -26,7 +26,8 @@ data bytes (without holes); unique bytes (each distinct chunk once); stored
 bytes (those chunks as stored, compressed); deduplication ratio (data /
 unique), compression ratio (unique / stored) and total ratio (logical /
 stored). A chunk two volumes share counts in each volume and once in the
-store. A damaged manifest is left out, reported, and makes the exit code 4."""
+store. A volume is one of a backend: one name on two backends is two rows.
+A damaged manifest is left out, reported, and makes the exit code 4."""
 CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 
 
@@ -43,11 +44,12 @@ def add_arguments(parser: CommandParser) -> None:
     )
 
 
-def _row(name: str, s: VolumeStats) -> list[object]:
+def _row(name: str, backend: str, s: VolumeStats) -> list[object]:
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
 
     return [
         name,
+        backend,
         s.backups,
         human_bytes(s.bytes_logical),
         human_bytes(s.bytes_unique),
@@ -79,13 +81,23 @@ def run_stats(args: argparse.Namespace, ctx: Context) -> int:
         )
     )
     if figures.total.backups:
-        rows = [_row(v, s) for v, s in figures.volumes.items()]
-        rows.append(_row("(store)" if not args.volumes else "(total)", figures.total))
+        rows = [_row(v, b, s) for (b, v), s in figures.volumes.items()]
+        rows.append(_row("(store)" if not args.volumes else "(total)", "", figures.total))
         ctx.out.result(
             table(
-                ["volume", "backups", "logical", "unique", "stored", "dedup", "compr", "total"],
+                [
+                    "volume",
+                    "backend",
+                    "backups",
+                    "logical",
+                    "unique",
+                    "stored",
+                    "dedup",
+                    "compr",
+                    "total",
+                ],
                 rows,
-                right=(1, 2, 3, 4, 5, 6, 7),
+                right=(2, 3, 4, 5, 6, 7, 8),
             )
         )
     else:

@@ -83,6 +83,7 @@ Ages are measured on the store's clock.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -140,6 +141,7 @@ __all__ = [
     "ReadLease",
     "acquire_lease",
     "backup_lease",
+    "chunk_id_of",
     "collect_garbage",
     "delete_backup",
     "lease_key",
@@ -150,8 +152,21 @@ __all__ = [
 ]
 
 CHUNK_PREFIX: Final = "chunks/"
+_CHUNK_KEY: Final = re.compile(r"chunks/([0-9a-f]{2})/(\1[0-9a-f]{62})")
 
 log = logging.getLogger(__name__)
+
+
+def chunk_id_of(key: str) -> str | None:
+    """The chunk id of `key` if it is a chunk object's key (`chunk_key`'s form), else None.
+
+    ``chunks/ab/ab12...`` (64 lowercase hex digits, the folder their first
+    two): anything else under ``chunks/`` (a stray ``chunks/4b`` file, a
+    ``README``, another tool's object) is no chunk, and collection never
+    removes it.
+    """
+    found = _CHUNK_KEY.fullmatch(key)
+    return found.group(2) if found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +305,11 @@ def collect_garbage(
         referenced = {c.digest for m in manifests for c in m.chunks}
         deleted = freed = 0
         for key in store.list(CHUNK_PREFIX):
-            if key.rpartition("/")[2] in referenced:
+            chunk_id = chunk_id_of(key)
+            if chunk_id is None:
+                log.warning("leaving %s alone: not a chunk object's key", key)
+                continue
+            if chunk_id in referenced:
                 continue
             info = _head(store, key)
             if info is None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pieceworks.common_algorithms.format.manifest import Manifest, list_backup_ids, read_manifest
+from pieceworks.common_algorithms.gc.collection import chunk_id_of
 from pieceworks.common_algorithms.gc.leases import read_lease
 from pieceworks.protocols import (
     BackupNotFound,
@@ -196,7 +197,7 @@ def _check(
             backups = entry.sizes.setdefault(c.stored_length, [])
             if not backups or backups[-1] != m.backup_id:
                 backups.append(m.backup_id)
-    listed = {key.rpartition("/")[2] for key in store.list(CHUNK_PREFIX)}
+    listed = {i for key in store.list(CHUNK_PREFIX) if (i := chunk_id_of(key)) is not None}
 
     def size_of(digest: str) -> int | None:
         try:

@@ -15,7 +15,7 @@ For a set of backups (one volume's, or the whole store's):
 
 A chunk shared by two volumes counts in each volume's figures and once in
 the store's, so the volumes' ``bytes_stored`` may add up to more than the
-store's.
+store's. A volume is one of a backend: ``db`` of two backends is two volumes.
 """
 
 from __future__ import annotations
@@ -79,14 +79,19 @@ class VolumeStats:
 
 @dataclass(frozen=True)
 class StoreStats:
-    """Figures per volume (by volume id) and for all the backups together."""
+    """Figures per volume (by backend and volume id) and for all the backups together.
 
-    volumes: dict[str, VolumeStats]
+    `volumes` is in volume id order, then backend.
+    """
+
+    volumes: dict[tuple[str, str], VolumeStats]
     total: VolumeStats
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "volumes": [{"volume_id": v, **s.to_dict()} for v, s in sorted(self.volumes.items())],
+            "volumes": [
+                {"volume_id": v, "backend": b, **s.to_dict()} for (b, v), s in self.volumes.items()
+            ],
             "total": self.total.to_dict(),
         }
 
@@ -115,7 +120,8 @@ def _figures(manifests: list[Manifest]) -> VolumeStats:
 def store_stats(manifests: Iterable[Manifest]) -> StoreStats:
     """The figures of `manifests`, per volume and in total (pure: reads nothing)."""
     items = list(manifests)
-    by_volume: dict[str, list[Manifest]] = {}
+    by_volume: dict[tuple[str, str], list[Manifest]] = {}
     for m in items:
-        by_volume.setdefault(m.volume_id, []).append(m)
-    return StoreStats({v: _figures(ms) for v, ms in sorted(by_volume.items())}, _figures(items))
+        by_volume.setdefault((m.backend, m.volume_id), []).append(m)
+    ordered = sorted(by_volume.items(), key=lambda kv: (kv[0][1], kv[0][0]))
+    return StoreStats({k: _figures(ms) for k, ms in ordered}, _figures(items))
