@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -170,6 +171,43 @@ class Cluster:
                 self._pools[name] = ctx
             return ctx
 
+    def write_blocker(self, pool: str | None = None) -> str | None:
+        """Why Ceph holds writes to `pool` (default: the configured one) now; None if not known.
+
+        Read from the OSD map (a monitor command, answered even when every
+        write waits): writes paused cluster-wide (``pausewr``), or the pool
+        flagged full (an OSD past its full ratio: ``full``; its quota
+        reached: ``full_quota``). Ceph neither fails nor times out such a
+        write by itself: librados gives up after `Options.timeout`. None
+        too when the map cannot be read.
+        """
+        name = pool or self.options.pool
+        command = json.dumps({"prefix": "osd dump", "format": "json"})
+        try:
+            code, out, _ = self.handle().mon_command(
+                command, b"", timeout=max(1, round(min(self.options.timeout, 10)))
+            )
+            dump = json.loads(out) if code == 0 else {}
+        except Exception:  # a diagnosis only: the caller's error stands
+            return None
+        flags = set(str(dump.get("flags", "")).split(","))
+        if "pausewr" in flags:
+            return "the cluster's writes are paused (`ceph osd unpause` resumes them)"
+        for entry in dump.get("pools", []):
+            if isinstance(entry, dict) and entry.get("pool_name") == name:
+                marks = set(str(entry.get("flags_names", "")).split(","))
+                if "full_quota" in marks:
+                    return (
+                        f"pool {name!r} has reached its quota: Ceph holds every write to it"
+                        " (raise the quota with `ceph osd pool set-quota`, or free space)"
+                    )
+                if "full" in marks:
+                    return (
+                        f"pool {name!r} is full (an OSD is past its full ratio): Ceph holds"
+                        " every write to it until space is freed (`ceph health detail`)"
+                    )
+        return None
+
     def fsid(self) -> str:
         """The cluster's fsid (identifies it across configurations)."""
         with errors("cannot read the cluster fsid"):
@@ -192,19 +230,24 @@ def short_hash(*parts: str) -> str:
 
 
 @contextmanager
-def errors(what: str, missing: type[NotFound] | None = None) -> Iterator[None]:
+def errors(
+    what: str, missing: type[NotFound] | None = None, *, absent: str | None = None
+) -> Iterator[None]:
     """Re-raise the bindings' exceptions as pieceworks errors prefixed by `what`.
 
-    A missing image becomes `missing` (when given), a timeout a
-    `TransientError`, anything else from librados/librbd a `BackendError`;
-    pieceworks' own errors pass through.
+    A missing image becomes `missing` (when given) saying `absent` (default
+    `what`), a timeout a `TransientError`, anything else from
+    librados/librbd a `BackendError`; pieceworks' own errors pass through.
+    `what` says what was being done (``cannot open volume 'v'``): it
+    prefixes every other error, so a timeout is never reported as a
+    missing volume.
     """
     rados_mod, rbd = bindings()
     try:
         yield
     except (rbd.ImageNotFound, rbd.ObjectNotFound, rados_mod.ObjectNotFound) as exc:
         if missing is not None:
-            raise missing(what) from None
+            raise missing(absent or what) from None
         raise BackendError(f"{what}: {exc}") from exc
     except rados_mod.TimedOut as exc:
         raise TransientError(f"{what}: timed out: {exc}") from exc

@@ -104,9 +104,16 @@ def open_image(
     read_only: bool = False,
     what: str = "",
 ) -> Iterator[rbd.Image]:
-    """Open image `name` (at `snapshot`); `VolumeNotFound` if it does not exist."""
+    """Open image `name` (at `snapshot`); `VolumeNotFound` if it does not exist.
+
+    Any other failure (a timeout: a full pool holds the write that opening
+    for writing is) is a `BackendError` prefixed by `what` (default
+    ``cannot open volume 'name'``).
+    """
     _, binding = bindings()
-    with errors(what or f"no volume {name!r}", VolumeNotFound):
+    with errors(
+        what or f"cannot open volume {name!r}", VolumeNotFound, absent=f"no volume {name!r}"
+    ):
         image: rbd.Image = binding.Image(ioctx, name, snapshot=snapshot, read_only=read_only)
     try:
         yield image

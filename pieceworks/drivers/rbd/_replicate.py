@@ -76,7 +76,7 @@ def replicate(
         raise BackendError(f"source and target are the same image {source.volume_id!r}")
     tag = short_hash(fsid_there, peer.options.pool, target.volume_id)
     pair_key = f"{_PAIR}{tag}"
-    with open_image(src_io, source.volume_id, what=f"no volume {source.volume_id!r}") as head:
+    with open_image(src_io, source.volume_id) as head:
         with errors(f"cannot snapshot volume {source.volume_id!r} for replication"):
             point_name, point_id, created = _point(head, source, tag)
         target_snap = f"{tracking.REPLICA}{tag}-{point_id}"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 from pieceworks.drivers.rbd import _tracking as tracking
@@ -42,6 +42,7 @@ from pieceworks.protocols import (
     Source,
     StreamIn,
     StreamOut,
+    TransientError,
     VolumeNotFound,
     VolumeReader,
     VolumeRef,
@@ -91,6 +92,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
     def create_snapshot(self, volume: VolumeRef, snapshot_id: str) -> SnapshotRef:
         snapshot = SnapshotRef(volume.volume_id, validate_id("snapshot id", snapshot_id))
         with (
+            self._writing(),
             self._head(volume) as image,
             errors(f"cannot snapshot volume {volume.volume_id!r} as {snapshot_id!r}"),
         ):
@@ -102,10 +104,20 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
 
         A snapshot that `change_token` or a replication made a base or a
         replication point keeps its point in time under its ``pw-base-``/
-        ``pw-repl-`` name; its own name is gone either way.
+        ``pw-repl-`` name; its own name is gone either way. A snapshot that
+        does not exist is looked up read-only: deleting it writes nothing, so
+        it never waits on a pool that holds writes (a full one), as the
+        cleanup of a snapshot never taken did.
         """
         try:
             with (
+                self._head(snapshot.volume, read_only=True) as image,
+                errors(f"cannot delete {snapshot}"),
+            ):
+                if not image.snap_exists(snapshot.snapshot_id):
+                    return
+            with (
+                self._writing(),
                 self._head(snapshot.volume) as image,
                 errors(f"cannot delete {snapshot}"),
             ):
@@ -134,7 +146,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
         _, binding = bindings()
         ioctx = self._cluster.ioctx()
         temp = hidden_name("in", volume_id)
-        with errors(f"cannot create volume {volume_id!r}"):
+        with self._writing(), errors(f"cannot create volume {volume_id!r}"):
             binding.RBD().create(ioctx, temp, size, old_format=False)
         try:
             with errors(f"cannot open the new image of volume {volume_id!r}"):
@@ -166,6 +178,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
         and one after an incremental.
         """
         with (
+            self._writing(),
             self._head(VolumeRef(source.volume_id)) as image,
             errors(f"cannot track changes of {source}"),
         ):
@@ -275,7 +288,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
         """Create an empty (thin) volume of `size` bytes; `BackendError` if it exists."""
         _, binding = bindings()
         validate_id("volume id", volume_id)
-        with errors(f"cannot create volume {volume_id!r}"):
+        with self._writing(), errors(f"cannot create volume {volume_id!r}"):
             binding.RBD().create(self._cluster.ioctx(), volume_id, size, old_format=False)
         return VolumeRef(volume_id)
 
@@ -295,18 +308,34 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
         self, volume: VolumeRef, *, read_only: bool = False
     ) -> AbstractContextManager[rbd.Image]:
         validate_id("volume id", volume.volume_id)
-        return open_image(
-            self._cluster.ioctx(),
-            volume.volume_id,
-            read_only=read_only,
-            what=f"no volume {volume.volume_id!r}",
-        )
+        return open_image(self._cluster.ioctx(), volume.volume_id, read_only=read_only)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Say why a write timed out when the OSD map tells (a full pool): `BackendError`.
+
+        Ceph holds a write to a full pool (or while writes are paused)
+        instead of failing it, so librados gives up after `timeout` seconds
+        with a bare timeout; the map then names the cause, which trying
+        again at once does not cure. Other timeouts stay `TransientError`.
+        """
+        try:
+            yield
+        except TransientError as exc:
+            reason = self._cluster.write_blocker()
+            if reason is None:
+                raise
+            raise BackendError(f"{exc}; {reason}") from exc
 
     def _open_source(self, source: Source) -> rbd.Image:
         """Open a volume or snapshot read-only (the caller closes it)."""
         _, binding = bindings()
         validate_id("volume id", source.volume_id)
-        with errors(f"no volume {source.volume_id!r}", VolumeNotFound):
+        with errors(
+            f"cannot open volume {source.volume_id!r}",
+            VolumeNotFound,
+            absent=f"no volume {source.volume_id!r}",
+        ):
             image: rbd.Image = binding.Image(
                 self._cluster.ioctx(), source.volume_id, read_only=True
             )
