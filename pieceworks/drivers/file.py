@@ -283,7 +283,12 @@ class _FileWriter:
         self._replace = os.path.lexists(final)  # else a new volume: never clobber one
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
-        _files.write_all_at(self._fd, offset, data, self._size)
+        try:
+            _files.write_all_at(self._fd, offset, data, self._size)
+        except BackendError as exc:  # name the volume: "write failed at offset N" did not
+            raise BackendError(
+                f"cannot write volume {os.path.basename(self._final)!r}: {exc}"
+            ) from exc
         # Start writing this range to disk now (keeping it cached), so that the fsync
         # of `commit` waits for the last few writes only, not for the whole volume.
         os.posix_fadvise(self._fd, offset, len(data), os.POSIX_FADV_DONTNEED)

@@ -440,3 +440,21 @@ def test_a_native_replica_of_a_volume_truncated_mid_copy_fails(
     thread.join()
     assert not (peer_root / "w").exists()
     assert stray_files(peer_root) == []
+
+
+def test_a_full_disk_names_the_volume_being_written(tmp_path: Path) -> None:
+    """A restore into a volume on a full file system said only "write failed at offset
+    2097152: No space left on device", not which volume."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        writer = FileDriver(small).open_write(VolumeRef("vol-9"), 1024 * 1024)
+        try:
+            with pytest.raises(BackendError, match=r"cannot write volume 'vol-9': .*No space"):
+                writer.write_at(0, os.urandom(1024 * 1024))
+        finally:
+            writer.abort()
+        assert list(small.iterdir()) in ([], [small / ".incoming"])
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

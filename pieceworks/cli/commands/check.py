@@ -30,7 +30,7 @@ everything once), P% a random P percent, 100% all of them.
 
 The summary is printed even when problems are found; every problem names
 the object and the backups concerned. Exit 1 if a chunk is missing, has the
-wrong size or fails its hash, 4 if a manifest cannot be read."""
+wrong size, fails its hash or cannot be read, 4 if a manifest cannot be read."""
 CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT, ExitCode.INTERRUPTED)
 
 

@@ -22,8 +22,19 @@ if TYPE_CHECKING:
     from pieceworks.cli.context import Context
     from pieceworks.cli.options import CommandParser
     from pieceworks.common_algorithms.backend import Store
+    from pieceworks.common_algorithms.gc.collection import GCReport
+    from pieceworks.protocols import IObjectStore
 
-__all__ = ["add_gc_arguments", "collection_failed", "run_delete", "run_gc"]
+__all__ = ["add_gc_arguments", "collect", "collection_failed", "run_delete", "run_gc"]
+
+
+def _done(deleted: Sequence[str]) -> str:
+    """``backup X was deleted`` (or ``backups X, Y were``, or ``no backup was removed``)."""
+    if not deleted:
+        return "no backup was removed"
+    if len(deleted) == 1:
+        return f"backup {deleted[0]} was deleted"
+    return f"backups {', '.join(deleted)} were deleted"
 
 
 def collection_failed(
@@ -37,18 +48,41 @@ def collection_failed(
     denied``) hid that the backups are gone: run again, the command said
     "no backup". Exit code and reference stay the failure's.
     """
-    if not deleted:
-        done = "no backup was removed"
-    elif len(deleted) == 1:
-        done = f"backup {deleted[0]} was deleted"
-    else:
-        done = f"backups {', '.join(deleted)} were deleted"
     return CliError(
-        f"{done}, but {step} failed: {exc}",
+        f"{_done(deleted)}, but {step} failed: {exc}",
         code_for(exc),
         reference=type(exc).reference,
         hint="`pieceworks prune` removes the chunks left behind once the cause is fixed",
     )
+
+
+def collect(
+    objects: IObjectStore, *, deleted: Sequence[str] | None = None, dry_run: bool = False
+) -> GCReport:
+    """`collect_garbage` for a command, stoppable by Ctrl-C, SIGTERM or SIGHUP (exit 130).
+
+    Collection was run with those signals ignored: on a large store (one
+    request per chunk on Swift or S3) ``prune`` could then be stopped by
+    SIGKILL only. Stopping between two deletions is safe: a removed chunk
+    was referenced by no backup, the others stay for the next collection,
+    and the collector's lock is released. `deleted`: the backups the
+    command removed before (named if the collection fails or is stopped).
+    """
+    from pieceworks.common_algorithms.gc.collection import collect_garbage  # noqa: PLC0415
+
+    try:
+        return collect_garbage(objects, dry_run=dry_run)
+    except KeyboardInterrupt:
+        done = "" if deleted is None else f"{_done(deleted)}; "
+        raise CliError(
+            f"interrupted: {done}garbage collection stopped: unreferenced chunks it removed are"
+            " gone, the others stay until the next `pieceworks prune`",
+            ExitCode.INTERRUPTED,
+        ) from None
+    except PieceworksError as exc:
+        if deleted is None:
+            raise
+        raise collection_failed(deleted, exc) from exc
 
 
 def _manifest_gone(store: Store, backup_id: str) -> bool:
@@ -70,8 +104,9 @@ Remove every chunk object that no backup references (left by forget, delete,
 or an interrupted or failed backup). Deferred while a backup, restore,
 verify, copy or check is in progress: nothing is removed, the runs in the
 way are named and the exit code is 75.
-Leases and locks of dead runs are removed first. `pieceworks gc` is the same
-command."""
+Leases and locks of dead runs are removed first. Ctrl-C or SIGTERM stops it
+between two removals (exit 130; the rest waits for the next prune).
+`pieceworks gc` is the same command."""
 
 
 def add_gc_arguments(parser: CommandParser) -> None:
@@ -131,12 +166,8 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_gc(args: argparse.Namespace, ctx: Context) -> int:
     """Remove chunk objects no backup references (unless a backup is running)."""
-    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc.collection import collect_garbage  # noqa: PLC0415
-
     store = ctx.store()
-    with signals_ignored():
-        report = collect_garbage(store.objects, dry_run=args.dry_run)
+    report = collect(store.objects, dry_run=args.dry_run)
     ctx.out.data(report.to_dict(store.name))
     if report.deferred:
         ctx.out.result(

@@ -52,11 +52,11 @@ def run_delete_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _delete_several(ids: list[str], ctx: Context) -> int:
-    from pieceworks.cli.commands.delete import collection_failed  # noqa: PLC0415
+    from pieceworks.cli.commands.delete import collect, collection_failed  # noqa: PLC0415
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
     from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
     from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.collection import delete_backup  # noqa: PLC0415
     from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
     from pieceworks.protocols import BackupNotFound, ObjectNotFound, PieceworksError  # noqa: PLC0415
 
@@ -75,7 +75,7 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
             hint=BackupNotFound.hint,
         )
     deleted: list[str] = []
-    with signals_ignored():  # a few manifests and one collection: finish them
+    with signals_ignored():  # a few manifests: finish them
         for i, backup_id in enumerate(ids):
             try:
                 delete_backup(store.objects, backup_id, collect=False)
@@ -87,10 +87,7 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
                 rest = ", ".join(ids[i:])
                 raise collection_failed(deleted, exc, f"removing {rest}") from exc
             deleted.append(backup_id)
-        try:
-            report = collect_garbage(store.objects)
-        except PieceworksError as exc:
-            raise collection_failed(deleted, exc) from exc
+    report = collect(store.objects, deleted=deleted)  # stoppable: it may take long
     ctx.out.data(
         with_deprecated(
             "delete",

@@ -142,10 +142,11 @@ def _remove(
     """Remove the manifests `plan` removes, then collect if `prune`: (removed ids, report).
 
     A failure after some were removed is an error naming them (`collection_failed`).
+    Removing manifests ignores Ctrl-C and SIGTERM (it is quick); the collection does not.
     """
-    from pieceworks.cli.commands.delete import collection_failed  # noqa: PLC0415
+    from pieceworks.cli.commands.delete import collect, collection_failed  # noqa: PLC0415
     from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
-    from pieceworks.common_algorithms.gc.collection import collect_garbage, delete_backup  # noqa: PLC0415
+    from pieceworks.common_algorithms.gc.collection import delete_backup  # noqa: PLC0415
     from pieceworks.protocols import BackupNotFound, PieceworksError  # noqa: PLC0415
 
     removed: list[str] = []
@@ -161,12 +162,8 @@ def _remove(
                 rest = ", ".join(r.backup_id for r in plan.remove[i:])
                 raise collection_failed(removed, exc, f"removing {rest}") from exc
             removed.append(d.backup_id)
-        if not prune:
-            return removed, None
-        try:
-            return removed, collect_garbage(objects)
-        except PieceworksError as exc:
-            raise collection_failed(removed, exc) from exc
+    # Outside: a collection may take long, and stopping it is safe (`collect`).
+    return removed, collect(objects, deleted=removed) if prune else None
 
 
 def run_forget(args: argparse.Namespace, ctx: Context) -> int:

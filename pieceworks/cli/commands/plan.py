@@ -8,9 +8,13 @@ shown before anything runs: as text, JSON (`Plan.to_dict`), Graphviz dot
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
+import stat
 import subprocess
+import tempfile
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.commands.backup import backup_request
@@ -120,17 +124,7 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
     else:
         rendered = render_svg(plan.to_dot())
     if args.output:
-        try:
-            f = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-        except OSError as exc:  # a path that cannot be such a file: bad arguments
-            raise CliError(
-                f"cannot write the plan to {args.output}: {exc.strerror}", ExitCode.USAGE
-            ) from None
-        try:
-            with f:
-                f.write(rendered if fmt == "json" else masker.text(rendered))
-        except OSError as exc:  # a full disk, an I/O error: the command failed
-            raise CliError(f"cannot write the plan to {args.output}: {exc.strerror}") from None
+        _write_output(args.output, rendered if fmt == "json" else masker.text(rendered))
         ctx.out.note(f"wrote the {fmt} plan to {args.output}")
     elif fmt == "json":
         ctx.out.json_mode = True
@@ -143,6 +137,58 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.explain("no-eligible-strategy", message, "the plan says why each cannot run")
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+def _write_output(path: str, text: str) -> None:
+    """Write `text` into the file `path` whole or not at all; `CliError` naming `path`.
+
+    A regular file (new, or replaced) is written under a temporary name in
+    its directory, then renamed onto `path` (through a symbolic link: onto
+    the file it names, keeping its mode): a full disk or an I/O error left
+    an empty or cut file, and an old plan overwritten by nothing. Anything
+    else that exists (``/dev/stdout``, a FIFO) is written in place. A path
+    that cannot be a file (a directory, in a missing one) is a usage error
+    (exit 2); a failed write exits 1, and nothing is left behind.
+    """
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:  # a component that is a file, a name too long...
+        raise CliError(f"cannot write the plan to {path}: {exc.strerror}", ExitCode.USAGE) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise CliError(f"cannot write the plan to {path}: Is a directory", ExitCode.USAGE)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:  # /dev/full: the command failed
+            raise CliError(f"cannot write the plan to {path}: {exc.strerror}") from None
+        return
+    target = os.path.realpath(path)
+    directory, name = os.path.split(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name[:200]}.", suffix=".pw-tmp", dir=directory)
+    except OSError as exc:  # a directory that is missing or cannot be written
+        raise CliError(f"cannot write the plan to {path}: {exc.strerror}", ExitCode.USAGE) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except OSError as exc:  # a full disk, an I/O error: the command failed
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise CliError(f"cannot write the plan to {path}: {exc.strerror}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def run_plan_backup(args: argparse.Namespace, ctx: Context) -> int:

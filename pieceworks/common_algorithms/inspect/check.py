@@ -41,7 +41,9 @@ __all__ = ["CheckProblem", "CheckReport", "Subset", "check_store", "parse_subset
 
 CHUNK_PREFIX = "chunks/"
 
-ProblemKind = Literal["manifest-unreadable", "chunk-missing", "chunk-size", "chunk-corrupt"]
+ProblemKind = Literal[
+    "manifest-unreadable", "chunk-missing", "chunk-size", "chunk-corrupt", "chunk-unreadable"
+]
 
 #: ``progress(done, total)`` of the data read (plain bytes), from the calling thread.
 Progress = Callable[[int, int], None]
@@ -135,6 +137,7 @@ class CheckReport:
             "chunks_wrong_size": self.count("chunk-size"),
             "chunks_read": self.chunks_read,
             "chunks_corrupt": self.count("chunk-corrupt"),
+            "chunks_unreadable": self.count("chunk-unreadable"),
             "bytes_read": self.bytes_read,
             "objects_unreferenced": self.objects_unreferenced,
             "read_data_subset": self.subset,
@@ -173,10 +176,13 @@ def check_store(
     """Check every manifest and referenced chunk of `store` (see the module docstring).
 
     Store failures other than a missing object (an unreachable store, say)
-    are raised, not reported. The check holds a read lease on the store
-    (`gc.read_lease`) from before it reads the first manifest: a backup
-    deleted meanwhile keeps its chunks until the check is done, so no chunk
-    is reported missing only because a collection ran.
+    are raised, not reported, except while reading the subset's chunks: a
+    chunk that cannot be read (its permissions) is a ``chunk-unreadable``
+    problem and the check goes on, so the summary names every one. The
+    check holds a read lease on the store (`gc.read_lease`) from before it
+    reads the first manifest: a backup deleted meanwhile keeps its chunks
+    until the check is done, so no chunk is reported missing only because a
+    collection ran.
     """
     with read_lease(store, "check"):
         return _check(store, subset, threads, progress, rng)
@@ -252,15 +258,17 @@ def _check(
         total = sum(chunks[d].length for d in read)
         chunk_id = chunk_id_for(store)  # sha256, or the keyed id of an encrypted store
 
-        def read_one(digest: str) -> str | None:
+        def read_one(digest: str) -> tuple[ProblemKind, str] | None:
             entry = chunks[digest]
             try:
                 stored = store.get(chunk_key(digest))
                 decode_chunk(stored, digest, entry.length, entry.offset, chunk_id)
             except ObjectNotFound:
-                return f"chunk {digest} disappeared while being read"
+                return "chunk-corrupt", f"chunk {digest} disappeared while being read"
             except CorruptionError as exc:
-                return str(exc)
+                return "chunk-corrupt", str(exc)
+            except PieceworksError as exc:  # this object only (permissions): go on with the rest
+                return "chunk-unreadable", f"chunk {digest} cannot be read: {exc}"
             return None
 
         done = 0
@@ -270,7 +278,7 @@ def _check(
                 progress(done, total)
             if error is not None:
                 users = tuple(b for bs in chunks[digest].sizes.values() for b in bs)
-                problems.append(CheckProblem("chunk-corrupt", chunk_key(digest), users, error))
+                problems.append(CheckProblem(error[0], chunk_key(digest), users, error[1]))
     return CheckReport(
         manifests=len(manifests) + sum(p.kind == "manifest-unreadable" for p in problems),
         manifests_unreadable=sum(p.kind == "manifest-unreadable" for p in problems),

@@ -7,7 +7,9 @@ had not been given. Both are usage errors now, before anything is planned.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,41 @@ def test_a_full_disk_while_writing_the_plan_is_a_failure(run: Run, home: Path) -
     done = run("plan", "backup", "--volume", "vol-1", "-o", "/dev/full")
     assert done.code == ExitCode.FAILED, done
     assert "cannot write the plan to /dev/full: No space left on device" in done.err, done
+
+
+def test_a_full_disk_leaves_no_cut_plan_and_keeps_the_old_one(
+    run: Run, home: Path, tmp_path: Path
+) -> None:
+    """``-o`` on a full file system left an empty file (a new plan) or emptied the old one
+    (the file was truncated before the write failed); now the plan appears whole or not
+    at all."""
+    (home / "volumes").mkdir(parents=True)
+    (home / "volumes" / "vol-1").write_bytes(b"x" * 4096)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        old = small / "old.dot"
+        old.write_text("the old plan\n")
+        old.chmod(0o600)
+        # Fill the rest of the file system (the close flushes what the buffer held).
+        with contextlib.suppress(OSError), open(small / "fill", "wb", buffering=0) as f:
+            while True:
+                f.write(b"\0" * 4096)
+        for target in (small / "new.dot", old):
+            done = run("plan", "backup", "--volume", "vol-1", "--format", "dot", "-o", str(target))
+            assert done.code == ExitCode.FAILED, done
+            assert f"cannot write the plan to {target}: No space left on device" in done.err
+        assert sorted(p.name for p in small.iterdir()) == ["fill", "old.dot"]
+        assert old.read_text() == "the old plan\n"
+        (small / "fill").unlink()
+        done = run("plan", "backup", "--volume", "vol-1", "--format", "dot", "-o", str(old))
+        assert done.code == ExitCode.OK, done
+        assert old.read_text().startswith("digraph") and old.stat().st_mode & 0o777 == 0o600
+        link = tmp_path / "link.dot"
+        link.symlink_to(old)
+        done = run("plan", "backup", "--volume", "vol-1", "--json", "-o", str(link))
+        assert done.code == ExitCode.OK, done
+        assert link.is_symlink() and json.loads(old.read_text())["operation"] == "backup"
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
