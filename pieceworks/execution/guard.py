@@ -171,6 +171,10 @@ class GuardedPersistence(PersistenceBackend):
         self._lock = threading.Lock()
         self._checked_at: float | None = None
         self.lost = False
+        #: Why the claim counts as lost (set with `lost`): another owner, or a board
+        #: that could not be asked (then no one may own it, but this conductor cannot
+        #: tell, so it writes nothing more either way).
+        self.lost_why = ""
 
     def get_connection(self) -> Connection:
         return _GuardedConnection(self, self._inner.get_connection())
@@ -187,15 +191,19 @@ class GuardedPersistence(PersistenceBackend):
                     return
                 try:
                     owner = self._still_owner()
+                    why = "it is no longer this conductor's (expired, or another claimed it)"
                 except Exception as exc:
                     log.warning("cannot check the claim on %s: %s", self._what, exc)
                     owner = False
+                    why = f"the jobboard could not confirm it: {exc}"
                 if owner:
                     self._checked_at = time.monotonic()
                     return
-                self.lost = True
-                log.error("lost the claim on %s: stopping without another write", self._what)
-        raise ClaimLost(f"lost the claim on {self._what}: another conductor owns it")
+                self.lost, self.lost_why = True, why
+                log.error(
+                    "lost the claim on %s (%s): stopping without another write", self._what, why
+                )
+        raise ClaimLost(f"lost the claim on {self._what}: {self.lost_why}")
 
     def check_cancel(self) -> None:
         """Raise `JobCancelled` if the job was cancelled (asked at most every 0.5 s)."""
