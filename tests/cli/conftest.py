@@ -220,15 +220,19 @@ def has_dot() -> bool:
     return shutil.which("dot") is not None
 
 
+def no_dac_override() -> list[str]:
+    """The command prefix that makes file permissions bind even for root (CAP_DAC_* dropped)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"]
+
+
 def without_dac_override(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> Result:
-    """Run pieceworks so that file permissions bind even for root (CAP_DAC_* dropped)."""
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        assert setpriv, "setpriv (util-linux) is needed to test permissions as root"
-        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all"]
+    """Run pieceworks so that file permissions bind even for root (`no_dac_override`)."""
     proc = subprocess.run(
-        [*prefix, *COMMAND, *args],
+        [*no_dac_override(), *COMMAND, *args],
         env=dict(env),
         cwd=cwd,
         capture_output=True,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import secrets
 import stat
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["DeviceWriter", "FileWriter", "add_arguments", "open_target", "run_restore_command"]
 
 _ZERO_BLOCK = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 def _write_failed(path: str, exc: OSError) -> BackendError:
@@ -97,7 +100,15 @@ class FileWriter:
         # Named in the journal first: `pieceworks recover` removes it if this run is killed.
         self.journal, self.token, self.entry = journal, new_token(), {"file": self.tmp}
         if journal is not None:
-            journal.record(self.token, "restore-to-file", self.entry)
+            try:
+                journal.record(self.token, "restore-to-file", self.entry)
+            except OSError as exc:  # $PIECEWORKS_HOME, not PATH's directory: say so
+                where = str(journal.directory)
+                raise BackendError(
+                    f"cannot write the run journal in {where}: {os_reason(exc, where)}; it"
+                    " names the temporary file of a restore to a file, so that `pieceworks"
+                    " recover` removes it if the run is killed"
+                ) from exc
         self.fd: int | None = None
         try:
             self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -170,8 +181,21 @@ class FileWriter:
         os.unlink(self.tmp)
 
     def _forget(self) -> None:
-        if self.journal is not None:
+        """Drop the temporary from the journal; a journal that cannot be rewritten stays.
+
+        It names a file that is gone, which `pieceworks recover` cleans up:
+        no reason to fail a restore that is done (or to hide why it failed).
+        """
+        if self.journal is None:
+            return
+        try:
             self.journal.forget(self.token, self.entry)
+        except OSError as exc:
+            log.warning(
+                "cannot update the run journal in %s (%s); `pieceworks recover` removes it",
+                self.journal.directory,
+                exc.strerror,
+            )
 
     def abort(self) -> None:
         if self.fd is not None:

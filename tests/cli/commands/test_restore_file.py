@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import Call, Run, RunAll
+from tests.cli.conftest import Call, Run, RunAll, without_dac_override
 from tests.support.backups import make_backup
 
 
@@ -162,3 +162,66 @@ def test_two_restores_to_one_new_file_never_replace_each_other(
     assert target.read_bytes() == (home / "volumes" / volume).read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if ".pw-restore-" in p.name) == []
     assert _journals(home) == []
+
+
+def test_a_journal_that_cannot_be_written_is_named_not_the_target_directory(
+    env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """With ``$PIECEWORKS_HOME/journal`` not writable the restore said "cannot create a
+    file of N bytes in <PATH's directory>: Permission denied", blaming a directory that
+    was writable (exit 2)."""
+    backup_id = make_backup(home, "vol-1").backup_id
+    journal = home / "journal"
+    journal.mkdir()
+    journal.chmod(0o500)
+    target = tmp_path / "out" / "image"
+    target.parent.mkdir()
+    try:
+        done = without_dac_override(
+            ["restore", backup_id, "--to-file", str(target), "--json"], env, tmp_path
+        )
+    finally:
+        journal.chmod(0o700)
+    assert done.code == ExitCode.FAILED, done
+    error = json.loads(done.err.strip().splitlines()[-1])
+    assert f"cannot write the run journal in {journal}: " in error["message"], error
+    assert "Permission denied" in error["message"], error
+    assert list(target.parent.iterdir()) == []
+
+
+def test_a_journal_that_cannot_be_updated_after_the_commit_does_not_fail_the_restore(
+    env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """The journal's update after the rename failed the restore: exit 1, and "PATH was not
+    created or changed" while PATH had just been written whole."""
+    import subprocess  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from tests.cli.conftest import COMMAND, no_dac_override  # noqa: PLC0415
+
+    made = make_backup(home, "vol-1", seed=7)
+    target = tmp_path / "image"
+    journal = home / "journal"
+    slow = {**env, "PIECEWORKS_FAILPOINTS": "restore.chunk-written=sleep:1500"}
+    proc = subprocess.Popen(
+        [*no_dac_override(), *COMMAND, "restore", made.backup_id, "--to-file", str(target)],
+        env=slow,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not list(journal.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        journal.chmod(0o500)  # recorded; its update after the commit fails
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        journal.chmod(0o700)
+    assert proc.returncode == ExitCode.OK, (out, err)
+    assert target.read_bytes() == (home / "volumes" / "vol-1").read_bytes()
+    assert "cannot update the run journal" in err, err
