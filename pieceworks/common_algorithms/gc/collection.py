@@ -70,6 +70,18 @@ a target's size or print a name) may be used for anything but choosing
 chunks. A retried or resumed step takes a new lease and reads the manifest
 again inside it.
 
+A backup resumed in another process (a conductor taking over a dead one's
+job) holds a lease that was dead meanwhile, so a collector C may have passed
+V without deferring and may still be deleting. Each of its steps that relies
+on chunks takes the lease back and then waits out live collector locks
+(`leases.reclaim_lease`), exactly the W then S of a new backup, so from
+there on no collector deletes under it; what C deleted before is known only
+by looking again: a resumed transfer looks up every chunk's size anew, and
+a resumed manifest step checks the sizes of all the chunks it names
+(`ChunksCollected` if one is gone). C removes the stale markers it found
+only if unchanged at its end (`markers.remove_if_unchanged`), never a lease
+the resumed run wrote again.
+
 Markers name their owner (host, pid, process start time, run token; see
 `leases`). A collection also removes the store's temporary files whose
 writer died (the cheap part of ``pieceworks recover``). A marker of a dead
@@ -113,6 +125,7 @@ from pieceworks.common_algorithms.gc.markers import (
     Marker,
     heartbeat,
     put_marker,
+    remove_if_unchanged,
     remove_own,
     scan_markers,
     store_clock,
@@ -282,10 +295,10 @@ def collect_garbage(
         now = store_clock(store, lock)()
         live, stale = scan_markers(store, LEASE_PREFIX, now, lease_ttl)
         stale_locks = [m for m in scan_markers(store, GC_LOCK_PREFIX, now, lease_ttl)[1]]
-        stale_keys = tuple(m.key for m in stale + stale_locks if m.key != lock)
-        for m in stale + stale_locks:
-            if m.key != lock:
-                log.info("ignoring %s: %s", m.describe(), m.reason)
+        stale_markers = [m for m in stale + stale_locks if m.key != lock]
+        stale_keys = tuple(m.key for m in stale_markers)
+        for m in stale_markers:
+            log.info("ignoring %s: %s", m.describe(), m.reason)
         if live:
             writing = tuple(
                 m.key.removeprefix(LEASE_PREFIX) for m in live if m.lease_kind != READ_KIND
@@ -320,8 +333,8 @@ def collect_garbage(
             deleted += 1
             freed += info.size
         if not dry_run:
-            for key in stale_keys:
-                store.delete(key)
+            for marker in stale_markers:  # unless a resumed run wrote it again meanwhile
+                remove_if_unchanged(store, marker)
             _sweep_temporary(store)
         failpoint("gc.before-unlock")
         return GCReport(len(manifests), len(referenced), deleted, freed, (), stale_keys, dry_run)
