@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.execution import atom_states, wait_for
