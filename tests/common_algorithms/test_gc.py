@@ -371,34 +371,3 @@ def test_a_resumed_step_takes_the_dead_runs_lease_and_waits_for_a_live_collector
     with lease_renewed(store, "bk-r", "deadbeef0000", wait_timeout=0) as resumed:
         assert resumed is True  # removed meanwhile (by a collector or recover): written again
     assert store.exists("leases/bk-r")
-
-
-class _ResumeDuringCollection(PosixStore):
-    """A resumed run re-writes a dead run's lease as the collector deletes its first chunk."""
-
-    resumed_by: Owner | None = None
-
-    def delete(self, key: str) -> None:
-        super().delete(key)
-        if key.startswith("chunks/") and self.resumed_by is None:
-            self.resumed_by = Owner.current("deadbeef0000")
-            put_marker(self, "leases/bk-r", "lease", "bk-r", self.resumed_by, time.time())
-
-
-def test_a_collector_keeps_a_stale_lease_that_a_resumed_run_wrote_again(tmp_path: Path) -> None:
-    """The collector removes the stale markers it found at its end: only if still unchanged.
-
-    A conductor resuming the dead run's job writes the lease again while
-    the collection runs; removing it then (as it did) left the resumed run
-    unprotected from the next collection.
-    """
-    store = _ResumeDuringCollection(tmp_path / "store", durable=False)
-    dead = Owner(Owner.current().host, 2**22 + 7, 1, None, "deadbeef0000")
-    put_marker(store, "leases/bk-r", "lease", "bk-r", dead, time.time())
-    orphan(store, 21)
-    report = collect_garbage(store)
-    assert report.stale_markers == ("leases/bk-r",) and report.chunks_deleted == 1
-    assert store.resumed_by is not None
-    held = Owner.from_dict(json.loads(store.get("leases/bk-r")))
-    assert held is not None and held.same_process(store.resumed_by)
-    assert collect_garbage(store).deferred_by == ("bk-r",)

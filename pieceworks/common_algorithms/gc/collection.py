@@ -79,8 +79,7 @@ there on no collector deletes under it; what C deleted before is known only
 by looking again: a resumed transfer looks up every chunk's size anew, and
 a resumed manifest step checks the sizes of all the chunks it names
 (`ChunksCollected` if one is gone). C removes the stale markers it found
-only if unchanged at its end (`markers.remove_if_unchanged`), never a lease
-the resumed run wrote again.
+only if unchanged at its end, never a lease the resumed run wrote again.
 
 Markers name their owner (host, pid, process start time, run token; see
 `leases`). A collection also removes the store's temporary files whose
@@ -123,9 +122,9 @@ from pieceworks.common_algorithms.gc.markers import (
     READ_KIND,
     GCLockTimeout,
     Marker,
+    _body,
     heartbeat,
     put_marker,
-    remove_if_unchanged,
     remove_own,
     scan_markers,
     store_clock,
@@ -295,10 +294,10 @@ def collect_garbage(
         now = store_clock(store, lock)()
         live, stale = scan_markers(store, LEASE_PREFIX, now, lease_ttl)
         stale_locks = [m for m in scan_markers(store, GC_LOCK_PREFIX, now, lease_ttl)[1]]
-        stale_markers = [m for m in stale + stale_locks if m.key != lock]
-        stale_keys = tuple(m.key for m in stale_markers)
-        for m in stale_markers:
-            log.info("ignoring %s: %s", m.describe(), m.reason)
+        stale_keys = tuple(m.key for m in stale + stale_locks if m.key != lock)
+        for m in stale + stale_locks:
+            if m.key != lock:
+                log.info("ignoring %s: %s", m.describe(), m.reason)
         if live:
             writing = tuple(
                 m.key.removeprefix(LEASE_PREFIX) for m in live if m.lease_kind != READ_KIND
@@ -333,8 +332,10 @@ def collect_garbage(
             deleted += 1
             freed += info.size
         if not dry_run:
-            for marker in stale_markers:  # unless a resumed run wrote it again meanwhile
-                remove_if_unchanged(store, marker)
+            for m in stale + stale_locks:
+                # Only as it was seen stale: a resumed run may have written it again since.
+                if m.key != lock and _body(store, m.key) == m.body:
+                    store.delete(m.key)
             _sweep_temporary(store)
         failpoint("gc.before-unlock")
         return GCReport(len(manifests), len(referenced), deleted, freed, (), stale_keys, dry_run)
