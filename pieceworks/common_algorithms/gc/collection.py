@@ -111,6 +111,7 @@ from pieceworks.common_algorithms.gc.markers import (
     READ_KIND,
     GCLockTimeout,
     Marker,
+    _body,
     heartbeat,
     put_marker,
     remove_own,
@@ -320,8 +321,10 @@ def collect_garbage(
             deleted += 1
             freed += info.size
         if not dry_run:
-            for key in stale_keys:
-                store.delete(key)
+            for m in stale + stale_locks:
+                # Only as it was seen stale: a resumed run may have written it again since.
+                if m.key != lock and _body(store, m.key) == m.body:
+                    store.delete(m.key)
             _sweep_temporary(store)
         failpoint("gc.before-unlock")
         return GCReport(len(manifests), len(referenced), deleted, freed, (), stale_keys, dry_run)
