@@ -20,7 +20,7 @@ import pytest
 
 from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.execution import JobFailed, atom_states, wait_for
+from pieceworks.execution import JobFailed, atom_states, post_replicate, wait_for
 from pieceworks.execution.held import BoardJob, JobHeldStore, holding_job
 from tests.execution.support import (
     CHUNK,
@@ -244,3 +244,45 @@ def test_a_job_resumed_at_its_manifest_after_a_prune_took_its_chunks_writes_no_m
     assert "no longer stored" in str(failed.value)
     assert not [*PosixStore(store_dir).list("manifests/")]
     assert not [*PosixStore(store_dir).list("leases/")]
+
+
+def test_recover_keeps_the_local_journal_of_a_replication_job_on_the_board(
+    board: Board, tmp_path: Path
+) -> None:
+    """A replication job without a store journals on its conductor's host; recover keeps it.
+
+    The journal of a killed conductor (a process that has exited) names the
+    job's temporary snapshot; while the job waits on the board, recover
+    there must leave both alone.
+    """
+    home = tmp_path / "home"
+    (tmp_path / "volumes").mkdir()
+    config = _with_jobs(board, slow_config(board, tmp_path))
+    job = post_replicate(
+        board.url,
+        PERSISTENCE,
+        "lab",
+        "lab",
+        {"volume_id": "vol-1", "target_volume_id": "vol-2"},
+    )
+    board.jobs.append(job)
+    op = job.name.removeprefix("replicate-")
+    entry = {"backend": "lab", "volume_id": "vol-1", "snapshot_id": f"pw-{op}-stream"}
+    dead_writer = (
+        "import sys; from pieceworks.common_algorithms.gc.journal import LocalJournal;"
+        f" LocalJournal(sys.argv[1]).record({op!r}, {job.name!r}, {entry!r})"
+    )
+    subprocess.run(
+        [sys.executable, "-c", dead_writer, str(home / "journal")],
+        cwd=REPO,
+        env=board.env,
+        check=True,
+        timeout=60,
+    )
+    env = {**board.env, "PIECEWORKS_HOME": str(home)}
+    recovered = _recover(config, env)
+    assert [(i["kind"], i["name"], i["action"]) for i in recovered["items"]] == [
+        ("run-journal", f"{op}.json", "kept")
+    ], recovered
+    assert job.job_uuid in recovered["items"][0]["reason"]
+    assert (home / "journal" / f"{op}.json").exists()
