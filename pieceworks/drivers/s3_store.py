@@ -6,7 +6,9 @@
   `multipart_threshold` is sent as a multipart upload in `part_size` parts
   (S3 parts are at least 5 MiB, except the last); the upload becomes visible
   only when it is completed, and a failed one is aborted;
-* `get`/`head` raise `ObjectNotFound` on 404 / ``NoSuchKey``; `delete` of a
+* `get`/`head` raise `ObjectNotFound` on 404 / ``NoSuchKey`` (but
+  `BackendError` if the bucket itself is gone: ``NoSuchBucket``, or a HEAD
+  of the bucket after a bare 404, at most every 10 s); `delete` of a
   missing object is no error;
 * `list` pages through ListObjectsV2 (sorted by the service);
 * `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
@@ -39,6 +41,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
@@ -93,6 +96,9 @@ _CREDENTIAL_CODES: Final = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "InvalidClientTokenId"}
 )
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
+_NO_BUCKET_CODES: Final = frozenset({"404", "NoSuchBucket", "NotFound"})
+#: Seconds between checks, on a 404 for an object, that the bucket itself still exists.
+_GONE_CHECK: Final = 10.0
 _OPTIONS: Final = _object_client.StoreOptions("s3 store", size_example="8MiB")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -211,6 +217,7 @@ class S3Store(StoredSizes):
         except (BotoCoreError, ValueError) as exc:
             raise ConfigError(f"{self._label}: {self._scrub(str(exc))}") from None
         self._conditional_puts = True  # until the service says it has none (501)
+        self._bucket_seen = 0.0  # when the bucket was last known to exist (monotonic)
         try:
             self._ensure_bucket()
         except _Denied as exc:
@@ -417,7 +424,7 @@ class S3Store(StoredSizes):
             try:
                 self._client.head_bucket(Bucket=self._bucket)
             except ClientError as exc:
-                if _status(exc) != 404 and _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                if _status(exc) != 404 and _code(exc) not in _NO_BUCKET_CODES:
                     raise
                 extra: dict[str, object] = {}
                 if self._region != "us-east-1":
@@ -429,6 +436,7 @@ class S3Store(StoredSizes):
                         raise
 
         self._call(f"create bucket {self._bucket!r}", ensure)
+        self._bucket_seen = time.monotonic()
 
     def _call(self, what: str, fn: Callable[[], T], missing: str | None = None) -> T:
         """Run `fn` with retries; map botocore errors to ours.
@@ -440,7 +448,10 @@ class S3Store(StoredSizes):
             try:
                 return fn()
             except ClientError as exc:
-                raise self._error(what, exc, missing) from None
+                error = self._error(what, exc, missing)
+                if isinstance(error, ObjectNotFound):
+                    self._bucket_still_there()
+                raise error from None
             except SSLError as exc:
                 raise BackendError(f"{self._label}: {what}: {self._scrub(str(exc))}") from None
             except (BotoConnectionError, HTTPClientError, IncompleteReadError, OSError) as exc:
@@ -450,8 +461,34 @@ class S3Store(StoredSizes):
 
         return self._retry.call(attempt)
 
+    def _bucket_still_there(self) -> None:
+        """Raise `BackendError` if the bucket is gone (checked at most every `_GONE_CHECK` s).
+
+        A HEAD of an object in a missing bucket answers a bare 404, like a
+        missing object; without this check a bucket deleted under a running
+        restore or check made every object look merely absent.
+        """
+        if time.monotonic() - self._bucket_seen < _GONE_CHECK:
+            return
+        try:
+            self._client.head_bucket(Bucket=self._bucket)
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) in _NO_BUCKET_CODES:
+                raise self._gone() from None
+            return  # no answer either way: the object's 404 stands
+        except (BotoCoreError, OSError):
+            return
+        self._bucket_seen = time.monotonic()
+
+    def _gone(self) -> BackendError:
+        return BackendError(
+            f"{self._label}: the bucket {self._bucket!r} does not exist (deleted while in use?)"
+        )
+
     def _error(self, what: str, exc: ClientError, missing: str | None) -> PieceworksError:
         status, code = _status(exc), _code(exc)
+        if code == "NoSuchBucket":
+            return self._gone()
         if missing is not None and (status == 404 or code in _MISSING_CODES):
             return ObjectNotFound(f"no object {missing!r}")
         message = f"{self._label}: {what}: {self._scrub(str(exc))}"

@@ -7,7 +7,9 @@ missing:
   `segment_size` becomes a Static Large Object: its segments go to the
   container ``<container>_segments`` first, then the manifest is PUT (the
   manifest PUT is the atomic step; segments of a failed put are removed);
-* `get`/`head` raise `ObjectNotFound` on 404; `delete` removes an object and,
+* `get`/`head` raise `ObjectNotFound` on 404 (but `BackendError` if the
+  container itself is gone, checked on a 404 at most every 10 s); `delete`
+  removes an object and,
   for a large one, its segments (``multipart-manifest=delete``); a missing
   object is no error;
 * `list` pages through the container listing (sorted by Swift);
@@ -73,6 +75,8 @@ _TRANSIENT_STATUS: Final = frozenset({408, 422, 425, 429, 498, 499})
 _MD5_META: Final = "X-Object-Meta-Pieceworks-Md5"
 _PAGE: Final = 10_000
 _RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
+#: Seconds between checks, on a 404 for an object, that the container itself still exists.
+_GONE_CHECK: Final = 10.0
 _OPTIONS: Final = _object_client.StoreOptions("swift store", size_example="64MiB")
 _AUTH_VERSIONS: Final = {"1": "1.0", "1.0": "1.0", "2": "2.0", "2.0": "2.0", "3": "3"}
 _OS_OPTIONS: Final = (
@@ -169,6 +173,7 @@ class SwiftStore(StoredSizes):
         self._token: str | None = None
         self._segments: bool | None = None  # whether the segment container exists
         self._segments_checked = 0.0
+        self._container_seen = 0.0  # when the container was last known to exist (monotonic)
         try:
             self._ensure_container(self._container)
         except _Denied as exc:
@@ -393,6 +398,30 @@ class SwiftStore(StoredSizes):
                 conn.put_container(container)
 
         self._call(f"create container {container!r}", ensure)
+        if container == self._container:
+            self._container_seen = time.monotonic()
+
+    def _container_still_there(self, conn: Any) -> None:
+        """Raise `BackendError` if the container is gone (checked at most every `_GONE_CHECK` s).
+
+        Swift answers 404 alike for a missing object and a missing container;
+        without this check a container deleted under a running restore or
+        check made every object look merely absent.
+        """
+        if time.monotonic() - self._container_seen < _GONE_CHECK:
+            return
+        try:
+            conn.head_container(self._container)
+        except ClientException as exc:
+            if exc.http_status == 404:
+                raise BackendError(
+                    f"{self._label}: the container {self._container!r} does not exist"
+                    " (deleted while in use?)"
+                ) from None
+            return  # no answer either way: the object's 404 stands
+        except OSError:
+            return
+        self._container_seen = time.monotonic()
 
     def _credentials(self) -> tuple[str, str]:
         """The storage URL and token, authenticating (once, for all threads) if needed."""
@@ -460,6 +489,7 @@ class SwiftStore(StoredSizes):
                         renewed = True
                         continue
                     if exc.http_status == 404 and missing is not None:
+                        self._container_still_there(conn)
                         raise ObjectNotFound(f"no object {missing!r}") from None
                     if exc.http_status == 412:
                         raise _PreconditionFailed(self._scrub(str(exc))) from None
