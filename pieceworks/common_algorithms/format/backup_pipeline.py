@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from pieceworks.common_algorithms.format.chunk_ranges import contains, index_ranges, intersect
+from pieceworks.common_algorithms.format.digest_table import DigestTable
 from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.common_algorithms.format.pipeline_common import (
     BackupResult,
@@ -37,6 +38,7 @@ from pieceworks.protocols import (
     VolumeReader,
     stored_sizes,
 )
+from pieceworks.protocols.chunk_list import ChunkList, ChunkListBuilder
 from pieceworks.protocols.chunks import (
     CODECS,
     DEFAULT_CHUNK_SIZE,
@@ -177,9 +179,14 @@ class _BackupRun:
         self.chunk_size, self.size = chunk_size, size
         self.threads, self.depth, self.cancel = threads, depth, cancel
         self.lock = threading.Lock()
-        # digest -> a chunk ref of its stored object: the refs themselves (a tuple per
-        # chunk held beside each ref cost 56 bytes a chunk, 14 MiB at 1 TiB)
-        self.known: dict[str, ChunkRef] = dict(known)
+        # digest -> (codec, stored length) of its stored object, in columns: a dict of
+        # hex digests to chunk refs cost about 300 bytes a chunk, 80 MiB at 1 TiB
+        self.known = DigestTable()
+        for digest, ref in known.items():
+            self.known.put(bytes.fromhex(digest), ref.codec, ref.stored_length)
+        # deferred-sync: every entry put after these (a chunk written or found here) is
+        # made durable before returning: `self.known.hex_digests(self.seeded)`
+        self.seeded = len(self.known)
         self.inflight: dict[str, threading.Event] = {}
         self.abort = threading.Event()
         self.error: BaseException | None = None
@@ -187,10 +194,7 @@ class _BackupRun:
         self.buffers = 0
         self.bytes_read = self.bytes_stored = self.bytes_dedup = 0
         self.chunks_new = self.chunks_reused = 0
-        # deferred-sync: the digests of the chunks to make durable before returning
-        # (written or found here); digests, not keys: the strings the chunk refs hold
         self.deferred: IDeferredSync | None = IDeferredSync(store, None)
-        self.unsynced: list[str] = []
         self.damaged: frozenset[str] = frozenset()  # seeds found missing or of the wrong size
 
     def fail(self, exc: BaseException) -> None:
@@ -217,11 +221,9 @@ class _BackupRun:
 
     # -- calling thread --
 
-    def run(
-        self, plan: Iterator[tuple[int, ChunkRef | None]], report: _Reporter
-    ) -> tuple[ChunkRef, ...]:
+    def run(self, plan: Iterator[tuple[int, ChunkRef | None]], report: _Reporter) -> ChunkList:
         pending: deque[tuple[int, Future[ChunkRef | None] | ChunkRef]] = deque()
-        chunks: list[ChunkRef] = []
+        chunks = ChunkListBuilder()
         executor = ThreadPoolExecutor(self.threads, thread_name_prefix="pieceworks-backup")
         try:
             for index, parent_ref in plan:
@@ -248,8 +250,9 @@ class _BackupRun:
                 self._drain(pending, chunks, report, block=False)
             if not self._stopping():
                 self._drain(pending, chunks, report, block=True)
-                if self.deferred is not None and self.unsynced:  # before any manifest
-                    self.deferred.sync(map(chunk_key, self.unsynced))
+                if self.deferred is not None and len(self.known) > self.seeded:
+                    # before any manifest references them
+                    self.deferred.sync(map(chunk_key, self.known.hex_digests(self.seeded)))
                 report(self.size, final=True)
         except BaseException as exc:
             self.fail(exc)
@@ -257,7 +260,7 @@ class _BackupRun:
             executor.shutdown(wait=True, cancel_futures=True)
         if self.error is not None:
             raise self.error
-        return tuple(chunks)
+        return chunks.build()
 
     def _stopping(self) -> bool:
         if not self.abort.is_set():
@@ -300,7 +303,7 @@ class _BackupRun:
     def _drain(
         self,
         pending: deque[tuple[int, Future[ChunkRef | None] | ChunkRef]],
-        chunks: list[ChunkRef],
+        chunks: ChunkListBuilder,
         report: _Reporter,
         *,
         block: bool,
@@ -336,8 +339,9 @@ class _BackupRun:
             if is_zero(plain):
                 return None
             digest = self.chunk_id(plain)
+            binary = bytes.fromhex(digest)
             with self.lock:
-                hit = self.known.get(digest)
+                hit = self.known.get(binary)
                 wait = self.inflight.get(digest) if hit is None else None
                 if hit is None and wait is None:
                     self.inflight[digest] = threading.Event()
@@ -345,7 +349,7 @@ class _BackupRun:
                 give_back()
                 wait.wait()
                 with self.lock:
-                    hit = self.known.get(digest)
+                    hit = self.known.get(binary)
                 if hit is None:  # that thread failed and stopped the backup
                     return None
             if hit is not None:
@@ -353,9 +357,7 @@ class _BackupRun:
                     self.chunks_reused += 1
                     self.bytes_dedup += length
                 failpoint("incremental.chunk-reused")
-                if hit.offset == offset and hit.length == length:  # the parent's own: share it
-                    return hit
-                return ChunkRef(offset, length, digest, hit.codec, hit.stored_length)
+                return ChunkRef(offset, length, digest, *hit)
             return self._store_new(buffer, length, digest, offset, give_back)
         except BaseException as exc:
             self.fail(exc)
@@ -403,9 +405,8 @@ class _BackupRun:
         finally:
             with self.lock:
                 if done:
-                    self.known[digest] = ref
-                    if self.deferred is not None:  # one found intact may be a killed run's
-                        self.unsynced.append(digest)
+                    # synced at the end if deferred: one found intact may be a killed run's
+                    self.known.put(bytes.fromhex(digest), codec, stored_length)
                     if existing is None:
                         self.chunks_new += 1
                         self.bytes_stored += stored_length

@@ -17,7 +17,7 @@ is refused before anything runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -326,7 +326,7 @@ class CopyVolume(DataStep, _ReplicaTask):
             "verified": "every chunk hashed as it was written to the target",
         }
 
-    def _stage(self, ref: Source, side: str | None) -> tuple[int, tuple[ChunkRef, ...], int, int]:
+    def _stage(self, ref: Source, side: str | None) -> tuple[int, Sequence[ChunkRef], int, int]:
         assert self.store is not None
         if side == "push":
             codec = self.source.push_codec(DEFAULT_CODEC)
@@ -347,7 +347,7 @@ class CopyVolume(DataStep, _ReplicaTask):
         return size, result.chunks, result.stats.bytes_read, result.stats.bytes_read
 
     def _unstage(
-        self, target: VolumeRef, size: int, chunks: tuple[ChunkRef, ...], side: str | None
+        self, target: VolumeRef, size: int, chunks: Sequence[ChunkRef], side: str | None
     ) -> int:
         assert self.store is not None
         if side == "pull":
