@@ -42,6 +42,7 @@ from taskflow import task
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.encryption_lock import require_still_plain
 from pieceworks.common_algorithms.format.chunk_pipeline import BackupResult, backup_chunks
+from pieceworks.common_algorithms.format.chunk_ranges import coalesce
 from pieceworks.common_algorithms.format.manifest import (
     Manifest,
     known_chunks,
@@ -357,7 +358,13 @@ class TransferChunks(DataStep, _BackupTask):
             extents = self.backend.use(IAllocatedExtents).allocated_extents(ref)
         with closing(driver.open_read(ref)) as reader:
             size = reader.size
+            # by chunk, not by driver extent: the same chunks, without a list as long as
+            # the volume is fragmented held for the whole backup (`coalesce`)
+            if extents is not None:
+                extents = coalesce(extents, size, self.request.chunk_size)
             token, changed = self._changes(ref, parent, size)
+            if changed is not None:
+                changed = coalesce(changed, size, self.request.chunk_size)
             plan = plan_guard(
                 size,
                 self.request.chunk_size,

@@ -32,6 +32,7 @@ from pieceworks.common_algorithms.encryption_lock import (
     require_still_plain,
 )
 from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, restore_chunks
+from pieceworks.common_algorithms.format.chunk_ranges import coalesce
 from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.common_algorithms.format.stream_copy import check_copy, copy_stream
 from pieceworks.common_algorithms.gc.journal import LocalJournal
@@ -336,6 +337,8 @@ class CopyVolume(DataStep, _ReplicaTask):
         if self.source.provides(IAllocatedExtents):
             extents = self.source.use(IAllocatedExtents).allocated_extents(ref)
         with closing(self.source.use(IStreamOut).open_read(ref)) as reader:
+            if extents is not None:  # by chunk: see `coalesce`
+                extents = coalesce(extents, reader.size, self.request.chunk_size)
             result = backup_chunks(
                 reader,
                 self.store.objects,
