@@ -15,21 +15,26 @@ store a keyed HMAC-SHA256 (`pieceworks.protocols.encryption`), both 32
 bytes. Anything else raises `ValueError` (naming the chunk's offset) rather
 than being stored in a form that would not give it back.
 
-Persisted form (`to_json` / `chunk_list_from_json`): a JSON object
-``{"form": "columns", "count": N, "codecs": [name, ...], "offsets": B,
-"lengths": B, "stored_lengths": B, "digests": B, "codec_indexes": B}``
-where each ``B`` is the base64 of a column: 8-byte little-endian unsigned
-ints, 32-byte digests, 1-byte indexes into ``codecs``. The reader also
-accepts the rows form of `pieceworks.protocols.values.chunks_to_json`, which
-results persisted by earlier versions hold.
+Persisted form (`to_json` / `chunk_list_from_json`), about 50 bytes of
+JSON a chunk: a JSON object ``{"form": "columns", "count": N, "codecs":
+[name, ...], "digests": D, "numbers": Z}`` where ``D`` is the base64 of the
+N 32-byte digests one after another, and ``Z`` the base64 of the zlib
+stream of N offset steps (each offset minus the one before, the first minus
+0, modulo 2**64), N lengths and N stored lengths (each an 8-byte
+little-endian unsigned int) and N 1-byte indexes into ``codecs``: the steps
+and lengths of a backup repeat, so they take almost nothing. The reader
+also accepts the rows form of `pieceworks.protocols.values.chunks_to_json`,
+which results persisted by earlier versions hold.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 import sys
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final, overload
@@ -50,6 +55,7 @@ _FORM: Final = "columns"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_CODECS: Final = 256
 _LITTLE = sys.byteorder == "little"
+_U64: Final = (1 << 64) - 1
 
 
 def digest_bytes(digest: object, offset: object = None) -> bytes:
@@ -322,15 +328,20 @@ class ChunkList(Sequence[ChunkRef]):
 
     def to_json(self) -> dict[str, Any]:
         """The persisted form (see the module): a JSON-serialisable dict, base64 columns."""
+        offsets = self._offsets
+        steps = array("Q", [offsets[0]] if offsets else [])
+        steps.extend(map(_step, offsets[1:], offsets))
+        numbers = zlib.compressobj(1)
+        packed = b"".join(
+            numbers.compress(column)
+            for column in (_le(steps), _le(self._lengths), _le(self._stored), self._codecs)
+        )
         return {
             "form": _FORM,
             "count": len(self),
             "codecs": list(self._names),
-            "offsets": _b64(_le(self._offsets)),
-            "lengths": _b64(_le(self._lengths)),
-            "stored_lengths": _b64(_le(self._stored)),
             "digests": _b64(self._digests),
-            "codec_indexes": _b64(self._codecs),
+            "numbers": _b64(packed + numbers.flush()),
         }
 
 
@@ -354,18 +365,36 @@ def chunk_list_from_json(value: object) -> ChunkList:
         or not all(isinstance(n, str) for n in names)
     ):
         raise ValueError(f"chunks: bad codec names {names!r}")
+    digests = _unb64(value, "digests", count * DIGEST_BYTES)
+    packed = _unb64(value, "numbers", None)
+    try:
+        numbers = zlib.decompress(packed)
+    except zlib.error as exc:
+        raise ValueError(f"chunks: numbers are not a zlib stream ({exc})") from None
+    del packed
+    if len(numbers) != 25 * count:
+        raise ValueError(f"chunks: numbers hold {len(numbers)} bytes, expected {25 * count}")
     columns = []
-    for key in ("offsets", "lengths", "stored_lengths"):
-        column = array("Q", _unb64(value, key, count * 8))
+    for k in range(3):
+        column = array("Q", numbers[8 * k * count : 8 * (k + 1) * count])
         if not _LITTLE:
             column.byteswap()
         columns.append(column)
-    digests = _unb64(value, "digests", count * DIGEST_BYTES)
-    codecs = _unb64(value, "codec_indexes", count)
+    codecs = numbers[24 * count :]
+    del numbers
     if codecs and max(codecs) >= len(names):
         raise ValueError("chunks: a codec index beyond the codec names")
-    offsets, lengths, stored = columns
+    steps, lengths, stored = columns
+    offsets = array("Q", itertools.accumulate(steps, _add))
     return ChunkList._of_columns(offsets, lengths, stored, digests, codecs, tuple(names))
+
+
+def _step(offset: int, before: int) -> int:
+    return (offset - before) & _U64
+
+
+def _add(offset: int, step: int) -> int:
+    return (offset + step) & _U64
 
 
 def _le(column: array[int]) -> bytes:
@@ -381,7 +410,7 @@ def _b64(data: bytes | bytearray) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64(value: dict[str, Any], key: str, size: int) -> bytes:
+def _unb64(value: dict[str, Any], key: str, size: int | None) -> bytes:
     raw = value.get(key)
     if not isinstance(raw, str):
         raise ValueError(f"chunks: {key} must be a base64 string")
@@ -389,6 +418,6 @@ def _unb64(value: dict[str, Any], key: str, size: int) -> bytes:
         data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"chunks: {key} is not base64 ({exc})") from None
-    if len(data) != size:
+    if size is not None and len(data) != size:
         raise ValueError(f"chunks: {key} holds {len(data)} bytes, expected {size}")
     return data

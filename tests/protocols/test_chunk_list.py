@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import zlib
 from collections.abc import Sequence
 
 import pytest
@@ -152,11 +154,23 @@ def test_the_persisted_form_round_trips_through_json(count: int) -> None:
 
 
 def test_the_persisted_form_is_small() -> None:
-    """About 76 bytes of JSON a chunk (base64 of 57), where rows took about 100."""
+    """About 50 bytes of JSON a chunk (base64 of the digests, and numbers that repeat
+    compressed), where rows took about 100."""
     listed = ChunkList(refs(1000))
     columns = len(json.dumps(listed.to_json()))
     rows = len(json.dumps(chunks_to_json(listed)))
-    assert columns < 80 * 1000 < rows
+    assert columns < 50 * 1000 and rows > 90 * 1000
+
+
+def test_offsets_in_any_order_round_trip() -> None:
+    """Offset steps are taken modulo 2**64: a list not sorted (or with the largest offsets)
+    reads back the same."""
+    chunks = (
+        ChunkRef((1 << 64) - 1, 1, digest(1), "zstd", 0),
+        ChunkRef(0, 1, digest(2), "zstd", (1 << 64) - 1),
+        ChunkRef(5, 1, digest(3), "zstd", 1),
+    )
+    assert chunk_list_from_json(ChunkList(chunks).to_json()) == chunks
 
 
 def test_the_reader_takes_the_rows_earlier_versions_persisted() -> None:
@@ -180,13 +194,19 @@ def _damaged(edit: str) -> dict[str, object]:
         doc["form"] = "rows"
     elif edit == "codecs":
         doc["codecs"] = "zstd"
+    elif edit == "numbers":
+        doc["numbers"] = base64.b64encode(b"not zlib").decode()
+    elif edit == "numbers short":
+        doc["numbers"] = base64.b64encode(zlib.compress(bytes(50))).decode()
     return doc
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        ("count", "holds 24 bytes, expected 32"),
+        ("count", "digests holds 96 bytes, expected 128"),
+        ("numbers", "numbers are not a zlib stream"),
+        ("numbers short", "numbers hold 50 bytes, expected 75"),
         ("base64", "not base64"),
         ("codec index", "codec index beyond"),
         ("form", "expected a list of rows or a columns object"),
