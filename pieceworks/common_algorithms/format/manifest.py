@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -184,32 +185,45 @@ class Manifest:
 
         The same bytes as the canonical JSON (`_canonical`) of ``{"format",
         "manifest": body, "sha256": sha256 of the body's canonical JSON,
-        "version"}``, made without a second copy of the chunk list: the rows
-        are encoded from the `ChunkList`'s columns `_ROWS_AT_ONCE` at a time,
-        hashed and appended to one growing buffer, so the peak is the encoded
-        manifest once (about 106 bytes a chunk, 28 MB for the 262,144 chunks
-        of 1 TiB in 4 MiB chunks) plus one batch of rows, and then once more
-        for the `bytes` returned (`write_manifest` uses `write_json` and
-        puts the buffer itself).
+        "version"}``; `encoded` says how they are made. This copies them
+        once more into `bytes` (`write_manifest` puts `encoded`'s buffer).
         """
-        out = bytearray()
-        self.write_json(out)
-        return bytes(out)
+        return bytes(self.encoded())
 
-    def write_json(self, out: bytearray) -> None:
-        """Append `to_json`'s bytes to `out` (one buffer: no copy of the whole at the end)."""
+    def encoded(self) -> bytearray:
+        """`to_json`'s bytes in a buffer of exactly their size, filled in place.
+
+        The chunk rows are encoded from the `ChunkList`'s columns
+        `_ROWS_AT_ONCE` at a time and hashed as they come; their length is
+        counted first (`_rows_length`), so the buffer is allocated once and
+        never grows: the peak is the manifest once (about 106 bytes a chunk,
+        28 MB for the 262,144 chunks of 1 TiB in 4 MiB chunks) plus one batch
+        of rows, not a list of rows and the document twice.
+        """
         body = self._body(chunks=_PLACEHOLDER)
         head, found, tail = _canonical(body).partition(_canonical(_PLACEHOLDER))
         assert found, "the chunk rows' placeholder is missing from the manifest's JSON"
-        out += b'{"format":%s,"manifest":' % _canonical(FORMAT_NAME)
+        prefix = b'{"format":%s,"manifest":' % _canonical(FORMAT_NAME)
+        version = _canonical(FORMAT_VERSION)
+        suffix_length = len(b',"sha256":"","version":}') + 64 + len(version)
+        rows = _rows_length(self.chunk_list)
+        out = bytearray(len(prefix) + len(head) + rows + len(tail) + suffix_length)
+        view, end = memoryview(out), 0
+
+        def put(piece: bytes) -> None:
+            nonlocal end
+            view[end : end + len(piece)] = piece
+            end += len(piece)
+
+        put(prefix)
         digest = hashlib.sha256()
-        for piece in (head, *_encoded_rows(self.chunk_list), tail):
+        for piece in itertools.chain((head,), _encoded_rows(self.chunk_list), (tail,)):
             digest.update(piece)
-            out += piece
-        out += b',"sha256":"%s","version":%s}' % (
-            digest.hexdigest().encode(),
-            _canonical(FORMAT_VERSION),
-        )
+            put(piece)
+        put(b',"sha256":"%s","version":%s}' % (digest.hexdigest().encode(), version))
+        view.release()
+        assert end == len(out), "the manifest's length was miscounted"
+        return out
 
     @classmethod
     def from_json(cls, data: bytes | str, name: str = "manifest") -> Manifest:
@@ -329,9 +343,7 @@ def write_manifest(store: IObjectStore, manifest: Manifest) -> None:
     try:
         existing = store.get(key)
     except ObjectNotFound:
-        encoded = bytearray()
-        manifest.write_json(encoded)  # put as it is: no second copy of a large manifest
-        store.put(key, memoryview(encoded))
+        store.put(key, memoryview(manifest.encoded()))  # no second copy of a large manifest
         return
     if _same_backup(existing, manifest, key):
         return
@@ -517,6 +529,27 @@ def _encoded_rows(chunks: ChunkList) -> Iterator[bytes]:
         )
         yield rows if start == 0 else b"," + rows
     yield b"]"
+
+
+def _rows_length(chunks: ChunkList) -> int:
+    """The length of `_encoded_rows`'s bytes, counted from the columns without encoding.
+
+    Each row is ``[o,l,"<64 hex digits>",<codec>,s]``: 72 bytes, the
+    decimal digits of its three ints and its codec's JSON; a comma between
+    rows, brackets around them.
+    """
+    n = len(chunks)
+    if not n:
+        return 2
+    digits = sum(
+        sum(map(len, map(str, column)))
+        for column in (chunks.offsets(), chunks.lengths(), chunks.stored_lengths())
+    )
+    indexes = bytes(chunks.codec_indexes())
+    codecs = sum(
+        len(_canonical(name)) * indexes.count(i) for i, name in enumerate(chunks.codec_names())
+    )
+    return 2 + (n - 1) + 72 * n + digits + codecs
 
 
 def _canonical(obj: object) -> bytes:
