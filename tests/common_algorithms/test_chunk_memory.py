@@ -123,3 +123,25 @@ def test_from_the_transfer_result_to_the_stored_manifest_under_400_bytes_a_chunk
     _, per_chunk = peak_bytes_per_chunk(to_manifest, COUNT)
     assert store.sizes["manifests/b1.json"] > 100 * COUNT  # the manifest was encoded whole
     assert per_chunk < 400, f"{per_chunk:.0f} bytes a chunk"
+
+
+def test_reading_a_manifest_under_200_bytes_a_chunk() -> None:
+    """from_json of a 100,000-chunk manifest (an incremental reads its parent's; restore and
+    verify read theirs): the chunk list and a batch of rows at a time, about 60 bytes a
+    chunk beside the document's bytes (the whole document as JSON values, and its canonical
+    JSON twice to check the sum, took about 600)."""
+    manifest = Manifest(
+        backup_id="b1",
+        volume_id="v",
+        backend="local",
+        size=COUNT << 22,
+        chunk_size=1 << 22,
+        codec="zstd",
+        chunks=_columns(COUNT).build(),
+        created=1.0,
+        strategy="direct-stream",
+    )
+    data = manifest.to_json()
+    read, per_chunk = peak_bytes_per_chunk(lambda: Manifest.from_json(data), COUNT)
+    assert read == manifest
+    assert per_chunk < 200, f"{per_chunk:.0f} bytes a chunk"

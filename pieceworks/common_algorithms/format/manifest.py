@@ -29,6 +29,7 @@ is optional the same way: written only when an enhancer was used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -232,7 +233,18 @@ class Manifest:
         Raise `CorruptionError` (mentioning `name`) if the document is not a
         manifest, its checksum does not match or its content is invalid, and
         `UnknownFormatVersion` for a version this code does not read.
+
+        Memory: the chunk rows are parsed `_ROWS_AT_ONCE`-ish at a time
+        (`_from_json_in_batches`), not as one list of JSON values (about 360
+        bytes a chunk, and its canonical JSON twice more, to check the sum);
+        a document that path does not take is parsed whole, as it always was,
+        so what is accepted and every error stay the same.
         """
+        if isinstance(data, bytes):
+            with contextlib.suppress(*_NOT_THE_FAST_PATH):
+                found = cls._from_json_in_batches(data)
+                if found is not None:
+                    return found
         try:
             doc = json.loads(data, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -288,21 +300,70 @@ class Manifest:
         return body
 
     @classmethod
-    def _from_body(cls, body: Mapping[str, Any]) -> Manifest:
+    def _from_json_in_batches(cls, data: bytes) -> Manifest | None:
+        """`from_json` of a document whose rows parse in batches, or None (parse it whole).
+
+        The rows are the array after the first ``"chunks":[``, up to the
+        first ``]]``; the rest of the document is parsed with a placeholder
+        in their place, which must land as the body's ``chunks``; the rows
+        are parsed in pieces cut at ``],[`` (a cut inside a string leaves a
+        piece that is not JSON); the checksum is computed over the canonical
+        JSON of the body with the rows encoded piece by piece. Anything
+        unexpected (another layout, damage, a row out of place) returns None
+        or raises one of `_NOT_THE_FAST_PATH`, so that the whole-document
+        parse decides, with its own errors.
+        """
+        opening = data.find(_ROWS_KEY)
+        if opening < 0:
+            return None
+        opening += len(_ROWS_KEY) - 1  # the rows' "["
+        if data[opening + 1 : opening + 2] == b"]":
+            closing = opening + 1  # no rows
+        else:
+            closing = data.find(b"]]", opening) + 1
+            if closing <= 0:
+                return None
+        doc = json.loads(
+            data[:opening] + _canonical(_PLACEHOLDER) + data[closing + 1 :],
+            parse_constant=_refuse_constant,
+        )
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+            return None
+        body = doc.get("manifest")
+        if doc.get("version") != FORMAT_VERSION or not isinstance(body, dict):
+            return None
+        if body.get("chunks") != _PLACEHOLDER:
+            return None
+        head, found, tail = _canonical(body).partition(_canonical(_PLACEHOLDER))
+        if not found:
+            return None
+        digest = hashlib.sha256(head)
+        builder = ChunkListBuilder()
+        separator = b"["
+        start = opening + 1
+        while start < closing:
+            cut = data.find(b"],[", start + _ROW_BYTES_AT_ONCE, closing)
+            stop = closing if cut < 0 else cut + 1
+            rows = json.loads(b"[" + data[start:stop] + b"]", parse_constant=_refuse_constant)
+            digest.update(separator + _canonical(rows)[1:-1])
+            separator = b","
+            _add_rows(builder, rows)
+            start = stop + 1
+        digest.update(b"[]" if separator == b"[" else b"]")
+        digest.update(tail)
+        if digest.hexdigest() != doc.get("sha256"):
+            return None
+        return cls._from_body(body, builder.build())
+
+    @classmethod
+    def _from_body(cls, body: Mapping[str, Any], chunks: ChunkList | None = None) -> Manifest:
+        """The manifest of a checked body; `chunks` already read from its rows if given."""
         if list(body["chunk_fields"]) != list(CHUNK_FIELDS):
             raise ValueError(f"unexpected chunk fields {body['chunk_fields']!r}")
-        chunks = ChunkListBuilder()
-        for row in body["chunks"]:
-            if not isinstance(row, list) or len(row) != len(CHUNK_FIELDS):
-                raise ValueError(f"malformed chunk entry {row!r}")
-            offset, length, digest, codec, stored = row
-            if not (_is_int(offset) and _is_int(length) and _is_int(stored)):
-                raise ValueError(f"chunk at offset {offset!r}: offset and lengths must be ints")
-            if stored < 0:
-                raise ValueError(f"chunk at offset {offset} has a negative stored length")
-            if offset < 0 or length < 0:
-                raise ValueError(f"chunk at offset {offset} has a negative offset or length")
-            chunks.add(offset, length, digest, codec, stored)
+        if chunks is None:
+            builder = ChunkListBuilder()
+            _add_rows(builder, body["chunks"])
+            chunks = builder.build()
         return cls(
             backup_id=body["backup_id"],
             volume_id=body["volume_id"],
@@ -310,7 +371,7 @@ class Manifest:
             size=body["size"],
             chunk_size=body["chunk_size"],
             codec=body["codec"],
-            chunks=chunks.build(),
+            chunks=chunks,
             created=body["created"],
             strategy=body["strategy"],
             parent=body["parent"],
@@ -320,6 +381,23 @@ class Manifest:
             labels=body.get("labels", {}),
             enhancers_used=_enhancers_from(body.get("enhancers_used", {})),
         )
+
+
+def _add_rows(builder: ChunkListBuilder, rows: object) -> None:
+    """Append the chunk `rows` of a manifest body; `ValueError` naming the first bad one."""
+    if not isinstance(rows, list):
+        raise ValueError(f"malformed chunk rows {type(rows).__name__}")
+    for row in rows:
+        if not isinstance(row, list) or len(row) != len(CHUNK_FIELDS):
+            raise ValueError(f"malformed chunk entry {row!r}")
+        offset, length, digest, codec, stored = row
+        if not (_is_int(offset) and _is_int(length) and _is_int(stored)):
+            raise ValueError(f"chunk at offset {offset!r}: offset and lengths must be ints")
+        if stored < 0:
+            raise ValueError(f"chunk at offset {offset} has a negative stored length")
+        if offset < 0 or length < 0:
+            raise ValueError(f"chunk at offset {offset} has a negative offset or length")
+        builder.add(offset, length, digest, codec, stored)
 
 
 def manifest_key(backup_id: str) -> str:
@@ -496,6 +574,20 @@ def known_chunks(manifests: Iterable[Manifest]) -> dict[str, ChunkRef]:
 _PLACEHOLDER: Final = "\x00pieceworks-chunk-rows-4f0b8d2c9e6a4c1b"
 #: Chunk rows `_encoded_rows` encodes at a time.
 _ROWS_AT_ONCE: Final = 4096
+#: About the bytes of JSON `_from_json_in_batches` parses at a time (some 4,000 rows).
+_ROW_BYTES_AT_ONCE: Final = 400_000
+#: Where the body's chunk rows start in a manifest's JSON (its keys are sorted: after
+#: ``"chunk_size"``; no string can hold it, a quote in one being escaped).
+_ROWS_KEY: Final = b'"chunks":['
+#: What makes `Manifest._from_json_in_batches` leave a document to the whole parse.
+_NOT_THE_FAST_PATH: Final = (
+    ValueError,
+    TypeError,
+    KeyError,
+    RecursionError,
+    UnicodeDecodeError,
+    OverflowError,
+)
 
 
 def _encoded_rows(chunks: ChunkList) -> Iterator[bytes]:
