@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import itertools
 import re
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from typing import Any, Final, overload
 
 from pieceworks.protocols.values import ChunkRef, chunks_from_json
@@ -45,6 +46,7 @@ __all__ = [
     "DIGEST_BYTES",
     "ChunkList",
     "ChunkListBuilder",
+    "ChunksByOffset",
     "chunk_list_from_json",
     "digest_bytes",
 ]
@@ -320,6 +322,23 @@ class ChunkList(Sequence[ChunkRef]):
         for i in range(len(self)):
             yield digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES].hex()
 
+    def objects(self) -> Iterator[tuple[bytes, str, int, int]]:
+        """``(32-byte digest, codec, stored length, offset)`` of each chunk, in order."""
+        names, digests = self._names, self._digests
+        for i, (codec, stored, offset) in enumerate(
+            zip(self._codecs, self._stored, self._offsets, strict=True)
+        ):
+            yield (
+                bytes(digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES]),
+                names[codec],
+                stored,
+                offset,
+            )
+
+    def by_offset(self) -> ChunksByOffset:
+        """The chunks as a mapping from offset (they must be sorted by it, as a manifest's)."""
+        return ChunksByOffset(self)
+
     def digests_blob(self) -> bytes | bytearray:
         """Every digest's 32 bytes, one after another (read it, never change it)."""
         return self._digests
@@ -343,6 +362,59 @@ class ChunkList(Sequence[ChunkRef]):
             "digests": _b64(self._digests),
             "numbers": _b64(packed + numbers.flush()),
         }
+
+
+class ChunksByOffset(Mapping[int, ChunkRef]):
+    """A `ChunkList` sorted by offset, read as ``{offset: ChunkRef}`` without a dict.
+
+    A lookup bisects the offsets; iterating (keys, items, values) goes in
+    offset order, making one `ChunkRef` at a time. About nothing beyond the
+    list, where a dict of the refs of 262,144 chunks took about 80 MiB.
+    """
+
+    __slots__ = ("_chunks", "_offsets")
+
+    def __init__(self, chunks: ChunkList) -> None:
+        self._chunks = chunks
+        self._offsets = chunks.offsets()
+
+    @property
+    def chunk_list(self) -> ChunkList:
+        """The chunks, in offset order."""
+        return self._chunks
+
+    def __getitem__(self, offset: int) -> ChunkRef:
+        i = bisect.bisect_left(self._offsets, offset)
+        if i < len(self._offsets) and self._offsets[i] == offset:
+            return self._chunks[i]
+        raise KeyError(offset)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._offsets)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def items(self) -> ItemsView[int, ChunkRef]:
+        return _OrderedItems(self)
+
+    def values(self) -> ValuesView[ChunkRef]:
+        return _OrderedValues(self)
+
+
+class _OrderedItems(ItemsView[int, ChunkRef]):
+    _mapping: ChunksByOffset
+
+    def __iter__(self) -> Iterator[tuple[int, ChunkRef]]:
+        for ref in self._mapping.chunk_list:
+            yield ref.offset, ref
+
+
+class _OrderedValues(ValuesView[ChunkRef]):
+    _mapping: ChunksByOffset
+
+    def __iter__(self) -> Iterator[ChunkRef]:
+        return iter(self._mapping.chunk_list)
 
 
 def chunk_list_from_json(value: object) -> ChunkList:

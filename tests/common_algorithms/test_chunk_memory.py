@@ -16,6 +16,9 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import pytest
+
+from pieceworks.common_algorithms.format import backup_pipeline
 from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks
 from pieceworks.common_algorithms.format.manifest import Manifest, write_manifest
 from pieceworks.protocols import ObjectInfo, ObjectNotFound, ObjectStore
@@ -40,20 +43,24 @@ def peak_bytes_per_chunk(make: Callable[[], T], count: int) -> tuple[T, float]:
 
 
 class _Sink(ObjectStore):
-    """Keeps nothing but the size of what is put (so stored objects cost no memory)."""
+    """Keeps nothing but the size of what is put (so stored objects cost no memory), and of
+    chunks only if `chunks` (so that an incremental finds its parent's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, chunks: bool = False) -> None:
         self.sizes: dict[str, int] = {}
+        self.chunks = chunks
 
     def put(self, key: str, data: bytes | memoryview) -> None:
-        if key.startswith("manifests/"):
+        if self.chunks or not key.startswith("chunks/"):
             self.sizes[key] = len(data)
 
     def get(self, key: str) -> bytes:
         raise ObjectNotFound(key)
 
     def head(self, key: str) -> ObjectInfo:
-        raise ObjectNotFound(key)
+        if key not in self.sizes:
+            raise ObjectNotFound(key)
+        return ObjectInfo(key, self.sizes[key], 0.0)
 
     def delete(self, key: str) -> None:
         pass
@@ -86,6 +93,40 @@ def test_the_backup_pipeline_holds_under_150_bytes_a_chunk() -> None:
         lambda: backup_chunks(reader, _Sink(), chunk_size=_Distinct.chunk), COUNT
     )
     assert len(result.chunks) == COUNT and result.stats.chunks_new == COUNT
+    assert per_chunk < 150, f"{per_chunk:.0f} bytes a chunk"
+
+
+def test_an_incremental_holds_under_150_bytes_a_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """backup_chunks of 50,000 chunks with a parent of as many (its chunk list read from
+    its columns, their stored sizes checked in batches): the table of known digests and the
+    new list, about 115 bytes a chunk (the parent's chunks as a dict of ChunkRefs, copied
+    into seeds, with a dict of their keys and one of their sizes, took about 350). The
+    stored sizes are asked 4,096 at a time here, so that the batch, a constant, is small
+    beside 50,000."""
+    monkeypatch.setattr(backup_pipeline, "_SIZES_AT_ONCE", 4096)
+    count = COUNT // 2
+    store = _Sink(chunks=True)
+    full = backup_chunks(_Distinct(count), store, chunk_size=_Distinct.chunk)
+    parent = Manifest(
+        backup_id="b1",
+        volume_id="v",
+        backend="local",
+        size=count * _Distinct.chunk,
+        chunk_size=_Distinct.chunk,
+        codec="zstd",
+        chunks=full.chunks,
+        created=1.0,
+        strategy="direct-stream",
+    )
+    del full
+    result, per_chunk = peak_bytes_per_chunk(
+        lambda: backup_chunks(
+            _Distinct(count), store, chunk_size=_Distinct.chunk, parent=parent, known=parent.chunks
+        ),
+        count,
+    )
+    assert result.stats.chunks_reused == count and result.stats.chunks_new == 0
+    assert result.chunks == parent.chunks
     assert per_chunk < 150, f"{per_chunk:.0f} bytes a chunk"
 
 

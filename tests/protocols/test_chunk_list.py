@@ -14,6 +14,7 @@ from pieceworks.protocols import ChunkRef
 from pieceworks.protocols.chunk_list import (
     ChunkList,
     ChunkListBuilder,
+    ChunksByOffset,
     chunk_list_from_json,
 )
 from pieceworks.protocols.values import chunks_to_json
@@ -225,3 +226,24 @@ def test_malformed_rows_are_a_value_error() -> None:
         chunk_list_from_json([[0, 1, digest(1)]])
     with pytest.raises(ValueError, match="invalid digest"):
         chunk_list_from_json([[0, 1, "xyz", "zstd", 1]])
+
+
+def test_by_offset_is_a_mapping_in_offset_order_without_a_dict() -> None:
+    chunks = refs(50)
+    by_offset = ChunkList(chunks).by_offset()
+    assert isinstance(by_offset, ChunksByOffset) and len(by_offset) == 50
+    assert by_offset == {c.offset: c for c in chunks}
+    assert by_offset[7 * CS] == chunks[7] and by_offset.get(7 * CS + 1) is None
+    assert 0 in by_offset and -1 not in by_offset and 50 * CS not in by_offset
+    assert list(by_offset) == [c.offset for c in chunks]
+    assert list(by_offset.items()) == [(c.offset, c) for c in chunks]
+    assert list(by_offset.values()) == list(chunks)
+    with pytest.raises(KeyError):
+        by_offset[3]
+
+
+def test_objects_gives_what_a_store_holds_per_chunk() -> None:
+    chunks = refs(4)
+    assert list(ChunkList(chunks).objects()) == [
+        (bytes.fromhex(c.digest), c.codec, c.stored_length, c.offset) for c in chunks
+    ]

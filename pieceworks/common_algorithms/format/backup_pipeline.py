@@ -38,7 +38,12 @@ from pieceworks.protocols import (
     VolumeReader,
     stored_sizes,
 )
-from pieceworks.protocols.chunk_list import ChunkList, ChunkListBuilder
+from pieceworks.protocols.chunk_list import (
+    ChunkList,
+    ChunkListBuilder,
+    ChunksByOffset,
+    digest_bytes,
+)
 from pieceworks.protocols.chunks import (
     CODECS,
     DEFAULT_CHUNK_SIZE,
@@ -74,7 +79,7 @@ def backup_chunks(
     parent: Manifest | None = None,
     read_only: Sequence[Extent] | None = None,
     reuse: Mapping[int, ChunkRef] | None = None,
-    known: Mapping[str, ChunkRef] | None = None,
+    known: Mapping[str, ChunkRef] | Sequence[ChunkRef] | None = None,
     threads: int = 2,
     depth: int = 4,
     progress: Progress | None = None,
@@ -101,8 +106,9 @@ def backup_chunks(
 
     How chunks are stored: a chunk whose digest is among the parent's (or
     `reuse`'s) chunks or in `known` (digest -> a `ChunkRef` of an object
-    already stored, e.g. `known_chunks` of other manifests) is not sent
-    again, provided the store still holds its object at the recorded
+    already stored, e.g. `known_chunks` of other manifests; or a sequence of
+    such refs, such as a manifest's `ChunkList`, read from its columns
+    without a dict) is not sent again, provided the store still holds its object at the recorded
     stored size: one batched metadata query (`stored_sizes`) checks them
     all before the first read. One missing, unreadable or of another size
     is not reused: it is read from the source (even outside `read_only`)
@@ -128,6 +134,7 @@ def backup_chunks(
         raise ValueError("give parent or reuse, not both")
     started = time.monotonic()
     size = reader.size
+    parent_chunks: ChunkList | None = None
     if parent is not None:
         if parent.chunk_size == chunk_size and parent.size == size:
             reuse = parent.chunk_map()
@@ -138,20 +145,21 @@ def backup_chunks(
                     parent.backup_id,
                 )
             read_only = None
-            known = {**(known or {}), **{c.digest: c for c in parent.chunks}}
+            parent_chunks = parent.chunk_list
     if read_only is not None and reuse is None:
         raise ValueError("read_only needs parent (or reuse): the chunks of the ranges not read")
-    seeds = dict(known or {})
-    seeds.update((c.digest, c) for c in (reuse or {}).values())
-    damaged = _damaged_seeds(store, seeds)
-    if damaged:
-        for digest in damaged:
-            del seeds[digest]
-        if reuse is not None:
-            lost = [c for c in reuse.values() if c.digest in damaged]
-            reuse = {o: c for o, c in reuse.items() if c.digest not in damaged}
-            if read_only is not None:  # read again what can no longer be taken
-                read_only = [*read_only, *(Extent(c.offset, c.length) for c in lost)]
+    # later sources win for a digest listed twice: known, the parent's, reuse's
+    sources = [s for s in (known, parent_chunks, reuse) if s is not None]
+    damaged = _damaged_seeds(store, sources)
+    seeds = DigestTable()
+    for digest, seed_codec, stored_length, _ in _seeds(sources):
+        if digest.hex() not in damaged:
+            seeds.put(digest, seed_codec, stored_length)
+    if damaged and reuse is not None:
+        lost = [c for c in reuse.values() if c.digest in damaged]
+        reuse = {o: c for o, c in reuse.items() if c.digest not in damaged}
+        if read_only is not None:  # read again what can no longer be taken
+            read_only = [*read_only, *(Extent(c.offset, c.length) for c in lost)]
     plan = _plan(size, chunk_size, extents, read_only, reuse)
     run = _BackupRun(reader, store, codec, chunk_size, size, seeds, threads, depth, cancel)
     run.damaged = damaged
@@ -169,7 +177,7 @@ class _BackupRun:
         codec: str,
         chunk_size: int,
         size: int,
-        known: Mapping[str, ChunkRef],
+        known: DigestTable,
         threads: int,
         depth: int,
         cancel: threading.Event | None,
@@ -181,9 +189,7 @@ class _BackupRun:
         self.lock = threading.Lock()
         # digest -> (codec, stored length) of its stored object, in columns: a dict of
         # hex digests to chunk refs cost about 300 bytes a chunk, 80 MiB at 1 TiB
-        self.known = DigestTable()
-        for digest, ref in known.items():
-            self.known.put(bytes.fromhex(digest), ref.codec, ref.stored_length)
+        self.known = known
         # deferred-sync: every entry put after these (a chunk written or found here) is
         # made durable before returning: `self.known.hex_digests(self.seeded)`
         self.seeded = len(self.known)
@@ -417,30 +423,72 @@ class _BackupRun:
         return ref
 
 
-def _damaged_seeds(store: IObjectStore, seeds: Mapping[str, ChunkRef]) -> frozenset[str]:
-    """Digests of `seeds` whose object is missing, unreadable or not its recorded size.
+#: Seeds whose stored size `_damaged_seeds` asks the store for at a time: about 3 MB of
+#: keys and sizes, and few calls (a store may list a prefix per call: swift_store).
+_SIZES_AT_ONCE = 16384
 
-    One batched metadata query (`stored_sizes`) for them all: a chunk is
+#: Where a backup takes the chunks it may reuse from: a mapping of hex digest to a
+#: chunk ref, or of offset to one (``reuse``), or a sequence of chunk refs.
+_SeedSource = Mapping[str, ChunkRef] | Mapping[int, ChunkRef] | Sequence[ChunkRef]
+
+
+def _seeds(sources: Sequence[_SeedSource]) -> Iterator[tuple[bytes, str, int, int]]:
+    """``(32-byte digest, codec, stored length, offset)`` of each chunk of `sources`.
+
+    A `ChunkList` (or `ChunksByOffset` over one) is read from its columns: no
+    dict, no `ChunkRef` per chunk. A mapping of hex digests is read by its
+    keys; any other mapping or sequence by its refs' digests.
+    """
+    for given in sources:
+        source = given.chunk_list if isinstance(given, ChunksByOffset) else given
+        if isinstance(source, ChunkList):
+            yield from source.objects()
+        elif isinstance(source, Mapping):
+            for key, ref in source.items():
+                digest = key if isinstance(key, str) else ref.digest
+                yield digest_bytes(digest, ref.offset), ref.codec, ref.stored_length, ref.offset
+        else:
+            for ref in source:
+                yield digest_bytes(ref.digest, ref.offset), ref.codec, ref.stored_length, ref.offset
+
+
+def _damaged_seeds(store: IObjectStore, sources: Sequence[_SeedSource]) -> frozenset[str]:
+    """Hex digests of the seeds whose object is missing, unreadable or not its recorded size.
+
+    Batched metadata queries (`stored_sizes`, `_SIZES_AT_ONCE` keys each, so
+    that the keys and sizes held do not grow with the volume): a chunk is
     reused only if the store still holds an object of the size a manifest
     recorded for it. (Damage that keeps the size is found by verify, which
     quarantines the object, so that the next backup stores it again.)
     """
-    if not seeds:
-        return frozenset()
-    keys = {chunk_key(d): d for d in seeds}
-    sizes = stored_sizes(store, keys)
-    damaged = frozenset(d for k, d in keys.items() if sizes.get(k) != seeds[d].stored_length)
-    for digest in sorted(damaged):
-        key, ref = chunk_key(digest), seeds[digest]
-        found = sizes.get(key)
-        log.warning(
-            "chunk %s (offset %d of an earlier backup) is %s in the store; not reusing it: it is"
-            " stored again if this backup still needs it",
-            key,
-            ref.offset,
-            "missing or unreadable" if found is None else f"{found} bytes, not {ref.stored_length}",
-        )
-    return damaged
+    damaged: set[str] = set()
+    batch: list[tuple[str, int, int]] = []
+
+    def check() -> None:
+        sizes = stored_sizes(store, [chunk_key(digest) for digest, _, _ in batch])
+        for digest, stored_length, offset in batch:
+            key = chunk_key(digest)
+            found = sizes.get(key)
+            if found != stored_length and digest not in damaged:
+                damaged.add(digest)
+                log.warning(
+                    "chunk %s (offset %d of an earlier backup) is %s in the store; not reusing"
+                    " it: it is stored again if this backup still needs it",
+                    key,
+                    offset,
+                    "missing or unreadable"
+                    if found is None
+                    else f"{found} bytes, not {stored_length}",
+                )
+        batch.clear()
+
+    for digest, _, stored_length, offset in _seeds(sources):
+        batch.append((digest.hex(), stored_length, offset))
+        if len(batch) >= _SIZES_AT_ONCE:
+            check()
+    if batch:
+        check()
+    return frozenset(damaged)
 
 
 def _plain(buffer: bytearray, length: int) -> memoryview:
@@ -486,18 +534,24 @@ def _plan(
     if read_only is None or reuse is None:
         return ((i, None) for a, b in wanted for i in range(a, b))
     reads = intersect(wanted, index_ranges(read_only, size, chunk_size))
-    reused: list[tuple[int, ChunkRef | None]] = []
-    for offset, ref in sorted(reuse.items()):
-        index = offset // chunk_size
-        if index >= count or not contains(wanted, index) or contains(reads, index):
-            continue
-        expected = min(chunk_size, size - index * chunk_size)
-        if offset % chunk_size or ref.offset != offset or ref.length != expected:
-            raise ValueError(
-                f"parent chunk at offset {offset} (length {ref.length}) does not fit this"
-                f" backup's {chunk_size}-byte chunks of a {size}-byte volume; back up without"
-                " read_only/reuse"
-            )
-        reused.append((index, ref))
+
+    def reused() -> Iterator[tuple[int, ChunkRef | None]]:
+        """The parent's chunks to take, in order, one at a time (a list of them all held
+        a tuple and a ChunkRef per chunk of the volume)."""
+        assert reuse is not None
+        ordered = reuse.items() if isinstance(reuse, ChunksByOffset) else sorted(reuse.items())
+        for offset, ref in ordered:
+            index = offset // chunk_size
+            if index >= count or not contains(wanted, index) or contains(reads, index):
+                continue
+            expected = min(chunk_size, size - index * chunk_size)
+            if offset % chunk_size or ref.offset != offset or ref.length != expected:
+                raise ValueError(
+                    f"parent chunk at offset {offset} (length {ref.length}) does not fit this"
+                    f" backup's {chunk_size}-byte chunks of a {size}-byte volume; back up"
+                    " without read_only/reuse"
+                )
+            yield index, ref
+
     to_read = ((i, None) for a, b in reads for i in range(a, b))
-    return heapq.merge(to_read, reused, key=lambda item: item[0])
+    return heapq.merge(to_read, reused(), key=lambda item: item[0])

@@ -53,7 +53,12 @@ from pieceworks.protocols import (
     TransientError,
     validate_id,
 )
-from pieceworks.protocols.chunk_list import DIGEST_BYTES, ChunkList, ChunkListBuilder
+from pieceworks.protocols.chunk_list import (
+    DIGEST_BYTES,
+    ChunkList,
+    ChunkListBuilder,
+    ChunksByOffset,
+)
 from pieceworks.protocols.chunks import CODECS
 from pieceworks.protocols.values import chunks_to_json
 
@@ -177,9 +182,9 @@ class Manifest:
         """The sha256 of every chunk this backup references."""
         return frozenset(self.chunk_list.hex_digests())
 
-    def chunk_map(self) -> dict[int, ChunkRef]:
-        """Chunks by volume offset: the ``reuse`` argument of an incremental backup."""
-        return {c.offset: c for c in self.chunks}
+    def chunk_map(self) -> ChunksByOffset:
+        """Chunks by volume offset (a `Mapping`, no dict): an incremental's ``reuse``."""
+        return self.chunk_list.by_offset()
 
     def to_json(self) -> bytes:
         """The manifest as compact, self-checksummed JSON (UTF-8 bytes).

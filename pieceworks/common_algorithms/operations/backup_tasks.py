@@ -415,7 +415,7 @@ class TransferChunks(DataStep, _BackupTask):
             extents=extents,
             read_only=changed,
             reuse=parent.chunk_map() if changed is not None and parent else None,
-            known=known_chunks([parent]) if parent else None,
+            known=parent.chunks if parent else None,  # its columns: no dict of refs
             progress=ProgressReporter(self.reporter or self, reader.size),
         )
 
