@@ -547,19 +547,33 @@ def latest_manifest(
 ) -> Manifest | None:
     """The newest readable backup of `volume_id` (of `backend` only, if given), or None.
 
-    Manifests that cannot be read are skipped with a warning: an
-    incremental then builds on the newest one it can read (every chunk it
-    reuses is checked in the store anyway).
+    Newest: the greatest ``(created, backup_id)``, as `scan_manifests` orders
+    them. Manifests are read one at a time and only the newest so far is
+    kept (not every manifest of the store at once: at 57 bytes a chunk, a
+    store of many large backups). Manifests that cannot be read are skipped
+    with a warning: an incremental then builds on the newest one it can read
+    (every chunk it reuses is checked in the store anyway).
     """
-    scan = scan_manifests(store)
-    for bad in scan.unreadable:
-        log.warning("skipping manifest %s, which cannot be read: %s", bad.key, bad.reason)
-    found = [
-        m
-        for m in scan.manifests
-        if m.volume_id == volume_id and (backend is None or m.backend == backend)
-    ]
-    return found[-1] if found else None
+    newest: Manifest | None = None
+    for backup_id in list_backup_ids(store):
+        try:
+            manifest = read_manifest(store, backup_id)
+        except BackupNotFound:  # deleted while we listed
+            continue
+        except TransientError:
+            raise
+        except (CorruptionError, UnknownFormatVersion, BackendError) as exc:
+            key = manifest_key(backup_id)
+            log.warning("skipping manifest %s, which cannot be read: %s", key, exc)
+            continue
+        if manifest.volume_id != volume_id or (backend is not None and manifest.backend != backend):
+            continue
+        if newest is None or (manifest.created, manifest.backup_id) > (
+            newest.created,
+            newest.backup_id,
+        ):
+            newest = manifest
+    return newest
 
 
 def known_chunks(manifests: Iterable[Manifest]) -> dict[str, ChunkRef]:
