@@ -196,9 +196,13 @@ class PieceworksConductor(BlockingConductor):
             raise _NotBuilt(text) from exc
         guarded.guard_tasks(iter_tasks(flow))
         if self._dispatcher is not None:
+            dispatcher = self._dispatcher
+            for_job = getattr(dispatcher, "for_job", None)  # a WorkerDispatcher's
+            if callable(for_job):
+                dispatcher = for_job(job.uuid)
             for node in iter_tasks(flow):
                 if isinstance(node, DataStep):
-                    node.dispatcher = self._dispatcher
+                    node.dispatcher = dispatcher
         store: dict[str, Any] = {}
         store.update((flow_detail.meta or {}).get("store", {}))
         store.update((job.details or {}).get("store", {}))

@@ -30,6 +30,7 @@ strategy would meet the same worker). See docs/scale.md, rolling upgrades.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import secrets
@@ -103,6 +104,19 @@ class WorkerDispatcher:
     def _event(self, **event: Any) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+    def for_job(self, job_id: str) -> WorkerDispatcher:
+        """This dispatcher for the steps of job `job_id`: its events name the job (``job``).
+
+        Every other conductor event (``claimed``, ``atom``, ``consumed``...)
+        names its job; without it, a ``placed`` or ``lost`` event was told
+        from another job's only by its atom name.
+        """
+        view = copy.copy(self)
+        outer = self.on_event
+        if outer is not None:
+            view.on_event = lambda event: outer({**event, "job": job_id})
+        return view
 
     def run(
         self,

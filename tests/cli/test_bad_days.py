@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,54 @@ def test_prune_and_check_leave_files_that_are_no_chunk_objects_alone(
     assert done.json()["chunks_deleted"] == 1, done
     assert all(s.read_bytes() == b"not a chunk" for s in strays)
     assert not orphan.exists()
+
+
+@pytest.fixture
+def read_only_store(home: Path, tmp_path: Path) -> Iterator[Path]:
+    """`home`'s store (one backup of vol-1 in it) on a file system mounted read-only.
+
+    Yields the configuration file naming it (store ``local``, backend ``local``).
+    """
+    from tests.support.backups import make_backup  # noqa: PLC0415
+
+    make_backup(home, "vol-1", seed=5)
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
+    try:
+        shutil.copytree(home / "backups", mount / "store")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        config = tmp_path / "ro.toml"
+        config.write_text(
+            f'[backends.local]\ndriver = "file"\npath = "{home / "volumes"}"\n'
+            f'[stores.local]\ndriver = "posix"\npath = "{mount / "store"}"\n'
+            '[engine]\npersistence = "memory://"\n'
+        )
+        yield config
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("how", ["to-file", "to-volume", "check"])
+def test_a_store_on_a_read_only_file_system_can_be_restored_and_checked(
+    run: Callable[..., Result],
+    env: dict[str, str],
+    home: Path,
+    tmp_path: Path,
+    read_only_store: Path,
+    how: str,
+) -> None:
+    """A backup disk mounted read-only (or remounted so after errors) could not be
+    restored from: 'cannot write .../leases/read.<token>: Read-only file system'."""
+    [backup_id] = [p.stem for p in (home / "backups" / "manifests").iterdir()]
+    args = {
+        "to-file": ["restore", backup_id, "--to-file", str(tmp_path / "image")],
+        "to-volume": ["restore", backup_id, "--volume", "vol-1-again"],
+        "check": ["check", "--read-data-subset", "100%"],
+    }[how]
+    done = run(*args, env={**env, "PIECEWORKS_CONFIG": str(read_only_store)})
+    assert done.code == ExitCode.OK, done
+    assert "read-only file system" in done.err and "without a read lease" in done.err, done
+    restored = {"to-file": tmp_path / "image", "to-volume": home / "volumes" / "vol-1-again"}
+    if how in restored:
+        assert restored[how].read_bytes() == (home / "volumes" / "vol-1").read_bytes()

@@ -51,11 +51,21 @@ from pieceworks.common_algorithms.inspect.check import Subset
 from pieceworks.common_algorithms.operations import restore as restore_module
 from pieceworks.common_algorithms.operations.copy import copy_backups
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.protocols import BackupNotFound, ChunkRef, InvalidName, StoreSpec, VolumeRef
+from pieceworks.protocols import (
+    BackendError,
+    BackupNotFound,
+    ChunkRef,
+    InvalidName,
+    StoreSpec,
+    VolumeRef,
+)
 from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.owner import Owner
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, run_with_store
 from tests.support.drivers import OffloadFileDriver
+
+#: A chunk object no backup references (collection removes only chunk-shaped keys).
+ORPHAN = "chunks/aa/" + "a" * 64
 
 
 class RecordingStore(PosixStore):
@@ -188,11 +198,11 @@ def test_a_read_lease_is_removed_on_failure_and_on_ctrl_c(
 def test_a_live_read_lease_defers_collection_and_says_so(tmp_path: Path) -> None:
     """deferred, no backup named as being written, the blocking lease of kind read."""
     store = PosixStore(tmp_path / "s", durable=False)
-    store.put("chunks/aa/orphan", b"x")
+    store.put(ORPHAN, b"x")
     with read_lease(store, "restore", ["bk-7"]):
         report = collect_garbage(store)
     assert report.deferred and report.deferred_by == () and report.chunks_deleted == 0
-    assert store.exists("chunks/aa/orphan")
+    assert store.exists(ORPHAN)
     (blocker,) = report.blockers
     assert blocker.lease_kind == "read" and blocker.state == "alive"
     assert report.describe_blockers().startswith(
@@ -366,7 +376,7 @@ def test_a_killed_readers_lease_blocks_no_collection(tmp_path: Path) -> None:
     """SIGKILLed holding its lease (no cleanup runs): gc sees the owner dead at once,
     collects, and removes the lease."""
     store = PosixStore(tmp_path / "s", durable=False)
-    store.put("chunks/aa/orphan", b"x")
+    store.put(ORPHAN, b"x")
     killed = _child(
         "import os, signal\n"
         "lease = ReadLease(store, 'restore', ['bk-1']).acquire()\n"
@@ -498,3 +508,32 @@ def test_a_collector_of_an_earlier_version_sees_a_read_lease_as_a_live_lease(
         assert [m.key for m in live] == [lease.key] and stale == []
         body = json.loads(store.get(lease.key))
         assert Owner.from_dict(body) == Owner.current(lease.token)
+
+
+class _UnwritableStore(PosixStore):
+    """A POSIX store whose writes fail with `error` (an errno), as a read-only mount's do."""
+
+    def __init__(self, root: Path, error: int) -> None:
+        super().__init__(root)
+        self.error = error
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        try:
+            raise OSError(self.error, os.strerror(self.error), key)
+        except OSError as exc:
+            raise BackendError(f"cannot write {key!r}: {exc.strerror}") from exc
+
+
+def test_a_read_only_store_is_read_without_a_lease_and_no_other_failure_is(
+    tmp_path: Path,
+) -> None:
+    """EROFS: the reader goes on unleased (nothing to release); EACCES still fails."""
+    import errno  # noqa: PLC0415
+
+    with read_lease(_UnwritableStore(tmp_path / "ro", errno.EROFS), "restore", ["bk-1"]) as held:
+        assert held.unleased
+    with (
+        pytest.raises(BackendError, match="Permission denied"),
+        read_lease(_UnwritableStore(tmp_path / "acl", errno.EACCES), "check"),
+    ):
+        pass

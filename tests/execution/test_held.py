@@ -163,15 +163,6 @@ def test_recover_with_a_jobboard_out_of_reach_removes_nothing(board: Board, tmp_
     assert [*store.list("leases/")] == ["leases/bk-1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a resumed job's transfer re-writes the dead conductor's lease without waiting for a"
-        " running collector (gc.leases.lease_renewed, unlike Lease.acquire), and the collector"
-        " then deletes the chunks the resumed run counted as stored, and the lease itself"
-        " (collection.py: stale_keys); reported to the owners of gc/"
-    ),
-)
 def test_a_prune_running_when_a_job_resumes_leaves_its_backup_whole(
     board: Board, tmp_path: Path
 ) -> None:

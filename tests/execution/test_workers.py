@@ -141,8 +141,8 @@ def test_the_transfer_runs_in_the_worker_process(board: Board, tmp_path: Path) -
     assert worker_read >= result["bytes_read"], (worker_read, cond_read)
     assert worker_wrote >= result["bytes_stored"], (worker_wrote, cond_wrote)
     assert cond_read < size // 4 and cond_wrote < size // 8, (cond_read, cond_wrote)
-    placed = [(e["event"], e["atom"]) for e in events(path) if "backend" in e]
-    assert placed == [("placed", f"backup-{result['backup_id']}.transfer-chunks")]
+    placed = [(e["event"], e["atom"], e.get("job")) for e in events(path) if "backend" in e]
+    assert placed == [("placed", f"backup-{result['backup_id']}.transfer-chunks", job.job_uuid)]
 
     # The restore's write runs on the worker too, and gives the volume back byte for byte.
     w2 = io(worker.pid)

@@ -15,6 +15,7 @@ count it.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli.commands._select import add_filter_options, label_filters
@@ -57,10 +58,12 @@ _RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -2
+    """``--keep-X N``: ASCII digits (``-1`` for all), spaces around allowed.
+
+    Python's `int` also took ``1_0`` (10) and other scripts' digits (``٣``: 3).
+    """
+    stripped = text.strip()
+    value = int(stripped) if re.fullmatch(r"-?[0-9]+", stripped, re.ASCII) else -2
     if value < -1:
         raise argparse.ArgumentTypeError(
             f"invalid count {text!r}: a whole number >= 0, or -1 for all"

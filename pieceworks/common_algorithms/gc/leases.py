@@ -55,6 +55,7 @@ from pieceworks.common_algorithms.gc.markers import (
     _body,
     _Heartbeat,
     _put_if_absent,
+    _ttl,
     _wait_for_collectors,
     marker_body,
     put_marker,
@@ -287,8 +288,26 @@ def lease_renewed(
     For a step of a longer operation that holds the lease across steps: it
     re-writes the lease at once (this process becomes its owner, as a
     resumed run's does) and every `every` seconds, so it never looks stale.
+
+    Before the block it also waits, as `Lease.acquire` does, until no live
+    collector remains (`GCLockTimeout` after `DEFAULT_WAIT_TIMEOUT`), then
+    writes the lease again: a run resumed after its owner died finds its
+    lease stale, and a collection that started meanwhile may be removing
+    the chunks the dead owner stored, and then that lease. Without the
+    wait the resumed step counted those chunks as stored while they went,
+    and its backup lacked them. After it, what the collector removed is
+    stored again by the step (content addressing finds it missing).
     """
     renew_lease(store, backup_id, token)
+    _wait_for_collectors(
+        store,
+        lease_key(backup_id),
+        f"backup {backup_id!r}",
+        ttl=_ttl(None),
+        wait_timeout=DEFAULT_WAIT_TIMEOUT,
+        poll_interval=1.0,
+    )
+    renew_lease(store, backup_id, token)  # a collector removes the stale lease it saw
     beat = _Heartbeat(lambda: renew_lease(store, backup_id, token), every, f"lease {backup_id}")
     try:
         yield

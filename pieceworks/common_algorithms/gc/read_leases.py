@@ -15,6 +15,7 @@ are every marker's (`pieceworks.common_algorithms.gc.markers`).
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 from collections.abc import Iterable
 from typing import Self
@@ -31,6 +32,7 @@ from pieceworks.common_algorithms.gc.markers import (
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     IObjectStore,
+    PieceworksError,
     validate_id,
 )
 
@@ -80,7 +82,17 @@ class ReadLease(HeldMarker):
     then (`release_held_read_leases`); one of a killed process is stale at
     once on its host and after `stale_after` seconds elsewhere, so it blocks
     no collection for longer.
+
+    A store on a read-only file system (a backup disk mounted read-only, one
+    the kernel remounted read-only after errors) takes no lease: the reader
+    goes on without one (`unleased`), with a warning. Nothing can collect
+    garbage through that mount; a collector writing the same store through
+    another mount is not deferred, and the worst it does is make a chunk
+    missing, which the reader reports (never wrong data).
     """
+
+    #: Whether the store could not take the lease because it is read-only.
+    unleased = False
 
     def __init__(
         self,
@@ -112,6 +124,8 @@ class ReadLease(HeldMarker):
 
     def renew(self) -> None:
         """Write (or re-write) the lease, so that it does not go stale."""
+        if self.unleased:
+            return
         self.store.put(
             self.key,
             marker_body(
@@ -132,7 +146,19 @@ class ReadLease(HeldMarker):
         """
         _held.add(self)
         try:
-            self.renew()
+            try:
+                self.renew()
+            except PieceworksError as exc:
+                if not _read_only(exc):
+                    raise
+                log.warning(
+                    "the store is on a read-only file system: %s reads it without a read"
+                    " lease (no garbage collection can run through this mount)",
+                    self._what(),
+                )
+                self.unleased = True
+                _held.discard(self)
+                return self
             failpoint("read.lease-written")
             self.stale_locks = _wait_for_collectors(
                 self.store,
@@ -150,12 +176,24 @@ class ReadLease(HeldMarker):
     def release(self) -> None:
         """Stop renewing and remove the lease if it is still this reader's. Idempotent."""
         _held.discard(self)
+        if self.unleased:
+            return
         super().release()
 
     def __enter__(self) -> Self:
         super().__enter__()
         failpoint("read.lease-taken")
         return self
+
+
+def _read_only(exc: BaseException) -> bool:
+    """Whether `exc` was caused by a read-only file system (``EROFS``)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.EROFS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def read_lease(

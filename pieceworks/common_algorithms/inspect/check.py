@@ -72,13 +72,13 @@ class Subset:
 def parse_subset(text: str) -> Subset:
     """``N/M`` (1 <= N <= M <= 256) or ``P%`` (0 < P <= 100); `ValueError` otherwise."""
     spec = text.strip()
-    bucket = re.fullmatch(r"(\d+)/(\d+)", spec)
+    bucket = re.fullmatch(r"(\d+)/(\d+)", spec, re.ASCII)  # not other scripts' digits
     if bucket:
         n, m = int(bucket.group(1)), int(bucket.group(2))
         if not 1 <= n <= m <= 256:
             raise ValueError(f"invalid subset {text!r}: N/M needs 1 <= N <= M <= 256")
         return Subset(n=n, m=m)
-    pct = re.fullmatch(r"(\d+(?:\.\d+)?)%", spec)
+    pct = re.fullmatch(r"(\d+(?:\.\d+)?)%", spec, re.ASCII)
     if pct:
         value = float(pct.group(1))
         if not 0 < value <= 100:

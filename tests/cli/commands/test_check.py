@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import without_dac_override
+from tests.cli.conftest import Call, without_dac_override
 from tests.support.backups import make_backup
 
 
@@ -35,3 +37,11 @@ def test_an_unreadable_chunk_is_a_problem_of_the_summary_not_the_end_of_the_chec
     assert "Permission denied" in problem["detail"] and problem["backup_ids"] == [made.backup_id]
     error = json.loads(done.err.strip().splitlines()[-1])
     assert error["reference"] == "check-problems", error
+
+
+@pytest.mark.parametrize("subset", ["\uff11/\uff12", "\uff150%", "1/\u0663"])
+def test_a_subset_of_other_than_ascii_digits_is_a_usage_error(call: Call, subset: str) -> None:
+    """``--read-data-subset`` with fullwidth 1/2 was read as 1/2 (a regular expression's \\d)."""
+    done = call("check", "--read-data-subset", subset)
+    assert done.code == ExitCode.USAGE, done
+    assert f"invalid subset {subset!r}" in done.err, done

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pieceworks.cli.exit_codes import ExitCode
 from tests.cli.conftest import Call, Run
 from tests.support.backups import make_backup, other_backend_backup, two_backends_config
@@ -56,3 +58,11 @@ def test_forget_keeps_each_backends_volume_apart_even_under_one_name(
     assert "volume db (backend other): keep 1, remove 0" in text.out, text
     listed = run("list", "--json", env=two).json()
     assert sorted(r["backup_id"] for r in listed) == sorted([ours, theirs])
+
+
+@pytest.mark.parametrize("count", ["1_0", "\u0663", "\uff13", "+-1", "1.0", ""])
+def test_a_count_of_other_than_ascii_digits_is_a_usage_error(call: Call, count: str) -> None:
+    """``--keep-last 1_0`` kept 10 backups, an Arabic-Indic 3 three (Python's int)."""
+    done = call("forget", "--keep-last", count, "--dry-run")
+    assert done.code == ExitCode.USAGE, done
+    assert f"invalid count {count!r}" in done.err, done
