@@ -119,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"slope {slope * 1000:.2f} MiB per 1,000 chunks ({slope * 2**20:.0f} bytes per chunk)")
     kind = "incremental" if args.incremental else "full"
     print(
-        f"projected peak RSS of a {kind} backup of {TIB_CHUNKS:,} chunks (1 TiB, 4 MiB chunks):"
-        f" {projected:.0f} MiB"
+        f"projected peak RSS of {'an' if args.incremental else 'a'} {kind} backup of"
+        f" {TIB_CHUNKS:,} chunks (1 TiB, 4 MiB chunks): {projected:.0f} MiB"
     )
     if args.json:
         report = {
