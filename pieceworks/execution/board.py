@@ -138,6 +138,10 @@ class LeasedRedisJobBoard(RedisJobBoard):
     that another claimer took over (this process stalled for longer than the
     expiry) is given up and logged, never renewed on another owner's behalf;
     one that lapsed with nobody else claiming it is claimed again (`holds`).
+    A claim held under this claimer's name that this process did not make
+    (the claim of an earlier run of a conductor restarted under the same
+    name) is never claimed, which would renew it: it is left to expire.
+    Claims go by name, so two live conductors must not share one.
 
     `on_claim(job, who)` is called after each claim; `before_claim(job)`
     before, and may refuse the claim by raising `UnclaimableJob`;
@@ -175,6 +179,17 @@ class LeasedRedisJobBoard(RedisJobBoard):
         """
         if self._before_claim is not None:
             self._before_claim(job)
+        with self._held_lock:
+            ours = job.uuid in self._held
+        if not ours and self.owner_of(job) == who:
+            # TaskFlow's claim script renews a claim held under the same name and only
+            # then reports "already claimed": a conductor restarted under its old name
+            # after a crash (SIGKILL, a host reboot) kept its dead predecessor's claim
+            # alive at every poll, and the job was never resumed. Leave it to expire.
+            raise UnclaimableJob(
+                f"job {job.uuid} is claimed under this conductor's name {who!r} by another"
+                " process (an earlier run of this conductor?): left until that claim expires"
+            )
         self._claim(job, who, expiry)
         if self._on_claim is not None:
             self._on_claim(job, who)

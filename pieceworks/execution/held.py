@@ -16,7 +16,9 @@ So a marker belongs to a job still on the board (``UNCLAIMED`` or
 name (``backup-<backup id>``, ``replicate-<operation id>``), a lease's
 ``id`` the backup id of a job named ``backup-<backup id>``. `JobHeldStore`
 is a view of a store that hides those markers from `list`, so recover never
-sees them, and remembers each one for the report. Once the job has left the
+sees them, and remembers each one for the report; `JobHeldJournal` does the
+same for this host's local journal (``$PIECEWORKS_HOME/journal``: a
+replication job without a store journals its snapshot there). Once the job has left the
 board (it ended, or was cancelled) its leftovers are recovered as usual.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from typing import Any, Final
 from zope.interface import implementer
 
 from pieceworks.common_algorithms.backend import Store
+from pieceworks.common_algorithms.gc.journal import JournalFile, LocalJournal
 from pieceworks.common_algorithms.gc.markers import LEASE_PREFIX, RUN_PREFIX
 from pieceworks.common_algorithms.runner import open_persistence
 from pieceworks.execution.board import JobboardConf, connected_board, jobboard_conf
@@ -40,6 +44,7 @@ from pieceworks.protocols import IObjectStore, ObjectInfo, ObjectNotFound
 __all__ = [
     "BoardJob",
     "HeldMarker",
+    "JobHeldJournal",
     "JobHeldStore",
     "holding_job",
     "jobs_on_board",
@@ -176,3 +181,28 @@ def without_held(store: Store, jobs: Mapping[str, BoardJob]) -> tuple[Store, Job
     seen = copy.copy(store)
     object.__setattr__(seen, "objects", view)  # frozen dataclass: see the docstring
     return seen, view
+
+
+class JobHeldJournal(LocalJournal):
+    """A `LocalJournal` whose `scan` leaves out the journals of jobs on the board.
+
+    `held` lists what was left out (``kind`` ``run-journal``, the file name
+    as ``key``).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], jobs: Mapping[str, BoardJob]) -> None:
+        super().__init__(directory)
+        self.jobs = jobs
+        self.held: list[HeldMarker] = []
+
+    def scan(self) -> Iterator[JournalFile]:
+        for found in super().scan():
+            try:
+                body = json.loads(found.path.read_text())
+            except (OSError, ValueError):
+                body = None  # gone meanwhile, or unreadable: recover judges it
+            job = holding_job(body, self.jobs)
+            if job is None:
+                yield found
+            else:
+                self.held.append(HeldMarker(found.path.name, "run-journal", job))

@@ -227,3 +227,37 @@ def test_two_runs_with_one_backup_id_the_second_refused_the_first_intact(
     assert volume_sha(file_backend.driver, "copy") == sha(data)  # type: ignore[arg-type]
     assert list(store.objects.list("leases/")) == list(store.objects.list("runs/")) == []
     assert not any(snapshots.iterdir())
+
+
+def test_a_stale_lease_written_again_during_a_collection_is_kept(tmp_path: Path) -> None:
+    """A collector removed, at its end, every lease it had found stale at its start, even
+    one its owner had written again meanwhile (a resumed run, a remote owner renewing
+    after a pause): that run then wrote chunks with no lease to defer the next collector."""
+    from pieceworks.common_algorithms.gc.leases import renew_lease  # noqa: PLC0415
+
+    store = PosixStore(tmp_path / "store", durable=False)
+    done = run_with_store(
+        "from pieceworks.common_algorithms.gc.collection import acquire_lease\n"
+        "print(acquire_lease(store, 'resumed').token)\n",
+        tmp_path / "store",
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    orphan = "chunks/aa/" + "a" * 64
+    store.put(orphan, b"x")
+    failpoints.configure("gc.chunk-deleted=sleep:1500")
+    try:
+        reports: list[object] = []
+        collector = threading.Thread(target=lambda: reports.append(collect_garbage(store)))
+        collector.start()
+        deadline = time.monotonic() + 30
+        while store.exists(orphan):  # the collector sleeps after its first deletion
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        renew_lease(store, "resumed", token)  # this process resumes the dead run
+        collector.join(60)
+    finally:
+        failpoints.configure("")
+    assert [getattr(r, "stale_markers", None) for r in reports] == [(lease_key("resumed"),)]
+    lease = json.loads(store.get(lease_key("resumed")))
+    assert lease["token"] == token and lease["pid"] == os.getpid()

@@ -24,13 +24,15 @@ def _transfer(backend: Backend, store: Store, backup_id: str) -> dict[str, Any]:
     step = TransferChunks(backend, store, request, f"backup-{backup_id}")
     lease = acquire_lease(store.objects, backup_id)
     source: dict[str, str | None] = {"volume_id": "vol-1", "snapshot_id": None}
-    return step.execute({"strategy": "direct-stream"}, source, {"token": lease.token})
+    out = step.execute({"strategy": "direct-stream"}, source, {"token": lease.token})
+    return {**out, "_token": lease.token}  # the lease WriteManifest renews (taken out there)
 
 
 def _write(backend: Backend, store: Store, backup_id: str, transfer: dict[str, Any]) -> None:
     request = BackupRequest("vol-1", chunk_size=CHUNK, backup_id=backup_id)
     step = WriteManifest(backend, store, request, f"backup-{backup_id}")
-    step.execute({"strategy": "direct-stream"}, transfer)
+    token = transfer.pop("_token", None) or acquire_lease(store.objects, backup_id).token
+    step.execute({"strategy": "direct-stream"}, transfer, {"token": token})
 
 
 def test_the_transfer_result_is_json_and_compact(file_backend: Backend, store: Store) -> None:
@@ -52,6 +54,7 @@ def test_a_transfer_result_persisted_as_rows_still_writes_its_manifest(
     put_volume(file_backend, "vol-1", mixed_data())
     transfer = _transfer(file_backend, store, "b1")
     rows = {**transfer, "chunks": chunks_to_json(chunk_list_from_json(transfer["chunks"]))}
+    del rows["_token"]  # b2 takes a lease of its own
     _write(file_backend, store, "b1", json.loads(json.dumps(transfer)))
     _write(file_backend, store, "b2", json.loads(json.dumps(rows)))
     one, two = read_manifest(store.objects, "b1"), read_manifest(store.objects, "b2")

@@ -54,12 +54,16 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
     """Recover every configured store and backend; exit 1 if a removal failed."""
     from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.recover import (  # noqa: PLC0415
-        LocalJournal,
         RecoverItem,
         RecoverOutcome,
         recover,
     )
-    from pieceworks.execution.held import BoardJob, jobs_on_board, without_held  # noqa: PLC0415
+    from pieceworks.execution.held import (  # noqa: PLC0415
+        BoardJob,
+        JobHeldJournal,
+        jobs_on_board,
+        without_held,
+    )
     from pieceworks.protocols import PieceworksError  # noqa: PLC0415
 
     # What jobs on the board hold is looked up first: if the board cannot be read,
@@ -86,11 +90,14 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
             unopened.append(RecoverItem("backend", name, name, "failed", f"cannot open it: {exc}"))
     seen = [without_held(s, on_board) for s in stores]
     stores = [s for s, _ in seen]
-    journal = LocalJournal(ctx.config.home / "journal")
+    journal = JobHeldJournal(ctx.config.home / "journal", on_board)
     with signals_ignored():
         done = recover(stores, backends, dry_run=args.dry_run, journals=[journal])
     held = [
         RecoverItem(h.kind, s.name, h.key, "kept", h.reason) for s, view in seen for h in view.held
+    ]
+    held += [
+        RecoverItem(h.kind, str(journal.directory), h.key, "kept", h.reason) for h in journal.held
     ]
     outcome = RecoverOutcome((*unopened, *held, *done.items), done.dry_run)
     ctx.out.data(outcome.to_dict())
