@@ -150,6 +150,10 @@ class Owner:
             return Liveness.DEAD  # the pid now belongs to another process
         return Liveness.ALIVE
 
+    def same_process(self, other: Owner) -> bool:
+        """Whether `other` is the very process this owner is (host, pid and start time)."""
+        return (self.host, self.pid, self.start) == (other.host, other.pid, other.start)
+
     def describe(self) -> str:
         """``host H pid P`` for messages."""
         return f"host {self.host} pid {self.pid}"

@@ -128,6 +128,10 @@ def test_restore_onto_a_block_device_writes_holes_as_zeros(
     with open(device, "rb") as f:
         assert f.read(len(data)) == data
     assert backing.read_bytes()[len(data) :] == b"\xaa" * (1024 * KiB - len(data))
+    # The holes were written (as zeros): bytes_written counted the data only.
+    assert result.json()["bytes_written"] == len(data), result
+    text = run("restore", done.backup_id, "--to-file", device, "--overwrite")
+    assert "written   576.0 KiB (320.0 KiB of data, holes written as zeros)" in text.out, text
 
 
 @pytest.fixture

@@ -29,10 +29,13 @@ from pieceworks.common_algorithms.gc.collection import (
     lease_renewed,
     release_lease,
 )
+from pieceworks.common_algorithms.gc.leases import reclaim_lease
+from pieceworks.common_algorithms.gc.markers import put_marker
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import BackupNotFound, CorruptionError, VolumeRef
 from pieceworks.protocols.chunks import chunk_key, encode_chunk
+from pieceworks.protocols.owner import Owner
 
 CS = 64 * 1024
 
@@ -328,3 +331,43 @@ def test_a_lease_held_across_steps_is_renewed_while_a_step_runs(tmp_path: Path) 
     assert json.loads(store.get("leases/bk-long"))["token"] == token
     release_lease(store, "bk-long", token)
     assert not store.exists("leases/bk-long")
+
+
+# -- a run resumed by another process (a conductor taking over a job) --------------------
+
+
+def test_reclaiming_a_lease_this_process_holds_writes_nothing(store: PosixStore) -> None:
+    """The common case, a step after `acquire_lease` in the same process: no wait, no write."""
+    token = acquire_lease(store, "bk-own").token
+    before = store.get("leases/bk-own")
+    assert reclaim_lease(store, "bk-own", token, wait_timeout=0) is False
+    assert store.get("leases/bk-own") == before
+
+
+@pytest.mark.timeout(30)
+def test_a_resumed_step_takes_the_dead_runs_lease_and_waits_for_a_live_collector(
+    store: PosixStore,
+) -> None:
+    """A dead process's lease (a killed conductor's) is taken back, then collectors waited out.
+
+    While its holder was dead a collector may have started and still be
+    deleting: the resumed step must wait for it like a new backup, or it
+    counts on chunks being deleted under it (`lease_renewed` did not wait).
+    """
+    dead = Owner(Owner.current().host, 2**22 + 7, 1, None, "deadbeef0000")
+    put_marker(store, "leases/bk-r", "lease", "bk-r", dead, time.time())
+    lock = put_gc_lock(store)
+    with (
+        pytest.raises(GCLockTimeout, match=r"backup 'bk-r' waited .* locks/gc\.test"),
+        lease_renewed(store, "bk-r", "deadbeef0000", wait_timeout=0.3, poll_interval=0.05),
+    ):
+        pytest.fail("the resumed step must not run while a collector holds its lock")
+    held = Owner.from_dict(json.loads(store.get("leases/bk-r")))
+    assert held is not None and held.same_process(Owner.current())  # ours now: revert removes it
+    store.delete(lock)
+    with lease_renewed(store, "bk-r", "deadbeef0000", wait_timeout=0) as resumed:
+        assert resumed is False  # this process holds it now
+    store.delete("leases/bk-r")
+    with lease_renewed(store, "bk-r", "deadbeef0000", wait_timeout=0) as resumed:
+        assert resumed is True  # removed meanwhile (by a collector or recover): written again
+    assert store.exists("leases/bk-r")

@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.execution import atom_states, post_replicate, wait_for
+from pieceworks.execution import JobFailed, atom_states, post_replicate, wait_for
 from pieceworks.execution.held import BoardJob, JobHeldStore, holding_job
 from tests.execution.support import (
     CHUNK,
@@ -199,6 +201,49 @@ def test_a_prune_running_when_a_job_resumes_leaves_its_backup_whole(
     present = {key.rsplit("/", 1)[-1] for key in PosixStore(store_dir).list("chunks/")}
     missing = [c.offset for c in manifest.chunks if c.digest not in present]
     assert not missing, f"{len(missing)} of {len(manifest.chunks)} chunks deleted under the job"
+
+
+def test_a_job_resumed_at_its_manifest_after_a_prune_took_its_chunks_writes_no_manifest(
+    board: Board, tmp_path: Path
+) -> None:
+    """A dies after its transfer, before its manifest; prune runs; B resumes at the manifest.
+
+    A's lease was dead, so the prune deleted every chunk A stored (no
+    manifest named them). B's transfer result still lists them: B must not
+    write a manifest naming missing chunks (it did, and the job succeeded);
+    it fails the job with ``chunks-collected`` and writes nothing.
+    """
+    volumes, store_dir = tmp_path / "volumes", tmp_path / "store"
+    make_volume(volumes, "vol-1", 64)
+    config = _with_jobs(board, slow_config(board, tmp_path))
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
+    a, _ = board.conductor(
+        "conductor-a",
+        "--claim-expiry",
+        "2",
+        config=config,
+        env={"PIECEWORKS_FAILPOINTS": "backup.before-manifest=kill"},
+    )
+    assert a.wait(timeout=60) != 0, board.log("conductor-a")
+    assert stored_chunks(store_dir) > 0
+    prune = subprocess.run(
+        [sys.executable, "-m", "pieceworks.cli", "--config", str(config), "prune"],
+        cwd=REPO,
+        env=board.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert prune.returncode == 0, prune.stdout + prune.stderr
+    assert stored_chunks(store_dir) == 0
+
+    board.conductor("conductor-b", "--claim-expiry", "2", "--max-dispatches", "1", config=config)
+    with pytest.raises(JobFailed, match="ChunksCollected") as failed:
+        wait_for(board.url, PERSISTENCE, job, timeout=60)
+    assert "no longer stored" in str(failed.value)
+    assert not [*PosixStore(store_dir).list("manifests/")]
+    assert not [*PosixStore(store_dir).list("leases/")]
 
 
 def test_recover_keeps_the_local_journal_of_a_replication_job_on_the_board(

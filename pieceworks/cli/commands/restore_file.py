@@ -207,12 +207,16 @@ class FileWriter:
 
 
 class DeviceWriter:
-    """A `VolumeWriter` into a block device, in place; holes are written as zeros."""
+    """A `VolumeWriter` into a block device, in place; holes are written as zeros.
+
+    `zeros_written`: the bytes of zeros written for holes (bytes).
+    """
 
     def __init__(self, path: str, size: int) -> None:
         self.path, self.size = path, size
         self.fd: int | None = os.open(path, os.O_WRONLY)
         self.end = 0  # everything before it is written (data or zeros)
+        self.zeros_written = 0
 
     def _zero(self, until: int) -> None:
         assert self.fd is not None
@@ -221,6 +225,7 @@ class DeviceWriter:
             n = min(len(zeros), until - self.end)
             self._write(self.end, memoryview(zeros)[:n])
             self.end += n
+            self.zeros_written += n
 
     def _write(self, offset: int, view: memoryview) -> None:
         assert self.fd is not None
@@ -465,21 +470,27 @@ def _restore_to_file(args: argparse.Namespace, ctx: Context, store: Store, start
         "path": os.path.abspath(path),
         "target_kind": "block-device" if device else "file",
         "size": manifest.size,
-        "bytes_written": restored.bytes_written,
+        # A device's holes are written too (as zeros): they count as written.
+        "bytes_written": restored.bytes_written
+        + (writer.zeros_written if isinstance(writer, DeviceWriter) else 0),
         "bytes_fetched": restored.bytes_fetched,
         "chunks_restored": restored.chunks_restored,
         "sparse": not device,
         "seconds": round(seconds, 3),
     }
     ctx.out.data(with_deprecated("restore", doc))  # "target": the old name of target_kind
-    holes = "holes left sparse" if not device else "holes written as zeros"
+    holes = (
+        "holes left sparse"
+        if not isinstance(writer, DeviceWriter)
+        else f"{human_bytes(restored.bytes_written)} of data, holes written as zeros"
+    )
     ctx.out.result(
         "\n".join(
             [
                 f"restored backup {manifest.backup_id} (volume '{manifest.volume_id}') into"
                 f" {'block device' if device else 'file'} {path}",
                 f"  size      {human_bytes(manifest.size)}",
-                f"  written   {human_bytes(restored.bytes_written)} ({holes})",
+                f"  written   {human_bytes(doc['bytes_written'])} ({holes})",
                 f"  time      {seconds:.2f} s, {mb_per_s(manifest.size, seconds):.1f} MB/s",
             ]
         )

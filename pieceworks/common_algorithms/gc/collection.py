@@ -70,6 +70,17 @@ a target's size or print a name) may be used for anything but choosing
 chunks. A retried or resumed step takes a new lease and reads the manifest
 again inside it.
 
+A backup resumed in another process (a conductor taking over a dead one's
+job) holds a lease that was dead meanwhile, so a collector C may have passed
+V without deferring and may still be deleting. Each of its steps that relies
+on chunks takes the lease back and then waits out live collector locks
+(`leases.reclaim_lease`), exactly the W then S of a new backup, so from
+there on no collector deletes under it; what C deleted before is known only
+by looking again: a resumed transfer looks up every chunk's size anew, and
+a resumed manifest step checks the sizes of all the chunks it names
+(`ChunksCollected` if one is gone). C removes the stale markers it found
+only if unchanged at its end, never a lease the resumed run wrote again.
+
 Markers name their owner (host, pid, process start time, run token; see
 `leases`). A collection also removes the store's temporary files whose
 writer died (the cheap part of ``pieceworks recover``). A marker of a dead

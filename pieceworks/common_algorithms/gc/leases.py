@@ -55,7 +55,6 @@ from pieceworks.common_algorithms.gc.markers import (
     _body,
     _Heartbeat,
     _put_if_absent,
-    _ttl,
     _wait_for_collectors,
     marker_body,
     put_marker,
@@ -90,6 +89,7 @@ __all__ = [
     "READ_LEASE_PREFIX",
     "RUN_PREFIX",
     "BackupInProgress",
+    "ChunksCollected",
     "GCLockTimeout",
     "Lease",
     "Marker",
@@ -104,6 +104,7 @@ __all__ = [
     "read_lease",
     "read_lease_key",
     "read_marker",
+    "reclaim_lease",
     "record_temporary",
     "release_held_read_leases",
     "release_lease",
@@ -125,6 +126,16 @@ class BackupInProgress(PieceworksError):
 
     reference = "backup-in-progress"
     hint = "wait for the other run to end; if it is dead, `pieceworks recover` removes its lease"
+
+
+class ChunksCollected(PieceworksError):
+    """A resumed run found chunks it had stored removed: its lease was dead meanwhile.
+
+    Raised instead of writing a manifest that would name missing chunks.
+    """
+
+    reference = "chunks-collected"
+    hint = "back up again: a garbage collection ran while the run that stored them was dead"
 
 
 def lease_key(backup_id: str) -> str:
@@ -279,38 +290,75 @@ def renew_lease(store: IObjectStore, backup_id: str, token: str) -> None:
     put_marker(store, lease_key(backup_id), "lease", backup_id, Owner.current(token), time.time())
 
 
+def reclaim_lease(
+    store: IObjectStore,
+    backup_id: str,
+    token: str,
+    *,
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    poll_interval: float = 1.0,
+) -> bool:
+    """Make sure this process holds the lease of `backup_id` for the run `token`.
+
+    For a step of a longer operation that took the lease in an earlier step
+    (`acquire_lease`). If the lease is this process's already, nothing is
+    written and False is returned. Otherwise the step runs where the lease's
+    holder did not: a run resumed by another process (a conductor taking
+    over a job whose conductor died), or a lease a collector or ``recover``
+    removed as stale. While that holder was dead its lease protected
+    nothing, so a collector may have started and may still be deleting
+    chunks the run wrote or counted on. The lease is then written again
+    (this process becomes its owner) and, as `Lease.acquire` does, the step
+    waits until no live collector lock remains (`GCLockTimeout` after
+    `wait_timeout` seconds); True is returned: the caller must not trust
+    that a chunk it found stored before is still there (read its size
+    again, or store it again). From here on every collector sees the live
+    lease and defers.
+    """
+    key = lease_key(backup_id)
+    me = Owner.current(token)
+    held = Owner.from_dict(_body(store, key))
+    if held is not None and held.token == token and held.same_process(me):
+        return False
+    put_marker(store, key, "lease", backup_id, me, time.time())
+    _wait_for_collectors(
+        store,
+        key,
+        f"backup {backup_id!r}",
+        ttl=stale_after(),
+        wait_timeout=wait_timeout,
+        poll_interval=poll_interval,
+    )
+    return True
+
+
 @contextmanager
 def lease_renewed(
-    store: IObjectStore, backup_id: str, token: str, every: float = DEFAULT_RENEW_EVERY
-) -> Iterator[None]:
+    store: IObjectStore,
+    backup_id: str,
+    token: str,
+    every: float = DEFAULT_RENEW_EVERY,
+    *,
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    poll_interval: float = 1.0,
+) -> Iterator[bool]:
     """Keep the lease of `backup_id` (taken with `acquire_lease`) fresh inside the block.
 
     For a step of a longer operation that holds the lease across steps: it
-    re-writes the lease at once (this process becomes its owner, as a
-    resumed run's does) and every `every` seconds, so it never looks stale.
-
-    Before the block it also waits, as `Lease.acquire` does, until no live
-    collector remains (`GCLockTimeout` after `DEFAULT_WAIT_TIMEOUT`), then
-    writes the lease again: a run resumed after its owner died finds its
-    lease stale, and a collection that started meanwhile may be removing
-    the chunks the dead owner stored, and then that lease. Without the
-    wait the resumed step counted those chunks as stored while they went,
-    and its backup lacked them. After it, what the collector removed is
-    stored again by the step (content addressing finds it missing).
+    takes the lease back first if this process does not hold it
+    (`reclaim_lease`, whose answer the block gets: True when the step was
+    resumed elsewhere or the lease had been removed, and chunks found
+    stored before may be gone), then re-writes it every `every` seconds, so
+    it never looks stale. Raises `GCLockTimeout` as `reclaim_lease`.
     """
-    renew_lease(store, backup_id, token)
-    _wait_for_collectors(
-        store,
-        lease_key(backup_id),
-        f"backup {backup_id!r}",
-        ttl=_ttl(None),
-        wait_timeout=DEFAULT_WAIT_TIMEOUT,
-        poll_interval=1.0,
+    reclaimed = reclaim_lease(
+        store, backup_id, token, wait_timeout=wait_timeout, poll_interval=poll_interval
     )
-    renew_lease(store, backup_id, token)  # a collector removes the stale lease it saw
+    if not reclaimed:
+        renew_lease(store, backup_id, token)
     beat = _Heartbeat(lambda: renew_lease(store, backup_id, token), every, f"lease {backup_id}")
     try:
-        yield
+        yield reclaimed
     finally:
         beat.stop()
 

@@ -49,6 +49,7 @@ from pieceworks.common_algorithms.format.manifest import (
     write_manifest,
 )
 from pieceworks.common_algorithms.gc.leases import (
+    ChunksCollected,
     acquire_lease,
     forget_temporary,
     lease_renewed,
@@ -79,9 +80,11 @@ from pieceworks.common_algorithms.placement import (
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
+    ChunkRef,
     Extent,
     IAllocatedExtents,
     IChangedBlocks,
+    IObjectStore,
     ISnapshot,
     IStreamOut,
     PushedVolume,
@@ -90,7 +93,9 @@ from pieceworks.protocols import (
     VolumeReader,
     VolumeRef,
 )
+from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.errors import ChangeTrackingLost
+from pieceworks.protocols.object_store import stored_sizes
 from pieceworks.protocols.values import chunks_from_json, chunks_to_json
 
 __all__ = [
@@ -516,11 +521,13 @@ class WriteManifest(_BackupTask):
             request,
             prefix,
             provides="result",
-            requires={"attempt": "attempt", "transfer": "transfer"},
+            requires={"attempt": "attempt", "transfer": "transfer", "lease": "lease"},
         )
         self.plan = plan
 
-    def execute(self, attempt: dict[str, Any], transfer: dict[str, Any]) -> dict[str, Any]:
+    def execute(
+        self, attempt: dict[str, Any], transfer: dict[str, Any], lease: dict[str, str]
+    ) -> dict[str, Any]:
         chunks = chunks_from_json(transfer["chunks"])
         failed = list(attempt.get("failed", []))
         stats: dict[str, int | str] = {
@@ -555,8 +562,11 @@ class WriteManifest(_BackupTask):
             enhancers_used=dict(transfer.get("enhancers_used") or {}),
         )
         failpoint("backup.before-manifest")
-        require_still_plain(self.store.name, self.store.objects, before_data=False)
-        write_manifest(self.store.objects, manifest)
+        with lease_renewed(self.store.objects, self.request.backup_id, lease["token"]) as resumed:
+            if resumed:  # another process stored the chunks, and its lease was dead meanwhile
+                _require_stored(self.store.objects, self.request.backup_id, chunks)
+            require_still_plain(self.store.name, self.store.objects, before_data=False)
+            write_manifest(self.store.objects, manifest)
         failpoint("backup.manifest-written")
         return {
             "backup_id": manifest.backup_id,
@@ -579,6 +589,26 @@ class WriteManifest(_BackupTask):
             "enhancers_used": dict(manifest.enhancers_used),
             "guard": guard,
         }
+
+
+def _require_stored(objects: IObjectStore, backup_id: str, chunks: Sequence[ChunkRef]) -> None:
+    """`ChunksCollected` unless every chunk of `chunks` is stored with its recorded size.
+
+    For a manifest written by a run resumed in another process (see
+    `pieceworks.common_algorithms.gc.leases.reclaim_lease`): while the
+    process that stored the chunks was dead, a garbage collection may have
+    deleted them. One batched size query (`stored_sizes`).
+    """
+    wanted = {chunk_key(c.digest): c.stored_length for c in chunks}
+    found = stored_sizes(objects, wanted)
+    missing = [key for key, size in wanted.items() if found.get(key) != size]
+    if missing:
+        raise ChunksCollected(
+            f"backup {backup_id!r} was resumed after the run storing its chunks died, and"
+            f" {len(missing)} of its {len(wanted)} chunks are no longer stored as recorded"
+            f" (first: {missing[0]}): a garbage collection removed them meanwhile. No"
+            " manifest was written"
+        )
 
 
 class ReleaseLease(_BackupTask):
