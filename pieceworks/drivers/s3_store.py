@@ -11,12 +11,18 @@
 * `list` pages through ListObjectsV2 (sorted by the service);
 * `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
   the keys share (ListObjectsV2 carries each object's size) and HEADs the
-  rest, `part_concurrency` at a time.
+  rest, `part_concurrency` at a time;
+* integrity on the wire: every PutObject and UploadPart carries
+  ``Content-MD5`` (the service answers ``BadDigest`` to damaged bytes), and
+  every object records its whole body's MD5 in the metadata
+  ``x-amz-meta-pieceworks-md5``, which a GET's body is checked against (the
+  ETag is no MD5 for multipart or SSE-KMS objects). A mismatch either way is
+  retried; objects written without that metadata are not checked.
 
 Addressing is path-style (``http://host/bucket/key``) with signature v4 by
 default, which works with Swift's s3api, MinIO, Ceph RGW and AWS alike.
 Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 429,
-``SlowDown``...) are retried with exponential backoff (tenacity; botocore's
+``SlowDown``, ``BadDigest``...) are retried with exponential backoff (tenacity; botocore's
 own retries are turned off) and end in `TransientError`. Bad credentials
 are a `ConfigError`. The secret key is never shown: not in `repr`, messages
 or logs.
@@ -28,7 +34,9 @@ once; boto3 clients are thread-safe (sessions are not, and none is kept).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -74,8 +82,13 @@ _TRANSIENT_CODES: Final = frozenset(
         "SlowDown",
         "Throttling",
         "ThrottlingException",
+        # The body did not match its Content-MD5 / signed SHA-256: damaged on the way.
+        "BadDigest",
+        "XAmzContentSHA256Mismatch",
     }
 )
+#: The user metadata (``x-amz-meta-``) that holds the MD5 of an object's whole body.
+_MD5_META: Final = "pieceworks-md5"
 _CREDENTIAL_CODES: Final = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "InvalidClientTokenId"}
 )
@@ -232,6 +245,11 @@ class S3Store(StoredSizes):
                 raise TransientError(
                     f"{self._label}: get {key!r}: short read, {len(body)} of {expected} bytes"
                 )
+            want = (response.get("Metadata") or {}).get(_MD5_META)
+            if want is not None and _md5(body).hexdigest() != want:  # damaged on the way
+                raise TransientError(
+                    f"{self._label}: get {key!r}: the body's MD5 is not the stored {want}"
+                )
             return body
 
         return self._call(f"get {key!r}", get, missing=key)
@@ -319,12 +337,17 @@ class S3Store(StoredSizes):
         return True
 
     def _put_object(self, key: str, body: bytes, extra: dict[str, str]) -> None:
+        """PutObject `body`; the service checks it against ``Content-MD5``, a GET against
+        the MD5 recorded in the metadata."""
+        digest = _md5(body)
         self._call(
             f"put {key!r}",
             lambda: self._client.put_object(
                 Bucket=self._bucket,
                 Key=key,
                 Body=body,
+                ContentMD5=base64.b64encode(digest.digest()).decode(),
+                Metadata={_MD5_META: digest.hexdigest()},
                 ContentType="application/octet-stream",
                 **extra,
             ),
@@ -338,7 +361,10 @@ class S3Store(StoredSizes):
         upload = self._call(
             f"start multipart upload of {key!r}",
             lambda: self._client.create_multipart_upload(
-                Bucket=self._bucket, Key=key, ContentType="application/octet-stream"
+                Bucket=self._bucket,
+                Key=key,
+                ContentType="application/octet-stream",
+                Metadata={_MD5_META: _md5(body).hexdigest()},
             ),
         )
         upload_id = str(upload["UploadId"])
@@ -347,6 +373,7 @@ class S3Store(StoredSizes):
 
         def upload_part(index: int) -> dict[str, object]:
             chunk = bytes(view[offsets[index] : offsets[index] + part_size])
+            md5 = base64.b64encode(_md5(chunk).digest()).decode()
             response = self._call(
                 f"put part {index + 1} of {key!r}",
                 lambda: self._client.upload_part(
@@ -355,6 +382,7 @@ class S3Store(StoredSizes):
                     UploadId=upload_id,
                     PartNumber=index + 1,
                     Body=chunk,
+                    ContentMD5=md5,
                 ),
             )
             return {"PartNumber": index + 1, "ETag": str(response["ETag"])}
@@ -455,6 +483,11 @@ class _NotImplemented(BackendError):
 
 class _Denied(BackendError):
     """The service refused access (403); a `ConfigError` when the store is opened."""
+
+
+def _md5(data: bytes) -> Any:
+    """A finished MD5 of `data` (``.digest()`` for Content-MD5, ``.hexdigest()`` to compare)."""
+    return hashlib.md5(data, usedforsecurity=False)
 
 
 def _status(exc: ClientError) -> int:

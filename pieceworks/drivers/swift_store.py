@@ -15,9 +15,14 @@ missing:
   the keys share (the listing carries each object's size) and HEADs the
   rest, `head_concurrency` at a time;
 * `put_if_absent` sends ``If-None-Match: *`` so that Swift itself refuses to
-  replace an object written meanwhile.
+  replace an object written meanwhile;
+* integrity on the wire: every PUT (object or segment) carries the body's
+  MD5 as ``ETag``, which Swift checks (422 if the bytes arrived damaged); a
+  GET's body is checked against the object's ``ETag`` (a large object's
+  against the MD5 its manifest records in ``X-Object-Meta-Pieceworks-Md5``).
+  A mismatch either way is retried.
 
-Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 429)
+Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 422, 429)
 are retried with exponential backoff (tenacity) and end in `TransientError`.
 Bad credentials are a `ConfigError`. The key is never shown: not in `repr`,
 messages or logs.
@@ -31,6 +36,7 @@ it removes the current ones): pieceworks writes large objects once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -61,7 +67,10 @@ from pieceworks.protocols.os_errors import os_cause
 __all__ = ["DEFAULT_SEGMENT_SIZE", "SwiftStore"]
 
 DEFAULT_SEGMENT_SIZE: Final = 64 << 20
-_TRANSIENT_STATUS: Final = frozenset({408, 425, 429, 498, 499})
+#: 422: the body did not match its ``ETag`` (damaged on the way); sending it again may work.
+_TRANSIENT_STATUS: Final = frozenset({408, 422, 425, 429, 498, 499})
+#: Where a large object keeps the MD5 of its whole body (its ETag is the segments' MD5).
+_MD5_META: Final = "X-Object-Meta-Pieceworks-Md5"
 _PAGE: Final = 10_000
 _RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
 _OPTIONS: Final = _object_client.StoreOptions("swift store", size_example="64MiB")
@@ -187,6 +196,11 @@ class SwiftStore(StoredSizes):
                 raise TransientError(
                     f"{self._label}: get {key!r}: short read, {len(body)} of {expected} bytes"
                 )
+            want = _stored_md5(headers)
+            if want is not None and _md5(body) != want:  # damaged on the way
+                raise TransientError(
+                    f"{self._label}: get {key!r}: the body's MD5 is not the stored {want}"
+                )
             return bytes(body)
 
         return self._call(f"get {key!r}", get, missing=key)
@@ -274,9 +288,11 @@ class SwiftStore(StoredSizes):
     # -- writing -----------------------------------------------------------------------
 
     def _put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
+        """PUT `body` whole or as a large object; Swift checks it against its MD5 (``ETag``)."""
         if len(body) > self._segment_size:
-            self._put_large(key, body, headers)
+            self._put_large(key, body, {**headers, _MD5_META: _md5(body)})
             return
+        digest = _md5(body)
         self._call(
             f"put {key!r}",
             lambda c: c.put_object(
@@ -284,6 +300,7 @@ class SwiftStore(StoredSizes):
                 key,
                 body,
                 content_length=len(body),
+                etag=digest,
                 content_type="application/octet-stream",
                 headers=headers,
             ),
@@ -302,16 +319,17 @@ class SwiftStore(StoredSizes):
         def put_segment(index: int) -> dict[str, object]:
             part = bytes(view[offsets[index] : offsets[index] + self._segment_size])
             name = f"{prefix}{index:08d}"
-            etag = self._call(
+            digest = _md5(part)
+            self._call(
                 f"put segment {index} of {key!r}",
                 lambda c: c.put_object(
-                    self._segment_container, name, part, content_length=len(part)
+                    self._segment_container, name, part, content_length=len(part), etag=digest
                 ),
             )
             uploaded.append(name)
             return {
                 "path": f"/{self._segment_container}/{name}",
-                "etag": etag,
+                "etag": digest,
                 "size_bytes": len(part),
             }
 
@@ -530,6 +548,24 @@ class _Denied(BackendError):
 
 class _PreconditionFailed(BackendError):
     """Swift answered 412 to ``If-None-Match: *``: the object exists."""
+
+
+def _md5(data: bytes) -> str:
+    """The hex MD5 of `data` (what Swift's ``ETag`` of a plain object is)."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _stored_md5(headers: dict[str, str]) -> str | None:
+    """The MD5 a GET's body must have: the ``ETag`` of a plain object, our metadata for a large one.
+
+    A large object's ``ETag`` is the MD5 of its segments' ETags, so `put`
+    records the whole body's MD5 in `_MD5_META`; a large object written
+    without it (None) is not checked.
+    """
+    if strutils.bool_from_string(headers.get("x-static-large-object")):
+        return headers.get(_MD5_META.lower())
+    etag = headers.get("etag", "").strip('"')
+    return etag if len(etag) == 32 else None
 
 
 def _modified(headers: dict[str, str]) -> float:

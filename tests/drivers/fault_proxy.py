@@ -1,0 +1,240 @@
+"""A small TCP proxy the tests put between a store and the real Swift, to make bad days.
+
+`FaultProxy(port)` listens on a free port of 127.0.0.1 and forwards every
+connection to ``127.0.0.1:port``. Its `mode` says what happens to the next
+requests (per connection, first request of each read direction only):
+
+* ``"pass"``: forward unchanged;
+* ``"stall"``: accept and read, never answer (a hung service);
+* ``"refuse"``: close every new connection at once;
+* ``"flip-request-body"``: flip the first byte of the next request body on the
+  wire (headers are left alone), on any connection, then forward;
+* ``"flip-response-body"``: the same for the next response body;
+* ``"drop-response"``: forward the request, then close the connection
+  instead of passing the answer back (the service did the work, the
+  client never hears so);
+* ``"status:503"`` (any code): answer every request with that status
+  without forwarding it.
+
+`times` (default: forever) limits how many connections (for the flips:
+bodies) are affected before
+the proxy goes back to ``"pass"``; `affected` counts them. Used as a context
+manager it stops its threads and sockets at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Final
+
+__all__ = ["FaultProxy"]
+
+_HEADER_END: Final = b"\r\n\r\n"
+
+
+class FaultProxy:
+    """A TCP proxy to ``127.0.0.1:upstream`` whose faults the test switches on and off."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.mode = "pass"
+        self.times: int | None = None
+        self.affected = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._closing = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
+        self._thread.start()
+
+    def fault(self, mode: str, times: int | None = None) -> None:
+        """Switch to `mode` for the next `times` connections (None: until switched back)."""
+        with self._lock:
+            self.mode, self.times, self.affected = mode, times, 0
+
+    def _take_mode(self) -> str:
+        with self._lock:
+            mode = self.mode
+            if mode != "pass":
+                self.affected += 1
+                if self.times is not None and self.affected >= self.times:
+                    self.mode = "pass"
+            return mode
+
+    def close(self) -> None:
+        """Stop accepting and close every connection."""
+        self._closing.set()
+        self._listener.close()
+        for s in list(self._sockets):
+            with contextlib.suppress(OSError):
+                s.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the proxy ---------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while not self._closing.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            mode = self.mode
+            if not mode.startswith("flip-"):  # those count bodies, not connections
+                mode = self._take_mode()
+            threading.Thread(
+                target=self._handle, args=(client, mode), name="fault-proxy-conn", daemon=True
+            ).start()
+
+    def _handle(self, client: socket.socket, mode: str) -> None:
+        if mode == "refuse":
+            client.close()
+            return
+        if mode == "stall":
+            try:
+                while client.recv(65536):
+                    pass
+            except OSError:
+                pass
+            return
+        if mode.startswith("status:"):
+            self._answer(client, int(mode.split(":", 1)[1]))
+            return
+        try:
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+        except OSError:
+            client.close()
+            return
+        self._sockets.append(server)
+        methods: deque[str] = deque()
+        up = threading.Thread(
+            target=self._pump,
+            args=(client, server, _Framing(methods, True, self._flip), False),
+            daemon=True,
+        )
+        up.start()
+        down = _Framing(methods, False, self._flip)
+        self._pump(server, client, down, mode == "drop-response")
+
+    def _flip(self, requests: bool) -> bool:
+        """Whether the body starting now (of a request or a response) gets a byte flipped."""
+        wanted = "flip-request-body" if requests else "flip-response-body"
+        with self._lock:
+            if self.mode != wanted:
+                return False
+        return self._take_mode() == wanted
+
+    def _answer(self, client: socket.socket, status: int) -> None:
+        """Read one request's headers and answer `status` with no body, closing after."""
+        data = b""
+        try:
+            while _HEADER_END not in data:
+                more = client.recv(65536)
+                if not more:
+                    break
+                data += more
+            client.sendall(
+                f"HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, framing: _Framing, drop: bool) -> None:
+        """Copy `src` to `dst` through `framing` (which may flip a byte), or drop the answer."""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data or drop:
+                    break
+                dst.sendall(framing.feed(data))
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
+class _Framing:
+    """Follows HTTP/1.1 messages of one direction; flips the first byte of the first body.
+
+    Requests record their method in `methods` so that the answer to a HEAD
+    is known to have no body. A chunked message ends the parsing (the rest
+    passes unchanged).
+    """
+
+    def __init__(self, methods: deque[str], requests: bool, flip: Callable[[bool], bool]) -> None:
+        self.methods = methods
+        self.requests = requests
+        self.want_flip = flip
+        self.head = b""
+        self.body_left = 0
+        self.fresh = False
+        self.lost = False
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        while data:
+            if self.lost:
+                out += data
+                return bytes(out)
+            if self.body_left:
+                if self.fresh and self.want_flip(self.requests):  # the body's first byte
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
+                self.fresh = False
+                take = min(self.body_left, len(data))
+                out += data[:take]
+                self.body_left -= take
+                data = data[take:]
+                continue
+            self.head += data
+            at = self.head.find(_HEADER_END)
+            if at < 0:
+                out += data
+                return bytes(out)
+            rest = self.head[at + len(_HEADER_END) :]
+            out += data[: len(data) - len(rest)]
+            self._start(self.head[:at])
+            self.head = b""
+            self.fresh = self.body_left > 0
+            data = rest
+        return bytes(out)
+
+    def _start(self, head: bytes) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        fields = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+        }
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            self.lost = True
+            return
+        length = int(fields.get("content-length", "0") or 0)
+        if self.requests:
+            self.methods.append(lines[0].split(" ", 1)[0])
+        else:
+            method = self.methods.popleft() if self.methods else "GET"
+            status = lines[0].split(" ")[1] if " " in lines[0] else "200"
+            if method == "HEAD" or status in ("204", "304") or status.startswith("1"):
+                length = 0
+        self.body_left = length
