@@ -47,7 +47,11 @@ def add_arguments(parser: CommandParser) -> None:
     """The options of ``conductor``: where jobs live, which to serve, how to report."""
     parser.describe(DESCRIPTION, (ExitCode.FAILED, ExitCode.NOT_FOUND))
     jobs_location_options(parser)
-    parser.add_argument("--name", help="this conductor's name (default: conductor-HOST-PID)")
+    parser.add_argument(
+        "--name",
+        help="this conductor's name, which its claims go by: one per live conductor"
+        " (default: conductor-HOST-PID)",
+    )
     parser.add_argument(
         "--backends", metavar="NAME[,NAME]", help="serve only these backends (default: all)"
     )
