@@ -302,12 +302,25 @@ class S3Store(StoredSizes):
         )
 
     def _listing(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """``(key, size)`` of every object under `prefix`, a page at a time."""
+        """``(key, size)`` of every object under `prefix`, a page at a time.
+
+        The next page is asked for by the page's continuation token or, from
+        a service that says "truncated" without one, by ``StartAfter`` the
+        last key. Every key must sort after the one before it: a page that
+        repeats or goes back (a service that ignores ``StartAfter``) is a
+        `BackendError`, never a listing that silently stops early (a gc that
+        missed a page of manifests would delete chunks they reference).
+        """
         token: str | None = None
+        last: str | None = None
         while True:
 
-            def page_after(token: str | None = token) -> dict[str, Any]:
-                extra = {"ContinuationToken": token} if token else {}
+            def page_after(token: str | None = token, last: str | None = last) -> dict[str, Any]:
+                extra: dict[str, str] = {}
+                if token:
+                    extra["ContinuationToken"] = token
+                elif last is not None:
+                    extra["StartAfter"] = last
                 page: dict[str, Any] = self._client.list_objects_v2(
                     Bucket=self._bucket, Prefix=prefix, MaxKeys=1000, **extra
                 )
@@ -315,10 +328,22 @@ class S3Store(StoredSizes):
 
             page = self._call(f"list {prefix!r}", page_after)
             for entry in page.get("Contents", ()):
-                yield str(entry["Key"]), int(entry["Size"])
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+                key = str(entry["Key"])
+                if last is not None and key.encode() <= last.encode():
+                    raise BackendError(
+                        f"{self._label}: list {prefix!r}: the service listed {key!r}"
+                        f" after {last!r}, out of order; the listing cannot be trusted"
+                    )
+                last = key
+                yield key, int(entry["Size"])
+            if not page.get("IsTruncated"):
                 return
+            token = page.get("NextContinuationToken")
+            if not token and not page.get("Contents"):
+                raise BackendError(
+                    f"{self._label}: list {prefix!r}: the service says the listing goes on"
+                    " but gives neither keys nor a continuation token"
+                )
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         """Write `key` unless it exists.

@@ -255,7 +255,12 @@ class SwiftStore(StoredSizes):
         )
 
     def _listing(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """``(key, size)`` of every object under `prefix`, a listing page at a time."""
+        """``(key, size)`` of every object under `prefix`, a listing page at a time.
+
+        Each page starts after the last name of the one before (``marker``);
+        names must come in strictly increasing order, else `BackendError`
+        (never a listing that stops early or loops).
+        """
         marker = ""
         while True:
 
@@ -269,8 +274,14 @@ class SwiftStore(StoredSizes):
             if not page:
                 return
             for entry in page:
-                yield str(entry["name"]), int(entry["bytes"])
-            marker = str(page[-1]["name"])
+                name = str(entry["name"])
+                if marker and name.encode() <= marker.encode():  # a page that repeats or goes back
+                    raise BackendError(
+                        f"{self._label}: list {prefix!r}: Swift listed {name!r} after"
+                        f" {marker!r}, out of order; the listing cannot be trusted"
+                    )
+                marker = name
+                yield name, int(entry["bytes"])
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile."""
