@@ -359,18 +359,33 @@ class S3Store(StoredSizes):
         if len(body) > self._threshold or not self._conditional_puts:
             self.put(key, body)
             return True
+        tries = _object_client.Tries()
         try:
-            self._put_object(key, body, {"IfNoneMatch": "*"})
+            self._put_object(key, body, {"IfNoneMatch": "*"}, tries)
         except _PreconditionFailed:
-            return False
+            # A 412 to a retry may answer our own earlier try whose answer was lost.
+            return tries.count > 1 and self._holds(key, body)
         except _NotImplemented:
             self._conditional_puts = False
             self._put_object(key, body, {})
         return True
 
-    def _put_object(self, key: str, body: bytes, extra: dict[str, str]) -> None:
+    def _holds(self, key: str, body: bytes) -> bool:
+        """Whether `key` is stored with exactly `body`."""
+        try:
+            return self.get(key) == body
+        except ObjectNotFound:
+            return False
+
+    def _put_object(
+        self,
+        key: str,
+        body: bytes,
+        extra: dict[str, str],
+        tries: _object_client.Tries | None = None,
+    ) -> None:
         """PutObject `body`; the service checks it against ``Content-MD5``, a GET against
-        the MD5 recorded in the metadata."""
+        the MD5 recorded in the metadata. `tries` counts the tries."""
         digest = _md5(body)
         self._call(
             f"put {key!r}",
@@ -383,6 +398,7 @@ class S3Store(StoredSizes):
                 ContentType="application/octet-stream",
                 **extra,
             ),
+            tries=tries,
         )
 
     # -- multipart ---------------------------------------------------------------------
@@ -463,13 +479,22 @@ class S3Store(StoredSizes):
         self._call(f"create bucket {self._bucket!r}", ensure)
         self._bucket_seen = time.monotonic()
 
-    def _call(self, what: str, fn: Callable[[], T], missing: str | None = None) -> T:
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        missing: str | None = None,
+        tries: _object_client.Tries | None = None,
+    ) -> T:
         """Run `fn` with retries; map botocore errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
+        `tries`: counts the tries made.
         """
 
         def attempt() -> T:
+            if tries is not None:
+                tries.count += 1
             try:
                 return fn()
             except ClientError as exc:

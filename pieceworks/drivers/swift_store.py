@@ -284,14 +284,29 @@ class SwiftStore(StoredSizes):
                 yield name, int(entry["bytes"])
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
-        """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile."""
+        """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile.
+
+        A 412 to a retried PUT may answer our own earlier try, whose answer
+        was lost (the object was written, the connection dropped): then the
+        stored object is read back, and if it holds exactly `data` the write
+        counts as ours (True).
+        """
         if self.exists(key):
             return False
+        body = _object_client.body_bytes(data)
+        tries = _object_client.Tries()
         try:
-            self._put(key, _object_client.body_bytes(data), {"If-None-Match": "*"})
+            self._put(key, body, {"If-None-Match": "*"}, tries)
         except _PreconditionFailed:
-            return False
+            return tries.count > 1 and self._holds(key, body)
         return True
+
+    def _holds(self, key: str, body: bytes) -> bool:
+        """Whether `key` is stored with exactly `body`."""
+        try:
+            return self.get(key) == body
+        except ObjectNotFound:
+            return False
 
     def close(self) -> None:
         """Close every connection this store opened (it reconnects if used again)."""
@@ -303,10 +318,19 @@ class SwiftStore(StoredSizes):
 
     # -- writing -----------------------------------------------------------------------
 
-    def _put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
-        """PUT `body` whole or as a large object; Swift checks it against its MD5 (``ETag``)."""
+    def _put(
+        self,
+        key: str,
+        body: bytes,
+        headers: dict[str, str],
+        tries: _object_client.Tries | None = None,
+    ) -> None:
+        """PUT `body` whole or as a large object; Swift checks it against its MD5 (``ETag``).
+
+        `tries` counts the tries of the PUT that makes the object visible.
+        """
         if len(body) > self._segment_size:
-            self._put_large(key, body, {**headers, _MD5_META: _md5(body)})
+            self._put_large(key, body, {**headers, _MD5_META: _md5(body)}, tries)
             return
         digest = _md5(body)
         self._call(
@@ -320,9 +344,16 @@ class SwiftStore(StoredSizes):
                 content_type="application/octet-stream",
                 headers=headers,
             ),
+            tries=tries,
         )
 
-    def _put_large(self, key: str, body: bytes, headers: dict[str, str]) -> None:
+    def _put_large(
+        self,
+        key: str,
+        body: bytes,
+        headers: dict[str, str],
+        tries: _object_client.Tries | None = None,
+    ) -> None:
         """Upload the segments (`segment_concurrency` at a time), then the manifest."""
         if not self._segments:
             self._ensure_container(self._segment_container)
@@ -365,6 +396,7 @@ class SwiftStore(StoredSizes):
                     headers=headers,
                     query_string="multipart-manifest=put",
                 ),
+                tries=tries,
             )
         except BaseException:
             for name in uploaded:  # best effort: a failed put leaves nothing behind
@@ -480,13 +512,22 @@ class SwiftStore(StoredSizes):
 
     # -- calls, errors and retries -----------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[[Any], T], missing: str | None = None) -> T:
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[Any], T],
+        missing: str | None = None,
+        tries: _object_client.Tries | None = None,
+    ) -> T:
         """Run `fn(connection)` with retries; map swiftclient errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
+        `tries`: counts the tries made.
         """
 
         def attempt() -> T:
+            if tries is not None:
+                tries.count += 1
             conn = self._connection()
             renewed = False
             token = None

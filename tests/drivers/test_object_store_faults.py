@@ -125,3 +125,32 @@ def test_a_missing_object_in_a_present_container_is_still_object_not_found(
     with pytest.raises(ObjectNotFound):
         faulty.store.get("manifests/none")
     assert not faulty.store.exists("chunks/ab/none")
+
+
+def test_a_conditional_create_whose_answer_was_lost_still_reports_it_was_written(
+    faulty: Faulty,
+) -> None:
+    """The PUT with ``If-None-Match: *`` is done, its answer lost; the retry gets 412.
+
+    `put_if_absent` said False ("someone else wrote it") for our own write.
+    """
+    faulty.proxy.fault("drop-response:PUT", times=1)
+    assert faulty.store.put_if_absent("locks/lease-one", b"token 1") is True
+    assert faulty.proxy.affected == 1
+    assert faulty.direct.get("locks/lease-one") == b"token 1"
+
+
+def test_a_conditional_create_that_lost_the_race_after_a_retry_still_says_so(
+    faulty: Faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer's different bytes, found by a retried PUT, are never taken for ours.
+
+    The other writer gets in between the existence check and the PUT; the
+    first 412 is lost on the way, the retry's 412 stands.
+    """
+    faulty.direct.put("locks/lease-two", b"token 2")
+    monkeypatch.setattr(faulty.store, "exists", lambda key: False)  # checked before it came
+    faulty.proxy.fault("drop-response:PUT", times=1)
+    assert faulty.store.put_if_absent("locks/lease-two", b"token 3") is False
+    assert faulty.proxy.affected == 1
+    assert faulty.direct.get("locks/lease-two") == b"token 2"
