@@ -361,19 +361,20 @@ class SwiftStore(StoredSizes):
         prefix = f"{key}/{time.time():.6f}-{secrets.token_hex(4)}/"
         view = memoryview(body)
         offsets = list(range(0, len(body), self._segment_size))
-        uploaded: list[str] = []  # appended by the workers (list.append is atomic)
+        uploaded: list[str] = []  # segments tried, by the workers (list.append is atomic)
 
         def put_segment(index: int) -> dict[str, object]:
             part = bytes(view[offsets[index] : offsets[index] + self._segment_size])
             name = f"{prefix}{index:08d}"
             digest = _md5(part)
+            # Before the PUT: a try whose answer is lost may have stored it all the same.
+            uploaded.append(name)
             self._call(
                 f"put segment {index} of {key!r}",
                 lambda c: c.put_object(
                     self._segment_container, name, part, content_length=len(part), etag=digest
                 ),
             )
-            uploaded.append(name)
             return {
                 "path": f"/{self._segment_container}/{name}",
                 "etag": digest,

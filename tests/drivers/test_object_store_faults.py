@@ -154,3 +154,31 @@ def test_a_conditional_create_that_lost_the_race_after_a_retry_still_says_so(
     assert faulty.store.put_if_absent("locks/lease-two", b"token 3") is False
     assert faulty.proxy.affected == 1
     assert faulty.direct.get("locks/lease-two") == b"token 2"
+
+
+def test_a_large_put_that_fails_removes_a_segment_whose_answer_was_lost(
+    swift_server: SwiftServer,
+) -> None:
+    """Every try of a segment PUT is answered by a dropped connection: the put fails, and
+    the segment Swift stored all the same is removed with the others.
+
+    Only segments whose PUT had been answered were removed: the lost one stayed.
+    """
+    with FaultProxy(swift_server.proxy_port) as proxy:
+        options = swift_server.swift_options(
+            unique(), retries="1", backoff="0.05", segment_size="5MiB", segment_concurrency="1"
+        )
+        options["auth_url"] = options["auth_url"].replace(
+            f":{swift_server.proxy_port}/", f":{proxy.port}/"
+        )
+        store = SwiftStore(**options)
+        big = bytes(range(256)) * (11 * 4096)
+        store.put("chunks/ab/warm", big)  # the segment container exists from now on
+        segments = f"{options['container']}_segments"
+        admin = Connection(swift_server.auth_url, swift_server.user, swift_server.key)
+        before = admin.get_container(segments)[1]
+        proxy.fault("drop-response:PUT", times=2)  # both tries of the first segment
+        with pytest.raises(BackendError):
+            store.put("chunks/ab/big", big)
+        assert proxy.affected == 2
+        assert admin.get_container(segments)[1] == before
