@@ -7,7 +7,9 @@ missing:
   `segment_size` becomes a Static Large Object: its segments go to the
   container ``<container>_segments`` first, then the manifest is PUT (the
   manifest PUT is the atomic step; segments of a failed put are removed);
-* `get`/`head` raise `ObjectNotFound` on 404; `delete` removes an object and,
+* `get`/`head` raise `ObjectNotFound` on 404 (but `BackendError` if the
+  container itself is gone, checked on a 404 at most every 10 s); `delete`
+  removes an object and,
   for a large one, its segments (``multipart-manifest=delete``); a missing
   object is no error;
 * `list` pages through the container listing (sorted by Swift);
@@ -73,6 +75,8 @@ _TRANSIENT_STATUS: Final = frozenset({408, 422, 425, 429, 498, 499})
 _MD5_META: Final = "X-Object-Meta-Pieceworks-Md5"
 _PAGE: Final = 10_000
 _RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
+#: Seconds between checks, on a 404 for an object, that the container itself still exists.
+_GONE_CHECK: Final = 10.0
 _OPTIONS: Final = _object_client.StoreOptions("swift store", size_example="64MiB")
 _AUTH_VERSIONS: Final = {"1": "1.0", "1.0": "1.0", "2": "2.0", "2.0": "2.0", "3": "3"}
 _OS_OPTIONS: Final = (
@@ -169,6 +173,7 @@ class SwiftStore(StoredSizes):
         self._token: str | None = None
         self._segments: bool | None = None  # whether the segment container exists
         self._segments_checked = 0.0
+        self._container_seen = 0.0  # when the container was last known to exist (monotonic)
         try:
             self._ensure_container(self._container)
         except _Denied as exc:
@@ -250,7 +255,12 @@ class SwiftStore(StoredSizes):
         )
 
     def _listing(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """``(key, size)`` of every object under `prefix`, a listing page at a time."""
+        """``(key, size)`` of every object under `prefix`, a listing page at a time.
+
+        Each page starts after the last name of the one before (``marker``);
+        names must come in strictly increasing order, else `BackendError`
+        (never a listing that stops early or loops).
+        """
         marker = ""
         while True:
 
@@ -264,18 +274,39 @@ class SwiftStore(StoredSizes):
             if not page:
                 return
             for entry in page:
-                yield str(entry["name"]), int(entry["bytes"])
-            marker = str(page[-1]["name"])
+                name = str(entry["name"])
+                if marker and name.encode() <= marker.encode():  # a page that repeats or goes back
+                    raise BackendError(
+                        f"{self._label}: list {prefix!r}: Swift listed {name!r} after"
+                        f" {marker!r}, out of order; the listing cannot be trusted"
+                    )
+                marker = name
+                yield name, int(entry["bytes"])
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
-        """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile."""
+        """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile.
+
+        A 412 to a retried PUT may answer our own earlier try, whose answer
+        was lost (the object was written, the connection dropped): then the
+        stored object is read back, and if it holds exactly `data` the write
+        counts as ours (True).
+        """
         if self.exists(key):
             return False
+        body = _object_client.body_bytes(data)
+        tries = _object_client.Tries()
         try:
-            self._put(key, _object_client.body_bytes(data), {"If-None-Match": "*"})
+            self._put(key, body, {"If-None-Match": "*"}, tries)
         except _PreconditionFailed:
-            return False
+            return tries.count > 1 and self._holds(key, body)
         return True
+
+    def _holds(self, key: str, body: bytes) -> bool:
+        """Whether `key` is stored with exactly `body`."""
+        try:
+            return self.get(key) == body
+        except ObjectNotFound:
+            return False
 
     def close(self) -> None:
         """Close every connection this store opened (it reconnects if used again)."""
@@ -287,10 +318,19 @@ class SwiftStore(StoredSizes):
 
     # -- writing -----------------------------------------------------------------------
 
-    def _put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
-        """PUT `body` whole or as a large object; Swift checks it against its MD5 (``ETag``)."""
+    def _put(
+        self,
+        key: str,
+        body: bytes,
+        headers: dict[str, str],
+        tries: _object_client.Tries | None = None,
+    ) -> None:
+        """PUT `body` whole or as a large object; Swift checks it against its MD5 (``ETag``).
+
+        `tries` counts the tries of the PUT that makes the object visible.
+        """
         if len(body) > self._segment_size:
-            self._put_large(key, body, {**headers, _MD5_META: _md5(body)})
+            self._put_large(key, body, {**headers, _MD5_META: _md5(body)}, tries)
             return
         digest = _md5(body)
         self._call(
@@ -304,9 +344,16 @@ class SwiftStore(StoredSizes):
                 content_type="application/octet-stream",
                 headers=headers,
             ),
+            tries=tries,
         )
 
-    def _put_large(self, key: str, body: bytes, headers: dict[str, str]) -> None:
+    def _put_large(
+        self,
+        key: str,
+        body: bytes,
+        headers: dict[str, str],
+        tries: _object_client.Tries | None = None,
+    ) -> None:
         """Upload the segments (`segment_concurrency` at a time), then the manifest."""
         if not self._segments:
             self._ensure_container(self._segment_container)
@@ -349,6 +396,7 @@ class SwiftStore(StoredSizes):
                     headers=headers,
                     query_string="multipart-manifest=put",
                 ),
+                tries=tries,
             )
         except BaseException:
             for name in uploaded:  # best effort: a failed put leaves nothing behind
@@ -393,6 +441,30 @@ class SwiftStore(StoredSizes):
                 conn.put_container(container)
 
         self._call(f"create container {container!r}", ensure)
+        if container == self._container:
+            self._container_seen = time.monotonic()
+
+    def _container_still_there(self, conn: Any) -> None:
+        """Raise `BackendError` if the container is gone (checked at most every `_GONE_CHECK` s).
+
+        Swift answers 404 alike for a missing object and a missing container;
+        without this check a container deleted under a running restore or
+        check made every object look merely absent.
+        """
+        if time.monotonic() - self._container_seen < _GONE_CHECK:
+            return
+        try:
+            conn.head_container(self._container)
+        except ClientException as exc:
+            if exc.http_status == 404:
+                raise BackendError(
+                    f"{self._label}: the container {self._container!r} does not exist"
+                    " (deleted while in use?)"
+                ) from None
+            return  # no answer either way: the object's 404 stands
+        except OSError:
+            return
+        self._container_seen = time.monotonic()
 
     def _credentials(self) -> tuple[str, str]:
         """The storage URL and token, authenticating (once, for all threads) if needed."""
@@ -440,13 +512,22 @@ class SwiftStore(StoredSizes):
 
     # -- calls, errors and retries -----------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[[Any], T], missing: str | None = None) -> T:
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[Any], T],
+        missing: str | None = None,
+        tries: _object_client.Tries | None = None,
+    ) -> T:
         """Run `fn(connection)` with retries; map swiftclient errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
+        `tries`: counts the tries made.
         """
 
         def attempt() -> T:
+            if tries is not None:
+                tries.count += 1
             conn = self._connection()
             renewed = False
             token = None
@@ -460,6 +541,7 @@ class SwiftStore(StoredSizes):
                         renewed = True
                         continue
                     if exc.http_status == 404 and missing is not None:
+                        self._container_still_there(conn)
                         raise ObjectNotFound(f"no object {missing!r}") from None
                     if exc.http_status == 412:
                         raise _PreconditionFailed(self._scrub(str(exc))) from None

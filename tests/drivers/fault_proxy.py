@@ -13,6 +13,8 @@ requests (per connection, first request of each read direction only):
 * ``"drop-response"``: forward the request, then close the connection
   instead of passing the answer back (the service did the work, the
   client never hears so);
+* ``"drop-response:PUT"`` (any method): the same for the next answer to a
+  request of that method, on any connection;
 * ``"status:503"`` (any code): answer every request with that status
   without forwarding it.
 
@@ -97,7 +99,7 @@ class FaultProxy:
                 return
             self._sockets.append(client)
             mode = self.mode
-            if not mode.startswith("flip-"):  # those count bodies, not connections
+            if not mode.startswith(("flip-", "drop-response:")):  # those count messages
                 mode = self._take_mode()
             threading.Thread(
                 target=self._handle, args=(client, mode), name="fault-proxy-conn", daemon=True
@@ -130,8 +132,16 @@ class FaultProxy:
             daemon=True,
         )
         up.start()
-        down = _Framing(methods, False, self._flip)
+        down = _Framing(methods, False, self._flip, self._drop)
         self._pump(server, client, down, mode == "drop-response")
+
+    def _drop(self, method: str) -> bool:
+        """Whether the answer to a `method` request starting now is dropped."""
+        wanted = f"drop-response:{method}"
+        with self._lock:
+            if self.mode != wanted:
+                return False
+        return self._take_mode() == wanted
 
     def _flip(self, requests: bool) -> bool:
         """Whether the body starting now (of a request or a response) gets a byte flipped."""
@@ -167,7 +177,7 @@ class FaultProxy:
                 if not data or drop:
                     break
                 dst.sendall(framing.feed(data))
-        except OSError:
+        except (OSError, _Dropped):
             pass
         finally:
             for s in (src, dst):
@@ -184,10 +194,17 @@ class _Framing:
     passes unchanged).
     """
 
-    def __init__(self, methods: deque[str], requests: bool, flip: Callable[[bool], bool]) -> None:
+    def __init__(
+        self,
+        methods: deque[str],
+        requests: bool,
+        flip: Callable[[bool], bool],
+        drop: Callable[[str], bool] | None = None,
+    ) -> None:
         self.methods = methods
         self.requests = requests
         self.want_flip = flip
+        self.want_drop = drop
         self.head = b""
         self.body_left = 0
         self.fresh = False
@@ -226,15 +243,24 @@ class _Framing:
         fields = {
             k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
         }
-        if "chunked" in fields.get("transfer-encoding", "").lower():
-            self.lost = True
-            return
         length = int(fields.get("content-length", "0") or 0)
         if self.requests:
             self.methods.append(lines[0].split(" ", 1)[0])
         else:
-            method = self.methods.popleft() if self.methods else "GET"
             status = lines[0].split(" ")[1] if " " in lines[0] else "200"
-            if method == "HEAD" or status in ("204", "304") or status.startswith("1"):
+            if status.startswith("1"):  # 100 Continue: the final answer comes after
+                self.body_left = 0
+                return
+            method = self.methods.popleft() if self.methods else "GET"
+            if self.want_drop and self.want_drop(method):
+                raise _Dropped
+            if method == "HEAD" or status in ("204", "304"):
                 length = 0
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            self.lost = True  # not followed: the rest of the connection passes unchanged
+            return
         self.body_left = length
+
+
+class _Dropped(Exception):
+    """The answer being forwarded is to be dropped: close the connection instead."""

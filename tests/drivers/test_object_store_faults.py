@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from swiftclient.client import Connection  # type: ignore[import-untyped]
 
+from pieceworks.drivers import s3_store, swift_store
 from pieceworks.drivers.s3_store import S3Store
 from pieceworks.drivers.swift_store import SwiftStore
-from pieceworks.protocols import ObjectStore
+from pieceworks.protocols import BackendError, ObjectNotFound, ObjectStore
 from tests.drivers.fault_proxy import FaultProxy
 from tests.fixtures.swift_server import SwiftServer
 from tests.support.remote_stores import unique
@@ -83,3 +85,72 @@ def test_a_large_object_damaged_on_the_way_down_is_fetched_again(faulty: Faulty)
     faulty.proxy.fault("flip-response-body", times=1)
     assert faulty.store.get("chunks/cd/big") == big
     assert faulty.proxy.affected == 1
+
+
+def test_a_container_deleted_while_in_use_is_an_error_not_a_missing_object(
+    faulty: Faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Container / bucket deleted behind the store's back: get/head/exists raise `BackendError`.
+
+    They raised `ObjectNotFound` (``exists`` said False), so a restore or
+    check saw a store whose objects were all merely absent.
+    """
+    monkeypatch.setattr(swift_store, "_GONE_CHECK", 0.0, raising=False)
+    monkeypatch.setattr(s3_store, "_GONE_CHECK", 0.0, raising=False)
+    store = faulty.direct
+    store.put("manifests/one", BODY)
+    store.delete("manifests/one")
+    if isinstance(store, SwiftStore):
+        conn = Connection(store._auth_url, store._user, store._key)
+        conn.delete_container(store._container)
+    else:
+        assert isinstance(store, S3Store)
+        store._client.delete_bucket(Bucket=store._bucket)
+    for call in (
+        lambda: store.get("manifests/one"),
+        lambda: store.head("manifests/one"),
+        lambda: store.exists("manifests/one"),
+    ):
+        with pytest.raises(BackendError, match="does not exist") as caught:
+            call()
+        assert not isinstance(caught.value, ObjectNotFound)
+
+
+def test_a_missing_object_in_a_present_container_is_still_object_not_found(
+    faulty: Faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container check does not turn an ordinary miss into an error."""
+    monkeypatch.setattr(swift_store, "_GONE_CHECK", 0.0, raising=False)
+    monkeypatch.setattr(s3_store, "_GONE_CHECK", 0.0, raising=False)
+    with pytest.raises(ObjectNotFound):
+        faulty.store.get("manifests/none")
+    assert not faulty.store.exists("chunks/ab/none")
+
+
+def test_a_conditional_create_whose_answer_was_lost_still_reports_it_was_written(
+    faulty: Faulty,
+) -> None:
+    """The PUT with ``If-None-Match: *`` is done, its answer lost; the retry gets 412.
+
+    `put_if_absent` said False ("someone else wrote it") for our own write.
+    """
+    faulty.proxy.fault("drop-response:PUT", times=1)
+    assert faulty.store.put_if_absent("locks/lease-one", b"token 1") is True
+    assert faulty.proxy.affected == 1
+    assert faulty.direct.get("locks/lease-one") == b"token 1"
+
+
+def test_a_conditional_create_that_lost_the_race_after_a_retry_still_says_so(
+    faulty: Faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer's different bytes, found by a retried PUT, are never taken for ours.
+
+    The other writer gets in between the existence check and the PUT; the
+    first 412 is lost on the way, the retry's 412 stands.
+    """
+    faulty.direct.put("locks/lease-two", b"token 2")
+    monkeypatch.setattr(faulty.store, "exists", lambda key: False)  # checked before it came
+    faulty.proxy.fault("drop-response:PUT", times=1)
+    assert faulty.store.put_if_absent("locks/lease-two", b"token 3") is False
+    assert faulty.proxy.affected == 1
+    assert faulty.direct.get("locks/lease-two") == b"token 2"
