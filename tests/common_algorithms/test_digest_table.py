@@ -7,6 +7,7 @@ import hashlib
 import pytest
 
 from pieceworks.common_algorithms.format.digest_table import DigestTable
+from pieceworks.protocols.chunk_list import ChunkList, ChunkListBuilder
 
 
 def digest(i: int) -> bytes:
@@ -52,3 +53,36 @@ def test_hex_digests_lists_entries_in_the_order_they_were_put() -> None:
 def test_a_digest_is_32_bytes() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         DigestTable().put(b"short", "zstd", 1)
+
+
+def _list(indexes: range, stored: int = 7, codec: str = "zlib") -> ChunkList:
+    builder = ChunkListBuilder()
+    for n, i in enumerate(indexes):
+        builder.add_binary(n * 10, 10, digest(i), codec, stored + i)
+    return builder.build()
+
+
+def test_a_list_is_indexed_in_place_beside_own_entries() -> None:
+    """add_list: the chunks of a ChunkList are found (codec, stored length) without copies;
+    own entries go on beside them, and growing keeps both."""
+    table = DigestTable()
+    table.put(digest(-1), "zstd", 1)
+    table.add_list(_list(range(3000)))
+    for i in range(3000, 4000):
+        table.put(digest(i), "none", i)
+    assert len(table) == 4001 and table.own == 1001
+    assert table.get(digest(5)) == ("zlib", 12) and table.get(digest(3500)) == ("none", 3500)
+    assert table.get(digest(-1)) == ("zstd", 1) and table.get(digest(4000)) is None
+    assert list(table.hex_digests(1)) == [digest(i).hex() for i in range(3000, 4000)]
+
+
+def test_the_last_source_of_a_digest_wins_and_skipped_ones_are_left_out() -> None:
+    table = DigestTable()
+    table.put(digest(1), "zstd", 1)
+    table.add_list(_list(range(5)), skip={digest(3).hex()})
+    assert table.get(digest(1)) == ("zlib", 8)  # the list came later
+    assert digest(3) not in table and len(table) == 4
+    table.add_list(_list(range(2), stored=100, codec="none"))
+    assert table.get(digest(1)) == ("none", 101) and len(table) == 4
+    table.put(digest(0), "zstd", 5)  # an own entry replaces a listed one too
+    assert table.get(digest(0)) == ("zstd", 5) and table.own == 2

@@ -152,9 +152,14 @@ def backup_chunks(
     sources = [s for s in (known, parent_chunks, reuse) if s is not None]
     damaged = _damaged_seeds(store, sources)
     seeds = DigestTable()
-    for digest, seed_codec, stored_length, _ in _seeds(sources):
-        if digest.hex() not in damaged:
-            seeds.put(digest, seed_codec, stored_length)
+    for source in sources:  # a ChunkList is indexed in place; other seeds are copied
+        listed = source.chunk_list if isinstance(source, ChunksByOffset) else source
+        if isinstance(listed, ChunkList):
+            seeds.add_list(listed, damaged)
+            continue
+        for digest, seed_codec, stored_length, _ in _seeds([source]):
+            if digest.hex() not in damaged:
+                seeds.put(digest, seed_codec, stored_length)
     if damaged and reuse is not None:
         lost = [c for c in reuse.values() if c.digest in damaged]
         reuse = {o: c for o, c in reuse.items() if c.digest not in damaged}
@@ -192,7 +197,7 @@ class _BackupRun:
         self.known = known
         # deferred-sync: every entry put after these (a chunk written or found here) is
         # made durable before returning: `self.known.hex_digests(self.seeded)`
-        self.seeded = len(self.known)
+        self.seeded = self.known.own
         self.inflight: dict[str, threading.Event] = {}
         self.abort = threading.Event()
         self.error: BaseException | None = None
@@ -256,7 +261,7 @@ class _BackupRun:
                 self._drain(pending, chunks, report, block=False)
             if not self._stopping():
                 self._drain(pending, chunks, report, block=True)
-                if self.deferred is not None and len(self.known) > self.seeded:
+                if self.deferred is not None and self.known.own > self.seeded:
                     # before any manifest references them
                     self.deferred.sync(map(chunk_key, self.known.hex_digests(self.seeded)))
                 report(self.size, final=True)
