@@ -182,3 +182,16 @@ def test_a_large_put_that_fails_removes_a_segment_whose_answer_was_lost(
             store.put("chunks/ab/big", big)
         assert proxy.affected == 2
         assert admin.get_container(segments)[1] == before
+
+
+def test_an_answer_without_a_write_time_is_a_clear_error(faulty: Faulty) -> None:
+    """A HEAD answered without Last-Modified (and X-Timestamp): leases are aged on that clock.
+
+    It was a bare ``KeyError: 'last-modified'`` (Swift) / ``'LastModified'`` (S3).
+    """
+    faulty.direct.put("locks/clock", b"{}")
+    faulty.proxy.fault("strip:last-modified,x-timestamp")
+    with pytest.raises(BackendError, match="clock cannot be read"):
+        faulty.store.head("locks/clock")
+    faulty.proxy.fault("pass")
+    assert faulty.store.head("locks/clock").modified > 0
