@@ -71,6 +71,16 @@ class FaultProxy:
                     self.mode = "pass"
             return mode
 
+    def cut(self) -> None:
+        """Close every connection open now (clients must connect again)."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
     def close(self) -> None:
         """Stop accepting and close every connection."""
         self._closing.set()
