@@ -215,7 +215,13 @@ class SwiftStore(StoredSizes):
         headers = self._call(
             f"head {key!r}", lambda c: c.head_object(self._container, key), missing=key
         )
-        return ObjectInfo(key, int(headers["content-length"]), _modified(headers))
+        modified = _modified(headers)
+        if modified is None:
+            raise BackendError(
+                f"{self._label}: head {key!r}: the answer has no usable X-Timestamp or"
+                " Last-Modified, so the store's clock cannot be read"
+            )
+        return ObjectInfo(key, int(headers["content-length"]), modified)
 
     def delete(self, key: str) -> None:
         """Remove `key`; for a large object, its segments too. A missing key is fine.
@@ -651,8 +657,17 @@ def _stored_md5(headers: dict[str, str]) -> str | None:
     return etag if len(etag) == 32 else None
 
 
-def _modified(headers: dict[str, str]) -> float:
-    stamp = headers.get("x-timestamp")
-    if stamp:
-        return float(stamp)
-    return parsedate_to_datetime(headers["last-modified"]).timestamp()
+def _modified(headers: dict[str, str]) -> float | None:
+    """The object's write time on the store's clock (POSIX seconds); None if not given.
+
+    ``X-Timestamp`` (to the microsecond) where Swift sends it, else
+    ``Last-Modified`` (to the second).
+    """
+    try:
+        stamp = headers.get("x-timestamp")
+        if stamp:
+            return float(stamp)
+        date = headers.get("last-modified")
+        return parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        return None

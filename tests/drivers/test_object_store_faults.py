@@ -7,6 +7,7 @@ the server cannot start, the tests fail (never skip).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from swiftclient.client import Connection  # type: ignore[import-untyped]
 from pieceworks.drivers import s3_store, swift_store
 from pieceworks.drivers.s3_store import S3Store
 from pieceworks.drivers.swift_store import SwiftStore
-from pieceworks.protocols import BackendError, ObjectNotFound, ObjectStore
+from pieceworks.protocols import BackendError, ObjectNotFound, ObjectStore, TransientError
 from tests.drivers.fault_proxy import FaultProxy
 from tests.fixtures.swift_server import SwiftServer
 from tests.support.remote_stores import unique
@@ -182,3 +183,30 @@ def test_a_large_put_that_fails_removes_a_segment_whose_answer_was_lost(
             store.put("chunks/ab/big", big)
         assert proxy.affected == 2
         assert admin.get_container(segments)[1] == before
+
+
+def test_an_answer_without_a_write_time_is_a_clear_error(faulty: Faulty) -> None:
+    """A HEAD answered without Last-Modified (and X-Timestamp): leases are aged on that clock.
+
+    It was a bare ``KeyError: 'last-modified'`` (Swift) / ``'LastModified'`` (S3).
+    """
+    faulty.direct.put("locks/clock", b"{}")
+    faulty.proxy.fault("strip:last-modified,x-timestamp")
+    with pytest.raises(BackendError, match="clock cannot be read"):
+        faulty.store.head("locks/clock")
+    faulty.proxy.fault("pass")
+    assert faulty.store.head("locks/clock").modified > 0
+
+
+def test_a_service_that_stops_answering_times_out_and_gives_up(faulty: Faulty) -> None:
+    """Connections are accepted and never answered: each try ends at `timeout` (5 s here),
+    then the store gives up with `TransientError`, instead of hanging."""
+    faulty.store.put("chunks/ab/stall", BODY)
+    faulty.proxy.fault("stall")
+    faulty.proxy.cut()
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="gave up after 3 tries"):
+        faulty.store.get("chunks/ab/stall")
+    assert 3 * 5 <= time.monotonic() - started < 3 * 5 + 10
+    faulty.proxy.fault("pass")
+    assert faulty.store.get("chunks/ab/stall") == BODY
