@@ -321,7 +321,7 @@ class TransferChunks(DataStep, _BackupTask):
         started = time.monotonic()
         ref = source_ref(source)
         parent = (
-            latest_manifest(self.store.objects, self.request.volume_id)
+            latest_manifest(self.store.objects, self.request.volume_id, backend=self.backend.name)
             if self.request.incremental
             else None
         )
