@@ -24,7 +24,8 @@ missing:
   against the MD5 its manifest records in ``X-Object-Meta-Pieceworks-Md5``).
   A mismatch either way is retried.
 
-Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 422, 429)
+Failures worth retrying (connection errors, timeouts, answers that do not
+parse, such as a damaged listing, HTTP 5xx, 408, 422, 429)
 are retried with exponential backoff (tenacity) and end in `TransientError`.
 Bad credentials are a `ConfigError`. The key is never shown: not in `repr`,
 messages or logs.
@@ -559,6 +560,12 @@ class SwiftStore(StoredSizes):
                     why = cause.strerror if cause is not None else self._scrub(str(exc))
                     raise TransientError(
                         f"{self._label}: {what}: {type(exc).__name__}: {why}"
+                    ) from None
+                except ValueError as exc:  # an answer that does not parse: damaged on the way
+                    conn.close()
+                    raise TransientError(
+                        f"{self._label}: {what}: unreadable answer:"
+                        f" {type(exc).__name__}: {self._scrub(str(exc))}"
                     ) from None
 
         return self._retry.call(attempt)

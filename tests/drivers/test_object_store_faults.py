@@ -210,3 +210,23 @@ def test_a_service_that_stops_answering_times_out_and_gives_up(faulty: Faulty) -
     assert 3 * 5 <= time.monotonic() - started < 3 * 5 + 10
     faulty.proxy.fault("pass")
     assert faulty.store.get("chunks/ab/stall") == BODY
+
+
+def test_a_listing_damaged_on_the_way_down_is_fetched_again(swift_server: SwiftServer) -> None:
+    """One flipped byte of a Swift container listing (JSON): the listing is asked for again.
+
+    It escaped as a bare ``UnicodeDecodeError`` from swiftclient's JSON parsing, which the
+    CLI reported as "unexpected UnicodeDecodeError" (seen on ``pieceworks verify``).
+    """
+    with FaultProxy(swift_server.proxy_port) as proxy:
+        options = swift_server.swift_options(unique(), retries="2", backoff="0.05")
+        options["auth_url"] = options["auth_url"].replace(
+            f":{swift_server.proxy_port}/", f":{proxy.port}/"
+        )
+        store = SwiftStore(**options)
+        keys = [f"manifests/bk-{i}.json" for i in range(5)]
+        for key in keys:
+            store.put(key, b"{}")
+        proxy.fault("flip-response-body", times=1)
+        assert list(store.list("manifests/")) == keys
+        assert proxy.affected == 1
