@@ -13,6 +13,12 @@ a line through the points (MiB per 1,000 chunks) and projects the peak RSS
 of a 262,144-chunk backup (1 TiB in 4 MiB chunks) from it.
 
     .venv/bin/python bench/rss_scale.py --sizes-gib 1 2 4
+    .venv/bin/python bench/rss_scale.py --sizes-gib 1 2 4 --incremental
+
+With ``--incremental`` it measures, after each full backup, an incremental
+one (``backup --incremental``) after a change of 1% of the chunks: what an
+incremental holds per chunk of its parent (the parent's chunk list, the
+chunks it knows as stored) on top of its own.
 
 The projection is a projection: a 4 MiB-chunk backup also holds its read
 buffers (about 20 MiB more at the default two threads, see
@@ -51,10 +57,20 @@ def make_volume(path: Path, size: int) -> int:
     return chunks
 
 
-def backup(home: Path) -> tuple[float, float]:
+def change(path: Path, chunks: int, share: float = 0.01) -> None:
+    """Write a new distinct value into `share` of the `chunks` of the volume at `path`."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        for i in range(0, chunks, round(1 / share)):
+            os.pwrite(fd, b"changed %010d " % i + os.urandom(8), i * CHUNK)
+    finally:
+        os.close(fd)
+
+
+def backup(home: Path, *extra: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one ``pieceworks backup`` under `home`."""
     env = {**os.environ, "PIECEWORKS_HOME": str(home)}
-    argv = [PIECEWORKS, "backup", "--volume", "v", "--chunk-size", "64KiB", "-q"]
+    argv = [PIECEWORKS, "backup", "--volume", "v", "--chunk-size", "64KiB", "-q", *extra]
     started = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
@@ -68,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes-gib", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="measure an incremental backup after a 1%% change, after each full one",
+    )
     args = parser.parse_args(argv)
     rows = []
     work = Path(tempfile.mkdtemp(prefix="pw-rss-"))
@@ -77,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             (home / "volumes").mkdir(parents=True)
             chunks = make_volume(home / "volumes" / "v", size * GiB)
             wall, rss = backup(home)
+            if args.incremental:
+                change(home / "volumes" / "v", chunks)
+                wall, rss = backup(home, "--incremental")
             rows.append({"chunks": chunks, "peak_rss_mib": round(rss, 1), "seconds": wall})
             print(f"{chunks:8d} chunks  peak RSS {rss:6.1f} MiB  {wall:6.1f} s", flush=True)
             shutil.rmtree(home)
@@ -93,9 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     projected = mean_y + slope * (TIB_CHUNKS - mean_x)
     print(f"slope {slope * 1000:.2f} MiB per 1,000 chunks ({slope * 2**20:.0f} bytes per chunk)")
-    print(f"projected peak RSS of {TIB_CHUNKS:,} chunks (1 TiB, 4 MiB chunks): {projected:.0f} MiB")
+    kind = "incremental" if args.incremental else "full"
+    print(
+        f"projected peak RSS of {'an' if args.incremental else 'a'} {kind} backup of"
+        f" {TIB_CHUNKS:,} chunks (1 TiB, 4 MiB chunks): {projected:.0f} MiB"
+    )
     if args.json:
-        report = {"rows": rows, "mib_per_chunk": slope, "projected_1tib_mib": projected}
+        report = {
+            "backup": kind,
+            "rows": rows,
+            "mib_per_chunk": slope,
+            "projected_1tib_mib": projected,
+        }
         args.json.write_text(json.dumps(report, indent=1))
     return 0
 

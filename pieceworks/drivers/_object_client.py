@@ -6,7 +6,7 @@
 * `RetryPolicy` runs one request with retries: `TransientError` is retried
   with exponential backoff and jitter (tenacity), each retry is logged as a
   warning on the store's own logger, and the last error says how many tries
-  were made;
+  were made (`Tries` lets a caller count them too);
 * `run_all` runs the uploads of one large object's parts a few at a time,
   and `body_bytes` makes the bytes a request body needs;
 * `batched_sizes` answers the ``stored-sizes`` extension for a batch of
@@ -38,6 +38,7 @@ __all__ = [
     "MASK",
     "RetryPolicy",
     "StoreOptions",
+    "Tries",
     "batched_sizes",
     "body_bytes",
     "mask_url",
@@ -143,6 +144,13 @@ class StoreOptions:
             self.number("max_backoff", max_backoff, 0.0),
             log,
         )
+
+
+@dataclass(slots=True)
+class Tries:
+    """How many tries a `RetryPolicy.call` made (counted by the function it runs)."""
+
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

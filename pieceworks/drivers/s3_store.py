@@ -6,7 +6,9 @@
   `multipart_threshold` is sent as a multipart upload in `part_size` parts
   (S3 parts are at least 5 MiB, except the last); the upload becomes visible
   only when it is completed, and a failed one is aborted;
-* `get`/`head` raise `ObjectNotFound` on 404 / ``NoSuchKey``; `delete` of a
+* `get`/`head` raise `ObjectNotFound` on 404 / ``NoSuchKey`` (but
+  `BackendError` if the bucket itself is gone: ``NoSuchBucket``, or a HEAD
+  of the bucket after a bare 404, at most every 10 s); `delete` of a
   missing object is no error;
 * `list` pages through ListObjectsV2 (sorted by the service);
 * `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
@@ -39,6 +41,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
@@ -93,6 +96,9 @@ _CREDENTIAL_CODES: Final = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "InvalidClientTokenId"}
 )
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
+_NO_BUCKET_CODES: Final = frozenset({"404", "NoSuchBucket", "NotFound"})
+#: Seconds between checks, on a 404 for an object, that the bucket itself still exists.
+_GONE_CHECK: Final = 10.0
 _OPTIONS: Final = _object_client.StoreOptions("s3 store", size_example="8MiB")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -211,6 +217,7 @@ class S3Store(StoredSizes):
         except (BotoCoreError, ValueError) as exc:
             raise ConfigError(f"{self._label}: {self._scrub(str(exc))}") from None
         self._conditional_puts = True  # until the service says it has none (501)
+        self._bucket_seen = 0.0  # when the bucket was last known to exist (monotonic)
         try:
             self._ensure_bucket()
         except _Denied as exc:
@@ -261,7 +268,13 @@ class S3Store(StoredSizes):
             lambda: self._client.head_object(Bucket=self._bucket, Key=key),
             missing=key,
         )
-        return ObjectInfo(key, int(response["ContentLength"]), response["LastModified"].timestamp())
+        modified = response.get("LastModified")
+        if modified is None:  # the store's clock cannot be read: never guess it
+            raise BackendError(
+                f"{self._label}: head {key!r}: the answer has no usable Last-Modified,"
+                " so the store's clock cannot be read"
+            )
+        return ObjectInfo(key, int(response["ContentLength"]), modified.timestamp())
 
     def delete(self, key: str) -> None:
         validate_key(key)
@@ -295,12 +308,25 @@ class S3Store(StoredSizes):
         )
 
     def _listing(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """``(key, size)`` of every object under `prefix`, a page at a time."""
+        """``(key, size)`` of every object under `prefix`, a page at a time.
+
+        The next page is asked for by the page's continuation token or, from
+        a service that says "truncated" without one, by ``StartAfter`` the
+        last key. Every key must sort after the one before it: a page that
+        repeats or goes back (a service that ignores ``StartAfter``) is a
+        `BackendError`, never a listing that silently stops early (a gc that
+        missed a page of manifests would delete chunks they reference).
+        """
         token: str | None = None
+        last: str | None = None
         while True:
 
-            def page_after(token: str | None = token) -> dict[str, Any]:
-                extra = {"ContinuationToken": token} if token else {}
+            def page_after(token: str | None = token, last: str | None = last) -> dict[str, Any]:
+                extra: dict[str, str] = {}
+                if token:
+                    extra["ContinuationToken"] = token
+                elif last is not None:
+                    extra["StartAfter"] = last
                 page: dict[str, Any] = self._client.list_objects_v2(
                     Bucket=self._bucket, Prefix=prefix, MaxKeys=1000, **extra
                 )
@@ -308,10 +334,22 @@ class S3Store(StoredSizes):
 
             page = self._call(f"list {prefix!r}", page_after)
             for entry in page.get("Contents", ()):
-                yield str(entry["Key"]), int(entry["Size"])
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
+                key = str(entry["Key"])
+                if last is not None and key.encode() <= last.encode():
+                    raise BackendError(
+                        f"{self._label}: list {prefix!r}: the service listed {key!r}"
+                        f" after {last!r}, out of order; the listing cannot be trusted"
+                    )
+                last = key
+                yield key, int(entry["Size"])
+            if not page.get("IsTruncated"):
                 return
+            token = page.get("NextContinuationToken")
+            if not token and not page.get("Contents"):
+                raise BackendError(
+                    f"{self._label}: list {prefix!r}: the service says the listing goes on"
+                    " but gives neither keys nor a continuation token"
+                )
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         """Write `key` unless it exists.
@@ -327,18 +365,33 @@ class S3Store(StoredSizes):
         if len(body) > self._threshold or not self._conditional_puts:
             self.put(key, body)
             return True
+        tries = _object_client.Tries()
         try:
-            self._put_object(key, body, {"IfNoneMatch": "*"})
+            self._put_object(key, body, {"IfNoneMatch": "*"}, tries)
         except _PreconditionFailed:
-            return False
+            # A 412 to a retry may answer our own earlier try whose answer was lost.
+            return tries.count > 1 and self._holds(key, body)
         except _NotImplemented:
             self._conditional_puts = False
             self._put_object(key, body, {})
         return True
 
-    def _put_object(self, key: str, body: bytes, extra: dict[str, str]) -> None:
+    def _holds(self, key: str, body: bytes) -> bool:
+        """Whether `key` is stored with exactly `body`."""
+        try:
+            return self.get(key) == body
+        except ObjectNotFound:
+            return False
+
+    def _put_object(
+        self,
+        key: str,
+        body: bytes,
+        extra: dict[str, str],
+        tries: _object_client.Tries | None = None,
+    ) -> None:
         """PutObject `body`; the service checks it against ``Content-MD5``, a GET against
-        the MD5 recorded in the metadata."""
+        the MD5 recorded in the metadata. `tries` counts the tries."""
         digest = _md5(body)
         self._call(
             f"put {key!r}",
@@ -351,6 +404,7 @@ class S3Store(StoredSizes):
                 ContentType="application/octet-stream",
                 **extra,
             ),
+            tries=tries,
         )
 
     # -- multipart ---------------------------------------------------------------------
@@ -417,7 +471,7 @@ class S3Store(StoredSizes):
             try:
                 self._client.head_bucket(Bucket=self._bucket)
             except ClientError as exc:
-                if _status(exc) != 404 and _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                if _status(exc) != 404 and _code(exc) not in _NO_BUCKET_CODES:
                     raise
                 extra: dict[str, object] = {}
                 if self._region != "us-east-1":
@@ -429,18 +483,31 @@ class S3Store(StoredSizes):
                         raise
 
         self._call(f"create bucket {self._bucket!r}", ensure)
+        self._bucket_seen = time.monotonic()
 
-    def _call(self, what: str, fn: Callable[[], T], missing: str | None = None) -> T:
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        missing: str | None = None,
+        tries: _object_client.Tries | None = None,
+    ) -> T:
         """Run `fn` with retries; map botocore errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
+        `tries`: counts the tries made.
         """
 
         def attempt() -> T:
+            if tries is not None:
+                tries.count += 1
             try:
                 return fn()
             except ClientError as exc:
-                raise self._error(what, exc, missing) from None
+                error = self._error(what, exc, missing)
+                if isinstance(error, ObjectNotFound):
+                    self._bucket_still_there()
+                raise error from None
             except SSLError as exc:
                 raise BackendError(f"{self._label}: {what}: {self._scrub(str(exc))}") from None
             except (BotoConnectionError, HTTPClientError, IncompleteReadError, OSError) as exc:
@@ -450,8 +517,34 @@ class S3Store(StoredSizes):
 
         return self._retry.call(attempt)
 
+    def _bucket_still_there(self) -> None:
+        """Raise `BackendError` if the bucket is gone (checked at most every `_GONE_CHECK` s).
+
+        A HEAD of an object in a missing bucket answers a bare 404, like a
+        missing object; without this check a bucket deleted under a running
+        restore or check made every object look merely absent.
+        """
+        if time.monotonic() - self._bucket_seen < _GONE_CHECK:
+            return
+        try:
+            self._client.head_bucket(Bucket=self._bucket)
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) in _NO_BUCKET_CODES:
+                raise self._gone() from None
+            return  # no answer either way: the object's 404 stands
+        except (BotoCoreError, OSError):
+            return
+        self._bucket_seen = time.monotonic()
+
+    def _gone(self) -> BackendError:
+        return BackendError(
+            f"{self._label}: the bucket {self._bucket!r} does not exist (deleted while in use?)"
+        )
+
     def _error(self, what: str, exc: ClientError, missing: str | None) -> PieceworksError:
         status, code = _status(exc), _code(exc)
+        if code == "NoSuchBucket":
+            return self._gone()
         if missing is not None and (status == 404 or code in _MISSING_CODES):
             return ObjectNotFound(f"no object {missing!r}")
         message = f"{self._label}: {what}: {self._scrub(str(exc))}"

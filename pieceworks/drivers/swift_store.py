@@ -7,7 +7,9 @@ missing:
   `segment_size` becomes a Static Large Object: its segments go to the
   container ``<container>_segments`` first, then the manifest is PUT (the
   manifest PUT is the atomic step; segments of a failed put are removed);
-* `get`/`head` raise `ObjectNotFound` on 404; `delete` removes an object and,
+* `get`/`head` raise `ObjectNotFound` on 404 (but `BackendError` if the
+  container itself is gone, checked on a 404 at most every 10 s); `delete`
+  removes an object and,
   for a large one, its segments (``multipart-manifest=delete``); a missing
   object is no error;
 * `list` pages through the container listing (sorted by Swift);
@@ -22,7 +24,8 @@ missing:
   against the MD5 its manifest records in ``X-Object-Meta-Pieceworks-Md5``).
   A mismatch either way is retried.
 
-Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 422, 429)
+Failures worth retrying (connection errors, timeouts, answers that do not
+parse, such as a damaged listing, HTTP 5xx, 408, 422, 429)
 are retried with exponential backoff (tenacity) and end in `TransientError`.
 Bad credentials are a `ConfigError`. The key is never shown: not in `repr`,
 messages or logs.
@@ -73,6 +76,8 @@ _TRANSIENT_STATUS: Final = frozenset({408, 422, 425, 429, 498, 499})
 _MD5_META: Final = "X-Object-Meta-Pieceworks-Md5"
 _PAGE: Final = 10_000
 _RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
+#: Seconds between checks, on a 404 for an object, that the container itself still exists.
+_GONE_CHECK: Final = 10.0
 _OPTIONS: Final = _object_client.StoreOptions("swift store", size_example="64MiB")
 _AUTH_VERSIONS: Final = {"1": "1.0", "1.0": "1.0", "2": "2.0", "2.0": "2.0", "3": "3"}
 _OS_OPTIONS: Final = (
@@ -169,6 +174,7 @@ class SwiftStore(StoredSizes):
         self._token: str | None = None
         self._segments: bool | None = None  # whether the segment container exists
         self._segments_checked = 0.0
+        self._container_seen = 0.0  # when the container was last known to exist (monotonic)
         try:
             self._ensure_container(self._container)
         except _Denied as exc:
@@ -210,7 +216,13 @@ class SwiftStore(StoredSizes):
         headers = self._call(
             f"head {key!r}", lambda c: c.head_object(self._container, key), missing=key
         )
-        return ObjectInfo(key, int(headers["content-length"]), _modified(headers))
+        modified = _modified(headers)
+        if modified is None:
+            raise BackendError(
+                f"{self._label}: head {key!r}: the answer has no usable X-Timestamp or"
+                " Last-Modified, so the store's clock cannot be read"
+            )
+        return ObjectInfo(key, int(headers["content-length"]), modified)
 
     def delete(self, key: str) -> None:
         """Remove `key`; for a large object, its segments too. A missing key is fine.
@@ -250,7 +262,12 @@ class SwiftStore(StoredSizes):
         )
 
     def _listing(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """``(key, size)`` of every object under `prefix`, a listing page at a time."""
+        """``(key, size)`` of every object under `prefix`, a listing page at a time.
+
+        Each page starts after the last name of the one before (``marker``);
+        names must come in strictly increasing order, else `BackendError`
+        (never a listing that stops early or loops).
+        """
         marker = ""
         while True:
 
@@ -264,18 +281,39 @@ class SwiftStore(StoredSizes):
             if not page:
                 return
             for entry in page:
-                yield str(entry["name"]), int(entry["bytes"])
-            marker = str(page[-1]["name"])
+                name = str(entry["name"])
+                if marker and name.encode() <= marker.encode():  # a page that repeats or goes back
+                    raise BackendError(
+                        f"{self._label}: list {prefix!r}: Swift listed {name!r} after"
+                        f" {marker!r}, out of order; the listing cannot be trusted"
+                    )
+                marker = name
+                yield name, int(entry["bytes"])
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
-        """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile."""
+        """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile.
+
+        A 412 to a retried PUT may answer our own earlier try, whose answer
+        was lost (the object was written, the connection dropped): then the
+        stored object is read back, and if it holds exactly `data` the write
+        counts as ours (True).
+        """
         if self.exists(key):
             return False
+        body = _object_client.body_bytes(data)
+        tries = _object_client.Tries()
         try:
-            self._put(key, _object_client.body_bytes(data), {"If-None-Match": "*"})
+            self._put(key, body, {"If-None-Match": "*"}, tries)
         except _PreconditionFailed:
-            return False
+            return tries.count > 1 and self._holds(key, body)
         return True
+
+    def _holds(self, key: str, body: bytes) -> bool:
+        """Whether `key` is stored with exactly `body`."""
+        try:
+            return self.get(key) == body
+        except ObjectNotFound:
+            return False
 
     def close(self) -> None:
         """Close every connection this store opened (it reconnects if used again)."""
@@ -287,10 +325,19 @@ class SwiftStore(StoredSizes):
 
     # -- writing -----------------------------------------------------------------------
 
-    def _put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
-        """PUT `body` whole or as a large object; Swift checks it against its MD5 (``ETag``)."""
+    def _put(
+        self,
+        key: str,
+        body: bytes,
+        headers: dict[str, str],
+        tries: _object_client.Tries | None = None,
+    ) -> None:
+        """PUT `body` whole or as a large object; Swift checks it against its MD5 (``ETag``).
+
+        `tries` counts the tries of the PUT that makes the object visible.
+        """
         if len(body) > self._segment_size:
-            self._put_large(key, body, {**headers, _MD5_META: _md5(body)})
+            self._put_large(key, body, {**headers, _MD5_META: _md5(body)}, tries)
             return
         digest = _md5(body)
         self._call(
@@ -304,9 +351,16 @@ class SwiftStore(StoredSizes):
                 content_type="application/octet-stream",
                 headers=headers,
             ),
+            tries=tries,
         )
 
-    def _put_large(self, key: str, body: bytes, headers: dict[str, str]) -> None:
+    def _put_large(
+        self,
+        key: str,
+        body: bytes,
+        headers: dict[str, str],
+        tries: _object_client.Tries | None = None,
+    ) -> None:
         """Upload the segments (`segment_concurrency` at a time), then the manifest."""
         if not self._segments:
             self._ensure_container(self._segment_container)
@@ -314,19 +368,20 @@ class SwiftStore(StoredSizes):
         prefix = f"{key}/{time.time():.6f}-{secrets.token_hex(4)}/"
         view = memoryview(body)
         offsets = list(range(0, len(body), self._segment_size))
-        uploaded: list[str] = []  # appended by the workers (list.append is atomic)
+        uploaded: list[str] = []  # segments tried, by the workers (list.append is atomic)
 
         def put_segment(index: int) -> dict[str, object]:
             part = bytes(view[offsets[index] : offsets[index] + self._segment_size])
             name = f"{prefix}{index:08d}"
             digest = _md5(part)
+            # Before the PUT: a try whose answer is lost may have stored it all the same.
+            uploaded.append(name)
             self._call(
                 f"put segment {index} of {key!r}",
                 lambda c: c.put_object(
                     self._segment_container, name, part, content_length=len(part), etag=digest
                 ),
             )
-            uploaded.append(name)
             return {
                 "path": f"/{self._segment_container}/{name}",
                 "etag": digest,
@@ -349,6 +404,7 @@ class SwiftStore(StoredSizes):
                     headers=headers,
                     query_string="multipart-manifest=put",
                 ),
+                tries=tries,
             )
         except BaseException:
             for name in uploaded:  # best effort: a failed put leaves nothing behind
@@ -393,6 +449,30 @@ class SwiftStore(StoredSizes):
                 conn.put_container(container)
 
         self._call(f"create container {container!r}", ensure)
+        if container == self._container:
+            self._container_seen = time.monotonic()
+
+    def _container_still_there(self, conn: Any) -> None:
+        """Raise `BackendError` if the container is gone (checked at most every `_GONE_CHECK` s).
+
+        Swift answers 404 alike for a missing object and a missing container;
+        without this check a container deleted under a running restore or
+        check made every object look merely absent.
+        """
+        if time.monotonic() - self._container_seen < _GONE_CHECK:
+            return
+        try:
+            conn.head_container(self._container)
+        except ClientException as exc:
+            if exc.http_status == 404:
+                raise BackendError(
+                    f"{self._label}: the container {self._container!r} does not exist"
+                    " (deleted while in use?)"
+                ) from None
+            return  # no answer either way: the object's 404 stands
+        except OSError:
+            return
+        self._container_seen = time.monotonic()
 
     def _credentials(self) -> tuple[str, str]:
         """The storage URL and token, authenticating (once, for all threads) if needed."""
@@ -440,13 +520,22 @@ class SwiftStore(StoredSizes):
 
     # -- calls, errors and retries -----------------------------------------------------
 
-    def _call(self, what: str, fn: Callable[[Any], T], missing: str | None = None) -> T:
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[Any], T],
+        missing: str | None = None,
+        tries: _object_client.Tries | None = None,
+    ) -> T:
         """Run `fn(connection)` with retries; map swiftclient errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
+        `tries`: counts the tries made.
         """
 
         def attempt() -> T:
+            if tries is not None:
+                tries.count += 1
             conn = self._connection()
             renewed = False
             token = None
@@ -460,6 +549,7 @@ class SwiftStore(StoredSizes):
                         renewed = True
                         continue
                     if exc.http_status == 404 and missing is not None:
+                        self._container_still_there(conn)
                         raise ObjectNotFound(f"no object {missing!r}") from None
                     if exc.http_status == 412:
                         raise _PreconditionFailed(self._scrub(str(exc))) from None
@@ -470,6 +560,12 @@ class SwiftStore(StoredSizes):
                     why = cause.strerror if cause is not None else self._scrub(str(exc))
                     raise TransientError(
                         f"{self._label}: {what}: {type(exc).__name__}: {why}"
+                    ) from None
+                except ValueError as exc:  # an answer that does not parse: damaged on the way
+                    conn.close()
+                    raise TransientError(
+                        f"{self._label}: {what}: unreadable answer:"
+                        f" {type(exc).__name__}: {self._scrub(str(exc))}"
                     ) from None
 
         return self._retry.call(attempt)
@@ -568,8 +664,17 @@ def _stored_md5(headers: dict[str, str]) -> str | None:
     return etag if len(etag) == 32 else None
 
 
-def _modified(headers: dict[str, str]) -> float:
-    stamp = headers.get("x-timestamp")
-    if stamp:
-        return float(stamp)
-    return parsedate_to_datetime(headers["last-modified"]).timestamp()
+def _modified(headers: dict[str, str]) -> float | None:
+    """The object's write time on the store's clock (POSIX seconds); None if not given.
+
+    ``X-Timestamp`` (to the microsecond) where Swift sends it, else
+    ``Last-Modified`` (to the second).
+    """
+    try:
+        stamp = headers.get("x-timestamp")
+        if stamp:
+            return float(stamp)
+        date = headers.get("last-modified")
+        return parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        return None

@@ -7,7 +7,7 @@ receives a `VolumeRef` knows its id is a safe single path component.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -171,14 +171,15 @@ class PushedVolume:
     """What a backend reports after pushing a volume into a store itself.
 
     `size` is the source's size in bytes; `chunks` one `ChunkRef` per
-    non-zero chunk, sorted by offset; `bytes_read` what the backend read;
+    non-zero chunk, sorted by offset (a tuple, or any sequence of them such
+    as a `pieceworks.protocols.chunk_list.ChunkList`); `bytes_read` what the backend read;
     `bytes_written` the stored bytes of the chunk objects it newly wrote,
     and `chunks_written` how many those were (None: the backend does not
     say, as drivers written before it was added).
     """
 
     size: int
-    chunks: tuple[ChunkRef, ...]
+    chunks: Sequence[ChunkRef]
     bytes_read: int
     bytes_written: int
     chunks_written: int | None = None

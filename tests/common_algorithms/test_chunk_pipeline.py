@@ -33,6 +33,7 @@ from pieceworks.protocols import (
     Extent,
     VolumeRef,
 )
+from pieceworks.protocols.chunk_list import ChunkList
 from pieceworks.protocols.chunks import CODECS, chunk_key
 from pieceworks.protocols.io import takes_concurrent_writes
 
@@ -268,22 +269,23 @@ def test_incremental_after_a_one_percent_change_stores_about_one_percent(
     assert sha(restored) == sha(volume_path(driver, "vol2").read_bytes())
 
 
-def test_an_incremental_holds_its_parent_chunk_refs_not_copies(
+def test_an_incremental_lists_its_parent_chunks_in_columns(
     driver: FileDriver, store: PosixStore
 ) -> None:
-    """Memory: an unchanged chunk of an incremental is the parent's ChunkRef object itself
-    (at 1 TiB in 4 MiB chunks, a new ref and a (codec, size) tuple per chunk held about
-    30 MiB more); a changed one is new."""
+    """An unchanged chunk of an incremental is listed as the parent's (same digest, codec and
+    stored size), a changed one is new; the list is a `ChunkList` (columns, about 57 bytes a
+    chunk, not a ChunkRef object per chunk)."""
     size = 40 * CS
     data = random_bytes(size, 9)
     volume = write_volume(driver, "vol", size, {0: data})
     parent = manifest_of(backup(driver, store, volume), size, "full")
     changed, _ = changed_copy(driver, data, [5])
     result = backup(driver, store, changed, parent=parent)
-    assert [c is p for c, p in zip(result.chunks, parent.chunks, strict=True)] == [
+    assert isinstance(result.chunks, ChunkList)
+    assert [c == p for c, p in zip(result.chunks, parent.chunks, strict=True)] == [
         i != 5 for i in range(40)
     ]
-    assert result.chunks[5] != parent.chunks[5]
+    assert result.chunks[5].digest != parent.chunks[5].digest
 
 
 def test_read_only_reads_only_the_changed_ranges(driver: FileDriver, store: PosixStore) -> None:

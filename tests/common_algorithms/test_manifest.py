@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from pieceworks.common_algorithms.format import manifest as manifest_module
 from pieceworks.common_algorithms.format.manifest import (
     FORMAT_VERSION,
     BackupExists,
@@ -119,6 +123,25 @@ def test_to_json_is_the_canonical_document_byte_for_byte(count: int) -> None:
     )
     data = m.to_json()
     assert data == _reference_json(m)
+    assert Manifest.from_json(data) == m
+
+
+def test_rows_of_every_width_and_codec_are_the_canonical_bytes() -> None:
+    """The rows are encoded from the columns into a buffer sized by counting first: ints
+    of 1 to 20 digits, the three codecs mixed, a chunk at offset 0 of length 1."""
+    rng = random.Random(12)
+    chunks, offset = [], 0
+    for i in range(3000):
+        length = rng.choice([1, 9, 10, 4096, CS])
+        chunks.append(
+            ChunkRef(offset, length, digest(i), ("zstd", "zlib", "none")[i % 3], rng.choice(
+                [0, 1, 99, 100, rng.randrange(1 << 64)]
+            ))
+        )  # fmt: skip
+        offset += length + rng.choice([0, 0, 1, 10**12])
+    m = make(size=offset + CS, chunks=tuple(chunks))
+    data = m.to_json()
+    assert data == _reference_json(m) and bytes(m.encoded()) == data
     assert Manifest.from_json(data) == m
 
 
@@ -314,3 +337,57 @@ def test_known_chunks_maps_digests_to_stored_objects() -> None:
     assert set(known) == {digest(1), digest(2), digest(3), digest(9)}
     assert known[digest(2)].codec == "zlib" and known[digest(2)].stored_length == 2000
     assert dataclasses.replace(a, chunks=()).digests() == frozenset()
+
+
+def _many(count: int = 3 * 4096 + 5) -> Manifest:
+    chunks = tuple(
+        ChunkRef(i * CS, CS, digest(i), ("zstd", "zlib", "none")[i % 3], 1000 + i)
+        for i in range(count)
+    )
+    return make(size=count * CS, chunks=chunks, labels={"note": '"chunks":[[1]],[2]'})
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 1000, 400_000])
+def test_reading_parses_the_rows_in_batches_as_a_whole_parse_would(
+    batch_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """from_json of bytes parses the rows a batch at a time (memory); the manifest is the one
+    the whole-document parse gives (a str is parsed whole)."""
+    monkeypatch.setattr(manifest_module, "_ROW_BYTES_AT_ONCE", batch_bytes)
+    m = _many()
+    data = m.to_json()
+    batched = Manifest._from_json_in_batches(data)
+    assert batched is not None and batched == m == Manifest.from_json(data.decode())
+    empty = make(chunks=())
+    assert Manifest._from_json_in_batches(empty.to_json()) == empty
+
+
+def _reformatted(data: bytes) -> bytes:
+    return json.dumps(json.loads(data), indent=1).encode()
+
+
+def _rows_with_brackets(data: bytes) -> bytes:
+    doc = json.loads(data)
+    doc["manifest"]["chunks"][1][3] = "z]],[x"  # an unknown codec, with the cuts' marks
+    doc = json.loads(rewrite(doc))
+    return json.dumps(doc, separators=(",", ":")).encode()  # compact: the batches try it
+
+
+@pytest.mark.parametrize("edit", [_reformatted, _rows_with_brackets])
+def test_what_the_batches_do_not_take_is_read_whole_with_the_same_outcome(
+    edit: Callable[[bytes], bytes],
+) -> None:
+    """Another layout (spaces), or rows the cuts would split wrongly: the whole parse decides,
+    accepting or refusing exactly as it does a str."""
+    data = edit(_many(50).to_json())
+    with contextlib.suppress(ValueError):
+        assert Manifest._from_json_in_batches(data) is None
+    try:
+        expected: object = Manifest.from_json(data.decode())
+    except CorruptionError as exc:
+        expected = str(exc)
+    try:
+        got: object = Manifest.from_json(data)
+    except CorruptionError as exc:
+        got = str(exc)
+    assert got == expected

@@ -7,14 +7,17 @@ the server cannot start, the tests fail (never skip).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from swiftclient.client import Connection  # type: ignore[import-untyped]
 
+from pieceworks.drivers import s3_store, swift_store
 from pieceworks.drivers.s3_store import S3Store
 from pieceworks.drivers.swift_store import SwiftStore
-from pieceworks.protocols import ObjectStore
+from pieceworks.protocols import BackendError, ObjectNotFound, ObjectStore, TransientError
 from tests.drivers.fault_proxy import FaultProxy
 from tests.fixtures.swift_server import SwiftServer
 from tests.support.remote_stores import unique
@@ -83,3 +86,147 @@ def test_a_large_object_damaged_on_the_way_down_is_fetched_again(faulty: Faulty)
     faulty.proxy.fault("flip-response-body", times=1)
     assert faulty.store.get("chunks/cd/big") == big
     assert faulty.proxy.affected == 1
+
+
+def test_a_container_deleted_while_in_use_is_an_error_not_a_missing_object(
+    faulty: Faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Container / bucket deleted behind the store's back: get/head/exists raise `BackendError`.
+
+    They raised `ObjectNotFound` (``exists`` said False), so a restore or
+    check saw a store whose objects were all merely absent.
+    """
+    monkeypatch.setattr(swift_store, "_GONE_CHECK", 0.0, raising=False)
+    monkeypatch.setattr(s3_store, "_GONE_CHECK", 0.0, raising=False)
+    store = faulty.direct
+    store.put("manifests/one", BODY)
+    store.delete("manifests/one")
+    if isinstance(store, SwiftStore):
+        conn = Connection(store._auth_url, store._user, store._key)
+        conn.delete_container(store._container)
+    else:
+        assert isinstance(store, S3Store)
+        store._client.delete_bucket(Bucket=store._bucket)
+    for call in (
+        lambda: store.get("manifests/one"),
+        lambda: store.head("manifests/one"),
+        lambda: store.exists("manifests/one"),
+    ):
+        with pytest.raises(BackendError, match="does not exist") as caught:
+            call()
+        assert not isinstance(caught.value, ObjectNotFound)
+
+
+def test_a_missing_object_in_a_present_container_is_still_object_not_found(
+    faulty: Faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container check does not turn an ordinary miss into an error."""
+    monkeypatch.setattr(swift_store, "_GONE_CHECK", 0.0, raising=False)
+    monkeypatch.setattr(s3_store, "_GONE_CHECK", 0.0, raising=False)
+    with pytest.raises(ObjectNotFound):
+        faulty.store.get("manifests/none")
+    assert not faulty.store.exists("chunks/ab/none")
+
+
+def test_a_conditional_create_whose_answer_was_lost_still_reports_it_was_written(
+    faulty: Faulty,
+) -> None:
+    """The PUT with ``If-None-Match: *`` is done, its answer lost; the retry gets 412.
+
+    `put_if_absent` said False ("someone else wrote it") for our own write.
+    """
+    faulty.proxy.fault("drop-response:PUT", times=1)
+    assert faulty.store.put_if_absent("locks/lease-one", b"token 1") is True
+    assert faulty.proxy.affected == 1
+    assert faulty.direct.get("locks/lease-one") == b"token 1"
+
+
+def test_a_conditional_create_that_lost_the_race_after_a_retry_still_says_so(
+    faulty: Faulty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer's different bytes, found by a retried PUT, are never taken for ours.
+
+    The other writer gets in between the existence check and the PUT; the
+    first 412 is lost on the way, the retry's 412 stands.
+    """
+    faulty.direct.put("locks/lease-two", b"token 2")
+    monkeypatch.setattr(faulty.store, "exists", lambda key: False)  # checked before it came
+    faulty.proxy.fault("drop-response:PUT", times=1)
+    assert faulty.store.put_if_absent("locks/lease-two", b"token 3") is False
+    assert faulty.proxy.affected == 1
+    assert faulty.direct.get("locks/lease-two") == b"token 2"
+
+
+def test_a_large_put_that_fails_removes_a_segment_whose_answer_was_lost(
+    swift_server: SwiftServer,
+) -> None:
+    """Every try of a segment PUT is answered by a dropped connection: the put fails, and
+    the segment Swift stored all the same is removed with the others.
+
+    Only segments whose PUT had been answered were removed: the lost one stayed.
+    """
+    with FaultProxy(swift_server.proxy_port) as proxy:
+        options = swift_server.swift_options(
+            unique(), retries="1", backoff="0.05", segment_size="5MiB", segment_concurrency="1"
+        )
+        options["auth_url"] = options["auth_url"].replace(
+            f":{swift_server.proxy_port}/", f":{proxy.port}/"
+        )
+        store = SwiftStore(**options)
+        big = bytes(range(256)) * (11 * 4096)
+        store.put("chunks/ab/warm", big)  # the segment container exists from now on
+        segments = f"{options['container']}_segments"
+        admin = Connection(swift_server.auth_url, swift_server.user, swift_server.key)
+        before = admin.get_container(segments)[1]
+        proxy.fault("drop-response:PUT", times=2)  # both tries of the first segment
+        with pytest.raises(BackendError):
+            store.put("chunks/ab/big", big)
+        assert proxy.affected == 2
+        assert admin.get_container(segments)[1] == before
+
+
+def test_an_answer_without_a_write_time_is_a_clear_error(faulty: Faulty) -> None:
+    """A HEAD answered without Last-Modified (and X-Timestamp): leases are aged on that clock.
+
+    It was a bare ``KeyError: 'last-modified'`` (Swift) / ``'LastModified'`` (S3).
+    """
+    faulty.direct.put("locks/clock", b"{}")
+    faulty.proxy.fault("strip:last-modified,x-timestamp")
+    with pytest.raises(BackendError, match="clock cannot be read"):
+        faulty.store.head("locks/clock")
+    faulty.proxy.fault("pass")
+    assert faulty.store.head("locks/clock").modified > 0
+
+
+def test_a_service_that_stops_answering_times_out_and_gives_up(faulty: Faulty) -> None:
+    """Connections are accepted and never answered: each try ends at `timeout` (5 s here),
+    then the store gives up with `TransientError`, instead of hanging."""
+    faulty.store.put("chunks/ab/stall", BODY)
+    faulty.proxy.fault("stall")
+    faulty.proxy.cut()
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="gave up after 3 tries"):
+        faulty.store.get("chunks/ab/stall")
+    assert 3 * 5 <= time.monotonic() - started < 3 * 5 + 10
+    faulty.proxy.fault("pass")
+    assert faulty.store.get("chunks/ab/stall") == BODY
+
+
+def test_a_listing_damaged_on_the_way_down_is_fetched_again(swift_server: SwiftServer) -> None:
+    """One flipped byte of a Swift container listing (JSON): the listing is asked for again.
+
+    It escaped as a bare ``UnicodeDecodeError`` from swiftclient's JSON parsing, which the
+    CLI reported as "unexpected UnicodeDecodeError" (seen on ``pieceworks verify``).
+    """
+    with FaultProxy(swift_server.proxy_port) as proxy:
+        options = swift_server.swift_options(unique(), retries="2", backoff="0.05")
+        options["auth_url"] = options["auth_url"].replace(
+            f":{swift_server.proxy_port}/", f":{proxy.port}/"
+        )
+        store = SwiftStore(**options)
+        keys = [f"manifests/bk-{i}.json" for i in range(5)]
+        for key in keys:
+            store.put(key, b"{}")
+        proxy.fault("flip-response-body", times=1)
+        assert list(store.list("manifests/")) == keys
+        assert proxy.affected == 1

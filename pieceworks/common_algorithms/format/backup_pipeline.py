@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from pieceworks.common_algorithms.format.chunk_ranges import contains, index_ranges, intersect
+from pieceworks.common_algorithms.format.digest_table import DigestTable
 from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.common_algorithms.format.pipeline_common import (
     BackupResult,
@@ -36,6 +37,12 @@ from pieceworks.protocols import (
     UnsupportedCodec,
     VolumeReader,
     stored_sizes,
+)
+from pieceworks.protocols.chunk_list import (
+    ChunkList,
+    ChunkListBuilder,
+    ChunksByOffset,
+    digest_bytes,
 )
 from pieceworks.protocols.chunks import (
     CODECS,
@@ -72,7 +79,7 @@ def backup_chunks(
     parent: Manifest | None = None,
     read_only: Sequence[Extent] | None = None,
     reuse: Mapping[int, ChunkRef] | None = None,
-    known: Mapping[str, ChunkRef] | None = None,
+    known: Mapping[str, ChunkRef] | Sequence[ChunkRef] | None = None,
     threads: int = 2,
     depth: int = 4,
     progress: Progress | None = None,
@@ -99,8 +106,9 @@ def backup_chunks(
 
     How chunks are stored: a chunk whose digest is among the parent's (or
     `reuse`'s) chunks or in `known` (digest -> a `ChunkRef` of an object
-    already stored, e.g. `known_chunks` of other manifests) is not sent
-    again, provided the store still holds its object at the recorded
+    already stored, e.g. `known_chunks` of other manifests; or a sequence of
+    such refs, such as a manifest's `ChunkList`, read from its columns
+    without a dict) is not sent again, provided the store still holds its object at the recorded
     stored size: one batched metadata query (`stored_sizes`) checks them
     all before the first read. One missing, unreadable or of another size
     is not reused: it is read from the source (even outside `read_only`)
@@ -126,6 +134,7 @@ def backup_chunks(
         raise ValueError("give parent or reuse, not both")
     started = time.monotonic()
     size = reader.size
+    parent_chunks: ChunkList | None = None
     if parent is not None:
         if parent.chunk_size == chunk_size and parent.size == size:
             reuse = parent.chunk_map()
@@ -136,20 +145,26 @@ def backup_chunks(
                     parent.backup_id,
                 )
             read_only = None
-            known = {**(known or {}), **{c.digest: c for c in parent.chunks}}
+            parent_chunks = parent.chunk_list
     if read_only is not None and reuse is None:
         raise ValueError("read_only needs parent (or reuse): the chunks of the ranges not read")
-    seeds = dict(known or {})
-    seeds.update((c.digest, c) for c in (reuse or {}).values())
-    damaged = _damaged_seeds(store, seeds)
-    if damaged:
-        for digest in damaged:
-            del seeds[digest]
-        if reuse is not None:
-            lost = [c for c in reuse.values() if c.digest in damaged]
-            reuse = {o: c for o, c in reuse.items() if c.digest not in damaged}
-            if read_only is not None:  # read again what can no longer be taken
-                read_only = [*read_only, *(Extent(c.offset, c.length) for c in lost)]
+    # later sources win for a digest listed twice: known, the parent's, reuse's
+    sources = [s for s in (known, parent_chunks, reuse) if s is not None]
+    damaged = _damaged_seeds(store, sources)
+    seeds = DigestTable()
+    for source in sources:  # a ChunkList is indexed in place; other seeds are copied
+        listed = source.chunk_list if isinstance(source, ChunksByOffset) else source
+        if isinstance(listed, ChunkList):
+            seeds.add_list(listed, damaged)
+            continue
+        for digest, seed_codec, stored_length, _ in _seeds([source]):
+            if digest.hex() not in damaged:
+                seeds.put(digest, seed_codec, stored_length)
+    if damaged and reuse is not None:
+        lost = [c for c in reuse.values() if c.digest in damaged]
+        reuse = {o: c for o, c in reuse.items() if c.digest not in damaged}
+        if read_only is not None:  # read again what can no longer be taken
+            read_only = [*read_only, *(Extent(c.offset, c.length) for c in lost)]
     plan = _plan(size, chunk_size, extents, read_only, reuse)
     run = _BackupRun(reader, store, codec, chunk_size, size, seeds, threads, depth, cancel)
     run.damaged = damaged
@@ -167,7 +182,7 @@ class _BackupRun:
         codec: str,
         chunk_size: int,
         size: int,
-        known: Mapping[str, ChunkRef],
+        known: DigestTable,
         threads: int,
         depth: int,
         cancel: threading.Event | None,
@@ -177,9 +192,12 @@ class _BackupRun:
         self.chunk_size, self.size = chunk_size, size
         self.threads, self.depth, self.cancel = threads, depth, cancel
         self.lock = threading.Lock()
-        # digest -> a chunk ref of its stored object: the refs themselves (a tuple per
-        # chunk held beside each ref cost 56 bytes a chunk, 14 MiB at 1 TiB)
-        self.known: dict[str, ChunkRef] = dict(known)
+        # digest -> (codec, stored length) of its stored object, in columns: a dict of
+        # hex digests to chunk refs cost about 300 bytes a chunk, 80 MiB at 1 TiB
+        self.known = known
+        # deferred-sync: every entry put after these (a chunk written or found here) is
+        # made durable before returning: `self.known.hex_digests(self.seeded)`
+        self.seeded = self.known.own
         self.inflight: dict[str, threading.Event] = {}
         self.abort = threading.Event()
         self.error: BaseException | None = None
@@ -187,10 +205,7 @@ class _BackupRun:
         self.buffers = 0
         self.bytes_read = self.bytes_stored = self.bytes_dedup = 0
         self.chunks_new = self.chunks_reused = 0
-        # deferred-sync: the digests of the chunks to make durable before returning
-        # (written or found here); digests, not keys: the strings the chunk refs hold
         self.deferred: IDeferredSync | None = IDeferredSync(store, None)
-        self.unsynced: list[str] = []
         self.damaged: frozenset[str] = frozenset()  # seeds found missing or of the wrong size
 
     def fail(self, exc: BaseException) -> None:
@@ -217,11 +232,9 @@ class _BackupRun:
 
     # -- calling thread --
 
-    def run(
-        self, plan: Iterator[tuple[int, ChunkRef | None]], report: _Reporter
-    ) -> tuple[ChunkRef, ...]:
+    def run(self, plan: Iterator[tuple[int, ChunkRef | None]], report: _Reporter) -> ChunkList:
         pending: deque[tuple[int, Future[ChunkRef | None] | ChunkRef]] = deque()
-        chunks: list[ChunkRef] = []
+        chunks = ChunkListBuilder()
         executor = ThreadPoolExecutor(self.threads, thread_name_prefix="pieceworks-backup")
         try:
             for index, parent_ref in plan:
@@ -248,8 +261,9 @@ class _BackupRun:
                 self._drain(pending, chunks, report, block=False)
             if not self._stopping():
                 self._drain(pending, chunks, report, block=True)
-                if self.deferred is not None and self.unsynced:  # before any manifest
-                    self.deferred.sync(map(chunk_key, self.unsynced))
+                if self.deferred is not None and self.known.own > self.seeded:
+                    # before any manifest references them
+                    self.deferred.sync(map(chunk_key, self.known.hex_digests(self.seeded)))
                 report(self.size, final=True)
         except BaseException as exc:
             self.fail(exc)
@@ -257,7 +271,7 @@ class _BackupRun:
             executor.shutdown(wait=True, cancel_futures=True)
         if self.error is not None:
             raise self.error
-        return tuple(chunks)
+        return chunks.build()
 
     def _stopping(self) -> bool:
         if not self.abort.is_set():
@@ -300,7 +314,7 @@ class _BackupRun:
     def _drain(
         self,
         pending: deque[tuple[int, Future[ChunkRef | None] | ChunkRef]],
-        chunks: list[ChunkRef],
+        chunks: ChunkListBuilder,
         report: _Reporter,
         *,
         block: bool,
@@ -336,8 +350,9 @@ class _BackupRun:
             if is_zero(plain):
                 return None
             digest = self.chunk_id(plain)
+            binary = bytes.fromhex(digest)
             with self.lock:
-                hit = self.known.get(digest)
+                hit = self.known.get(binary)
                 wait = self.inflight.get(digest) if hit is None else None
                 if hit is None and wait is None:
                     self.inflight[digest] = threading.Event()
@@ -345,7 +360,7 @@ class _BackupRun:
                 give_back()
                 wait.wait()
                 with self.lock:
-                    hit = self.known.get(digest)
+                    hit = self.known.get(binary)
                 if hit is None:  # that thread failed and stopped the backup
                     return None
             if hit is not None:
@@ -353,9 +368,7 @@ class _BackupRun:
                     self.chunks_reused += 1
                     self.bytes_dedup += length
                 failpoint("incremental.chunk-reused")
-                if hit.offset == offset and hit.length == length:  # the parent's own: share it
-                    return hit
-                return ChunkRef(offset, length, digest, hit.codec, hit.stored_length)
+                return ChunkRef(offset, length, digest, *hit)
             return self._store_new(buffer, length, digest, offset, give_back)
         except BaseException as exc:
             self.fail(exc)
@@ -403,9 +416,8 @@ class _BackupRun:
         finally:
             with self.lock:
                 if done:
-                    self.known[digest] = ref
-                    if self.deferred is not None:  # one found intact may be a killed run's
-                        self.unsynced.append(digest)
+                    # synced at the end if deferred: one found intact may be a killed run's
+                    self.known.put(bytes.fromhex(digest), codec, stored_length)
                     if existing is None:
                         self.chunks_new += 1
                         self.bytes_stored += stored_length
@@ -416,30 +428,72 @@ class _BackupRun:
         return ref
 
 
-def _damaged_seeds(store: IObjectStore, seeds: Mapping[str, ChunkRef]) -> frozenset[str]:
-    """Digests of `seeds` whose object is missing, unreadable or not its recorded size.
+#: Seeds whose stored size `_damaged_seeds` asks the store for at a time: about 3 MB of
+#: keys and sizes, and few calls (a store may list a prefix per call: swift_store).
+_SIZES_AT_ONCE = 16384
 
-    One batched metadata query (`stored_sizes`) for them all: a chunk is
+#: Where a backup takes the chunks it may reuse from: a mapping of hex digest to a
+#: chunk ref, or of offset to one (``reuse``), or a sequence of chunk refs.
+_SeedSource = Mapping[str, ChunkRef] | Mapping[int, ChunkRef] | Sequence[ChunkRef]
+
+
+def _seeds(sources: Sequence[_SeedSource]) -> Iterator[tuple[bytes, str, int, int]]:
+    """``(32-byte digest, codec, stored length, offset)`` of each chunk of `sources`.
+
+    A `ChunkList` (or `ChunksByOffset` over one) is read from its columns: no
+    dict, no `ChunkRef` per chunk. A mapping of hex digests is read by its
+    keys; any other mapping or sequence by its refs' digests.
+    """
+    for given in sources:
+        source = given.chunk_list if isinstance(given, ChunksByOffset) else given
+        if isinstance(source, ChunkList):
+            yield from source.objects()
+        elif isinstance(source, Mapping):
+            for key, ref in source.items():
+                digest = key if isinstance(key, str) else ref.digest
+                yield digest_bytes(digest, ref.offset), ref.codec, ref.stored_length, ref.offset
+        else:
+            for ref in source:
+                yield digest_bytes(ref.digest, ref.offset), ref.codec, ref.stored_length, ref.offset
+
+
+def _damaged_seeds(store: IObjectStore, sources: Sequence[_SeedSource]) -> frozenset[str]:
+    """Hex digests of the seeds whose object is missing, unreadable or not its recorded size.
+
+    Batched metadata queries (`stored_sizes`, `_SIZES_AT_ONCE` keys each, so
+    that the keys and sizes held do not grow with the volume): a chunk is
     reused only if the store still holds an object of the size a manifest
     recorded for it. (Damage that keeps the size is found by verify, which
     quarantines the object, so that the next backup stores it again.)
     """
-    if not seeds:
-        return frozenset()
-    keys = {chunk_key(d): d for d in seeds}
-    sizes = stored_sizes(store, keys)
-    damaged = frozenset(d for k, d in keys.items() if sizes.get(k) != seeds[d].stored_length)
-    for digest in sorted(damaged):
-        key, ref = chunk_key(digest), seeds[digest]
-        found = sizes.get(key)
-        log.warning(
-            "chunk %s (offset %d of an earlier backup) is %s in the store; not reusing it: it is"
-            " stored again if this backup still needs it",
-            key,
-            ref.offset,
-            "missing or unreadable" if found is None else f"{found} bytes, not {ref.stored_length}",
-        )
-    return damaged
+    damaged: set[str] = set()
+    batch: list[tuple[str, int, int]] = []
+
+    def check() -> None:
+        sizes = stored_sizes(store, [chunk_key(digest) for digest, _, _ in batch])
+        for digest, stored_length, offset in batch:
+            key = chunk_key(digest)
+            found = sizes.get(key)
+            if found != stored_length and digest not in damaged:
+                damaged.add(digest)
+                log.warning(
+                    "chunk %s (offset %d of an earlier backup) is %s in the store; not reusing"
+                    " it: it is stored again if this backup still needs it",
+                    key,
+                    offset,
+                    "missing or unreadable"
+                    if found is None
+                    else f"{found} bytes, not {stored_length}",
+                )
+        batch.clear()
+
+    for digest, _, stored_length, offset in _seeds(sources):
+        batch.append((digest.hex(), stored_length, offset))
+        if len(batch) >= _SIZES_AT_ONCE:
+            check()
+    if batch:
+        check()
+    return frozenset(damaged)
 
 
 def _plain(buffer: bytearray, length: int) -> memoryview:
@@ -485,18 +539,24 @@ def _plan(
     if read_only is None or reuse is None:
         return ((i, None) for a, b in wanted for i in range(a, b))
     reads = intersect(wanted, index_ranges(read_only, size, chunk_size))
-    reused: list[tuple[int, ChunkRef | None]] = []
-    for offset, ref in sorted(reuse.items()):
-        index = offset // chunk_size
-        if index >= count or not contains(wanted, index) or contains(reads, index):
-            continue
-        expected = min(chunk_size, size - index * chunk_size)
-        if offset % chunk_size or ref.offset != offset or ref.length != expected:
-            raise ValueError(
-                f"parent chunk at offset {offset} (length {ref.length}) does not fit this"
-                f" backup's {chunk_size}-byte chunks of a {size}-byte volume; back up without"
-                " read_only/reuse"
-            )
-        reused.append((index, ref))
+
+    def reused() -> Iterator[tuple[int, ChunkRef | None]]:
+        """The parent's chunks to take, in order, one at a time (a list of them all held
+        a tuple and a ChunkRef per chunk of the volume)."""
+        assert reuse is not None
+        ordered = reuse.items() if isinstance(reuse, ChunksByOffset) else sorted(reuse.items())
+        for offset, ref in ordered:
+            index = offset // chunk_size
+            if index >= count or not contains(wanted, index) or contains(reads, index):
+                continue
+            expected = min(chunk_size, size - index * chunk_size)
+            if offset % chunk_size or ref.offset != offset or ref.length != expected:
+                raise ValueError(
+                    f"parent chunk at offset {offset} (length {ref.length}) does not fit this"
+                    f" backup's {chunk_size}-byte chunks of a {size}-byte volume; back up"
+                    " without read_only/reuse"
+                )
+            yield index, ref
+
     to_read = ((i, None) for a, b in reads for i in range(a, b))
-    return heapq.merge(to_read, reused, key=lambda item: item[0])
+    return heapq.merge(to_read, reused(), key=lambda item: item[0])

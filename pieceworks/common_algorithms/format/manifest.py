@@ -29,16 +29,18 @@ is optional the same way: written only when an enhancer was used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from pieceworks.protocols import (
     BackendError,
@@ -50,6 +52,12 @@ from pieceworks.protocols import (
     PieceworksError,
     TransientError,
     validate_id,
+)
+from pieceworks.protocols.chunk_list import (
+    DIGEST_BYTES,
+    ChunkList,
+    ChunkListBuilder,
+    ChunksByOffset,
 )
 from pieceworks.protocols.chunks import CODECS
 from pieceworks.protocols.values import chunks_to_json
@@ -79,7 +87,6 @@ MANIFEST_PREFIX: Final = "manifests/"
 CHUNK_FIELDS: Final = ("offset", "length", "sha256", "codec", "stored_length")
 
 log = logging.getLogger(__name__)
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LABEL_VALUE_MAX = 256
 _KEY = re.compile(r"manifests/([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.json")
@@ -101,8 +108,11 @@ class Manifest:
     """Everything needed to restore one backup, and what it cost.
 
     `chunks` are sorted by offset and do not overlap; bytes no chunk covers
-    are zeros. `codec` is the codec the backup asked for (reused chunks may
-    carry another: see each `ChunkRef.codec`). `stats` holds figures such as
+    are zeros. Any iterable of `ChunkRef` is accepted and kept as a
+    `ChunkList` (about 57 bytes a chunk: `pieceworks.protocols.chunk_list`),
+    which `chunk_list` gives typed as one.
+    `codec` is the codec the backup asked for (reused chunks may carry
+    another: see each `ChunkRef.codec`). `stats` holds figures such as
     ``bytes_read`` for reports (str keys, int or str values). Construction
     validates everything and raises `ValueError` naming the first problem.
     """
@@ -113,7 +123,7 @@ class Manifest:
     size: int
     chunk_size: int
     codec: str
-    chunks: tuple[ChunkRef, ...]
+    chunks: Sequence[ChunkRef]
     created: float
     strategy: str
     parent: str | None = None
@@ -147,56 +157,79 @@ class Manifest:
             raise ValueError("manifest change_token must be a string or None")
         if not isinstance(self.incremental, bool):
             raise ValueError("manifest incremental must be a bool")
-        object.__setattr__(self, "chunks", tuple(self.chunks))
-        _check_chunks(self.chunks, self.size, self.chunk_size)
+        object.__setattr__(self, "chunks", ChunkList.of(self.chunks))
+        _check_chunks(self.chunk_list, self.size, self.chunk_size)
         object.__setattr__(self, "stats", _check_stats(self.stats))
         object.__setattr__(self, "labels", MappingProxyType(check_labels(self.labels)))
         object.__setattr__(self, "enhancers_used", _check_enhancers(self.enhancers_used))
 
     @property
+    def chunk_list(self) -> ChunkList:
+        """`chunks`, typed as the `ChunkList` construction made of them."""
+        return cast(ChunkList, self.chunks)
+
+    @property
     def data_bytes(self) -> int:
         """Plain bytes held in chunks (the volume size minus its holes)."""
-        return sum(c.length for c in self.chunks)
+        return sum(self.chunk_list.lengths())
 
     @property
     def stored_bytes(self) -> int:
         """Bytes of the chunk objects this backup references (shared ones included)."""
-        return sum(c.stored_length for c in self.chunks)
+        return sum(self.chunk_list.stored_lengths())
 
     def digests(self) -> frozenset[str]:
         """The sha256 of every chunk this backup references."""
-        return frozenset(c.digest for c in self.chunks)
+        return frozenset(self.chunk_list.hex_digests())
 
-    def chunk_map(self) -> dict[int, ChunkRef]:
-        """Chunks by volume offset: the ``reuse`` argument of an incremental backup."""
-        return {c.offset: c for c in self.chunks}
+    def chunk_map(self) -> ChunksByOffset:
+        """Chunks by volume offset (a `Mapping`, no dict): an incremental's ``reuse``."""
+        return self.chunk_list.by_offset()
 
     def to_json(self) -> bytes:
         """The manifest as compact, self-checksummed JSON (UTF-8 bytes).
 
         The same bytes as the canonical JSON (`_canonical`) of ``{"format",
         "manifest": body, "sha256": sha256 of the body's canonical JSON,
-        "version"}``, made without holding the chunk list three times over:
-        the rows are encoded `_ROWS_AT_ONCE` at a time straight to bytes,
-        hashed as they come, and joined once. For 262,144 chunks (1 TiB in
-        4 MiB chunks) the peak is the encoded manifest twice (about 60 MB)
-        instead of a list of rows, a string and the bytes of it, twice.
+        "version"}``; `encoded` says how they are made. This copies them
+        once more into `bytes` (`write_manifest` puts `encoded`'s buffer).
+        """
+        return bytes(self.encoded())
+
+    def encoded(self) -> bytearray:
+        """`to_json`'s bytes in a buffer of exactly their size, filled in place.
+
+        The chunk rows are encoded from the `ChunkList`'s columns
+        `_ROWS_AT_ONCE` at a time and hashed as they come; their length is
+        counted first (`_rows_length`), so the buffer is allocated once and
+        never grows: the peak is the manifest once (about 106 bytes a chunk,
+        28 MB for the 262,144 chunks of 1 TiB in 4 MiB chunks) plus one batch
+        of rows, not a list of rows and the document twice.
         """
         body = self._body(chunks=_PLACEHOLDER)
         head, found, tail = _canonical(body).partition(_canonical(_PLACEHOLDER))
         assert found, "the chunk rows' placeholder is missing from the manifest's JSON"
-        pieces = [head, *_encoded_rows(self.chunks), tail]
-        digest = hashlib.sha256()
-        for piece in pieces:
-            digest.update(piece)
         prefix = b'{"format":%s,"manifest":' % _canonical(FORMAT_NAME)
-        suffix = b',"sha256":"%s","version":%s}' % (
-            digest.hexdigest().encode(),
-            _canonical(FORMAT_VERSION),
-        )
-        pieces.insert(0, prefix)
-        pieces.append(suffix)
-        return b"".join(pieces)
+        version = _canonical(FORMAT_VERSION)
+        suffix_length = len(b',"sha256":"","version":}') + 64 + len(version)
+        rows = _rows_length(self.chunk_list)
+        out = bytearray(len(prefix) + len(head) + rows + len(tail) + suffix_length)
+        view, end = memoryview(out), 0
+
+        def put(piece: bytes) -> None:
+            nonlocal end
+            view[end : end + len(piece)] = piece
+            end += len(piece)
+
+        put(prefix)
+        digest = hashlib.sha256()
+        for piece in itertools.chain((head,), _encoded_rows(self.chunk_list), (tail,)):
+            digest.update(piece)
+            put(piece)
+        put(b',"sha256":"%s","version":%s}' % (digest.hexdigest().encode(), version))
+        view.release()
+        assert end == len(out), "the manifest's length was miscounted"
+        return out
 
     @classmethod
     def from_json(cls, data: bytes | str, name: str = "manifest") -> Manifest:
@@ -205,7 +238,18 @@ class Manifest:
         Raise `CorruptionError` (mentioning `name`) if the document is not a
         manifest, its checksum does not match or its content is invalid, and
         `UnknownFormatVersion` for a version this code does not read.
+
+        Memory: the chunk rows are parsed `_ROWS_AT_ONCE`-ish at a time
+        (`_from_json_in_batches`), not as one list of JSON values (about 360
+        bytes a chunk, and its canonical JSON twice more, to check the sum);
+        a document that path does not take is parsed whole, as it always was,
+        so what is accepted and every error stay the same.
         """
+        if isinstance(data, bytes):
+            with contextlib.suppress(*_NOT_THE_FAST_PATH):
+                found = cls._from_json_in_batches(data)
+                if found is not None:
+                    return found
         try:
             doc = json.loads(data, parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -261,14 +305,70 @@ class Manifest:
         return body
 
     @classmethod
-    def _from_body(cls, body: Mapping[str, Any]) -> Manifest:
+    def _from_json_in_batches(cls, data: bytes) -> Manifest | None:
+        """`from_json` of a document whose rows parse in batches, or None (parse it whole).
+
+        The rows are the array after the first ``"chunks":[``, up to the
+        first ``]]``; the rest of the document is parsed with a placeholder
+        in their place, which must land as the body's ``chunks``; the rows
+        are parsed in pieces cut at ``],[`` (a cut inside a string leaves a
+        piece that is not JSON); the checksum is computed over the canonical
+        JSON of the body with the rows encoded piece by piece. Anything
+        unexpected (another layout, damage, a row out of place) returns None
+        or raises one of `_NOT_THE_FAST_PATH`, so that the whole-document
+        parse decides, with its own errors.
+        """
+        opening = data.find(_ROWS_KEY)
+        if opening < 0:
+            return None
+        opening += len(_ROWS_KEY) - 1  # the rows' "["
+        if data[opening + 1 : opening + 2] == b"]":
+            closing = opening + 1  # no rows
+        else:
+            closing = data.find(b"]]", opening) + 1
+            if closing <= 0:
+                return None
+        doc = json.loads(
+            data[:opening] + _canonical(_PLACEHOLDER) + data[closing + 1 :],
+            parse_constant=_refuse_constant,
+        )
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+            return None
+        body = doc.get("manifest")
+        if doc.get("version") != FORMAT_VERSION or not isinstance(body, dict):
+            return None
+        if body.get("chunks") != _PLACEHOLDER:
+            return None
+        head, found, tail = _canonical(body).partition(_canonical(_PLACEHOLDER))
+        if not found:
+            return None
+        digest = hashlib.sha256(head)
+        builder = ChunkListBuilder()
+        separator = b"["
+        start = opening + 1
+        while start < closing:
+            cut = data.find(b"],[", start + _ROW_BYTES_AT_ONCE, closing)
+            stop = closing if cut < 0 else cut + 1
+            rows = json.loads(b"[" + data[start:stop] + b"]", parse_constant=_refuse_constant)
+            digest.update(separator + _canonical(rows)[1:-1])
+            separator = b","
+            _add_rows(builder, rows)
+            start = stop + 1
+        digest.update(b"[]" if separator == b"[" else b"]")
+        digest.update(tail)
+        if digest.hexdigest() != doc.get("sha256"):
+            return None
+        return cls._from_body(body, builder.build())
+
+    @classmethod
+    def _from_body(cls, body: Mapping[str, Any], chunks: ChunkList | None = None) -> Manifest:
+        """The manifest of a checked body; `chunks` already read from its rows if given."""
         if list(body["chunk_fields"]) != list(CHUNK_FIELDS):
             raise ValueError(f"unexpected chunk fields {body['chunk_fields']!r}")
-        chunks = []
-        for row in body["chunks"]:
-            if not isinstance(row, list) or len(row) != len(CHUNK_FIELDS):
-                raise ValueError(f"malformed chunk entry {row!r}")
-            chunks.append(ChunkRef(*row))
+        if chunks is None:
+            builder = ChunkListBuilder()
+            _add_rows(builder, body["chunks"])
+            chunks = builder.build()
         return cls(
             backup_id=body["backup_id"],
             volume_id=body["volume_id"],
@@ -276,7 +376,7 @@ class Manifest:
             size=body["size"],
             chunk_size=body["chunk_size"],
             codec=body["codec"],
-            chunks=tuple(chunks),
+            chunks=chunks,
             created=body["created"],
             strategy=body["strategy"],
             parent=body["parent"],
@@ -286,6 +386,23 @@ class Manifest:
             labels=body.get("labels", {}),
             enhancers_used=_enhancers_from(body.get("enhancers_used", {})),
         )
+
+
+def _add_rows(builder: ChunkListBuilder, rows: object) -> None:
+    """Append the chunk `rows` of a manifest body; `ValueError` naming the first bad one."""
+    if not isinstance(rows, list):
+        raise ValueError(f"malformed chunk rows {type(rows).__name__}")
+    for row in rows:
+        if not isinstance(row, list) or len(row) != len(CHUNK_FIELDS):
+            raise ValueError(f"malformed chunk entry {row!r}")
+        offset, length, digest, codec, stored = row
+        if not (_is_int(offset) and _is_int(length) and _is_int(stored)):
+            raise ValueError(f"chunk at offset {offset!r}: offset and lengths must be ints")
+        if stored < 0:
+            raise ValueError(f"chunk at offset {offset} has a negative stored length")
+        if offset < 0 or length < 0:
+            raise ValueError(f"chunk at offset {offset} has a negative offset or length")
+        builder.add(offset, length, digest, codec, stored)
 
 
 def manifest_key(backup_id: str) -> str:
@@ -309,7 +426,7 @@ def write_manifest(store: IObjectStore, manifest: Manifest) -> None:
     try:
         existing = store.get(key)
     except ObjectNotFound:
-        store.put(key, manifest.to_json())
+        store.put(key, memoryview(manifest.encoded()))  # no second copy of a large manifest
         return
     if _same_backup(existing, manifest, key):
         return
@@ -430,19 +547,33 @@ def latest_manifest(
 ) -> Manifest | None:
     """The newest readable backup of `volume_id` (of `backend` only, if given), or None.
 
-    Manifests that cannot be read are skipped with a warning: an
-    incremental then builds on the newest one it can read (every chunk it
-    reuses is checked in the store anyway).
+    Newest: the greatest ``(created, backup_id)``, as `scan_manifests` orders
+    them. Manifests are read one at a time and only the newest so far is
+    kept (not every manifest of the store at once: at 57 bytes a chunk, a
+    store of many large backups). Manifests that cannot be read are skipped
+    with a warning: an incremental then builds on the newest one it can read
+    (every chunk it reuses is checked in the store anyway).
     """
-    scan = scan_manifests(store)
-    for bad in scan.unreadable:
-        log.warning("skipping manifest %s, which cannot be read: %s", bad.key, bad.reason)
-    found = [
-        m
-        for m in scan.manifests
-        if m.volume_id == volume_id and (backend is None or m.backend == backend)
-    ]
-    return found[-1] if found else None
+    newest: Manifest | None = None
+    for backup_id in list_backup_ids(store):
+        try:
+            manifest = read_manifest(store, backup_id)
+        except BackupNotFound:  # deleted while we listed
+            continue
+        except TransientError:
+            raise
+        except (CorruptionError, UnknownFormatVersion, BackendError) as exc:
+            key = manifest_key(backup_id)
+            log.warning("skipping manifest %s, which cannot be read: %s", key, exc)
+            continue
+        if manifest.volume_id != volume_id or (backend is not None and manifest.backend != backend):
+            continue
+        if newest is None or (manifest.created, manifest.backup_id) > (
+            newest.created,
+            newest.backup_id,
+        ):
+            newest = manifest
+    return newest
 
 
 def known_chunks(manifests: Iterable[Manifest]) -> dict[str, ChunkRef]:
@@ -462,15 +593,74 @@ def known_chunks(manifests: Iterable[Manifest]) -> dict[str, ChunkRef]:
 _PLACEHOLDER: Final = "\x00pieceworks-chunk-rows-4f0b8d2c9e6a4c1b"
 #: Chunk rows `_encoded_rows` encodes at a time.
 _ROWS_AT_ONCE: Final = 4096
+#: About the bytes of JSON `_from_json_in_batches` parses at a time (some 4,000 rows).
+_ROW_BYTES_AT_ONCE: Final = 400_000
+#: Where the body's chunk rows start in a manifest's JSON (its keys are sorted: after
+#: ``"chunk_size"``; no string can hold it, a quote in one being escaped).
+_ROWS_KEY: Final = b'"chunks":['
+#: What makes `Manifest._from_json_in_batches` leave a document to the whole parse.
+_NOT_THE_FAST_PATH: Final = (
+    ValueError,
+    TypeError,
+    KeyError,
+    RecursionError,
+    UnicodeDecodeError,
+    OverflowError,
+)
 
 
-def _encoded_rows(chunks: tuple[ChunkRef, ...]) -> Iterable[bytes]:
-    """The canonical JSON of the chunk rows' list, in pieces: ``[``, rows, ``,``..., ``]``."""
+def _encoded_rows(chunks: ChunkList) -> Iterator[bytes]:
+    """The canonical JSON of the chunk rows' list, in pieces: ``[``, rows, ``,``..., ``]``.
+
+    Straight from the columns: ``[offset,length,"<hex digest>",<codec as a JSON
+    string>,stored_length]``, exactly what ``json.dumps`` makes of the row
+    (ints in decimal, a hex digest needs no escaping, the codec name is
+    encoded by `_canonical` itself).
+    """
+    names = [_canonical(name) for name in chunks.codec_names()]
+    offsets, lengths, stored = chunks.offsets(), chunks.lengths(), chunks.stored_lengths()
+    codecs, digests = chunks.codec_indexes(), chunks.digests_blob()
     yield b"["
     for start in range(0, len(chunks), _ROWS_AT_ONCE):
-        encoded = _canonical(chunks_to_json(chunks[start : start + _ROWS_AT_ONCE]))
-        yield encoded[1:-1] if start == 0 else b"," + encoded[1:-1]
+        stop = min(start + _ROWS_AT_ONCE, len(chunks))
+        hexes = digests[start * DIGEST_BYTES : stop * DIGEST_BYTES].hex().encode("ascii")
+        rows = b",".join(
+            [
+                b'[%d,%d,"%b",%b,%d]' % (o, n, hexes[64 * j : 64 * j + 64], names[c], s)
+                for j, (o, n, c, s) in enumerate(
+                    zip(
+                        offsets[start:stop],
+                        lengths[start:stop],
+                        codecs[start:stop],
+                        stored[start:stop],
+                        strict=True,
+                    )
+                )
+            ]
+        )
+        yield rows if start == 0 else b"," + rows
     yield b"]"
+
+
+def _rows_length(chunks: ChunkList) -> int:
+    """The length of `_encoded_rows`'s bytes, counted from the columns without encoding.
+
+    Each row is ``[o,l,"<64 hex digits>",<codec>,s]``: 72 bytes, the
+    decimal digits of its three ints and its codec's JSON; a comma between
+    rows, brackets around them.
+    """
+    n = len(chunks)
+    if not n:
+        return 2
+    digits = sum(
+        sum(map(len, map(str, column)))
+        for column in (chunks.offsets(), chunks.lengths(), chunks.stored_lengths())
+    )
+    indexes = bytes(chunks.codec_indexes())
+    codecs = sum(
+        len(_canonical(name)) * indexes.count(i) for i, name in enumerate(chunks.codec_names())
+    )
+    return 2 + (n - 1) + 72 * n + digits + codecs
 
 
 def _canonical(obj: object) -> bytes:
@@ -496,28 +686,28 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_chunks(chunks: tuple[ChunkRef, ...], size: int, chunk_size: int) -> None:
+def _check_chunks(chunks: ChunkList, size: int, chunk_size: int) -> None:
+    """`ValueError` naming the first chunk out of order, out of size or of an unknown codec.
+
+    Digests and the ints' types were checked as the `ChunkList` was built.
+    """
+    names = chunks.codec_names()
+    unknown = {i for i, name in enumerate(names) if name not in CODECS}
+    if unknown:
+        for offset, index in zip(chunks.offsets(), chunks.codec_indexes(), strict=True):
+            if index in unknown:
+                raise ValueError(f"chunk at offset {offset} has an unknown codec {names[index]!r}")
     end = 0
-    for c in chunks:
-        if not isinstance(c, ChunkRef):
-            raise ValueError(f"manifest chunk {c!r} is not a ChunkRef")
-        if not (_is_int(c.offset) and _is_int(c.length) and _is_int(c.stored_length)):
-            raise ValueError(f"chunk at offset {c.offset!r}: offset and lengths must be ints")
-        if c.offset < end:
-            raise ValueError(f"chunk at offset {c.offset} overlaps or precedes the one before")
-        if not 0 < c.length <= chunk_size:
+    for offset, length in zip(chunks.offsets(), chunks.lengths(), strict=True):
+        if offset < end:
+            raise ValueError(f"chunk at offset {offset} overlaps or precedes the one before")
+        if not 0 < length <= chunk_size:
             raise ValueError(
-                f"chunk at offset {c.offset} has length {c.length}; expected 1..{chunk_size}"
+                f"chunk at offset {offset} has length {length}; expected 1..{chunk_size}"
             )
-        if c.offset + c.length > size:
-            raise ValueError(f"chunk at offset {c.offset} ends beyond the volume size {size}")
-        if c.stored_length < 0:
-            raise ValueError(f"chunk at offset {c.offset} has a negative stored length")
-        if not isinstance(c.digest, str) or not _HEX64.fullmatch(c.digest):
-            raise ValueError(f"chunk at offset {c.offset} has an invalid digest {c.digest!r}")
-        if c.codec not in CODECS:
-            raise ValueError(f"chunk at offset {c.offset} has an unknown codec {c.codec!r}")
-        end = c.offset + c.length
+        end = offset + length
+        if end > size:
+            raise ValueError(f"chunk at offset {offset} ends beyond the volume size {size}")
 
 
 def check_labels(labels: Mapping[str, str]) -> dict[str, str]:

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
 
 from pieceworks.protocols import (
-    ChunkRef,
     CorruptionError,
     OperationCancelled,
 )
+from pieceworks.protocols.chunk_list import ChunkList
 from pieceworks.protocols.stopping import stop_requested
 
 __all__ = [
@@ -81,7 +81,7 @@ class BackupStats:
 class BackupResult:
     """The chunks of a backup, sorted by offset (gaps are holes), and its figures."""
 
-    chunks: tuple[ChunkRef, ...]
+    chunks: ChunkList
     stats: BackupStats
 
 

@@ -20,7 +20,7 @@ No chunk data is read: the diff of two 1 TiB backups costs two manifests.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,7 +85,7 @@ class DiffReport:
         return with_deprecated("diff", doc)
 
 
-def _boundaries(chunks: tuple[ChunkRef, ...]) -> Iterator[int]:
+def _boundaries(chunks: Sequence[ChunkRef]) -> Iterator[int]:
     for c in chunks:
         yield c.offset
         yield c.offset + c.length

@@ -35,13 +35,14 @@ import json
 import time
 from collections.abc import Sequence
 from contextlib import closing
-from typing import Any
+from typing import Any, Final
 
 from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.encryption_lock import require_still_plain
 from pieceworks.common_algorithms.format.chunk_pipeline import BackupResult, backup_chunks
+from pieceworks.common_algorithms.format.chunk_ranges import coalesce
 from pieceworks.common_algorithms.format.manifest import (
     Manifest,
     known_chunks,
@@ -93,6 +94,7 @@ from pieceworks.protocols import (
     VolumeReader,
     VolumeRef,
 )
+from pieceworks.protocols.chunk_list import ChunkList, chunk_list_from_json
 from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.errors import ChangeTrackingLost
 from pieceworks.protocols.object_store import stored_sizes
@@ -111,6 +113,11 @@ __all__ = [
     "chunks_to_json",
     "temporary_snapshot_id",
 ]
+
+#: The forms of a transfer result's chunks: `ChunkList.to_json`'s, and the
+#: `chunks_to_json` rows of the versions before it.
+COLUMNS: Final = "columns"
+ROWS: Final = "rows"
 
 #: Strategies that read a temporary snapshot when the backend can take one.
 _SNAPSHOT_WHEN_IN_USE = {"offload"}
@@ -301,12 +308,20 @@ class TransferChunks(DataStep, _BackupTask):
         failpoint("backup.transfer-done")
         return out
 
-    def transfer(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
-        """Move the chunks of `source` by ``attempt["strategy"]``; the transfer result."""
+    def transfer(
+        self, attempt: dict[str, Any], source: dict[str, str | None], chunk_form: str = COLUMNS
+    ) -> dict[str, Any]:
+        """Move the chunks of `source` by ``attempt["strategy"]``; the transfer result.
+
+        A JSON-serialisable dict (TaskFlow persists it). Its ``chunks`` are in
+        `ChunkList.to_json`'s columns form (about 50 bytes a chunk), or with
+        `chunk_form` ``"rows"`` as `chunks_to_json` rows (about 300 bytes a
+        chunk in memory), what a worker sends (see `BackupTransfer`).
+        """
         started = time.monotonic()
         ref = source_ref(source)
         parent = (
-            latest_manifest(self.store.objects, self.request.volume_id)
+            latest_manifest(self.store.objects, self.request.volume_id, backend=self.backend.name)
             if self.request.incremental
             else None
         )
@@ -314,6 +329,9 @@ class TransferChunks(DataStep, _BackupTask):
             failpoint("incremental.parent-read")
         offload = attempt["strategy"] == "offload"
         out = self._offload(ref, parent) if offload else self._stream(ref, parent)
+        chunks: ChunkList = out["chunks"]
+        out["chunks"] = chunks.to_json() if chunk_form == COLUMNS else chunks_to_json(chunks)
+        del chunks  # the list goes with this frame: the persisted form is what is kept
         out["seconds"] = round(time.monotonic() - started, 6)
         out["parent"] = parent.backup_id if parent else None
         return out
@@ -325,7 +343,7 @@ class TransferChunks(DataStep, _BackupTask):
         slots = -(-pushed.size // self.request.chunk_size)  # chunks the volume spans
         return {
             "size": pushed.size,
-            "chunks": chunks_to_json(pushed.chunks),
+            "chunks": ChunkList.of(pushed.chunks),
             "bytes_read": pushed.bytes_read,
             "bytes_stored": pushed.bytes_written,
             "bytes_through_manager": 0,
@@ -345,7 +363,13 @@ class TransferChunks(DataStep, _BackupTask):
             extents = self.backend.use(IAllocatedExtents).allocated_extents(ref)
         with closing(driver.open_read(ref)) as reader:
             size = reader.size
+            # by chunk, not by driver extent: the same chunks, without a list as long as
+            # the volume is fragmented held for the whole backup (`coalesce`)
+            if extents is not None:
+                extents = coalesce(extents, size, self.request.chunk_size)
             token, changed = self._changes(ref, parent, size)
+            if changed is not None:
+                changed = coalesce(changed, size, self.request.chunk_size)
             plan = plan_guard(
                 size,
                 self.request.chunk_size,
@@ -367,7 +391,7 @@ class TransferChunks(DataStep, _BackupTask):
         stats = result.stats
         return {
             "size": size,
-            "chunks": chunks_to_json(result.chunks),
+            "chunks": result.chunks,
             "bytes_read": read,
             "bytes_stored": stored,
             "bytes_through_manager": read,
@@ -396,7 +420,7 @@ class TransferChunks(DataStep, _BackupTask):
             extents=extents,
             read_only=changed,
             reuse=parent.chunk_map() if changed is not None and parent else None,
-            known=known_chunks([parent]) if parent else None,
+            known=parent.chunks if parent else None,  # its columns: no dict of refs
             progress=ProgressReporter(self.reporter or self, reader.size),
         )
 
@@ -434,7 +458,11 @@ class BackupTransfer(RemoteStep):
     `backend` and `store` are names opened from this host's configuration
     (`placement.host`); `request` holds `BackupRequest`'s fields; `attempt`
     and `source` are the results of the fallback retry and `PrepareSource`.
-    Returns the transfer result (chunks as `chunks_to_json` rows).
+    Returns the transfer result with its chunks as `chunks_to_json` rows, as
+    every version before the columns form did: a conductor of such a version
+    reads only rows, and workers are upgraded first (docs/scale.md, rolling
+    upgrades). The memory the columns save is the in-process run's, a
+    command line's; a worker's result is JSON on the wire either way.
     """
 
     def work(  # type: ignore[override]
@@ -454,7 +482,7 @@ class BackupTransfer(RemoteStep):
                 self.name,
             )
         step.reporter = self
-        return self.observed(lambda: step.transfer(attempt, source))
+        return self.observed(lambda: step.transfer(attempt, source, ROWS))
 
 
 class ReleaseSource(_BackupTask):
@@ -528,7 +556,8 @@ class WriteManifest(_BackupTask):
     def execute(
         self, attempt: dict[str, Any], transfer: dict[str, Any], lease: dict[str, str]
     ) -> dict[str, Any]:
-        chunks = chunks_from_json(transfer["chunks"])
+        # the columns form; a result persisted by an earlier version holds rows
+        chunks = chunk_list_from_json(transfer["chunks"])
         failed = list(attempt.get("failed", []))
         stats: dict[str, int | str] = {
             k: int(transfer[k])

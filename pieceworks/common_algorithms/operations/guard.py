@@ -67,6 +67,7 @@ from pieceworks.common_algorithms.format.chunk_ranges import (
     subtract,
 )
 from pieceworks.protocols import ChunkRef, Extent
+from pieceworks.protocols.chunk_list import ChunkList
 
 __all__ = [
     "CHANGED_BLOCKS",
@@ -248,13 +249,19 @@ class GuardPlan:
 
     def check(self, chunks: Sequence[ChunkRef], backend: str, driver: str) -> GuardReport:
         """Compare the backup's `chunks` (sorted by offset) with the driver's promises."""
-        by_offset = {c.offset: c for c in chunks}
+        listed = ChunkList.of(chunks)
+        offsets = listed.offsets()  # sorted: found by bisection, no dict of every chunk
+
+        def at(offset: int) -> ChunkRef | None:
+            i = bisect.bisect_left(offsets, offset)
+            return listed[i] if i < len(offsets) and offsets[i] == offset else None
+
         cs = self.chunk_size
-        lied_holes = tuple(i * cs for i in self.holes if i * cs in by_offset)
+        lied_holes = tuple(i * cs for i in self.holes if at(i * cs) is not None)
         lied_unchanged = tuple(
             i * cs
             for i, parent in sorted(self.unchanged.items())
-            if _digest(by_offset.get(i * cs)) != _digest(parent)
+            if _digest(at(i * cs)) != _digest(parent)
         )
         lies = []
         if lied_unchanged:

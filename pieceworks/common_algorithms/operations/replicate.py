@@ -17,7 +17,7 @@ is refused before anything runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,7 @@ from pieceworks.common_algorithms.encryption_lock import (
     require_still_plain,
 )
 from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, restore_chunks
+from pieceworks.common_algorithms.format.chunk_ranges import coalesce
 from pieceworks.common_algorithms.format.manifest import Manifest
 from pieceworks.common_algorithms.format.stream_copy import check_copy, copy_stream
 from pieceworks.common_algorithms.gc.journal import LocalJournal
@@ -326,7 +327,7 @@ class CopyVolume(DataStep, _ReplicaTask):
             "verified": "every chunk hashed as it was written to the target",
         }
 
-    def _stage(self, ref: Source, side: str | None) -> tuple[int, tuple[ChunkRef, ...], int, int]:
+    def _stage(self, ref: Source, side: str | None) -> tuple[int, Sequence[ChunkRef], int, int]:
         assert self.store is not None
         if side == "push":
             codec = self.source.push_codec(DEFAULT_CODEC)
@@ -336,6 +337,8 @@ class CopyVolume(DataStep, _ReplicaTask):
         if self.source.provides(IAllocatedExtents):
             extents = self.source.use(IAllocatedExtents).allocated_extents(ref)
         with closing(self.source.use(IStreamOut).open_read(ref)) as reader:
+            if extents is not None:  # by chunk: see `coalesce`
+                extents = coalesce(extents, reader.size, self.request.chunk_size)
             result = backup_chunks(
                 reader,
                 self.store.objects,
@@ -347,7 +350,7 @@ class CopyVolume(DataStep, _ReplicaTask):
         return size, result.chunks, result.stats.bytes_read, result.stats.bytes_read
 
     def _unstage(
-        self, target: VolumeRef, size: int, chunks: tuple[ChunkRef, ...], side: str | None
+        self, target: VolumeRef, size: int, chunks: Sequence[ChunkRef], side: str | None
     ) -> int:
         assert self.store is not None
         if side == "pull":
