@@ -61,6 +61,7 @@ from pieceworks.protocols import (
     ConfigError,
     ObjectInfo,
     ObjectNotFound,
+    PieceworksError,
     StoredSizes,
     TransientError,
     validate_key,
@@ -561,6 +562,8 @@ class SwiftStore(StoredSizes):
                     raise TransientError(
                         f"{self._label}: {what}: {type(exc).__name__}: {why}"
                     ) from None
+                except PieceworksError:  # ours (ConfigError is a ValueError too)
+                    raise
                 except ValueError as exc:  # an answer that does not parse: damaged on the way
                     conn.close()
                     raise TransientError(
