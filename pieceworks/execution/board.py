@@ -18,12 +18,13 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
-from taskflow.exceptions import NotFound, UnclaimableJob
+from taskflow.exceptions import JobFailure, NotFound, UnclaimableJob
 from taskflow.jobs import backends as jobs_backends
 from taskflow.jobs.backends.impl_redis import RedisJob, RedisJobBoard
 from taskflow.jobs.base import Job, JobBoard
 from taskflow.persistence.base import Backend as PersistenceBackend
 
+from pieceworks.execution.reachability import Reachability
 from pieceworks.protocols import ConfigError, PieceworksError
 
 __all__ = [
@@ -146,6 +147,13 @@ class LeasedRedisJobBoard(RedisJobBoard):
     `on_claim(job, who)` is called after each claim; `before_claim(job)`
     before, and may refuse the claim by raising `UnclaimableJob`;
     `on_listing(unclaimed)` after each listing of the board.
+
+    With `reachability`, a board that cannot be reached (TaskFlow's
+    ``JobFailure``) is reported to it rather than raised by a listing, a
+    claim or a renewal: the listing is empty, the claim refused
+    (`UnclaimableJob`), the renewal retried next round; the conductor's
+    poll loop then logs nothing itself (it logged a traceback per poll).
+    Each listing that works tells it the board answers again.
     """
 
     def __init__(
@@ -158,6 +166,7 @@ class LeasedRedisJobBoard(RedisJobBoard):
         on_claim: Callable[[Job, str], None] | None = None,
         before_claim: Callable[[Job], None] | None = None,
         on_listing: Callable[[int], None] | None = None,
+        reachability: Reachability | None = None,
     ) -> None:
         if claim_expiry <= 0:
             raise PieceworksError(f"claim expiry must be positive, not {claim_expiry}")
@@ -166,6 +175,7 @@ class LeasedRedisJobBoard(RedisJobBoard):
         self._on_claim = on_claim
         self._before_claim = before_claim
         self._on_listing = on_listing
+        self.reachability = reachability
         self._held: dict[str, tuple[Job, str]] = {}
         self._held_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -179,6 +189,18 @@ class LeasedRedisJobBoard(RedisJobBoard):
         """
         if self._before_claim is not None:
             self._before_claim(job)
+        try:
+            self._claim_checked(job, who, expiry)
+        except JobFailure as exc:
+            if self.reachability is None:
+                raise
+            self.reachability.failed(exc)
+            why = "the jobboard is unreachable"
+            raise UnclaimableJob(f"job {job.uuid} not claimed: {why}") from None
+        if self._on_claim is not None:
+            self._on_claim(job, who)
+
+    def _claim_checked(self, job: Job, who: str, expiry: float | None) -> None:
         with self._held_lock:
             ours = job.uuid in self._held
         if not ours and self.owner_of(job) == who:
@@ -191,8 +213,6 @@ class LeasedRedisJobBoard(RedisJobBoard):
                 " process (an earlier run of this conductor?): left until that claim expires"
             )
         self._claim(job, who, expiry)
-        if self._on_claim is not None:
-            self._on_claim(job, who)
 
     def _claim(self, job: Job, who: str, expiry: float | None = None) -> None:
         super().claim(job, who, expiry=self.claim_expiry if expiry is None else expiry)
@@ -206,10 +226,21 @@ class LeasedRedisJobBoard(RedisJobBoard):
                 self._renewer.start()
 
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> Iterator[Job]:
-        """The jobs on the board; `on_listing` (if given) learns how many are unclaimed."""
-        jobs = list(super().iterjobs(only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh))
-        if self._on_listing is not None:
-            self._on_listing(sum(1 for j in jobs if self.owner_of(j) is None))
+        """The jobs on the board; `on_listing` (if given) learns how many are unclaimed.
+
+        With `reachability`, none while the board cannot be reached (see the class).
+        """
+        try:
+            jobs = list(super().iterjobs(only_unclaimed=only_unclaimed, ensure_fresh=ensure_fresh))
+            if self._on_listing is not None:
+                self._on_listing(sum(1 for j in jobs if self.owner_of(j) is None))
+        except JobFailure as exc:
+            if self.reachability is None:
+                raise
+            self.reachability.failed(exc)
+            return iter(())
+        if self.reachability is not None:
+            self.reachability.succeeded()
         return iter(jobs)
 
     def owner_of(self, job: Job) -> str | None:
@@ -287,5 +318,10 @@ class LeasedRedisJobBoard(RedisJobBoard):
                         continue
                     if isinstance(job, RedisJob):
                         job.extend_expiry(self.claim_expiry)
+                except JobFailure as exc:
+                    if self.reachability is None:
+                        log.warning("could not renew the claim on job %s: %s", job.uuid, exc)
+                    else:
+                        self.reachability.failed(exc)
                 except Exception:  # keep renewing the others; retry next round
                     log.warning("could not renew the claim on job %s", job.uuid, exc_info=True)

@@ -58,6 +58,7 @@ from pieceworks.execution.board import (
 from pieceworks.execution.guard import ClaimLost, GuardedPersistence, Masker
 from pieceworks.execution.jobs import cancel_requested, update_book_meta
 from pieceworks.execution.metrics import ConductorMetrics
+from pieceworks.execution.reachability import REMIND_EVERY, Reachability
 from pieceworks.execution.status import remove_finished
 from pieceworks.protocols import ConfigError, PieceworksError
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
@@ -251,6 +252,7 @@ def _conductor_board(
     events: EventSink | None,
     routing: Routing,
     metrics: ConductorMetrics | None,
+    remind_every: float = REMIND_EVERY,
 ) -> JobBoard:
     if conf.get("board", "redis") != "redis":
         # ZooKeeper/etcd claims are tied to the session: they die with it already.
@@ -279,6 +281,7 @@ def _conductor_board(
         on_claim=on_claim,
         before_claim=can_claim,
         on_listing=None if metrics is None else metrics.waiting.set,
+        reachability=Reachability(describe_board(conf), name, remind_every=remind_every),
     )
 
 
@@ -298,6 +301,7 @@ def run_conductor(
     keep_finished: float | None = None,
     metrics: ConductorMetrics | None = None,
     dispatcher: Dispatcher | None = None,
+    remind_every: float = REMIND_EVERY,
 ) -> int:
     """Run a conductor until stopped; return the jobs it finished (consumed or given up).
 
@@ -317,6 +321,9 @@ def run_conductor(
     claims, outcomes, durations, bytes moved and the unclaimed jobs.
     `dispatcher` (an `execution.dispatch.WorkerDispatcher`) runs the data
     steps on workers next to the data when one serves the backend.
+    While the (Redis) board cannot be reached, the conductor keeps polling
+    and logs one warning, a reminder every `remind_every` seconds and one
+    line when it answers again (`execution.reachability`).
     Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
     (before connecting to anything).
     """
@@ -327,7 +334,9 @@ def run_conductor(
     board_conf = jobboard_conf(jobboard)
     routing = Routing(resolve, serve)
     with open_persistence(persistence_url) as persistence:
-        board = _conductor_board(name, board_conf, persistence, events, routing, metrics)
+        board = _conductor_board(
+            name, board_conf, persistence, events, routing, metrics, remind_every
+        )
         book = _Bookkeeper(name, persistence, events, max_dispatches, keep_finished, metrics)
         conductor = PieceworksConductor(
             name,
