@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -36,12 +37,14 @@ __all__ = [
     "backup_request_options",
     "common_options",
     "jobs_location_options",
+    "decimal_number",
     "parse_size",
     "plan_output_options",
     "port_number",
     "non_negative_count",
     "positive_count",
     "replicate_request_options",
+    "whole_number",
 ]
 
 #: The chunk codecs ``--codec`` offers (pieceworks.protocols.chunks.CODECS).
@@ -54,21 +57,47 @@ BACKUP_STRATEGIES = ("offload", "snapshot-stream", "direct-stream")
 PRIORITIES = ("very-low", "low", "normal", "high", "very-high")
 
 
+#: A whole number as the command line takes it: ASCII digits, an optional sign.
+_WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
+#: A decimal number as the command line takes it: ASCII digits, point, exponent.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+#: A size: a number of bytes, or a number with a unit (``4MiB``, ``4 MB``, ``4M``).
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([KMGT](?:i?B)?|B)?", re.ASCII | re.IGNORECASE)
+
+
+def whole_number(text: str) -> int | None:
+    """`text` (spaces around allowed) as an int, or None unless ASCII digits with a sign.
+
+    Python's `int` also reads ``1_0`` as 10 and other scripts' digits (``٣``
+    as 3): a number an operator did not mean must be a usage error.
+    """
+    stripped = text.strip()
+    return int(stripped) if _WHOLE.fullmatch(stripped) else None
+
+
+def decimal_number(text: str) -> float | None:
+    """`text` (spaces around allowed) as a float, or None (see `whole_number`).
+
+    Python's `float` also reads ``nan``, ``inf``, ``1_0`` and other scripts' digits.
+    """
+    stripped = text.strip()
+    return float(stripped) if _DECIMAL.fullmatch(stripped) else None
+
+
 def parse_size(text: str) -> int:
     """``4MiB``, ``4 MiB``, ``4MB`` (binary, as oslo.utils' IEC), ``4M`` or a byte count."""
-    compact = text.replace(" ", "")
-    if compact.isdigit():
-        return int(compact)
-    if compact[-1:].upper() in ("K", "M", "G", "T"):
-        compact += "iB"
+    found = _SIZE.fullmatch(text.replace(" ", ""))
+    if found is None:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 4MiB, 512KiB or 1048576")
+    number, unit = found.groups()
+    if unit is None or unit.upper() == "B":
+        if "." in number:
+            raise argparse.ArgumentTypeError(f"invalid size {text!r}: a whole number of bytes")
+        return int(number)
     from oslo_utils import strutils  # noqa: PLC0415 (slow to import: see cli/masking.py)
 
-    try:
-        return int(strutils.string_to_bytes(compact, "IEC", return_int=True))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r}: use e.g. 4MiB, 512KiB or 1048576"
-        ) from None
+    unit = unit[0].upper() + "iB"
+    return int(strutils.string_to_bytes(number + unit, "IEC", return_int=True))
 
 
 def parse_chunk_size(text: str) -> int:
@@ -83,10 +112,9 @@ def parse_chunk_size(text: str) -> int:
 
 def positive_seconds(text: str) -> float:
     """A number of seconds above 0 (``--timeout``): anything else is a usage error."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    value = decimal_number(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"seconds must be a positive finite number, not {text!r}")
     return value
@@ -98,10 +126,9 @@ def port_number(text: str) -> int:
     Out of range, the socket library raised an ``OverflowError`` (or, below
     0, a ``gaierror``) when the listener was bound: an unexpected error.
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: a whole number") from None
+    value = whole_number(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: a whole number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {text!r} out of range: use 0 (a free one) to 65535")
     return value
@@ -121,10 +148,9 @@ def non_negative_count(text: str) -> int:
 
 
 def _count_at_least(text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number") from None
+    value = whole_number(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}: a whole number")
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
     return value

@@ -30,7 +30,13 @@ from types import FrameType
 
 from pieceworks.protocols.stopping import clear_stop, request_stop
 
-__all__ = ["STOPPING", "Terminated", "signals_ignored", "terminate_as_interrupt"]
+__all__ = [
+    "STOPPING",
+    "Terminated",
+    "signals_deferred",
+    "signals_ignored",
+    "terminate_as_interrupt",
+]
 
 
 class Terminated(KeyboardInterrupt):
@@ -87,3 +93,41 @@ def signals_ignored() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends, then stop as they would have.
+
+    For a short step that must not be cut in half but after which the
+    command should stop (removing a few manifests before a long collection):
+    the first signal arriving meanwhile is remembered and, once the block
+    has ended normally, raised as the handlers of `terminate_as_interrupt`
+    raise it (``KeyboardInterrupt`` for Ctrl-C, else `Terminated`), after
+    `request_stop`. `signals_ignored` threw it away: the command then ran its
+    whole collection and exited 0. A signal ignored when the block starts
+    (``nohup``) stays ignored. Main thread only; elsewhere a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        arrived.append(signum)
+
+    previous = {
+        sig: signal.signal(sig, hold)
+        for sig in (signal.SIGINT, *STOPPING)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if arrived:
+        request_stop()
+        if arrived[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated()

@@ -268,7 +268,13 @@ class S3Store(StoredSizes):
             lambda: self._client.head_object(Bucket=self._bucket, Key=key),
             missing=key,
         )
-        return ObjectInfo(key, int(response["ContentLength"]), response["LastModified"].timestamp())
+        modified = response.get("LastModified")
+        if modified is None:  # the store's clock cannot be read: never guess it
+            raise BackendError(
+                f"{self._label}: head {key!r}: the answer has no usable Last-Modified,"
+                " so the store's clock cannot be read"
+            )
+        return ObjectInfo(key, int(response["ContentLength"]), modified.timestamp())
 
     def delete(self, key: str) -> None:
         validate_key(key)

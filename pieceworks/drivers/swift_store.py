@@ -24,7 +24,8 @@ missing:
   against the MD5 its manifest records in ``X-Object-Meta-Pieceworks-Md5``).
   A mismatch either way is retried.
 
-Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 422, 429)
+Failures worth retrying (connection errors, timeouts, answers that do not
+parse, such as a damaged listing, HTTP 5xx, 408, 422, 429)
 are retried with exponential backoff (tenacity) and end in `TransientError`.
 Bad credentials are a `ConfigError`. The key is never shown: not in `repr`,
 messages or logs.
@@ -60,6 +61,7 @@ from pieceworks.protocols import (
     ConfigError,
     ObjectInfo,
     ObjectNotFound,
+    PieceworksError,
     StoredSizes,
     TransientError,
     validate_key,
@@ -215,7 +217,13 @@ class SwiftStore(StoredSizes):
         headers = self._call(
             f"head {key!r}", lambda c: c.head_object(self._container, key), missing=key
         )
-        return ObjectInfo(key, int(headers["content-length"]), _modified(headers))
+        modified = _modified(headers)
+        if modified is None:
+            raise BackendError(
+                f"{self._label}: head {key!r}: the answer has no usable X-Timestamp or"
+                " Last-Modified, so the store's clock cannot be read"
+            )
+        return ObjectInfo(key, int(headers["content-length"]), modified)
 
     def delete(self, key: str) -> None:
         """Remove `key`; for a large object, its segments too. A missing key is fine.
@@ -361,19 +369,20 @@ class SwiftStore(StoredSizes):
         prefix = f"{key}/{time.time():.6f}-{secrets.token_hex(4)}/"
         view = memoryview(body)
         offsets = list(range(0, len(body), self._segment_size))
-        uploaded: list[str] = []  # appended by the workers (list.append is atomic)
+        uploaded: list[str] = []  # segments tried, by the workers (list.append is atomic)
 
         def put_segment(index: int) -> dict[str, object]:
             part = bytes(view[offsets[index] : offsets[index] + self._segment_size])
             name = f"{prefix}{index:08d}"
             digest = _md5(part)
+            # Before the PUT: a try whose answer is lost may have stored it all the same.
+            uploaded.append(name)
             self._call(
                 f"put segment {index} of {key!r}",
                 lambda c: c.put_object(
                     self._segment_container, name, part, content_length=len(part), etag=digest
                 ),
             )
-            uploaded.append(name)
             return {
                 "path": f"/{self._segment_container}/{name}",
                 "etag": digest,
@@ -553,6 +562,14 @@ class SwiftStore(StoredSizes):
                     raise TransientError(
                         f"{self._label}: {what}: {type(exc).__name__}: {why}"
                     ) from None
+                except PieceworksError:  # ours (ConfigError is a ValueError too)
+                    raise
+                except ValueError as exc:  # an answer that does not parse: damaged on the way
+                    conn.close()
+                    raise TransientError(
+                        f"{self._label}: {what}: unreadable answer:"
+                        f" {type(exc).__name__}: {self._scrub(str(exc))}"
+                    ) from None
 
         return self._retry.call(attempt)
 
@@ -650,8 +667,17 @@ def _stored_md5(headers: dict[str, str]) -> str | None:
     return etag if len(etag) == 32 else None
 
 
-def _modified(headers: dict[str, str]) -> float:
-    stamp = headers.get("x-timestamp")
-    if stamp:
-        return float(stamp)
-    return parsedate_to_datetime(headers["last-modified"]).timestamp()
+def _modified(headers: dict[str, str]) -> float | None:
+    """The object's write time on the store's clock (POSIX seconds); None if not given.
+
+    ``X-Timestamp`` (to the microsecond) where Swift sends it, else
+    ``Last-Modified`` (to the second).
+    """
+    try:
+        stamp = headers.get("x-timestamp")
+        if stamp:
+            return float(stamp)
+        date = headers.get("last-modified")
+        return parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        return None

@@ -100,14 +100,21 @@ def jobs_on_board(jobboard: JobboardConf, persistence_url: str) -> dict[str, Boa
 
 
 def holding_job(body: Any, jobs: Mapping[str, BoardJob]) -> BoardJob | None:
-    """The job of `jobs` whose run wrote marker `body` (a decoded lease or journal), if any."""
+    """The job of `jobs` whose run wrote marker `body` (a decoded lease or journal), if any.
+
+    A journal's ``id`` is its run's name, the job's; a lease's is the id
+    the job's name carries: ``backup-<backup id>``, ``replicate-<operation
+    id>`` (a replication through a store leases its staged chunks under
+    its operation id). A composed job (`post_composed`) has a name of its
+    own and is not found.
+    """
     if not isinstance(body, dict):
         return None
     ident = str(body.get("id", ""))
     if not ident:
         return None
     kind = body.get("kind")
-    names = (ident, f"backup-{ident}") if kind == "lease" else (ident,)
+    names = (ident, f"backup-{ident}", f"replicate-{ident}") if kind == "lease" else (ident,)
     for name in names:
         if name in jobs:
             return jobs[name]

@@ -7,12 +7,16 @@ thing a test cannot wait for is calendar time).
 
 from __future__ import annotations
 
+import signal
+import time
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from pieceworks.cli.exit_codes import ExitCode
-from tests.cli.conftest import Run, RunAll
+from tests.cli.conftest import Run, RunAll, _start
 from tests.support.backups import make_backup, set_created
 
 
@@ -127,3 +131,57 @@ def test_forget_on_an_empty_store_and_prune_under_both_names(run: Run, run_all: 
     assert empty.code == 0 and "no backups to decide on" in empty.err, empty
     assert prune.code == 0 and prune.json()["chunks_deleted"] == 0, prune
     assert gc.code == 0 and gc.json()["dry_run"] is True, gc
+
+
+def _stopped_while_removing_manifests(
+    args: list[str], env: dict[str, str], tmp_path: Path, signum: int, home: Path
+) -> tuple[int, str]:
+    """Run `args`, send `signum` once the first manifest is removed (held there 3 s), wait."""
+    slow = {**env, "PIECEWORKS_FAILPOINTS": "delete.manifest-removed=sleep:3000@1"}
+    proc = _start(args, slow, tmp_path)
+    manifests = home / "backups" / "manifests"
+    before = len(list(manifests.iterdir()))
+    deadline = time.monotonic() + 60
+    while len(list(manifests.iterdir())) == before:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_while_forget_removes_manifests_stops_it_before_the_collection(
+    signum: int, run: Run, env: dict[str, str], tmp_path: Path, home: Path
+) -> None:
+    """The manifests it started removing are all removed, then it stops: exit 130, no prune.
+
+    Removing manifests ran with the signals ignored: the signal was lost,
+    the whole collection ran, and the command exited 0.
+    """
+    old = backups(home, "vol-a", 3)
+    chunks = home / "backups" / "chunks"
+    chunks_before = sorted(p.name for p in chunks.rglob("*") if p.is_file())
+    code, err = _stopped_while_removing_manifests(
+        ["forget", "--keep-last", "1", "--prune"], env, tmp_path, signum, home
+    )
+    assert code == ExitCode.INTERRUPTED, err
+    assert "interrupted: backups " in err and "were deleted" in err, err
+    assert old[0] in err and old[1] in err and old[2] not in err, err
+    assert "no garbage collection ran" in err, err
+    assert listed(run) == [old[2]]  # both removals finished
+    assert sorted(p.name for p in chunks.rglob("*") if p.is_file()) == chunks_before
+    assert run("prune").code == 0  # the lock was not left behind
+
+
+def test_a_signal_while_delete_removes_manifests_stops_it_before_the_collection(
+    run: Run, env: dict[str, str], tmp_path: Path, home: Path
+) -> None:
+    """``delete A B``: both manifests go, the collection does not run, exit 130."""
+    ids = backups(home, "vol-a", 3)
+    code, err = _stopped_while_removing_manifests(
+        ["delete", ids[0], ids[1]], env, tmp_path, signal.SIGTERM, home
+    )
+    assert code == ExitCode.INTERRUPTED, err
+    assert f"backups {ids[0]}, {ids[1]} were deleted" in err, err
+    assert listed(run) == [ids[2]]

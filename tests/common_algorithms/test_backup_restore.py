@@ -34,6 +34,7 @@ from pieceworks.protocols import (
 )
 from pieceworks.protocols.chunks import chunk_key
 from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume, sha, volume_sha
+from tests.support.backups import make_backup, other_backend_backup
 from tests.support.drivers import FailingDriver
 
 Failing = Callable[..., tuple[Backend, FailingDriver]]
@@ -295,3 +296,17 @@ def test_a_short_read_is_final_no_other_strategy_reads_the_changed_source(
     assert driver.snapshots_alive("vol") == []
     assert list_backup_ids(store.objects) == []
     assert not list(store.objects.list("leases/"))
+
+
+def test_an_incremental_builds_on_its_own_backends_volume(tmp_path: Path) -> None:
+    """Volume ``db`` of backend ``other`` is another volume than ``db`` of ``local``.
+
+    The incremental's parent was the newest backup of any backend's ``db``:
+    the report named ``other``'s backup as the parent of ``local``'s.
+    """
+    home = tmp_path / "home"
+    first = make_backup(home, "db", seed=1)
+    theirs = other_backend_backup(tmp_path, home, "db")  # newer, another backend's volume
+    assert theirs.backup_id != first.backup_id
+    again = make_backup(home, "db", incremental=True, fresh=False)
+    assert again.parent == first.backup_id

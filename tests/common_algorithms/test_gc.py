@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pieceworks.common_algorithms.backend import Store
 from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, verify_chunks
 from pieceworks.common_algorithms.format.manifest import (
     Manifest,
@@ -31,6 +32,7 @@ from pieceworks.common_algorithms.gc.collection import (
 )
 from pieceworks.common_algorithms.gc.leases import reclaim_lease
 from pieceworks.common_algorithms.gc.markers import put_marker
+from pieceworks.common_algorithms.gc.recover import recover
 from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.posix_store import PosixStore
 from pieceworks.protocols import BackupNotFound, CorruptionError, VolumeRef
@@ -371,3 +373,30 @@ def test_a_resumed_step_takes_the_dead_runs_lease_and_waits_for_a_live_collector
     with lease_renewed(store, "bk-r", "deadbeef0000", wait_timeout=0) as resumed:
         assert resumed is True  # removed meanwhile (by a collector or recover): written again
     assert store.exists("leases/bk-r")
+
+
+class _ResumedDuringRecover(PosixStore):
+    """Removing the dead lease of bk-a re-writes bk-b's, as a conductor resuming its job would."""
+
+    def delete(self, key: str) -> None:
+        super().delete(key)
+        if key == "leases/bk-a":
+            put_marker(self, "leases/bk-b", "lease", "bk-b", Owner.current("b0b0"), time.time())
+
+
+def test_recover_keeps_a_stale_lease_that_a_resumed_run_wrote_again(tmp_path: Path) -> None:
+    """recover removes what it found stale only if unchanged, as a collector does.
+
+    It deleted every lease it had found stale, even one written again
+    since by the run that resumed it: that run then held no lease.
+    """
+    store = _ResumedDuringRecover(tmp_path / "store", durable=False)
+    dead = Owner(Owner.current().host, 2**22 + 7, 1, None, "deadbeef0000")
+    for backup_id in ("bk-a", "bk-b"):
+        put_marker(store, f"leases/{backup_id}", "lease", backup_id, dead, time.time())
+    outcome = recover([Store("s", store)], {})
+    actions = {item.name: (item.action, item.reason) for item in outcome.items}
+    assert actions["leases/bk-a"][0] == "removed"
+    assert actions["leases/bk-b"] == ("kept", "written again since it was found stale")
+    held = Owner.from_dict(json.loads(store.get("leases/bk-b")))
+    assert held is not None and held.token == "b0b0"

@@ -15,6 +15,8 @@ requests (per connection, first request of each read direction only):
   client never hears so);
 * ``"drop-response:PUT"`` (any method): the same for the next answer to a
   request of that method, on any connection;
+* ``"strip:last-modified,x-timestamp"``: remove those headers from every
+  answer (not counted);
 * ``"status:503"`` (any code): answer every request with that status
   without forwarding it.
 
@@ -69,6 +71,16 @@ class FaultProxy:
                     self.mode = "pass"
             return mode
 
+    def cut(self) -> None:
+        """Close every connection open now (clients must connect again)."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
     def close(self) -> None:
         """Stop accepting and close every connection."""
         self._closing.set()
@@ -99,7 +111,7 @@ class FaultProxy:
                 return
             self._sockets.append(client)
             mode = self.mode
-            if not mode.startswith(("flip-", "drop-response:")):  # those count messages
+            if not mode.startswith(("flip-", "drop-response:", "strip:")):  # not per connection
                 mode = self._take_mode()
             threading.Thread(
                 target=self._handle, args=(client, mode), name="fault-proxy-conn", daemon=True
@@ -132,8 +144,15 @@ class FaultProxy:
             daemon=True,
         )
         up.start()
-        down = _Framing(methods, False, self._flip, self._drop)
+        down = _Framing(methods, False, self._flip, self._drop, self._strip)
         self._pump(server, client, down, mode == "drop-response")
+
+    def _strip(self) -> set[str]:
+        """The (lowercase) names of response headers to remove, in mode ``strip:a,b``."""
+        mode = self.mode
+        if not mode.startswith("strip:"):
+            return set()
+        return {name.strip().lower() for name in mode.split(":", 1)[1].split(",")}
 
     def _drop(self, method: str) -> bool:
         """Whether the answer to a `method` request starting now is dropped."""
@@ -200,11 +219,13 @@ class _Framing:
         requests: bool,
         flip: Callable[[bool], bool],
         drop: Callable[[str], bool] | None = None,
+        strip: Callable[[], set[str]] | None = None,
     ) -> None:
         self.methods = methods
         self.requests = requests
         self.want_flip = flip
         self.want_drop = drop
+        self.strip = strip
         self.head = b""
         self.body_left = 0
         self.fresh = False
@@ -225,18 +246,30 @@ class _Framing:
                 self.body_left -= take
                 data = data[take:]
                 continue
-            self.head += data
+            self.head += data  # held back until complete, so that it can be rewritten
             at = self.head.find(_HEADER_END)
             if at < 0:
-                out += data
                 return bytes(out)
-            rest = self.head[at + len(_HEADER_END) :]
-            out += data[: len(data) - len(rest)]
-            self._start(self.head[:at])
+            head, rest = self.head[:at], self.head[at + len(_HEADER_END) :]
+            self._start(head)
+            out += self._rewrite(head) + _HEADER_END
             self.head = b""
             self.fresh = self.body_left > 0
             data = rest
         return bytes(out)
+
+    def _rewrite(self, head: bytes) -> bytes:
+        """`head` without the header lines the proxy is told to strip (responses only)."""
+        names = self.strip() if self.strip and not self.requests else set()
+        if not names:
+            return head
+        lines = head.split(b"\r\n")
+        kept = [lines[0]] + [
+            line
+            for line in lines[1:]
+            if line.partition(b":")[0].strip().decode("latin-1").lower() not in names
+        ]
+        return b"\r\n".join(kept)
 
     def _start(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")

@@ -7,6 +7,7 @@ the server cannot start, the tests fail (never skip).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from swiftclient.client import Connection  # type: ignore[import-untyped]
 from pieceworks.drivers import s3_store, swift_store
 from pieceworks.drivers.s3_store import S3Store
 from pieceworks.drivers.swift_store import SwiftStore
-from pieceworks.protocols import BackendError, ObjectNotFound, ObjectStore
+from pieceworks.protocols import BackendError, ObjectNotFound, ObjectStore, TransientError
 from tests.drivers.fault_proxy import FaultProxy
 from tests.fixtures.swift_server import SwiftServer
 from tests.support.remote_stores import unique
@@ -154,3 +155,78 @@ def test_a_conditional_create_that_lost_the_race_after_a_retry_still_says_so(
     assert faulty.store.put_if_absent("locks/lease-two", b"token 3") is False
     assert faulty.proxy.affected == 1
     assert faulty.direct.get("locks/lease-two") == b"token 2"
+
+
+def test_a_large_put_that_fails_removes_a_segment_whose_answer_was_lost(
+    swift_server: SwiftServer,
+) -> None:
+    """Every try of a segment PUT is answered by a dropped connection: the put fails, and
+    the segment Swift stored all the same is removed with the others.
+
+    Only segments whose PUT had been answered were removed: the lost one stayed.
+    """
+    with FaultProxy(swift_server.proxy_port) as proxy:
+        options = swift_server.swift_options(
+            unique(), retries="1", backoff="0.05", segment_size="5MiB", segment_concurrency="1"
+        )
+        options["auth_url"] = options["auth_url"].replace(
+            f":{swift_server.proxy_port}/", f":{proxy.port}/"
+        )
+        store = SwiftStore(**options)
+        big = bytes(range(256)) * (11 * 4096)
+        store.put("chunks/ab/warm", big)  # the segment container exists from now on
+        segments = f"{options['container']}_segments"
+        admin = Connection(swift_server.auth_url, swift_server.user, swift_server.key)
+        before = admin.get_container(segments)[1]
+        proxy.fault("drop-response:PUT", times=2)  # both tries of the first segment
+        with pytest.raises(BackendError):
+            store.put("chunks/ab/big", big)
+        assert proxy.affected == 2
+        assert admin.get_container(segments)[1] == before
+
+
+def test_an_answer_without_a_write_time_is_a_clear_error(faulty: Faulty) -> None:
+    """A HEAD answered without Last-Modified (and X-Timestamp): leases are aged on that clock.
+
+    It was a bare ``KeyError: 'last-modified'`` (Swift) / ``'LastModified'`` (S3).
+    """
+    faulty.direct.put("locks/clock", b"{}")
+    faulty.proxy.fault("strip:last-modified,x-timestamp")
+    with pytest.raises(BackendError, match="clock cannot be read"):
+        faulty.store.head("locks/clock")
+    faulty.proxy.fault("pass")
+    assert faulty.store.head("locks/clock").modified > 0
+
+
+def test_a_service_that_stops_answering_times_out_and_gives_up(faulty: Faulty) -> None:
+    """Connections are accepted and never answered: each try ends at `timeout` (5 s here),
+    then the store gives up with `TransientError`, instead of hanging."""
+    faulty.store.put("chunks/ab/stall", BODY)
+    faulty.proxy.fault("stall")
+    faulty.proxy.cut()
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="gave up after 3 tries"):
+        faulty.store.get("chunks/ab/stall")
+    assert 3 * 5 <= time.monotonic() - started < 3 * 5 + 10
+    faulty.proxy.fault("pass")
+    assert faulty.store.get("chunks/ab/stall") == BODY
+
+
+def test_a_listing_damaged_on_the_way_down_is_fetched_again(swift_server: SwiftServer) -> None:
+    """One flipped byte of a Swift container listing (JSON): the listing is asked for again.
+
+    It escaped as a bare ``UnicodeDecodeError`` from swiftclient's JSON parsing, which the
+    CLI reported as "unexpected UnicodeDecodeError" (seen on ``pieceworks verify``).
+    """
+    with FaultProxy(swift_server.proxy_port) as proxy:
+        options = swift_server.swift_options(unique(), retries="2", backoff="0.05")
+        options["auth_url"] = options["auth_url"].replace(
+            f":{swift_server.proxy_port}/", f":{proxy.port}/"
+        )
+        store = SwiftStore(**options)
+        keys = [f"manifests/bk-{i}.json" for i in range(5)]
+        for key in keys:
+            store.put(key, b"{}")
+        proxy.fault("flip-response-body", times=1)
+        assert list(store.list("manifests/")) == keys
+        assert proxy.affected == 1

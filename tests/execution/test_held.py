@@ -135,6 +135,10 @@ def test_a_view_hides_only_what_a_job_on_the_board_holds(tmp_path: Path) -> None
         ("leases/bk-1", "lease", "j1"),
     ]
     assert holding_job({"kind": "run", "id": "replicate-op-1"}, on_board) is None
+    replicating = {"replicate-op-1": BoardJob("j2", "replicate-op-1", "UNCLAIMED")}
+    for body in ({"kind": "run", "id": "replicate-op-1"}, {"kind": "lease", "id": "op-1"}):
+        assert holding_job(body, replicating) == replicating["replicate-op-1"], body
+    assert holding_job({"kind": "run", "id": "op-1"}, replicating) is None
     assert JobHeldStore(store, {}).list("runs/") is not None
     assert sorted(JobHeldStore(store, {}).list("runs/")) == ["runs/garbled", "runs/t1", "runs/t2"]
 

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_AGO = re.compile(r"(\d+)\s*([smhdw])")
+_AGO = re.compile(r"([0-9]+)\s*([smhdw])", re.ASCII)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -73,9 +73,9 @@ def point_in_time(text: str) -> float:
     stripped = text.strip()
     # Digits are a Unix time (0 included), except eight that make a date (20261130,
     # ISO 8601's basic form): a Unix time of eight digits is before 1974.
-    if re.fullmatch(r"\d+(\.\d+)?", stripped) and not _basic_date(stripped):
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", stripped, re.ASCII) and not _basic_date(stripped):
         return float(stripped)
-    if re.fullmatch(r"(\d+\s*[smhdw]\s*)+", stripped):
+    if re.fullmatch(r"([0-9]+\s*[smhdw]\s*)+", stripped, re.ASCII):
         seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _AGO.findall(stripped))
         return time.time() - seconds
     try:

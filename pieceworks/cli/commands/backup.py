@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli.commands._select import label, label_filters
 from pieceworks.cli.exit_codes import CliError, ExitCode
-from pieceworks.cli.options import backup_request_options
+from pieceworks.cli.options import backup_request_options, decimal_number, whole_number
 from pieceworks.cli.output import human_bytes, mb_per_s
 
 if TYPE_CHECKING:
@@ -90,11 +89,8 @@ def label_and_guard_options(parser: argparse.ArgumentParser) -> None:
 
 def guard_percent(text: str) -> float:
     """``PCT`` or ``PCT%`` as a float in [0, 100]; `argparse.ArgumentTypeError` otherwise."""
-    try:
-        value = float(text.strip().removesuffix("%"))
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 100.0:  # NaN fails too
+    value = decimal_number(text.strip().removesuffix("%"))
+    if value is None or not 0.0 <= value <= 100.0:
         raise argparse.ArgumentTypeError(
             f"invalid percentage {text!r}: give a number from 0 (guard off) to 100"
         )
@@ -103,11 +99,8 @@ def guard_percent(text: str) -> float:
 
 def guard_max_chunks(text: str) -> int:
     """``N``, a whole number of at least 1; `argparse.ArgumentTypeError` otherwise."""
-    try:
-        value = int(text.strip())
-    except ValueError:
-        value = 0
-    if value < 1:
+    value = whole_number(text)
+    if value is None or value < 1:
         raise argparse.ArgumentTypeError(
             f"invalid number of chunks {text!r}: give a whole number of at least 1"
         )

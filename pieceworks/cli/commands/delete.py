@@ -37,6 +37,19 @@ def _done(deleted: Sequence[str]) -> str:
     return f"backups {', '.join(deleted)} were deleted"
 
 
+def interrupted_after(deleted: Sequence[str], *, collecting: bool) -> CliError:
+    """The error (exit 130) of a command stopped once it had removed the manifests of `deleted`.
+
+    `collecting`: the command would have collected the chunks next, and did not.
+    """
+    rest = (
+        "; no garbage collection ran: `pieceworks prune` removes their chunks"
+        if collecting and deleted
+        else ""
+    )
+    return CliError(f"interrupted: {_done(deleted)}{rest}", ExitCode.INTERRUPTED)
+
+
 def collection_failed(
     deleted: Sequence[str],
     exc: PieceworksError,

@@ -52,9 +52,13 @@ def run_delete_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _delete_several(ids: list[str], ctx: Context) -> int:
-    from pieceworks.cli.commands.delete import collect, collection_failed  # noqa: PLC0415
+    from pieceworks.cli.commands.delete import (  # noqa: PLC0415
+        collect,
+        collection_failed,
+        interrupted_after,
+    )
     from pieceworks.cli.output import human_bytes  # noqa: PLC0415
-    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
+    from pieceworks.cli.signals import signals_deferred  # noqa: PLC0415
     from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.collection import delete_backup  # noqa: PLC0415
     from pieceworks.common_algorithms.json_fields import with_deprecated  # noqa: PLC0415
@@ -75,18 +79,21 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
             hint=BackupNotFound.hint,
         )
     deleted: list[str] = []
-    with signals_ignored():  # a few manifests: finish them
-        for i, backup_id in enumerate(ids):
-            try:
-                delete_backup(store.objects, backup_id, collect=False)
-            except BackupNotFound:  # deleted meanwhile by someone else
-                continue
-            except PieceworksError as exc:
-                if not deleted:
-                    raise
-                rest = ", ".join(ids[i:])
-                raise collection_failed(deleted, exc, f"removing {rest}") from exc
-            deleted.append(backup_id)
+    try:
+        with signals_deferred():  # a few manifests: finish them, then stop if asked to
+            for i, backup_id in enumerate(ids):
+                try:
+                    delete_backup(store.objects, backup_id, collect=False)
+                except BackupNotFound:  # deleted meanwhile by someone else
+                    continue
+                except PieceworksError as exc:
+                    if not deleted:
+                        raise
+                    rest = ", ".join(ids[i:])
+                    raise collection_failed(deleted, exc, f"removing {rest}") from exc
+                deleted.append(backup_id)
+    except KeyboardInterrupt:
+        raise interrupted_after(deleted, collecting=True) from None
     report = collect(store.objects, deleted=deleted)  # stoppable: it may take long
     ctx.out.data(
         with_deprecated(

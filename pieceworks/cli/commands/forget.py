@@ -15,11 +15,11 @@ count it.
 from __future__ import annotations
 
 import argparse
-import re
 from typing import TYPE_CHECKING, Any
 
 from pieceworks.cli.commands._select import add_filter_options, label_filters
 from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.options import whole_number
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -62,9 +62,8 @@ def _count(text: str) -> int:
 
     Python's `int` also took ``1_0`` (10) and other scripts' digits (``٣``: 3).
     """
-    stripped = text.strip()
-    value = int(stripped) if re.fullmatch(r"-?[0-9]+", stripped, re.ASCII) else -2
-    if value < -1:
+    value = whole_number(text)
+    if value is None or value < -1:
         raise argparse.ArgumentTypeError(
             f"invalid count {text!r}: a whole number >= 0, or -1 for all"
         )
@@ -145,26 +144,35 @@ def _remove(
     """Remove the manifests `plan` removes, then collect if `prune`: (removed ids, report).
 
     A failure after some were removed is an error naming them (`collection_failed`).
-    Removing manifests ignores Ctrl-C and SIGTERM (it is quick); the collection does not.
+    Ctrl-C, SIGTERM or SIGHUP while manifests are removed lets that finish (it is
+    quick), then stops before the collection (`interrupted_after`); the collection
+    itself stops at once.
     """
-    from pieceworks.cli.commands.delete import collect, collection_failed  # noqa: PLC0415
-    from pieceworks.cli.signals import signals_ignored  # noqa: PLC0415
+    from pieceworks.cli.commands.delete import (  # noqa: PLC0415
+        collect,
+        collection_failed,
+        interrupted_after,
+    )
+    from pieceworks.cli.signals import signals_deferred  # noqa: PLC0415
     from pieceworks.common_algorithms.gc.collection import delete_backup  # noqa: PLC0415
     from pieceworks.protocols import BackupNotFound, PieceworksError  # noqa: PLC0415
 
     removed: list[str] = []
-    with signals_ignored():  # removing a few manifests is quick: finish it
-        for i, d in enumerate(plan.remove):
-            try:
-                delete_backup(objects, d.backup_id, collect=False)
-            except BackupNotFound:  # deleted meanwhile by someone else
-                continue
-            except PieceworksError as exc:
-                if not removed:
-                    raise
-                rest = ", ".join(r.backup_id for r in plan.remove[i:])
-                raise collection_failed(removed, exc, f"removing {rest}") from exc
-            removed.append(d.backup_id)
+    try:
+        with signals_deferred():  # removing a few manifests is quick: finish it
+            for i, d in enumerate(plan.remove):
+                try:
+                    delete_backup(objects, d.backup_id, collect=False)
+                except BackupNotFound:  # deleted meanwhile by someone else
+                    continue
+                except PieceworksError as exc:
+                    if not removed:
+                        raise
+                    rest = ", ".join(r.backup_id for r in plan.remove[i:])
+                    raise collection_failed(removed, exc, f"removing {rest}") from exc
+                removed.append(d.backup_id)
+    except KeyboardInterrupt:
+        raise interrupted_after(removed, collecting=prune) from None
     # Outside: a collection may take long, and stopping it is safe (`collect`).
     return removed, collect(objects, deleted=removed) if prune else None
 

@@ -113,6 +113,12 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
     listed too, marked UNREADABLE (its volume is unknown, so ``--volume``
     does not hide it), and named in a warning with the reason.
     """
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        raise CliError(
+            f"--since ({iso_time(args.since)}) is not before --until ({iso_time(args.until)}): no"
+            " backup can match (--since is inclusive, --until exclusive)",
+            ExitCode.USAGE,
+        )
     store = ctx.store()
     found = load_backups(ctx, store.objects)
     manifests = select(

@@ -33,7 +33,15 @@ checks the chunks). A damaged manifest exits 4."""
 CODES = (ExitCode.FAILED, ExitCode.NOT_FOUND, ExitCode.CORRUPT)
 
 #: Manifest stats shown in their own fields rather than under ``stats``.
-_OWN_STATS = ("plan", "reason", "enhancers", "failed_strategies", "fallbacks", "forced")
+_OWN_STATS = (
+    "plan",
+    "reason",
+    "enhancers",
+    "failed_strategies",
+    "fallbacks",
+    "forced",
+    "warnings",
+)
 _GUARD_STATS = (
     "guard_sample_percent",
     "guard_chunks_checked",
@@ -78,6 +86,15 @@ def _failed(m: Manifest) -> list[dict[str, str]]:
     return out
 
 
+def _warnings(m: Manifest) -> list[str]:
+    raw = m.stats.get("warnings")
+    try:
+        found = json.loads(raw) if isinstance(raw, str) else []
+    except ValueError:
+        return [str(raw)]
+    return [str(w) for w in found] if isinstance(found, list) else [str(found)]
+
+
 def describe(m: Manifest, store: str) -> dict[str, Any]:
     """One backup as ``show --json`` prints it.
 
@@ -119,6 +136,7 @@ def describe(m: Manifest, store: str) -> dict[str, Any]:
         "labels": dict(m.labels),
         "enhancers_used": {k: {"bytes_skipped": n} for k, n in m.enhancers_used.items()},
         "guard": _guard(m),
+        "warnings": _warnings(m),
         "stats": {k: v for k, v in m.stats.items() if k not in (*_OWN_STATS, *_GUARD_STATS)},
     }
     return with_deprecated("show", doc)
@@ -198,6 +216,7 @@ def _text(d: dict[str, Any]) -> str:
             f" sampled chunks ({g['sample_percent']:g}%{cap}): {found or 'no lie found'}"
         )
     lines[5:5] = extra  # after the enhancers of the plan
+    lines += [f"  warning     {w}" for w in d["warnings"]]
     return "\n".join(lines)
 
 

@@ -122,9 +122,9 @@ from pieceworks.common_algorithms.gc.markers import (
     READ_KIND,
     GCLockTimeout,
     Marker,
-    _body,
     heartbeat,
     put_marker,
+    remove_if_unchanged,
     remove_own,
     scan_markers,
     store_clock,
@@ -332,10 +332,9 @@ def collect_garbage(
             deleted += 1
             freed += info.size
         if not dry_run:
-            for m in stale + stale_locks:
-                # Only as it was seen stale: a resumed run may have written it again since.
-                if m.key != lock and _body(store, m.key) == m.body:
-                    store.delete(m.key)
+            for m in stale + stale_locks:  # only as found: a resumed run may have rewritten it
+                if m.key != lock:
+                    remove_if_unchanged(store, m)
             _sweep_temporary(store)
         failpoint("gc.before-unlock")
         return GCReport(len(manifests), len(referenced), deleted, freed, (), stale_keys, dry_run)

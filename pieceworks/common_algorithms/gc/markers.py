@@ -62,6 +62,7 @@ __all__ = [
     "marker_body",
     "put_marker",
     "read_marker",
+    "remove_if_unchanged",
     "remove_own",
     "renew_interval",
     "scan_markers",
@@ -364,6 +365,24 @@ def remove_own(store: IObjectStore, key: str, token: str) -> bool:
         owner.describe() if owner else "unknown owner",
     )
     return False
+
+
+def remove_if_unchanged(store: IObjectStore, marker: Marker) -> bool:
+    """Delete the stale `marker` unless it was written again since it was read; whether deleted.
+
+    A collector (or ``recover``) that found a dead run's marker removes it
+    later, and meanwhile that run may have been resumed by another process
+    (a conductor taking over its job), or a remote owner may have renewed it
+    after a pause: it wrote the marker again, and deleting it would leave
+    that run unprotected. So the marker is read again and deleted only if
+    its body is still the one found stale. (Object stores have no
+    conditional delete: between that read and the delete lies one request.)
+    """
+    if _body(store, marker.key) != marker.body:
+        log.info("not removing %s: written again since it was found stale", marker.key)
+        return False
+    store.delete(marker.key)
+    return True
 
 
 def _wait_for_collectors(

@@ -48,7 +48,7 @@ from pieceworks.common_algorithms.gc.leases import (
     scan_markers,
     stale_after,
 )
-from pieceworks.common_algorithms.gc.markers import store_now
+from pieceworks.common_algorithms.gc.markers import remove_if_unchanged, store_now
 from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -151,12 +151,18 @@ class _Recovery:
         log.info("%s %s %s in %s: %s", action, kind, name, where, reason)
 
     def attempt(
-        self, kind: str, where: str, name: str, reason: str, remove: Callable[[], None]
+        self, kind: str, where: str, name: str, reason: str, remove: Callable[[], bool | None]
     ) -> bool:
-        """Remove one thing (unless a dry run), noting the outcome; whether it is gone."""
+        """Remove one thing (unless a dry run), noting the outcome; whether it is gone.
+
+        `remove` returning False means it found the thing no longer stale
+        (written again meanwhile, `remove_if_unchanged`): it is kept.
+        """
         if not self.dry_run:
             try:
-                remove()
+                if remove() is False:
+                    self.note(kind, where, name, "kept", "written again since it was found stale")
+                    return False
             except (NotFound, ObjectNotFound):
                 pass  # already gone: that is what we wanted
             except (PieceworksError, OSError) as exc:
@@ -176,8 +182,8 @@ class _Recovery:
                 self.journal(store, marker, live_leases)
         for prefix, kind in ((LEASE_PREFIX, "lease"), (GC_LOCK_PREFIX, "gc-lock")):
             live, stale = scan_markers(objects, prefix, now, self.ttl)
-            for m in stale:
-                self.attempt(kind, store.name, m.key, m.reason, _deleter(objects, m.key))
+            for m in stale:  # unless written again meanwhile (a job resumed elsewhere)
+                self.attempt(kind, store.name, m.key, m.reason, _marker_remover(objects, m))
             for m in live:
                 self.note(kind, store.name, m.key, "kept", f"{m.reason} ({m.owner})")
         self.sweep(store.name, objects)
@@ -196,9 +202,8 @@ class _Recovery:
             whole &= self.snapshot(entry, marker.reason)
         if whole:
             reason = f"{marker.reason}; every temporary it named is gone"
-            self.attempt(
-                "run-journal", store.name, marker.key, reason, _deleter(store.objects, marker.key)
-            )
+            remove = _marker_remover(store.objects, marker)
+            self.attempt("run-journal", store.name, marker.key, reason, remove)
         else:
             self.note(
                 "run-journal",
@@ -300,8 +305,8 @@ def _unlinker(path: Path) -> Callable[[], None]:
     return lambda: remove(path)
 
 
-def _deleter(objects: IObjectStore, key: str) -> Callable[[], None]:
-    return lambda: objects.delete(key)
+def _marker_remover(objects: IObjectStore, marker: Marker) -> Callable[[], bool]:
+    return lambda: remove_if_unchanged(objects, marker)
 
 
 def recover(

@@ -109,11 +109,14 @@ class BackupOutcome:
     seconds: float
     enhancers_used: Mapping[str, int] = field(default_factory=dict)
     guard: GuardReport | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """What the user must be told: each lie the guard caught, as a sentence."""
-        return tuple(lie.message() for lie in self.guard.lies) if self.guard else ()
+        """What the user must be told, as sentences: each lie the guard caught, then the
+        `notes` of the transfer (change tracking lost or not recorded)."""
+        lies = tuple(lie.message() for lie in self.guard.lies) if self.guard else ()
+        return lies + self.notes
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``pieceworks backup --json``.
@@ -194,6 +197,7 @@ def backup(
         seconds=time.monotonic() - started,
         enhancers_used=dict(result.get("enhancers_used") or {}),
         guard=GuardReport.from_dict(result["guard"]) if result.get("guard") else None,
+        notes=tuple(str(n) for n in result.get("notes") or ()),
     )
 
 

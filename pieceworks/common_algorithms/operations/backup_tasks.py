@@ -32,6 +32,7 @@ the token) and the run journal ``runs/<token>``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from contextlib import closing
@@ -81,6 +82,7 @@ from pieceworks.common_algorithms.placement import (
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
+    BackendError,
     ChunkRef,
     Extent,
     IAllocatedExtents,
@@ -91,6 +93,7 @@ from pieceworks.protocols import (
     PushedVolume,
     SnapshotRef,
     Source,
+    TransientError,
     VolumeReader,
     VolumeRef,
 )
@@ -118,6 +121,8 @@ __all__ = [
 #: `chunks_to_json` rows of the versions before it.
 COLUMNS: Final = "columns"
 ROWS: Final = "rows"
+
+log = logging.getLogger(__name__)
 
 #: Strategies that read a temporary snapshot when the backend can take one.
 _SNAPSHOT_WHEN_IN_USE = {"offload"}
@@ -321,7 +326,7 @@ class TransferChunks(DataStep, _BackupTask):
         started = time.monotonic()
         ref = source_ref(source)
         parent = (
-            latest_manifest(self.store.objects, self.request.volume_id)
+            latest_manifest(self.store.objects, self.request.volume_id, backend=self.backend.name)
             if self.request.incremental
             else None
         )
@@ -368,7 +373,7 @@ class TransferChunks(DataStep, _BackupTask):
             # the volume is fragmented held for the whole backup (`coalesce`)
             if extents is not None:
                 extents = coalesce(extents, size, self.request.chunk_size)
-            token, changed = self._changes(ref, parent, size)
+            token, changed, notes = self._changes(ref, parent, size)
             if changed is not None:
                 changed = coalesce(changed, size, self.request.chunk_size)
             plan = plan_guard(
@@ -403,6 +408,7 @@ class TransferChunks(DataStep, _BackupTask):
             "change_token": token,
             "enhancers_used": enhancer_savings(plan, stats.bytes_read),
             "guard": guard.to_dict(),
+            "notes": notes,
         }
 
     def _chunks(
@@ -427,18 +433,36 @@ class TransferChunks(DataStep, _BackupTask):
 
     def _changes(
         self, ref: Source, parent: Manifest | None, size: int
-    ) -> tuple[str | None, Sequence[Extent] | None]:
-        """This backup's change token, and the ranges changed since the parent's.
+    ) -> tuple[str | None, Sequence[Extent] | None, list[str]]:
+        """This backup's change token, the ranges changed since the parent's, and notes.
 
         ``None`` ranges mean "read everything": no changed-blocks, no usable
         parent (none, another chunk size or volume size, or one made from
         another backend, whose token means nothing to this one), or the
-        backend lost track (`ChangeTrackingLost`).
+        backend lost track (`ChangeTrackingLost`). A token the backend
+        cannot record (a `BackendError` other than a `TransientError`: an
+        RBD pool that is full refuses the snapshot that holds it) does not
+        stop the backup, which needs none: it goes on without one, and the
+        next incremental reads everything. The notes say so, for the
+        backup's warnings: either way the backup read more than the user
+        expected and must be told why.
         """
         if not self.backend.provides(IChangedBlocks):
-            return None, None
+            return None, None, []
         tracker = self.backend.use(IChangedBlocks)
-        token = tracker.change_token(ref)
+        notes: list[str] = []
+        token: str | None
+        try:
+            token = tracker.change_token(ref)
+        except TransientError:
+            raise
+        except BackendError as exc:  # not NotFound: a source that is gone ends the backup
+            log.warning("backup %s: no change-tracking base: %s", self.request.backup_id, exc)
+            notes.append(
+                f"no change-tracking base could be recorded ({exc}): the next incremental"
+                " backup of this volume reads it whole"
+            )
+            token = None
         if (
             parent is None
             or not parent.change_token
@@ -446,11 +470,16 @@ class TransferChunks(DataStep, _BackupTask):
             or parent.chunk_size != self.request.chunk_size
             or parent.size != size
         ):
-            return token, None
+            return token, None, notes
         try:
-            return token, tracker.changed_extents(ref, parent.change_token)
-        except ChangeTrackingLost:
-            return token, None
+            return token, tracker.changed_extents(ref, parent.change_token), notes
+        except ChangeTrackingLost as exc:
+            log.warning("backup %s: %s", self.request.backup_id, exc)
+            notes.append(
+                f"the backend lost track of the changes since backup {parent.backup_id} ({exc}):"
+                " the whole volume was read"
+            )
+            return token, None, notes
 
 
 class BackupTransfer(RemoteStep):
@@ -574,6 +603,9 @@ class WriteManifest(_BackupTask):
             stats.update(plan_stats(self.plan, str(attempt["strategy"])))
         guard = transfer.get("guard")
         stats.update(guard_stats(guard))
+        notes = [str(n) for n in transfer.get("notes") or ()]
+        if notes:
+            stats["warnings"] = json.dumps(notes, separators=(",", ":"))
         manifest = Manifest(
             backup_id=self.request.backup_id,
             volume_id=self.request.volume_id,
@@ -618,6 +650,7 @@ class WriteManifest(_BackupTask):
             "parent": manifest.parent,  # the deprecated old name (jobs show's result)
             "enhancers_used": dict(manifest.enhancers_used),
             "guard": guard,
+            "notes": notes,
         }
 
 
