@@ -659,10 +659,13 @@ def _stored_md5(headers: dict[str, str]) -> str | None:
 
     A large object's ``ETag`` is the MD5 of its segments' ETags, so `put`
     records the whole body's MD5 in `_MD5_META`; a large object written
-    without it (None) is not checked.
+    without it, or a Dynamic Large Object (written by other tools), is not
+    checked (None).
     """
     if strutils.bool_from_string(headers.get("x-static-large-object")):
         return headers.get(_MD5_META.lower())
+    if "x-object-manifest" in headers:  # a Dynamic Large Object: its ETag is no body MD5
+        return None
     etag = headers.get("etag", "").strip('"')
     return etag if len(etag) == 32 else None
 

@@ -469,10 +469,10 @@ def _add(offset: int, step: int) -> int:
     return (offset + step) & _U64
 
 
-def _le(column: array[int]) -> bytes:
-    """The column's bytes, little-endian."""
+def _le(column: array[int]) -> bytes | memoryview:
+    """The column's bytes, little-endian (a view of them on a little-endian machine)."""
     if _LITTLE:
-        return column.tobytes()
+        return memoryview(column).cast("B")
     swapped = array(column.typecode, column)
     swapped.byteswap()
     return swapped.tobytes()

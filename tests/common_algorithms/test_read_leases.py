@@ -57,6 +57,7 @@ from pieceworks.protocols import (
     ChunkRef,
     InvalidName,
     StoreSpec,
+    TransientError,
     VolumeRef,
 )
 from pieceworks.protocols.chunks import chunk_key
@@ -537,3 +538,32 @@ def test_a_read_only_store_is_read_without_a_lease_and_no_other_failure_is(
         read_lease(_UnwritableStore(tmp_path / "acl", errno.EACCES), "check"),
     ):
         pass
+
+
+class _FailsRemovingReadLeases(PosixStore):
+    """A store whose connection fails as a read lease is being removed."""
+
+    def delete(self, key: str) -> None:
+        if key.startswith("leases/read."):
+            raise TransientError(f"cannot delete {key!r}: connection reset (gave up after 3 tries)")
+        super().delete(key)
+
+
+def test_a_failing_release_never_replaces_the_readers_own_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reader's error is what the user must see, not the store failing again on the lease.
+
+    A restore whose chunk read failed ended with "cannot delete
+    leases/read.<token>"; now that is a warning and the restore's error stands.
+    """
+    store = _FailsRemovingReadLeases(tmp_path / "store", durable=False)
+    with (
+        pytest.raises(ValueError, match="chunk unreadable"),
+        read_lease(store, "restore", ["bk-1"]),
+    ):
+        raise ValueError("chunk unreadable")
+    with read_lease(store, "verify", ["bk-1"]):  # a reader that succeeded: still a success
+        pass
+    warnings = [r.getMessage() for r in caplog.records if "could not remove" in r.getMessage()]
+    assert len(warnings) == 2 and "connection reset" in warnings[0], warnings

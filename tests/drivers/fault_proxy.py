@@ -10,6 +10,8 @@ requests (per connection, first request of each read direction only):
 * ``"flip-request-body"``: flip the first byte of the next request body on the
   wire (headers are left alone), on any connection, then forward;
 * ``"flip-response-body"``: the same for the next response body;
+  ``"flip-response-body:/chunks/"`` only for answers to a request whose
+  path holds ``/chunks/`` (likewise for requests);
 * ``"drop-response"``: forward the request, then close the connection
   instead of passing the answer back (the service did the work, the
   client never hears so);
@@ -162,13 +164,17 @@ class FaultProxy:
                 return False
         return self._take_mode() == wanted
 
-    def _flip(self, requests: bool) -> bool:
-        """Whether the body starting now (of a request or a response) gets a byte flipped."""
+    def _flip(self, requests: bool, target: str) -> bool:
+        """Whether the body starting now (of a request or a response to one, whose path is
+        `target`) gets a byte flipped."""
         wanted = "flip-request-body" if requests else "flip-response-body"
         with self._lock:
-            if self.mode != wanted:
+            mode = self.mode
+            if mode != wanted and not (
+                mode.startswith(wanted + ":") and mode.split(":", 1)[1] in target
+            ):
                 return False
-        return self._take_mode() == wanted
+        return self._take_mode() == mode
 
     def _answer(self, client: socket.socket, status: int) -> None:
         """Read one request's headers and answer `status` with no body, closing after."""
@@ -217,13 +223,14 @@ class _Framing:
         self,
         methods: deque[str],
         requests: bool,
-        flip: Callable[[bool], bool],
+        flip: Callable[[bool, str], bool],
         drop: Callable[[str], bool] | None = None,
         strip: Callable[[], set[str]] | None = None,
     ) -> None:
         self.methods = methods
         self.requests = requests
         self.want_flip = flip
+        self.target = ""  # the path of the request being followed (or answered)
         self.want_drop = drop
         self.strip = strip
         self.head = b""
@@ -238,7 +245,7 @@ class _Framing:
                 out += data
                 return bytes(out)
             if self.body_left:
-                if self.fresh and self.want_flip(self.requests):  # the body's first byte
+                if self.fresh and self.want_flip(self.requests, self.target):  # first byte
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
                 self.fresh = False
                 take = min(self.body_left, len(data))
@@ -278,13 +285,15 @@ class _Framing:
         }
         length = int(fields.get("content-length", "0") or 0)
         if self.requests:
-            self.methods.append(lines[0].split(" ", 1)[0])
+            self.methods.append(lines[0])
+            self.target = ([*lines[0].split(" "), "", ""])[1]
         else:
             status = lines[0].split(" ")[1] if " " in lines[0] else "200"
             if status.startswith("1"):  # 100 Continue: the final answer comes after
                 self.body_left = 0
                 return
-            method = self.methods.popleft() if self.methods else "GET"
+            request = [*(self.methods.popleft() if self.methods else "GET /").split(" "), "", ""]
+            method, self.target = request[0], request[1]
             if self.want_drop and self.want_drop(method):
                 raise _Dropped
             if method == "HEAD" or status in ("204", "304"):

@@ -10,16 +10,21 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from swiftclient.client import Connection  # type: ignore[import-untyped]
 
+from pieceworks.common_algorithms import Backend, BackupRequest, Store, backup, verify
 from pieceworks.drivers import s3_store, swift_store
+from pieceworks.drivers.file import FileDriver
 from pieceworks.drivers.s3_store import S3Store
 from pieceworks.drivers.swift_store import SwiftStore
 from pieceworks.protocols import BackendError, ObjectNotFound, ObjectStore, TransientError
+from tests.common_algorithms.conftest import CHUNK, mixed_data, put_volume
 from tests.drivers.fault_proxy import FaultProxy
 from tests.fixtures.swift_server import SwiftServer
+from tests.support.remote_stores import swift_store as swift_store_on
 from tests.support.remote_stores import unique
 
 
@@ -230,3 +235,42 @@ def test_a_listing_damaged_on_the_way_down_is_fetched_again(swift_server: SwiftS
         proxy.fault("flip-response-body", times=1)
         assert list(store.list("manifests/")) == keys
         assert proxy.affected == 1
+
+
+def test_verify_through_a_damaging_network_quarantines_nothing(
+    faulty: Faulty, tmp_path: Path
+) -> None:
+    """A chunk's GET damaged on the way during ``verify``: the store fetches it again.
+
+    Before, the damaged bytes reached verify, which judged the (intact) stored
+    chunk corrupt and moved it aside to ``quarantine/``: a network fault
+    became a damaged backup.
+    """
+    volumes = tmp_path / "volumes"
+    volumes.mkdir()
+    backend = Backend.of("lab", FileDriver(volumes))
+    data = mixed_data()
+    put_volume(backend, "vol", data)
+    direct = Store("direct", faulty.direct, None)
+    out = backup(backend, direct, BackupRequest(volume_id="vol", chunk_size=CHUNK, in_use=True))
+    faulty.proxy.fault("flip-response-body:/chunks/", times=1)
+    checked = verify(Store("faulty", faulty.store, None), out.backup_id)
+    assert faulty.proxy.affected == 1
+    assert checked.ok and checked.problems == ()
+    assert list(faulty.direct.list("quarantine/")) == []
+
+
+def test_a_dynamic_large_object_written_by_another_tool_is_read(
+    swift_server: SwiftServer,
+) -> None:
+    """A DLO (``X-Object-Manifest``, as ``swift upload --use-dlo`` writes) has an ETag that is
+    no MD5 of its body: `get` returns it, unchecked, instead of retrying a 'mismatch'."""
+    store = swift_store_on(swift_server)
+    admin = Connection(swift_server.auth_url, swift_server.user, swift_server.key)
+    container = store._container
+    admin.put_object(container, "dlo-parts/1", b"first half, ")
+    admin.put_object(container, "dlo-parts/2", b"second half")
+    admin.put_object(
+        container, "manifests/dlo", b"", headers={"X-Object-Manifest": f"{container}/dlo-parts/"}
+    )
+    assert store.get("manifests/dlo") == b"first half, second half"

@@ -20,7 +20,7 @@ import pytest
 
 from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.drivers.posix_store import PosixStore
-from pieceworks.execution import JobFailed, atom_states, post_replicate, wait_for
+from pieceworks.execution import JobFailed, PostedJob, atom_states, post_replicate, wait_for
 from pieceworks.execution.held import BoardJob, JobHeldStore, holding_job
 from tests.execution.support import (
     CHUNK,
@@ -167,6 +167,25 @@ def test_recover_with_a_jobboard_out_of_reach_removes_nothing(board: Board, tmp_
     assert [*store.list("leases/")] == ["leases/bk-1"]
 
 
+def _backup_job_killed_at(board: Board, tmp_path: Path, failpoint: str) -> tuple[Path, PostedJob]:
+    """A backup job of a 64-block volume whose first conductor is killed at `failpoint`.
+
+    Returns the configuration (with ``[jobs]``) and the posted job, still on the board.
+    """
+    make_volume(tmp_path / "volumes", "vol-1", 64)
+    config = _with_jobs(board, slow_config(board, tmp_path))
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
+    a, _ = board.conductor(
+        "conductor-a",
+        "--claim-expiry",
+        "2",
+        config=config,
+        env={"PIECEWORKS_FAILPOINTS": failpoint},
+    )
+    assert a.wait(timeout=60) != 0, board.log("conductor-a")
+    return config, job
+
+
 def test_a_prune_running_when_a_job_resumes_leaves_its_backup_whole(
     board: Board, tmp_path: Path
 ) -> None:
@@ -175,18 +194,8 @@ def test_a_prune_running_when_a_job_resumes_leaves_its_backup_whole(
     The backup B reports as written must be whole: every chunk its manifest
     names is in the store.
     """
-    volumes, store_dir = tmp_path / "volumes", tmp_path / "store"
-    make_volume(volumes, "vol-1", 64)
-    config = _with_jobs(board, slow_config(board, tmp_path))
-    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
-    a, _ = board.conductor(
-        "conductor-a",
-        "--claim-expiry",
-        "2",
-        config=config,
-        env={"PIECEWORKS_FAILPOINTS": "backup.chunk-stored=kill@8"},
-    )
-    assert a.wait(timeout=60) != 0, board.log("conductor-a")
+    store_dir = tmp_path / "store"
+    config, job = _backup_job_killed_at(board, tmp_path, "backup.chunk-stored=kill@8")
     before = stored_chunks(store_dir)
     prune = subprocess.Popen(
         [sys.executable, "-m", "pieceworks.cli", "--config", str(config), "prune"],
@@ -217,18 +226,8 @@ def test_a_job_resumed_at_its_manifest_after_a_prune_took_its_chunks_writes_no_m
     write a manifest naming missing chunks (it did, and the job succeeded);
     it fails the job with ``chunks-collected`` and writes nothing.
     """
-    volumes, store_dir = tmp_path / "volumes", tmp_path / "store"
-    make_volume(volumes, "vol-1", 64)
-    config = _with_jobs(board, slow_config(board, tmp_path))
-    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
-    a, _ = board.conductor(
-        "conductor-a",
-        "--claim-expiry",
-        "2",
-        config=config,
-        env={"PIECEWORKS_FAILPOINTS": "backup.before-manifest=kill"},
-    )
-    assert a.wait(timeout=60) != 0, board.log("conductor-a")
+    store_dir = tmp_path / "store"
+    config, job = _backup_job_killed_at(board, tmp_path, "backup.before-manifest=kill")
     assert stored_chunks(store_dir) > 0
     prune = subprocess.run(
         [sys.executable, "-m", "pieceworks.cli", "--config", str(config), "prune"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
@@ -125,7 +125,7 @@ class VerifyReport:
 
 def _ordered_map(
     fn: Callable[[T], R],
-    items: Sequence[T],
+    items: Iterable[T],
     threads: int,
     depth: int,
     cancel: threading.Event | None,

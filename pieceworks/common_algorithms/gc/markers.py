@@ -528,4 +528,22 @@ class HeldMarker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        """Release; a release that fails is a warning, never the block's outcome.
+
+        The block's own error is what went wrong (a chunk a restore could not
+        read): a store failing again while the marker was being removed
+        replaced it with "cannot get leases/read.<token>". And a block that
+        succeeded has done its work. The marker left behind is no longer
+        renewed: collectors on other hosts ignore it after the TTL, those on
+        this host once this process has ended (a long-lived conductor keeps
+        it live until then), and ``recover`` removes it.
+        """
+        try:
+            self.release()
+        except (PieceworksError, OSError) as failed:
+            log.warning(
+                "could not remove %s (%s); collectors ignore it once this process has"
+                " ended (elsewhere: once stale), and `pieceworks recover` removes it",
+                self.key,
+                failed,
+            )

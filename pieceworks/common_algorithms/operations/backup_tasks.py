@@ -334,11 +334,12 @@ class TransferChunks(DataStep, _BackupTask):
             failpoint("incremental.parent-read")
         offload = attempt["strategy"] == "offload"
         out = self._offload(ref, parent) if offload else self._stream(ref, parent)
+        out["parent"] = parent.backup_id if parent else None
+        del parent  # its chunk list is not needed to encode this one's: not both at once
         chunks: ChunkList = out["chunks"]
         out["chunks"] = chunks.to_json() if chunk_form == COLUMNS else chunks_to_json(chunks)
         del chunks  # the list goes with this frame: the persisted form is what is kept
         out["seconds"] = round(time.monotonic() - started, 6)
-        out["parent"] = parent.backup_id if parent else None
         return out
 
     def _offload(self, ref: Source, parent: Manifest | None) -> dict[str, Any]:
