@@ -99,6 +99,10 @@ DEPRECATED_FIELDS: tuple[DeprecatedField, ...] = (
     _d("check-driver", "problems", "capability_problems", "object: capability -> messages"),
     _d("check-driver", "checks[].result", "outcome", "passed, failed or not applicable"),
     _d("check-driver", "checks_skipped", "checks_skipped_reason", "string or null: why not run"),
+    _d("conductor --events", "job", "job_id", "job id"),
+    _d("conductor --events", "who", "conductor", "the conductor's name"),
+    _d("conductor --events", "t", "time", "Unix time"),
+    _d("conductor --events", "why", "reason", "string: why the step ran here"),
 )
 
 

@@ -46,6 +46,7 @@ from taskflow.jobs.base import Job, JobBoard
 from taskflow.persistence.base import Backend as PersistenceBackend
 
 from pieceworks.common_algorithms.jobs import Resolver
+from pieceworks.common_algorithms.json_fields import with_deprecated
 from pieceworks.common_algorithms.placement import DataStep, Dispatcher
 from pieceworks.common_algorithms.runner import iter_tasks, open_persistence
 from pieceworks.execution.board import (
@@ -63,7 +64,7 @@ from pieceworks.execution.status import remove_finished
 from pieceworks.protocols import ConfigError, PieceworksError
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
-__all__ = ["ENGINES", "EventSink", "Routing", "event_writer", "run_conductor"]
+__all__ = ["ENGINES", "EVENTS_COMMAND", "EventSink", "Routing", "event_writer", "run_conductor"]
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,23 @@ CLEANUP_EVERY: Final = 60.0
 #: Receives conductor events (claimed, atom, consumed, ...) as JSON-able dicts.
 EventSink = Callable[[dict[str, Any]], None]
 
+#: The "command" of the events' deprecated field names in `json_fields`.
+EVENTS_COMMAND: Final = "conductor --events"
+
 
 def event_writer(stream: IO[str]) -> EventSink:
-    """An `EventSink` writing each event as one JSON line (with ``t``, Unix time) to `stream`.
+    """An `EventSink` writing each event as one JSON line (with ``time``, Unix time) to `stream`.
 
-    Thread-safe; each line is flushed at once, so that a reader (``--events FILE``)
-    sees events as they happen.
+    Each line also carries the deprecated names of its renamed fields
+    (``job``, ``who``, ``t``, ``why``: `json_fields.DEPRECATED_FIELDS`,
+    command ``conductor --events``). Thread-safe; each line is flushed at
+    once, so that a reader (``--events FILE``) sees events as they happen.
     """
     lock = threading.Lock()
 
     def write(event: dict[str, Any]) -> None:
-        line = json.dumps({**event, "t": time.time()}, sort_keys=True)
+        doc = with_deprecated(EVENTS_COMMAND, {**event, "time": time.time()})
+        line = json.dumps(doc, sort_keys=True)
         with lock:
             stream.write(line + "\n")
             stream.flush()
@@ -263,7 +270,7 @@ def _conductor_board(
         if metrics is not None:
             metrics.on_claim(job.uuid)
         if events is not None:
-            events({"event": "claimed", "job": job.uuid, "who": who})
+            events({"event": "claimed", "job_id": job.uuid, "conductor": who})
 
     def can_claim(job: Job) -> None:
         reason = routing.why_not(job)
@@ -400,7 +407,7 @@ class _Bookkeeper:
         def on_atom(state: str, details: dict[str, Any]) -> None:
             atom = details.get("task_name") or details.get("retry_name")
             if events is not None:
-                events({"event": "atom", "job": job.uuid, "atom": atom, "state": state})
+                events({"event": "atom", "job_id": job.uuid, "atom": atom, "state": state})
 
         details["engine"].atom_notifier.register("*", on_atom)
 
@@ -451,7 +458,7 @@ class _Bookkeeper:
             result = self._result(job) if kind == "consumed" else None
             self.metrics.on_finish(job.uuid, kind, result)
         if self.events is not None:
-            self.events({"event": kind, "job": job.uuid, "who": self.name})
+            self.events({"event": kind, "job_id": job.uuid, "conductor": self.name})
         if self.max_dispatches is not None and self.finished >= self.max_dispatches:
             assert self.conductor is not None
             self.conductor.stop()

@@ -106,7 +106,7 @@ class WorkerDispatcher:
             self.on_event(event)
 
     def for_job(self, job_id: str) -> WorkerDispatcher:
-        """This dispatcher for the steps of job `job_id`: its events name the job (``job``).
+        """This dispatcher for the steps of job `job_id`: its events name the job (``job_id``).
 
         Every other conductor event (``claimed``, ``atom``, ``consumed``...)
         names its job; without it, a ``placed`` or ``lost`` event was told
@@ -115,7 +115,7 @@ class WorkerDispatcher:
         view = copy.copy(self)
         outer = self.on_event
         if outer is not None:
-            view.on_event = lambda event: outer({**event, "job": job_id})
+            view.on_event = lambda event: outer({**event, "job_id": job_id})
         return view
 
     def run(
@@ -200,12 +200,12 @@ class WorkerDispatcher:
         kind = next(iter(result), "Exception").rsplit(".", 1)[-1]
         text = result.exception_str if kind == "StepFailed" else f"{kind}: {result.exception_str}"
         if text.startswith("NotServedHere:") or kind == "NotServedHere":
-            self._event(event="in-process", atom=name, backend=backend, why=text)
+            self._event(event="in-process", atom=name, backend=backend, reason=text)
             raise NotPlaced(f"the worker of backend {backend!r} declined {name}: {text}")
         incompatible = _incompatible(text, backend, name)
         if incompatible is not None:
             log.error("%s", incompatible)
-            self._event(event="incompatible", atom=name, backend=backend, why=text)
+            self._event(event="incompatible", atom=name, backend=backend, reason=text)
             raise IncompatibleRequest(incompatible)
         raise RemoteStepFailed(f"on a worker of backend {backend!r}: {text}")
 

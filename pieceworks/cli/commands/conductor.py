@@ -212,7 +212,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             port = metrics.serve(args.metrics_port, args.metrics_addr)
             ctx.out.note(f"metrics on http://{args.metrics_addr}:{port}/metrics")
             if events is not None:
-                events({"event": "metrics", "port": port, "who": name})
+                events({"event": "metrics", "port": port, "conductor": name})
         dispatcher = None
         transport = args.transport or config.jobs.transport
         if transport:
@@ -225,7 +225,7 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
                 find_timeout=args.worker_wait,
                 lost_after=args.worker_lost_after,
                 transition_timeout=args.worker_queue_timeout,
-                on_event=None if sink is None else (lambda e: sink({**e, "who": name})),
+                on_event=None if sink is None else (lambda e: sink({**e, "conductor": name})),
             )
         run_conductor(
             name,
