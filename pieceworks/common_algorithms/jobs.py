@@ -45,15 +45,18 @@ from pieceworks.common_algorithms.operations.replicate import (
 from pieceworks.common_algorithms.operations.requests import (
     BackupRequest,
     RestoreRequest,
+    VerifyRequest,
     decode_request,
 )
 from pieceworks.common_algorithms.operations.restore import restore_flow
+from pieceworks.common_algorithms.operations.verify import verify_flow
 from pieceworks.protocols import ConfigError
 
 __all__ = [
     "BACKUP_FACTORY",
     "REPLICATE_FACTORY",
     "RESTORE_FACTORY",
+    "VERIFY_FACTORY",
     "Resolver",
     "SectionRef",
     "backup_job_flow",
@@ -62,6 +65,8 @@ __all__ = [
     "replicate_request",
     "restore_job_flow",
     "restore_request",
+    "verify_job_flow",
+    "verify_request",
 ]
 
 #: The dotted paths persisted in posted jobs (``__name__`` is ``__main__`` under ``-m``).
@@ -69,6 +74,7 @@ _MODULE: Final = "pieceworks.common_algorithms.jobs"
 BACKUP_FACTORY: Final = f"{_MODULE}.backup_job_flow"
 RESTORE_FACTORY: Final = f"{_MODULE}.restore_job_flow"
 REPLICATE_FACTORY: Final = f"{_MODULE}.replicate_job_flow"
+VERIFY_FACTORY: Final = f"{_MODULE}.verify_job_flow"
 
 
 def _backend(kind_ref: SectionRef, resolve: Resolver | None) -> Backend:
@@ -92,6 +98,11 @@ def backup_request(request: Mapping[str, Any], *, strict: bool = False) -> Backu
 def restore_request(request: Mapping[str, Any], *, strict: bool = False) -> RestoreRequest:
     """`RestoreRequest` from its fields as JSON gives them (see `backup_request`)."""
     return decode_request(RestoreRequest, request, strict=strict)
+
+
+def verify_request(request: Mapping[str, Any], *, strict: bool = False) -> VerifyRequest:
+    """`VerifyRequest` from its fields as JSON gives them (see `backup_request`)."""
+    return decode_request(VerifyRequest, request, strict=strict)
 
 
 def backup_job_flow(
@@ -125,6 +136,24 @@ def restore_job_flow(
     """The restore flow of a job (see `backup_job_flow`)."""
     req = restore_request(request)
     return restore_flow(_backend(backend, resolve), _store(store, resolve), req)
+
+
+def verify_job_flow(
+    store: SectionRef,
+    request: Mapping[str, Any],
+    resolve: Resolver | None = None,
+) -> Flow:
+    """The verify flow of a job: every chunk of ``request["backup_id"]`` checked.
+
+    `store` is a name (see `backup_job_flow`); no backend is involved.
+    `request` holds `VerifyRequest`'s fields. The flow fails with
+    `CorruptionError` (its last step, ``verify-<id>.verdict``) when a chunk
+    is missing or damaged; its result, ``verify-<id>``'s, lists them all.
+    """
+    req = verify_request(request)
+    return verify_flow(
+        _store(store, resolve), req.backup_id, quarantine=req.quarantine, fail_on_problems=True
+    )
 
 
 def replicate_job_flow(

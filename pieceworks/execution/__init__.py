@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         post_job,
         post_replicate,
         post_restore,
+        post_verify,
         wait_for,
     )
 
@@ -52,6 +53,7 @@ _WHERE = {
     "post_job": "jobs",
     "post_replicate": "jobs",
     "post_restore": "jobs",
+    "post_verify": "jobs",
     "wait_for": "jobs",
 }
 
@@ -84,6 +86,7 @@ __all__ = [
     "post_job",
     "post_replicate",
     "post_restore",
+    "post_verify",
     "run_conductor",
     "wait_for",
 ]

@@ -42,9 +42,11 @@ from pieceworks.common_algorithms.jobs import (
     BACKUP_FACTORY,
     REPLICATE_FACTORY,
     RESTORE_FACTORY,
+    VERIFY_FACTORY,
     backup_request,
     replicate_request,
     restore_request,
+    verify_request,
 )
 from pieceworks.common_algorithms.operations.requests import (
     BackupRequest,
@@ -76,6 +78,7 @@ __all__ = [
     "post_job",
     "post_replicate",
     "post_restore",
+    "post_verify",
     "wait_for",
 ]
 
@@ -312,6 +315,36 @@ def post_restore(
     req = restore_request(request, strict=True)
     kind = (f"restore-{req.backup_id}-to-{req.volume_id}", RESTORE_FACTORY, "restore-volume")
     return _post_operation(jobboard, persistence_url, kind, backend, store, req, priority)
+
+
+def post_verify(
+    jobboard: JobboardConf,
+    persistence_url: str,
+    store: str,
+    request: Mapping[str, Any],
+    *,
+    priority: str = "normal",
+) -> PostedJob:
+    """Post a verify job (`VerifyRequest`'s fields); a conductor that has `store` may run it.
+
+    No backend is involved. The job's result (``wait_for``) is the
+    verification's (``ok``, ``chunks_checked``, ``problems``...); a missing
+    or damaged chunk fails the job with `CorruptionError` (``jobs show``
+    names it). See `post_backup` for names, logbook and priority.
+    """
+    req = verify_request(request, strict=True)
+    name = f"verify-{req.backup_id}"
+    return post_job(
+        jobboard,
+        persistence_url,
+        name=name,
+        factory=VERIFY_FACTORY,
+        kwargs={"store": _name("store", store), "request": request_fields(req)},
+        result_atom=name,
+        backends=[],
+        stores=[store],
+        priority=priority,
+    )
 
 
 def _post_operation(

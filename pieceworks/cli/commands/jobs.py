@@ -54,13 +54,13 @@ WATCH_SETTLE = 10.0
 
 
 def add_arguments(parser: CommandParser) -> None:
-    """``jobs`` and its actions: post (backup, restore, replicate), list, show, watch, cancel..."""
+    """``jobs`` and its actions: post (backup, restore, replicate, verify), list, show, watch..."""
     parser.describe("Jobs on the jobboard: `pieceworks jobs post|list|show|watch|cancel|migrate`.")
     actions = parser.add_commands("jobs_command")
     post = actions.add(
         "post",
         "run_post",
-        summary="post a backup, restore or replicate job; print its id",
+        summary="post a backup, restore, replicate or verify job; print its id",
         description=(
             "Post a job for any conductor that has the backend and store (named by\n"
             "--backend and --store: each conductor resolves them from its own\n"
@@ -95,6 +95,25 @@ def add_arguments(parser: CommandParser) -> None:
         action="store_true",
         help="replace the target volume if it exists (else the job fails, as restore does)",
     )
+    post_verify = kinds.add(
+        "verify",
+        "run_post",
+        summary="post a verification of a backup",
+        description=(
+            "Post a job checking every chunk of BACKUP_ID in --store against its hash, as\n"
+            "`pieceworks verify` does (no backend is involved). The job fails when a chunk\n"
+            "is missing or damaged (`jobs show` names each, up to five, with its offset;\n"
+            "the result lists them all); damaged chunk objects are moved aside to\n"
+            "quarantine/ unless --no-quarantine is given."
+        ),
+        codes=(ExitCode.FAILED,),
+    )
+    post_verify.add_argument("backup_id", metavar="BACKUP_ID", type=id_type("backup id"))
+    post_verify.add_argument(
+        "--no-quarantine",
+        action="store_true",
+        help="only report damaged chunks; leave them where they are (read-only check)",
+    )
     post_replicate = kinds.add(
         "replicate",
         "run_post_replicate",
@@ -110,7 +129,7 @@ def add_arguments(parser: CommandParser) -> None:
         codes=(ExitCode.FAILED,),
     )
     replicate_request_options(post_replicate)
-    for kind in (post_backup, post_restore, post_replicate):
+    for kind in (post_backup, post_restore, post_verify, post_replicate):
         jobs_location_options(kind)
         kind.add_argument("--priority", choices=PRIORITIES, default="normal")
 
@@ -210,14 +229,21 @@ def run_jobs(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_post(args: argparse.Namespace, ctx: Context) -> int:
-    """Post a backup or restore job naming the backend and store; print its id."""
+    """Post a backup, restore or verify job naming the backend and store; print its id."""
     from pieceworks.common_algorithms.operations.guard import (  # noqa: PLC0415
         DEFAULT_GUARD_MAX_CHUNKS,
         DEFAULT_GUARD_PERCENT,
     )
-    from pieceworks.execution.jobs import post_backup, post_restore  # noqa: PLC0415
+    from pieceworks.execution.jobs import post_backup, post_restore, post_verify  # noqa: PLC0415
 
     jobboard, persistence = _locations(args, ctx)
+    if args.post_kind == "verify":  # the store only
+        store = args.store or ctx.config.store(None).name
+        fields = {"backup_id": args.backup_id}
+        if args.no_quarantine:  # else a job older conductors read
+            fields["quarantine"] = False
+        job = post_verify(jobboard, persistence, store, fields, priority=args.priority)
+        return report_posted(ctx, job, {"store": store}, args.priority)
     # An explicit name is posted as is: the conductors' hosts configure it, maybe not this one.
     backend = args.backend or ctx.config.backend(None).name
     store = args.store or ctx.config.store(None).name
@@ -323,7 +349,15 @@ def describe(s: JobStatus) -> str:
     if s.result is not None:
         summary = ", ".join(
             f"{k}={s.result[k]}"
-            for k in ("backup_id", "volume_id", "target_volume_id", "strategy", "size")
+            for k in (
+                "backup_id",
+                "volume_id",
+                "target_volume_id",
+                "strategy",
+                "size",
+                "ok",
+                "chunks_checked",
+            )
             if k in s.result
         )
         lines.append(f"result: {summary}")

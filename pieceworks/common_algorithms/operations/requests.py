@@ -55,6 +55,7 @@ __all__ = [
     "BackupRequest",
     "ReplicateRequest",
     "RestoreRequest",
+    "VerifyRequest",
     "decode_request",
     "new_backup_id",
     "new_operation_id",
@@ -181,6 +182,23 @@ class RestoreRequest:
 
 
 @dataclass(frozen=True)
+class VerifyRequest:
+    """Check every chunk of backup `backup_id` against its hash (the store only).
+
+    A chunk object whose content does not match its hash is moved aside to
+    ``quarantine/`` unless `quarantine` is false (a read-only check).
+    """
+
+    backup_id: str
+    quarantine: bool = True
+
+    def __post_init__(self) -> None:
+        validate_id("backup id", self.backup_id)
+        if not isinstance(self.quarantine, bool):
+            raise ConfigError(f"quarantine must be true or false, not {self.quarantine!r}")
+
+
+@dataclass(frozen=True)
 class ReplicateRequest:
     """Copy volume `volume_id` (or its snapshot `snapshot_id`) to another backend.
 
@@ -233,10 +251,12 @@ ADDED_FIELDS: Final[Mapping[str, frozenset[str]]] = {
 #: field added later goes here, and the receivers of its version know it.
 MUST_UNDERSTAND: Final[Mapping[str, frozenset[str]]] = {}
 
-R = TypeVar("R", BackupRequest, RestoreRequest, ReplicateRequest)
+R = TypeVar("R", BackupRequest, RestoreRequest, ReplicateRequest, VerifyRequest)
 
 
-def request_fields(request: BackupRequest | RestoreRequest | ReplicateRequest) -> dict[str, Any]:
+def request_fields(
+    request: BackupRequest | RestoreRequest | ReplicateRequest | VerifyRequest,
+) -> dict[str, Any]:
     """A request's fields, JSON-able (``strategies`` a list): what a job or a step carries.
 
     A field of `ADDED_FIELDS` at its default is left out; a field of
@@ -245,7 +265,8 @@ def request_fields(request: BackupRequest | RestoreRequest | ReplicateRequest) -
     """
     kind = type(request).__name__
     fields = dataclasses.asdict(request)
-    fields["strategies"] = list(request.strategies)
+    if not isinstance(request, VerifyRequest):  # the one request without strategies
+        fields["strategies"] = list(request.strategies)
     defaults = {f.name: f.default for f in dataclasses.fields(request)}
     for name in ADDED_FIELDS.get(kind, ()):
         if fields[name] == defaults[name]:

@@ -21,9 +21,13 @@ from pieceworks.common_algorithms.format.manifest import read_manifest
 from pieceworks.common_algorithms.gc.leases import read_lease
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
-from pieceworks.protocols import validate_id
+from pieceworks.protocols import CorruptionError, validate_id
+from pieceworks.protocols.chunks import chunk_key
 
-__all__ = ["VerifyOutcome", "verify", "verify_flow"]
+__all__ = ["MAX_NAMED_PROBLEMS", "VerifiedOrFail", "VerifyOutcome", "verify", "verify_flow"]
+
+#: How many problems a failed verify job's error names (all are in its result).
+MAX_NAMED_PROBLEMS = 5
 
 
 class VerifyBackup(task.Task):
@@ -58,12 +62,53 @@ class VerifyBackup(task.Task):
         }
 
 
-def verify_flow(store: Store, backup_id: str, *, quarantine: bool = True) -> linear_flow.Flow:
-    """The flow verifying `backup_id`; provides ``verify-<id>.result``."""
+class VerifiedOrFail(task.Task):
+    """Fail with `CorruptionError` if the verification found a missing or damaged chunk.
+
+    For jobs, whose caller reads success or failure (``jobs watch`` exits 1,
+    ``wait_for`` raises ``JobFailed``): the error names the backup, how many
+    chunks failed, and the first `MAX_NAMED_PROBLEMS` with their volume
+    offset; the verification's result (every problem) stays persisted.
+    """
+
+    def __init__(self, backup_id: str) -> None:
+        super().__init__(
+            name=f"verify-{backup_id}.verdict", requires=[f"verify-{backup_id}.result"]
+        )
+        self.backup_id = backup_id
+
+    def execute(self, *args: Any, **kwargs: Any) -> None:
+        result = kwargs[f"verify-{self.backup_id}.result"]
+        if result["ok"]:
+            return
+        problems = result["problems"]
+        named = "; ".join(
+            f"offset {p['offset']}: chunk {chunk_key(p['digest'])} {p['reason']}"
+            for p in problems[:MAX_NAMED_PROBLEMS]
+        )
+        more = len(problems) - MAX_NAMED_PROBLEMS
+        raise CorruptionError(
+            f"backup {self.backup_id}: {len(problems)} missing or damaged chunk(s): {named}"
+            + (f"; and {more} more" if more > 0 else ""),
+            offset=problems[0]["offset"] if problems else None,
+        )
+
+
+def verify_flow(
+    store: Store, backup_id: str, *, quarantine: bool = True, fail_on_problems: bool = False
+) -> linear_flow.Flow:
+    """The flow verifying `backup_id`; provides ``verify-<id>.result``.
+
+    With `fail_on_problems` (a job's flow) a last step ``verify-<id>.verdict``
+    fails the flow with `CorruptionError` when a chunk is missing or damaged.
+    """
     validate_id("backup id", backup_id)
-    return linear_flow.Flow(f"verify-{backup_id}.flow").add(
+    flow = linear_flow.Flow(f"verify-{backup_id}.flow").add(
         VerifyBackup(store, backup_id, quarantine)
     )
+    if fail_on_problems:
+        flow.add(VerifiedOrFail(backup_id))
+    return flow
 
 
 @dataclass(frozen=True)
