@@ -61,8 +61,8 @@ PRIORITIES = ("very-low", "low", "normal", "high", "very-high")
 _WHOLE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 #: A decimal number as the command line takes it: ASCII digits, point, exponent.
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
-#: A size: a number of bytes, or a number with a unit (``4MiB``, ``4 MB``, ``4M``).
-_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([KMGT](?:i?B)?|B)?", re.ASCII | re.IGNORECASE)
+#: A size: ASCII digits (a point allowed), then a unit, if any, in ASCII letters.
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", re.ASCII)
 
 
 def whole_number(text: str) -> int | None:
@@ -85,19 +85,27 @@ def decimal_number(text: str) -> float | None:
 
 
 def parse_size(text: str) -> int:
-    """``4MiB``, ``4 MiB``, ``4MB`` (binary, as oslo.utils' IEC), ``4M`` or a byte count."""
-    found = _SIZE.fullmatch(text.replace(" ", ""))
-    if found is None:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 4MiB, 512KiB or 1048576")
-    number, unit = found.groups()
-    if unit is None or unit.upper() == "B":
-        if "." in number:
-            raise argparse.ArgumentTypeError(f"invalid size {text!r}: a whole number of bytes")
-        return int(number)
-    from oslo_utils import strutils  # noqa: PLC0415 (slow to import: see cli/masking.py)
+    """``4MiB``, ``4 MiB``, ``4MB`` (binary, as oslo.utils' IEC), ``4M`` or a byte count.
 
-    unit = unit[0].upper() + "iB"
-    return int(strutils.string_to_bytes(number + unit, "IEC", return_int=True))
+    The number is ASCII digits: oslo.utils' parser also reads other
+    scripts' digits (``٣MiB``) and a sign (``-3MiB``).
+    """
+    found = _SIZE.fullmatch(text.replace(" ", ""))
+    if found is not None:
+        number, unit = found.groups()
+        if not unit or unit.upper() == "B":
+            if "." not in number:
+                return int(number)
+        else:
+            if len(unit) == 1 and unit.upper() in "KMGTPE":  # 4M, 4m: binary, as 4MiB
+                unit = unit.upper() + "iB"
+            from oslo_utils import strutils  # noqa: PLC0415 (slow to import: see cli/masking.py)
+
+            try:
+                return int(strutils.string_to_bytes(number + unit, "IEC", return_int=True))
+            except ValueError:
+                pass
+    raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 4MiB, 512KiB or 1048576")
 
 
 def parse_chunk_size(text: str) -> int:

@@ -79,7 +79,16 @@ def test_a_number_only_python_reads_is_a_usage_error(
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("4MiB", 4 * MiB), ("4 MiB", 4 * MiB), ("4m", 4 * MiB), ("4MB", 4 * MiB), ("65536", 65536)],
+    [
+        ("4MiB", 4 * MiB),
+        ("4 MiB", 4 * MiB),
+        ("4m", 4 * MiB),
+        ("4MB", 4 * MiB),
+        ("65536", 65536),
+        ("0.5MiB", MiB // 2),
+        ("1PiB", 1 << 50),
+        ("2E", 2 << 60),
+    ],
 )
 def test_sizes_in_every_documented_form_are_read(text: str, size: int) -> None:
     assert parse_size(text) == size
