@@ -14,6 +14,7 @@ watching and running jobs).
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from taskflow.types.failure import Failure
 from pieceworks.common_algorithms.operations.fallback import FINAL_ERRORS, describe_failure
 from pieceworks.common_algorithms.operations.plan import AllStrategiesFailed, Attempt
 from pieceworks.common_algorithms.operations.reverts import cleanup_errors
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EngineOptions",
@@ -115,14 +118,51 @@ def load_engine(name: str) -> None:
         raise ValueError(f"no TaskFlow engine called {name!r} is installed") from None
 
 
+#: Tries of a schema upgrade that another process may be running at the same time.
+UPGRADE_TRIES = 6
+
+
 def migrate(url: str) -> None:
     """Bring the TaskFlow schema at `url` up to date (alembic migrations); idempotent."""
     backend = persistence_backends.fetch({"connection": url})
     try:
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
+        _upgrade(backend)
     finally:
         backend.close()
+
+
+def _upgrade(backend: PersistenceBackend) -> None:
+    """Run TaskFlow's schema upgrade on `backend`, tried again while another process runs one.
+
+    Two processes that open a new database at once (two commands started
+    together, a conductor and ``jobs migrate``) both find no schema and both
+    create its tables: the second failed with ``StorageFailure: Failed
+    upgrading database version ... table logbooks already exists``. Its DDL
+    is rolled back (SQLite and PostgreSQL run it in a transaction), so it is
+    tried again after a short wait (tenacity, up to `UPGRADE_TRIES` tries,
+    about 6 s in all): by then the first has finished and the upgrade finds
+    the schema current. A failure that lasts is raised as it was.
+    """
+    import tenacity  # noqa: PLC0415 (only flows with persistence need it)
+    from taskflow.exceptions import StorageFailure  # noqa: PLC0415
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        failed = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "upgrading the TaskFlow schema failed (another process may be creating it): %s;"
+            " trying again",
+            str(failed).splitlines()[0] if failed else "unknown error",
+        )
+
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(StorageFailure),
+        stop=tenacity.stop_after_attempt(UPGRADE_TRIES),
+        wait=tenacity.wait_random_exponential(multiplier=0.2, max=2.0),
+        before_sleep=log_retry,
+        reraise=True,
+    ):
+        with attempt, contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
 
 
 def _migrate_once(url: str, backend: PersistenceBackend) -> None:
@@ -135,8 +175,7 @@ def _migrate_once(url: str, backend: PersistenceBackend) -> None:
     with _MIGRATING:
         if url in _MIGRATED:
             return
-        with contextlib.closing(backend.get_connection()) as conn:
-            conn.upgrade()
+        _upgrade(backend)
         _MIGRATED.add(url)
 
 

@@ -1,9 +1,11 @@
-"""The flow runner's engine loading (`runner.load_engine`)."""
+"""The flow runner: loading an engine (`runner.load_engine`), upgrading a schema (`migrate`)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +38,34 @@ def test_an_engine_nobody_installed_is_a_value_error_naming_it() -> None:
     load_engine("parallel")  # installed: no error
     with pytest.raises(ValueError, match="no TaskFlow engine called 'warp-drive' is installed"):
         load_engine("warp-drive")
+
+
+def test_processes_opening_a_new_database_at_once_all_get_its_schema(tmp_path: Path) -> None:
+    """Two commands started together on a new SQLite database both created its tables.
+
+    The second failed: ``StorageFailure: Failed upgrading database version
+    ... table logbooks already exists`` (``jobs migrate`` beside a conductor,
+    two backups with ``[engine] persistence``). Eight processes migrate each
+    of six new databases at once; every one must succeed.
+    """
+    code = (
+        "import sys\n"
+        "from pieceworks.common_algorithms.runner import migrate\n"
+        "migrate(sys.argv[1])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for round_ in range(6):
+        url = f"sqlite:///{tmp_path / f'jobs-{round_}.db'}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, url],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(8)
+        ]
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+        failed = [out for p, out in zip(procs, outputs, strict=True) if p.returncode != 0]
+        assert not failed, failed[0]
