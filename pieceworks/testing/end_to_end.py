@@ -56,8 +56,9 @@ def _backup(s: Scratch, store: Store, volume: VolumeRef, *, incremental: bool) -
         raise CheckFailed(
             f"backup of {volume}: strategies failed before {done.strategy}: {failures}"
         )
-    if done.warnings:
-        raise CheckFailed(f"backup of {volume}: " + "; ".join(done.warnings))
+    lies = done.guard.lies if done.guard is not None else ()
+    if lies:  # a lie the guard caught; a note (change tracking lost: read in full) is not one
+        raise CheckFailed(f"backup of {volume}: " + "; ".join(lie.message() for lie in lies))
     return done
 
 
