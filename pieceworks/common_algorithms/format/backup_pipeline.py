@@ -61,6 +61,7 @@ from pieceworks.protocols.stopping import stop_requested
 
 __all__ = [
     "backup_chunks",
+    "unstored_chunks",
 ]
 
 log = logging.getLogger(__name__)
@@ -428,7 +429,7 @@ class _BackupRun:
         return ref
 
 
-#: Seeds whose stored size `_damaged_seeds` asks the store for at a time: about 3 MB of
+#: Chunks whose stored size `unstored_chunks` asks the store for at a time: about 3 MB of
 #: keys and sizes, and few calls (a store may list a prefix per call: swift_store).
 _SIZES_AT_ONCE = 16384
 
@@ -457,42 +458,54 @@ def _seeds(sources: Sequence[_SeedSource]) -> Iterator[tuple[bytes, str, int, in
                 yield digest_bytes(ref.digest, ref.offset), ref.codec, ref.stored_length, ref.offset
 
 
-def _damaged_seeds(store: IObjectStore, sources: Sequence[_SeedSource]) -> frozenset[str]:
-    """Hex digests of the seeds whose object is missing, unreadable or not its recorded size.
+def unstored_chunks(
+    store: IObjectStore, sources: Sequence[_SeedSource]
+) -> Iterator[tuple[str, int, int, int | None]]:
+    """``(hex digest, offset, recorded stored length, size found or None)`` of each chunk
+    of `sources` that the store does not hold at its recorded size.
 
     Batched metadata queries (`stored_sizes`, `_SIZES_AT_ONCE` keys each, so
-    that the keys and sizes held do not grow with the volume): a chunk is
-    reused only if the store still holds an object of the size a manifest
-    recorded for it. (Damage that keeps the size is found by verify, which
-    quarantines the object, so that the next backup stores it again.)
+    that the keys and sizes held do not grow with the volume). A digest is
+    named once, at its first chunk found wanting.
     """
-    damaged: set[str] = set()
+    named: set[str] = set()
     batch: list[tuple[str, int, int]] = []
 
-    def check() -> None:
+    def check() -> Iterator[tuple[str, int, int, int | None]]:
         sizes = stored_sizes(store, [chunk_key(digest) for digest, _, _ in batch])
         for digest, stored_length, offset in batch:
-            key = chunk_key(digest)
-            found = sizes.get(key)
-            if found != stored_length and digest not in damaged:
-                damaged.add(digest)
-                log.warning(
-                    "chunk %s (offset %d of an earlier backup) is %s in the store; not reusing"
-                    " it: it is stored again if this backup still needs it",
-                    key,
-                    offset,
-                    "missing or unreadable"
-                    if found is None
-                    else f"{found} bytes, not {stored_length}",
-                )
+            found = sizes.get(chunk_key(digest))
+            if found != stored_length and digest not in named:
+                named.add(digest)
+                yield digest, offset, stored_length, found
         batch.clear()
 
     for digest, _, stored_length, offset in _seeds(sources):
         batch.append((digest.hex(), stored_length, offset))
         if len(batch) >= _SIZES_AT_ONCE:
-            check()
+            yield from check()
     if batch:
-        check()
+        yield from check()
+
+
+def _damaged_seeds(store: IObjectStore, sources: Sequence[_SeedSource]) -> frozenset[str]:
+    """Hex digests of the seeds whose object is missing, unreadable or not its recorded size.
+
+    A chunk is reused only if the store still holds an object of the size a
+    manifest recorded for it (`unstored_chunks`). (Damage that keeps the
+    size is found by verify, which quarantines the object, so that the next
+    backup stores it again.)
+    """
+    damaged: set[str] = set()
+    for digest, offset, stored_length, found in unstored_chunks(store, sources):
+        damaged.add(digest)
+        log.warning(
+            "chunk %s (offset %d of an earlier backup) is %s in the store; not reusing"
+            " it: it is stored again if this backup still needs it",
+            chunk_key(digest),
+            offset,
+            "missing or unreadable" if found is None else f"{found} bytes, not {stored_length}",
+        )
     return frozenset(damaged)
 
 

@@ -42,6 +42,7 @@ from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.encryption_lock import require_still_plain
+from pieceworks.common_algorithms.format.backup_pipeline import unstored_chunks
 from pieceworks.common_algorithms.format.chunk_pipeline import BackupResult, backup_chunks
 from pieceworks.common_algorithms.format.chunk_ranges import coalesce
 from pieceworks.common_algorithms.format.manifest import (
@@ -100,7 +101,6 @@ from pieceworks.protocols import (
 from pieceworks.protocols.chunk_list import ChunkList, chunk_list_from_json
 from pieceworks.protocols.chunks import chunk_key
 from pieceworks.protocols.errors import ChangeTrackingLost
-from pieceworks.protocols.object_store import stored_sizes
 from pieceworks.protocols.values import chunks_from_json, chunks_to_json
 
 __all__ = [
@@ -660,17 +660,15 @@ def _require_stored(objects: IObjectStore, backup_id: str, chunks: Sequence[Chun
     For a manifest written by a run resumed in another process (see
     `pieceworks.common_algorithms.gc.leases.reclaim_lease`): while the
     process that stored the chunks was dead, a garbage collection may have
-    deleted them. One batched size query (`stored_sizes`).
+    deleted them. Batched size queries (`unstored_chunks`).
     """
-    wanted = {chunk_key(c.digest): c.stored_length for c in chunks}
-    found = stored_sizes(objects, wanted)
-    missing = [key for key, size in wanted.items() if found.get(key) != size]
+    missing = [chunk_key(digest) for digest, _, _, _ in unstored_chunks(objects, [chunks])]
     if missing:
         raise ChunksCollected(
             f"backup {backup_id!r} was resumed after the run storing its chunks died, and"
-            f" {len(missing)} of its {len(wanted)} chunks are no longer stored as recorded"
-            f" (first: {missing[0]}): a garbage collection removed them meanwhile. No"
-            " manifest was written"
+            f" {len(missing)} of its {len(set(c.digest for c in chunks))} chunks are no longer"
+            f" stored as recorded (first: {missing[0]}): a garbage collection removed them"
+            " meanwhile. No manifest was written"
         )
 
 
