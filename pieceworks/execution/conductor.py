@@ -53,6 +53,7 @@ from pieceworks.execution.board import (
     DEFAULT_CLAIM_EXPIRY,
     JobboardConf,
     LeasedRedisJobBoard,
+    claim_owner,
     describe_board,
     jobboard_conf,
 )
@@ -270,7 +271,7 @@ def _conductor_board(
         if metrics is not None:
             metrics.on_claim(job.uuid)
         if events is not None:
-            events({"event": "claimed", "job_id": job.uuid, "conductor": who})
+            events({"event": "claimed", "job_id": job.uuid, "conductor": name, "owner": who})
 
     def can_claim(job: Job) -> None:
         reason = routing.why_not(job)
@@ -331,6 +332,10 @@ def run_conductor(
     While the (Redis) board cannot be reached, the conductor keeps polling
     and logs one warning, a reminder every `remind_every` seconds and one
     line when it answers again (`execution.reachability`).
+    Claims go by `claim_owner(name)`, unique to this process: two live
+    conductors started with one `name` never take each other's claims (nor
+    run one job at once), and one restarted under its old name resumes its
+    killed predecessor's job once that claim expires (`execution.board`).
     Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
     (before connecting to anything).
     """
@@ -340,13 +345,14 @@ def run_conductor(
         raise ConfigError(f"max_dispatches must be 0 or more, not {max_dispatches}")
     board_conf = jobboard_conf(jobboard)
     routing = Routing(resolve, serve)
+    owner = claim_owner(name)
     with open_persistence(persistence_url) as persistence:
         board = _conductor_board(
             name, board_conf, persistence, events, routing, metrics, remind_every
         )
         book = _Bookkeeper(name, persistence, events, max_dispatches, keep_finished, metrics)
         conductor = PieceworksConductor(
-            name,
+            owner,
             board,
             persistence,
             engine=engine,
@@ -367,7 +373,13 @@ def run_conductor(
 
         for sig in stop_on_signals:
             signal.signal(sig, on_signal)
-        log.info("conductor %s on %s (engine %s)", name, describe_board(board_conf), engine)
+        log.info(
+            "conductor %s on %s (engine %s); claims as %r",
+            name,
+            describe_board(board_conf),
+            engine,
+            owner,
+        )
         book.cleanup()
         conductor.connect()
         try:
