@@ -22,7 +22,13 @@ import rados
 import rbd
 
 from pieceworks.drivers.rbd import RbdDriver
-from pieceworks.protocols import BackendError, SnapshotRef, VolumeNotFound, VolumeRef
+from pieceworks.protocols import (
+    BackendError,
+    BackendSpec,
+    SnapshotRef,
+    VolumeNotFound,
+    VolumeRef,
+)
 from tests.fixtures.ceph_cluster import CephCluster, running_ceph
 
 #: Seconds a librados call may take in these tests (the driver's `timeout`).
@@ -95,6 +101,11 @@ def test_a_write_to_a_full_pool_fails_saying_the_pool_is_full(
         lambda: driver.create_snapshot(VolumeRef("vol"), "s2"),
         lambda: driver.create_volume("new", 1 << 20),
         lambda: driver.change_token(VolumeRef("vol")),
+        lambda: driver.replicate_to(
+            VolumeRef("vol"),
+            BackendSpec("peer", "rbd", full.options(full.other_pool)),
+            VolumeRef("copy"),
+        ),
     ):
         started = time.monotonic()
         with pytest.raises(BackendError) as failed:

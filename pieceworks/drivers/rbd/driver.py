@@ -264,10 +264,12 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
             raise BackendError(f"rbd driver cannot reach backend {peer.name!r} directly")
         options = Options.parse(peer.options)
         if options.same_cluster_as(self._options):
-            return replicate(self._cluster, source, _PoolView(self._cluster, options), target)
+            with self._writing(options.pool):
+                return replicate(self._cluster, source, _PoolView(self._cluster, options), target)
         other = Cluster(options)
         try:
-            return replicate(self._cluster, source, other, target)
+            with self._writing():
+                return replicate(self._cluster, source, other, target)
         finally:
             other.close()
 
@@ -344,8 +346,11 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
         return open_image(self._cluster.ioctx(), volume.volume_id, read_only=read_only)
 
     @contextmanager
-    def _writing(self) -> Iterator[None]:
+    def _writing(self, other_pool: str | None = None) -> Iterator[None]:
         """Say why a write timed out when the OSD map tells (a full pool): `BackendError`.
+
+        The configured pool is looked at, then `other_pool` of the same
+        cluster (a native replication's target).
 
         Ceph holds a write to a full pool (or while writes are paused)
         instead of failing it, so librados gives up after `timeout` seconds
@@ -356,6 +361,8 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
             yield
         except TransientError as exc:
             reason = self._cluster.write_blocker()
+            if reason is None and other_pool is not None:
+                reason = self._cluster.write_blocker(other_pool)
             if reason is None:
                 raise
             raise BackendError(f"{exc}; {reason}") from exc
