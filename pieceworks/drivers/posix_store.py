@@ -389,7 +389,7 @@ def _require_store(where: str) -> None:
     label = f"posix store {where!r}"
     try:
         st = os.stat(where)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:  # (a file on the way, NotADirectoryError, cannot be a store)
         raise StoreMissing(
             f"{label} does not exist (no directory {where}); nothing was created: check the"
             " path, or run a backup to create the store",

@@ -102,6 +102,8 @@ def test_posix_without_create_refuses_a_file_as_before(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
     with pytest.raises(ConfigError, match="it is a file, not a directory"):
         PosixStore(tmp_path / "file", create=False)
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'file'} is not a directory"):
+        PosixStore(tmp_path / "file" / "store", create=False)
 
 
 def test_posix_without_create_never_makes_its_directory_again_on_a_write(tmp_path: Path) -> None:
@@ -233,3 +235,14 @@ def test_jobs_that_read_never_create_their_store(tmp_path: Path) -> None:
     assert not missing.exists()
     backup_job_flow("local", "lab", {"volume_id": "vol", "backup_id": "bk-1"}, resolve)
     assert missing.is_dir()  # a backup job makes its store, as before
+
+
+def test_a_worker_that_does_not_see_the_store_declines_the_step(tmp_path: Path) -> None:
+    """A worker opens its host's stores without creating them: a store it does not see is
+    declined (the conductor runs the step), never made empty on the worker's host."""
+    from pieceworks.common_algorithms.placement import NotServedHere, declining  # noqa: PLC0415
+
+    spec = DriverSpec("store", "lab", "posix", {"path": str(tmp_path / "bakcups")}, ORIGIN)
+    with pytest.raises(NotServedHere, match="store 'lab'"), declining():
+        open_store(spec, create=False)
+    assert not (tmp_path / "bakcups").exists()
