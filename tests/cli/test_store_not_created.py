@@ -164,3 +164,24 @@ def test_reading_commands_never_create_an_s3_bucket(
     tmp_path: Path, env: dict[str, str], run_all: RunAll, swift_server: SwiftServer
 ) -> None:
     _check_store_is_never_created("s3", tmp_path, env, run_all, swift_server)
+
+
+def test_recover_skips_a_configured_store_that_does_not_exist_and_creates_none(
+    tmp_path: Path, env: dict[str, str], run_all: RunAll
+) -> None:
+    """Over every store, one that was never created has nothing to recover: a warning names
+    it, the others are recovered, exit 0, and it is still not there; named, it is exit 3."""
+    (tmp_path / "store").mkdir()
+    config = config_file(
+        tmp_path,
+        '[engine]\npersistence = "memory://"\n'
+        f'[stores.lab]\ndriver = "posix"\npath = "{tmp_path / "store"}"\n'
+        f'[stores.offsite]\ndriver = "posix"\npath = "{tmp_path / "offsite"}"\n',
+    )
+    e = {**env, "PIECEWORKS_CONFIG": str(config)}
+    every, named = run_all([(["recover", "--json"], e), (["recover", "--store", "offsite"], e)])
+    assert every.code == ExitCode.OK, every
+    assert "nothing to recover in store 'offsite'" in every.err, every
+    assert every.json()["message_type"] == "summary"
+    assert named.code == ExitCode.NOT_FOUND and "store 'offsite'" in named.err, named
+    assert not (tmp_path / "offsite").exists()
