@@ -187,6 +187,8 @@ class PieceworksConductor(BlockingConductor):
             what=what,
             mask=self._mask,
             cancelled=lambda: cancel_requested(persistence, flow_detail.uuid),
+            # A Redis board out of reach is asked again while the claim may still be ours.
+            patience=board.claim_expiry if isinstance(board, LeasedRedisJobBoard) else 0.0,
         )
         self._guards[job.uuid] = guarded
         try:

@@ -139,7 +139,7 @@ def test_a_second_live_conductor_under_a_name_in_use_refuses_to_start(
     make_volume(tmp_path / "volumes", "vol-1", 4)
     config = slow_config(board, tmp_path, delay="0")
     a, ev_a = board.conductor("one", "--claim-expiry", "3", config=config, label="a")
-    poll("A to register its name", lambda: "claims as" in board.log("a"), timeout=60)
+    poll("A to start", lambda: "conductor one on" in board.log("a"), timeout=60)
     started = time.monotonic()
     b, ev_b = board.conductor("one", "--claim-expiry", "3", config=config, label="b")
     assert b.wait(timeout=30) == 2, board.log("b")
