@@ -30,6 +30,12 @@ missing:
 Failures worth retrying (connection errors, timeouts, answers that do not
 parse, such as a damaged listing, HTTP 5xx, 408, 422, 429)
 are retried with exponential backoff (tenacity) and end in `TransientError`.
+A socket timeout bounds each read only: one try of a request also has a
+total deadline (`request_deadline`), after which its connection is shut
+down (`_object_client.Deadline`) and the try fails like a timeout, naming
+the store, the request and the deadline. A PUT cut off is not stored (Swift
+stores an object once its whole body has arrived), a large object's
+segments are removed.
 Bad credentials are a `ConfigError`. The key is never shown: not in `repr`,
 messages or logs.
 
@@ -127,7 +133,12 @@ class SwiftStore(StoredSizes):
         Retries after the first try (default 5), first wait and cap (seconds,
         default 0.5 and 10) of the exponential backoff between tries.
     `timeout`
-        Socket timeout of each request in seconds (default 60).
+        Socket timeout of each request in seconds (default 60): how long
+        one connect, read or write may wait.
+    `request_deadline`
+        Seconds one try of one request may take in all, plus one second per
+        MiB of the body sent: default 300. A
+        service that trickles its answer is cut off there.
     `insecure`
         Skip TLS certificate verification (default false).
     """
@@ -146,6 +157,7 @@ class SwiftStore(StoredSizes):
         backoff: float | str = 0.5,
         max_backoff: float | str = 10.0,
         timeout: float | str = 60.0,
+        request_deadline: float | str = _object_client.DEFAULT_REQUEST_DEADLINE,
         insecure: bool | str = False,
         **unknown: object,
     ) -> None:
@@ -175,6 +187,7 @@ class SwiftStore(StoredSizes):
         self._concurrency = _OPTIONS.whole("segment_concurrency", segment_concurrency, 1)
         self._retry = _OPTIONS.retry_policy(retries, backoff, max_backoff, log)
         self._timeout = _OPTIONS.number("timeout", timeout, 0.001)
+        self._deadline = _OPTIONS.number("request_deadline", request_deadline, 0.001)
         self._insecure = _OPTIONS.flag("insecure", insecure)
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -402,6 +415,7 @@ class SwiftStore(StoredSizes):
                 headers=headers,
             ),
             tries=tries,
+            size=len(body),
         )
 
     def _put_large(
@@ -431,6 +445,7 @@ class SwiftStore(StoredSizes):
                 lambda c: c.put_object(
                     self._segment_container, name, part, content_length=len(part), etag=digest
                 ),
+                size=len(part),
             )
             return {
                 "path": f"/{self._segment_container}/{name}",
@@ -560,7 +575,7 @@ class SwiftStore(StoredSizes):
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = Connection(
+            conn = _Connection(
                 retries=0, timeout=self._timeout, insecure=self._insecure, auth_version="1.0"
             )
             self._local.conn = conn
@@ -576,14 +591,26 @@ class SwiftStore(StoredSizes):
         fn: Callable[[Any], T],
         missing: str | None = None,
         tries: _object_client.Tries | None = None,
+        size: int = 0,
     ) -> T:
         """Run `fn(connection)` with retries; map swiftclient errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
-        `tries`: counts the tries made.
+        `tries`: counts the tries made. `size`: the bytes the request moves
+        (its deadline grows by a second per MiB).
         """
+        seconds = _object_client.Deadline.for_body(self._deadline, size)
 
         def attempt() -> T:
+            with _object_client.Deadline(seconds, self._label, what) as deadline:
+                try:
+                    return once()
+                except Exception:  # whatever the cut socket made the client raise
+                    if deadline.fired:
+                        raise deadline.error() from None
+                    raise
+
+        def once() -> T:
             if tries is not None:
                 tries.count += 1
             conn = self._connection()
@@ -688,6 +715,17 @@ def _delete_plain(conn: Any, container: str, name: str) -> None:
     except ClientException as exc:
         if exc.http_status != 404:
             raise
+
+
+class _Connection(Connection):  # type: ignore[misc]
+    """A swiftclient `Connection` whose pools tell a request's `Deadline` its connection."""
+
+    def http_connection(self, url: str | None = None) -> Any:
+        parsed, http = super().http_connection(url)
+        session = getattr(http, "request_session", None)
+        for adapter in getattr(session, "adapters", {}).values():
+            _object_client.watch_pools(getattr(adapter, "poolmanager", None))
+        return parsed, http
 
 
 class _Denied(BackendError):
