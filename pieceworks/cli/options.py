@@ -30,6 +30,7 @@ __all__ = [
     "BACKUP_STRATEGIES",
     "CODECS",
     "KINDS",
+    "MAX_SECONDS",
     "PRIORITIES",
     "CommandParser",
     "Commands",
@@ -43,6 +44,7 @@ __all__ = [
     "port_number",
     "non_negative_count",
     "positive_count",
+    "positive_seconds",
     "replicate_request_options",
     "whole_number",
 ]
@@ -118,13 +120,24 @@ def parse_chunk_size(text: str) -> int:
     return size
 
 
+#: The most seconds a timing may be (365 days): a claim expiry, a timeout or a
+#: poll interval beyond it is a typo. Far larger ones broke later, unexplained:
+#: a conductor's ``--claim-expiry 1e300`` renewed its claims by
+#: ``Event.wait(1e300 / 3)`` (OverflowError: above `threading.TIMEOUT_MAX`,
+#: about 292 years) and logged "the jobboard is unreachable" for ever.
+MAX_SECONDS = 365 * 86400
+
+
 def positive_seconds(text: str) -> float:
-    """A number of seconds above 0 (``--timeout``): anything else is a usage error."""
+    """A number of seconds above 0 and at most `MAX_SECONDS` (``--timeout``), else a usage error."""
     value = decimal_number(text)
     if value is None:
         raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"seconds must be a positive finite number, not {text!r}")
+    if not 0 < value <= MAX_SECONDS:  # nan and inf fail it too
+        raise argparse.ArgumentTypeError(
+            f"seconds must be a positive finite number, at most {MAX_SECONDS} (365 days),"
+            f" not {text!r}"
+        )
     return value
 
 

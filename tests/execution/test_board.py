@@ -1,15 +1,21 @@
-"""`LeasedRedisJobBoard`: a conductor restarted under its old name resumes its dead run's job.
+"""Conductors sharing one ``--name``: a restarted one resumes its dead run's job; two live ones
+never run one job at once.
 
 A conductor runs under a fixed ``--name`` (a service manager restarts it
 the same way after a crash). TaskFlow's claim script renews a claim held
 under the claimer's own name and reports "already claimed"; so every poll
 of the restarted conductor kept its killed predecessor's claim alive, and
-the job stayed CLAIMED by a dead process for good. Real Redis, PostgreSQL
+the job stayed CLAIMED by a dead process for good. Two live conductors with one
+name took each other's claims for their own: one stalled past its claim's
+expiry woke up, found "its" name on the claim the other had taken meanwhile,
+and both ran the job. Real Redis, PostgreSQL
 and conductor processes; fails (never skips) without them.
 """
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 
 from pieceworks.execution import atom_states, wait_for
@@ -20,7 +26,9 @@ from tests.execution.support import (
     atom_runs,
     events,
     make_volume,
+    poll,
     slow_config,
+    stored_chunks,
 )
 
 
@@ -61,3 +69,50 @@ def test_a_conductor_restarted_under_its_name_resumes_the_job_its_killed_run_hel
     ]
     assert atom_runs(resumed, "take-lease") == 0  # resumed, not restarted
     assert atom_runs(ev_first, "take-lease", "SUCCESS") == 1
+
+
+def test_two_live_conductors_with_one_name_never_run_one_job_twice(
+    board: Board, tmp_path: Path
+) -> None:
+    """A stalls (SIGSTOP) mid-transfer past its claim's expiry; B, same --name, takes the job
+    over; A wakes (SIGCONT), finishes the chunk it was storing, sees the claim is not its own
+    and gives the job up: the manifest is written once, by B, and the job consumed once."""
+    make_volume(tmp_path / "volumes", "vol-1", 128)
+    store_dir = tmp_path / "store"
+    config = slow_config(board, tmp_path)
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
+    a, ev_a = board.conductor("twin", "--claim-expiry", "2", config=config, label="a")
+    poll(
+        "A to be mid-transfer",
+        lambda: atom_runs(ev_a, "transfer-chunks") == 1 and stored_chunks(store_dir) >= 8,
+        timeout=30,
+    )
+    a.send_signal(signal.SIGSTOP)
+    try:
+        b, ev_b = board.conductor("twin", "--claim-expiry", "2", config=config, label="b")
+        poll(
+            "B to claim the job once A's claim lapsed",
+            lambda: any(e["event"] == "claimed" for e in events(ev_b)),
+            timeout=30,
+        )
+    finally:
+        a.send_signal(signal.SIGCONT)
+    result = wait_for(board.url, PERSISTENCE, job, timeout=60)
+    assert result["chunks_total"] == 112
+    time.sleep(1)  # A's last words, if any, reach its events file
+    a_events = [e["event"] for e in events(ev_a) if e["event"] != "atom"]
+    b_events = [e["event"] for e in events(ev_b) if e["event"] != "atom"]
+    assert a_events == ["claimed", "lost"], board.log("a")
+    assert b_events == ["claimed", "consumed"], board.log("b")
+    assert atom_runs(ev_a, "write-manifest") == 0  # A ran nothing after it woke
+    assert atom_runs(ev_a, "transfer-chunks", "SUCCESS") == 0  # nor recorded its transfer
+    assert atom_runs(ev_b, "write-manifest", "SUCCESS") == 1
+    a_claim, b_claim = (
+        next(e for e in events(path) if e["event"] == "claimed") for path in (ev_a, ev_b)
+    )
+    assert a_claim["conductor"] == b_claim["conductor"] == "twin"
+    assert a_claim["owner"] != b_claim["owner"]
+    assert f"pid {a.pid}" in a_claim["owner"] and f"pid {b.pid}" in b_claim["owner"]
+    for proc, label in ((a, "a"), (b, "b")):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, board.log(label)

@@ -49,8 +49,9 @@ def add_arguments(parser: CommandParser) -> None:
     jobs_location_options(parser)
     parser.add_argument(
         "--name",
-        help="this conductor's name, which its claims go by: one per live conductor"
-        " (default: conductor-HOST-PID)",
+        help="this conductor's name (default: conductor-HOST-PID); its claims go by it plus"
+        " host, pid and a run token, so a restart resumes a killed run's jobs and a live"
+        " namesake's claims are never taken for its own",
     )
     parser.add_argument(
         "--backends", metavar="NAME[,NAME]", help="serve only these backends (default: all)"

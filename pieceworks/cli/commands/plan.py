@@ -111,7 +111,6 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
         raise CliError(
             f"--json and --format {args.format} ask for two formats: give one of them",
             ExitCode.USAGE,
-            reference="usage",
         )
     fmt = "json" if ctx.out.json_mode else args.format
     masker = ctx.out.masker

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
+from pieceworks.drivers.rbd import _inflight as inflight
 from pieceworks.drivers.rbd import _tracking as tracking
 from pieceworks.drivers.rbd._cluster import Cluster, Options, bindings, errors
 from pieceworks.drivers.rbd._images import (
@@ -263,13 +264,35 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
     # -- plain helpers for tests, the CLI and the demo (not capabilities) ----
 
     def sweep_temporary(self, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
-        """Remove the hidden images (``.pw-in.*``, ``.pw-old.*``) of dead processes.
+        """Undo what dead processes left in the pool: hidden images, native replications.
 
-        Returns ``(image, left_behind, reason)`` for each hidden image of the
-        pool; left-behind ones are removed unless `dry_run` (see
-        `sweep_hidden`). Used by ``pieceworks recover``.
+        Returns ``(item, left_behind, reason)`` for each hidden image of the
+        pool (``.pw-in.*``, ``.pw-old.*``: left-behind ones are removed, see
+        `sweep_hidden`) and each native replication step under way
+        (``<volume>@replication-source.<tag>``: the points a killed run took
+        are removed; ``<volume>@replication-target``: a target a killed run
+        wrote in place is rolled back to the last common snapshot; see
+        `_inflight`). Nothing is changed if `dry_run`. Used by ``pieceworks
+        recover``.
         """
-        return sweep_hidden(self._cluster.ioctx(), dry_run=dry_run)
+        ioctx = self._cluster.ioctx()
+        found = sweep_hidden(ioctx, dry_run=dry_run)
+        for entry in inflight.entries(ioctx):
+            kind, _, rest = entry.key.partition(".")
+            if kind == "dst":
+                item = f"{rest}@replication-target"
+            else:
+                volume, _, tag = rest.rpartition(".")
+                item = f"{volume}@replication-source.{tag}"
+            left, why = entry.state()
+            if left and not dry_run:
+                done, how = inflight.undo(ioctx, entry)
+                if not done:
+                    left, why = False, f"{why}; kept for now: {how}"
+                else:
+                    why = f"{why}; {how}"
+            found.append((item, left, why))
+        return found
 
     def list_volumes(self) -> list[VolumeRef]:
         """Every image of the pool whose name is a valid volume id, sorted."""
