@@ -335,6 +335,7 @@ class Deadline:
         self._connections: set[Any] = set()
         self._outer: Deadline | None = None
         self._done = False
+        self._number = -1  # in the watchdog
 
     @staticmethod
     def for_body(seconds: float, size: int) -> float:
@@ -345,13 +346,14 @@ class Deadline:
         self._outer = getattr(_current, "deadline", None)
         _current.deadline = self
         self.expires = time.monotonic() + self.seconds
-        _WATCHDOG.watch(self)
+        self._number = _WATCHDOG.watch(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self._done = True
             self._connections.clear()
+        _WATCHDOG.forget(self._number)
         _current.deadline = self._outer
 
     def error(self) -> TransientError:
@@ -387,10 +389,6 @@ class Deadline:
         for connection in connections:
             _shut(connection)
 
-    def finished(self) -> bool:
-        with self._lock:
-            return self._done
-
 
 def _shut(connection: Any) -> None:
     sock = getattr(connection, "sock", None)
@@ -400,30 +398,50 @@ def _shut(connection: Any) -> None:
 
 
 class _Watchdog:
-    """One daemon thread that fires every `Deadline` whose time has come (a heap of them)."""
+    """One daemon thread that fires every `Deadline` whose time has come.
+
+    A heap of (expiry, number) and the running deadlines by number; a
+    deadline that ends in time leaves `_live` at once, and its heap entry
+    goes when it reaches the top, or when finished entries outnumber the
+    live ones (then the heap is rebuilt): memory stays in proportion to the
+    requests running, not to those of the last `request_deadline` seconds.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Deadline]] = []
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, Deadline] = {}
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def watch(self, deadline: Deadline) -> None:
+    def watch(self, deadline: Deadline) -> int:
+        """Watch `deadline`; its number, for `forget`."""
         with self._cond:
-            heapq.heappush(self._heap, (deadline.expires, next(self._order), deadline))
+            number = next(self._order)
+            self._live[number] = deadline
+            heapq.heappush(self._heap, (deadline.expires, number))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="request-deadlines", daemon=True
                 )
                 self._thread.start()
-            elif self._heap[0][2] is deadline:
+            elif self._heap[0][1] == number:
                 self._cond.notify()
+            return number
+
+    def forget(self, number: int) -> None:
+        """The deadline `number` ended (in time or not): never fire it."""
+        with self._cond:
+            self._live.pop(number, None)
+            if len(self._heap) > 2 * len(self._live) + 1024:
+                self._heap = [entry for entry in self._heap if entry[1] in self._live]
+                heapq.heapify(self._heap)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._heap and self._heap[0][2].finished():
-                    heapq.heappop(self._heap)  # done in time: forget it
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # ended in time: nothing to do
                 if not self._heap:
                     self._cond.wait(60.0)
                     continue
@@ -431,7 +449,7 @@ class _Watchdog:
                 if wait > 0:
                     self._cond.wait(min(wait, 60.0))
                     continue
-                due = heapq.heappop(self._heap)[2]
+                due = self._live.pop(heapq.heappop(self._heap)[1])
             due.fire()
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from pieceworks.drivers import _object_client
 from pieceworks.drivers.s3_store import S3Store
 from pieceworks.drivers.swift_store import SwiftStore
 from pieceworks.protocols import ConfigError, ObjectNotFound, ObjectStore, TransientError
@@ -126,3 +127,15 @@ def test_a_bad_request_deadline_is_a_config_error(swift_server: SwiftServer, bad
         SwiftStore(**swift_server.swift_options(unique(), request_deadline=bad))
     with pytest.raises(ConfigError, match="request_deadline must be"):
         S3Store(**swift_server.s3_options(unique(), request_deadline=bad))
+
+
+def test_deadlines_that_end_in_time_are_forgotten() -> None:
+    """The watchdog keeps what runs, not every request of the last 300 s."""
+    for _ in range(10_000):
+        with _object_client.Deadline(300.0, "s", "w") as deadline:
+            pass
+    assert not deadline.fired
+    assert len(_object_client._WATCHDOG._heap) < 3000
+    with _object_client.Deadline(0.2, "s", "w") as deadline:
+        time.sleep(0.6)
+    assert deadline.fired
