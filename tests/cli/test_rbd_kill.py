@@ -178,3 +178,51 @@ def test_the_next_replication_undoes_a_killed_one_by_itself(
     assert len(replication_snapshots(source, volume)) == 1
     recovered = run("recover", "--json", env=env)
     assert [i for i in recovered.json()["items"] if volume in i["name"]] == [], recovered
+
+
+def test_a_backup_killed_after_its_diff_leaves_the_next_one_incremental(
+    run: Run, lab: tuple[dict[str, str], RbdDriver, RbdDriver, str], ceph_cluster: CephCluster
+) -> None:
+    """Killed after reading RBD's diff: the next incremental still reads only what changed.
+
+    The killed backup's diff used to remove its parent's base snapshot, so the
+    next backup lost track and read the whole volume (a full read of every
+    TiB after one crash).
+    """
+    env, source, _, volume = lab
+    source.write_volume(VolumeRef(volume), os.urandom(SIZE))
+    common = ("--backend", "ceph", "--store", "s", "--volume", volume, "--incremental", "--json")
+    full = run("backup", *common, "--in-use", env=env)
+    assert full.code == 0, full
+    ceph_cluster.write_in_place(volume, 4 * MiB, b"first change")
+    armed = {**env, "PIECEWORKS_FAILPOINTS": "backup.transfer-done=kill"}
+    assert run("backup", *common, "--in-use", env=armed).code == -signal.SIGKILL
+    assert run("recover", env=env).code == 0
+    ceph_cluster.write_in_place(volume, 16 * MiB, b"second change")
+
+    again = run("backup", *common, "--in-use", env=env)
+    assert again.code == 0, again
+    doc = again.json()
+    assert doc["parent"] == full.json()["backup_id"]
+    assert "lost track" not in again.err, again
+    # two 4 MiB objects changed, and the guard's sample: not the 24 MiB volume
+    assert doc["bytes_read"] - doc["guard"]["bytes_reread"] <= 8 * MiB, doc
+    back = f"{volume}-back"
+    try:
+        restored = run(
+            "restore",
+            "--backend",
+            "ceph",
+            "--store",
+            "s",
+            "--volume",
+            back,
+            doc["backup_id"],
+            env=env,
+        )
+        assert restored.code == 0, restored
+        assert hashlib.sha256(source.read_range(VolumeRef(back), 0, SIZE + 1)).hexdigest() == sha(
+            source, volume
+        )
+    finally:
+        source.delete_volume(back)
