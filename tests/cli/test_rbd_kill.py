@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -226,3 +228,57 @@ def test_a_backup_killed_after_its_diff_leaves_the_next_one_incremental(
         )
     finally:
         source.delete_volume(back)
+
+
+#: ``python -c`` this to run the command in a process that SIGKILLs itself right after
+#: the rbd driver moved a volume aside to replace it (between its two renames).
+DIES_BETWEEN_RENAMES = """
+import os, signal, sys, rbd
+class DiesAfterMovingAside(rbd.RBD):
+    def rename(self, ioctx, src, dest):
+        super().rename(ioctx, src, dest)
+        if dest.startswith(".pw-old."):
+            os.kill(os.getpid(), signal.SIGKILL)
+rbd.RBD = DiesAfterMovingAside
+sys.argv[0] = "pieceworks"
+from pieceworks.cli.process import run
+run()
+"""
+
+
+def test_a_restore_killed_between_its_renames_gets_the_volume_back(
+    tmp_path: Path,
+    run: Run,
+    lab: tuple[dict[str, str], RbdDriver, RbdDriver, str],
+) -> None:
+    """Killed with the old volume moved aside and the new one not yet in place: recover
+    renames the old one back (it used to be kept hidden, the volume missing, until an
+    operator renamed it by hand)."""
+    env, source, _, volume = lab
+    source.write_volume(VolumeRef(volume), os.urandom(SIZE))
+    before = sha(source, volume)
+    common = ("--backend", "ceph", "--store", "s")
+    made = run("backup", *common, "--volume", volume, "--json", env=env)
+    assert made.code == 0, made
+    source.write_volume(VolumeRef(volume), os.urandom(SIZE))  # changed since the backup
+    changed = sha(source, volume)
+    argv = ["restore", *common, "--volume", volume, "--overwrite", made.json()["backup_id"]]
+    killed = subprocess.run(
+        [sys.executable, "-c", DIES_BETWEEN_RENAMES, *argv],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed
+    assert volume not in [v.volume_id for v in source.list_volumes()]  # moved aside
+
+    recovered = run("recover", "--json", env=env)
+    assert recovered.code == 0, recovered
+    [item] = [i for i in recovered.json()["items"] if f".pw-old.{volume}." in i["name"]]
+    assert item["action"] == "removed" and "renamed back" in item["reason"], item
+    assert sha(source, volume) == changed  # the volume as it was before the restore
+    assert before != changed
+    assert not [i for i in run("recover", "--json", env=env).json()["items"] if volume in i["name"]]

@@ -579,7 +579,8 @@ def test_replication_refuses_itself_an_unknown_source_and_a_target_in_use(
 def test_sweep_removes_the_hidden_images_of_dead_writers_only(
     driver: RbdDriver, client: rados.Ioctx
 ) -> None:
-    """A dead writer's image goes; a live writer's, a watched one and an only copy stay."""
+    """A dead writer's image goes, an only copy is renamed back; a live writer's and a
+    watched one stay."""
     from pieceworks.drivers._files import owned_tag  # noqa: PLC0415
 
     live_volume, missing, gone, held = vid(), vid(), vid(), vid()
@@ -600,11 +601,15 @@ def test_sweep_removes_the_hidden_images_of_dead_writers_only(
             swept = {name: (left, why) for name, left, why in driver.sweep_temporary()}
         assert swept[dead][0] and "died" in swept[dead][1]
         assert not swept[live][0] and "runs" in swept[live][1]
-        assert not swept[only_copy][0] and "only copy" in swept[only_copy][1]
+        assert dry[only_copy][0] and "renamed back" in dry[only_copy][1]
+        assert swept[only_copy][0] and "renamed back" in swept[only_copy][1]
         assert not swept[watched][0] and "watch" in swept[watched][1]
         left = hidden_images(client)
-        assert dead not in left and live in left and only_copy in left
+        assert dead not in left and live in left and only_copy not in left
+        assert missing in rbd.RBD().list(client)  # the volume is back
     finally:
         writer.abort()
+        driver.delete_volume(missing)
         for name in (only_copy, watched):
-            rbd.RBD().remove(client, name)
+            if name in rbd.RBD().list(client):
+                rbd.RBD().remove(client, name)
