@@ -36,6 +36,7 @@ __all__ = [
     "Commands",
     "UsageError",
     "backup_request_options",
+    "broker_url",
     "common_options",
     "jobs_location_options",
     "decimal_number",
@@ -139,6 +140,22 @@ def positive_seconds(text: str) -> float:
             f" not {text!r}"
         )
     return value
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+
+
+def broker_url(text: str) -> str:
+    """A broker URL (``--transport amqp://USER:PASS@HOST/``), as ``[jobs] transport`` must be.
+
+    Anything without ``scheme://`` is a usage error: kombu read ``notaurl``
+    as a host name, and the worker failed to reach it (exit 1,
+    ``broker-unavailable``) where the same value in ``[jobs]`` is a
+    configuration error. The value is not echoed (a URL may hold a password).
+    """
+    if not _URL.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError("must be a URL: scheme://... (e.g. amqp://HOST/)")
+    return text.strip()
 
 
 def port_number(text: str) -> int:

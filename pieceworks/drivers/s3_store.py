@@ -25,7 +25,12 @@ Addressing is path-style (``http://host/bucket/key``) with signature v4 by
 default, which works with Swift's s3api, MinIO, Ceph RGW and AWS alike.
 Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 429,
 ``SlowDown``, ``BadDigest``...) are retried with exponential backoff (tenacity; botocore's
-own retries are turned off) and end in `TransientError`. Bad credentials
+own retries are turned off) and end in `TransientError`. A socket timeout
+bounds each read only: one try of a request also has a total deadline
+(`request_deadline`), after which its connection is shut down
+(`_object_client.Deadline`) and the try fails like a timeout, naming the
+store, the request and the deadline. A PutObject cut off is not stored; a
+multipart upload that fails is aborted. Bad credentials
 are a `ConfigError`. The secret key is never shown: not in `repr`, messages
 or logs.
 
@@ -133,7 +138,12 @@ class S3Store(StoredSizes):
         Retries after the first try (default 5), first wait and cap (seconds,
         default 0.5 and 10) of the exponential backoff between tries.
     `timeout`
-        Connect and read timeout of each request in seconds (default 60).
+        Connect and read timeout of each request in seconds (default 60):
+        how long one connect or read may wait.
+    `request_deadline`
+        Seconds one try of one request may take in all, plus one second per
+        MiB of the body sent: default
+        300. A service that trickles its answer is cut off there.
     `verify`
         Verify TLS certificates (default true); or a CA bundle's path.
     """
@@ -154,6 +164,7 @@ class S3Store(StoredSizes):
         max_backoff: float | str = 10.0,
         timeout: float | str = 60.0,
         verify: bool | str = True,
+        request_deadline: float | str = _object_client.DEFAULT_REQUEST_DEADLINE,
         **unknown: object,
     ) -> None:
         _OPTIONS.refuse_unknown(unknown)
@@ -186,6 +197,7 @@ class S3Store(StoredSizes):
         self._concurrency = _OPTIONS.whole("part_concurrency", part_concurrency, 1)
         self._retry = _OPTIONS.retry_policy(retries, backoff, max_backoff, log)
         timeout_s = _OPTIONS.number("timeout", timeout, 0.001)
+        self._deadline = _OPTIONS.number("request_deadline", request_deadline, 0.001)
         verify_tls: bool | str = verify
         if isinstance(verify, str):
             try:
@@ -216,6 +228,9 @@ class S3Store(StoredSizes):
             )
         except (BotoCoreError, ValueError) as exc:
             raise ConfigError(f"{self._label}: {self._scrub(str(exc))}") from None
+        session_http = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
+        if not _object_client.watch_pools(getattr(session_http, "_manager", None)):
+            log.warning("%s: request_deadline cannot be enforced by this botocore", self._label)
         self._conditional_puts = True  # until the service says it has none (501)
         self._bucket_seen = 0.0  # when the bucket was last known to exist (monotonic)
         try:
@@ -405,6 +420,7 @@ class S3Store(StoredSizes):
                 **extra,
             ),
             tries=tries,
+            size=len(body),
         )
 
     # -- multipart ---------------------------------------------------------------------
@@ -438,6 +454,7 @@ class S3Store(StoredSizes):
                     Body=chunk,
                     ContentMD5=md5,
                 ),
+                size=len(chunk),
             )
             return {"PartNumber": index + 1, "ETag": str(response["ETag"])}
 
@@ -491,14 +508,26 @@ class S3Store(StoredSizes):
         fn: Callable[[], T],
         missing: str | None = None,
         tries: _object_client.Tries | None = None,
+        size: int = 0,
     ) -> T:
         """Run `fn` with retries; map botocore errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
-        `tries`: counts the tries made.
+        `tries`: counts the tries made. `size`: the bytes the request moves
+        (its deadline grows by a second per MiB).
         """
+        seconds = _object_client.Deadline.for_body(self._deadline, size)
 
         def attempt() -> T:
+            with _object_client.Deadline(seconds, self._label, what) as deadline:
+                try:
+                    return once()
+                except Exception:  # whatever the cut socket made the client raise
+                    if deadline.fired:
+                        raise deadline.error() from None
+                    raise
+
+        def once() -> T:
             if tries is not None:
                 tries.count += 1
             try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -178,3 +180,105 @@ def test_the_next_replication_undoes_a_killed_one_by_itself(
     assert len(replication_snapshots(source, volume)) == 1
     recovered = run("recover", "--json", env=env)
     assert [i for i in recovered.json()["items"] if volume in i["name"]] == [], recovered
+
+
+def test_a_backup_killed_after_its_diff_leaves_the_next_one_incremental(
+    run: Run, lab: tuple[dict[str, str], RbdDriver, RbdDriver, str], ceph_cluster: CephCluster
+) -> None:
+    """Killed after reading RBD's diff: the next incremental still reads only what changed.
+
+    The killed backup's diff used to remove its parent's base snapshot, so the
+    next backup lost track and read the whole volume (a full read of every
+    TiB after one crash).
+    """
+    env, source, _, volume = lab
+    source.write_volume(VolumeRef(volume), os.urandom(SIZE))
+    common = ("--backend", "ceph", "--store", "s", "--volume", volume, "--incremental", "--json")
+    full = run("backup", *common, "--in-use", env=env)
+    assert full.code == 0, full
+    ceph_cluster.write_in_place(volume, 4 * MiB, b"first change")
+    armed = {**env, "PIECEWORKS_FAILPOINTS": "backup.transfer-done=kill"}
+    assert run("backup", *common, "--in-use", env=armed).code == -signal.SIGKILL
+    assert run("recover", env=env).code == 0
+    ceph_cluster.write_in_place(volume, 16 * MiB, b"second change")
+
+    again = run("backup", *common, "--in-use", env=env)
+    assert again.code == 0, again
+    doc = again.json()
+    assert doc["parent"] == full.json()["backup_id"]
+    assert "lost track" not in again.err, again
+    # two 4 MiB objects changed, and the guard's sample: not the 24 MiB volume
+    assert doc["bytes_read"] - doc["guard"]["bytes_reread"] <= 8 * MiB, doc
+    back = f"{volume}-back"
+    try:
+        restored = run(
+            "restore",
+            "--backend",
+            "ceph",
+            "--store",
+            "s",
+            "--volume",
+            back,
+            doc["backup_id"],
+            env=env,
+        )
+        assert restored.code == 0, restored
+        assert hashlib.sha256(source.read_range(VolumeRef(back), 0, SIZE + 1)).hexdigest() == sha(
+            source, volume
+        )
+    finally:
+        source.delete_volume(back)
+
+
+#: ``python -c`` this to run the command in a process that SIGKILLs itself right after
+#: the rbd driver moved a volume aside to replace it (between its two renames).
+DIES_BETWEEN_RENAMES = """
+import os, signal, sys, rbd
+class DiesAfterMovingAside(rbd.RBD):
+    def rename(self, ioctx, src, dest):
+        super().rename(ioctx, src, dest)
+        if dest.startswith(".pw-old."):
+            os.kill(os.getpid(), signal.SIGKILL)
+rbd.RBD = DiesAfterMovingAside
+sys.argv[0] = "pieceworks"
+from pieceworks.cli.process import run
+run()
+"""
+
+
+def test_a_restore_killed_between_its_renames_gets_the_volume_back(
+    tmp_path: Path,
+    run: Run,
+    lab: tuple[dict[str, str], RbdDriver, RbdDriver, str],
+) -> None:
+    """Killed with the old volume moved aside and the new one not yet in place: recover
+    renames the old one back (it used to be kept hidden, the volume missing, until an
+    operator renamed it by hand)."""
+    env, source, _, volume = lab
+    source.write_volume(VolumeRef(volume), os.urandom(SIZE))
+    before = sha(source, volume)
+    common = ("--backend", "ceph", "--store", "s")
+    made = run("backup", *common, "--volume", volume, "--json", env=env)
+    assert made.code == 0, made
+    source.write_volume(VolumeRef(volume), os.urandom(SIZE))  # changed since the backup
+    changed = sha(source, volume)
+    argv = ["restore", *common, "--volume", volume, "--overwrite", made.json()["backup_id"]]
+    killed = subprocess.run(
+        [sys.executable, "-c", DIES_BETWEEN_RENAMES, *argv],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed
+    assert volume not in [v.volume_id for v in source.list_volumes()]  # moved aside
+
+    recovered = run("recover", "--json", env=env)
+    assert recovered.code == 0, recovered
+    [item] = [i for i in recovered.json()["items"] if f".pw-old.{volume}." in i["name"]]
+    assert item["action"] == "removed" and "renamed back" in item["reason"], item
+    assert sha(source, volume) == changed  # the volume as it was before the restore
+    assert before != changed
+    assert not [i for i in run("recover", "--json", env=env).json()["items"] if volume in i["name"]]

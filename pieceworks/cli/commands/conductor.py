@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.masking import url_password
 from pieceworks.cli.options import (
+    broker_url,
     exchange_option,
     jobs_location_options,
     metrics_options,
@@ -113,6 +114,7 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--transport",
         metavar="URL",
+        type=broker_url,
         help="run data steps on workers: amqp://USER:PASS@HOST/ (default: [jobs] transport)",
     )
     metrics_options(parser)

@@ -60,6 +60,8 @@ __all__ = ["RbdDriver"]
 log = logging.getLogger(__name__)
 
 _TOKEN = "rbd1"
+#: Change-tracking bases kept when a new one is taken (the newest ones).
+KEPT_BASES = 2
 
 
 class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, ReplicateToPeer):
@@ -174,9 +176,10 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
 
         `source` a snapshot: that snapshot becomes the base (deleting it
         later renames it ``pw-base-<id>``); a volume: a new snapshot
-        ``pw-base-<id>`` is taken. Bases older than the newest existing one
-        are removed first, so a volume has at most two while a backup runs
-        and one after an incremental.
+        ``pw-base-<id>`` is taken. Bases older than the two newest existing
+        ones are removed first (`KEPT_BASES`), so a volume has at most three
+        while a backup runs: the base of the last backup survives one that
+        failed, or was killed, after taking its own.
         """
         with (
             self._writing(),
@@ -185,7 +188,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
         ):
             snaps = tracking.snapshots(image)
             bases = self._bases(image, snaps)
-            for snap_id in bases[:-1]:
+            for snap_id in bases[:-KEPT_BASES]:
                 tracking.drop(image, snap_id)
             if isinstance(source, SnapshotRef):
                 if not image.snap_exists(source.snapshot_id):
@@ -204,9 +207,13 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
 
         Over-reports (safely) at object granularity: for an object (4 MiB by
         default) that did not exist in the base, RBD reports from the
-        object's start to the end of its data. Afterwards every base but the
-        newest is removed. `ChangeTrackingLost` if the token is not one of
-        this driver's, or names another image or a snapshot that is gone.
+        object's start to the end of its data. Afterwards the bases older
+        than `since`'s are removed (it and the newer ones stay: a backup that
+        fails after this call leaves its parent's base, so the next
+        incremental still reads only what changed); after a lost token, all
+        but the `KEPT_BASES` newest. `ChangeTrackingLost` if the token is
+        not one of this driver's, or names another image or a snapshot that
+        is gone.
         """
         try:
             kind, image_id, snap_text = since.split(":")
@@ -215,6 +222,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
             raise ChangeTrackingLost(f"not an rbd change token: {since!r}") from None
         if kind != _TOKEN:
             raise ChangeTrackingLost(f"not an rbd change token: {since!r}")
+        kept_from: int | None = None
         try:
             image = self._open_source(source)
             try:
@@ -229,11 +237,13 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
                         raise ChangeTrackingLost(
                             f"the base snapshot (id {snap_id}) of token {since!r} is gone"
                         )
-                    return changed_since(image, base)
+                    changed = changed_since(image, base)
+                    kept_from = snap_id
+                    return changed
             finally:
                 image.close()
         finally:
-            self._drop_old_bases(VolumeRef(source.volume_id))
+            self._drop_old_bases(VolumeRef(source.volume_id), kept_from)
 
     # -- replicate-to-peer ------------------------------------------------
 
@@ -387,11 +397,16 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
                 tracking.forget(image, snap_id)
         return sorted(bases)
 
-    def _drop_old_bases(self, volume: VolumeRef) -> None:
+    def _drop_old_bases(self, volume: VolumeRef, kept_from: int | None) -> None:
+        """Remove the bases older than `kept_from`; None: all but the `KEPT_BASES` newest."""
         try:
             with self._head(volume) as image, errors(f"cannot clean up bases of {volume}"):
                 bases = self._bases(image, tracking.snapshots(image))
-                for snap_id in bases[:-1]:
+                if kept_from is None:
+                    old = bases[:-KEPT_BASES]
+                else:
+                    old = [b for b in bases if b < kept_from]
+                for snap_id in old:
                     tracking.drop(image, snap_id)
         except (BackendError, VolumeNotFound) as exc:
             log.warning("old change-tracking snapshots of %s stay: %s", volume.volume_id, exc)
