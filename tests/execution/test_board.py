@@ -164,8 +164,8 @@ def test_a_second_live_conductor_under_a_name_in_use_refuses_to_start(
 def _register(board: Board, name: str, host: str, pid: int, expiry_ms: int) -> None:
     """A registration record for `name` as a conductor process would have left it."""
     now = time.time()
-    record = {"owner": f"{name} (host {host}, pid {pid}, run 000000)", "name": name}
-    record.update(host=host, pid=pid, started=now - 60, heartbeat=now)
+    record: dict[str, object] = {"owner": f"{name} (host {host}, pid {pid}, run 000000)"}
+    record.update(name=name, host=host, pid=pid, started=now - 60, heartbeat=now)
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
     client.set(f"{board.namespace}:conductors.{name}", json.dumps(record), px=expiry_ms)
     client.close()
