@@ -271,6 +271,11 @@ class LeasedRedisJobBoard(RedisJobBoard):
             self.reachability.succeeded()
         return iter(jobs)
 
+    @property
+    def redis_client(self) -> Any:
+        """TaskFlow's Redis client of this board (connected between `connect` and `close`)."""
+        return getattr(self, "_client")  # noqa: B009 (not in TaskFlow's stubs)
+
     def owner_of(self, job: Job) -> str | None:
         """Who holds `job`'s claim now: ``None`` once it expired or the job is gone."""
         try:

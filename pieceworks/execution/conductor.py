@@ -60,6 +60,7 @@ from pieceworks.execution.board import (
 from pieceworks.execution.guard import ClaimLost, GuardedPersistence, Masker
 from pieceworks.execution.janitor import LogbookJanitor, describe_persistence
 from pieceworks.execution.jobs import cancel_requested, update_book_meta
+from pieceworks.execution.liveness import ConductorNameInUse, NameRegistration
 from pieceworks.execution.metrics import ConductorMetrics
 from pieceworks.execution.reachability import REMIND_EVERY, Reachability
 from pieceworks.protocols import ConfigError, PieceworksError
@@ -186,6 +187,8 @@ class PieceworksConductor(BlockingConductor):
             what=what,
             mask=self._mask,
             cancelled=lambda: cancel_requested(persistence, flow_detail.uuid),
+            # A Redis board out of reach is asked again while the claim may still be ours.
+            patience=board.claim_expiry if isinstance(board, LeasedRedisJobBoard) else 0.0,
         )
         self._guards[job.uuid] = guarded
         try:
@@ -334,7 +337,10 @@ def run_conductor(
     conductors started with one `name` never take each other's claims (nor
     run one job at once), and one restarted under its old name resumes its
     killed predecessor's job once that claim expires (`execution.board`).
-    Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
+    On a Redis board the conductor registers `name` (`execution.liveness`):
+    raise `ConductorNameInUse` (a `ConfigError`) at start if a live
+    conductor holds it, and after stopping if one took it while this one
+    was stalled. Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
     (before connecting to anything).
     """
     if engine not in ENGINES:
@@ -382,18 +388,28 @@ def run_conductor(
             engine,
             owner,
         )
-        if janitor is not None:
-            janitor.start_after_first()
+        conductor.connect()
+        registration = None
         try:
-            conductor.connect()
+            if isinstance(board, LeasedRedisJobBoard):
+                registration = NameRegistration(
+                    board, name, owner, board.claim_expiry, on_lost=lambda _text: conductor.stop()
+                )
+                registration.acquire()
+            if janitor is not None:
+                janitor.start_after_first()
             try:
                 if max_dispatches is None or max_dispatches > 0:
                     conductor.run()
             finally:
-                conductor.close()
+                if janitor is not None:
+                    janitor.stop()
         finally:
-            if janitor is not None:
-                janitor.stop()
+            if registration is not None:
+                registration.release()
+            conductor.close()
+    if registration is not None and registration.lost is not None:
+        raise ConductorNameInUse(registration.lost)
     return book.finished
 
 

@@ -36,8 +36,10 @@ them with their state in the shared persistence backend. Only jobs whose
 backends and stores this host's configuration has (and, with --backends,
 only those backends) are claimed; others are left for another conductor.
 A killed conductor's claim expires after --claim-expiry seconds and another
-resumes its job. SIGTERM or Ctrl-C: the running job stops after its current
-step and is handed over at once. With --transport (or [jobs] transport),
+resumes its job. One --name per live conductor: a conductor started under
+the name of a live one exits 2 (a restart after a crash is not refused).
+SIGTERM or Ctrl-C: the running job stops after its current step and is
+handed over at once. With --transport (or [jobs] transport),
 each data step (a backup's transfer, a restore's write) runs on a
 `pieceworks worker` serving the job's backend when one answers within
 --worker-wait seconds,

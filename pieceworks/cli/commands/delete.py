@@ -117,6 +117,17 @@ def _manifest_gone(store: Store, backup_id: str) -> bool:
     return False
 
 
+def _manifest_present(store: Store, backup_id: str) -> bool:
+    """Whether `backup_id`'s manifest is known to be there (False if that cannot be told)."""
+    from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
+
+    try:
+        store.objects.head(manifest_key(backup_id))
+    except PieceworksError:
+        return False
+    return True
+
+
 GC_DESCRIPTION = """\
 Remove every chunk object that no backup references (left by forget, delete,
 or an interrupted or failed backup). Deferred while a backup, restore,
@@ -170,11 +181,21 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     try:
         outcome = delete(store, args.backup_id, options=ctx.engine_options())
     except KeyboardInterrupt:
-        raise CliError(
-            f"interrupted: backup {args.backup_id} may or may not be deleted (see `pieceworks"
-            " list`); unreferenced chunks are removed by the next delete or gc",
-            ExitCode.INTERRUPTED,
-        ) from None
+        # Said for sure when the store tells: "may or may not be deleted" sent the user to
+        # `list` for what one request answers.
+        if _manifest_gone(store, args.backup_id):
+            said = (
+                f"backup {args.backup_id} was deleted; garbage collection stopped: unreferenced"
+                " chunks it removed are gone, the others stay until the next `pieceworks prune`"
+            )
+        elif _manifest_present(store, args.backup_id):
+            said = f"backup {args.backup_id} was not deleted; nothing was removed"
+        else:
+            said = (
+                f"backup {args.backup_id} may or may not be deleted (see `pieceworks list`);"
+                " unreferenced chunks are removed by the next delete or gc"
+            )
+        raise CliError(f"interrupted: {said}", ExitCode.INTERRUPTED) from None
     except PieceworksError as exc:  # after the manifest went: say the backup is deleted
         from pieceworks.protocols import BackupNotFound  # noqa: PLC0415
 
