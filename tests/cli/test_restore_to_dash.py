@@ -1,4 +1,4 @@
-"""``restore ID --to-file -`` is refused: it wrote a 16 MiB file called ``-`` in the cwd.
+"""``-`` where a file is written (``restore --to-file -``, ``conductor --events -``): refused.
 
 ``-`` is the usual name of standard output (``tar -f -``, ``curl -o -``); a
 user who typed it wanted the volume in a pipe, and found a file instead.
@@ -29,3 +29,13 @@ def test_restore_to_dash_is_a_usage_error(run: Run, home: Path, tmp_path: Path) 
     named = run("restore", backup_id, "--to-file", "./-")
     assert named.code == 0, named
     assert (tmp_path / "-").read_bytes() == (home / "volumes" / "vol-1").read_bytes()
+
+
+def test_conductor_events_to_dash_is_a_usage_error(run: Run, tmp_path: Path) -> None:
+    """``conductor --events -`` made an empty file called ``-``; /dev/stdout is the way."""
+    nowhere = ("--jobboard", "redis://127.0.0.1:1/x", "--persistence", "postgresql://127.0.0.1:1/x")
+    done = run("conductor", *nowhere, "--max-dispatches", "0", "--events", "-", "--json")
+    assert done.code == 2, done
+    doc = json.loads(done.err.strip().splitlines()[-1])
+    assert doc["reference"] == "usage-error" and "/dev/stdout" in doc["message"], doc
+    assert not (tmp_path / "-").exists()
