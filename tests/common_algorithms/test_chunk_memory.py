@@ -214,10 +214,9 @@ def test_a_large_manifest_read_or_written_gives_the_free_heap_back(
 ) -> None:
     """Reading a parent of 20,000 chunks and writing a manifest of as many each return the
     heap's free pages once (`heap.release_free_heap`), while small manifests (a store
-    listing many) do not: without it, glibc kept about 90 bytes a chunk more resident
-    than was in use after an incremental had freed its parent's manifest bytes (peak RSS
-    of ``bench/rss_scale.py --incremental`` 319 bytes a chunk, 130 MiB projected at 1 TiB;
-    about 230 and 108 MiB with it)."""
+    listing many) do not: without it, glibc kept resident what an incremental freed after
+    its parent's manifest bytes (peak RSS of ``bench/rss_scale.py --incremental`` 319 bytes
+    a chunk, 130 MiB projected at 1 TiB; 205 and 105 MiB with it)."""
     calls: list[int] = []
 
     def release(freed_bytes: int = heap.LARGE_BYTES) -> bool:
