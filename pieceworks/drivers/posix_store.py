@@ -427,14 +427,15 @@ def _error(message: str, exc: OSError, path: str) -> BackendError:
     return kind(f"{message}: {os_reason(exc, path)}")
 
 
-def _filesystem_type(path: str) -> str | None:
+def _filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
     """The type (``ext4``, ``nfs4``) of the file system holding `path`; None if unknown.
 
-    The mount point in ``/proc/self/mountinfo`` (Linux) that is the longest
-    prefix of `path` (already resolved: `PosixStore` keeps a realpath).
+    The mount point in `mountinfo` (Linux's ``/proc/self/mountinfo``) that
+    is the longest prefix of `path` (already resolved: `PosixStore` keeps a
+    realpath).
     """
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as mounts:
+        with open(mountinfo, encoding="utf-8", errors="replace") as mounts:
             lines = mounts.read().splitlines()
     except OSError:
         return None

@@ -10,7 +10,8 @@
   `BackendError` if the bucket itself is gone: ``NoSuchBucket``, or a HEAD
   of the bucket after a bare 404, at most every 10 s); `delete` of a
   missing object is no error;
-* `list` pages through ListObjectsV2 (sorted by the service);
+* `list` pages through ListObjectsV2 (sorted by the service), 1,000 keys a
+  page, fewer where Swift's s3api cannot list that many (below);
 * `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
   the keys share (ListObjectsV2 carries each object's size) and HEADs the
   rest, `part_concurrency` at a time;
@@ -102,6 +103,11 @@ _CREDENTIAL_CODES: Final = frozenset(
 )
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
 _NO_BUCKET_CODES: Final = frozenset({"404", "NoSuchBucket", "NotFound"})
+#: Keys per ListObjectsV2 page: S3's maximum.
+_MAX_KEYS: Final = 1000
+#: Swift's s3api asks Swift for MaxKeys + 1 names; above the cluster's
+#: ``container_listing_limit`` Swift refuses (412) and s3api answers this InternalError.
+_S3API_PAGE_REFUSED: Final = "unexpected status code 412"
 #: Seconds between checks, on a 404 for an object, that the bucket itself still exists.
 _GONE_CHECK: Final = 10.0
 _OPTIONS: Final = _object_client.StoreOptions("s3 store", size_example="8MiB")
@@ -113,6 +119,9 @@ log = logging.getLogger(__name__)
 
 class S3Store(StoredSizes):
     """An object store in one S3 bucket.
+
+    `_max_keys` (keys per listing page) starts at `_MAX_KEYS` and is halved
+    for good while Swift's s3api refuses a page (see `_listing`).
 
     Options (keyword arguments; strings from a configuration file are
     accepted for every one):
@@ -238,6 +247,8 @@ class S3Store(StoredSizes):
         except _Denied as exc:
             raise ConfigError(str(exc)) from None
 
+    _max_keys: int = _MAX_KEYS  # keys per listing page (`_listing` may halve it)
+
     def __repr__(self) -> str:
         endpoint = _object_client.mask_url(self._endpoint) if self._endpoint else None
         return (
@@ -331,23 +342,53 @@ class S3Store(StoredSizes):
         repeats or goes back (a service that ignores ``StartAfter``) is a
         `BackendError`, never a listing that silently stops early (a gc that
         missed a page of manifests would delete chunks they reference).
+
+        Swift's s3api lists a page by asking Swift for MaxKeys + 1 names; on
+        a cluster whose ``container_listing_limit`` is at most that (and
+        s3api's ``max_bucket_listing`` left at 1,000) Swift refuses and s3api
+        answers ``InternalError`` "unexpected status code 412": the page is
+        asked again with half as many keys, and so are the pages after it.
         """
         token: str | None = None
         last: str | None = None
         while True:
+            limit = self._max_keys
 
-            def page_after(token: str | None = token, last: str | None = last) -> dict[str, Any]:
+            def page_after(
+                token: str | None = token, last: str | None = last, limit: int = limit
+            ) -> dict[str, Any]:
                 extra: dict[str, str] = {}
                 if token:
                     extra["ContinuationToken"] = token
                 elif last is not None:
                     extra["StartAfter"] = last
-                page: dict[str, Any] = self._client.list_objects_v2(
-                    Bucket=self._bucket, Prefix=prefix, MaxKeys=1000, **extra
-                )
+                try:
+                    page: dict[str, Any] = self._client.list_objects_v2(
+                        Bucket=self._bucket, Prefix=prefix, MaxKeys=limit, **extra
+                    )
+                except ClientError as exc:
+                    if _code(exc) == "InternalError" and _S3API_PAGE_REFUSED in str(exc):
+                        raise _PageTooLarge(self._scrub(str(exc))) from None
+                    raise
                 return page
 
-            page = self._call(f"list {prefix!r}", page_after)
+            try:
+                page = self._call(f"list {prefix!r}", page_after)
+            except _PageTooLarge as exc:
+                if limit <= 1:
+                    raise BackendError(
+                        f"{self._label}: list {prefix!r}: the service refuses even a page of"
+                        f" one key: {exc}"
+                    ) from None
+                self._max_keys = limit // 2
+                log.warning(
+                    "%s: the service cannot list %d keys a page (%s); listing %d at a time",
+                    self._label,
+                    limit,
+                    exc,
+                    self._max_keys,
+                )
+                continue
             for entry in page.get("Contents", ()):
                 key = str(entry["Key"])
                 if last is not None and key.encode() <= last.encode():
@@ -597,6 +638,10 @@ class S3Store(StoredSizes):
 
 class _PreconditionFailed(BackendError):
     """The service answered 412 to ``If-None-Match: *``: the object exists."""
+
+
+class _PageTooLarge(BackendError):
+    """Swift's s3api could not list a page of that many keys (Swift refused it: 412)."""
 
 
 class _NotImplemented(BackendError):

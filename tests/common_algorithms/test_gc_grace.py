@@ -20,6 +20,7 @@ from pieceworks.common_algorithms.gc.collection import (
     collect_garbage,
     default_grace,
 )
+from pieceworks.drivers import posix_store
 from pieceworks.drivers.posix_store import PosixStore
 from tests.fixtures.swift_server import SwiftServer
 from tests.support.remote_stores import swift_store
@@ -92,3 +93,44 @@ def test_on_real_swift_a_chunk_stored_just_now_survives_a_default_collection(
     report = collect_garbage(store, grace=1)
     assert (report.chunks_deleted, report.chunks_in_grace) == (1, 0)
     assert list(store.list("chunks/")) == []
+
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:40 / /mnt/backups rw,relatime shared:20 - nfs4 nas:/export rw,vers=4.2
+41 40 0:41 / /mnt/backups/local\\040disk rw - xfs /dev/sdb1 rw
+42 22 0:42 / /mnt/sshfs rw - fuse.sshfs host:/ rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/srv/store", "ext4"),
+        ("/mnt/backups", "nfs4"),
+        ("/mnt/backups/store", "nfs4"),
+        ("/mnt/backupsX/store", "ext4"),  # a longer name, not under the mount point
+        ("/mnt/backups/local disk/store", "xfs"),  # an escaped space; the deeper mount wins
+        ("/mnt/sshfs/x", "fuse.sshfs"),
+    ],
+)
+def test_the_file_system_of_a_store_is_read_from_mountinfo(
+    tmp_path: Path, path: str, kind: str
+) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(MOUNTINFO)
+    assert posix_store._filesystem_type(path, str(mountinfo)) == kind
+
+
+def test_a_store_on_a_network_file_system_keeps_the_default_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NFS clients may list a directory from a cache: such a store gets the grace; so does
+    one whose file system cannot be told (no /proc)."""
+    real = posix_store._filesystem_type
+    assert real("/", str(tmp_path / "no-such-file")) is None
+    for kind, consistent in (("nfs4", False), ("fuse.sshfs", False), (None, False)):
+        monkeypatch.setattr(posix_store, "_filesystem_type", lambda path, k=kind: k)
+        store = PosixStore(tmp_path / "store", durable=False)
+        assert store.consistent_listings is consistent
+        assert default_grace(store) == DEFAULT_GRACE

@@ -95,3 +95,24 @@ def test_s3_follows_continuation_when_the_service_caps_max_keys(low_limit: Swift
     _fill(store, [*KEYS, "manifests/b"])
     assert list(store.list("manifests/b")) == ["manifests/b", *KEYS]
     assert len(store.sizes(KEYS)) == len(KEYS)
+
+
+def test_s3_on_a_swift_whose_limit_is_below_a_page_halves_its_pages(
+    hidden_limit: SwiftServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """s3api asks Swift for MaxKeys + 1 names: Swift refuses (412) and s3api answers 500
+    InternalError, so every S3 listing failed; pages are halved until Swift lists them."""
+    store = s3_store(hidden_limit)
+    _fill(store, [*KEYS, "manifests/b"])
+    assert list(store.list("manifests/b")) == ["manifests/b", *KEYS]
+    halved = [r.getMessage() for r in caplog.records if "keys a page" in r.getMessage()]
+    assert [m.split("listing ")[-1] for m in halved] == [
+        "500 at a time",
+        "250 at a time",
+        "125 at a time",
+        "62 at a time",
+    ]
+    caplog.clear()
+    assert list(store.list("manifests/")) == ["manifests/b", *KEYS]
+    assert len(store.sizes(KEYS)) == len(KEYS)
+    assert not [r for r in caplog.records if "keys a page" in r.getMessage()]

@@ -86,7 +86,9 @@ def add_arguments(parser: CommandParser) -> None:
         help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
     )
     exchange_option(parser)
-    parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
+    parser.add_argument(
+        "--events", metavar="FILE", type=_events_path, help="append JSON-lines events to FILE"
+    )
     parser.add_argument(
         "--worker-wait",
         type=positive_seconds,
@@ -249,6 +251,16 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             dispatcher=dispatcher,
         )
     return ExitCode.OK
+
+
+def _events_path(text: str) -> str:
+    """``--events FILE`` as parsed: ``-`` (the usual name of standard output) made a file
+    called '-'; it is a usage error before anything is reached."""
+    if text == "-":
+        raise argparse.ArgumentTypeError(
+            "'-' is not a file; for standard output give /dev/stdout (./- for a file called '-')"
+        )
+    return text
 
 
 def _events_file(path: str) -> IO[str]:
