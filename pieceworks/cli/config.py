@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from pieceworks.cli.masking import is_secret_name, url_password
+from pieceworks.cli.options import MAX_SECONDS
 from pieceworks.common_algorithms.opening import (
     DriverSpec,
     OptionValue,
@@ -409,6 +410,10 @@ def _backup(data: Mapping[str, object], path: Path) -> tuple[float | None, int |
     return (None if value is None else float(value)), cap
 
 
+#: The most seconds ``[jobs] keep_finished`` may be: 100 years (finite, and a date).
+_MAX_KEEP_SECONDS = 100 * 365 * 86400
+
+
 def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
     raw = _table(data, "jobs", _JOBS_KEYS, path)
     urls: dict[str, str | None] = {}
@@ -418,12 +423,19 @@ def _jobs(data: Mapping[str, object], path: Path) -> JobsConfig:
             raise ConfigError(f"{path} [jobs]: {key} must be a URL (scheme://...)")
         urls[key] = value
     seconds: dict[str, float | None] = {}
-    for key in ("claim_expiry", "keep_finished"):
+    # A claim expiry is a timing as --claim-expiry is (at most MAX_SECONDS); how long
+    # finished logbooks are kept may be years, but not nan or inf.
+    for key, most in (("claim_expiry", MAX_SECONDS), ("keep_finished", _MAX_KEEP_SECONDS)):
         value = raw.get(key)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 < value <= most  # nan and inf fail it too
         ):
-            raise ConfigError(f"{path} [jobs]: {key} must be a positive number of seconds")
+            raise ConfigError(
+                f"{path} [jobs]: {key} must be a positive finite number of seconds, at most"
+                f" {most}, not {value!r}"
+            )
         seconds[key] = None if value is None else float(value)
     return JobsConfig(
         jobboard=urls["jobboard"],

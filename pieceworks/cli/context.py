@@ -199,6 +199,10 @@ class Context:
             self._stores[section.name] = open_store(section, passphrase, create=create)
         return self._stores[section.name]
 
+    def opened_stores(self) -> list[Store]:
+        """The stores this command has opened so far (`store`), by name."""
+        return [self._stores[name] for name in sorted(self._stores)]
+
     def registry(self) -> Registry:
         """A registry holding every configured backend's registrations.
 

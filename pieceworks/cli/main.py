@@ -27,7 +27,7 @@ from pieceworks.cli.output import Output
 from pieceworks.cli.parser import build_parser
 from pieceworks.cli.signals import terminate_as_interrupt
 from pieceworks.failpoints import FailpointRaised, configure
-from pieceworks.protocols import PieceworksError
+from pieceworks.protocols import BackupNotFound, PieceworksError
 
 __all__ = ["build_parser", "main", "resolve"]
 
@@ -100,6 +100,13 @@ def _run(args: argparse.Namespace, out: Output, env: Mapping[str, str]) -> int:
     before = stale_after()  # the configuration sets it for this command only
     try:
         return int(command(args, ctx))
+    except BackupNotFound as exc:  # an id given short: say what it is the start of
+        from pieceworks.cli.near_ids import given_backup_ids, with_near_ids  # noqa: PLC0415
+
+        better = with_near_ids(exc, given_backup_ids(args), ctx.opened_stores())
+        if better is None:
+            raise
+        raise better from exc
     finally:
         set_stale_after(before)
 

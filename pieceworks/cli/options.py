@@ -30,11 +30,13 @@ __all__ = [
     "BACKUP_STRATEGIES",
     "CODECS",
     "KINDS",
+    "MAX_SECONDS",
     "PRIORITIES",
     "CommandParser",
     "Commands",
     "UsageError",
     "backup_request_options",
+    "broker_url",
     "common_options",
     "jobs_location_options",
     "decimal_number",
@@ -43,6 +45,7 @@ __all__ = [
     "port_number",
     "non_negative_count",
     "positive_count",
+    "positive_seconds",
     "replicate_request_options",
     "whole_number",
 ]
@@ -118,14 +121,41 @@ def parse_chunk_size(text: str) -> int:
     return size
 
 
+#: The most seconds a timing may be (365 days): a claim expiry, a timeout or a
+#: poll interval beyond it is a typo. Far larger ones broke later, unexplained:
+#: a conductor's ``--claim-expiry 1e300`` renewed its claims by
+#: ``Event.wait(1e300 / 3)`` (OverflowError: above `threading.TIMEOUT_MAX`,
+#: about 292 years) and logged "the jobboard is unreachable" for ever.
+MAX_SECONDS = 365 * 86400
+
+
 def positive_seconds(text: str) -> float:
-    """A number of seconds above 0 (``--timeout``): anything else is a usage error."""
+    """A number of seconds above 0 and at most `MAX_SECONDS` (``--timeout``), else a usage error."""
     value = decimal_number(text)
     if value is None:
         raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"seconds must be a positive finite number, not {text!r}")
+    if not 0 < value <= MAX_SECONDS:  # nan and inf fail it too
+        raise argparse.ArgumentTypeError(
+            f"seconds must be a positive finite number, at most {MAX_SECONDS} (365 days),"
+            f" not {text!r}"
+        )
     return value
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+
+
+def broker_url(text: str) -> str:
+    """A broker URL (``--transport amqp://USER:PASS@HOST/``), as ``[jobs] transport`` must be.
+
+    Anything without ``scheme://`` is a usage error: kombu read ``notaurl``
+    as a host name, and the worker failed to reach it (exit 1,
+    ``broker-unavailable``) where the same value in ``[jobs]`` is a
+    configuration error. The value is not echoed (a URL may hold a password).
+    """
+    if not _URL.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError("must be a URL: scheme://... (e.g. amqp://HOST/)")
+    return text.strip()
 
 
 def port_number(text: str) -> int:
@@ -486,7 +516,11 @@ def plan_output_options(parser: argparse.ArgumentParser) -> None:
         help="text (default), json (same as --json), dot, or svg (needs Graphviz)",
     )
     parser.add_argument(
-        "-o", "--output", type=output_path, metavar="FILE", help="write the plan to FILE"
+        "-o",
+        "--output",
+        type=output_path,
+        metavar="FILE",
+        help="write the plan to FILE ('-': standard output, as without -o)",
     )
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "load_engine",
     "migrate",
     "open_persistence",
+    "persistence_conf",
     "run_flow",
 ]
 
@@ -118,6 +119,23 @@ def load_engine(name: str) -> None:
         raise ValueError(f"no TaskFlow engine called {name!r} is installed") from None
 
 
+def persistence_conf(url: str) -> dict[str, Any]:
+    """TaskFlow's persistence configuration for `url`: a database's pooled connections checked
+    before each use (SQLAlchemy's ``pool_pre_ping``).
+
+    TaskFlow pings pooled connections for MySQL only: after a PostgreSQL
+    outage (a restart, a failover, a network cut), every connection pooled
+    before it failed once at its next use, so a long-lived conductor failed
+    a step's write or a logbook removal well after the database was back.
+    Other URLs (SQLite: no pool; ``memory://``, ``dir://``: no SQLAlchemy)
+    are left as they are.
+    """
+    conf: dict[str, Any] = {"connection": url}
+    if url.split(":", 1)[0].lower().startswith(("postgres", "mysql")):
+        conf["engine_args"] = {"pool_pre_ping": True}
+    return conf
+
+
 #: Tries of a schema upgrade that another process may be running at the same time.
 UPGRADE_TRIES = 6
 
@@ -188,7 +206,7 @@ def open_persistence(url: str) -> Iterator[PersistenceBackend]:
     the first time a process opens `url` (see `migrate`); safe to call from
     many threads at once.
     """
-    backend = persistence_backends.fetch({"connection": url})
+    backend = persistence_backends.fetch(persistence_conf(url))
     try:
         _migrate_once(url, backend)
         yield backend

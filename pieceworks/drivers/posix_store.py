@@ -25,7 +25,11 @@ simplest backend:
   returns: on Linux ``posix_fadvise(DONTNEED)`` writes dirty pages back
   without waiting and keeps them cached), `sync` then makes a whole batch
   durable: one ``fsync`` per file, one per directory, by which time most
-  of the data is on disk already.
+  of the data is on disk already;
+* `consistent_listings` (read by garbage collection, for its grace period):
+  True on a local file system, whose listings see every file renamed into
+  place before they start; False on a network file system (NFS, CIFS,
+  CephFS...), whose clients may list a directory from a cache.
 
 Opening makes the store's directory if it is missing; with ``create=False``
 it makes nothing, and a missing directory (or one that is not a store) is
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import functools
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -73,6 +78,11 @@ _GET_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 _SYNC_THREADS = 8
 #: Keys `sync` holds at once (see `PosixStore.sync`).
 _SYNC_BATCH = 1024
+#: File system types (``/proc/self/mountinfo``) whose clients may list a directory from a
+#: cache that misses files other hosts wrote lately.
+_NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs", "lustre", "gpfs"}
+)
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 #: The top-level folders of a store (docs/format.md): a directory holding any is a store.
 _STORE_FOLDERS = frozenset({"chunks", "manifests", "leases", "locks", "runs", "quarantine", "keys"})
@@ -128,6 +138,17 @@ class PosixStore(StoredSizes):
 
     def __repr__(self) -> str:
         return f"PosixStore({self._root!r}, durable={self._durable})"
+
+    @functools.cached_property
+    def consistent_listings(self) -> bool:
+        """Whether a listing sees every object written (anywhere) before it starts.
+
+        False on a network file system (`_NETWORK_FS`, ``fuse.*`` network
+        mounts) or when the file system cannot be told: garbage collection
+        then keeps young unreferenced chunks for its grace period.
+        """
+        kind = _filesystem_type(self._root)
+        return kind is not None and kind not in _NETWORK_FS and not kind.startswith("fuse.")
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
@@ -496,3 +517,28 @@ def _error(message: str, exc: OSError, path: str) -> BackendError:
     """
     kind = TransientError if exc.errno in _TRANSIENT else BackendError
     return kind(f"{message}: {os_reason(exc, path)}")
+
+
+def _filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type (``ext4``, ``nfs4``) of the file system holding `path`; None if unknown.
+
+    The mount point in `mountinfo` (Linux's ``/proc/self/mountinfo``) that
+    is the longest prefix of `path` (already resolved: `PosixStore` keeps a
+    realpath).
+    """
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as mounts:
+            lines = mounts.read().splitlines()
+    except OSError:
+        return None
+    best, kind = "", None
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        point = parts[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, rest.split()[0]
+    return kind

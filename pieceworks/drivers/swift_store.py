@@ -13,7 +13,10 @@ nothing is created):
   removes an object and,
   for a large one, its segments (``multipart-manifest=delete``); a missing
   object is no error;
-* `list` pages through the container listing (sorted by Swift);
+* `list` pages through the container listing (sorted by Swift), in pages of
+  the cluster's ``container_listing_limit`` (read once from ``GET /info``;
+  10,000, Swift's default, if ``/info`` is disabled, and smaller if Swift
+  then refuses the page with 412 "Maximum limit is N");
 * `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
   the keys share (the listing carries each object's size) and HEADs the
   rest, `head_concurrency` at a time;
@@ -28,6 +31,12 @@ nothing is created):
 Failures worth retrying (connection errors, timeouts, answers that do not
 parse, such as a damaged listing, HTTP 5xx, 408, 422, 429)
 are retried with exponential backoff (tenacity) and end in `TransientError`.
+A socket timeout bounds each read only: one try of a request also has a
+total deadline (`request_deadline`), after which its connection is shut
+down (`_object_client.Deadline`) and the try fails like a timeout, naming
+the store, the request and the deadline. A PUT cut off is not stored (Swift
+stores an object once its whole body has arrived), a large object's
+segments are removed.
 Bad credentials are a `ConfigError`. The key is never shown: not in `repr`,
 messages or logs.
 
@@ -43,6 +52,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -77,7 +87,11 @@ DEFAULT_SEGMENT_SIZE: Final = 64 << 20
 _TRANSIENT_STATUS: Final = frozenset({408, 422, 425, 429, 498, 499})
 #: Where a large object keeps the MD5 of its whole body (its ETag is the segments' MD5).
 _MD5_META: Final = "X-Object-Meta-Pieceworks-Md5"
+#: Names per listing page when the cluster does not advertise its
+#: ``container_listing_limit`` (Swift's default limit).
 _PAGE: Final = 10_000
+#: Swift's answer (412) to a listing page larger than its limit: "Maximum limit is 100".
+_MAXIMUM_LIMIT: Final = re.compile(rb"Maximum limit is (\d+)")
 _RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
 #: Seconds between checks, on a 404 for an object, that the container itself still exists.
 _GONE_CHECK: Final = 10.0
@@ -129,7 +143,12 @@ class SwiftStore(StoredSizes):
         Retries after the first try (default 5), first wait and cap (seconds,
         default 0.5 and 10) of the exponential backoff between tries.
     `timeout`
-        Socket timeout of each request in seconds (default 60).
+        Socket timeout of each request in seconds (default 60): how long
+        one connect, read or write may wait.
+    `request_deadline`
+        Seconds one try of one request may take in all, plus one second per
+        MiB of the body sent: default 300. A
+        service that trickles its answer is cut off there.
     `insecure`
         Skip TLS certificate verification (default false).
     """
@@ -148,6 +167,7 @@ class SwiftStore(StoredSizes):
         backoff: float | str = 0.5,
         max_backoff: float | str = 10.0,
         timeout: float | str = 60.0,
+        request_deadline: float | str = _object_client.DEFAULT_REQUEST_DEADLINE,
         insecure: bool | str = False,
         *,
         create: bool | str = True,
@@ -179,6 +199,7 @@ class SwiftStore(StoredSizes):
         self._concurrency = _OPTIONS.whole("segment_concurrency", segment_concurrency, 1)
         self._retry = _OPTIONS.retry_policy(retries, backoff, max_backoff, log)
         self._timeout = _OPTIONS.number("timeout", timeout, 0.001)
+        self._deadline = _OPTIONS.number("request_deadline", request_deadline, 0.001)
         self._insecure = _OPTIONS.flag("insecure", insecure)
         make = _OPTIONS.flag("create", create)
         self._lock = threading.Lock()
@@ -189,6 +210,7 @@ class SwiftStore(StoredSizes):
         self._segments: bool | None = None  # whether the segment container exists
         self._segments_checked = 0.0
         self._container_seen = 0.0  # when the container was last known to exist (monotonic)
+        self._page: int | None = None  # names per listing page (`_page_size`)
         try:
             if make:
                 self._ensure_container(self._container)
@@ -283,18 +305,32 @@ class SwiftStore(StoredSizes):
 
         Each page starts after the last name of the one before (``marker``);
         names must come in strictly increasing order, else `BackendError`
-        (never a listing that stops early or loops).
+        (never a listing that stops early or loops). A page holds
+        `_page_size` names; a page Swift refuses as too large (412) is asked
+        again, smaller, and so are the pages after it.
         """
         marker = ""
         while True:
+            limit = self._page_size()
 
-            def page_after(conn: Any, marker: str = marker) -> list[dict[str, Any]]:
-                _, page = conn.get_container(
-                    self._container, prefix=prefix, marker=marker, limit=_PAGE
-                )
+            def page_after(
+                conn: Any, marker: str = marker, limit: int = limit
+            ) -> list[dict[str, Any]]:
+                try:
+                    _, page = conn.get_container(
+                        self._container, prefix=prefix, marker=marker, limit=limit
+                    )
+                except ClientException as exc:
+                    if exc.http_status == 412:
+                        raise _PageTooLarge(limit, exc.http_response_content) from None
+                    raise
                 return list(page)
 
-            page = self._call(f"list {prefix!r}", page_after)
+            try:
+                page = self._call(f"list {prefix!r}", page_after)
+            except _PageTooLarge as exc:
+                self._page = exc.smaller(self._label)
+                continue
             if not page:
                 return
             for entry in page:
@@ -306,6 +342,32 @@ class SwiftStore(StoredSizes):
                     )
                 marker = name
                 yield name, int(entry["bytes"])
+
+    def _page_size(self) -> int:
+        """Names per listing page: the cluster's ``container_listing_limit``, asked once.
+
+        ``GET /info`` (unauthenticated) advertises it under ``swift``. If
+        `/info` is disabled (``expose_info = false``: 403), missing, or says
+        nothing usable, Swift's default `_PAGE` is used, and a 412 to a page
+        makes `_listing` go smaller. Cached for the store's life.
+        """
+        if self._page is None:
+            self._page = self._advertised_limit() or _PAGE
+        return self._page
+
+    def _advertised_limit(self) -> int | None:
+        """The ``container_listing_limit`` ``GET /info`` advertises; None if it does not."""
+        try:
+            info = self._call("read the cluster's /info", lambda c: c.get_capabilities())
+        except BackendError as exc:
+            log.info("%s: no listing limit from /info, using %d: %s", self._label, _PAGE, exc)
+            return None
+        swift = info.get("swift") if isinstance(info, dict) else None
+        limit = swift.get("container_listing_limit") if isinstance(swift, dict) else None
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
+            return limit
+        log.info("%s: /info advertises no usable container_listing_limit", self._label)
+        return None
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile.
@@ -369,6 +431,7 @@ class SwiftStore(StoredSizes):
                 headers=headers,
             ),
             tries=tries,
+            size=len(body),
         )
 
     def _put_large(
@@ -398,6 +461,7 @@ class SwiftStore(StoredSizes):
                 lambda c: c.put_object(
                     self._segment_container, name, part, content_length=len(part), etag=digest
                 ),
+                size=len(part),
             )
             return {
                 "path": f"/{self._segment_container}/{name}",
@@ -547,7 +611,7 @@ class SwiftStore(StoredSizes):
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = Connection(
+            conn = _Connection(
                 retries=0, timeout=self._timeout, insecure=self._insecure, auth_version="1.0"
             )
             self._local.conn = conn
@@ -563,14 +627,26 @@ class SwiftStore(StoredSizes):
         fn: Callable[[Any], T],
         missing: str | None = None,
         tries: _object_client.Tries | None = None,
+        size: int = 0,
     ) -> T:
         """Run `fn(connection)` with retries; map swiftclient errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
-        `tries`: counts the tries made.
+        `tries`: counts the tries made. `size`: the bytes the request moves
+        (its deadline grows by a second per MiB).
         """
+        seconds = _object_client.Deadline.for_body(self._deadline, size)
 
         def attempt() -> T:
+            with _object_client.Deadline(seconds, self._label, what) as deadline:
+                try:
+                    return once()
+                except Exception:  # whatever the cut socket made the client raise
+                    if deadline.fired:
+                        raise deadline.error() from None
+                    raise
+
+        def once() -> T:
             if tries is not None:
                 tries.count += 1
             conn = self._connection()
@@ -677,12 +753,58 @@ def _delete_plain(conn: Any, container: str, name: str) -> None:
             raise
 
 
+class _Connection(Connection):  # type: ignore[misc]
+    """A swiftclient `Connection` whose pools tell a request's `Deadline` its connection."""
+
+    def http_connection(self, url: str | None = None) -> Any:
+        parsed, http = super().http_connection(url)
+        session = getattr(http, "request_session", None)
+        for adapter in getattr(session, "adapters", {}).values():
+            _object_client.watch_pools(getattr(adapter, "poolmanager", None))
+        return parsed, http
+
+
 class _Denied(BackendError):
     """Swift refused access (401 after a new token, 403); a `ConfigError` when opening."""
 
 
 class _PreconditionFailed(BackendError):
     """Swift answered 412 to ``If-None-Match: *``: the object exists."""
+
+
+class _PageTooLarge(BackendError):
+    """Swift refused (412) a listing page of `limit` names: above its ``container_listing_limit``.
+
+    `answer` is the body of the refusal (``Maximum limit is 100``).
+    """
+
+    def __init__(self, limit: int, answer: object) -> None:
+        super().__init__(f"a listing page of {limit} names is over the cluster's limit")
+        self.limit = limit
+        self.answer = answer if isinstance(answer, bytes) else str(answer or "").encode()
+
+    def smaller(self, label: str) -> int:
+        """The page size to try next: the limit Swift names, else a tenth of this one.
+
+        Raise `BackendError` if there is none smaller (a page of 1 refused:
+        the 412 is not about the page size).
+        """
+        found = _MAXIMUM_LIMIT.search(self.answer)
+        named = int(found.group(1)) if found else 0
+        smaller = named if 1 <= named < self.limit else self.limit // 10
+        if smaller < 1:
+            raise BackendError(
+                f"{label}: Swift refuses container listings (412 Precondition Failed)"
+                f" even a page of {self.limit} name(s): {self.answer[:200]!r}"
+            )
+        log.warning(
+            "%s: Swift refused a listing page of %d names (412: %r); listing %d at a time",
+            label,
+            self.limit,
+            self.answer[:80],
+            smaller,
+        )
+        return smaller
 
 
 def _md5(data: bytes) -> str:

@@ -7,12 +7,25 @@ hold its job forever. `LeasedRedisJobBoard` claims with an expiry
 (``claim_expiry`` seconds, default 30) and renews every claim it holds from
 a background thread; when the process dies, renewals stop, the owner key
 expires, and another conductor claims the job and resumes it.
+
+Claims are made under a per-process owner (`claim_owner`: the conductor's
+``--name`` plus host, pid and a random run token), never under the bare
+name: two live conductors started with one ``--name`` (a careless command
+line, a duplicated service unit) would otherwise each take the other's
+claim for its own (TaskFlow compares owner strings), renew it and, once a
+stalled one's claim had lapsed to the other, both run one job at once. A
+conductor restarted under its old name is another process with another
+owner: its dead predecessor's claim expires and it then claims the job and
+resumes it like any other conductor.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +48,7 @@ __all__ = [
     "connected_board",
     "describe_board",
     "check_board",
+    "claim_owner",
     "jobboard_conf",
 ]
 
@@ -82,6 +96,19 @@ def describe_board(conf: Mapping[str, Any]) -> str:
     return (
         f"{conf.get('board')}://{conf.get('host')}:{conf.get('port')}/{conf.get('namespace', '')}"
     )
+
+
+def claim_owner(name: str) -> str:
+    """The owner this process's claims go by: `name` made unique to this process.
+
+    ``NAME (host HOST, pid PID, run TOKEN)``: `jobs list`/`jobs show` show it
+    as the job's owner, so an operator sees which conductor process runs a
+    job; the random token (6 hex digits) keeps two runs apart even where
+    host and pid repeat (a restarted container is pid 1 again). Two
+    processes never share an owner, so one conductor never takes another's
+    claim for its own, whatever their ``--name`` (see the module docstring).
+    """
+    return f"{name} (host {socket.gethostname()}, pid {os.getpid()}, run {secrets.token_hex(3)})"
 
 
 class JobboardUnavailable(PieceworksError):
@@ -140,9 +167,10 @@ class LeasedRedisJobBoard(RedisJobBoard):
     expiry) is given up and logged, never renewed on another owner's behalf;
     one that lapsed with nobody else claiming it is claimed again (`holds`).
     A claim held under this claimer's name that this process did not make
-    (the claim of an earlier run of a conductor restarted under the same
-    name) is never claimed, which would renew it: it is left to expire.
-    Claims go by name, so two live conductors must not share one.
+    is never claimed, which would renew it: it is left to expire. (With
+    `claim_owner` names, which conductors use, no other process claims
+    under this one's name; a caller claiming under a bare shared name is
+    still kept from reviving a dead process's claim.)
 
     `on_claim(job, who)` is called after each claim; `before_claim(job)`
     before, and may refuse the claim by raising `UnclaimableJob`;
@@ -191,6 +219,8 @@ class LeasedRedisJobBoard(RedisJobBoard):
             self._before_claim(job)
         try:
             self._claim_checked(job, who, expiry)
+        except UnclaimableJob:
+            raise  # a JobFailure too, but the board answered: another owner holds the job
         except JobFailure as exc:
             if self.reachability is None:
                 raise
@@ -242,6 +272,11 @@ class LeasedRedisJobBoard(RedisJobBoard):
         if self.reachability is not None:
             self.reachability.succeeded()
         return iter(jobs)
+
+    @property
+    def redis_client(self) -> Any:
+        """TaskFlow's Redis client of this board (connected between `connect` and `close`)."""
+        return getattr(self, "_client")  # noqa: B009 (not in TaskFlow's stubs)
 
     def owner_of(self, job: Job) -> str | None:
         """Who holds `job`'s claim now: ``None`` once it expired or the job is gone."""

@@ -53,14 +53,16 @@ from pieceworks.execution.board import (
     DEFAULT_CLAIM_EXPIRY,
     JobboardConf,
     LeasedRedisJobBoard,
+    claim_owner,
     describe_board,
     jobboard_conf,
 )
 from pieceworks.execution.guard import ClaimLost, GuardedPersistence, Masker
+from pieceworks.execution.janitor import LogbookJanitor, describe_persistence
 from pieceworks.execution.jobs import cancel_requested, update_book_meta
+from pieceworks.execution.liveness import ConductorNameInUse, NameRegistration
 from pieceworks.execution.metrics import ConductorMetrics
 from pieceworks.execution.reachability import REMIND_EVERY, Reachability
-from pieceworks.execution.status import remove_finished
 from pieceworks.protocols import ConfigError, PieceworksError
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
@@ -70,9 +72,6 @@ log = logging.getLogger(__name__)
 
 #: Engines a conductor can run jobs on.
 ENGINES: Final = ("serial", "parallel")
-
-#: Seconds between two removals of finished logbooks by one conductor.
-CLEANUP_EVERY: Final = 60.0
 
 #: Receives conductor events (claimed, atom, consumed, ...) as JSON-able dicts.
 EventSink = Callable[[dict[str, Any]], None]
@@ -188,6 +187,8 @@ class PieceworksConductor(BlockingConductor):
             what=what,
             mask=self._mask,
             cancelled=lambda: cancel_requested(persistence, flow_detail.uuid),
+            # A Redis board out of reach is asked again while the claim may still be ours.
+            patience=board.claim_expiry if isinstance(board, LeasedRedisJobBoard) else 0.0,
         )
         self._guards[job.uuid] = guarded
         try:
@@ -270,7 +271,7 @@ def _conductor_board(
         if metrics is not None:
             metrics.on_claim(job.uuid)
         if events is not None:
-            events({"event": "claimed", "job_id": job.uuid, "conductor": who})
+            events({"event": "claimed", "job_id": job.uuid, "conductor": name, "owner": who})
 
     def can_claim(job: Job) -> None:
         reason = routing.why_not(job)
@@ -324,14 +325,22 @@ def run_conductor(
     conductor: nothing more was run or written) events; `mask` cleans failure texts
     before they are persisted. A consumed job's logbook is marked finished;
     with `keep_finished` (seconds), logbooks finished longer ago are removed
-    at start and then at most once a minute. `metrics` (if given) counts
+    at start and then periodically, an attempt that fails (the persistence
+    backend out of reach) retried with backoff (`execution.janitor`). `metrics` (if given) counts
     claims, outcomes, durations, bytes moved and the unclaimed jobs.
     `dispatcher` (an `execution.dispatch.WorkerDispatcher`) runs the data
     steps on workers next to the data when one serves the backend.
     While the (Redis) board cannot be reached, the conductor keeps polling
     and logs one warning, a reminder every `remind_every` seconds and one
     line when it answers again (`execution.reachability`).
-    Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
+    Claims go by `claim_owner(name)`, unique to this process: two live
+    conductors started with one `name` never take each other's claims (nor
+    run one job at once), and one restarted under its old name resumes its
+    killed predecessor's job once that claim expires (`execution.board`).
+    On a Redis board the conductor registers `name` (`execution.liveness`):
+    raise `ConductorNameInUse` (a `ConfigError`) at start if a live
+    conductor holds it, and after stopping if one took it while this one
+    was stalled. Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
     (before connecting to anything).
     """
     if engine not in ENGINES:
@@ -340,13 +349,18 @@ def run_conductor(
         raise ConfigError(f"max_dispatches must be 0 or more, not {max_dispatches}")
     board_conf = jobboard_conf(jobboard)
     routing = Routing(resolve, serve)
+    owner = claim_owner(name)
     with open_persistence(persistence_url) as persistence:
         board = _conductor_board(
             name, board_conf, persistence, events, routing, metrics, remind_every
         )
-        book = _Bookkeeper(name, persistence, events, max_dispatches, keep_finished, metrics)
+        book = _Bookkeeper(name, persistence, events, max_dispatches, metrics)
+        janitor = None
+        if keep_finished is not None:
+            where = describe_persistence(persistence_url)
+            janitor = LogbookJanitor(persistence, keep_finished, where=where)
         conductor = PieceworksConductor(
-            name,
+            owner,
             board,
             persistence,
             engine=engine,
@@ -367,19 +381,40 @@ def run_conductor(
 
         for sig in stop_on_signals:
             signal.signal(sig, on_signal)
-        log.info("conductor %s on %s (engine %s)", name, describe_board(board_conf), engine)
-        book.cleanup()
+        log.info(
+            "conductor %s on %s (engine %s); claims as %r",
+            name,
+            describe_board(board_conf),
+            engine,
+            owner,
+        )
         conductor.connect()
+        registration = None
         try:
-            if max_dispatches is None or max_dispatches > 0:
-                conductor.run()
+            if isinstance(board, LeasedRedisJobBoard):
+                registration = NameRegistration(
+                    board, name, owner, board.claim_expiry, on_lost=lambda _text: conductor.stop()
+                )
+                registration.acquire()
+            if janitor is not None:
+                janitor.start_after_first()
+            try:
+                if max_dispatches is None or max_dispatches > 0:
+                    conductor.run()
+            finally:
+                if janitor is not None:
+                    janitor.stop()
         finally:
+            if registration is not None:
+                registration.release()
             conductor.close()
+    if registration is not None and registration.lost is not None:
+        raise ConductorNameInUse(registration.lost)
     return book.finished
 
 
 class _Bookkeeper:
-    """A conductor's listener: events, finished logbooks, cleanup, the dispatch limit."""
+    """A conductor's listener: events, finished logbooks marked, the dispatch limit."""
 
     def __init__(
         self,
@@ -387,7 +422,6 @@ class _Bookkeeper:
         persistence: PersistenceBackend,
         events: EventSink | None,
         max_dispatches: int | None,
-        keep_finished: float | None,
         metrics: ConductorMetrics | None = None,
     ) -> None:
         self.name = name
@@ -395,10 +429,8 @@ class _Bookkeeper:
         self.persistence = persistence
         self.events = events
         self.max_dispatches = max_dispatches
-        self.keep_finished = keep_finished
         self.conductor: PieceworksConductor | None = None
         self.finished = 0
-        self._last_cleanup: float | None = None
 
     def on_running(self, _event: str, details: dict[str, Any]) -> None:
         job: Job = details["job"]
@@ -410,19 +442,6 @@ class _Bookkeeper:
                 events({"event": "atom", "job_id": job.uuid, "atom": atom, "state": state})
 
         details["engine"].atom_notifier.register("*", on_atom)
-
-    def cleanup(self) -> None:
-        """Remove logbooks finished more than `keep_finished` ago (at most once a minute)."""
-        now = time.monotonic()
-        if self.keep_finished is None or (
-            self._last_cleanup is not None and now - self._last_cleanup < CLEANUP_EVERY
-        ):
-            return
-        self._last_cleanup = now
-        try:
-            remove_finished(self.persistence, self.keep_finished)
-        except Exception:
-            log.warning("could not remove finished logbooks", exc_info=True)
 
     def _result(self, job: Job) -> dict[str, Any] | None:
         """The persisted result of consumed `job` if its flow succeeded, else None."""
@@ -453,7 +472,6 @@ class _Bookkeeper:
                 update_book_meta(self.persistence, job.book_uuid, finished=time.time())
             except Exception:
                 log.warning("could not mark job %s finished", job.uuid, exc_info=True)
-            self.cleanup()
         if self.metrics is not None:
             result = self._result(job) if kind == "consumed" else None
             self.metrics.on_finish(job.uuid, kind, result)

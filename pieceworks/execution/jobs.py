@@ -474,7 +474,7 @@ def wait_for(
             + "; ".join(failure_reasons(detail) or ["no failure was recorded"])
         )
     for atom in detail:
-        if atom.name == job.result_atom:
+        if atom.name == job.result_atom and isinstance(atom.results, Mapping):
             return dict(atom.results)
     raise JobFailed(f"job {job.job_uuid} ({job.name}) has no result from {job.result_atom}")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pieceworks.common_algorithms.format import manifest as manifest_module
+from pieceworks.common_algorithms.format import manifest_json
 from pieceworks.common_algorithms.format.manifest import (
     FORMAT_VERSION,
     BackupExists,
@@ -353,7 +353,7 @@ def test_reading_parses_the_rows_in_batches_as_a_whole_parse_would(
 ) -> None:
     """from_json of bytes parses the rows a batch at a time (memory); the manifest is the one
     the whole-document parse gives (a str is parsed whole)."""
-    monkeypatch.setattr(manifest_module, "_ROW_BYTES_AT_ONCE", batch_bytes)
+    monkeypatch.setattr(manifest_json, "ROW_BYTES_AT_ONCE", batch_bytes)
     m = _many()
     data = m.to_json()
     batched = Manifest._from_json_in_batches(data)

@@ -360,7 +360,7 @@ def test_token_of_a_temporary_snapshot_outlives_it(driver: RbdDriver, client: ra
 
 
 def test_old_bases_are_removed(driver: RbdDriver) -> None:
-    """After an incremental (token, then diff from the previous one) one base remains."""
+    """A diff removes the bases older than its own; a new token keeps the two newest."""
     v = VolumeRef(vid())
     driver.write_volume(v, os.urandom(4 * MiB))
     try:
@@ -368,15 +368,38 @@ def test_old_bases_are_removed(driver: RbdDriver) -> None:
         second = driver.change_token(v)
         assert len(driver.snapshot_names(v)) == 2  # the previous base is still needed
         assert driver.changed_extents(v, first) == []
-        assert len(driver.snapshot_names(v)) == 1
+        assert len(driver.snapshot_names(v)) == 2  # until a later diff is past it
         third = driver.change_token(v)
-        driver.change_token(v)  # a full backup never diffs: the oldest goes at the next token
+        assert len(driver.snapshot_names(v)) == 3  # at most three while a backup runs
+        assert driver.changed_extents(v, second) == []
         assert len(driver.snapshot_names(v)) == 2
+        driver.change_token(v)
+        driver.change_token(v)  # full backups never diff: the oldest go at the next token
+        assert len(driver.snapshot_names(v)) == 3
         with pytest.raises(ChangeTrackingLost):
-            driver.changed_extents(v, second)
+            driver.changed_extents(v, first)
+        assert len(driver.snapshot_names(v)) == 2  # a lost token: the two newest stay
         with pytest.raises(ChangeTrackingLost):
             driver.changed_extents(v, third)
-        assert len(driver.snapshot_names(v)) == 1
+    finally:
+        driver.delete_volume(v.volume_id)
+
+
+def test_a_failed_backup_leaves_the_parents_base(driver: RbdDriver, client: rados.Ioctx) -> None:
+    """Token and diff of a backup that then fails: the next one still diffs from the parent."""
+    v = VolumeRef(vid())
+    driver.write_volume(v, os.urandom(16 * MiB))
+    try:
+        parent = driver.change_token(v)  # the last good backup's
+        vm_write(client, v.volume_id, 4 * MiB, os.urandom(OBJECT))
+        driver.change_token(v)  # a backup that diffs from the parent, then dies
+        assert driver.changed_extents(v, parent) == [Extent(4 * MiB, OBJECT)]
+        vm_write(client, v.volume_id, 12 * MiB, os.urandom(OBJECT))
+        driver.change_token(v)  # the next backup, from the same parent
+        assert driver.changed_extents(v, parent) == [
+            Extent(4 * MiB, OBJECT),
+            Extent(12 * MiB, OBJECT),
+        ]
     finally:
         driver.delete_volume(v.volume_id)
 
@@ -556,7 +579,8 @@ def test_replication_refuses_itself_an_unknown_source_and_a_target_in_use(
 def test_sweep_removes_the_hidden_images_of_dead_writers_only(
     driver: RbdDriver, client: rados.Ioctx
 ) -> None:
-    """A dead writer's image goes; a live writer's, a watched one and an only copy stay."""
+    """A dead writer's image goes, an only copy is renamed back; a live writer's and a
+    watched one stay."""
     from pieceworks.drivers._files import owned_tag  # noqa: PLC0415
 
     live_volume, missing, gone, held = vid(), vid(), vid(), vid()
@@ -577,11 +601,15 @@ def test_sweep_removes_the_hidden_images_of_dead_writers_only(
             swept = {name: (left, why) for name, left, why in driver.sweep_temporary()}
         assert swept[dead][0] and "died" in swept[dead][1]
         assert not swept[live][0] and "runs" in swept[live][1]
-        assert not swept[only_copy][0] and "only copy" in swept[only_copy][1]
+        assert dry[only_copy][0] and "renamed back" in dry[only_copy][1]
+        assert swept[only_copy][0] and "renamed back" in swept[only_copy][1]
         assert not swept[watched][0] and "watch" in swept[watched][1]
         left = hidden_images(client)
-        assert dead not in left and live in left and only_copy in left
+        assert dead not in left and live in left and only_copy not in left
+        assert missing in rbd.RBD().list(client)  # the volume is back
     finally:
         writer.abort()
+        driver.delete_volume(missing)
         for name in (only_copy, watched):
-            rbd.RBD().remove(client, name)
+            if name in rbd.RBD().list(client):
+                rbd.RBD().remove(client, name)

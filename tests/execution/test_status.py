@@ -20,16 +20,18 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from taskflow.jobs.base import Job, JobBoard
+from taskflow.persistence import models
 
 from pieceworks import failpoints
 from pieceworks.cli.commands.jobs import WATCH_SETTLE
 from pieceworks.common_algorithms.runner import open_persistence
-from pieceworks.execution import PostedJob
+from pieceworks.execution import JobFailed, PostedJob, wait_for
 from pieceworks.execution.board import connected_board, jobboard_conf
 from pieceworks.execution.status import (
     FINAL_STATES,
@@ -212,3 +214,23 @@ def test_show_reports_an_unfinished_job_as_it_stands(
     shown = pw(board, config, "jobs", "show", posted.job_uuid, "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["state"] == flow_state
+
+
+def test_wait_for_a_success_without_a_result_is_a_failed_job_not_a_type_error(
+    board: Board,
+) -> None:
+    """A flow saved SUCCESS whose result step holds no result (two conductors ran it at once,
+    before claims went by process) fails the wait naming the step; it was a TypeError."""
+    posted = board.post_backup("lab", "lab", volume_id="vol-1")
+    with (
+        open_persistence(PERSISTENCE) as persistence,
+        contextlib.closing(persistence.get_connection()) as conn,
+    ):
+        detail = conn.get_flow_details(posted.flow_uuid)
+        atom = models.TaskDetail(posted.result_atom, uuid=str(uuid.uuid4()))
+        atom.state = "SUCCESS"  # and no result
+        detail.add(atom)
+        conn.update_flow_details(detail)
+    _left_the_board(board, posted, "SUCCESS")
+    with pytest.raises(JobFailed, match=f"has no result from {posted.result_atom}"):
+        wait_for(board.url, PERSISTENCE, posted, timeout=10)

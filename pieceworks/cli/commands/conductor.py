@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 from pieceworks.cli.exit_codes import CliError, ExitCode
 from pieceworks.cli.masking import url_password
 from pieceworks.cli.options import (
+    broker_url,
     exchange_option,
     jobs_location_options,
     metrics_options,
@@ -35,8 +36,10 @@ them with their state in the shared persistence backend. Only jobs whose
 backends and stores this host's configuration has (and, with --backends,
 only those backends) are claimed; others are left for another conductor.
 A killed conductor's claim expires after --claim-expiry seconds and another
-resumes its job. SIGTERM or Ctrl-C: the running job stops after its current
-step and is handed over at once. With --transport (or [jobs] transport),
+resumes its job. One --name per live conductor: a conductor started under
+the name of a live one exits 2 (a restart after a crash is not refused).
+SIGTERM or Ctrl-C: the running job stops after its current step and is
+handed over at once. With --transport (or [jobs] transport),
 each data step (a backup's transfer, a restore's write) runs on a
 `pieceworks worker` serving the job's backend when one answers within
 --worker-wait seconds,
@@ -49,8 +52,9 @@ def add_arguments(parser: CommandParser) -> None:
     jobs_location_options(parser)
     parser.add_argument(
         "--name",
-        help="this conductor's name, which its claims go by: one per live conductor"
-        " (default: conductor-HOST-PID)",
+        help="this conductor's name (default: conductor-HOST-PID); its claims go by it plus"
+        " host, pid and a run token, so a restart resumes a killed run's jobs and a live"
+        " namesake's claims are never taken for its own",
     )
     parser.add_argument(
         "--backends", metavar="NAME[,NAME]", help="serve only these backends (default: all)"
@@ -82,7 +86,9 @@ def add_arguments(parser: CommandParser) -> None:
         help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
     )
     exchange_option(parser)
-    parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
+    parser.add_argument(
+        "--events", metavar="FILE", type=_events_path, help="append JSON-lines events to FILE"
+    )
     parser.add_argument(
         "--worker-wait",
         type=positive_seconds,
@@ -110,6 +116,7 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--transport",
         metavar="URL",
+        type=broker_url,
         help="run data steps on workers: amqp://USER:PASS@HOST/ (default: [jobs] transport)",
     )
     metrics_options(parser)
@@ -244,6 +251,16 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             dispatcher=dispatcher,
         )
     return ExitCode.OK
+
+
+def _events_path(text: str) -> str:
+    """``--events FILE`` as parsed: ``-`` (the usual name of standard output) made a file
+    called '-'; it is a usage error before anything is reached."""
+    if text == "-":
+        raise argparse.ArgumentTypeError(
+            "'-' is not a file; for standard output give /dev/stdout (./- for a file called '-')"
+        )
+    return text
 
 
 def _events_file(path: str) -> IO[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from pieceworks.cli.exit_codes import CliError, ExitCode
+from pieceworks.cli.exit_codes import ExitCode
 from pieceworks.cli.ids import id_type
 
 if TYPE_CHECKING:
@@ -72,11 +72,10 @@ def _delete_several(ids: list[str], ctx: Context) -> int:
         except ObjectNotFound:
             missing.append(backup_id)
     if missing:
-        raise CliError(
-            f"no backup {', '.join(missing)} in store '{store.name}'; nothing was deleted",
-            ExitCode.NOT_FOUND,
-            reference=BackupNotFound.reference,
-            hint=BackupNotFound.hint,
+        # BackupNotFound (exit 3, its reference and hint): the command line adds what an id
+        # given short is the start of (cli/near_ids.py).
+        raise BackupNotFound(
+            f"no backup {', '.join(missing)} in store '{store.name}'; nothing was deleted"
         )
     deleted: list[str] = []
     try:

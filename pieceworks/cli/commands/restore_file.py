@@ -11,8 +11,11 @@ meanwhile defers its chunks' collection instead of failing the restore.
   appears whole or not at all, and a failure leaves nothing behind.
 * A block device is written in place (a device cannot be renamed): holes
   are written as zeros, since the device holds old data there; the device
-  must be at least the backup's size. A failure midway leaves the device
-  partly written, and the message says so.
+  must be at least the backup's size and writable (a read-only device,
+  ``losetup -r`` or ``blockdev --setro``, is refused before anything is
+  read: the kernel lets it be opened for writing and fails each write). A
+  failure midway leaves the device partly written, and the message says so;
+  one before the first byte says the device was not changed.
 * An existing PATH (file or device) is refused unless ``--overwrite``.
   Anything else (a directory, a character device, a missing parent
   directory, a file that cannot be created there) is refused. Without
@@ -214,9 +217,19 @@ class DeviceWriter:
 
     def __init__(self, path: str, size: int) -> None:
         self.path, self.size = path, size
-        self.fd: int | None = os.open(path, os.O_WRONLY)
+        try:
+            self.fd: int | None = os.open(path, os.O_WRONLY)
+        except OSError as exc:  # not ours to write (EACCES), gone meanwhile...
+            raise CliError(f"cannot restore to {path}: {exc.strerror}", ExitCode.USAGE) from None
+        if _read_only(self.fd):
+            os.close(self.fd)
+            self.fd = None
+            raise CliError(
+                f"cannot restore to {path}: the block device is read-only", ExitCode.USAGE
+            )
         self.end = 0  # everything before it is written (data or zeros)
         self.zeros_written = 0
+        self.changed = False  # whether any byte was written
 
     def _zero(self, until: int) -> None:
         assert self.fd is not None
@@ -233,6 +246,7 @@ class DeviceWriter:
             while view:
                 n = os.pwrite(self.fd, view, offset)
                 view, offset = view[n:], offset + n
+                self.changed = self.changed or n > 0
         except OSError as exc:
             raise _write_failed(self.path, exc) from exc
 
@@ -255,6 +269,22 @@ class DeviceWriter:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+#: ioctl BLKROGET (linux/fs.h, _IO(0x12, 94)): whether a block device is read-only.
+_BLKROGET = 0x125E
+
+
+def _read_only(fd: int) -> bool:
+    """Whether the block device open as `fd` is read-only (False if that cannot be told)."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only, and only for a device
+        import struct  # noqa: PLC0415
+
+        flag = fcntl.ioctl(fd, _BLKROGET, struct.pack("i", 0))
+        return bool(struct.unpack("i", flag)[0])
+    except (ImportError, OSError):  # not Linux, or an ioctl the device does not take
+        return False
 
 
 def _temporary_name(directory: str, name: str) -> str:
@@ -393,7 +423,7 @@ def add_arguments(parser: CommandParser) -> None:
 
 
 def _target_path(text: str) -> str:
-    """``--to-file``'s PATH; empty, blank or ending in ``/`` is a usage error.
+    """``--to-file``'s PATH; empty, blank, ending in ``/`` or ``-`` is a usage error.
 
     Such a path names no file: the restore ran to the end, then failed
     renaming its temporary file to it (an unexpected error, exit 1).
@@ -402,6 +432,11 @@ def _target_path(text: str) -> str:
         raise argparse.ArgumentTypeError("path must not be empty or blank")
     if text.endswith(os.sep):
         raise argparse.ArgumentTypeError(f"{text!r} names a directory, not a file")
+    if text == "-":  # the usual name of standard output: it made a file called '-'
+        raise argparse.ArgumentTypeError(
+            "'-' (standard output) is not a target: restore writes a file or a block device;"
+            " name one (./- for a file called '-')"
+        )
     return text
 
 
@@ -453,11 +488,14 @@ def _restore_to_file(args: argparse.Namespace, ctx: Context, store: Store, start
         except BaseException as exc:
             writer.abort()
             progress.close()
-            left = (
-                f"block device {path} is partly written"
-                if device
-                else f"{path} was not created or changed"
-            )
+            if isinstance(writer, DeviceWriter):
+                left = (
+                    f"block device {path} is partly written"
+                    if writer.changed
+                    else f"block device {path} was not changed"
+                )
+            else:
+                left = f"{path} was not created or changed"
             if isinstance(exc, KeyboardInterrupt):
                 raise CliError(f"interrupted: {left}", ExitCode.INTERRUPTED) from None
             ctx.out.warn(f"the restore failed: {left}")

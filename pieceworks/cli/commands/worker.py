@@ -9,7 +9,7 @@ import types
 from typing import TYPE_CHECKING
 
 from pieceworks.cli.exit_codes import ExitCode
-from pieceworks.cli.options import exchange_option, metrics_options, positive_count
+from pieceworks.cli.options import broker_url, exchange_option, metrics_options, positive_count
 
 if TYPE_CHECKING:
     from pieceworks.cli.context import Context
@@ -43,6 +43,7 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--transport",
         metavar="URL",
+        type=broker_url,
         help="the broker, amqp://USER:PASS@HOST/ (default: [jobs] transport)",
     )
     parser.add_argument(
@@ -72,7 +73,8 @@ def run_worker(args: argparse.Namespace, ctx: Context) -> int:
         raise ConfigError("no transport: give --transport amqp://... or set [jobs] transport")
     if (password := url_password(url)) is not None:
         ctx.out.masker.add({password})
-    names = [b.strip() for b in (args.backends or "").split(",") if b.strip()]
+    # Each name once: "a,a" served backend a twice ("worker ready: serving a, a").
+    names = list(dict.fromkeys(b.strip() for b in (args.backends or "").split(",") if b.strip()))
     names = names or sorted(config.backends)
     for name in names:
         ctx.backend(name)  # unknown or unopenable: an error now, not at the first step

@@ -56,6 +56,11 @@ class DiffReport:
     size_b: int
     exact: bool
     ranges: tuple[DiffRange, ...]
+    #: ID2's volume and both backends (``diff --all-volumes`` compares two volumes):
+    #: ``volume_id`` alone named ID1's volume, whichever the other was.
+    volume_b_id: str = ""
+    backend_a: str = ""
+    backend_b: str = ""
 
     @property
     def bytes_differing(self) -> int:
@@ -68,6 +73,9 @@ class DiffReport:
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document of ``pieceworks diff`` (ID1 is ``backup_a_id``, ID2 ``b``).
 
+        ``volume_id`` is ID1's volume, ``volume_b_id`` ID2's (the same one
+        unless ``--all-volumes``), ``backend_a`` and ``backend_b`` their backends.
+
         ``backup_id_a`` and ``backup_id_b`` are the deprecated old names of
         ``backup_a_id`` and ``backup_b_id`` (`pieceworks.common_algorithms.json_fields`).
         """
@@ -75,6 +83,9 @@ class DiffReport:
             "backup_a_id": self.a,
             "backup_b_id": self.b,
             "volume_id": self.volume_id,
+            "volume_b_id": self.volume_b_id or self.volume_id,
+            "backend_a": self.backend_a,
+            "backend_b": self.backend_b or self.backend_a,
             "size_a": self.size_a,
             "size_b": self.size_b,
             "exact": self.exact,
@@ -144,4 +155,7 @@ def diff_manifests(a: Manifest, b: Manifest) -> DiffReport:
         b.size,
         a.chunk_size == b.chunk_size,
         tuple(ranges),
+        volume_b_id=b.volume_id,
+        backend_a=a.backend,
+        backend_b=b.backend,
     )

@@ -12,49 +12,41 @@ failing strategy is reverted (temporary snapshot deleted, partial target
 removed) and the next one runs, as for backup. An existing target volume is
 replaced only when the request says `overwrite`: otherwise the replication
 is refused before anything runs.
+
+The steps around the copy are in `replicate_steps`, the copy itself in
+`replicate_copy` (their task classes are importable from here); `ReplicaCopy`
+stays in this module, as a worker serves a step by its class's full name.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from taskflow import task
 from taskflow.patterns import linear_flow
-from taskflow.types.failure import Failure
 
 from pieceworks.common_algorithms.backend import Backend, Store
-from pieceworks.common_algorithms.encryption_lock import (
-    StoreEncryptedMeanwhile,
-    require_still_plain,
-)
-from pieceworks.common_algorithms.format.chunk_pipeline import backup_chunks, restore_chunks
-from pieceworks.common_algorithms.format.chunk_ranges import coalesce
-from pieceworks.common_algorithms.format.manifest import Manifest
-from pieceworks.common_algorithms.format.stream_copy import check_copy, copy_stream
 from pieceworks.common_algorithms.gc.journal import LocalJournal
-from pieceworks.common_algorithms.gc.leases import (
-    acquire_lease,
-    forget_temporary,
-    lease_renewed,
-    record_temporary,
-    release_lease,
-)
 from pieceworks.common_algorithms.json_fields import with_deprecated
-from pieceworks.common_algorithms.operations.backup_tasks import source_ref
 from pieceworks.common_algorithms.operations.fallback import StrategyFallback
 from pieceworks.common_algorithms.operations.plan import Attempt, Plan
-from pieceworks.common_algorithms.operations.planning import plan_replicate, via_store_sides
+from pieceworks.common_algorithms.operations.planning import plan_replicate
+from pieceworks.common_algorithms.operations.replicate_copy import ReplicaCopier
+from pieceworks.common_algorithms.operations.replicate_steps import (
+    CheckReplicaTarget,
+    PrepareReplicaSource,
+    ReleaseReplicaSource,
+    ReplicaTask,
+    replica_prefix,
+)
 from pieceworks.common_algorithms.operations.requests import (
     ReplicateRequest,
     decode_request,
     request_fields,
 )
-from pieceworks.common_algorithms.operations.reverts import guarded
-from pieceworks.common_algorithms.operations.targets import check_target
 from pieceworks.common_algorithms.placement import (
     DataStep,
     RemoteStep,
@@ -62,25 +54,15 @@ from pieceworks.common_algorithms.placement import (
     host,
     run_data_step,
 )
-from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.common_algorithms.runner import EngineOptions, ProgressCallback, run_flow
-from pieceworks.failpoints import failpoint
-from pieceworks.protocols import (
-    ChunkRef,
-    IAllocatedExtents,
-    IReplicateToPeer,
-    ISnapshot,
-    IStreamIn,
-    IStreamOut,
-    SnapshotRef,
-    Source,
-    VolumeRef,
-)
-from pieceworks.protocols.chunks import DEFAULT_CODEC
 
 __all__ = [
     "BackendOpener",
+    "CheckReplicaTarget",
+    "CopyVolume",
     "CopyVolumeByName",
+    "PrepareReplicaSource",
+    "ReleaseReplicaSource",
     "ReplicaCopy",
     "ReplicateOutcome",
     "StoreOpener",
@@ -90,129 +72,7 @@ __all__ = [
 ]
 
 
-class _ReplicaTask(task.Task):
-    """A step of a replication; names are prefixed with the operation id."""
-
-    STEP: str
-    PROVIDES: str
-    REQUIRES: tuple[str, ...]
-
-    def __init__(
-        self,
-        source: Backend,
-        target: Backend,
-        store: Store | None,
-        request: ReplicateRequest,
-        journal: LocalJournal | None = None,
-    ) -> None:
-        p = _prefix(request)
-        super().__init__(
-            name=f"{p}.{self.STEP}",
-            provides=f"{p}.{self.PROVIDES}",
-            rebind={k: f"{p}.{k}" for k in self.REQUIRES},
-        )
-        self.source, self.target, self.store, self.request = source, target, store, request
-        self.local_journal = journal
-
-    def temporary_snapshot(self, attempt: dict[str, Any]) -> SnapshotRef | None:
-        """The snapshot this attempt takes, if it takes one."""
-        req = self.request
-        if req.snapshot_id or not req.in_use or not self.source.provides(ISnapshot):
-            return None
-        return SnapshotRef(req.volume_id, f"pw-{req.operation_id}-{attempt['strategy']}")
-
-    def journal(self, snapshot: SnapshotRef, *, taken: bool) -> None:
-        """Record a temporary snapshot in the run journal (before it is taken),
-        or drop it (after it is deleted), so that `recover` can clean up after a crash.
-
-        The journal is the store's ``runs/<operation_id>``; without a store,
-        ``<operation_id>.json`` in the local journal (`LocalJournal`: the one
-        given, else ``$PIECEWORKS_HOME/journal``).
-        """
-        entry = {
-            "backend": self.source.name,
-            "volume_id": snapshot.volume_id,
-            "snapshot_id": snapshot.snapshot_id,
-        }
-        op = self.request.operation_id
-        if self.store is None:
-            local = self.local_journal or LocalJournal.default()
-            if taken:
-                local.record(op, f"replicate-{op}", entry)
-            else:
-                local.forget(op, entry)
-        elif taken:
-            record_temporary(self.store.objects, op, f"replicate-{op}", entry)
-        else:
-            forget_temporary(self.store.objects, op, entry)
-
-    def require_plain_store(self, journaled: SnapshotRef) -> None:
-        """Once `journaled` is in the store's journal: stop if a ``key init`` encrypts it.
-
-        The journal entry, plain, is the replication's first object in the
-        store (`encryption_lock`: written, then looked after); on
-        `StoreEncryptedMeanwhile` it is removed again, and no snapshot taken.
-        """
-        if self.store is None:
-            return
-        try:
-            require_still_plain(self.store.name, self.store.objects, writer="replication")
-        except StoreEncryptedMeanwhile:
-            self.journal(journaled, taken=False)
-            raise
-
-
-class CheckReplicaTarget(_ReplicaTask):
-    """Before any strategy runs: refuse to replace an existing target unless asked to.
-
-    Provides the size of the volume that will be replaced (None: none).
-    """
-
-    STEP, PROVIDES, REQUIRES = "check-target", "target", ()
-
-    def execute(self) -> dict[str, Any]:
-        replaced = check_target(
-            self.target,
-            self.request.target_volume,
-            overwrite=self.request.overwrite,
-            operation="replicate",
-        )
-        return {"replaced_size": replaced}
-
-
-class PrepareReplicaSource(_ReplicaTask):
-    """Name what is read: the snapshot asked for, a temporary snapshot, or the volume."""
-
-    STEP, PROVIDES, REQUIRES = "prepare-source", "source", ("attempt",)
-
-    def execute(self, attempt: dict[str, Any]) -> dict[str, str | None]:
-        req = self.request
-        temporary = self.temporary_snapshot(attempt)
-        if temporary is not None:
-            self.journal(temporary, taken=True)
-            self.require_plain_store(temporary)
-            snap = self.source.use(ISnapshot).create_snapshot(
-                VolumeRef(req.volume_id), temporary.snapshot_id
-            )
-            failpoint("replicate.snapshot-created")
-            return {"volume_id": req.volume_id, "snapshot_id": snap.snapshot_id}
-        return {"volume_id": req.volume_id, "snapshot_id": req.snapshot_id}
-
-    def revert(self, attempt: dict[str, Any], result: Any = None, **kwargs: Any) -> None:
-        temporary = self.temporary_snapshot(attempt)
-        if temporary is None:
-            return
-        if isinstance(result, Failure) and result.check(StoreEncryptedMeanwhile):
-            return  # stopped before the snapshot, its journal entry removed
-
-        def undo() -> None:
-            self.source.use(ISnapshot).delete_snapshot(temporary)
-            self.journal(temporary, taken=False)
-
-        guarded(self, f"delete the temporary snapshot {temporary.snapshot_id}", undo)
-
-
-class CopyVolume(DataStep, _ReplicaTask):
+class CopyVolume(DataStep, ReplicaTask):
     """Copy the source into the target volume by the current strategy.
 
     The work (`copy_data`) runs on a worker that serves the source backend when
@@ -238,150 +98,12 @@ class CopyVolume(DataStep, _ReplicaTask):
         )
 
     def copy_data(self, attempt: dict[str, Any], source: dict[str, str | None]) -> dict[str, Any]:
-        """Copy by ``attempt["strategy"]``; the copy's result row."""
-        started = time.monotonic()
-        ref = source_ref(source)
-        target = VolumeRef(self.request.target_volume)
-        strategy = str(attempt["strategy"])
-        if strategy == "native":
-            assert self.target.spec is not None
-            done = self.source.use(IReplicateToPeer).replicate_to(ref, self.target.spec, target)
-            out = {
-                "size": done.size,
-                "bytes_through_manager": 0,
-                "bytes_sent": done.bytes_sent,
-                "verified": "by the backend",
-            }
-        elif strategy == "stream":
-            out = self._stream(ref, target)
-        else:
-            out = self._via_store(ref, target)
-        out["seconds"] = round(time.monotonic() - started, 6)
-        return out
-
-    def _stream(self, ref: Source, target: VolumeRef) -> dict[str, Any]:
-        extents = None
-        if self.source.provides(IAllocatedExtents):
-            extents = self.source.use(IAllocatedExtents).allocated_extents(ref)
-        with closing(self.source.use(IStreamOut).open_read(ref)) as reader:
-            writer = self.target.use(IStreamIn).open_write(target, reader.size)
-            try:
-                stats = copy_stream(
-                    reader,
-                    writer,
-                    chunk_size=self.request.chunk_size,
-                    extents=extents,
-                    progress=ProgressReporter(self.reporter or self, reader.size),
-                )
-            except BaseException:
-                writer.abort()
-                raise
-            writer.commit()
-        verified = "not read back (the target has no stream-out)"
-        if self.target.provides(IStreamOut):
-            check_copy(self.target.use(IStreamOut).open_read(target), stats)
-            verified = "every data chunk read back and hashed"
-        return {
-            "size": stats.size,
-            "bytes_read": stats.bytes_read,
-            "bytes_through_manager": stats.bytes_read + stats.bytes_written,
-            "verified": verified,
-        }
-
-    def _via_store(self, ref: Source, target: VolumeRef) -> dict[str, Any]:
-        """Stage the chunks in the store, then fill the target from them.
-
-        Each side uses its backend's own path when it has one (push, pull:
-        no byte through the manager) and the manager's pipelines otherwise.
-        The staged chunks are referenced by no manifest: the lease keeps GC
-        away until the target has them, and the next GC removes them (unless
-        a backup shares them). A store opened plain that a ``key init``
-        encrypts meanwhile stops the copy (`StoreEncryptedMeanwhile`): looked
-        for once the lease is written, before staging, and (key files) before
-        the staged chunks are read back (`encryption_lock`).
-        """
-        assert self.store is not None
-        out_side, in_side = via_store_sides(self.source, self.target)
-        op = self.request.operation_id
-        failpoint("replicate.before-lease")
-        token = acquire_lease(self.store.objects, op).token
-        try:
-            with lease_renewed(self.store.objects, op, token):
-                require_still_plain(self.store.name, self.store.objects, writer="replication")
-                size, chunks, read, through = self._stage(ref, out_side)
-                failpoint("replicate.staged")
-                require_still_plain(
-                    self.store.name,
-                    self.store.objects,
-                    before_data=False,
-                    writer="replication",
-                    late=_STAGED_ONLY,
-                )
-                through += self._unstage(target, size, chunks, in_side)
-        finally:
-            release_lease(self.store.objects, op, token)
-        return {
-            "size": size,
-            "bytes_read": read,
-            "bytes_through_manager": through,
-            "verified": "every chunk hashed as it was written to the target",
-        }
-
-    def _stage(self, ref: Source, side: str | None) -> tuple[int, Sequence[ChunkRef], int, int]:
-        assert self.store is not None
-        if side == "push":
-            codec = self.source.push_codec(DEFAULT_CODEC)
-            pushed = self.store.push(self.source, ref, self.request.chunk_size, codec)
-            return pushed.size, pushed.chunks, pushed.bytes_read, 0
-        extents = None
-        if self.source.provides(IAllocatedExtents):
-            extents = self.source.use(IAllocatedExtents).allocated_extents(ref)
-        with closing(self.source.use(IStreamOut).open_read(ref)) as reader:
-            if extents is not None:  # by chunk: see `coalesce`
-                extents = coalesce(extents, reader.size, self.request.chunk_size)
-            result = backup_chunks(
-                reader,
-                self.store.objects,
-                chunk_size=self.request.chunk_size,
-                extents=extents,
-                progress=ProgressReporter(self.reporter or self, reader.size),
-            )
-            size = reader.size
-        return size, result.chunks, result.stats.bytes_read, result.stats.bytes_read
-
-    def _unstage(
-        self, target: VolumeRef, size: int, chunks: Sequence[ChunkRef], side: str | None
-    ) -> int:
-        assert self.store is not None
-        if side == "pull":
-            self.store.pull(self.target, target, size, chunks)
-            return 0
-        staged = Manifest(
-            backup_id=self.request.operation_id,
-            volume_id=self.request.volume_id,
-            backend=self.source.name,
-            size=size,
-            chunk_size=self.request.chunk_size,
-            codec="zstd",
-            chunks=chunks,
-            created=time.time(),
-            strategy="via-store",
+        """Copy by ``attempt["strategy"]``; the copy's result row (`ReplicaCopier.copy`)."""
+        copier = ReplicaCopier(
+            self.source, self.target, self.store, self.request, self.reporter or self
         )
-        writer = self.target.use(IStreamIn).open_write(target, size)
-        try:
-            stats = restore_chunks(self.store.objects, staged, writer)
-        except BaseException:
-            writer.abort()
-            raise
-        writer.commit()
-        return stats.bytes_written
+        return copier.copy(attempt, source)
 
-
-#: What a replication stopped by a late key file (`require_still_plain`) left.
-_STAGED_ONLY = (
-    "it stopped with its chunks staged, and the target volume was not written from them"
-    " (they are unreferenced: `pieceworks prune` removes them)"
-)
 
 #: Turn a backend name into that backend, a store name into that store, on the host
 #: where a task runs (its own configuration); `ConfigError` for a name it lacks.
@@ -413,7 +135,7 @@ class CopyVolumeByName(CopyVolume):
         open_backend: BackendOpener,
         open_store: StoreOpener,
     ) -> None:
-        p = _prefix(request)
+        p = replica_prefix(request)
         task.Task.__init__(
             self,
             name=f"{p}.{self.STEP}",
@@ -487,39 +209,6 @@ def replicate_request(fields: Mapping[str, Any], *, strict: bool = False) -> Rep
     return decode_request(ReplicateRequest, fields, strict=strict)
 
 
-class ReleaseReplicaSource(_ReplicaTask):
-    """Delete the temporary snapshot, if this attempt took one."""
-
-    STEP, PROVIDES, REQUIRES = "release-source", "result", ("attempt", "copied", "target")
-
-    def execute(
-        self, attempt: dict[str, Any], copied: dict[str, Any], target: dict[str, Any]
-    ) -> dict[str, Any]:
-        temporary = self.temporary_snapshot(attempt)
-        if temporary is not None:
-            self.source.use(ISnapshot).delete_snapshot(temporary)
-            self.journal(temporary, taken=False)
-            failpoint("replicate.snapshot-deleted")
-        req = self.request
-        return {
-            "operation_id": req.operation_id,
-            "source_backend": self.source.name,
-            "target_backend": self.target.name,
-            "volume_id": req.volume_id,
-            "snapshot_id": req.snapshot_id,
-            "target_volume_id": req.target_volume,
-            "strategy": attempt["strategy"],
-            "failed_strategies": list(attempt.get("failed", [])),
-            "forced": bool(req.in_use and req.force and not self.source.provides(ISnapshot)),
-            "replaced_size": target.get("replaced_size"),
-            **copied,
-        }
-
-
-def _prefix(request: ReplicateRequest) -> str:
-    return f"replicate-{request.operation_id}"
-
-
 def replicate_flow(
     source: Backend,
     target: Backend,
@@ -537,7 +226,7 @@ def replicate_flow(
     (default: `LocalJournal.default`).
     """
     plan = (plan or plan_replicate(source, target, store, request)).require_eligible()
-    p = _prefix(request)
+    p = replica_prefix(request)
     args = (source, target, store, request, journal)
     return linear_flow.Flow(p).add(
         CheckReplicaTarget(*args),
@@ -627,7 +316,7 @@ def replicate(
     """
     started = time.monotonic()
     plan = plan_replicate(source, target, store, request)
-    p = _prefix(request)
+    p = replica_prefix(request)
     result = run_flow(
         replicate_flow(source, target, request, store=store, plan=plan, journal=journal),
         operation="replicate",

@@ -24,7 +24,8 @@ replicate-to-peer      to another rbd backend (same or another pool or cluster),
 
 Modules: `driver` (the class), `_cluster` (options, connection, errors),
 `_images` (image helpers), `_io` (reader, writer), `_tracking` (kept
-snapshots), `_replicate` (native replication). Configuration and a test
+snapshots), `_replicate` (native replication), `_inflight` (the record of
+replications under way, undone after a kill). Configuration and a test
 cluster: docs/drivers.md and ``scripts/ceph/run_ceph.py``.
 """
 

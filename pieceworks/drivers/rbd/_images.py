@@ -52,8 +52,9 @@ def sweep_hidden(ioctx: rados.Ioctx, *, dry_run: bool = False) -> list[tuple[str
     `hidden_name`) is left behind and removed, one of a live process (or of
     another host, unless untouched for an hour) kept. A ``.pw-old`` image
     whose volume is missing is the only copy of that volume (the process
-    died between moving it aside and moving the new one in): it is kept, and
-    the reason says so; so is an image that a client still watches (a killed
+    died between moving it aside and moving the new one in, so what was to
+    replace it never committed): it is renamed back to the volume, and the
+    reason says so. An image that a client still watches is kept (a killed
     client's watch lasts until Ceph times it out, 30 s by default). Failures
     are `BackendError`.
     """
@@ -69,12 +70,22 @@ def sweep_hidden(ioctx: rados.Ioctx, *, dry_run: bool = False) -> list[tuple[str
             continue
         left, reason = _files.temporary_owner_state(name, _age(ioctx, name))
         volume = _files.tagged_volume(rest)
-        if left and kind == "pw-old" and volume not in present:
-            left = False
-            reason += (
-                f"; kept: volume {volume!r} is missing and this is its only copy"
-                f" (rename it back to {volume!r})"
-            )
+        if left and kind == "pw-old" and volume is not None and volume not in present:
+            if watchers(ioctx, name):
+                left = False
+                reason += (
+                    f"; kept: volume {volume!r} is missing and this is its only copy; it is"
+                    " renamed back once a client's watch on it has expired (30 s)"
+                )
+            elif dry_run:
+                reason += f"; volume {volume!r} is missing: this, its only copy, is renamed back"
+            else:
+                with errors(f"cannot rename {name!r} back to {volume!r}"):
+                    rbd_api.rename(ioctx, name, volume)
+                present.add(volume)
+                reason += f"; volume {volume!r} was missing: renamed back (its only copy)"
+            found.append((name, left, reason))
+            continue
         if left and watchers(ioctx, name):
             left = False  # removing it now would wait for Ceph's watch timeout
             reason += "; kept for now: a client's watch on it has not expired (30 s)"

@@ -20,14 +20,23 @@ The semantics of ``rbd export-diff`` / ``rbd import-diff``, through librbd:
 
 The source records the pairing in its image metadata,
 ``pieceworks.replica.<tag> = <source snap id>:<target image id>:<target snap name>``.
+
+Killed mid-way (SIGKILL: no rollback runs), a run leaves its steps recorded
+in each pool (`_inflight`): the next replication of the pair, or ``pieceworks
+recover``, rolls a target written in place back to the common snapshot and
+removes the points the dead run took; a run of the pair that is still alive
+makes another one fail (`BackendError`) rather than write the same target.
+The failpoint ``replicate.chunk-copied`` marks each piece written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from typing import TYPE_CHECKING, Final
 
+from pieceworks.drivers.rbd import _inflight as inflight
 from pieceworks.drivers.rbd import _tracking as tracking
 from pieceworks.drivers.rbd._cluster import Cluster, bindings, errors, short_hash
 from pieceworks.drivers.rbd._images import (
@@ -39,6 +48,7 @@ from pieceworks.drivers.rbd._images import (
     watchers,
 )
 from pieceworks.drivers.rbd._io import RbdWriter, write_nonzero
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
     BackendError,
     Extent,
@@ -46,6 +56,7 @@ from pieceworks.protocols import (
     SnapshotNotFound,
     SnapshotRef,
     Source,
+    TransientError,
     VolumeNotFound,
     VolumeRef,
 )
@@ -57,7 +68,9 @@ if TYPE_CHECKING:
 __all__ = ["replicate"]
 
 PIECE: Final = 4 << 20  # bytes read from the source per librbd call
-_PAIR: Final = "pieceworks.replica."
+_PAIR: Final = inflight.PAIR
+
+log = logging.getLogger(__name__)
 
 
 def replicate(
@@ -76,36 +89,83 @@ def replicate(
         raise BackendError(f"source and target are the same image {source.volume_id!r}")
     tag = short_hash(fsid_there, peer.options.pool, target.volume_id)
     pair_key = f"{_PAIR}{tag}"
-    with open_image(src_io, source.volume_id) as head:
-        with errors(f"cannot snapshot volume {source.volume_id!r} for replication"):
-            point_name, point_id, created = _point(head, source, tag)
-        target_snap = f"{tracking.REPLICA}{tag}-{point_id}"
-        try:
-            with errors(f"cannot replicate {source} to {target.volume_id!r}"):
-                tracking.keep(head, point_id, target_snap)
-                previous = _common(head, pair_key, dst_io, target.volume_id)
-                with open_image(src_io, source.volume_id, point_name, read_only=True) as point:
-                    size = point.size()
-                    if previous is None:
-                        sent = _full(point, dst_io, target.volume_id, target_snap)
-                    else:
-                        sent = _incremental(point, previous, dst_io, target.volume_id, target_snap)
-                with open_image(dst_io, target.volume_id, read_only=True) as copy:
-                    target_id = copy.id()
-                head.metadata_set(pair_key, f"{point_id}:{target_id}:{target_snap}")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                tracking.forget(head, point_id)
-                if created:
-                    head.remove_snap(point_name)
-            raise
-        if previous is not None:
+    step = f"src.{source.volume_id}.{tag}"
+    _settle(src_io, step, f"replication of {source.volume_id!r} to {target.volume_id!r}")
+    _settle(dst_io, f"dst.{target.volume_id}", f"replication into {target.volume_id!r}")
+    inflight.record(src_io, step, volume=source.volume_id, tag=tag)
+    try:
+        with open_image(src_io, source.volume_id) as head:
+            with errors(f"cannot snapshot volume {source.volume_id!r} for replication"):
+                point_name, point_id, created = _point(head, source, tag)
+            target_snap = f"{tracking.REPLICA}{tag}-{point_id}"
+            try:
+                with errors(f"cannot replicate {source} to {target.volume_id!r}"):
+                    tracking.keep(head, point_id, target_snap)
+                    previous = _common(head, pair_key, dst_io, target.volume_id)
+                    _drop_strays(dst_io, target.volume_id, tag, previous)
+                    with open_image(src_io, source.volume_id, point_name, read_only=True) as point:
+                        size = point.size()
+                        if previous is None:
+                            sent = _full(point, dst_io, target.volume_id, target_snap)
+                        else:
+                            sent = _incremental(
+                                point, previous, dst_io, target.volume_id, target_snap
+                            )
+                    with open_image(dst_io, target.volume_id, read_only=True) as copy:
+                        target_id = copy.id()
+                    head.metadata_set(pair_key, f"{point_id}:{target_id}:{target_snap}")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    tracking.forget(head, point_id)
+                    if created:
+                        head.remove_snap(point_name)
+                raise
             with errors("cannot remove the previous replication snapshots"):
-                tracking.drop(head, previous[0])
-                with open_image(dst_io, target.volume_id) as copy:
-                    if copy.snap_exists(previous[2]):
-                        copy.remove_snap(previous[2])
+                # the previous point, and any a killed run of this pair left
+                for snap_id, name in tracking.snapshots(head).items():
+                    if snap_id != point_id and name.startswith(f"{tracking.REPLICA}{tag}-"):
+                        tracking.drop(head, snap_id)
+                if previous is not None:
+                    tracking.drop(head, previous[0])
+                    with open_image(dst_io, target.volume_id) as copy:
+                        if copy.snap_exists(previous[2]):
+                            copy.remove_snap(previous[2])
+    finally:
+        with contextlib.suppress(Exception):
+            inflight.clear(src_io, step)
     return ReplicatedVolume(size, sent)
+
+
+def _settle(ioctx: rados.Ioctx, key: str, what: str) -> None:
+    """Undo what a dead run left under `key`; `BackendError` if a live one runs it now."""
+    entry = inflight.get(ioctx, key)
+    if entry is None:
+        return
+    left, why = entry.state()
+    if not left:
+        if "another host" in why:
+            log.warning("taking over the %s left by a run on another host (%s)", what, why)
+            return
+        raise BackendError(f"another {what} is under way: {why}")
+    done, how = inflight.undo(ioctx, entry)
+    if not done:
+        raise TransientError(f"the {what} a killed run left cannot be undone yet: {how}")
+    log.warning("undid the %s a killed run left (%s): %s", what, why, how)
+
+
+def _drop_strays(
+    dst_io: rados.Ioctx, target_name: str, tag: str, previous: tuple[int, str, str] | None
+) -> None:
+    """Remove the target's ``pw-repl-<tag>-*`` snapshots but the common one (killed runs')."""
+    keep = previous[2] if previous is not None else None
+    prefix = f"{tracking.REPLICA}{tag}-"
+    try:
+        with open_image(dst_io, target_name) as copy:
+            for name in tracking.snapshots(copy).values():
+                if name.startswith(prefix) and name != keep:
+                    copy.remove_snap(name)
+    except VolumeNotFound:
+        return
 
 
 def _point(head: rbd.Image, source: Source, tag: str) -> tuple[str, int, bool]:
@@ -162,6 +222,7 @@ def _copy(
                 data += bytes(n - len(data))
             sent += write_nonzero(dst, offset, data, zero_fill=zero_fill)
             offset += n
+            failpoint("replicate.chunk-copied")
     return sent
 
 
@@ -198,6 +259,7 @@ def _incremental(
             " into it"
         )
     size = point.size()
+    step = f"dst.{target_name}"
     with open_image(dst_io, target_name) as copy:
         own_changes = changed_since(copy, prev_target_snap)
         # The point to roll back to on failure: the common snapshot itself when the
@@ -205,6 +267,16 @@ def _incremental(
         undo = prev_target_snap
         if own_changes:
             undo = f"pw-undo-{secrets.token_hex(6)}"
+        inflight.record(
+            dst_io,
+            step,
+            volume=target_name,
+            image_id=copy.id(),
+            undo=undo,
+            created_undo="1" if undo != prev_target_snap else "0",
+            target_snap=target_snap,
+        )
+        if undo != prev_target_snap:
             copy.create_snap(undo)
         try:
             if copy.size() != size:
@@ -220,7 +292,10 @@ def _incremental(
             if undo != prev_target_snap:
                 with contextlib.suppress(Exception):
                     copy.remove_snap(undo)
+            with contextlib.suppress(Exception):
+                inflight.clear(dst_io, step)
             raise
         if undo != prev_target_snap:
             copy.remove_snap(undo)
+    inflight.clear(dst_io, step)
     return sent

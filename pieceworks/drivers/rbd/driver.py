@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
+from pieceworks.drivers.rbd import _inflight as inflight
 from pieceworks.drivers.rbd import _tracking as tracking
 from pieceworks.drivers.rbd._cluster import Cluster, Options, bindings, errors
 from pieceworks.drivers.rbd._images import (
@@ -59,6 +60,8 @@ __all__ = ["RbdDriver"]
 log = logging.getLogger(__name__)
 
 _TOKEN = "rbd1"
+#: Change-tracking bases kept when a new one is taken (the newest ones).
+KEPT_BASES = 2
 
 
 class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, ReplicateToPeer):
@@ -173,9 +176,10 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
 
         `source` a snapshot: that snapshot becomes the base (deleting it
         later renames it ``pw-base-<id>``); a volume: a new snapshot
-        ``pw-base-<id>`` is taken. Bases older than the newest existing one
-        are removed first, so a volume has at most two while a backup runs
-        and one after an incremental.
+        ``pw-base-<id>`` is taken. Bases older than the two newest existing
+        ones are removed first (`KEPT_BASES`), so a volume has at most three
+        while a backup runs: the base of the last backup survives one that
+        failed, or was killed, after taking its own.
         """
         with (
             self._writing(),
@@ -184,7 +188,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
         ):
             snaps = tracking.snapshots(image)
             bases = self._bases(image, snaps)
-            for snap_id in bases[:-1]:
+            for snap_id in bases[:-KEPT_BASES]:
                 tracking.drop(image, snap_id)
             if isinstance(source, SnapshotRef):
                 if not image.snap_exists(source.snapshot_id):
@@ -203,9 +207,13 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
 
         Over-reports (safely) at object granularity: for an object (4 MiB by
         default) that did not exist in the base, RBD reports from the
-        object's start to the end of its data. Afterwards every base but the
-        newest is removed. `ChangeTrackingLost` if the token is not one of
-        this driver's, or names another image or a snapshot that is gone.
+        object's start to the end of its data. Afterwards the bases older
+        than `since`'s are removed (it and the newer ones stay: a backup that
+        fails after this call leaves its parent's base, so the next
+        incremental still reads only what changed); after a lost token, all
+        but the `KEPT_BASES` newest. `ChangeTrackingLost` if the token is
+        not one of this driver's, or names another image or a snapshot that
+        is gone.
         """
         try:
             kind, image_id, snap_text = since.split(":")
@@ -214,6 +222,7 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
             raise ChangeTrackingLost(f"not an rbd change token: {since!r}") from None
         if kind != _TOKEN:
             raise ChangeTrackingLost(f"not an rbd change token: {since!r}")
+        kept_from: int | None = None
         try:
             image = self._open_source(source)
             try:
@@ -228,11 +237,13 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
                         raise ChangeTrackingLost(
                             f"the base snapshot (id {snap_id}) of token {since!r} is gone"
                         )
-                    return changed_since(image, base)
+                    changed = changed_since(image, base)
+                    kept_from = snap_id
+                    return changed
             finally:
                 image.close()
         finally:
-            self._drop_old_bases(VolumeRef(source.volume_id))
+            self._drop_old_bases(VolumeRef(source.volume_id), kept_from)
 
     # -- replicate-to-peer ------------------------------------------------
 
@@ -263,13 +274,35 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
     # -- plain helpers for tests, the CLI and the demo (not capabilities) ----
 
     def sweep_temporary(self, *, dry_run: bool = False) -> list[tuple[str, bool, str]]:
-        """Remove the hidden images (``.pw-in.*``, ``.pw-old.*``) of dead processes.
+        """Undo what dead processes left in the pool: hidden images, native replications.
 
-        Returns ``(image, left_behind, reason)`` for each hidden image of the
-        pool; left-behind ones are removed unless `dry_run` (see
-        `sweep_hidden`). Used by ``pieceworks recover``.
+        Returns ``(item, left_behind, reason)`` for each hidden image of the
+        pool (``.pw-in.*``, ``.pw-old.*``: left-behind ones are removed, see
+        `sweep_hidden`) and each native replication step under way
+        (``<volume>@replication-source.<tag>``: the points a killed run took
+        are removed; ``<volume>@replication-target``: a target a killed run
+        wrote in place is rolled back to the last common snapshot; see
+        `_inflight`). Nothing is changed if `dry_run`. Used by ``pieceworks
+        recover``.
         """
-        return sweep_hidden(self._cluster.ioctx(), dry_run=dry_run)
+        ioctx = self._cluster.ioctx()
+        found = sweep_hidden(ioctx, dry_run=dry_run)
+        for entry in inflight.entries(ioctx):
+            kind, _, rest = entry.key.partition(".")
+            if kind == "dst":
+                item = f"{rest}@replication-target"
+            else:
+                volume, _, tag = rest.rpartition(".")
+                item = f"{volume}@replication-source.{tag}"
+            left, why = entry.state()
+            if left and not dry_run:
+                done, how = inflight.undo(ioctx, entry)
+                if not done:
+                    left, why = False, f"{why}; kept for now: {how}"
+                else:
+                    why = f"{why}; {how}"
+            found.append((item, left, why))
+        return found
 
     def list_volumes(self) -> list[VolumeRef]:
         """Every image of the pool whose name is a valid volume id, sorted."""
@@ -364,11 +397,16 @@ class RbdDriver(Snapshot, StreamOut, StreamIn, AllocatedExtents, ChangedBlocks, 
                 tracking.forget(image, snap_id)
         return sorted(bases)
 
-    def _drop_old_bases(self, volume: VolumeRef) -> None:
+    def _drop_old_bases(self, volume: VolumeRef, kept_from: int | None) -> None:
+        """Remove the bases older than `kept_from`; None: all but the `KEPT_BASES` newest."""
         try:
             with self._head(volume) as image, errors(f"cannot clean up bases of {volume}"):
                 bases = self._bases(image, tracking.snapshots(image))
-                for snap_id in bases[:-1]:
+                if kept_from is None:
+                    old = bases[:-KEPT_BASES]
+                else:
+                    old = [b for b in bases if b < kept_from]
+                for snap_id in old:
                     tracking.drop(image, snap_id)
         except (BackendError, VolumeNotFound) as exc:
             log.warning("old change-tracking snapshots of %s stay: %s", volume.volume_id, exc)
