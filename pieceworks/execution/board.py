@@ -219,6 +219,8 @@ class LeasedRedisJobBoard(RedisJobBoard):
             self._before_claim(job)
         try:
             self._claim_checked(job, who, expiry)
+        except UnclaimableJob:
+            raise  # a JobFailure too, but the board answered: another owner holds the job
         except JobFailure as exc:
             if self.reachability is None:
                 raise

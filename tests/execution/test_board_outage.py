@@ -1,4 +1,5 @@
-"""A jobboard (Redis) out of reach for a moment while a job runs does not cost the job.
+"""A jobboard (Redis) out of reach for a moment while a job runs does not cost the job; a
+job another conductor holds is not an outage.
 
 The conductor reaches Redis through a `TcpGate` that the test shuts while a
 backup's transfer runs and opens again a moment after the transfer ended.
@@ -16,7 +17,9 @@ import signal
 import time
 from pathlib import Path
 
+from pieceworks.common_algorithms.runner import open_persistence
 from pieceworks.execution import wait_for
+from pieceworks.execution.board import connected_board, jobboard_conf
 from tests.execution.support import (
     CHUNK,
     PERSISTENCE,
@@ -68,3 +71,27 @@ def test_a_jobboard_blip_at_the_end_of_a_step_does_not_lose_the_job(
     assert "confirmed the claim on job" in text and "again after" in text, text
     assert "lost the claim" not in text, text
     proc.send_signal(signal.SIGTERM)  # already gone; harmless
+
+
+def test_a_job_claimed_by_another_conductor_is_not_a_jobboard_outage(
+    board: Board, tmp_path: Path
+) -> None:
+    """TaskFlow's "already claimed by ..." is a JobFailure (UnclaimableJob): the board answered.
+    It was logged as the jobboard being unreachable, with a traceback, at every poll."""
+    config = slow_config(board, tmp_path)
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
+    with (
+        open_persistence(PERSISTENCE) as persistence,
+        connected_board("rival", jobboard_conf(board.url), persistence) as rival,
+    ):
+        listed = next(j for j in rival.iterjobs(ensure_fresh=True) if j.uuid == job.job_uuid)
+        rival.claim(listed, "rival conductor")
+        proc, ev = board.conductor("polite", config=config)
+        poll("a few polls", lambda: board.log("polite").count("conductor polite on") == 1, 60)
+        time.sleep(3)  # about 15 polls of --wait-timeout 0.2, each finding the job claimed
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, board.log("polite")
+        rival.abandon(listed, "rival conductor")
+    text = board.log("polite")
+    assert "unreachable" not in text and "Traceback" not in text, text
+    assert not events(ev)
