@@ -81,11 +81,9 @@ class ConductorNameInUse(ConfigError):
 
 
 def _describe(record: dict[str, Any], now: float) -> str:
+    """The holder of `record` for messages: its claim owner (name, host, pid, run token)."""
     heartbeat = float(record.get("heartbeat") or 0.0)
-    return (
-        f"{record.get('owner')!r} (host {record.get('host')}, pid {record.get('pid')},"
-        f" last heartbeat {max(now - heartbeat, 0.0):.1f} s ago)"
-    )
+    return f"{record.get('owner')!r} (last heartbeat {max(now - heartbeat, 0.0):.1f} s ago)"
 
 
 def _pid_alive(pid: int) -> bool:
