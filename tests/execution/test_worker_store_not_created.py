@@ -22,9 +22,7 @@ from tests.execution.support import CHUNK, Board, make_volume
 from tests.execution.test_workers import TRANSPORT, host_config, start_worker
 
 
-def test_a_worker_declines_a_step_on_a_store_it_does_not_have(
-    board: Board, tmp_path: Path
-) -> None:
+def test_a_worker_declines_a_step_on_a_store_it_does_not_have(board: Board, tmp_path: Path) -> None:
     make_volume(tmp_path / "volumes", "vol-1", 4)
     start_worker(board, "worker-1", host_config(board, tmp_path))
     seen: list[dict[str, object]] = []
