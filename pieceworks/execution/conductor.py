@@ -63,6 +63,7 @@ from pieceworks.execution.jobs import cancel_requested, update_book_meta
 from pieceworks.execution.liveness import ConductorNameInUse, NameRegistration
 from pieceworks.execution.metrics import ConductorMetrics
 from pieceworks.execution.reachability import REMIND_EVERY, Reachability
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ConfigError, PieceworksError
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
@@ -354,11 +355,11 @@ def run_conductor(
         board = _conductor_board(
             name, board_conf, persistence, events, routing, metrics, remind_every
         )
-        book = _Bookkeeper(name, persistence, events, max_dispatches, metrics)
         janitor = None
         if keep_finished is not None:
             where = describe_persistence(persistence_url)
             janitor = LogbookJanitor(persistence, keep_finished, where=where)
+        book = _Bookkeeper(name, persistence, events, max_dispatches, metrics, janitor)
         conductor = PieceworksConductor(
             owner,
             board,
@@ -423,8 +424,10 @@ class _Bookkeeper:
         events: EventSink | None,
         max_dispatches: int | None,
         metrics: ConductorMetrics | None = None,
+        janitor: LogbookJanitor | None = None,
     ) -> None:
         self.name = name
+        self.janitor = janitor
         self.metrics = metrics
         self.persistence = persistence
         self.events = events
@@ -468,10 +471,16 @@ class _Bookkeeper:
         job: Job = details["job"]
         log.info("%s %s job %s (%s)", self.name, kind, job.uuid, job.name)
         if kind == "consumed" and job.book_uuid is not None:
+            failpoint("job.consumed")
+            ended = time.time()
             try:
-                update_book_meta(self.persistence, job.book_uuid, finished=time.time())
-            except Exception:
-                log.warning("could not mark job %s finished", job.uuid, exc_info=True)
+                update_book_meta(self.persistence, job.book_uuid, finished=ended)
+            except Exception as exc:
+                later = "; marked later" if self.janitor is not None else ""
+                log.warning("could not mark job %s finished: %s%s", job.uuid, exc, later)
+                log.debug("the mark failed with", exc_info=True)
+                if self.janitor is not None:
+                    self.janitor.mark_later(job.book_uuid, ended)
         if self.metrics is not None:
             result = self._result(job) if kind == "consumed" else None
             self.metrics.on_finish(job.uuid, kind, result)

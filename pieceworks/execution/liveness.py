@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from pieceworks.execution.board import LeasedRedisJobBoard
+from pieceworks.execution.board import JobboardUnavailable, LeasedRedisJobBoard
 from pieceworks.protocols import ConfigError
 
 __all__ = ["ConductorNameInUse", "NameRegistration"]
@@ -81,11 +81,9 @@ class ConductorNameInUse(ConfigError):
 
 
 def _describe(record: dict[str, Any], now: float) -> str:
+    """The holder of `record` for messages: its claim owner (name, host, pid, run token)."""
     heartbeat = float(record.get("heartbeat") or 0.0)
-    return (
-        f"{record.get('owner')!r} (host {record.get('host')}, pid {record.get('pid')},"
-        f" last heartbeat {max(now - heartbeat, 0.0):.1f} s ago)"
-    )
+    return f"{record.get('owner')!r} (last heartbeat {max(now - heartbeat, 0.0):.1f} s ago)"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -147,7 +145,23 @@ class NameRegistration:
 
         Waits at most about `expiry` seconds (a holder on another host that
         neither renews nor lets its record lapse cannot be: Redis expires it).
+        `JobboardUnavailable` (naming the board) if Redis cannot be reached.
         """
+        import redis  # noqa: PLC0415 (TaskFlow's board client)
+
+        try:
+            self._acquire()
+        except redis.RedisError as exc:
+            where = self.board.reachability.board if self.board.reachability else "the jobboard"
+            raise JobboardUnavailable(
+                f"cannot reach {where} to register conductor name {self.name!r}: {exc}"
+            ) from None
+        self._thread = threading.Thread(
+            target=self._renew, name="pieceworks-name-registration", daemon=True
+        )
+        self._thread.start()
+
+    def _acquire(self) -> None:
         client = self.board.redis_client
         first: bytes | None = None
         deadline = time.monotonic() + self.expiry + 2 * LOOK_EVERY
@@ -184,10 +198,6 @@ class NameRegistration:
                     f" {_describe(record, now)}: two conductors must not share a --name"
                 )
             time.sleep(LOOK_EVERY)
-        self._thread = threading.Thread(
-            target=self._renew, name="pieceworks-name-registration", daemon=True
-        )
-        self._thread.start()
 
     @staticmethod
     def _dead_here(record: dict[str, Any]) -> bool:

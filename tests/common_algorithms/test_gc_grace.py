@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,8 @@ from pieceworks.common_algorithms.gc.collection import (
 )
 from pieceworks.drivers import posix_store
 from pieceworks.drivers.posix_store import PosixStore
+from pieceworks.protocols.encrypted_store import EncryptedStore
+from pieceworks.protocols.encryption import StoreKeys
 from tests.fixtures.swift_server import SwiftServer
 from tests.support.remote_stores import swift_store
 
@@ -134,3 +137,14 @@ def test_a_store_on_a_network_file_system_keeps_the_default_grace(
         store = PosixStore(tmp_path / "store", durable=False)
         assert store.consistent_listings is consistent
         assert default_grace(store) == DEFAULT_GRACE
+
+
+def test_an_encrypted_store_has_the_grace_of_the_store_it_seals_into(tmp_path: Path) -> None:
+    """`pieceworks key init` wraps the store: the wrapper kept young chunks on a local disk."""
+    local = PosixStore(tmp_path / "store", durable=False)
+    keys = StoreKeys.from_master(bytes(range(32)))
+    sealed = EncryptedStore(local, keys)
+    assert sealed.consistent_listings is True
+    assert default_grace(sealed) == 0.0
+    unknown: Any = object()
+    assert default_grace(EncryptedStore(unknown, keys)) == DEFAULT_GRACE

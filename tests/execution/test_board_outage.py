@@ -17,9 +17,19 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from pieceworks.common_algorithms.runner import open_persistence
 from pieceworks.execution import wait_for
-from pieceworks.execution.board import connected_board, jobboard_conf
+from pieceworks.execution.board import (
+    JobboardUnavailable,
+    LeasedRedisJobBoard,
+    connected_board,
+    describe_board,
+    jobboard_conf,
+)
+from pieceworks.execution.liveness import NameRegistration
+from pieceworks.execution.reachability import Reachability
 from tests.execution.support import (
     CHUNK,
     PERSISTENCE,
@@ -95,3 +105,24 @@ def test_a_job_claimed_by_another_conductor_is_not_a_jobboard_outage(
     text = board.log("polite")
     assert "unreachable" not in text and "Traceback" not in text, text
     assert not events(ev)
+
+
+def test_registering_the_name_with_the_board_out_of_reach_names_the_board(board: Board) -> None:
+    """The jobboard gone between the start-up check and the name's registration: the error
+    names the board (it was redis-py's ConnectionError, an unexpected error)."""
+    with TcpGate(REDIS_PORT) as gate, open_persistence(PERSISTENCE) as persistence:
+        conf = jobboard_conf(board.url.replace(f":{REDIS_PORT}/", f":{gate.port}/"))
+        where = describe_board(conf)
+        leased = LeasedRedisJobBoard(
+            "probe", conf, persistence, reachability=Reachability(where, "probe")
+        )
+        leased.connect()
+        try:
+            gate.shut()
+            registration = NameRegistration(leased, "probe", "probe (test)", 3.0, print)
+            with pytest.raises(JobboardUnavailable) as raised:
+                registration.acquire()
+        finally:
+            leased.close()
+    text = str(raised.value)
+    assert text.startswith(f"cannot reach {where} to register conductor name 'probe': "), text
