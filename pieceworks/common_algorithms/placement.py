@@ -30,7 +30,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from taskflow import task
 
@@ -168,6 +168,15 @@ class RemoteStep(task.Task):
     """
 
     TASK_EVENTS = (task.EVENT_UPDATE_PROGRESS, HEARTBEAT)
+
+    #: Arguments of `work` added after request protocol 1 that only change how
+    #: the result is shaped, never what is done: a worker that predates them
+    #: either ignores them (protocol 1 and later, with a warning) or, older
+    #: still, fails the call with ``TypeError: ... unexpected keyword argument``
+    #: before doing anything, and the dispatcher then asks it again without
+    #: them (`pieceworks.execution.dispatch`). Such an argument's default is
+    #: what the older versions did.
+    OPTIONAL_ARGUMENTS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
