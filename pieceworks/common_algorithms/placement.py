@@ -37,7 +37,12 @@ from taskflow import task
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.gc.markers import heartbeat
 from pieceworks.protocols import ConfigError, PieceworksError
-from pieceworks.protocols.errors import BackendNotFound, IncompatibleRequest, StoreNotFound
+from pieceworks.protocols.errors import (
+    BackendNotFound,
+    IncompatibleRequest,
+    StoreMissing,
+    StoreNotFound,
+)
 
 __all__ = [
     "HEARTBEAT",
@@ -113,10 +118,11 @@ class NotServedHere(PieceworksError):
 @contextmanager
 def declining() -> Iterator[None]:
     """A name this host lacks or cannot open (`BackendNotFound`, `StoreNotFound`,
-    `ConfigError`) becomes `NotServedHere` inside the block."""
+    `ConfigError`, a store whose storage this host does not see: `StoreMissing`,
+    never created here) becomes `NotServedHere` inside the block."""
     try:
         yield
-    except (ConfigError, BackendNotFound, StoreNotFound) as exc:
+    except (ConfigError, BackendNotFound, StoreNotFound, StoreMissing) as exc:
         raise NotServedHere(str(exc)) from None
 
 

@@ -1,6 +1,8 @@
 """An object store in one S3 bucket (boto3), for AWS S3 or any S3-compatible service.
 
-`S3Store` keeps every object under its key in one bucket, created if missing:
+`S3Store` keeps every object under its key in one bucket, created if missing
+(with ``create=False``, a missing bucket is `StoreMissing` and nothing is
+created):
 
 * `put` is one PutObject (atomic in S3). An object larger than
   `multipart_threshold` is sent as a multipart upload in `part_size` parts
@@ -71,6 +73,7 @@ from pieceworks.protocols import (
     ObjectNotFound,
     PieceworksError,
     StoredSizes,
+    StoreMissing,
     TransientError,
     validate_key,
 )
@@ -132,7 +135,13 @@ class S3Store(StoredSizes):
         The credentials (for Swift's s3api: ``account:user`` and the key).
     `bucket`
         The bucket that holds the objects (3-63 lowercase letters, digits,
-        ``.`` and ``-``); created if missing.
+        ``.`` and ``-``); created if missing, unless `create` is false.
+    `create`
+        Whether a missing bucket is created when the store is opened
+        (default true: what a backup wants). With false, a bucket that does
+        not exist (HeadBucket answers 404 / ``NoSuchBucket``) raises
+        `StoreMissing` naming it, and nothing is created; the commands that
+        only read a store open it this way.
     `region`
         Default ``us-east-1``.
     `multipart_threshold`, `part_size`
@@ -174,6 +183,8 @@ class S3Store(StoredSizes):
         timeout: float | str = 60.0,
         verify: bool | str = True,
         request_deadline: float | str = _object_client.DEFAULT_REQUEST_DEADLINE,
+        *,
+        create: bool | str = True,
         **unknown: object,
     ) -> None:
         _OPTIONS.refuse_unknown(unknown)
@@ -207,6 +218,7 @@ class S3Store(StoredSizes):
         self._retry = _OPTIONS.retry_policy(retries, backoff, max_backoff, log)
         timeout_s = _OPTIONS.number("timeout", timeout, 0.001)
         self._deadline = _OPTIONS.number("request_deadline", request_deadline, 0.001)
+        make = _OPTIONS.flag("create", create)
         verify_tls: bool | str = verify
         if isinstance(verify, str):
             try:
@@ -243,7 +255,10 @@ class S3Store(StoredSizes):
         self._conditional_puts = True  # until the service says it has none (501)
         self._bucket_seen = 0.0  # when the bucket was last known to exist (monotonic)
         try:
-            self._ensure_bucket()
+            if make:
+                self._ensure_bucket()
+            else:
+                self._require_bucket()
         except _Denied as exc:
             raise ConfigError(str(exc)) from None
 
@@ -541,6 +556,26 @@ class S3Store(StoredSizes):
                         raise
 
         self._call(f"create bucket {self._bucket!r}", ensure)
+        self._bucket_seen = time.monotonic()
+
+    def _require_bucket(self) -> None:
+        """`StoreMissing` if the store's bucket does not exist (one HeadBucket; nothing made)."""
+
+        def exists() -> bool:
+            try:
+                self._client.head_bucket(Bucket=self._bucket)
+            except ClientError as exc:
+                if _status(exc) == 404 or _code(exc) in _NO_BUCKET_CODES:
+                    return False
+                raise
+            return True
+
+        if not self._call(f"head bucket {self._bucket!r}", exists):
+            raise StoreMissing(
+                f"{self._label} does not exist (no bucket {self._bucket!r}); nothing was"
+                " created: check the bucket's name, or run a backup to create it",
+                self._label,
+            )
         self._bucket_seen = time.monotonic()
 
     def _call(

@@ -1,7 +1,8 @@
 """An object store in one OpenStack Swift container (python-swiftclient).
 
 `SwiftStore` keeps every object under its key in one container, created if
-missing:
+missing (with ``create=False``, a missing container is `StoreMissing` and
+nothing is created):
 
 * `put` is one object PUT, atomic in Swift. An object larger than
   `segment_size` becomes a Static Large Object: its segments go to the
@@ -73,6 +74,7 @@ from pieceworks.protocols import (
     ObjectNotFound,
     PieceworksError,
     StoredSizes,
+    StoreMissing,
     TransientError,
     validate_key,
 )
@@ -117,7 +119,15 @@ class SwiftStore(StoredSizes):
         Where and as whom to authenticate (tempauth ``account:user`` for
         v1 auth).
     `container`
-        The container that holds the objects; created if missing.
+        The container that holds the objects; created if missing, unless
+        `create` is false.
+    `create`
+        Whether a missing container is created when the store is opened
+        (default true: what a backup wants). With false, a container that
+        does not exist (HEAD answers 404) raises `StoreMissing` naming it,
+        and nothing is created; the commands that only read a store open it
+        this way. (The segment container is made on the first large write
+        either way.)
     `auth_version`
         ``1`` (default), ``2`` or ``3`` (2 and 3 need python-keystoneclient
         and take `project_name`, `project_domain_name`, `user_domain_name`,
@@ -159,6 +169,8 @@ class SwiftStore(StoredSizes):
         timeout: float | str = 60.0,
         request_deadline: float | str = _object_client.DEFAULT_REQUEST_DEADLINE,
         insecure: bool | str = False,
+        *,
+        create: bool | str = True,
         **unknown: object,
     ) -> None:
         os_options = {k: str(unknown.pop(k)) for k in _OS_OPTIONS if k in unknown}
@@ -189,6 +201,7 @@ class SwiftStore(StoredSizes):
         self._timeout = _OPTIONS.number("timeout", timeout, 0.001)
         self._deadline = _OPTIONS.number("request_deadline", request_deadline, 0.001)
         self._insecure = _OPTIONS.flag("insecure", insecure)
+        make = _OPTIONS.flag("create", create)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # to close them
@@ -199,7 +212,10 @@ class SwiftStore(StoredSizes):
         self._container_seen = 0.0  # when the container was last known to exist (monotonic)
         self._page: int | None = None  # names per listing page (`_page_size`)
         try:
-            self._ensure_container(self._container)
+            if make:
+                self._ensure_container(self._container)
+            else:
+                self._require_container()
         except _Denied as exc:
             raise ConfigError(str(exc)) from None
 
@@ -516,6 +532,26 @@ class SwiftStore(StoredSizes):
         self._call(f"create container {container!r}", ensure)
         if container == self._container:
             self._container_seen = time.monotonic()
+
+    def _require_container(self) -> None:
+        """`StoreMissing` if the store's container does not exist (one HEAD; nothing made)."""
+
+        def exists(conn: Any) -> bool:
+            try:
+                conn.head_container(self._container)
+            except ClientException as exc:
+                if exc.http_status == 404:
+                    return False
+                raise
+            return True
+
+        if not self._call(f"head container {self._container!r}", exists):
+            raise StoreMissing(
+                f"{self._label} does not exist (no container {self._container!r}); nothing"
+                " was created: check the container's name, or run a backup to create it",
+                self._label,
+            )
+        self._container_seen = time.monotonic()
 
     def _container_still_there(self, conn: Any) -> None:
         """Raise `BackendError` if the container is gone (checked at most every `_GONE_CHECK` s).

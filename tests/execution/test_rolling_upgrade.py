@@ -59,6 +59,8 @@ def transfer(
     Returns the step's result and the dispatcher's events.
     """
     seen: list[dict[str, Any]] = []
+    # A conductor's backup job makes its store before it places a step; workers never do.
+    (board.tmp / "store").mkdir(exist_ok=True)
     dispatcher = WorkerDispatcher(TRANSPORT, exchange=board.namespace, on_event=seen.append)
     arguments = {
         "backend": "lab",

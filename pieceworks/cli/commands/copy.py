@@ -90,7 +90,7 @@ def run_copy(args: argparse.Namespace, ctx: Context) -> int:
     if args.from_store == args.to_store:  # a mistyped command line, not the configuration
         raise CliError(f"--from-store and --to-store are both '{args.from_store}'", ExitCode.USAGE)
     source = ctx.store(args.from_store, source=True, password_file=args.from_password_file)
-    target = ctx.store(args.to_store)
+    target = ctx.store(args.to_store, create=True)  # copying into a new store makes it
     with ctx.progress(f"copy {source.name} -> {target.name}") as progress:
         try:
             outcome = copy_backups(
