@@ -49,24 +49,32 @@ it removes the current ones): pieceworks writes large objects once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import secrets
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
 
 from oslo_utils import strutils
-from swiftclient.client import Connection, get_auth  # type: ignore[import-untyped]
+from swiftclient.client import get_auth  # type: ignore[import-untyped]
 from swiftclient.exceptions import ClientException  # type: ignore[import-untyped]
 
 from pieceworks.drivers import _object_client
+from pieceworks.drivers._swift_wire import (
+    MD5_META,
+    Denied,
+    PageTooLarge,
+    PreconditionFailed,
+    WatchedConnection,
+    delete_large,
+    delete_plain,
+    md5,
+    modified,
+    stored_md5,
+)
 from pieceworks.protocols import (
     BackendError,
     ConfigError,
@@ -85,13 +93,9 @@ __all__ = ["DEFAULT_SEGMENT_SIZE", "SwiftStore"]
 DEFAULT_SEGMENT_SIZE: Final = 64 << 20
 #: 422: the body did not match its ``ETag`` (damaged on the way); sending it again may work.
 _TRANSIENT_STATUS: Final = frozenset({408, 422, 425, 429, 498, 499})
-#: Where a large object keeps the MD5 of its whole body (its ETag is the segments' MD5).
-_MD5_META: Final = "X-Object-Meta-Pieceworks-Md5"
 #: Names per listing page when the cluster does not advertise its
 #: ``container_listing_limit`` (Swift's default limit).
 _PAGE: Final = 10_000
-#: Swift's answer (412) to a listing page larger than its limit: "Maximum limit is 100".
-_MAXIMUM_LIMIT: Final = re.compile(rb"Maximum limit is (\d+)")
 _RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
 #: Seconds between checks, on a 404 for an object, that the container itself still exists.
 _GONE_CHECK: Final = 10.0
@@ -216,7 +220,7 @@ class SwiftStore(StoredSizes):
                 self._ensure_container(self._container)
             else:
                 self._require_container()
-        except _Denied as exc:
+        except Denied as exc:
             raise ConfigError(str(exc)) from None
 
     def __repr__(self) -> str:
@@ -241,8 +245,8 @@ class SwiftStore(StoredSizes):
                 raise TransientError(
                     f"{self._label}: get {key!r}: short read, {len(body)} of {expected} bytes"
                 )
-            want = _stored_md5(headers)
-            if want is not None and _md5(body) != want:  # damaged on the way
+            want = stored_md5(headers)
+            if want is not None and md5(body) != want:  # damaged on the way
                 raise TransientError(
                     f"{self._label}: get {key!r}: the body's MD5 is not the stored {want}"
                 )
@@ -255,13 +259,13 @@ class SwiftStore(StoredSizes):
         headers = self._call(
             f"head {key!r}", lambda c: c.head_object(self._container, key), missing=key
         )
-        modified = _modified(headers)
-        if modified is None:
+        written = modified(headers)
+        if written is None:
             raise BackendError(
                 f"{self._label}: head {key!r}: the answer has no usable X-Timestamp or"
                 " Last-Modified, so the store's clock cannot be read"
             )
-        return ObjectInfo(key, int(headers["content-length"]), modified)
+        return ObjectInfo(key, int(headers["content-length"]), written)
 
     def delete(self, key: str) -> None:
         """Remove `key`; for a large object, its segments too. A missing key is fine.
@@ -279,9 +283,9 @@ class SwiftStore(StoredSizes):
             except ObjectNotFound:
                 return
             if strutils.bool_from_string(headers.get("x-static-large-object")):
-                self._call(f"delete {key!r}", lambda c: _delete_large(c, self._container, key))
+                self._call(f"delete {key!r}", lambda c: delete_large(c, self._container, key))
                 return
-        self._call(f"delete {key!r}", lambda c: _delete_plain(c, self._container, key))
+        self._call(f"delete {key!r}", lambda c: delete_plain(c, self._container, key))
 
     def list(self, prefix: str) -> Iterator[str]:
         for name, _ in self._listing(prefix):
@@ -322,13 +326,13 @@ class SwiftStore(StoredSizes):
                     )
                 except ClientException as exc:
                     if exc.http_status == 412:
-                        raise _PageTooLarge(limit, exc.http_response_content) from None
+                        raise PageTooLarge(limit, exc.http_response_content) from None
                     raise
                 return list(page)
 
             try:
                 page = self._call(f"list {prefix!r}", page_after)
-            except _PageTooLarge as exc:
+            except PageTooLarge as exc:
                 self._page = exc.smaller(self._label)
                 continue
             if not page:
@@ -383,7 +387,7 @@ class SwiftStore(StoredSizes):
         tries = _object_client.Tries()
         try:
             self._put(key, body, {"If-None-Match": "*"}, tries)
-        except _PreconditionFailed:
+        except PreconditionFailed:
             return tries.count > 1 and self._holds(key, body)
         return True
 
@@ -416,9 +420,9 @@ class SwiftStore(StoredSizes):
         `tries` counts the tries of the PUT that makes the object visible.
         """
         if len(body) > self._segment_size:
-            self._put_large(key, body, {**headers, _MD5_META: _md5(body)}, tries)
+            self._put_large(key, body, {**headers, MD5_META: md5(body)}, tries)
             return
-        digest = _md5(body)
+        digest = md5(body)
         self._call(
             f"put {key!r}",
             lambda c: c.put_object(
@@ -453,7 +457,7 @@ class SwiftStore(StoredSizes):
         def put_segment(index: int) -> dict[str, object]:
             part = bytes(view[offsets[index] : offsets[index] + self._segment_size])
             name = f"{prefix}{index:08d}"
-            digest = _md5(part)
+            digest = md5(part)
             # Before the PUT: a try whose answer is lost may have stored it all the same.
             uploaded.append(name)
             self._call(
@@ -491,7 +495,7 @@ class SwiftStore(StoredSizes):
             for name in uploaded:  # best effort: a failed put leaves nothing behind
 
                 def remove(conn: Any, name: str = name) -> None:
-                    _delete_plain(conn, self._segment_container, name)
+                    delete_plain(conn, self._segment_container, name)
 
                 try:
                     self._call(f"remove segment {name!r}", remove)
@@ -611,7 +615,7 @@ class SwiftStore(StoredSizes):
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _Connection(
+            conn = WatchedConnection(
                 retries=0, timeout=self._timeout, insecure=self._insecure, auth_version="1.0"
             )
             self._local.conn = conn
@@ -665,7 +669,7 @@ class SwiftStore(StoredSizes):
                         self._container_still_there(conn)
                         raise ObjectNotFound(f"no object {missing!r}") from None
                     if exc.http_status == 412:
-                        raise _PreconditionFailed(self._scrub(str(exc))) from None
+                        raise PreconditionFailed(self._scrub(str(exc))) from None
                     raise self._error(what, exc) from None
                 except OSError as exc:  # requests' errors are OSErrors: connection, timeout
                     conn.close()  # start the next try on a new connection
@@ -691,154 +695,9 @@ class SwiftStore(StoredSizes):
         if status is not None and (status >= 500 or status in _TRANSIENT_STATUS):
             return TransientError(message)
         if status in (401, 403):
-            return _Denied(f"{message} (check user, key and the account's ACLs)")
+            return Denied(f"{message} (check user, key and the account's ACLs)")
         return BackendError(message)
 
     def _scrub(self, text: str) -> str:
         """`text` with the key and anything that looks like a secret masked."""
         return _object_client.scrub(text, (self._key, self._token))
-
-
-def _delete_large(conn: Any, container: str, name: str) -> None:
-    """DELETE a Static Large Object: its segments, then its manifest.
-
-    ``multipart-manifest=delete`` answers 200 with a bulk-delete report
-    in the body (it reports a missing object as "not found", not as an
-    error); swiftclient drops that body, so the request is made on the
-    connection directly.
-    """
-    parsed, http = conn.http_conn or conn.http_connection()
-    conn.http_conn = (parsed, http)
-    path = f"{parsed.path.rstrip('/')}/{quote(container)}/{quote(name)}"
-    resp = http.request(
-        "DELETE",
-        f"{path}?multipart-manifest=delete",
-        "",
-        {"X-Auth-Token": conn.token, "Accept": "application/json"},
-    )
-    status, body = int(resp.status_code), bytes(resp.content)
-    if status == 404:
-        return
-    if not 200 <= status < 300:
-        raise ClientException(
-            f"Object DELETE failed: {status} {resp.reason}",
-            http_status=status,
-            http_reason=str(resp.reason),
-            http_response_content=body[:200],
-        )
-    try:
-        report = json.loads(body) if body.strip() else {}
-    except ValueError:
-        report = {}
-    response_status = str(report.get("Response Status", "200"))
-    errors = report.get("Errors") or []
-    code = int(response_status[:3]) if response_status[:3].isdigit() else 500
-    if any("Not an SLO manifest" in str(e) for e in errors):  # replaced by a small one meanwhile
-        _delete_plain(conn, container, name)
-        return
-    if errors or not 200 <= code < 300:
-        raise ClientException(
-            f"Object DELETE failed: {response_status}; errors: {errors}",
-            http_status=code if code >= 300 else 500,
-            http_reason=response_status,
-        )
-
-
-def _delete_plain(conn: Any, container: str, name: str) -> None:
-    """DELETE one object; a missing one is fine."""
-    try:
-        conn.delete_object(container, name)
-    except ClientException as exc:
-        if exc.http_status != 404:
-            raise
-
-
-class _Connection(Connection):  # type: ignore[misc]
-    """A swiftclient `Connection` whose pools tell a request's `Deadline` its connection."""
-
-    def http_connection(self, url: str | None = None) -> Any:
-        parsed, http = super().http_connection(url)
-        session = getattr(http, "request_session", None)
-        for adapter in getattr(session, "adapters", {}).values():
-            _object_client.watch_pools(getattr(adapter, "poolmanager", None))
-        return parsed, http
-
-
-class _Denied(BackendError):
-    """Swift refused access (401 after a new token, 403); a `ConfigError` when opening."""
-
-
-class _PreconditionFailed(BackendError):
-    """Swift answered 412 to ``If-None-Match: *``: the object exists."""
-
-
-class _PageTooLarge(BackendError):
-    """Swift refused (412) a listing page of `limit` names: above its ``container_listing_limit``.
-
-    `answer` is the body of the refusal (``Maximum limit is 100``).
-    """
-
-    def __init__(self, limit: int, answer: object) -> None:
-        super().__init__(f"a listing page of {limit} names is over the cluster's limit")
-        self.limit = limit
-        self.answer = answer if isinstance(answer, bytes) else str(answer or "").encode()
-
-    def smaller(self, label: str) -> int:
-        """The page size to try next: the limit Swift names, else a tenth of this one.
-
-        Raise `BackendError` if there is none smaller (a page of 1 refused:
-        the 412 is not about the page size).
-        """
-        found = _MAXIMUM_LIMIT.search(self.answer)
-        named = int(found.group(1)) if found else 0
-        smaller = named if 1 <= named < self.limit else self.limit // 10
-        if smaller < 1:
-            raise BackendError(
-                f"{label}: Swift refuses container listings (412 Precondition Failed)"
-                f" even a page of {self.limit} name(s): {self.answer[:200]!r}"
-            )
-        log.warning(
-            "%s: Swift refused a listing page of %d names (412: %r); listing %d at a time",
-            label,
-            self.limit,
-            self.answer[:80],
-            smaller,
-        )
-        return smaller
-
-
-def _md5(data: bytes) -> str:
-    """The hex MD5 of `data` (what Swift's ``ETag`` of a plain object is)."""
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def _stored_md5(headers: dict[str, str]) -> str | None:
-    """The MD5 a GET's body must have: the ``ETag`` of a plain object, our metadata for a large one.
-
-    A large object's ``ETag`` is the MD5 of its segments' ETags, so `put`
-    records the whole body's MD5 in `_MD5_META`; a large object written
-    without it, or a Dynamic Large Object (written by other tools), is not
-    checked (None).
-    """
-    if strutils.bool_from_string(headers.get("x-static-large-object")):
-        return headers.get(_MD5_META.lower())
-    if "x-object-manifest" in headers:  # a Dynamic Large Object: its ETag is no body MD5
-        return None
-    etag = headers.get("etag", "").strip('"')
-    return etag if len(etag) == 32 else None
-
-
-def _modified(headers: dict[str, str]) -> float | None:
-    """The object's write time on the store's clock (POSIX seconds); None if not given.
-
-    ``X-Timestamp`` (to the microsecond) where Swift sends it, else
-    ``Last-Modified`` (to the second).
-    """
-    try:
-        stamp = headers.get("x-timestamp")
-        if stamp:
-            return float(stamp)
-        date = headers.get("last-modified")
-        return parsedate_to_datetime(date).timestamp() if date else None
-    except (TypeError, ValueError):
-        return None
