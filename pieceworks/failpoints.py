@@ -138,6 +138,9 @@ FAILPOINTS: Final[Mapping[str, str]] = MappingProxyType(
         "job.manifest-written": (
             "job: a posted backup's manifest is written, the job not yet consumed"
         ),
+        "job.consumed": (
+            "conductor: a job is consumed (off the board), its logbook not yet marked finished"
+        ),
         "status.board-read": (
             "jobs show/list/watch: a job's board state is read, its logbook not yet"
         ),

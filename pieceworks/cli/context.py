@@ -152,16 +152,31 @@ class Context:
         """Every configured backend, by name."""
         return [self.backend(name) for name in sorted(self.config.backends)]
 
-    def raw_store(self, name: str | None = None) -> tuple[str, IObjectStore]:
-        """The chosen store's name and objects as they are stored: sealed if encrypted."""
+    def raw_store(
+        self, name: str | None = None, *, create: bool = False
+    ) -> tuple[str, IObjectStore]:
+        """The chosen store's name and objects as they are stored: sealed if encrypted.
+
+        `create` as for `store`.
+        """
         section = self.config.store(name or self.store_name)
-        return section.name, open_objects(section)
+        return section.name, open_objects(section, create=create)
 
     def store(
-        self, name: str | None = None, *, source: bool = False, password_file: str | None = None
+        self,
+        name: str | None = None,
+        *,
+        source: bool = False,
+        password_file: str | None = None,
+        create: bool = False,
     ) -> Store:
         """The chosen store (``--store``, else the default), with its `StoreSpec`.
 
+        A store whose storage (directory, container, bucket) does not exist
+        is `StoreMissing` (exit 3, naming it) and nothing is created, unless
+        `create`: only commands that write new backups (backup, the target
+        of copy, replicate's run store, key init, demo) pass it. The
+        built-in default store is made either way (its `default_dirs`).
         An encrypted store (one with key files) is opened with its passphrase
         (`read_password`; `source` and `password_file` choose where it comes
         from for the store ``copy`` reads) and returned as an
@@ -181,7 +196,7 @@ class Context:
                     configured=section.password_file,
                 )
 
-            self._stores[section.name] = open_store(section, passphrase)
+            self._stores[section.name] = open_store(section, passphrase, create=create)
         return self._stores[section.name]
 
     def opened_stores(self) -> list[Store]:

@@ -307,7 +307,7 @@ def _run(ctx: Context, where: Path, size: int) -> int:
     )
 
     out = ctx.out
-    backend, store = ctx.backend(), ctx.store()
+    backend, store = ctx.backend(), ctx.store(create=True)
     options = ctx.engine_options()
     out.text(
         f"demo in {where} (backend '{backend.name}': driver file, store '{store.name}': posix)"

@@ -14,6 +14,12 @@ damaged chunks is what verify is for, so its report is a result (exit 1,
 "verify found problems", with each chunk named), while a restore that meets
 one stops without writing the volume, and that is corruption (4), as is a
 damaged manifest for every command.
+
+A configured store that does not exist (`StoreMissing`: no directory,
+container or bucket) exits 3, as an unknown store does: it is the same
+mistake (a misspelt name) one level down, and ``list`` or ``check`` exiting
+0 on an empty store made in its place would vouch for a store that is not
+the operator's. Nothing is created (`pieceworks.cli.context.Context.store`).
 """
 
 from __future__ import annotations
@@ -68,7 +74,9 @@ _MEANING: dict[ExitCode, str] = {
         " PIECEWORKS_FAILPOINTS"
     ),
     ExitCode.NOT_FOUND: (
-        "not found: unknown backend, store, volume or backup, or no registry match"
+        "not found: unknown backend, store, volume or backup, a configured store that does not"
+        " exist (its directory, container or bucket; only backup, copy's target, replicate,"
+        " key init and demo create one), or no registry match"
     ),
     ExitCode.CORRUPT: "corruption: stored data or a manifest fails its checksum",
     ExitCode.DEFERRED: (

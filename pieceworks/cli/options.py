@@ -516,7 +516,11 @@ def plan_output_options(parser: argparse.ArgumentParser) -> None:
         help="text (default), json (same as --json), dot, or svg (needs Graphviz)",
     )
     parser.add_argument(
-        "-o", "--output", type=output_path, metavar="FILE", help="write the plan to FILE"
+        "-o",
+        "--output",
+        type=output_path,
+        metavar="FILE",
+        help="write the plan to FILE ('-': standard output, as without -o)",
     )
 
 

@@ -81,8 +81,9 @@ def _backend(kind_ref: SectionRef, resolve: Resolver | None) -> Backend:
     return open_backend(job_spec("backend", kind_ref, resolve))
 
 
-def _store(kind_ref: SectionRef, resolve: Resolver | None) -> Store:
-    return open_store(job_spec("store", kind_ref, resolve))
+def _store(kind_ref: SectionRef, resolve: Resolver | None, *, create: bool = True) -> Store:
+    """The job's store; with `create` false a missing one is `StoreMissing` (jobs that read)."""
+    return open_store(job_spec("store", kind_ref, resolve), create=create)
 
 
 def backup_request(request: Mapping[str, Any], *, strict: bool = False) -> BackupRequest:
@@ -133,9 +134,10 @@ def restore_job_flow(
     request: Mapping[str, Any],
     resolve: Resolver | None = None,
 ) -> Flow:
-    """The restore flow of a job (see `backup_job_flow`)."""
+    """The restore flow of a job (see `backup_job_flow`); a store that does not exist
+    is `StoreMissing` (the job fails; nothing is created)."""
     req = restore_request(request)
-    return restore_flow(_backend(backend, resolve), _store(store, resolve), req)
+    return restore_flow(_backend(backend, resolve), _store(store, resolve, create=False), req)
 
 
 def verify_job_flow(
@@ -145,14 +147,18 @@ def verify_job_flow(
 ) -> Flow:
     """The verify flow of a job: every chunk of ``request["backup_id"]`` checked.
 
-    `store` is a name (see `backup_job_flow`); no backend is involved.
+    `store` is a name (see `backup_job_flow`); no backend is involved; a
+    store that does not exist is `StoreMissing` (nothing is created).
     `request` holds `VerifyRequest`'s fields. The flow fails with
     `CorruptionError` (its last step, ``verify-<id>.verdict``) when a chunk
     is missing or damaged; its result, ``verify-<id>``'s, lists them all.
     """
     req = verify_request(request)
     return verify_flow(
-        _store(store, resolve), req.backup_id, quarantine=req.quarantine, fail_on_problems=True
+        _store(store, resolve, create=False),
+        req.backup_id,
+        quarantine=req.quarantine,
+        fail_on_problems=True,
     )
 
 

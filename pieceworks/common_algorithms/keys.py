@@ -85,6 +85,8 @@ class WrongPassword(ConfigError):
 class NotEncrypted(ConfigError):
     """The store has no key file: it is a plain store."""
 
+    hint = "`pieceworks key init` encrypts a plain store that holds no backup yet"
+
 
 class KeyNotFound(NotFound):
     """No key file with the id given."""
@@ -92,6 +94,8 @@ class KeyNotFound(NotFound):
 
 class KeyRefused(ConfigError):
     """A key operation that would lose access or mix plain and encrypted data."""
+
+    hint = "`pieceworks key list` shows the store's keys (docs/cli.md, encryption)"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,17 @@ credentials): an unknown or broken driver, an option of the wrong type or
 refused by the driver, a driver that is not one. A failure of the backend
 or store itself (unreachable, say) is a `BackendError` (exit 1).
 
+A store is opened with ``create=True`` (its driver makes a missing
+directory, container or bucket: what a backup wants) or ``create=False``
+(what every command that only reads wants): then a store whose storage does
+not exist is `StoreMissing` (exit 3) naming the configured store, its origin
+and what is missing, and nothing is created. `create` is the store driver's
+own keyword option (``posix``, ``swift`` and ``s3`` take it); a store
+section may set ``create = false`` itself, and then not even a backup
+creates it. A driver without the option is opened as it always was. The
+built-in default store's directory is made whatever `create` says
+(`DriverSpec.default_dirs`): a first run works as it always did.
+
 An encrypted store (one with key files) is opened with the passphrase the
 `passphrase` callback gives, called only then (the command line prompts or
 reads the environment; a conductor reads the spec's `password_file`);
@@ -27,13 +38,14 @@ layer, `pieceworks.drivers.store_opener.open_store` opens a store from a
 
 from __future__ import annotations
 
+import logging
 import os
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from pieceworks.protocols import (
     BackendError,
@@ -43,6 +55,7 @@ from pieceworks.protocols import (
     InvalidDriver,
     InvalidName,
     IObjectStore,
+    StoreMissing,
     StoreSpec,
 )
 from pieceworks.protocols.namespaces import DRIVERS_NAMESPACE, STORES_NAMESPACE
@@ -51,6 +64,7 @@ if TYPE_CHECKING:  # imported where used: the configuration (``--help``) needs o
     from pieceworks.common_algorithms.backend import Backend, Store
 
 __all__ = [
+    "CREATE_OPTION",
     "DriverSpec",
     "OptionValue",
     "Resolver",
@@ -65,6 +79,8 @@ __all__ = [
     "spec_from",
     "value_kind",
 ]
+
+log = logging.getLogger(__name__)
 
 #: A value an option may take (what TOML gives).
 OptionValue = str | int | float | bool
@@ -126,6 +142,9 @@ def spec_from(kind: str, description: Mapping[str, Any], origin: str) -> DriverS
     )
 
 
+#: The store drivers' option saying whether opening makes a missing store (see the module).
+CREATE_OPTION: Final = "create"
+
 #: Turns ``(kind, name)`` (kind ``"backend"`` or ``"store"``) into the host's
 #: ``{"name", "driver", "options"}`` for it (``origin`` and a store's
 #: ``password_file`` if it has them); raises `ConfigError` for a name the
@@ -154,9 +173,12 @@ def job_spec(kind: str, ref: SectionRef, resolve: Resolver | None) -> DriverSpec
     return spec_from(kind, resolve(kind, ref), f"this host's {kind} {ref!r}")
 
 
-def load_driver(spec: DriverSpec) -> object:
+def load_driver(spec: DriverSpec, *, create: bool = True) -> object:
     """`spec`'s driver (a backend's driver, or a store's objects as stored), built.
 
+    For a store, ``create=False`` is passed to a driver that takes a
+    `create` option (see the module): a missing store is then `StoreMissing`,
+    raised again with the configured name and ``spec.origin`` in front.
     Raise `ConfigError` (naming ``spec.origin``) for an unknown or broken
     driver or options it refuses, `BackendError` if it fails otherwise.
     """
@@ -179,8 +201,18 @@ def load_driver(spec: DriverSpec) -> object:
                 f"{spec.origin} {spec.kind} '{spec.name}': cannot make directory {directory}:"
                 f" {exc.strerror or exc}"
             ) from None
+    options = dict(spec.options)
+    if spec.kind == "store" and not create:
+        if _takes_option(factory, CREATE_OPTION):
+            options[CREATE_OPTION] = False  # over the section's own: never create here
+        else:
+            log.debug("store driver %r has no create option: opened as it is", spec.driver)
     try:
-        return factory(**spec.options)
+        return factory(**options)
+    except StoreMissing as exc:
+        raise StoreMissing(
+            f"{spec.origin}: store '{spec.name}': {exc}", exc.location, spec.name
+        ) from None
     except (ConfigError, InvalidName, TypeError, ValueError) as exc:
         raise ConfigError(f"{spec.origin}: {exc}") from None
     except Exception as exc:
@@ -200,9 +232,13 @@ def open_backend(spec: DriverSpec) -> Backend:
         raise ConfigError(f"{spec.origin}: {exc}") from None
 
 
-def open_objects(spec: DriverSpec) -> IObjectStore:
-    """The store's objects as they are stored (sealed if it is encrypted)."""
-    objects = load_driver(spec)
+def open_objects(spec: DriverSpec, *, create: bool = True) -> IObjectStore:
+    """The store's objects as they are stored (sealed if it is encrypted).
+
+    `create`: see `load_driver` (False: `StoreMissing` for a store that does
+    not exist, nothing created).
+    """
+    objects = load_driver(spec, create=create)
     if not IObjectStore.providedBy(objects):
         raise ConfigError(
             f"{spec.origin}: store driver '{spec.driver}' returned {type(objects).__name__},"
@@ -228,19 +264,23 @@ def password_file_passphrase(spec: DriverSpec) -> Passphrase:
     return read
 
 
-def open_store(spec: DriverSpec, passphrase: Passphrase | None = None) -> Store:
+def open_store(
+    spec: DriverSpec, passphrase: Passphrase | None = None, *, create: bool = True
+) -> Store:
     """The store `spec` describes, with its `StoreSpec`; an encrypted one unlocked.
 
     `passphrase` is called only if the store is encrypted (default: read
-    ``spec.password_file``). Raise `ConfigError` as `load_driver` does, and
-    for a wrong passphrase (`WrongPassword`); a missing one raises what
-    `passphrase` raises (`ConfigError` by default).
+    ``spec.password_file``). `create`: whether a store that does not exist
+    is made (a backup) or is `StoreMissing` (a command that reads; nothing
+    is created); see `load_driver`. Raise `ConfigError` as `load_driver`
+    does, and for a wrong passphrase (`WrongPassword`); a missing one raises
+    what `passphrase` raises (`ConfigError` by default).
     """
     from pieceworks.common_algorithms.backend import Store  # noqa: PLC0415
     from pieceworks.common_algorithms.keys import is_encrypted, unlock  # noqa: PLC0415
     from pieceworks.protocols.encrypted_store import EncryptedStore  # noqa: PLC0415
 
-    objects = open_objects(spec)
+    objects = open_objects(spec, create=create)
     if is_encrypted(objects):
         password = (passphrase or password_file_passphrase(spec))()
         objects = EncryptedStore(objects, unlock(objects, password))
@@ -248,6 +288,21 @@ def open_store(spec: DriverSpec, passphrase: Passphrase | None = None) -> Store:
         return Store(spec.name, objects, StoreSpec(spec.name, spec.driver, spec.spec_options()))
     except InvalidDriver as exc:
         raise ConfigError(f"{spec.origin}: {exc}") from None
+
+
+def _takes_option(factory: Callable[..., object], name: str) -> bool:
+    """Whether `factory` declares the keyword parameter `name` (not merely ``**kwargs``)."""
+    import inspect  # noqa: PLC0415 (only when a driver is opened)
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    found = params.get(name)
+    return found is not None and found.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}

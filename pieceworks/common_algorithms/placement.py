@@ -30,14 +30,19 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from taskflow import task
 
 from pieceworks.common_algorithms.backend import Backend, Store
 from pieceworks.common_algorithms.gc.markers import heartbeat
 from pieceworks.protocols import ConfigError, PieceworksError
-from pieceworks.protocols.errors import BackendNotFound, IncompatibleRequest, StoreNotFound
+from pieceworks.protocols.errors import (
+    BackendNotFound,
+    IncompatibleRequest,
+    StoreMissing,
+    StoreNotFound,
+)
 
 __all__ = [
     "HEARTBEAT",
@@ -113,10 +118,11 @@ class NotServedHere(PieceworksError):
 @contextmanager
 def declining() -> Iterator[None]:
     """A name this host lacks or cannot open (`BackendNotFound`, `StoreNotFound`,
-    `ConfigError`) becomes `NotServedHere` inside the block."""
+    `ConfigError`, a store whose storage this host does not see: `StoreMissing`,
+    never created here) becomes `NotServedHere` inside the block."""
     try:
         yield
-    except (ConfigError, BackendNotFound, StoreNotFound) as exc:
+    except (ConfigError, BackendNotFound, StoreNotFound, StoreMissing) as exc:
         raise NotServedHere(str(exc)) from None
 
 
@@ -162,6 +168,15 @@ class RemoteStep(task.Task):
     """
 
     TASK_EVENTS = (task.EVENT_UPDATE_PROGRESS, HEARTBEAT)
+
+    #: Arguments of `work` added after request protocol 1 that only change how
+    #: the result is shaped, never what is done: a worker that predates them
+    #: either ignores them (protocol 1 and later, with a warning) or, older
+    #: still, fails the call with ``TypeError: ... unexpected keyword argument``
+    #: before doing anything, and the dispatcher then asks it again without
+    #: them (`pieceworks.execution.dispatch`). Such an argument's default is
+    #: what the older versions did.
+    OPTIONAL_ARGUMENTS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)

@@ -13,7 +13,14 @@
   keys: a listing per key prefix that many keys share, concurrent HEADs
   for the rest;
 * `mask_url` and `scrub` keep passwords, keys and tokens out of `repr`,
-  messages and logs (`MASK` stands in for them).
+  messages and logs (`MASK` stands in for them);
+* `Deadline` bounds one request's total time: a socket timeout bounds each
+  read, so a service that trickles a byte every few seconds never hits it.
+  `watch_pools` makes a urllib3 pool manager (under requests, for
+  swiftclient, and under botocore) record which connection each request
+  uses; when a request's deadline passes, a watchdog thread shuts that
+  connection's socket down, which ends the blocked read at once, and the
+  store reports `Deadline.error`.
 
 Private to the drivers package: it imports only `pieceworks.protocols`, the
 standard library and the stores' client libraries.
@@ -21,8 +28,14 @@ standard library and the stores' client libraries.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import logging
 import re
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +48,9 @@ from oslo_utils import strutils
 from pieceworks.protocols import ConfigError, TransientError, validate_key
 
 __all__ = [
+    "DEFAULT_REQUEST_DEADLINE",
     "MASK",
+    "Deadline",
     "RetryPolicy",
     "StoreOptions",
     "Tries",
@@ -44,6 +59,7 @@ __all__ = [
     "mask_url",
     "run_all",
     "scrub",
+    "watch_pools",
 ]
 
 #: What stands in for a secret wherever one would be shown.
@@ -54,6 +70,11 @@ _SIZE = re.compile(r"\s*(\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE)
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
+log = logging.getLogger(__name__)
+
+#: Seconds one request (one try) may take in all, plus one second per MiB of its body
+#: (`Deadline.for_body`): a 64 MiB chunk gets 364 s, at least 0.18 MiB/s.
+DEFAULT_REQUEST_DEADLINE: Final = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,3 +302,199 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
         if secret and len(secret) >= _MIN_SECRET:
             text = text.replace(secret, MASK)
     return strutils.mask_password(text, secret=MASK)
+
+
+# -- a total deadline per request ------------------------------------------------------
+
+_current = threading.local()  # .deadline: the `Deadline` of the request this thread runs
+
+
+class Deadline:
+    """The total time one request may take, enforced on its connection's socket.
+
+    Use it as a context manager around one try of one request::
+
+        with Deadline(30.0, "s3 store 'b'", "get 'chunks/ab/..'") as deadline:
+            ...  # the request, through a pool `watch_pools` prepared
+        # if it failed and deadline.fired: raise deadline.error()
+
+    Connections that the thread takes from a watched pool meanwhile are
+    recorded; if the deadline passes first, the watchdog marks it `fired`
+    and shuts their sockets down (both directions), so the read or write in
+    progress fails at once whatever the socket timeout. Cheap to make: one
+    entry in the watchdog's heap, no thread of its own.
+    """
+
+    def __init__(self, seconds: float, store: str, what: str) -> None:
+        self.seconds = seconds
+        self.store = store
+        self.what = what
+        self.fired = False
+        self.expires = 0.0
+        self._lock = threading.Lock()
+        self._connections: set[Any] = set()
+        self._outer: Deadline | None = None
+        self._done = False
+        self._number = -1  # in the watchdog
+
+    @staticmethod
+    def for_body(seconds: float, size: int) -> float:
+        """`seconds` plus one second per MiB of a `size`-byte body."""
+        return seconds + size / (1 << 20)
+
+    def __enter__(self) -> Deadline:
+        self._outer = getattr(_current, "deadline", None)
+        _current.deadline = self
+        self.expires = time.monotonic() + self.seconds
+        self._number = _WATCHDOG.watch(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+            self._connections.clear()
+        _WATCHDOG.forget(self._number)
+        _current.deadline = self._outer
+
+    def error(self) -> TransientError:
+        """What the store raises for a request this deadline cut off (retried like a timeout)."""
+        return TransientError(
+            f"{self.store}: {self.what}: cut off after the request deadline of"
+            f" {self.seconds:.4g} s (option request_deadline): the store did not finish"
+            " answering in time"
+        )
+
+    def adopt(self, connection: Any) -> None:
+        """Record `connection` as used by this request (shut down if the deadline passes)."""
+        with self._lock:
+            if not self._done:
+                self._connections.add(connection)
+            fired = self.fired
+        if fired:
+            _shut(connection)
+
+    def release(self, connection: Any) -> None:
+        """`connection` went back to its pool: another request may use it now."""
+        with self._lock:
+            self._connections.discard(connection)
+
+    def fire(self) -> None:
+        """The deadline passed: shut down every connection of the request (if still running)."""
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            connections = list(self._connections)
+        log.warning("%s: %s: cut off after %.4g s", self.store, self.what, self.seconds)
+        for connection in connections:
+            _shut(connection)
+
+
+def _shut(connection: Any) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread that fires every `Deadline` whose time has come.
+
+    A heap of (expiry, number) and the running deadlines by number; a
+    deadline that ends in time leaves `_live` at once, and its heap entry
+    goes when it reaches the top, or when finished entries outnumber the
+    live ones (then the heap is rebuilt): memory stays in proportion to the
+    requests running, not to those of the last `request_deadline` seconds.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._live: dict[int, Deadline] = {}
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: Deadline) -> int:
+        """Watch `deadline`; its number, for `forget`."""
+        with self._cond:
+            number = next(self._order)
+            self._live[number] = deadline
+            heapq.heappush(self._heap, (deadline.expires, number))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="request-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][1] == number:
+                self._cond.notify()
+            return number
+
+    def forget(self, number: int) -> None:
+        """The deadline `number` ended (in time or not): never fire it."""
+        with self._cond:
+            self._live.pop(number, None)
+            if len(self._heap) > 2 * len(self._live) + 1024:
+                self._heap = [entry for entry in self._heap if entry[1] in self._live]
+                heapq.heapify(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # ended in time: nothing to do
+                if not self._heap:
+                    self._cond.wait(60.0)
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(min(wait, 60.0))
+                    continue
+                due = self._live.pop(heapq.heappop(self._heap)[1])
+            due.fire()
+
+
+_WATCHDOG: Final = _Watchdog()
+_WATCHED: dict[type, type] = {}
+_WATCHED_LOCK: Final = threading.Lock()
+
+
+def _watched(pool_class: type) -> type:
+    """A subclass of the urllib3 connection pool `pool_class` that tells the thread's
+    `Deadline` which connection its request uses."""
+    with _WATCHED_LOCK:
+        found = _WATCHED.get(pool_class)
+        if found is not None:
+            return found
+
+        class Watched(pool_class):  # type: ignore[misc]
+            def _get_conn(self, timeout: float | None = None) -> Any:
+                connection = super()._get_conn(timeout)
+                deadline = getattr(_current, "deadline", None)
+                if deadline is not None:
+                    deadline.adopt(connection)
+                return connection
+
+            def _put_conn(self, connection: Any) -> None:
+                deadline = getattr(_current, "deadline", None)
+                if deadline is not None and connection is not None:
+                    deadline.release(connection)
+                super()._put_conn(connection)
+
+        Watched.__name__ = Watched.__qualname__ = f"Watched{pool_class.__name__}"
+        _WATCHED[pool_class] = Watched
+        return Watched
+
+
+def watch_pools(pool_manager: Any) -> bool:
+    """Make the urllib3 `PoolManager` `pool_manager` make watched pools (see `Deadline`).
+
+    Pools it made before are cleared (made again, watched, when next
+    needed). False if `pool_manager` does not look like a urllib3 pool
+    manager (the deadline is then not enforced on it).
+    """
+    classes = getattr(pool_manager, "pool_classes_by_scheme", None)
+    if not isinstance(classes, dict):
+        return False
+    pool_manager.pool_classes_by_scheme = {scheme: _watched(cls) for scheme, cls in classes.items()}
+    pool_manager.clear()
+    return True

@@ -25,18 +25,26 @@ simplest backend:
   returns: on Linux ``posix_fadvise(DONTNEED)`` writes dirty pages back
   without waiting and keeps them cached), `sync` then makes a whole batch
   durable: one ``fsync`` per file, one per directory, by which time most
-  of the data is on disk already.
+  of the data is on disk already;
+* `consistent_listings` (read by garbage collection, for its grace period):
+  True on a local file system, whose listings see every file renamed into
+  place before they start; False on a network file system (NFS, CIFS,
+  CephFS...), whose clients may list a directory from a cache.
 
-With ``durable=False`` the fsyncs are skipped (for tests and scratch
-stores): a crash may then lose recent objects, but never exposes a partial
-one. A key cannot be both an object and a "directory" of other keys (``a``
-and ``a/b``); POSIX does not allow it, and `put` raises `BackendError`.
+Opening makes the store's directory if it is missing; with ``create=False``
+it makes nothing, and a missing directory (or one that is not a store) is
+`StoreMissing` (see `PosixStore`). With ``durable=False`` the fsyncs are
+skipped (for tests and scratch stores): a crash may then lose recent
+objects, but never exposes a partial one. A key cannot be both an object
+and a "directory" of other keys (``a`` and ``a/b``); POSIX does not allow
+it, and `put` raises `BackendError`.
 """
 
 from __future__ import annotations
 
 import builtins
 import errno
+import functools
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -53,6 +61,7 @@ from pieceworks.protocols import (
     ObjectInfo,
     ObjectNotFound,
     StoredSizes,
+    StoreMissing,
     TransientError,
     validate_key,
 )
@@ -69,37 +78,77 @@ _GET_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 _SYNC_THREADS = 8
 #: Keys `sync` holds at once (see `PosixStore.sync`).
 _SYNC_BATCH = 1024
+#: File system types (``/proc/self/mountinfo``) whose clients may list a directory from a
+#: cache that misses files other hosts wrote lately.
+_NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs", "lustre", "gpfs"}
+)
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+#: The top-level folders of a store (docs/format.md): a directory holding any is a store.
+_STORE_FOLDERS = frozenset({"chunks", "manifests", "leases", "locks", "runs", "quarantine", "keys"})
+#: Entries a fresh file system's root holds: they do not make a directory something else.
+_NOT_CONTENT = frozenset({"lost+found"})
 
 
 @implementer(IDeferredSync)
 class PosixStore(StoredSizes):
-    """An object store in a local (or NFS-mounted) directory."""
+    """An object store in a local (or NFS-mounted) directory.
+
+    Options (keyword arguments; strings from a configuration file are
+    accepted for the flags):
+
+    `path`
+        The store's directory (a link to one is resolved once, here).
+    `durable`
+        Whether writes are made durable with ``fsync`` (default true; see the
+        module).
+    `create`
+        Whether a missing directory is created (default true: what a backup
+        wants). With false, opening a store that does not exist raises
+        `StoreMissing` and creates nothing: the directory is absent (or a
+        dangling link), or it is not a pieceworks store (it holds entries,
+        none of them one of the store's folders ``chunks``, ``manifests``,
+        ``leases``, ``locks``, ``runs``, ``quarantine``, ``keys``; dot files
+        and ``lost+found`` do not count). An empty directory is an empty
+        store. The commands that only read a store open it this way.
+
+    Raise `ConfigError` for an unknown option, a bad flag, or a path that
+    cannot be a store (a file, a directory that cannot be made).
+    """
 
     def __init__(
-        self, path: str | os.PathLike[str], durable: bool | str = True, **unknown: object
+        self,
+        path: str | os.PathLike[str],
+        durable: bool | str = True,
+        *,
+        create: bool | str = True,
+        **unknown: object,
     ) -> None:
         if unknown:
             raise ConfigError(f"posix store: unknown option(s): {', '.join(sorted(unknown))}")
-        if isinstance(durable, str):  # options from a configuration file are strings
-            if durable.lower() not in _BOOLS:
-                raise ConfigError(f"posix store: durable must be true or false, not {durable!r}")
-            durable = _BOOLS[durable.lower()]
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError as exc:
-            where = os.fspath(path)
-            why = (  # makedirs says "File exists" for a file where the directory should be
-                "it is a file, not a directory"
-                if isinstance(exc, FileExistsError) and not os.path.isdir(where)
-                else os_reason(exc, where)
-            )
-            raise ConfigError(f"posix store: cannot use {where!r}: {why}") from exc
+        durable = _flag("durable", durable)
+        self._create = _flag("create", create)
+        where = os.fspath(path)
+        if self._create:
+            _make_store(where)
+        else:
+            _require_store(where)
         self._root = os.path.realpath(path)
         self._durable = durable
 
     def __repr__(self) -> str:
         return f"PosixStore({self._root!r}, durable={self._durable})"
+
+    @functools.cached_property
+    def consistent_listings(self) -> bool:
+        """Whether a listing sees every object written (anywhere) before it starts.
+
+        False on a network file system (`_NETWORK_FS`, ``fuse.*`` network
+        mounts) or when the file system cannot be told: garbage collection
+        then keeps young unreferenced chunks for its grace period.
+        """
+        kind = _filesystem_type(self._root)
+        return kind is not None and kind not in _NETWORK_FS and not kind.startswith("fuse.")
 
     def put(self, key: str, data: bytes | memoryview) -> None:
         path = self._path(key)
@@ -313,6 +362,11 @@ class PosixStore(StoredSizes):
         return tmp
 
     def _make_dirs(self, directory: str, *, wait: bool = True) -> None:
+        if not self._create and not os.path.isdir(self._root):  # never made again by a write
+            raise BackendError(
+                f"posix store: the store's directory {self._root} does not exist (deleted"
+                " while in use?); it was opened without creating it"
+            )
         os.makedirs(directory, exist_ok=True)
         while self._durable and wait and directory != self._root:  # persist each new entry
             directory = os.path.dirname(directory)
@@ -321,6 +375,65 @@ class PosixStore(StoredSizes):
     def _sync_dir(self, directory: str) -> None:
         if self._durable:
             _files.fsync_dir(directory)
+
+
+def _flag(name: str, value: bool | str) -> bool:
+    """A boolean option, from a configuration file's string too; `ConfigError` if neither."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _BOOLS:
+        return _BOOLS[value.lower()]
+    raise ConfigError(f"posix store: {name} must be true or false, not {value!r}")
+
+
+def _make_store(where: str) -> None:
+    """Make the directory `where` (and its parents) unless it exists; `ConfigError` if it cannot."""
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError as exc:
+        why = (  # makedirs says "File exists" for a file where the directory should be
+            "it is a file, not a directory"
+            if isinstance(exc, FileExistsError) and not os.path.isdir(where)
+            else os_reason(exc, where)
+        )
+        raise ConfigError(f"posix store: cannot use {where!r}: {why}") from exc
+
+
+def _require_store(where: str) -> None:
+    """`StoreMissing` unless `where` is a directory that is empty or a pieceworks store.
+
+    Reads only (one ``stat``, one ``listdir``): opening without creating
+    leaves no trace. A directory that cannot be listed is left to the
+    operations that read it (they say why); a file is the `ConfigError` a
+    store that creates says too.
+    """
+    label = f"posix store {where!r}"
+    try:
+        st = os.stat(where)
+    except FileNotFoundError:  # (a file on the way, NotADirectoryError, cannot be a store)
+        raise StoreMissing(
+            f"{label} does not exist (no directory {where}); nothing was created: check the"
+            " path, or run a backup to create the store",
+            label,
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"posix store: cannot use {where!r}: {os_reason(exc, where)}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"posix store: cannot use {where!r}: it is a file, not a directory")
+    try:
+        names = os.listdir(where)
+    except OSError:
+        return
+    others = sorted(n for n in names if not n.startswith(".") and n not in _NOT_CONTENT)
+    if others and not _STORE_FOLDERS.intersection(others):
+        shown = ", ".join(repr(n) for n in others[:3]) + (", ..." if len(others) > 3 else "")
+        raise StoreMissing(
+            f"{label} is not a pieceworks store: the directory holds {len(others)} other"
+            f" entr{'y' if len(others) == 1 else 'ies'} ({shown}) and none of the store's"
+            f" folders ({', '.join(sorted(_STORE_FOLDERS))}); nothing was created: check the"
+            " path, or run a backup to create a store there",
+            label,
+        )
 
 
 def _batches(keys: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -404,3 +517,28 @@ def _error(message: str, exc: OSError, path: str) -> BackendError:
     """
     kind = TransientError if exc.errno in _TRANSIENT else BackendError
     return kind(f"{message}: {os_reason(exc, path)}")
+
+
+def _filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type (``ext4``, ``nfs4``) of the file system holding `path`; None if unknown.
+
+    The mount point in `mountinfo` (Linux's ``/proc/self/mountinfo``) that
+    is the longest prefix of `path` (already resolved: `PosixStore` keeps a
+    realpath).
+    """
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as mounts:
+            lines = mounts.read().splitlines()
+    except OSError:
+        return None
+    best, kind = "", None
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        point = parts[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, rest.split()[0]
+    return kind

@@ -1,6 +1,8 @@
 """An object store in one S3 bucket (boto3), for AWS S3 or any S3-compatible service.
 
-`S3Store` keeps every object under its key in one bucket, created if missing:
+`S3Store` keeps every object under its key in one bucket, created if missing
+(with ``create=False``, a missing bucket is `StoreMissing` and nothing is
+created):
 
 * `put` is one PutObject (atomic in S3). An object larger than
   `multipart_threshold` is sent as a multipart upload in `part_size` parts
@@ -10,7 +12,8 @@
   `BackendError` if the bucket itself is gone: ``NoSuchBucket``, or a HEAD
   of the bucket after a bare 404, at most every 10 s); `delete` of a
   missing object is no error;
-* `list` pages through ListObjectsV2 (sorted by the service);
+* `list` pages through ListObjectsV2 (sorted by the service), 1,000 keys a
+  page, fewer where Swift's s3api cannot list that many (below);
 * `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
   the keys share (ListObjectsV2 carries each object's size) and HEADs the
   rest, `part_concurrency` at a time;
@@ -25,7 +28,12 @@ Addressing is path-style (``http://host/bucket/key``) with signature v4 by
 default, which works with Swift's s3api, MinIO, Ceph RGW and AWS alike.
 Failures worth retrying (connection errors, timeouts, HTTP 5xx, 408, 429,
 ``SlowDown``, ``BadDigest``...) are retried with exponential backoff (tenacity; botocore's
-own retries are turned off) and end in `TransientError`. Bad credentials
+own retries are turned off) and end in `TransientError`. A socket timeout
+bounds each read only: one try of a request also has a total deadline
+(`request_deadline`), after which its connection is shut down
+(`_object_client.Deadline`) and the try fails like a timeout, naming the
+store, the request and the deadline. A PutObject cut off is not stored; a
+multipart upload that fails is aborted. Bad credentials
 are a `ConfigError`. The secret key is never shown: not in `repr`, messages
 or logs.
 
@@ -65,6 +73,7 @@ from pieceworks.protocols import (
     ObjectNotFound,
     PieceworksError,
     StoredSizes,
+    StoreMissing,
     TransientError,
     validate_key,
 )
@@ -97,6 +106,11 @@ _CREDENTIAL_CODES: Final = frozenset(
 )
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "404", "NotFound"})
 _NO_BUCKET_CODES: Final = frozenset({"404", "NoSuchBucket", "NotFound"})
+#: Keys per ListObjectsV2 page: S3's maximum.
+_MAX_KEYS: Final = 1000
+#: Swift's s3api asks Swift for MaxKeys + 1 names; above the cluster's
+#: ``container_listing_limit`` Swift refuses (412) and s3api answers this InternalError.
+_S3API_PAGE_REFUSED: Final = "unexpected status code 412"
 #: Seconds between checks, on a 404 for an object, that the bucket itself still exists.
 _GONE_CHECK: Final = 10.0
 _OPTIONS: Final = _object_client.StoreOptions("s3 store", size_example="8MiB")
@@ -109,6 +123,9 @@ log = logging.getLogger(__name__)
 class S3Store(StoredSizes):
     """An object store in one S3 bucket.
 
+    `_max_keys` (keys per listing page) starts at `_MAX_KEYS` and is halved
+    for good while Swift's s3api refuses a page (see `_listing`).
+
     Options (keyword arguments; strings from a configuration file are
     accepted for every one):
 
@@ -118,7 +135,13 @@ class S3Store(StoredSizes):
         The credentials (for Swift's s3api: ``account:user`` and the key).
     `bucket`
         The bucket that holds the objects (3-63 lowercase letters, digits,
-        ``.`` and ``-``); created if missing.
+        ``.`` and ``-``); created if missing, unless `create` is false.
+    `create`
+        Whether a missing bucket is created when the store is opened
+        (default true: what a backup wants). With false, a bucket that does
+        not exist (HeadBucket answers 404 / ``NoSuchBucket``) raises
+        `StoreMissing` naming it, and nothing is created; the commands that
+        only read a store open it this way.
     `region`
         Default ``us-east-1``.
     `multipart_threshold`, `part_size`
@@ -133,7 +156,12 @@ class S3Store(StoredSizes):
         Retries after the first try (default 5), first wait and cap (seconds,
         default 0.5 and 10) of the exponential backoff between tries.
     `timeout`
-        Connect and read timeout of each request in seconds (default 60).
+        Connect and read timeout of each request in seconds (default 60):
+        how long one connect or read may wait.
+    `request_deadline`
+        Seconds one try of one request may take in all, plus one second per
+        MiB of the body sent: default
+        300. A service that trickles its answer is cut off there.
     `verify`
         Verify TLS certificates (default true); or a CA bundle's path.
     """
@@ -154,6 +182,9 @@ class S3Store(StoredSizes):
         max_backoff: float | str = 10.0,
         timeout: float | str = 60.0,
         verify: bool | str = True,
+        request_deadline: float | str = _object_client.DEFAULT_REQUEST_DEADLINE,
+        *,
+        create: bool | str = True,
         **unknown: object,
     ) -> None:
         _OPTIONS.refuse_unknown(unknown)
@@ -186,6 +217,8 @@ class S3Store(StoredSizes):
         self._concurrency = _OPTIONS.whole("part_concurrency", part_concurrency, 1)
         self._retry = _OPTIONS.retry_policy(retries, backoff, max_backoff, log)
         timeout_s = _OPTIONS.number("timeout", timeout, 0.001)
+        self._deadline = _OPTIONS.number("request_deadline", request_deadline, 0.001)
+        make = _OPTIONS.flag("create", create)
         verify_tls: bool | str = verify
         if isinstance(verify, str):
             try:
@@ -216,12 +249,20 @@ class S3Store(StoredSizes):
             )
         except (BotoCoreError, ValueError) as exc:
             raise ConfigError(f"{self._label}: {self._scrub(str(exc))}") from None
+        session_http = getattr(getattr(self._client, "_endpoint", None), "http_session", None)
+        if not _object_client.watch_pools(getattr(session_http, "_manager", None)):
+            log.warning("%s: request_deadline cannot be enforced by this botocore", self._label)
         self._conditional_puts = True  # until the service says it has none (501)
         self._bucket_seen = 0.0  # when the bucket was last known to exist (monotonic)
         try:
-            self._ensure_bucket()
+            if make:
+                self._ensure_bucket()
+            else:
+                self._require_bucket()
         except _Denied as exc:
             raise ConfigError(str(exc)) from None
+
+    _max_keys: int = _MAX_KEYS  # keys per listing page (`_listing` may halve it)
 
     def __repr__(self) -> str:
         endpoint = _object_client.mask_url(self._endpoint) if self._endpoint else None
@@ -316,23 +357,53 @@ class S3Store(StoredSizes):
         repeats or goes back (a service that ignores ``StartAfter``) is a
         `BackendError`, never a listing that silently stops early (a gc that
         missed a page of manifests would delete chunks they reference).
+
+        Swift's s3api lists a page by asking Swift for MaxKeys + 1 names; on
+        a cluster whose ``container_listing_limit`` is at most that (and
+        s3api's ``max_bucket_listing`` left at 1,000) Swift refuses and s3api
+        answers ``InternalError`` "unexpected status code 412": the page is
+        asked again with half as many keys, and so are the pages after it.
         """
         token: str | None = None
         last: str | None = None
         while True:
+            limit = self._max_keys
 
-            def page_after(token: str | None = token, last: str | None = last) -> dict[str, Any]:
+            def page_after(
+                token: str | None = token, last: str | None = last, limit: int = limit
+            ) -> dict[str, Any]:
                 extra: dict[str, str] = {}
                 if token:
                     extra["ContinuationToken"] = token
                 elif last is not None:
                     extra["StartAfter"] = last
-                page: dict[str, Any] = self._client.list_objects_v2(
-                    Bucket=self._bucket, Prefix=prefix, MaxKeys=1000, **extra
-                )
+                try:
+                    page: dict[str, Any] = self._client.list_objects_v2(
+                        Bucket=self._bucket, Prefix=prefix, MaxKeys=limit, **extra
+                    )
+                except ClientError as exc:
+                    if _code(exc) == "InternalError" and _S3API_PAGE_REFUSED in str(exc):
+                        raise _PageTooLarge(self._scrub(str(exc))) from None
+                    raise
                 return page
 
-            page = self._call(f"list {prefix!r}", page_after)
+            try:
+                page = self._call(f"list {prefix!r}", page_after)
+            except _PageTooLarge as exc:
+                if limit <= 1:
+                    raise BackendError(
+                        f"{self._label}: list {prefix!r}: the service refuses even a page of"
+                        f" one key: {exc}"
+                    ) from None
+                self._max_keys = limit // 2
+                log.warning(
+                    "%s: the service cannot list %d keys a page (%s); listing %d at a time",
+                    self._label,
+                    limit,
+                    exc,
+                    self._max_keys,
+                )
+                continue
             for entry in page.get("Contents", ()):
                 key = str(entry["Key"])
                 if last is not None and key.encode() <= last.encode():
@@ -405,6 +476,7 @@ class S3Store(StoredSizes):
                 **extra,
             ),
             tries=tries,
+            size=len(body),
         )
 
     # -- multipart ---------------------------------------------------------------------
@@ -438,6 +510,7 @@ class S3Store(StoredSizes):
                     Body=chunk,
                     ContentMD5=md5,
                 ),
+                size=len(chunk),
             )
             return {"PartNumber": index + 1, "ETag": str(response["ETag"])}
 
@@ -485,20 +558,52 @@ class S3Store(StoredSizes):
         self._call(f"create bucket {self._bucket!r}", ensure)
         self._bucket_seen = time.monotonic()
 
+    def _require_bucket(self) -> None:
+        """`StoreMissing` if the store's bucket does not exist (one HeadBucket; nothing made)."""
+
+        def exists() -> bool:
+            try:
+                self._client.head_bucket(Bucket=self._bucket)
+            except ClientError as exc:
+                if _status(exc) == 404 or _code(exc) in _NO_BUCKET_CODES:
+                    return False
+                raise
+            return True
+
+        if not self._call(f"head bucket {self._bucket!r}", exists):
+            raise StoreMissing(
+                f"{self._label} does not exist (no bucket {self._bucket!r}); nothing was"
+                " created: check the bucket's name, or run a backup to create it",
+                self._label,
+            )
+        self._bucket_seen = time.monotonic()
+
     def _call(
         self,
         what: str,
         fn: Callable[[], T],
         missing: str | None = None,
         tries: _object_client.Tries | None = None,
+        size: int = 0,
     ) -> T:
         """Run `fn` with retries; map botocore errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
-        `tries`: counts the tries made.
+        `tries`: counts the tries made. `size`: the bytes the request moves
+        (its deadline grows by a second per MiB).
         """
+        seconds = _object_client.Deadline.for_body(self._deadline, size)
 
         def attempt() -> T:
+            with _object_client.Deadline(seconds, self._label, what) as deadline:
+                try:
+                    return once()
+                except Exception:  # whatever the cut socket made the client raise
+                    if deadline.fired:
+                        raise deadline.error() from None
+                    raise
+
+        def once() -> T:
             if tries is not None:
                 tries.count += 1
             try:
@@ -568,6 +673,10 @@ class S3Store(StoredSizes):
 
 class _PreconditionFailed(BackendError):
     """The service answered 412 to ``If-None-Match: *``: the object exists."""
+
+
+class _PageTooLarge(BackendError):
+    """Swift's s3api could not list a page of that many keys (Swift refused it: 412)."""
 
 
 class _NotImplemented(BackendError):

@@ -9,6 +9,12 @@ calls it with the spec's options as keyword arguments::
 
     store = open_store(StoreSpec("lab", "posix", {"path": "/srv/backups"}))
 
+A store is created if it does not exist (a backend pushing a backup wants
+that); ``open_store(spec, create=False)`` asks a driver that takes the
+``create`` option (``posix``, ``swift``, ``s3``) to create nothing, and a
+missing store is then `StoreMissing`, naming it (a backend that only reads,
+a restore pulling from the store, wants that).
+
 Every failure to open a store is a `ConfigError` that names the store and
 its driver (and, for an unknown driver, the known ones), never an option's
 value: options may hold credentials. A store that fails for a reason that is
@@ -22,6 +28,7 @@ a target service (`pieceworks.drivers.remote_target`) needs nothing above
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Final
@@ -77,10 +84,13 @@ def store_factory(driver: str) -> Callable[..., object]:
     return factory  # type: ignore[no-any-return]
 
 
-def open_store(spec: StoreSpec) -> IObjectStore:
+def open_store(spec: StoreSpec, *, create: bool = True) -> IObjectStore:
     """Open the store `spec` describes and return it.
 
-    The store driver is called with ``**spec.options``. Raise `ConfigError`
+    The store driver is called with ``**spec.options`` (and
+    ``create=False`` when `create` is false and the driver declares that
+    option: a store that does not exist is then `StoreMissing` and nothing
+    is created; a driver without the option is opened as it is). Raise `ConfigError`
     for an unknown driver, for options the driver refuses (its own
     `ConfigError`, or a `TypeError` for a missing or unexpected option) and
     for a driver that returns something that is not an object store. Any
@@ -89,8 +99,11 @@ def open_store(spec: StoreSpec) -> IObjectStore:
     """
     factory = store_factory(spec.driver)
     where = f"store {spec.name!r} (driver {spec.driver!r})"
+    options: dict[str, object] = dict(spec.options)
+    if not create and _takes_create(factory):
+        options["create"] = False
     try:
-        store = factory(**dict(spec.options))
+        store = factory(**options)
     except PieceworksError:
         raise
     except TypeError as exc:
@@ -105,3 +118,15 @@ def open_store(spec: StoreSpec) -> IObjectStore:
             " the object-store capability"
         )
     return store
+
+
+def _takes_create(factory: Callable[..., object]) -> bool:
+    """Whether `factory` declares a ``create`` keyword parameter (not merely ``**kwargs``)."""
+    try:
+        found = inspect.signature(factory).parameters.get("create")
+    except (TypeError, ValueError):
+        return False
+    return found is not None and found.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )

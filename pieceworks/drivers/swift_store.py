@@ -1,7 +1,8 @@
 """An object store in one OpenStack Swift container (python-swiftclient).
 
 `SwiftStore` keeps every object under its key in one container, created if
-missing:
+missing (with ``create=False``, a missing container is `StoreMissing` and
+nothing is created):
 
 * `put` is one object PUT, atomic in Swift. An object larger than
   `segment_size` becomes a Static Large Object: its segments go to the
@@ -12,7 +13,10 @@ missing:
   removes an object and,
   for a large one, its segments (``multipart-manifest=delete``); a missing
   object is no error;
-* `list` pages through the container listing (sorted by Swift);
+* `list` pages through the container listing (sorted by Swift), in pages of
+  the cluster's ``container_listing_limit`` (read once from ``GET /info``;
+  10,000, Swift's default, if ``/info`` is disabled, and smaller if Swift
+  then refuses the page with 412 "Maximum limit is N");
 * `sizes` (the ``stored-sizes`` extension) lists a key prefix that many of
   the keys share (the listing carries each object's size) and HEADs the
   rest, `head_concurrency` at a time;
@@ -27,6 +31,12 @@ missing:
 Failures worth retrying (connection errors, timeouts, answers that do not
 parse, such as a damaged listing, HTTP 5xx, 408, 422, 429)
 are retried with exponential backoff (tenacity) and end in `TransientError`.
+A socket timeout bounds each read only: one try of a request also has a
+total deadline (`request_deadline`), after which its connection is shut
+down (`_object_client.Deadline`) and the try fails like a timeout, naming
+the store, the request and the deadline. A PUT cut off is not stored (Swift
+stores an object once its whole body has arrived), a large object's
+segments are removed.
 Bad credentials are a `ConfigError`. The key is never shown: not in `repr`,
 messages or logs.
 
@@ -39,7 +49,6 @@ it removes the current ones): pieceworks writes large objects once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -47,15 +56,25 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
 
 from oslo_utils import strutils
-from swiftclient.client import Connection, get_auth  # type: ignore[import-untyped]
+from swiftclient.client import get_auth  # type: ignore[import-untyped]
 from swiftclient.exceptions import ClientException  # type: ignore[import-untyped]
 
 from pieceworks.drivers import _object_client
+from pieceworks.drivers._swift_wire import (
+    MD5_META,
+    Denied,
+    PageTooLarge,
+    PreconditionFailed,
+    WatchedConnection,
+    delete_large,
+    delete_plain,
+    md5,
+    modified,
+    stored_md5,
+)
 from pieceworks.protocols import (
     BackendError,
     ConfigError,
@@ -63,6 +82,7 @@ from pieceworks.protocols import (
     ObjectNotFound,
     PieceworksError,
     StoredSizes,
+    StoreMissing,
     TransientError,
     validate_key,
 )
@@ -73,8 +93,8 @@ __all__ = ["DEFAULT_SEGMENT_SIZE", "SwiftStore"]
 DEFAULT_SEGMENT_SIZE: Final = 64 << 20
 #: 422: the body did not match its ``ETag`` (damaged on the way); sending it again may work.
 _TRANSIENT_STATUS: Final = frozenset({408, 422, 425, 429, 498, 499})
-#: Where a large object keeps the MD5 of its whole body (its ETag is the segments' MD5).
-_MD5_META: Final = "X-Object-Meta-Pieceworks-Md5"
+#: Names per listing page when the cluster does not advertise its
+#: ``container_listing_limit`` (Swift's default limit).
 _PAGE: Final = 10_000
 _RECHECK: Final = 60.0  # seconds between checks for a segment container that was absent
 #: Seconds between checks, on a 404 for an object, that the container itself still exists.
@@ -103,7 +123,15 @@ class SwiftStore(StoredSizes):
         Where and as whom to authenticate (tempauth ``account:user`` for
         v1 auth).
     `container`
-        The container that holds the objects; created if missing.
+        The container that holds the objects; created if missing, unless
+        `create` is false.
+    `create`
+        Whether a missing container is created when the store is opened
+        (default true: what a backup wants). With false, a container that
+        does not exist (HEAD answers 404) raises `StoreMissing` naming it,
+        and nothing is created; the commands that only read a store open it
+        this way. (The segment container is made on the first large write
+        either way.)
     `auth_version`
         ``1`` (default), ``2`` or ``3`` (2 and 3 need python-keystoneclient
         and take `project_name`, `project_domain_name`, `user_domain_name`,
@@ -119,7 +147,12 @@ class SwiftStore(StoredSizes):
         Retries after the first try (default 5), first wait and cap (seconds,
         default 0.5 and 10) of the exponential backoff between tries.
     `timeout`
-        Socket timeout of each request in seconds (default 60).
+        Socket timeout of each request in seconds (default 60): how long
+        one connect, read or write may wait.
+    `request_deadline`
+        Seconds one try of one request may take in all, plus one second per
+        MiB of the body sent: default 300. A
+        service that trickles its answer is cut off there.
     `insecure`
         Skip TLS certificate verification (default false).
     """
@@ -138,7 +171,10 @@ class SwiftStore(StoredSizes):
         backoff: float | str = 0.5,
         max_backoff: float | str = 10.0,
         timeout: float | str = 60.0,
+        request_deadline: float | str = _object_client.DEFAULT_REQUEST_DEADLINE,
         insecure: bool | str = False,
+        *,
+        create: bool | str = True,
         **unknown: object,
     ) -> None:
         os_options = {k: str(unknown.pop(k)) for k in _OS_OPTIONS if k in unknown}
@@ -167,7 +203,9 @@ class SwiftStore(StoredSizes):
         self._concurrency = _OPTIONS.whole("segment_concurrency", segment_concurrency, 1)
         self._retry = _OPTIONS.retry_policy(retries, backoff, max_backoff, log)
         self._timeout = _OPTIONS.number("timeout", timeout, 0.001)
+        self._deadline = _OPTIONS.number("request_deadline", request_deadline, 0.001)
         self._insecure = _OPTIONS.flag("insecure", insecure)
+        make = _OPTIONS.flag("create", create)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # to close them
@@ -176,9 +214,13 @@ class SwiftStore(StoredSizes):
         self._segments: bool | None = None  # whether the segment container exists
         self._segments_checked = 0.0
         self._container_seen = 0.0  # when the container was last known to exist (monotonic)
+        self._page: int | None = None  # names per listing page (`_page_size`)
         try:
-            self._ensure_container(self._container)
-        except _Denied as exc:
+            if make:
+                self._ensure_container(self._container)
+            else:
+                self._require_container()
+        except Denied as exc:
             raise ConfigError(str(exc)) from None
 
     def __repr__(self) -> str:
@@ -203,8 +245,8 @@ class SwiftStore(StoredSizes):
                 raise TransientError(
                     f"{self._label}: get {key!r}: short read, {len(body)} of {expected} bytes"
                 )
-            want = _stored_md5(headers)
-            if want is not None and _md5(body) != want:  # damaged on the way
+            want = stored_md5(headers)
+            if want is not None and md5(body) != want:  # damaged on the way
                 raise TransientError(
                     f"{self._label}: get {key!r}: the body's MD5 is not the stored {want}"
                 )
@@ -217,13 +259,13 @@ class SwiftStore(StoredSizes):
         headers = self._call(
             f"head {key!r}", lambda c: c.head_object(self._container, key), missing=key
         )
-        modified = _modified(headers)
-        if modified is None:
+        written = modified(headers)
+        if written is None:
             raise BackendError(
                 f"{self._label}: head {key!r}: the answer has no usable X-Timestamp or"
                 " Last-Modified, so the store's clock cannot be read"
             )
-        return ObjectInfo(key, int(headers["content-length"]), modified)
+        return ObjectInfo(key, int(headers["content-length"]), written)
 
     def delete(self, key: str) -> None:
         """Remove `key`; for a large object, its segments too. A missing key is fine.
@@ -241,9 +283,9 @@ class SwiftStore(StoredSizes):
             except ObjectNotFound:
                 return
             if strutils.bool_from_string(headers.get("x-static-large-object")):
-                self._call(f"delete {key!r}", lambda c: _delete_large(c, self._container, key))
+                self._call(f"delete {key!r}", lambda c: delete_large(c, self._container, key))
                 return
-        self._call(f"delete {key!r}", lambda c: _delete_plain(c, self._container, key))
+        self._call(f"delete {key!r}", lambda c: delete_plain(c, self._container, key))
 
     def list(self, prefix: str) -> Iterator[str]:
         for name, _ in self._listing(prefix):
@@ -267,18 +309,32 @@ class SwiftStore(StoredSizes):
 
         Each page starts after the last name of the one before (``marker``);
         names must come in strictly increasing order, else `BackendError`
-        (never a listing that stops early or loops).
+        (never a listing that stops early or loops). A page holds
+        `_page_size` names; a page Swift refuses as too large (412) is asked
+        again, smaller, and so are the pages after it.
         """
         marker = ""
         while True:
+            limit = self._page_size()
 
-            def page_after(conn: Any, marker: str = marker) -> list[dict[str, Any]]:
-                _, page = conn.get_container(
-                    self._container, prefix=prefix, marker=marker, limit=_PAGE
-                )
+            def page_after(
+                conn: Any, marker: str = marker, limit: int = limit
+            ) -> list[dict[str, Any]]:
+                try:
+                    _, page = conn.get_container(
+                        self._container, prefix=prefix, marker=marker, limit=limit
+                    )
+                except ClientException as exc:
+                    if exc.http_status == 412:
+                        raise PageTooLarge(limit, exc.http_response_content) from None
+                    raise
                 return list(page)
 
-            page = self._call(f"list {prefix!r}", page_after)
+            try:
+                page = self._call(f"list {prefix!r}", page_after)
+            except PageTooLarge as exc:
+                self._page = exc.smaller(self._label)
+                continue
             if not page:
                 return
             for entry in page:
@@ -290,6 +346,32 @@ class SwiftStore(StoredSizes):
                     )
                 marker = name
                 yield name, int(entry["bytes"])
+
+    def _page_size(self) -> int:
+        """Names per listing page: the cluster's ``container_listing_limit``, asked once.
+
+        ``GET /info`` (unauthenticated) advertises it under ``swift``. If
+        `/info` is disabled (``expose_info = false``: 403), missing, or says
+        nothing usable, Swift's default `_PAGE` is used, and a 412 to a page
+        makes `_listing` go smaller. Cached for the store's life.
+        """
+        if self._page is None:
+            self._page = self._advertised_limit() or _PAGE
+        return self._page
+
+    def _advertised_limit(self) -> int | None:
+        """The ``container_listing_limit`` ``GET /info`` advertises; None if it does not."""
+        try:
+            info = self._call("read the cluster's /info", lambda c: c.get_capabilities())
+        except BackendError as exc:
+            log.info("%s: no listing limit from /info, using %d: %s", self._label, _PAGE, exc)
+            return None
+        swift = info.get("swift") if isinstance(info, dict) else None
+        limit = swift.get("container_listing_limit") if isinstance(swift, dict) else None
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
+            return limit
+        log.info("%s: /info advertises no usable container_listing_limit", self._label)
+        return None
 
     def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
         """Write `key` unless it exists; Swift refuses (412) to replace one written meanwhile.
@@ -305,7 +387,7 @@ class SwiftStore(StoredSizes):
         tries = _object_client.Tries()
         try:
             self._put(key, body, {"If-None-Match": "*"}, tries)
-        except _PreconditionFailed:
+        except PreconditionFailed:
             return tries.count > 1 and self._holds(key, body)
         return True
 
@@ -338,9 +420,9 @@ class SwiftStore(StoredSizes):
         `tries` counts the tries of the PUT that makes the object visible.
         """
         if len(body) > self._segment_size:
-            self._put_large(key, body, {**headers, _MD5_META: _md5(body)}, tries)
+            self._put_large(key, body, {**headers, MD5_META: md5(body)}, tries)
             return
-        digest = _md5(body)
+        digest = md5(body)
         self._call(
             f"put {key!r}",
             lambda c: c.put_object(
@@ -353,6 +435,7 @@ class SwiftStore(StoredSizes):
                 headers=headers,
             ),
             tries=tries,
+            size=len(body),
         )
 
     def _put_large(
@@ -374,7 +457,7 @@ class SwiftStore(StoredSizes):
         def put_segment(index: int) -> dict[str, object]:
             part = bytes(view[offsets[index] : offsets[index] + self._segment_size])
             name = f"{prefix}{index:08d}"
-            digest = _md5(part)
+            digest = md5(part)
             # Before the PUT: a try whose answer is lost may have stored it all the same.
             uploaded.append(name)
             self._call(
@@ -382,6 +465,7 @@ class SwiftStore(StoredSizes):
                 lambda c: c.put_object(
                     self._segment_container, name, part, content_length=len(part), etag=digest
                 ),
+                size=len(part),
             )
             return {
                 "path": f"/{self._segment_container}/{name}",
@@ -411,7 +495,7 @@ class SwiftStore(StoredSizes):
             for name in uploaded:  # best effort: a failed put leaves nothing behind
 
                 def remove(conn: Any, name: str = name) -> None:
-                    _delete_plain(conn, self._segment_container, name)
+                    delete_plain(conn, self._segment_container, name)
 
                 try:
                     self._call(f"remove segment {name!r}", remove)
@@ -452,6 +536,26 @@ class SwiftStore(StoredSizes):
         self._call(f"create container {container!r}", ensure)
         if container == self._container:
             self._container_seen = time.monotonic()
+
+    def _require_container(self) -> None:
+        """`StoreMissing` if the store's container does not exist (one HEAD; nothing made)."""
+
+        def exists(conn: Any) -> bool:
+            try:
+                conn.head_container(self._container)
+            except ClientException as exc:
+                if exc.http_status == 404:
+                    return False
+                raise
+            return True
+
+        if not self._call(f"head container {self._container!r}", exists):
+            raise StoreMissing(
+                f"{self._label} does not exist (no container {self._container!r}); nothing"
+                " was created: check the container's name, or run a backup to create it",
+                self._label,
+            )
+        self._container_seen = time.monotonic()
 
     def _container_still_there(self, conn: Any) -> None:
         """Raise `BackendError` if the container is gone (checked at most every `_GONE_CHECK` s).
@@ -511,7 +615,7 @@ class SwiftStore(StoredSizes):
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = Connection(
+            conn = WatchedConnection(
                 retries=0, timeout=self._timeout, insecure=self._insecure, auth_version="1.0"
             )
             self._local.conn = conn
@@ -527,14 +631,26 @@ class SwiftStore(StoredSizes):
         fn: Callable[[Any], T],
         missing: str | None = None,
         tries: _object_client.Tries | None = None,
+        size: int = 0,
     ) -> T:
         """Run `fn(connection)` with retries; map swiftclient errors to ours.
 
         `missing`: the key whose 404 means `ObjectNotFound` (else 404 is an error).
-        `tries`: counts the tries made.
+        `tries`: counts the tries made. `size`: the bytes the request moves
+        (its deadline grows by a second per MiB).
         """
+        seconds = _object_client.Deadline.for_body(self._deadline, size)
 
         def attempt() -> T:
+            with _object_client.Deadline(seconds, self._label, what) as deadline:
+                try:
+                    return once()
+                except Exception:  # whatever the cut socket made the client raise
+                    if deadline.fired:
+                        raise deadline.error() from None
+                    raise
+
+        def once() -> T:
             if tries is not None:
                 tries.count += 1
             conn = self._connection()
@@ -553,7 +669,7 @@ class SwiftStore(StoredSizes):
                         self._container_still_there(conn)
                         raise ObjectNotFound(f"no object {missing!r}") from None
                     if exc.http_status == 412:
-                        raise _PreconditionFailed(self._scrub(str(exc))) from None
+                        raise PreconditionFailed(self._scrub(str(exc))) from None
                     raise self._error(what, exc) from None
                 except OSError as exc:  # requests' errors are OSErrors: connection, timeout
                     conn.close()  # start the next try on a new connection
@@ -579,108 +695,9 @@ class SwiftStore(StoredSizes):
         if status is not None and (status >= 500 or status in _TRANSIENT_STATUS):
             return TransientError(message)
         if status in (401, 403):
-            return _Denied(f"{message} (check user, key and the account's ACLs)")
+            return Denied(f"{message} (check user, key and the account's ACLs)")
         return BackendError(message)
 
     def _scrub(self, text: str) -> str:
         """`text` with the key and anything that looks like a secret masked."""
         return _object_client.scrub(text, (self._key, self._token))
-
-
-def _delete_large(conn: Any, container: str, name: str) -> None:
-    """DELETE a Static Large Object: its segments, then its manifest.
-
-    ``multipart-manifest=delete`` answers 200 with a bulk-delete report
-    in the body (it reports a missing object as "not found", not as an
-    error); swiftclient drops that body, so the request is made on the
-    connection directly.
-    """
-    parsed, http = conn.http_conn or conn.http_connection()
-    conn.http_conn = (parsed, http)
-    path = f"{parsed.path.rstrip('/')}/{quote(container)}/{quote(name)}"
-    resp = http.request(
-        "DELETE",
-        f"{path}?multipart-manifest=delete",
-        "",
-        {"X-Auth-Token": conn.token, "Accept": "application/json"},
-    )
-    status, body = int(resp.status_code), bytes(resp.content)
-    if status == 404:
-        return
-    if not 200 <= status < 300:
-        raise ClientException(
-            f"Object DELETE failed: {status} {resp.reason}",
-            http_status=status,
-            http_reason=str(resp.reason),
-            http_response_content=body[:200],
-        )
-    try:
-        report = json.loads(body) if body.strip() else {}
-    except ValueError:
-        report = {}
-    response_status = str(report.get("Response Status", "200"))
-    errors = report.get("Errors") or []
-    code = int(response_status[:3]) if response_status[:3].isdigit() else 500
-    if any("Not an SLO manifest" in str(e) for e in errors):  # replaced by a small one meanwhile
-        _delete_plain(conn, container, name)
-        return
-    if errors or not 200 <= code < 300:
-        raise ClientException(
-            f"Object DELETE failed: {response_status}; errors: {errors}",
-            http_status=code if code >= 300 else 500,
-            http_reason=response_status,
-        )
-
-
-def _delete_plain(conn: Any, container: str, name: str) -> None:
-    """DELETE one object; a missing one is fine."""
-    try:
-        conn.delete_object(container, name)
-    except ClientException as exc:
-        if exc.http_status != 404:
-            raise
-
-
-class _Denied(BackendError):
-    """Swift refused access (401 after a new token, 403); a `ConfigError` when opening."""
-
-
-class _PreconditionFailed(BackendError):
-    """Swift answered 412 to ``If-None-Match: *``: the object exists."""
-
-
-def _md5(data: bytes) -> str:
-    """The hex MD5 of `data` (what Swift's ``ETag`` of a plain object is)."""
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def _stored_md5(headers: dict[str, str]) -> str | None:
-    """The MD5 a GET's body must have: the ``ETag`` of a plain object, our metadata for a large one.
-
-    A large object's ``ETag`` is the MD5 of its segments' ETags, so `put`
-    records the whole body's MD5 in `_MD5_META`; a large object written
-    without it, or a Dynamic Large Object (written by other tools), is not
-    checked (None).
-    """
-    if strutils.bool_from_string(headers.get("x-static-large-object")):
-        return headers.get(_MD5_META.lower())
-    if "x-object-manifest" in headers:  # a Dynamic Large Object: its ETag is no body MD5
-        return None
-    etag = headers.get("etag", "").strip('"')
-    return etag if len(etag) == 32 else None
-
-
-def _modified(headers: dict[str, str]) -> float | None:
-    """The object's write time on the store's clock (POSIX seconds); None if not given.
-
-    ``X-Timestamp`` (to the microsecond) where Swift sends it, else
-    ``Last-Modified`` (to the second).
-    """
-    try:
-        stamp = headers.get("x-timestamp")
-        if stamp:
-            return float(stamp)
-        date = headers.get("last-modified")
-        return parsedate_to_datetime(date).timestamp() if date else None
-    except (TypeError, ValueError):
-        return None

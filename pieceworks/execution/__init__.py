@@ -2,9 +2,11 @@
 
 One layer above `pieceworks.common_algorithms` (which builds flows and runs
 them in process): `jobs` posts jobs and waits for their results, `board`
-holds the jobboard with claims that die with their owner, `conductor`
-claims and runs jobs. Conductors run as ``python -m pieceworks.execution
-conductor ...``.
+holds the jobboard with claims that die with their owner (and go by the
+conductor process, not its name alone), `liveness` keeps one live conductor
+per ``--name``, `conductor` claims and runs jobs, `janitor` removes finished
+logbooks (retrying while the database is away). Conductors run as
+``pieceworks conductor`` or ``python -m pieceworks.execution conductor ...``.
 
 The public names below are imported on first use (PEP 562 ``__getattr__``):
 a light submodule such as `pieceworks.execution.timings` (the conductor's

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from pieceworks.execution.board import DEFAULT_CLAIM_EXPIRY, jobboard_conf
 from pieceworks.execution.conductor import ENGINES, event_writer, run_conductor
+from pieceworks.execution.liveness import ConductorNameInUse
 from pieceworks.protocols.os_errors import os_reason
 
 __all__ = ["main"]
@@ -76,16 +77,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f" {os_reason(exc, args.events)}"
                 )
             events = event_writer(stream)
-        run_conductor(
-            args.name,
-            conf,
-            args.persistence,
-            max_dispatches=args.max_dispatches,
-            engine=args.engine,
-            wait_timeout=args.wait_timeout,
-            events=events,
-            stop_on_signals=(signal.SIGTERM, signal.SIGINT),
-        )
+        try:
+            run_conductor(
+                args.name,
+                conf,
+                args.persistence,
+                max_dispatches=args.max_dispatches,
+                engine=args.engine,
+                wait_timeout=args.wait_timeout,
+                events=events,
+                stop_on_signals=(signal.SIGTERM, signal.SIGINT),
+            )
+        except ConductorNameInUse as exc:  # exit 2, as `pieceworks conductor`
+            print(f"conductor: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

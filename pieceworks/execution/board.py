@@ -219,6 +219,8 @@ class LeasedRedisJobBoard(RedisJobBoard):
             self._before_claim(job)
         try:
             self._claim_checked(job, who, expiry)
+        except UnclaimableJob:
+            raise  # a JobFailure too, but the board answered: another owner holds the job
         except JobFailure as exc:
             if self.reachability is None:
                 raise
@@ -270,6 +272,11 @@ class LeasedRedisJobBoard(RedisJobBoard):
         if self.reachability is not None:
             self.reachability.succeeded()
         return iter(jobs)
+
+    @property
+    def redis_client(self) -> Any:
+        """TaskFlow's Redis client of this board (connected between `connect` and `close`)."""
+        return getattr(self, "_client")  # noqa: B009 (not in TaskFlow's stubs)
 
     def owner_of(self, job: Job) -> str | None:
         """Who holds `job`'s claim now: ``None`` once it expired or the job is gone."""

@@ -60,8 +60,10 @@ from pieceworks.execution.board import (
 from pieceworks.execution.guard import ClaimLost, GuardedPersistence, Masker
 from pieceworks.execution.janitor import LogbookJanitor, describe_persistence
 from pieceworks.execution.jobs import cancel_requested, update_book_meta
+from pieceworks.execution.liveness import ConductorNameInUse, NameRegistration
 from pieceworks.execution.metrics import ConductorMetrics
 from pieceworks.execution.reachability import REMIND_EVERY, Reachability
+from pieceworks.failpoints import failpoint
 from pieceworks.protocols import ConfigError, PieceworksError
 from pieceworks.registry.discovery import DRIVERS_NAMESPACE, STORES_NAMESPACE, load_factory
 
@@ -186,6 +188,8 @@ class PieceworksConductor(BlockingConductor):
             what=what,
             mask=self._mask,
             cancelled=lambda: cancel_requested(persistence, flow_detail.uuid),
+            # A Redis board out of reach is asked again while the claim may still be ours.
+            patience=board.claim_expiry if isinstance(board, LeasedRedisJobBoard) else 0.0,
         )
         self._guards[job.uuid] = guarded
         try:
@@ -334,7 +338,10 @@ def run_conductor(
     conductors started with one `name` never take each other's claims (nor
     run one job at once), and one restarted under its old name resumes its
     killed predecessor's job once that claim expires (`execution.board`).
-    Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
+    On a Redis board the conductor registers `name` (`execution.liveness`):
+    raise `ConductorNameInUse` (a `ConfigError`) at start if a live
+    conductor holds it, and after stopping if one took it while this one
+    was stalled. Raise `ConfigError` for an unknown `engine` or a negative `max_dispatches`
     (before connecting to anything).
     """
     if engine not in ENGINES:
@@ -348,11 +355,11 @@ def run_conductor(
         board = _conductor_board(
             name, board_conf, persistence, events, routing, metrics, remind_every
         )
-        book = _Bookkeeper(name, persistence, events, max_dispatches, metrics)
         janitor = None
         if keep_finished is not None:
             where = describe_persistence(persistence_url)
             janitor = LogbookJanitor(persistence, keep_finished, where=where)
+        book = _Bookkeeper(name, persistence, events, max_dispatches, metrics, janitor)
         conductor = PieceworksConductor(
             owner,
             board,
@@ -382,18 +389,28 @@ def run_conductor(
             engine,
             owner,
         )
-        if janitor is not None:
-            janitor.start_after_first()
+        conductor.connect()
+        registration = None
         try:
-            conductor.connect()
+            if isinstance(board, LeasedRedisJobBoard):
+                registration = NameRegistration(
+                    board, name, owner, board.claim_expiry, on_lost=lambda _text: conductor.stop()
+                )
+                registration.acquire()
+            if janitor is not None:
+                janitor.start_after_first()
             try:
                 if max_dispatches is None or max_dispatches > 0:
                     conductor.run()
             finally:
-                conductor.close()
+                if janitor is not None:
+                    janitor.stop()
         finally:
-            if janitor is not None:
-                janitor.stop()
+            if registration is not None:
+                registration.release()
+            conductor.close()
+    if registration is not None and registration.lost is not None:
+        raise ConductorNameInUse(registration.lost)
     return book.finished
 
 
@@ -407,8 +424,10 @@ class _Bookkeeper:
         events: EventSink | None,
         max_dispatches: int | None,
         metrics: ConductorMetrics | None = None,
+        janitor: LogbookJanitor | None = None,
     ) -> None:
         self.name = name
+        self.janitor = janitor
         self.metrics = metrics
         self.persistence = persistence
         self.events = events
@@ -452,10 +471,16 @@ class _Bookkeeper:
         job: Job = details["job"]
         log.info("%s %s job %s (%s)", self.name, kind, job.uuid, job.name)
         if kind == "consumed" and job.book_uuid is not None:
+            failpoint("job.consumed")
+            ended = time.time()
             try:
-                update_book_meta(self.persistence, job.book_uuid, finished=time.time())
-            except Exception:
-                log.warning("could not mark job %s finished", job.uuid, exc_info=True)
+                update_book_meta(self.persistence, job.book_uuid, finished=ended)
+            except Exception as exc:
+                later = "; marked later" if self.janitor is not None else ""
+                log.warning("could not mark job %s finished: %s%s", job.uuid, exc, later)
+                log.debug("the mark failed with", exc_info=True)
+                if self.janitor is not None:
+                    self.janitor.mark_later(job.book_uuid, ended)
         if self.metrics is not None:
             result = self._result(job) if kind == "consumed" else None
             self.metrics.on_finish(job.uuid, kind, result)

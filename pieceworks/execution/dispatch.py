@@ -25,7 +25,12 @@ a field it must understand but does not know); so does, with a TypeError,
 a worker older than request protocol 1. Either way the dispatcher raises
 `IncompatibleRequest` naming the worker's side and emits an
 ``incompatible`` event; the strategy fallback does not retry it (every
-strategy would meet the same worker). See docs/scale.md, rolling upgrades.
+strategy would meet the same worker). The one exception is an argument of
+the step's `RemoteStep.OPTIONAL_ARGUMENTS` (it shapes only the answer, such
+as a transfer's ``chunk_form``): a worker older than the protocol that
+refuses it in its ``execute()`` has done nothing yet, and is asked again
+without it (a second ``placed`` event with a ``reason``). See docs/scale.md,
+rolling upgrades.
 """
 
 from __future__ import annotations
@@ -145,7 +150,28 @@ class WorkerDispatcher:
                     self._event(event="in-process", atom=name, backend=backend)
                     raise NotPlaced(f"no worker serves backend {backend!r}")
                 self._event(event="placed", atom=name, backend=backend, attempt=attempt)
-                return self._watch(executor, step, name, backend, arguments, owner)
+                while True:
+                    try:
+                        return self._watch(executor, step, name, backend, arguments, owner)
+                    except _OptionalRefused as refused:
+                        arguments = {k: v for k, v in arguments.items() if k != refused.argument}
+                        log.info(
+                            "the worker of backend %s predates argument %s of %s: asking it"
+                            " again without it",
+                            backend,
+                            refused.argument,
+                            name,
+                        )
+                        reason = (
+                            f"asked again without {refused.argument}, which the worker predates"
+                        )
+                        self._event(
+                            event="placed",
+                            atom=name,
+                            backend=backend,
+                            attempt=attempt,
+                            reason=reason,
+                        )
             except _Lost:
                 log.warning(
                     "the worker running %s went silent for %.1f s (attempt %d): re-running it",
@@ -202,6 +228,9 @@ class WorkerDispatcher:
         if text.startswith("NotServedHere:") or kind == "NotServedHere":
             self._event(event="in-process", atom=name, backend=backend, reason=text)
             raise NotPlaced(f"the worker of backend {backend!r} declined {name}: {text}")
+        optional = _optional_refused(text, step, arguments)
+        if optional is not None:
+            raise _OptionalRefused(optional)
         incompatible = _incompatible(text, backend, name)
         if incompatible is not None:
             log.error("%s", incompatible)
@@ -217,6 +246,36 @@ _OLD_WORKER = re.compile(
     r"^TypeError: (\w+Request\.__init__|\w+\.execute)\(\) (got an unexpected keyword"
     r" argument|missing \d+ required (positional|keyword-only) argument)"
 )
+
+
+#: The argument such a worker's step refused (the name in the TypeError).
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
+
+
+class _OptionalRefused(Exception):
+    """A worker older than request protocol 1 refused an optional argument (`RemoteStep`)."""
+
+    def __init__(self, argument: str) -> None:
+        super().__init__(argument)
+        self.argument = argument
+
+
+def _optional_refused(
+    text: str, step: type[RemoteStep], arguments: Mapping[str, Any]
+) -> str | None:
+    """The argument of `step.OPTIONAL_ARGUMENTS` an old worker's failure `text` refused, if any.
+
+    Only the step's own ``execute()`` refusing it counts: that TypeError is
+    raised before the step does anything, so asking again without the
+    argument repeats nothing (see `RemoteStep.OPTIONAL_ARGUMENTS`).
+    """
+    if not _OLD_WORKER.match(text) or not text.startswith(f"TypeError: {step.__name__}.execute()"):
+        return None
+    found = _UNEXPECTED.search(text)
+    if found is None:
+        return None
+    argument = found.group(1)
+    return argument if argument in step.OPTIONAL_ARGUMENTS and argument in arguments else None
 
 
 def _incompatible(text: str, backend: str, name: str) -> str | None:

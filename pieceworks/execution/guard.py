@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 #: claim check is trusted before the next write checks again.
 CHECK_VALID_SECONDS: Final = 0.5
 
+#: Seconds between two asks of a jobboard that could not confirm a claim (see `patience`).
+RETRY_EVERY: Final = 0.5
+
 #: Masks a text (secrets replaced); the identity when nothing is to be masked.
 Masker = Callable[[str], str]
 
@@ -144,8 +147,10 @@ class GuardedPersistence(PersistenceBackend):
 
     `still_owner` answers whether this conductor holds the job's claim (a
     round trip to the jobboard); a positive answer is trusted for
-    `CHECK_VALID_SECONDS` of monotonic time. Once it answers no (or fails),
-    `lost` is set and every write raises `ClaimLost`. `mask` cleans the
+    `CHECK_VALID_SECONDS` of monotonic time. A failing `still_owner` (the
+    board out of reach) is asked again for up to `patience` seconds (the
+    conductor gives the claim expiry), the write waiting. Once it answers
+    no (or fails past that), `lost` is set and every write raises `ClaimLost`. `mask` cleans the
     failure texts written. `cancelled` answers whether the job was cancelled;
     `guard_tasks` makes every task of the flow raise `JobCancelled` before it
     executes once it was, so the engine reverts the flow as after any failure.
@@ -159,10 +164,12 @@ class GuardedPersistence(PersistenceBackend):
         what: str,
         mask: Masker | None = None,
         cancelled: Callable[[], bool] | None = None,
+        patience: float = 0.0,
     ) -> None:
         super().__init__({})
         self._inner = inner
         self._still_owner = still_owner
+        self._patience = patience
         self._what = what
         self._mask = mask
         self._cancelled = cancelled
@@ -189,13 +196,7 @@ class GuardedPersistence(PersistenceBackend):
                 now = time.monotonic()
                 if self._checked_at is not None and now - self._checked_at < CHECK_VALID_SECONDS:
                     return
-                try:
-                    owner = self._still_owner()
-                    why = "it is no longer this conductor's (expired, or another claimed it)"
-                except Exception as exc:
-                    log.warning("cannot check the claim on %s: %s", self._what, exc)
-                    owner = False
-                    why = f"the jobboard could not confirm it: {exc}"
+                owner, why = self._ask()
                 if owner:
                     self._checked_at = time.monotonic()
                     return
@@ -204,6 +205,44 @@ class GuardedPersistence(PersistenceBackend):
                     "lost the claim on %s (%s): stopping without another write", self._what, why
                 )
         raise ClaimLost(f"lost the claim on {self._what}: {self.lost_why}")
+
+    def _ask(self) -> tuple[bool, str]:
+        """Whether the claim is still this conductor's, and if not why; a board that cannot
+        be asked is asked again (every `RETRY_EVERY` s) for up to `patience` seconds.
+
+        Nothing is written meanwhile, and only the board's own answer lets a write
+        through, so waiting is safe: a jobboard blip at the end of a step (a Redis
+        restart, a failover) no longer costs the job (given up, then resumed after
+        the claim expiry with that step run again).
+        """
+        deadline = time.monotonic() + self._patience
+        failed = 0
+        while True:
+            try:
+                owner = self._still_owner()
+            except Exception as exc:
+                failed += 1
+                if time.monotonic() + RETRY_EVERY > deadline:
+                    log.warning("cannot check the claim on %s: %s", self._what, exc)
+                    return False, f"the jobboard could not confirm it: {exc}"
+                if failed == 1:
+                    log.warning(
+                        "cannot check the claim on %s: %s; asking again for up to %g s,"
+                        " writing nothing meanwhile",
+                        self._what,
+                        exc,
+                        self._patience,
+                    )
+                time.sleep(RETRY_EVERY)
+                continue
+            if failed:
+                log.info(
+                    "the jobboard confirmed the claim on %s again after %d failed attempt%s",
+                    self._what,
+                    failed,
+                    "" if failed == 1 else "s",
+                )
+            return owner, "it is no longer this conductor's (expired, or another claimed it)"
 
     def check_cancel(self) -> None:
         """Raise `JobCancelled` if the job was cancelled (asked at most every 0.5 s)."""

@@ -8,6 +8,11 @@ at most once a minute: one attempt that failed (the persistence backend out
 of reach at that moment) left the logbooks until the next job, or until the
 conductor restarted, however long it then ran idle.
 
+Marking a logbook finished can fail too (the database out of reach just
+when the job was consumed): such a logbook was never removed, by any
+conductor. The janitor keeps the marks that failed (`mark_later`) and
+writes them, with the time the job ended, before each removal attempt.
+
 `LogbookJanitor` removes them on a timer of its own (a daemon thread):
 every `cleanup_period(keep_finished)` seconds while it works; after a
 failure sooner, then less often (`RETRY_FIRST` seconds, doubling up to
@@ -26,6 +31,7 @@ from typing import Final
 
 from taskflow.persistence.base import Backend as PersistenceBackend
 
+from pieceworks.execution.jobs import update_book_meta
 from pieceworks.execution.status import remove_finished
 
 __all__ = [
@@ -94,13 +100,38 @@ class LogbookJanitor:
         self.retry_first = min(retry_first, self.period)
         self.retry_max = max(retry_max, self.retry_first)
         self.failures = 0
+        self._marks: dict[str, float] = {}
+        self._marks_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._next = self.period
 
+    def mark_later(self, book_uuid: str, finished: float) -> None:
+        """Mark logbook `book_uuid` finished at `finished` (Unix time) at the next attempt
+        (its mark failed when its job was consumed); kept until written."""
+        with self._marks_lock:
+            self._marks[book_uuid] = finished
+
+    @property
+    def pending_marks(self) -> int:
+        """How many logbooks wait to be marked finished."""
+        with self._marks_lock:
+            return len(self._marks)
+
+    def _write_marks(self) -> None:
+        with self._marks_lock:
+            marks = dict(self._marks)
+        for book_uuid, finished in marks.items():
+            update_book_meta(self.persistence, book_uuid, finished=finished)
+            with self._marks_lock:
+                self._marks.pop(book_uuid, None)
+            log.info("marked the logbook %s finished (its mark had failed)", book_uuid)
+
     def run_once(self) -> float:
-        """One removal attempt now; the seconds until the next one. Never raises."""
+        """One attempt now (pending marks, then removal); the seconds until the next one.
+        Never raises."""
         try:
+            self._write_marks()
             removed = remove_finished(self.persistence, self.keep_finished)
         except Exception as exc:
             self.failures += 1

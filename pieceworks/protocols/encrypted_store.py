@@ -129,6 +129,12 @@ class EncryptedStore(StoredSizes):
         sweep = getattr(self.inner, "sweep_temporary", None)
         return builtins.list(sweep(dry_run=dry_run)) if callable(sweep) else []
 
+    @property
+    def consistent_listings(self) -> bool:
+        """Whether `inner` says its listings see every object written before they start
+        (garbage collection's grace period is 0 there: `gc.collection.default_grace`)."""
+        return getattr(self.inner, "consistent_listings", False) is True
+
 
 def as_stored(store: IObjectStore) -> tuple[IObjectStore, Callable[[str, bytes], bytes]]:
     """`store` as its objects are stored, and how to open one read from it.

@@ -29,6 +29,7 @@ __all__ = [
     "PieceworksError",
     "ShortRead",
     "SnapshotNotFound",
+    "StoreMissing",
     "StoreNotFound",
     "TransientError",
     "UnsupportedCodec",
@@ -117,6 +118,32 @@ class StoreNotFound(NotFound):
     """The configuration names no store with the name that was given."""
 
     hint = "`pieceworks config` shows the configured stores"
+
+
+class StoreMissing(NotFound):
+    """A configured store's storage does not exist, and it was opened without creating it.
+
+    Raised by a store driver opened with ``create=False`` when its
+    directory, Swift container or S3 bucket is absent (or, for the POSIX
+    store, the directory holds something else than a pieceworks store), and
+    by `pieceworks.common_algorithms.opening` again with the configured
+    store's name and origin in the message. Nothing was created.
+    `location` is the driver's own description of what is missing
+    (``swift store 'bakcups' at http://host/auth/v1.0``); `store` is the
+    configured store's name (None where the driver raised it). The
+    commands that only read a store open it this way, so a misspelt store
+    is an error (exit 3) instead of an empty store created in its place.
+    """
+
+    hint = (
+        "check the store's name and location in the configuration (`pieceworks config`);"
+        " a backup creates a store that does not exist yet"
+    )
+
+    def __init__(self, message: str, location: str = "", store: str | None = None) -> None:
+        super().__init__(message)
+        self.location = location
+        self.store = store
 
 
 class OperationCancelled(PieceworksError):

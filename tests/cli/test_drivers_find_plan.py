@@ -17,8 +17,9 @@ from tests.cli.conftest import MiB, Run, RunAll, config_file, has_dot, with_plug
 
 @pytest.fixture
 def two_backends(tmp_path: Path, home: Path) -> Path:
-    """A configuration with a file backend, an offloading one and a POSIX store."""
+    """A configuration with a file backend, an offloading one and a POSIX store (empty)."""
     write_volume(home / "volumes", "vol-1", 2 * MiB)
+    (home / "backups").mkdir()  # find and plan never create a store: an empty one exists
     return config_file(
         tmp_path,
         f"""

@@ -7,6 +7,7 @@ thing a test cannot wait for is calendar time).
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import zlib
@@ -185,3 +186,34 @@ def test_a_signal_while_delete_removes_manifests_stops_it_before_the_collection(
     assert code == ExitCode.INTERRUPTED, err
     assert f"backups {ids[0]}, {ids[1]} were deleted" in err, err
     assert listed(run) == [ids[2]]
+
+
+def test_prune_grace_keeps_young_unreferenced_chunks_and_zero_removes_them(
+    run: Run, run_all: RunAll, home: Path
+) -> None:
+    """A chunk stored just now with no lease or manifest (a listing that missed them)."""
+    chunks = home / "backups" / "chunks"
+    fresh = chunks / "ab" / ("ab" + "1" * 62)
+    old = chunks / "cd" / ("cd" + "2" * 62)
+    for path in (fresh, old):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"chunk")
+    long_ago = time.time() - 7200
+    os.utime(old, (long_ago, long_ago))
+
+    kept = run("prune", "--grace", "3600", "--json")
+    assert kept.code == 0, kept
+    doc = kept.json()
+    assert (doc["chunks_deleted"], doc["chunks_in_grace"], doc["grace_seconds"]) == (1, 1, 3600)
+    assert fresh.exists() and not old.exists()
+    text = run("prune", "--grace", "3600")
+    assert "kept 1 younger than the grace of 3600 s" in text.out, text
+
+    gone = run("prune", "--grace", "0", "--json")
+    assert gone.code == 0 and gone.json()["chunks_deleted"] == 1, gone
+    assert not fresh.exists()
+
+    for bad in ("-1", "soon", "inf"):
+        refused = run("prune", "--grace", bad)
+        assert refused.code == ExitCode.USAGE, refused
+        assert f"invalid grace {bad!r}" in refused.err

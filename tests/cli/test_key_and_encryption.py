@@ -293,3 +293,22 @@ def test_a_password_file_of_64_kib_is_read(run: Run, tmp_path: Path) -> None:
     assert run("key", "init", "--password-file", str(path)).code == 0
     done = run("list", "--password-file", str(path), "--json", timeout=20)
     assert done.code == 0, done
+
+
+def test_key_errors_give_a_key_hint_not_the_configuration_one(
+    run: Run, env: dict[str, str], home: Path
+) -> None:
+    """`not-encrypted` and `key-refused` said "`pieceworks config` shows the configuration
+    in use", inherited from ConfigError: the configuration was not what was wrong."""
+    plain = run("key", "list", "--json")
+    assert plain.code == 2 and json.loads(plain.err)["reference"] == "not-encrypted", plain
+    assert json.loads(plain.err)["hint"].startswith("`pieceworks key init` encrypts"), plain
+    e = _with(env, PIECEWORKS_PASSWORD=PASSWORD)
+    assert run("key", "init", env=e).code == 0
+    again = run("key", "init", "--json", env=e)
+    assert again.code == 2 and json.loads(again.err)["reference"] == "key-refused", again
+    assert json.loads(again.err)["hint"].startswith(
+        "`pieceworks key list` shows the store's keys"
+    ), again
+    for failed in (plain, again):
+        assert "pieceworks config" not in json.loads(failed.err)["hint"]

@@ -224,6 +224,7 @@ def test_prune_racing_key_init_leaves_a_consistent_store(
 
     bare = tmp_path / "bare"
     e = _site(bare, {**env, "PIECEWORKS_HOME": str(bare)})
+    (bare / "backups").mkdir()  # prune never creates a store: an empty one exists
     held = {**e, "PIECEWORKS_FAILPOINTS": "gc.lock-taken=sleep:6000"}
     prune = _start(["prune"], held, tmp_path)
     _wait_for_file(bare / "backups" / "locks", prune, "gc")

@@ -46,6 +46,7 @@ persistence = "memory://"
 """,
     )
     e = {**env, "PIECEWORKS_CONFIG": str(config)}
+    (tmp_path / "store").mkdir()  # plan never creates the store: an empty one exists
     volume = f"cli-{uuid.uuid4().hex[:8]}"
     source = RbdDriver(**ceph_cluster.options())
     target = RbdDriver(**ceph_cluster.options(ceph_cluster.other_pool))

@@ -33,6 +33,7 @@ persistence = "memory://"
 """,
     )
     (tmp_path / "b").mkdir()
+    (tmp_path / "store").mkdir()  # plan replicate never creates the store: an empty one exists
     return {**env, "PIECEWORKS_CONFIG": str(config)}
 
 

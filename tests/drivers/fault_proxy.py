@@ -20,7 +20,12 @@ requests (per connection, first request of each read direction only):
 * ``"strip:last-modified,x-timestamp"``: remove those headers from every
   answer (not counted);
 * ``"status:503"`` (any code): answer every request with that status
-  without forwarding it.
+  without forwarding it;
+* ``"trickle:1.5"`` (seconds): forward requests, pass answers back one byte
+  every 1.5 s (a service that is never silent long enough for a socket
+  timeout, yet never done);
+* ``"trickle-up:1.5"``: forward request bodies to the service one byte every
+  1.5 s (an upload that never ends), answers unchanged.
 
 `times` (default: forever) limits how many connections (for the flips:
 bodies) are affected before
@@ -31,6 +36,7 @@ manager it stops its threads and sockets at exit.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 from collections import deque
@@ -140,14 +146,19 @@ class FaultProxy:
             return
         self._sockets.append(server)
         methods: deque[str] = deque()
+        kind, _, pace = mode.partition(":")
+        delay = float(pace) if kind in ("trickle", "trickle-up") else 0.0
         up = threading.Thread(
             target=self._pump,
             args=(client, server, _Framing(methods, True, self._flip), False),
+            kwargs={"delay": delay if kind == "trickle-up" else 0.0},
             daemon=True,
         )
         up.start()
         down = _Framing(methods, False, self._flip, self._drop, self._strip)
-        self._pump(server, client, down, mode == "drop-response")
+        self._pump(
+            server, client, down, mode == "drop-response", delay if kind == "trickle" else 0.0
+        )
 
     def _strip(self) -> set[str]:
         """The (lowercase) names of response headers to remove, in mode ``strip:a,b``."""
@@ -194,14 +205,29 @@ class FaultProxy:
         finally:
             client.close()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, framing: _Framing, drop: bool) -> None:
-        """Copy `src` to `dst` through `framing` (which may flip a byte), or drop the answer."""
+    def _pump(
+        self,
+        src: socket.socket,
+        dst: socket.socket,
+        framing: _Framing,
+        drop: bool,
+        delay: float = 0.0,
+    ) -> None:
+        """Copy `src` to `dst` through `framing` (which may flip a byte), or drop the answer;
+        with a `delay`, one byte every `delay` seconds."""
         try:
             while True:
                 data = src.recv(65536)
                 if not data or drop:
                     break
-                dst.sendall(framing.feed(data))
+                data = framing.feed(data)
+                if not delay:
+                    dst.sendall(data)
+                    continue
+                for at in range(len(data)):
+                    if self._closing.wait(delay) or _hung_up(src) or _hung_up(dst):
+                        return
+                    dst.sendall(data[at : at + 1])
         except (OSError, _Dropped):
             pass
         finally:
@@ -209,6 +235,15 @@ class FaultProxy:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
                 s.close()
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """Whether the peer of `sock` has closed its end (EOF waiting, or an error)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 class _Framing:

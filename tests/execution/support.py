@@ -113,17 +113,19 @@ class Board:
         env: dict[str, str] | None = None,
         label: str | None = None,
         persistence: str = PERSISTENCE,
+        jobboard: str | None = None,
     ) -> tuple[subprocess.Popen[bytes], Path]:
         """Start a ``pieceworks conductor`` process; return it and its JSON-lines events file.
 
         Its log and events files are named after `label` (default `name`): give
-        conductors sharing a name each its own. `persistence`: its ``--persistence`` URL.
+        conductors sharing a name each its own. `persistence`, `jobboard`: its
+        ``--persistence`` and ``--jobboard`` URLs (default: this board's).
         """
         label = label or name
         events = self.tmp / f"{label}.events.jsonl"
         log = open(self.tmp / f"{label}.log", "wb")  # noqa: SIM115 (closed by the process end)
         command = [sys.executable, "-m", "pieceworks.cli", "-v", "--config", str(config)]
-        command += ["conductor", "--jobboard", self.url, "--persistence", persistence]
+        command += ["conductor", "--jobboard", jobboard or self.url, "--persistence", persistence]
         command += ["--name", name, "--events", str(events), "--wait-timeout", "0.2", *args]
         proc = subprocess.Popen(
             command,

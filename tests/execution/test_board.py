@@ -14,14 +14,22 @@ and conductor processes; fails (never skips) without them.
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import redis
 
 from pieceworks.execution import atom_states, wait_for
 from tests.execution.support import (
     CHUNK,
     PERSISTENCE,
+    REDIS_HOST,
+    REDIS_PORT,
     Board,
     atom_runs,
     events,
@@ -61,6 +69,7 @@ def test_a_conductor_restarted_under_its_name_resumes_the_job_its_killed_run_hel
     )
     result = wait_for(board.url, PERSISTENCE, job, timeout=60)
     assert again.wait(timeout=20) == 0, board.log("conductor-1")
+    assert "is registered by" not in board.log("conductor-1")  # no wait for its dead run
     assert result["chunks_total"] == 56
     resumed = tmp_path / "again.jsonl"
     assert [e["event"] for e in events(resumed) if e["event"] != "atom"] == [
@@ -113,6 +122,75 @@ def test_two_live_conductors_with_one_name_never_run_one_job_twice(
     assert a_claim["conductor"] == b_claim["conductor"] == "twin"
     assert a_claim["owner"] != b_claim["owner"]
     assert f"pid {a.pid}" in a_claim["owner"] and f"pid {b.pid}" in b_claim["owner"]
-    for proc, label in ((a, "a"), (b, "b")):
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=20) == 0, board.log(label)
+    # A found its name taken while it was stopped: it stops too, exit 2, saying so.
+    assert a.wait(timeout=20) == 2, board.log("a")
+    assert "conductor name 'twin' was taken by 'twin (host" in board.log("a")
+    assert f"pid {b.pid}" in board.log("a")
+    assert b.poll() is None, board.log("b")
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(timeout=20) == 0, board.log("b")
+
+
+def test_a_second_live_conductor_under_a_name_in_use_refuses_to_start(
+    board: Board, tmp_path: Path
+) -> None:
+    """B, started under A's --name while A runs, exits 2 naming A; A runs on and still runs
+    jobs; after A stops (SIGTERM), its name is free at once."""
+    make_volume(tmp_path / "volumes", "vol-1", 4)
+    config = slow_config(board, tmp_path, delay="0")
+    a, ev_a = board.conductor("one", "--claim-expiry", "3", config=config, label="a")
+    poll("A to start", lambda: "conductor one on" in board.log("a"), timeout=60)
+    started = time.monotonic()
+    b, ev_b = board.conductor("one", "--claim-expiry", "3", config=config, label="b")
+    assert b.wait(timeout=30) == 2, board.log("b")
+    assert time.monotonic() - started < 15
+    text = board.log("b")
+    assert "conductor name 'one' is in use by a live conductor 'one (host" in text, text
+    assert f"pid {a.pid}" in text and "two conductors must not share a --name" in text, text
+    assert "Traceback" not in text, text
+    assert not events(ev_b)  # claimed nothing
+
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
+    wait_for(board.url, PERSISTENCE, job, timeout=60)
+    assert [e["event"] for e in events(ev_a) if e["event"] != "atom"] == ["claimed", "consumed"]
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(timeout=20) == 0, board.log("a")
+
+    again, _ = board.conductor("one", "--max-dispatches", "0", config=config, label="again")
+    assert again.wait(timeout=30) == 0, board.log("again")
+    assert "is registered by" not in board.log("again")  # A removed its record: no wait
+
+
+def _register(board: Board, name: str, host: str, pid: int, expiry_ms: int) -> None:
+    """A registration record for `name` as a conductor process would have left it."""
+    now = time.time()
+    record: dict[str, object] = {"owner": f"{name} (host {host}, pid {pid}, run 000000)"}
+    record.update(name=name, host=host, pid=pid, started=now - 60, heartbeat=now)
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    client.set(f"{board.namespace}:conductors.{name}", json.dumps(record), px=expiry_ms)
+    client.close()
+
+
+def test_a_dead_holder_of_the_name_is_taken_over_at_once_here_and_on_expiry_elsewhere(
+    board: Board, tmp_path: Path
+) -> None:
+    """Left by a process of this host that is gone: taken over at once. Left by one on
+    another host that no longer renews it: taken once it lapses (the conductor waits)."""
+    config = slow_config(board, tmp_path)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _register(board, "here", socket.gethostname(), gone.pid, 60_000)
+    started = time.monotonic()
+    here, _ = board.conductor("here", "--max-dispatches", "0", config=config)
+    assert here.wait(timeout=60) == 0, board.log("here")
+    assert f"took it over from 'here (host {socket.gethostname()}, pid {gone.pid}" in board.log(
+        "here"
+    )
+    assert time.monotonic() - started < 30  # not the record's 60 s
+
+    _register(board, "there", "another-host.example", 4242, 3_000)
+    there, _ = board.conductor("there", "--max-dispatches", "0", config=config)
+    assert there.wait(timeout=60) == 0, board.log("there")
+    text = board.log("there")
+    assert "conductor name 'there' is registered by 'there (host another-host.example" in text
+    assert "in use" not in text, text

@@ -131,7 +131,7 @@ def test_unknown_jobs_and_missing_locations_are_clear_errors(board: Board, tmp_p
     bad.write_text('[jobs]\njobboard = "redis://x/y"\nkeep_finished = -1\n')
     done = pw(board, bad, "jobs", "list")
     assert done.returncode == 2
-    assert "[jobs]: keep_finished must be a positive number of seconds" in done.stderr
+    assert "[jobs]: keep_finished must be a positive finite number of seconds" in done.stderr
 
 
 def test_cancel_a_waiting_job_and_a_running_one(board: Board, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ not exist while the board was down.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,3 +45,31 @@ def test_a_claim_that_is_not_ours_any_more_says_so_and_stays_lost() -> None:
 
 def test_a_held_claim_passes() -> None:
     _guard(lambda: True).check()
+
+
+def test_a_board_out_of_reach_for_a_moment_is_asked_again_and_the_write_goes_on() -> None:
+    """Within `patience` seconds, the board's own answer decides: a blip is not a lost claim."""
+    answers: list[Any] = [ConnectionError("reset by peer"), ConnectionError("refused"), True]
+
+    def flaky() -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return bool(answer)
+
+    inner: Any = None
+    guard = GuardedPersistence(inner, flaky, what="job j1 (backup-bk-1)", patience=5.0)
+    guard.check()
+    assert not guard.lost and not answers
+
+
+def test_a_board_out_of_reach_past_the_patience_loses_the_claim() -> None:
+    def unreachable() -> bool:
+        raise ConnectionError("refused")
+
+    inner: Any = None
+    guard = GuardedPersistence(inner, unreachable, what="job j1 (backup-bk-1)", patience=1.2)
+    started = time.monotonic()
+    with pytest.raises(ClaimLost, match="could not confirm"):
+        guard.check()
+    assert 0.9 <= time.monotonic() - started < 3

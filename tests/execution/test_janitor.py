@@ -16,17 +16,18 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy
 from taskflow import exceptions
 
 from pieceworks.common_algorithms.runner import open_persistence
-from pieceworks.execution import post_backup
+from pieceworks.execution import post_backup, wait_for
 from pieceworks.execution.board import connected_board, jobboard_conf
 from pieceworks.execution.janitor import LogbookJanitor, cleanup_period, describe_persistence
 from pieceworks.execution.jobs import update_book_meta
-from tests.execution.support import PERSISTENCE, Board, poll
+from tests.execution.support import CHUNK, PERSISTENCE, Board, make_volume, poll, slow_config
 from tests.execution.tcp_gate import TcpGate
 
 CANNOT = "cannot remove finished logbooks from"
@@ -131,3 +132,38 @@ def test_the_persistence_is_named_without_its_credentials() -> None:
     url = "postgresql://pw:s3cret@db.example:5433/jobs"
     assert describe_persistence(url) == "postgresql://db.example:5433/jobs"
     assert describe_persistence("sqlite:////var/lib/pw/jobs.db") == "sqlite:////var/lib/pw/jobs.db"
+
+
+def test_a_logbook_whose_finished_mark_failed_is_marked_and_removed_later(
+    board: Board, database: str, tmp_path: Path
+) -> None:
+    """PostgreSQL away just when the job was consumed (held there by failpoint job.consumed):
+    the mark failed and the logbook, never marked finished, was never removed by anyone."""
+    url = PERSISTENCE.rsplit("/", 1)[0] + f"/{database}"
+    make_volume(tmp_path / "volumes", "vol-1", 4)
+    config = slow_config(board, tmp_path, delay="0")
+    config.write_text(f"[jobs]\nkeep_finished = 2\n{config.read_text()}")
+    job = post_backup(board.url, url, "lab", "lab", {"volume_id": "vol-1", "chunk_size": CHUNK})
+    with TcpGate(5432) as gate:
+        gated = f"postgresql://postgres@127.0.0.1:{gate.port}/{database}"
+        proc, _ = board.conductor(
+            "marker",
+            config=config,
+            persistence=gated,
+            env={"PIECEWORKS_FAILPOINTS": "job.consumed=sleep:4000"},
+        )
+        wait_for(board.url, url, job, timeout=60)  # consumed: the conductor now sleeps 4 s
+        gate.shut()
+        poll(
+            "the mark to fail",
+            lambda: "could not mark job" in board.log("marker"),
+            timeout=30,
+        )
+        assert _exists(url, job.book_uuid)
+        gate.open()
+        poll("the logbook to be removed", lambda: not _exists(url, job.book_uuid), timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, board.log("marker")
+    text = board.log("marker")
+    assert f"could not mark job {job.job_uuid} finished: " in text and "marked later" in text
+    assert f"marked the logbook {job.book_uuid} finished (its mark had failed)" in text, text

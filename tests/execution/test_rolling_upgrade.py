@@ -21,6 +21,7 @@ sending what a later version would; the workers are real processes.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,11 +39,16 @@ from pieceworks.common_algorithms.operations.requests import (
 from pieceworks.execution import JobFailed, wait_for
 from pieceworks.execution.dispatch import WorkerDispatcher
 from pieceworks.protocols import IncompatibleRequest
+from pieceworks.protocols.chunk_list import chunk_list_from_json
+from pieceworks.protocols.values import chunks_from_json
 from tests.execution.support import CHUNK, PERSISTENCE, REPO, Board, events, make_volume, poll
 from tests.execution.test_workers import TRANSPORT, conductor, host_config, start_worker, stop
 
 #: The last commit before request protocol 1 and guard_max_chunks: the "old" workers.
 OLD = "d9482fb"
+#: The last commit before `BackupTransfer`'s ``chunk_form`` (protocol 1): its workers
+#: answer in rows only.
+BEFORE_CHUNK_FORM = "43e48a9"
 
 
 def transfer(
@@ -53,6 +59,8 @@ def transfer(
     Returns the step's result and the dispatcher's events.
     """
     seen: list[dict[str, Any]] = []
+    # A conductor's backup job makes its store before it places a step; workers never do.
+    (board.tmp / "store").mkdir(exist_ok=True)
     dispatcher = WorkerDispatcher(TRANSPORT, exchange=board.namespace, on_event=seen.append)
     arguments = {
         "backend": "lab",
@@ -123,19 +131,19 @@ def test_a_request_the_worker_cannot_honour_is_a_named_error_at_the_conductor(
     assert result["bytes_read"] > 0 and [e["event"] for e in seen] == ["placed"]
 
 
-def old_tree(tmp_path: Path) -> Path:
-    """The package of commit `OLD`, extracted from this repository's git history."""
+def old_tree(tmp_path: Path, commit: str = OLD) -> Path:
+    """The package of `commit`, extracted from this repository's git history."""
     found = subprocess.run(
-        ["git", "-C", str(REPO), "cat-file", "-e", f"{OLD}^{{commit}}"],
+        ["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"],
         capture_output=True,
         check=False,
     )
     if found.returncode != 0:  # an sdist or a shallow clone
-        pytest.skip(f"commit {OLD} is not in this checkout: the old version cannot be extracted")
+        pytest.skip(f"commit {commit} is not in this checkout: the old version cannot be extracted")
     old = tmp_path / "old"
     old.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", OLD, "pieceworks"], capture_output=True, check=True
+        ["git", "-C", str(REPO), "archive", commit, "pieceworks"], capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     return old
@@ -172,10 +180,14 @@ def test_a_worker_older_than_the_protocol_takes_what_it_knows_and_refuses_by_nam
     )
     start_old_worker(board, old, config)
     cond, path = conductor(board, "conductor-1", config)
-    # at the default cap the field is not sent: the old worker runs the step
+    # at the default cap the field is not sent: the old worker runs the step; it
+    # refuses the chunk_form argument it predates, and is asked again without it
     job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
     result = wait_for(board.url, PERSISTENCE, job, timeout=90)
     assert result["bytes_read"] > 0
+    placed = [e for e in events(path) if e.get("backend") == "lab"]
+    assert [e["event"] for e in placed] == ["placed", "placed"], placed
+    assert placed[1]["reason"] == "asked again without chunk_form, which the worker predates"
     # a cap the old worker cannot honour: the job fails naming it, once, no fallback
     job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK, guard_max_chunks=3)
     with pytest.raises(JobFailed) as failed:
@@ -185,5 +197,46 @@ def test_a_worker_older_than_the_protocol_takes_what_it_knows_and_refuses_by_nam
     assert "unexpected keyword argument 'guard_max_chunks'" in text, text
     assert "it predates request protocol 1" in text and "upgrade it" in text, text
     kinds = [e["event"] for e in events(path) if e.get("backend") == "lab"]
-    assert kinds == ["placed", "placed", "incompatible"], kinds
+    assert kinds == ["placed", "placed", "placed", "placed", "incompatible"], kinds
+    stop(cond)
+
+
+def test_a_worker_answers_in_columns_when_asked_and_in_rows_otherwise(
+    board: Board, tmp_path: Path
+) -> None:
+    """The conductor asks for the columns form (~50 B of JSON a chunk, not ~110 B and
+    ~300 B once parsed); rows stay the answer to an older conductor or an unknown form."""
+    make_volume(tmp_path / "volumes", "vol-1", 4)
+    start_worker(board, "worker-1", host_config(board, tmp_path))
+    request = request_fields(BackupRequest("vol-1", chunk_size=CHUNK))
+    rows, _ = transfer(board, request)
+    columns, seen = transfer(board, request, chunk_form="columns")
+    assert [e["event"] for e in seen] == ["placed"]
+    assert isinstance(rows["chunks"], list) and columns["chunks"]["form"] == "columns"
+    assert list(chunk_list_from_json(columns["chunks"])) == list(chunks_from_json(rows["chunks"]))
+    assert len(json.dumps(columns["chunks"])) < len(json.dumps(rows["chunks"]))
+    unknown, _ = transfer(board, request, chunk_form="columns-v9")
+    assert unknown["chunks"] == rows["chunks"]
+    log = board.log("worker-1")
+    assert "unknown chunk_form 'columns-v9' (a newer conductor's): answering in 'rows'" in log
+    assert "ignoring argument" not in log
+
+
+def test_a_worker_before_chunk_form_is_asked_for_columns_and_answers_in_rows(
+    board: Board, tmp_path: Path
+) -> None:
+    """A protocol-1 worker that predates ``chunk_form`` ignores it (a warning) and answers
+    in rows, which this conductor reads: the job succeeds."""
+    make_volume(tmp_path / "volumes", "vol-1", 4)
+    config = host_config(board, tmp_path)
+    old = old_tree(tmp_path, BEFORE_CHUNK_FORM)
+    assert "chunk_form" not in (old / "pieceworks/execution/dispatch.py").read_text()
+    start_old_worker(board, old, config)
+    cond, path = conductor(board, "conductor-1", config)
+    job = board.post_backup("lab", "lab", volume_id="vol-1", chunk_size=CHUNK)
+    result = wait_for(board.url, PERSISTENCE, job, timeout=90)
+    assert result["bytes_read"] == 4 * CHUNK
+    kinds = [e["event"] for e in events(path) if e.get("backend") == "lab"]
+    assert kinds == ["placed"], kinds
+    assert "ignoring argument(s) chunk_form, which this version" in board.log("old-worker")
     stop(cond)

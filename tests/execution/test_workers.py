@@ -297,7 +297,8 @@ def test_data_steps_are_built_from_a_name_and_send_only_names(tmp_path: Path) ->
     text = json.dumps(arguments)  # what the worker-based engine would send: JSON-able
     assert "s3cr3t-key" not in text
     assert arguments["backend"] == "lab" and arguments["store"] == "lab"
-    assert set(arguments) == {"backend", "store", "request", "attempt", "source"}
+    assert set(arguments) == {"backend", "store", "request", "attempt", "source", "chunk_form"}
+    assert arguments["chunk_form"] == "columns"
 
 
 def test_worker_command_errors_are_clear(board: Board, tmp_path: Path) -> None:

@@ -183,7 +183,7 @@ def run_backup(args: argparse.Namespace, ctx: Context) -> int:
     from pieceworks.cli.interrupts import abandon_backup  # noqa: PLC0415
     from pieceworks.common_algorithms import backup, plan_backup  # noqa: PLC0415
 
-    backend, store = ctx.backend(), ctx.store()
+    backend, store = ctx.backend(), ctx.store(create=True)  # a backup makes a new store
     request = backup_request(args, ctx.config.guard_sample, ctx.config.guard_max_chunks)
     ctx.require_volume(backend, request.volume_id)
     plan = plan_backup(backend, store, request)

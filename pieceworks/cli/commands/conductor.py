@@ -36,8 +36,10 @@ them with their state in the shared persistence backend. Only jobs whose
 backends and stores this host's configuration has (and, with --backends,
 only those backends) are claimed; others are left for another conductor.
 A killed conductor's claim expires after --claim-expiry seconds and another
-resumes its job. SIGTERM or Ctrl-C: the running job stops after its current
-step and is handed over at once. With --transport (or [jobs] transport),
+resumes its job. One --name per live conductor: a conductor started under
+the name of a live one exits 2 (a restart after a crash is not refused).
+SIGTERM or Ctrl-C: the running job stops after its current step and is
+handed over at once. With --transport (or [jobs] transport),
 each data step (a backup's transfer, a restore's write) runs on a
 `pieceworks worker` serving the job's backend when one answers within
 --worker-wait seconds,
@@ -84,7 +86,9 @@ def add_arguments(parser: CommandParser) -> None:
         help="seconds a dead conductor's claim survives (default: [jobs] claim_expiry, else 30)",
     )
     exchange_option(parser)
-    parser.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
+    parser.add_argument(
+        "--events", metavar="FILE", type=_events_path, help="append JSON-lines events to FILE"
+    )
     parser.add_argument(
         "--worker-wait",
         type=positive_seconds,
@@ -247,6 +251,16 @@ def run_conductor_command(args: argparse.Namespace, ctx: Context) -> int:
             dispatcher=dispatcher,
         )
     return ExitCode.OK
+
+
+def _events_path(text: str) -> str:
+    """``--events FILE`` as parsed: ``-`` (the usual name of standard output) made a file
+    called '-'; it is a usage error before anything is reached."""
+    if text == "-":
+        raise argparse.ArgumentTypeError(
+            "'-' is not a file; for standard output give /dev/stdout (./- for a file called '-')"
+        )
+    return text
 
 
 def _events_file(path: str) -> IO[str]:

@@ -70,7 +70,11 @@ def collection_failed(
 
 
 def collect(
-    objects: IObjectStore, *, deleted: Sequence[str] | None = None, dry_run: bool = False
+    objects: IObjectStore,
+    *,
+    deleted: Sequence[str] | None = None,
+    dry_run: bool = False,
+    grace: float | None = None,
 ) -> GCReport:
     """`collect_garbage` for a command, stoppable by Ctrl-C, SIGTERM or SIGHUP (exit 130).
 
@@ -80,11 +84,12 @@ def collect(
     was referenced by no backup, the others stay for the next collection,
     and the collector's lock is released. `deleted`: the backups the
     command removed before (named if the collection fails or is stopped).
+    `grace`: keep chunks younger than this many seconds (None: the store's default).
     """
     from pieceworks.common_algorithms.gc.collection import collect_garbage  # noqa: PLC0415
 
     try:
-        return collect_garbage(objects, dry_run=dry_run)
+        return collect_garbage(objects, dry_run=dry_run, grace=grace)
     except KeyboardInterrupt:
         done = "" if deleted is None else f"{_done(deleted)}; "
         raise CliError(
@@ -112,6 +117,17 @@ def _manifest_gone(store: Store, backup_id: str) -> bool:
     return False
 
 
+def _manifest_present(store: Store, backup_id: str) -> bool:
+    """Whether `backup_id`'s manifest is known to be there (False if that cannot be told)."""
+    from pieceworks.common_algorithms.format.manifest import manifest_key  # noqa: PLC0415
+
+    try:
+        store.objects.head(manifest_key(backup_id))
+    except PieceworksError:
+        return False
+    return True
+
+
 GC_DESCRIPTION = """\
 Remove every chunk object that no backup references (left by forget, delete,
 or an interrupted or failed backup). Deferred while a backup, restore,
@@ -119,6 +135,9 @@ verify, copy or check is in progress: nothing is removed, the runs in the
 way are named and the exit code is 75.
 Leases and locks of dead runs are removed first. Ctrl-C or SIGTERM stops it
 between two removals (exit 130; the rest waits for the next prune).
+Chunk objects younger than the grace period are kept (a listing of a Swift
+container may not yet show the lease or manifest of a backup that just
+stored them): 1 hour by default, 0 on a local POSIX store; --grace sets it.
 `pieceworks gc` is the same command."""
 
 
@@ -135,6 +154,23 @@ def add_gc_arguments(parser: CommandParser) -> None:
         ),
     )
     parser.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    parser.add_argument(
+        "--grace",
+        type=_grace_seconds,
+        metavar="SECONDS",
+        help="keep unreferenced chunks younger than this (default: 3600, 0 on a local"
+        " POSIX store; 0 removes them all)",
+    )
+
+
+def _grace_seconds(text: str) -> float:
+    """``--grace``: 0 or more seconds (finite); anything else is a usage error."""
+    from pieceworks.cli.options import decimal_number  # noqa: PLC0415
+
+    value = decimal_number(text)
+    if value is None or not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid grace {text!r}: a number of seconds, 0 or more")
+    return value
 
 
 def run_delete(args: argparse.Namespace, ctx: Context) -> int:
@@ -145,11 +181,21 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
     try:
         outcome = delete(store, args.backup_id, options=ctx.engine_options())
     except KeyboardInterrupt:
-        raise CliError(
-            f"interrupted: backup {args.backup_id} may or may not be deleted (see `pieceworks"
-            " list`); unreferenced chunks are removed by the next delete or gc",
-            ExitCode.INTERRUPTED,
-        ) from None
+        # Said for sure when the store tells: "may or may not be deleted" sent the user to
+        # `list` for what one request answers.
+        if _manifest_gone(store, args.backup_id):
+            said = (
+                f"backup {args.backup_id} was deleted; garbage collection stopped: unreferenced"
+                " chunks it removed are gone, the others stay until the next `pieceworks prune`"
+            )
+        elif _manifest_present(store, args.backup_id):
+            said = f"backup {args.backup_id} was not deleted; nothing was removed"
+        else:
+            said = (
+                f"backup {args.backup_id} may or may not be deleted (see `pieceworks list`);"
+                " unreferenced chunks are removed by the next delete or gc"
+            )
+        raise CliError(f"interrupted: {said}", ExitCode.INTERRUPTED) from None
     except PieceworksError as exc:  # after the manifest went: say the backup is deleted
         from pieceworks.protocols import BackupNotFound  # noqa: PLC0415
 
@@ -180,7 +226,7 @@ def run_delete(args: argparse.Namespace, ctx: Context) -> int:
 def run_gc(args: argparse.Namespace, ctx: Context) -> int:
     """Remove chunk objects no backup references (unless a backup is running)."""
     store = ctx.store()
-    report = collect(store.objects, dry_run=args.dry_run)
+    report = collect(store.objects, dry_run=args.dry_run, grace=args.grace)
     ctx.out.data(report.to_dict(store.name))
     if report.deferred:
         ctx.out.result(
@@ -194,9 +240,14 @@ def run_gc(args: argparse.Namespace, ctx: Context) -> int:
         )
         return ExitCode.DEFERRED
     verb = "would remove" if report.dry_run else "removed"
+    kept = (
+        f"; kept {report.chunks_in_grace} younger than the grace of {report.grace_seconds:g} s"
+        if report.chunks_in_grace
+        else ""
+    )
     ctx.out.result(
         f"{verb} {report.chunks_deleted} unreferenced chunk objects"
         f" ({human_bytes(report.bytes_freed)}); {report.manifests} backups reference"
-        f" {report.chunks_referenced} chunks"
+        f" {report.chunks_referenced} chunks{kept}"
     )
     return ExitCode.OK

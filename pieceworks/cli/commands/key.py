@@ -93,7 +93,7 @@ def run_key_init(args: argparse.Namespace, ctx: Context) -> int:
     """Encrypt the chosen (empty) store."""
     from pieceworks.common_algorithms.keys import init_keys  # noqa: PLC0415
 
-    name, objects = ctx.raw_store()
+    name, objects = ctx.raw_store(create=True)  # a new store is encrypted before its first backup
     key_id = init_keys(objects, _password(ctx, name, initial=True))
     ctx.out.data({"store": name, "key_id": key_id, "encrypted": True})
     ctx.out.result(f"store '{name}' is encrypted; key {key_id} opens it")

@@ -122,7 +122,7 @@ def _emit(plan: Plan, args: argparse.Namespace, ctx: Context) -> int:
         rendered = plan.to_dot()
     else:
         rendered = render_svg(plan.to_dot())
-    if args.output:
+    if args.output and args.output != "-":  # "-" is standard output, as curl's and tar's -o
         _write_output(args.output, rendered if fmt == "json" else masker.text(rendered))
         ctx.out.note(f"wrote the {fmt} plan to {args.output}")
     elif fmt == "json":

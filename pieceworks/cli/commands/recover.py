@@ -14,6 +14,10 @@ temporary snapshots they name: a conductor that died mid-job left them, and
 the conductor that resumes the job goes on with them
 (`pieceworks.execution.held`). A board that cannot be read fails the
 command before anything is removed.
+
+A configured store that does not exist has nothing to recover: it is not
+created, only named in a warning (one named with ``--store``: exit 3,
+`StoreMissing`).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
         jobs_on_board,
         without_held,
     )
-    from pieceworks.protocols import PieceworksError  # noqa: PLC0415
+    from pieceworks.protocols import PieceworksError, StoreMissing  # noqa: PLC0415
 
     # What jobs on the board hold is looked up first: if the board cannot be read,
     # nothing is removed (a resumed job would lose its snapshot and lease).
@@ -79,6 +83,10 @@ def run_recover(args: argparse.Namespace, ctx: Context) -> int:
     for name in [args.store] if args.store else sorted(ctx.config.stores):
         try:
             stores.append(ctx.store(name))
+        except StoreMissing as exc:  # not created here; a store named with --store: exit 3
+            if args.store:
+                raise
+            ctx.out.warn(f"nothing to recover in store '{name}': {exc}")
         except (PieceworksError, CliError) as exc:
             if args.store:
                 raise

@@ -112,7 +112,7 @@ def run_replicate(args: argparse.Namespace, ctx: Context) -> int:
     source, target = backends(args, ctx)
     request = replicate_request(args)
     ctx.require_volume(source, request.volume_id)
-    store = ctx.store()
+    store = ctx.store(create=True)  # via-store writes chunks and the run journal there
     journal = LocalJournal(ctx.config.home / "journal")
     existed = volume_exists(target, request.target_volume)
     with ctx.progress(f"replicate {request.volume_id}") as progress:

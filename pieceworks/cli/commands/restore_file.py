@@ -423,7 +423,7 @@ def add_arguments(parser: CommandParser) -> None:
 
 
 def _target_path(text: str) -> str:
-    """``--to-file``'s PATH; empty, blank or ending in ``/`` is a usage error.
+    """``--to-file``'s PATH; empty, blank, ending in ``/`` or ``-`` is a usage error.
 
     Such a path names no file: the restore ran to the end, then failed
     renaming its temporary file to it (an unexpected error, exit 1).
@@ -432,6 +432,11 @@ def _target_path(text: str) -> str:
         raise argparse.ArgumentTypeError("path must not be empty or blank")
     if text.endswith(os.sep):
         raise argparse.ArgumentTypeError(f"{text!r} names a directory, not a file")
+    if text == "-":  # the usual name of standard output: it made a file called '-'
+        raise argparse.ArgumentTypeError(
+            "'-' (standard output) is not a target: restore writes a file or a block device;"
+            " name one (./- for a file called '-')"
+        )
     return text
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from pieceworks.common_algorithms.format.heap import release_free_heap
 from pieceworks.common_algorithms.format.manifest_document import (
     BackupExists,
     Manifest,
@@ -48,6 +49,9 @@ __all__ = [
 MANIFEST_PREFIX: Final = "manifests/"
 
 log = logging.getLogger(__name__)
+#: Chunks from which writing a manifest first returns the heap's free pages (about 1 MiB
+#: of manifest, `heap.LARGE_BYTES`, at about 106 bytes a chunk).
+_CHUNKS_WORTH_TRIMMING: Final = 10_000
 _KEY = re.compile(r"manifests/([A-Za-z0-9][A-Za-z0-9._-]{0,127})\.json")
 
 
@@ -72,6 +76,10 @@ def write_manifest(store: IObjectStore, manifest: Manifest) -> None:
     try:
         existing = store.get(key)
     except ObjectNotFound:
+        # what was freed before (an incremental's parent, its transfer's columns) goes
+        # back to the system before the manifest's bytes are made (see `heap`)
+        if len(manifest.chunks) >= _CHUNKS_WORTH_TRIMMING:
+            release_free_heap()
         store.put(key, memoryview(manifest.encoded()))  # no second copy of a large manifest
         return
     if _same_backup(existing, manifest, key):
@@ -104,6 +112,9 @@ def read_manifest(store: IObjectStore, backup_id: str) -> Manifest:
     except ObjectNotFound:
         raise BackupNotFound(f"no backup {backup_id!r} in the store (no object {key})") from None
     manifest = Manifest.from_json(data, f"manifest of backup {backup_id!r} ({key})")
+    size = len(data)
+    del data
+    release_free_heap(size)  # a large manifest's bytes, freed: see `heap`
     if manifest.backup_id != backup_id:
         raise CorruptionError(
             f"manifest {key} records backup id {manifest.backup_id!r}, not {backup_id!r}"

@@ -89,6 +89,39 @@ it has not been renewed for the TTL (default 2 minutes; holders renew every
 20 s on a thread). A stale marker is ignored and reported, and a collector
 removes it: a killed backup, reader or collector blocks nobody for longer.
 Ages are measured on the store's clock.
+
+The grace period: listings that lag. The argument above assumes that "a
+store lists what was written before the listing starts". A Swift container
+listing does not promise it: an object PUT returns once the object servers
+hold it, and the container's listing is updated afterwards, asynchronously
+(an *async pending* when a container server is busy or down, replayed by
+the container-updater every 300 s by default, or later). S3-compatible
+services built on such stores (Swift's s3api, multi-site RGW) inherit it.
+So V may miss a lease a backup wrote just before, and M a manifest written
+just before: the collector then sees the backup's new chunks as referenced
+by nothing, and would delete chunks that a running (or just finished)
+backup has stored. Hence the rule: a collection never deletes a chunk object
+younger than the *grace* (`collect_garbage`'s `grace`, ``pieceworks prune
+--grace SECONDS``), its age being the store's clock now minus the chunk's
+modification time (`ObjectInfo.modified`, on the same clock; the chunk's
+HEAD is read from the object itself, which Swift serves consistently,
+never from the listing). A backup's new chunks are written after its lease
+and before its manifest, so while the listing lag is shorter than the grace
+every chunk a missed lease or manifest protects is itself too young to be
+deleted: the next collection, when the listing has caught up, sees the
+lease or manifest. The default, `DEFAULT_GRACE` (1 hour: a dozen
+container-updater passes, thirty lease TTLs), applies to every store that
+does not declare its listings consistent (``consistent_listings = True``,
+as `PosixStore` does: a directory listing sees every file renamed into
+place before it; a file system whose listings are cached, such as NFS,
+wants an explicit grace); there it is 0. What the grace costs: an
+unreferenced chunk younger than it (of a backup deleted right after it was
+written, or of a failed backup) stays until a later prune, counted in the
+report's `chunks_in_grace`. What it does not cover: an *old* chunk that a
+backup missed in the listing decided to reuse (no new write, so no young
+modification time); the backup's check that its reused chunks are stored
+(`unstored_chunks`) runs before, so that case needs a listing that lags
+behind a lease by the time between that check and the collection.
 """
 
 from __future__ import annotations
@@ -96,6 +129,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -141,6 +175,7 @@ from pieceworks.protocols import (
 from pieceworks.protocols.owner import Owner
 
 __all__ = [
+    "DEFAULT_GRACE",
     "DEFAULT_LEASE_TTL",
     "DEFAULT_RENEW_EVERY",
     "DEFAULT_WAIT_TIMEOUT",
@@ -155,6 +190,7 @@ __all__ = [
     "backup_lease",
     "chunk_id_of",
     "collect_garbage",
+    "default_grace",
     "delete_backup",
     "lease_key",
     "lease_renewed",
@@ -164,6 +200,9 @@ __all__ = [
 ]
 
 CHUNK_PREFIX: Final = "chunks/"
+#: Seconds: a collection keeps unreferenced chunk objects younger than this (see "The
+#: grace period" above), on stores whose listings may lag (not ``consistent_listings``).
+DEFAULT_GRACE: Final = 3600.0
 _CHUNK_KEY: Final = re.compile(r"chunks/([0-9a-f]{2})/(\1[0-9a-f]{62})")
 
 log = logging.getLogger(__name__)
@@ -193,7 +232,9 @@ class GCReport:
     readers has none. With `dry_run`,
     `chunks_deleted` and `bytes_freed` say what would have been deleted.
     `stale_markers` are the keys of dead leases and locks that were ignored
-    (and removed unless `dry_run`).
+    (and removed unless `dry_run`). `chunks_in_grace` are unreferenced chunk
+    objects kept because they are younger than `grace_seconds` (see "The
+    grace period" in the module docstring).
     """
 
     manifests: int
@@ -204,6 +245,8 @@ class GCReport:
     stale_markers: tuple[str, ...]
     dry_run: bool
     blockers: tuple[Marker, ...] = field(default=())
+    chunks_in_grace: int = 0
+    grace_seconds: float = 0.0
 
     @property
     def deferred(self) -> bool:
@@ -240,6 +283,8 @@ class GCReport:
                 "chunks_referenced": self.chunks_referenced,
                 "chunks_deleted": self.chunks_deleted,
                 "bytes_freed": self.bytes_freed,
+                "chunks_in_grace": self.chunks_in_grace,
+                "grace_seconds": self.grace_seconds,
                 "deferring_backup_ids": list(self.deferred_by),
                 "blocking_leases": [m.to_dict() for m in self.blockers],
                 "stale_markers": list(self.stale_markers),
@@ -274,8 +319,13 @@ def collect_garbage(
     lease_ttl: float | None = None,
     dry_run: bool = False,
     renew_every: float | None = DEFAULT_RENEW_EVERY,
+    grace: float | None = None,
 ) -> GCReport:
     """Delete every chunk object no manifest references, unless a backup is running.
+
+    Only chunk objects at least `grace` seconds old (store clock) are
+    deleted; None means `default_grace(store)`. See "The grace period" in
+    the module docstring for why; `ValueError` if `grace` is negative.
 
     Follows the protocol of the module docstring: if any live lease exists
     (a backup being written, or a reader's), nothing is deleted and the
@@ -285,13 +335,17 @@ def collect_garbage(
     `UnknownFormatVersion`) if a manifest cannot be read: what it
     references is unknown, so nothing is deleted.
     """
+    grace = default_grace(store) if grace is None else grace
+    if not grace >= 0:  # also refuses nan
+        raise ValueError(f"the grace period must be 0 or more seconds, not {grace!r}")
     owner, started = Owner.current(), time.time()
     lock = f"{GC_LOCK_PREFIX}.{owner.token}"
     put_marker(store, lock, "gc-lock", owner.token, owner, started)
     beat = None
     try:
         failpoint("gc.lock-taken")
-        now = store_clock(store, lock)()
+        clock = store_clock(store, lock)
+        now = clock()
         live, stale = scan_markers(store, LEASE_PREFIX, now, lease_ttl)
         stale_locks = [m for m in scan_markers(store, GC_LOCK_PREFIX, now, lease_ttl)[1]]
         stale_keys = tuple(m.key for m in stale + stale_locks if m.key != lock)
@@ -306,7 +360,9 @@ def collect_garbage(
                 "garbage collection deferred: %s",
                 "; ".join(m.describe_holder() for m in live),
             )
-            return GCReport(0, 0, 0, 0, writing, stale_keys, dry_run, tuple(live))
+            return GCReport(
+                0, 0, 0, 0, writing, stale_keys, dry_run, tuple(live), grace_seconds=grace
+            )
         beat = heartbeat(
             lambda: put_marker(store, lock, "gc-lock", owner.token, owner, started),
             renew_every,
@@ -315,33 +371,35 @@ def collect_garbage(
         failpoint("gc.leases-checked")
         manifests = list_manifests(store)
         referenced = {c.digest for m in manifests for c in m.chunks}
-        deleted = freed = 0
-        for key in store.list(CHUNK_PREFIX):
-            chunk_id = chunk_id_of(key)
-            if chunk_id is None:
-                log.warning("leaving %s alone: not a chunk object's key", key)
-                continue
-            if chunk_id in referenced:
-                continue
-            info = _head(store, key)
-            if info is None:
-                continue
-            if not dry_run:
-                store.delete(key)
-                failpoint("gc.chunk-deleted")
-            deleted += 1
-            freed += info.size
+        deleted, freed, young = _delete_unreferenced(store, referenced, clock, grace, dry_run)
         if not dry_run:
             for m in stale + stale_locks:  # only as found: a resumed run may have rewritten it
                 if m.key != lock:
                     remove_if_unchanged(store, m)
             _sweep_temporary(store)
         failpoint("gc.before-unlock")
-        return GCReport(len(manifests), len(referenced), deleted, freed, (), stale_keys, dry_run)
+        return GCReport(
+            len(manifests),
+            len(referenced),
+            deleted,
+            freed,
+            (),
+            stale_keys,
+            dry_run,
+            chunks_in_grace=young,
+            grace_seconds=grace,
+        )
     finally:
         if beat is not None:
             beat.stop()
         remove_own(store, lock, owner.token)
+
+
+def default_grace(store: IObjectStore) -> float:
+    """The grace (seconds) a collection of `store` uses unless told: 0 if the store
+    declares ``consistent_listings = True`` (its listings never miss an object written
+    before they start), else `DEFAULT_GRACE`."""
+    return 0.0 if getattr(store, "consistent_listings", False) is True else DEFAULT_GRACE
 
 
 def delete_backup(
@@ -365,6 +423,44 @@ def delete_backup(
     failpoint("delete.manifest-removed")
     report = collect_garbage(store, lease_ttl=lease_ttl) if collect else None
     return DeleteReport(backup_id, report)
+
+
+def _delete_unreferenced(
+    store: IObjectStore,
+    referenced: set[str],
+    clock: Callable[[], float],
+    grace: float,
+    dry_run: bool,
+) -> tuple[int, int, int]:
+    """Delete the chunk objects not in `referenced` and at least `grace` s old on `clock`.
+
+    Return (chunk objects deleted, their bytes, unreferenced ones kept as too young);
+    with `dry_run`, count what would be deleted.
+    """
+    deleted = freed = young = 0
+    for key in store.list(CHUNK_PREFIX):
+        chunk_id = chunk_id_of(key)
+        if chunk_id is None:
+            log.warning("leaving %s alone: not a chunk object's key", key)
+            continue
+        if chunk_id in referenced:
+            continue
+        info = _head(store, key)
+        if info is None:
+            continue
+        if clock() - info.modified < grace:  # maybe a backup's the listing hid
+            young += 1
+            continue
+        if not dry_run:
+            store.delete(key)
+            failpoint("gc.chunk-deleted")
+        deleted += 1
+        freed += info.size
+    if young:
+        log.info(
+            "kept %d unreferenced chunk object(s) younger than the grace of %g s", young, grace
+        )
+    return deleted, freed, young
 
 
 def _sweep_temporary(store: IObjectStore) -> None:

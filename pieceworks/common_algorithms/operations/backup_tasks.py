@@ -232,6 +232,7 @@ class TransferChunks(DataStep, BackupTask):
             "request": request_fields(self.request),
             "attempt": attempt,
             "source": source,
+            "chunk_form": COLUMNS,
         }
         with lease_renewed(self.store.objects, self.request.backup_id, lease["token"]):
             out = run_data_step(
@@ -258,12 +259,18 @@ class BackupTransfer(RemoteStep):
     `backend` and `store` are names opened from this host's configuration
     (`placement.host`); `request` holds `BackupRequest`'s fields; `attempt`
     and `source` are the results of the fallback retry and `PrepareSource`.
-    Returns the transfer result with its chunks as `chunks_to_json` rows, as
-    every version before the columns form did: a conductor of such a version
-    reads only rows, and workers are upgraded first (docs/scale.md, rolling
-    upgrades). The memory the columns save is the in-process run's, a
-    command line's; a worker's result is JSON on the wire either way.
+    `chunk_form` is how the result's chunks are given: ``"columns"``
+    (`ChunkList.to_json`, about 50 bytes of JSON a chunk) when the
+    conductor asks for it, as conductors since the columns form do; else,
+    or for a form this version does not know, ``"rows"`` (`chunks_to_json`,
+    about 110 bytes a chunk and some 300 bytes a chunk once parsed), the
+    only form older conductors read: workers are upgraded first
+    (docs/scale.md, rolling upgrades). An older worker that does not know
+    the argument answers in rows, which every conductor reads
+    (`OPTIONAL_ARGUMENTS`).
     """
+
+    OPTIONAL_ARGUMENTS = frozenset({"chunk_form"})
 
     def work(  # type: ignore[override]
         self,
@@ -272,7 +279,16 @@ class BackupTransfer(RemoteStep):
         request: dict[str, Any],
         attempt: dict[str, Any],
         source: dict[str, str | None],
+        chunk_form: str = ROWS,
     ) -> dict[str, Any]:
+        if chunk_form not in (ROWS, COLUMNS):
+            log.warning(
+                "step %s: unknown chunk_form %r (a newer conductor's): answering in %r",
+                self.name,
+                chunk_form,
+                ROWS,
+            )
+            chunk_form = ROWS
         sections = host()
         with declining():
             step = TransferChunks(
@@ -282,7 +298,7 @@ class BackupTransfer(RemoteStep):
                 self.name,
             )
         step.reporter = self
-        return self.observed(lambda: step.transfer(attempt, source, ROWS))
+        return self.observed(lambda: step.transfer(attempt, source, chunk_form))
 
 
 class ReleaseSource(BackupTask):

@@ -23,6 +23,7 @@ from pieceworks.common_algorithms.gc.leases import acquire_lease, lease_renewed,
 from pieceworks.common_algorithms.operations.backup_step import source_ref
 from pieceworks.common_algorithms.operations.planning import via_store_sides
 from pieceworks.common_algorithms.operations.requests import ReplicateRequest
+from pieceworks.common_algorithms.operations.targets import require_still_absent
 from pieceworks.common_algorithms.progress import ProgressReporter
 from pieceworks.failpoints import failpoint
 from pieceworks.protocols import (
@@ -69,6 +70,8 @@ class ReplicaCopier:
         started = time.monotonic()
         ref = source_ref(source)
         target = VolumeRef(self.request.target_volume)
+        if not self.request.overwrite:  # CheckReplicaTarget found it free: is it still?
+            require_still_absent(self.target, target.volume_id, operation="replicate")
         strategy = str(attempt["strategy"])
         if strategy == "native":
             assert self.target.spec is not None
@@ -180,6 +183,8 @@ class ReplicaCopier:
         self, target: VolumeRef, size: int, chunks: Sequence[ChunkRef], side: str | None
     ) -> int:
         assert self.store is not None
+        if not self.request.overwrite:  # staging took a while: is the target still free?
+            require_still_absent(self.target, target.volume_id, operation="replicate")
         if side == "pull":
             self.store.pull(self.target, target, size, chunks)
             return 0

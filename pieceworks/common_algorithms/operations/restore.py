@@ -34,7 +34,7 @@ from pieceworks.common_algorithms.operations.requests import (
     decode_request,
     request_fields,
 )
-from pieceworks.common_algorithms.operations.targets import check_target
+from pieceworks.common_algorithms.operations.targets import check_target, require_still_absent
 from pieceworks.common_algorithms.placement import (
     DataStep,
     RemoteStep,
@@ -130,6 +130,8 @@ class RestoreVolume(DataStep, task.Task):
         manifest = read_manifest(self.store.objects, self.request.backup_id)
         failpoint("restore.manifest-read")
         target = VolumeRef(self.request.volume_id)
+        if not self.request.overwrite:  # CheckBackup found it free: is it still?
+            require_still_absent(self.backend, target.volume_id, operation="restore")
         strategy = str(attempt["strategy"])
         if strategy == "offload":
             self.store.pull(self.backend, target, manifest.size, manifest.chunks)

@@ -4,7 +4,8 @@
 changing anything: a driver's ``list_volumes()`` helper if it has one, and
 stream-out's `open_read` (whose reader knows the size). `check_target`
 refuses (`VolumeExists`) to go on when the target exists and replacing it
-was not asked for; `new_volume_id` picks an id no volume has yet.
+was not asked for, and `require_still_absent` asks again right before the
+target is written; `new_volume_id` picks an id no volume has yet.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Final
 from pieceworks.common_algorithms.backend import Backend
 from pieceworks.protocols import IStreamOut, VolumeExists, VolumeNotFound, VolumeRef, validate_id
 
-__all__ = ["Existing", "check_target", "existing_size", "new_volume_id"]
+__all__ = ["Existing", "check_target", "existing_size", "new_volume_id", "require_still_absent"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,35 @@ def check_target(
         )
     log.info("%s replaces volume '%s' (%s)", operation, volume_id, size)
     return found.size
+
+
+def require_still_absent(backend: Backend, volume_id: str, *, operation: str) -> None:
+    """Raise `VolumeExists` if `volume_id`, found free by `check_target`, exists now.
+
+    Called right before a restore or replication that was not asked to
+    replace anything writes its target (every attempt of the strategy
+    fallback, and a job resumed by another conductor). Between the check
+    and the write the volume can be created by another run (two restores
+    into one new name), or by this run's own earlier attempt that committed
+    and was then interrupted. A driver's writer decides at `open_write`
+    whether it replaces a volume (`IStreamIn`: "created if it does not
+    exist"), so without this check the later run silently replaced the
+    other's volume, both reporting success. The file driver's commit also
+    refuses a volume that appears after `open_write` (a link, not a
+    rename); this check covers the writers opened after it appeared. A
+    backend that cannot tell whether the volume exists is trusted, as by
+    `check_target`.
+    """
+    found = existing_size(backend, volume_id)
+    if not found.exists:
+        return
+    size = "unknown size" if found.size is None else f"{found.size} bytes"
+    raise VolumeExists(
+        f"volume '{volume_id}' on backend '{backend.name}' ({size}) appeared after this"
+        f" {operation} checked that it was free: another run created it, or an earlier"
+        f" attempt of this {operation} that was interrupted after its commit; it was not"
+        f" replaced. Check what it holds, or {operation} again with --overwrite"
+    )
 
 
 def new_volume_id(backend: Backend, base: str) -> str:
