@@ -23,7 +23,7 @@ import socket
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["Liveness", "Owner", "new_token", "process_start"]
 
@@ -32,7 +32,7 @@ class Liveness(Enum):
     """What can be known of an owner from here."""
 
     ALIVE = "alive"  # same host, the very process still runs
-    DEAD = "dead"  # same host, no such process (or another one under its pid)
+    DEAD = "dead"  # same host, no such process (or another one under its pid, or a zombie)
     REMOTE = "remote"  # another host: alive while it renews its marker
 
 
@@ -47,6 +47,17 @@ def process_start(pid: int) -> int | None:
     Read from ``/proc/PID/stat`` (field 22). Returns None where ``/proc``
     is missing or unreadable, too.
     """
+    found = _process_stat(pid)
+    return None if found is None else found[1]
+
+
+#: ``/proc/PID/stat`` states of a process that has exited: a zombie its parent has
+#: not reaped yet (Z), one being reaped (X, x). Such a process holds nothing.
+_EXITED: Final = frozenset("ZXx")
+
+
+def _process_stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start)`` of process `pid` from ``/proc/PID/stat`` (fields 3 and 22), or None."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             stat = f.read()
@@ -55,7 +66,7 @@ def process_start(pid: int) -> int | None:
     # The command name (field 2) is in parentheses and may contain spaces.
     fields = stat.rpartition(")")[2].split()
     try:
-        return int(fields[19])  # field 22 overall: 3 + 19
+        return fields[0], int(fields[19])  # fields 3 and 22 overall
     except (IndexError, ValueError):
         return None
 
@@ -141,13 +152,16 @@ class Owner:
         pid, own_start = _this_process()
         if self.pid == pid and (self.start is None or self.start == own_start):
             return Liveness.ALIVE
-        start = process_start(self.pid)
-        if start is None:
+        found = _process_stat(self.pid)
+        if found is None:
             if os.path.isdir("/proc/self"):
                 return Liveness.DEAD
             return _signal_liveness(self.pid)
+        state, start = found
         if self.start is not None and start != self.start:
             return Liveness.DEAD  # the pid now belongs to another process
+        if state in _EXITED:
+            return Liveness.DEAD  # killed, not yet reaped by its parent: it holds nothing
         return Liveness.ALIVE
 
     def same_process(self, other: Owner) -> bool:

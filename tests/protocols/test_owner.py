@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 from pieceworks.drivers._files import owned_tag, written_by_me
 from pieceworks.protocols.owner import Liveness, Owner, process_start
@@ -52,3 +55,30 @@ def test_a_forked_child_names_itself_not_its_parent() -> None:
     assert answer["own_tag_mine"] is True
     assert answer["parent_tag_mine"] is False
     assert written_by_me(f".tmp-{parent_tag}")
+
+
+def test_a_killed_process_not_yet_reaped_is_dead() -> None:
+    """A zombie (killed, its parent not yet waiting for it) counted as alive: a restarted
+    remote target's start-up sweep kept a killed target's ``.incoming`` file, and leases
+    of such a process looked held until its parent reaped it (found by breaker4)."""
+    proc = subprocess.Popen(["sleep", "100"])
+    try:
+        me = Owner.current("")
+        owner = Owner(me.host, proc.pid, process_start(proc.pid), me.boot, "")
+        assert owner.liveness() is Liveness.ALIVE
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _state(proc.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _state(proc.pid) == "Z"  # exited, not reaped: its pid and start time remain
+        assert process_start(proc.pid) == owner.start
+        assert owner.liveness() is Liveness.DEAD
+    finally:
+        proc.kill()
+        proc.wait()
+    assert owner.liveness() is Liveness.DEAD
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rpartition(")")[2].split()[0]
