@@ -43,6 +43,7 @@ from pieceworks.protocols import (
     ConfigError,
     CorruptionError,
     InvalidName,
+    NotFound,
     OperationCancelled,
     ShortRead,
     SnapshotNotFound,
@@ -594,3 +595,23 @@ def test_the_target_command_reports_a_bad_directory(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and result.stdout == ""
     assert "error:" in result.stderr
+
+
+def test_a_pull_from_a_store_the_target_does_not_have_creates_nothing(
+    target: Target, store: Store, tmp_path: Path
+) -> None:
+    """A store path the target's host does not have was created there, empty, and the pull
+    then failed on a missing chunk (CorruptionError naming an offset): a pull only reads."""
+    driver = target.driver()
+    backend = Backend.of("remote", driver)
+    driver.write_volume_bytes("vol", os.urandom(4 * MiB))
+    out = backup(backend, store, request("vol"))
+    missing = tmp_path / "not-on-the-target"
+    elsewhere = Store(
+        "lab", store.objects, StoreSpec("lab", "posix", {"path": str(missing), "durable": "false"})
+    )
+    with pytest.raises(NotFound, match="does not exist") as err:
+        restore(backend, elsewhere, RestoreRequest(out.backup_id, "restored"))
+    assert not isinstance(err.value, CorruptionError)
+    assert not missing.exists()
+    assert not (target.directory / "restored").exists()

@@ -64,8 +64,8 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     reads = Reads()
     opened = store_opener.open_store
 
-    def counting_open(spec: StoreSpec) -> IObjectStore:
-        store = opened(spec)
+    def counting_open(spec: StoreSpec, *, create: bool = True) -> IObjectStore:
+        store = opened(spec, create=create)
         get = store.get
 
         def counted(key: str) -> bytes:

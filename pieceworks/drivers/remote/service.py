@@ -307,7 +307,9 @@ class TargetService:
         size, chunks = _int(body, "size"), chunks_from_json(body.get("chunks"))
         check_layout(size, chunks)
         started = time.monotonic()
-        store = _opened(spec, keys_from_json(body.get("keys")))
+        # A pull reads only: a store that is not there (a path the manager sees and this
+        # host does not) is StoreMissing, never created empty here to fail chunk by chunk.
+        store = _opened(spec, keys_from_json(body.get("keys")), create=False)
         with self.writing(ref.volume_id):
             self.sweep_leftovers()
             written = pull_volume(
@@ -382,7 +384,10 @@ def _is_id(name: str) -> bool:
 # -- HTTP --------------------------------------------------------------------------
 
 
-def _opened(spec: StoreSpec, keys: StoreKeys | None) -> IObjectStore:
-    """The store `spec` names, sealed with `keys` when the manager sent them (sealed-offload)."""
-    store = open_store(spec)
+def _opened(spec: StoreSpec, keys: StoreKeys | None, *, create: bool = True) -> IObjectStore:
+    """The store `spec` names, sealed with `keys` when the manager sent them (sealed-offload).
+
+    With `create` false a store that does not exist is `StoreMissing` (`open_store`).
+    """
+    store = open_store(spec, create=create)
     return store if keys is None else EncryptedStore(store, keys)
