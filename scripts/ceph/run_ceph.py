@@ -113,6 +113,12 @@ paxos propose interval = 0.1
 auth allow insecure global id reclaim = false
 osd crush chooseleaf type = 0
 rbd default features = 61
+[client]
+# One socket per daemon is enough: clients (rbd, librbd in pieceworks) sharing
+# $name=client.admin each tried to bind the same path and printed
+# "AdminSocket::bind_and_listen ... File exists" on stderr. An empty path turns
+# the client's admin socket off.
+admin socket =
 [mon]
 mon data = {d}/mon.$id
 mon cluster log file = {d}/log/cluster.log

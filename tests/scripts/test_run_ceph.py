@@ -63,6 +63,40 @@ def test_start_prints_the_cluster_and_stop_leaves_nothing(tmp_path: Path) -> Non
     assert not d.exists()
 
 
+def test_a_second_client_prints_no_admin_socket_error(tmp_path: Path) -> None:
+    """Every client shared the admin socket path of ``client.admin``: an ``rbd`` command run
+    while another client was connected printed ``AdminSocket::bind_and_listen ... File
+    exists`` on stderr (found by breaker4). Clients have no admin socket now."""
+    d = tmp_path / "cluster"
+    started = script("start", "--dir", str(d), "--memstore-mib", "256")
+    assert started.returncode == 0, started.stderr
+    conf = str(d / "ceph.conf")
+    holder = subprocess.Popen(  # a connected client (librados, as pieceworks' driver is)
+        [sys.executable, "-c", HOLD_A_CONNECTION, conf], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "connected"
+        env = {"CEPH_CONF": conf, "PATH": "/usr/bin:/bin"}
+        second = subprocess.run(
+            ["rbd", "ls", "rbd"], env=env, capture_output=True, text=True, check=False
+        )
+        assert second.returncode == 0, second
+        assert "AdminSocket" not in second.stderr, second.stderr
+    finally:
+        holder.kill()
+        holder.wait(10)
+        assert script("stop", "--dir", str(d)).returncode == 0
+
+
+HOLD_A_CONNECTION = """
+import sys, time, rados
+cluster = rados.Rados(conffile=sys.argv[1])
+cluster.connect()
+print("connected", flush=True)
+time.sleep(60)
+"""
+
+
 def test_a_cluster_stops_when_its_owner_is_gone(tmp_path: Path) -> None:
     """--owner-pid: killing the owner (SIGKILL) stops the daemons and removes the directory."""
     owner = subprocess.Popen(["sleep", "600"])
