@@ -60,6 +60,7 @@ __all__ = [
     "run_all",
     "scrub",
     "watch_pools",
+    "within_deadline",
 ]
 
 #: What stands in for a secret wherever one would be shown.
@@ -388,6 +389,23 @@ class Deadline:
         log.warning("%s: %s: cut off after %.4g s", self.store, self.what, self.seconds)
         for connection in connections:
             _shut(connection)
+
+
+def within_deadline(seconds: float, store: str, what: str, request: Callable[[], T]) -> T:
+    """One try of a request, `request()`, under a `Deadline` of `seconds`.
+
+    Whatever the cut socket makes the client raise once the deadline has
+    fired becomes the deadline's `TransientError` (`Deadline.error`); any
+    other failure passes through. The Swift and S3 stores wrap each try of
+    their ``_call`` in it.
+    """
+    with Deadline(seconds, store, what) as deadline:
+        try:
+            return request()
+        except Exception:  # whatever the cut socket made the client raise
+            if deadline.fired:
+                raise deadline.error() from None
+            raise
 
 
 def _shut(connection: Any) -> None:

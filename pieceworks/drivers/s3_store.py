@@ -594,15 +594,6 @@ class S3Store(StoredSizes):
         """
         seconds = _object_client.Deadline.for_body(self._deadline, size)
 
-        def attempt() -> T:
-            with _object_client.Deadline(seconds, self._label, what) as deadline:
-                try:
-                    return once()
-                except Exception:  # whatever the cut socket made the client raise
-                    if deadline.fired:
-                        raise deadline.error() from None
-                    raise
-
         def once() -> T:
             if tries is not None:
                 tries.count += 1
@@ -620,7 +611,9 @@ class S3Store(StoredSizes):
                     f"{self._label}: {what}: {type(exc).__name__}: {self._scrub(str(exc))}"
                 ) from None
 
-        return self._retry.call(attempt)
+        return self._retry.call(
+            lambda: _object_client.within_deadline(seconds, self._label, what, once)
+        )
 
     def _bucket_still_there(self) -> None:
         """Raise `BackendError` if the bucket is gone (checked at most every `_GONE_CHECK` s).

@@ -508,17 +508,7 @@ class SwiftStore(StoredSizes):
         if self._segments is None or (
             not self._segments and time.monotonic() - self._segments_checked > _RECHECK
         ):
-
-            def exists(conn: Any) -> bool:
-                try:
-                    conn.head_container(self._segment_container)
-                except ClientException as exc:
-                    if exc.http_status == 404:
-                        return False
-                    raise
-                return True
-
-            found = self._call(f"head container {self._segment_container!r}", exists)
+            found = self._container_exists(self._segment_container)
             self._segments, self._segments_checked = found, time.monotonic()
         return bool(self._segments)
 
@@ -537,19 +527,23 @@ class SwiftStore(StoredSizes):
         if container == self._container:
             self._container_seen = time.monotonic()
 
-    def _require_container(self) -> None:
-        """`StoreMissing` if the store's container does not exist (one HEAD; nothing made)."""
+    def _container_exists(self, container: str) -> bool:
+        """Whether `container` exists (one HEAD; a 404 is False, nothing is made)."""
 
         def exists(conn: Any) -> bool:
             try:
-                conn.head_container(self._container)
+                conn.head_container(container)
             except ClientException as exc:
                 if exc.http_status == 404:
                     return False
                 raise
             return True
 
-        if not self._call(f"head container {self._container!r}", exists):
+        return self._call(f"head container {container!r}", exists)
+
+    def _require_container(self) -> None:
+        """`StoreMissing` if the store's container does not exist (one HEAD; nothing made)."""
+        if not self._container_exists(self._container):
             raise StoreMissing(
                 f"{self._label} does not exist (no container {self._container!r}); nothing"
                 " was created: check the container's name, or run a backup to create it",
@@ -641,15 +635,6 @@ class SwiftStore(StoredSizes):
         """
         seconds = _object_client.Deadline.for_body(self._deadline, size)
 
-        def attempt() -> T:
-            with _object_client.Deadline(seconds, self._label, what) as deadline:
-                try:
-                    return once()
-                except Exception:  # whatever the cut socket made the client raise
-                    if deadline.fired:
-                        raise deadline.error() from None
-                    raise
-
         def once() -> T:
             if tries is not None:
                 tries.count += 1
@@ -687,7 +672,9 @@ class SwiftStore(StoredSizes):
                         f" {type(exc).__name__}: {self._scrub(str(exc))}"
                     ) from None
 
-        return self._retry.call(attempt)
+        return self._retry.call(
+            lambda: _object_client.within_deadline(seconds, self._label, what, once)
+        )
 
     def _error(self, what: str, exc: ClientException) -> BackendError:
         status = exc.http_status

@@ -178,17 +178,7 @@ def test_reading_a_manifest_under_200_bytes_a_chunk() -> None:
     verify read theirs): the chunk list and a batch of rows at a time, about 60 bytes a
     chunk beside the document's bytes (the whole document as JSON values, and its canonical
     JSON twice to check the sum, took about 600)."""
-    manifest = Manifest(
-        backup_id="b1",
-        volume_id="v",
-        backend="local",
-        size=COUNT << 22,
-        chunk_size=1 << 22,
-        codec="zstd",
-        chunks=_columns(COUNT).build(),
-        created=1.0,
-        strategy="direct-stream",
-    )
+    manifest = _large_manifest(COUNT)
     data = manifest.to_json()
     read, per_chunk = peak_bytes_per_chunk(lambda: Manifest.from_json(data), COUNT)
     assert read == manifest
