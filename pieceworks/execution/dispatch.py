@@ -269,7 +269,7 @@ def _optional_refused(
     raised before the step does anything, so asking again without the
     argument repeats nothing (see `RemoteStep.OPTIONAL_ARGUMENTS`).
     """
-    if not _OLD_WORKER.match(text) or not text.startswith(f"TypeError: {step.__name__}.execute()"):
+    if not text.startswith(f"TypeError: {step.__name__}.execute() got an unexpected keyword"):
         return None
     found = _UNEXPECTED.search(text)
     if found is None:
